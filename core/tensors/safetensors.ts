@@ -1,0 +1,130 @@
+/**
+ * The safetensors format (https://huggingface.co/docs/safetensors): an 8-byte little-endian header length,
+ * a JSON header {name: {dtype, shape, data_offsets}, __metadata__?: {string: string}}, then the raw data.
+ * Every error names the file and, where there is one, the tensor.
+ */
+import { DTYPES, isDType } from './dtype.ts';
+import { byteLength, numel, type Tensor } from './tensor.ts';
+
+export interface SafetensorsFile {
+  tensors: Map<string, Tensor>;
+  metadata: Record<string, string>;
+}
+
+/** Largest header we accept; the format itself caps it at 100 MB. */
+const MAX_HEADER_BYTES = 100_000_000;
+
+export class SafetensorsError extends Error {
+  constructor(file: string, message: string, tensor?: string) {
+    super(`${file}: ${tensor === undefined ? '' : `tensor '${tensor}': `}${message}`);
+    this.name = 'SafetensorsError';
+  }
+}
+
+/** Parses a safetensors file. `file` is only used to name the file in errors. */
+export function parseSafetensors(bytes: Uint8Array, file = 'safetensors'): SafetensorsFile {
+  const fail = (message: string, tensor?: string): never => {
+    throw new SafetensorsError(file, message, tensor);
+  };
+  if (bytes.byteLength < 8) fail(`truncated: ${bytes.byteLength} bytes, a file needs at least 8`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLength = Number(view.getBigUint64(0, true));
+  if (headerLength > MAX_HEADER_BYTES) fail(`corrupt header: header length ${headerLength} exceeds ${MAX_HEADER_BYTES}`);
+  if (8 + headerLength > bytes.byteLength) {
+    fail(`truncated: header of ${headerLength} bytes does not fit in ${bytes.byteLength} bytes`);
+  }
+  let header: unknown;
+  try {
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + headerLength)));
+  } catch (e) {
+    fail(`corrupt header: not valid UTF-8 JSON (${(e as Error).message})`);
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('corrupt header: not a JSON object');
+
+  const dataStart = 8 + headerLength;
+  const dataLength = bytes.byteLength - dataStart;
+  const tensors = new Map<string, Tensor>();
+  let metadata: Record<string, string> = {};
+  const spans: Array<[number, number, string]> = [];
+  for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      if (typeof entry !== 'object' || entry === null || Object.values(entry).some((v) => typeof v !== 'string')) {
+        fail('corrupt header: __metadata__ must map strings to strings');
+      }
+      metadata = entry as Record<string, string>;
+      continue;
+    }
+    const { dtype, shape, data_offsets: offsets } = (entry ?? {}) as Record<string, unknown>;
+    if (typeof dtype !== 'string' || !isDType(dtype)) fail(`unsupported or missing dtype ${JSON.stringify(dtype)}`, name);
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      fail(`corrupt header: shape ${JSON.stringify(shape)} is not a list of non-negative integers`, name);
+    }
+    if (
+      !Array.isArray(offsets) ||
+      offsets.length !== 2 ||
+      !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) ||
+      offsets[0] > offsets[1]
+    ) {
+      fail(`corrupt header: data_offsets ${JSON.stringify(offsets)} is not [begin, end]`, name);
+    }
+    const [begin, end] = offsets as [number, number];
+    const t = { dtype: dtype as keyof typeof DTYPES, shape: shape as number[] };
+    const expected = numel(t.shape) * DTYPES[t.dtype].bytes;
+    if (end - begin !== expected) {
+      fail(`data_offsets span ${end - begin} bytes but ${t.dtype}${JSON.stringify(t.shape)} needs ${expected}`, name);
+    }
+    if (end > dataLength) fail(`truncated: data ends at byte ${end} but the file holds ${dataLength} data bytes`, name);
+    spans.push([begin, end, name]);
+    tensors.set(name, { ...t, data: view_(bytes, dataStart + begin, t.dtype, numel(t.shape)) });
+  }
+  spans.sort((a, b) => a[0] - b[0]);
+  for (let i = 1; i < spans.length; i++) {
+    if (spans[i][0] < spans[i - 1][1]) fail(`corrupt header: data overlaps tensor '${spans[i - 1][2]}'`, spans[i][2]);
+  }
+  return { tensors, metadata };
+}
+
+/** A typed view on the bytes where they are aligned, else an aligned copy. */
+function view_(bytes: Uint8Array, offset: number, dtype: keyof typeof DTYPES, length: number) {
+  const { bytes: size, make } = DTYPES[dtype];
+  const at = bytes.byteOffset + offset;
+  if (at % size === 0) return make(bytes.buffer, at, length);
+  const copy = bytes.slice(offset, offset + length * size);
+  return make(copy.buffer, 0, length);
+}
+
+/** Serialises tensors (in the given order) into safetensors bytes. */
+export function serializeSafetensors(
+  tensors: Map<string, Tensor> | Record<string, Tensor>,
+  metadata?: Record<string, string>,
+): Uint8Array {
+  const entries = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
+  const header: Record<string, unknown> = {};
+  if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = metadata;
+  let offset = 0;
+  for (const [name, t] of entries) {
+    const size = byteLength(t);
+    if (t.data.byteLength !== size) {
+      throw new SafetensorsError('serialize', `holds ${t.data.byteLength} bytes but ${t.dtype}${JSON.stringify(t.shape)} needs ${size}`, name);
+    }
+    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + size] };
+    offset += size;
+  }
+  let json = new TextEncoder().encode(JSON.stringify(header));
+  // Pad the header with spaces so the data starts 8-byte aligned, as the reference implementation does.
+  const padded = Math.ceil(json.byteLength / 8) * 8;
+  if (padded !== json.byteLength) {
+    const p = new Uint8Array(padded).fill(0x20);
+    p.set(json);
+    json = p;
+  }
+  const out = new Uint8Array(8 + json.byteLength + offset);
+  new DataView(out.buffer).setBigUint64(0, BigInt(json.byteLength), true);
+  out.set(json, 8);
+  let at = 8 + json.byteLength;
+  for (const [, t] of entries) {
+    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at);
+    at += t.data.byteLength;
+  }
+  return out;
+}

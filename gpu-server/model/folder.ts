@@ -1,0 +1,38 @@
+/** Model folders on the local disk (Node): the Hugging Face layout read and written through core/model/files. */
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { loadModel, modelFiles, type ModelSource } from '../../core/model/files.ts';
+import type { GPT2Model } from '../../core/model/weights.ts';
+
+export function folderSource(dir: string): ModelSource {
+  return {
+    path: (file) => join(dir, file),
+    read: async (file) => {
+      try {
+        return new Uint8Array(await readFile(join(dir, file)));
+      } catch (e) {
+        const err = e as NodeJS.ErrnoException;
+        if (err.code === 'ENOENT') {
+          throw new Error(`${join(dir, file)}: not found; a model folder holds config.json and model.safetensors (make one with npm run make-model)`);
+        }
+        throw err;
+      }
+    },
+  };
+}
+
+export function readModelFolder(dir: string): Promise<GPT2Model> {
+  return loadModel(folderSource(dir));
+}
+
+/** Writes each file beside its final name and renames it into place, so a crash never leaves a half-written file. */
+export async function writeFileAtomic(path: string, bytes: Uint8Array | string): Promise<void> {
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, bytes);
+  await rename(tmp, path);
+}
+
+export async function writeModelFolder(dir: string, model: GPT2Model): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  for (const [file, bytes] of Object.entries(modelFiles(model))) await writeFileAtomic(join(dir, file), bytes);
+}

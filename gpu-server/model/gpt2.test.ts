@@ -1,0 +1,64 @@
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { referenceClassify, referenceHidden, referenceLmLogits } from '../../core/model/reference.ts';
+import { batch, leftPadded, maxAbsDiff, realRows, tinyModel, TINY } from '../../tests/fixtures.ts';
+import { initBackend } from '../tf/backend.ts';
+import { FrozenLinear, TfGPT2 } from './gpt2.ts';
+
+const model = tinyModel();
+const right = batch([9, 12, 3, 1], 12, 'right');
+const left = leftPadded(right);
+const ids = (b: typeof right) => tf.tensor2d(b.ids, [b.B, b.T], 'int32');
+const mask = (b: typeof right) => tf.tensor2d(b.mask, [b.B, b.T], 'int32');
+
+describe('TF.js GPT-2 forward (wasm backend) against the float64 reference', () => {
+  let net: TfGPT2;
+  beforeAll(async () => {
+    await initBackend('wasm');
+    net = new TfGPT2(model);
+  });
+
+  it.each([1, 2, 4])('hidden states at cut %i equal the reference within 1e-5, for every position', (cut) => {
+    for (const b of [right, left]) {
+      const got = net.hidden(ids(b), mask(b), cut).dataSync();
+      expect(maxAbsDiff(got, referenceHidden(model, b.ids, b.mask, b.B, b.T, cut))).toBeLessThan(1e-5);
+    }
+  });
+
+  it('a suffix from cut k on the reference hidden states gives the full model classification', () => {
+    const want = referenceClassify(model, right.ids, right.mask, right.B, right.T);
+    const atCut = tf.tensor3d(Float32Array.from(referenceHidden(model, right.ids, right.mask, right.B, right.T, 2)), [right.B, right.T, TINY.nEmbd]);
+    expect(maxAbsDiff(net.classifyFromCut(atCut, mask(right), 2).dataSync(), want)).toBeLessThan(1e-5);
+  });
+
+  it('the classification head pools the last real token for left- and right-padded batches alike', () => {
+    const logits = (b: typeof right) => net.classify(net.hidden(ids(b), mask(b)), mask(b)).dataSync();
+    const r = logits(right);
+    expect(maxAbsDiff(r, referenceClassify(model, right.ids, right.mask, right.B, right.T))).toBeLessThan(1e-5);
+    expect(maxAbsDiff(r, logits(left))).toBeLessThan(1e-5);
+    // Pooling any other position would change the logits: compare against pooling the last padded slot.
+    const fullMask = tf.onesLike(mask(right));
+    expect(maxAbsDiff(r, net.classify(net.hidden(ids(right), mask(right)), fullMask as tf.Tensor2D).dataSync())).toBeGreaterThan(1e-3);
+  });
+
+  it('the tied LM head equals the reference', () => {
+    const h = net.hidden(ids(right), mask(right));
+    const got = net.lmLogits(h.reshape([-1, TINY.nEmbd])).dataSync();
+    const want = referenceLmLogits(model, right.ids, right.mask, right.B, right.T);
+    expect(maxAbsDiff(realRows(got, right.mask, TINY.vocabSize), realRows(want, right.mask, TINY.vocabSize))).toBeLessThan(1e-4);
+  });
+
+  it('a frozen linear gives the same value and input gradient as autodiff of a plain MatMul', () => {
+    const x = tf.randomNormal([6, 8], 0, 1, 'float32', 3) as tf.Tensor2D;
+    const w = tf.randomNormal([8, 5], 0, 1, 'float32', 4) as tf.Tensor2D;
+    const b = tf.randomNormal([5], 0, 1, 'float32', 5) as tf.Tensor1D;
+    const dy = tf.randomNormal([6, 5], 0, 1, 'float32', 6);
+    const frozen = new FrozenLinear(w.clone(), b.clone());
+    const loss = (f: (x: tf.Tensor2D) => tf.Tensor) => (x: tf.Tensor) => tf.sum(tf.mul(f(x as tf.Tensor2D), dy));
+    const plain = (x: tf.Tensor2D) => tf.add(tf.matMul(x, w), b);
+    expect(maxAbsDiff(frozen.apply(x).dataSync(), plain(x).dataSync())).toBeLessThan(1e-6);
+    const got = tf.grad(loss((x) => frozen.apply(x)))(x).dataSync();
+    const want = tf.grad(loss(plain))(x).dataSync();
+    expect(maxAbsDiff(got, want)).toBeLessThan(1e-5);
+  });
+});

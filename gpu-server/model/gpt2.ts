@@ -1,0 +1,196 @@
+/**
+ * GPT-2 in TensorFlow.js for the training server: the full model, or any suffix (blocks [k, n) + head) applied to
+ * hidden states that devices computed at cut k. Padding conventions: core/model/masking.ts.
+ *
+ * Speed rule (STACK-NOTES): on the WASM backend only a plain 2-D, non-transposed MatMul is fast. Every frozen linear
+ * therefore runs on [rows, in] x [in, out], and its backward multiplies by a pre-transposed copy of the weight
+ * instead of letting autodiff produce a transposed MatMul.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { MASKED_SCORE } from '../../core/model/masking.ts';
+import { BLOCK_LINEARS, linearShape, param, SCORE, type BlockLinear, type GPT2Model } from '../../core/model/weights.ts';
+import type { GPT2Config } from '../../core/model/config.ts';
+
+/** A linear layer whose weight never trains: y = x @ W + b, with dx = dy @ W^T as a plain MatMul too. */
+export class FrozenLinear {
+  readonly weight: tf.Tensor2D;
+  private readonly weightT: tf.Tensor2D;
+  private readonly bias: tf.Tensor1D | undefined;
+  private readonly fn: (x: tf.Tensor2D) => tf.Tensor2D;
+
+  constructor(weight: tf.Tensor2D, bias?: tf.Tensor1D, weightT?: tf.Tensor2D) {
+    this.weight = weight;
+    this.weightT = weightT ?? weight.transpose();
+    this.bias = bias;
+    this.fn = tf.customGrad((x) => ({
+      value: this.bias ? tf.add(tf.matMul(x as tf.Tensor2D, this.weight), this.bias) : tf.matMul(x as tf.Tensor2D, this.weight),
+      gradFunc: (dy) => tf.matMul(dy as tf.Tensor2D, this.weightT),
+    })) as (x: tf.Tensor2D) => tf.Tensor2D;
+  }
+
+  /** x: [rows, in] -> [rows, out]. */
+  apply(x: tf.Tensor2D): tf.Tensor2D {
+    return this.fn(x);
+  }
+
+  dispose(): void {
+    tf.dispose([this.weight, this.weightT, this.bias].filter((t) => t !== undefined));
+  }
+}
+
+interface LayerNorm {
+  weight: tf.Tensor1D;
+  bias: tf.Tensor1D;
+}
+
+interface Block {
+  ln1: LayerNorm;
+  ln2: LayerNorm;
+  linears: Record<BlockLinear, FrozenLinear>;
+}
+
+/** Attention masks in the form every block uses: which key each query may see, [B, 1, T, T]. */
+export function attentionAllowed(mask: tf.Tensor2D): tf.Tensor4D {
+  return tf.tidy(() => {
+    const [B, T] = mask.shape;
+    const r = tf.range(0, T, 1, 'int32');
+    const causal = tf.lessEqual(r.reshape([1, T]), r.reshape([T, 1])); // [query i, key j]: j <= i
+    return tf.logicalAnd(causal.reshape([1, 1, T, T]), tf.cast(mask, 'bool').reshape([B, 1, 1, T])) as tf.Tensor4D;
+  });
+}
+
+export class TfGPT2 {
+  readonly config: GPT2Config;
+  private readonly model: GPT2Model;
+  private readonly blocks: Array<Block | undefined> = [];
+  private readonly lnF: LayerNorm;
+  private readonly score: FrozenLinear | undefined;
+  /** Uploaded on first use: a suffix that starts at a cut and classifies never needs the vocabulary table. */
+  private embeddings: { wte: tf.Tensor2D; wpe: tf.Tensor2D } | undefined;
+  private lmHead: FrozenLinear | undefined;
+
+  /** Uploads the parameters of blocks [firstBlock, n) and the head; blocks below firstBlock run on the devices. */
+  constructor(model: GPT2Model, { firstBlock = 0 }: { firstBlock?: number } = {}) {
+    this.model = model;
+    const c = (this.config = model.config);
+    const t1 = (name: string) => tf.tensor1d(param(model, name));
+    const ln = (prefix: string): LayerNorm => ({ weight: t1(`${prefix}.weight`), bias: t1(`${prefix}.bias`) });
+    for (let i = 0; i < c.nLayer; i++) {
+      if (i < firstBlock) {
+        this.blocks.push(undefined);
+        continue;
+      }
+      const linears = {} as Record<BlockLinear, FrozenLinear>;
+      for (const name of BLOCK_LINEARS) {
+        const weight = tf.tensor2d(param(model, `h.${i}.${name}.weight`), linearShape(c, name));
+        linears[name] = new FrozenLinear(weight, t1(`h.${i}.${name}.bias`));
+      }
+      this.blocks.push({ ln1: ln(`h.${i}.ln_1`), ln2: ln(`h.${i}.ln_2`), linears });
+    }
+    this.lnF = ln('ln_f');
+    const score = model.params.get(SCORE);
+    if (score) {
+      const scoreT = tf.tensor2d(score, [c.numLabels, c.nEmbd]); // nn.Linear layout [out, in]
+      this.score = new FrozenLinear(scoreT.transpose(), undefined, scoreT);
+    }
+  }
+
+  private embeddingTables() {
+    const c = this.config;
+    return (this.embeddings ??= {
+      // Kept: the first use may be inside a tf.tidy.
+      wte: tf.keep(tf.tensor2d(param(this.model, 'wte.weight'), [c.vocabSize, c.nEmbd])),
+      wpe: tf.keep(tf.tensor2d(param(this.model, 'wpe.weight'), [c.nPositions, c.nEmbd])),
+    });
+  }
+
+  /** Token + position embeddings: ids and mask [B, T] int32 -> [B, T, d]. */
+  embed(ids: tf.Tensor2D, mask: tf.Tensor2D): tf.Tensor3D {
+    return tf.tidy(() => {
+      const { wte, wpe } = this.embeddingTables();
+      const pos = tf.maximum(tf.sub(tf.cumsum(tf.cast(mask, 'int32'), 1), tf.scalar(1, 'int32')), tf.scalar(0, 'int32'));
+      return tf.add(tf.gather(wte, ids), tf.gather(wpe, pos)) as tf.Tensor3D;
+    });
+  }
+
+  private layerNorm(x: tf.Tensor2D, { weight, bias }: LayerNorm): tf.Tensor2D {
+    const { mean, variance } = tf.moments(x, -1, true);
+    return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.config.layerNormEpsilon))), weight), bias);
+  }
+
+  private attention(block: Block, x: tf.Tensor2D, allowed: tf.Tensor4D, B: number, T: number): tf.Tensor2D {
+    const { nEmbd: d, nHead: H } = this.config;
+    const hd = d / H;
+    const qkv = block.linears['attn.c_attn'].apply(x);
+    const heads = (t: tf.Tensor) => t.reshape([B, T, H, hd]).transpose([0, 2, 1, 3]);
+    const [q, k, v] = tf.split(qkv, 3, 1).map(heads);
+    const scores = tf.where(allowed, tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(hd)), tf.scalar(MASKED_SCORE));
+    const y = tf.matMul(tf.softmax(scores), v).transpose([0, 2, 1, 3]).reshape([B * T, d]) as tf.Tensor2D;
+    return block.linears['attn.c_proj'].apply(y);
+  }
+
+  private mlp(block: Block, x: tf.Tensor2D): tf.Tensor2D {
+    const h = block.linears['mlp.c_fc'].apply(x);
+    const gelu = tf.mul(tf.mul(h, 0.5), tf.add(1, tf.tanh(tf.mul(tf.add(h, tf.mul(tf.pow(h, 3), 0.044715)), Math.sqrt(2 / Math.PI)))));
+    return block.linears['mlp.c_proj'].apply(gelu as tf.Tensor2D);
+  }
+
+  /** Runs blocks [from, to) on hidden states [B, T, d]. Use inside tf.tidy or a gradient function. */
+  blocksForward(hidden: tf.Tensor3D, mask: tf.Tensor2D, from: number, to = this.config.nLayer): tf.Tensor3D {
+    const [B, T, d] = hidden.shape;
+    const allowed = attentionAllowed(mask);
+    let x = hidden.reshape([B * T, d]) as tf.Tensor2D;
+    for (let i = from; i < to; i++) {
+      const block = this.blocks[i];
+      if (!block) throw new Error(`block ${i} is below this model's first block; it runs on the device`);
+      x = tf.add(x, this.attention(block, this.layerNorm(x, block.ln1), allowed, B, T));
+      x = tf.add(x, this.mlp(block, this.layerNorm(x, block.ln2)));
+    }
+    allowed.dispose();
+    return x.reshape([B, T, d]);
+  }
+
+  /** Hidden states after blocks [0, upTo): what the device prefix with cut `upTo` computes. */
+  hidden(ids: tf.Tensor2D, mask: tf.Tensor2D, upTo = this.config.nLayer): tf.Tensor3D {
+    return tf.tidy(() => this.blocksForward(this.embed(ids, mask), mask, 0, upTo));
+  }
+
+  /** Classification logits [B, num_labels] from the final hidden states, pooled at each row's last real token. */
+  classify(hidden: tf.Tensor3D, mask: tf.Tensor2D): tf.Tensor2D {
+    if (!this.score) throw new Error(`the model has no classification head (${SCORE})`);
+    const [B, T] = hidden.shape;
+    return tf.tidy(() => {
+      // Last real token: argmax over t of (mask * T + t); a row without real tokens pools t = T - 1.
+      // A one-hot sum rather than gather, whose gradient the WASM backend lacks.
+      const t = tf.range(0, T, 1, 'int32').reshape([1, T]);
+      const last = tf.argMax(tf.add(tf.mul(tf.cast(mask, 'int32'), tf.scalar(T, 'int32')), t), 1);
+      const pooled = tf.sum(tf.mul(hidden, tf.oneHot(last, T).reshape([B, T, 1])), 1) as tf.Tensor2D;
+      return this.score!.apply(this.layerNorm(pooled, this.lnF));
+    });
+  }
+
+  /** Classification logits from hidden states at cut k: the server's forward for one device batch. */
+  classifyFromCut(hidden: tf.Tensor3D, mask: tf.Tensor2D, cut: number): tf.Tensor2D {
+    return tf.tidy(() => this.classify(this.blocksForward(hidden, mask, cut), mask));
+  }
+
+  /** Next-token logits [rows, vocab] of final hidden states [rows, d] through the tied LM head. */
+  lmLogits(hidden: tf.Tensor2D): tf.Tensor2D {
+    // The tied head is wte^T, transposed once on first use.
+    const { wte } = this.embeddingTables();
+    this.lmHead ??= new FrozenLinear(wte.transpose(), undefined, wte.clone());
+    return tf.tidy(() => this.lmHead!.apply(this.layerNorm(hidden, this.lnF)));
+  }
+
+  dispose(): void {
+    tf.dispose([this.lnF.weight, this.lnF.bias]);
+    if (this.embeddings) tf.dispose([this.embeddings.wte, this.embeddings.wpe]);
+    for (const b of this.blocks) {
+      if (!b) continue;
+      tf.dispose([b.ln1.weight, b.ln1.bias, b.ln2.weight, b.ln2.bias]);
+      for (const l of Object.values(b.linears)) l.dispose();
+    }
+    this.score?.dispose();
+    this.lmHead?.dispose();
+  }
+}

@@ -1,0 +1,45 @@
+/**
+ * TensorFlow.js backend selection. `auto` takes the first that initialises, in order: tfjs-node-gpu, tfjs-node, wasm, cpu;
+ * tfjs-node(-gpu) are optional packages that are often absent. Training code never branches on the backend.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+export const BACKENDS = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+
+export interface BackendChoice {
+  backend: BackendName;
+  /** Why each backend before the chosen one was skipped. */
+  skipped: Array<{ backend: BackendName; reason: string }>;
+}
+
+async function tryBackend(name: BackendName): Promise<void> {
+  switch (name) {
+    case 'tfjs-node-gpu':
+    case 'tfjs-node':
+      // These packages register the 'tensorflow' backend when imported.
+      await import(/* @vite-ignore */ `@tensorflow/${name}`);
+      if (!(await tf.setBackend('tensorflow'))) throw new Error('the tensorflow backend did not initialise');
+      return;
+    case 'wasm':
+      await import('@tensorflow/tfjs-backend-wasm');
+      if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
+      return;
+    case 'cpu':
+      if (!(await tf.setBackend('cpu'))) throw new Error('the cpu backend did not initialise');
+  }
+}
+
+export async function initBackend(wanted: BackendName | 'auto' = 'auto'): Promise<BackendChoice> {
+  const candidates = wanted === 'auto' ? BACKENDS : [wanted];
+  const skipped: BackendChoice['skipped'] = [];
+  for (const backend of candidates) {
+    try {
+      await tryBackend(backend);
+      return { backend, skipped };
+    } catch (e) {
+      skipped.push({ backend, reason: (e as Error).message.split('\n')[0] });
+    }
+  }
+  throw new Error(`no TensorFlow.js backend initialised: ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')}`);
+}

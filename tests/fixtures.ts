@@ -1,0 +1,64 @@
+/** Shared test data: a tiny GPT-2 whose every parameter matters, and padded batches of random tokens. */
+import { gpt2Config, type GPT2Config } from '../core/model/config.ts';
+import { initModel } from '../core/model/init.ts';
+import type { GPT2Model } from '../core/model/weights.ts';
+import { Random } from '../core/random.ts';
+
+export const TINY: GPT2Config = gpt2Config({ nLayer: 4, nEmbd: 32, nHead: 4, nInner: 64, nPositions: 32, vocabSize: 97, numLabels: 3, padTokenId: 0 });
+
+export function tinyModel(seed = 1, config: GPT2Config = TINY): GPT2Model {
+  // Larger-than-default weights so that attention patterns and layer norms are far from trivial.
+  const model = initModel(config, { seed, paramNoise: 0.2 });
+  for (const [name, p] of model.params) if (/(c_attn|c_fc)\.weight$|^w[tp]e/.test(name)) p.forEach((v, i) => (p[i] = v * 10));
+  return model;
+}
+
+export interface Batch {
+  B: number;
+  T: number;
+  ids: Int32Array;
+  mask: Int32Array;
+  lengths: number[];
+}
+
+/** Random token rows of the given lengths, padded to T on the right or the left with `pad`. */
+export function batch(lengths: number[], T: number, side: 'right' | 'left', seed = 7, vocab = TINY.vocabSize, pad = 0): Batch {
+  const rng = new Random(seed);
+  const B = lengths.length;
+  const ids = new Int32Array(B * T).fill(pad);
+  const mask = new Int32Array(B * T);
+  lengths.forEach((n, b) => {
+    const start = side === 'right' ? 0 : T - n;
+    for (let t = start; t < start + n; t++) {
+      ids[b * T + t] = 1 + Math.floor(rng.uniform() * (vocab - 1));
+      mask[b * T + t] = 1;
+    }
+  });
+  return { B, T, ids, mask, lengths };
+}
+
+/** The same rows as `right`, re-padded on the left. */
+export function leftPadded(right: Batch, pad = 0): Batch {
+  const { B, T, lengths } = right;
+  const ids = new Int32Array(B * T).fill(pad);
+  const mask = new Int32Array(B * T);
+  lengths.forEach((n, b) => {
+    ids.set(right.ids.subarray(b * T, b * T + n), b * T + T - n);
+    mask.fill(1, b * T + T - n, b * T + T);
+  });
+  return { B, T, ids, mask, lengths };
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length ${a.length} != ${b.length}`);
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
+
+/** Values of [B, T, d] at the real (mask = 1) positions only, in order. */
+export function realRows(x: ArrayLike<number>, mask: ArrayLike<number>, d: number): number[] {
+  const out: number[] = [];
+  for (let r = 0; r < mask.length; r++) if (mask[r]) for (let i = 0; i < d; i++) out.push(x[r * d + i]);
+  return out;
+}

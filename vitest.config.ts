@@ -1,0 +1,11 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['core/**/*.test.ts', 'gpu-server/**/*.test.ts', 'workers/**/*.test.ts', 'tests/**/*.test.ts'],
+    testTimeout: 120_000,
+    hookTimeout: 120_000,
+    // The 2-core CI machine: ONNX and TF.js tests are CPU-heavy, run files two at a time.
+    maxWorkers: 2,
+  },
+});

@@ -1,0 +1,117 @@
+/** A small builder for ONNX graphs on top of the protobuf types of onnx.proto (npm onnx-proto). */
+import onnxProto from 'onnx-proto';
+
+export const { onnx } = onnxProto;
+export type DataType = onnxProto.onnx.TensorProto.DataType;
+export const DT = onnx.TensorProto.DataType;
+
+type AttrValue = number | number[] | string;
+
+interface ValueInfo {
+  name: string;
+  type: DataType;
+  /** Numbers are fixed sizes, strings name symbolic dimensions (batch, sequence). */
+  dims: Array<number | string>;
+}
+
+function valueInfo({ name, type, dims }: ValueInfo): onnxProto.onnx.IValueInfoProto {
+  return {
+    name,
+    type: {
+      tensorType: {
+        elemType: type,
+        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
+  };
+}
+
+function attribute(name: string, value: AttrValue, floatAttr: boolean): onnxProto.onnx.IAttributeProto {
+  const A = onnx.AttributeProto.AttributeType;
+  if (typeof value === 'string') return { name, type: A.STRING, s: new TextEncoder().encode(value) };
+  if (Array.isArray(value)) return { name, type: A.INTS, ints: value };
+  return floatAttr ? { name, type: A.FLOAT, f: value } : { name, type: A.INT, i: value };
+}
+
+/** Attributes that ONNX declares as floats (all others given as numbers are ints). */
+const FLOAT_ATTRIBUTES = new Set(['epsilon', 'alpha', 'beta']);
+
+export class GraphBuilder {
+  private readonly nodes: onnxProto.onnx.INodeProto[] = [];
+  private readonly initializers: onnxProto.onnx.ITensorProto[] = [];
+  private readonly constants = new Map<string, string>();
+  private count = 0;
+
+  /** Adds a weight or constant; returns its name. */
+  initializer(name: string, type: DataType, dims: number[], data: ArrayBufferView): string {
+    this.initializers.push({
+      name,
+      dataType: type,
+      dims,
+      rawData: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    });
+    return name;
+  }
+
+  /** A float32 scalar constant (deduplicated). */
+  float(value: number): string {
+    return this.constant(`f32:${value}`, () => this.initializer(`const_f${this.constants.size}`, DT.FLOAT, [], new Float32Array([value])));
+  }
+
+  /** An int64 constant vector (or scalar when `scalar` is set), deduplicated. */
+  ints(values: number[], scalar = false): string {
+    return this.constant(`i64:${scalar}:${values}`, () =>
+      this.initializer(`const_i${this.constants.size}`, DT.INT64, scalar ? [] : [values.length], BigInt64Array.from(values.map(BigInt))),
+    );
+  }
+
+  private constant(key: string, make: () => string): string {
+    let name = this.constants.get(key);
+    if (!name) this.constants.set(key, (name = make()));
+    return name;
+  }
+
+  /** Adds a node; returns its output names. */
+  node(opType: string, inputs: string[], attributes: Record<string, AttrValue> = {}, outputs = 1): string[] {
+    const names = Array.from({ length: outputs }, (_, i) => `${opType}_${this.count}${outputs > 1 ? `_${i}` : ''}`);
+    this.count++;
+    this.nodes.push({
+      opType,
+      input: inputs,
+      output: names,
+      name: `${opType}_${this.count}`,
+      attribute: Object.entries(attributes).map(([k, v]) => attribute(k, v, FLOAT_ATTRIBUTES.has(k))),
+    });
+    return names;
+  }
+
+  /** Single-output node. */
+  op(opType: string, inputs: string[], attributes: Record<string, AttrValue> = {}): string {
+    return this.node(opType, inputs, attributes)[0];
+  }
+
+  /** Encodes the model. `outputs` renames the final values to the graph's output names. */
+  build(options: {
+    name: string;
+    inputs: ValueInfo[];
+    outputs: Array<ValueInfo & { from: string }>;
+    opset: number;
+    metadata: Record<string, string>;
+  }): Uint8Array {
+    for (const out of options.outputs) this.nodes.push({ opType: 'Identity', input: [out.from], output: [out.name], name: `output_${out.name}` });
+    const model = onnx.ModelProto.create({
+      irVersion: 8,
+      producerName: 'splitfrozen',
+      opsetImport: [{ domain: '', version: options.opset }],
+      metadataProps: Object.entries(options.metadata).map(([key, value]) => ({ key, value })),
+      graph: {
+        name: options.name,
+        node: this.nodes,
+        initializer: this.initializers,
+        input: options.inputs.map(valueInfo),
+        output: options.outputs.map(valueInfo),
+      },
+    });
+    return onnx.ModelProto.encode(model).finish();
+  }
+}

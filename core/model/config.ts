@@ -86,7 +86,7 @@ export function parseConfig(text: string, file = 'config.json'): GPT2Config {
   if (typeof eps !== 'number' || !(eps > 0)) throw new ConfigError(file, "field 'layer_norm_epsilon' must be a positive number");
   const labels = raw.id2label && typeof raw.id2label === 'object' ? Object.keys(raw.id2label).length : undefined;
   const vocabSize = int('vocab_size');
-  const pad = raw.pad_token_id ?? raw.eos_token_id ?? 50256;
+  const pad = raw.pad_token_id ?? raw.eos_token_id ?? vocabSize - 1;
   if (!Number.isSafeInteger(pad) || (pad as number) < 0 || (pad as number) >= vocabSize) {
     throw new ConfigError(file, `field 'pad_token_id' must be a token id below vocab_size (${vocabSize})`);
   }
@@ -122,8 +122,9 @@ export function configToJson(c: GPT2Config): Record<string, unknown> {
     id2label: Object.fromEntries(Array.from({ length: c.numLabels }, (_, i) => [String(i), `LABEL_${i}`])),
     label2id: Object.fromEntries(Array.from({ length: c.numLabels }, (_, i) => [`LABEL_${i}`, i])),
     pad_token_id: c.padTokenId,
-    bos_token_id: 50256,
-    eos_token_id: 50256,
+    // GPT-2's <|endoftext|> is its last token (50256).
+    bos_token_id: c.vocabSize - 1,
+    eos_token_id: c.vocabSize - 1,
     resid_pdrop: 0.1,
     embd_pdrop: 0.1,
     attn_pdrop: 0.1,

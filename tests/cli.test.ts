@@ -1,0 +1,62 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import * as ort from 'onnxruntime-node';
+import { afterAll, describe, expect, it } from 'vitest';
+import { readModelFolder } from '../gpu-server/model/folder.ts';
+import { referenceHidden } from '../core/model/reference.ts';
+import { maxAbsDiff } from './fixtures.ts';
+
+const exec = promisify(execFile);
+const root = new URL('..', import.meta.url).pathname;
+const dir = await mkdtemp(join(tmpdir(), 'splitfrozen-cli-'));
+afterAll(() => rm(dir, { recursive: true, force: true }));
+
+function cli(script: string, ...args: string[]) {
+  return exec(process.execPath, ['--import', 'tsx', join(root, 'scripts', script), ...args], { cwd: root });
+}
+
+const SMALL = ['--layers', '2', '--embd', '16', '--heads', '2', '--vocab', '300', '--positions', '16'];
+
+describe('command-line tools', () => {
+  it('make-model writes the Hugging Face layout, deterministically for a seed', async () => {
+    await cli('make-model.ts', '--out', join(dir, 'a'), '--seed', '5', ...SMALL);
+    await cli('make-model.ts', '--out', join(dir, 'b'), '--seed', '5', ...SMALL);
+    await cli('make-model.ts', '--out', join(dir, 'c'), '--seed', '6', ...SMALL);
+    const bytes = (d: string) => readFile(join(dir, d, 'model.safetensors'));
+    expect((await bytes('a')).equals(await bytes('b'))).toBe(true);
+    expect((await bytes('a')).equals(await bytes('c'))).toBe(false);
+    const config = JSON.parse(await readFile(join(dir, 'a', 'config.json'), 'utf8'));
+    expect(config).toMatchObject({ model_type: 'gpt2', n_layer: 2, n_embd: 16, n_head: 2, vocab_size: 300, n_positions: 16 });
+    const model = await readModelFolder(join(dir, 'a'));
+    expect(model.params.get('h.1.attn.c_attn.weight')!.length).toBe(16 * 48);
+  });
+
+  it('export-prefix writes an ONNX prefix that equals the reference forward of the folder it read', async () => {
+    await cli('make-model.ts', '--out', join(dir, 'm'), '--seed', '2', ...SMALL);
+    await cli('export-prefix.ts', '--model', join(dir, 'm'), '--cut', '1', '--out', join(dir, 'p.onnx'));
+    const model = await readModelFolder(join(dir, 'm'));
+    const session = await ort.InferenceSession.create(join(dir, 'p.onnx'));
+    const ids = [5, 17, 299, 0];
+    const mask = [1, 1, 1, 0];
+    const out = await session.run({
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, 4]),
+      attention_mask: new ort.Tensor('int64', BigInt64Array.from(mask, BigInt), [1, 4]),
+    });
+    expect(maxAbsDiff(out.hidden_states.data as Float32Array, referenceHidden(model, ids, mask, 1, 4, 1))).toBeLessThan(1e-5);
+  });
+
+  it('bad arguments fail with a message that says what to fix', async () => {
+    await expect(cli('make-model.ts', '--out', join(dir, 'x'), '--embd', '10', '--heads', '3')).rejects.toMatchObject({
+      stderr: expect.stringContaining('--embd 10 must be divisible by --heads 3'),
+    });
+    await expect(cli('export-prefix.ts', '--model', join(dir, 'none'), '--cut', '1', '--out', join(dir, 'y.onnx'))).rejects.toMatchObject({
+      stderr: expect.stringContaining('none/config.json: not found'),
+    });
+    await expect(cli('export-prefix.ts', '--model', join(dir, 'a'), '--cut', '9', '--out', join(dir, 'y.onnx'))).rejects.toMatchObject({
+      stderr: expect.stringContaining('cut 9 is out of range'),
+    });
+  });
+});

@@ -3,6 +3,8 @@
  * the device looks its tokens' rows up itself and feeds `inputs_embeds`. Stored as safetensors, int8 with a
  * per-row scale or float32, and read back by name.
  */
+import { DTYPES } from '../tensors/dtype.ts';
+import { HEADER_PREFIX_BYTES, headerLength, parseSafetensorsHeader, typedView } from '../tensors/safetensors.ts';
 import type { Tensor } from '../tensors/tensor.ts';
 import { param, type GPT2Model } from '../model/weights.ts';
 import { quantizeInt8 } from './quantize.ts';
@@ -14,6 +16,16 @@ export interface TokenTable {
   rows: Float32Array | Int8Array;
   /** Per-row scales of int8 rows. */
   scales?: Float32Array;
+  /** For a table that holds only some tokens: token id -> row. */
+  index?: Map<number, number>;
+}
+
+function rowOf(table: TokenTable, id: number, what: string): number {
+  const row = table.index ? table.index.get(id) : id >= 0 && id < table.vocabSize ? id : undefined;
+  if (row === undefined) {
+    throw new RangeError(`${what} = ${id} is ${table.index && id >= 0 && id < table.vocabSize ? 'not among the rows this table holds' : `outside the vocabulary [0, ${table.vocabSize})`}`);
+  }
+  return row;
 }
 
 export function tokenTable(model: GPT2Model, weights: PrefixWeights): TokenTable {
@@ -26,13 +38,12 @@ export function tokenTable(model: GPT2Model, weights: PrefixWeights): TokenTable
 
 /** Rows of `ids` ([B, T], any integer array) as a float32 [B, T, d] array. */
 export function lookupTokens(table: TokenTable, ids: ArrayLike<number | bigint>): Float32Array {
-  const { nEmbd: d, vocabSize, rows, scales } = table;
+  const { nEmbd: d, rows, scales } = table;
   const out = new Float32Array(ids.length * d);
   for (let r = 0; r < ids.length; r++) {
-    const id = Number(ids[r]);
-    if (!(id >= 0 && id < vocabSize)) throw new RangeError(`input_ids[${r}] = ${id} is outside the vocabulary [0, ${vocabSize})`);
-    const scale = scales ? scales[id] : 1;
-    for (let i = 0; i < d; i++) out[r * d + i] = rows[id * d + i] * scale;
+    const row = rowOf(table, Number(ids[r]), `input_ids[${r}]`);
+    const scale = scales ? scales[row] : 1;
+    for (let i = 0; i < d; i++) out[r * d + i] = rows[row * d + i] * scale;
   }
   return out;
 }
@@ -56,4 +67,50 @@ export function tokenTableFromTensors(tensors: Map<string, Tensor>, file = 'toke
   const scales = tensors.get('wte.weight_scale');
   if (!scales || scales.shape[0] !== vocabSize) throw new Error(`${file}: tensor 'wte.weight_scale' must hold ${vocabSize} per-row scales`);
   return { vocabSize, nEmbd, rows: int8!.data as Int8Array, scales: scales.data as Float32Array };
+}
+
+/** Reads bytes [offset, offset + length) of a file: an HTTP Range GET, a file-handle read. */
+export type ReadRange = (offset: number, length: number) => Promise<Uint8Array>;
+
+/**
+ * Reads only the rows of `ids` from a token-table safetensors file of `fileLength` bytes, in few range reads
+ * (ids closer than `maxGap` rows share one read). A device holds the vocabulary its shard uses, not 50,257 rows.
+ */
+export async function readTokenRows(read: ReadRange, fileLength: number, ids: Iterable<number | bigint>, file = 'token table', maxGap = 32): Promise<TokenTable> {
+  const prefix = await read(0, HEADER_PREFIX_BYTES);
+  const headerBytes = new Uint8Array(HEADER_PREFIX_BYTES + headerLength(prefix, file));
+  headerBytes.set(prefix);
+  headerBytes.set(await read(HEADER_PREFIX_BYTES, headerBytes.length - HEADER_PREFIX_BYTES), HEADER_PREFIX_BYTES);
+  const { entries, dataStart } = parseSafetensorsHeader(headerBytes, fileLength, file);
+  const entry = (name: string) => entries.find((e) => e.name === name);
+  const table = entry('wte.weight') ?? entry('wte.weight_int8');
+  if (!table || table.shape.length !== 2) throw new Error(`${file}: needs 'wte.weight' (F32) or 'wte.weight_int8' (I8) of shape [vocab, d]`);
+  const [vocabSize, nEmbd] = table.shape;
+  const rowBytes = nEmbd * DTYPES[table.dtype].bytes;
+  const scaleEntry = entry('wte.weight_scale');
+  if (table.dtype === 'I8' && scaleEntry?.shape[0] !== vocabSize) throw new Error(`${file}: tensor 'wte.weight_scale' must hold ${vocabSize} per-row scales`);
+
+  const wanted = [...new Set(Array.from(ids, Number))].sort((a, b) => a - b);
+  wanted.forEach((id, i) => {
+    if (!(Number.isInteger(id) && id >= 0 && id < vocabSize)) throw new RangeError(`input_ids[${i}] = ${id} is outside the vocabulary [0, ${vocabSize})`);
+  });
+  const rows = table.dtype === 'I8' ? new Int8Array(wanted.length * nEmbd) : new Float32Array(wanted.length * nEmbd);
+  const index = new Map<number, number>();
+  for (let i = 0; i < wanted.length; ) {
+    let j = i;
+    while (j + 1 < wanted.length && wanted[j + 1] - wanted[j] <= maxGap) j++;
+    const [first, last] = [wanted[i], wanted[j]];
+    const bytes = await read(dataStart + table.begin + first * rowBytes, (last - first + 1) * rowBytes);
+    const block = typedView(bytes, 0, table.dtype, (last - first + 1) * nEmbd);
+    for (; i <= j; i++) {
+      index.set(wanted[i], i);
+      rows.set((block as Float32Array | Int8Array).subarray((wanted[i] - first) * nEmbd, (wanted[i] - first + 1) * nEmbd), i * nEmbd);
+    }
+  }
+  let scales: Float32Array | undefined;
+  if (table.dtype === 'I8') {
+    const all = typedView(await read(dataStart + scaleEntry!.begin, vocabSize * 4), 0, 'F32', vocabSize) as Float32Array;
+    scales = Float32Array.from(wanted, (id) => all[id]);
+  }
+  return { vocabSize, nEmbd, rows, scales, index };
 }

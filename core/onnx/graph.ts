@@ -40,6 +40,7 @@ export class GraphBuilder {
   private readonly nodes: onnxProto.onnx.INodeProto[] = [];
   private readonly initializers: onnxProto.onnx.ITensorProto[] = [];
   private readonly constants = new Map<string, string>();
+  private readonly domains = new Set<string>();
   private count = 0;
 
   /** Adds a weight or constant; returns its name. */
@@ -72,7 +73,8 @@ export class GraphBuilder {
   }
 
   /** Adds a node; returns its output names. */
-  node(opType: string, inputs: string[], attributes: Record<string, AttrValue> = {}, outputs = 1): string[] {
+  node(opType: string, inputs: string[], attributes: Record<string, AttrValue> = {}, outputs = 1, domain = ''): string[] {
+    if (domain) this.domains.add(domain);
     const names = Array.from({ length: outputs }, (_, i) => `${opType}_${this.count}${outputs > 1 ? `_${i}` : ''}`);
     this.count++;
     this.nodes.push({
@@ -80,14 +82,15 @@ export class GraphBuilder {
       input: inputs,
       output: names,
       name: `${opType}_${this.count}`,
+      domain,
       attribute: Object.entries(attributes).map(([k, v]) => attribute(k, v, FLOAT_ATTRIBUTES.has(k))),
     });
     return names;
   }
 
   /** Single-output node. */
-  op(opType: string, inputs: string[], attributes: Record<string, AttrValue> = {}): string {
-    return this.node(opType, inputs, attributes)[0];
+  op(opType: string, inputs: string[], attributes: Record<string, AttrValue> = {}, domain = ''): string {
+    return this.node(opType, inputs, attributes, 1, domain)[0];
   }
 
   /** Encodes the model. `outputs` renames the final values to the graph's output names. */
@@ -102,7 +105,8 @@ export class GraphBuilder {
     const model = onnx.ModelProto.create({
       irVersion: 8,
       producerName: 'splitfrozen',
-      opsetImport: [{ domain: '', version: options.opset }],
+      // Contrib domains (com.microsoft) are versioned 1 in onnxruntime.
+      opsetImport: [{ domain: '', version: options.opset }, ...[...this.domains].map((domain) => ({ domain, version: 1 }))],
       metadataProps: Object.entries(options.metadata).map(([key, value]) => ({ key, value })),
       graph: {
         name: options.name,

@@ -7,7 +7,7 @@ import { batch, leftPadded, maxAbsDiff, tinyModel, TINY, type Batch } from '../.
 import { initBackend } from '../../gpu-server/tf/backend.ts';
 import { TfGPT2 } from '../../gpu-server/model/gpt2.ts';
 import { exportPrefix, PREFIX_OUTPUT, type PrefixOptions } from './prefix.ts';
-import { lookupTokens, tokenTable, tokenTableFromTensors, tokenTableTensors } from './embedding.ts';
+import { lookupTokens, readTokenRows, tokenTable, tokenTableFromTensors, tokenTableTensors } from './embedding.ts';
 import { parseSafetensors, serializeSafetensors } from '../tensors/safetensors.ts';
 
 type Ort = typeof ortNode | typeof ortWeb;
@@ -114,7 +114,26 @@ describe('ONNX device prefix', () => {
     expect(() => exportPrefix(model, { cut: -1 })).toThrow(/out of range/);
   });
 
-  it('a token id outside the vocabulary is named when looked up outside the graph', () => {
-    expect(() => lookupTokens(tokenTable(model, 'int8'), [1, TINY.vocabSize])).toThrow(/input_ids\[1\] = 97 is outside the vocabulary/);
+
+  it('a table of only the tokens in use, read by byte ranges, looks up the same rows as the whole table', async () => {
+    for (const weights of ['fp32', 'int8'] as const) {
+      const whole = tokenTable(model, weights);
+      const ids = [5, 3, 5, 90, 0, 60];
+      const file = serializeSafetensors(tokenTableTensors(whole));
+      const reads: number[] = [];
+      const read = async (offset: number, length: number) => {
+        reads.push(length);
+        return file.slice(offset, offset + length);
+      };
+      const ranged = await readTokenRows(read, file.length, ids, 'table', 8);
+      expect(ranged.rows.length).toBe(5 * TINY.nEmbd);
+      expect(lookupTokens(ranged, ids)).toEqual(lookupTokens(whole, ids));
+      expect(() => lookupTokens(ranged, [5, 4])).toThrow(/input_ids\[1\] = 4 is not among the rows/);
+      expect(() => lookupTokens(whole, [1, TINY.vocabSize])).toThrow(/input_ids\[1\] = 97 is outside the vocabulary/);
+      // Header (2 reads), rows {0,3,5}, {60}, {90}, and the scales of an int8 table: far less than the file.
+      expect(reads.length).toBe(weights === 'int8' ? 6 : 5);
+      expect(reads.reduce((a, b) => a + b, 0)).toBeLessThan(file.length / 4);
+      await expect(readTokenRows(read, file.length, [TINY.vocabSize])).rejects.toThrow(/outside the vocabulary/);
+    }
   });
 });

@@ -25,7 +25,7 @@ export interface PrefixOptions {
   tokenEmbedding?: 'graph' | 'input';
 }
 
-export const PREFIX_OPSET = 17;
+export const PREFIX_OPSET = 20;
 
 export function exportPrefix(model: GPT2Model, { cut, weights = 'fp32', tokenEmbedding = 'graph' }: PrefixOptions): Uint8Array {
   const c = model.config;
@@ -46,19 +46,13 @@ export function exportPrefix(model: GPT2Model, { cut, weights = 'fp32', tokenEmb
     const q = quantizeInt8(p(`${prefix}.weight`), inp, out, 'column');
     const wq = g.initializer(`${prefix}.weight_int8`, DT.INT8, [inp, out], q.values);
     const ws = g.initializer(`${prefix}.weight_scale`, DT.FLOAT, [out], q.scales);
-    const [xq, xScale, xZero] = g.node('DynamicQuantizeLinear', [x], {}, 3);
-    const acc = g.op('Cast', [g.op('MatMulInteger', [xq, wq, xZero])], { to: DT.FLOAT });
-    return g.op('Add', [g.op('Mul', [acc, g.op('Mul', [xScale, ws])]), bias]);
+    return g.op('DynamicQuantizeMatMul', [x, wq, ws, '', bias], {}, 'com.microsoft');
   };
 
   const layerNorm = (x: string, prefix: string) =>
     g.op('LayerNormalization', [x, f32(`${prefix}.weight`, [d]), f32(`${prefix}.bias`, [d])], { axis: -1, epsilon: c.layerNormEpsilon });
 
-  const gelu = (x: string) => {
-    const cube = g.op('Mul', [g.op('Mul', [x, x]), x]);
-    const inner = g.op('Mul', [g.op('Add', [x, g.op('Mul', [cube, g.float(0.044715)])]), g.float(Math.sqrt(2 / Math.PI))]);
-    return g.op('Mul', [g.op('Mul', [x, g.float(0.5)]), g.op('Add', [g.op('Tanh', [inner]), g.float(1)])]);
-  };
+  const gelu = (x: string) => g.op('Gelu', [x], { approximate: 'tanh' });
 
   // Token embeddings.
   let tokens: string;
@@ -91,7 +85,8 @@ export function exportPrefix(model: GPT2Model, { cut, weights = 'fp32', tokenEmb
 
   for (let i = 0; i < cut; i++) {
     const [q, k, v] = g.node('Split', [linear(layerNorm(x, `h.${i}.ln_1`), i, 'attn.c_attn'), g.ints([d, d, d])], { axis: 2 }, 3);
-    const scores = g.op('Mul', [g.op('MatMul', [heads(q, [0, 2, 1, 3]), heads(k, [0, 2, 3, 1])]), g.float(1 / Math.sqrt(hd))]);
+    // Scaling q rather than the scores keeps one fewer [B, H, T, T] tensor alive (the device's memory peak).
+    const scores = g.op('MatMul', [g.op('Mul', [heads(q, [0, 2, 1, 3]), g.float(1 / Math.sqrt(hd))]), heads(k, [0, 2, 3, 1])]);
     const probs = g.op('Softmax', [g.op('Where', [allowed, scores, masked])], { axis: -1 });
     const y = g.op('Reshape', [g.op('Transpose', [g.op('MatMul', [probs, heads(v, [0, 2, 1, 3])])], { perm: [0, 2, 1, 3] }), g.ints([0, 0, d])]);
     x = g.op('Add', [x, linear(y, i, 'attn.c_proj')]);

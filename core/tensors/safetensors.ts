@@ -3,7 +3,7 @@
  * a JSON header {name: {dtype, shape, data_offsets}, __metadata__?: {string: string}}, then the raw data.
  * Every error names the file and, where there is one, the tensor.
  */
-import { DTYPES, isDType } from './dtype.ts';
+import { DTYPES, isDType, type DType } from './dtype.ts';
 import { byteLength, numel, type Tensor } from './tensor.ts';
 
 export interface SafetensorsFile {
@@ -21,31 +21,56 @@ export class SafetensorsError extends Error {
   }
 }
 
-/** Parses a safetensors file. `file` is only used to name the file in errors. */
-export function parseSafetensors(bytes: Uint8Array, file = 'safetensors'): SafetensorsFile {
+/** Where one tensor lies in the file: bytes [dataStart + begin, dataStart + end). */
+export interface TensorEntry {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+export interface SafetensorsHeader {
+  entries: TensorEntry[];
+  metadata: Record<string, string>;
+  /** Byte offset of the data section in the file. */
+  dataStart: number;
+}
+
+/** Bytes to read before the header length is known. */
+export const HEADER_PREFIX_BYTES = 8;
+
+/** Length of the JSON header, from the file's first 8 bytes. */
+export function headerLength(prefix: Uint8Array, file = 'safetensors'): number {
+  if (prefix.byteLength < HEADER_PREFIX_BYTES) throw new SafetensorsError(file, `truncated: ${prefix.byteLength} bytes, a file needs at least 8`);
+  const n = Number(new DataView(prefix.buffer, prefix.byteOffset, 8).getBigUint64(0, true));
+  if (n > MAX_HEADER_BYTES) throw new SafetensorsError(file, `corrupt header: header length ${n} exceeds ${MAX_HEADER_BYTES}`);
+  return n;
+}
+
+/**
+ * Parses and checks the header. `bytes` holds at least the first 8 + header-length bytes of a file of `fileLength`
+ * bytes, so a reader that fetches byte ranges (HTTP Range, a file handle) can locate tensors without the data.
+ */
+export function parseSafetensorsHeader(bytes: Uint8Array, fileLength = bytes.byteLength, file = 'safetensors'): SafetensorsHeader {
   const fail = (message: string, tensor?: string): never => {
     throw new SafetensorsError(file, message, tensor);
   };
-  if (bytes.byteLength < 8) fail(`truncated: ${bytes.byteLength} bytes, a file needs at least 8`);
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const headerLength = Number(view.getBigUint64(0, true));
-  if (headerLength > MAX_HEADER_BYTES) fail(`corrupt header: header length ${headerLength} exceeds ${MAX_HEADER_BYTES}`);
-  if (8 + headerLength > bytes.byteLength) {
-    fail(`truncated: header of ${headerLength} bytes does not fit in ${bytes.byteLength} bytes`);
-  }
+  const length = headerLength(bytes, file);
+  if (8 + length > fileLength) fail(`truncated: header of ${length} bytes does not fit in ${fileLength} bytes`);
+  if (8 + length > bytes.byteLength) fail(`only ${bytes.byteLength} bytes given, the header needs ${8 + length}`);
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + headerLength)));
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + length)));
   } catch (e) {
     fail(`corrupt header: not valid UTF-8 JSON (${(e as Error).message})`);
   }
   if (typeof header !== 'object' || header === null || Array.isArray(header)) fail('corrupt header: not a JSON object');
 
-  const dataStart = 8 + headerLength;
-  const dataLength = bytes.byteLength - dataStart;
-  const tensors = new Map<string, Tensor>();
+  const dataStart = 8 + length;
+  const dataLength = fileLength - dataStart;
+  const entries: TensorEntry[] = [];
   let metadata: Record<string, string> = {};
-  const spans: Array<[number, number, string]> = [];
   for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
       if (typeof entry !== 'object' || entry === null || Object.values(entry).some((v) => typeof v !== 'string')) {
@@ -68,24 +93,33 @@ export function parseSafetensors(bytes: Uint8Array, file = 'safetensors'): Safet
       fail(`corrupt header: data_offsets ${JSON.stringify(offsets)} is not [begin, end]`, name);
     }
     const [begin, end] = offsets as [number, number];
-    const t = { dtype: dtype as keyof typeof DTYPES, shape: shape as number[] };
-    const expected = numel(t.shape) * DTYPES[t.dtype].bytes;
+    const e: TensorEntry = { name, dtype: dtype as DType, shape: shape as number[], begin, end };
+    const expected = numel(e.shape) * DTYPES[e.dtype].bytes;
     if (end - begin !== expected) {
-      fail(`data_offsets span ${end - begin} bytes but ${t.dtype}${JSON.stringify(t.shape)} needs ${expected}`, name);
+      fail(`data_offsets span ${end - begin} bytes but ${e.dtype}${JSON.stringify(e.shape)} needs ${expected}`, name);
     }
     if (end > dataLength) fail(`truncated: data ends at byte ${end} but the file holds ${dataLength} data bytes`, name);
-    spans.push([begin, end, name]);
-    tensors.set(name, { ...t, data: view_(bytes, dataStart + begin, t.dtype, numel(t.shape)) });
+    entries.push(e);
   }
-  spans.sort((a, b) => a[0] - b[0]);
+  const spans = [...entries].sort((a, b) => a.begin - b.begin);
   for (let i = 1; i < spans.length; i++) {
-    if (spans[i][0] < spans[i - 1][1]) fail(`corrupt header: data overlaps tensor '${spans[i - 1][2]}'`, spans[i][2]);
+    if (spans[i].begin < spans[i - 1].end) fail(`corrupt header: data overlaps tensor '${spans[i - 1].name}'`, spans[i].name);
+  }
+  return { entries, metadata, dataStart };
+}
+
+/** Parses a whole safetensors file. `file` is only used to name the file in errors. */
+export function parseSafetensors(bytes: Uint8Array, file = 'safetensors'): SafetensorsFile {
+  const { entries, metadata, dataStart } = parseSafetensorsHeader(bytes, bytes.byteLength, file);
+  const tensors = new Map<string, Tensor>();
+  for (const { name, dtype, shape, begin } of entries) {
+    tensors.set(name, { dtype, shape, data: typedView(bytes, dataStart + begin, dtype, numel(shape)) });
   }
   return { tensors, metadata };
 }
 
 /** A typed view on the bytes where they are aligned, else an aligned copy. */
-function view_(bytes: Uint8Array, offset: number, dtype: keyof typeof DTYPES, length: number) {
+export function typedView(bytes: Uint8Array, offset: number, dtype: DType, length: number) {
   const { bytes: size, make } = DTYPES[dtype];
   const at = bytes.byteOffset + offset;
   if (at % size === 0) return make(bytes.buffer, at, length);

@@ -9,7 +9,7 @@ export function folderSource(dir: string): ModelSource {
     path: (file) => join(dir, file),
     read: async (file) => {
       try {
-        return new Uint8Array(await readFile(join(dir, file)));
+        return await readFile(join(dir, file)); // a Buffer is a Uint8Array: no copy
       } catch (e) {
         const err = e as NodeJS.ErrnoException;
         if (err.code === 'ENOENT') {

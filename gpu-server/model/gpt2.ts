@@ -124,7 +124,7 @@ export class TfGPT2 {
     const qkv = block.linears['attn.c_attn'].apply(x);
     const heads = (t: tf.Tensor) => t.reshape([B, T, H, hd]).transpose([0, 2, 1, 3]);
     const [q, k, v] = tf.split(qkv, 3, 1).map(heads);
-    const scores = tf.where(allowed, tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(hd)), tf.scalar(MASKED_SCORE));
+    const scores = tf.where(allowed, tf.matMul(tf.mul(q, 1 / Math.sqrt(hd)), k, false, true), tf.scalar(MASKED_SCORE));
     const y = tf.matMul(tf.softmax(scores), v).transpose([0, 2, 1, 3]).reshape([B * T, d]) as tf.Tensor2D;
     return block.linears['attn.c_proj'].apply(y);
   }

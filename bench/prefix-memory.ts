@@ -1,63 +1,64 @@
 /**
- * Child process of bench/device.ts: loads one prefix into onnxruntime-web (WASM, 1 thread), runs one batch and
- * prints JSON with the memory a Cloudflare Worker would be charged for: the WebAssembly linear memory plus the JS
- * heap and ArrayBuffers of this isolate (STACK-NOTES: the Worker limit counts these, not Node's own RSS).
- * usage: tsx bench/prefix-memory.ts PREFIX.onnx [TOKEN_TABLE.safetensors] B T
+ * Child process of bench/device.ts: loads one prefix into onnxruntime-web (WASM, 1 thread), runs one batch, and
+ * prints JSON with what a Cloudflare Worker would be charged for: WebAssembly linear memory plus this isolate's JS
+ * heap and ArrayBuffers (STACK-NOTES: the Worker limit counts these, not Node's own RSS).
+ * usage: node --expose-gc --import tsx bench/prefix-memory.ts --onnx F.onnx --batch B --seq T [--table F.safetensors [--rows-only]]
  */
-import { readFile } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
 
-const memories: WebAssembly.Memory[] = [];
+// Record every WebAssembly memory, created from JS or exported by an instance.
+const memories = new Set<WebAssembly.Memory>();
 const NativeMemory = WebAssembly.Memory;
 WebAssembly.Memory = function (descriptor: WebAssembly.MemoryDescriptor) {
   const m = new NativeMemory(descriptor);
-  memories.push(m);
+  memories.add(m);
   return m;
 } as unknown as typeof WebAssembly.Memory;
 const nativeInstantiate = WebAssembly.instantiate;
 WebAssembly.instantiate = (async (...args: Parameters<typeof WebAssembly.instantiate>) => {
   const result = (await nativeInstantiate(...args)) as unknown as WebAssembly.WebAssemblyInstantiatedSource | WebAssembly.Instance;
   const instance = 'instance' in result ? result.instance : result;
-  for (const value of Object.values(instance.exports)) if (value instanceof NativeMemory) memories.push(value);
+  for (const value of Object.values(instance.exports)) if (value instanceof NativeMemory) memories.add(value);
   return result;
 }) as typeof WebAssembly.instantiate;
 
 const ort = await import('onnxruntime-web');
-const { lookupTokens, tokenTableFromTensors } = await import('../core/onnx/embedding.ts');
+const { lookupTokens, readTokenRows, tokenTableFromTensors } = await import('../core/onnx/embedding.ts');
 const { parseSafetensors } = await import('../core/tensors/safetensors.ts');
 
-const [onnxFile, ...rest] = process.argv.slice(2);
-const tableFile = rest.length === 3 ? rest.shift() : undefined;
-const [B, T] = rest.map(Number);
-const wasmBytes = () => memories.reduce((a, m) => a + m.buffer.byteLength, 0);
-const isolateBytes = () => {
-  const m = process.memoryUsage();
-  return wasmBytes() + m.heapUsed + m.arrayBuffers - (memories.length ? 0 : 0);
-};
+const { values: args } = parseArgs({
+  options: { onnx: { type: 'string' }, table: { type: 'string' }, 'rows-only': { type: 'boolean' }, batch: { type: 'string' }, seq: { type: 'string' } },
+});
+const [B, T] = [Number(args.batch), Number(args.seq)];
 const MB = (n: number) => Math.round((n / 2 ** 20) * 10) / 10;
+const wasmBytes = () => [...memories].reduce((a, m) => a + m.buffer.byteLength, 0);
+const charged = () => {
+  globalThis.gc?.();
+  const m = process.memoryUsage();
+  return { wasmMB: MB(wasmBytes()), jsHeapMB: MB(m.heapUsed), arrayBuffersMB: MB(m.arrayBuffers), totalMB: MB(wasmBytes() + m.heapUsed + m.arrayBuffers) };
+};
 
 ort.env.wasm.numThreads = 1;
-let session: Awaited<ReturnType<typeof ort.InferenceSession.create>>;
-{
-  // The model bytes are dropped once the session exists, as the device worker does.
-  session = await ort.InferenceSession.create(await readFile(onnxFile), JSON.parse(process.env.ORT_OPTIONS ?? '{}'));
-}
-const table = tableFile ? tokenTableFromTensors(parseSafetensors(await readFile(tableFile)).tensors) : undefined;
-globalThis.gc?.();
-const afterCreate = { wasm: MB(wasmBytes()), isolate: MB(isolateBytes()) };
+const session = await ort.InferenceSession.create(await readFile(args.onnx!));
 const ids = BigInt64Array.from({ length: B * T }, (_, i) => BigInt((i * 7919) % 50000));
+let table;
+if (args.table && args['rows-only']) {
+  const file = await open(args.table);
+  const read = async (offset: number, length: number) => {
+    const buf = new Uint8Array(length);
+    await file.read(buf, 0, length, offset);
+    return buf;
+  };
+  table = await readTokenRows(read, (await file.stat()).size, ids, args.table);
+  await file.close();
+} else if (args.table) {
+  table = tokenTableFromTensors(parseSafetensors(await readFile(args.table)).tensors, args.table);
+}
+const afterLoad = charged();
 const mask = new ort.Tensor('int64', new BigInt64Array(B * T).fill(1n), [B, T]);
-const feeds = table
+const feeds: Record<string, InstanceType<typeof ort.Tensor>> = table
   ? { inputs_embeds: new ort.Tensor('float32', lookupTokens(table, ids), [B, T, table.nEmbd]), attention_mask: mask }
   : { input_ids: new ort.Tensor('int64', ids, [B, T]), attention_mask: mask };
 await session.run(feeds);
-globalThis.gc?.();
-const m = process.memoryUsage();
-console.log(
-  JSON.stringify({
-    wasmMemoryMB: { afterCreate: afterCreate.wasm, afterRun: MB(wasmBytes()) },
-    jsHeapMB: MB(m.heapUsed),
-    arrayBuffersMB: MB(m.arrayBuffers),
-    workerChargedMB: { afterCreate: afterCreate.isolate, afterRun: MB(isolateBytes()) },
-    processMaxRssMB: MB(process.resourceUsage().maxRSS * 1024),
-  }),
-);
+console.log(JSON.stringify({ afterLoad, afterRun: charged() }));

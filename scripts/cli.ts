@@ -2,13 +2,12 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 export function cliArgs<T extends NonNullable<ParseArgsConfig['options']>>(usage: string, options: T) {
+  if (process.argv.includes('--help')) {
+    console.log(usage);
+    process.exit(0);
+  }
   try {
-    const { values } = parseArgs({ options: { ...options, help: { type: 'boolean' } }, strict: true, allowPositionals: false });
-    if (values.help) {
-      console.log(usage);
-      process.exit(0);
-    }
-    return values;
+    return parseArgs({ options, strict: true, allowPositionals: false }).values;
   } catch (e) {
     fail(`${(e as Error).message}\n\n${usage}`);
   }

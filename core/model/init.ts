@@ -13,17 +13,18 @@ export interface InitOptions {
   paramNoise?: number;
 }
 
+const STD = 0.02;
+
 export function initModel(config: GPT2Config, { seed = 0, paramNoise = 0 }: InitOptions = {}): GPT2Model {
   const rng = new Random(seed);
-  const std = 0.02;
   const params: Params = new Map();
   for (const [name, shape] of paramShapes(config)) {
     const p = new Float32Array(numel(shape));
     if (name.endsWith('c_proj.weight')) {
       // GPT-2 scales the residual projections by 1/sqrt(2 * n_layer).
-      rng.fillNormal(p, std / Math.sqrt(2 * config.nLayer));
+      rng.fillNormal(p, STD / Math.sqrt(2 * config.nLayer));
     } else if (name.endsWith('.weight') && shape.length === 2) {
-      rng.fillNormal(p, std);
+      rng.fillNormal(p, STD);
     } else if (/ln_\w+\.weight$/.test(name)) {
       rng.fillNormal(p, paramNoise, 1);
     } else {
@@ -32,4 +33,9 @@ export function initModel(config: GPT2Config, { seed = 0, paramNoise = 0 }: Init
     params.set(name, p);
   }
   return { config, params };
+}
+
+/** A new classification head for a checkpoint that has none (GPT2LMHeadModel, GPT2Model): [num_labels, n_embd]. */
+export function initClassificationHead(config: GPT2Config, seed = 0): Float32Array {
+  return new Random(seed).fillNormal(new Float32Array(config.numLabels * config.nEmbd), STD);
 }

@@ -41,6 +41,26 @@ describe('TF.js GPT-2 forward (wasm backend) against the float64 reference', () 
     expect(maxAbsDiff(r, net.classify(net.hidden(ids(right), mask(right)), fullMask as tf.Tensor2D).dataSync())).toBeGreaterThan(1e-3);
   });
 
+  it('a server-side model holds only the blocks from its cut, and refuses to run the ones below', () => {
+    const server = new TfGPT2(model, { firstBlock: 2 });
+    const atCut = tf.tensor3d(Float32Array.from(referenceHidden(model, left.ids, left.mask, left.B, left.T, 2)), [left.B, left.T, TINY.nEmbd]);
+    const want = referenceClassify(model, left.ids, left.mask, left.B, left.T);
+    expect(maxAbsDiff(server.classifyFromCut(atCut, mask(left), 2).dataSync(), want)).toBeLessThan(1e-5);
+    expect(() => server.classifyFromCut(atCut, mask(left), 1)).toThrow(/block 1 is below this model's first block/);
+    server.dispose();
+  });
+
+  it('a forward pass leaves no tensors behind but its result', () => {
+    const [i, m] = [ids(right), mask(right)];
+    const before = tf.memory().numTensors;
+    const hidden = net.hidden(i, m);
+    expect(tf.memory().numTensors).toBe(before + 1);
+    tf.dispose(net.classify(hidden, m));
+    tf.dispose(net.classifyFromCut(hidden, m, 3));
+    tf.dispose(hidden);
+    expect(tf.memory().numTensors).toBe(before);
+  });
+
   it('the tied LM head equals the reference', () => {
     const h = net.hidden(ids(right), mask(right));
     const got = net.lmLogits(h.reshape([-1, TINY.nEmbd])).dataSync();

@@ -38,7 +38,9 @@ export async function initBackend(wanted: BackendName | 'auto' = 'auto'): Promis
       await tryBackend(backend);
       return { backend, skipped };
     } catch (e) {
-      skipped.push({ backend, reason: (e as Error).message.split('\n')[0] });
+      const err = e as NodeJS.ErrnoException;
+      const reason = err.code === 'ERR_MODULE_NOT_FOUND' ? `@tensorflow/${backend} is not installed (optional dependency)` : err.message.split('\n')[0];
+      skipped.push({ backend, reason });
     }
   }
   throw new Error(`no TensorFlow.js backend initialised: ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')}`);

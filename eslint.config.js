@@ -7,7 +7,16 @@ export default tseslint.config(
   ...tseslint.configs.recommended,
   {
     rules: {
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+    },
+  },
+  {
+    // core/ runs in Workers, browsers and Node: no Node-only modules outside its tests.
+    files: ['core/**/*.ts'],
+    ignores: ['core/**/*.test.ts'],
+    rules: {
+      'no-restricted-imports': ['error', { patterns: [{ group: ['node:*', 'fs', 'path', 'os', 'child_process'], message: 'core/ must stay runtime-neutral' }] }],
+      'no-restricted-globals': ['error', { name: 'process', message: 'core/ must stay runtime-neutral' }, { name: 'Buffer', message: 'core/ must stay runtime-neutral' }],
     },
   },
 );

@@ -50,6 +50,11 @@ describe('TF.js GPT-2 forward (wasm backend) against the float64 reference', () 
     server.dispose();
   });
 
+  it('refuses a sequence longer than n_positions, saying so', () => {
+    const long = tf.zeros([1, TINY.nPositions + 1], 'int32') as tf.Tensor2D;
+    expect(() => net.hidden(long, long)).toThrow(/sequence length 33 exceeds the model's n_positions \(32\)/);
+  });
+
   it('a forward pass leaves no tensors behind but its result', () => {
     const [i, m] = [ids(right), mask(right)];
     const before = tf.memory().numTensors;

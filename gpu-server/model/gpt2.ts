@@ -106,6 +106,8 @@ export class TfGPT2 {
 
   /** Token + position embeddings: ids and mask [B, T] int32 -> [B, T, d]. */
   embed(ids: tf.Tensor2D, mask: tf.Tensor2D): tf.Tensor3D {
+    const T = ids.shape[1];
+    if (T > this.config.nPositions) throw new RangeError(`sequence length ${T} exceeds the model's n_positions (${this.config.nPositions}): truncate the input`);
     return tf.tidy(() => {
       const { wte, wpe } = this.embeddingTables();
       const pos = tf.maximum(tf.sub(tf.cumsum(tf.cast(mask, 'int32'), 1), tf.scalar(1, 'int32')), tf.scalar(0, 'int32'));

@@ -1,0 +1,26 @@
+/** The storage key layout (ARCHITECTURE.md): one bucket, every part of the system agrees on these names. */
+
+export const keys = {
+  modelConfig: (modelHash: string) => `models/${modelHash}/config.json`,
+  serverWeights: (modelHash: string) => `models/${modelHash}/server.safetensors`,
+  devicePrefix: (modelHash: string, cut: number) => `models/${modelHash}/device/cut-${cut}.onnx`,
+  run: (runId: string) => `runs/${runId}/run.json`,
+  plan: (runId: string, round: number) => `runs/${runId}/rounds/${round}/plan.json`,
+  activations: (runId: string, deviceId: string, round: number) => `runs/${runId}/activations/${deviceId}/${round}/`,
+  activationBatch: (runId: string, deviceId: string, round: number, batch: number) =>
+    `runs/${runId}/activations/${deviceId}/${round}/${String(batch).padStart(6, '0')}.safetensors`,
+  activationManifest: (runId: string, deviceId: string, round: number) => `runs/${runId}/activations/${deviceId}/${round}/_complete.json`,
+  checkpoint: (runId: string, round: number) => `runs/${runId}/checkpoints/${round}/`,
+  adapter: (runId: string, round: number) => `runs/${runId}/adapters/${round}/`,
+  metrics: (runId: string) => `runs/${runId}/metrics.jsonl`,
+};
+
+/** Ids that become key segments: letters, digits, '-', '_' and '.', so no id can reach into another's prefix. */
+const ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export function checkId(kind: string, id: string): string {
+  if (!ID.test(id) || id.includes('..')) {
+    throw new Error(`${kind} '${id}' is not a valid id: use 1-128 letters, digits, '.', '_' or '-', starting with a letter or digit`);
+  }
+  return id;
+}

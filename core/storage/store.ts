@@ -1,0 +1,29 @@
+/**
+ * Object storage as the system uses it: a handful of operations over one bucket. One implementation speaks the S3
+ * API (core/storage/s3.ts) and serves AWS S3, Cloudflare R2's S3 endpoint, MinIO and the local embedded server; every
+ * implementation passes the same conformance suite (core/storage/conformance.ts).
+ */
+export interface ObjectInfo {
+  key: string;
+  size: number;
+}
+
+export interface ObjectStore {
+  put(key: string, body: Uint8Array | string, contentType?: string): Promise<void>;
+  /** The object's bytes, or undefined when there is none. */
+  get(key: string): Promise<Uint8Array | undefined>;
+  head(key: string): Promise<ObjectInfo | undefined>;
+  /** Keys under a prefix in lexicographic order, after `startAfter` when given, across as many pages as needed. */
+  list(prefix: string, startAfter?: string): AsyncIterable<ObjectInfo>;
+  delete(key: string): Promise<void>;
+  /** A URL that lets its holder PUT this one key, and nothing else, until it expires. */
+  presignPut(key: string, expiresInSeconds: number): Promise<string>;
+  presignGet(key: string, expiresInSeconds: number): Promise<string>;
+}
+
+export class StorageError extends Error {
+  constructor(operation: string, key: string, cause: unknown) {
+    super(`storage ${operation} '${key}' failed: ${(cause as Error)?.message ?? String(cause)}`, { cause });
+    this.name = 'StorageError';
+  }
+}

@@ -17,7 +17,7 @@ export function hex(bytes: ArrayBuffer | Uint8Array): string {
 }
 
 export async function sha256Hex(data: Uint8Array | string): Promise<string> {
-  return hex(await crypto.subtle.digest('SHA-256', typeof data === 'string' ? encoder.encode(data) : data));
+  return hex(await crypto.subtle.digest('SHA-256', (typeof data === 'string' ? encoder.encode(data) : data) as Uint8Array<ArrayBuffer>));
 }
 
 async function hmac(secret: string, message: string): Promise<string> {

@@ -61,7 +61,7 @@ export function parseSafetensorsHeader(bytes: Uint8Array, fileLength = bytes.byt
   if (8 + length > bytes.byteLength) fail(`only ${bytes.byteLength} bytes given, the header needs ${8 + length}`);
   let header: unknown;
   try {
-    header = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + length)));
+    header = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes.subarray(8, 8 + length)));
   } catch (e) {
     fail(`corrupt header: not valid UTF-8 JSON (${(e as Error).message})`);
   }

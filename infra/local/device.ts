@@ -1,12 +1,25 @@
 /**
- * Starts the device worker under real workerd through wrangler's programmatic API, offline and on 127.0.0.1, with
- * wrangler's state, config and temp files kept in the project's .local folder.
+ * Starts a device worker under real workerd through wrangler's programmatic API, offline and on 127.0.0.1, with its
+ * own id, secrets and private R2/Durable Object state under the project's .local folder.
  */
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 
+export interface DeviceOptions {
+  id: string;
+  ownerToken: string;
+  roundSecret: string;
+  /** Where this device's R2 bucket and Durable Objects persist. */
+  stateDir: string;
+  /** wrangler.toml vars to override (PIECE_BATCHES, UPLOAD_ATTEMPTS, LABELS, ...). */
+  vars?: Record<string, string>;
+}
+
 export interface RunningDevice {
+  id: string;
   url: URL;
+  ownerToken: string;
+  roundSecret: string;
   stop(): Promise<void>;
 }
 
@@ -23,15 +36,22 @@ export function offlineWranglerEnv(): void {
   });
 }
 
-export async function startDevice({ env }: { env?: string } = {}): Promise<RunningDevice> {
+export async function startDevice(options: DeviceOptions): Promise<RunningDevice> {
   offlineWranglerEnv();
   await mkdir(process.env.TMPDIR!, { recursive: true });
   const { unstable_startWorker } = await import('wrangler');
+  const text = (value: string) => ({ type: 'plain_text' as const, value });
+  const secret = (value: string) => ({ type: 'secret_text' as const, value });
   const worker = await unstable_startWorker({
     config: resolve('wrangler.toml'),
-    env,
-    dev: { server: { hostname: '127.0.0.1', port: 0 }, inspector: false, persist: resolve(LOCAL, 'state', env ?? 'default') },
+    bindings: {
+      DEVICE_ID: text(options.id),
+      OWNER_TOKEN: secret(options.ownerToken),
+      ROUND_SECRET: secret(options.roundSecret),
+      ...Object.fromEntries(Object.entries(options.vars ?? {}).map(([k, v]) => [k, text(v)])),
+    },
+    dev: { server: { hostname: '127.0.0.1', port: 0 }, inspector: false, persist: resolve(options.stateDir), watch: false },
   });
   await worker.ready;
-  return { url: await worker.url, stop: () => worker.dispose() };
+  return { id: options.id, url: await worker.url, ownerToken: options.ownerToken, roundSecret: options.roundSecret, stop: () => worker.dispose() };
 }

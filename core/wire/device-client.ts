@@ -1,0 +1,58 @@
+/** The training server's side of the device API: signed calls to a device worker. */
+import { signRequest } from '../auth/signing.ts';
+import type { RoundRequest, RoundStatus } from './round.ts';
+
+export interface ShardSummary {
+  name: string;
+  rows: number;
+  labels: string[];
+}
+
+export class DeviceError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'DeviceError';
+  }
+}
+
+export class DeviceClient {
+  constructor(
+    readonly url: string | URL,
+    private readonly secret: string,
+  ) {}
+
+  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const text = body === undefined ? '' : JSON.stringify(body);
+    const headers = { ...(await signRequest(this.secret, method, path, text)), ...(body === undefined ? {} : { 'content-type': 'application/json' }) };
+    const res = await fetch(new URL(path, this.url), { method, headers, body: body === undefined ? undefined : text });
+    const json = (await res.json().catch(() => ({}))) as T & { error?: string };
+    if (!res.ok) throw new DeviceError(res.status, `device ${this.url} ${method} ${path}: HTTP ${res.status}: ${json.error ?? 'no details'}`);
+    return json;
+  }
+
+  async shards(): Promise<ShardSummary[]> {
+    return (await this.call<{ shards: ShardSummary[] }>('GET', '/shards')).shards;
+  }
+
+  startRound(request: RoundRequest): Promise<RoundStatus> {
+    return this.call('POST', '/rounds', request);
+  }
+
+  roundStatus(runId: string, round: number): Promise<RoundStatus> {
+    return this.call('GET', `/rounds/${encodeURIComponent(runId)}/${round}`);
+  }
+
+  /** Polls until the round is no longer running. */
+  async waitForRound(runId: string, round: number, { intervalMs = 200, timeoutMs = 120_000 } = {}): Promise<RoundStatus> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const status = await this.roundStatus(runId, round);
+      if (status.state !== 'running') return status;
+      if (Date.now() > deadline) throw new Error(`round ${round} of run ${runId} on ${this.url} still running after ${timeoutMs} ms`);
+      await new Promise((r) => setTimeout(r, intervalMs));
+    }
+  }
+}

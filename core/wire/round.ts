@@ -1,0 +1,101 @@
+/** What the training server asks of a device for one round, and what the device reports back. */
+import { checkId } from '../storage/keys.ts';
+
+export type ActivationDType = 'fp32' | 'fp16';
+
+export interface RoundRequest {
+  runId: string;
+  round: number;
+  /** The frozen prefix to run: the SHA-256 of its ONNX bytes, and a URL to GET them (presigned). */
+  model: { sha256: string; url: string };
+  cut: number;
+  batchSize: number;
+  /** Rows longer than this many tokens are truncated; each batch is padded to its longest row. */
+  seqLen: number;
+  dtype: ActivationDType;
+  /** The task's label set; every shard used must have been uploaded with this one. */
+  labels: string[];
+  padTokenId: number;
+  /** Shards to use, in this order; all of the device's shards (by name) when omitted. */
+  shards?: string[];
+  /** Presigned PUT URLs: one per batch, in batch order, and one for the completion manifest. */
+  uploads: { batches: string[]; manifest: string };
+}
+
+export type RoundState = 'running' | 'complete' | 'failed';
+
+export interface RoundStatus {
+  device: string;
+  runId: string;
+  round: number;
+  state: RoundState;
+  batchesDone: number;
+  batchesTotal: number;
+  /** Failed attempts so far (retried or final), newest last. */
+  failures: string[];
+  /** Why the round failed, when it did. */
+  error?: string;
+}
+
+export interface ManifestBatch {
+  index: number;
+  rows: number;
+  seqLen: number;
+  bytes: number;
+  sha256: string;
+}
+
+/** `_complete.json`: written only after every batch object is stored. */
+export interface ActivationManifest {
+  version: 1;
+  device: string;
+  runId: string;
+  round: number;
+  cut: number;
+  dtype: ActivationDType;
+  modelSha256: string;
+  rows: number;
+  batches: ManifestBatch[];
+}
+
+/** Checks a round request's shape; returns it typed, or throws naming the field. */
+export function parseRoundRequest(value: unknown): RoundRequest {
+  const r = value as Record<string, unknown>;
+  const fail = (field: string, message: string): never => {
+    throw new Error(`round request: field '${field}' ${message}`);
+  };
+  if (typeof r !== 'object' || r === null) throw new Error('round request: not a JSON object');
+  const int = (field: string, min: number) => {
+    const v = r[field];
+    if (!Number.isSafeInteger(v) || (v as number) < min) fail(field, `must be an integer >= ${min}`);
+    return v as number;
+  };
+  if (typeof r.runId !== 'string') fail('runId', 'must be a string');
+  try {
+    checkId('run', r.runId as string);
+  } catch (e) {
+    fail('runId', (e as Error).message);
+  }
+  const model = r.model as Record<string, unknown> | undefined;
+  if (typeof model?.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(model.sha256)) fail('model.sha256', 'must be a hex SHA-256');
+  if (typeof model?.url !== 'string') fail('model.url', 'must be a URL');
+  if (r.dtype !== 'fp32' && r.dtype !== 'fp16') fail('dtype', 'must be "fp32" or "fp16"');
+  if (!Array.isArray(r.labels) || r.labels.length < 2 || !r.labels.every((l) => typeof l === 'string')) fail('labels', 'must list at least two labels');
+  if (r.shards !== undefined && (!Array.isArray(r.shards) || !r.shards.every((s) => typeof s === 'string'))) fail('shards', 'must be a list of shard names');
+  const uploads = r.uploads as Record<string, unknown> | undefined;
+  if (!Array.isArray(uploads?.batches) || !uploads.batches.every((u) => typeof u === 'string')) fail('uploads.batches', 'must be a list of URLs');
+  if (typeof uploads?.manifest !== 'string') fail('uploads.manifest', 'must be a URL');
+  return {
+    runId: r.runId as string,
+    round: int('round', 0),
+    model: { sha256: model!.sha256 as string, url: model!.url as string },
+    cut: int('cut', 0),
+    batchSize: int('batchSize', 1),
+    seqLen: int('seqLen', 1),
+    dtype: r.dtype as ActivationDType,
+    labels: r.labels as string[],
+    padTokenId: int('padTokenId', 0),
+    shards: r.shards as string[] | undefined,
+    uploads: { batches: uploads!.batches as string[], manifest: uploads!.manifest as string },
+  };
+}

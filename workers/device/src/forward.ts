@@ -1,0 +1,46 @@
+/** One batch on the device: tokenize its rows, run the frozen prefix, and encode the activations for upload. */
+import type { Example } from '../../../core/data/shard.ts';
+import { PREFIX_OUTPUT } from '../../../core/onnx/prefix.ts';
+import { GPT2Tokenizer } from '../../../core/tokenizer/gpt2.ts';
+import { encodeActivationBatch } from '../../../core/wire/activations.ts';
+import type { RoundRequest } from '../../../core/wire/round.ts';
+import { ort } from './onnx.ts';
+
+const tokenizer = new GPT2Tokenizer();
+
+export async function forwardBatch(
+  session: ort.InferenceSession,
+  rows: readonly Example[],
+  request: RoundRequest,
+  device: string,
+  batch: number,
+): Promise<{ bytes: Uint8Array; rows: number; seqLen: number }> {
+  const enc = tokenizer.encodeBatch(rows.map((r) => (r.textPair === undefined ? r.text : ([r.text, r.textPair] as const))), {
+    maxLength: request.seqLen,
+    padTokenId: request.padTokenId,
+  });
+  const shape = [enc.batch, enc.seq];
+  const out = await session.run({
+    input_ids: new ort.Tensor('int64', BigInt64Array.from(enc.ids, BigInt), shape),
+    attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), shape),
+  });
+  const hidden = out[PREFIX_OUTPUT];
+  const bytes = encodeActivationBatch(
+    {
+      device,
+      runId: request.runId,
+      round: request.round,
+      cut: request.cut,
+      batch,
+      hidden: hidden.data as Float32Array,
+      mask: enc.attentionMask,
+      labels: Int32Array.from(rows, (r) => r.label),
+      rows: enc.batch,
+      seqLen: enc.seq,
+      nEmbd: hidden.dims[2],
+    },
+    request.dtype,
+  );
+  hidden.dispose();
+  return { bytes, rows: enc.batch, seqLen: enc.seq };
+}

@@ -1,0 +1,73 @@
+/** The owner's private shards, kept only in this worker's own R2 bucket; the server sees names and row counts. */
+import { Hono } from 'hono';
+import { DEFAULT_LIMITS, deserializeRows, parseShard, serializeRows, ShardError, type Example } from '../../../core/data/shard.ts';
+import { checkId } from '../../../core/storage/keys.ts';
+import { intVar, type Env } from './env.ts';
+import { ownerOnly, ownerOrServer } from './auth.ts';
+
+export interface ShardInfo {
+  name: string;
+  rows: number;
+  labels: string[];
+  bytes: number;
+  uploaded: string;
+}
+
+const key = (name: string) => `shards/${name}.jsonl`;
+
+export async function listShards(env: Env): Promise<ShardInfo[]> {
+  const out: ShardInfo[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await env.SHARDS.list({ prefix: 'shards/', cursor, include: ['customMetadata'] });
+    for (const o of page.objects) {
+      const meta = o.customMetadata ?? {};
+      out.push({ name: o.key.slice('shards/'.length, -'.jsonl'.length), rows: Number(meta.rows), labels: JSON.parse(meta.labels ?? '[]'), bytes: o.size, uploaded: o.uploaded.toISOString() });
+    }
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+  return out;
+}
+
+export async function loadShard(env: Env, name: string): Promise<{ rows: Example[]; labels: string[] } | undefined> {
+  const obj = await env.SHARDS.get(key(name));
+  if (!obj) return undefined;
+  return { rows: deserializeRows(await obj.text()), labels: JSON.parse(obj.customMetadata?.labels ?? '[]') };
+}
+
+export const shards = new Hono<{ Bindings: Env }>();
+
+shards.get('/', ownerOrServer, async (c) => c.json({ shards: await listShards(c.env) }));
+
+shards.put('/:name', ownerOnly, async (c) => {
+  const name = c.req.param('name');
+  try {
+    checkId('shard', name);
+  } catch (e) {
+    return c.json({ error: (e as Error).message }, 400);
+  }
+  const format = c.req.query('format') ?? (c.req.header('content-type')?.includes('tab-separated') ? 'tsv' : 'jsonl');
+  if (format !== 'jsonl' && format !== 'tsv') return c.json({ error: `format '${format}' is not jsonl or tsv` }, 400);
+  const labels = (c.req.query('labels') ?? c.env.LABELS ?? '0,1').split(',');
+  const limits = { ...DEFAULT_LIMITS, maxBytes: intVar(c.env.MAX_SHARD_BYTES, DEFAULT_LIMITS.maxBytes), maxRows: intVar(c.env.MAX_SHARD_ROWS, DEFAULT_LIMITS.maxRows) };
+  const declared = Number(c.req.header('content-length'));
+  if (declared > limits.maxBytes) return c.json({ error: `shard is ${declared} bytes; the limit is ${limits.maxBytes}` }, 413);
+  const body = new Uint8Array(await c.req.arrayBuffer());
+  let rows: Example[];
+  try {
+    rows = parseShard(body, format, labels, limits);
+  } catch (e) {
+    if (e instanceof ShardError) return c.json({ error: e.message }, e.status);
+    throw e;
+  }
+  // One PUT of the whole validated shard: R2 stores it entirely or not at all.
+  await c.env.SHARDS.put(key(name), serializeRows(rows), { customMetadata: { rows: String(rows.length), labels: JSON.stringify(labels), format } });
+  return c.json({ name, rows: rows.length, labels }, 201);
+});
+
+shards.delete('/:name', ownerOnly, async (c) => {
+  const name = c.req.param('name');
+  if (!(await c.env.SHARDS.head(key(name)))) return c.json({ error: `no shard named '${name}'` }, 404);
+  await c.env.SHARDS.delete(key(name));
+  return c.body(null, 204);
+});

@@ -1,0 +1,203 @@
+/**
+ * A device round end to end on real parts: a device worker under workerd, the s3rver S3 server (behind a proxy that
+ * can fail requests), and a tiny GPT-2. The activations the device stores must equal the same prefix run on
+ * onnxruntime-node over the same tokens.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256Hex, signRequest } from '../core/auth/signing.ts';
+import { gpt2Config } from '../core/model/config.ts';
+import { initModel } from '../core/model/init.ts';
+import { exportPrefix, PREFIX_OUTPUT } from '../core/onnx/prefix.ts';
+import { keys } from '../core/storage/keys.ts';
+import { S3Store } from '../core/storage/s3.ts';
+import { GPT2Tokenizer } from '../core/tokenizer/gpt2.ts';
+import { decodeActivationBatch } from '../core/wire/activations.ts';
+import { DeviceClient } from '../core/wire/device-client.ts';
+import type { ActivationManifest, RoundRequest } from '../core/wire/round.ts';
+import { buildRoundRequest, type DeviceRoundPlan } from '../gpu-server/rounds/request.ts';
+import { startDevice, type RunningDevice } from '../infra/local/device.ts';
+import { startS3, type RunningS3 } from '../infra/local/s3.ts';
+import { startFaultProxy, type FaultProxy } from './fault-proxy.ts';
+import { maxAbsDiff } from './fixtures.ts';
+
+const SECRET = 'round-secret';
+const CUT = 2;
+const config = gpt2Config({ nLayer: 3, nEmbd: 32, nHead: 4, nPositions: 64, numLabels: 3 });
+const model = initModel(config, { seed: 4, paramNoise: 0.1 });
+const onnx = exportPrefix(model, { cut: CUT });
+const ROWS = [
+  { text: 'A man is playing a guitar.', text_pair: 'Someone plays music.', label: 'entailment' },
+  { text: 'The cat sleeps.', text_pair: 'The cat is running around the garden very fast.', label: 'contradiction' },
+  { text: 'Stocks rose on Tuesday.', text_pair: 'Markets moved.', label: 'neutral' },
+  { text: 'It rained all day in the city and the streets flooded near the river.', text_pair: 'Weather was bad.', label: 'entailment' },
+  { text: 'She reads.', text_pair: 'She is asleep.', label: 'contradiction' },
+];
+const LABELS = ['entailment', 'neutral', 'contradiction'];
+
+let dir: string;
+let s3: RunningS3;
+let proxy: FaultProxy;
+let store: S3Store;
+let viaProxy: S3Store;
+let device: RunningDevice;
+let client: DeviceClient;
+let modelSha: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp('.local/test-round-');
+  s3 = await startS3({ directory: join(dir, 's3') });
+  proxy = await startFaultProxy(s3.config.endpoint!);
+  store = new S3Store(s3.config);
+  // URLs handed to the device point at the proxy, so a test can make its uploads fail.
+  viaProxy = new S3Store({ ...s3.config, endpoint: proxy.url });
+  device = await startDevice({
+    id: 'dev-a',
+    ownerToken: 'owner',
+    roundSecret: SECRET,
+    stateDir: join(dir, 'dev-a'),
+    vars: { PIECE_BATCHES: '1', UPLOAD_ATTEMPTS: '3', UPLOAD_BACKOFF_MS: '20', LABELS: LABELS.join(',') },
+  });
+  client = new DeviceClient(device.url, SECRET);
+  const body = ROWS.map((r) => JSON.stringify(r)).join('\n');
+  const up = await fetch(new URL('/shards/nli?format=jsonl', device.url), { method: 'PUT', headers: { authorization: 'Bearer owner' }, body });
+  expect(up.status).toBe(201);
+  modelSha = await sha256Hex(onnx);
+  await store.put(keys.devicePrefix(modelSha, CUT), onnx);
+});
+
+afterAll(async () => {
+  await device?.stop();
+  await proxy?.close();
+  await s3?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function plan(runId: string, overrides: Partial<DeviceRoundPlan> = {}): Promise<RoundRequest> {
+  return buildRoundRequest(viaProxy, {
+    runId,
+    round: 0,
+    deviceId: 'dev-a',
+    modelSha256: modelSha,
+    cut: CUT,
+    rows: ROWS.length,
+    batchSize: 2,
+    seqLen: 12,
+    dtype: 'fp32',
+    labels: LABELS,
+    padTokenId: 50256,
+    ...overrides,
+  });
+}
+
+async function runRound(request: RoundRequest) {
+  await client.startRound(request);
+  return client.waitForRound(request.runId, request.round);
+}
+
+async function storedKeys(runId: string): Promise<string[]> {
+  const out = [];
+  for await (const o of store.list(`runs/${runId}/`)) out.push(o.key);
+  return out;
+}
+
+/** The same prefix on onnxruntime-node, on the same tokens the device should have used. */
+async function expectedHidden(rows: typeof ROWS, seqLen: number, padTokenId: number) {
+  const enc = new GPT2Tokenizer().encodeBatch(rows.map((r) => [r.text, r.text_pair] as const), { maxLength: seqLen, padTokenId });
+  const session = await ort.InferenceSession.create(onnx);
+  const shape = [enc.batch, enc.seq];
+  const out = await session.run({
+    input_ids: new ort.Tensor('int64', BigInt64Array.from(enc.ids, BigInt), shape),
+    attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), shape),
+  });
+  return { hidden: out[PREFIX_OUTPUT].data as Float32Array, mask: enc.attentionMask, seq: enc.seq };
+}
+
+describe('a device round on workerd and S3', () => {
+  it('stores activations equal to onnxruntime-node on the same tokens, and a manifest whose checksums verify', async () => {
+    const request = await plan('run-ok');
+    const status = await runRound(request);
+    expect(status).toMatchObject({ state: 'complete', batchesDone: 3, batchesTotal: 3, failures: [] });
+    const manifest = JSON.parse(new TextDecoder().decode(await store.get(keys.activationManifest('run-ok', 'dev-a', 0)))) as ActivationManifest;
+    expect(manifest).toMatchObject({ device: 'dev-a', runId: 'run-ok', round: 0, cut: CUT, dtype: 'fp32', modelSha256: modelSha, rows: 5 });
+    expect(manifest.batches.map((b) => b.rows)).toEqual([2, 2, 1]);
+    for (const entry of manifest.batches) {
+      const bytes = (await store.get(keys.activationBatch('run-ok', 'dev-a', 0, entry.index)))!;
+      expect(bytes.byteLength).toBe(entry.bytes);
+      expect(await sha256Hex(bytes)).toBe(entry.sha256);
+      const batch = decodeActivationBatch(bytes);
+      expect(batch).toMatchObject({ device: 'dev-a', runId: 'run-ok', round: 0, cut: CUT, batch: entry.index, rows: entry.rows, seqLen: entry.seqLen, nEmbd: config.nEmbd });
+      const rows = ROWS.slice(entry.index * 2, entry.index * 2 + 2);
+      expect(Array.from(batch.labels)).toEqual(rows.map((r) => LABELS.indexOf(r.label)));
+      const want = await expectedHidden(rows, request.seqLen, request.padTokenId);
+      expect(batch.seqLen).toBe(want.seq);
+      expect(Array.from(batch.mask)).toEqual(Array.from(want.mask));
+      expect(maxAbsDiff(batch.hidden, want.hidden)).toBeLessThan(1e-5);
+    }
+  });
+
+  it('stores fp16 activations at half the size, equal to fp32 within fp16 rounding', async () => {
+    expect((await runRound(await plan('run-fp16', { dtype: 'fp16' }))).state).toBe('complete');
+    const half = decodeActivationBatch((await store.get(keys.activationBatch('run-fp16', 'dev-a', 0, 0)))!);
+    const full = decodeActivationBatch((await store.get(keys.activationBatch('run-ok', 'dev-a', 0, 0)))!);
+    const scale = Math.max(...full.hidden.map(Math.abs));
+    expect(maxAbsDiff(half.hidden, full.hidden)).toBeLessThan(scale * 1e-3);
+    const size = async (run: string) => (await store.head(keys.activationBatch(run, 'dev-a', 0, 0)))!.size;
+    expect(await size('run-fp16')).toBeLessThan((await size('run-ok')) * 0.6);
+  });
+
+  it('triggered twice, a round yields the same objects and no duplicates', async () => {
+    const before = await storedKeys('run-ok');
+    const bytes = await store.get(keys.activationBatch('run-ok', 'dev-a', 0, 1));
+    const again = await client.startRound(await plan('run-ok'));
+    expect(again.state).toBe('complete');
+    expect(await storedKeys('run-ok')).toEqual(before);
+    expect(await store.get(keys.activationBatch('run-ok', 'dev-a', 0, 1))).toEqual(bytes);
+    // The same run and round with other settings is refused.
+    await expect(client.startRound(await plan('run-ok', { batchSize: 3 }))).rejects.toThrow(/HTTP 409: run run-ok round 0 was already started with different settings/);
+  });
+
+  it('fails the round, with the reason in its status, when the model segment hash does not match', async () => {
+    const status = await runRound({ ...(await plan('run-badhash')), model: { sha256: 'f'.repeat(64), url: (await plan('run-badhash')).model.url } });
+    expect(status.state).toBe('failed');
+    expect(status.error).toMatch(`model segment hash mismatch: expected ${'f'.repeat(64)}, got ${modelSha}`);
+    expect(await storedKeys('run-badhash')).toEqual([]);
+  });
+
+  it('retries a failed upload with backoff and completes', async () => {
+    proxy.fail('PUT', 'runs/run-retry/activations/dev-a/0/000001', 2);
+    const status = await runRound(await plan('run-retry'));
+    expect(status.state).toBe('complete');
+    expect(status.failures).toEqual(['batch 1, attempt 1: HTTP 503', 'batch 1, attempt 2: HTTP 503']);
+    expect(await storedKeys('run-retry')).toHaveLength(4);
+  });
+
+  it('after the last try, says so in the status and writes no manifest for the incomplete set', async () => {
+    proxy.fail('PUT', 'runs/run-down/activations/dev-a/0/000001', Infinity);
+    const status = await runRound(await plan('run-down'));
+    expect(status).toMatchObject({ state: 'failed', batchesDone: 1, batchesTotal: 3 });
+    expect(status.error).toBe('upload of batch 1: failed after 3 attempts: HTTP 503');
+    expect(await storedKeys('run-down')).toEqual([keys.activationBatch('run-down', 'dev-a', 0, 0)]);
+  });
+
+  it('fails clearly when the request holds too few upload URLs or names a shard the device lacks', async () => {
+    const few = await plan('run-few');
+    few.uploads.batches.pop();
+    expect((await runRound(few)).error).toBe('the shard makes 3 batches but the request holds 2 upload URLs');
+    expect((await runRound(await plan('run-noshard', { shards: ['missing'] }))).error).toBe("no shard named 'missing' on this device");
+    expect((await runRound(await plan('run-labels', { labels: ['0', '1'] }))).error).toMatch(/shard 'nli' has labels \["entailment","neutral","contradiction"\], the round expects \["0","1"\]/);
+  });
+
+  it('a replayed round request changes nothing', async () => {
+    const body = JSON.stringify(await plan('run-replay'));
+    const headers = { ...(await signRequest(SECRET, 'POST', '/rounds', body)), 'content-type': 'application/json' };
+    expect((await fetch(new URL('/rounds', device.url), { method: 'POST', headers, body })).status).toBe(202);
+    await client.waitForRound('run-replay', 0);
+    const keysBefore = await storedKeys('run-replay');
+    const replay = await fetch(new URL('/rounds', device.url), { method: 'POST', headers, body });
+    expect(replay.status).toBe(403);
+    expect(await storedKeys('run-replay')).toEqual(keysBefore);
+  });
+});

@@ -1,0 +1,55 @@
+/**
+ * The whole local system's infrastructure in one call: the embedded S3 server and N device workers under workerd,
+ * each with its own id, secrets and private state, all on 127.0.0.1 and under one project-local folder.
+ * `stop()` ends every part; nothing keeps running.
+ */
+import { join, resolve } from 'node:path';
+import { startDevice, type DeviceOptions, type RunningDevice } from './device.ts';
+import { startS3, type RunningS3 } from './s3.ts';
+
+export interface StackOptions {
+  /** Everything the stack stores lives here. */
+  dir?: string;
+  devices: number;
+  /** Shared with the training server: it signs round requests with it. */
+  roundSecret?: string;
+  s3Port?: number;
+  deviceVars?: DeviceOptions['vars'];
+}
+
+export interface RunningStack {
+  s3: RunningS3;
+  devices: RunningDevice[];
+  roundSecret: string;
+  stop(): Promise<void>;
+}
+
+function token(): string {
+  return Array.from(crypto.getRandomValues(new Uint8Array(24)), (b) => b.toString(16).padStart(2, '0')).join('');
+}
+
+export async function startStack({ dir = '.local/stack', devices: count, roundSecret = token(), s3Port = 0, deviceVars }: StackOptions): Promise<RunningStack> {
+  const root = resolve(dir);
+  const started: Array<{ stop(): Promise<void> }> = [];
+  const stop = async () => {
+    // Stop in reverse order; one part failing to stop does not keep the others running.
+    const results = await Promise.allSettled(started.reverse().map((p) => p.stop()));
+    const failed = results.filter((r) => r.status === 'rejected');
+    if (failed.length) throw new Error(`stopping the stack: ${failed.map((f) => String((f as PromiseRejectedResult).reason)).join('; ')}`);
+  };
+  try {
+    const s3 = await startS3({ directory: join(root, 's3'), port: s3Port });
+    started.push(s3);
+    const devices: RunningDevice[] = [];
+    for (let i = 0; i < count; i++) {
+      const id = `device-${i + 1}`;
+      const device = await startDevice({ id, ownerToken: token(), roundSecret, stateDir: join(root, 'devices', id), vars: deviceVars });
+      started.push(device);
+      devices.push(device);
+    }
+    return { s3, devices, roundSecret, stop };
+  } catch (e) {
+    await stop().catch(() => undefined);
+    throw e;
+  }
+}

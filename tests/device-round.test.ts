@@ -120,9 +120,11 @@ describe('a device round on workerd and S3', () => {
     const request = await plan('run-ok');
     const status = await runRound(request);
     expect(status).toMatchObject({ state: 'complete', batchesDone: 3, batchesTotal: 3, failures: [] });
+    expect(status.forwardMs).toBeGreaterThan(0);
     const manifest = JSON.parse(new TextDecoder().decode(await store.get(keys.activationManifest('run-ok', 'dev-a', 0)))) as ActivationManifest;
     expect(manifest).toMatchObject({ device: 'dev-a', runId: 'run-ok', round: 0, cut: CUT, dtype: 'fp32', modelSha256: modelSha, rows: 5 });
     expect(manifest.batches.map((b) => b.rows)).toEqual([2, 2, 1]);
+    let tokens = 0;
     for (const entry of manifest.batches) {
       const bytes = (await store.get(keys.activationBatch('run-ok', 'dev-a', 0, entry.index)))!;
       expect(bytes.byteLength).toBe(entry.bytes);
@@ -135,7 +137,9 @@ describe('a device round on workerd and S3', () => {
       expect(batch.seqLen).toBe(want.seq);
       expect(Array.from(batch.mask)).toEqual(Array.from(want.mask));
       expect(maxAbsDiff(batch.hidden, want.hidden)).toBeLessThan(1e-5);
+      tokens += want.mask.reduce((a, m) => a + m, 0);
     }
+    expect(status.tokens).toBe(tokens);
   });
 
   it('stores fp16 activations at half the size, equal to fp32 within fp16 rounding', async () => {

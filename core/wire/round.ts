@@ -33,6 +33,9 @@ export interface RoundStatus {
   batchesTotal: number;
   /** Failed attempts so far (retried or final), newest last. */
   failures: string[];
+  /** Real (unpadded) tokens run through the prefix so far, and the time the forward passes took. */
+  tokens: number;
+  forwardMs: number;
   /** Why the round failed, when it did. */
   error?: string;
 }

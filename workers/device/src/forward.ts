@@ -14,16 +14,18 @@ export async function forwardBatch(
   request: RoundRequest,
   device: string,
   batch: number,
-): Promise<{ bytes: Uint8Array; rows: number; seqLen: number }> {
+): Promise<{ bytes: Uint8Array; rows: number; seqLen: number; tokens: number; forwardMs: number }> {
   const enc = tokenizer.encodeBatch(rows.map((r) => (r.textPair === undefined ? r.text : ([r.text, r.textPair] as const))), {
     maxLength: request.seqLen,
     padTokenId: request.padTokenId,
   });
   const shape = [enc.batch, enc.seq];
+  const started = performance.now();
   const out = await session.run({
     input_ids: new ort.Tensor('int64', BigInt64Array.from(enc.ids, BigInt), shape),
     attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), shape),
   });
+  const forwardMs = performance.now() - started;
   const hidden = out[PREFIX_OUTPUT];
   const bytes = encodeActivationBatch(
     {
@@ -42,5 +44,5 @@ export async function forwardBatch(
     request.dtype,
   );
   hidden.dispose();
-  return { bytes, rows: enc.batch, seqLen: enc.seq };
+  return { bytes, rows: enc.batch, seqLen: enc.seq, tokens: enc.attentionMask.reduce((a, m) => a + m, 0), forwardMs };
 }

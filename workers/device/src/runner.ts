@@ -47,7 +47,7 @@ export class RoundRunner extends DurableObject<Env> {
       request,
       workHash: hash,
       batches: [],
-      status: { device: this.env.DEVICE_ID, runId: request.runId, round: request.round, state: 'running', batchesDone: 0, batchesTotal: 0, failures: [] },
+      status: { device: this.env.DEVICE_ID, runId: request.runId, round: request.round, state: 'running', batchesDone: 0, batchesTotal: 0, failures: [], tokens: 0, forwardMs: 0 },
     };
     await this.save(fresh);
     return { status: fresh.status };
@@ -90,12 +90,14 @@ export class RoundRunner extends DurableObject<Env> {
     const end = Math.min(total, job.batches.length + intVar(this.env.PIECE_BATCHES, 4));
     for (let b = job.batches.length; b < end; b++) {
       const slice = rows.slice(b * r.batchSize, (b + 1) * r.batchSize);
-      const { bytes, rows: n, seqLen } = await forwardBatch(model, slice, r, this.env.DEVICE_ID, b);
+      const { bytes, rows: n, seqLen, tokens, forwardMs } = await forwardBatch(model, slice, r, this.env.DEVICE_ID, b);
       await putWithRetry(r.uploads.batches[b], bytes, { attempts, backoffMs, onFailure: onFailure(`batch ${b}`) }).catch((e) => {
         throw new Error(`upload of batch ${b}: ${(e as Error).message}`);
       });
       job.batches.push({ index: b, rows: n, seqLen, bytes: bytes.byteLength, sha256: await sha256Hex(bytes) });
       job.status.batchesDone = job.batches.length;
+      job.status.tokens += tokens;
+      job.status.forwardMs += forwardMs;
       await this.save(job, false);
     }
     if (job.batches.length < total) return this.save(job);

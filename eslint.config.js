@@ -1,5 +1,6 @@
 import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
+import globals from 'globals';
 
 export default tseslint.config(
   { ignores: ['node_modules/', '.cache/', '.local/', '.gpu/', 'dist/'] },
@@ -10,6 +11,7 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
   },
+  { files: ['**/*.mjs'], languageOptions: { globals: globals.node } },
   {
     // core/ runs in Workers, browsers and Node: no Node-only modules outside its tests.
     files: ['core/**/*.ts'],

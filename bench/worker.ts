@@ -3,7 +3,7 @@
  * onnxruntime-node in this process on the same prefix and the same batches (ratio = workerd / node), and the bytes a
  * device uploads per sample for fp32 and fp16 activations. JSON on stdout, progress on stderr.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { sha256Hex } from '../core/auth/signing.ts';
@@ -17,6 +17,7 @@ import { DeviceClient } from '../core/wire/device-client.ts';
 import type { ActivationManifest } from '../core/wire/round.ts';
 import { buildRoundRequest } from '../gpu-server/rounds/request.ts';
 import { startStack } from '../infra/local/stack.ts';
+import { localTempDir } from '../infra/local/paths.ts';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
 process.env.WRANGLER_LOG ??= 'warn';
@@ -40,7 +41,7 @@ const words = 'the a of and to in is it that film movie good bad story one not b
 const rows = Array.from({ length: ROWS }, (_, i) => ({ text: Array.from({ length: SEQ + 8 }, (_, j) => words[(i * 7 + j * 3) % words.length]).join(' '), label: i % 2 }));
 if (Math.max(...tokenizer.encode(rows[0].text)) >= config.vocabSize) throw new Error('bench text uses tokens outside the bench vocabulary');
 
-const dir = await mkdtemp('.local/bench-worker-');
+const dir = await localTempDir('bench-worker');
 log('starting S3 and a device worker under workerd');
 const stack = await startStack({ dir, devices: 1, deviceVars: { PIECE_BATCHES: '2' } });
 try {

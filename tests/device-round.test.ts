@@ -3,7 +3,7 @@
  * can fail requests), and a tiny GPT-2. The activations the device stores must equal the same prefix run on
  * onnxruntime-node over the same tokens.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -22,6 +22,7 @@ import { startDevice, type RunningDevice } from '../infra/local/device.ts';
 import { startS3, type RunningS3 } from '../infra/local/s3.ts';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.ts';
 import { maxAbsDiff } from './fixtures.ts';
+import { localTempDir } from '../infra/local/paths.ts';
 
 const SECRET = 'round-secret';
 const CUT = 2;
@@ -47,7 +48,7 @@ let client: DeviceClient;
 let modelSha: string;
 
 beforeAll(async () => {
-  dir = await mkdtemp('.local/test-round-');
+  dir = await localTempDir('test-round');
   s3 = await startS3({ directory: join(dir, 's3') });
   proxy = await startFaultProxy(s3.config.endpoint!);
   store = new S3Store(s3.config);
@@ -72,7 +73,7 @@ afterAll(async () => {
   await device?.stop();
   await proxy?.close();
   await s3?.stop();
-  await rm(dir, { recursive: true, force: true });
+  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 function plan(runId: string, overrides: Partial<DeviceRoundPlan> = {}): Promise<RoundRequest> {

@@ -3,11 +3,12 @@
  * against the script size limit: the gzipped size of every uploaded module.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { readdir, readFile, rm } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { offlineWranglerEnv } from '../local/device.ts';
+import { localTempDir } from '../local/paths.ts';
 
 /** The Workers paid plan's limit on a script's compressed size. */
 export const PAID_PLAN_LIMIT_BYTES = 10 * 2 ** 20;
@@ -23,7 +24,7 @@ export interface BundleSize {
 
 export async function measureBundle(env = ''): Promise<BundleSize> {
   offlineWranglerEnv();
-  const out = await mkdtemp(resolve('.local/bundle-'));
+  const out = await localTempDir('bundle');
   try {
     const wrangler = resolve('node_modules/wrangler/bin/wrangler.js');
     await promisify(execFile)(process.execPath, [wrangler, 'deploy', '--dry-run', '--outdir', out, `--env=${env}`], { env: process.env });

@@ -4,6 +4,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { LOCAL_DIR } from './paths.ts';
 
 export interface DeviceOptions {
   id: string;
@@ -23,7 +24,7 @@ export interface RunningDevice {
   stop(): Promise<void>;
 }
 
-const LOCAL = resolve('.local/wrangler');
+const LOCAL = resolve(LOCAL_DIR, 'wrangler');
 
 /** Wrangler must not phone home, and must not write outside the project. Set before wrangler loads. */
 export function offlineWranglerEnv(): void {

@@ -1,8 +1,9 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { S3Store } from '../../core/storage/s3.ts';
 import { startStack } from './stack.ts';
+import { localTempDir } from './paths.ts';
 
 const isListening = (port: number) =>
   new Promise<boolean>((resolve) => {
@@ -13,10 +14,12 @@ const isListening = (port: number) =>
 
 describe('local stack', () => {
   let dir: string;
-  afterAll(() => rm(dir, { recursive: true, force: true }));
+  afterAll(async () => {
+    if (dir) await rm(dir, { recursive: true, force: true });
+  });
 
   it('starts S3 and devices with their own ids, tokens and private state, and stops everything', async () => {
-    dir = await mkdtemp('.local/test-stack-');
+    dir = await localTempDir('test-stack');
     const stack = await startStack({ dir, devices: 2 });
     const [a, b] = stack.devices;
     expect(new Set([a.id, b.id])).toEqual(new Set(['device-1', 'device-2']));

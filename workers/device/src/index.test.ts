@@ -1,19 +1,20 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { signRequest } from '../../../core/auth/signing.ts';
 import { DeviceClient } from '../../../core/wire/device-client.ts';
 import { startDevice, type RunningDevice } from '../../../infra/local/device.ts';
+import { localTempDir } from '../../../infra/local/paths.ts';
 
 // The device worker under real workerd: health, the owner's shards, and who may call what.
 let device: RunningDevice;
 let dir: string;
 beforeAll(async () => {
-  dir = await mkdtemp('.local/test-device-');
+  dir = await localTempDir('test-device');
   device = await startDevice({ id: 'device-t', ownerToken: 'owner-token', roundSecret: 'round-secret', stateDir: dir, vars: { MAX_SHARD_BYTES: '4096', MAX_SHARD_ROWS: '50' } });
 });
 afterAll(async () => {
   await device?.stop();
-  await rm(dir, { recursive: true, force: true });
+  if (dir) await rm(dir, { recursive: true, force: true });
 });
 
 const at = (path: string) => new URL(path, device.url);

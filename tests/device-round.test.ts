@@ -11,6 +11,8 @@ import { sha256Hex, signRequest } from '../core/auth/signing.ts';
 import { gpt2Config } from '../core/model/config.ts';
 import { initModel } from '../core/model/init.ts';
 import { exportPrefix, PREFIX_OUTPUT } from '../core/onnx/prefix.ts';
+import { lookupTokens, tokenTable, tokenTableTensors } from '../core/onnx/embedding.ts';
+import { serializeSafetensors } from '../core/tensors/safetensors.ts';
 import { keys } from '../core/storage/keys.ts';
 import { S3Store } from '../core/storage/s3.ts';
 import { GPT2Tokenizer } from '../core/tokenizer/gpt2.ts';
@@ -151,6 +153,40 @@ describe('a device round on workerd and S3', () => {
     expect(maxAbsDiff(half.hidden, full.hidden)).toBeLessThan(scale * 1e-3);
     const size = async (run: string) => (await store.head(keys.activationBatch(run, 'dev-a', 0, 0)))!.size;
     expect(await size('run-fp16')).toBeLessThan((await size('run-ok')) * 0.6);
+  });
+
+  it('runs an int8 prefix whose token table stays outside the graph, reading only its tokens\' rows', async () => {
+    const int8 = exportPrefix(model, { cut: CUT, weights: 'int8', tokenEmbedding: 'input' });
+    const int8Sha = await sha256Hex(int8);
+    const table = serializeSafetensors(tokenTableTensors(tokenTable(model, 'int8')));
+    const tableSha = await sha256Hex(table);
+    await store.put(keys.devicePrefix(int8Sha, CUT), int8);
+    await store.put(keys.tokenTable(tableSha), table);
+    const seenBefore = proxy.seen.length;
+    const status = await runRound(await plan('run-table', { modelSha256: int8Sha, tokenTableSha256: tableSha }));
+    expect(status.state).toBe('complete');
+    // One full GET streamed through a digest to verify the table, then only byte ranges of it.
+    const tableGets = proxy.seen.slice(seenBefore).filter((r) => r.method === 'GET' && r.path.endsWith(`${tableSha}.safetensors`));
+    expect(tableGets.filter((r) => !r.range)).toHaveLength(1);
+    expect(tableGets.filter((r) => r.range).length).toBeGreaterThan(2);
+    // onnxruntime-node on the same graph, fed from the whole table.
+    const rows = ROWS.slice(0, 2);
+    const enc = new GPT2Tokenizer().encodeBatch(rows.map((r) => [r.text, r.text_pair] as const), { maxLength: 12, padTokenId: 50256 });
+    const session = await ort.InferenceSession.create(int8);
+    const out = await session.run({
+      inputs_embeds: new ort.Tensor('float32', lookupTokens(tokenTable(model, 'int8'), enc.ids), [enc.batch, enc.seq, config.nEmbd]),
+      attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), [enc.batch, enc.seq]),
+    });
+    const got = decodeActivationBatch((await store.get(keys.activationBatch('run-table', 'dev-a', 0, 0)))!);
+    // Dynamic int8 quantization of activations may round a value differently in the two runtimes' kernels, so int8
+    // agrees to 1e-3 of the activations' scale rather than fp32's 1e-5.
+    const want = out[PREFIX_OUTPUT].data as Float32Array;
+    expect(maxAbsDiff(got.hidden, want)).toBeLessThan(1e-3 * Math.max(...want.map(Math.abs)));
+
+    const wrong = await runRound({ ...(await plan('run-table-bad', { modelSha256: int8Sha, tokenTableSha256: tableSha })), tokenTable: { sha256: '0'.repeat(64), url: (await store.presignGet(keys.tokenTable(tableSha), 60)) } });
+    expect(wrong.error).toBe(`token table hash mismatch: expected ${'0'.repeat(64)}, got ${tableSha}`);
+    const missing = await runRound({ ...(await plan('run-table-none', { modelSha256: int8Sha })) });
+    expect(missing.error).toBe('the model segment takes inputs_embeds: the round request needs a tokenTable');
   });
 
   it('triggered twice, a round yields the same objects and no duplicates', async () => {

@@ -11,14 +11,18 @@ export interface FaultProxy {
   fail(method: string, pathIncludes: string, times: number): void;
   /** Requests that were failed on purpose, as "METHOD path". */
   failed: string[];
+  /** Every request seen: method, path without query, and its Range header if any. */
+  seen: Array<{ method: string; path: string; range?: string }>;
   close(): Promise<void>;
 }
 
 export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const rules: Array<{ method: string; path: string; left: number }> = [];
   const failed: string[] = [];
+  const seen: FaultProxy['seen'] = [];
   const upstream = new URL(target);
   const server = createServer((req: IncomingMessage, res) => {
+    seen.push({ method: req.method!, path: req.url!.split('?')[0], range: req.headers.range });
     const rule = rules.find((r) => r.left > 0 && r.method === req.method && req.url!.includes(r.path));
     if (rule) {
       rule.left--;
@@ -39,6 +43,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     fail: (method, path, times) => rules.push({ method, path, left: times }),
     failed,
+    seen,
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
 }

@@ -4,6 +4,8 @@ export const keys = {
   modelConfig: (modelHash: string) => `models/${modelHash}/config.json`,
   serverWeights: (modelHash: string) => `models/${modelHash}/server.safetensors`,
   devicePrefix: (modelHash: string, cut: number) => `models/${modelHash}/device/cut-${cut}.onnx`,
+  /** Content-addressed by the table's own SHA-256: int8 and fp32 tables of one model differ. */
+  tokenTable: (tableHash: string) => `models/token-tables/${tableHash}.safetensors`,
   run: (runId: string) => `runs/${runId}/run.json`,
   plan: (runId: string, round: number) => `runs/${runId}/rounds/${round}/plan.json`,
   activations: (runId: string, deviceId: string, round: number) => `runs/${runId}/activations/${deviceId}/${round}/`,

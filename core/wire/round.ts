@@ -8,6 +8,11 @@ export interface RoundRequest {
   round: number;
   /** The frozen prefix to run: the SHA-256 of its ONNX bytes, and a URL to GET them (presigned). */
   model: { sha256: string; url: string };
+  /**
+   * For a prefix exported with its token table outside the graph (it takes inputs_embeds): the table, which the
+   * device verifies by streaming it once and then reads only its tokens' rows from, by byte range.
+   */
+  tokenTable?: { sha256: string; url: string };
   cut: number;
   batchSize: number;
   /** Rows longer than this many tokens are truncated; each batch is padded to its longest row. */
@@ -82,6 +87,10 @@ export function parseRoundRequest(value: unknown): RoundRequest {
   const model = r.model as Record<string, unknown> | undefined;
   if (typeof model?.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(model.sha256)) fail('model.sha256', 'must be a hex SHA-256');
   if (typeof model?.url !== 'string') fail('model.url', 'must be a URL');
+  const table = r.tokenTable as Record<string, unknown> | undefined;
+  if (table !== undefined && (typeof table?.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(table.sha256) || typeof table.url !== 'string')) {
+    fail('tokenTable', 'must hold a hex sha256 and a url');
+  }
   if (r.dtype !== 'fp32' && r.dtype !== 'fp16') fail('dtype', 'must be "fp32" or "fp16"');
   if (!Array.isArray(r.labels) || r.labels.length < 2 || !r.labels.every((l) => typeof l === 'string')) fail('labels', 'must list at least two labels');
   if (r.shards !== undefined && (!Array.isArray(r.shards) || !r.shards.every((s) => typeof s === 'string'))) fail('shards', 'must be a list of shard names');
@@ -92,6 +101,7 @@ export function parseRoundRequest(value: unknown): RoundRequest {
     runId: r.runId as string,
     round: int('round', 0),
     model: { sha256: model!.sha256 as string, url: model!.url as string },
+    tokenTable: table && { sha256: table.sha256 as string, url: table.url as string },
     cut: int('cut', 0),
     batchSize: int('batchSize', 1),
     seqLen: int('seqLen', 1),

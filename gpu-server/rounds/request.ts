@@ -9,6 +9,8 @@ export interface DeviceRoundPlan {
   deviceId: string;
   /** The device prefix, already stored under keys.devicePrefix(modelSha256, cut). */
   modelSha256: string;
+  /** The token table, stored under keys.tokenTable(sha256), for a prefix that takes inputs_embeds. */
+  tokenTableSha256?: string;
   cut: number;
   /** Rows the device holds (from its shard listing): decides how many upload URLs it needs. */
   rows: number;
@@ -29,6 +31,7 @@ export async function buildRoundRequest(store: ObjectStore, p: DeviceRoundPlan):
     runId: p.runId,
     round: p.round,
     model: { sha256: p.modelSha256, url: await store.presignGet(keys.devicePrefix(p.modelSha256, p.cut), expires) },
+    tokenTable: p.tokenTableSha256 ? { sha256: p.tokenTableSha256, url: await store.presignGet(keys.tokenTable(p.tokenTableSha256), expires) } : undefined,
     cut: p.cut,
     batchSize: p.batchSize,
     seqLen: p.seqLen,

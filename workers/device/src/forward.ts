@@ -4,7 +4,8 @@ import { PREFIX_OUTPUT } from '../../../core/onnx/prefix.ts';
 import { GPT2Tokenizer } from '../../../core/tokenizer/gpt2.ts';
 import { encodeActivationBatch } from '../../../core/wire/activations.ts';
 import type { RoundRequest } from '../../../core/wire/round.ts';
-import { ort } from './onnx.ts';
+import { lookupTokens } from '../../../core/onnx/embedding.ts';
+import { ort, tokenRows } from './onnx.ts';
 
 const tokenizer = new GPT2Tokenizer();
 
@@ -20,11 +21,16 @@ export async function forwardBatch(
     padTokenId: request.padTokenId,
   });
   const shape = [enc.batch, enc.seq];
+  const feeds: Record<string, ort.Tensor> = { attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), shape) };
+  if (session.inputNames.includes('inputs_embeds')) {
+    if (!request.tokenTable) throw new Error('the model segment takes inputs_embeds: the round request needs a tokenTable');
+    const table = await tokenRows(request.tokenTable, enc.ids);
+    feeds.inputs_embeds = new ort.Tensor('float32', lookupTokens(table, enc.ids), [...shape, table.nEmbd]);
+  } else {
+    feeds.input_ids = new ort.Tensor('int64', BigInt64Array.from(enc.ids, BigInt), shape);
+  }
   const started = performance.now();
-  const out = await session.run({
-    input_ids: new ort.Tensor('int64', BigInt64Array.from(enc.ids, BigInt), shape),
-    attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), shape),
-  });
+  const out = await session.run(feeds);
   const forwardMs = performance.now() - started;
   const hidden = out[PREFIX_OUTPUT];
   const bytes = encodeActivationBatch(

@@ -5,7 +5,8 @@
  */
 import * as ort from 'onnxruntime-web/wasm';
 import ortWasm from '../../../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm';
-import { sha256Hex } from '../../../core/auth/signing.ts';
+import { hex, sha256Hex } from '../../../core/auth/signing.ts';
+import { readTokenRows, type TokenTable } from '../../../core/onnx/embedding.ts';
 
 let configured = false;
 
@@ -49,3 +50,37 @@ async function load(sha256: string, url: string): Promise<ort.InferenceSession> 
 }
 
 export { ort };
+
+const verifiedTables = new Map<string, Promise<number>>();
+
+/** Streams the whole table once through a digest (nothing buffered) and returns its size if the hash matches. */
+function verifyTable(sha256: string, url: string): Promise<number> {
+  let v = verifiedTables.get(sha256);
+  if (!v) {
+    v = (async () => {
+      const res = await fetch(url);
+      if (!res.ok || !res.body) throw new Error(`token table GET failed: HTTP ${res.status}`);
+      const digest = new crypto.DigestStream('SHA-256');
+      await res.body.pipeTo(digest);
+      const actual = hex(await digest.digest);
+      if (actual !== sha256) throw new ModelHashMismatch(`token table hash mismatch: expected ${sha256}, got ${actual}`);
+      return Number(digest.bytesWritten);
+    })();
+    verifiedTables.set(sha256, v);
+    v.catch(() => verifiedTables.delete(sha256));
+  }
+  return v;
+}
+
+/** The rows of `ids` from a verified token table, read by HTTP Range requests. */
+export async function tokenRows(table: { sha256: string; url: string }, ids: Iterable<number>): Promise<TokenTable> {
+  const size = await verifyTable(table.sha256, table.url);
+  const read = async (offset: number, length: number) => {
+    const res = await fetch(table.url, { headers: { range: `bytes=${offset}-${offset + length - 1}` } });
+    if (res.status !== 206 && res.status !== 200) throw new Error(`token table range GET failed: HTTP ${res.status}`);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    // A server that ignores Range answers 200 with the whole file: take the part asked for.
+    return res.status === 200 ? bytes.slice(offset, offset + length) : bytes;
+  };
+  return readTokenRows(read, size, ids, 'token table');
+}

@@ -38,6 +38,12 @@ export class FrozenLinear {
   }
 }
 
+/**
+ * Adds a trainable term to a frozen linear's output (LoRA): given the layer, the linear and its input [rows, in],
+ * returns [rows, out] to add, or undefined where the linear has no adapter.
+ */
+export type LinearDelta = (layer: number, linear: BlockLinear, x: tf.Tensor2D) => tf.Tensor2D | undefined;
+
 interface LayerNorm {
   weight: tf.Tensor1D;
   bias: tf.Tensor1D;
@@ -120,33 +126,39 @@ export class TfGPT2 {
     return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.config.layerNormEpsilon))), weight), bias);
   }
 
-  private attention(block: Block, x: tf.Tensor2D, allowed: tf.Tensor4D, B: number, T: number): tf.Tensor2D {
+  private linear(block: Block, layer: number, name: BlockLinear, x: tf.Tensor2D, delta?: LinearDelta): tf.Tensor2D {
+    const y = block.linears[name].apply(x);
+    const extra = delta?.(layer, name, x);
+    return extra ? tf.add(y, extra) : y;
+  }
+
+  private attention(block: Block, layer: number, x: tf.Tensor2D, allowed: tf.Tensor4D, B: number, T: number, delta?: LinearDelta): tf.Tensor2D {
     const { nEmbd: d, nHead: H } = this.config;
     const hd = d / H;
-    const qkv = block.linears['attn.c_attn'].apply(x);
+    const qkv = this.linear(block, layer, 'attn.c_attn', x, delta);
     const heads = (t: tf.Tensor) => t.reshape([B, T, H, hd]).transpose([0, 2, 1, 3]);
     const [q, k, v] = tf.split(qkv, 3, 1).map(heads);
     const scores = tf.where(allowed, tf.matMul(tf.mul(q, 1 / Math.sqrt(hd)), k, false, true), tf.scalar(MASKED_SCORE));
     const y = tf.matMul(tf.softmax(scores), v).transpose([0, 2, 1, 3]).reshape([B * T, d]) as tf.Tensor2D;
-    return block.linears['attn.c_proj'].apply(y);
+    return this.linear(block, layer, 'attn.c_proj', y, delta);
   }
 
-  private mlp(block: Block, x: tf.Tensor2D): tf.Tensor2D {
-    const h = block.linears['mlp.c_fc'].apply(x);
+  private mlp(block: Block, layer: number, x: tf.Tensor2D, delta?: LinearDelta): tf.Tensor2D {
+    const h = this.linear(block, layer, 'mlp.c_fc', x, delta);
     const gelu = tf.mul(tf.mul(h, 0.5), tf.add(1, tf.tanh(tf.mul(tf.add(h, tf.mul(tf.pow(h, 3), 0.044715)), Math.sqrt(2 / Math.PI)))));
-    return block.linears['mlp.c_proj'].apply(gelu as tf.Tensor2D);
+    return this.linear(block, layer, 'mlp.c_proj', gelu as tf.Tensor2D, delta);
   }
 
-  /** Runs blocks [from, to) on hidden states [B, T, d]. Use inside tf.tidy or a gradient function. */
-  blocksForward(hidden: tf.Tensor3D, mask: tf.Tensor2D, from: number, to = this.config.nLayer): tf.Tensor3D {
+  /** Runs blocks [from, to) on hidden states [B, T, d], with adapters if given. Use inside tf.tidy or a gradient function. */
+  blocksForward(hidden: tf.Tensor3D, mask: tf.Tensor2D, from: number, to = this.config.nLayer, delta?: LinearDelta): tf.Tensor3D {
     const [B, T, d] = hidden.shape;
     const allowed = attentionAllowed(mask);
     let x = hidden.reshape([B * T, d]) as tf.Tensor2D;
     for (let i = from; i < to; i++) {
       const block = this.blocks[i];
       if (!block) throw new Error(`block ${i} is below this model's first block; it runs on the device`);
-      x = tf.add(x, this.attention(block, this.layerNorm(x, block.ln1), allowed, B, T));
-      x = tf.add(x, this.mlp(block, this.layerNorm(x, block.ln2)));
+      x = tf.add(x, this.attention(block, i, this.layerNorm(x, block.ln1), allowed, B, T, delta));
+      x = tf.add(x, this.mlp(block, i, this.layerNorm(x, block.ln2), delta));
     }
     allowed.dispose();
     return x.reshape([B, T, d]);
@@ -157,9 +169,8 @@ export class TfGPT2 {
     return tf.tidy(() => this.blocksForward(this.embed(ids, mask), mask, 0, upTo));
   }
 
-  /** Classification logits [B, num_labels] from the final hidden states, pooled at each row's last real token. */
-  classify(hidden: tf.Tensor3D, mask: tf.Tensor2D): tf.Tensor2D {
-    if (!this.score) throw new Error(`the model has no classification head (${SCORE})`);
+  /** Final hidden states [B, T, d] -> each row's last real token, after the final layer norm: the head's input [B, d]. */
+  pool(hidden: tf.Tensor3D, mask: tf.Tensor2D): tf.Tensor2D {
     const [B, T] = hidden.shape;
     return tf.tidy(() => {
       // Last real token: argmax over t of (mask * T + t); a row without real tokens pools t = T - 1.
@@ -167,8 +178,14 @@ export class TfGPT2 {
       const t = tf.range(0, T, 1, 'int32').reshape([1, T]);
       const last = tf.argMax(tf.add(tf.mul(tf.cast(mask, 'int32'), tf.scalar(T, 'int32')), t), 1);
       const pooled = tf.sum(tf.mul(hidden, tf.oneHot(last, T).reshape([B, T, 1])), 1) as tf.Tensor2D;
-      return this.score!.apply(this.layerNorm(pooled, this.lnF));
+      return this.layerNorm(pooled, this.lnF);
     });
+  }
+
+  /** Classification logits [B, num_labels] from the final hidden states, through the model's own head. */
+  classify(hidden: tf.Tensor3D, mask: tf.Tensor2D): tf.Tensor2D {
+    if (!this.score) throw new Error(`the model has no classification head (${SCORE})`);
+    return tf.tidy(() => this.score!.apply(this.pool(hidden, mask)));
   }
 
   /** Classification logits from hidden states at cut k: the server's forward for one device batch. */

@@ -1,0 +1,160 @@
+/**
+ * LoRA adapters in the Hugging Face PEFT layout: `adapter_config.json` and `adapter_model.safetensors` with PEFT's
+ * key names, so `PeftModel.from_pretrained(GPT2ForSequenceClassification..., folder)` loads what the server trained.
+ * PEFT stores lora_A as nn.Linear(in, r).weight [r, in] and lora_B as nn.Linear(r, out).weight [out, r]; with
+ * fan_in_fan_out (GPT-2's Conv1D) the update to the [in, out] weight is (B A)^T * alpha / r = A^T B^T * alpha / r.
+ * Here A is kept as [in, r] and B as [r, out], i.e. the transposes of PEFT's tensors.
+ */
+import { parseSafetensors, serializeSafetensors } from '../tensors/safetensors.ts';
+import type { Tensor } from '../tensors/tensor.ts';
+import type { GPT2Config } from '../model/config.ts';
+import { BLOCK_LINEARS, linearShape, SCORE, type BlockLinear, type GPT2Model } from '../model/weights.ts';
+
+export const ADAPTER_CONFIG = 'adapter_config.json';
+export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
+
+export interface AdapterWeights {
+  rank: number;
+  alpha: number;
+  dropout: number;
+  targets: BlockLinear[];
+  layers: number[];
+  /** [in, r] per `h.{layer}.{linear}` */
+  a: Map<string, Float32Array>;
+  /** [r, out] per `h.{layer}.{linear}` */
+  b: Map<string, Float32Array>;
+  /** The trained classification head [num_labels, n_embd] (PEFT modules_to_save). */
+  head?: Float32Array;
+}
+
+const PREFIX = 'base_model.model.transformer.';
+const HEAD_KEY = `base_model.model.${SCORE}`;
+
+function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(m.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = m[r * cols + c];
+  return t;
+}
+
+/** PEFT's target_modules: leaf names where they say exactly what is adapted, else a full-match regex. */
+function targetModules(targets: BlockLinear[]): string[] | string {
+  const leaf = (t: BlockLinear) => t.split('.')[1];
+  const ambiguous = targets.filter((t) => leaf(t) === 'c_proj').length === 1;
+  if (!ambiguous) return [...new Set(targets.map(leaf))];
+  return `.*\\.(${targets.map((t) => t.replace('.', '\\.')).join('|')})`;
+}
+
+export function adapterFiles(w: AdapterWeights, config: GPT2Config, baseModel: string): Record<string, Uint8Array> {
+  const tensors: Record<string, Tensor> = {};
+  for (const layer of w.layers) {
+    for (const linear of w.targets) {
+      const key = `h.${layer}.${linear}`;
+      const [inp, out] = linearShape(config, linear);
+      tensors[`${PREFIX}${key}.lora_A.weight`] = { dtype: 'F32', shape: [w.rank, inp], data: transpose(w.a.get(key)!, inp, w.rank) };
+      tensors[`${PREFIX}${key}.lora_B.weight`] = { dtype: 'F32', shape: [out, w.rank], data: transpose(w.b.get(key)!, w.rank, out) };
+    }
+  }
+  if (w.head) tensors[HEAD_KEY] = { dtype: 'F32', shape: [config.numLabels, config.nEmbd], data: w.head };
+  const peftConfig = {
+    peft_type: 'LORA',
+    task_type: 'SEQ_CLS',
+    base_model_name_or_path: baseModel,
+    r: w.rank,
+    lora_alpha: w.alpha,
+    lora_dropout: w.dropout,
+    target_modules: targetModules(w.targets),
+    fan_in_fan_out: true,
+    bias: 'none',
+    layers_to_transform: w.layers,
+    layers_pattern: 'h',
+    modules_to_save: w.head ? ['score'] : null,
+    init_lora_weights: true,
+    inference_mode: true,
+    use_rslora: false,
+    use_dora: false,
+  };
+  return {
+    [ADAPTER_CONFIG]: new TextEncoder().encode(JSON.stringify(peftConfig, null, 2) + '\n'),
+    [ADAPTER_WEIGHTS]: serializeSafetensors(tensors, { format: 'pt' }),
+  };
+}
+
+/** Reads a PEFT adapter for this model; errors name the file and the tensor or field. */
+export function parseAdapter(files: Record<string, Uint8Array>, config: GPT2Config, folder = 'adapter'): AdapterWeights {
+  const cfgFile = `${folder}/${ADAPTER_CONFIG}`;
+  const wFile = `${folder}/${ADAPTER_WEIGHTS}`;
+  if (!files[ADAPTER_CONFIG]) throw new Error(`${cfgFile}: missing`);
+  if (!files[ADAPTER_WEIGHTS]) throw new Error(`${wFile}: missing`);
+  let c: Record<string, unknown>;
+  try {
+    c = JSON.parse(new TextDecoder().decode(files[ADAPTER_CONFIG]));
+  } catch (e) {
+    throw new Error(`${cfgFile}: not valid JSON (${(e as Error).message})`);
+  }
+  if (c.peft_type !== 'LORA') throw new Error(`${cfgFile}: peft_type ${JSON.stringify(c.peft_type)} is not "LORA"`);
+  if (c.fan_in_fan_out !== true) throw new Error(`${cfgFile}: fan_in_fan_out must be true for GPT-2's Conv1D layers`);
+  const rank = c.r as number;
+  if (!Number.isSafeInteger(rank) || rank < 1) throw new Error(`${cfgFile}: field 'r' must be a positive integer`);
+  const { tensors } = parseSafetensors(files[ADAPTER_WEIGHTS], wFile);
+  const a = new Map<string, Float32Array>();
+  const b = new Map<string, Float32Array>();
+  const targets = new Set<BlockLinear>();
+  const layers = new Set<number>();
+  let head: Float32Array | undefined;
+  for (const [name, t] of tensors) {
+    if (name === HEAD_KEY) {
+      if (t.shape.join() !== [config.numLabels, config.nEmbd].join()) throw new Error(`${wFile}: tensor '${name}' has shape ${JSON.stringify(t.shape)}, the model needs [${config.numLabels}, ${config.nEmbd}]`);
+      head = t.data as Float32Array;
+      continue;
+    }
+    const m = /^base_model\.model\.transformer\.h\.(\d+)\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.lora_([AB])\.weight$/.exec(name);
+    if (!m) throw new Error(`${wFile}: tensor '${name}' is not a GPT-2 LoRA weight`);
+    const layer = Number(m[1]);
+    const linear = m[2] as BlockLinear;
+    if (layer >= config.nLayer) throw new Error(`${wFile}: tensor '${name}' is for layer ${layer}; the model has ${config.nLayer}`);
+    if (t.dtype !== 'F32') throw new Error(`${wFile}: tensor '${name}' is ${t.dtype}; expected F32`);
+    const [inp, out] = linearShape(config, linear);
+    const want = m[3] === 'A' ? [rank, inp] : [out, rank];
+    if (t.shape.join() !== want.join()) throw new Error(`${wFile}: tensor '${name}' has shape ${JSON.stringify(t.shape)}, expected ${JSON.stringify(want)}`);
+    const key = `h.${layer}.${linear}`;
+    if (m[3] === 'A') a.set(key, transpose(t.data as Float32Array, rank, inp));
+    else b.set(key, transpose(t.data as Float32Array, out, rank));
+    targets.add(linear);
+    layers.add(layer);
+  }
+  for (const key of new Set([...a.keys(), ...b.keys()])) {
+    if (!a.has(key) || !b.has(key)) throw new Error(`${wFile}: ${key} has lora_${a.has(key) ? 'A' : 'B'} but not lora_${a.has(key) ? 'B' : 'A'}`);
+  }
+  return {
+    rank,
+    alpha: Number(c.lora_alpha ?? rank),
+    dropout: Number(c.lora_dropout ?? 0),
+    targets: BLOCK_LINEARS.filter((t) => targets.has(t)),
+    layers: [...layers].sort((x, y) => x - y),
+    a,
+    b,
+    head,
+  };
+}
+
+/** The base model with the adapter merged in (W + A B alpha / r) and the trained head: plain GPT-2 weights. */
+export function mergeAdapter(model: GPT2Model, w: AdapterWeights): GPT2Model {
+  const params = new Map(model.params);
+  const scale = w.alpha / w.rank;
+  for (const [key, a] of w.a) {
+    const linear = key.split('.').slice(2).join('.') as BlockLinear;
+    const [inp, out] = linearShape(model.config, linear);
+    const merged = Float32Array.from(params.get(`${key}.weight`)!);
+    const bm = w.b.get(key)!;
+    for (let i = 0; i < inp; i++) {
+      for (let o = 0; o < out; o++) {
+        let s = 0;
+        for (let r = 0; r < w.rank; r++) s += a[i * w.rank + r] * bm[r * out + o];
+        merged[i * out + o] += s * scale;
+      }
+    }
+    params.set(`${key}.weight`, merged);
+  }
+  if (w.head) params.set(SCORE, w.head);
+  return { config: model.config, params };
+}

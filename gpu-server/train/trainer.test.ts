@@ -1,0 +1,139 @@
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { referenceClassify, referenceHidden } from '../../core/model/reference.ts';
+import { SCORE, type GPT2Model } from '../../core/model/weights.ts';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterFiles, mergeAdapter, parseAdapter, type AdapterWeights } from '../../core/peft/adapter.ts';
+import { parseSafetensors } from '../../core/tensors/safetensors.ts';
+import { Random } from '../../core/random.ts';
+import { batch, leftPadded, maxAbsDiff, tinyModel, TINY, type Batch } from '../../tests/fixtures.ts';
+import { initBackend } from '../tf/backend.ts';
+import { scoreLogits, Trainer, type TrainBatch, type TrainSpec } from './trainer.ts';
+
+const model = tinyModel(3);
+const spec = (over: Partial<TrainSpec['lora']> = {}): TrainSpec => ({
+  lora: { rank: 4, alpha: 8, dropout: 0, targets: ['attn.c_attn', 'mlp.c_proj'], ...over },
+  optimizer: { weightDecay: 0.01, clipNorm: 1 },
+  schedule: { lr: 0.01, warmupSteps: 0, kind: 'constant' },
+  seed: 11,
+});
+const DEEPEST = 2;
+const data = leftPadded(batch([6, 3, 8, 5], 8, 'right', 21));
+const labels = Int32Array.from([0, 2, 1, 2]);
+
+/** The batch as a device with cut `cut` would deliver it, from the float64 reference. */
+function atCut(b: Batch, cut: number, m: GPT2Model = model): TrainBatch {
+  return { cut, rows: b.B, seqLen: b.T, hidden: Float32Array.from(referenceHidden(m, b.ids, b.mask, b.B, b.T, cut)), mask: b.mask, labels };
+}
+
+/** Adapter weights with every entry random, so that each one changes the output. */
+function randomAdapter(t: Trainer, seed: number): AdapterWeights {
+  const rng = new Random(seed);
+  const w = t.exportAdapter();
+  const fill = (m: Map<string, Float32Array>) => new Map([...m].map(([k, v]) => [k, v.map(() => rng.normal() * 0.3)]));
+  return { ...w, a: fill(w.a), b: fill(w.b), head: w.head!.map(() => rng.normal() * 0.3) };
+}
+
+/** float64 cross-entropy of the merged model: the reference loss. */
+function referenceLoss(w: AdapterWeights): number {
+  const logits = referenceClassify(mergeAdapter(model, w), data.ids, data.mask, data.B, data.T);
+  return scoreLogits(Float32Array.from(logits), labels, TINY.numLabels).loss;
+}
+
+describe('LoRA trainer', () => {
+  beforeAll(() => initBackend('wasm'));
+
+  it('starts from the base model exactly (B = 0)', () => {
+    const t = new Trainer(model, spec(), DEEPEST);
+    const want = referenceClassify(model, data.ids, data.mask, data.B, data.T);
+    expect(maxAbsDiff(t.predict(atCut(data, DEEPEST)), want)).toBeLessThan(1e-5);
+    t.dispose();
+  });
+
+  it('with adapters, equals the float64 reference of the merged weights, from any cut at or below the deepest', () => {
+    const t = new Trainer(model, spec(), DEEPEST);
+    const w = randomAdapter(t, 1);
+    t.loadAdapter(w);
+    const want = referenceClassify(mergeAdapter(model, w), data.ids, data.mask, data.B, data.T);
+    for (const cut of [0, 1, DEEPEST]) expect(maxAbsDiff(t.predict(atCut(data, cut)), want)).toBeLessThan(1e-5);
+    expect(maxAbsDiff(t.predictTokens(data.ids, data.mask, data.B, data.T), want)).toBeLessThan(1e-5);
+    expect(() => t.predict(atCut(data, 3))).toThrow(/cut at 3 is above the run's deepest cut 2/);
+    t.dispose();
+  });
+
+  it('gradients equal finite differences of the float64 reference loss', () => {
+    const t = new Trainer(model, spec(), DEEPEST);
+    const w = randomAdapter(t, 2);
+    t.loadAdapter(w);
+    const { loss, grads } = t.lossAndGradients(atCut(data, 1), false);
+    expect(loss.dataSync()[0]).toBeCloseTo(referenceLoss(w), 5);
+    const eps = 1e-3;
+    const probe = (name: string, get: (w: AdapterWeights) => Float32Array, index: number, tfName: string) => {
+      const plus = structuredClone(w);
+      const minus = structuredClone(w);
+      get(plus)[index] += eps;
+      get(minus)[index] -= eps;
+      const numeric = (referenceLoss(plus) - referenceLoss(minus)) / (2 * eps);
+      const analytic = grads[tfName].dataSync()[index];
+      expect(Math.abs(analytic - numeric), `${name}[${index}]: ${analytic} vs ${numeric}`).toBeLessThan(2e-3 * Math.max(1, Math.abs(numeric)));
+    };
+    for (const i of [0, 5, 17]) {
+      probe('A h.2.attn.c_attn', (x) => x.a.get('h.2.attn.c_attn')!, i, t.lora.a.get('h.2.attn.c_attn')!.name);
+      probe('B h.3.mlp.c_proj', (x) => x.b.get('h.3.mlp.c_proj')!, i, t.lora.b.get('h.3.mlp.c_proj')!.name);
+      probe('head', (x) => x.head!, i, t.head.name);
+    }
+    tf.dispose([loss, ...Object.values(grads)]);
+    t.dispose();
+  });
+
+  it('trains: the loss falls, the same seed gives the same weights, and no tensors leak', () => {
+    const run = () => {
+      const t = new Trainer(model, { ...spec({ dropout: 0.1 }), schedule: { lr: 0.05, warmupSteps: 2, kind: 'linear', totalSteps: 30 } }, DEEPEST);
+      const before = tf.memory().numTensors;
+      const losses = Array.from({ length: 30 }, () => t.trainStep(atCut(data, 1)).loss);
+      expect(tf.memory().numTensors).toBe(before + 2 * t.variables().length); // Adam's m and v, created on first use
+      const w = t.exportAdapter();
+      t.dispose();
+      return { losses, w };
+    };
+    const a = run();
+    const b = run();
+    expect(a.losses[29]).toBeLessThan(a.losses[0] * 0.5);
+    expect(b.losses).toEqual(a.losses);
+    expect(b.w.b.get('h.3.mlp.c_proj')).toEqual(a.w.b.get('h.3.mlp.c_proj'));
+  });
+
+  it('writes PEFT adapters that load back to the same predictions, and merge into plain GPT-2 weights', () => {
+    const t = new Trainer(model, spec({ dropout: 0.1 }), DEEPEST);
+    for (let i = 0; i < 5; i++) t.trainStep(atCut(data, 1));
+    const files = adapterFiles(t.exportAdapter(), TINY, 'tiny-gpt2');
+    const config = JSON.parse(new TextDecoder().decode(files[ADAPTER_CONFIG]));
+    expect(config).toMatchObject({ peft_type: 'LORA', task_type: 'SEQ_CLS', r: 4, lora_alpha: 8, fan_in_fan_out: true, layers_to_transform: [2, 3], modules_to_save: ['score'], base_model_name_or_path: 'tiny-gpt2' });
+    expect(config.target_modules).toBe('.*\\.(attn\\.c_attn|mlp\\.c_proj)'); // only one of the two c_proj: a regex
+    const keys = [...parseSafetensors(files[ADAPTER_WEIGHTS]).tensors.keys()];
+    expect(keys).toContain('base_model.model.transformer.h.2.attn.c_attn.lora_A.weight');
+    expect(keys).toContain('base_model.model.transformer.h.3.mlp.c_proj.lora_B.weight');
+    expect(keys).toContain('base_model.model.score.weight');
+    expect(parseSafetensors(files[ADAPTER_WEIGHTS]).tensors.get('base_model.model.transformer.h.2.attn.c_attn.lora_A.weight')!.shape).toEqual([4, TINY.nEmbd]);
+
+    const fresh = new Trainer(model, { ...spec(), seed: 999 }, DEEPEST);
+    const loaded = parseAdapter(files, TINY);
+    fresh.loadAdapter(loaded);
+    const want = t.predictTokens(data.ids, data.mask, data.B, data.T);
+    expect(fresh.predictTokens(data.ids, data.mask, data.B, data.T)).toEqual(want); // exactly
+    const merged = mergeAdapter(model, loaded);
+    expect(merged.params.get(SCORE)).toEqual(loaded.head);
+    expect(maxAbsDiff(referenceClassify(merged, data.ids, data.mask, data.B, data.T), want)).toBeLessThan(1e-5);
+    t.dispose();
+    fresh.dispose();
+  });
+
+  it('refuses an adapter that does not fit the model, naming the file and tensor', () => {
+    const t = new Trainer(model, spec(), DEEPEST);
+    const files = adapterFiles(t.exportAdapter(), TINY, 'x');
+    const wrong = { ...TINY, nEmbd: 16, nHead: 2, nInner: 32 };
+    expect(() => parseAdapter(files, wrong, 'out')).toThrow(/^out\/adapter_model\.safetensors: tensor 'base_model\.model\.(transformer\.h\.2\.attn\.c_attn\.lora_A\.weight|score\.weight)' has shape/);
+    const bad = { ...files, [ADAPTER_CONFIG]: new TextEncoder().encode('{"peft_type":"IA3"}') };
+    expect(() => parseAdapter(bad, TINY, 'out')).toThrow('out/adapter_config.json: peft_type "IA3" is not "LORA"');
+    t.dispose();
+  });
+});

@@ -1,0 +1,173 @@
+/**
+ * The server's training step: hidden states a device computed at its cut go through the frozen blocks up to the
+ * deepest cut of the run (forward only, no tape), then through the blocks that carry LoRA, the final layer norm and
+ * the classification head; cross-entropy, backward down to the lowest adapter (nothing goes back to devices), AdamW.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { initClassificationHead } from '../../core/model/init.ts';
+import { SCORE, type GPT2Model } from '../../core/model/weights.ts';
+import type { AdapterWeights } from '../../core/peft/adapter.ts';
+import { TfGPT2 } from '../model/gpt2.ts';
+import { AdamW, type AdamWSpec } from './adamw.ts';
+import { LoraAdapters, type LoraSpec } from './lora.ts';
+import { learningRate, type ScheduleSpec } from './schedule.ts';
+
+export interface TrainSpec {
+  lora: Omit<LoraSpec, 'from'>;
+  optimizer: Partial<AdamWSpec>;
+  schedule: ScheduleSpec;
+  seed: number;
+}
+
+/** One batch as the trainer consumes it: hidden states at `cut` [rows, seqLen, d], mask and labels. */
+export interface TrainBatch {
+  cut: number;
+  rows: number;
+  seqLen: number;
+  hidden: Float32Array;
+  mask: Int32Array;
+  labels: Int32Array;
+}
+
+export interface StepResult {
+  loss: number;
+  gradNorm: number;
+  lr: number;
+}
+
+export interface EvalResult {
+  loss: number;
+  accuracy: number;
+  predictions: Int32Array;
+}
+
+export class Trainer {
+  readonly net: TfGPT2;
+  readonly lora: LoraAdapters;
+  readonly head: tf.Variable<tf.Rank.R2>;
+  readonly opt: AdamW;
+  readonly spec: TrainSpec;
+  /** Blocks below this run on devices or forward-only; adapters start here. */
+  readonly deepestCut: number;
+
+  constructor(model: GPT2Model, spec: TrainSpec, deepestCut: number) {
+    const c = model.config;
+    this.spec = spec;
+    this.deepestCut = deepestCut;
+    this.net = new TfGPT2(model);
+    this.lora = new LoraAdapters(c, { ...spec.lora, from: deepestCut }, spec.seed);
+    const head = model.params.get(SCORE) ?? initClassificationHead(c, spec.seed + 1);
+    this.head = tf.variable(tf.tensor2d(head, [c.numLabels, c.nEmbd]), true);
+    this.opt = new AdamW(spec.optimizer);
+  }
+
+  variables(): tf.Variable[] {
+    return [...this.lora.variables(), this.head];
+  }
+
+  private logits(final: tf.Tensor3D, mask: tf.Tensor2D): tf.Tensor2D {
+    return tf.matMul(this.net.pool(final, mask), this.head, false, true);
+  }
+
+  /** Hidden states at the deepest cut: frozen blocks run without a tape. */
+  private toDeepestCut(b: TrainBatch, mask: tf.Tensor2D): tf.Tensor3D {
+    if (b.cut > this.deepestCut) throw new Error(`a batch cut at ${b.cut} is above the run's deepest cut ${this.deepestCut}`);
+    return tf.tidy(() => {
+      const h = tf.tensor3d(b.hidden, [b.rows, b.seqLen, this.net.config.nEmbd]);
+      return b.cut === this.deepestCut ? h : this.net.blocksForward(h, mask, b.cut, this.deepestCut);
+    });
+  }
+
+  /** Mean cross-entropy of a batch and its gradients by variable name; the caller disposes them. */
+  lossAndGradients(b: TrainBatch, training: boolean): { loss: tf.Scalar; grads: Record<string, tf.Tensor> } {
+    const mask = tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32');
+    const labels = tf.tidy(() => tf.oneHot(tf.tensor1d(b.labels, 'int32'), this.net.config.numLabels));
+    const atCut = this.toDeepestCut(b, mask);
+    // Dropout masks are seeded by the step, so a run resumed from a checkpoint repeats them exactly.
+    const delta = this.lora.delta(training, this.spec.seed * 7919 + this.opt.step);
+    const { value, grads } = tf.variableGrads(
+      () => tf.losses.softmaxCrossEntropy(labels, this.logits(this.net.blocksForward(atCut, mask, this.deepestCut, undefined, delta), mask)) as tf.Scalar,
+      this.variables(),
+    );
+    tf.dispose([mask, labels, atCut]);
+    return { loss: value, grads };
+  }
+
+  trainStep(b: TrainBatch): StepResult {
+    const lr = learningRate(this.spec.schedule, this.opt.step);
+    const { loss, grads } = this.lossAndGradients(b, true);
+    const norm = this.opt.apply(this.variables(), grads, lr);
+    const result = { loss: loss.dataSync()[0], gradNorm: norm.dataSync()[0], lr };
+    tf.dispose([loss, norm, ...Object.values(grads)]);
+    return result;
+  }
+
+  /** Logits for batches at any cut, adapters applied, no dropout. */
+  predict(b: TrainBatch): Float32Array {
+    return tf.tidy(() => {
+      const mask = tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32');
+      const final = this.net.blocksForward(this.toDeepestCut(b, mask), mask, this.deepestCut, undefined, this.lora.delta(false));
+      return this.logits(final, mask).dataSync() as Float32Array;
+    });
+  }
+
+  /** Token ids through the whole model (the server holds it all): evaluation on the operator's held-out text. */
+  predictTokens(ids: Int32Array, attentionMask: Int32Array, rows: number, seqLen: number): Float32Array {
+    return tf.tidy(() => {
+      const mask = tf.tensor2d(attentionMask, [rows, seqLen], 'int32');
+      const atCut = this.net.hidden(tf.tensor2d(ids, [rows, seqLen], 'int32'), mask, this.deepestCut);
+      const final = this.net.blocksForward(atCut, mask, this.deepestCut, undefined, this.lora.delta(false));
+      return this.logits(final, mask).dataSync() as Float32Array;
+    });
+  }
+
+  exportAdapter(): AdapterWeights {
+    const s = this.lora.spec;
+    const read = (m: Map<string, tf.Variable>) => new Map([...m].map(([k, v]) => [k, v.dataSync() as Float32Array]));
+    return {
+      rank: s.rank,
+      alpha: s.alpha,
+      dropout: s.dropout,
+      targets: s.targets,
+      layers: Array.from({ length: this.net.config.nLayer - s.from }, (_, i) => s.from + i),
+      a: read(this.lora.a),
+      b: read(this.lora.b),
+      head: this.head.dataSync() as Float32Array,
+    };
+  }
+
+  loadAdapter(w: AdapterWeights): void {
+    for (const [key, v] of this.lora.a) {
+      const a = w.a.get(key);
+      const b = w.b.get(key);
+      if (!a || !b) throw new Error(`the adapter has no weights for ${key}`);
+      v.assign(tf.tensor2d(a, v.shape));
+      this.lora.b.get(key)!.assign(tf.tensor2d(b, this.lora.b.get(key)!.shape));
+    }
+    if (w.head) this.head.assign(tf.tensor2d(w.head, this.head.shape));
+  }
+
+  dispose(): void {
+    this.net.dispose();
+    this.lora.dispose();
+    this.head.dispose();
+    this.opt.dispose();
+  }
+}
+
+/** Mean cross-entropy and accuracy of logits [rows, classes] against labels. */
+export function scoreLogits(logits: Float32Array, labels: ArrayLike<number>, classes: number): EvalResult {
+  const rows = labels.length;
+  const predictions = new Int32Array(rows);
+  let loss = 0;
+  let correct = 0;
+  for (let r = 0; r < rows; r++) {
+    const row = logits.subarray(r * classes, (r + 1) * classes);
+    const max = Math.max(...row);
+    const logSum = Math.log(row.reduce((a, x) => a + Math.exp(x - max), 0)) + max;
+    loss += logSum - row[labels[r]];
+    predictions[r] = row.indexOf(max);
+    if (predictions[r] === labels[r]) correct++;
+  }
+  return { loss: loss / rows, accuracy: correct / rows, predictions };
+}

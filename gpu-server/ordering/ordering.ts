@@ -1,0 +1,106 @@
+/**
+ * Client orderings for sequential training: in which order the server trains on the devices in each round.
+ * All return a permutation of the run's devices; GraB uses what the previous round's training did to each device's
+ * share of the adapters.
+ */
+import { Random } from '../../core/random.ts';
+
+export type OrderingSpec =
+  | { kind: 'random-reshuffle' }
+  | { kind: 'shuffle-once' }
+  | { kind: 'fixed'; order: string[] }
+  | { kind: 'grab'; order?: string[] };
+
+export interface OrderingInput {
+  round: number;
+  devices: readonly string[];
+  seed: number;
+  /** The previous round's order, and the update each device's training made to the adapters in it (GraB). */
+  previous?: { order: readonly string[]; updates: ReadonlyMap<string, Float32Array> };
+}
+
+export function permutation(items: readonly string[], rng: Random): string[] {
+  const out = [...items];
+  for (let i = out.length - 1; i > 0; i--) {
+    const j = Math.floor(rng.uniform() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+function checkPermutation(order: readonly string[], devices: readonly string[], what: string): string[] {
+  const missing = devices.filter((d) => !order.includes(d));
+  const extra = order.filter((d) => !devices.includes(d));
+  if (missing.length || extra.length || new Set(order).size !== order.length) {
+    throw new Error(`${what} must list every device once: ${[missing.length ? `missing ${missing.join(', ')}` : '', extra.length ? `unknown ${extra.join(', ')}` : ''].filter(Boolean).join('; ') || 'duplicates'}`);
+  }
+  return [...order];
+}
+
+export function orderFor(spec: OrderingSpec, input: OrderingInput): string[] {
+  switch (spec.kind) {
+    case 'random-reshuffle':
+      return permutation(input.devices, new Random(input.seed * 1_000_003 + input.round));
+    case 'shuffle-once':
+      return permutation(input.devices, new Random(input.seed));
+    case 'fixed':
+      return checkPermutation(spec.order, input.devices, 'the fixed order');
+    case 'grab': {
+      if (!input.previous) return spec.order ? checkPermutation(spec.order, input.devices, 'the initial GraB order') : [...input.devices];
+      const { order, updates } = input.previous;
+      return pairBalance(order.map((d) => {
+        const u = updates.get(d);
+        if (!u) throw new Error(`GraB needs the previous round's update of device ${d}`);
+        return u;
+      })).map((i) => order[i]);
+    }
+  }
+}
+
+/** Subtracts the mean vector. */
+export function centred(vectors: readonly Float32Array[]): Float32Array[] {
+  const n = vectors.length;
+  const mean = new Float64Array(vectors[0].length);
+  for (const v of vectors) v.forEach((x, i) => (mean[i] += x / n));
+  return vectors.map((v) => v.map((x, i) => x - mean[i]));
+}
+
+function norm2(v: Float64Array): number {
+  return v.reduce((a, x) => a + x * x, 0);
+}
+
+/**
+ * GraB's pair balance (as in CD-GraB): walk the vectors in their current order two at a time, and give the pair's
+ * difference the sign that keeps the running sum small; the one taken with + goes to the front of the new order,
+ * the other to the back (which is then reversed). Returns the new order as indices into `vectors`.
+ */
+export function pairBalance(vectors: readonly Float32Array[]): number[] {
+  const c = centred(vectors);
+  const sum = new Float64Array(c[0]?.length ?? 0);
+  const front: number[] = [];
+  const back: number[] = [];
+  for (let k = 0; k < c.length; k += 2) {
+    const [i, j] = [k, k + 1 < c.length ? k + 1 : -1];
+    const diff = Float64Array.from(c[i], (x, t) => x - (j >= 0 ? c[j][t] : 0));
+    const plus = norm2(sum.map((s, t) => s + diff[t]));
+    const minus = norm2(sum.map((s, t) => s - diff[t]));
+    const sign = plus <= minus ? 1 : -1;
+    sum.forEach((s, t) => (sum[t] = s + sign * diff[t]));
+    const [first, second] = sign > 0 ? [i, j] : [j, i];
+    if (first >= 0) front.push(first);
+    if (second >= 0) back.push(second);
+  }
+  return [...front, ...back.reverse()];
+}
+
+/** The herding objective GraB minimises: the largest norm of a prefix sum of centred vectors, in the given order. */
+export function largestPrefixSum(vectors: readonly Float32Array[], order: readonly number[]): number {
+  const c = centred(vectors);
+  const sum = new Float64Array(c[0].length);
+  let worst = 0;
+  for (const i of order) {
+    c[i].forEach((x, t) => (sum[t] += x));
+    worst = Math.max(worst, Math.sqrt(norm2(sum)));
+  }
+  return worst;
+}

@@ -6,6 +6,8 @@ export interface ShardSummary {
   name: string;
   rows: number;
   labels: string[];
+  /** Changes whenever the shard's content does. */
+  etag: string;
 }
 
 export class DeviceError extends Error {

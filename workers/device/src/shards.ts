@@ -11,6 +11,8 @@ export interface ShardInfo {
   labels: string[];
   bytes: number;
   uploaded: string;
+  /** Changes whenever the shard's content does: the server's activation cache keys on it. */
+  etag: string;
 }
 
 const key = (name: string) => `shards/${name}.jsonl`;
@@ -22,7 +24,7 @@ export async function listShards(env: Env): Promise<ShardInfo[]> {
     const page = await env.SHARDS.list({ prefix: 'shards/', cursor, include: ['customMetadata'] });
     for (const o of page.objects) {
       const meta = o.customMetadata ?? {};
-      out.push({ name: o.key.slice('shards/'.length, -'.jsonl'.length), rows: Number(meta.rows), labels: JSON.parse(meta.labels ?? '[]'), bytes: o.size, uploaded: o.uploaded.toISOString() });
+      out.push({ name: o.key.slice('shards/'.length, -'.jsonl'.length), rows: Number(meta.rows), labels: JSON.parse(meta.labels ?? '[]'), bytes: o.size, uploaded: o.uploaded.toISOString(), etag: o.etag });
     }
     cursor = page.truncated ? page.cursor : undefined;
   } while (cursor);

@@ -25,7 +25,7 @@ const BATCHES: Array<[string, Batch]> = [
   ['unpadded B=1', batch([6], 6, 'right', 11)],
   ['right-padded B=5', batch([16, 3, 9, 16, 12], 16, 'right', 12)],
 ];
-const CUTS = [1, 2, TINY.nLayer];
+const CUTS = [0, 1, 2, TINY.nLayer];
 
 async function runPrefix(ort: Ort, bytes: Uint8Array, b: Batch, options: Pick<PrefixOptions, 'tokenEmbedding' | 'weights'> = {}) {
   const session = await ort.InferenceSession.create(bytes);

@@ -74,20 +74,22 @@ export function exportPrefix(model: GPT2Model, { cut, weights = 'fp32', tokenEmb
   const positions = g.op('Max', [g.op('Sub', [g.op('CumSum', ['attention_mask', g.ints([1], true)]), g.ints([1], true)]), g.ints([0], true)]);
   let x = g.op('Add', [tokens, g.op('Gather', [f32('wpe.weight', [c.nPositions, d]), positions])]);
 
-  // allowed[b, 0, i, j] = j <= i and mask[b, j]; computed once, shared by every block.
-  const seq = g.op('Gather', [g.op('Shape', [shapeSource]), g.ints([1], true)]);
-  const range = g.op('Range', [g.ints([0], true), seq, g.ints([1], true)]);
-  const causal = g.op('LessOrEqual', [g.op('Unsqueeze', [range, g.ints([0])]), g.op('Unsqueeze', [range, g.ints([1])])]);
-  const keys = g.op('Cast', [g.op('Unsqueeze', ['attention_mask', g.ints([1, 2])])], { to: DT.BOOL });
-  const allowed = g.op('And', [causal, keys]);
-  const masked = g.float(MASKED_SCORE);
+  // allowed[b, 0, i, j] = j <= i and mask[b, j]; computed once, shared by every block (none at cut 0).
+  const attentionAllowed = () => {
+    const seq = g.op('Gather', [g.op('Shape', [shapeSource]), g.ints([1], true)]);
+    const range = g.op('Range', [g.ints([0], true), seq, g.ints([1], true)]);
+    const causal = g.op('LessOrEqual', [g.op('Unsqueeze', [range, g.ints([0])]), g.op('Unsqueeze', [range, g.ints([1])])]);
+    const keys = g.op('Cast', [g.op('Unsqueeze', ['attention_mask', g.ints([1, 2])])], { to: DT.BOOL });
+    return g.op('And', [causal, keys]);
+  };
+  const allowed = cut > 0 ? attentionAllowed() : '';
   const heads = (t: string, perm: number[]) => g.op('Transpose', [g.op('Reshape', [t, g.ints([0, 0, c.nHead, hd])])], { perm });
 
   for (let i = 0; i < cut; i++) {
     const [q, k, v] = g.node('Split', [linear(layerNorm(x, `h.${i}.ln_1`), i, 'attn.c_attn'), g.ints([d, d, d])], { axis: 2 }, 3);
     // Scaling q rather than the scores keeps one fewer [B, H, T, T] tensor alive (the device's memory peak).
     const scores = g.op('MatMul', [g.op('Mul', [heads(q, [0, 2, 1, 3]), g.float(1 / Math.sqrt(hd))]), heads(k, [0, 2, 3, 1])]);
-    const probs = g.op('Softmax', [g.op('Where', [allowed, scores, masked])], { axis: -1 });
+    const probs = g.op('Softmax', [g.op('Where', [allowed, scores, g.float(MASKED_SCORE)])], { axis: -1 });
     const y = g.op('Reshape', [g.op('Transpose', [g.op('MatMul', [probs, heads(v, [0, 2, 1, 3])])], { perm: [0, 2, 1, 3] }), g.ints([0, 0, d])]);
     x = g.op('Add', [x, linear(y, i, 'attn.c_proj')]);
     const h = linear(layerNorm(x, `h.${i}.ln_2`), i, 'mlp.c_fc');

@@ -12,8 +12,11 @@ export const keys = {
   activationBatch: (runId: string, deviceId: string, round: number, batch: number) =>
     `runs/${runId}/activations/${deviceId}/${round}/${String(batch).padStart(6, '0')}.safetensors`,
   activationManifest: (runId: string, deviceId: string, round: number) => `runs/${runId}/activations/${deviceId}/${round}/_complete.json`,
-  checkpoint: (runId: string, round: number) => `runs/${runId}/checkpoints/${round}/`,
-  adapter: (runId: string, round: number) => `runs/${runId}/adapters/${round}/`,
+  /** The trainer's state, replaced after every trained batch. */
+  latestCheckpoint: (runId: string) => `runs/${runId}/checkpoints/latest.safetensors`,
+  roundDone: (runId: string, round: number) => `runs/${runId}/rounds/${round}/done.json`,
+  adapter: (runId: string, round: number, file: string) => `runs/${runId}/adapters/${round}/${file}`,
+  runs: () => 'runs/',
   metrics: (runId: string) => `runs/${runId}/metrics.jsonl`,
 };
 

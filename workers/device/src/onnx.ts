@@ -46,7 +46,8 @@ async function load(sha256: string, url: string): Promise<ort.InferenceSession> 
   const bytes = new Uint8Array(await res.arrayBuffer());
   const actual = await sha256Hex(bytes);
   if (actual !== sha256) throw new ModelHashMismatch(`model segment hash mismatch: expected ${sha256}, got ${actual}`);
-  return ort.InferenceSession.create(bytes);
+  // Errors only: onnxruntime's optimizer notes are not the device owner's concern.
+  return ort.InferenceSession.create(bytes, { logSeverityLevel: 3 });
 }
 
 export { ort };

@@ -1,0 +1,87 @@
+/**
+ * The trainer's whole state in one safetensors object, written after every trained batch: adapters, head, AdamW
+ * moments and step, the batches of the current round already trained on, and GraB's per-device updates. One PUT
+ * replaces the previous checkpoint atomically, so a server killed at any moment resumes with no batch trained twice
+ * and none skipped.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { keys } from '../../core/storage/keys.ts';
+import type { ObjectStore } from '../../core/storage/store.ts';
+import { parseSafetensors, serializeSafetensors } from '../../core/tensors/safetensors.ts';
+import type { Tensor } from '../../core/tensors/tensor.ts';
+import type { Trainer } from '../train/trainer.ts';
+
+export interface CheckpointMeta {
+  round: number;
+  /** Whether the round finished (evaluated, adapter written). */
+  complete: boolean;
+  /** Activation keys of this round already trained on. */
+  consumed: string[];
+  /** Training losses of this round so far. */
+  losses: number[];
+}
+
+
+
+function f32(t: tf.Tensor): Tensor {
+  return { dtype: 'F32', shape: t.shape, data: t.dataSync() as Float32Array };
+}
+
+export async function saveCheckpoint(store: ObjectStore, runId: string, trainer: Trainer, meta: CheckpointMeta, updates: ReadonlyMap<string, Float32Array>): Promise<void> {
+  const tensors: Record<string, Tensor> = {};
+  trainer.variables().forEach((v, i) => {
+    tensors[`param.${i}`] = f32(v);
+    const m = trainer.opt.m.get(v.name);
+    const s = trainer.opt.v.get(v.name);
+    if (m && s) {
+      tensors[`adam.m.${i}`] = f32(m);
+      tensors[`adam.v.${i}`] = f32(s);
+    }
+  });
+  for (const [device, u] of updates) tensors[`update.${device}`] = { dtype: 'F32', shape: [u.length], data: u };
+  await store.put(keys.latestCheckpoint(runId), serializeSafetensors(tensors, { meta: JSON.stringify(meta), step: String(trainer.opt.step) }));
+}
+
+export interface LoadedCheckpoint {
+  meta: CheckpointMeta;
+  updates: Map<string, Float32Array>;
+}
+
+/** Restores the trainer from the run's checkpoint; undefined when the run has none yet. */
+export async function loadCheckpoint(store: ObjectStore, runId: string, trainer: Trainer): Promise<LoadedCheckpoint | undefined> {
+  const key = keys.latestCheckpoint(runId);
+  const bytes = await store.get(key);
+  if (!bytes) return undefined;
+  const { tensors, metadata } = parseSafetensors(bytes, key);
+  const vars = trainer.variables();
+  vars.forEach((v, i) => {
+    const p = tensors.get(`param.${i}`);
+    if (!p || p.shape.join() !== v.shape.join()) throw new Error(`${key}: parameter ${i} does not match the run's adapters`);
+    v.assign(tf.tensor(p.data as Float32Array, v.shape));
+    const m = tensors.get(`adam.m.${i}`);
+    const s = tensors.get(`adam.v.${i}`);
+    if (m && s) {
+      for (const [store_, t] of [[trainer.opt.m, m], [trainer.opt.v, s]] as const) {
+        const existing = store_.get(v.name);
+        if (existing) existing.assign(tf.tensor(t.data as Float32Array, v.shape));
+        else store_.set(v.name, tf.variable(tf.tensor(t.data as Float32Array, v.shape), false));
+      }
+    }
+  });
+  trainer.opt.step = Number(metadata.step);
+  const updates = new Map<string, Float32Array>();
+  for (const [name, t] of tensors) if (name.startsWith('update.')) updates.set(name.slice('update.'.length), t.data as Float32Array);
+  return { meta: JSON.parse(metadata.meta), updates };
+}
+
+/** The adapters' trainable values as one flat vector: GraB balances differences of these. */
+export function flatParameters(trainer: Trainer): Float32Array {
+  const parts = trainer.lora.variables().map((v) => v.dataSync() as Float32Array);
+  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

@@ -1,0 +1,466 @@
+/**
+ * Runs and their rounds. A round: plan (cuts, order, activation cache), make sure each device's model segment is in
+ * storage, ask the devices that must compute to start (all at once: they work in parallel), then train device after
+ * device in the plan's order while the later ones are still computing (pipeline), checkpointing after every batch;
+ * evaluate; write the PEFT adapter and the round's metrics. Everything a round needs is in storage, so a restarted
+ * server resumes an unfinished round where its checkpoint says.
+ */
+import { basename } from 'node:path';
+import { sha256Hex } from '../../core/auth/signing.ts';
+import type { Example } from '../../core/data/shard.ts';
+import type { GPT2Model } from '../../core/model/weights.ts';
+import { tokenTable, tokenTableTensors } from '../../core/onnx/embedding.ts';
+import { exportPrefix } from '../../core/onnx/prefix.ts';
+import { adapterFiles, ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../../core/peft/adapter.ts';
+import { Random } from '../../core/random.ts';
+import { getJson, putJson } from '../../core/storage/json.ts';
+import { checkId, keys } from '../../core/storage/keys.ts';
+import type { ObjectStore } from '../../core/storage/store.ts';
+import { serializeSafetensors } from '../../core/tensors/safetensors.ts';
+import { GPT2Tokenizer } from '../../core/tokenizer/gpt2.ts';
+import { DeviceClient } from '../../core/wire/device-client.ts';
+import { readModelFolder } from '../model/folder.ts';
+import { permutation } from '../ordering/ordering.ts';
+import { buildRoundRequest } from '../rounds/request.ts';
+import { activationFeed, DeviceRoundFailed } from '../rounds/feed.ts';
+import { scoreLogits, Trainer } from '../train/trainer.ts';
+import { flatParameters, loadCheckpoint, saveCheckpoint, type CheckpointMeta } from './checkpoint.ts';
+import { planCut } from './cuts.ts';
+import { evaluationRows } from './data.ts';
+import { planRound, type DeviceView, type RoundPlan } from './plan.ts';
+import type { RunSpec } from './spec.ts';
+
+export interface RunRecord {
+  id: string;
+  spec: RunSpec;
+  createdAt: string;
+  /** Each device's cut, and how the planner chose it. */
+  cuts: Record<string, { cut: number; memoryMB?: number; batchSeconds?: number; planned: boolean }>;
+  deepestCut: number;
+  modelName: string;
+  /** Optimizer steps the learning-rate schedule spans: rounds x batches, fixed at the first round. */
+  totalSteps?: number;
+}
+
+export interface DeviceProgress {
+  cut: number;
+  state: 'waiting' | 'training' | 'trained' | 'failed' | 'skipped';
+  reused: boolean;
+  batches: number;
+  trained: number;
+  bytes: number;
+  forwardMs?: number;
+  error?: string;
+}
+
+export interface RoundProgress {
+  round: number;
+  phase: 'planning' | 'training' | 'evaluating' | 'done' | 'failed';
+  order: string[];
+  batchesTotal: number;
+  batchesTrained: number;
+  lastLoss?: number;
+  devices: Record<string, DeviceProgress>;
+  /** Objects the poller refused, with the reason: never trained on. */
+  rejected: string[];
+  error?: string;
+}
+
+export interface RoundMetrics {
+  round: number;
+  order: string[];
+  steps: number;
+  trainLoss: number;
+  evalLoss?: number;
+  evalAccuracy?: number;
+  evalRows: number;
+  devices: Array<{ id: string; cut: number; batches: number; reused: boolean; forwardMs?: number; bytes: number; error?: string }>;
+  serverTrainMs: number;
+  serverIdleMs: number;
+  bytesMoved: number;
+  wallMs: number;
+  rejected: number;
+}
+
+export class NotFound extends Error {}
+export class Conflict extends Error {}
+
+export interface ManagerOptions {
+  store: ObjectStore;
+  /** Shared with the device workers: signs round requests. */
+  roundSecret: string;
+  log?: (message: string) => void;
+  prefetch?: number;
+  pollMs?: number;
+  /** Presigned URL lifetime. */
+  urlSeconds?: number;
+}
+
+interface RunState {
+  record: RunRecord;
+  model?: GPT2Model;
+  trainer?: Trainer;
+  evalRows?: Example[];
+  /** GraB: what training on each device did to the adapters in the last round. */
+  updates: Map<string, Float32Array>;
+  checkpoint?: CheckpointMeta;
+  running?: Promise<void>;
+  progress?: RoundProgress;
+  segments: Map<string, { modelSha256: string; tokenTableSha256?: string }>;
+}
+
+export class RunManager {
+  private readonly runs = new Map<string, RunState>();
+  private readonly log: (m: string) => void;
+  private readonly tokenizer = new GPT2Tokenizer();
+
+  constructor(private readonly opts: ManagerOptions) {
+    this.log = opts.log ?? ((m) => console.log(`[server] ${m}`));
+  }
+
+  /** Loads the runs in storage and resumes any round a previous server left unfinished. */
+  async init(): Promise<void> {
+    for await (const o of this.opts.store.list(keys.runs())) {
+      if (!o.key.endsWith('/run.json')) continue;
+      const record = await getJson<RunRecord>(this.opts.store, o.key);
+      if (!record) continue;
+      const state: RunState = { record, updates: new Map(), segments: new Map() };
+      this.runs.set(record.id, state);
+      const round = await this.unfinishedRound(record.id);
+      if (round !== undefined) {
+        this.log(`run ${record.id}: resuming round ${round}`);
+        this.start(state, round);
+      }
+    }
+  }
+
+  private async unfinishedRound(runId: string): Promise<number | undefined> {
+    let last: number | undefined;
+    for await (const o of this.opts.store.list(`runs/${runId}/rounds/`)) {
+      const m = /rounds\/(\d+)\/plan\.json$/.exec(o.key);
+      if (m) last = Math.max(last ?? -1, Number(m[1]));
+    }
+    if (last === undefined) return undefined;
+    return (await this.opts.store.head(keys.roundDone(runId, last))) ? undefined : last;
+  }
+
+  async create(spec: RunSpec, id = `run-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}-${Math.random().toString(36).slice(2, 6)}`): Promise<RunRecord> {
+    checkId('run', id);
+    if (this.runs.has(id)) throw new Conflict(`run ${id} exists`);
+    const model = await readModelFolder(spec.model);
+    const c = model.config;
+    if (spec.task.labels.length !== c.numLabels && model.params.has('score.weight')) {
+      throw new Error(`the model's classification head has ${c.numLabels} labels, the task ${spec.task.labels.length}`);
+    }
+    model.config = { ...c, numLabels: spec.task.labels.length };
+    const cuts: RunRecord['cuts'] = {};
+    for (const d of spec.devices) {
+      if (d.cut !== undefined) {
+        if (d.cut >= c.nLayer) throw new Error(`device ${d.id}: cut ${d.cut} leaves the server no block (the model has ${c.nLayer})`);
+        cuts[d.id] = { cut: d.cut, planned: false };
+      } else {
+        const e = planCut(c, d.profile, spec.training.batchSize, spec.training.seqLen, d.id);
+        cuts[d.id] = { cut: e.cut, memoryMB: Math.round(e.memoryMB), batchSeconds: Number(e.batchSeconds.toPrecision(3)), planned: true };
+      }
+    }
+    const record: RunRecord = {
+      id,
+      spec,
+      createdAt: new Date().toISOString(),
+      cuts,
+      deepestCut: Math.max(...Object.values(cuts).map((x) => x.cut)),
+      modelName: basename(spec.model),
+    };
+    await putJson(this.opts.store, keys.run(id), record);
+    this.runs.set(id, { record, model, updates: new Map(), segments: new Map() });
+    this.log(`run ${id}: created; cuts ${JSON.stringify(Object.fromEntries(Object.entries(cuts).map(([k, v]) => [k, v.cut])))}, adapters on blocks ${record.deepestCut}..${c.nLayer - 1}`);
+    return record;
+  }
+
+  list(): RunRecord[] {
+    return [...this.runs.values()].map((s) => s.record);
+  }
+
+  state(id: string): RunState {
+    const s = this.runs.get(id);
+    if (!s) throw new NotFound(`no run '${id}'`);
+    return s;
+  }
+
+  progress(id: string): RoundProgress | undefined {
+    return this.state(id).progress;
+  }
+
+  /** Starts the run's next round in the background; returns its number. */
+  async trigger(id: string): Promise<number> {
+    const s = this.state(id);
+    if (s.running) throw new Conflict(`run ${id} is already running round ${s.progress?.round}`);
+    const unfinished = await this.unfinishedRound(id);
+    let round = unfinished;
+    if (round === undefined) {
+      round = 0;
+      while (await this.opts.store.head(keys.roundDone(id, round))) round++;
+    }
+    this.start(s, round);
+    return round;
+  }
+
+  /** Resolves when the run has no round in progress. */
+  async idle(id: string): Promise<void> {
+    await this.state(id).running;
+  }
+
+  private start(s: RunState, round: number): void {
+    s.running = this.runRound(s, round)
+      .catch((e) => {
+        if (s.progress) Object.assign(s.progress, { phase: 'failed', error: (e as Error).message });
+        this.log(`run ${s.record.id} round ${round} failed: ${(e as Error).message}`);
+      })
+      .finally(() => (s.running = undefined));
+  }
+
+  async metrics(id: string): Promise<RoundMetrics[]> {
+    this.state(id);
+    const bytes = await this.opts.store.get(keys.metrics(id));
+    return bytes ? new TextDecoder().decode(bytes).split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
+  }
+
+  async adapterFile(id: string, round: number | 'latest', file: string): Promise<Uint8Array> {
+    this.state(id);
+    if (file !== ADAPTER_CONFIG && file !== ADAPTER_WEIGHTS) throw new NotFound(`no adapter file '${file}': there are ${ADAPTER_CONFIG} and ${ADAPTER_WEIGHTS}`);
+    const r = round === 'latest' ? (await this.metrics(id)).at(-1)?.round : round;
+    const bytes = r === undefined ? undefined : await this.opts.store.get(keys.adapter(id, r, file));
+    if (!bytes) throw new NotFound(`run ${id} has no adapter for round ${round} yet`);
+    return bytes;
+  }
+
+  async plan(id: string, round: number): Promise<RoundPlan> {
+    this.state(id);
+    const plan = await getJson<RoundPlan>(this.opts.store, keys.plan(id, round));
+    if (!plan) throw new NotFound(`run ${id} has no round ${round}`);
+    return plan;
+  }
+
+  client(s: RunState, deviceId: string): DeviceClient {
+    const d = s.record.spec.devices.find((x) => x.id === deviceId);
+    if (!d) throw new NotFound(`run ${s.record.id} has no device '${deviceId}'`);
+    return new DeviceClient(d.url, this.opts.roundSecret);
+  }
+
+  private async prepare(s: RunState): Promise<{ model: GPT2Model; trainer: Trainer }> {
+    const { record } = s;
+    if (!s.model) {
+      s.model = await readModelFolder(record.spec.model);
+      s.model.config = { ...s.model.config, numLabels: record.spec.task.labels.length };
+    }
+    s.evalRows ??= await evaluationRows(record.spec);
+    if (!s.trainer) {
+      const { lora, optimizer, training } = record.spec;
+      s.trainer = new Trainer(
+        s.model,
+        {
+          lora,
+          optimizer: { weightDecay: optimizer.weightDecay, clipNorm: optimizer.clipNorm },
+          schedule: { lr: optimizer.lr, warmupSteps: optimizer.warmupSteps, kind: optimizer.schedule, totalSteps: record.totalSteps },
+          seed: training.seed,
+        },
+        record.deepestCut,
+      );
+      const loaded = await loadCheckpoint(this.opts.store, record.id, s.trainer);
+      if (loaded) {
+        s.checkpoint = loaded.meta;
+        s.updates = loaded.updates;
+      }
+    }
+    return { model: s.model, trainer: s.trainer };
+  }
+
+  /** The device's model segment (and token table) in storage, exported once per cut and weight type. */
+  private async segment(s: RunState, model: GPT2Model, cut: number, weights: 'fp32' | 'int8') {
+    const key = `${cut}:${weights}`;
+    let seg = s.segments.get(key);
+    if (!seg) {
+      const onnx = exportPrefix(model, { cut, weights, tokenEmbedding: weights === 'int8' ? 'input' : 'graph' });
+      const modelSha256 = await sha256Hex(onnx);
+      if (!(await this.opts.store.head(keys.devicePrefix(modelSha256, cut)))) await this.opts.store.put(keys.devicePrefix(modelSha256, cut), onnx);
+      let tokenTableSha256: string | undefined;
+      if (weights === 'int8') {
+        const table = serializeSafetensors(tokenTableTensors(tokenTable(model, 'int8')));
+        tokenTableSha256 = await sha256Hex(table);
+        if (!(await this.opts.store.head(keys.tokenTable(tokenTableSha256)))) await this.opts.store.put(keys.tokenTable(tokenTableSha256), table);
+      }
+      s.segments.set(key, (seg = { modelSha256, tokenTableSha256 }));
+    }
+    return seg;
+  }
+
+  private async runRound(s: RunState, round: number): Promise<void> {
+    const { record } = s;
+    const { spec } = record;
+    const started = performance.now();
+    const progress: RoundProgress = { round, phase: 'planning', order: [], batchesTotal: 0, batchesTrained: 0, devices: {}, rejected: [] };
+    s.progress = progress;
+    const { model, trainer } = await this.prepare(s);
+    const store = this.opts.store;
+
+    // Plan, or read the plan of the round being resumed.
+    let plan = await getJson<RoundPlan>(store, keys.plan(record.id, round));
+    if (!plan) {
+      const views: DeviceView[] = await Promise.all(
+        spec.devices.map(async (d) => {
+          const cut = record.cuts[d.id].cut;
+          const seg = await this.segment(s, model, cut, d.profile.weights);
+          const shards = await this.client(s, d.id)
+            .shards()
+            .catch((e: Error) => e);
+          return { id: d.id, cut, ...seg, shards };
+        }),
+      );
+      plan = await planRound(store, record.id, spec, round, views, model.config.padTokenId, s.updates);
+      if (plan.order.length === 0) throw new Error(`no device can take part in round ${round}: ${JSON.stringify(plan.skipped)}`);
+      if (record.totalSteps === undefined) {
+        record.totalSteps = spec.training.rounds * Object.values(plan.devices).reduce((a, d) => a + d.batches, 0);
+        trainer.spec.schedule.totalSteps = record.totalSteps;
+        await putJson(store, keys.run(record.id), record);
+      }
+      await putJson(store, keys.plan(record.id, round), plan);
+    }
+    progress.order = plan.order;
+    for (const [id, reason] of Object.entries(plan.skipped)) progress.devices[id] = { cut: record.cuts[id].cut, state: 'skipped', reused: false, batches: 0, trained: 0, bytes: 0, error: reason };
+    for (const id of plan.order) {
+      const d = plan.devices[id];
+      progress.devices[id] = { cut: d.cut, state: 'waiting', reused: d.sourceRound !== round, batches: d.batches, trained: 0, bytes: 0 };
+    }
+    progress.batchesTotal = plan.order.reduce((a, id) => a + plan!.devices[id].batches, 0);
+    this.log(`run ${record.id} round ${round}: order ${plan.order.join(' > ')}${Object.keys(plan.skipped).length ? `; skipped ${JSON.stringify(plan.skipped)}` : ''}`);
+
+    // Every device that must compute starts now: they work in parallel while the server trains.
+    await Promise.all(
+      plan.order
+        .filter((id) => plan!.devices[id].sourceRound === round)
+        .map(async (id) => {
+          const d = plan!.devices[id];
+          const request = await buildRoundRequest(store, {
+            runId: record.id,
+            round,
+            deviceId: id,
+            modelSha256: d.modelSha256,
+            tokenTableSha256: d.tokenTableSha256,
+            cut: d.cut,
+            rows: d.rows,
+            batchSize: spec.training.batchSize,
+            seqLen: spec.training.seqLen,
+            dtype: spec.training.dtype,
+            labels: spec.task.labels,
+            padTokenId: model.config.padTokenId,
+            expiresInSeconds: this.opts.urlSeconds,
+          });
+          await this.client(s, id)
+            .startRound(request)
+            .catch((e: Error) => Object.assign(progress.devices[id], { state: 'failed', error: e.message }));
+        }),
+    );
+
+    // Train device after device. A resumed round skips what its checkpoint says was trained.
+    const resumed = s.checkpoint && s.checkpoint.round === round && !s.checkpoint.complete ? s.checkpoint : undefined;
+    const consumed = new Set(resumed?.consumed ?? []);
+    const losses = [...(resumed?.losses ?? [])];
+    progress.batchesTrained = consumed.size;
+    progress.phase = 'training';
+    let trainMs = 0;
+    const trainStart = performance.now();
+    for (const id of plan.order) {
+      const d = plan.devices[id];
+      const dp = progress.devices[id];
+      if (dp.state === 'failed') continue;
+      dp.state = 'training';
+      const before = spec.ordering.kind === 'grab' ? flatParameters(trainer) : undefined;
+      const shuffle = (batches: unknown[]) => permutation(batches.map((_, i) => String(i)), new Random(spec.training.seed * 31 + round * 7 + hashString(id))).map(Number);
+      try {
+        for await (const batch of activationFeed(
+          store,
+          { runId: record.id, deviceId: id, round: d.sourceRound, cut: d.cut, nEmbd: model.config.nEmbd },
+          {
+            prefetch: this.opts.prefetch,
+            pollMs: this.opts.pollMs,
+            order: shuffle,
+            skip: consumed,
+            deviceStatus: d.sourceRound === round ? () => this.client(s, id).roundStatus(record.id, round) : undefined,
+            onReject: (key, why) => {
+              progress.rejected.push(`${key}: ${why}`);
+              this.log(`run ${record.id}: rejected ${key}: ${why}`);
+            },
+            onManifest: (m) => (dp.bytes = m.batches.reduce((a, b) => a + b.bytes, 0)),
+          },
+        )) {
+          const t0 = performance.now();
+          const step = trainer.trainStep(batch);
+          trainMs += performance.now() - t0;
+          consumed.add(batch.key);
+          losses.push(step.loss);
+          dp.trained++;
+          progress.batchesTrained++;
+          progress.lastLoss = step.loss;
+          await saveCheckpoint(store, record.id, trainer, { round, complete: false, consumed: [...consumed], losses }, s.updates);
+        }
+        dp.state = 'trained';
+      } catch (e) {
+        if (!(e instanceof DeviceRoundFailed)) throw e;
+        Object.assign(dp, { state: 'failed', error: e.message });
+        this.log(`run ${record.id}: ${e.message}`);
+      }
+      if (before) {
+        const after = flatParameters(trainer);
+        s.updates.set(id, after.map((x, i) => x - before[i]));
+      }
+      if (d.sourceRound === round) dp.forwardMs = (await this.client(s, id).roundStatus(record.id, round).catch(() => undefined))?.forwardMs;
+    }
+    const trainWall = performance.now() - trainStart;
+
+    progress.phase = 'evaluating';
+    const evaluation = this.evaluate(s, trainer);
+    const files = adapterFiles(trainer.exportAdapter(), model.config, record.modelName);
+    for (const [file, bytes] of Object.entries(files)) await store.put(keys.adapter(record.id, round, file), bytes);
+    const metrics: RoundMetrics = {
+      round,
+      order: plan.order,
+      steps: losses.length,
+      trainLoss: losses.length ? losses.reduce((a, b) => a + b, 0) / losses.length : NaN,
+      evalLoss: evaluation?.loss,
+      evalAccuracy: evaluation?.accuracy,
+      evalRows: s.evalRows?.length ?? 0,
+      devices: Object.entries(progress.devices).map(([id, p]) => ({ id, cut: p.cut, batches: p.trained, reused: p.reused, forwardMs: p.forwardMs, bytes: p.bytes, error: p.error })),
+      serverTrainMs: Math.round(trainMs),
+      serverIdleMs: Math.round(trainWall - trainMs),
+      bytesMoved: Object.values(progress.devices).reduce((a, p) => a + p.bytes, 0),
+      wallMs: Math.round(performance.now() - started),
+      rejected: progress.rejected.length,
+    };
+    const previous = (await store.get(keys.metrics(record.id))) ?? new Uint8Array();
+    await store.put(keys.metrics(record.id), new TextDecoder().decode(previous) + JSON.stringify(metrics) + '\n', 'application/x-ndjson');
+    s.checkpoint = { round, complete: true, consumed: [], losses: [] };
+    await saveCheckpoint(store, record.id, trainer, s.checkpoint, s.updates);
+    await putJson(store, keys.roundDone(record.id, round), metrics);
+    progress.phase = 'done';
+    this.log(`run ${record.id} round ${round}: trained ${losses.length} batches, loss ${metrics.trainLoss.toFixed(4)}${evaluation ? `, eval accuracy ${(evaluation.accuracy * 100).toFixed(1)}%` : ''}`);
+  }
+
+  private evaluate(s: RunState, trainer: Trainer) {
+    const rows = s.evalRows ?? [];
+    if (rows.length === 0) return undefined;
+    const { batchSize, seqLen } = s.record.spec.training;
+    const logits = new Float32Array(rows.length * trainer.net.config.numLabels);
+    for (let i = 0; i < rows.length; i += batchSize) {
+      const chunk = rows.slice(i, i + batchSize);
+      const enc = this.tokenizer.encodeBatch(chunk.map((r) => (r.textPair === undefined ? r.text : ([r.text, r.textPair] as const))), { maxLength: seqLen, padTokenId: trainer.net.config.padTokenId });
+      logits.set(trainer.predictTokens(enc.ids, enc.attentionMask, enc.batch, enc.seq), i * trainer.net.config.numLabels);
+    }
+    return scoreLogits(logits, rows.map((r) => r.label), trainer.net.config.numLabels);
+  }
+}
+
+function hashString(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619) >>> 0;
+  return h % 100_000;
+}

@@ -1,0 +1,106 @@
+/**
+ * Round planning: which devices take part, in which order, at which cut, and whether a device must compute its
+ * activations again or the server reuses the ones it stored in an earlier round (the prefix is frozen, so the same
+ * shard, segment and tokenization give the same activations: the activation cache).
+ */
+import { sha256Hex } from '../../core/auth/signing.ts';
+import { getJson } from '../../core/storage/json.ts';
+import { keys } from '../../core/storage/keys.ts';
+import type { ObjectStore } from '../../core/storage/store.ts';
+import type { ShardSummary } from '../../core/wire/device-client.ts';
+import { orderFor } from '../ordering/ordering.ts';
+import type { RunSpec } from './spec.ts';
+
+export interface PlannedDevice {
+  cut: number;
+  modelSha256: string;
+  tokenTableSha256?: string;
+  rows: number;
+  batches: number;
+  /** Identifies the activations: shards (by etag), segment, cut, batching and tokenization. */
+  fingerprint: string;
+  /** The round whose stored activations are trained on: this one, or an earlier one with the same fingerprint. */
+  sourceRound: number;
+}
+
+export interface RoundPlan {
+  round: number;
+  order: string[];
+  devices: Record<string, PlannedDevice>;
+  /** Devices left out of this round, with the reason (unreachable, no shards, ...). */
+  skipped: Record<string, string>;
+  createdAt: string;
+}
+
+export interface DeviceView {
+  id: string;
+  cut: number;
+  modelSha256: string;
+  tokenTableSha256?: string;
+  /** The device's shard listing, or why it could not be had. */
+  shards: ShardSummary[] | Error;
+}
+
+export async function activationFingerprint(spec: RunSpec, d: DeviceView & { shards: ShardSummary[] }, padTokenId: number): Promise<string> {
+  const shards = [...d.shards].sort((a, b) => a.name.localeCompare(b.name)).map((s) => [s.name, s.rows, s.etag]);
+  const { batchSize, seqLen, dtype } = spec.training;
+  return sha256Hex(JSON.stringify({ shards, model: d.modelSha256, table: d.tokenTableSha256 ?? null, cut: d.cut, batchSize, seqLen, dtype, labels: spec.task.labels, padTokenId, tokenizer: 'r50k_base' }));
+}
+
+export async function planRound(
+  store: ObjectStore,
+  runId: string,
+  spec: RunSpec,
+  round: number,
+  views: DeviceView[],
+  padTokenId: number,
+  previousUpdates: ReadonlyMap<string, Float32Array>,
+): Promise<RoundPlan> {
+  const devices: Record<string, PlannedDevice> = {};
+  const skipped: Record<string, string> = {};
+  const previous: RoundPlan[] = [];
+  for (let r = 0; r < round; r++) {
+    const p = await getJson<RoundPlan>(store, keys.plan(runId, r));
+    if (p) previous.push(p);
+  }
+  for (const v of views) {
+    if (v.shards instanceof Error) {
+      skipped[v.id] = `unreachable: ${v.shards.message}`;
+      continue;
+    }
+    const usable = v.shards.filter((s) => s.labels.join('\n') === spec.task.labels.join('\n'));
+    const rows = usable.reduce((a, s) => a + s.rows, 0);
+    if (rows === 0) {
+      skipped[v.id] = `holds no shard with the task's labels ${JSON.stringify(spec.task.labels)}`;
+      continue;
+    }
+    const fingerprint = await activationFingerprint(spec, { ...v, shards: usable }, padTokenId);
+    let sourceRound = round;
+    for (const p of previous) {
+      const e = p.devices[v.id];
+      if (e?.fingerprint === fingerprint && (await store.head(keys.activationManifest(runId, v.id, e.sourceRound)))) {
+        sourceRound = e.sourceRound;
+        break;
+      }
+    }
+    devices[v.id] = { cut: v.cut, modelSha256: v.modelSha256, tokenTableSha256: v.tokenTableSha256, rows, batches: Math.ceil(rows / spec.training.batchSize), fingerprint, sourceRound };
+  }
+  const ids = Object.keys(devices);
+  const last = previous.at(-1);
+  // GraB balances the previous round's updates; devices that have none yet (new, or skipped) come last.
+  const balanced = last ? last.order.filter((d) => ids.includes(d) && previousUpdates.has(d)) : [];
+  const rest = ids.filter((d) => !balanced.includes(d));
+  const order =
+    spec.ordering.kind === 'grab' && balanced.length >= 2
+      ? [...orderFor(spec.ordering, { round, devices: balanced, seed: spec.training.seed, previous: { order: balanced, updates: previousUpdates } }), ...rest]
+      : orderFor(withDevices(spec.ordering, ids), { round, devices: ids, seed: spec.training.seed });
+  return { round, order, devices, skipped, createdAt: new Date().toISOString() };
+}
+
+/** A given order restricted to the devices taking part, with any others after it. */
+function withDevices(spec: RunSpec['ordering'], ids: string[]): RunSpec['ordering'] {
+  if (spec.kind !== 'fixed' && spec.kind !== 'grab') return spec;
+  if (!spec.order) return spec;
+  const given = spec.order.filter((d) => ids.includes(d));
+  return { ...spec, order: [...given, ...ids.filter((d) => !given.includes(d))] };
+}

@@ -1,0 +1,65 @@
+/** The training server as a process: storage, TensorFlow.js backend, the run manager and the HTTP API. */
+import { serve } from '@hono/node-server';
+import type { AddressInfo } from 'node:net';
+import { S3Store, type S3Config } from '../core/storage/s3.ts';
+import { createApp } from './api/app.ts';
+import { RunManager } from './runs/manager.ts';
+import { initBackend, type BackendName } from './tf/backend.ts';
+
+export interface ServerConfig {
+  host: string;
+  port: number;
+  operatorToken: string;
+  /** Shared with every device worker (their ROUND_SECRET). */
+  roundSecret: string;
+  s3: S3Config;
+  backend: BackendName | 'auto';
+  log?: (message: string) => void;
+}
+
+export interface RunningServer {
+  url: string;
+  manager: RunManager;
+  close(): Promise<void>;
+}
+
+export class ConfigError extends Error {}
+
+/** Settings from the environment; each missing one is named with how to set it. */
+export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfig {
+  const need = (name: string, hint: string) => {
+    const v = env[name];
+    if (!v) throw new ConfigError(`${name} is not set: ${hint}`);
+    return v;
+  };
+  return {
+    host: env.SPLITFROZEN_HOST ?? '127.0.0.1',
+    port: Number(env.SPLITFROZEN_PORT ?? 8080),
+    operatorToken: need('SPLITFROZEN_OPERATOR_TOKEN', 'choose a secret; the CLI sends it as SPLITFROZEN_TOKEN'),
+    roundSecret: need('SPLITFROZEN_ROUND_SECRET', "the devices' ROUND_SECRET (wrangler secret put ROUND_SECRET)"),
+    s3: {
+      bucket: need('SPLITFROZEN_S3_BUCKET', 'the bucket for activations, checkpoints and adapters'),
+      endpoint: env.SPLITFROZEN_S3_ENDPOINT || undefined,
+      region: env.SPLITFROZEN_S3_REGION ?? (env.SPLITFROZEN_S3_ENDPOINT?.includes('r2.cloudflarestorage.com') ? 'auto' : 'us-east-1'),
+      accessKeyId: need('SPLITFROZEN_S3_ACCESS_KEY_ID', 'an access key with read/write on the bucket'),
+      secretAccessKey: need('SPLITFROZEN_S3_SECRET_ACCESS_KEY', 'the secret of that access key'),
+    },
+    backend: (env.SPLITFROZEN_BACKEND ?? 'auto') as ServerConfig['backend'],
+  };
+}
+
+export async function startServer(config: ServerConfig): Promise<RunningServer> {
+  const log = config.log ?? ((m: string) => console.log(`[server] ${m}`));
+  const backend = await initBackend(config.backend);
+  log(`TensorFlow.js backend: ${backend.backend}${backend.skipped.map((s) => ` (skipped ${s.backend}: ${s.reason})`).join('')}`);
+  const manager = new RunManager({ store: new S3Store(config.s3), roundSecret: config.roundSecret, log });
+  await manager.init();
+  const app = createApp(manager, config.operatorToken);
+  const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
+    const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s));
+  });
+  const { port } = server.address() as AddressInfo;
+  const url = `http://${config.host}:${port}`;
+  log(`listening on ${url}`);
+  return { url, manager, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}

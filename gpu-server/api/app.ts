@@ -3,28 +3,25 @@
  * the operator's bearer token; errors are JSON {error} with a status that says whose fault it is.
  */
 import { Hono } from 'hono';
-import { bearerAuth } from 'hono/bearer-auth';
+import { timingSafeEqual } from '../../core/auth/signing.ts';
 import { Conflict, NotFound, type RunManager } from '../runs/manager.ts';
 import { parseRunSpec, SpecError } from '../runs/spec.ts';
 
 export function createApp(manager: RunManager, operatorToken: string): Hono {
   const app = new Hono();
   app.get('/health', (c) => c.json({ ok: true, role: 'splitfrozen-server' }));
-  app.use(
-    '/runs/*',
-    bearerAuth({
-      token: operatorToken,
-      noAuthenticationHeader: { message: { error: 'missing operator token: send Authorization: Bearer <token>' } },
-      invalidToken: { message: { error: 'wrong operator token' } },
-      invalidAuthenticationHeader: { message: { error: 'malformed Authorization header: send Authorization: Bearer <token>' } },
-    }),
-  );
+  app.use('/runs/*', async (c, next) => {
+    const header = c.req.header('authorization');
+    if (!header) return c.json({ error: 'missing operator token: send Authorization: Bearer <token>' }, 401);
+    const token = /^Bearer (.+)$/.exec(header)?.[1] ?? '';
+    if (!timingSafeEqual(token, operatorToken)) return c.json({ error: 'wrong operator token' }, 403);
+    await next();
+  });
 
   app.onError((e, c) => {
     if (e instanceof NotFound) return c.json({ error: e.message }, 404);
     if (e instanceof Conflict) return c.json({ error: e.message }, 409);
     if (e instanceof SpecError) return c.json({ error: e.message }, 400);
-    if ('getResponse' in e) return (e as { getResponse(): Response }).getResponse();
     return c.json({ error: e.message }, 500);
   });
 

@@ -1,8 +1,9 @@
 /**
  * The trainer's whole state in one safetensors object, written after every trained batch: adapters, head, AdamW
- * moments and step, the batches of the current round already trained on, and GraB's per-device updates. One PUT
- * replaces the previous checkpoint atomically, so a server killed at any moment resumes with no batch trained twice
- * and none skipped.
+ * moments and step, the batches of the current round already trained on, and GraB's per-device updates. Checkpoints
+ * alternate between two keys and carry a sequence number; loading takes the newest that parses. So even on storage
+ * that can leave a half-written object (s3rver does, when the writer dies mid-PUT), a server killed at any moment
+ * resumes from a whole checkpoint, with no batch trained twice and none skipped.
  */
 import * as tf from '@tensorflow/tfjs';
 import { keys } from '../../core/storage/keys.ts';
@@ -12,6 +13,8 @@ import type { Tensor } from '../../core/tensors/tensor.ts';
 import type { Trainer } from '../train/trainer.ts';
 
 export interface CheckpointMeta {
+  /** Increases with every checkpoint written in the run. */
+  seq: number;
   round: number;
   /** Whether the round finished (evaluated, adapter written). */
   complete: boolean;
@@ -39,7 +42,7 @@ export async function saveCheckpoint(store: ObjectStore, runId: string, trainer:
     }
   });
   for (const [device, u] of updates) tensors[`update.${device}`] = { dtype: 'F32', shape: [u.length], data: u };
-  await store.put(keys.latestCheckpoint(runId), serializeSafetensors(tensors, { meta: JSON.stringify(meta), step: String(trainer.opt.step) }));
+  await store.put(keys.checkpoint(runId, meta.seq % 2), serializeSafetensors(tensors, { meta: JSON.stringify(meta), step: String(trainer.opt.step) }));
 }
 
 export interface LoadedCheckpoint {
@@ -48,11 +51,23 @@ export interface LoadedCheckpoint {
 }
 
 /** Restores the trainer from the run's checkpoint; undefined when the run has none yet. */
-export async function loadCheckpoint(store: ObjectStore, runId: string, trainer: Trainer): Promise<LoadedCheckpoint | undefined> {
-  const key = keys.latestCheckpoint(runId);
-  const bytes = await store.get(key);
-  if (!bytes) return undefined;
-  const { tensors, metadata } = parseSafetensors(bytes, key);
+export async function loadCheckpoint(store: ObjectStore, runId: string, trainer: Trainer, log: (m: string) => void = () => {}): Promise<LoadedCheckpoint | undefined> {
+  let newest: { key: string; file: ReturnType<typeof parseSafetensors>; seq: number } | undefined;
+  for (const slot of [0, 1]) {
+    const key = keys.checkpoint(runId, slot);
+    const bytes = await store.get(key);
+    if (!bytes) continue;
+    try {
+      const file = parseSafetensors(bytes, key);
+      const seq = JSON.parse(file.metadata.meta).seq as number;
+      if (!newest || seq > newest.seq) newest = { key, file, seq };
+    } catch (e) {
+      log(`ignoring checkpoint ${key}: ${(e as Error).message}`);
+    }
+  }
+  if (!newest) return undefined;
+  const { key } = newest;
+  const { tensors, metadata } = newest.file;
   const vars = trainer.variables();
   vars.forEach((v, i) => {
     const p = tensors.get(`param.${i}`);

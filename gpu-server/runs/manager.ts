@@ -222,7 +222,18 @@ export class RunManager {
   async metrics(id: string): Promise<RoundMetrics[]> {
     this.state(id);
     const bytes = await this.opts.store.get(keys.metrics(id));
-    return bytes ? new TextDecoder().decode(bytes).split('\n').filter(Boolean).map((l) => JSON.parse(l)) : [];
+    if (!bytes) return [];
+    // A line cut short by a crash mid-write is dropped; its round rewrites it when it resumes.
+    return new TextDecoder()
+      .decode(bytes)
+      .split('\n')
+      .flatMap((l) => {
+        try {
+          return l ? [JSON.parse(l) as RoundMetrics] : [];
+        } catch {
+          return [];
+        }
+      });
   }
 
   async adapterFile(id: string, round: number | 'latest', file: string): Promise<Uint8Array> {
@@ -266,7 +277,7 @@ export class RunManager {
         },
         record.deepestCut,
       );
-      const loaded = await loadCheckpoint(this.opts.store, record.id, s.trainer);
+      const loaded = await loadCheckpoint(this.opts.store, record.id, s.trainer, this.log);
       if (loaded) {
         s.checkpoint = loaded.meta;
         s.updates = loaded.updates;
@@ -361,15 +372,21 @@ export class RunManager {
         }),
     );
 
-    // Train device after device. A resumed round skips what its checkpoint says was trained.
-    const resumed = s.checkpoint && s.checkpoint.round === round && !s.checkpoint.complete ? s.checkpoint : undefined;
-    const consumed = new Set(resumed?.consumed ?? []);
-    const losses = [...(resumed?.losses ?? [])];
+    // Train device after device. A resumed round skips what its checkpoint says was trained; a round whose training
+    // had finished goes straight to its evaluation and outputs.
+    const previous = s.checkpoint?.round === round ? s.checkpoint : undefined;
+    const consumed = new Set(previous?.consumed ?? []);
+    const losses = [...(previous?.losses ?? [])];
+    let seq = s.checkpoint?.seq ?? 0;
+    const checkpoint = (complete: boolean) => {
+      s.checkpoint = { seq: ++seq, round, complete, consumed: [...consumed], losses };
+      return saveCheckpoint(store, record.id, trainer, s.checkpoint, s.updates);
+    };
     progress.batchesTrained = consumed.size;
     progress.phase = 'training';
     let trainMs = 0;
     const trainStart = performance.now();
-    for (const id of plan.order) {
+    for (const id of previous?.complete ? [] : plan.order) {
       const d = plan.devices[id];
       const dp = progress.devices[id];
       if (dp.state === 'failed') continue;
@@ -401,7 +418,7 @@ export class RunManager {
           dp.trained++;
           progress.batchesTrained++;
           progress.lastLoss = step.loss;
-          await saveCheckpoint(store, record.id, trainer, { round, complete: false, consumed: [...consumed], losses }, s.updates);
+          await checkpoint(false);
         }
         dp.state = 'trained';
       } catch (e) {
@@ -416,7 +433,9 @@ export class RunManager {
       if (d.sourceRound === round) dp.forwardMs = (await this.client(s, id).roundStatus(record.id, round).catch(() => undefined))?.forwardMs;
     }
     const trainWall = performance.now() - trainStart;
+    if (!previous?.complete) await checkpoint(true);
 
+    // Outputs. Each write is idempotent, so a server killed here redoes them on resume without duplicates.
     progress.phase = 'evaluating';
     const evaluation = this.evaluate(s, trainer);
     const files = adapterFiles(trainer.exportAdapter(), model.config, record.modelName);
@@ -436,10 +455,8 @@ export class RunManager {
       wallMs: Math.round(performance.now() - started),
       rejected: progress.rejected.length,
     };
-    const previous = (await store.get(keys.metrics(record.id))) ?? new Uint8Array();
-    await store.put(keys.metrics(record.id), new TextDecoder().decode(previous) + JSON.stringify(metrics) + '\n', 'application/x-ndjson');
-    s.checkpoint = { round, complete: true, consumed: [], losses: [] };
-    await saveCheckpoint(store, record.id, trainer, s.checkpoint, s.updates);
+    const lines = (await this.metrics(record.id)).filter((m) => m.round !== round);
+    await store.put(keys.metrics(record.id), [...lines, metrics].map((m) => JSON.stringify(m) + '\n').join(''), 'application/x-ndjson');
     await putJson(store, keys.roundDone(record.id, round), metrics);
     progress.phase = 'done';
     this.log(`run ${record.id} round ${round}: trained ${losses.length} batches, loss ${metrics.trainLoss.toFixed(4)}${evaluation ? `, eval accuracy ${(evaluation.accuracy * 100).toFixed(1)}%` : ''}`);

@@ -1,0 +1,102 @@
+/**
+ * npm run cli -- COMMAND: the operator's command line over the server's HTTP API.
+ * SPLITFROZEN_URL (default http://127.0.0.1:8080) and SPLITFROZEN_TOKEN (the operator token) say where and who.
+ */
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, mergeAdapter, parseAdapter } from '../core/peft/adapter.ts';
+import { ServerClient } from '../gpu-server/api/client.ts';
+import { readModelFolder, writeModelFolder } from '../gpu-server/model/folder.ts';
+import { fail, run } from './cli.ts';
+
+const USAGE = `usage: npm run cli -- COMMAND [options]
+  runs                                   list runs
+  create --spec FILE.json [--id ID]      create a run from a spec (see README)
+  trigger --run ID                       start the run's next round
+  watch --run ID                         follow the round in progress, then print the metrics table
+  metrics --run ID                       the metrics of every finished round, as JSON
+  devices --run ID                       the run's devices: cut, reachability, rows
+  pull --run ID --out DIR [--round N|latest] [--merged --model DIR]
+                                         download the PEFT adapter; --merged also writes full merged weights
+environment: SPLITFROZEN_URL (default http://127.0.0.1:8080), SPLITFROZEN_TOKEN (the operator token)`;
+
+const [command, ...rest] = process.argv.slice(2);
+const { values: a } = (() => {
+  try {
+    return parseArgs({
+      args: rest,
+      options: { spec: { type: 'string' }, id: { type: 'string' }, run: { type: 'string' }, out: { type: 'string' }, round: { type: 'string', default: 'latest' }, merged: { type: 'boolean' }, model: { type: 'string' } },
+      strict: true,
+    });
+  } catch (e) {
+    return fail(`${(e as Error).message}\n\n${USAGE}`);
+  }
+})();
+
+run(async () => {
+  if (!command || command === '--help' || command === 'help') {
+    console.log(USAGE);
+    return;
+  }
+  const token = process.env.SPLITFROZEN_TOKEN;
+  if (!token) fail('SPLITFROZEN_TOKEN is not set: it is the operator token the server was started with (SPLITFROZEN_OPERATOR_TOKEN)');
+  const client = new ServerClient(process.env.SPLITFROZEN_URL ?? 'http://127.0.0.1:8080', token);
+  const runId = () => a.run ?? fail(`--run is required for '${command}'\n\n${USAGE}`);
+  switch (command) {
+    case 'runs':
+      return console.log(JSON.stringify(await client.runs(), null, 2));
+    case 'create': {
+      if (!a.spec) fail(`--spec is required\n\n${USAGE}`);
+      let spec: Record<string, unknown>;
+      try {
+        spec = JSON.parse(await readFile(a.spec, 'utf8'));
+      } catch (e) {
+        return fail(`${a.spec}: ${(e as Error).message}`);
+      }
+      const record = await client.createRun(a.id ? { ...spec, id: a.id } : spec);
+      return console.log(JSON.stringify({ id: record.id, cuts: record.cuts, deepestCut: record.deepestCut }, null, 2));
+    }
+    case 'trigger':
+      return console.log(JSON.stringify({ run: runId(), round: await client.trigger(runId()) }));
+    case 'watch': {
+      const view = await client.waitIdle(runId(), (v) => {
+        const p = v.progress;
+        if (p && process.stderr.isTTY) process.stderr.write(`\rround ${p.round}: ${p.phase} ${p.batchesTrained}/${p.batchesTotal} batches${p.lastLoss === undefined ? '' : ` loss ${p.lastLoss.toFixed(4)}`}   `);
+      });
+      if (process.stderr.isTTY) process.stderr.write('\n');
+      console.log('| round | order | train loss | eval loss | eval accuracy | server train (s) | MB moved |\n|---|---|---|---|---|---|---|');
+      for (const m of view.metrics) {
+        console.log(`| ${m.round} | ${m.order.join(' > ')} | ${m.trainLoss.toFixed(4)} | ${m.evalLoss?.toFixed(4) ?? '-'} | ${m.evalAccuracy === undefined ? '-' : (m.evalAccuracy * 100).toFixed(1) + '%'} | ${(m.serverTrainMs / 1000).toFixed(1)} | ${(m.bytesMoved / 2 ** 20).toFixed(2)} |`);
+      }
+      if (view.progress?.phase === 'failed') fail(`round ${view.progress.round} failed: ${view.progress.error}`);
+      return;
+    }
+    case 'metrics':
+      return console.log(JSON.stringify(await client.metrics(runId()), null, 2));
+    case 'devices':
+      return console.log(JSON.stringify(await client.devices(runId()), null, 2));
+    case 'pull': {
+      if (!a.out) fail(`--out is required\n\n${USAGE}`);
+      const round = a.round === 'latest' ? 'latest' : Number(a.round);
+      const files: Record<string, Uint8Array> = {};
+      await mkdir(a.out, { recursive: true });
+      for (const file of [ADAPTER_CONFIG, ADAPTER_WEIGHTS]) {
+        files[file] = await client.adapterFile(runId(), round, file);
+        await writeFile(join(a.out, file), files[file]);
+      }
+      console.log(`wrote ${join(a.out, ADAPTER_CONFIG)} and ${join(a.out, ADAPTER_WEIGHTS)}`);
+      if (a.merged) {
+        if (!a.model) fail('--merged needs --model DIR: the base model the run was trained from');
+        const base = await readModelFolder(a.model);
+        const adapter = parseAdapter(files, { ...base.config, numLabels: (await client.run(runId())).spec.task.labels.length }, a.out);
+        const merged = mergeAdapter({ config: { ...base.config, numLabels: adapter.head ? adapter.head.length / base.config.nEmbd : base.config.numLabels }, params: base.params }, adapter);
+        await writeModelFolder(join(a.out, 'merged'), merged);
+        console.log(`wrote merged weights to ${join(a.out, 'merged')} (config.json + model.safetensors, a plain GPT-2 for sequence classification)`);
+      }
+      return;
+    }
+    default:
+      fail(`unknown command '${command}'\n\n${USAGE}`);
+  }
+});

@@ -1,0 +1,99 @@
+/**
+ * The training server end to end at small size: real device workers under workerd, the real S3 server, and the
+ * server driven over HTTP as an operator would.
+ */
+import { GPT2Tokenizer } from '../core/tokenizer/gpt2.ts';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, parseAdapter } from '../core/peft/adapter.ts';
+import { keys } from '../core/storage/keys.ts';
+import { S3Store } from '../core/storage/s3.ts';
+import { getJson } from '../core/storage/json.ts';
+import { ApiError, ServerClient } from '../gpu-server/api/client.ts';
+import { readModelFolder } from '../gpu-server/model/folder.ts';
+import type { RoundPlan } from '../gpu-server/runs/plan.ts';
+import { startServer, type RunningServer } from '../gpu-server/server.ts';
+import { scoreLogits, Trainer } from '../gpu-server/train/trainer.ts';
+import { startSystem, type TestSystem } from './system.ts';
+
+let sys: TestSystem;
+let server: RunningServer;
+let client: ServerClient;
+const logs: string[] = [];
+
+beforeAll(async () => {
+  sys = await startSystem('test-e2e');
+  server = await startServer({ host: '127.0.0.1', port: 0, operatorToken: 'op-token', roundSecret: sys.stack.roundSecret, s3: sys.stack.s3.config, backend: 'wasm', log: (m) => logs.push(m) });
+  client = new ServerClient(server.url, 'op-token');
+});
+afterAll(async () => {
+  await server?.close();
+  await sys?.close();
+});
+
+const status = (p: Promise<unknown>) => p.then(() => 200, (e: ApiError) => e.status);
+const message = (p: Promise<unknown>) => p.then(() => '', (e: ApiError) => e.message);
+
+describe('training server over HTTP', () => {
+  it('refuses a missing (401) or wrong (403) operator token', async () => {
+    expect((await fetch(new URL('/runs', server.url))).status).toBe(401);
+    expect(await status(new ServerClient(server.url, 'nope').runs())).toBe(403);
+  });
+
+  it('refuses bad run specs with 400 naming the field, and unknown runs and devices with 404', async () => {
+    expect(await message(client.createRun(sys.spec({ lora: { rank: 0 } })))).toMatch(/HTTP 400: field 'lora.rank' must be a positive integer, got 0/);
+    expect(await message(client.createRun(sys.spec({ model: '/nowhere/gpt2' })))).toMatch(/HTTP 400: \/nowhere\/gpt2\/config.json: not found/);
+    expect(await message(client.createRun(sys.spec({ ordering: { kind: 'fixed', order: ['device-1', 'ghost'] } })))).toMatch(/HTTP 400: field 'ordering.order': unknown device 'ghost'/);
+    expect(await message(client.createRun({ ...sys.spec(), devices: [{ id: 'd', url: 'ftp://x' }] }))).toMatch(/field 'devices\[0\].url' must be the device worker's http\(s\) URL/);
+    expect(await status(client.run('no-such-run'))).toBe(404);
+    const record = await client.createRun({ ...sys.spec(), id: 'run-404' });
+    expect(await message(fetch(new URL(`/runs/${record.id}/devices/ghost`, server.url), { headers: { authorization: 'Bearer op-token' } }).then(async (r) => { throw new ApiError(r.status, `${r.status} ${(await r.json()).error}`); }))).toBe(
+      '404 run run-404 has no device \'ghost\'; its devices are device-1, device-2',
+    );
+    expect(await status(client.adapterFile(record.id, 0, ADAPTER_WEIGHTS))).toBe(404);
+  });
+
+  it('runs rounds: devices at their own cuts, the pipeline, metrics, the activation cache, and an adapter that reproduces the evaluation', async () => {
+    const record = await client.createRun({ ...sys.spec(), id: 'run-main' });
+    expect(record.cuts['device-1'].cut).toBe(1);
+    expect(record.deepestCut).toBe(2);
+    expect(await client.trigger(record.id)).toBe(0);
+    expect(await status(client.trigger(record.id))).toBe(409); // one round at a time
+    const after0 = await client.waitIdle(record.id, undefined, 100);
+    expect(after0.progress?.phase, after0.progress?.error).toBe('done');
+    const m0 = after0.metrics[0];
+    expect(m0.steps).toBe(2 * Math.ceil(48 / 8));
+    expect(m0.devices.map((d) => [d.id, d.cut, d.batches, d.reused])).toEqual(expect.arrayContaining([['device-1', 1, 6, false], ['device-2', 2, 6, false]]));
+    expect(m0.evalAccuracy).toBeGreaterThanOrEqual(0);
+    expect(m0.bytesMoved).toBeGreaterThan(0);
+
+    const store = new S3Store(sys.stack.s3.config);
+    const plan = (await getJson<RoundPlan>(store, keys.plan(record.id, 0)))!;
+    expect([...plan.order].sort()).toEqual(['device-1', 'device-2']);
+
+    // Round 1: the shards, segments and tokenization are unchanged, so the devices are not asked again.
+    await client.trigger(record.id);
+    const after1 = await client.waitIdle(record.id, undefined, 100);
+    const m1 = after1.metrics[1];
+    expect(m1.devices.every((d) => d.reused)).toBe(true);
+    expect(m1.devices.every((d) => d.forwardMs === undefined)).toBe(true);
+    expect((await client.round(record.id, 1)).plan.devices['device-1'].sourceRound).toBe(0);
+    expect(m1.trainLoss).toBeLessThan(m0.trainLoss);
+
+    // The pulled adapter, loaded into the TypeScript model, gives exactly the server's evaluation.
+    const files = { [ADAPTER_CONFIG]: await client.adapterFile(record.id, 'latest', ADAPTER_CONFIG), [ADAPTER_WEIGHTS]: await client.adapterFile(record.id, 1, ADAPTER_WEIGHTS) };
+    const model = await readModelFolder(sys.modelDir);
+    const adapter = parseAdapter(files, model.config);
+    const t = new Trainer(model, { lora: { rank: 4, alpha: 8, dropout: 0, targets: ['attn.c_attn'] }, optimizer: {}, schedule: { lr: 0, warmupSteps: 0, kind: 'constant' }, seed: 42 }, 2);
+    t.loadAdapter(adapter);
+    // Evaluated in the server's batches of 8, since padding length follows each batch.
+    const logits = new Float32Array(sys.evalRows.length * 2);
+    for (let i = 0; i < sys.evalRows.length; i += 8) {
+      const e = new GPT2Tokenizer().encodeBatch(sys.evalRows.slice(i, i + 8).map((r) => r.text), { maxLength: 24, padTokenId: model.config.padTokenId });
+      logits.set(t.predictTokens(e.ids, e.attentionMask, e.batch, e.seq), i * 2);
+    }
+    const mine = scoreLogits(logits, sys.evalRows.map((r) => Number(r.label)), 2);
+    expect(mine.accuracy).toBe(m1.evalAccuracy);
+    expect(mine.loss).toBeCloseTo(m1.evalLoss!, 6);
+    t.dispose();
+  });
+});

@@ -1,0 +1,53 @@
+/** The whole local system for end-to-end tests: S3 server, device workers with private shards, a small GPT-2. */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { syntheticSentiment } from '../core/data/synthetic.ts';
+import { gpt2Config } from '../core/model/config.ts';
+import { initModel } from '../core/model/init.ts';
+import { writeModelFolder } from '../gpu-server/model/folder.ts';
+import { localTempDir } from '../infra/local/paths.ts';
+import { startStack, type RunningStack } from '../infra/local/stack.ts';
+
+export interface TestSystem {
+  dir: string;
+  stack: RunningStack;
+  modelDir: string;
+  evalRows: Array<{ text: string; label: string }>;
+  /** A run spec for this system; fields given replace the defaults. */
+  spec(overrides?: Record<string, unknown>): Record<string, unknown>;
+  close(): Promise<void>;
+}
+
+export async function startSystem(name: string, { devices = 2, rowsPerDevice = 48, evalCount = 32 } = {}): Promise<TestSystem> {
+  const dir = await localTempDir(name);
+  const stack = await startStack({ dir: join(dir, 'stack'), devices, deviceVars: { PIECE_BATCHES: '4' } });
+  const modelDir = join(dir, 'tiny-gpt2');
+  await writeModelFolder(modelDir, initModel(gpt2Config({ nLayer: 3, nEmbd: 32, nHead: 4, nPositions: 32 }), { seed: 0 }));
+  const rows = syntheticSentiment(devices * rowsPerDevice + evalCount, 3);
+  const evalRows = rows.slice(0, evalCount);
+  for (const [i, d] of stack.devices.entries()) {
+    const shard = rows.slice(evalCount + i * rowsPerDevice, evalCount + (i + 1) * rowsPerDevice).map((r) => JSON.stringify(r));
+    const res = await fetch(new URL('/shards/data?format=jsonl&labels=0,1', d.url), { method: 'PUT', headers: { authorization: `Bearer ${d.ownerToken}` }, body: shard.join('\n') });
+    if (res.status !== 201) throw new Error(`shard upload to ${d.id}: HTTP ${res.status}`);
+  }
+  return {
+    dir,
+    stack,
+    modelDir,
+    evalRows,
+    spec: (overrides = {}) => ({
+      model: modelDir,
+      task: { labels: ['0', '1'], evalRows },
+      devices: stack.devices.map((d, i) => ({ id: d.id, url: d.url.href, profile: { memoryMB: 256, gflops: 10, maxBatchSeconds: 10 }, cut: i + 1 })),
+      ordering: { kind: 'random-reshuffle' },
+      lora: { rank: 4, alpha: 8, dropout: 0.1, targets: ['attn.c_attn'] },
+      optimizer: { lr: 0.01, warmupSteps: 2, schedule: 'linear' },
+      training: { batchSize: 8, seqLen: 24, dtype: 'fp32', seed: 1, rounds: 2 },
+      ...overrides,
+    }),
+    close: async () => {
+      await stack.stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -15,6 +15,7 @@ export interface ServerConfig {
   s3: S3Config;
   backend: BackendName | 'auto';
   log?: (message: string) => void;
+  schedule?: 'pipelined' | 'stop-and-wait';
 }
 
 export interface RunningServer {
@@ -52,7 +53,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const log = config.log ?? ((m: string) => console.log(`[server] ${m}`));
   const backend = await initBackend(config.backend);
   log(`TensorFlow.js backend: ${backend.backend}${backend.skipped.map((s) => ` (skipped ${s.backend}: ${s.reason})`).join('')}`);
-  const manager = new RunManager({ store: new S3Store(config.s3), roundSecret: config.roundSecret, log });
+  const manager = new RunManager({ store: new S3Store(config.s3), roundSecret: config.roundSecret, log, schedule: config.schedule });
   await manager.init();
   const app = createApp(manager, config.operatorToken);
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {

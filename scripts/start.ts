@@ -67,7 +67,8 @@ function progressLine(view: RunView, rounds: number): string {
 }
 
 function roundRow(m: RoundMetrics): string {
-  const forward = m.devices.reduce((a, d) => a + (d.forwardMs ?? 0), 0);
+  const timed = m.devices.filter((d) => d.forwardMs !== undefined);
+  const forward = timed.length ? timed.reduce((a, d) => a + d.forwardMs!, 0) : undefined;
   return `| ${m.round} | ${m.order.join(' > ')} | ${m.trainLoss.toFixed(4)} | ${m.evalLoss?.toFixed(4) ?? '-'} | ${m.evalAccuracy === undefined ? '-' : (m.evalAccuracy * 100).toFixed(1) + '%'} | ${seconds(forward)} | ${seconds(m.serverTrainMs)} | ${seconds(m.serverIdleMs)} | ${(m.bytesMoved / 2 ** 20).toFixed(2)} | ${m.devices.filter((d) => d.reused).length}/${m.devices.length} | ${seconds(m.wallMs)} |`;
 }
 
@@ -118,28 +119,28 @@ run(async () => {
 
     const tty = process.stderr.isTTY;
     let lastLine = '';
+    let view: RunView | undefined;
+    console.log('| round | client order | train loss | eval loss | eval accuracy | device forward (s) | server train (s) | server idle (s) | MB moved | devices reused | wall (s) |');
+    console.log('|---|---|---|---|---|---|---|---|---|---|---|');
     for (let r = 0; r < rounds; r++) {
       await client.trigger(record.id);
-      await client.waitIdle(record.id, (view) => {
-        const line = progressLine(view, rounds);
+      view = await client.waitIdle(record.id, (v) => {
+        const line = progressLine(v, rounds);
         if (!line || line === lastLine) return;
         lastLine = line;
         if (tty) process.stderr.write(`\r${line}`);
-        else if (view.progress?.phase !== 'training' || view.progress.batchesTrained % 10 === 0) process.stderr.write(`${line}\n`);
+        else if (v.progress?.phase !== 'training' || v.progress.batchesTrained % 10 === 0) process.stderr.write(`${line}\n`);
       });
-      if (tty) process.stderr.write('\n');
+      if (tty) process.stderr.write('\r\x1b[K');
+      if (view.progress?.phase === 'failed') throw new Error(`round ${view.progress.round} failed: ${view.progress.error}`);
+      console.log(roundRow(view.metrics.at(-1)!));
     }
-    const view = await client.run(record.id);
-    if (view.progress?.phase === 'failed') throw new Error(`round ${view.progress.round} failed: ${view.progress.error}`);
-    console.log('\n| round | client order | train loss | eval loss | eval accuracy | device forward (s) | server train (s) | server idle (s) | MB moved | devices reused | wall (s) |');
-    console.log('|---|---|---|---|---|---|---|---|---|---|---|');
-    for (const m of view.metrics) console.log(roundRow(m));
 
     step(6, 'adapter');
     const out = join(DIR, 'adapter');
     await mkdir(out, { recursive: true });
     for (const file of [ADAPTER_CONFIG, ADAPTER_WEIGHTS]) await writeFile(join(out, file), await client.adapterFile(record.id, 'latest', file));
-    const last = view.metrics.at(-1)!;
+    const last = view!.metrics.at(-1)!;
     console.log(`      eval accuracy after ${rounds} rounds: ${((last.evalAccuracy ?? 0) * 100).toFixed(1)}% on ${last.evalRows} held-out rows (chance: ${(100 / data.labels.length).toFixed(0)}%)`);
     console.log(`      PEFT adapter (round ${last.round}): ${out}/{${ADAPTER_CONFIG},${ADAPTER_WEIGHTS}}`);
     console.log(`      in storage: s3://${stack.s3.config.bucket}/runs/${record.id}/adapters/${last.round}/ (data kept under ${join(DIR, 'stack', 's3')})`);

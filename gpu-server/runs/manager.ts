@@ -94,6 +94,11 @@ export interface ManagerOptions {
   pollMs?: number;
   /** Presigned URL lifetime. */
   urlSeconds?: number;
+  /**
+   * 'pipelined' (the default) asks every device to start at once and trains on each while the later ones compute;
+   * 'stop-and-wait' asks the next device only after training on the previous one (the baseline of bench:pipeline).
+   */
+  schedule?: 'pipelined' | 'stop-and-wait';
 }
 
 interface RunState {
@@ -345,32 +350,31 @@ export class RunManager {
     progress.batchesTotal = plan.order.reduce((a, id) => a + plan!.devices[id].batches, 0);
     this.log(`run ${record.id} round ${round}: order ${plan.order.join(' > ')}${Object.keys(plan.skipped).length ? `; skipped ${JSON.stringify(plan.skipped)}` : ''}`);
 
-    // Every device that must compute starts now: they work in parallel while the server trains.
-    await Promise.all(
-      plan.order
-        .filter((id) => plan!.devices[id].sourceRound === round)
-        .map(async (id) => {
-          const d = plan!.devices[id];
-          const request = await buildRoundRequest(store, {
-            runId: record.id,
-            round,
-            deviceId: id,
-            modelSha256: d.modelSha256,
-            tokenTableSha256: d.tokenTableSha256,
-            cut: d.cut,
-            rows: d.rows,
-            batchSize: spec.training.batchSize,
-            seqLen: spec.training.seqLen,
-            dtype: spec.training.dtype,
-            labels: spec.task.labels,
-            padTokenId: model.config.padTokenId,
-            expiresInSeconds: this.opts.urlSeconds,
-          });
-          await this.client(s, id)
-            .startRound(request)
-            .catch((e: Error) => Object.assign(progress.devices[id], { state: 'failed', error: e.message }));
-        }),
-    );
+    const startDevice = async (id: string) => {
+      const d = plan!.devices[id];
+      if (d.sourceRound !== round) return;
+      const request = await buildRoundRequest(store, {
+        runId: record.id,
+        round,
+        deviceId: id,
+        modelSha256: d.modelSha256,
+        tokenTableSha256: d.tokenTableSha256,
+        cut: d.cut,
+        rows: d.rows,
+        batchSize: spec.training.batchSize,
+        seqLen: spec.training.seqLen,
+        dtype: spec.training.dtype,
+        labels: spec.task.labels,
+        padTokenId: model.config.padTokenId,
+        expiresInSeconds: this.opts.urlSeconds,
+      });
+      await this.client(s, id)
+        .startRound(request)
+        .catch((e: Error) => Object.assign(progress.devices[id], { state: 'failed', error: e.message }));
+    };
+    const pipelined = (this.opts.schedule ?? 'pipelined') === 'pipelined';
+    // Pipelined: every device that must compute starts now and works while the server trains on the ones before it.
+    if (pipelined) await Promise.all(plan.order.map(startDevice));
 
     // Train device after device. A resumed round skips what its checkpoint says was trained; a round whose training
     // had finished goes straight to its evaluation and outputs.
@@ -389,6 +393,7 @@ export class RunManager {
     for (const id of previous?.complete ? [] : plan.order) {
       const d = plan.devices[id];
       const dp = progress.devices[id];
+      if (!pipelined) await startDevice(id);
       if (dp.state === 'failed') continue;
       dp.state = 'training';
       const before = spec.ordering.kind === 'grab' ? flatParameters(trainer) : undefined;

@@ -11,7 +11,7 @@ import { gpt2Config } from '../core/model/config.ts';
 import { initModel } from '../core/model/init.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../core/peft/adapter.ts';
 import { ServerClient, type RunView } from '../gpu-server/api/client.ts';
-import { writeModelFolder } from '../gpu-server/model/folder.ts';
+import { readModelFolder, writeModelFolder } from '../gpu-server/model/folder.ts';
 import type { RoundMetrics } from '../gpu-server/runs/manager.ts';
 import { startServer } from '../gpu-server/server.ts';
 import { LOCAL_DIR } from '../infra/local/paths.ts';
@@ -21,10 +21,12 @@ import { cliArgs, int, run } from './cli.ts';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 process.env.WRANGLER_LOG ??= 'warn';
 
-const USAGE = `usage: npm start -- [--data GLUE_TASK_DIR] [--rounds N] [--rows-per-device N] [--eval-rows N] [--ordering random-reshuffle|shuffle-once|grab]
---data reads train.tsv and dev.tsv of a GLUE task folder (e.g. ../shared/datasets/glue/SST-2); without it a small generated task is used.`;
+const USAGE = `usage: npm start -- [--data GLUE_TASK_DIR] [--model GPT2_DIR] [--rounds N] [--rows-per-device N] [--eval-rows N] [--ordering random-reshuffle|shuffle-once|grab]
+--data reads train.tsv and dev.tsv of a GLUE task folder (e.g. ../shared/datasets/glue/SST-2); without it a small generated task is used.
+--model uses a GPT-2 folder in the Hugging Face layout (e.g. gpt2 downloaded from the Hub) instead of a tiny random one.`;
 const args = cliArgs(USAGE, {
   data: { type: 'string' },
+  model: { type: 'string' },
   rounds: { type: 'string' },
   'rows-per-device': { type: 'string' },
   'eval-rows': { type: 'string' },
@@ -38,9 +40,9 @@ const seconds = (ms: number | undefined) => (ms === undefined ? '-' : (ms / 1000
 
 // Simulated capacity profiles: a slow, a middling and a fast device, so the planner gives each its own cut.
 const PROFILES = [
-  { memoryMB: 128, gflops: 0.1, maxBatchSeconds: 1, weights: 'fp32' as const },
-  { memoryMB: 128, gflops: 0.2, maxBatchSeconds: 1, weights: 'fp32' as const },
-  { memoryMB: 256, gflops: 5, maxBatchSeconds: 1, weights: 'fp32' as const },
+  { memoryMB: 128, gflops: 0.1, maxBatchSeconds: 1 },
+  { memoryMB: 128, gflops: 0.2, maxBatchSeconds: 1 },
+  { memoryMB: 256, gflops: 5, maxBatchSeconds: 1 },
 ];
 
 async function loadData(): Promise<{ train: Example[]; evaluation: Example[]; labels: string[]; source: string }> {
@@ -82,9 +84,17 @@ run(async () => {
   try {
     for (const d of stack.devices) console.log(`      ${d.id}: ${d.url.href}`);
 
-    step(2, 'model: a tiny GPT-2 (4 blocks, n_embd 64) in the Hugging Face layout, random weights');
-    const modelDir = join(DIR, 'tiny-gpt2');
-    await writeModelFolder(modelDir, initModel(gpt2Config({ nLayer: 4, nEmbd: 64, nHead: 4, nPositions: 64 }), { seed: 0 }));
+    let modelDir = args.model;
+    if (modelDir) {
+      step(2, `model: ${modelDir}`);
+    } else {
+      step(2, 'model: a tiny GPT-2 (4 blocks, n_embd 64) in the Hugging Face layout, random weights');
+      modelDir = join(DIR, 'tiny-gpt2');
+      await writeModelFolder(modelDir, initModel(gpt2Config({ nLayer: 4, nEmbd: 64, nHead: 4, nPositions: 64 }), { seed: 0 }));
+    }
+    const config = (await readModelFolder(modelDir)).config;
+    // A model whose fp32 token table alone would crowd a Worker's memory runs int8 prefixes on the devices.
+    const weights = config.vocabSize * config.nEmbd * 4 > 32 * 2 ** 20 ? ('int8' as const) : ('fp32' as const);
 
     const data = await loadData();
     step(3, `data: ${data.source}; ${data.train.length} training rows split over the devices as their owners' private shards, ${data.evaluation.length} held out`);
@@ -104,7 +114,7 @@ run(async () => {
     const record = await client.createRun({
       model: modelDir,
       task: { labels: data.labels, evalRows: data.evaluation.map((r) => ({ text: r.text, text_pair: r.textPair, label: data.labels[r.label] })) },
-      devices: stack.devices.map((d, i) => ({ id: d.id, url: d.url.href, profile: PROFILES[i] })),
+      devices: stack.devices.map((d, i) => ({ id: d.id, url: d.url.href, profile: { ...PROFILES[i], weights } })),
       ordering: { kind: args.ordering },
       lora: { rank: 8, alpha: 16, dropout: 0.05, targets: ['attn.c_attn'] },
       optimizer: { lr: 0.01, warmupSteps: 5, schedule: 'linear' },
@@ -115,7 +125,7 @@ run(async () => {
       const c = record.cuts[d.id];
       console.log(`| ${d.id} | ${PROFILES[i].gflops} GFLOP/s, ${PROFILES[i].maxBatchSeconds} s/batch, ${PROFILES[i].memoryMB} MB | ${c.cut} | ${c.memoryMB} MB | ${c.batchSeconds} s |`);
     }
-    console.log(`adapters train on blocks ${record.deepestCut}..3; devices with shallower cuts are completed forward-only on the server\n`);
+    console.log(`adapters train on blocks ${record.deepestCut}..${config.nLayer - 1}; devices with shallower cuts are completed forward-only on the server\n`);
 
     const tty = process.stderr.isTTY;
     let lastLine = '';

@@ -89,8 +89,8 @@ run(async () => {
       if (a.merged) {
         if (!a.model) fail('--merged needs --model DIR: the base model the run was trained from');
         const base = await readModelFolder(a.model);
-        const adapter = parseAdapter(files, { ...base.config, numLabels: (await client.run(runId())).spec.task.labels.length }, a.out);
-        const merged = mergeAdapter({ config: { ...base.config, numLabels: adapter.head ? adapter.head.length / base.config.nEmbd : base.config.numLabels }, params: base.params }, adapter);
+        const config = { ...base.config, numLabels: (await client.run(runId())).spec.task.labels.length };
+        const merged = mergeAdapter({ config, params: base.params }, parseAdapter(files, config, a.out));
         await writeModelFolder(join(a.out, 'merged'), merged);
         console.log(`wrote merged weights to ${join(a.out, 'merged')} (config.json + model.safetensors, a plain GPT-2 for sequence classification)`);
       }

@@ -2,7 +2,13 @@
  * The training server end to end at small size: real device workers under workerd, the real S3 server, and the
  * server driven over HTTP as an operator would.
  */
+import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { GPT2Tokenizer } from '../core/tokenizer/gpt2.ts';
+import { referenceClassify } from '../core/model/reference.ts';
+import { maxAbsDiff } from './fixtures.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, parseAdapter } from '../core/peft/adapter.ts';
 import { keys } from '../core/storage/keys.ts';
@@ -95,5 +101,23 @@ describe('training server over HTTP', () => {
     expect(mine.accuracy).toBe(m1.evalAccuracy);
     expect(mine.loss).toBeCloseTo(m1.evalLoss!, 6);
     t.dispose();
+
+    // The CLI pulls the same adapter, and merged full weights that predict what the adapter does.
+    const out = join(sys.dir, 'pulled');
+    await promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/splitfrozen.ts', 'pull', '--run', record.id, '--out', out, '--merged', '--model', sys.modelDir], {
+      env: { ...process.env, SPLITFROZEN_URL: server.url, SPLITFROZEN_TOKEN: 'op-token' },
+    });
+    expect(new Uint8Array(await readFile(join(out, ADAPTER_WEIGHTS)))).toEqual(files[ADAPTER_WEIGHTS]);
+    const merged = await readModelFolder(join(out, 'merged'));
+    const e = new GPT2Tokenizer().encodeBatch(sys.evalRows.slice(0, 8).map((r) => r.text), { maxLength: 24, padTokenId: model.config.padTokenId });
+    const viaMerged = referenceClassify(merged, e.ids, e.attentionMask, e.batch, e.seq);
+    expect(maxAbsDiff(viaMerged, logits.subarray(0, 16))).toBeLessThan(1e-4);
+  });
+
+  it('the CLI says what is missing', async () => {
+    const run = promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/splitfrozen.ts', 'trigger'], { env: { ...process.env, SPLITFROZEN_URL: server.url, SPLITFROZEN_TOKEN: 'op-token' } });
+    await expect(run).rejects.toMatchObject({ stderr: expect.stringContaining("--run is required for 'trigger'") });
+    const noToken = promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/splitfrozen.ts', 'runs'], { env: { ...process.env, SPLITFROZEN_TOKEN: '' } });
+    await expect(noToken).rejects.toMatchObject({ stderr: expect.stringContaining('SPLITFROZEN_TOKEN is not set') });
   });
 });

@@ -29,6 +29,31 @@ export class Random {
     return r * Math.cos(2 * Math.PI * v);
   }
 
+  /** Gamma(shape, 1) by Marsaglia and Tsang; shape < 1 through Gamma(shape + 1) * U^(1/shape). */
+  gamma(shape: number): number {
+    if (shape < 1) return this.gamma(shape + 1) * Math.pow(1 - this.uniform(), 1 / shape);
+    const d = shape - 1 / 3;
+    const c = 1 / Math.sqrt(9 * d);
+    for (;;) {
+      let x: number;
+      let v: number;
+      do {
+        x = this.normal();
+        v = 1 + c * x;
+      } while (v <= 0);
+      v = v * v * v;
+      const u = 1 - this.uniform();
+      if (Math.log(u) < 0.5 * x * x + d - d * v + d * Math.log(v)) return d * v;
+    }
+  }
+
+  /** A draw from the symmetric Dirichlet distribution with concentration alpha over n outcomes. */
+  dirichlet(alpha: number, n: number): number[] {
+    const g = Array.from({ length: n }, () => this.gamma(alpha));
+    const sum = g.reduce((a, b) => a + b, 0);
+    return g.map((x) => x / sum);
+  }
+
   fillNormal(out: Float32Array, std: number, mean = 0): Float32Array {
     for (let i = 0; i < out.length; i++) out[i] = mean + std * this.normal();
     return out;

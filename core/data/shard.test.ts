@@ -30,8 +30,8 @@ describe('shard parsing', () => {
 
   it('reads MNLI JSON lines with string labels, and round-trips through the stored form', () => {
     const head = readFileSync(new URL('glue/MNLI/dev_matched.jsonl', SHARED), 'utf8').split('\n').slice(0, 50).join('\n');
-    const asOurs = head.replace(/"premise"/g, '"text"').replace(/"hypothesis"/g, '"text_pair"');
-    const rows = parseShard(enc(asOurs), 'jsonl', ['entailment', 'neutral', 'contradiction']);
+    const rows = parseShard(enc(head), 'jsonl', ['entailment', 'neutral', 'contradiction']);
+    expect(rows[0]).toEqual({ text: 'The new rights are nice enough', textPair: 'Everyone really likes the newest benefits ', label: 1 });
     expect(rows.length).toBe(50);
     expect(new Set(rows.map((r) => r.label))).toEqual(new Set([0, 1, 2]));
     expect(deserializeRows(serializeRows(rows))).toEqual(rows);

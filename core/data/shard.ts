@@ -47,6 +47,9 @@ const TSV_COLUMNS: Record<string, 'text' | 'textPair' | 'label'> = {
   Quality: 'label',
 };
 
+/** Our own names for the fields, used in messages when a row has none of the known names. */
+const FIELD_NAMES = { text: 'text', textPair: 'text_pair', label: 'label' } as const;
+
 export function parseShard(bytes: Uint8Array, format: ShardFormat, labels: readonly string[], limits: ShardLimits = DEFAULT_LIMITS): Example[] {
   if (bytes.byteLength > limits.maxBytes) throw new ShardError(413, `shard is ${bytes.byteLength} bytes; the limit is ${limits.maxBytes}`);
   if (labels.length < 2 || new Set(labels).size !== labels.length) throw new ShardError(400, `label set ${JSON.stringify(labels)} must hold at least two distinct labels`);
@@ -83,7 +86,10 @@ export function parseShard(bytes: Uint8Array, format: ShardFormat, labels: reado
       }
       if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ShardError(400, `line ${i + 1}: not a JSON object`);
       const v = value as Record<string, unknown>;
-      add(i + 1, { text: v.text, textPair: v.text_pair, label: v.label }, { text: 'text', textPair: 'text_pair', label: 'label' });
+      // The same field names as TSV columns: {text, text_pair}, {premise, hypothesis}, {sentence1, sentence2}, ...
+      const pick = (field: 'text' | 'textPair' | 'label') => Object.keys(v).find((k) => TSV_COLUMNS[k] === field) ?? FIELD_NAMES[field];
+      const names = { text: pick('text'), textPair: pick('textPair'), label: pick('label') };
+      add(i + 1, { text: v[names.text], textPair: v[names.textPair], label: v[names.label] }, names);
     });
   } else {
     const header = (lines[0] ?? '').split('\t');

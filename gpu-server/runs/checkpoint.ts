@@ -88,15 +88,3 @@ export async function loadCheckpoint(store: ObjectStore, runId: string, trainer:
   for (const [name, t] of tensors) if (name.startsWith('update.')) updates.set(name.slice('update.'.length), t.data as Float32Array);
   return { meta: JSON.parse(metadata.meta), updates };
 }
-
-/** The adapters' trainable values as one flat vector: GraB balances differences of these. */
-export function flatParameters(trainer: Trainer): Float32Array {
-  const parts = trainer.lora.variables().map((v) => v.dataSync() as Float32Array);
-  const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}

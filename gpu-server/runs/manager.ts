@@ -24,7 +24,7 @@ import { permutation } from '../ordering/ordering.ts';
 import { buildRoundRequest } from '../rounds/request.ts';
 import { activationFeed, DeviceRoundFailed } from '../rounds/feed.ts';
 import { scoreLogits, Trainer } from '../train/trainer.ts';
-import { flatParameters, loadCheckpoint, saveCheckpoint, type CheckpointMeta } from './checkpoint.ts';
+import { loadCheckpoint, saveCheckpoint, type CheckpointMeta } from './checkpoint.ts';
 import { planCut } from './cuts.ts';
 import { evaluationRows } from './data.ts';
 import { planRound, type DeviceView, type RoundPlan } from './plan.ts';
@@ -396,7 +396,7 @@ export class RunManager {
       if (!pipelined) await startDevice(id);
       if (dp.state === 'failed') continue;
       dp.state = 'training';
-      const before = spec.ordering.kind === 'grab' ? flatParameters(trainer) : undefined;
+      const before = spec.ordering.kind === 'grab' ? trainer.flatAdapters() : undefined;
       const shuffle = (batches: unknown[]) => permutation(batches.map((_, i) => String(i)), new Random(spec.training.seed * 31 + round * 7 + hashString(id))).map(Number);
       try {
         for await (const batch of activationFeed(
@@ -432,7 +432,7 @@ export class RunManager {
         this.log(`run ${record.id}: ${e.message}`);
       }
       if (before) {
-        const after = flatParameters(trainer);
+        const after = trainer.flatAdapters();
         s.updates.set(id, after.map((x, i) => x - before[i]));
       }
       if (d.sourceRound === round) dp.forwardMs = (await this.client(s, id).roundStatus(record.id, round).catch(() => undefined))?.forwardMs;

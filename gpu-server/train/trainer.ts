@@ -136,6 +136,26 @@ export class Trainer {
     };
   }
 
+  /** The adapters' values as one flat vector (GraB balances differences of these). */
+  flatAdapters(): Float32Array {
+    const parts = this.lora.variables().map((v) => v.dataSync() as Float32Array);
+    const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  }
+
+  /** Forgets AdamW's moments and step: a device starting local training from the global adapters. */
+  resetOptimizer(): void {
+    this.opt.dispose();
+    this.opt.m.clear();
+    this.opt.v.clear();
+    this.opt.step = 0;
+  }
+
   loadAdapter(w: AdapterWeights): void {
     for (const [key, v] of this.lora.a) {
       const a = w.a.get(key);

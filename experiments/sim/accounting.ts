@@ -1,0 +1,72 @@
+/**
+ * What each method costs a device and the server, from the FLOP accounting of core/flops (checked against a count of
+ * the matrix multiplications actually run in experiments/sim/sim.test.ts) and from tensor sizes.
+ * Device peak memory is an estimate (fp32): the weights the device holds, plus its activations (only the current
+ * layer's for a forward-only device; every layer's, for a device that runs backward), plus LoRA state (weights,
+ * gradients and two AdamW moments) where it trains.
+ */
+import { flopsPerToken, type PassFlops } from '../../core/flops/flops.ts';
+import type { GPT2Config } from '../../core/model/config.ts';
+import { linearShape, type BlockLinear } from '../../core/model/weights.ts';
+
+export type MethodName = 'splitfrozen' | 'splitfrozen-parallel' | 'fedlora' | 'splitlora';
+export const METHODS: MethodName[] = ['splitfrozen', 'fedlora', 'splitlora', 'splitfrozen-parallel'];
+
+export interface CostSetup {
+  config: GPT2Config;
+  cut: number;
+  seqLen: number;
+  batchSize: number;
+  lora: { rank: number; targets: readonly BlockLinear[] };
+  /** Bytes per activation value on the wire (fp16: 2). */
+  wireBytes: number;
+}
+
+export interface MethodCosts {
+  /** Per token the device processes. */
+  device: PassFlops;
+  server: PassFlops;
+  devicePeakMemoryMB: number;
+}
+
+const MB = 2 ** 20;
+
+function loraParams(s: CostSetup, layers: number): number {
+  return layers * s.lora.targets.reduce((a, t) => a + s.lora.rank * linearShape(s.config, t).reduce((x, y) => x + y, 0), 0);
+}
+
+function blockParams(c: GPT2Config): number {
+  return 4 * c.nEmbd * c.nEmbd + 2 * c.nEmbd * c.nInner + 4 * c.nEmbd;
+}
+
+export function methodCosts(method: MethodName, s: CostSetup): MethodCosts {
+  const c = s.config;
+  const tokens = s.batchSize * s.seqLen;
+  const embeddings = (c.vocabSize + c.nPositions) * c.nEmbd;
+  const layerActivations = tokens * Math.max(4 * c.nEmbd, c.nHead * s.seqLen);
+  // Activations a backward pass keeps per block: inputs of the norms, linears, attention probabilities, MLP hidden.
+  const storedPerBlock = tokens * (10 * c.nEmbd + 2 * c.nInner) + 2 * s.batchSize * c.nHead * s.seqLen * s.seqLen;
+  const loraState = (layers: number) => 4 * loraParams(s, layers);
+  const mem = (floats: number) => (4 * floats) / MB;
+  switch (method) {
+    case 'splitfrozen':
+    case 'splitfrozen-parallel': {
+      const f = flopsPerToken({ config: c, seqLen: s.seqLen, cut: s.cut, lora: { ...s.lora, from: s.cut } });
+      return { device: f.device, server: f.server, devicePeakMemoryMB: mem(embeddings + s.cut * blockParams(c) + 2 * layerActivations) };
+    }
+    case 'splitlora': {
+      const f = flopsPerToken({ config: c, seqLen: s.seqLen, cut: s.cut, lora: { ...s.lora, from: 0 } });
+      return { device: f.device, server: f.server, devicePeakMemoryMB: mem(embeddings + s.cut * blockParams(c) + s.cut * storedPerBlock + loraState(s.cut)) };
+    }
+    case 'fedlora': {
+      // The whole model, head included, trains on the device; the server only averages.
+      const f = flopsPerToken({ config: c, seqLen: s.seqLen, cut: c.nLayer, lora: { ...s.lora, from: 0 } });
+      return { device: f.total, server: { forward: 0, backward: 0 }, devicePeakMemoryMB: mem(embeddings + c.nLayer * blockParams(c) + c.nLayer * storedPerBlock + loraState(c.nLayer)) };
+    }
+  }
+}
+
+/** Bytes of LoRA adapters (and head) on the wire, fp32. */
+export function adapterBytes(s: CostSetup, layers: number): number {
+  return 4 * (loraParams(s, layers) + s.config.nEmbd * s.config.numLabels);
+}

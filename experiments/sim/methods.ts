@@ -1,0 +1,261 @@
+/**
+ * The methods compared, in one process on the same model, LoRA, ordering and FLOP code as the real system:
+ * - splitfrozen: devices run the frozen prefix once (its activations are reused every round); the server trains LoRA
+ *   on the blocks from the cut, device after device in a client order, on one set of adapters;
+ * - splitfrozen-parallel: the ablation: per-device server adapters from the same start, averaged after each round;
+ * - fedlora: each device trains LoRA on the whole model locally for one pass over its data; the server averages the
+ *   adapters weighted by data size (FedAvg);
+ * - splitlora: devices train LoRA on their prefix and the server on the rest, the gradient at the cut goes back to the
+ *   device, and the device adapters are averaged every `avgEvery` steps.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { GPT2Model } from '../../core/model/weights.ts';
+import type { AdapterWeights } from '../../core/peft/adapter.ts';
+import { Random } from '../../core/random.ts';
+import { orderFor, permutation, type OrderingSpec } from '../../gpu-server/ordering/ordering.ts';
+import { scoreLogits, Trainer, type TrainBatch } from '../../gpu-server/train/trainer.ts';
+import type { BlockLinear } from '../../core/model/weights.ts';
+import { adapterBytes, methodCosts, type MethodName } from './accounting.ts';
+import type { SimData, SimDevice, TokenBatch } from './setup.ts';
+
+export interface SimSpec {
+  cut: number;
+  rounds: number;
+  lora: { rank: number; alpha: number; dropout: number; targets: BlockLinear[] };
+  lr: number;
+  seed: number;
+  ordering: OrderingSpec;
+  /** SplitLoRA: steps between averagings of the device adapters. */
+  avgEvery: number;
+  /** Bytes per activation value on the wire: 2 (fp16) as the device worker sends them. */
+  wireBytes: number;
+}
+
+export interface RoundResult {
+  round: number;
+  accuracy: number;
+  loss: number;
+  trainLoss: number;
+  wallMs: number;
+}
+
+export interface MethodResult {
+  method: MethodName;
+  rounds: RoundResult[];
+  /** Per device and round, averaged over devices. */
+  deviceForwardFlops: number;
+  deviceBackwardFlops: number;
+  serverFlops: number;
+  bytesUpPerDevice: number;
+  bytesDownPerDevice: number;
+  devicePeakMemoryMB: number;
+  /** What the method measured of the gradient at the cut: SplitLoRA's devices receive one, SplitFrozen's never. */
+  cutGradientNorm: number;
+  wallMs: number;
+  /** The adapters the method ends with (not in the JSON results). */
+  final: AdapterWeights;
+}
+
+class Sim {
+  readonly trainer: Trainer;
+  private readonly cache = new Map<TokenBatch, TrainBatch>();
+
+  constructor(
+    readonly model: GPT2Model,
+    readonly data: SimData,
+    readonly spec: SimSpec,
+    /** Where adapters start: LoRA on blocks [loraFrom, n). */
+    readonly loraFrom: number,
+  ) {
+    this.trainer = new Trainer(model, { lora: spec.lora, optimizer: {}, schedule: { lr: spec.lr, warmupSteps: 0, kind: 'constant' }, seed: spec.seed }, loraFrom);
+  }
+
+  /** The batch as the trainer takes it: hidden states at `cut`, from the frozen prefix, computed once. */
+  atCut(b: TokenBatch, cut: number): TrainBatch {
+    let t = this.cache.get(b);
+    if (!t) {
+      const hidden = tf.tidy(() => this.trainer.net.hidden(tf.tensor2d(b.ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), cut).dataSync() as Float32Array);
+      this.cache.set(b, (t = { cut, rows: b.rows, seqLen: b.seqLen, hidden, mask: b.mask, labels: b.labels }));
+    }
+    return t;
+  }
+
+  batches(d: SimDevice, round: number): TokenBatch[] {
+    return roundBatches(d, round, this.spec.seed);
+  }
+
+  evaluate(): { accuracy: number; loss: number } {
+    const classes = this.data.task.labels.length;
+    const logits: number[] = [];
+    const labels: number[] = [];
+    for (const b of this.data.evaluation) {
+      logits.push(...this.trainer.predictTokens(b.ids, b.mask, b.rows, b.seqLen));
+      labels.push(...b.labels);
+    }
+    const { accuracy, loss } = scoreLogits(Float32Array.from(logits), labels, classes);
+    return { accuracy, loss };
+  }
+
+  dispose(): void {
+    this.trainer.dispose();
+  }
+}
+
+/** A device's batches in a new order each round, the same for every method. */
+export function roundBatches(d: SimDevice, round: number, seed: number): TokenBatch[] {
+  return permutation(d.batches.map((_, i) => String(i)), new Random(seed * 131 + round * 17 + d.rows)).map((i) => d.batches[Number(i)]);
+}
+
+/** Weighted average of adapters (FedAvg). */
+export function averageAdapters(adapters: AdapterWeights[], weights: number[]): AdapterWeights {
+  const total = weights.reduce((a, b) => a + b, 0);
+  const avg = (pick: (w: AdapterWeights) => Float32Array) => {
+    const out = new Float32Array(pick(adapters[0]).length);
+    adapters.forEach((w, i) => pick(w).forEach((x, j) => (out[j] += (x * weights[i]) / total)));
+    return out;
+  };
+  const map = (m: Map<string, Float32Array>, which: 'a' | 'b') => new Map([...m.keys()].map((k) => [k, avg((w) => w[which].get(k)!)]));
+  return { ...adapters[0], a: map(adapters[0].a, 'a'), b: map(adapters[0].b, 'b'), head: adapters[0].head && avg((w) => w.head!) };
+}
+
+const tokensOf = (d: SimDevice) => d.batches.reduce((a, b) => a + b.rows * b.seqLen, 0);
+
+export async function runMethod(method: MethodName, model: GPT2Model, data: SimData, spec: SimSpec, onRound?: (r: RoundResult) => void): Promise<MethodResult> {
+  const started = performance.now();
+  const devices = data.devices.filter((d) => d.rows > 0);
+  const { cut } = spec;
+  const setup = { config: model.config, cut, seqLen: Math.max(...devices.flatMap((d) => d.batches.map((b) => b.seqLen))), batchSize: Math.max(...devices.flatMap((d) => d.batches.map((b) => b.rows))), lora: spec.lora, wireBytes: spec.wireBytes };
+  const costs = methodCosts(method, setup);
+  const sim = new Sim(model, data, spec, method === 'fedlora' || method === 'splitlora' ? 0 : cut);
+  const t = sim.trainer;
+  const rounds: RoundResult[] = [];
+  let previous: { order: string[]; updates: Map<string, Float32Array> } | undefined;
+  let cutGradientNorm = 0;
+  let bytesUp = 0;
+  let bytesDown = 0;
+  // SplitLoRA: each device's copy of the adapters below the cut.
+  const deviceCopies = new Map<string, AdapterWeights>();
+  let stepsSinceAverage = 0;
+
+  for (let round = 0; round < spec.rounds; round++) {
+    const roundStart = performance.now();
+    const losses: number[] = [];
+    const order = orderFor(spec.ordering, { round, devices: devices.map((d) => d.id), seed: spec.seed, previous });
+    const byId = new Map(devices.map((d) => [d.id, d]));
+    const updates = new Map<string, Float32Array>();
+    switch (method) {
+      case 'splitfrozen':
+        for (const id of order) {
+          const d = byId.get(id)!;
+          const before = spec.ordering.kind === 'grab' ? t.flatAdapters() : undefined;
+          for (const b of sim.batches(d, round)) losses.push(t.trainStep(sim.atCut(b, cut)).loss);
+          if (before) updates.set(id, t.flatAdapters().map((x, i) => x - before[i]));
+          // Activations go up once: later rounds reuse them (the prefix is frozen).
+          if (round === 0) bytesUp += tokensOf(d) * model.config.nEmbd * spec.wireBytes;
+        }
+        break;
+      case 'splitfrozen-parallel':
+      case 'fedlora': {
+        const global = t.exportAdapter();
+        const local: AdapterWeights[] = [];
+        const from = method === 'fedlora' ? 0 : cut;
+        for (const id of order) {
+          const d = byId.get(id)!;
+          t.loadAdapter(global);
+          t.resetOptimizer();
+          for (const b of sim.batches(d, round)) losses.push(t.trainStep(sim.atCut(b, from)).loss);
+          local.push(t.exportAdapter());
+          if (method === 'fedlora') {
+            bytesDown += adapterBytes(setup, model.config.nLayer);
+            bytesUp += adapterBytes(setup, model.config.nLayer);
+          } else if (round === 0) bytesUp += tokensOf(d) * model.config.nEmbd * spec.wireBytes;
+        }
+        t.loadAdapter(averageAdapters(local, order.map((id) => byId.get(id)!.rows)));
+        break;
+      }
+      case 'splitlora': {
+        const below = (w: AdapterWeights, layerOk: (l: number) => boolean) => ({
+          ...w,
+          a: new Map([...w.a].filter(([k]) => layerOk(Number(k.split('.')[1])))),
+          b: new Map([...w.b].filter(([k]) => layerOk(Number(k.split('.')[1])))),
+        });
+        const average = () => {
+          const avg = averageAdapters(order.map((id) => deviceCopies.get(id) ?? below(t.exportAdapter(), (l) => l < cut)), order.map((id) => byId.get(id)!.rows));
+          for (const id of order) deviceCopies.set(id, avg);
+          // Every device sends its adapters up and gets the average back.
+          const size = 4 * [...avg.a.values(), ...avg.b.values()].reduce((a, x) => a + x.length, 0);
+          bytesUp += size * order.length;
+          bytesDown += size * order.length;
+          stepsSinceAverage = 0;
+        };
+        for (const id of order) {
+          const d = byId.get(id)!;
+          const mine = deviceCopies.get(id);
+          if (mine) loadPartial(t, mine);
+          for (const b of sim.batches(d, round)) {
+            const batch = sim.atCut(b, 0);
+            // The gradient the server sends the device: d loss / d hidden at the cut, measured once per round.
+            if (losses.length === 0) cutGradientNorm = gradientAtCut(t, batch, cut);
+            losses.push(t.trainStep(batch).loss);
+            const activations = b.rows * b.seqLen * model.config.nEmbd * spec.wireBytes;
+            bytesUp += activations;
+            bytesDown += activations;
+            if (++stepsSinceAverage >= spec.avgEvery) {
+              deviceCopies.set(id, below(t.exportAdapter(), (l) => l < cut));
+              average();
+              loadPartial(t, deviceCopies.get(id)!);
+            }
+          }
+          deviceCopies.set(id, below(t.exportAdapter(), (l) => l < cut));
+        }
+        average();
+        break;
+      }
+    }
+    previous = { order, updates };
+    const { accuracy, loss } = sim.evaluate();
+    const r = { round, accuracy, loss, trainLoss: losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length), wallMs: Math.round(performance.now() - roundStart) };
+    rounds.push(r);
+    onRound?.(r);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  const final = t.exportAdapter();
+  sim.dispose();
+  const deviceTokens = devices.reduce((a, d) => a + tokensOf(d), 0) / devices.length;
+  // SplitFrozen's devices compute their activations once; every other method's devices work every round.
+  const deviceRounds = method === 'splitfrozen' || method === 'splitfrozen-parallel' ? 1 : spec.rounds;
+  return {
+    method,
+    rounds,
+    deviceForwardFlops: costs.device.forward * deviceTokens * deviceRounds,
+    deviceBackwardFlops: costs.device.backward * deviceTokens * deviceRounds,
+    serverFlops: (costs.server.forward + costs.server.backward) * deviceTokens * devices.length * spec.rounds,
+    bytesUpPerDevice: bytesUp / devices.length,
+    bytesDownPerDevice: bytesDown / devices.length,
+    devicePeakMemoryMB: Number(costs.devicePeakMemoryMB.toFixed(1)),
+    cutGradientNorm,
+    wallMs: Math.round(performance.now() - started),
+    final,
+  };
+}
+
+/** Loads the device part (the blocks below the cut) of an adapter, leaving the server's part as it is. */
+function loadPartial(t: Trainer, w: AdapterWeights): void {
+  const current = t.exportAdapter();
+  t.loadAdapter({ ...current, a: new Map([...current.a, ...w.a]), b: new Map([...current.b, ...w.b]), head: current.head });
+}
+
+/** The norm of d loss / d (hidden states at the cut) for a batch: what SplitLoRA's server sends back to a device. */
+function gradientAtCut(t: Trainer, b: TrainBatch, cut: number): number {
+  return tf.tidy(() => {
+    const mask = tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32');
+    const labels = tf.oneHot(tf.tensor1d(b.labels, 'int32'), t.net.config.numLabels);
+    const delta = t.lora.delta(false);
+    const atCut = t.net.blocksForward(tf.tensor3d(b.hidden, [b.rows, b.seqLen, t.net.config.nEmbd]), mask, 0, cut, delta);
+    const g = tf.grad((h: tf.Tensor) => {
+      const final = t.net.blocksForward(h as tf.Tensor3D, mask, cut, undefined, delta);
+      return tf.losses.softmaxCrossEntropy(labels, tf.matMul(t.net.pool(final, mask), t.head, false, true));
+    })(atCut);
+    return tf.norm(g).dataSync()[0];
+  });
+}

@@ -1,0 +1,67 @@
+import * as tf from '@tensorflow/tfjs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { syntheticSentiment } from '../../core/data/synthetic.ts';
+import { flopsPerToken } from '../../core/flops/flops.ts';
+import { gpt2Config } from '../../core/model/config.ts';
+import { initModel } from '../../core/model/init.ts';
+import { initBackend } from '../../gpu-server/tf/backend.ts';
+import { Trainer } from '../../gpu-server/train/trainer.ts';
+import type { TaskData } from '../tasks.ts';
+import { countMatmulFlops } from './count.ts';
+import { roundBatches, runMethod, type SimSpec } from './methods.ts';
+import { setUpSimulation, tokenBatches } from './setup.ts';
+
+const config = gpt2Config({ nLayer: 3, nEmbd: 32, nHead: 4, nPositions: 32 });
+const model = initModel(config, { seed: 2 });
+const rows = syntheticSentiment(120, 5).map((r) => ({ text: r.text, label: Number(r.label) }));
+const task: TaskData = { name: 'sst2', labels: ['0', '1'], train: rows.slice(40), eval: rows.slice(0, 40), notes: [] };
+const spec: SimSpec = { cut: 1, rounds: 1, lora: { rank: 4, alpha: 8, dropout: 0, targets: ['attn.c_attn'] }, lr: 0.01, seed: 3, ordering: { kind: 'fixed', order: ['device-0', 'device-1'] }, avgEvery: 3, wireBytes: 2 };
+const data = (devices: number) => setUpSimulation(task, { devices, partition: { kind: 'iid' }, trainRows: 80, evalRows: 40, batchSize: 8, seqLen: 16, padTokenId: config.padTokenId, seed: 0 });
+
+describe('simulation methods, one round on a tiny model', () => {
+  beforeAll(() => initBackend('wasm'));
+
+  it('FedLoRA with one device equals plain local LoRA training', async () => {
+    const d = data(1);
+    const fed = await runMethod('fedlora', model, d, { ...spec, ordering: { kind: 'fixed', order: ['device-0'] } });
+    // The same training by hand: LoRA on the whole model, the device's batches from the embeddings up.
+    const t = new Trainer(model, { lora: spec.lora, optimizer: {}, schedule: { lr: spec.lr, warmupSteps: 0, kind: 'constant' }, seed: spec.seed }, 0);
+    for (const b of roundBatches(d.devices[0], 0, spec.seed)) {
+      const hidden = tf.tidy(() => t.net.hidden(tf.tensor2d(b.ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), 0).dataSync() as Float32Array);
+      t.trainStep({ cut: 0, rows: b.rows, seqLen: b.seqLen, hidden, mask: b.mask, labels: b.labels });
+    }
+    const mine = t.exportAdapter();
+    expect(fed.final.b.get('h.2.attn.c_attn')).toEqual(mine.b.get('h.2.attn.c_attn'));
+    expect(fed.final.head).toEqual(mine.head);
+    t.dispose();
+
+  });
+
+  it("SplitLoRA's devices receive a gradient at the cut and run backward; SplitFrozen's never do", async () => {
+    const d = data(2);
+    const splitlora = await runMethod('splitlora', model, d, spec);
+    const splitfrozen = await runMethod('splitfrozen', model, d, spec);
+    expect(splitlora.cutGradientNorm).toBeGreaterThan(0);
+    expect(splitlora.bytesDownPerDevice).toBeGreaterThan(0);
+    expect(splitlora.deviceBackwardFlops).toBeGreaterThan(0);
+    // The device copies of SplitLoRA's adapters below the cut moved; SplitFrozen has none below the cut.
+    expect(splitlora.final.b.get('h.0.attn.c_attn')!.some((x) => x !== 0)).toBe(true);
+    expect(splitfrozen.final.a.has('h.0.attn.c_attn')).toBe(false);
+    expect(splitfrozen.cutGradientNorm).toBe(0);
+    expect(splitfrozen.bytesDownPerDevice).toBe(0);
+    expect(splitfrozen.deviceBackwardFlops).toBe(0);
+    expect(splitfrozen.deviceForwardFlops).toBeLessThan(splitlora.deviceForwardFlops);
+    for (const r of [splitlora, splitfrozen]) expect(r.rounds[0].accuracy).toBeGreaterThanOrEqual(0);
+  });
+
+  it('the FLOP accounting equals a count of the matrix multiplications a training step runs', async () => {
+    const t = new Trainer(model, { lora: spec.lora, optimizer: {}, schedule: { lr: 0.01, warmupSteps: 0, kind: 'constant' }, seed: 0 }, 1);
+    const [b] = tokenBatches(rows.slice(0, 8), 8, 16, config.padTokenId);
+    const hidden = tf.tidy(() => t.net.hidden(tf.tensor2d(b.ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), 1).dataSync() as Float32Array);
+    const counted = await countMatmulFlops(() => t.trainStep({ cut: 1, rows: b.rows, seqLen: b.seqLen, hidden, mask: b.mask, labels: b.labels }));
+    const f = flopsPerToken({ config, seqLen: b.seqLen, cut: 1, lora: { rank: 4, targets: ['attn.c_attn'], from: 1 } });
+    const accounted = (f.server.forward + f.server.backward) * b.rows * b.seqLen;
+    expect(counted / accounted).toBeCloseTo(1, 6);
+    t.dispose();
+  });
+});

@@ -34,7 +34,6 @@ describe('simulation methods, one round on a tiny model', () => {
     expect(fed.final.b.get('h.2.attn.c_attn')).toEqual(mine.b.get('h.2.attn.c_attn'));
     expect(fed.final.head).toEqual(mine.head);
     t.dispose();
-
   });
 
   it("SplitLoRA's devices receive a gradient at the cut and run backward; SplitFrozen's never do", async () => {

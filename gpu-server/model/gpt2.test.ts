@@ -4,6 +4,7 @@ import { referenceClassify, referenceHidden, referenceLmLogits } from '../../cor
 import { batch, leftPadded, maxAbsDiff, realRows, tinyModel, TINY } from '../../tests/fixtures.ts';
 import { initBackend } from '../tf/backend.ts';
 import { FrozenLinear, TfGPT2 } from './gpt2.ts';
+import { lmLoss } from '../train/lm.ts';
 
 const model = tinyModel();
 const right = batch([9, 12, 3, 1], 12, 'right');
@@ -71,6 +72,52 @@ describe('TF.js GPT-2 forward (wasm backend) against the float64 reference', () 
     const got = net.lmLogits(h.reshape([-1, TINY.nEmbd])).dataSync();
     const want = referenceLmLogits(model, right.ids, right.mask, right.B, right.T);
     expect(maxAbsDiff(realRows(got, right.mask, TINY.vocabSize), realRows(want, right.mask, TINY.vocabSize))).toBeLessThan(1e-4);
+  });
+
+  it('trainable: gradients of the language-modelling loss equal finite differences of the float64 reference', () => {
+    const trainable = new TfGPT2(model, { trainable: true });
+    const b = right;
+    const vars = trainable.variables();
+    const { value, grads } = tf.variableGrads(() => lmLoss(trainable, ids(b), mask(b)), [...vars.values()]);
+    const referenceLoss = (m: typeof model) => {
+      const V = TINY.vocabSize;
+      const logits = referenceLmLogits(m, b.ids, b.mask, b.B, b.T);
+      let sum = 0;
+      let n = 0;
+      for (let r = 0; r < b.B; r++) {
+        for (let t = 0; t + 1 < b.T; t++) {
+          if (!b.mask[r * b.T + t + 1]) continue;
+          const row = logits.subarray((r * b.T + t) * V, (r * b.T + t + 1) * V);
+          const max = Math.max(...row);
+          sum += Math.log(row.reduce((a, x) => a + Math.exp(x - max), 0)) + max - row[b.ids[r * b.T + t + 1]];
+          n++;
+        }
+      }
+      return sum / n;
+    };
+    expect(value.dataSync()[0]).toBeCloseTo(referenceLoss(model), 4);
+    const probe = (name: string, index: number) => {
+      const v = vars.get(name)!;
+      const shift = (eps: number) => {
+        const params = new Map(model.params);
+        const p = Float32Array.from(params.get(name)!);
+        p[index] += eps;
+        params.set(name, p);
+        return referenceLoss({ config: model.config, params });
+      };
+      const numeric = (shift(1e-3) - shift(-1e-3)) / 2e-3;
+      const analytic = grads[v.name].dataSync()[index];
+      expect(Math.abs(analytic - numeric), `${name}[${index}]: ${analytic} vs ${numeric}`).toBeLessThan(2e-3 * Math.max(1, Math.abs(numeric)));
+    };
+    // A token row used in the batch (embedding and tied head), a position row, a linear weight and bias, a norm.
+    probe('wte.weight', right.ids[0] * TINY.nEmbd + 3);
+    probe('wpe.weight', 2 * TINY.nEmbd + 1);
+    probe('h.1.attn.c_attn.weight', 40);
+    probe('h.3.mlp.c_fc.bias', 7);
+    probe('h.0.ln_2.weight', 5);
+    probe('ln_f.bias', 9);
+    expect(vars.size).toBe(model.params.size - 1); // every weight but the classification head
+    trainable.dispose();
   });
 
   it('a frozen linear gives the same value and input gradient as autodiff of a plain MatMul', () => {

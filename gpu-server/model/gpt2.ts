@@ -39,6 +39,65 @@ export class FrozenLinear {
 }
 
 /**
+ * A linear layer whose weight and bias train (pretraining all weights): both directions stay plain 2-D MatMuls,
+ * dx = dy W^T and dW = x^T dy with explicit transposes, which the WASM backend runs far faster than transposed
+ * MatMuls.
+ */
+export class TrainableLinear {
+  readonly weight: tf.Variable<tf.Rank.R2>;
+  readonly bias: tf.Variable<tf.Rank.R1>;
+  private readonly fn: (x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor2D;
+
+  constructor(weight: tf.Tensor2D, bias: tf.Tensor1D) {
+    this.weight = tf.variable(weight);
+    this.bias = tf.variable(bias);
+    this.fn = tf.customGrad((x, w, b, save) => {
+      (save as tf.GradSaveFunc)([x as tf.Tensor2D, w as tf.Tensor2D]);
+      return {
+        value: tf.add(tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D), b as tf.Tensor1D),
+        gradFunc: (dy, [xs, ws]) => [tf.matMul(dy as tf.Tensor2D, tf.transpose(ws)), tf.matMul(tf.transpose(xs), dy as tf.Tensor2D), tf.sum(dy, 0)],
+      };
+    }) as (x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor2D;
+  }
+
+  apply(x: tf.Tensor2D): tf.Tensor2D {
+    return this.fn(x, this.weight, this.bias);
+  }
+
+  dispose(): void {
+    tf.dispose([this.weight, this.bias]);
+  }
+}
+
+type Linear = FrozenLinear | TrainableLinear;
+
+/**
+ * Rows of a table (embeddings) whose gradient is a plain MatMul with a one-hot matrix built transposed: the WASM
+ * backend has no kernel for gather's own gradient (UnsortedSegmentSum).
+ */
+const gatherRows = tf.customGrad((table, idx, save) => {
+  (save as tf.GradSaveFunc)([idx as tf.Tensor]);
+  return {
+    value: tf.gather(table as tf.Tensor2D, idx as tf.Tensor),
+    gradFunc: (dy, [ids]) => {
+      const [rows, d] = (table as tf.Tensor2D).shape;
+      const flat = ids.reshape([-1]);
+      const oneHotT = tf.cast(tf.equal(tf.range(0, rows, 1, 'int32').reshape([rows, 1]), flat.reshape([1, -1])), 'float32');
+      return [tf.matMul(oneHotT as tf.Tensor2D, dy.reshape([-1, d]) as tf.Tensor2D), tf.zerosLike(ids)];
+    },
+  };
+}) as (table: tf.Tensor2D, idx: tf.Tensor) => tf.Tensor;
+
+/** Logits of the tied LM head, x wte^T, with dwte = dy^T x as a plain MatMul. */
+const tiedLogits = tf.customGrad((x, wte, save) => {
+  (save as tf.GradSaveFunc)([x as tf.Tensor2D, wte as tf.Tensor2D]);
+  return {
+    value: tf.matMul(x as tf.Tensor2D, tf.transpose(wte as tf.Tensor2D)),
+    gradFunc: (dy, [xs, ws]) => [tf.matMul(dy as tf.Tensor2D, ws), tf.matMul(tf.transpose(dy as tf.Tensor2D), xs)],
+  };
+}) as (x: tf.Tensor2D, wte: tf.Tensor2D) => tf.Tensor2D;
+
+/**
  * Adds a trainable term to a frozen linear's output (LoRA): given the layer, the linear and its input [rows, in],
  * returns [rows, out] to add, or undefined where the linear has no adapter.
  */
@@ -52,7 +111,7 @@ interface LayerNorm {
 interface Block {
   ln1: LayerNorm;
   ln2: LayerNorm;
-  linears: Record<BlockLinear, FrozenLinear>;
+  linears: Record<BlockLinear, Linear>;
 }
 
 /** Attention masks in the form every block uses: which key each query may see, [B, 1, T, T]. */
@@ -75,21 +134,26 @@ export class TfGPT2 {
   private embeddings: { wte: tf.Tensor2D; wpe: tf.Tensor2D } | undefined;
   private lmHead: FrozenLinear | undefined;
 
+  /** Every weight is a variable that trains (pretraining); otherwise all are frozen. */
+  readonly trainable: boolean;
+
   /** Uploads the parameters of blocks [firstBlock, n) and the head; blocks below firstBlock run on the devices. */
-  constructor(model: GPT2Model, { firstBlock = 0 }: { firstBlock?: number } = {}) {
+  constructor(model: GPT2Model, { firstBlock = 0, trainable = false }: { firstBlock?: number; trainable?: boolean } = {}) {
     this.model = model;
+    this.trainable = trainable;
     const c = (this.config = model.config);
-    const t1 = (name: string) => tf.tensor1d(param(model, name));
+    const t1 = (name: string) => (trainable ? tf.variable(tf.tensor1d(param(model, name))) : tf.tensor1d(param(model, name)));
     const ln = (prefix: string): LayerNorm => ({ weight: t1(`${prefix}.weight`), bias: t1(`${prefix}.bias`) });
     for (let i = 0; i < c.nLayer; i++) {
       if (i < firstBlock) {
         this.blocks.push(undefined);
         continue;
       }
-      const linears = {} as Record<BlockLinear, FrozenLinear>;
+      const linears = {} as Record<BlockLinear, Linear>;
       for (const name of BLOCK_LINEARS) {
         const weight = tf.tensor2d(param(model, `h.${i}.${name}.weight`), linearShape(c, name));
-        linears[name] = new FrozenLinear(weight, t1(`h.${i}.${name}.bias`));
+        const bias = tf.tensor1d(param(model, `h.${i}.${name}.bias`));
+        linears[name] = trainable ? new TrainableLinear(weight, bias) : new FrozenLinear(weight, bias);
       }
       this.blocks.push({ ln1: ln(`h.${i}.ln_1`), ln2: ln(`h.${i}.ln_2`), linears });
     }
@@ -103,11 +167,12 @@ export class TfGPT2 {
 
   private embeddingTables() {
     const c = this.config;
-    return (this.embeddings ??= {
+    const table = (name: string, rows: number) => {
+      const t = tf.tensor2d(param(this.model, name), [rows, c.nEmbd]);
       // Kept: the first use may be inside a tf.tidy.
-      wte: tf.keep(tf.tensor2d(param(this.model, 'wte.weight'), [c.vocabSize, c.nEmbd])),
-      wpe: tf.keep(tf.tensor2d(param(this.model, 'wpe.weight'), [c.nPositions, c.nEmbd])),
-    });
+      return this.trainable ? tf.variable(t) : tf.keep(t);
+    };
+    return (this.embeddings ??= { wte: table('wte.weight', c.vocabSize), wpe: table('wpe.weight', c.nPositions) });
   }
 
   /** Token + position embeddings: ids and mask [B, T] int32 -> [B, T, d]. */
@@ -117,7 +182,8 @@ export class TfGPT2 {
     return tf.tidy(() => {
       const { wte, wpe } = this.embeddingTables();
       const pos = tf.maximum(tf.sub(tf.cumsum(tf.cast(mask, 'int32'), 1), tf.scalar(1, 'int32')), tf.scalar(0, 'int32'));
-      return tf.add(tf.gather(wte, ids), tf.gather(wpe, pos)) as tf.Tensor3D;
+      const rows = this.trainable ? gatherRows : (t: tf.Tensor2D, i: tf.Tensor) => tf.gather(t, i);
+      return tf.add(rows(wte, ids), rows(wpe, pos)) as tf.Tensor3D;
     });
   }
 
@@ -195,10 +261,39 @@ export class TfGPT2 {
 
   /** Next-token logits [rows, vocab] of final hidden states [rows, d] through the tied LM head. */
   lmLogits(hidden: tf.Tensor2D): tf.Tensor2D {
-    // The tied head is wte^T, transposed once on first use.
     const { wte } = this.embeddingTables();
+    if (this.trainable) return tiedLogits(this.layerNorm(hidden, this.lnF), wte);
+    // Frozen, the tied head is wte^T, transposed once on first use.
     this.lmHead ??= new FrozenLinear(wte.transpose(), undefined, wte.clone());
     return tf.tidy(() => this.lmHead!.apply(this.layerNorm(hidden, this.lnF)));
+  }
+
+  /** The model's weights under their Hugging Face names (variables, in a trainable model). */
+  weights(): Map<string, tf.Tensor> {
+    const { wte, wpe } = this.embeddingTables();
+    const out = new Map<string, tf.Tensor>([
+      ['wte.weight', wte],
+      ['wpe.weight', wpe],
+      ['ln_f.weight', this.lnF.weight],
+      ['ln_f.bias', this.lnF.bias],
+    ]);
+    this.blocks.forEach((b, i) => {
+      if (!b) return;
+      for (const [n, ln] of [['ln_1', b.ln1], ['ln_2', b.ln2]] as const) {
+        out.set(`h.${i}.${n}.weight`, ln.weight);
+        out.set(`h.${i}.${n}.bias`, ln.bias);
+      }
+      for (const [n, l] of Object.entries(b.linears)) {
+        out.set(`h.${i}.${n}.weight`, l.weight);
+        if (l instanceof TrainableLinear) out.set(`h.${i}.${n}.bias`, l.bias);
+      }
+    });
+    return out;
+  }
+
+  /** The trainable weights, by name (trainable models only). */
+  variables(): Map<string, tf.Variable> {
+    return new Map([...this.weights()].filter((e): e is [string, tf.Variable] => e[1] instanceof tf.Variable));
   }
 
   dispose(): void {

@@ -136,6 +136,8 @@ export async function runMethod(method: MethodName, model: GPT2Model, data: SimD
   // SplitLoRA: each device's copy of the adapters below the cut.
   const deviceCopies = new Map<string, AdapterWeights>();
   let stepsSinceAverage = 0;
+  // GraB orders each round by what every device's training did to the adapters in the previous one.
+  const grab = spec.ordering.kind === 'grab';
 
   for (let round = 0; round < spec.rounds; round++) {
     const roundStart = performance.now();
@@ -147,7 +149,7 @@ export async function runMethod(method: MethodName, model: GPT2Model, data: SimD
       case 'splitfrozen':
         for (const id of order) {
           const d = byId.get(id)!;
-          const before = spec.ordering.kind === 'grab' ? t.flatAdapters() : undefined;
+          const before = grab ? t.flatAdapters() : undefined;
           for (const b of sim.batches(d, round)) losses.push(t.trainStep(sim.atCut(b, cut)).loss);
           if (before) updates.set(id, t.flatAdapters().map((x, i) => x - before[i]));
           // Activations go up once: later rounds reuse them (the prefix is frozen).
@@ -163,7 +165,9 @@ export async function runMethod(method: MethodName, model: GPT2Model, data: SimD
           const d = byId.get(id)!;
           t.loadAdapter(global);
           t.resetOptimizer();
+          const before = grab ? t.flatAdapters() : undefined;
           for (const b of sim.batches(d, round)) losses.push(t.trainStep(sim.atCut(b, from)).loss);
+          if (before) updates.set(id, t.flatAdapters().map((x, i) => x - before[i]));
           local.push(t.exportAdapter());
           if (method === 'fedlora') {
             bytesDown += adapterBytes(setup, model.config.nLayer);
@@ -192,6 +196,7 @@ export async function runMethod(method: MethodName, model: GPT2Model, data: SimD
           const d = byId.get(id)!;
           const mine = deviceCopies.get(id);
           if (mine) loadPartial(t, mine);
+          const before = grab ? t.flatAdapters() : undefined;
           for (const b of sim.batches(d, round)) {
             const batch = sim.atCut(b, 0);
             // The gradient the server sends the device: d loss / d hidden at the cut, measured once per round.
@@ -206,6 +211,7 @@ export async function runMethod(method: MethodName, model: GPT2Model, data: SimD
               loadPartial(t, deviceCopies.get(id)!);
             }
           }
+          if (before) updates.set(id, t.flatAdapters().map((x, i) => x - before[i]));
           deviceCopies.set(id, below(t.exportAdapter(), (l) => l < cut));
         }
         average();

@@ -1,0 +1,106 @@
+/**
+ * npm run compare — the whole comparison: SplitFrozen against FedLoRA and SplitLoRA on SST-2, MRPC and MNLI, each
+ * under IID, Dirichlet(0.1) and extreme (one class per device) partitions, on one pretrained small base model (made
+ * first if missing). Sized to finish within an hour on a 2-core machine. Each experiment writes its folder under
+ * --out; the summary goes to --out/README.md with the exact command.
+ */
+import { existsSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { cpus } from 'node:os';
+import { join } from 'node:path';
+import type { PartitionSpec } from '../core/data/partition.ts';
+import { describePartition } from '../core/data/partition.ts';
+import { writeFileAtomic } from '../gpu-server/model/folder.ts';
+import { initBackend } from '../gpu-server/tf/backend.ts';
+import { cliArgs, int, run } from '../scripts/cli.ts';
+import { runExperiment } from './experiment.ts';
+import { loadBaseModel, parseMethods } from './options.ts';
+import type { MethodResult } from './sim/methods.ts';
+import { readTask, type TaskName } from './tasks.ts';
+
+const USAGE = `usage: npm run compare -- [--out docs/experiments] [--model .local/models/pretrained] [--tasks sst2,mrpc,mnli]
+       [--methods splitfrozen,fedlora,splitlora] [--rounds 4] [--train-rows 720] [--eval-rows 300] [--devices 6]`;
+const args = cliArgs(USAGE, {
+  out: { type: 'string', default: 'docs/experiments' },
+  model: { type: 'string', default: '.local/models/pretrained' },
+  tasks: { type: 'string', default: 'sst2,mrpc,mnli' },
+  methods: { type: 'string', default: 'splitfrozen,fedlora,splitlora' },
+  rounds: { type: 'string' },
+  'train-rows': { type: 'string' },
+  'eval-rows': { type: 'string' },
+  devices: { type: 'string' },
+  datasets: { type: 'string', default: '../shared/datasets' },
+});
+const PARTITIONS: PartitionSpec[] = [{ kind: 'iid' }, { kind: 'dirichlet', alpha: 0.1 }, { kind: 'extreme' }];
+
+run(async () => {
+  const started = Date.now();
+  if (!existsSync(join(args.model!, 'config.json'))) {
+    process.stderr.write(`[compare] no base model at ${args.model}: pretraining one (npm run pretrain -- --out ${args.model})\n`);
+    execFileSync(process.execPath, ['--import', 'tsx', 'experiments/pretrain-cli.ts', '--out', args.model!], { stdio: ['ignore', 'ignore', 'inherit'] });
+  }
+  await initBackend('auto');
+  const { model, name } = await loadBaseModel(args.model!);
+  const methods = parseMethods(args.methods!);
+  const rows: string[] = [];
+  const notes = new Set<string>();
+  for (const taskName of args.tasks!.split(',') as TaskName[]) {
+    const task = await readTask(taskName, args.datasets!);
+    task.notes.forEach((n) => notes.add(n));
+    for (const partition of PARTITIONS) {
+      const out = join(args.out!, `${taskName}-${describePartition(partition).replace(/[^a-z0-9.]+/gi, '-').replace(/-$/, '')}`);
+      const { results } = await runExperiment({
+        task,
+        model,
+        modelName: name,
+        partition,
+        methods,
+        devices: int('devices', args.devices, 6),
+        rounds: int('rounds', args.rounds, 4),
+        trainRows: int('train-rows', args['train-rows'], 720),
+        evalRows: int('eval-rows', args['eval-rows'], 300),
+        batchSize: 16,
+        seqLen: 64,
+        cut: 2,
+        lr: 0.003,
+        rank: 8,
+        ordering: { kind: 'random-reshuffle' },
+        avgEvery: 10,
+        seed: 0,
+        out,
+        command: `npm run compare -- ${process.argv.slice(2).join(' ')}`.trim(),
+      });
+      rows.push(summaryRow(taskName, describePartition(partition), out, results));
+    }
+  }
+  const minutes = ((Date.now() - started) / 60000).toFixed(1);
+  const readme = [
+    '# SplitFrozen against FedLoRA and SplitLoRA',
+    '',
+    `Command: \`npm run compare -- ${process.argv.slice(2).join(' ')}\`. Finished in ${minutes} minutes on ${cpus().length} cores (${cpus()[0]?.model}), ${new Date().toISOString().slice(0, 10)}.`,
+    '',
+    `Base model: ${name}, pretrained with \`npm run pretrain\` on the tasks' training text (its \`pretraining.json\` records how). Cut 2; LoRA r=8 on c_attn; 6 devices; one pass over every device's data per round; the same rows, partitions and seeds for every method.`,
+    ...[...notes].map((n) => `Note: ${n}`),
+    '',
+    '| task | partition | ' + methods.map((m) => `${m} accuracy`).join(' | ') + ' | SplitFrozen vs best other | device compute vs SplitLoRA | device compute vs FedLoRA | details |',
+    '|---|---|' + methods.map(() => '---|').join('') + '---|---|---|---|',
+    ...rows,
+    '',
+    'Accuracy is the final round\'s on the evaluation split. Device compute is forward plus backward FLOPs per device over the run (SplitFrozen computes its activations once and reuses them).',
+    '',
+  ].join('\n');
+  await writeFileAtomic(join(args.out!, 'README.md'), readme);
+  console.log(readme);
+});
+
+function summaryRow(task: string, partition: string, out: string, results: MethodResult[]): string {
+  const final = (r: MethodResult) => r.rounds.at(-1)!.accuracy;
+  const by = new Map(results.map((r) => [r.method, r]));
+  const sf = by.get('splitfrozen');
+  const others = results.filter((r) => r.method !== 'splitfrozen');
+  const best = others.length ? Math.max(...others.map(final)) : undefined;
+  const compute = (r?: MethodResult) => (r ? r.deviceForwardFlops + r.deviceBackwardFlops : undefined);
+  const reduction = (other?: MethodResult) => (sf && other ? `-${((1 - compute(sf)! / compute(other)!) * 100).toFixed(1)}%` : '-');
+  const gain = sf && best !== undefined ? `${final(sf) >= best ? '+' : ''}${((final(sf) - best) * 100).toFixed(1)} points` : '-';
+  return `| ${task} | ${partition} | ${results.map((r) => `${(final(r) * 100).toFixed(1)}%`).join(' | ')} | ${gain} | ${reduction(by.get('splitlora'))} | ${reduction(by.get('fedlora'))} | [${out.split('/').pop()}](${out.split('/').pop()}/results.md) |`;
+}

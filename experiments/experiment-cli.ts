@@ -1,0 +1,62 @@
+/** npm run experiment — one task, one partition, the methods side by side: results.json, results.md, accuracy.svg. */
+import { initBackend } from '../gpu-server/tf/backend.ts';
+import type { OrderingSpec } from '../gpu-server/ordering/ordering.ts';
+import { cliArgs, fail, int, run } from '../scripts/cli.ts';
+import { runExperiment } from './experiment.ts';
+import { loadBaseModel, parseMethods, parsePartition } from './options.ts';
+import { readTask, TASKS, type TaskName } from './tasks.ts';
+
+const USAGE = `usage: npm run experiment -- --task sst2|mrpc|mnli --partition iid|dirichlet:ALPHA|extreme|quantity:ALPHA --out DIR
+       [--model DIR|random] [--methods splitfrozen,fedlora,splitlora,splitfrozen-parallel] [--devices 6] [--rounds 4]
+       [--train-rows 960] [--eval-rows 400] [--batch 16] [--seq 64] [--cut 2] [--lr 0.003] [--rank 8]
+       [--ordering random-reshuffle|shuffle-once|grab] [--avg-every 10] [--seed 0] [--datasets ../shared/datasets]`;
+const args = cliArgs(USAGE, {
+  task: { type: 'string' },
+  partition: { type: 'string', default: 'iid' },
+  out: { type: 'string' },
+  model: { type: 'string', default: '.local/models/pretrained' },
+  methods: { type: 'string', default: 'splitfrozen,fedlora,splitlora' },
+  devices: { type: 'string' },
+  rounds: { type: 'string' },
+  'train-rows': { type: 'string' },
+  'eval-rows': { type: 'string' },
+  batch: { type: 'string' },
+  seq: { type: 'string' },
+  cut: { type: 'string' },
+  lr: { type: 'string', default: '0.003' },
+  rank: { type: 'string' },
+  ordering: { type: 'string', default: 'random-reshuffle' },
+  'avg-every': { type: 'string' },
+  seed: { type: 'string' },
+  datasets: { type: 'string', default: '../shared/datasets' },
+});
+
+run(async () => {
+  if (!args.task || !(args.task in TASKS)) fail(`--task must be one of ${Object.keys(TASKS).join(', ')}\n\n${USAGE}`);
+  if (!args.out) fail(`--out is required\n\n${USAGE}`);
+  if (!['random-reshuffle', 'shuffle-once', 'grab'].includes(args.ordering!)) fail(`--ordering must be random-reshuffle, shuffle-once or grab`);
+  await initBackend('auto');
+  const { model, name } = await loadBaseModel(args.model!);
+  await runExperiment({
+    task: await readTask(args.task as TaskName, args.datasets!),
+    model,
+    modelName: name,
+    partition: parsePartition(args.partition!),
+    methods: parseMethods(args.methods!),
+    devices: int('devices', args.devices, 6),
+    rounds: int('rounds', args.rounds, 4),
+    trainRows: int('train-rows', args['train-rows'], 960),
+    evalRows: int('eval-rows', args['eval-rows'], 400),
+    batchSize: int('batch', args.batch, 16),
+    seqLen: int('seq', args.seq, 64),
+    cut: int('cut', args.cut, 2),
+    lr: Number(args.lr),
+    rank: int('rank', args.rank, 8),
+    ordering: { kind: args.ordering } as OrderingSpec,
+    avgEvery: int('avg-every', args['avg-every'], 10),
+    seed: int('seed', args.seed, 0),
+    out: args.out,
+    command: `npm run experiment -- ${process.argv.slice(2).join(' ')}`,
+  });
+  console.log(`wrote ${args.out}/results.json, results.md, accuracy.svg`);
+});

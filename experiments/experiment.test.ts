@@ -1,0 +1,66 @@
+import { readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { syntheticSentiment } from '../core/data/synthetic.ts';
+import { gpt2Config } from '../core/model/config.ts';
+import { initModel } from '../core/model/init.ts';
+import { initBackend } from '../gpu-server/tf/backend.ts';
+import { localTempDir } from '../infra/local/paths.ts';
+import { runExperiment } from './experiment.ts';
+import { parseMethods, parsePartition } from './options.ts';
+import type { TaskData } from './tasks.ts';
+
+let dir: string;
+beforeAll(async () => {
+  await initBackend('wasm');
+  dir = await localTempDir('test-experiment');
+});
+afterAll(async () => {
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('an experiment', () => {
+  it('writes results.json, a markdown table with the label histogram, and an SVG plot with a line per method', async () => {
+    const rows = syntheticSentiment(160, 2).map((r) => ({ text: r.text, label: Number(r.label) }));
+    const task: TaskData = { name: 'mnli', labels: ['0', '1'], train: rows.slice(40), eval: rows.slice(0, 40), notes: ['a note every output must carry'] };
+    const out = join(dir, 'exp');
+    await runExperiment({
+      task,
+      model: initModel(gpt2Config({ nLayer: 2, nEmbd: 16, nHead: 2, nPositions: 32 }), { seed: 0 }),
+      modelName: 'tiny',
+      partition: parsePartition('dirichlet:0.5'),
+      methods: parseMethods('splitfrozen,fedlora'),
+      devices: 3,
+      rounds: 2,
+      trainRows: 96,
+      evalRows: 40,
+      batchSize: 8,
+      seqLen: 24,
+      cut: 1,
+      lr: 0.01,
+      rank: 2,
+      ordering: { kind: 'grab' },
+      avgEvery: 4,
+      seed: 0,
+      out,
+      command: 'npm run experiment -- (test)',
+      log: () => {},
+    });
+    const results = JSON.parse(await readFile(join(out, 'results.json'), 'utf8'));
+    expect(results.methods.map((m: { method: string }) => m.method)).toEqual(['splitfrozen', 'fedlora']);
+    expect(results.methods[0].rounds).toHaveLength(2);
+    expect(results.histogram.flat().reduce((a: number, b: number) => a + b, 0)).toBe(96);
+    expect(results.notes).toEqual(['a note every output must carry']);
+    const md = await readFile(join(out, 'results.md'), 'utf8');
+    expect(md).toContain('Note: a note every output must carry');
+    expect(md).toMatch(/\| splitfrozen \| \d+\.\d% \|/);
+    const svg = await readFile(join(out, 'accuracy.svg'), 'utf8');
+    expect(svg.match(/<polyline/g)).toHaveLength(2);
+    expect(svg).toContain('>fedlora</text>');
+  });
+
+  it('refuses unknown methods and partitions by name', () => {
+    expect(() => parseMethods('splitfrozen,fedavg')).toThrow("unknown method 'fedavg'");
+    expect(() => parsePartition('dirichlet:0')).toThrow(/partition 'dirichlet:0' is not/);
+  });
+});

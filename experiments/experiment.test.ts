@@ -6,7 +6,10 @@ import { gpt2Config } from '../core/model/config.ts';
 import { initModel } from '../core/model/init.ts';
 import { initBackend } from '../gpu-server/tf/backend.ts';
 import { localTempDir } from '../infra/local/paths.ts';
+import { parseShard } from '../core/data/shard.ts';
+import { partition } from '../core/data/partition.ts';
 import { runExperiment } from './experiment.ts';
+import { writeShardFiles } from './shards.ts';
 import { parseMethods, parsePartition } from './options.ts';
 import type { TaskData } from './tasks.ts';
 
@@ -62,5 +65,19 @@ describe('an experiment', () => {
   it('refuses unknown methods and partitions by name', () => {
     expect(() => parseMethods('splitfrozen,fedavg')).toThrow("unknown method 'fedavg'");
     expect(() => parsePartition('dirichlet:0')).toThrow(/partition 'dirichlet:0' is not/);
+  });
+});
+
+describe('shard files', () => {
+  it('are accepted by the device worker\'s validator, row for row', async () => {
+    const rows = [
+      { text: 'a premise', textPair: 'a hypothesis', label: 2 },
+      { text: 'another', textPair: 'pair', label: 0 },
+      { text: 'third', textPair: 'one', label: 1 },
+    ];
+    const labels = ['entailment', 'neutral', 'contradiction'];
+    const files = await writeShardFiles(join(dir, 'shards'), rows, partition([2, 0, 1], 3, { kind: 'extreme' }, 0), labels);
+    const back = await Promise.all(files.map(async (f) => parseShard(await readFile(f), 'jsonl', labels)));
+    expect(back.flat().sort((a, b) => a.text.localeCompare(b.text))).toEqual([...rows].sort((a, b) => a.text.localeCompare(b.text)));
   });
 });

@@ -297,13 +297,17 @@ export class RunManager {
     let seg = s.segments.get(key);
     if (!seg) {
       const onnx = exportPrefix(model, { cut, weights, tokenEmbedding: weights === 'int8' ? 'input' : 'graph' });
+      // Content-addressed: what is stored under a hash never changes, so an existing object is left as it is.
+      const putOnce = async (key: string, bytes: Uint8Array) => {
+        if (!(await this.opts.store.head(key))) await this.opts.store.put(key, bytes);
+      };
       const modelSha256 = await sha256Hex(onnx);
-      if (!(await this.opts.store.head(keys.devicePrefix(modelSha256, cut)))) await this.opts.store.put(keys.devicePrefix(modelSha256, cut), onnx);
+      await putOnce(keys.devicePrefix(modelSha256, cut), onnx);
       let tokenTableSha256: string | undefined;
       if (weights === 'int8') {
         const table = serializeSafetensors(tokenTableTensors(tokenTable(model, 'int8')));
         tokenTableSha256 = await sha256Hex(table);
-        if (!(await this.opts.store.head(keys.tokenTable(tokenTableSha256)))) await this.opts.store.put(keys.tokenTable(tokenTableSha256), table);
+        await putOnce(keys.tokenTable(tokenTableSha256), table);
       }
       s.segments.set(key, (seg = { modelSha256, tokenTableSha256 }));
     }

@@ -1,21 +1,34 @@
 /**
- * npm run bench:train — the server's training step (blocks from the cut with LoRA, head, AdamW) in tokens/s on every
- * TensorFlow.js backend that initialises here, side by side. JSON on stdout, progress on stderr.
+ * npm run bench:train — the server's training step at GPT-2 small's shape (random weights): cut 2, blocks [2, 12)
+ * with LoRA r=8 on c_attn, final layer norm, a 2-class head on the last token, AdamW, batch 8 x 128. Tokens/s on every
+ * TensorFlow.js backend that initialises here, and, as the reference in the same run, the PyTorch CPU anchor
+ * (../shared/anchors/torch_cpu_server_step.py) where Debian's python3-torch is installed. JSON on stdout.
+ * --quick: a 4-block, n_embd-256 model instead, for a fast look; --backends: which to try (default: every one but cpu,
+ * which takes minutes per step at this shape).
  */
+import { execFile } from 'node:child_process';
 import { cpus } from 'node:os';
+import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
 import { gpt2Config } from '../core/model/config.ts';
 import { initModel } from '../core/model/init.ts';
 import { Random } from '../core/random.ts';
-import { BACKENDS, initBackend } from '../gpu-server/tf/backend.ts';
+import { BACKENDS, initBackend, type BackendName } from '../gpu-server/tf/backend.ts';
 import { Trainer, type TrainBatch } from '../gpu-server/train/trainer.ts';
+import { cliArgs, int } from '../scripts/cli.ts';
 
+const args = cliArgs('usage: npm run bench:train -- [--quick] [--steps N] [--backends webgpu,wasm,cpu,...]', {
+  quick: { type: 'boolean' },
+  steps: { type: 'string' },
+  backends: { type: 'string', default: BACKENDS.filter((b) => b !== 'cpu').join(',') },
+});
 const log = (m: string) => process.stderr.write(`[bench:train] ${m}\n`);
 const B = 8;
-const T = 64;
+const T = 128;
 const CUT = 2;
-const STEPS = 4;
-const config = gpt2Config({ nLayer: 6, nEmbd: 256, nHead: 8, nPositions: T });
+const STEPS = int('steps', args.steps, 2);
+const config = args.quick ? gpt2Config({ nLayer: 6, nEmbd: 256, nHead: 8, nPositions: T }) : gpt2Config({ nPositions: T });
+log(`model: ${config.nLayer} blocks, n_embd ${config.nEmbd}; server blocks [${CUT}, ${config.nLayer}), batch ${B} x ${T}`);
 const model = initModel(config, { seed: 0 });
 const rng = new Random(1);
 const batch: TrainBatch = {
@@ -28,34 +41,52 @@ const batch: TrainBatch = {
 };
 
 const results: Record<string, { tokensPerSecond: number; msPerStep: number } | { skipped: string }> = {};
-for (const backend of BACKENDS) {
+for (const backend of args.backends!.split(',') as BackendName[]) {
   try {
     await initBackend(backend);
   } catch (e) {
-    results[backend] = { skipped: (e as Error).message.split(': ').slice(2).join(': ') || (e as Error).message };
-    log(`${backend}: skipped`);
+    results[backend] = { skipped: (e as Error).message.replace(/^no TensorFlow.js backend initialised: [^:]+: /, '') };
+    log(`${backend}: skipped (${results[backend] && 'skipped' in results[backend] ? results[backend].skipped : ''})`);
     continue;
   }
-  log(`${backend}: ${STEPS} steps after a warm-up`);
-  const trainer = new Trainer(model, { lora: { rank: 8, alpha: 16, dropout: 0, targets: ['attn.c_attn'] }, optimizer: {}, schedule: { lr: 1e-3, warmupSteps: 0, kind: 'constant' }, seed: 0 }, CUT);
+  log(`${backend}: 1 warm-up step, then ${STEPS}`);
+  const trainer = new Trainer(model, { lora: { rank: 8, alpha: 16, dropout: 0, targets: ['attn.c_attn'] }, optimizer: {}, schedule: { lr: 2e-4, warmupSteps: 0, kind: 'constant' }, seed: 0 }, CUT);
   trainer.trainStep(batch);
   const started = performance.now();
   for (let i = 0; i < STEPS; i++) trainer.trainStep(batch);
   const ms = (performance.now() - started) / STEPS;
   trainer.dispose();
-  results[backend] = { tokensPerSecond: Math.round((B * T) / (ms / 1000)), msPerStep: Math.round(ms) };
   tf.disposeVariables();
+  results[backend] = { tokensPerSecond: Math.round((B * T) / (ms / 1000)), msPerStep: Math.round(ms) };
 }
-const wasm = results.wasm;
+
+// The reference, in the same run: PyTorch on the same cores, same shapes.
+let reference: Record<string, unknown> = { skipped: 'needs Debian python3-torch: apt-get install -y python3-torch libopenblas0-pthread' };
+if (!args.quick) {
+  log('reference: PyTorch CPU anchor, 2 threads');
+  try {
+    const env = { ...process.env };
+    delete env.OPENBLAS_CORETYPE;
+    delete env.OPENBLAS_L2_SIZE;
+    const { stdout } = await promisify(execFile)('/usr/bin/python3', [new URL('../../shared/anchors/torch_cpu_server_step.py', import.meta.url).pathname, String(cpus().length)], { env, timeout: 600_000 });
+    reference = JSON.parse(stdout.trim().split('\n').at(-1)!);
+  } catch (e) {
+    if (!/No module named 'torch'|ENOENT/.test(String((e as { stderr?: string }).stderr ?? (e as Error).message))) reference = { skipped: (e as Error).message.split('\n')[0] };
+  }
+}
+const refTps = Number((reference as { fp32?: { tokens_per_s?: number } }).fp32?.tokens_per_s);
 console.log(
   JSON.stringify(
     {
       bench: 'server training step',
       date: new Date().toISOString(),
       machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
-      shape: { nLayer: config.nLayer, nEmbd: config.nEmbd, nHead: config.nHead, cut: CUT, lora: 'r=8 on c_attn of blocks 2..5', batch: B, seq: T },
+      shape: { nLayer: config.nLayer, nEmbd: config.nEmbd, nHead: config.nHead, cut: CUT, lora: 'r=8, alpha 16 on c_attn', head: '2 classes', batch: B, seq: T },
       backends: results,
-      ratioToWasm: Object.fromEntries(Object.entries(results).flatMap(([k, v]) => ('tokensPerSecond' in v && wasm && 'tokensPerSecond' in wasm ? [[k, Number((v.tokensPerSecond / wasm.tokensPerSecond).toFixed(3))]] : []))),
+      reference: { torchCpu: reference },
+      ratioToTorchCpu: Number.isFinite(refTps)
+        ? Object.fromEntries(Object.entries(results).flatMap(([k, v]) => ('tokensPerSecond' in v ? [[k, Number((v.tokensPerSecond / refTps).toFixed(3))]] : [])))
+        : 'no reference run',
     },
     null,
     2,

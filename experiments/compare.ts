@@ -5,6 +5,7 @@
  * --out; the summary goes to --out/README.md with the exact command.
  */
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
@@ -19,7 +20,8 @@ import type { MethodResult } from './sim/methods.ts';
 import { readTask, type TaskName } from './tasks.ts';
 
 const USAGE = `usage: npm run compare -- [--out docs/experiments] [--model .local/models/pretrained] [--tasks sst2,mrpc,mnli]
-       [--methods splitfrozen,fedlora,splitlora] [--rounds 4] [--train-rows 720] [--eval-rows 300] [--devices 6]`;
+       [--methods splitfrozen,fedlora,splitlora] [--rounds 4] [--train-rows 720] [--eval-rows 300] [--devices 6] [--fresh]
+An experiment whose results.json is already in --out is not run again unless --fresh is given.`;
 const args = cliArgs(USAGE, {
   out: { type: 'string', default: 'docs/experiments' },
   model: { type: 'string', default: '.local/models/pretrained' },
@@ -30,11 +32,11 @@ const args = cliArgs(USAGE, {
   'eval-rows': { type: 'string' },
   devices: { type: 'string' },
   datasets: { type: 'string', default: '../shared/datasets' },
+  fresh: { type: 'boolean' },
 });
 const PARTITIONS: PartitionSpec[] = [{ kind: 'iid' }, { kind: 'dirichlet', alpha: 0.1 }, { kind: 'extreme' }];
 
 run(async () => {
-  const started = Date.now();
   if (!existsSync(join(args.model!, 'config.json'))) {
     process.stderr.write(`[compare] no base model at ${args.model}: pretraining one (npm run pretrain -- --out ${args.model})\n`);
     execFileSync(process.execPath, ['--import', 'tsx', 'experiments/pretrain-cli.ts', '--out', args.model!], { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -44,11 +46,20 @@ run(async () => {
   const methods = parseMethods(args.methods!);
   const rows: string[] = [];
   const notes = new Set<string>();
+  let experimentMinutes = 0;
   for (const taskName of args.tasks!.split(',') as TaskName[]) {
     const task = await readTask(taskName, args.datasets!);
     task.notes.forEach((n) => notes.add(n));
     for (const partition of PARTITIONS) {
       const out = join(args.out!, `${taskName}-${describePartition(partition).replace(/[^a-z0-9.]+/gi, '-').replace(/-$/, '')}`);
+      const done = join(out, 'results.json');
+      if (!args.fresh && existsSync(done)) {
+        const previous = JSON.parse(await readFile(done, 'utf8')) as { methods: MethodResult[] };
+        process.stderr.write(`[compare] ${out}: kept from an earlier run (--fresh runs it again)\n`);
+        rows.push(summaryRow(taskName, describePartition(partition), out, previous.methods));
+        experimentMinutes += previous.methods.reduce((a, m) => a + m.wallMs, 0) / 60000;
+        continue;
+      }
       const { results } = await runExperiment({
         task,
         model,
@@ -71,15 +82,26 @@ run(async () => {
         command: `npm run compare -- ${process.argv.slice(2).join(' ')}`.trim(),
       });
       rows.push(summaryRow(taskName, describePartition(partition), out, results));
+      experimentMinutes += results.reduce((a, m) => a + m.wallMs, 0) / 60000;
     }
   }
-  const minutes = ((Date.now() - started) / 60000).toFixed(1);
+  const minutes = experimentMinutes.toFixed(1);
+  const pretraining = existsSync(join(args.model!, 'pretraining.json')) ? JSON.parse(await readFile(join(args.model!, 'pretraining.json'), 'utf8')) : undefined;
+  if (pretraining) await writeFileAtomic(join(args.out!, 'pretraining.json'), JSON.stringify(pretraining, null, 2) + '\n');
+  const command = ['npm run compare', ...process.argv.slice(2)].join(' ');
   const readme = [
     '# SplitFrozen against FedLoRA and SplitLoRA',
     '',
-    `Command: \`npm run compare -- ${process.argv.slice(2).join(' ')}\`. Finished in ${minutes} minutes on ${cpus().length} cores (${cpus()[0]?.model}), ${new Date().toISOString().slice(0, 10)}.`,
+    `Command: \`${command}\` (after \`npm run pretrain -- --out .local/models/pretrained\`, which it runs itself when the model is missing). The experiments took ${minutes} minutes of training and evaluation on ${cpus().length} cores (${cpus()[0]?.model}), ${new Date().toISOString().slice(0, 10)}.`,
     '',
-    `Base model: ${name}, pretrained with \`npm run pretrain\` on the tasks' training text (its \`pretraining.json\` records how). Cut 2; LoRA r=8 on c_attn; 6 devices; one pass over every device's data per round; the same rows, partitions and seeds for every method.`,
+    `Base model: ${name}, pretrained with \`npm run pretrain\` on the tasks' training text` +
+      (pretraining
+        ? ` (${pretraining.config.nLayer} blocks, n_embd ${pretraining.config.nEmbd}; ${pretraining.steps} steps; held-out language-modelling loss ${pretraining.validationLoss.before.toFixed(2)} -> ${pretraining.validationLoss.after.toFixed(2)}; see [pretraining.json](pretraining.json)).`
+        : '.') +
+      ` Cut 2; LoRA r=8 on c_attn; 6 devices; one pass over every device's data per round; the same rows, partitions and seeds for every method.`,
+    '',
+    'How to read this: a base model this small and this briefly pretrained gives weak frozen features, so at this scale the accuracies sit near chance or the majority class (MRPC dev: 68% positive) for every method, and they cannot confirm or refute the accuracy claims of the paper. The device-side compute, memory and traffic do not depend on the weights. With a longer `npm run pretrain -- --steps N` or a downloaded GPT-2 (`--model DIR`), the same command runs unchanged.',
+    '',
     ...[...notes].map((n) => `Note: ${n}`),
     '',
     '| task | partition | ' + methods.map((m) => `${m} accuracy`).join(' | ') + ' | SplitFrozen vs best other | device compute vs SplitLoRA | device compute vs FedLoRA | details |',

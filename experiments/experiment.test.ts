@@ -25,7 +25,8 @@ afterAll(async () => {
 describe('an experiment', () => {
   it('writes results.json, a markdown table with the label histogram, and an SVG plot with a line per method', async () => {
     const rows = syntheticSentiment(160, 2).map((r) => ({ text: r.text, label: Number(r.label) }));
-    const task: TaskData = { name: 'mnli', labels: ['0', '1'], train: rows.slice(40), eval: rows.slice(0, 40), notes: ['a note every output must carry'] };
+    // Three labels against a base model whose own head has two: the experiment gives the task a new head.
+    const task: TaskData = { name: 'mnli', labels: ['0', '1', 'unused'], train: rows.slice(40), eval: rows.slice(0, 40), notes: ['a note every output must carry'] };
     const out = join(dir, 'exp');
     await runExperiment({
       task,
@@ -53,6 +54,7 @@ describe('an experiment', () => {
     expect(results.methods.map((m: { method: string }) => m.method)).toEqual(['splitfrozen', 'fedlora']);
     expect(results.methods[0].rounds).toHaveLength(2);
     expect(results.histogram.flat().reduce((a: number, b: number) => a + b, 0)).toBe(96);
+    expect(results.histogram[0]).toHaveLength(3);
     expect(results.notes).toEqual(['a note every output must carry']);
     const md = await readFile(join(out, 'results.md'), 'utf8');
     expect(md).toContain('Note: a note every output must carry');

@@ -39,7 +39,10 @@ export interface ExperimentOptions {
 
 export async function runExperiment(o: ExperimentOptions): Promise<{ results: MethodResult[]; summary: Record<string, unknown> }> {
   const log = o.log ?? ((m: string) => process.stderr.write(`${m}\n`));
-  const model = { ...o.model, config: { ...o.model.config, numLabels: o.task.labels.length } };
+  // A new classification head for the task: a base model's own head (if any) was made for other labels.
+  const params = new Map(o.model.params);
+  params.delete('score.weight');
+  const model = { config: { ...o.model.config, numLabels: o.task.labels.length }, params };
   const data = setUpSimulation(o.task, { devices: o.devices, partition: o.partition, trainRows: o.trainRows, evalRows: o.evalRows, batchSize: o.batchSize, seqLen: o.seqLen, padTokenId: model.config.padTokenId, seed: o.seed });
   const title = `${o.task.name} / ${data.partition} / ${o.devices} devices`;
   log(`== ${title}`);

@@ -18,8 +18,6 @@ export interface CostSetup {
   seqLen: number;
   batchSize: number;
   lora: { rank: number; targets: readonly BlockLinear[] };
-  /** Bytes per activation value on the wire (fp16: 2). */
-  wireBytes: number;
 }
 
 export interface MethodCosts {

@@ -124,7 +124,7 @@ export async function runMethod(method: MethodName, model: GPT2Model, data: SimD
   const started = performance.now();
   const devices = data.devices.filter((d) => d.rows > 0);
   const { cut } = spec;
-  const setup = { config: model.config, cut, seqLen: Math.max(...devices.flatMap((d) => d.batches.map((b) => b.seqLen))), batchSize: Math.max(...devices.flatMap((d) => d.batches.map((b) => b.rows))), lora: spec.lora, wireBytes: spec.wireBytes };
+  const setup = { config: model.config, cut, seqLen: Math.max(...devices.flatMap((d) => d.batches.map((b) => b.seqLen))), batchSize: Math.max(...devices.flatMap((d) => d.batches.map((b) => b.rows))), lora: spec.lora };
   const costs = methodCosts(method, setup);
   const sim = new Sim(model, data, spec, method === 'fedlora' || method === 'splitlora' ? 0 : cut);
   const t = sim.trainer;

@@ -1,10 +1,11 @@
 /**
- * TensorFlow.js backend selection. `auto` takes the first that initialises, in order: tfjs-node-gpu, tfjs-node, wasm, cpu;
- * tfjs-node(-gpu) are optional packages that are often absent. Training code never branches on the backend.
+ * TensorFlow.js backend selection. `auto` takes the first that initialises, in order: webgpu (a GPU through Dawn's
+ * Node binding, npm `webgpu`), tfjs-node-gpu, tfjs-node, wasm, cpu. The GPU and tfjs-node packages are optional and
+ * often absent; a host without a GPU adapter falls through. Training code never branches on the backend.
  */
 import * as tf from '@tensorflow/tfjs';
 
-export const BACKENDS = ['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const;
+export const BACKENDS = ['webgpu', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 
 export interface BackendChoice {
@@ -15,6 +16,17 @@ export interface BackendChoice {
 
 async function tryBackend(name: BackendName): Promise<void> {
   switch (name) {
+    case 'webgpu': {
+      // The backend registers itself only if navigator.gpu exists when it loads, so Dawn goes first.
+      const { create, globals } = (await import(/* @vite-ignore */ 'webgpu')) as { create(flags: string[]): GPU; globals: object };
+      const gpu = create([]);
+      if (!(await gpu.requestAdapter())) throw new Error('no WebGPU adapter on this host');
+      Object.assign(globalThis, globals);
+      Object.defineProperty(globalThis, 'navigator', { value: { ...(globalThis.navigator ?? {}), gpu }, configurable: true, writable: true });
+      await import(/* @vite-ignore */ '@tensorflow/tfjs-backend-webgpu');
+      if (!(await tf.setBackend('webgpu'))) throw new Error('the webgpu backend did not initialise');
+      return;
+    }
     case 'tfjs-node-gpu':
     case 'tfjs-node':
       // These packages register the 'tensorflow' backend when imported.
@@ -39,7 +51,7 @@ export async function initBackend(wanted: BackendName | 'auto' = 'auto'): Promis
       return { backend, skipped };
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
-      const reason = err.code === 'ERR_MODULE_NOT_FOUND' ? `@tensorflow/${backend} is not installed (optional dependency)` : err.message.split('\n')[0];
+      const reason = err.code === 'ERR_MODULE_NOT_FOUND' ? `${backend === 'webgpu' ? 'webgpu' : `@tensorflow/${backend}`} is not installed (optional dependency)` : err.message.split('\n')[0];
       skipped.push({ backend, reason });
     }
   }

@@ -50,11 +50,15 @@ export class Trainer {
   /** Blocks below this run on devices or forward-only; adapters start here. */
   readonly deepestCut: number;
 
-  constructor(model: GPT2Model, spec: TrainSpec, deepestCut: number) {
+  /**
+   * `firstBlock`: the lowest block the server holds. 0 (the default) lets it evaluate from tokens; a trainer that
+   * only ever sees hidden states from cuts at or above k can hold blocks from k and save their memory.
+   */
+  constructor(model: GPT2Model, spec: TrainSpec, deepestCut: number, { firstBlock = 0 }: { firstBlock?: number } = {}) {
     const c = model.config;
     this.spec = spec;
     this.deepestCut = deepestCut;
-    this.net = new TfGPT2(model);
+    this.net = new TfGPT2(model, { firstBlock });
     this.lora = new LoraAdapters(c, { ...spec.lora, from: deepestCut }, spec.seed);
     const head = model.params.get(SCORE) ?? initClassificationHead(c, spec.seed + 1);
     this.head = tf.variable(tf.tensor2d(head, [c.numLabels, c.nEmbd]), true);

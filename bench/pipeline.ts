@@ -29,8 +29,7 @@ const modelDir = join(dir, 'model');
 await writeModelFolder(modelDir, initModel(config, { seed: 0 }));
 const rows = syntheticSentiment(DEVICES * ROWS, 1);
 for (const [i, d] of stack.devices.entries()) {
-  const body = rows.slice(i * ROWS, (i + 1) * ROWS).map((r) => JSON.stringify(r)).join('\n');
-  await fetch(new URL('/shards/data?format=jsonl', d.url), { method: 'PUT', headers: { authorization: `Bearer ${d.ownerToken}` }, body });
+  await d.uploadShard('data', rows.slice(i * ROWS, (i + 1) * ROWS));
 }
 
 const results: Record<string, { wallMs: number; serverTrainMs: number; serverIdleMs: number; idleFraction: number; steps: number }> = {};

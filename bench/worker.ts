@@ -48,12 +48,7 @@ try {
   const store = new S3Store(stack.s3.config);
   await store.put(keys.devicePrefix(sha, CUT), onnx);
   const device = stack.devices[0];
-  const up = await fetch(new URL('/shards/bench?format=jsonl', device.url), {
-    method: 'PUT',
-    headers: { authorization: `Bearer ${device.ownerToken}` },
-    body: rows.map((r) => JSON.stringify(r)).join('\n'),
-  });
-  if (up.status !== 201) throw new Error(`shard upload: HTTP ${up.status} ${await up.text()}`);
+  await device.uploadShard('bench', rows);
   const client = new DeviceClient(device.url, stack.roundSecret);
 
   const runs: Record<string, { status: Awaited<ReturnType<DeviceClient['waitForRound']>>; manifest: ActivationManifest; wallMs: number }> = {};

@@ -99,9 +99,8 @@ run(async () => {
     const data = await loadData();
     step(3, `data: ${data.source}; ${data.train.length} training rows split over the devices as their owners' private shards, ${data.evaluation.length} held out`);
     for (const [i, d] of stack.devices.entries()) {
-      const shard = data.train.filter((_, r) => r % DEVICES === i).map((r) => JSON.stringify({ text: r.text, text_pair: r.textPair, label: data.labels[r.label] }));
-      const res = await fetch(new URL(`/shards/private?format=jsonl&labels=${data.labels.join(',')}`, d.url), { method: 'PUT', headers: { authorization: `Bearer ${d.ownerToken}` }, body: shard.join('\n') });
-      if (res.status !== 201) throw new Error(`uploading ${d.id}'s shard: HTTP ${res.status} ${await res.text()}`);
+      const shard = data.train.filter((_, r) => r % DEVICES === i).map((r) => ({ text: r.text, text_pair: r.textPair, label: data.labels[r.label] }));
+      await d.uploadShard('private', shard, data.labels);
       console.log(`      ${d.id}: ${shard.length} rows`);
     }
 

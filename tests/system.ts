@@ -26,9 +26,7 @@ export async function startSystem(name: string, { devices = 2, rowsPerDevice = 4
   const rows = syntheticSentiment(devices * rowsPerDevice + evalCount, 3);
   const evalRows = rows.slice(0, evalCount);
   for (const [i, d] of stack.devices.entries()) {
-    const shard = rows.slice(evalCount + i * rowsPerDevice, evalCount + (i + 1) * rowsPerDevice).map((r) => JSON.stringify(r));
-    const res = await fetch(new URL('/shards/data?format=jsonl&labels=0,1', d.url), { method: 'PUT', headers: { authorization: `Bearer ${d.ownerToken}` }, body: shard.join('\n') });
-    if (res.status !== 201) throw new Error(`shard upload to ${d.id}: HTTP ${res.status}`);
+    await d.uploadShard('data', rows.slice(evalCount + i * rowsPerDevice, evalCount + (i + 1) * rowsPerDevice), ['0', '1']);
   }
   return {
     dir,

@@ -21,6 +21,8 @@ export interface RunningDevice {
   url: URL;
   ownerToken: string;
   roundSecret: string;
+  /** Uploads JSON-lines rows as this device's owner; throws with the worker's message unless it is stored. */
+  uploadShard(name: string, rows: readonly object[], labels?: readonly string[]): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -54,5 +56,18 @@ export async function startDevice(options: DeviceOptions): Promise<RunningDevice
     dev: { server: { hostname: '127.0.0.1', port: 0 }, inspector: false, persist: resolve(options.stateDir), watch: false },
   });
   await worker.ready;
-  return { id: options.id, url: await worker.url, ownerToken: options.ownerToken, roundSecret: options.roundSecret, stop: () => worker.dispose() };
+  const url = await worker.url;
+  return {
+    id: options.id,
+    url,
+    ownerToken: options.ownerToken,
+    roundSecret: options.roundSecret,
+    uploadShard: async (name, rows, labels) => {
+      const query = `format=jsonl${labels ? `&labels=${labels.map(encodeURIComponent).join(',')}` : ''}`;
+      const body = rows.map((r) => JSON.stringify(r)).join('\n');
+      const res = await fetch(new URL(`/shards/${encodeURIComponent(name)}?${query}`, url), { method: 'PUT', headers: { authorization: `Bearer ${options.ownerToken}` }, body });
+      if (res.status !== 201) throw new Error(`uploading shard '${name}' to ${options.id}: HTTP ${res.status} ${await res.text()}`);
+    },
+    stop: () => worker.dispose(),
+  };
 }

@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { referenceClassify, referenceHidden, referenceLmLogits } from '../../core/model/reference.ts';
 import { batch, leftPadded, maxAbsDiff, realRows, tinyModel, TINY } from '../../tests/fixtures.ts';
 import { initBackend } from '../tf/backend.ts';
-import { FrozenLinear, TfGPT2 } from './gpt2.ts';
+import { FrozenLinear, gelu, TfGPT2 } from './gpt2.ts';
 import { lmLoss } from '../train/lm.ts';
 
 const model = tinyModel();
@@ -132,5 +132,17 @@ describe('TF.js GPT-2 forward (wasm backend) against the float64 reference', () 
     const got = tf.grad(loss((x) => frozen.apply(x)))(x).dataSync();
     const want = tf.grad(loss(plain))(x).dataSync();
     expect(maxAbsDiff(got, want)).toBeLessThan(1e-5);
+  });
+});
+
+describe('fused GELU', () => {
+  it('equals the plain ops in value and gradient (1e-4)', async () => {
+    await initBackend('wasm');
+    const x = tf.randomNormal([5, 7], 0, 2, 'float32', 9) as tf.Tensor2D;
+    const dy = tf.randomNormal([5, 7], 0, 1, 'float32', 10);
+    const plain = (v: tf.Tensor) => tf.mul(tf.mul(v, 0.5), tf.add(1, tf.tanh(tf.mul(tf.add(v, tf.mul(tf.pow(v, 3), 0.044715)), Math.sqrt(2 / Math.PI)))));
+    expect(maxAbsDiff(gelu(x).dataSync(), plain(x).dataSync())).toBeLessThan(1e-5);
+    const g = (f: (v: tf.Tensor) => tf.Tensor) => tf.grad((v: tf.Tensor) => tf.sum(tf.mul(f(v), dy)))(x).dataSync();
+    expect(maxAbsDiff(g((v) => gelu(v as tf.Tensor2D)), g(plain))).toBeLessThan(1e-4);
   });
 });

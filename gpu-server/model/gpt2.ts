@@ -97,6 +97,29 @@ const tiedLogits = tf.customGrad((x, wte, save) => {
   };
 }) as (x: tf.Tensor2D, wte: tf.Tensor2D) => tf.Tensor2D;
 
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+
+/**
+ * GPT-2's GELU (tanh approximation) as one differentiable step that keeps only its input for the backward pass:
+ * written as plain ops, autodiff would keep half a dozen tensors of the MLP's width alive per block, which at GPT-2
+ * small's size is most of the tape.
+ */
+export const gelu = tf.customGrad((x, save) => {
+  (save as tf.GradSaveFunc)([x as tf.Tensor]);
+  const t = (v: tf.Tensor) => tf.tanh(tf.mul(tf.add(v, tf.mul(tf.pow(v, 3), 0.044715)), SQRT_2_OVER_PI));
+  return {
+    value: tf.mul(tf.mul(x as tf.Tensor, 0.5), tf.add(1, t(x as tf.Tensor))),
+    gradFunc: (dy, [xs]) =>
+      tf.tidy(() => {
+        // d/dx 0.5 x (1 + tanh u) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) u', u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+        const th = t(xs);
+        const du = tf.mul(tf.add(1, tf.mul(tf.square(xs), 3 * 0.044715)), SQRT_2_OVER_PI);
+        const d = tf.add(tf.mul(tf.add(1, th), 0.5), tf.mul(tf.mul(tf.mul(xs, 0.5), tf.sub(1, tf.square(th))), du));
+        return tf.mul(dy, d);
+      }),
+  };
+}) as (x: tf.Tensor2D) => tf.Tensor2D;
+
 /**
  * Adds a trainable term to a frozen linear's output (LoRA): given the layer, the linear and its input [rows, in],
  * returns [rows, out] to add, or undefined where the linear has no adapter.
@@ -211,8 +234,7 @@ export class TfGPT2 {
 
   private mlp(block: Block, layer: number, x: tf.Tensor2D, delta?: LinearDelta): tf.Tensor2D {
     const h = this.linear(block, layer, 'mlp.c_fc', x, delta);
-    const gelu = tf.mul(tf.mul(h, 0.5), tf.add(1, tf.tanh(tf.mul(tf.add(h, tf.mul(tf.pow(h, 3), 0.044715)), Math.sqrt(2 / Math.PI)))));
-    return this.linear(block, layer, 'mlp.c_proj', gelu as tf.Tensor2D, delta);
+    return this.linear(block, layer, 'mlp.c_proj', gelu(h), delta);
   }
 
   /** Runs blocks [from, to) on hidden states [B, T, d], with adapters if given. Use inside tf.tidy or a gradient function. */

@@ -3,6 +3,7 @@
  * shape, random weights) at batch 8 x 128 on onnxruntime-web (WASM, 1 thread, the runtime of the device worker) and
  * onnxruntime-node (the reference in the same process: ratio = web / node). Prints JSON on stdout, progress on stderr.
  */
+import { printReport } from './report.ts';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
@@ -116,19 +117,10 @@ for (const c of cases) {
 }
 await rm(dir, { recursive: true, force: true });
 
-console.log(
-  JSON.stringify(
-    {
-      bench: 'device prefix',
-      date: new Date().toISOString(),
-      machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
-      shape: { model: 'GPT-2 small (random weights)', nEmbd: config.nEmbd, nHead: config.nHead, cut: CUT, batch: B, seq: T },
-      deviceForwardGflopPerToken: round(flops.device.forward / 1e9, 4),
-      throughput: results.map(({ file: _file, ...r }) => r),
-      memory: memoryResults,
-      memoryNote: 'totalMB = WebAssembly memory + JS heap + ArrayBuffers of the isolate after one batch: what a Worker is charged against its 128 MB',
-    },
-    null,
-    2,
-  ),
-);
+printReport('device prefix', {
+  shape: { model: 'GPT-2 small (random weights)', nEmbd: config.nEmbd, nHead: config.nHead, cut: CUT, batch: B, seq: T },
+  deviceForwardGflopPerToken: round(flops.device.forward / 1e9, 4),
+  throughput: results.map(({ file: _file, ...r }) => r),
+  memory: memoryResults,
+  memoryNote: 'totalMB = WebAssembly memory + JS heap + ArrayBuffers of the isolate after one batch: what a Worker is charged against its 128 MB',
+});

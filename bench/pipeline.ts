@@ -4,6 +4,7 @@
  * asked only after the server has trained on the previous one). Wall time of each, the ratio, and the server's idle
  * fraction (time waiting for activations / training-phase wall time). JSON on stdout, progress on stderr.
  */
+import { printReport } from './report.ts';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { rm } from 'node:fs/promises';
@@ -66,18 +67,9 @@ try {
   await stack.stop();
   await rm(dir, { recursive: true, force: true });
 }
-console.log(
-  JSON.stringify(
-    {
-      bench: 'pipeline',
-      date: new Date().toISOString(),
-      machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
-      work: { devices: DEVICES, rowsPerDevice: ROWS, batchSize: 16, seqLen: 48, model: { nLayer: config.nLayer, nEmbd: config.nEmbd }, cuts: [2, 3, 4] },
-      ...results,
-      ratioStopAndWaitToPipelined: Number((results['stop-and-wait'].wallMs / results.pipelined.wallMs).toFixed(3)),
-      note: `the device workers and the server share this machine's ${cpus().length} cores, so overlapping them saves wall time only where a core would otherwise be idle; on separate devices the overlap is the whole of the devices' compute`,
-    },
-    null,
-    2,
-  ),
-);
+printReport('pipeline', {
+  work: { devices: DEVICES, rowsPerDevice: ROWS, batchSize: 16, seqLen: 48, model: { nLayer: config.nLayer, nEmbd: config.nEmbd }, cuts: [2, 3, 4] },
+  ...results,
+  ratioStopAndWaitToPipelined: Number((results['stop-and-wait'].wallMs / results.pipelined.wallMs).toFixed(3)),
+  note: `the device workers and the server share this machine's ${cpus().length} cores, so overlapping them saves wall time only where a core would otherwise be idle; on separate devices the overlap is the whole of the devices' compute`,
+});

@@ -7,6 +7,7 @@
  * backend currently runs out of WebAssembly memory (see the README). --backends: which to try (default: all but cpu,
  * which takes minutes per step). JSON on stdout.
  */
+import { printReport } from './report.ts';
 import { execFile } from 'node:child_process';
 import { cpus } from 'node:os';
 import { promisify } from 'node:util';
@@ -77,20 +78,11 @@ if (args.full) {
   }
 }
 const refTps = Number((reference as { fp32?: { tokens_per_s?: number } }).fp32?.tokens_per_s);
-console.log(
-  JSON.stringify(
-    {
-      bench: 'server training step',
-      date: new Date().toISOString(),
-      machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
-      shape: { nLayer: config.nLayer, nEmbd: config.nEmbd, nHead: config.nHead, cut: CUT, lora: 'r=8, alpha 16 on c_attn', head: '2 classes', batch: B, seq: T },
-      backends: results,
-      reference: { torchCpu: reference },
-      ratioToTorchCpu: Number.isFinite(refTps)
-        ? Object.fromEntries(Object.entries(results).flatMap(([k, v]) => ('tokensPerSecond' in v ? [[k, Number((v.tokensPerSecond / refTps).toFixed(3))]] : [])))
-        : 'no reference run',
-    },
-    null,
-    2,
-  ),
-);
+printReport('server training step', {
+  shape: { nLayer: config.nLayer, nEmbd: config.nEmbd, nHead: config.nHead, cut: CUT, lora: 'r=8, alpha 16 on c_attn', head: '2 classes', batch: B, seq: T },
+  backends: results,
+  reference: { torchCpu: reference },
+  ratioToTorchCpu: Number.isFinite(refTps)
+    ? Object.fromEntries(Object.entries(results).flatMap(([k, v]) => ('tokensPerSecond' in v ? [[k, Number((v.tokensPerSecond / refTps).toFixed(3))]] : [])))
+    : 'no reference run',
+});

@@ -3,8 +3,8 @@
  * onnxruntime-node in this process on the same prefix and the same batches (ratio = workerd / node), and the bytes a
  * device uploads per sample for fp32 and fp16 activations. JSON on stdout, progress on stderr.
  */
+import { printReport } from './report.ts';
 import { rm } from 'node:fs/promises';
-import { cpus } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { sha256Hex } from '../core/auth/signing.ts';
 import { gpt2Config } from '../core/model/config.ts';
@@ -85,22 +85,13 @@ try {
   const workerTps = worker.tokens / (worker.forwardMs / 1000);
   const nodeTps = nodeTokens / (nodeMs / 1000);
   const perSample = (dtype: 'fp32' | 'fp16') => Math.round(runs[dtype].manifest.batches.reduce((a, b) => a + b.bytes, 0) / ROWS);
-  console.log(
-    JSON.stringify(
-      {
-        bench: 'device worker',
-        date: new Date().toISOString(),
-        machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
-        prefix: { nEmbd: config.nEmbd, nHead: config.nHead, vocabSize: config.vocabSize, cut: CUT, weights: 'int8', onnxMB: round(onnx.byteLength / 2 ** 20) },
-        batch: { rows: ROWS, batchSize: BATCH, seqLen: SEQ, tokens: worker.tokens },
-        forwardTokensPerSecond: { workerd: Math.round(workerTps), onnxruntimeNode1Thread: Math.round(nodeTps), ratioWorkerdToNode: round(workerTps / nodeTps, 3) },
-        roundTokensPerSecondIncludingTokenizeAndUpload: { fp32: Math.round(worker.tokens / (runs.fp32.wallMs / 1000)), fp16: Math.round(worker.tokens / (runs.fp16.wallMs / 1000)) },
-        uploadBytesPerSample: { fp32: perSample('fp32'), fp16: perSample('fp16'), ratioFp16ToFp32: round(perSample('fp16') / perSample('fp32'), 3) },
-      },
-      null,
-      2,
-    ),
-  );
+  printReport('device worker', {
+    prefix: { nEmbd: config.nEmbd, nHead: config.nHead, vocabSize: config.vocabSize, cut: CUT, weights: 'int8', onnxMB: round(onnx.byteLength / 2 ** 20) },
+    batch: { rows: ROWS, batchSize: BATCH, seqLen: SEQ, tokens: worker.tokens },
+    forwardTokensPerSecond: { workerd: Math.round(workerTps), onnxruntimeNode1Thread: Math.round(nodeTps), ratioWorkerdToNode: round(workerTps / nodeTps, 3) },
+    roundTokensPerSecondIncludingTokenizeAndUpload: { fp32: Math.round(worker.tokens / (runs.fp32.wallMs / 1000)), fp16: Math.round(worker.tokens / (runs.fp16.wallMs / 1000)) },
+    uploadBytesPerSample: { fp32: perSample('fp32'), fp16: perSample('fp16'), ratioFp16ToFp32: round(perSample('fp16') / perSample('fp32'), 3) },
+  });
 } finally {
   await stack.stop();
   await rm(dir, { recursive: true, force: true });

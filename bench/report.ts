@@ -1,0 +1,7 @@
+/** What every benchmark prints: one JSON document on stdout, with the date and the machine it ran on. */
+import { cpus } from 'node:os';
+
+export function printReport(bench: string, body: Record<string, unknown>): void {
+  const machine = { cpus: cpus().length, model: cpus()[0]?.model, node: process.version };
+  console.log(JSON.stringify({ bench, date: new Date().toISOString(), machine, ...body }, null, 2));
+}

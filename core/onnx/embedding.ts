@@ -91,9 +91,9 @@ export async function readTokenRows(read: ReadRange, fileLength: number, ids: It
   if (table.dtype === 'I8' && scaleEntry?.shape[0] !== vocabSize) throw new Error(`${file}: tensor 'wte.weight_scale' must hold ${vocabSize} per-row scales`);
 
   const wanted = [...new Set(Array.from(ids, Number))].sort((a, b) => a - b);
-  wanted.forEach((id, i) => {
-    if (!(Number.isInteger(id) && id >= 0 && id < vocabSize)) throw new RangeError(`input_ids[${i}] = ${id} is outside the vocabulary [0, ${vocabSize})`);
-  });
+  for (const id of wanted) {
+    if (!(Number.isInteger(id) && id >= 0 && id < vocabSize)) throw new RangeError(`token id ${id} is outside the vocabulary [0, ${vocabSize})`);
+  }
   const rows = table.dtype === 'I8' ? new Int8Array(wanted.length * nEmbd) : new Float32Array(wanted.length * nEmbd);
   const index = new Map<number, number>();
   for (let i = 0; i < wanted.length; ) {

@@ -12,6 +12,7 @@ export default tseslint.config(
     },
   },
   { files: ['**/*.mjs'], languageOptions: { globals: globals.node } },
+  { files: ['**/*.cjs'], languageOptions: { globals: globals.node, sourceType: 'commonjs' }, rules: { '@typescript-eslint/no-require-imports': 'off' } },
   {
     // core/ runs in Workers, browsers and Node: no Node-only modules outside its tests.
     files: ['core/**/*.ts'],

@@ -102,20 +102,21 @@ const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 /**
  * GPT-2's GELU (tanh approximation) as one differentiable step that keeps only its input for the backward pass:
  * written as plain ops, autodiff would keep half a dozen tensors of the MLP's width alive per block, which at GPT-2
- * small's size is most of the tape.
+ * small's size is most of the tape. 0.5 x (1 + tanh u) is computed as x sigmoid(2u), and x^3 as x * x * x: the WASM
+ * backend's Tanh and Pow are scalar loops, ten times slower than its Sigmoid and Multiply.
  */
 export const gelu = tf.customGrad((x, save) => {
   (save as tf.GradSaveFunc)([x as tf.Tensor]);
-  const t = (v: tf.Tensor) => tf.tanh(tf.mul(tf.add(v, tf.mul(tf.pow(v, 3), 0.044715)), SQRT_2_OVER_PI));
+  // sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3)
+  const s = (v: tf.Tensor) => tf.sigmoid(tf.mul(tf.add(v, tf.mul(tf.mul(tf.mul(v, v), v), 0.044715)), 2 * SQRT_2_OVER_PI));
   return {
-    value: tf.mul(tf.mul(x as tf.Tensor, 0.5), tf.add(1, t(x as tf.Tensor))),
+    value: tf.mul(x as tf.Tensor, s(x as tf.Tensor)),
     gradFunc: (dy, [xs]) =>
       tf.tidy(() => {
-        // d/dx 0.5 x (1 + tanh u) = 0.5 (1 + tanh u) + 0.5 x (1 - tanh^2 u) u', u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
-        const th = t(xs);
-        const du = tf.mul(tf.add(1, tf.mul(tf.square(xs), 3 * 0.044715)), SQRT_2_OVER_PI);
-        const d = tf.add(tf.mul(tf.add(1, th), 0.5), tf.mul(tf.mul(tf.mul(xs, 0.5), tf.sub(1, tf.square(th))), du));
-        return tf.mul(dy, d);
+        // d/dx x s = s + x s (1 - s) 2u', u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
+        const sg = s(xs);
+        const du2 = tf.mul(tf.add(1, tf.mul(tf.square(xs), 3 * 0.044715)), 2 * SQRT_2_OVER_PI);
+        return tf.mul(dy, tf.add(sg, tf.mul(tf.mul(tf.mul(xs, sg), tf.sub(1, sg)), du2)));
       }),
   };
 }) as (x: tf.Tensor2D) => tf.Tensor2D;
@@ -137,13 +138,24 @@ interface Block {
   linears: Record<BlockLinear, Linear>;
 }
 
-/** Attention masks in the form every block uses: which key each query may see, [B, 1, T, T]. */
-export function attentionAllowed(mask: tf.Tensor2D): tf.Tensor4D {
+/**
+ * The attention mask in the form every block uses: which key each query may see, and the score that replaces a
+ * hidden one, both at the scores' full shape [B, H, T, T]. Built once per forward: broadcasting them inside each
+ * block's Select would tile them there, which on the WASM backend costs more than the attention itself.
+ */
+interface AttentionMask {
+  allowed: tf.Tensor4D;
+  hidden: tf.Tensor4D;
+}
+
+export function attentionMask(mask: tf.Tensor2D, heads: number): AttentionMask {
   return tf.tidy(() => {
     const [B, T] = mask.shape;
     const r = tf.range(0, T, 1, 'int32');
-    const causal = tf.lessEqual(r.reshape([1, T]), r.reshape([T, 1])); // [query i, key j]: j <= i
-    return tf.logicalAnd(causal.reshape([1, 1, T, T]), tf.cast(mask, 'bool').reshape([B, 1, 1, T])) as tf.Tensor4D;
+    const causal = tf.cast(tf.lessEqual(r.reshape([1, 1, 1, T]), r.reshape([1, 1, T, 1])), 'float32'); // [query i, key j]: j <= i
+    // Broadcast by Multiply: the WASM backend's broadcasting LogicalAnd and Tile are scalar loops.
+    const seen = tf.mul(tf.mul(causal, tf.cast(mask, 'float32').reshape([B, 1, 1, T])), tf.ones([1, heads, 1, 1]));
+    return { allowed: tf.greater(seen, 0.5) as tf.Tensor4D, hidden: tf.fill([B, heads, T, T], MASKED_SCORE) as tf.Tensor4D };
   });
 }
 
@@ -221,13 +233,13 @@ export class TfGPT2 {
     return extra ? tf.add(y, extra) : y;
   }
 
-  private attention(block: Block, layer: number, x: tf.Tensor2D, allowed: tf.Tensor4D, B: number, T: number, delta?: LinearDelta): tf.Tensor2D {
+  private attention(block: Block, layer: number, x: tf.Tensor2D, mask: AttentionMask, B: number, T: number, delta?: LinearDelta): tf.Tensor2D {
     const { nEmbd: d, nHead: H } = this.config;
     const hd = d / H;
     const qkv = this.linear(block, layer, 'attn.c_attn', x, delta);
     const heads = (t: tf.Tensor) => t.reshape([B, T, H, hd]).transpose([0, 2, 1, 3]);
     const [q, k, v] = tf.split(qkv, 3, 1).map(heads);
-    const scores = tf.where(allowed, tf.matMul(tf.mul(q, 1 / Math.sqrt(hd)), k, false, true), tf.scalar(MASKED_SCORE));
+    const scores = tf.where(mask.allowed, tf.matMul(tf.mul(q, 1 / Math.sqrt(hd)), k, false, true), mask.hidden);
     const y = tf.matMul(tf.softmax(scores), v).transpose([0, 2, 1, 3]).reshape([B * T, d]) as tf.Tensor2D;
     return this.linear(block, layer, 'attn.c_proj', y, delta);
   }
@@ -240,15 +252,15 @@ export class TfGPT2 {
   /** Runs blocks [from, to) on hidden states [B, T, d], with adapters if given. Use inside tf.tidy or a gradient function. */
   blocksForward(hidden: tf.Tensor3D, mask: tf.Tensor2D, from: number, to = this.config.nLayer, delta?: LinearDelta): tf.Tensor3D {
     const [B, T, d] = hidden.shape;
-    const allowed = attentionAllowed(mask);
+    const attn = attentionMask(mask, this.config.nHead);
     let x = hidden.reshape([B * T, d]) as tf.Tensor2D;
     for (let i = from; i < to; i++) {
       const block = this.blocks[i];
       if (!block) throw new Error(`block ${i} is below this model's first block; it runs on the device`);
-      x = tf.add(x, this.attention(block, i, this.layerNorm(x, block.ln1), allowed, B, T, delta));
+      x = tf.add(x, this.attention(block, i, this.layerNorm(x, block.ln1), attn, B, T, delta));
       x = tf.add(x, this.mlp(block, i, this.layerNorm(x, block.ln2), delta));
     }
-    allowed.dispose();
+    tf.dispose([attn.allowed, attn.hidden]);
     return x.reshape([B, T, d]);
   }
 

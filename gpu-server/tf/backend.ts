@@ -3,7 +3,9 @@
  * Node binding, npm `webgpu`), tfjs-node-gpu, tfjs-node, wasm, cpu. The GPU and tfjs-node packages are optional and
  * often absent; a host without a GPU adapter falls through. Training code never branches on the backend.
  */
+import { availableParallelism } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
+import { MAX_WASM_THREADS, setWasmBackend } from './wasm-threads.ts';
 
 export const BACKENDS = ['webgpu', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -14,7 +16,7 @@ export interface BackendChoice {
   skipped: Array<{ backend: BackendName; reason: string }>;
 }
 
-async function tryBackend(name: BackendName): Promise<void> {
+async function tryBackend(name: BackendName, threads: number): Promise<void> {
   switch (name) {
     case 'webgpu': {
       // The backend registers itself only if navigator.gpu exists when it loads, so Dawn goes first.
@@ -34,20 +36,20 @@ async function tryBackend(name: BackendName): Promise<void> {
       if (!(await tf.setBackend('tensorflow'))) throw new Error('the tensorflow backend did not initialise');
       return;
     case 'wasm':
-      await import('@tensorflow/tfjs-backend-wasm');
-      if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
+      await setWasmBackend(threads);
       return;
     case 'cpu':
       if (!(await tf.setBackend('cpu'))) throw new Error('the cpu backend did not initialise');
   }
 }
 
-export async function initBackend(wanted: BackendName | 'auto' = 'auto'): Promise<BackendChoice> {
+/** `wasmThreads`: threads of the WASM backend (default: every core, at most 8); only its first start counts. */
+export async function initBackend(wanted: BackendName | 'auto' = 'auto', { wasmThreads = Math.min(availableParallelism(), MAX_WASM_THREADS) } = {}): Promise<BackendChoice> {
   const candidates = wanted === 'auto' ? BACKENDS : [wanted];
   const skipped: BackendChoice['skipped'] = [];
   for (const backend of candidates) {
     try {
-      await tryBackend(backend);
+      await tryBackend(backend, wasmThreads);
       return { backend, skipped };
     } catch (e) {
       const err = e as NodeJS.ErrnoException;

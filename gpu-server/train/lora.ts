@@ -20,6 +20,23 @@ export interface LoraSpec {
 
 export const loraKey = (layer: number, linear: BlockLinear) => `h.${layer}.${linear}`;
 
+/**
+ * (x A) B with every MatMul of its backward a plain 2-D one, as the WASM backend needs (see model/gpt2.ts): autodiff
+ * would produce transposed MatMuls, 10-40x slower there. The explicit transposes are of rank-r matrices only.
+ */
+const lowRank = tf.customGrad((x, a, b, save) => {
+  const xa = tf.matMul(x as tf.Tensor2D, a as tf.Tensor2D);
+  (save as tf.GradSaveFunc)([x as tf.Tensor2D, a as tf.Tensor2D, b as tf.Tensor2D, xa]);
+  return {
+    value: tf.matMul(xa, b as tf.Tensor2D),
+    gradFunc: (dy, [xs, as, bs, xas]) => {
+      const dxa = tf.matMul(dy as tf.Tensor2D, tf.transpose(bs)); // [rows, r]
+      const dxaT = tf.transpose(dxa); // [r, rows]
+      return [tf.matMul(dxa, tf.transpose(as)), tf.transpose(tf.matMul(dxaT, xs)), tf.matMul(tf.transpose(xas), dy as tf.Tensor2D)];
+    },
+  };
+}) as (x: tf.Tensor2D, a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
+
 export class LoraAdapters {
   readonly spec: LoraSpec;
   readonly scale: number;
@@ -52,7 +69,7 @@ export class LoraAdapters {
       const a = this.a.get(loraKey(layer, linear));
       if (!a) return undefined;
       const input = training && this.spec.dropout > 0 ? tf.dropout(x, this.spec.dropout, undefined, seed * 1009 + call++) : x;
-      return tf.mul(tf.matMul(tf.matMul(input, a), this.b.get(loraKey(layer, linear))!), this.scale) as tf.Tensor2D;
+      return tf.mul(lowRank(input as tf.Tensor2D, a, this.b.get(loraKey(layer, linear))!), this.scale) as tf.Tensor2D;
     };
   }
 

@@ -256,10 +256,10 @@ function gradientAtCut(t: Trainer, b: TrainBatch, cut: number): number {
   return tf.tidy(() => {
     const mask = tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32');
     const labels = tf.oneHot(tf.tensor1d(b.labels, 'int32'), t.net.config.numLabels);
-    const delta = t.lora.delta(false);
-    const atCut = t.net.blocksForward(tf.tensor3d(b.hidden, [b.rows, b.seqLen, t.net.config.nEmbd]), mask, 0, cut, delta);
+    const adapters = t.lora.adapters(false);
+    const atCut = t.net.blocksForward(tf.tensor3d(b.hidden, [b.rows, b.seqLen, t.net.config.nEmbd]), mask, 0, cut, adapters);
     const g = tf.grad((h: tf.Tensor) => {
-      const final = t.net.blocksForward(h as tf.Tensor3D, mask, cut, undefined, delta);
+      const final = t.net.blocksForward(h as tf.Tensor3D, mask, cut, undefined, adapters);
       return tf.losses.softmaxCrossEntropy(labels, tf.matMul(t.net.pool(final, mask), t.head, false, true));
     })(atCut);
     return tf.norm(g).dataSync()[0];

@@ -1,131 +1,29 @@
 /**
  * GPT-2 in TensorFlow.js for the training server: the full model, or any suffix (blocks [k, n) + head) applied to
- * hidden states that devices computed at cut k. Padding conventions: core/model/masking.ts.
+ * hidden states that devices computed at cut k, with LoRA adapters on its frozen linears. Padding conventions:
+ * core/model/masking.ts; the differentiable steps it is made of: ops.ts.
  *
- * Speed rule (STACK-NOTES): on the WASM backend only a plain 2-D, non-transposed MatMul is fast. Every frozen linear
- * therefore runs on [rows, in] x [in, out], and its backward multiplies by a pre-transposed copy of the weight
- * instead of letting autodiff produce a transposed MatMul.
+ * Training the adapters goes through trainForward, whose blocks each have a hand-written backward (blockBackward):
+ * autodiff would keep every intermediate tensor of every block and every intermediate gradient until the backward
+ * pass ends (GPT-2 small: ~300 MB per block at batch 8 x 128, past WebAssembly's 4 GB at 10 blocks); the written
+ * backward keeps a handful per block. Pretraining all weights and inference use the same block through autodiff.
  */
 import * as tf from '@tensorflow/tfjs';
 import { MASKED_SCORE } from '../../core/model/masking.ts';
 import { BLOCK_LINEARS, linearShape, param, SCORE, type BlockLinear, type GPT2Model } from '../../core/model/weights.ts';
 import type { GPT2Config } from '../../core/model/config.ts';
+import { FrozenLinear, gatherRows, gelu, geluBackward, lowRank, lowRankBackward, normalize, normalizeBackward, tiedLogits, TrainableLinear, type Linear } from './ops.ts';
 
-/** A linear layer whose weight never trains: y = x @ W + b, with dx = dy @ W^T as a plain MatMul too. */
-export class FrozenLinear {
-  readonly weight: tf.Tensor2D;
-  private readonly weightT: tf.Tensor2D;
-  private readonly bias: tf.Tensor1D | undefined;
-  private readonly fn: (x: tf.Tensor2D) => tf.Tensor2D;
-
-  constructor(weight: tf.Tensor2D, bias?: tf.Tensor1D, weightT?: tf.Tensor2D) {
-    this.weight = weight;
-    this.weightT = weightT ?? weight.transpose();
-    this.bias = bias;
-    this.fn = tf.customGrad((x) => ({
-      value: this.bias ? tf.add(tf.matMul(x as tf.Tensor2D, this.weight), this.bias) : tf.matMul(x as tf.Tensor2D, this.weight),
-      gradFunc: (dy) => tf.matMul(dy as tf.Tensor2D, this.weightT),
-    })) as (x: tf.Tensor2D) => tf.Tensor2D;
-  }
-
-  /** x: [rows, in] -> [rows, out]. */
-  apply(x: tf.Tensor2D): tf.Tensor2D {
-    return this.fn(x);
-  }
-
-  dispose(): void {
-    tf.dispose([this.weight, this.weightT, this.bias].filter((t) => t !== undefined));
-  }
+/** LoRA on one frozen linear: y += (keep * x) A B * scale, A [in, r], B [r, out]; keep: the dropout multiplier [rows, in]. */
+export interface LinearAdapter {
+  a: tf.Tensor2D;
+  b: tf.Tensor2D;
+  scale: number;
+  keep?: tf.Tensor2D;
 }
 
-/**
- * A linear layer whose weight and bias train (pretraining all weights): both directions stay plain 2-D MatMuls,
- * dx = dy W^T and dW = x^T dy with explicit transposes, which the WASM backend runs far faster than transposed
- * MatMuls.
- */
-export class TrainableLinear {
-  readonly weight: tf.Variable<tf.Rank.R2>;
-  readonly bias: tf.Variable<tf.Rank.R1>;
-  private readonly fn: (x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor2D;
-
-  constructor(weight: tf.Tensor2D, bias: tf.Tensor1D) {
-    this.weight = tf.variable(weight);
-    this.bias = tf.variable(bias);
-    this.fn = tf.customGrad((x, w, b, save) => {
-      (save as tf.GradSaveFunc)([x as tf.Tensor2D, w as tf.Tensor2D]);
-      return {
-        value: tf.add(tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D), b as tf.Tensor1D),
-        gradFunc: (dy, [xs, ws]) => [tf.matMul(dy as tf.Tensor2D, tf.transpose(ws)), tf.matMul(tf.transpose(xs), dy as tf.Tensor2D), tf.sum(dy, 0)],
-      };
-    }) as (x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor2D;
-  }
-
-  apply(x: tf.Tensor2D): tf.Tensor2D {
-    return this.fn(x, this.weight, this.bias);
-  }
-
-  dispose(): void {
-    tf.dispose([this.weight, this.bias]);
-  }
-}
-
-type Linear = FrozenLinear | TrainableLinear;
-
-/**
- * Rows of a table (embeddings) whose gradient is a plain MatMul with a one-hot matrix built transposed: the WASM
- * backend has no kernel for gather's own gradient (UnsortedSegmentSum).
- */
-const gatherRows = tf.customGrad((table, idx, save) => {
-  (save as tf.GradSaveFunc)([idx as tf.Tensor]);
-  return {
-    value: tf.gather(table as tf.Tensor2D, idx as tf.Tensor),
-    gradFunc: (dy, [ids]) => {
-      const [rows, d] = (table as tf.Tensor2D).shape;
-      const flat = ids.reshape([-1]);
-      const oneHotT = tf.cast(tf.equal(tf.range(0, rows, 1, 'int32').reshape([rows, 1]), flat.reshape([1, -1])), 'float32');
-      return [tf.matMul(oneHotT as tf.Tensor2D, dy.reshape([-1, d]) as tf.Tensor2D), tf.zerosLike(ids)];
-    },
-  };
-}) as (table: tf.Tensor2D, idx: tf.Tensor) => tf.Tensor;
-
-/** Logits of the tied LM head, x wte^T, with dwte = dy^T x as a plain MatMul. */
-const tiedLogits = tf.customGrad((x, wte, save) => {
-  (save as tf.GradSaveFunc)([x as tf.Tensor2D, wte as tf.Tensor2D]);
-  return {
-    value: tf.matMul(x as tf.Tensor2D, tf.transpose(wte as tf.Tensor2D)),
-    gradFunc: (dy, [xs, ws]) => [tf.matMul(dy as tf.Tensor2D, ws), tf.matMul(tf.transpose(dy as tf.Tensor2D), xs)],
-  };
-}) as (x: tf.Tensor2D, wte: tf.Tensor2D) => tf.Tensor2D;
-
-const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
-
-/**
- * GPT-2's GELU (tanh approximation) as one differentiable step that keeps only its input for the backward pass:
- * written as plain ops, autodiff would keep half a dozen tensors of the MLP's width alive per block, which at GPT-2
- * small's size is most of the tape. 0.5 x (1 + tanh u) is computed as x sigmoid(2u), and x^3 as x * x * x: the WASM
- * backend's Tanh and Pow are scalar loops, ten times slower than its Sigmoid and Multiply.
- */
-export const gelu = tf.customGrad((x, save) => {
-  (save as tf.GradSaveFunc)([x as tf.Tensor]);
-  // sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3)
-  const s = (v: tf.Tensor) => tf.sigmoid(tf.mul(tf.add(v, tf.mul(tf.mul(tf.mul(v, v), v), 0.044715)), 2 * SQRT_2_OVER_PI));
-  return {
-    value: tf.mul(x as tf.Tensor, s(x as tf.Tensor)),
-    gradFunc: (dy, [xs]) =>
-      tf.tidy(() => {
-        // d/dx x s = s + x s (1 - s) 2u', u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2)
-        const sg = s(xs);
-        const du2 = tf.mul(tf.add(1, tf.mul(tf.square(xs), 3 * 0.044715)), 2 * SQRT_2_OVER_PI);
-        return tf.mul(dy, tf.add(sg, tf.mul(tf.mul(tf.mul(xs, sg), tf.sub(1, sg)), du2)));
-      }),
-  };
-}) as (x: tf.Tensor2D) => tf.Tensor2D;
-
-/**
- * Adds a trainable term to a frozen linear's output (LoRA): given the layer, the linear and its input [rows, in],
- * returns [rows, out] to add, or undefined where the linear has no adapter.
- */
-export type LinearDelta = (layer: number, linear: BlockLinear, x: tf.Tensor2D) => tf.Tensor2D | undefined;
+/** The adapters of a block's linears for a batch of `rows` rows, by linear (none: no adapter there). */
+export type Adapters = (layer: number, rows: number) => Partial<Record<BlockLinear, LinearAdapter>>;
 
 interface LayerNorm {
   weight: tf.Tensor1D;
@@ -139,25 +37,34 @@ interface Block {
 }
 
 /**
- * The attention mask in the form every block uses: which key each query may see, and the score that replaces a
- * hidden one, both at the scores' full shape [B, H, T, T]. Built once per forward: broadcasting them inside each
- * block's Select would tile them there, which on the WASM backend costs more than the attention itself.
+ * The attention mask as every block applies it: scores = (q k^T) * scale + fill, where scale is 1/sqrt(head_dim) for
+ * a key the query may see and 0 otherwise, and fill is 0 or MASKED_SCORE, which so replaces a hidden score exactly.
+ * Both at the scores' full shape [B, H, T, T], built once per forward: broadcasting inside each block would tile them
+ * there, which on the WASM backend costs more than the attention itself.
  */
 interface AttentionMask {
-  allowed: tf.Tensor4D;
-  hidden: tf.Tensor4D;
+  scale: tf.Tensor4D;
+  fill: tf.Tensor4D;
 }
 
-export function attentionMask(mask: tf.Tensor2D, heads: number): AttentionMask {
+function attentionMask(mask: tf.Tensor2D, heads: number, headDim: number): AttentionMask {
   return tf.tidy(() => {
     const [B, T] = mask.shape;
     const r = tf.range(0, T, 1, 'int32');
     const causal = tf.cast(tf.lessEqual(r.reshape([1, 1, 1, T]), r.reshape([1, 1, T, 1])), 'float32'); // [query i, key j]: j <= i
     // Broadcast by Multiply: the WASM backend's broadcasting LogicalAnd and Tile are scalar loops.
-    const seen = tf.mul(tf.mul(causal, tf.cast(mask, 'float32').reshape([B, 1, 1, T])), tf.ones([1, heads, 1, 1]));
-    return { allowed: tf.greater(seen, 0.5) as tf.Tensor4D, hidden: tf.fill([B, heads, T, T], MASKED_SCORE) as tf.Tensor4D };
+    const seen = tf.mul(tf.mul(causal, tf.cast(mask, 'float32').reshape([B, 1, 1, T])), tf.ones([1, heads, 1, 1])) as tf.Tensor4D;
+    return { scale: tf.mul(seen, 1 / Math.sqrt(headDim)) as tf.Tensor4D, fill: tf.mul(tf.sub(1, seen), MASKED_SCORE) as tf.Tensor4D };
   });
 }
+
+/** The adapter's input, times its dropout multiplier if it has one (and the same for the gradient). */
+function dropout(x: tf.Tensor2D, keep?: tf.Tensor2D): tf.Tensor2D {
+  return keep ? tf.mul(x, keep) : x;
+}
+
+/** What a block's hand-written backward needs from its forward, by name (see TfGPT2.block). */
+type Saved = Record<string, tf.Tensor>;
 
 export class TfGPT2 {
   readonly config: GPT2Config;
@@ -222,45 +129,140 @@ export class TfGPT2 {
     });
   }
 
-  private layerNorm(x: tf.Tensor2D, { weight, bias }: LayerNorm): tf.Tensor2D {
-    const { mean, variance } = tf.moments(x, -1, true);
-    return tf.add(tf.mul(tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, this.config.layerNormEpsilon))), weight), bias);
+  private layerNorm(x: tf.Tensor2D, { weight, bias }: LayerNorm, saved?: Saved, name = ''): tf.Tensor2D {
+    const { xhat, rstd } = normalize(x, this.config.layerNormEpsilon);
+    if (saved) Object.assign(saved, { [`xhat${name}`]: xhat, [`rstd${name}`]: rstd });
+    return tf.add(tf.mul(xhat, weight), bias);
   }
 
-  private linear(block: Block, layer: number, name: BlockLinear, x: tf.Tensor2D, delta?: LinearDelta): tf.Tensor2D {
-    const y = block.linears[name].apply(x);
-    const extra = delta?.(layer, name, x);
-    return extra ? tf.add(y, extra) : y;
-  }
-
-  private attention(block: Block, layer: number, x: tf.Tensor2D, mask: AttentionMask, B: number, T: number, delta?: LinearDelta): tf.Tensor2D {
+  private heads(t: tf.Tensor, B: number, T: number): tf.Tensor4D {
     const { nEmbd: d, nHead: H } = this.config;
-    const hd = d / H;
-    const qkv = this.linear(block, layer, 'attn.c_attn', x, delta);
-    const heads = (t: tf.Tensor) => t.reshape([B, T, H, hd]).transpose([0, 2, 1, 3]);
-    const [q, k, v] = tf.split(qkv, 3, 1).map(heads);
-    const scores = tf.where(mask.allowed, tf.matMul(tf.mul(q, 1 / Math.sqrt(hd)), k, false, true), mask.hidden);
-    const y = tf.matMul(tf.softmax(scores), v).transpose([0, 2, 1, 3]).reshape([B * T, d]) as tf.Tensor2D;
-    return this.linear(block, layer, 'attn.c_proj', y, delta);
+    return t.reshape([B, T, H, d / H]).transpose([0, 2, 1, 3]);
   }
 
-  private mlp(block: Block, layer: number, x: tf.Tensor2D, delta?: LinearDelta): tf.Tensor2D {
-    const h = this.linear(block, layer, 'mlp.c_fc', x, delta);
-    return this.linear(block, layer, 'mlp.c_proj', gelu(h), delta);
+  private merge(t: tf.Tensor): tf.Tensor2D {
+    const [B, H, T, hd] = t.shape;
+    return t.transpose([0, 2, 1, 3]).reshape([B! * T!, H! * hd!]);
   }
 
-  /** Runs blocks [from, to) on hidden states [B, T, d], with adapters if given. Use inside tf.tidy or a gradient function. */
-  blocksForward(hidden: tf.Tensor3D, mask: tf.Tensor2D, from: number, to = this.config.nLayer, delta?: LinearDelta): tf.Tensor3D {
+  /**
+   * Block i on [B*T, d]. With `saved`, also records what blockBackward needs: normalised inputs, q, k, v, the
+   * attention probabilities, the MLP's pre-activation, and the input of each adapted linear.
+   */
+  private block(i: number, x: tf.Tensor2D, attn: AttentionMask, B: number, T: number, adapters: Partial<Record<BlockLinear, LinearAdapter>>, saved?: Saved): tf.Tensor2D {
+    const block = this.blocks[i];
+    if (!block) throw new Error(`block ${i} is below this model's first block; it runs on the device`);
+    const linear = (name: BlockLinear, input: tf.Tensor2D) => {
+      const y = block.linears[name].apply(input);
+      const ad = adapters[name];
+      if (!ad) return y;
+      const x = dropout(input, ad.keep);
+      let low: tf.Tensor2D;
+      if (saved) {
+        // No tape here (trainForward's step): keep x A for the backward rather than recompute it there.
+        const xa = tf.matMul(x, ad.a);
+        Object.assign(saved, { [`in:${name}`]: input, [`xa:${name}`]: xa });
+        low = tf.matMul(xa, ad.b);
+      } else low = lowRank(x, ad.a, ad.b);
+      return tf.add(y, tf.mul(low, ad.scale)) as tf.Tensor2D;
+    };
+    const [q, k, v] = tf.split(linear('attn.c_attn', this.layerNorm(x, block.ln1, saved, '1')), 3, 1).map((t) => this.heads(t, B, T));
+    const p = tf.softmax(tf.add(tf.mul(tf.matMul(q!, k!, false, true), attn.scale), attn.fill));
+    const x2 = tf.add(x, linear('attn.c_proj', this.merge(tf.matMul(p, v!)))) as tf.Tensor2D;
+    const h = linear('mlp.c_fc', this.layerNorm(x2, block.ln2, saved, '2'));
+    if (saved) Object.assign(saved, { q, k, v, p, h });
+    return tf.add(x2, linear('mlp.c_proj', gelu(h)));
+  }
+
+  /**
+   * The adapters' gradients [dA, dB] by linear from dy, and dx, of block i: autodiff of block() written out, with
+   * LayerNorm weights frozen. Without `needDx` it stops at the lowest adapted linear, as autodiff stops at the lowest
+   * trainable op (dx is then undefined). Runs inside the backward pass; `s` is what block() saved.
+   */
+  private blockBackward(i: number, dy: tf.Tensor2D, s: Saved, scale: tf.Tensor4D, B: number, T: number, adapters: Partial<Record<BlockLinear, LinearAdapter>>, needDx: boolean) {
+    const block = this.blocks[i]!;
+    const grads = new Map<BlockLinear, tf.Tensor2D[]>();
+    // Backward meets the linears top down; below the lowest adapted one, only dx would need their gradients.
+    const order: BlockLinear[] = ['mlp.c_proj', 'mlp.c_fc', 'attn.c_proj', 'attn.c_attn'];
+    const lowest = Math.max(...order.map((name, j) => (adapters[name] ? j : -1)));
+    const linear = (name: BlockLinear, dout: tf.Tensor2D): tf.Tensor2D | undefined => {
+      const ad = adapters[name];
+      const needInput = needDx || order.indexOf(name) < lowest;
+      const dx = needInput ? (block.linears[name] as FrozenLinear).backward(dout) : undefined;
+      if (!ad) return dx;
+      const input = dropout(s[`in:${name}`] as tf.Tensor2D, ad.keep);
+      const { dxa, da, db } = lowRankBackward(input, ad.b, s[`xa:${name}`] as tf.Tensor2D, tf.mul(dout, ad.scale));
+      grads.set(name, [da, db]);
+      return dx && (tf.add(dx, dropout(tf.matMul(dxa, tf.transpose(ad.a)), ad.keep)) as tf.Tensor2D);
+    };
+    const layerNorm = (dout: tf.Tensor2D, ln: LayerNorm, name: string) => normalizeBackward(tf.mul(dout, ln.weight) as tf.Tensor2D, s[`xhat${name}`] as tf.Tensor2D, s[`rstd${name}`] as tf.Tensor2D);
+    // MLP: y = x2 + c_proj(gelu(c_fc(ln2(x2))))
+    const dg = linear('mlp.c_proj', dy);
+    const dc = dg && linear('mlp.c_fc', geluBackward(s.h as tf.Tensor2D, dg));
+    if (!dc) return { grads };
+    const dx2: tf.Tensor2D = tf.add(dy, layerNorm(dc, block.ln2, '2'));
+    // Attention: x2 = x + c_proj(merge(softmax(q k^T * scale + fill) v))
+    const dMerged = linear('attn.c_proj', dx2);
+    if (!dMerged) return { grads };
+    const [q, k, v, p] = [s.q, s.k, s.v, s.p] as tf.Tensor4D[];
+    const dOut = this.heads(dMerged, B, T);
+    const dp = tf.matMul(dOut, v!, false, true);
+    const dScores = tf.mul(tf.mul(p!, tf.sub(dp, tf.sum(tf.mul(dp, p!), -1, true))), scale);
+    const dqkv = tf.concat<tf.Tensor2D>([tf.matMul(dScores, k!), tf.matMul(dScores, q!, true), tf.matMul(p!, dOut, true)].map((t) => this.merge(t)), 1);
+    const da = linear('attn.c_attn', dqkv);
+    return { dx: da && (tf.add(dx2, layerNorm(da, block.ln1, '1')) as tf.Tensor2D), grads };
+  }
+
+  /**
+   * Runs blocks [from, to) on hidden states [B, T, d], with adapters if given: inference, or autodiff through every
+   * op (pretraining). Use inside tf.tidy or a gradient function.
+   */
+  blocksForward(hidden: tf.Tensor3D, mask: tf.Tensor2D, from: number, to = this.config.nLayer, adapters?: Adapters): tf.Tensor3D {
     const [B, T, d] = hidden.shape;
-    const attn = attentionMask(mask, this.config.nHead);
+    const attn = attentionMask(mask, this.config.nHead, d / this.config.nHead);
     let x = hidden.reshape([B * T, d]) as tf.Tensor2D;
-    for (let i = from; i < to; i++) {
-      const block = this.blocks[i];
-      if (!block) throw new Error(`block ${i} is below this model's first block; it runs on the device`);
-      x = tf.add(x, this.attention(block, i, this.layerNorm(x, block.ln1), attn, B, T, delta));
-      x = tf.add(x, this.mlp(block, i, this.layerNorm(x, block.ln2), delta));
+    for (let i = from; i < to; i++) x = this.block(i, x, attn, B, T, adapters?.(i, B * T) ?? {});
+    tf.dispose([attn.scale, attn.fill]);
+    return x.reshape([B, T, d]);
+  }
+
+  /**
+   * Blocks [from, n) of the frozen model for training its adapters: the same computation as blocksForward, as one
+   * differentiable step per block whose backward is blockBackward. Gradients reach the adapters' A and B tensors,
+   * and the hidden states only with `inputGradient` (otherwise theirs is zero and the backward pass stops at the
+   * lowest adapter, as autodiff's would); call inside tf.variableGrads or tf.grads.
+   */
+  trainForward(hidden: tf.Tensor3D, mask: tf.Tensor2D, from: number, adapters: Adapters, { inputGradient = false } = {}): tf.Tensor3D {
+    if (this.trainable) throw new Error('trainForward trains adapters on a frozen model; a trainable model trains through blocksForward');
+    const [B, T, d] = hidden.shape;
+    const attn = attentionMask(mask, this.config.nHead, d / this.config.nHead);
+    let x = hidden.reshape([B * T, d]) as tf.Tensor2D;
+    for (let i = from; i < this.config.nLayer; i++) {
+      const ads = adapters(i, B * T);
+      const adapted = BLOCK_LINEARS.filter((name) => ads[name]);
+      const keeps = adapted.flatMap((name) => ads[name]!.keep ?? []);
+      const step = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+        const save = args.at(-1) as tf.GradSaveFunc;
+        const saved: Saved = {};
+        const y = this.block(i, args[0] as tf.Tensor2D, attn, B, T, ads, saved);
+        const names = Object.keys(saved);
+        // The mask and dropout multipliers are saved too: the backward pass runs after this loop has let them go.
+        save([...names.map((n) => saved[n]!), attn.scale, ...keeps]);
+        return {
+          value: y,
+          gradFunc: (dy: tf.Tensor, s: tf.Tensor[]) =>
+            tf.tidy(() => {
+              const back = Object.fromEntries(names.map((n, j) => [n, s[j]!]));
+              const kept = s.slice(names.length + 1);
+              const ads2 = Object.fromEntries(adapted.map((name) => [name, { ...ads[name]!, keep: ads[name]!.keep && kept.shift() }])) as typeof ads;
+              const { dx, grads } = this.blockBackward(i, dy as tf.Tensor2D, back, s[names.length] as tf.Tensor4D, B, T, ads2, inputGradient || i > from);
+              return [dx ?? tf.zerosLike(dy), ...adapted.flatMap((name) => grads.get(name)!)];
+            }),
+        };
+      });
+      x = step(x, ...adapted.flatMap((name) => [ads[name]!.a, ads[name]!.b])) as tf.Tensor2D;
     }
-    tf.dispose([attn.allowed, attn.hidden]);
+    tf.dispose([attn.scale, attn.fill]);
     return x.reshape([B, T, d]);
   }
 

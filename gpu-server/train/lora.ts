@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { GPT2Config } from '../../core/model/config.ts';
 import { BLOCK_LINEARS, linearShape, type BlockLinear } from '../../core/model/weights.ts';
 import { Random } from '../../core/random.ts';
-import type { LinearDelta } from '../model/gpt2.ts';
+import type { Adapters, LinearAdapter } from '../model/gpt2.ts';
 
 export interface LoraSpec {
   rank: number;
@@ -19,23 +19,6 @@ export interface LoraSpec {
 }
 
 export const loraKey = (layer: number, linear: BlockLinear) => `h.${layer}.${linear}`;
-
-/**
- * (x A) B with every MatMul of its backward a plain 2-D one, as the WASM backend needs (see model/gpt2.ts): autodiff
- * would produce transposed MatMuls, 10-40x slower there. The explicit transposes are of rank-r matrices only.
- */
-const lowRank = tf.customGrad((x, a, b, save) => {
-  const xa = tf.matMul(x as tf.Tensor2D, a as tf.Tensor2D);
-  (save as tf.GradSaveFunc)([x as tf.Tensor2D, a as tf.Tensor2D, b as tf.Tensor2D, xa]);
-  return {
-    value: tf.matMul(xa, b as tf.Tensor2D),
-    gradFunc: (dy, [xs, as, bs, xas]) => {
-      const dxa = tf.matMul(dy as tf.Tensor2D, tf.transpose(bs)); // [rows, r]
-      const dxaT = tf.transpose(dxa); // [r, rows]
-      return [tf.matMul(dxa, tf.transpose(as)), tf.transpose(tf.matMul(dxaT, xs)), tf.matMul(tf.transpose(xas), dy as tf.Tensor2D)];
-    },
-  };
-}) as (x: tf.Tensor2D, a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
 
 export class LoraAdapters {
   readonly spec: LoraSpec;
@@ -62,14 +45,22 @@ export class LoraAdapters {
     }
   }
 
-  /** The hook TfGPT2 calls for each linear; dropout only in training, seeded per step for reproducible runs. */
-  delta(training: boolean, seed = 0): LinearDelta {
+  /**
+   * The adapters as TfGPT2 applies them. In training with dropout, each adapted linear's input gets a dropout
+   * multiplier drawn from the step's seed (as tf.dropout draws it), so a run resumed from a checkpoint repeats them.
+   */
+  adapters(training: boolean, seed = 0): Adapters {
     let call = 0;
-    return (layer, linear, x) => {
-      const a = this.a.get(loraKey(layer, linear));
-      if (!a) return undefined;
-      const input = training && this.spec.dropout > 0 ? tf.dropout(x, this.spec.dropout, undefined, seed * 1009 + call++) : x;
-      return tf.mul(lowRank(input as tf.Tensor2D, a, this.b.get(loraKey(layer, linear))!), this.scale) as tf.Tensor2D;
+    const keepProb = 1 - this.spec.dropout;
+    return (layer, rows) => {
+      const out: Partial<Record<BlockLinear, LinearAdapter>> = {};
+      for (const linear of this.spec.targets) {
+        const a = this.a.get(loraKey(layer, linear));
+        if (!a) continue;
+        const keep = training && this.spec.dropout > 0 ? tf.tidy(() => tf.div(tf.floor(tf.add(tf.randomUniform([rows, a.shape[0]], 0, 1, 'float32', seed * 1009 + call++), keepProb)), keepProb)) as tf.Tensor2D : undefined;
+        out[linear] = { a, b: this.b.get(loraKey(layer, linear))!, scale: this.scale, keep };
+      }
+      return out;
     };
   }
 

@@ -88,9 +88,9 @@ export class Trainer {
     const labels = tf.tidy(() => tf.oneHot(tf.tensor1d(b.labels, 'int32'), this.net.config.numLabels));
     const atCut = this.toDeepestCut(b, mask);
     // Dropout masks are seeded by the step, so a run resumed from a checkpoint repeats them exactly.
-    const delta = this.lora.delta(training, this.spec.seed * 7919 + this.opt.step);
+    const adapters = this.lora.adapters(training, this.spec.seed * 7919 + this.opt.step);
     const { value, grads } = tf.variableGrads(
-      () => tf.losses.softmaxCrossEntropy(labels, this.logits(this.net.blocksForward(atCut, mask, this.deepestCut, undefined, delta), mask)) as tf.Scalar,
+      () => tf.losses.softmaxCrossEntropy(labels, this.logits(this.net.trainForward(atCut, mask, this.deepestCut, adapters), mask)) as tf.Scalar,
       this.variables(),
     );
     tf.dispose([mask, labels, atCut]);
@@ -110,7 +110,7 @@ export class Trainer {
   predict(b: TrainBatch): Float32Array {
     return tf.tidy(() => {
       const mask = tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32');
-      const final = this.net.blocksForward(this.toDeepestCut(b, mask), mask, this.deepestCut, undefined, this.lora.delta(false));
+      const final = this.net.blocksForward(this.toDeepestCut(b, mask), mask, this.deepestCut, undefined, this.lora.adapters(false));
       return this.logits(final, mask).dataSync() as Float32Array;
     });
   }
@@ -120,7 +120,7 @@ export class Trainer {
     return tf.tidy(() => {
       const mask = tf.tensor2d(attentionMask, [rows, seqLen], 'int32');
       const atCut = this.net.hidden(tf.tensor2d(ids, [rows, seqLen], 'int32'), mask, this.deepestCut);
-      const final = this.net.blocksForward(atCut, mask, this.deepestCut, undefined, this.lora.delta(false));
+      const final = this.net.blocksForward(atCut, mask, this.deepestCut, undefined, this.lora.adapters(false));
       return this.logits(final, mask).dataSync() as Float32Array;
     });
   }

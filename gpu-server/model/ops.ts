@@ -1,0 +1,161 @@
+/**
+ * Differentiable steps of the server's GPT-2 whose gradients the WASM backend runs fast (STACK-NOTES): only a plain
+ * 2-D, non-transposed MatMul is fast there, so every MatMul of every backward pass below is one, with explicit
+ * transposes where needed; and a step keeps for its backward only what that needs.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+/** A linear layer whose weight never trains: y = x @ W + b, with dx = dy @ W^T as a plain MatMul too. */
+export class FrozenLinear {
+  readonly weight: tf.Tensor2D;
+  private readonly weightT: tf.Tensor2D;
+  private readonly bias: tf.Tensor1D | undefined;
+  private readonly fn: (x: tf.Tensor2D) => tf.Tensor2D;
+
+  constructor(weight: tf.Tensor2D, bias?: tf.Tensor1D, weightT?: tf.Tensor2D) {
+    this.weight = weight;
+    this.weightT = weightT ?? weight.transpose();
+    this.bias = bias;
+    this.fn = tf.customGrad((x) => ({
+      value: this.bias ? tf.add(tf.matMul(x as tf.Tensor2D, this.weight), this.bias) : tf.matMul(x as tf.Tensor2D, this.weight),
+      gradFunc: (dy) => tf.matMul(dy as tf.Tensor2D, this.weightT),
+    })) as (x: tf.Tensor2D) => tf.Tensor2D;
+  }
+
+  /** x: [rows, in] -> [rows, out]. */
+  apply(x: tf.Tensor2D): tf.Tensor2D {
+    return this.fn(x);
+  }
+
+  /** dy [rows, out] -> dx [rows, in], for hand-written backward passes. */
+  backward(dy: tf.Tensor2D): tf.Tensor2D {
+    return tf.matMul(dy, this.weightT);
+  }
+
+  dispose(): void {
+    tf.dispose([this.weight, this.weightT, this.bias].filter((t) => t !== undefined));
+  }
+}
+
+/**
+ * A linear layer whose weight and bias train (pretraining all weights): both directions stay plain 2-D MatMuls,
+ * dx = dy W^T and dW = x^T dy with explicit transposes, which the WASM backend runs far faster than transposed
+ * MatMuls.
+ */
+export class TrainableLinear {
+  readonly weight: tf.Variable<tf.Rank.R2>;
+  readonly bias: tf.Variable<tf.Rank.R1>;
+  private readonly fn: (x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor2D;
+
+  constructor(weight: tf.Tensor2D, bias: tf.Tensor1D) {
+    this.weight = tf.variable(weight);
+    this.bias = tf.variable(bias);
+    this.fn = tf.customGrad((x, w, b, save) => {
+      (save as tf.GradSaveFunc)([x as tf.Tensor2D, w as tf.Tensor2D]);
+      return {
+        value: tf.add(tf.matMul(x as tf.Tensor2D, w as tf.Tensor2D), b as tf.Tensor1D),
+        gradFunc: (dy, [xs, ws]) => [tf.matMul(dy as tf.Tensor2D, tf.transpose(ws)), tf.matMul(tf.transpose(xs), dy as tf.Tensor2D), tf.sum(dy, 0)],
+      };
+    }) as (x: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D) => tf.Tensor2D;
+  }
+
+  apply(x: tf.Tensor2D): tf.Tensor2D {
+    return this.fn(x, this.weight, this.bias);
+  }
+
+  dispose(): void {
+    tf.dispose([this.weight, this.bias]);
+  }
+}
+
+export type Linear = FrozenLinear | TrainableLinear;
+
+/**
+ * Rows of a table (embeddings) whose gradient is a plain MatMul with a one-hot matrix built transposed: the WASM
+ * backend has no kernel for gather's own gradient (UnsortedSegmentSum).
+ */
+export const gatherRows = tf.customGrad((table, idx, save) => {
+  (save as tf.GradSaveFunc)([idx as tf.Tensor]);
+  return {
+    value: tf.gather(table as tf.Tensor2D, idx as tf.Tensor),
+    gradFunc: (dy, [ids]) => {
+      const [rows, d] = (table as tf.Tensor2D).shape;
+      const flat = ids.reshape([-1]);
+      const oneHotT = tf.cast(tf.equal(tf.range(0, rows, 1, 'int32').reshape([rows, 1]), flat.reshape([1, -1])), 'float32');
+      return [tf.matMul(oneHotT as tf.Tensor2D, dy.reshape([-1, d]) as tf.Tensor2D), tf.zerosLike(ids)];
+    },
+  };
+}) as (table: tf.Tensor2D, idx: tf.Tensor) => tf.Tensor;
+
+/** Logits of the tied LM head, x wte^T, with dwte = dy^T x as a plain MatMul. */
+export const tiedLogits = tf.customGrad((x, wte, save) => {
+  (save as tf.GradSaveFunc)([x as tf.Tensor2D, wte as tf.Tensor2D]);
+  return {
+    value: tf.matMul(x as tf.Tensor2D, tf.transpose(wte as tf.Tensor2D)),
+    gradFunc: (dy, [xs, ws]) => [tf.matMul(dy as tf.Tensor2D, ws), tf.matMul(tf.transpose(dy as tf.Tensor2D), xs)],
+  };
+}) as (x: tf.Tensor2D, wte: tf.Tensor2D) => tf.Tensor2D;
+
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+
+/**
+ * GPT-2's GELU (tanh approximation) as one differentiable step that keeps only its input for the backward pass:
+ * written as plain ops, autodiff would keep half a dozen tensors of the MLP's width alive per block, which at GPT-2
+ * small's size is most of the tape. 0.5 x (1 + tanh u) is computed as x sigmoid(2u), and x^3 as x * x * x: the WASM
+ * backend's Tanh and Pow are scalar loops, ten times slower than its Sigmoid and Multiply.
+ */
+export const gelu = tf.customGrad((x, save) => {
+  (save as tf.GradSaveFunc)([x as tf.Tensor]);
+  return { value: tf.mul(x as tf.Tensor, geluSigmoid(x as tf.Tensor)), gradFunc: (dy, [xs]) => geluBackward(xs as tf.Tensor2D, dy as tf.Tensor2D) };
+}) as (x: tf.Tensor2D) => tf.Tensor2D;
+
+/** sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3): gelu(x) = x sigmoid(2u). */
+function geluSigmoid(x: tf.Tensor): tf.Tensor {
+  return tf.sigmoid(tf.mul(tf.add(x, tf.mul(tf.mul(tf.mul(x, x), x), 0.044715)), 2 * SQRT_2_OVER_PI));
+}
+
+/** d gelu(x) / dx * dy = (s + x s (1 - s) 2u') dy, with s = sigmoid(2u) and u' = sqrt(2/pi) (1 + 3 * 0.044715 x^2). */
+export function geluBackward(x: tf.Tensor2D, dy: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() => {
+    const s = geluSigmoid(x);
+    const du2 = tf.mul(tf.add(1, tf.mul(tf.square(x), 3 * 0.044715)), 2 * SQRT_2_OVER_PI);
+    return tf.mul(dy, tf.add(s, tf.mul(tf.mul(tf.mul(x, s), tf.sub(1, s)), du2)));
+  });
+}
+
+/**
+ * (x A) B, the low-rank term of LoRA, A [in, r] and B [r, out]: autodiff would make transposed MatMuls of its
+ * backward; here the explicit transposes are of rank-r matrices only.
+ */
+export const lowRank = tf.customGrad((x, a, b, save) => {
+  const xa = tf.matMul(x as tf.Tensor2D, a as tf.Tensor2D);
+  (save as tf.GradSaveFunc)([x as tf.Tensor2D, a as tf.Tensor2D, b as tf.Tensor2D, xa]);
+  return {
+    value: tf.matMul(xa, b as tf.Tensor2D),
+    gradFunc: (dy, [xs, as, bs, xas]) =>
+      tf.tidy(() => {
+        const { dxa, da, db } = lowRankBackward(xs as tf.Tensor2D, bs as tf.Tensor2D, xas as tf.Tensor2D, dy as tf.Tensor2D);
+        return [tf.matMul(dxa, tf.transpose(as as tf.Tensor2D)), da, db];
+      }),
+  };
+}) as (x: tf.Tensor2D, a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor2D;
+
+/** Gradients of (x A) B given x A and dy: dA, dB, and d(x A), from which dx = d(x A) A^T where it is needed. */
+export function lowRankBackward(x: tf.Tensor2D, b: tf.Tensor2D, xa: tf.Tensor2D, dy: tf.Tensor2D): { dxa: tf.Tensor2D; da: tf.Tensor2D; db: tf.Tensor2D } {
+  const dxa = tf.matMul(dy, tf.transpose(b)) as tf.Tensor2D; // [rows, r]
+  return { dxa, da: tf.transpose(tf.matMul(tf.transpose(dxa), x)) as tf.Tensor2D, db: tf.matMul(tf.transpose(xa), dy) as tf.Tensor2D };
+}
+
+/**
+ * Layer norm split in two: x -> (xhat, rstd) with xhat = (x - mean) rstd; the affine part stays with the caller.
+ * normalizeBackward takes d xhat to dx.
+ */
+export function normalize(x: tf.Tensor2D, epsilon: number): { xhat: tf.Tensor2D; rstd: tf.Tensor2D } {
+  const { mean, variance } = tf.moments(x, -1, true);
+  const rstd = tf.rsqrt(tf.add(variance, epsilon)) as tf.Tensor2D;
+  return { xhat: tf.mul(tf.sub(x, mean), rstd), rstd };
+}
+
+export function normalizeBackward(dxhat: tf.Tensor2D, xhat: tf.Tensor2D, rstd: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() => tf.mul(rstd, tf.sub(tf.sub(dxhat, tf.mean(dxhat, -1, true)), tf.mul(xhat, tf.mean(tf.mul(dxhat, xhat), -1, true)))));
+}

@@ -4,7 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { S3Store, type S3Config } from '../core/storage/s3.ts';
 import { createApp } from './api/app.ts';
 import { RunManager } from './runs/manager.ts';
-import { initBackend, type BackendName } from './tf/backend.ts';
+import { BACKENDS, initBackend, type BackendName } from './tf/backend.ts';
 
 export interface ServerConfig {
   host: string;
@@ -16,6 +16,10 @@ export interface ServerConfig {
   backend: BackendName | 'auto';
   log?: (message: string) => void;
   schedule?: 'pipelined' | 'stop-and-wait';
+  /** See ManagerOptions.checkpointSeconds. */
+  checkpointSeconds?: number;
+  /** Threads of the WASM backend (default: every core). */
+  wasmThreads?: number;
 }
 
 export interface RunningServer {
@@ -33,6 +37,12 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     if (!v) throw new ConfigError(`${name} is not set: ${hint}`);
     return v;
   };
+  const number = (name: string, hint: string) => {
+    const v = env[name];
+    if (v === undefined || v === '') return undefined;
+    if (!/^\d+(\.\d+)?$/.test(v)) throw new ConfigError(`${name} is ${JSON.stringify(v)}: set it to a number (${hint})`);
+    return Number(v);
+  };
   return {
     host: env.SPLITFROZEN_HOST ?? '127.0.0.1',
     port: Number(env.SPLITFROZEN_PORT ?? 8080),
@@ -45,15 +55,22 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
       accessKeyId: need('SPLITFROZEN_S3_ACCESS_KEY_ID', 'an access key with read/write on the bucket'),
       secretAccessKey: need('SPLITFROZEN_S3_SECRET_ACCESS_KEY', 'the secret of that access key'),
     },
-    backend: (env.SPLITFROZEN_BACKEND ?? 'auto') as ServerConfig['backend'],
+    backend: backendName(env.SPLITFROZEN_BACKEND ?? 'auto'),
+    checkpointSeconds: number('SPLITFROZEN_CHECKPOINT_SECONDS', 'seconds between checkpoints within a round, 0 for after every batch'),
+    wasmThreads: number('SPLITFROZEN_WASM_THREADS', 'threads of the WASM backend, 1 to 8'),
   };
+}
+
+function backendName(v: string): ServerConfig['backend'] {
+  if (v === 'auto' || (BACKENDS as readonly string[]).includes(v)) return v as ServerConfig['backend'];
+  throw new ConfigError(`SPLITFROZEN_BACKEND (--backend) is ${JSON.stringify(v)}: use auto, ${BACKENDS.join(', ')}`);
 }
 
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   const log = config.log ?? ((m: string) => console.log(`[server] ${m}`));
-  const backend = await initBackend(config.backend);
+  const backend = await initBackend(config.backend, config.wasmThreads ? { wasmThreads: config.wasmThreads } : {});
   log(`TensorFlow.js backend: ${backend.backend}${backend.skipped.map((s) => ` (skipped ${s.backend}: ${s.reason})`).join('')}`);
-  const manager = new RunManager({ store: new S3Store(config.s3), roundSecret: config.roundSecret, log, schedule: config.schedule });
+  const manager = new RunManager({ store: new S3Store(config.s3), roundSecret: config.roundSecret, log, schedule: config.schedule, checkpointSeconds: config.checkpointSeconds });
   await manager.init();
   const app = createApp(manager, config.operatorToken);
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {

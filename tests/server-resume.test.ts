@@ -27,6 +27,8 @@ async function startServerProcess(): Promise<ServerClient> {
       SPLITFROZEN_S3_ACCESS_KEY_ID: config.accessKeyId,
       SPLITFROZEN_S3_SECRET_ACCESS_KEY: config.secretAccessKey,
       SPLITFROZEN_BACKEND: 'wasm',
+      // A checkpoint after every batch, so the kill lands between checkpoints of a round in progress.
+      SPLITFROZEN_CHECKPOINT_SECONDS: '0',
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   });

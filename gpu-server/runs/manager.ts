@@ -23,7 +23,7 @@ import { readModelFolder } from '../model/folder.ts';
 import { permutation } from '../ordering/ordering.ts';
 import { buildRoundRequest } from '../rounds/request.ts';
 import { activationFeed, DeviceRoundFailed } from '../rounds/feed.ts';
-import { scoreLogits, Trainer } from '../train/trainer.ts';
+import { scoreLogits, Trainer, type PendingStep } from '../train/trainer.ts';
 import { loadCheckpoint, saveCheckpoint, type CheckpointMeta } from './checkpoint.ts';
 import { planCut } from './cuts.ts';
 import { evaluationRows } from './data.ts';
@@ -99,6 +99,8 @@ export interface ManagerOptions {
    * 'stop-and-wait' asks the next device only after training on the previous one (the baseline of bench:pipeline).
    */
   schedule?: 'pipelined' | 'stop-and-wait';
+  /** Seconds between checkpoints within a device's batches (default 30; 0: after every batch). */
+  checkpointSeconds?: number;
 }
 
 interface RunState {
@@ -386,7 +388,12 @@ export class RunManager {
     const consumed = new Set(previous?.consumed ?? []);
     const losses = [...(previous?.losses ?? [])];
     let seq = s.checkpoint?.seq ?? 0;
+    // Checkpoints cost a readback of the adapters and optimizer state and a PUT: at most one per checkpointSeconds
+    // within a device's batches, and one after each device.
+    const checkpointMs = (this.opts.checkpointSeconds ?? 30) * 1000;
+    let lastCheckpoint = performance.now();
     const checkpoint = (complete: boolean) => {
+      lastCheckpoint = performance.now();
       s.checkpoint = { seq: ++seq, round, complete, consumed: [...consumed], losses };
       return saveCheckpoint(store, record.id, trainer, s.checkpoint, s.updates);
     };
@@ -402,6 +409,23 @@ export class RunManager {
       dp.state = 'training';
       const before = spec.ordering.kind === 'grab' ? trainer.flatAdapters() : undefined;
       const shuffle = (batches: unknown[]) => permutation(batches.map((_, i) => String(i)), new Random(spec.training.seed * 31 + round * 7 + hashString(id))).map(Number);
+      // One step in flight: the next batch's step is issued before the last one's loss is read, so a GPU never
+      // waits for JavaScript. A checkpoint first waits for the step in flight, so what it saves is what it lists.
+      let inFlight: { key: string; step: PendingStep } | undefined;
+      const settle = async () => {
+        if (!inFlight) return;
+        const { key, step } = inFlight;
+        inFlight = undefined;
+        const t0 = performance.now();
+        const { loss } = await step.result();
+        trainMs += performance.now() - t0;
+        consumed.add(key);
+        losses.push(loss);
+        dp.trained++;
+        progress.batchesTrained++;
+        progress.lastLoss = loss;
+      };
+      let failure: unknown;
       try {
         for await (const batch of activationFeed(
           store,
@@ -420,25 +444,29 @@ export class RunManager {
           },
         )) {
           const t0 = performance.now();
-          const step = trainer.trainStep(batch);
+          const step = trainer.step(batch);
           trainMs += performance.now() - t0;
-          consumed.add(batch.key);
-          losses.push(step.loss);
-          dp.trained++;
-          progress.batchesTrained++;
-          progress.lastLoss = step.loss;
-          await checkpoint(false);
+          await settle();
+          inFlight = { key: batch.key, step };
+          if (performance.now() - lastCheckpoint >= checkpointMs) {
+            await settle();
+            await checkpoint(false);
+          }
         }
-        dp.state = 'trained';
       } catch (e) {
-        if (!(e instanceof DeviceRoundFailed)) throw e;
-        Object.assign(dp, { state: 'failed', error: e.message });
-        this.log(`run ${record.id}: ${e.message}`);
+        failure = e;
       }
+      await settle();
+      if (failure === undefined) dp.state = 'trained';
+      else if (failure instanceof DeviceRoundFailed) {
+        Object.assign(dp, { state: 'failed', error: failure.message });
+        this.log(`run ${record.id}: ${failure.message}`);
+      } else throw failure;
       if (before) {
         const after = trainer.flatAdapters();
         s.updates.set(id, after.map((x, i) => x - before[i]));
       }
+      if (dp.trained > 0) await checkpoint(false);
       if (d.sourceRound === round) dp.forwardMs = (await this.client(s, id).roundStatus(record.id, round).catch(() => undefined))?.forwardMs;
     }
     const trainWall = performance.now() - trainStart;

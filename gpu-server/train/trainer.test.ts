@@ -102,6 +102,30 @@ describe('LoRA trainer', () => {
     expect(b.w.b.get('h.3.mlp.c_proj')).toEqual(a.w.b.get('h.3.mlp.c_proj'));
   });
 
+  it('steps issued ahead of reading their losses (the server keeps one in flight) train exactly as steps read one by one', async () => {
+    const run = async (ahead: boolean) => {
+      const t = new Trainer(model, spec({ dropout: 0.1 }), DEEPEST);
+      const before = tf.memory().numTensors;
+      const losses: number[] = [];
+      let inFlight: ReturnType<Trainer['step']> | undefined;
+      for (let i = 0; i < 6; i++) {
+        const step = t.step(atCut(data, 1));
+        if (ahead) {
+          if (inFlight) losses.push((await inFlight.result()).loss);
+          inFlight = step;
+        } else losses.push((await step.result()).loss);
+      }
+      if (inFlight) losses.push((await inFlight.result()).loss);
+      expect(tf.memory().numTensors).toBe(before + 2 * t.variables().length);
+      const w = t.exportAdapter();
+      t.dispose();
+      return { losses, w };
+    };
+    const [ahead, oneByOne] = [await run(true), await run(false)];
+    expect(ahead.losses).toEqual(oneByOne.losses);
+    expect(ahead.w.a.get('h.2.attn.c_attn')).toEqual(oneByOne.w.a.get('h.2.attn.c_attn'));
+  });
+
   it('writes PEFT adapters that load back to the same predictions, and merge into plain GPT-2 weights', () => {
     const t = new Trainer(model, spec({ dropout: 0.1 }), DEEPEST);
     for (let i = 0; i < 5; i++) t.trainStep(atCut(data, 1));

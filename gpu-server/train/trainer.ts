@@ -41,6 +41,29 @@ export interface EvalResult {
   predictions: Int32Array;
 }
 
+/** A training step issued to the backend, read once. */
+export class PendingStep {
+  private read: Promise<StepResult> | undefined;
+
+  constructor(
+    private readonly stats: tf.Tensor1D,
+    readonly lr: number,
+  ) {}
+
+  result(): Promise<StepResult> {
+    return (this.read ??= this.stats.data().then((v) => this.done(v)));
+  }
+
+  resultSync(): StepResult {
+    return this.done(this.stats.dataSync());
+  }
+
+  private done(values: ArrayLike<number>): StepResult {
+    this.stats.dispose();
+    return { loss: values[0]!, gradNorm: values[1]!, lr: this.lr };
+  }
+}
+
 export class Trainer {
   readonly net: TfGPT2;
   readonly lora: LoraAdapters;
@@ -97,13 +120,23 @@ export class Trainer {
     return { loss: value, grads };
   }
 
-  trainStep(b: TrainBatch): StepResult {
+  /**
+   * Issues one training step and returns without reading anything back: on a GPU the step is queued, and its loss
+   * and gradient norm (one 2-float readback) are read by `result()` while the next step runs. Everything else
+   * (weights, adapters, optimizer state, the batch once uploaded) stays on the backend.
+   */
+  step(b: TrainBatch): PendingStep {
     const lr = learningRate(this.spec.schedule, this.opt.step);
     const { loss, grads } = this.lossAndGradients(b, true);
     const norm = this.opt.apply(this.variables(), grads, lr);
-    const result = { loss: loss.dataSync()[0], gradNorm: norm.dataSync()[0], lr };
+    const stats = tf.stack([loss, norm]) as tf.Tensor1D;
     tf.dispose([loss, norm, ...Object.values(grads)]);
-    return result;
+    return new PendingStep(stats, lr);
+  }
+
+  /** One training step, waiting for it (for callers that run step after step on a CPU backend). */
+  trainStep(b: TrainBatch): StepResult {
+    return this.step(b).resultSync();
   }
 
   /** Logits for batches at any cut, adapters applied, no dropout. */

@@ -1,11 +1,11 @@
 /**
  * npm run bench:train — the server's training step: cut 2, the blocks above it with LoRA r=8 on c_attn, final layer
- * norm, a 2-class head on the last token, AdamW, batch 8 x 128, random weights. Tokens/s on every TensorFlow.js
- * backend that initialises here. By default a 6-block, n_embd-256 model; --full uses GPT-2 small's shape (blocks
- * [2, 12)) and runs, as the reference in the same run, the PyTorch CPU anchor
- * (../shared/anchors/torch_cpu_server_step.py) where Debian's python3-torch is installed. At that shape the WASM
- * backend currently runs out of WebAssembly memory (see the README). --backends: which to try (default: all but cpu,
- * which takes minutes per step). JSON on stdout.
+ * norm, a 2-class head on the last token, AdamW, batch 8 x 128 (--batch), random weights. Tokens/s on every
+ * TensorFlow.js backend that initialises here, stepping as the server does (one step in flight). By default a 6-block,
+ * n_embd-256 model; --full uses GPT-2 small's shape (blocks [2, 12)) and runs, as the reference in the same run, the
+ * PyTorch CPU anchor (../shared/anchors/torch_cpu_server_step.py) where Debian's python3-torch is installed.
+ * --profile adds where one step's time goes on each backend, by kernel. --backends: which to try (default: all but
+ * cpu, which takes minutes per step at --full). JSON on stdout.
  */
 import { printReport } from './report.ts';
 import { execFile } from 'node:child_process';
@@ -16,16 +16,20 @@ import { gpt2Config } from '../core/model/config.ts';
 import { initModel } from '../core/model/init.ts';
 import { Random } from '../core/random.ts';
 import { BACKENDS, initBackend, type BackendName } from '../gpu-server/tf/backend.ts';
-import { Trainer, type TrainBatch } from '../gpu-server/train/trainer.ts';
+import { Trainer, type PendingStep, type TrainBatch } from '../gpu-server/train/trainer.ts';
+import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
+import { kernelProfile, type KernelTime } from './profile.ts';
 import { cliArgs, int } from '../scripts/cli.ts';
 
-const args = cliArgs('usage: npm run bench:train -- [--full] [--steps N] [--backends webgpu,wasm,cpu,...]', {
+const args = cliArgs('usage: npm run bench:train -- [--full] [--steps N] [--batch B] [--profile] [--backends webgpu,wasm,cpu,...]', {
   full: { type: 'boolean' },
+  profile: { type: 'boolean' },
   steps: { type: 'string' },
+  batch: { type: 'string' },
   backends: { type: 'string', default: BACKENDS.filter((b) => b !== 'cpu').join(',') },
 });
 const log = (m: string) => process.stderr.write(`[bench:train] ${m}\n`);
-const B = 8;
+const B = int('batch', args.batch, 8);
 const T = 128;
 const CUT = 2;
 const STEPS = int('steps', args.steps, 2);
@@ -42,7 +46,8 @@ const batch: TrainBatch = {
   labels: Int32Array.from({ length: B }, (_, i) => i % 2),
 };
 
-const results: Record<string, { tokensPerSecond: number; msPerStep: number } | { skipped: string }> = {};
+type Result = { tokensPerSecond: number; msPerStep: number; threads?: number; profile?: KernelTime[] } | { skipped: string };
+const results: Record<string, Result> = {};
 for (const backend of args.backends!.split(',') as BackendName[]) {
   try {
     await initBackend(backend);
@@ -54,13 +59,22 @@ for (const backend of args.backends!.split(',') as BackendName[]) {
   log(`${backend}: 1 warm-up step, then ${STEPS}`);
   // Only the server's blocks: the blocks below the cut run on devices.
   const trainer = new Trainer(model, { lora: { rank: 8, alpha: 16, dropout: 0, targets: ['attn.c_attn'] }, optimizer: {}, schedule: { lr: 2e-4, warmupSteps: 0, kind: 'constant' }, seed: 0 }, CUT, { firstBlock: CUT });
-  trainer.trainStep(batch);
+  await trainer.step(batch).result();
   const started = performance.now();
-  for (let i = 0; i < STEPS; i++) trainer.trainStep(batch);
+  // As the server steps: the next step is issued before the previous one's loss is read.
+  let inFlight: PendingStep | undefined;
+  for (let i = 0; i < STEPS; i++) {
+    const step = trainer.step(batch);
+    await inFlight?.result();
+    inFlight = step;
+  }
+  await inFlight?.result();
   const ms = (performance.now() - started) / STEPS;
+  const profile = args.profile ? await kernelProfile(backend, () => trainer.step(batch).result()) : undefined;
   trainer.dispose();
   tf.disposeVariables();
-  results[backend] = { tokensPerSecond: Math.round((B * T) / (ms / 1000)), msPerStep: Math.round(ms) };
+  for (const k of profile ?? []) log(`  ${(100 * k.share).toFixed(1).padStart(5)}%  ${String(k.ms).padStart(8)} ms  ${k.calls} x ${k.kernel} ${k.inputShapes}`);
+  results[backend] = { tokensPerSecond: Math.round((B * T) / (ms / 1000)), msPerStep: Math.round(ms), ...(backend === 'wasm' ? { threads: getThreadsCount() } : {}), ...(profile ? { profile } : {}) };
 }
 
 // The reference, in the same run: PyTorch on the same cores, same shapes.

@@ -3,7 +3,8 @@
  * norm, a 2-class head on the last token, AdamW, batch 8 x 128 (--batch), random weights. Tokens/s on every
  * TensorFlow.js backend that initialises here, stepping as the server does (one step in flight). By default a 6-block,
  * n_embd-256 model; --full uses GPT-2 small's shape (blocks [2, 12)) and runs, as the reference in the same run, the
- * PyTorch CPU anchor (../shared/anchors/torch_cpu_server_step.py) where Debian's python3-torch is installed.
+ * PyTorch CPU anchor (../shared/anchors/torch_cpu_server_step.py) where Debian's python3-torch is installed, or with
+ * --reference gpu the GPU anchor (torch_server_step.py, PyTorch + PEFT at the same batch; bench/gpu.sh runs it).
  * --profile adds where one step's time goes on each backend, by kernel. --backends: which to try (default: all but
  * cpu, which takes minutes per step at --full). JSON on stdout.
  */
@@ -11,6 +12,7 @@ import { printReport } from './report.ts';
 import { execFile } from 'node:child_process';
 import { cpus } from 'node:os';
 import { promisify } from 'node:util';
+import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { gpt2Config } from '../core/model/config.ts';
 import { initModel } from '../core/model/init.ts';
@@ -21,7 +23,9 @@ import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { kernelProfile, type KernelTime } from './profile.ts';
 import { cliArgs, int } from '../scripts/cli.ts';
 
-const args = cliArgs('usage: npm run bench:train -- [--full] [--steps N] [--batch B] [--profile] [--backends webgpu,wasm,cpu,...]', {
+const args = cliArgs('usage: npm run bench:train -- [--full] [--steps N] [--batch B] [--profile] [--backends webgpu,wasm,cpu,...] [--reference cpu|gpu] [--anchors DIR]', {
+  reference: { type: 'string', default: 'cpu' },
+  anchors: { type: 'string', default: resolve('../shared/anchors') },
   full: { type: 'boolean' },
   profile: { type: 'boolean' },
   steps: { type: 'string' },
@@ -77,26 +81,30 @@ for (const backend of args.backends!.split(',') as BackendName[]) {
   results[backend] = { tokensPerSecond: Math.round((B * T) / (ms / 1000)), msPerStep: Math.round(ms), ...(backend === 'wasm' ? { threads: getThreadsCount() } : {}), ...(profile ? { profile } : {}) };
 }
 
-// The reference, in the same run: PyTorch on the same cores, same shapes.
-let reference: Record<string, unknown> = { skipped: 'needs Debian python3-torch: apt-get install -y python3-torch libopenblas0-pthread' };
+// The reference, in the same run: PyTorch on the same hardware, same shapes (../shared/anchors/README.md).
+let reference: Record<string, unknown> = { skipped: 'runs with --full' };
 if (args.full) {
-  log('reference: PyTorch CPU anchor, 2 threads');
+  const gpu = args.reference === 'gpu';
+  log(`reference: PyTorch ${gpu ? `GPU anchor, batch ${B}` : `CPU anchor, ${cpus().length} threads`}`);
   try {
     const env = { ...process.env };
+    // Debian's OpenBLAS picks a slow generic kernel when these are set.
     delete env.OPENBLAS_CORETYPE;
     delete env.OPENBLAS_L2_SIZE;
-    const { stdout } = await promisify(execFile)('/usr/bin/python3', [new URL('../../shared/anchors/torch_cpu_server_step.py', import.meta.url).pathname, String(cpus().length)], { env, timeout: 600_000 });
+    const script = join(args.anchors!, gpu ? 'torch_server_step.py' : 'torch_cpu_server_step.py');
+    const { stdout } = await promisify(execFile)(gpu ? 'python3' : '/usr/bin/python3', [script, String(gpu ? B : cpus().length)], { env, timeout: 600_000 });
     reference = JSON.parse(stdout.trim().split('\n').at(-1)!);
   } catch (e) {
-    if (!/No module named 'torch'|ENOENT/.test(String((e as { stderr?: string }).stderr ?? (e as Error).message))) reference = { skipped: (e as Error).message.split('\n')[0] };
+    const why = String((e as { stderr?: string }).stderr || (e as Error).message);
+    reference = { skipped: /No module named 'torch'|ENOENT/.test(why) && !gpu ? 'needs Debian python3-torch: apt-get install -y python3-torch libopenblas0-pthread' : why.trim().split('\n').at(-1) };
   }
 }
 const refTps = Number((reference as { fp32?: { tokens_per_s?: number } }).fp32?.tokens_per_s);
 printReport('server training step', {
   shape: { nLayer: config.nLayer, nEmbd: config.nEmbd, nHead: config.nHead, cut: CUT, lora: 'r=8, alpha 16 on c_attn', head: '2 classes', batch: B, seq: T },
   backends: results,
-  reference: { torchCpu: reference },
-  ratioToTorchCpu: Number.isFinite(refTps)
+  reference: { [args.reference === 'gpu' ? 'torchGpu' : 'torchCpu']: reference },
+  ratioToTorch: Number.isFinite(refTps)
     ? Object.fromEntries(Object.entries(results).flatMap(([k, v]) => ('tokensPerSecond' in v ? [[k, Number((v.tokensPerSecond / refTps).toFixed(3))]] : [])))
     : 'no reference run',
 });

@@ -14,8 +14,6 @@ export const MAX_WASM_THREADS = 8;
 
 let started = false;
 
-const workerScript = new URL('./wasm-pthread-worker.cjs', import.meta.url).pathname;
-
 /**
  * Initialises the 'wasm' backend with `threads` threads (1: the single-threaded SIMD build). Only the first
  * initialisation in a process counts: the backend cannot change its build afterwards. Returns the threads in use.
@@ -31,6 +29,7 @@ export async function setWasmBackend(threads: number): Promise<number> {
   started = true;
   tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', threads > 1);
   setThreadsCount(threads);
+  const workerScript = new URL('./wasm-pthread-worker.cjs', import.meta.url).pathname;
   const { createObjectURL } = URL;
   const { cpus } = os;
   const hadWorker = 'Worker' in globalThis;

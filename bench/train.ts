@@ -5,7 +5,8 @@
  * n_embd-256 model; --full uses GPT-2 small's shape (blocks [2, 12)) and runs, as the reference in the same run, the
  * PyTorch CPU anchor (../shared/anchors/torch_cpu_server_step.py) where Debian's python3-torch is installed, or with
  * --reference gpu the GPU anchor (torch_server_step.py, PyTorch + PEFT at the same batch; bench/gpu.sh runs it).
- * --profile adds where one step's time goes on each backend, by kernel. --backends: which to try (default: all but
+ * --profile adds where one step's time goes on each backend, by kernel. Each backend's loss and gradients on one step
+ * of a tiny model are compared with the cpu backend's. --backends: which to try (default: all but
  * cpu, which takes minutes per step at --full). JSON on stdout.
  */
 import { printReport } from './report.ts';
@@ -21,6 +22,7 @@ import { BACKENDS, initBackend, type BackendName } from '../gpu-server/tf/backen
 import { Trainer, type PendingStep, type TrainBatch } from '../gpu-server/train/trainer.ts';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { kernelProfile, type KernelTime } from './profile.ts';
+import { maxRelativeDifference, tinyStepGradients } from '../gpu-server/train/parity.ts';
 import { cliArgs, int } from '../scripts/cli.ts';
 
 const args = cliArgs('usage: npm run bench:train -- [--full] [--steps N] [--batch B] [--profile] [--backends webgpu,wasm,cpu,...] [--reference cpu|gpu] [--anchors DIR]', {
@@ -81,6 +83,16 @@ for (const backend of args.backends!.split(',') as BackendName[]) {
   results[backend] = { tokensPerSecond: Math.round((B * T) / (ms / 1000)), msPerStep: Math.round(ms), ...(backend === 'wasm' ? { threads: getThreadsCount() } : {}), ...(profile ? { profile } : {}) };
 }
 
+// Same numbers everywhere: one step of a tiny model on each backend that ran, against the cpu backend.
+const parity: Record<string, number> = {};
+await initBackend('cpu');
+const onCpu = tinyStepGradients();
+for (const backend of Object.keys(results).filter((b) => b !== 'cpu' && !('skipped' in results[b]!))) {
+  await initBackend(backend as BackendName);
+  parity[backend] = Number(maxRelativeDifference(tinyStepGradients(), onCpu).toExponential(2));
+  log(`${backend}: one tiny step's loss and gradients within ${parity[backend]} (relative) of the cpu backend's`);
+}
+
 // The reference, in the same run: PyTorch on the same hardware, same shapes (../shared/anchors/README.md).
 let reference: Record<string, unknown> = { skipped: 'runs with --full' };
 if (args.full) {
@@ -103,6 +115,7 @@ const refTps = Number((reference as { fp32?: { tokens_per_s?: number } }).fp32?.
 printReport('server training step', {
   shape: { nLayer: config.nLayer, nEmbd: config.nEmbd, nHead: config.nHead, cut: CUT, lora: 'r=8, alpha 16 on c_attn', head: '2 classes', batch: B, seq: T },
   backends: results,
+  maxRelativeDifferenceToCpu: parity,
   reference: { [args.reference === 'gpu' ? 'torchGpu' : 'torchCpu']: reference },
   ratioToTorch: Number.isFinite(refTps)
     ? Object.fromEntries(Object.entries(results).flatMap(([k, v]) => ('tokensPerSecond' in v ? [[k, Number((v.tokensPerSecond / refTps).toFixed(3))]] : [])))

@@ -30,7 +30,7 @@ export async function kernelProfile(backend: string, step: () => Promise<unknown
     byOp.set(key, e);
   }
   const total = [...byOp.values()].reduce((a, e) => a + e.ms, 0);
-  if (total === 0) throw new Error(`the ${backend} backend reported no kernel times`);
+  if (total === 0) throw new Error(`the ${backend} backend reported no kernel times (${JSON.stringify(info.kernels[0]?.kernelTimeMs)})`);
   return [...byOp.values()]
     .sort((a, b) => b.ms - a.ms)
     .slice(0, top)

@@ -52,7 +52,7 @@ const batch: TrainBatch = {
   labels: Int32Array.from({ length: B }, (_, i) => i % 2),
 };
 
-type Result = { tokensPerSecond: number; msPerStep: number; threads?: number; profile?: KernelTime[] } | { skipped: string };
+type Result = { tokensPerSecond: number; msPerStep: number; threads?: number; profile?: KernelTime[] | string } | { skipped: string };
 const results: Record<string, Result> = {};
 for (const backend of args.backends!.split(',') as BackendName[]) {
   try {
@@ -76,10 +76,11 @@ for (const backend of args.backends!.split(',') as BackendName[]) {
   }
   await inFlight?.result();
   const ms = (performance.now() - started) / STEPS;
-  const profile = args.profile ? await kernelProfile(backend, () => trainer.step(batch).result()) : undefined;
+  // A backend without kernel timers (WebGPU without timestamp queries) gets the reason instead of a profile.
+  const profile = args.profile ? await kernelProfile(backend, () => trainer.step(batch).result()).catch((e: Error) => e.message) : undefined;
   trainer.dispose();
   tf.disposeVariables();
-  for (const k of profile ?? []) log(`  ${(100 * k.share).toFixed(1).padStart(5)}%  ${String(k.ms).padStart(8)} ms  ${k.calls} x ${k.kernel} ${k.inputShapes}`);
+  for (const k of Array.isArray(profile) ? profile : []) log(`  ${(100 * k.share).toFixed(1).padStart(5)}%  ${String(k.ms).padStart(8)} ms  ${k.calls} x ${k.kernel} ${k.inputShapes}`);
   results[backend] = { tokensPerSecond: Math.round((B * T) / (ms / 1000)), msPerStep: Math.round(ms), ...(backend === 'wasm' ? { threads: getThreadsCount() } : {}), ...(profile ? { profile } : {}) };
 }
 

@@ -4,7 +4,6 @@ import { referenceClassify, referenceHidden, referenceLmLogits } from '../../cor
 import { batch, leftPadded, maxAbsDiff, realRows, tinyModel, TINY } from '../../tests/fixtures.ts';
 import { initBackend } from '../tf/backend.ts';
 import { TfGPT2 } from './gpt2.ts';
-import { FrozenLinear, gelu } from './ops.ts';
 import { lmLoss } from '../train/lm.ts';
 import { LoraAdapters } from '../train/lora.ts';
 
@@ -120,32 +119,6 @@ describe('TF.js GPT-2 forward (wasm backend) against the float64 reference', () 
     probe('ln_f.bias', 9);
     expect(vars.size).toBe(model.params.size - 1); // every weight but the classification head
     trainable.dispose();
-  });
-
-  it('a frozen linear gives the same value and input gradient as autodiff of a plain MatMul', () => {
-    const x = tf.randomNormal([6, 8], 0, 1, 'float32', 3) as tf.Tensor2D;
-    const w = tf.randomNormal([8, 5], 0, 1, 'float32', 4) as tf.Tensor2D;
-    const b = tf.randomNormal([5], 0, 1, 'float32', 5) as tf.Tensor1D;
-    const dy = tf.randomNormal([6, 5], 0, 1, 'float32', 6);
-    const frozen = new FrozenLinear(w.clone(), b.clone());
-    const loss = (f: (x: tf.Tensor2D) => tf.Tensor) => (x: tf.Tensor) => tf.sum(tf.mul(f(x as tf.Tensor2D), dy));
-    const plain = (x: tf.Tensor2D) => tf.add(tf.matMul(x, w), b);
-    expect(maxAbsDiff(frozen.apply(x).dataSync(), plain(x).dataSync())).toBeLessThan(1e-6);
-    const got = tf.grad(loss((x) => frozen.apply(x)))(x).dataSync();
-    const want = tf.grad(loss(plain))(x).dataSync();
-    expect(maxAbsDiff(got, want)).toBeLessThan(1e-5);
-  });
-});
-
-describe('fused GELU', () => {
-  it('equals the plain ops in value and gradient (1e-4)', async () => {
-    await initBackend('wasm');
-    const x = tf.randomNormal([5, 7], 0, 2, 'float32', 9) as tf.Tensor2D;
-    const dy = tf.randomNormal([5, 7], 0, 1, 'float32', 10);
-    const plain = (v: tf.Tensor) => tf.mul(tf.mul(v, 0.5), tf.add(1, tf.tanh(tf.mul(tf.add(v, tf.mul(tf.pow(v, 3), 0.044715)), Math.sqrt(2 / Math.PI)))));
-    expect(maxAbsDiff(gelu(x).dataSync(), plain(x).dataSync())).toBeLessThan(1e-5);
-    const g = (f: (v: tf.Tensor) => tf.Tensor) => tf.grad((v: tf.Tensor) => tf.sum(tf.mul(f(v), dy)))(x).dataSync();
-    expect(maxAbsDiff(g((v) => gelu(v as tf.Tensor2D)), g(plain))).toBeLessThan(1e-4);
   });
 });
 

@@ -1,6 +1,7 @@
 /**
- * The trainer's whole state in one safetensors object, written after every trained batch: adapters, head, AdamW
- * moments and step, the batches of the current round already trained on, and GraB's per-device updates. Checkpoints
+ * The trainer's whole state in one safetensors object, written every checkpointSeconds and after each device:
+ * adapters, head, AdamW moments and step, the batches of the current round already trained on, and GraB's per-device
+ * updates. Checkpoints
  * alternate between two keys and carry a sequence number; loading takes the newest that parses. So even on storage
  * that can leave a half-written object (s3rver does, when the writer dies mid-PUT), a server killed at any moment
  * resumes from a whole checkpoint, with no batch trained twice and none skipped.
@@ -26,21 +27,22 @@ export interface CheckpointMeta {
 
 
 
-function f32(t: tf.Tensor): Tensor {
-  return { dtype: 'F32', shape: t.shape, data: t.dataSync() as Float32Array };
+/** Read without blocking: on a GPU the reads queue behind the steps in flight. */
+async function f32(t: tf.Tensor): Promise<Tensor> {
+  return { dtype: 'F32', shape: t.shape, data: (await t.data()) as Float32Array };
 }
 
 export async function saveCheckpoint(store: ObjectStore, runId: string, trainer: Trainer, meta: CheckpointMeta, updates: ReadonlyMap<string, Float32Array>): Promise<void> {
   const tensors: Record<string, Tensor> = {};
-  trainer.variables().forEach((v, i) => {
-    tensors[`param.${i}`] = f32(v);
+  for (const [i, v] of trainer.variables().entries()) {
+    tensors[`param.${i}`] = await f32(v);
     const m = trainer.opt.m.get(v.name);
     const s = trainer.opt.v.get(v.name);
     if (m && s) {
-      tensors[`adam.m.${i}`] = f32(m);
-      tensors[`adam.v.${i}`] = f32(s);
+      tensors[`adam.m.${i}`] = await f32(m);
+      tensors[`adam.v.${i}`] = await f32(s);
     }
-  });
+  }
   for (const [device, u] of updates) tensors[`update.${device}`] = { dtype: 'F32', shape: [u.length], data: u };
   await store.put(keys.checkpoint(runId, meta.seq % 2), serializeSafetensors(tensors, { meta: JSON.stringify(meta), step: String(trainer.opt.step) }));
 }

@@ -11,5 +11,5 @@ npx esbuild bench/train.ts --bundle --platform=node --format=esm --external:webg
 ../shared/tools/gpu/pack .gpu-build/bench-train.mjs ../shared/anchors/torch_server_step.py
 cat <<'CALL'
 device call: carry [".gpu"], timeout_s 290, command:
-  for b in 16 64; do bash .gpu/run.sh app/bench-train.mjs --full --batch $b --steps 10 --backends webgpu --reference gpu --anchors app --profile > $OUT/train-gpu-b$b.json; done
+  for b in 16 64; do bash .gpu/run.sh app/bench-train.mjs --batch $b --steps 10 --backends webgpu --reference gpu --anchors app --profile > $OUT/train-gpu-b$b.json; done
 CALL

@@ -1,13 +1,13 @@
 /**
  * npm run bench:train — the server's training step: cut 2, the blocks above it with LoRA r=8 on c_attn, final layer
  * norm, a 2-class head on the last token, AdamW, batch 8 x 128 (--batch), random weights. Tokens/s on every
- * TensorFlow.js backend that initialises here, stepping as the server does (one step in flight). By default a 6-block,
- * n_embd-256 model; --full uses GPT-2 small's shape (blocks [2, 12)) and runs, as the reference in the same run, the
- * PyTorch CPU anchor (../shared/anchors/torch_cpu_server_step.py) where Debian's python3-torch is installed, or with
- * --reference gpu the GPU anchor (torch_server_step.py, PyTorch + PEFT at the same batch; bench/gpu.sh runs it).
- * --profile adds where one step's time goes on each backend, by kernel. Each backend's loss and gradients on one step
- * of a tiny model are compared with the cpu backend's. --backends: which to try (default: all but
- * cpu, which takes minutes per step at --full). JSON on stdout.
+ * TensorFlow.js backend that initialises here, stepping as the server does (one step in flight), at GPT-2 small's
+ * shape (blocks [2, 12)), with the reference in the same run: the PyTorch CPU anchor
+ * (../shared/anchors/torch_cpu_server_step.py) where Debian's python3-torch is installed, or with --reference gpu the
+ * GPU anchor (torch_server_step.py, PyTorch + PEFT at the same batch; bench/gpu.sh runs it). --small: a 6-block
+ * n_embd-256 model and no reference, for a quick look. --profile adds where one step's time goes on each backend, by
+ * kernel. Each backend's loss and gradients on one step of a tiny model are compared with the cpu backend's.
+ * --backends: which to try (default: all but cpu, which takes minutes per step). JSON on stdout.
  */
 import { printReport } from './report.ts';
 import { execFile } from 'node:child_process';
@@ -25,10 +25,10 @@ import { kernelProfile, type KernelTime } from './profile.ts';
 import { maxRelativeDifference, tinyStepGradients } from '../gpu-server/train/parity.ts';
 import { cliArgs, int } from '../scripts/cli.ts';
 
-const args = cliArgs('usage: npm run bench:train -- [--full] [--steps N] [--batch B] [--profile] [--backends webgpu,wasm,cpu,...] [--reference cpu|gpu] [--anchors DIR]', {
+const args = cliArgs('usage: npm run bench:train -- [--small] [--steps N] [--batch B] [--profile] [--backends webgpu,wasm,cpu,...] [--reference cpu|gpu] [--anchors DIR]', {
   reference: { type: 'string', default: 'cpu' },
   anchors: { type: 'string', default: resolve('../shared/anchors') },
-  full: { type: 'boolean' },
+  small: { type: 'boolean' },
   profile: { type: 'boolean' },
   steps: { type: 'string' },
   batch: { type: 'string' },
@@ -39,7 +39,7 @@ const B = int('batch', args.batch, 8);
 const T = 128;
 const CUT = 2;
 const STEPS = int('steps', args.steps, 2);
-const config = args.full ? gpt2Config({ nPositions: T }) : gpt2Config({ nLayer: 6, nEmbd: 256, nHead: 8, nPositions: T });
+const config = args.small ? gpt2Config({ nLayer: 6, nEmbd: 256, nHead: 8, nPositions: T }) : gpt2Config({ nPositions: T });
 log(`model: ${config.nLayer} blocks, n_embd ${config.nEmbd}; server blocks [${CUT}, ${config.nLayer}), batch ${B} x ${T}`);
 const model = initModel(config, { seed: 0 });
 const rng = new Random(1);
@@ -95,8 +95,8 @@ for (const backend of Object.keys(results).filter((b) => b !== 'cpu' && !('skipp
 }
 
 // The reference, in the same run: PyTorch on the same hardware, same shapes (../shared/anchors/README.md).
-let reference: Record<string, unknown> = { skipped: 'runs with --full' };
-if (args.full) {
+let reference: Record<string, unknown> = { skipped: 'not with --small' };
+if (!args.small) {
   const gpu = args.reference === 'gpu';
   log(`reference: PyTorch ${gpu ? `GPU anchor, batch ${B}` : `CPU anchor, ${cpus().length} threads`}`);
   try {

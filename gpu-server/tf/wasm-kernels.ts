@@ -6,13 +6,14 @@
  * saves for the backward pass, so the copying kernel held the whole tape twice (a GPT-2-small block's tape is some
  * hundreds of MB) and spent time on the copies.
  *
- * BatchMatMul: tfjs-backend-wasm sends a MatMul to
- * XNNPACK (SIMD, threaded, ~80 GFLOP/s on two cores) only when it is a single non-transposed 2-D product; a batched
- * one ([B, H, T, T] x [B, H, T, hd] in attention) goes to a scalar loop at ~3 GFLOP/s, which made attention half of
- * a GPT-2 training step. This kernel transposes the operands where asked and runs the batch as that many 2-D
- * products on XNNPACK, addressing each matrix in place: the wasm side names tensors by id and pointer, so a matrix
- * inside a batch is registered under a temporary id for the duration of its product. Broadcast batches and plain
- * 2-D products go to the original kernel.
+ * BatchMatMul: tfjs-backend-wasm sends a MatMul to XNNPACK (SIMD, threaded, ~80 GFLOP/s on two cores) only when it
+ * is a single non-transposed 2-D product; a batched one ([B, H, T, T] x [B, H, T, hd] in attention) goes to a scalar
+ * loop at ~3 GFLOP/s, which made attention half of a GPT-2 training step. This kernel transposes the operands where
+ * asked and runs the batch as that many 2-D products on XNNPACK, addressing each matrix in place: the wasm side names
+ * tensors by id and pointer, so a matrix inside a batch is registered under a temporary id for the duration of its
+ * product. Broadcast batches and plain 2-D products go to the original kernel.
+ *
+ * Both reach into tfjs-backend-wasm's internals (pinned at 4.22.0), which is why each has its test.
  */
 import * as tf from '@tensorflow/tfjs';
 

@@ -3,7 +3,7 @@
  * Node binding, npm `webgpu`), tfjs-node-gpu, tfjs-node, wasm, cpu. The GPU and tfjs-node packages are optional and
  * often absent; a host without a GPU adapter falls through. Training code never branches on the backend.
  */
-import { availableParallelism } from 'node:os';
+import { availableParallelism, tmpdir } from 'node:os';
 import * as tf from '@tensorflow/tfjs';
 import { MAX_WASM_THREADS, setWasmBackend } from './wasm-threads.ts';
 
@@ -21,6 +21,8 @@ async function tryBackend(name: BackendName, threads: number): Promise<void> {
     case 'webgpu': {
       // The backend registers itself only if navigator.gpu exists when it loads, so Dawn goes first.
       const { create, globals } = (await import(/* @vite-ignore */ 'webgpu')) as { create(flags: string[]): GPU; globals: object };
+      // Vulkan's loader complains on every probe without it (the GPU pack's run.sh sets it too).
+      process.env.XDG_RUNTIME_DIR ??= tmpdir();
       const gpu = create([]);
       if (!(await gpu.requestAdapter())) throw new Error('no WebGPU adapter on this host');
       Object.assign(globalThis, globals);

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import { S3Store, type S3Config } from '../core/storage/s3.ts';
 import { createApp } from './api/app.ts';
 import { RunManager } from './runs/manager.ts';
+import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { BACKENDS, initBackend, type BackendName } from './tf/backend.ts';
 
 export interface ServerConfig {
@@ -69,7 +70,8 @@ function backendName(v: string): ServerConfig['backend'] {
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   const log = config.log ?? ((m: string) => console.log(`[server] ${m}`));
   const backend = await initBackend(config.backend, config.wasmThreads ? { wasmThreads: config.wasmThreads } : {});
-  log(`TensorFlow.js backend: ${backend.backend}${backend.skipped.map((s) => ` (skipped ${s.backend}: ${s.reason})`).join('')}`);
+  const threads = backend.backend === 'wasm' ? ` on ${getThreadsCount()} thread(s)` : '';
+  log(`TensorFlow.js backend: ${backend.backend}${threads}${backend.skipped.map((s) => ` (skipped ${s.backend}: ${s.reason})`).join('')}`);
   const manager = new RunManager({ store: new S3Store(config.s3), roundSecret: config.roundSecret, log, schedule: config.schedule, checkpointSeconds: config.checkpointSeconds });
   await manager.init();
   const app = createApp(manager, config.operatorToken);

@@ -1,4 +1,8 @@
+import { execFile } from 'node:child_process';
+import { availableParallelism } from 'node:os';
+import { promisify } from 'node:util';
 import * as tf from '@tensorflow/tfjs';
+import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { describe, expect, it } from 'vitest';
 import { BACKENDS, initBackend } from './backend.ts';
 
@@ -29,5 +33,16 @@ describe('TensorFlow.js backend selection', () => {
       else expect(tf.getBackend()).toBe(name === 'webgpu' ? 'webgpu' : 'tensorflow'); // a host where it can run
     }
     await initBackend('wasm');
+  });
+
+  it('the WASM backend runs on every core by default, and single-threaded when asked (its first start decides)', async () => {
+    await initBackend('wasm');
+    expect(getThreadsCount()).toBe(Math.min(availableParallelism(), 8));
+    // A fresh process, since the first start decides the build.
+    const script = `const { initBackend } = await import('./gpu-server/tf/backend.ts'); const { getThreadsCount } = await import('@tensorflow/tfjs-backend-wasm');
+      const tf = await import('@tensorflow/tfjs'); await initBackend('wasm', { wasmThreads: 1 });
+      console.log(JSON.stringify({ threads: getThreadsCount(), product: Array.from(tf.matMul(tf.ones([2, 3]), tf.ones([3, 2])).dataSync()) }));`;
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script]);
+    expect(JSON.parse(stdout.trim().split('\n').at(-1)!)).toEqual({ threads: 1, product: [3, 3, 3, 3] });
   });
 });

@@ -45,9 +45,9 @@ export async function setWasmBackend(threads: number): Promise<number> {
     os.cpus = cpus;
     if (!hadWorker) delete (globalThis as { Worker?: unknown }).Worker;
   }
-  // The pool's threads wait for work forever; they must not keep the process alive.
-  const { PThread } = (tf.backend() as unknown as { wasm: { PThread: { runningWorkers: Array<{ unref(): void }> } } }).wasm;
-  for (const worker of PThread.runningWorkers) worker.unref();
+  // The pool's threads wait for work forever; they must not keep the process alive. (The single-threaded build has none.)
+  const { PThread } = (tf.backend() as unknown as { wasm: { PThread?: { runningWorkers: Array<{ unref(): void }> } } }).wasm;
+  for (const worker of PThread?.runningWorkers ?? []) worker.unref();
   installWasmKernels();
   return getThreadsCount();
 }

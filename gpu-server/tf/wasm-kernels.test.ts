@@ -11,6 +11,7 @@ const cases: Array<{ a: number[]; b: number[]; transposeA?: boolean; transposeB?
   { a: [7, 5], b: [5, 3] }, // plain 2-D: the original kernel
   { a: [2, 7, 5], b: [5, 3] }, // broadcast batch: the original kernel
   { a: [1, 7, 5], b: [1, 5, 3] },
+  { a: [3, 0, 5], b: [3, 5, 2] }, // empty: the original kernel
 ];
 
 async function product(backend: 'wasm' | 'cpu', c: (typeof cases)[number]) {

@@ -11,7 +11,7 @@
  * loop at ~3 GFLOP/s, which made attention half of a GPT-2 training step. This kernel transposes the operands where
  * asked and runs the batch as that many 2-D products on XNNPACK, addressing each matrix in place: the wasm side names
  * tensors by id and pointer, so a matrix inside a batch is registered under a temporary id for the duration of its
- * product. Broadcast batches and plain 2-D products go to the original kernel.
+ * product. Broadcast batches, empty operands and plain 2-D products go to the original kernel.
  *
  * Both reach into tfjs-backend-wasm's internals (pinned at 4.22.0), which is why each has its test.
  */
@@ -67,7 +67,8 @@ function batchMatMulOnXnnpack() {
     const batchB = b.shape.slice(0, -2);
     const batch = batchA.reduce((x, y) => x * y, 1);
     const sameBatch = batchA.length === batchB.length && batchA.every((d, i) => d === b.shape[i]);
-    if (batch <= 1 || !sameBatch || a.dtype !== 'float32' || b.dtype !== 'float32') {
+    const empty = [...a.shape, ...b.shape].includes(0);
+    if (batch <= 1 || !sameBatch || empty || a.dtype !== 'float32' || b.dtype !== 'float32') {
       return original.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as TensorInfo;
     }
     matMul2d ??= backend.wasm.cwrap('BatchMatMul', null, ['number', 'array', 'number', 'number', 'array', 'number', 'number', 'number', 'number']);

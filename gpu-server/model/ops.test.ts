@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { maxAbsDiff } from '../../tests/fixtures.ts';
 import { initBackend } from '../tf/backend.ts';
-import { FrozenLinear, gelu, lowRank } from './ops.ts';
+import { FrozenLinear, gatherRows, gelu, lowRank } from './ops.ts';
 
 describe('differentiable steps (wasm backend) against the plain ops', () => {
   beforeAll(() => initBackend('wasm'));
@@ -45,5 +45,15 @@ describe('differentiable steps (wasm backend) against the plain ops', () => {
       expect(g.shape).toEqual(want[i]!.shape);
       expect(maxAbsDiff(g.dataSync(), want[i]!.dataSync())).toBeLessThan(1e-5);
     });
+  });
+
+  it('rows of a table give the gradient of a plain one-hot product, repeated ids summed', () => {
+    const table = tf.randomNormal([7, 4], 0, 1, 'float32', 15) as tf.Tensor2D;
+    const ids = tf.tensor2d([[1, 3, 3], [0, 3, 6]], [2, 3], 'int32');
+    const dy = tf.randomNormal([2, 3, 4], 0, 1, 'float32', 16);
+    const plain = (t: tf.Tensor2D) => tf.matMul(tf.oneHot(ids.reshape([-1]), 7), t).reshape([2, 3, 4]);
+    expect(maxAbsDiff(gatherRows(table, ids).dataSync(), plain(table).dataSync())).toBe(0);
+    const g = (f: (t: tf.Tensor2D) => tf.Tensor) => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(f(t as tf.Tensor2D), dy)))(table).dataSync();
+    expect(maxAbsDiff(g((t) => gatherRows(t, ids)), g(plain))).toBeLessThan(1e-5);
   });
 });

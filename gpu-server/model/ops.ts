@@ -71,19 +71,15 @@ export class TrainableLinear {
 export type Linear = FrozenLinear | TrainableLinear;
 
 /**
- * Rows of a table (embeddings) whose gradient is a plain MatMul with a one-hot matrix built transposed: the WASM
- * backend has no kernel for gather's own gradient (UnsortedSegmentSum).
+ * Rows of a table (embeddings) whose gradient scatters the rows' gradients back, summing repeated ids (ScatterNd):
+ * the WASM backend has no kernel for gather's own gradient (UnsortedSegmentSum).
  */
 export const gatherRows = tf.customGrad((table, idx, save) => {
   (save as tf.GradSaveFunc)([idx as tf.Tensor]);
+  const [rows, d] = (table as tf.Tensor2D).shape;
   return {
     value: tf.gather(table as tf.Tensor2D, idx as tf.Tensor),
-    gradFunc: (dy, [ids]) => {
-      const [rows, d] = (table as tf.Tensor2D).shape;
-      const flat = ids.reshape([-1]);
-      const oneHotT = tf.cast(tf.equal(tf.range(0, rows, 1, 'int32').reshape([rows, 1]), flat.reshape([1, -1])), 'float32');
-      return [tf.matMul(oneHotT as tf.Tensor2D, dy.reshape([-1, d]) as tf.Tensor2D), tf.zerosLike(ids)];
-    },
+    gradFunc: (dy, [ids]) => [tf.scatterND(ids.reshape([-1, 1]), dy.reshape([-1, d]), [rows, d]), tf.zerosLike(ids)],
   };
 }) as (table: tf.Tensor2D, idx: tf.Tensor) => tf.Tensor;
 

@@ -54,13 +54,13 @@ run(async () => {
       const out = join(args.out!, `${taskName}-${describePartition(partition).replace(/[^a-z0-9.]+/gi, '-').replace(/-$/, '')}`);
       const done = join(out, 'results.json');
       if (!args.fresh && existsSync(done)) {
-        const previous = JSON.parse(await readFile(done, 'utf8')) as { methods: MethodResult[] };
+        const previous = JSON.parse(await readFile(done, 'utf8')) as { methods: MethodResult[]; majorityClass?: number };
         process.stderr.write(`[compare] ${out}: kept from an earlier run (--fresh runs it again)\n`);
-        rows.push(summaryRow(taskName, describePartition(partition), out, previous.methods));
+        rows.push(summaryRow(taskName, describePartition(partition), out, previous.methods, previous.majorityClass));
         experimentMinutes += previous.methods.reduce((a, m) => a + m.wallMs, 0) / 60000;
         continue;
       }
-      const { results } = await runExperiment({
+      const { results, summary } = await runExperiment({
         task,
         model,
         modelName: name,
@@ -81,7 +81,7 @@ run(async () => {
         out,
         command: `npm run compare -- ${process.argv.slice(2).join(' ')}`.trim(),
       });
-      rows.push(summaryRow(taskName, describePartition(partition), out, results));
+      rows.push(summaryRow(taskName, describePartition(partition), out, results, summary.majorityClass as number));
       experimentMinutes += results.reduce((a, m) => a + m.wallMs, 0) / 60000;
     }
   }
@@ -92,7 +92,7 @@ run(async () => {
   const readme = [
     '# SplitFrozen against FedLoRA and SplitLoRA',
     '',
-    `Command: \`${command}\` (after \`npm run pretrain -- --out .local/models/pretrained\`, which it runs itself when the model is missing). The experiments took ${minutes} minutes of training and evaluation on ${cpus().length} cores (${cpus()[0]?.model}), ${new Date().toISOString().slice(0, 10)}.`,
+    `Command: \`${command}\` (after \`npm run pretrain -- --out ${args.model}${pretraining ? ` --steps ${pretraining.steps}` : ''}\`, which it runs itself, with 300 steps, when the model is missing). The experiments took ${minutes} minutes of training and evaluation on ${cpus().length} cores (${cpus()[0]?.model}), ${new Date().toISOString().slice(0, 10)}.`,
     '',
     `Base model: ${name}, pretrained with \`npm run pretrain\` on the tasks' training text` +
       (pretraining
@@ -100,12 +100,12 @@ run(async () => {
         : '.') +
       ` Cut 2; LoRA r=8 on c_attn; 6 devices; one pass over every device's data per round; the same rows, partitions and seeds for every method.`,
     '',
-    'How to read this: a base model this small and this briefly pretrained gives weak frozen features, so at this scale the accuracies sit near chance or the majority class (MRPC dev: 68% positive) for every method, and they cannot confirm or refute the accuracy claims of the paper. The device-side compute, memory and traffic do not depend on the weights. With a longer `npm run pretrain -- --steps N` or a downloaded GPT-2 (`--model DIR`), the same command runs unchanged.',
+    'How to read this: compare each accuracy with the majority class of its evaluation split (what always answering the most frequent label scores). A base model this small gives weak frozen features: where the methods sit at or near that line, the comparison cannot confirm or refute the accuracy claims of the paper. The device-side compute, memory and traffic do not depend on the weights. With a longer `npm run pretrain -- --steps N` or a downloaded GPT-2 (`--model DIR`), the same command runs unchanged.',
     '',
     ...[...notes].map((n) => `Note: ${n}`),
     '',
-    '| task | partition | ' + methods.map((m) => `${m} accuracy`).join(' | ') + ' | SplitFrozen vs best other | device compute vs SplitLoRA | device compute vs FedLoRA | details |',
-    '|---|---|' + methods.map(() => '---|').join('') + '---|---|---|---|',
+    '| task | partition | majority class | ' + methods.map((m) => `${m} accuracy`).join(' | ') + ' | SplitFrozen vs best other | device compute vs SplitLoRA | device compute vs FedLoRA | details |',
+    '|---|---|---|' + methods.map(() => '---|').join('') + '---|---|---|---|',
     ...rows,
     '',
     'Accuracy is the final round\'s on the evaluation split. Device compute is forward plus backward FLOPs per device over the run (SplitFrozen computes its activations once and reuses them).',
@@ -115,7 +115,7 @@ run(async () => {
   console.log(readme);
 });
 
-function summaryRow(task: string, partition: string, out: string, results: MethodResult[]): string {
+function summaryRow(task: string, partition: string, out: string, results: MethodResult[], majority?: number): string {
   const final = (r: MethodResult) => r.rounds.at(-1)!.accuracy;
   const by = new Map(results.map((r) => [r.method, r]));
   const sf = by.get('splitfrozen');
@@ -124,5 +124,5 @@ function summaryRow(task: string, partition: string, out: string, results: Metho
   const compute = (r?: MethodResult) => (r ? r.deviceForwardFlops + r.deviceBackwardFlops : undefined);
   const reduction = (other?: MethodResult) => (sf && other ? `-${((1 - compute(sf)! / compute(other)!) * 100).toFixed(1)}%` : '-');
   const gain = sf && best !== undefined ? `${final(sf) >= best ? '+' : ''}${((final(sf) - best) * 100).toFixed(1)} points` : '-';
-  return `| ${task} | ${partition} | ${results.map((r) => `${(final(r) * 100).toFixed(1)}%`).join(' | ')} | ${gain} | ${reduction(by.get('splitlora'))} | ${reduction(by.get('fedlora'))} | [${out.split('/').pop()}](${out.split('/').pop()}/results.md) |`;
+  return `| ${task} | ${partition} | ${majority === undefined ? '-' : `${(majority * 100).toFixed(1)}%`} | ${results.map((r) => `${(final(r) * 100).toFixed(1)}%`).join(' | ')} | ${gain} | ${reduction(by.get('splitlora'))} | ${reduction(by.get('fedlora'))} | [${out.split('/').pop()}](${out.split('/').pop()}/results.md) |`;
 }

@@ -56,6 +56,8 @@ describe('an experiment', () => {
     expect(results.histogram.flat().reduce((a: number, b: number) => a + b, 0)).toBe(96);
     expect(results.histogram[0]).toHaveLength(3);
     expect(results.notes).toEqual(['a note every output must carry']);
+    const evalLabels = rows.slice(0, results.evalRows).map((r) => r.label);
+    expect(results.majorityClass).toBe(Math.max(...[0, 1].map((l) => evalLabels.filter((x) => x === l).length)) / evalLabels.length);
     const md = await readFile(join(out, 'results.md'), 'utf8');
     expect(md).toContain('Note: a note every output must carry');
     expect(md).toMatch(/\| splitfrozen \| \d+\.\d% \|/);

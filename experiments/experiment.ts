@@ -65,6 +65,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<{ results: Me
     histogram: data.devices.map((d) => d.histogram),
     trainRows: data.devices.reduce((a, d) => a + d.rows, 0),
     evalRows: data.evalRows,
+    majorityClass: majorityShare(o.task.eval.slice(0, data.evalRows).map((e) => e.label)),
     model: { name: o.modelName, nLayer: model.config.nLayer, nEmbd: model.config.nEmbd, nHead: model.config.nHead },
     spec,
     methods: results.map(({ final: _final, ...r }) => r),
@@ -75,4 +76,11 @@ export async function runExperiment(o: ExperimentOptions): Promise<{ results: Me
   await writeFileAtomic(join(o.out, 'results.md'), md);
   await writeFileAtomic(join(o.out, 'accuracy.svg'), accuracyPlot(title, results));
   return { results, summary };
+}
+
+/** The share of the most frequent label: what always answering that label scores. */
+export function majorityShare(labels: number[]): number {
+  const counts = new Map<number, number>();
+  for (const l of labels) counts.set(l, (counts.get(l) ?? 0) + 1);
+  return Math.max(...counts.values()) / labels.length;
 }

@@ -12,7 +12,7 @@ export const keys = {
   activationBatch: (runId: string, deviceId: string, round: number, batch: number) =>
     `runs/${runId}/activations/${deviceId}/${round}/${String(batch).padStart(6, '0')}.safetensors`,
   activationManifest: (runId: string, deviceId: string, round: number) => `runs/${runId}/activations/${deviceId}/${round}/_complete.json`,
-  /** The trainer's state after every trained batch, alternating between two slots (gpu-server/runs/checkpoint.ts). */
+  /** The trainer's state as training goes, alternating between two slots (gpu-server/runs/checkpoint.ts). */
   checkpoint: (runId: string, slot: number) => `runs/${runId}/checkpoints/state-${slot}.safetensors`,
   roundDone: (runId: string, round: number) => `runs/${runId}/rounds/${round}/done.json`,
   adapter: (runId: string, round: number, file: string) => `runs/${runId}/adapters/${round}/${file}`,

@@ -1,7 +1,7 @@
 /**
  * Runs and their rounds. A round: plan (cuts, order, activation cache), make sure each device's model segment is in
  * storage, ask the devices that must compute to start (all at once: they work in parallel), then train device after
- * device in the plan's order while the later ones are still computing (pipeline), checkpointing after every batch;
+ * device in the plan's order while the later ones are still computing (pipeline), checkpointing as it goes;
  * evaluate; write the PEFT adapter and the round's metrics. Everything a round needs is in storage, so a restarted
  * server resumes an unfinished round where its checkpoint says.
  */

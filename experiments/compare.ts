@@ -88,7 +88,7 @@ run(async () => {
   const minutes = experimentMinutes.toFixed(1);
   const pretraining = existsSync(join(args.model!, 'pretraining.json')) ? JSON.parse(await readFile(join(args.model!, 'pretraining.json'), 'utf8')) : undefined;
   if (pretraining) await writeFileAtomic(join(args.out!, 'pretraining.json'), JSON.stringify(pretraining, null, 2) + '\n');
-  const command = ['npm run compare', ...process.argv.slice(2)].join(' ');
+  const command = ['npm run compare', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' ');
   const readme = [
     '# SplitFrozen against FedLoRA and SplitLoRA',
     '',

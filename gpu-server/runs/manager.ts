@@ -417,6 +417,9 @@ export class RunManager {
         const { key, step } = inFlight;
         inFlight = undefined;
         const t0 = performance.now();
+        // On CPU backends a step runs synchronously and its result is ready at once: without this turn of the event
+        // loop, API requests and prefetch downloads would wait until the feed itself has to wait.
+        await new Promise((resolve) => setImmediate(resolve));
         const { loss } = await step.result();
         trainMs += performance.now() - t0;
         consumed.add(key);

@@ -1,10 +1,9 @@
 /**
  * The trainer's whole state in one safetensors object, written every checkpointSeconds and after each device:
  * adapters, head, AdamW moments and step, the batches of the current round already trained on, and GraB's per-device
- * updates. Checkpoints
- * alternate between two keys and carry a sequence number; loading takes the newest that parses. So even on storage
- * that can leave a half-written object (s3rver does, when the writer dies mid-PUT), a server killed at any moment
- * resumes from a whole checkpoint, with no batch trained twice and none skipped.
+ * updates. Checkpoints alternate between two keys and carry a sequence number; loading takes the newest that parses.
+ * So even on storage that can leave a half-written object (s3rver does, when the writer dies mid-PUT), a server
+ * killed at any moment resumes from a whole checkpoint, with no batch trained twice and none skipped.
  */
 import * as tf from '@tensorflow/tfjs';
 import { keys } from '../../core/storage/keys.ts';

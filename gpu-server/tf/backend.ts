@@ -47,6 +47,10 @@ async function tryBackend(name: BackendName, threads: number): Promise<void> {
 
 /** `wasmThreads`: threads of the WASM backend (default: every core, at most 8); only its first start counts. */
 export async function initBackend(wanted: BackendName | 'auto' = 'auto', { wasmThreads = Math.min(availableParallelism(), MAX_WASM_THREADS) } = {}): Promise<BackendChoice> {
+  // Checked before any backend is tried: under auto a bad setting would otherwise only skip wasm for the cpu backend.
+  if (!(Number.isInteger(wasmThreads) && wasmThreads >= 1 && wasmThreads <= MAX_WASM_THREADS)) {
+    throw new RangeError(`WASM threads must be an integer from 1 to ${MAX_WASM_THREADS}, got ${wasmThreads}`);
+  }
   const candidates = wanted === 'auto' ? BACKENDS : [wanted];
   const skipped: BackendChoice['skipped'] = [];
   for (const backend of candidates) {

@@ -15,13 +15,11 @@ export const MAX_WASM_THREADS = 8;
 let started = false;
 
 /**
- * Initialises the 'wasm' backend with `threads` threads (1: the single-threaded SIMD build). Only the first
- * initialisation in a process counts: the backend cannot change its build afterwards. Returns the threads in use.
+ * Initialises the 'wasm' backend with `threads` threads, 1 to MAX_WASM_THREADS (1: the single-threaded SIMD build;
+ * initBackend checks the range). Only the first initialisation in a process counts: the backend cannot change its
+ * build afterwards. Returns the threads in use.
  */
 export async function setWasmBackend(threads: number): Promise<number> {
-  if (!(Number.isInteger(threads) && threads >= 1 && threads <= MAX_WASM_THREADS)) {
-    throw new RangeError(`WASM threads must be an integer from 1 to ${MAX_WASM_THREADS}, got ${threads}`);
-  }
   if (started) {
     if (!(await tf.setBackend('wasm'))) throw new Error('the wasm backend did not initialise');
     return getThreadsCount();

@@ -47,17 +47,16 @@ export class LoraAdapters {
 
   /**
    * The adapters as TfGPT2 applies them. In training with dropout, each adapted linear's input gets a dropout
-   * multiplier drawn from the step's seed (as tf.dropout draws it), so a run resumed from a checkpoint repeats them.
+   * multiplier (tf.dropout of ones) seeded by the step, so a run resumed from a checkpoint repeats them.
    */
   adapters(training: boolean, seed = 0): Adapters {
     let call = 0;
-    const keepProb = 1 - this.spec.dropout;
     return (layer, rows) => {
       const out: Partial<Record<BlockLinear, LinearAdapter>> = {};
       for (const linear of this.spec.targets) {
         const a = this.a.get(loraKey(layer, linear));
         if (!a) continue;
-        const keep = training && this.spec.dropout > 0 ? tf.tidy(() => tf.div(tf.floor(tf.add(tf.randomUniform([rows, a.shape[0]], 0, 1, 'float32', seed * 1009 + call++), keepProb)), keepProb)) as tf.Tensor2D : undefined;
+        const keep = training && this.spec.dropout > 0 ? tf.tidy(() => tf.dropout(tf.ones([rows, a.shape[0]]), this.spec.dropout, undefined, seed * 1009 + call++)) as tf.Tensor2D : undefined;
         out[linear] = { a, b: this.b.get(loraKey(layer, linear))!, scale: this.scale, keep };
       }
       return out;

@@ -23,7 +23,7 @@ import { Trainer, type PendingStep, type TrainBatch } from '../gpu-server/train/
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { kernelProfile, type KernelTime } from './profile.ts';
 import { maxRelativeDifference, tinyStepGradients } from '../gpu-server/train/parity.ts';
-import { cliArgs, int } from '../scripts/cli.ts';
+import { cliArgs, fail, int } from '../scripts/cli.ts';
 
 const args = cliArgs('usage: npm run bench:train -- [--small] [--steps N] [--batch B] [--profile] [--backends webgpu,wasm,cpu,...] [--reference cpu|gpu] [--anchors DIR]', {
   reference: { type: 'string', default: 'cpu' },
@@ -34,6 +34,7 @@ const args = cliArgs('usage: npm run bench:train -- [--small] [--steps N] [--bat
   batch: { type: 'string' },
   backends: { type: 'string', default: BACKENDS.filter((b) => b !== 'cpu').join(',') },
 });
+if (args.reference !== 'cpu' && args.reference !== 'gpu') fail(`--reference must be cpu or gpu, got '${args.reference}'`);
 const log = (m: string) => process.stderr.write(`[bench:train] ${m}\n`);
 const B = int('batch', args.batch, 8);
 const T = 128;

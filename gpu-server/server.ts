@@ -26,6 +26,8 @@ export interface ServerConfig {
 export interface RunningServer {
   url: string;
   manager: RunManager;
+  /** The TensorFlow.js backend in use, and why the ones before it were skipped, in one line. */
+  backend: string;
   close(): Promise<void>;
 }
 
@@ -71,7 +73,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const log = config.log ?? ((m: string) => console.log(`[server] ${m}`));
   const backend = await initBackend(config.backend, config.wasmThreads ? { wasmThreads: config.wasmThreads } : {});
   const threads = backend.backend === 'wasm' ? ` on ${getThreadsCount()} thread(s)` : '';
-  log(`TensorFlow.js backend: ${backend.backend}${threads}${backend.skipped.map((s) => ` (skipped ${s.backend}: ${s.reason})`).join('')}`);
+  const backendLine = `${backend.backend}${threads}${backend.skipped.map((s) => ` (skipped ${s.backend}: ${s.reason})`).join('')}`;
+  log(`TensorFlow.js backend: ${backendLine}`);
   const manager = new RunManager({ store: new S3Store(config.s3), roundSecret: config.roundSecret, log, schedule: config.schedule, checkpointSeconds: config.checkpointSeconds });
   await manager.init();
   const app = createApp(manager, config.operatorToken);
@@ -81,5 +84,5 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host}:${port}`;
   log(`listening on ${url}`);
-  return { url, manager, close: () => new Promise((resolve) => server.close(() => resolve())) };
+  return { url, manager, backend: backendLine, close: () => new Promise((resolve) => server.close(() => resolve())) };
 }

@@ -107,6 +107,7 @@ run(async () => {
     step(4, 'training server: TensorFlow.js, HTTP API on 127.0.0.1');
     const operatorToken = crypto.randomUUID();
     server = await startServer({ host: '127.0.0.1', port: 0, operatorToken, roundSecret: stack.roundSecret, s3: stack.s3.config, backend: 'auto', log: () => {} });
+    console.log(`      TensorFlow.js backend: ${server.backend}`);
     const client = new ServerClient(server.url, operatorToken);
 
     step(5, `run: LoRA r=8 on c_attn, ${args.ordering} client order, ${rounds} rounds`);

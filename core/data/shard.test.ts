@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { sharedFolder } from '../../tests/shared-data.ts';
 import { deserializeRows, parseShard, serializeRows, ShardError, type ShardLimits } from './shard.ts';
 
 const enc = (s: string) => new TextEncoder().encode(s);
-const SHARED = new URL('../../../shared/datasets/', import.meta.url);
+const DATASETS = sharedFolder('datasets');
 const binary = ['0', '1'];
 
 function error(fn: () => unknown): ShardError {
@@ -17,19 +18,19 @@ function error(fn: () => unknown): ShardError {
 }
 
 describe('shard parsing', () => {
-  it('reads the real GLUE files: SST-2 and MRPC (with its byte-order mark) TSV', () => {
-    const sst = parseShard(readFileSync(new URL('glue/SST-2/dev.tsv', SHARED)), 'tsv', binary);
+  it.skipIf(DATASETS.missing)('reads the real GLUE files: SST-2 and MRPC (with its byte-order mark) TSV', () => {
+    const sst = parseShard(readFileSync(new URL('glue/SST-2/dev.tsv', DATASETS.url)), 'tsv', binary);
     expect(sst.length).toBe(872);
     expect(sst[0]).toEqual({ text: "it 's a charming and often affecting journey . ", label: 1 });
     expect(sst.filter((r) => r.label === 1).length).toBe(444);
-    const mrpc = parseShard(readFileSync(new URL('glue/MRPC/dev.tsv', SHARED)), 'tsv', binary);
+    const mrpc = parseShard(readFileSync(new URL('glue/MRPC/dev.tsv', DATASETS.url)), 'tsv', binary);
     expect(mrpc.length).toBe(408);
     expect(mrpc.filter((r) => r.label === 1).length).toBe(279);
     expect(mrpc[0].textPair).toBeTypeOf('string');
   });
 
-  it('reads MNLI JSON lines with string labels, and round-trips through the stored form', () => {
-    const head = readFileSync(new URL('glue/MNLI/dev_matched.jsonl', SHARED), 'utf8').split('\n').slice(0, 50).join('\n');
+  it.skipIf(DATASETS.missing)('reads MNLI JSON lines with string labels, and round-trips through the stored form', () => {
+    const head = readFileSync(new URL('glue/MNLI/dev_matched.jsonl', DATASETS.url), 'utf8').split('\n').slice(0, 50).join('\n');
     const rows = parseShard(enc(head), 'jsonl', ['entailment', 'neutral', 'contradiction']);
     expect(rows[0]).toEqual({ text: 'The new rights are nice enough', textPair: 'Everyone really likes the newest benefits ', label: 1 });
     expect(rows.length).toBe(50);

@@ -1,16 +1,18 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { sharedFolder } from '../../tests/shared-data.ts';
 import { END_OF_TEXT, GPT2Tokenizer, PAIR_SEPARATOR } from './gpt2.ts';
 
-const SHARED = new URL('../../../shared/', import.meta.url);
+const TOKENIZER = sharedFolder('tokenizers/gpt2');
+const DATASETS = sharedFolder('datasets');
 
 /**
  * An independent GPT-2 tokenizer written from Hugging Face's vocab.json and merges.txt (as in OpenAI's encoder.py):
  * the regex pre-split, the byte-to-unicode map, and greedy merging by rank.
  */
 function huggingFaceBpe() {
-  const vocab: Record<string, number> = JSON.parse(readFileSync(new URL('tokenizers/gpt2/vocab.json', SHARED), 'utf8'));
-  const merges = readFileSync(new URL('tokenizers/gpt2/merges.txt', SHARED), 'utf8').split('\n').slice(1).filter(Boolean);
+  const vocab: Record<string, number> = JSON.parse(readFileSync(new URL('vocab.json', TOKENIZER.url), 'utf8'));
+  const merges = readFileSync(new URL('merges.txt', TOKENIZER.url), 'utf8').split('\n').slice(1).filter(Boolean);
   const rank = new Map(merges.map((m, i) => [m, i]));
   const byteToChar: string[] = [];
   let extra = 0;
@@ -42,9 +44,9 @@ function huggingFaceBpe() {
 describe('GPT-2 tokenizer', () => {
   const tok = new GPT2Tokenizer();
 
-  it('equals the Hugging Face vocabulary and merges on every SST-2 dev sentence', () => {
+  it.skipIf(TOKENIZER.missing || DATASETS.missing)('equals the Hugging Face vocabulary and merges on every SST-2 dev sentence', () => {
     const reference = huggingFaceBpe();
-    const lines = readFileSync(new URL('datasets/glue/SST-2/dev.tsv', SHARED), 'utf8').trimEnd().split('\n').slice(1);
+    const lines = readFileSync(new URL('glue/SST-2/dev.tsv', DATASETS.url), 'utf8').trimEnd().split('\n').slice(1);
     expect(lines.length).toBe(872);
     for (const line of lines) {
       const sentence = line.split('\t')[0];

@@ -35,6 +35,16 @@ describe('TensorFlow.js backend selection', () => {
     await initBackend('wasm');
   });
 
+  it('probing for a GPU is quiet: a host without one gets a reason, not the native warnings of Dawn on stderr', async () => {
+    // A fresh process, so that Dawn is loaded by this probe and nothing earlier.
+    const script = `const { initBackend } = await import('./gpu-server/tf/backend.ts');
+      console.log(JSON.stringify(await initBackend('auto', { wasmThreads: 1 })));`;
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script]);
+    const choice = JSON.parse(stdout.trim().split('\n').at(-1)!) as Awaited<ReturnType<typeof initBackend>>;
+    expect(stderr).not.toMatch(/Vulkan|dawn|Warning/i);
+    if (choice.backend !== 'webgpu') expect(choice.skipped[0]).toMatchObject({ backend: 'webgpu', reason: expect.stringMatching(/^no WebGPU adapter on this host/) });
+  });
+
   it('the WASM backend runs on every core by default, and single-threaded when asked (its first start decides)', async () => {
     await initBackend('wasm');
     expect(getThreadsCount()).toBe(Math.min(availableParallelism(), 8));

@@ -27,7 +27,9 @@ const config = gpt2Config({ nLayer: 6, nEmbd: 192, nHead: 6, nPositions: 64 });
 const dir = await localTempDir('bench-pipeline');
 const stack = await startStack({ dir: join(dir, 'stack'), devices: DEVICES });
 const modelDir = join(dir, 'model');
-await writeModelFolder(modelDir, initModel(config, { seed: 0 }));
+const model = initModel(config, { seed: 0 });
+await writeModelFolder(modelDir, model);
+await stack.approveSegments(model, 'bench', [2, 3, 4]);
 const rows = syntheticSentiment(DEVICES * ROWS, 1);
 for (const [i, d] of stack.devices.entries()) {
   await d.uploadShard('data', rows.slice(i * ROWS, (i + 1) * ROWS));

@@ -49,7 +49,8 @@ try {
   await store.put(keys.devicePrefix(sha, CUT), onnx);
   const device = stack.devices[0];
   await device.uploadShard('bench', rows);
-  const client = new DeviceClient(device.url, stack.roundSecret);
+  await device.approve({ sha256: sha, model: 'bench', cut: CUT });
+  const client = new DeviceClient(device.url, device.id, stack.roundSecret);
 
   const runs: Record<string, { status: Awaited<ReturnType<DeviceClient['waitForRound']>>; manifest: ActivationManifest; wallMs: number }> = {};
   // The first round compiles the WASM and creates the session: a warm-up, not measured.

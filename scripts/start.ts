@@ -4,12 +4,13 @@
  * with --data, else a small generated task), the training server, and a few rounds driven over its HTTP API.
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { basename, join, resolve } from 'node:path';
 import { parseShard, type Example } from '../core/data/shard.ts';
 import { syntheticSentiment } from '../core/data/synthetic.ts';
 import { gpt2Config } from '../core/model/config.ts';
 import { initModel } from '../core/model/init.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../core/peft/adapter.ts';
+import { DEFAULT_MIN_CUT } from '../core/wire/policy.ts';
 import { ServerClient, type RunView } from '../gpu-server/api/client.ts';
 import { readModelFolder, writeModelFolder } from '../gpu-server/model/folder.ts';
 import type { RoundMetrics } from '../gpu-server/runs/manager.ts';
@@ -40,8 +41,8 @@ const seconds = (ms: number | undefined) => (ms === undefined ? '-' : (ms / 1000
 
 // Simulated capacity profiles: a slow, a middling and a fast device, so the planner gives each its own cut.
 const PROFILES = [
-  { memoryMB: 128, gflops: 0.1, maxBatchSeconds: 1 },
   { memoryMB: 128, gflops: 0.2, maxBatchSeconds: 1 },
+  { memoryMB: 128, gflops: 0.3, maxBatchSeconds: 1 },
   { memoryMB: 256, gflops: 5, maxBatchSeconds: 1 },
 ];
 
@@ -88,13 +89,19 @@ run(async () => {
     if (modelDir) {
       step(2, `model: ${modelDir}`);
     } else {
-      step(2, 'model: a tiny GPT-2 (4 blocks, n_embd 64) in the Hugging Face layout, random weights');
+      step(2, 'model: a tiny GPT-2 (5 blocks, n_embd 64) in the Hugging Face layout, random weights');
       modelDir = join(DIR, 'tiny-gpt2');
-      await writeModelFolder(modelDir, initModel(gpt2Config({ nLayer: 4, nEmbd: 64, nHead: 4, nPositions: 64 }), { seed: 0 }));
+      await writeModelFolder(modelDir, initModel(gpt2Config({ nLayer: 5, nEmbd: 64, nHead: 4, nPositions: 64 }), { seed: 0 }));
     }
-    const config = (await readModelFolder(modelDir)).config;
+    const model = await readModelFolder(modelDir);
+    const config = model.config;
     // A model whose fp32 token table alone would crowd a Worker's memory runs int8 prefixes on the devices.
     const weights = config.vocabSize * config.nEmbd * 4 > 32 * 2 ** 20 ? ('int8' as const) : ('fp32' as const);
+    // Each owner decides what runs on their text: here they approve the segments of cuts 2 and deeper (2 is every
+    // device's default minimum), each exported from the same base model, so they know exactly which graphs run.
+    const cuts = Array.from({ length: config.nLayer - DEFAULT_MIN_CUT }, (_, i) => DEFAULT_MIN_CUT + i);
+    await stack.approveSegments(model, basename(modelDir), cuts, weights);
+    console.log(`      each device's owner approved the segments of cuts ${DEFAULT_MIN_CUT}..${config.nLayer - 1} (by SHA-256; no device runs below cut ${DEFAULT_MIN_CUT})`);
 
     const data = await loadData();
     step(3, `data: ${data.source}; ${data.train.length} training rows split over the devices as their owners' private shards, ${data.evaluation.length} held out`);

@@ -7,7 +7,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { sha256Hex, signRequest } from '../core/auth/signing.ts';
+import { deviceSecret, sha256Hex, signRequest } from '../core/auth/signing.ts';
 import { gpt2Config } from '../core/model/config.ts';
 import { initModel } from '../core/model/init.ts';
 import { exportPrefix, PREFIX_OUTPUT } from '../core/onnx/prefix.ts';
@@ -59,16 +59,19 @@ beforeAll(async () => {
   device = await startDevice({
     id: 'dev-a',
     ownerToken: 'owner',
-    roundSecret: SECRET,
+    masterSecret: SECRET,
+    storageOrigins: [new URL(proxy.url).origin],
     stateDir: join(dir, 'dev-a'),
     vars: { PIECE_BATCHES: '1', UPLOAD_ATTEMPTS: '3', UPLOAD_BACKOFF_MS: '20', LABELS: LABELS.join(',') },
   });
-  client = new DeviceClient(device.url, SECRET);
+  client = new DeviceClient(device.url, 'dev-a', SECRET);
   const body = ROWS.map((r) => JSON.stringify(r)).join('\n');
   const up = await fetch(new URL('/shards/nli?format=jsonl', device.url), { method: 'PUT', headers: { authorization: 'Bearer owner' }, body });
   expect(up.status).toBe(201);
   modelSha = await sha256Hex(onnx);
   await store.put(keys.devicePrefix(modelSha, CUT), onnx);
+  // As its owner would: approve the segment after checking it (here: the same export from the same model).
+  await device.approve({ sha256: modelSha, model: 'tiny-gpt2', cut: CUT });
 });
 
 afterAll(async () => {
@@ -155,20 +158,21 @@ describe('a device round on workerd and S3', () => {
     expect(await size('run-fp16')).toBeLessThan((await size('run-ok')) * 0.6);
   });
 
-  it('runs an int8 prefix whose token table stays outside the graph, reading only its tokens\' rows', async () => {
+  it('runs an int8 prefix whose token table stays outside the graph, reading the whole table whatever the text', async () => {
     const int8 = exportPrefix(model, { cut: CUT, weights: 'int8', tokenEmbedding: 'input' });
     const int8Sha = await sha256Hex(int8);
     const table = serializeSafetensors(tokenTableTensors(tokenTable(model, 'int8')));
     const tableSha = await sha256Hex(table);
     await store.put(keys.devicePrefix(int8Sha, CUT), int8);
     await store.put(keys.tokenTable(tableSha), table);
+    await device.approve({ sha256: int8Sha, model: 'tiny-gpt2', cut: CUT, tokenTable: tableSha });
     const seenBefore = proxy.seen.length;
     const status = await runRound(await plan('run-table', { modelSha256: int8Sha, tokenTableSha256: tableSha }));
     expect(status.state).toBe('complete');
-    // One full GET streamed through a digest to verify the table, then only byte ranges of it.
+    // Storage sees one whole-table GET and no byte ranges: which rows the shard needs never leaves the device.
     const tableGets = proxy.seen.slice(seenBefore).filter((r) => r.method === 'GET' && r.path.endsWith(`${tableSha}.safetensors`));
-    expect(tableGets.filter((r) => !r.range)).toHaveLength(1);
-    expect(tableGets.filter((r) => r.range).length).toBeGreaterThan(2);
+    expect(tableGets).toHaveLength(1);
+    expect(tableGets[0].range).toBeFalsy();
     // onnxruntime-node on the same graph, fed from the whole table.
     const rows = ROWS.slice(0, 2);
     const enc = new GPT2Tokenizer().encodeBatch(rows.map((r) => [r.text, r.text_pair] as const), { maxLength: 12, padTokenId: 50256 });
@@ -183,10 +187,15 @@ describe('a device round on workerd and S3', () => {
     const want = out[PREFIX_OUTPUT].data as Float32Array;
     expect(maxAbsDiff(got.hidden, want)).toBeLessThan(1e-3 * Math.max(...want.map(Math.abs)));
 
-    const wrong = await runRound({ ...(await plan('run-table-bad', { modelSha256: int8Sha, tokenTableSha256: tableSha })), tokenTable: { sha256: '0'.repeat(64), url: (await store.presignGet(keys.tokenTable(tableSha), 60)) } });
-    expect(wrong.error).toBe(`token table hash mismatch: expected ${'0'.repeat(64)}, got ${tableSha}`);
-    const missing = await runRound({ ...(await plan('run-table-none', { modelSha256: int8Sha })) });
-    expect(missing.error).toBe('the model segment takes inputs_embeds: the round request needs a tokenTable');
+    // Bytes that are not the approved table fail the round before any activation is computed.
+    const other = serializeSafetensors(tokenTableTensors(tokenTable(model, 'fp32')));
+    await store.put(keys.tokenTable('0'.repeat(64)), other);
+    const swapped = { ...(await plan('run-table-bad', { modelSha256: int8Sha, tokenTableSha256: tableSha })) };
+    swapped.tokenTable = { sha256: tableSha, url: await viaProxy.presignGet(keys.tokenTable('0'.repeat(64)), 60) };
+    const wrong = await runRound(swapped);
+    expect(wrong.error).toBe(`token table hash mismatch: expected ${tableSha}, got ${await sha256Hex(other)}`);
+    expect(await storedKeys('run-table-bad')).toEqual([]);
+    await expect(client.startRound(await plan('run-table-none', { modelSha256: int8Sha }))).rejects.toThrow(`HTTP 403: token table (none) is not the one approved with segment ${int8Sha}`);
   });
 
   it('triggered twice, a round yields the same objects and no duplicates', async () => {
@@ -201,6 +210,7 @@ describe('a device round on workerd and S3', () => {
   });
 
   it('fails the round, with the reason in its status, when the model segment hash does not match', async () => {
+    await device.approve({ sha256: 'f'.repeat(64), model: 'tiny-gpt2', cut: CUT });
     const status = await runRound({ ...(await plan('run-badhash')), model: { sha256: 'f'.repeat(64), url: (await plan('run-badhash')).model.url } });
     expect(status.state).toBe('failed');
     expect(status.error).toMatch(`model segment hash mismatch: expected ${'f'.repeat(64)}, got ${modelSha}`);
@@ -233,7 +243,7 @@ describe('a device round on workerd and S3', () => {
 
   it('a replayed round request changes nothing', async () => {
     const body = JSON.stringify(await plan('run-replay'));
-    const headers = { ...(await signRequest(SECRET, 'POST', '/rounds', body)), 'content-type': 'application/json' };
+    const headers = { ...(await signRequest(await deviceSecret(SECRET, 'dev-a'), 'dev-a', 'POST', '/rounds', body)), 'content-type': 'application/json' };
     expect((await fetch(new URL('/rounds', device.url), { method: 'POST', headers, body })).status).toBe(202);
     await client.waitForRound('run-replay', 0);
     const keysBefore = await storedKeys('run-replay');

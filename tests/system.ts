@@ -20,9 +20,12 @@ export interface TestSystem {
 
 export async function startSystem(name: string, { devices = 2, rowsPerDevice = 48, evalCount = 32 } = {}): Promise<TestSystem> {
   const dir = await localTempDir(name);
-  const stack = await startStack({ dir: join(dir, 'stack'), devices, deviceVars: { PIECE_BATCHES: '4' } });
+  // Owners here allow cut 1 (MIN_CUT, default 2), so a 3-block model still gives devices different cuts.
+  const stack = await startStack({ dir: join(dir, 'stack'), devices, deviceVars: { PIECE_BATCHES: '4', MIN_CUT: '1' } });
   const modelDir = join(dir, 'tiny-gpt2');
-  await writeModelFolder(modelDir, initModel(gpt2Config({ nLayer: 3, nEmbd: 32, nHead: 4, nPositions: 32 }), { seed: 0 }));
+  const model = initModel(gpt2Config({ nLayer: 3, nEmbd: 32, nHead: 4, nPositions: 32 }), { seed: 0 });
+  await writeModelFolder(modelDir, model);
+  await stack.approveSegments(model, 'tiny-gpt2', [1, 2]);
   const rows = syntheticSentiment(devices * rowsPerDevice + evalCount, 3);
   const evalRows = rows.slice(0, evalCount);
   for (const [i, d] of stack.devices.entries()) {

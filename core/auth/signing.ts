@@ -1,7 +1,9 @@
 /**
- * Signed requests between the training server and device workers: HMAC-SHA256 over method, path (with query),
- * timestamp, nonce and the body's SHA-256, keyed by a secret the two share. A request is accepted only inside a
- * time window, and a nonce is accepted only once (the caller keeps the nonces it has seen for the window).
+ * Signed requests between the training server and device workers: HMAC-SHA256 over method, the device's id, path
+ * (with query), timestamp, nonce and the body's SHA-256, keyed by that device's own secret. The server holds one
+ * master secret and derives each device's from it (deviceSecret), so a device's secret opens that device only, and a
+ * request signed for one device is refused by every other. A request is accepted only inside a time window, and a
+ * nonce only once (the caller keeps the nonces it has seen for the window).
  * WebCrypto only, so the same code runs in Workers and Node.
  */
 export const SIGNATURE_HEADER = 'x-splitfrozen-signature';
@@ -25,26 +27,33 @@ async function hmac(secret: string, message: string): Promise<string> {
   return hex(await crypto.subtle.sign('HMAC', key, encoder.encode(message)));
 }
 
-async function canonical(method: string, pathAndQuery: string, timestamp: string, nonce: string, body: Uint8Array | string): Promise<string> {
-  return [method.toUpperCase(), pathAndQuery, timestamp, nonce, await sha256Hex(body)].join('\n');
+/** The secret of one device (its ROUND_SECRET), derived from the server's master secret and the device's id. */
+export async function deviceSecret(masterSecret: string, device: string): Promise<string> {
+  if (!masterSecret) throw new Error('the master round secret is empty');
+  return hmac(masterSecret, `splitfrozen device round secret v1\n${device}`);
 }
 
-/** Headers that sign a request. */
-export async function signRequest(secret: string, method: string, pathAndQuery: string, body: Uint8Array | string = '', now = Date.now()): Promise<Record<string, string>> {
+async function canonical(device: string, method: string, pathAndQuery: string, timestamp: string, nonce: string, body: Uint8Array | string): Promise<string> {
+  return ['splitfrozen-v2', method.toUpperCase(), device, pathAndQuery, timestamp, nonce, await sha256Hex(body)].join('\n');
+}
+
+/** Headers that sign a request to one device. `secret`: that device's secret. */
+export async function signRequest(secret: string, device: string, method: string, pathAndQuery: string, body: Uint8Array | string = '', now = Date.now()): Promise<Record<string, string>> {
   const timestamp = String(now);
   const nonce = hex(crypto.getRandomValues(new Uint8Array(16)));
   return {
     [TIMESTAMP_HEADER]: timestamp,
     [NONCE_HEADER]: nonce,
-    [SIGNATURE_HEADER]: await hmac(secret, await canonical(method, pathAndQuery, timestamp, nonce, body)),
+    [SIGNATURE_HEADER]: await hmac(secret, await canonical(device, method, pathAndQuery, timestamp, nonce, body)),
   };
 }
 
 export type Verdict = { ok: true; nonce: string; timestamp: number } | { ok: false; reason: string };
 
-/** Checks signature and time window; the caller must still reject a nonce it has seen before. */
+/** Checks signature (for this device) and time window; the caller must still reject a nonce it has seen before. */
 export async function verifyRequest(
   secret: string,
+  device: string,
   method: string,
   pathAndQuery: string,
   headers: { get(name: string): string | null },
@@ -57,7 +66,8 @@ export async function verifyRequest(
   if (!signature || !timestamp || !nonce) return { ok: false, reason: `missing ${[SIGNATURE_HEADER, TIMESTAMP_HEADER, NONCE_HEADER].join(', ')} headers` };
   const ts = Number(timestamp);
   if (!Number.isFinite(ts) || Math.abs(now - ts) > REPLAY_WINDOW_MS) return { ok: false, reason: 'timestamp outside the replay window' };
-  const expected = await hmac(secret, await canonical(method, pathAndQuery, timestamp, nonce, body));
+  if (!secret) return { ok: false, reason: 'this device has no ROUND_SECRET set' };
+  const expected = await hmac(secret, await canonical(device, method, pathAndQuery, timestamp, nonce, body));
   if (!timingSafeEqual(expected, signature)) return { ok: false, reason: 'bad signature' };
   return { ok: true, nonce, timestamp: ts };
 }

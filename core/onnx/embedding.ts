@@ -74,7 +74,8 @@ export type ReadRange = (offset: number, length: number) => Promise<Uint8Array>;
 
 /**
  * Reads only the rows of `ids` from a token-table safetensors file of `fileLength` bytes, in few range reads
- * (ids closer than `maxGap` rows share one read). A device holds the vocabulary its shard uses, not 50,257 rows.
+ * (ids closer than `maxGap` rows share one read), each at a higher offset than the last, so `read` may also be a
+ * single pass over a stream. A device holds the vocabulary its shard uses, not 50,257 rows.
  */
 export async function readTokenRows(read: ReadRange, fileLength: number, ids: Iterable<number | bigint>, file = 'token table', maxGap = 32): Promise<TokenTable> {
   const prefix = await read(0, HEADER_PREFIX_BYTES);
@@ -90,6 +91,8 @@ export async function readTokenRows(read: ReadRange, fileLength: number, ids: It
   const scaleEntry = entry('wte.weight_scale');
   if (table.dtype === 'I8' && scaleEntry?.shape[0] !== vocabSize) throw new Error(`${file}: tensor 'wte.weight_scale' must hold ${vocabSize} per-row scales`);
 
+  const readScales = async () => typedView(await read(dataStart + scaleEntry!.begin, vocabSize * 4), 0, 'F32', vocabSize) as Float32Array;
+  const scalesFirst = table.dtype === 'I8' && scaleEntry!.begin < table.begin ? await readScales() : undefined;
   const wanted = [...new Set(Array.from(ids, Number))].sort((a, b) => a - b);
   for (const id of wanted) {
     if (!(Number.isInteger(id) && id >= 0 && id < vocabSize)) throw new RangeError(`token id ${id} is outside the vocabulary [0, ${vocabSize})`);
@@ -109,7 +112,7 @@ export async function readTokenRows(read: ReadRange, fileLength: number, ids: It
   }
   let scales: Float32Array | undefined;
   if (table.dtype === 'I8') {
-    const all = typedView(await read(dataStart + scaleEntry!.begin, vocabSize * 4), 0, 'F32', vocabSize) as Float32Array;
+    const all = scalesFirst ?? (await readScales());
     scales = Float32Array.from(wanted, (id) => all[id]);
   }
   return { vocabSize, nEmbd, rows, scales, index };

@@ -121,8 +121,10 @@ describe('ONNX device prefix', () => {
       const ids = [5, 3, 5, 90, 0, 60];
       const file = serializeSafetensors(tokenTableTensors(whole));
       const reads: number[] = [];
+      const offsets: number[] = [];
       const read = async (offset: number, length: number) => {
         reads.push(length);
+        offsets.push(offset);
         return file.slice(offset, offset + length);
       };
       const ranged = await readTokenRows(read, file.length, ids, 'table', 8);
@@ -133,7 +135,16 @@ describe('ONNX device prefix', () => {
       // Header (2 reads), rows {0,3,5}, {60}, {90}, and the scales of an int8 table: far less than the file.
       expect(reads.length).toBe(weights === 'int8' ? 6 : 5);
       expect(reads.reduce((a, b) => a + b, 0)).toBeLessThan(file.length / 4);
+      // Forward only, so the device can take the rows from one pass over the whole table (data-independent reads).
+      expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
       await expect(readTokenRows(read, file.length, [TINY.vocabSize])).rejects.toThrow(/outside the vocabulary/);
     }
+    // Also for a file that stores the scales before the rows.
+    const whole = tokenTable(model, 'int8');
+    const reversed = serializeSafetensors(Object.fromEntries(Object.entries(tokenTableTensors(whole)).reverse()));
+    const offsets: number[] = [];
+    const table = await readTokenRows(async (offset, length) => (offsets.push(offset), reversed.slice(offset, offset + length)), reversed.length, [7, 2]);
+    expect(lookupTokens(table, [7, 2])).toEqual(lookupTokens(whole, [7, 2]));
+    expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
   });
 });

@@ -1,5 +1,6 @@
 /** The training server's side of the device API: signed calls to a device worker. */
-import { signRequest } from '../auth/signing.ts';
+import { deviceSecret, signRequest } from '../auth/signing.ts';
+import type { DevicePolicy } from './policy.ts';
 import type { RoundRequest, RoundStatus } from './round.ts';
 
 export interface ShardSummary {
@@ -21,14 +22,20 @@ export class DeviceError extends Error {
 }
 
 export class DeviceClient {
+  private readonly secret: Promise<string>;
+
+  /** `masterSecret`: the server's; the device's own secret is derived from it and the device's id. */
   constructor(
     readonly url: string | URL,
-    private readonly secret: string,
-  ) {}
+    readonly device: string,
+    masterSecret: string,
+  ) {
+    this.secret = deviceSecret(masterSecret, device);
+  }
 
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     const text = body === undefined ? '' : JSON.stringify(body);
-    const headers = { ...(await signRequest(this.secret, method, path, text)), ...(body === undefined ? {} : { 'content-type': 'application/json' }) };
+    const headers = { ...(await signRequest(await this.secret, this.device, method, path, text)), ...(body === undefined ? {} : { 'content-type': 'application/json' }) };
     const res = await fetch(new URL(path, this.url), { method, headers, body: body === undefined ? undefined : text });
     const json = (await res.json().catch(() => ({}))) as T & { error?: string };
     if (!res.ok) throw new DeviceError(res.status, `device ${this.url} ${method} ${path}: HTTP ${res.status}: ${json.error ?? 'no details'}`);
@@ -37,6 +44,11 @@ export class DeviceClient {
 
   async shards(): Promise<ShardSummary[]> {
     return (await this.call<{ shards: ShardSummary[] }>('GET', '/shards')).shards;
+  }
+
+  /** What the device's owner allows: minimum cut and approved segments. */
+  policy(): Promise<DevicePolicy> {
+    return this.call('GET', '/approvals');
   }
 
   startRound(request: RoundRequest): Promise<RoundStatus> {

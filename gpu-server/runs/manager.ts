@@ -6,17 +6,14 @@
  * server resumes an unfinished round where its checkpoint says.
  */
 import { basename } from 'node:path';
-import { sha256Hex } from '../../core/auth/signing.ts';
 import type { Example } from '../../core/data/shard.ts';
 import type { GPT2Model } from '../../core/model/weights.ts';
-import { tokenTable, tokenTableTensors } from '../../core/onnx/embedding.ts';
-import { exportPrefix } from '../../core/onnx/prefix.ts';
+import { deviceSegment } from '../../core/onnx/segment.ts';
 import { adapterFiles, ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../../core/peft/adapter.ts';
 import { Random } from '../../core/random.ts';
 import { getJson, putJson } from '../../core/storage/json.ts';
 import { checkId, keys } from '../../core/storage/keys.ts';
 import type { ObjectStore } from '../../core/storage/store.ts';
-import { serializeSafetensors } from '../../core/tensors/safetensors.ts';
 import { GPT2Tokenizer } from '../../core/tokenizer/gpt2.ts';
 import { DeviceClient } from '../../core/wire/device-client.ts';
 import { readModelFolder } from '../model/folder.ts';
@@ -262,7 +259,7 @@ export class RunManager {
   client(s: RunState, deviceId: string): DeviceClient {
     const d = s.record.spec.devices.find((x) => x.id === deviceId);
     if (!d) throw new NotFound(`run ${s.record.id} has no device '${deviceId}'`);
-    return new DeviceClient(d.url, this.opts.roundSecret);
+    return new DeviceClient(d.url, d.id, this.opts.roundSecret);
   }
 
   private async prepare(s: RunState): Promise<{ model: GPT2Model; trainer: Trainer }> {
@@ -298,20 +295,14 @@ export class RunManager {
     const key = `${cut}:${weights}`;
     let seg = s.segments.get(key);
     if (!seg) {
-      const onnx = exportPrefix(model, { cut, weights, tokenEmbedding: weights === 'int8' ? 'input' : 'graph' });
+      const exported = await deviceSegment(model, cut, weights);
       // Content-addressed: what is stored under a hash never changes, so an existing object is left as it is.
       const putOnce = async (key: string, bytes: Uint8Array) => {
         if (!(await this.opts.store.head(key))) await this.opts.store.put(key, bytes);
       };
-      const modelSha256 = await sha256Hex(onnx);
-      await putOnce(keys.devicePrefix(modelSha256, cut), onnx);
-      let tokenTableSha256: string | undefined;
-      if (weights === 'int8') {
-        const table = serializeSafetensors(tokenTableTensors(tokenTable(model, 'int8')));
-        tokenTableSha256 = await sha256Hex(table);
-        await putOnce(keys.tokenTable(tokenTableSha256), table);
-      }
-      s.segments.set(key, (seg = { modelSha256, tokenTableSha256 }));
+      await putOnce(keys.devicePrefix(exported.sha256, cut), exported.onnx);
+      if (exported.tokenTable) await putOnce(keys.tokenTable(exported.tokenTable.sha256), exported.tokenTable.bytes);
+      s.segments.set(key, (seg = { modelSha256: exported.sha256, tokenTableSha256: exported.tokenTable?.sha256 }));
     }
     return seg;
   }
@@ -332,10 +323,9 @@ export class RunManager {
         spec.devices.map(async (d) => {
           const cut = record.cuts[d.id].cut;
           const seg = await this.segment(s, model, cut, d.profile.weights);
-          const shards = await this.client(s, d.id)
-            .shards()
-            .catch((e: Error) => e);
-          return { id: d.id, cut, ...seg, shards };
+          const client = this.client(s, d.id);
+          const [shards, policy] = await Promise.all([client.shards().catch((e: Error) => e), client.policy().catch((e: Error) => e)]);
+          return { id: d.id, cut, ...seg, shards, policy };
         }),
       );
       plan = await planRound(store, record.id, spec, round, views, model.config.padTokenId, s.updates);
@@ -372,6 +362,7 @@ export class RunManager {
         dtype: spec.training.dtype,
         labels: spec.task.labels,
         padTokenId: model.config.padTokenId,
+        shards: d.shards,
         expiresInSeconds: this.opts.urlSeconds,
       });
       await this.client(s, id)

@@ -8,6 +8,7 @@ import { getJson } from '../../core/storage/json.ts';
 import { keys } from '../../core/storage/keys.ts';
 import type { ObjectStore } from '../../core/storage/store.ts';
 import type { ShardSummary } from '../../core/wire/device-client.ts';
+import { segmentRefusal, type DevicePolicy } from '../../core/wire/policy.ts';
 import { orderFor } from '../ordering/ordering.ts';
 import type { RunSpec } from './spec.ts';
 
@@ -15,6 +16,8 @@ export interface PlannedDevice {
   cut: number;
   modelSha256: string;
   tokenTableSha256?: string;
+  /** The shards the device runs (those with the task's labels), by name, in this order. */
+  shards: string[];
   rows: number;
   batches: number;
   /** Identifies the activations: shards (by etag), segment, cut, batching and tokenization. */
@@ -39,6 +42,8 @@ export interface DeviceView {
   tokenTableSha256?: string;
   /** The device's shard listing, or why it could not be had. */
   shards: ShardSummary[] | Error;
+  /** What the device's owner allows, or why it could not be had. */
+  policy: DevicePolicy | Error;
 }
 
 export async function activationFingerprint(spec: RunSpec, d: DeviceView & { shards: ShardSummary[] }, padTokenId: number): Promise<string> {
@@ -68,6 +73,16 @@ export async function planRound(
       skipped[v.id] = `unreachable: ${v.shards.message}`;
       continue;
     }
+    if (v.policy instanceof Error) {
+      skipped[v.id] = `unreachable: ${v.policy.message}`;
+      continue;
+    }
+    // The device would refuse it anyway; saying why here tells the operator what its owner must approve.
+    const refusal = segmentRefusal(v.policy, { sha256: v.modelSha256, cut: v.cut, tokenTable: v.tokenTableSha256 });
+    if (refusal) {
+      skipped[v.id] = `refused by its owner: ${refusal}`;
+      continue;
+    }
     const usable = v.shards.filter((s) => s.labels.join('\n') === spec.task.labels.join('\n'));
     const rows = usable.reduce((a, s) => a + s.rows, 0);
     if (rows === 0) {
@@ -83,7 +98,8 @@ export async function planRound(
         break;
       }
     }
-    devices[v.id] = { cut: v.cut, modelSha256: v.modelSha256, tokenTableSha256: v.tokenTableSha256, rows, batches: Math.ceil(rows / spec.training.batchSize), fingerprint, sourceRound };
+    const shards = usable.map((s) => s.name).sort();
+    devices[v.id] = { cut: v.cut, modelSha256: v.modelSha256, tokenTableSha256: v.tokenTableSha256, shards, rows, batches: Math.ceil(rows / spec.training.batchSize), fingerprint, sourceRound };
   }
   const ids = Object.keys(devices);
   const last = previous.at(-1);

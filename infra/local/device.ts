@@ -4,12 +4,20 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { deviceSecret } from '../../core/auth/signing.ts';
+import type { GPT2Model } from '../../core/model/weights.ts';
+import type { PrefixWeights } from '../../core/onnx/prefix.ts';
+import { deviceSegment } from '../../core/onnx/segment.ts';
+import type { SegmentApproval } from '../../core/wire/policy.ts';
 import { LOCAL_DIR } from './paths.ts';
 
 export interface DeviceOptions {
   id: string;
   ownerToken: string;
-  roundSecret: string;
+  /** The training server's master secret: the device gets its own secret derived from it (deviceSecret). */
+  masterSecret: string;
+  /** Origins the device may fetch from and upload to (its STORAGE_ORIGINS): the local S3 server's. */
+  storageOrigins: string[];
   /** Where this device's R2 bucket and Durable Objects persist. */
   stateDir: string;
   /** wrangler.toml vars to override (PIECE_BATCHES, UPLOAD_ATTEMPTS, LABELS, ...). */
@@ -20,7 +28,10 @@ export interface RunningDevice {
   id: string;
   url: URL;
   ownerToken: string;
-  roundSecret: string;
+  /** Approves a model segment as this device's owner (PUT /approvals/{sha256}). */
+  approve(approval: SegmentApproval): Promise<void>;
+  /** Approves the segment the server exports for `cut` of `model`, exported here as its owner would. */
+  approveSegment(model: GPT2Model, modelName: string, cut: number, weights: PrefixWeights): Promise<SegmentApproval>;
   /** Uploads JSON-lines rows as this device's owner; throws with the worker's message unless it is stored. */
   uploadShard(name: string, rows: readonly object[], labels?: readonly string[]): Promise<void>;
   stop(): Promise<void>;
@@ -50,18 +61,29 @@ export async function startDevice(options: DeviceOptions): Promise<RunningDevice
     bindings: {
       DEVICE_ID: text(options.id),
       OWNER_TOKEN: secret(options.ownerToken),
-      ROUND_SECRET: secret(options.roundSecret),
+      ROUND_SECRET: secret(await deviceSecret(options.masterSecret, options.id)),
+      STORAGE_ORIGINS: text(options.storageOrigins.join(',')),
       ...Object.fromEntries(Object.entries(options.vars ?? {}).map(([k, v]) => [k, text(v)])),
     },
     dev: { server: { hostname: '127.0.0.1', port: 0 }, inspector: false, persist: resolve(options.stateDir), watch: false },
   });
   await worker.ready;
   const url = await worker.url;
+  const approve = async ({ sha256, ...approval }: SegmentApproval) => {
+    const res = await fetch(new URL(`/approvals/${sha256}`, url), { method: 'PUT', headers: { authorization: `Bearer ${options.ownerToken}` }, body: JSON.stringify(approval) });
+    if (res.status !== 201) throw new Error(`approving segment ${sha256} on ${options.id}: HTTP ${res.status} ${await res.text()}`);
+  };
   return {
     id: options.id,
     url,
     ownerToken: options.ownerToken,
-    roundSecret: options.roundSecret,
+    approve,
+    approveSegment: async (model, modelName, cut, weights) => {
+      const segment = await deviceSegment(model, cut, weights);
+      const approval = { sha256: segment.sha256, model: modelName, cut, tokenTable: segment.tokenTable?.sha256 };
+      await approve(approval);
+      return approval;
+    },
     uploadShard: async (name, rows, labels) => {
       const query = `format=jsonl${labels ? `&labels=${labels.map(encodeURIComponent).join(',')}` : ''}`;
       const body = rows.map((r) => JSON.stringify(r)).join('\n');

@@ -4,6 +4,8 @@
  * `stop()` ends every part; nothing keeps running.
  */
 import { join, resolve } from 'node:path';
+import type { GPT2Model } from '../../core/model/weights.ts';
+import type { PrefixWeights } from '../../core/onnx/prefix.ts';
 import { startDevice, type DeviceOptions, type RunningDevice } from './device.ts';
 import { startS3, type RunningS3 } from './s3.ts';
 
@@ -11,7 +13,7 @@ export interface StackOptions {
   /** Everything the stack stores lives here. */
   dir?: string;
   devices: number;
-  /** Shared with the training server: it signs round requests with it. */
+  /** The training server's master secret: each device's own secret is derived from it. */
   roundSecret?: string;
   s3Port?: number;
   deviceVars?: DeviceOptions['vars'];
@@ -21,6 +23,8 @@ export interface RunningStack {
   s3: RunningS3;
   devices: RunningDevice[];
   roundSecret: string;
+  /** Every device's owner approves the segments of these cuts of `model` (RunningDevice.approveSegment). */
+  approveSegments(model: GPT2Model, modelName: string, cuts: number[], weights?: PrefixWeights): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -43,11 +47,14 @@ export async function startStack({ dir = '.local/stack', devices: count, roundSe
     const devices: RunningDevice[] = [];
     for (let i = 0; i < count; i++) {
       const id = `device-${i + 1}`;
-      const device = await startDevice({ id, ownerToken: token(), roundSecret, stateDir: join(root, 'devices', id), vars: deviceVars });
+      const device = await startDevice({ id, ownerToken: token(), masterSecret: roundSecret, storageOrigins: [new URL(s3.config.endpoint!).origin], stateDir: join(root, 'devices', id), vars: deviceVars });
       started.push(device);
       devices.push(device);
     }
-    return { s3, devices, roundSecret, stop };
+    const approveSegments: RunningStack['approveSegments'] = async (model, modelName, cuts, weights = 'fp32') => {
+      for (const d of devices) for (const cut of cuts) await d.approveSegment(model, modelName, cut, weights);
+    };
+    return { s3, devices, roundSecret, approveSegments, stop };
   } catch (e) {
     await stop().catch(() => undefined);
     throw e;

@@ -18,7 +18,7 @@ async function serverVerdict(c: C): Promise<{ status: 'none' | 'ok' } | { status
   if (!c.req.header('x-splitfrozen-signature')) return { status: 'none' };
   const url = new URL(c.req.url);
   const body = new Uint8Array(await c.req.raw.clone().arrayBuffer());
-  const verdict = await verifyRequest(c.env.ROUND_SECRET, c.req.method, url.pathname + url.search, c.req.raw.headers, body);
+  const verdict = await verifyRequest(c.env.ROUND_SECRET ?? '', c.env.DEVICE_ID, c.req.method, url.pathname + url.search, c.req.raw.headers, body);
   if (!verdict.ok) return { status: 'bad', reason: verdict.reason };
   const guard = c.env.NONCES.get(c.env.NONCES.idFromName('nonces'));
   if (!(await guard.claim(verdict.nonce, verdict.timestamp))) return { status: 'bad', reason: 'replayed request' };

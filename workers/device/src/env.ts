@@ -6,12 +6,21 @@ export interface Env {
   DEVICE_ID: string;
   /** The device owner's token: uploads, lists and deletes shards. */
   OWNER_TOKEN: string;
-  /** Shared with the training server, which signs round requests with it. */
-  ROUND_SECRET: string;
+  /**
+   * This device's own secret, derived from the training server's master secret and DEVICE_ID
+   * (`npm run cli -- device-secret --device ID`); the server signs this device's requests with it.
+   */
+  ROUND_SECRET?: string;
   /** Private: shards live here and nowhere else. */
   SHARDS: R2Bucket;
   ROUNDS: DurableObjectNamespace<RoundRunner>;
   NONCES: DurableObjectNamespace<NonceGuard>;
+  /** The owner's minimum cut: rounds below it are refused (default 2; at least 1). */
+  MIN_CUT?: string;
+  /** Segments the owner approves at deploy time: a JSON list of {sha256, model, cut, tokenTable?}. */
+  APPROVED_SEGMENTS?: string;
+  /** Comma-separated origins of the object storage this device may fetch from and upload to (https). */
+  STORAGE_ORIGINS?: string;
   /** Comma-separated default label set of uploaded shards ("0,1"). */
   LABELS?: string;
   MAX_SHARD_BYTES?: string;

@@ -4,27 +4,33 @@ import { PREFIX_OUTPUT } from '../../../core/onnx/prefix.ts';
 import { GPT2Tokenizer } from '../../../core/tokenizer/gpt2.ts';
 import { encodeActivationBatch } from '../../../core/wire/activations.ts';
 import type { RoundRequest } from '../../../core/wire/round.ts';
-import { lookupTokens } from '../../../core/onnx/embedding.ts';
-import { ort, tokenRows } from './onnx.ts';
+import { lookupTokens, type TokenTable } from '../../../core/onnx/embedding.ts';
+import { ort } from './onnx.ts';
 
 const tokenizer = new GPT2Tokenizer();
 
+/** The rows as the round tokenizes them. */
+export function encodeRows(rows: readonly Example[], request: RoundRequest) {
+  return tokenizer.encodeBatch(rows.map((r) => (r.textPair === undefined ? r.text : ([r.text, r.textPair] as const))), {
+    maxLength: request.seqLen,
+    padTokenId: request.padTokenId,
+  });
+}
+
+/** `table`: the shard's token rows, for a segment that takes inputs_embeds. */
 export async function forwardBatch(
   session: ort.InferenceSession,
   rows: readonly Example[],
   request: RoundRequest,
   device: string,
   batch: number,
+  table: TokenTable | undefined,
 ): Promise<{ bytes: Uint8Array; rows: number; seqLen: number; tokens: number; forwardMs: number }> {
-  const enc = tokenizer.encodeBatch(rows.map((r) => (r.textPair === undefined ? r.text : ([r.text, r.textPair] as const))), {
-    maxLength: request.seqLen,
-    padTokenId: request.padTokenId,
-  });
+  const enc = encodeRows(rows, request);
   const shape = [enc.batch, enc.seq];
   const feeds: Record<string, ort.Tensor> = { attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), shape) };
   if (session.inputNames.includes('inputs_embeds')) {
-    if (!request.tokenTable) throw new Error('the model segment takes inputs_embeds: the round request needs a tokenTable');
-    const table = await tokenRows(request.tokenTable, enc.ids);
+    if (!table) throw new Error('the model segment takes inputs_embeds: the round request needs a tokenTable');
     feeds.inputs_embeds = new ort.Tensor('float32', lookupTokens(table, enc.ids), [...shape, table.nEmbd]);
   } else {
     feeds.input_ids = new ort.Tensor('int64', BigInt64Array.from(enc.ids, BigInt), shape);

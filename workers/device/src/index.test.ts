@@ -1,6 +1,6 @@
 import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { signRequest } from '../../../core/auth/signing.ts';
+import { deviceSecret, signRequest } from '../../../core/auth/signing.ts';
 import { DeviceClient } from '../../../core/wire/device-client.ts';
 import { startDevice, type RunningDevice } from '../../../infra/local/device.ts';
 import { localTempDir } from '../../../infra/local/paths.ts';
@@ -8,9 +8,12 @@ import { localTempDir } from '../../../infra/local/paths.ts';
 // The device worker under real workerd: health, the owner's shards, and who may call what.
 let device: RunningDevice;
 let dir: string;
+let secret: string;
+const STORAGE = 'http://127.0.0.1:9';
 beforeAll(async () => {
   dir = await localTempDir('test-device');
-  device = await startDevice({ id: 'device-t', ownerToken: 'owner-token', roundSecret: 'round-secret', stateDir: dir, vars: { MAX_SHARD_BYTES: '4096', MAX_SHARD_ROWS: '50' } });
+  device = await startDevice({ id: 'device-t', ownerToken: 'owner-token', masterSecret: 'round-secret', storageOrigins: [STORAGE], stateDir: dir, vars: { MAX_SHARD_BYTES: '4096', MAX_SHARD_ROWS: '50' } });
+  secret = await deviceSecret('round-secret', 'device-t');
 });
 afterAll(async () => {
   await device?.stop();
@@ -47,9 +50,13 @@ describe('device worker under workerd', () => {
   });
 
   it('the training server lists shards with a signed request', async () => {
-    const shards = await new DeviceClient(device.url, 'round-secret').shards();
+    const shards = await new DeviceClient(device.url, 'device-t', 'round-secret').shards();
     expect(shards.find((s) => s.name === 'reviews')?.rows).toBe(2);
-    await expect(new DeviceClient(device.url, 'wrong-secret').shards()).rejects.toThrow(/HTTP 403: bad signature/);
+    await expect(new DeviceClient(device.url, 'device-t', 'wrong-secret').shards()).rejects.toThrow(/HTTP 403: bad signature/);
+    // Signed for another device (with that device's secret, or even under this one's): refused.
+    await expect(new DeviceClient(device.url, 'device-u', 'round-secret').shards()).rejects.toThrow(/HTTP 403: bad signature/);
+    const asOther = await signRequest(secret, 'device-u', 'GET', '/shards');
+    expect((await fetch(at('/shards'), { headers: asOther })).status).toBe(403);
   });
 
   it('refuses a missing (401) or wrong (403) owner token, and stores nothing', async () => {
@@ -78,24 +85,59 @@ describe('device worker under workerd', () => {
   it('refuses unsigned (401), badly signed (403) and replayed (403) round requests, changing nothing', async () => {
     const body = JSON.stringify({ runId: 'r-auth', round: 0 });
     expect((await fetch(at('/rounds'), { method: 'POST', body })).status).toBe(401);
-    const forged = { ...(await signRequest('not-the-secret', 'POST', '/rounds', body)), 'content-type': 'application/json' };
+    const forged = { ...(await signRequest('not-the-secret', 'device-t', 'POST', '/rounds', body)), 'content-type': 'application/json' };
     const res = await fetch(at('/rounds'), { method: 'POST', headers: forged, body });
     expect(res.status).toBe(403);
     expect((await res.json()).error).toBe('bad signature');
     // A validly signed request is accepted once; played again, it is refused before it reaches the round.
-    const signed = { ...(await signRequest('round-secret', 'GET', '/rounds/r-auth/0')) };
+    const signed = { ...(await signRequest(secret, 'device-t', 'GET', '/rounds/r-auth/0')) };
     expect((await fetch(at('/rounds/r-auth/0'), { headers: signed })).status).toBe(404);
     const replay = await fetch(at('/rounds/r-auth/0'), { headers: signed });
     expect(replay.status).toBe(403);
     expect((await replay.json()).error).toBe('replayed request');
-    const stale = await signRequest('round-secret', 'GET', '/rounds/r-auth/0', '', Date.now() - 10 * 60_000);
+    const stale = await signRequest(secret, 'device-t', 'GET', '/rounds/r-auth/0', '', Date.now() - 10 * 60_000);
     expect((await (await fetch(at('/rounds/r-auth/0'), { headers: stale })).json()).error).toBe('timestamp outside the replay window');
   });
 
   it('refuses a round request with a malformed body, naming the field', async () => {
     const body = JSON.stringify({ runId: 'r1', round: 0, model: { sha256: 'xyz', url: 'http://x' } });
-    const res = await fetch(at('/rounds'), { method: 'POST', headers: { ...(await signRequest('round-secret', 'POST', '/rounds', body)) }, body });
+    const res = await fetch(at('/rounds'), { method: 'POST', headers: { ...(await signRequest(secret, 'device-t', 'POST', '/rounds', body)) }, body });
     expect(res.status).toBe(400);
     expect((await res.json()).error).toBe("round request: field 'model.sha256' must be a hex SHA-256");
+  });
+
+  it('runs only what its owner approved: segment by SHA-256 and cut, never below the minimum cut, storage origins only', async () => {
+    const sha = (c: string) => c.repeat(64);
+    const approvals = () => fetch(at('/approvals'), { headers: owner }).then((r) => r.json());
+    expect(await approvals()).toEqual({ minCut: 2, approvals: [] });
+    const approve = (hash: string, body: object, headers: Record<string, string> = owner) => fetch(at(`/approvals/${hash}`), { method: 'PUT', headers, body: JSON.stringify(body) });
+    // Only the owner approves, and never below the minimum cut.
+    expect((await approve(sha('a'), { model: 'gpt2', cut: 2 }, {})).status).toBe(401);
+    const low = await approve(sha('a'), { model: 'gpt2', cut: 1 });
+    expect([low.status, (await low.json()).error]).toEqual([400, "approval: field 'cut' must be an integer >= 2 (this device's minimum cut)"]);
+    expect((await approve(sha('a'), { model: 'gpt2', cut: 2 })).status).toBe(201);
+    expect((await approve(sha('b'), { model: 'gpt2', cut: 3, tokenTable: sha('c') })).status).toBe(201);
+    // The server reads the policy to plan.
+    expect((await new DeviceClient(device.url, 'device-t', 'round-secret').policy()).approvals.map((a) => a.sha256).sort()).toEqual([sha('a'), sha('b')]);
+
+    const round = (over: Record<string, unknown>) => ({
+      runId: 'r-policy', round: 0, model: { sha256: sha('a'), url: `${STORAGE}/m` }, cut: 2, batchSize: 2, seqLen: 8, dtype: 'fp32',
+      labels: ['0', '1'], padTokenId: 0, uploads: { batches: [`${STORAGE}/b0`], manifest: `${STORAGE}/m.json` }, ...over,
+    });
+    const refusal = async (over: Record<string, unknown>) => {
+      const body = JSON.stringify(round(over));
+      const res = await fetch(at('/rounds'), { method: 'POST', headers: { ...(await signRequest(secret, 'device-t', 'POST', '/rounds', body)) }, body });
+      return [res.status, (await res.json()).error];
+    };
+    expect(await refusal({ model: { sha256: sha('d'), url: `${STORAGE}/m` } })).toEqual([403, `model segment ${sha('d')} is not approved by this device's owner (PUT /approvals/${sha('d')})`]);
+    expect(await refusal({ cut: 0 })).toEqual([403, "cut 0 is below this device's minimum cut 2, set by its owner"]);
+    expect(await refusal({ cut: 3 })).toEqual([403, `model segment ${sha('a')} is approved for cut 2, not 3`]);
+    expect(await refusal({ model: { sha256: sha('b'), url: `${STORAGE}/m` }, cut: 3 })).toEqual([403, `token table (none) is not the one approved with segment ${sha('b')} (${sha('c')})`]);
+    expect(await refusal({ model: { sha256: sha('a'), url: 'https://attacker.example/m' } })).toEqual([403, `model.url is on https://attacker.example, not on this device's storage origins (${STORAGE})`]);
+    expect(await refusal({ uploads: { batches: ['http://10.0.0.1:9/b0'], manifest: `${STORAGE}/m.json` } })).toEqual([403, `uploads.batches[0] is on http://10.0.0.1:9, not on this device's storage origins (${STORAGE})`]);
+    // Revoked: refused again.
+    expect((await fetch(at(`/approvals/${sha('a')}`), { method: 'DELETE', headers: owner })).status).toBe(204);
+    expect((await refusal({}))[0]).toBe(403);
+    expect((await approvals()).approvals.map((a: { sha256: string }) => a.sha256)).toEqual([sha('b')]);
   });
 });

@@ -4,6 +4,7 @@
  */
 import { Hono } from 'hono';
 import type { Env } from './env.ts';
+import { approvals } from './policy.ts';
 import { rounds } from './rounds.ts';
 import { shards } from './shards.ts';
 
@@ -12,7 +13,12 @@ const app = new Hono<{ Bindings: Env }>();
 app.get('/health', (c) => c.json({ ok: true, device: c.env.DEVICE_ID, role: 'splitfrozen-device' }));
 app.route('/shards', shards);
 app.route('/rounds', rounds);
-app.onError((e, c) => c.json({ error: e.message }, 500));
+app.route('/approvals', approvals);
+// Internal messages can name keys or settings: the caller learns only that it failed; the device's log keeps why.
+app.onError((e, c) => {
+  console.error(e);
+  return c.json({ error: 'internal error on this device' }, 500);
+});
 
 export default app;
 export { NonceGuard } from './nonces.ts';

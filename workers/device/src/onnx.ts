@@ -52,36 +52,52 @@ async function load(sha256: string, url: string): Promise<ort.InferenceSession> 
 
 export { ort };
 
-const verifiedTables = new Map<string, Promise<number>>();
-
-/** Streams the whole table once through a digest (nothing buffered) and returns its size if the hash matches. */
-function verifyTable(sha256: string, url: string): Promise<number> {
-  let v = verifiedTables.get(sha256);
-  if (!v) {
-    v = (async () => {
-      const res = await fetch(url);
-      if (!res.ok || !res.body) throw new Error(`token table GET failed: HTTP ${res.status}`);
-      const digest = new crypto.DigestStream('SHA-256');
-      await res.body.pipeTo(digest);
-      const actual = hex(await digest.digest);
-      if (actual !== sha256) throw new ModelHashMismatch(`token table hash mismatch: expected ${sha256}, got ${actual}`);
-      return Number(digest.bytesWritten);
-    })();
-    verifiedTables.set(sha256, v);
-    v.catch(() => verifiedTables.delete(sha256));
-  }
-  return v;
-}
-
-/** The rows of `ids` from a verified token table, read by HTTP Range requests. */
-export async function tokenRows(table: { sha256: string; url: string }, ids: Iterable<number>): Promise<TokenTable> {
-  const size = await verifyTable(table.sha256, table.url);
-  const read = async (offset: number, length: number) => {
-    const res = await fetch(table.url, { headers: { range: `bytes=${offset}-${offset + length - 1}` } });
-    if (res.status !== 206 && res.status !== 200) throw new Error(`token table range GET failed: HTTP ${res.status}`);
-    const bytes = new Uint8Array(await res.arrayBuffer());
-    // A server that ignores Range answers 200 with the whole file: take the part asked for.
-    return res.status === 200 ? bytes.slice(offset, offset + length) : bytes;
+/**
+ * The rows of `ids` from a token table, read so that what storage sees does not depend on them: the whole table is
+ * streamed once, through a digest, and only the rows of `ids` are kept as they pass. The rows are returned only
+ * if the table's SHA-256 matches. (Reading rows by byte range would tell storage which tokens the shard holds.)
+ */
+export async function shardTokenTable(table: { sha256: string; url: string }, ids: Iterable<number>): Promise<TokenTable> {
+  const res = await fetch(table.url);
+  if (!res.ok || !res.body) throw new Error(`token table GET failed: HTTP ${res.status}`);
+  const size = Number(res.headers.get('content-length'));
+  if (!Number.isSafeInteger(size) || size <= 0) throw new Error('token table GET: no content-length');
+  const digest = new crypto.DigestStream('SHA-256');
+  const writer = digest.getWriter();
+  const reader = res.body.getReader();
+  let position = 0;
+  let pending = new Uint8Array(0);
+  /** The next chunk of the stream, digested; undefined at its end. */
+  const next = async () => {
+    const { done, value } = await reader.read();
+    if (done) return undefined;
+    await writer.write(value);
+    return value;
   };
-  return readTokenRows(read, size, ids, 'token table');
+  // Forward-only reads over the stream: bytes before `offset` are digested and dropped.
+  const read = async (offset: number, length: number) => {
+    if (offset < position) throw new Error(`token table: read at ${offset} after ${position} (reads must go forward)`);
+    const out = new Uint8Array(length);
+    let filled = 0;
+    while (filled < length) {
+      if (pending.byteLength === 0) {
+        const chunk = await next();
+        if (!chunk) throw new Error(`token table: ended at byte ${position}, ${size} expected`);
+        pending = chunk;
+      }
+      const skip = Math.min(offset + filled - position, pending.byteLength);
+      const take = Math.min(length - filled, pending.byteLength - skip);
+      out.set(pending.subarray(skip, skip + take), filled);
+      filled += take;
+      position += skip + take;
+      pending = pending.subarray(skip + take);
+    }
+    return out;
+  };
+  const rows = await readTokenRows(read, size, ids, 'token table');
+  while (await next());
+  await writer.close();
+  const actual = hex(await digest.digest);
+  if (actual !== table.sha256) throw new ModelHashMismatch(`token table hash mismatch: expected ${table.sha256}, got ${actual}`);
+  return rows;
 }

@@ -3,6 +3,7 @@ import { Hono } from 'hono';
 import { parseRoundRequest } from '../../../core/wire/round.ts';
 import { serverOnly } from './auth.ts';
 import type { Env } from './env.ts';
+import { refusalOf } from './policy.ts';
 
 export const rounds = new Hono<{ Bindings: Env }>();
 
@@ -15,6 +16,8 @@ rounds.post('/', serverOnly, async (c) => {
   } catch (e) {
     return c.json({ error: (e as Error).message }, 400);
   }
+  const refusal = await refusalOf(c.env, request);
+  if (refusal) return c.json({ error: refusal }, 403);
   const started = await runner(c.env, request.runId, request.round).start(request);
   return 'conflict' in started ? c.json({ error: started.conflict }, 409) : c.json(started.status, 202);
 });

@@ -8,8 +8,10 @@ import { sha256Hex } from '../../../core/auth/signing.ts';
 import type { Example } from '../../../core/data/shard.ts';
 import type { ActivationManifest, ManifestBatch, RoundRequest, RoundStatus } from '../../../core/wire/round.ts';
 import { intVar, type Env } from './env.ts';
-import { forwardBatch } from './forward.ts';
-import { ModelHashMismatch, session } from './onnx.ts';
+import type { TokenTable } from '../../../core/onnx/embedding.ts';
+import { encodeRows, forwardBatch } from './forward.ts';
+import { ModelHashMismatch, session, shardTokenTable } from './onnx.ts';
+import { refusalOf } from './policy.ts';
 import { listShards, loadShard } from './shards.ts';
 import { putWithRetry } from './upload.ts';
 
@@ -23,12 +25,14 @@ interface Job {
 
 /** Everything that decides which objects a round produces; presigned URLs may differ between triggers. */
 export function workHash(r: RoundRequest): Promise<string> {
-  const { uploads: _uploads, model, ...rest } = r;
-  return sha256Hex(JSON.stringify({ ...rest, model: model.sha256 }));
+  const { uploads: _uploads, model, tokenTable, ...rest } = r;
+  return sha256Hex(JSON.stringify({ ...rest, model: model.sha256, tokenTable: tokenTable?.sha256 ?? null }));
 }
 
 export class RoundRunner extends DurableObject<Env> {
   private rows: Example[] | undefined;
+  /** The token rows of the whole shard, taken from one pass over the whole table (see shardTokenTable). */
+  private table: TokenTable | undefined;
 
   /** Starts the round; for the same work again, returns its status (or resumes it, if it failed). */
   async start(request: RoundRequest): Promise<{ status: RoundStatus } | { conflict: string }> {
@@ -77,6 +81,9 @@ export class RoundRunner extends DurableObject<Env> {
   /** Processes up to PIECE_BATCHES batches, then schedules the next piece or finishes the round. */
   private async piece(job: Job): Promise<void> {
     const r = job.request;
+    // The owner may have revoked an approval (or raised MIN_CUT) since the round began.
+    const refusal = await refusalOf(this.env, r);
+    if (refusal) throw new Error(refusal);
     const rows = (this.rows ??= await this.loadRows(r));
     const total = Math.ceil(rows.length / r.batchSize);
     job.status.batchesTotal = total;
@@ -84,13 +91,16 @@ export class RoundRunner extends DurableObject<Env> {
     const model = await session(r.model.sha256, r.model.url).catch((e) => {
       throw e instanceof ModelHashMismatch ? e : new Error(`model segment: ${(e as Error).message}`);
     });
+    if (model.inputNames.includes('inputs_embeds') && r.tokenTable) {
+      this.table ??= await shardTokenTable(r.tokenTable, encodeRows(rows, r).ids);
+    }
     const attempts = intVar(this.env.UPLOAD_ATTEMPTS, 4);
     const backoffMs = intVar(this.env.UPLOAD_BACKOFF_MS, 200);
     const onFailure = (what: string) => (attempt: number, reason: string) => job.status.failures.push(`${what}, attempt ${attempt}: ${reason}`);
     const end = Math.min(total, job.batches.length + intVar(this.env.PIECE_BATCHES, 4));
     for (let b = job.batches.length; b < end; b++) {
       const slice = rows.slice(b * r.batchSize, (b + 1) * r.batchSize);
-      const { bytes, rows: n, seqLen, tokens, forwardMs } = await forwardBatch(model, slice, r, this.env.DEVICE_ID, b);
+      const { bytes, rows: n, seqLen, tokens, forwardMs } = await forwardBatch(model, slice, r, this.env.DEVICE_ID, b, this.table);
       await putWithRetry(r.uploads.batches[b], bytes, { attempts, backoffMs, onFailure: onFailure(`batch ${b}`) }).catch((e) => {
         throw new Error(`upload of batch ${b}: ${(e as Error).message}`);
       });

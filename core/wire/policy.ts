@@ -1,0 +1,95 @@
+/**
+ * What a device's owner allows to run on their data. The device checks every round request against it (and the
+ * server reads it to plan): a segment runs only if the owner approved its SHA-256 for that cut, never below the
+ * owner's minimum cut, and the device fetches and uploads only through URLs on the storage origins it was given.
+ * The cut a request names is only a label; what protects the text is that the owner approved the graph itself.
+ */
+import type { RoundRequest } from './round.ts';
+
+/** Cut 0 uploads token embeddings, which map straight back to the text: no owner may allow it. */
+export const LOWEST_CUT = 1;
+export const DEFAULT_MIN_CUT = 2;
+
+export interface SegmentApproval {
+  /** SHA-256 of the ONNX prefix the owner checked (e.g. exported it from the base model themselves). */
+  sha256: string;
+  /** The base model it was exported from, as the owner names it. */
+  model: string;
+  cut: number;
+  /** SHA-256 of its token table, for a prefix that takes inputs_embeds. */
+  tokenTable?: string;
+}
+
+export interface DevicePolicy {
+  minCut: number;
+  approvals: SegmentApproval[];
+}
+
+export const SHA256 = /^[0-9a-f]{64}$/;
+
+/** Checks an approval's shape; returns it typed, or throws naming the field. */
+export function parseApproval(value: unknown, minCut: number): SegmentApproval {
+  const a = value as Record<string, unknown>;
+  const fail = (field: string, message: string): never => {
+    throw new Error(`approval: field '${field}' ${message}`);
+  };
+  if (typeof a !== 'object' || a === null || Array.isArray(a)) throw new Error('approval: not a JSON object');
+  if (typeof a.sha256 !== 'string' || !SHA256.test(a.sha256)) fail('sha256', 'must be a hex SHA-256');
+  if (typeof a.model !== 'string' || !a.model || a.model.length > 200) fail('model', 'must name the base model (1 to 200 characters)');
+  if (!Number.isSafeInteger(a.cut) || (a.cut as number) < minCut) fail('cut', `must be an integer >= ${minCut} (this device's minimum cut)`);
+  if (a.tokenTable !== undefined && (typeof a.tokenTable !== 'string' || !SHA256.test(a.tokenTable))) fail('tokenTable', 'must be a hex SHA-256');
+  return { sha256: a.sha256 as string, model: a.model as string, cut: a.cut as number, ...(a.tokenTable ? { tokenTable: a.tokenTable as string } : {}) };
+}
+
+/** The owner's minimum cut from its setting: unset is the default; anything but an integer >= LOWEST_CUT throws. */
+export function parseMinCut(value: string | undefined): number {
+  if (value === undefined || value === '') return DEFAULT_MIN_CUT;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n) || n < LOWEST_CUT) throw new Error(`MIN_CUT is ${JSON.stringify(value)}: set an integer >= ${LOWEST_CUT} (default ${DEFAULT_MIN_CUT})`);
+  return n;
+}
+
+/** Why the owner's policy refuses this segment at this cut, or undefined when it allows it. */
+export function segmentRefusal(policy: DevicePolicy, segment: { sha256: string; cut: number; tokenTable?: string }): string | undefined {
+  if (segment.cut < policy.minCut) return `cut ${segment.cut} is below this device's minimum cut ${policy.minCut}, set by its owner`;
+  const approval = policy.approvals.find((a) => a.sha256 === segment.sha256);
+  if (!approval) return `model segment ${segment.sha256} is not approved by this device's owner (PUT /approvals/${segment.sha256})`;
+  if (approval.cut !== segment.cut) return `model segment ${segment.sha256} is approved for cut ${approval.cut}, not ${segment.cut}`;
+  if (approval.tokenTable !== segment.tokenTable) return `token table ${segment.tokenTable ?? '(none)'} is not the one approved with segment ${segment.sha256} (${approval.tokenTable ?? 'none'})`;
+  return undefined;
+}
+
+/**
+ * Origins ("https://host[:port]") a device may fetch from and upload to, from its STORAGE_ORIGINS setting. Plain
+ * http is allowed only on 127.0.0.1, for the local stack.
+ */
+export function parseStorageOrigins(value: string | undefined): string[] {
+  const origins = (value ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  for (const o of origins) {
+    const url = URL.canParse(o) ? new URL(o) : undefined;
+    if (!url || url.origin !== o || !secureOrLocal(url)) throw new Error(`STORAGE_ORIGINS holds ${JSON.stringify(o)}: list origins such as https://<account>.r2.cloudflarestorage.com (http only for 127.0.0.1)`);
+  }
+  return origins;
+}
+
+function secureOrLocal(url: URL): boolean {
+  return url.protocol === 'https:' || (url.protocol === 'http:' && url.hostname === '127.0.0.1');
+}
+
+/** Why a round request's URLs are refused, or undefined when each is on an allowed storage origin. */
+export function urlRefusal(origins: readonly string[], request: RoundRequest): string | undefined {
+  const named: Array<[string, string]> = [
+    ['model.url', request.model.url],
+    ...(request.tokenTable ? ([['tokenTable.url', request.tokenTable.url]] as Array<[string, string]>) : []),
+    ['uploads.manifest', request.uploads.manifest],
+    ...request.uploads.batches.map((u, i): [string, string] => [`uploads.batches[${i}]`, u]),
+  ];
+  if (origins.length === 0) return 'this device has no STORAGE_ORIGINS set: it fetches and uploads nowhere';
+  for (const [field, value] of named) {
+    const url = URL.canParse(value) ? new URL(value) : undefined;
+    if (!url) return `${field} is not a URL`;
+    if (url.username || url.password) return `${field} carries credentials`;
+    if (!secureOrLocal(url) || !origins.includes(url.origin)) return `${field} is on ${url.origin}, not on this device's storage origins (${origins.join(', ')})`;
+  }
+  return undefined;
+}

@@ -1,0 +1,68 @@
+/**
+ * The owner's policy on this device (core/wire/policy.ts): the minimum cut (MIN_CUT, default 2), the approved
+ * model segments (owner endpoints here, kept in the device's own bucket, plus any listed at deploy time in
+ * APPROVED_SEGMENTS) and the storage origins (STORAGE_ORIGINS). The server may read the policy to plan; only the
+ * owner changes it.
+ */
+import { Hono } from 'hono';
+import { parseApproval, parseMinCut, parseStorageOrigins, segmentRefusal, SHA256, urlRefusal, type DevicePolicy, type SegmentApproval } from '../../../core/wire/policy.ts';
+import type { RoundRequest } from '../../../core/wire/round.ts';
+import { ownerOnly, ownerOrServer } from './auth.ts';
+import type { Env } from './env.ts';
+
+const key = (sha256: string) => `approvals/${sha256}.json`;
+
+export async function loadPolicy(env: Env): Promise<DevicePolicy> {
+  const minCut = parseMinCut(env.MIN_CUT);
+  const approvals: SegmentApproval[] = [];
+  if (env.APPROVED_SEGMENTS) {
+    const listed: unknown = JSON.parse(env.APPROVED_SEGMENTS);
+    if (!Array.isArray(listed)) throw new Error('APPROVED_SEGMENTS must be a JSON list of approvals');
+    approvals.push(...listed.map((a) => parseApproval(a, minCut)));
+  }
+  let cursor: string | undefined;
+  do {
+    const page = await env.SHARDS.list({ prefix: 'approvals/', cursor });
+    for (const o of page.objects) {
+      const stored = await env.SHARDS.get(o.key);
+      // Checked against today's MIN_CUT when a round names it (segmentRefusal), not against the one it was stored under.
+      if (stored) approvals.push(parseApproval(await stored.json(), 0));
+    }
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+  return { minCut, approvals };
+}
+
+/**
+ * Why this device's owner does not allow the request to run, or undefined: checked before a round starts (nothing
+ * is fetched before) and again before each piece of it, so a revoked approval stops a running round.
+ */
+export async function refusalOf(env: Env, request: RoundRequest): Promise<string | undefined> {
+  const segment = { sha256: request.model.sha256, cut: request.cut, tokenTable: request.tokenTable?.sha256 };
+  return segmentRefusal(await loadPolicy(env), segment) ?? urlRefusal(parseStorageOrigins(env.STORAGE_ORIGINS), request);
+}
+
+export const approvals = new Hono<{ Bindings: Env }>();
+
+approvals.get('/', ownerOrServer, async (c) => c.json(await loadPolicy(c.env)));
+
+approvals.put('/:sha256', ownerOnly, async (c) => {
+  const sha256 = c.req.param('sha256');
+  if (!SHA256.test(sha256)) return c.json({ error: `'${sha256}' is not a hex SHA-256` }, 400);
+  let approval: SegmentApproval;
+  try {
+    approval = parseApproval({ ...(await c.req.json()), sha256 }, parseMinCut(c.env.MIN_CUT));
+  } catch (e) {
+    return c.json({ error: (e as Error).message }, 400);
+  }
+  await c.env.SHARDS.put(key(sha256), JSON.stringify(approval));
+  return c.json(approval, 201);
+});
+
+approvals.delete('/:sha256', ownerOnly, async (c) => {
+  const sha256 = c.req.param('sha256');
+  if (!SHA256.test(sha256)) return c.json({ error: `'${sha256}' is not a hex SHA-256` }, 400);
+  if (!(await c.env.SHARDS.head(key(sha256)))) return c.json({ error: `no approval of segment ${sha256}` }, 404);
+  await c.env.SHARDS.delete(key(sha256));
+  return c.body(null, 204);
+});

@@ -3,8 +3,10 @@
  * SPLITFROZEN_URL (default http://127.0.0.1:8080) and SPLITFROZEN_TOKEN (the operator token) say where and who.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { deviceSecret } from '../core/auth/signing.ts';
+import { deviceSegment } from '../core/onnx/segment.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, mergeAdapter, parseAdapter } from '../core/peft/adapter.ts';
 import { ServerClient } from '../gpu-server/api/client.ts';
 import { readModelFolder, writeModelFolder } from '../gpu-server/model/folder.ts';
@@ -19,6 +21,11 @@ const USAGE = `usage: npm run cli -- COMMAND [options]
   devices --run ID                       the run's devices: cut, reachability, rows
   pull --run ID --out DIR [--round N|latest] [--merged --model DIR]
                                          download the PEFT adapter; --merged also writes full merged weights
+  device-secret --device ID              the ROUND_SECRET of one device (wrangler secret put ROUND_SECRET), derived
+                                         from the server's master secret SPLITFROZEN_ROUND_SECRET
+  segment --model DIR --cut K [--weights fp32|int8]
+                                         the SHA-256s of the segment a device runs at cut K, for its owner to check
+                                         and approve (PUT /approvals/{sha256} on the device)
 environment: SPLITFROZEN_URL (default http://127.0.0.1:8080), SPLITFROZEN_TOKEN (the operator token)`;
 
 const [command, ...rest] = process.argv.slice(2);
@@ -26,7 +33,7 @@ const { values: a } = (() => {
   try {
     return parseArgs({
       args: rest,
-      options: { spec: { type: 'string' }, id: { type: 'string' }, run: { type: 'string' }, out: { type: 'string' }, round: { type: 'string', default: 'latest' }, merged: { type: 'boolean' }, model: { type: 'string' } },
+      options: { spec: { type: 'string' }, id: { type: 'string' }, device: { type: 'string' }, cut: { type: 'string' }, weights: { type: 'string', default: 'fp32' }, run: { type: 'string' }, out: { type: 'string' }, round: { type: 'string', default: 'latest' }, merged: { type: 'boolean' }, model: { type: 'string' } },
       strict: true,
     });
   } catch (e) {
@@ -38,6 +45,19 @@ run(async () => {
   if (!command || command === '--help' || command === 'help') {
     console.log(USAGE);
     return;
+  }
+  if (command === 'device-secret') {
+    const master = process.env.SPLITFROZEN_ROUND_SECRET || fail("SPLITFROZEN_ROUND_SECRET is not set: it is the training server's master round secret");
+    return console.log(await deviceSecret(master, a.device ?? fail(`--device is required\n\n${USAGE}`)));
+  }
+  if (command === 'segment') {
+    const cut = Number(a.cut);
+    if (!a.model || !Number.isSafeInteger(cut) || cut < 1) fail(`segment needs --model DIR and --cut K (an integer >= 1)\n\n${USAGE}`);
+    if (a.weights !== 'fp32' && a.weights !== 'int8') fail(`--weights is '${a.weights}': use fp32 or int8`);
+    const model = await readModelFolder(a.model!);
+    if (cut >= model.config.nLayer) fail(`--cut ${cut}: the model has ${model.config.nLayer} blocks`);
+    const segment = await deviceSegment(model, cut, a.weights);
+    return console.log(JSON.stringify({ sha256: segment.sha256, model: basename(a.model!), cut, tokenTable: segment.tokenTable?.sha256 }, null, 2));
   }
   const token = process.env.SPLITFROZEN_TOKEN;
   if (!token) fail('SPLITFROZEN_TOKEN is not set: it is the operator token the server was started with (SPLITFROZEN_OPERATOR_TOKEN)');

@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
+import { deviceSecret } from '../core/auth/signing.ts';
+import { deviceSegment } from '../core/onnx/segment.ts';
 import { readModelFolder } from '../gpu-server/model/folder.ts';
 import { referenceHidden } from '../core/model/reference.ts';
 import { maxAbsDiff } from './fixtures.ts';
@@ -46,6 +48,16 @@ describe('command-line tools', () => {
       attention_mask: new ort.Tensor('int64', BigInt64Array.from(mask, BigInt), [1, 4]),
     });
     expect(maxAbsDiff(out.hidden_states.data as Float32Array, referenceHidden(model, ids, mask, 1, 4, 1))).toBeLessThan(1e-5);
+  });
+
+  it('gives operators a device\'s own secret and owners the hashes of the segment they approve', async () => {
+    const { stdout } = await exec(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'splitfrozen.ts'), 'device-secret', '--device', 'dev-9'], { cwd: root, env: { ...process.env, SPLITFROZEN_ROUND_SECRET: 'master' } });
+    expect(stdout.trim()).toBe(await deviceSecret('master', 'dev-9'));
+    await cli('make-model.ts', '--out', join(dir, 's'), '--seed', '3', ...SMALL);
+    const printed = JSON.parse((await cli('splitfrozen.ts', 'segment', '--model', join(dir, 's'), '--cut', '1', '--weights', 'int8')).stdout);
+    const segment = await deviceSegment(await readModelFolder(join(dir, 's')), 1, 'int8');
+    expect(printed).toEqual({ sha256: segment.sha256, model: 's', cut: 1, tokenTable: segment.tokenTable!.sha256 });
+    await expect(cli('splitfrozen.ts', 'segment', '--model', join(dir, 's'), '--cut', '2')).rejects.toMatchObject({ stderr: expect.stringContaining('--cut 2: the model has 2 blocks') });
   });
 
   it('bad arguments fail with a message that says what to fix', async () => {

@@ -8,6 +8,7 @@ import { encodeActivationBatch } from '../../core/wire/activations.ts';
 import type { ActivationManifest, RoundStatus } from '../../core/wire/round.ts';
 import { localTempDir } from '../../infra/local/paths.ts';
 import { startS3, type RunningS3 } from '../../infra/local/s3.ts';
+import type { ObjectStore } from '../../core/storage/store.ts';
 import { activationFeed, DeviceRoundFailed, type FeedSource } from './feed.ts';
 
 let s3: RunningS3;
@@ -24,9 +25,9 @@ afterAll(async () => {
 });
 
 const D = 8;
-function batchBytes(runId: string, index: number, { cut = 2, device = 'dev', rows = 2, seq = 3 } = {}) {
+function batchBytes(runId: string, index: number, { cut = 2, device = 'dev', rows = 2, seq = 3, label = index % 2, hidden = (i: number) => index + i / 100 } = {}) {
   return encodeActivationBatch(
-    { device, runId, round: 0, cut, batch: index, rows, seqLen: seq, nEmbd: D, hidden: Float32Array.from({ length: rows * seq * D }, (_, i) => index + i / 100), mask: new Int32Array(rows * seq).fill(1), labels: new Int32Array(rows).fill(index % 2) },
+    { device, runId, round: 0, cut, batch: index, rows, seqLen: seq, nEmbd: D, hidden: Float32Array.from({ length: rows * seq * D }, (_, i) => hidden(i)), mask: new Int32Array(rows * seq).fill(1), labels: new Int32Array(rows).fill(label) },
     'fp32',
   );
 }
@@ -44,7 +45,7 @@ async function writeRound(runId: string, n: number, { alter = new Map<number, Ui
   await store.put(keys.activationManifest(runId, 'dev', 0), JSON.stringify(manifest));
 }
 
-const src = (runId: string): FeedSource => ({ runId, deviceId: 'dev', round: 0, cut: 2, nEmbd: D });
+const src = (runId: string, batches = 5): FeedSource => ({ runId, deviceId: 'dev', round: 0, cut: 2, nEmbd: D, numLabels: 2, batches });
 async function drain(feed: AsyncIterable<{ batch: number }>) {
   const out = [];
   for await (const b of feed) out.push(b.batch);
@@ -78,16 +79,83 @@ describe('activation feed (poller)', () => {
     const manifest: ActivationManifest = { version: 1, device: 'dev', runId: 'r-meta', round: 0, cut: 2, dtype: 'fp32', modelSha256: 'x', rows: 2, batches: [{ index: 0, rows: 2, seqLen: 3, bytes: bytes.byteLength, sha256: await sha256Hex(bytes) }] };
     await store.put(keys.activationManifest('r-meta', 'dev', 0), JSON.stringify(manifest));
     const rejected: string[] = [];
-    expect(await drain(activationFeed(store, src('r-meta'), { onReject: (_, why) => rejected.push(why) }))).toEqual([]);
+    expect(await drain(activationFeed(store, src('r-meta', 1), { onReject: (_, why) => rejected.push(why) }))).toEqual([]);
     expect(rejected).toEqual(['cut 1, the plan says 2']);
-    expect(await drain(activationFeed(store, { ...src('r-meta'), cut: 1, nEmbd: 16 }, { onReject: (_, why) => rejected.push(why) })).catch((e) => e.message)).toBe('device dev round 0: the manifest says cut 2, the plan says 1');
+    expect(await drain(activationFeed(store, { ...src('r-meta', 1), cut: 1, nEmbd: 16 }, { onReject: (_, why) => rejected.push(why) })).catch((e) => e.message)).toBe('device dev round 0: the manifest says cut 2, the plan says 1');
   });
 
   it('skips batches already trained on, and gives up on a device whose round failed', async () => {
     await writeRound('r-skip', 3);
     const skip = new Set([keys.activationBatch('r-skip', 'dev', 0, 1)]);
-    expect(await drain(activationFeed(store, src('r-skip'), { skip }))).toEqual([0, 2]);
+    expect(await drain(activationFeed(store, src('r-skip', 3), { skip }))).toEqual([0, 2]);
     const failed: RoundStatus = { device: 'dev', runId: 'r-none', round: 0, state: 'failed', batchesDone: 0, batchesTotal: 3, failures: [], tokens: 0, forwardMs: 0, error: 'model segment hash mismatch' };
     await expect(drain(activationFeed(store, src('r-none'), { pollMs: 5, deviceStatus: async () => failed }))).rejects.toThrow(DeviceRoundFailed);
+  });
+
+  it('retries storage calls, and a download that keeps failing fails the device when reached, never the process', async () => {
+    await writeRound('r-flaky', 5);
+    // The real store, with GETs of chosen keys failing a number of times (fault injection, not a fake store).
+    const failures = new Map<string, number>();
+    const flaky: ObjectStore = Object.assign(Object.create(store), {
+      get: async (key: string) => {
+        const left = failures.get(key) ?? 0;
+        if (left > 0) {
+          failures.set(key, left - 1);
+          throw new Error('connection reset');
+        }
+        return store.get(key);
+      },
+    });
+    const key = (i: number) => keys.activationBatch('r-flaky', 'dev', 0, i);
+    for (let i = 0; i < 5; i++) failures.set(key(i), 2);
+    expect(await drain(activationFeed(flaky, src('r-flaky'), { backoffMs: 1 }))).toEqual([0, 1, 2, 3, 4]);
+
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      failures.set(key(3), Infinity);
+      const got: number[] = [];
+      const feed = activationFeed(flaky, src('r-flaky'), { prefetch: 4, backoffMs: 1, attempts: 3 });
+      const error = await (async () => {
+        for await (const b of feed) {
+          got.push(b.batch);
+          await new Promise((r) => setTimeout(r, 20)); // training, while batch 3's download fails in the background
+        }
+      })().catch((e: Error) => e.message);
+      expect(got).toEqual([0, 1, 2]);
+      expect(error).toBe(`GET ${key(3)} failed after 3 attempts: connection reset`);
+      await new Promise((r) => setTimeout(r, 20));
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
+  it('fails the device, naming why, on a manifest that is truncated, null, or out of step with the plan', async () => {
+    const manifestAs = async (runId: string, text: string, batches = 1) => {
+      await store.put(keys.activationManifest(runId, 'dev', 0), text);
+      return drain(activationFeed(store, src(runId, batches))).catch((e: Error) => [e instanceof DeviceRoundFailed, e.message]);
+    };
+    expect(await manifestAs('r-trunc', '{"version":1,"dev')).toEqual([true, expect.stringMatching(/^device dev round 0: the manifest is not JSON \(17 bytes\)/)]);
+    expect(await manifestAs('r-null', 'null')).toEqual([true, 'device dev round 0: the manifest is not a version-1 activation manifest']);
+    await writeRound('r-count', 2);
+    expect(await drain(activationFeed(store, src('r-count', 3))).catch((e: Error) => e.message)).toBe('device dev round 0: the manifest lists 2 batches, the plan 3');
+    const batch = { rows: 2, seqLen: 3, bytes: 10, sha256: 'x' };
+    const skewed = { version: 1, device: 'dev', runId: 'r-index', round: 0, cut: 2, dtype: 'fp32', modelSha256: 'x', rows: 4, batches: [{ index: 1, ...batch }, { index: 0, ...batch }] };
+    expect(await manifestAs('r-index', JSON.stringify(skewed), 2)).toEqual([true, 'device dev round 0: the manifest\'s batch 0 has index 1: indices must be 0..1 in order']);
+  });
+
+  it('refuses non-finite activations and labels outside the task, even when the manifest vouches for them', async () => {
+    const nan = batchBytes('r-values', 0, { hidden: (i) => (i === 5 ? NaN : i) });
+    const label = batchBytes('r-values', 1, { label: 2 });
+    await writeRound('r-values', 3, { alter: new Map([[0, nan], [1, label]]) });
+    // The manifest's checksums are of the clean batches: rewrite it over the altered ones, as a faulty device would.
+    const manifest = JSON.parse(new TextDecoder().decode(await store.get(keys.activationManifest('r-values', 'dev', 0))));
+    for (const [i, bytes] of [nan, label].entries()) Object.assign(manifest.batches[i], { bytes: bytes.byteLength, sha256: await sha256Hex(bytes) });
+    await store.put(keys.activationManifest('r-values', 'dev', 0), JSON.stringify(manifest));
+    const rejected: string[] = [];
+    expect(await drain(activationFeed(store, src('r-values', 3), { onReject: (_, why) => rejected.push(why) }))).toEqual([2]);
+    expect(rejected).toEqual(['hidden state 5 is NaN', "row 0's label 2 is outside the task's [0, 2)"]);
   });
 });

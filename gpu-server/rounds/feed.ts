@@ -17,6 +17,10 @@ export interface FeedSource {
   round: number;
   cut: number;
   nEmbd: number;
+  /** Labels must lie in [0, numLabels). */
+  numLabels: number;
+  /** The batches the plan expects: the manifest must list exactly indices 0..batches-1. */
+  batches: number;
 }
 
 export interface VerifiedBatch extends ActivationBatch {
@@ -37,42 +41,74 @@ export interface FeedOptions {
   onReject?: (key: string, reason: string) => void;
   /** Called once, when the manifest has been read. */
   onManifest?: (manifest: ActivationManifest) => void;
+  /** Tries per storage call, and the first retry's delay (doubling after it). */
+  attempts?: number;
+  backoffMs?: number;
+  /** How long to wait for the manifest before giving up on the device. */
+  deadlineMs?: number;
 }
 
 export class DeviceRoundFailed extends Error {}
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Bounded retries with exponential backoff; the last failure is thrown, naming what was tried. */
+export async function retried<T>(what: string, fn: () => Promise<T>, attempts = 4, backoffMs = 100): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (attempt >= attempts) throw new Error(`${what} failed after ${attempts} attempts: ${(e as Error).message}`, { cause: e });
+      await sleep(backoffMs * 2 ** (attempt - 1));
+    }
+  }
+}
+
 export async function* activationFeed(store: ObjectStore, src: FeedSource, opts: FeedOptions = {}): AsyncGenerator<VerifiedBatch> {
-  const { prefetch = 4, pollMs = 100, skip = new Set<string>(), onReject = () => {} } = opts;
+  const { prefetch = 4, pollMs = 100, skip = new Set<string>(), onReject = () => {}, attempts = 4, backoffMs = 100, deadlineMs = 30 * 60_000 } = opts;
   const prefix = keys.activations(src.runId, src.deviceId, src.round);
   const manifestKey = keys.activationManifest(src.runId, src.deviceId, src.round);
   const downloads = new Map<string, Promise<Uint8Array | undefined>>();
   const fetchKey = (key: string) => {
     let d = downloads.get(key);
-    if (!d) downloads.set(key, (d = store.get(key)));
+    if (!d) {
+      d = retried(`GET ${key}`, () => store.get(key), attempts, backoffMs);
+      // Marked handled now: a prefetched download that fails while another batch trains must not end the process.
+      // Its error is thrown when the trainer reaches it.
+      d.catch(() => {});
+      downloads.set(key, d);
+    }
     return d;
   };
+  const failed = (problem: string) => new DeviceRoundFailed(`device ${src.deviceId} round ${src.round}: ${problem}`);
 
   // Until the manifest is there: list what is new, and start downloads while the prefetch window has room.
-  let manifest: ActivationManifest | undefined;
+  let manifestBytes: Uint8Array | undefined;
   let after: string | undefined;
-  for (let polls = 0; !manifest; polls++) {
-    for await (const o of store.list(prefix, after)) {
+  const deadline = Date.now() + deadlineMs;
+  for (let polls = 0; !manifestBytes; polls++) {
+    const listed = await retried(`LIST ${prefix}`, () => listAll(store, prefix, after), attempts, backoffMs);
+    for (const o of listed) {
       after = o.key;
-      if (o.key === manifestKey) manifest = JSON.parse(new TextDecoder().decode(await store.get(o.key)));
+      if (o.key === manifestKey) manifestBytes = (await fetchKey(o.key)) ?? new Uint8Array(0);
       else if (!skip.has(o.key) && downloads.size < prefetch) fetchKey(o.key);
     }
-    if (manifest) break;
+    if (manifestBytes) break;
     if (opts.deviceStatus && polls % 10 === 0) {
-      const status = await opts.deviceStatus();
+      const status = await opts.deviceStatus().catch((e: Error) => {
+        throw failed(`its status could not be read: ${e.message}`);
+      });
       if (status?.state === 'failed') throw new DeviceRoundFailed(`device ${src.deviceId} failed round ${src.round}: ${status.error}`);
     }
-    await new Promise((r) => setTimeout(r, pollMs));
+    if (Date.now() > deadline) throw failed(`no manifest after ${Math.round(deadlineMs / 1000)} s`);
+    await sleep(pollMs);
   }
+  downloads.delete(manifestKey);
 
-  const problem = manifestProblem(manifest, src);
-  if (problem) {
-    onReject(manifestKey, problem);
-    throw new DeviceRoundFailed(`device ${src.deviceId} round ${src.round}: ${problem}`);
+  const manifest = parseManifest(manifestBytes, src);
+  if (typeof manifest === 'string') {
+    onReject(manifestKey, manifest);
+    throw failed(manifest);
   }
   opts.onManifest?.(manifest);
   const order = opts.order?.(manifest.batches) ?? manifest.batches.map((_, i) => i);
@@ -90,11 +126,30 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
   }
 }
 
-function manifestProblem(m: ActivationManifest, src: FeedSource): string | undefined {
-  if (m.version !== 1 || !Array.isArray(m.batches)) return 'the manifest is not a version-1 activation manifest';
+async function listAll(store: ObjectStore, prefix: string, after: string | undefined) {
+  const out = [];
+  for await (const o of store.list(prefix, after)) out.push(o);
+  return out;
+}
+
+/** The manifest, checked against the plan, or what is wrong with it. */
+function parseManifest(bytes: Uint8Array, src: FeedSource): ActivationManifest | string {
+  let m: ActivationManifest;
+  try {
+    m = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    return `the manifest is not JSON (${bytes.byteLength} bytes): ${(e as Error).message}`;
+  }
+  if (typeof m !== 'object' || m === null || m.version !== 1 || !Array.isArray(m.batches)) return 'the manifest is not a version-1 activation manifest';
   if (m.device !== src.deviceId || m.runId !== src.runId || m.round !== src.round) return `the manifest is for ${m.device}/${m.runId}/${m.round}`;
   if (m.cut !== src.cut) return `the manifest says cut ${m.cut}, the plan says ${src.cut}`;
-  return undefined;
+  if (m.batches.length !== src.batches) return `the manifest lists ${m.batches.length} batches, the plan ${src.batches}`;
+  for (const [i, b] of m.batches.entries()) {
+    const whole = (v: unknown) => Number.isSafeInteger(v) && (v as number) > 0;
+    if (typeof b !== 'object' || b === null || b.index !== i) return `the manifest's batch ${i} has index ${JSON.stringify(b?.index)}: indices must be 0..${src.batches - 1} in order`;
+    if (!whole(b.rows) || !whole(b.seqLen) || !whole(b.bytes) || typeof b.sha256 !== 'string') return `the manifest's batch ${i} lacks rows, seqLen, bytes or sha256`;
+  }
+  return m;
 }
 
 async function verify(bytes: Uint8Array, entry: ManifestBatch, src: FeedSource, key: string): Promise<VerifiedBatch | string> {
@@ -110,5 +165,9 @@ async function verify(bytes: Uint8Array, entry: ManifestBatch, src: FeedSource, 
   if (b.cut !== src.cut) return `cut ${b.cut}, the plan says ${src.cut}`;
   if (b.nEmbd !== src.nEmbd) return `hidden size ${b.nEmbd}, the model's is ${src.nEmbd}`;
   if (b.rows !== entry.rows || b.seqLen !== entry.seqLen) return `shape [${b.rows}, ${b.seqLen}] differs from the manifest's [${entry.rows}, ${entry.seqLen}]`;
+  // A NaN or an infinity would reach the adapters and every checkpoint after; a label outside the task, the loss.
+  const label = b.labels.findIndex((l) => !(l >= 0 && l < src.numLabels));
+  if (label >= 0) return `row ${label}'s label ${b.labels[label]} is outside the task's [0, ${src.numLabels})`;
+  for (let i = 0; i < b.hidden.length; i++) if (!Number.isFinite(b.hidden[i])) return `hidden state ${i} is ${b.hidden[i]}`;
   return { ...b, key, bytes: bytes.byteLength };
 }

@@ -22,6 +22,14 @@ export interface CheckpointMeta {
   consumed: string[];
   /** Training losses of this round so far. */
   losses: number[];
+  /** Devices of this round whose training is finished: a resumed round does not train, nor measure, them again. */
+  finished?: string[];
+}
+
+/** The device in training and the adapters it started from: GraB's update for it is measured from these. */
+export interface DeviceStart {
+  device: string;
+  adapters: Float32Array;
 }
 
 
@@ -31,7 +39,7 @@ async function f32(t: tf.Tensor): Promise<Tensor> {
   return { dtype: 'F32', shape: t.shape, data: (await t.data()) as Float32Array };
 }
 
-export async function saveCheckpoint(store: ObjectStore, runId: string, trainer: Trainer, meta: CheckpointMeta, updates: ReadonlyMap<string, Float32Array>): Promise<void> {
+export async function saveCheckpoint(store: ObjectStore, runId: string, trainer: Trainer, meta: CheckpointMeta, updates: ReadonlyMap<string, Float32Array>, start?: DeviceStart): Promise<void> {
   const tensors: Record<string, Tensor> = {};
   for (const [i, v] of trainer.variables().entries()) {
     tensors[`param.${i}`] = await f32(v);
@@ -43,12 +51,14 @@ export async function saveCheckpoint(store: ObjectStore, runId: string, trainer:
     }
   }
   for (const [device, u] of updates) tensors[`update.${device}`] = { dtype: 'F32', shape: [u.length], data: u };
+  if (start) tensors[`start.${start.device}`] = { dtype: 'F32', shape: [start.adapters.length], data: start.adapters };
   await store.put(keys.checkpoint(runId, meta.seq % 2), serializeSafetensors(tensors, { meta: JSON.stringify(meta), step: String(trainer.opt.step) }));
 }
 
 export interface LoadedCheckpoint {
   meta: CheckpointMeta;
   updates: Map<string, Float32Array>;
+  start?: DeviceStart;
 }
 
 /** Restores the trainer from the run's checkpoint; undefined when the run has none yet. */
@@ -86,6 +96,10 @@ export async function loadCheckpoint(store: ObjectStore, runId: string, trainer:
   });
   trainer.opt.step = Number(metadata.step);
   const updates = new Map<string, Float32Array>();
-  for (const [name, t] of tensors) if (name.startsWith('update.')) updates.set(name.slice('update.'.length), t.data as Float32Array);
-  return { meta: JSON.parse(metadata.meta), updates };
+  let start: DeviceStart | undefined;
+  for (const [name, t] of tensors) {
+    if (name.startsWith('update.')) updates.set(name.slice('update.'.length), t.data as Float32Array);
+    if (name.startsWith('start.')) start = { device: name.slice('start.'.length), adapters: t.data as Float32Array };
+  }
+  return { meta: JSON.parse(metadata.meta), updates, start };
 }

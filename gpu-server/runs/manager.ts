@@ -21,7 +21,7 @@ import { permutation } from '../ordering/ordering.ts';
 import { buildRoundRequest } from '../rounds/request.ts';
 import { activationFeed, DeviceRoundFailed } from '../rounds/feed.ts';
 import { scoreLogits, Trainer, type PendingStep } from '../train/trainer.ts';
-import { loadCheckpoint, saveCheckpoint, type CheckpointMeta } from './checkpoint.ts';
+import { loadCheckpoint, saveCheckpoint, type CheckpointMeta, type DeviceStart } from './checkpoint.ts';
 import { planCut } from './cuts.ts';
 import { evaluationRows } from './data.ts';
 import { planRound, type DeviceView, type RoundPlan } from './plan.ts';
@@ -108,6 +108,8 @@ interface RunState {
   /** GraB: what training on each device did to the adapters in the last round. */
   updates: Map<string, Float32Array>;
   checkpoint?: CheckpointMeta;
+  /** From the checkpoint: the device that was in training and the adapters it started from. */
+  deviceStart?: DeviceStart;
   running?: Promise<void>;
   progress?: RoundProgress;
   segments: Map<string, { modelSha256: string; tokenTableSha256?: string }>;
@@ -219,6 +221,10 @@ export class RunManager {
       .catch((e) => {
         if (s.progress) Object.assign(s.progress, { phase: 'failed', error: (e as Error).message });
         this.log(`run ${s.record.id} round ${round} failed: ${(e as Error).message}`);
+        // The trainer holds the steps taken since the last checkpoint: the next trigger resumes from that
+        // checkpoint instead, so no batch is trained twice.
+        s.trainer?.dispose();
+        Object.assign(s, { trainer: undefined, checkpoint: undefined, deviceStart: undefined, updates: new Map() });
       })
       .finally(() => (s.running = undefined));
   }
@@ -285,6 +291,7 @@ export class RunManager {
       if (loaded) {
         s.checkpoint = loaded.meta;
         s.updates = loaded.updates;
+        s.deviceStart = loaded.start;
       }
     }
     return { model: s.model, trainer: s.trainer };
@@ -378,6 +385,8 @@ export class RunManager {
     const previous = s.checkpoint?.round === round ? s.checkpoint : undefined;
     const consumed = new Set(previous?.consumed ?? []);
     const losses = [...(previous?.losses ?? [])];
+    const finished = new Set(previous?.finished ?? []);
+    let current: DeviceStart | undefined = previous ? s.deviceStart : undefined;
     let seq = s.checkpoint?.seq ?? 0;
     // Checkpoints cost a readback of the adapters and optimizer state and a PUT: at most one per checkpointSeconds
     // within a device's batches, and one after each device.
@@ -385,8 +394,8 @@ export class RunManager {
     let lastCheckpoint = performance.now();
     const checkpoint = (complete: boolean) => {
       lastCheckpoint = performance.now();
-      s.checkpoint = { seq: ++seq, round, complete, consumed: [...consumed], losses };
-      return saveCheckpoint(store, record.id, trainer, s.checkpoint, s.updates);
+      s.checkpoint = { seq: ++seq, round, complete, consumed: [...consumed], losses, finished: [...finished] };
+      return saveCheckpoint(store, record.id, trainer, s.checkpoint, s.updates, current);
     };
     progress.batchesTrained = consumed.size;
     progress.phase = 'training';
@@ -395,10 +404,18 @@ export class RunManager {
     for (const id of previous?.complete ? [] : plan.order) {
       const d = plan.devices[id];
       const dp = progress.devices[id];
+      if (finished.has(id)) {
+        // Trained before the server was restarted: its batches and its GraB update are in the checkpoint.
+        Object.assign(dp, { state: 'trained', trained: [...consumed].filter((k) => k.startsWith(keys.activations(record.id, id, d.sourceRound))).length });
+        continue;
+      }
       if (!pipelined) await startDevice(id);
       if (dp.state === 'failed') continue;
       dp.state = 'training';
-      const before = spec.ordering.kind === 'grab' ? trainer.flatAdapters() : undefined;
+      // GraB's update for this device is measured from the adapters it started from, which a resumed round reads
+      // from its checkpoint rather than from the adapters as they are now.
+      if (spec.ordering.kind === 'grab' && current?.device !== id) current = { device: id, adapters: trainer.flatAdapters() };
+      const before = spec.ordering.kind === 'grab' ? current!.adapters : undefined;
       const shuffle = (batches: unknown[]) => permutation(batches.map((_, i) => String(i)), new Random(spec.training.seed * 31 + round * 7 + hashString(id))).map(Number);
       // One step in flight: the next batch's step is issued before the last one's loss is read, so a GPU never
       // waits for JavaScript. A checkpoint first waits for the step in flight, so what it saves is what it lists.
@@ -423,7 +440,7 @@ export class RunManager {
       try {
         for await (const batch of activationFeed(
           store,
-          { runId: record.id, deviceId: id, round: d.sourceRound, cut: d.cut, nEmbd: model.config.nEmbd },
+          { runId: record.id, deviceId: id, round: d.sourceRound, cut: d.cut, nEmbd: model.config.nEmbd, numLabels: spec.task.labels.length, batches: d.batches },
           {
             prefetch: this.opts.prefetch,
             pollMs: this.opts.pollMs,
@@ -460,6 +477,8 @@ export class RunManager {
         const after = trainer.flatAdapters();
         s.updates.set(id, after.map((x, i) => x - before[i]));
       }
+      finished.add(id);
+      current = undefined;
       if (dp.trained > 0) await checkpoint(false);
       if (d.sourceRound === round) dp.forwardMs = (await this.client(s, id).roundStatus(record.id, round).catch(() => undefined))?.forwardMs;
     }

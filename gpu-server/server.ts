@@ -21,6 +21,8 @@ export interface ServerConfig {
   checkpointSeconds?: number;
   /** Threads of the WASM backend (default: every core). */
   wasmThreads?: number;
+  /** Folders run specs may name files in (SPLITFROZEN_DATA_DIRS, ':'-separated); default: the working directory. */
+  dataDirs?: string[];
 }
 
 export interface RunningServer {
@@ -50,7 +52,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     host: env.SPLITFROZEN_HOST ?? '127.0.0.1',
     port: Number(env.SPLITFROZEN_PORT ?? 8080),
     operatorToken: need('SPLITFROZEN_OPERATOR_TOKEN', 'choose a secret; the CLI sends it as SPLITFROZEN_TOKEN'),
-    roundSecret: need('SPLITFROZEN_ROUND_SECRET', "the devices' ROUND_SECRET (wrangler secret put ROUND_SECRET)"),
+    roundSecret: need('SPLITFROZEN_ROUND_SECRET', "the master round secret; each device's ROUND_SECRET is derived from it (npm run cli -- device-secret)"),
     s3: {
       bucket: need('SPLITFROZEN_S3_BUCKET', 'the bucket for activations, checkpoints and adapters'),
       endpoint: env.SPLITFROZEN_S3_ENDPOINT || undefined,
@@ -61,6 +63,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv = process.env): ServerConfi
     backend: backendName(env.SPLITFROZEN_BACKEND ?? 'auto'),
     checkpointSeconds: number('SPLITFROZEN_CHECKPOINT_SECONDS', 'seconds between checkpoints within a round, 0 for after every batch'),
     wasmThreads: number('SPLITFROZEN_WASM_THREADS', 'threads of the WASM backend, 1 to 8'),
+    dataDirs: env.SPLITFROZEN_DATA_DIRS ? env.SPLITFROZEN_DATA_DIRS.split(':').filter(Boolean) : undefined,
   };
 }
 
@@ -75,9 +78,11 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const threads = backend.backend === 'wasm' ? ` on ${getThreadsCount()} thread(s)` : '';
   const backendLine = `${backend.backend}${threads}${backend.skipped.map((s) => ` (skipped ${s.backend}: ${s.reason})`).join('')}`;
   log(`TensorFlow.js backend: ${backendLine}`);
-  const manager = new RunManager({ store: new S3Store(config.s3), roundSecret: config.roundSecret, log, schedule: config.schedule, checkpointSeconds: config.checkpointSeconds });
+  if (!config.operatorToken) throw new ConfigError('the operator token is empty: anyone could drive the server');
+  if (!config.roundSecret) throw new ConfigError('the round secret is empty: device requests could be forged');
+  const manager = new RunManager({ store: new S3Store(config.s3), roundSecret: config.roundSecret, log, schedule: config.schedule, checkpointSeconds: config.checkpointSeconds, dataDirs: config.dataDirs });
   await manager.init();
-  const app = createApp(manager, config.operatorToken);
+  const app = createApp(manager, config.operatorToken, log);
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s));
   });

@@ -17,6 +17,7 @@ import { getJson } from '../core/storage/json.ts';
 import { ApiError, ServerClient } from '../gpu-server/api/client.ts';
 import { readModelFolder } from '../gpu-server/model/folder.ts';
 import type { RoundPlan } from '../gpu-server/runs/plan.ts';
+import { createApp } from '../gpu-server/api/app.ts';
 import { startServer, type RunningServer } from '../gpu-server/server.ts';
 import { scoreLogits, Trainer } from '../gpu-server/train/trainer.ts';
 import { startSystem, type TestSystem } from './system.ts';
@@ -43,11 +44,17 @@ describe('training server over HTTP', () => {
   it('refuses a missing (401) or wrong (403) operator token', async () => {
     expect((await fetch(new URL('/runs', server.url))).status).toBe(401);
     expect(await status(new ServerClient(server.url, 'nope').runs())).toBe(403);
+    // Started from code with an empty token, the server would let in "Authorization: Bearer " with nothing after it.
+    expect(() => createApp(server.manager, '')).toThrow('the operator token is empty');
   });
 
   it('refuses bad run specs with 400 naming the field, and unknown runs and devices with 404', async () => {
     expect(await message(client.createRun(sys.spec({ lora: { rank: 0 } })))).toMatch(/HTTP 400: field 'lora.rank' must be a positive integer, got 0/);
-    expect(await message(client.createRun(sys.spec({ model: '/nowhere/gpt2' })))).toMatch(/HTTP 400: \/nowhere\/gpt2\/config.json: not found/);
+    expect(await message(client.createRun(sys.spec({ model: join(sys.dir, 'nowhere') })))).toMatch(/HTTP 400: .*\/nowhere\/config.json: not found/);
+    // Files outside the server's data folders are refused without a word on whether they exist.
+    for (const model of ['/etc', '/nowhere/gpt2', '../../etc']) expect(await message(client.createRun(sys.spec({ model })))).toMatch(new RegExp(`HTTP 400: model ${model} is outside the server's data folders \\(.*\\): put it there, or set SPLITFROZEN_DATA_DIRS`));
+    const evalOutside = sys.spec({ task: { labels: ['0', '1'], eval: { path: '/etc/passwd', format: 'tsv' } } });
+    expect(await message(client.createRun(evalOutside))).toMatch(/HTTP 400: task.eval.path \/etc\/passwd is outside the server's data folders/);
     expect(await message(client.createRun(sys.spec({ ordering: { kind: 'fixed', order: ['device-1', 'ghost'] } })))).toMatch(/HTTP 400: field 'ordering.order': unknown device 'ghost'/);
     expect(await message(client.createRun({ ...sys.spec(), devices: [{ id: 'd', url: 'ftp://x' }] }))).toMatch(/field 'devices\[0\].url' must be the device worker's http\(s\) URL/);
     expect(await status(client.run('no-such-run'))).toBe(404);

@@ -4,10 +4,13 @@
  */
 import { Hono } from 'hono';
 import { timingSafeEqual } from '../../core/auth/signing.ts';
+import { StorageError } from '../../core/storage/store.ts';
 import { Conflict, NotFound, type RunManager } from '../runs/manager.ts';
 import { parseRunSpec, SpecError } from '../runs/spec.ts';
 
-export function createApp(manager: RunManager, operatorToken: string): Hono {
+export function createApp(manager: RunManager, operatorToken: string, log: (m: string) => void = console.error): Hono {
+  // An empty token would let in any request that sends "Authorization: Bearer " with nothing after it.
+  if (!operatorToken) throw new Error('the operator token is empty');
   const app = new Hono();
   app.get('/health', (c) => c.json({ ok: true, role: 'splitfrozen-server' }));
   app.use('/runs/*', async (c, next) => {
@@ -22,7 +25,10 @@ export function createApp(manager: RunManager, operatorToken: string): Hono {
     if (e instanceof NotFound) return c.json({ error: e.message }, 404);
     if (e instanceof Conflict) return c.json({ error: e.message }, 409);
     if (e instanceof SpecError) return c.json({ error: e.message }, 400);
-    return c.json({ error: e.message }, 500);
+    // The reason stays in the server's log: it may name keys, paths or settings the caller has no business seeing.
+    log(`${c.req.method} ${c.req.path}: ${e.stack ?? e.message}`);
+    if (e instanceof StorageError) return c.json({ error: 'storage unavailable; try again' }, 503);
+    return c.json({ error: 'internal error (see the server log)' }, 500);
   });
 
   app.post('/runs', async (c) => {

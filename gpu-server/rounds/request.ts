@@ -20,12 +20,13 @@ export interface DeviceRoundPlan {
   labels: string[];
   padTokenId: number;
   shards?: string[];
-  /** How long the URLs stay valid. */
+  /** How long the URLs stay valid (default an hour: a round that outlives them fails and, triggered again, resumes
+   * with fresh ones). */
   expiresInSeconds?: number;
 }
 
 export async function buildRoundRequest(store: ObjectStore, p: DeviceRoundPlan): Promise<RoundRequest> {
-  const expires = p.expiresInSeconds ?? 6 * 3600;
+  const expires = p.expiresInSeconds ?? 3600;
   const batches = Math.ceil(p.rows / p.batchSize);
   return {
     runId: p.runId,

@@ -24,6 +24,7 @@ import { scoreLogits, Trainer, type PendingStep } from '../train/trainer.ts';
 import { loadCheckpoint, saveCheckpoint, type CheckpointMeta, type DeviceStart } from './checkpoint.ts';
 import { planCut } from './cuts.ts';
 import { evaluationRows } from './data.ts';
+import { checkDataPath } from './data-dirs.ts';
 import { planRound, type DeviceView, type RoundPlan } from './plan.ts';
 import type { RunSpec } from './spec.ts';
 
@@ -98,6 +99,8 @@ export interface ManagerOptions {
   schedule?: 'pipelined' | 'stop-and-wait';
   /** Seconds between checkpoints within a device's batches (default 30; 0: after every batch). */
   checkpointSeconds?: number;
+  /** Folders a run spec may name files in (model, evaluation file); default: the working directory. */
+  dataDirs?: string[];
 }
 
 interface RunState {
@@ -153,6 +156,9 @@ export class RunManager {
   async create(spec: RunSpec, id = `run-${new Date().toISOString().replace(/[-:T]/g, '').slice(0, 14)}-${Math.random().toString(36).slice(2, 6)}`): Promise<RunRecord> {
     checkId('run', id);
     if (this.runs.has(id)) throw new Conflict(`run ${id} exists`);
+    const dirs = this.opts.dataDirs ?? [process.cwd()];
+    await checkDataPath(spec.model, dirs, 'model');
+    if (spec.task.eval) await checkDataPath(spec.task.eval.path, dirs, 'task.eval.path');
     const model = await readModelFolder(spec.model);
     const c = model.config;
     if (spec.task.labels.length !== c.numLabels && model.params.has('score.weight')) {

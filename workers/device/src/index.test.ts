@@ -79,6 +79,7 @@ describe('device worker under workerd', () => {
     expect((await rows.json()).error).toBe('line 51: shard has more than 50 rows, the limit');
     expect((await upload('../escape', '{"text":"a","label":1}')).status).toBe(404); // not even routed
     expect((await upload('bad name!', '{"text":"a","label":1}')).status).toBe(400);
+    expect((await fetch(at('/shards/bad%20name!'), { method: 'DELETE', headers: owner })).status).toBe(400);
     expect((await listing()).map((s) => s.name)).toEqual(['reviews']);
   });
 

@@ -69,6 +69,11 @@ shards.put('/:name', ownerOnly, async (c) => {
 
 shards.delete('/:name', ownerOnly, async (c) => {
   const name = c.req.param('name');
+  try {
+    checkId('shard', name);
+  } catch (e) {
+    return c.json({ error: (e as Error).message }, 400);
+  }
   if (!(await c.env.SHARDS.head(key(name)))) return c.json({ error: `no shard named '${name}'` }, 404);
   await c.env.SHARDS.delete(key(name));
   return c.body(null, 204);

@@ -241,6 +241,16 @@ describe('a device round on workerd and S3', () => {
     expect((await runRound(await plan('run-labels', { labels: ['0', '1'] }))).error).toMatch(/shard 'nli' has labels \["entailment","neutral","contradiction"\], the round expects \["0","1"\]/);
   });
 
+  it('keeps a long round\'s upload URLs one per stored value: a request with 4,000 of them (2.5 MB) runs', async () => {
+    const long = await plan('run-long');
+    const origin = new URL(proxy.url).origin;
+    // URLs past the shard's 3 batches are never used; a round of thousands of batches would use them all.
+    long.uploads.batches.push(...Array.from({ length: 4000 }, (_, i) => `${origin}/unused/${i}?${'x'.repeat(600)}`));
+    const status = await runRound(long);
+    expect(status).toMatchObject({ state: 'complete', batchesDone: 3 });
+    expect(await storedKeys('run-long')).toHaveLength(4);
+  });
+
   it('a replayed round request changes nothing', async () => {
     const body = JSON.stringify(await plan('run-replay'));
     const headers = { ...(await signRequest(await deviceSecret(SECRET, 'dev-a'), 'dev-a', 'POST', '/rounds', body)), 'content-type': 'application/json' };

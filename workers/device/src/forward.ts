@@ -10,7 +10,7 @@ import { ort } from './onnx.ts';
 const tokenizer = new GPT2Tokenizer();
 
 /** The rows as the round tokenizes them. */
-export function encodeRows(rows: readonly Example[], request: RoundRequest) {
+export function encodeRows(rows: readonly Example[], request: Omit<RoundRequest, 'uploads'>) {
   return tokenizer.encodeBatch(rows.map((r) => (r.textPair === undefined ? r.text : ([r.text, r.textPair] as const))), {
     maxLength: request.seqLen,
     padTokenId: request.padTokenId,
@@ -21,7 +21,7 @@ export function encodeRows(rows: readonly Example[], request: RoundRequest) {
 export async function forwardBatch(
   session: ort.InferenceSession,
   rows: readonly Example[],
-  request: RoundRequest,
+  request: Omit<RoundRequest, 'uploads'>,
   device: string,
   batch: number,
   table: TokenTable | undefined,

@@ -33,13 +33,17 @@ export async function loadPolicy(env: Env): Promise<DevicePolicy> {
   return { minCut, approvals };
 }
 
+/** Why the owner's policy refuses the request's segment at its cut, or undefined. */
+export async function segmentRefusalOf(env: Env, request: Omit<RoundRequest, 'uploads'>): Promise<string | undefined> {
+  return segmentRefusal(await loadPolicy(env), { sha256: request.model.sha256, cut: request.cut, tokenTable: request.tokenTable?.sha256 });
+}
+
 /**
  * Why this device's owner does not allow the request to run, or undefined: checked before a round starts (nothing
- * is fetched before) and again before each piece of it, so a revoked approval stops a running round.
+ * is fetched before). The segment is checked again before each piece of a round, so a revoked approval stops it.
  */
 export async function refusalOf(env: Env, request: RoundRequest): Promise<string | undefined> {
-  const segment = { sha256: request.model.sha256, cut: request.cut, tokenTable: request.tokenTable?.sha256 };
-  return segmentRefusal(await loadPolicy(env), segment) ?? urlRefusal(parseStorageOrigins(env.STORAGE_ORIGINS), request);
+  return (await segmentRefusalOf(env, request)) ?? urlRefusal(parseStorageOrigins(env.STORAGE_ORIGINS), request);
 }
 
 export const approvals = new Hono<{ Bindings: Env }>();

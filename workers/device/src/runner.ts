@@ -2,6 +2,9 @@
  * One round on this device, as a Durable Object named by (run, round). The request is answered at once; the work
  * runs in bounded pieces, a few batches per alarm, each piece persisting its progress, until the shard is done.
  * Then, and only then, the completion manifest is written.
+ *
+ * Storage holds one small value for the job, and one value per upload URL and per stored batch, so nothing written
+ * after a batch grows with the round (a Durable Object value has a size limit).
  */
 import { DurableObject } from 'cloudflare:workers';
 import { sha256Hex } from '../../../core/auth/signing.ts';
@@ -11,17 +14,26 @@ import { intVar, type Env } from './env.ts';
 import type { TokenTable } from '../../../core/onnx/embedding.ts';
 import { encodeRows, forwardBatch } from './forward.ts';
 import { ModelHashMismatch, session, shardTokenTable } from './onnx.ts';
-import { refusalOf } from './policy.ts';
+import { segmentRefusalOf } from './policy.ts';
 import { listShards, loadShard } from './shards.ts';
 import { putWithRetry } from './upload.ts';
 
 interface Job {
-  request: RoundRequest;
+  /** The request without its upload URLs, which are stored one per key. */
+  request: Omit<RoundRequest, 'uploads'>;
+  /** How many batch URLs the request held. */
+  urls: number;
   /** Identifies the work (not the URLs): a second trigger of the same work does not redo it. */
   workHash: string;
   status: RoundStatus;
-  batches: ManifestBatch[];
 }
+
+/** Failed attempts kept in the status: the newest ones. */
+const MAX_FAILURES = 50;
+/** Keys per storage call (the Durable Object storage API takes at most 128). */
+const KEYS_PER_CALL = 128;
+const urlKey = (b: number) => `url:${b}`;
+const batchKey = (b: number) => `batch:${b}`;
 
 /** Everything that decides which objects a round produces; presigned URLs may differ between triggers. */
 export function workHash(r: RoundRequest): Promise<string> {
@@ -42,19 +54,26 @@ export class RoundRunner extends DurableObject<Env> {
       if (job.workHash !== hash) return { conflict: `run ${request.runId} round ${request.round} was already started with different settings` };
       if (job.status.state !== 'failed') return { status: job.status };
       // A failed round triggered again resumes after its last stored batch, with the fresh upload URLs.
-      job.request = request;
+      await this.storeUrls(request);
+      Object.assign(job, { request: withoutUploads(request), urls: request.uploads.batches.length });
       job.status = { ...job.status, state: 'running', error: undefined };
       await this.save(job);
       return { status: job.status };
     }
+    await this.storeUrls(request);
     const fresh: Job = {
-      request,
+      request: withoutUploads(request),
+      urls: request.uploads.batches.length,
       workHash: hash,
-      batches: [],
       status: { device: this.env.DEVICE_ID, runId: request.runId, round: request.round, state: 'running', batchesDone: 0, batchesTotal: 0, failures: [], tokens: 0, forwardMs: 0 },
     };
     await this.save(fresh);
     return { status: fresh.status };
+  }
+
+  private async storeUrls(r: RoundRequest): Promise<void> {
+    const entries: Array<[string, string]> = [...r.uploads.batches.map((u, b): [string, string] => [urlKey(b), u]), ['url:manifest', r.uploads.manifest]];
+    for (let i = 0; i < entries.length; i += KEYS_PER_CALL) await this.ctx.storage.put(Object.fromEntries(entries.slice(i, i + KEYS_PER_CALL)));
   }
 
   async status(): Promise<RoundStatus | undefined> {
@@ -81,13 +100,14 @@ export class RoundRunner extends DurableObject<Env> {
   /** Processes up to PIECE_BATCHES batches, then schedules the next piece or finishes the round. */
   private async piece(job: Job): Promise<void> {
     const r = job.request;
+    const url = async (key: string) => (await this.ctx.storage.get<string>(key)) ?? '';
     // The owner may have revoked an approval (or raised MIN_CUT) since the round began.
-    const refusal = await refusalOf(this.env, r);
+    const refusal = await segmentRefusalOf(this.env, r);
     if (refusal) throw new Error(refusal);
     const rows = (this.rows ??= await this.loadRows(r));
     const total = Math.ceil(rows.length / r.batchSize);
     job.status.batchesTotal = total;
-    if (r.uploads.batches.length < total) throw new Error(`the shard makes ${total} batches but the request holds ${r.uploads.batches.length} upload URLs`);
+    if (job.urls < total) throw new Error(`the shard makes ${total} batches but the request holds ${job.urls} upload URLs`);
     const model = await session(r.model.sha256, r.model.url).catch((e) => {
       throw e instanceof ModelHashMismatch ? e : new Error(`model segment: ${(e as Error).message}`);
     });
@@ -96,21 +116,29 @@ export class RoundRunner extends DurableObject<Env> {
     }
     const attempts = intVar(this.env.UPLOAD_ATTEMPTS, 4);
     const backoffMs = intVar(this.env.UPLOAD_BACKOFF_MS, 200);
-    const onFailure = (what: string) => (attempt: number, reason: string) => job.status.failures.push(`${what}, attempt ${attempt}: ${reason}`);
-    const end = Math.min(total, job.batches.length + intVar(this.env.PIECE_BATCHES, 4));
-    for (let b = job.batches.length; b < end; b++) {
+    const onFailure = (what: string) => (attempt: number, reason: string) => {
+      job.status.failures = [...job.status.failures, `${what}, attempt ${attempt}: ${reason}`].slice(-MAX_FAILURES);
+    };
+    const end = Math.min(total, job.status.batchesDone + intVar(this.env.PIECE_BATCHES, 4));
+    for (let b = job.status.batchesDone; b < end; b++) {
       const slice = rows.slice(b * r.batchSize, (b + 1) * r.batchSize);
       const { bytes, rows: n, seqLen, tokens, forwardMs } = await forwardBatch(model, slice, r, this.env.DEVICE_ID, b, this.table);
-      await putWithRetry(r.uploads.batches[b], bytes, { attempts, backoffMs, onFailure: onFailure(`batch ${b}`) }).catch((e) => {
+      await putWithRetry(await url(urlKey(b)), bytes, { attempts, backoffMs, onFailure: onFailure(`batch ${b}`) }).catch((e) => {
         throw new Error(`upload of batch ${b}: ${(e as Error).message}`);
       });
-      job.batches.push({ index: b, rows: n, seqLen, bytes: bytes.byteLength, sha256: await sha256Hex(bytes) });
-      job.status.batchesDone = job.batches.length;
+      const entry: ManifestBatch = { index: b, rows: n, seqLen, bytes: bytes.byteLength, sha256: await sha256Hex(bytes) };
+      job.status.batchesDone = b + 1;
       job.status.tokens += tokens;
       job.status.forwardMs += forwardMs;
-      await this.save(job, false);
+      // One write for the batch's entry and the job: both or neither.
+      await this.ctx.storage.put({ [batchKey(b)]: entry, job });
     }
-    if (job.batches.length < total) return this.save(job);
+    if (job.status.batchesDone < total) return this.save(job);
+    const batches: ManifestBatch[] = [];
+    for (let i = 0; i < total; i += KEYS_PER_CALL) {
+      const got = await this.ctx.storage.get<ManifestBatch>(Array.from({ length: Math.min(KEYS_PER_CALL, total - i) }, (_, k) => batchKey(i + k)));
+      for (let k = i; k < Math.min(total, i + KEYS_PER_CALL); k++) batches.push(got.get(batchKey(k))!);
+    }
     const manifest: ActivationManifest = {
       version: 1,
       device: this.env.DEVICE_ID,
@@ -120,16 +148,16 @@ export class RoundRunner extends DurableObject<Env> {
       dtype: r.dtype,
       modelSha256: r.model.sha256,
       rows: rows.length,
-      batches: job.batches,
+      batches,
     };
-    await putWithRetry(r.uploads.manifest, JSON.stringify(manifest), { attempts, backoffMs, onFailure: onFailure('manifest') }).catch((e) => {
+    await putWithRetry(await url('url:manifest'), JSON.stringify(manifest), { attempts, backoffMs, onFailure: onFailure('manifest') }).catch((e) => {
       throw new Error(`upload of the manifest: ${(e as Error).message}`);
     });
     job.status.state = 'complete';
     await this.save(job);
   }
 
-  private async loadRows(r: RoundRequest): Promise<Example[]> {
+  private async loadRows(r: Job['request']): Promise<Example[]> {
     const names = r.shards ?? (await listShards(this.env)).map((s) => s.name).sort();
     if (names.length === 0) throw new Error('this device holds no shards');
     const rows: Example[] = [];
@@ -143,4 +171,9 @@ export class RoundRunner extends DurableObject<Env> {
     }
     return rows;
   }
+}
+
+function withoutUploads(r: RoundRequest): Job['request'] {
+  const { uploads: _uploads, ...rest } = r;
+  return rest;
 }

@@ -17,6 +17,7 @@ import type { RoundMetrics } from '../gpu-server/runs/manager.ts';
 import { startServer } from '../gpu-server/server.ts';
 import { LOCAL_DIR } from '../infra/local/paths.ts';
 import { startStack } from '../infra/local/stack.ts';
+import { inversionReport, percent } from '../experiments/privacy.ts';
 import { cliArgs, int, run } from './cli.ts';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -127,11 +128,17 @@ run(async () => {
       optimizer: { lr: 0.01, warmupSteps: 5, schedule: 'linear' },
       training: { batchSize: 16, seqLen: 48, dtype: 'fp32', seed: 0, rounds },
     });
-    console.log('\n| device | profile | cut | est. memory | est. batch time |\n|---|---|---|---|---|');
+    // What each cut gives away: the server's held-out rows as the attacker's text, a sample of the device's shard as
+    // the victim (npm start plays every owner, so it can score the attack on their text).
+    const texts = (rows: Example[]) => rows.map((r) => (r.textPair === undefined ? r.text : ([r.text, r.textPair] as const)));
+    console.log('\n| device | profile | cut | est. memory | est. batch time | tokens a curious server recovers at this cut |\n|---|---|---|---|---|---|');
     for (const [i, d] of stack.devices.entries()) {
       const c = record.cuts[d.id];
-      console.log(`| ${d.id} | ${PROFILES[i].gflops} GFLOP/s, ${PROFILES[i].maxBatchSeconds} s/batch, ${PROFILES[i].memoryMB} MB | ${c.cut} | ${c.memoryMB} MB | ${c.batchSeconds} s |`);
+      const sample = data.train.filter((_, r) => r % DEVICES === i).slice(0, 50);
+      const [privacy] = await inversionReport(model, [c.cut], texts(data.evaluation), texts(sample), { seqLen: 48 });
+      console.log(`| ${d.id} | ${PROFILES[i].gflops} GFLOP/s, ${PROFILES[i].maxBatchSeconds} s/batch, ${PROFILES[i].memoryMB} MB | ${c.cut} | ${c.memoryMB} MB | ${c.batchSeconds} s | ${percent(privacy.recovery)} (guessing: ${percent(privacy.majority)}) |`);
     }
+    console.log('(nearest-neighbour inversion, npm run privacy; with random weights the hidden states stay close to the token embeddings at every cut)');
     console.log(`adapters train on blocks ${record.deepestCut}..${config.nLayer - 1}; devices with shallower cuts are completed forward-only on the server\n`);
 
     const tty = process.stderr.isTTY;

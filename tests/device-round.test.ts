@@ -22,7 +22,7 @@ import type { ActivationManifest, RoundRequest } from '../core/wire/round.ts';
 import { buildRoundRequest, type DeviceRoundPlan } from '../gpu-server/rounds/request.ts';
 import { startDevice, type RunningDevice } from '../infra/local/device.ts';
 import { startS3, type RunningS3 } from '../infra/local/s3.ts';
-import { startFaultProxy, type FaultProxy } from './fault-proxy.ts';
+import { startFaultProxy, type FaultProxy } from '../infra/local/fault-proxy.ts';
 import { maxAbsDiff } from './fixtures.ts';
 import { localTempDir } from '../infra/local/paths.ts';
 

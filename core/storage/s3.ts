@@ -41,6 +41,8 @@ export class S3Store implements ObjectStore {
       // The SDK's default checksums frame streamed bodies as aws-chunked, which some servers store verbatim.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
+      // Every call: 5xx answers, throttling and dropped connections are retried with the SDK's jittered backoff.
+      maxAttempts: 5,
     });
   }
 

@@ -132,6 +132,20 @@ describe('activation feed (poller)', () => {
     }
   });
 
+  it('downloads an object again when its body arrived cut short, instead of refusing the batch', async () => {
+    await writeRound('r-cut', 3);
+    const cut = new Set([keys.activationBatch('r-cut', 'dev', 0, 1)]);
+    const truncating: ObjectStore = Object.assign(Object.create(store), {
+      get: async (key: string) => {
+        const bytes = await store.get(key);
+        return cut.delete(key) ? bytes!.subarray(0, bytes!.length >> 1) : bytes;
+      },
+    });
+    const rejected: string[] = [];
+    expect(await drain(activationFeed(truncating, src('r-cut', 3), { onReject: (k) => rejected.push(k) }))).toEqual([0, 1, 2]);
+    expect(rejected).toEqual([]);
+  });
+
   it('fails the device, naming why, on a manifest that is truncated, null, or out of step with the plan', async () => {
     const manifestAs = async (runId: string, text: string, batches = 1) => {
       await store.put(keys.activationManifest(runId, 'dev', 0), text);

@@ -118,9 +118,15 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
     for (let j = i; j < Math.min(wanted.length, i + prefetch + 1); j++) fetchKey(keyOf(wanted[j]));
     const entry = wanted[i];
     const key = keyOf(entry);
-    const bytes = await fetchKey(key);
+    let bytes = await fetchKey(key);
     downloads.delete(key);
-    const checked = bytes ? await verify(bytes, entry, src, key) : 'missing from storage';
+    let checked = bytes ? await verify(bytes, entry, src, key) : 'missing from storage';
+    // A body cut short in transit fails its checks like a corrupt object: download it again before calling it bad.
+    for (let again = 1; typeof checked === 'string' && bytes && again < attempts; again++) {
+      bytes = await fetchKey(key);
+      downloads.delete(key);
+      checked = bytes ? await verify(bytes, entry, src, key) : 'missing from storage';
+    }
     if (typeof checked === 'string') onReject(key, checked);
     else yield checked;
   }

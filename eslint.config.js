@@ -3,7 +3,7 @@ import tseslint from 'typescript-eslint';
 import globals from 'globals';
 
 export default tseslint.config(
-  { ignores: ['node_modules/', '.cache/', '.local/', '.gpu/', 'dist/'] },
+  { ignores: ['node_modules/', '.cache/', '.local/', '.gpu/', '.gpu-build/', '.wrangler/', 'dist/'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

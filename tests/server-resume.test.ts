@@ -3,61 +3,37 @@
  * and ends with exactly the adapter an uninterrupted run gets: no batch trained twice, none skipped, and GraB's
  * per-device updates (which order the next round) as they would have been.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADAPTER_WEIGHTS } from '../core/peft/adapter.ts';
 import { keys } from '../core/storage/keys.ts';
 import { S3Store } from '../core/storage/s3.ts';
 import { parseSafetensors } from '../core/tensors/safetensors.ts';
 import { ServerClient } from '../gpu-server/api/client.ts';
-import { stopChild } from '../infra/local/s3.ts';
+import { startServerProcess, type ServerProcess } from '../infra/local/server-process.ts';
 import { startSystem, type TestSystem } from './system.ts';
 
 let sys: TestSystem;
-let child: ChildProcess | undefined;
+let server: ServerProcess | undefined;
 
-/** The server as its own process (npm run server's entry point), on the system's storage. */
-async function startServerProcess(): Promise<ServerClient> {
-  const { config } = sys.stack.s3;
-  child = spawn(process.execPath, ['--import', 'tsx', 'gpu-server/main.ts'], {
-    env: {
-      ...process.env,
-      SPLITFROZEN_PORT: '0',
-      SPLITFROZEN_OPERATOR_TOKEN: 'op',
-      SPLITFROZEN_ROUND_SECRET: sys.stack.roundSecret,
-      SPLITFROZEN_S3_ENDPOINT: config.endpoint,
-      SPLITFROZEN_S3_BUCKET: config.bucket,
-      SPLITFROZEN_S3_ACCESS_KEY_ID: config.accessKeyId,
-      SPLITFROZEN_S3_SECRET_ACCESS_KEY: config.secretAccessKey,
-      SPLITFROZEN_BACKEND: 'wasm',
-      // A checkpoint after every batch, so the kill lands between checkpoints of a round in progress.
-      SPLITFROZEN_CHECKPOINT_SECONDS: '0',
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    child!.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
-    createInterface({ input: child!.stdout! }).on('line', (line) => {
-      const m = /listening on (http:\/\/\S+)/.exec(line);
-      if (m) resolve(m[1]);
-    });
-  });
-  return new ServerClient(url, 'op');
+/** The server as its own process, on the system's storage: killed with SIGKILL, then started again. */
+async function startServer(): Promise<ServerClient> {
+  // A checkpoint after every batch, so the kill lands between checkpoints of a round in progress.
+  server = await startServerProcess({ s3: sys.stack.s3.config, roundSecret: sys.stack.roundSecret, operatorToken: 'op', env: { SPLITFROZEN_BACKEND: 'wasm', SPLITFROZEN_CHECKPOINT_SECONDS: '0' } });
+  return new ServerClient(server.url, 'op');
 }
 
 beforeAll(async () => {
   sys = await startSystem('test-resume', { rowsPerDevice: 96 });
 });
 afterAll(async () => {
-  if (child) await stopChild(child);
+  await server?.stop();
   await sys?.close();
 });
 
 describe('server restart', () => {
   it('resumes a round after a kill and ends with the adapter and the GraB updates of an uninterrupted run', async () => {
     const spec = sys.spec({ training: { batchSize: 4, seqLen: 24, dtype: 'fp32', seed: 1, rounds: 1 }, ordering: { kind: 'grab' } });
-    let client = await startServerProcess();
+    let client = await startServer();
 
     await client.createRun({ ...spec, id: 'uninterrupted' });
     await client.trigger('uninterrupted');
@@ -74,11 +50,10 @@ describe('server restart', () => {
       trained = (await client.run('killed')).progress?.batchesTrained ?? 0;
       await new Promise((r) => setTimeout(r, 20));
     }
-    child!.kill('SIGKILL');
-    await new Promise((r) => child!.once('exit', r));
+    await server!.kill();
     expect(trained).toBeLessThan(total);
 
-    client = await startServerProcess();
+    client = await startServer();
     const resumed = await client.waitIdle('killed', undefined, 100);
     expect(resumed.progress?.phase, resumed.progress?.error).toBe('done');
     expect(resumed.metrics).toHaveLength(1);

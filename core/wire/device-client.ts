@@ -29,6 +29,7 @@ export class DeviceClient {
     readonly url: string | URL,
     readonly device: string,
     masterSecret: string,
+    private readonly timeoutMs = 30_000,
   ) {
     this.secret = deviceSecret(masterSecret, device);
   }
@@ -36,7 +37,8 @@ export class DeviceClient {
   private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
     const text = body === undefined ? '' : JSON.stringify(body);
     const headers = { ...(await signRequest(await this.secret, this.device, method, path, text)), ...(body === undefined ? {} : { 'content-type': 'application/json' }) };
-    const res = await fetch(new URL(path, this.url), { method, headers, body: body === undefined ? undefined : text });
+    // A device that never answers must not hold the server: every call has a deadline.
+    const res = await fetch(new URL(path, this.url), { method, headers, body: body === undefined ? undefined : text, signal: AbortSignal.timeout(this.timeoutMs) });
     const json = (await res.json().catch(() => ({}))) as T & { error?: string };
     if (!res.ok) throw new DeviceError(res.status, `device ${this.url} ${method} ${path}: HTTP ${res.status}: ${json.error ?? 'no details'}`);
     return json;
@@ -63,8 +65,12 @@ export class DeviceClient {
   async waitForRound(runId: string, round: number, { intervalMs = 200, timeoutMs = 120_000 } = {}): Promise<RoundStatus> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const status = await this.roundStatus(runId, round);
-      if (status.state !== 'running') return status;
+      // A device that is busy or restarting may miss a call or two; only the deadline ends the wait.
+      const status = await this.roundStatus(runId, round).catch((e: Error) => {
+        if (e instanceof DeviceError || Date.now() > deadline) throw e;
+        return undefined;
+      });
+      if (status && status.state !== 'running') return status;
       if (Date.now() > deadline) throw new Error(`round ${round} of run ${runId} on ${this.url} still running after ${timeoutMs} ms`);
       await new Promise((r) => setTimeout(r, intervalMs));
     }

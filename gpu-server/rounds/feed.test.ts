@@ -9,7 +9,7 @@ import type { ActivationManifest, RoundStatus } from '../../core/wire/round.ts';
 import { localTempDir } from '../../infra/local/paths.ts';
 import { startS3, type RunningS3 } from '../../infra/local/s3.ts';
 import type { ObjectStore } from '../../core/storage/store.ts';
-import { activationFeed, DeviceRoundFailed, type FeedSource } from './feed.ts';
+import { activationFeed, DeviceRoundFailed, maxBatchBytes, type FeedSource } from './feed.ts';
 
 let s3: RunningS3;
 let store: S3Store;
@@ -45,7 +45,7 @@ async function writeRound(runId: string, n: number, { alter = new Map<number, Ui
   await store.put(keys.activationManifest(runId, 'dev', 0), JSON.stringify(manifest));
 }
 
-const src = (runId: string, batches = 5): FeedSource => ({ runId, deviceId: 'dev', round: 0, cut: 2, nEmbd: D, numLabels: 2, batches });
+const src = (runId: string, batches = 5): FeedSource => ({ runId, deviceId: 'dev', round: 0, cut: 2, nEmbd: D, numLabels: 2, batches, maxBatchBytes: maxBatchBytes(2, 3, D) });
 async function drain(feed: AsyncIterable<{ batch: number }>) {
   const out = [];
   for await (const b of feed) out.push(b.batch);
@@ -130,6 +130,31 @@ describe('activation feed (poller)', () => {
     } finally {
       process.off('unhandledRejection', onUnhandled);
     }
+  });
+
+  it('waits through a device that cannot be reached for a while, and gives up on one that stays unreachable', async () => {
+    const down = async (): Promise<RoundStatus | undefined> => {
+      throw new Error('connection refused');
+    };
+    await expect(drain(activationFeed(store, src('r-gone', 2), { pollMs: 2, attempts: 3, deviceStatus: down }))).rejects.toThrow('device dev round 0: its status could not be read 3 times in a row: connection refused');
+    let calls = 0;
+    const restarting = async () => (++calls <= 2 ? down() : undefined);
+    const writing = new Promise((r) => setTimeout(r, 150)).then(() => writeRound('r-back', 2));
+    expect(await drain(activationFeed(store, src('r-back', 2), { pollMs: 2, attempts: 3, deviceStatus: restarting }))).toEqual([0, 1]);
+    await writing;
+    expect(calls).toBeGreaterThanOrEqual(2); // both failed, and the device was not given up on
+  });
+
+  it('checks sizes before downloading: an object larger than a batch of the plan, or than its manifest says, is never fetched', async () => {
+    await writeRound('r-size', 3);
+    const huge = new Uint8Array(maxBatchBytes(2, 3, D) + 1);
+    await store.put(keys.activationBatch('r-size', 'dev', 0, 1), huge);
+    const fetched: string[] = [];
+    const watching: ObjectStore = Object.assign(Object.create(store), { get: (key: string) => (fetched.push(key), store.get(key)) });
+    const rejected: string[] = [];
+    expect(await drain(activationFeed(watching, src('r-size', 3), { onReject: (_, why) => rejected.push(why) }))).toEqual([0, 2]);
+    expect(rejected).toEqual([expect.stringMatching(/^stored size \d+ differs from the manifest's \d+$/)]);
+    expect(fetched).not.toContain(keys.activationBatch('r-size', 'dev', 0, 1));
   });
 
   it('downloads an object again when its body arrived cut short, instead of refusing the batch', async () => {

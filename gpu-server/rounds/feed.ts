@@ -21,6 +21,13 @@ export interface FeedSource {
   numLabels: number;
   /** The batches the plan expects: the manifest must list exactly indices 0..batches-1. */
   batches: number;
+  /** The largest object a batch of the plan can be: nothing larger is downloaded. */
+  maxBatchBytes: number;
+}
+
+/** The largest activation object of a batch: fp32 hidden states, int32 masks and labels, and a generous header. */
+export function maxBatchBytes(batchSize: number, seqLen: number, nEmbd: number): number {
+  return batchSize * seqLen * (nEmbd * 4 + 4) + batchSize * 4 + 64 * 1024;
 }
 
 export interface VerifiedBatch extends ActivationBatch {
@@ -49,6 +56,9 @@ export interface FeedOptions {
 }
 
 export class DeviceRoundFailed extends Error {}
+
+/** A manifest lists a few hundred bytes per batch; one larger than this is not downloaded. */
+const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -86,18 +96,32 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
   let manifestBytes: Uint8Array | undefined;
   let after: string | undefined;
   const deadline = Date.now() + deadlineMs;
+  let unreadable = 0;
+  /** Object sizes from the listing: an object is checked against its manifest entry before it is downloaded. */
+  const sizes = new Map<string, number>();
   for (let polls = 0; !manifestBytes; polls++) {
     const listed = await retried(`LIST ${prefix}`, () => listAll(store, prefix, after), attempts, backoffMs);
     for (const o of listed) {
       after = o.key;
-      if (o.key === manifestKey) manifestBytes = (await fetchKey(o.key)) ?? new Uint8Array(0);
-      else if (!skip.has(o.key) && downloads.size < prefetch) fetchKey(o.key);
+      sizes.set(o.key, o.size);
+      if (o.key === manifestKey) {
+        if (o.size > MAX_MANIFEST_BYTES) {
+          onReject(o.key, `${o.size} bytes`);
+          throw failed(`the manifest is ${o.size} bytes, more than any manifest needs (${MAX_MANIFEST_BYTES})`);
+        }
+        manifestBytes = (await fetchKey(o.key)) ?? new Uint8Array(0);
+      } else if (!skip.has(o.key) && downloads.size < prefetch && o.size <= src.maxBatchBytes) fetchKey(o.key);
     }
     if (manifestBytes) break;
     if (opts.deviceStatus && polls % 10 === 0) {
-      const status = await opts.deviceStatus().catch((e: Error) => {
-        throw failed(`its status could not be read: ${e.message}`);
-      });
+      // A device may be restarting: only several unreadable statuses in a row give up on it.
+      const status = await opts.deviceStatus().then(
+        (st) => ((unreadable = 0), st),
+        (e: Error) => {
+          if (++unreadable >= attempts) throw failed(`its status could not be read ${attempts} times in a row: ${e.message}`);
+          return undefined;
+        },
+      );
       if (status?.state === 'failed') throw new DeviceRoundFailed(`device ${src.deviceId} failed round ${src.round}: ${status.error}`);
     }
     if (Date.now() > deadline) throw failed(`no manifest after ${Math.round(deadlineMs / 1000)} s`);
@@ -114,10 +138,21 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
   const order = opts.order?.(manifest.batches) ?? manifest.batches.map((_, i) => i);
   const wanted = order.map((i) => manifest!.batches[i]).filter((b) => !skip.has(keys.activationBatch(src.runId, src.deviceId, src.round, b.index)));
   const keyOf = (b: ManifestBatch) => keys.activationBatch(src.runId, src.deviceId, src.round, b.index);
+  const sizeProblem = (b: ManifestBatch) => {
+    const listed = sizes.get(keyOf(b));
+    if (b.bytes > src.maxBatchBytes) return `the manifest lists ${b.bytes} bytes, more than a batch of the plan can hold (${src.maxBatchBytes})`;
+    if (listed !== undefined && listed !== b.bytes) return `stored size ${listed} differs from the manifest's ${b.bytes}`;
+    return undefined;
+  };
   for (let i = 0; i < wanted.length; i++) {
-    for (let j = i; j < Math.min(wanted.length, i + prefetch + 1); j++) fetchKey(keyOf(wanted[j]));
+    for (let j = i; j < Math.min(wanted.length, i + prefetch + 1); j++) if (!sizeProblem(wanted[j])) fetchKey(keyOf(wanted[j]));
     const entry = wanted[i];
     const key = keyOf(entry);
+    const tooBig = sizeProblem(entry);
+    if (tooBig) {
+      onReject(key, tooBig);
+      continue;
+    }
     let bytes = await fetchKey(key);
     downloads.delete(key);
     let checked = bytes ? await verify(bytes, entry, src, key) : 'missing from storage';

@@ -19,7 +19,7 @@ import { DeviceClient } from '../../core/wire/device-client.ts';
 import { readModelFolder } from '../model/folder.ts';
 import { permutation } from '../ordering/ordering.ts';
 import { buildRoundRequest } from '../rounds/request.ts';
-import { activationFeed, DeviceRoundFailed } from '../rounds/feed.ts';
+import { activationFeed, DeviceRoundFailed, maxBatchBytes } from '../rounds/feed.ts';
 import { scoreLogits, Trainer, type PendingStep } from '../train/trainer.ts';
 import { loadCheckpoint, saveCheckpoint, type CheckpointMeta, type DeviceStart } from './checkpoint.ts';
 import { planCut } from './cuts.ts';
@@ -446,7 +446,7 @@ export class RunManager {
       try {
         for await (const batch of activationFeed(
           store,
-          { runId: record.id, deviceId: id, round: d.sourceRound, cut: d.cut, nEmbd: model.config.nEmbd, numLabels: spec.task.labels.length, batches: d.batches },
+          { runId: record.id, deviceId: id, round: d.sourceRound, cut: d.cut, nEmbd: model.config.nEmbd, numLabels: spec.task.labels.length, batches: d.batches, maxBatchBytes: maxBatchBytes(spec.training.batchSize, spec.training.seqLen, model.config.nEmbd) },
           {
             prefetch: this.opts.prefetch,
             pollMs: this.opts.pollMs,

@@ -34,6 +34,8 @@ export interface RunningDevice {
   approveSegment(model: GPT2Model, modelName: string, cut: number, weights: PrefixWeights): Promise<SegmentApproval>;
   /** Uploads JSON-lines rows as this device's owner; throws with the worker's message unless it is stored. */
   uploadShard(name: string, rows: readonly object[], labels?: readonly string[]): Promise<void>;
+  /** Stops the worker and starts it again on the same port with the same state, as a device that died would. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -56,18 +58,23 @@ export async function startDevice(options: DeviceOptions): Promise<RunningDevice
   const { unstable_startWorker } = await import('wrangler');
   const text = (value: string) => ({ type: 'plain_text' as const, value });
   const secret = (value: string) => ({ type: 'secret_text' as const, value });
-  const worker = await unstable_startWorker({
-    config: resolve('wrangler.toml'),
-    bindings: {
-      DEVICE_ID: text(options.id),
-      OWNER_TOKEN: secret(options.ownerToken),
-      ROUND_SECRET: secret(await deviceSecret(options.masterSecret, options.id)),
-      STORAGE_ORIGINS: text(options.storageOrigins.join(',')),
-      ...Object.fromEntries(Object.entries(options.vars ?? {}).map(([k, v]) => [k, text(v)])),
-    },
-    dev: { server: { hostname: '127.0.0.1', port: 0 }, inspector: false, persist: resolve(options.stateDir), watch: false },
-  });
-  await worker.ready;
+  const bindings = {
+    DEVICE_ID: text(options.id),
+    OWNER_TOKEN: secret(options.ownerToken),
+    ROUND_SECRET: secret(await deviceSecret(options.masterSecret, options.id)),
+    STORAGE_ORIGINS: text(options.storageOrigins.join(',')),
+    ...Object.fromEntries(Object.entries(options.vars ?? {}).map(([k, v]) => [k, text(v)])),
+  };
+  const start = async (port: number) => {
+    const w = await unstable_startWorker({
+      config: resolve('wrangler.toml'),
+      bindings,
+      dev: { server: { hostname: '127.0.0.1', port }, inspector: false, persist: resolve(options.stateDir), watch: false },
+    });
+    await w.ready;
+    return w;
+  };
+  let worker = await start(0);
   const url = await worker.url;
   const approve = async ({ sha256, ...approval }: SegmentApproval) => {
     const res = await fetch(new URL(`/approvals/${sha256}`, url), { method: 'PUT', headers: { authorization: `Bearer ${options.ownerToken}` }, body: JSON.stringify(approval) });
@@ -89,6 +96,10 @@ export async function startDevice(options: DeviceOptions): Promise<RunningDevice
       const body = rows.map((r) => JSON.stringify(r)).join('\n');
       const res = await fetch(new URL(`/shards/${encodeURIComponent(name)}?${query}`, url), { method: 'PUT', headers: { authorization: `Bearer ${options.ownerToken}` }, body });
       if (res.status !== 201) throw new Error(`uploading shard '${name}' to ${options.id}: HTTP ${res.status} ${await res.text()}`);
+    },
+    restart: async () => {
+      await worker.dispose();
+      worker = await start(Number(url.port));
     },
     stop: () => worker.dispose(),
   };

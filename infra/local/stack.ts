@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path';
 import type { GPT2Model } from '../../core/model/weights.ts';
 import type { PrefixWeights } from '../../core/onnx/prefix.ts';
 import { startDevice, type DeviceOptions, type RunningDevice } from './device.ts';
+import { startFaultProxy, type FaultProxy } from './fault-proxy.ts';
 import { startS3, type RunningS3 } from './s3.ts';
 
 export interface StackOptions {
@@ -17,10 +18,15 @@ export interface StackOptions {
   roundSecret?: string;
   s3Port?: number;
   deviceVars?: DeviceOptions['vars'];
+  /** Put a fault proxy in front of the S3 server (drills): devices may use both origins; `storage` is the proxy's. */
+  faultProxy?: boolean;
 }
 
 export interface RunningStack {
   s3: RunningS3;
+  /** Where the training server should connect: the S3 server, or the fault proxy in front of it. */
+  storage: RunningS3['config'];
+  proxy?: FaultProxy;
   devices: RunningDevice[];
   roundSecret: string;
   /** Every device's owner approves the segments of these cuts of `model` (RunningDevice.approveSegment). */
@@ -32,7 +38,7 @@ function token(): string {
   return Array.from(crypto.getRandomValues(new Uint8Array(24)), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-export async function startStack({ dir = '.local/stack', devices: count, roundSecret = token(), s3Port = 0, deviceVars }: StackOptions): Promise<RunningStack> {
+export async function startStack({ dir = '.local/stack', devices: count, roundSecret = token(), s3Port = 0, deviceVars, faultProxy }: StackOptions): Promise<RunningStack> {
   const root = resolve(dir);
   const started: Array<{ stop(): Promise<void> }> = [];
   const stop = async () => {
@@ -44,17 +50,21 @@ export async function startStack({ dir = '.local/stack', devices: count, roundSe
   try {
     const s3 = await startS3({ directory: join(root, 's3'), port: s3Port });
     started.push(s3);
+    const proxy = faultProxy ? await startFaultProxy(s3.config.endpoint!) : undefined;
+    if (proxy) started.push({ stop: () => proxy.close() });
+    const storageOrigins = [s3.config.endpoint!, ...(proxy ? [proxy.url] : [])].map((u) => new URL(u).origin);
     const devices: RunningDevice[] = [];
     for (let i = 0; i < count; i++) {
       const id = `device-${i + 1}`;
-      const device = await startDevice({ id, ownerToken: token(), masterSecret: roundSecret, storageOrigins: [new URL(s3.config.endpoint!).origin], stateDir: join(root, 'devices', id), vars: deviceVars });
+      const device = await startDevice({ id, ownerToken: token(), masterSecret: roundSecret, storageOrigins, stateDir: join(root, 'devices', id), vars: deviceVars });
       started.push(device);
       devices.push(device);
     }
     const approveSegments: RunningStack['approveSegments'] = async (model, modelName, cuts, weights = 'fp32') => {
       for (const d of devices) for (const cut of cuts) await d.approveSegment(model, modelName, cut, weights);
     };
-    return { s3, devices, roundSecret, approveSegments, stop };
+    const storage = proxy ? { ...s3.config, endpoint: proxy.url } : s3.config;
+    return { s3, storage, proxy, devices, roundSecret, approveSegments, stop };
   } catch (e) {
     await stop().catch(() => undefined);
     throw e;

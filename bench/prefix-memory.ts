@@ -4,7 +4,9 @@
  * heap and ArrayBuffers (STACK-NOTES: the Worker limit counts these, not Node's own RSS).
  * usage: node --expose-gc --import tsx bench/prefix-memory.ts --onnx F.onnx --batch B --seq T [--table F.safetensors [--rows-only]]
  */
-import { open, readFile } from 'node:fs/promises';
+import { createReadStream } from 'node:fs';
+import { readFile, stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { parseArgs } from 'node:util';
 
 // Record every WebAssembly memory, created from JS or exported by an instance.
@@ -24,7 +26,7 @@ WebAssembly.instantiate = (async (...args: Parameters<typeof WebAssembly.instant
 }) as typeof WebAssembly.instantiate;
 
 const ort = await import('onnxruntime-web');
-const { lookupTokens, readTokenRows, tokenTableFromTensors } = await import('../core/onnx/embedding.ts');
+const { lookupTokens, streamTokenRows, tokenTableFromTensors } = await import('../core/onnx/embedding.ts');
 const { parseSafetensors } = await import('../core/tensors/safetensors.ts');
 
 const { values: args } = parseArgs({
@@ -44,14 +46,9 @@ const session = await ort.InferenceSession.create(await readFile(args.onnx!));
 const ids = BigInt64Array.from({ length: B * T }, (_, i) => BigInt((i * 7919) % 50000));
 let table;
 if (args.table && args['rows-only']) {
-  const file = await open(args.table);
-  const read = async (offset: number, length: number) => {
-    const buf = new Uint8Array(length);
-    await file.read(buf, 0, length, offset);
-    return buf;
-  };
-  table = await readTokenRows(read, (await file.stat()).size, ids, args.table);
-  await file.close();
+  // As a device reads it: the whole file streamed once, only the batch's rows kept.
+  const stream = Readable.toWeb(createReadStream(args.table)) as ReadableStream<Uint8Array>;
+  table = await streamTokenRows(stream, (await stat(args.table)).size, ids, args.table);
 } else if (args.table) {
   table = tokenTableFromTensors(parseSafetensors(await readFile(args.table)).tensors, args.table);
 }

@@ -117,3 +117,50 @@ export async function readTokenRows(read: ReadRange, fileLength: number, ids: It
   }
   return { vocabSize, nEmbd, rows, scales, index };
 }
+
+/**
+ * The rows of `ids` from a token-table file read in one pass over its whole stream: every byte is read whatever the
+ * ids, so whoever serves the file learns nothing about them (a device's shard). `onChunk` sees every chunk in order
+ * (a digest, to verify the file). Only the rows of `ids` are kept.
+ */
+export async function streamTokenRows(
+  stream: ReadableStream<Uint8Array>,
+  fileLength: number,
+  ids: Iterable<number | bigint>,
+  file = 'token table',
+  onChunk: (chunk: Uint8Array) => unknown = () => {},
+): Promise<TokenTable> {
+  const reader = stream.getReader();
+  let position = 0;
+  let pending: Uint8Array = new Uint8Array(0);
+  const next = async () => {
+    const { done, value } = await reader.read();
+    if (done) return undefined;
+    await onChunk(value);
+    return value;
+  };
+  // Reads go forward (readTokenRows promises it): bytes before `offset` pass by and are dropped.
+  const read: ReadRange = async (offset, length) => {
+    if (offset < position) throw new Error(`${file}: read at ${offset} after ${position} (reads must go forward)`);
+    const out = new Uint8Array(length);
+    let filled = 0;
+    while (filled < length) {
+      if (pending.byteLength === 0) {
+        const chunk = await next();
+        if (!chunk) throw new Error(`${file}: ended at byte ${position}, ${fileLength} expected`);
+        pending = chunk;
+      }
+      const skip = Math.min(offset + filled - position, pending.byteLength);
+      const take = Math.min(length - filled, pending.byteLength - skip);
+      out.set(pending.subarray(skip, skip + take), filled);
+      filled += take;
+      position += skip + take;
+      pending = pending.subarray(skip + take);
+    }
+    return out;
+  };
+  const rows = await readTokenRows(read, fileLength, ids, file);
+  while (await next());
+  return rows;
+}
+

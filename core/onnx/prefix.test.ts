@@ -7,7 +7,7 @@ import { batch, leftPadded, maxAbsDiff, tinyModel, TINY, type Batch } from '../.
 import { initBackend } from '../../gpu-server/tf/backend.ts';
 import { TfGPT2 } from '../../gpu-server/model/gpt2.ts';
 import { exportPrefix, PREFIX_OUTPUT, type PrefixOptions } from './prefix.ts';
-import { lookupTokens, readTokenRows, tokenTable, tokenTableFromTensors, tokenTableTensors } from './embedding.ts';
+import { lookupTokens, readTokenRows, streamTokenRows, tokenTable, tokenTableFromTensors, tokenTableTensors } from './embedding.ts';
 import { parseSafetensors, serializeSafetensors } from '../tensors/safetensors.ts';
 
 type Ort = typeof ortNode | typeof ortWeb;
@@ -147,4 +147,24 @@ describe('ONNX device prefix', () => {
     expect(lookupTokens(table, [7, 2])).toEqual(lookupTokens(whole, [7, 2]));
     expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
   });
+
+  it('takes a table\'s rows from one pass over the whole file, in chunks of any size, every byte seen', async () => {
+    const whole = tokenTable(model, 'int8');
+    const file = serializeSafetensors(tokenTableTensors(whole));
+    const chunked = (bytes: Uint8Array, size: number) =>
+      new ReadableStream<Uint8Array>({
+        start(c) {
+          for (let i = 0; i < bytes.length; i += size) c.enqueue(bytes.slice(i, i + size));
+          c.close();
+        },
+      });
+    for (const size of [1, 7, 4096, file.length]) {
+      let seen = 0;
+      const table = await streamTokenRows(chunked(file, size), file.length, [9, 3, 9, 60], 'table', (c) => (seen += c.length));
+      expect(lookupTokens(table, [9, 3, 60])).toEqual(lookupTokens(whole, [9, 3, 60]));
+      expect(seen).toBe(file.length);
+    }
+    await expect(streamTokenRows(chunked(file.slice(0, file.length - 500), 64), file.length, [90])).rejects.toThrow(/ended at byte \d+, \d+ expected/);
+  });
 });
+

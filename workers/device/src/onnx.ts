@@ -6,7 +6,7 @@
 import * as ort from 'onnxruntime-web/wasm';
 import ortWasm from '../../../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm';
 import { hex, sha256Hex } from '../../../core/auth/signing.ts';
-import { readTokenRows, type TokenTable } from '../../../core/onnx/embedding.ts';
+import { streamTokenRows, type TokenTable } from '../../../core/onnx/embedding.ts';
 
 let configured = false;
 
@@ -64,38 +64,7 @@ export async function shardTokenTable(table: { sha256: string; url: string }, id
   if (!Number.isSafeInteger(size) || size <= 0) throw new Error('token table GET: no content-length');
   const digest = new crypto.DigestStream('SHA-256');
   const writer = digest.getWriter();
-  const reader = res.body.getReader();
-  let position = 0;
-  let pending = new Uint8Array(0);
-  /** The next chunk of the stream, digested; undefined at its end. */
-  const next = async () => {
-    const { done, value } = await reader.read();
-    if (done) return undefined;
-    await writer.write(value);
-    return value;
-  };
-  // Forward-only reads over the stream: bytes before `offset` are digested and dropped.
-  const read = async (offset: number, length: number) => {
-    if (offset < position) throw new Error(`token table: read at ${offset} after ${position} (reads must go forward)`);
-    const out = new Uint8Array(length);
-    let filled = 0;
-    while (filled < length) {
-      if (pending.byteLength === 0) {
-        const chunk = await next();
-        if (!chunk) throw new Error(`token table: ended at byte ${position}, ${size} expected`);
-        pending = chunk;
-      }
-      const skip = Math.min(offset + filled - position, pending.byteLength);
-      const take = Math.min(length - filled, pending.byteLength - skip);
-      out.set(pending.subarray(skip, skip + take), filled);
-      filled += take;
-      position += skip + take;
-      pending = pending.subarray(skip + take);
-    }
-    return out;
-  };
-  const rows = await readTokenRows(read, size, ids, 'token table');
-  while (await next());
+  const rows = await streamTokenRows(res.body, size, ids, 'token table', (chunk) => writer.write(chunk));
   await writer.close();
   const actual = hex(await digest.digest);
   if (actual !== table.sha256) throw new ModelHashMismatch(`token table hash mismatch: expected ${table.sha256}, got ${actual}`);

@@ -107,7 +107,7 @@ const int8Outside = results[2].file;
 const cases = [
   { case: 'int8, token table in the graph', args: ['--onnx', int8Graph] },
   { case: 'int8, whole token table held in JS', args: ['--onnx', int8Outside, '--table', `${int8Outside}.table.safetensors`] },
-  { case: "int8, only the batch's token rows, read by byte range", args: ['--onnx', int8Outside, '--table', `${int8Outside}.table.safetensors`, '--rows-only'] },
+  { case: "int8, token table streamed once, only the batch's rows kept", args: ['--onnx', int8Outside, '--table', `${int8Outside}.table.safetensors`, '--rows-only'] },
 ];
 const memoryResults = [];
 for (const c of cases) {

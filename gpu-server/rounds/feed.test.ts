@@ -155,6 +155,16 @@ describe('activation feed (poller)', () => {
     expect(await drain(activationFeed(watching, src('r-size', 3), { onReject: (_, why) => rejected.push(why) }))).toEqual([0, 2]);
     expect(rejected).toEqual([expect.stringMatching(/^stored size \d+ differs from the manifest's \d+$/)]);
     expect(fetched).not.toContain(keys.activationBatch('r-size', 'dev', 0, 1));
+
+    // A listing that caught an object mid-write (its size so far) does not make it refused.
+    await writeRound('r-midwrite', 2);
+    const midWrite: ObjectStore = Object.assign(Object.create(store), {
+      list: async function* (prefix: string, after?: string) {
+        for await (const o of store.list(prefix, after)) yield o.key.endsWith('000001.safetensors') ? { ...o, size: 65536 } : o;
+      },
+    });
+    expect(await drain(activationFeed(midWrite, src('r-midwrite', 2), { onReject: (_, why) => rejected.push(why) }))).toEqual([0, 1]);
+    expect(rejected).toHaveLength(1);
   });
 
   it('downloads an object again when its body arrived cut short, instead of refusing the batch', async () => {

@@ -138,19 +138,33 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
   const order = opts.order?.(manifest.batches) ?? manifest.batches.map((_, i) => i);
   const wanted = order.map((i) => manifest!.batches[i]).filter((b) => !skip.has(keys.activationBatch(src.runId, src.deviceId, src.round, b.index)));
   const keyOf = (b: ManifestBatch) => keys.activationBatch(src.runId, src.deviceId, src.round, b.index);
-  const sizeProblem = (b: ManifestBatch) => {
-    const listed = sizes.get(keyOf(b));
-    if (b.bytes > src.maxBatchBytes) return `the manifest lists ${b.bytes} bytes, more than a batch of the plan can hold (${src.maxBatchBytes})`;
-    if (listed !== undefined && listed !== b.bytes) return `stored size ${listed} differs from the manifest's ${b.bytes}`;
-    return undefined;
+  // Sizes are checked before anything is downloaded. A listing may show an object still being written (with the
+  // size so far), so a size that differs from the manifest's is asked for again before the object is refused.
+  const prepared = new Map<string, Promise<string | undefined>>();
+  const prepare = (b: ManifestBatch): Promise<string | undefined> => {
+    const key = keyOf(b);
+    let p = prepared.get(key);
+    if (!p) {
+      p = (async () => {
+        if (b.bytes > src.maxBatchBytes) return `the manifest lists ${b.bytes} bytes, more than a batch of the plan can hold (${src.maxBatchBytes})`;
+        let size = sizes.get(key);
+        if (size !== b.bytes) size = (await retried(`HEAD ${key}`, () => store.head(key), attempts, backoffMs))?.size;
+        if (size !== undefined && size !== b.bytes) return `stored size ${size} differs from the manifest's ${b.bytes}`;
+        fetchKey(key);
+        return undefined;
+      })();
+      p.catch(() => {}); // handled when the trainer reaches it, like a download
+      prepared.set(key, p);
+    }
+    return p;
   };
   for (let i = 0; i < wanted.length; i++) {
-    for (let j = i; j < Math.min(wanted.length, i + prefetch + 1); j++) if (!sizeProblem(wanted[j])) fetchKey(keyOf(wanted[j]));
+    for (let j = i; j < Math.min(wanted.length, i + prefetch + 1); j++) void prepare(wanted[j]);
     const entry = wanted[i];
     const key = keyOf(entry);
-    const tooBig = sizeProblem(entry);
-    if (tooBig) {
-      onReject(key, tooBig);
+    const sizeProblem = await prepare(entry);
+    if (sizeProblem) {
+      onReject(key, sizeProblem);
       continue;
     }
     let bytes = await fetchKey(key);

@@ -18,6 +18,7 @@ import { ApiError, ServerClient } from '../gpu-server/api/client.ts';
 import { readModelFolder } from '../gpu-server/model/folder.ts';
 import type { RoundPlan } from '../gpu-server/runs/plan.ts';
 import { createApp } from '../gpu-server/api/app.ts';
+import { RunManager } from '../gpu-server/runs/manager.ts';
 import { startServer, type RunningServer } from '../gpu-server/server.ts';
 import { scoreLogits, Trainer } from '../gpu-server/train/trainer.ts';
 import { startSystem, type TestSystem } from './system.ts';
@@ -119,6 +120,16 @@ describe('training server over HTTP', () => {
     const e = new GPT2Tokenizer().encodeBatch(sys.evalRows.slice(0, 8).map((r) => r.text), { maxLength: 24, padTokenId: model.config.padTokenId });
     const viaMerged = referenceClassify(merged, e.ids, e.attentionMask, e.batch, e.seq);
     expect(maxAbsDiff(viaMerged, logits.subarray(0, 16))).toBeLessThan(1e-4);
+  });
+
+  it('answers a storage outage with 503 and an internal error with 500, keeping the reasons in its log', async () => {
+    const log: string[] = [];
+    // Real S3 client, nothing listening where it points.
+    const manager = new RunManager({ store: new S3Store({ ...sys.stack.s3.config, endpoint: 'http://127.0.0.1:9' }), roundSecret: 'x', log: () => {} });
+    const app = createApp(manager, 'op-token', (m) => log.push(m));
+    const res = await app.request('/runs', { method: 'POST', headers: { authorization: 'Bearer op-token' }, body: JSON.stringify(sys.spec()) });
+    expect([res.status, await res.json()]).toEqual([503, { error: 'storage unavailable; try again' }]);
+    expect(log.join('\n')).toMatch(/storage put 'runs\/.*\/run.json' failed/);
   });
 
   it('the CLI says what is missing', async () => {

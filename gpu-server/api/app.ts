@@ -43,7 +43,7 @@ export function createApp(manager: RunManager, operatorToken: string, log: (m: s
     try {
       return c.json(await manager.create(spec, id), 201);
     } catch (e) {
-      if (e instanceof Conflict) throw e;
+      if (e instanceof Conflict || e instanceof StorageError) throw e;
       // The model folder, a cut, a device that cannot take part: the operator's spec is at fault.
       return c.json({ error: (e as Error).message }, 400);
     }

@@ -137,6 +137,9 @@ describe('activation feed (poller)', () => {
       throw new Error('connection refused');
     };
     await expect(drain(activationFeed(store, src('r-gone', 2), { pollMs: 2, attempts: 3, deviceStatus: down }))).rejects.toThrow('device dev round 0: its status could not be read 3 times in a row: connection refused');
+    // A device that says it is working but never finishes is given up on at the deadline.
+    const working = async () => undefined;
+    await expect(drain(activationFeed(store, src('r-never', 2), { pollMs: 2, deadlineMs: 50, deviceStatus: working }))).rejects.toThrow('device dev round 0: no manifest after 0.05 s');
     let calls = 0;
     const restarting = async () => (++calls <= 2 ? down() : undefined);
     const writing = new Promise((r) => setTimeout(r, 150)).then(() => writeRound('r-back', 2));

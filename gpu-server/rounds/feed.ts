@@ -124,7 +124,7 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
       );
       if (status?.state === 'failed') throw new DeviceRoundFailed(`device ${src.deviceId} failed round ${src.round}: ${status.error}`);
     }
-    if (Date.now() > deadline) throw failed(`no manifest after ${Math.round(deadlineMs / 1000)} s`);
+    if (Date.now() > deadline) throw failed(`no manifest after ${deadlineMs / 1000} s`);
     await sleep(pollMs);
   }
   downloads.delete(manifestKey);

@@ -141,4 +141,16 @@ describe('device worker under workerd', () => {
     expect((await refusal({}))[0]).toBe(403);
     expect((await approvals()).approvals.map((a: { sha256: string }) => a.sha256)).toEqual([sha('b')]);
   });
+
+  it('answers an internal error with 500 and no internal message (a misconfigured device: APPROVED_SEGMENTS not JSON)', async () => {
+    const broken = await startDevice({ id: 'device-b', ownerToken: 'owner-token', masterSecret: 'round-secret', storageOrigins: [STORAGE], stateDir: `${dir}-b`, vars: { APPROVED_SEGMENTS: 'not json' } });
+    try {
+      const res = await fetch(new URL('/approvals', broken.url), { headers: owner });
+      expect([res.status, await res.json()]).toEqual([500, { error: 'internal error on this device' }]);
+    } finally {
+      await broken.stop();
+      await rm(`${dir}-b`, { recursive: true, force: true });
+    }
+  });
 });
+

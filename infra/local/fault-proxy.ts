@@ -34,6 +34,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
   let chaos = { rate: 0, rng: new Random(0) };
   const upstream = new URL(target);
   const server = createServer((req: IncomingMessage, res) => {
+    // A client that hangs up (or a fault that cut it off) must not take the proxy down.
+    req.on('error', () => {});
+    res.on('error', () => {});
     const path = req.url!.split('?')[0];
     seen.push({ method: req.method!, path, range: req.headers.range });
     const rule = rules.find((r) => r.left > 0 && r.method === req.method && req.url!.includes(r.path));
@@ -54,6 +57,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       return;
     }
     const forward = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+      up.on('error', () => res.destroy());
       res.writeHead(up.statusCode!, up.headers);
       const length = Number(up.headers['content-length']);
       if (kind === 'truncate' && length > 1) {
@@ -69,7 +73,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
       }
       up.pipe(res);
     });
-    forward.on('error', (e) => res.writeHead(502).end(e.message));
+    // The upstream may fail before answering (502) or in the middle of a body (the client sees the connection drop).
+    forward.on('error', (e) => (res.headersSent ? res.destroy() : res.writeHead(502).end(e.message)));
     req.pipe(forward);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));

@@ -5,7 +5,7 @@
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { parseShard, type Example } from '../core/data/shard.ts';
+import { parseShard, textInput, type Example } from '../core/data/shard.ts';
 import { syntheticSentiment } from '../core/data/synthetic.ts';
 import { gpt2Config } from '../core/model/config.ts';
 import { initModel } from '../core/model/init.ts';
@@ -130,7 +130,7 @@ run(async () => {
     });
     // What each cut gives away: the server's held-out rows as the attacker's text, a sample of the device's shard as
     // the victim (npm start plays every owner, so it can score the attack on their text).
-    const texts = (rows: Example[]) => rows.map((r) => (r.textPair === undefined ? r.text : ([r.text, r.textPair] as const)));
+    const texts = (rows: Example[]) => rows.map(textInput);
     console.log('\n| device | profile | cut | est. memory | est. batch time | tokens a curious server recovers at this cut |\n|---|---|---|---|---|---|');
     for (const [i, d] of stack.devices.entries()) {
       const c = record.cuts[d.id];

@@ -3,11 +3,18 @@
  * JSON lines or GLUE-style TSV. Parsing validates everything before anything is stored; each error names the line
  * and field, and says whether the problem is the content (400) or the size (413).
  */
+import type { TextInput } from '../tokenizer/gpt2.ts';
+
 export interface Example {
   text: string;
   textPair?: string;
   /** Index into the shard's label set. */
   label: number;
+}
+
+/** A row as the tokenizer takes it: its text, or its sentence pair. */
+export function textInput(r: Example): TextInput {
+  return r.textPair === undefined ? r.text : [r.text, r.textPair];
 }
 
 export type ShardFormat = 'jsonl' | 'tsv';

@@ -1,5 +1,5 @@
 /** What a simulation runs on: the devices' tokenized shards and the evaluation split, from one task and partition. */
-import type { Example } from '../../core/data/shard.ts';
+import { textInput, type Example } from '../../core/data/shard.ts';
 import { describePartition, labelHistogram, partition, type PartitionSpec } from '../../core/data/partition.ts';
 import { GPT2Tokenizer } from '../../core/tokenizer/gpt2.ts';
 import type { TaskData } from '../tasks.ts';
@@ -33,7 +33,7 @@ export function tokenBatches(rows: readonly Example[], batchSize: number, seqLen
   const out: TokenBatch[] = [];
   for (let i = 0; i < rows.length; i += batchSize) {
     const chunk = rows.slice(i, i + batchSize);
-    const enc = tokenizer.encodeBatch(chunk.map((r) => (r.textPair === undefined ? r.text : ([r.text, r.textPair] as const))), { maxLength: seqLen, padTokenId });
+    const enc = tokenizer.encodeBatch(chunk.map(textInput), { maxLength: seqLen, padTokenId });
     out.push({ ids: enc.ids, mask: enc.attentionMask, labels: Int32Array.from(chunk, (r) => r.label), rows: enc.batch, seqLen: enc.seq });
   }
   return out;

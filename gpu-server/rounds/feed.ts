@@ -4,6 +4,7 @@
  * manifest (size, SHA-256, tensor shapes, cut, who and which round) before it may be trained on. A bad object is
  * rejected with its reason and skipped; it is never trained on.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { sha256Hex } from '../../core/auth/signing.ts';
 import { keys } from '../../core/storage/keys.ts';
 import type { ObjectStore } from '../../core/storage/store.ts';
@@ -59,8 +60,6 @@ export class DeviceRoundFailed extends Error {}
 
 /** A manifest lists a few hundred bytes per batch; one larger than this is not downloaded. */
 const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Bounded retries with exponential backoff; the last failure is thrown, naming what was tried. */
 export async function retried<T>(what: string, fn: () => Promise<T>, attempts = 4, backoffMs = 100): Promise<T> {
@@ -167,14 +166,13 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
       onReject(key, sizeProblem);
       continue;
     }
-    let bytes = await fetchKey(key);
-    downloads.delete(key);
-    let checked = bytes ? await verify(bytes, entry, src, key) : 'missing from storage';
     // A body cut short in transit fails its checks like a corrupt object: download it again before calling it bad.
-    for (let again = 1; typeof checked === 'string' && bytes && again < attempts; again++) {
-      bytes = await fetchKey(key);
+    let checked: VerifiedBatch | string;
+    for (let attempt = 1; ; attempt++) {
+      const bytes = await fetchKey(key);
       downloads.delete(key);
       checked = bytes ? await verify(bytes, entry, src, key) : 'missing from storage';
+      if (typeof checked !== 'string' || !bytes || attempt >= attempts) break;
     }
     if (typeof checked === 'string') onReject(key, checked);
     else yield checked;

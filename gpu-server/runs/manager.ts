@@ -6,7 +6,7 @@
  * server resumes an unfinished round where its checkpoint says.
  */
 import { basename } from 'node:path';
-import type { Example } from '../../core/data/shard.ts';
+import { textInput, type Example } from '../../core/data/shard.ts';
 import type { GPT2Model } from '../../core/model/weights.ts';
 import { deviceSegment } from '../../core/onnx/segment.ts';
 import { adapterFiles, ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../../core/peft/adapter.ts';
@@ -525,7 +525,7 @@ export class RunManager {
     const logits = new Float32Array(rows.length * trainer.net.config.numLabels);
     for (let i = 0; i < rows.length; i += batchSize) {
       const chunk = rows.slice(i, i + batchSize);
-      const enc = this.tokenizer.encodeBatch(chunk.map((r) => (r.textPair === undefined ? r.text : ([r.text, r.textPair] as const))), { maxLength: seqLen, padTokenId: trainer.net.config.padTokenId });
+      const enc = this.tokenizer.encodeBatch(chunk.map(textInput), { maxLength: seqLen, padTokenId: trainer.net.config.padTokenId });
       logits.set(trainer.predictTokens(enc.ids, enc.attentionMask, enc.batch, enc.seq), i * trainer.net.config.numLabels);
     }
     return scoreLogits(logits, rows.map((r) => r.label), trainer.net.config.numLabels);

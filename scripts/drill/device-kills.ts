@@ -3,6 +3,7 @@
  * stopped while it works and started again with its state, and the round must complete with every one of its
  * batches, the device resuming after its last stored batch.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { DeviceClient } from '../../core/wire/device-client.ts';
 import { ServerClient } from '../../gpu-server/api/client.ts';
 import type { RunningDevice } from '../../infra/local/device.ts';
@@ -13,8 +14,6 @@ export interface DeviceKillResult {
   /** Batches of the killed devices that were never trained. */
   batchesLost: number;
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function deviceKillDrill(o: {
   server: ServerClient;

@@ -3,6 +3,7 @@
  * reset connections, bodies cut short): started again each time, and each failed round triggered again, the run
  * must end with exactly the adapter of an uninterrupted run, every batch trained once.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { ADAPTER_WEIGHTS } from '../../core/peft/adapter.ts';
 import { Random } from '../../core/random.ts';
 import type { S3Config } from '../../core/storage/s3.ts';
@@ -24,7 +25,6 @@ export interface KillResult {
   wallSeconds: number;
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const TOKEN = 'drill-operator-token';
 
 export async function killDrill(o: {

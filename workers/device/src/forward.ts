@@ -1,5 +1,5 @@
 /** One batch on the device: tokenize its rows, run the frozen prefix, and encode the activations for upload. */
-import type { Example } from '../../../core/data/shard.ts';
+import { textInput, type Example } from '../../../core/data/shard.ts';
 import { PREFIX_OUTPUT } from '../../../core/onnx/prefix.ts';
 import { GPT2Tokenizer } from '../../../core/tokenizer/gpt2.ts';
 import { encodeActivationBatch } from '../../../core/wire/activations.ts';
@@ -11,7 +11,7 @@ const tokenizer = new GPT2Tokenizer();
 
 /** The rows as the round tokenizes them. */
 export function encodeRows(rows: readonly Example[], request: Omit<RoundRequest, 'uploads'>) {
-  return tokenizer.encodeBatch(rows.map((r) => (r.textPair === undefined ? r.text : ([r.text, r.textPair] as const))), {
+  return tokenizer.encodeBatch(rows.map(textInput), {
     maxLength: request.seqLen,
     padTokenId: request.padTokenId,
   });

@@ -3,6 +3,7 @@ import type { PartitionSpec } from '../core/data/partition.ts';
 import { initModel } from '../core/model/init.ts';
 import { gpt2Config } from '../core/model/config.ts';
 import type { GPT2Model } from '../core/model/weights.ts';
+import { asGpt2 } from '../core/model/family.ts';
 import { readModelFolder } from '../gpu-server/model/folder.ts';
 import { METHODS, type MethodName } from './sim/accounting.ts';
 
@@ -23,7 +24,7 @@ export function parseMethods(text: string): MethodName[] {
 export async function loadBaseModel(spec: string): Promise<{ model: GPT2Model; name: string }> {
   if (spec === 'random') return { model: initModel(gpt2Config({ nLayer: 4, nEmbd: 64, nHead: 4, nPositions: 64 }), { seed: 0 }), name: 'random' };
   try {
-    return { model: await readModelFolder(spec), name: spec };
+    return { model: asGpt2(await readModelFolder(spec), 'the experiments'), name: spec };
   } catch (e) {
     throw new Error(`${(e as Error).message} (make a pretrained base model with: npm run pretrain -- --out ${spec})`);
   }

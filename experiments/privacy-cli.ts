@@ -1,5 +1,6 @@
 /** npm run privacy — the inversion attack at each cut of a model: how much of a text a cut gives away. */
 import { syntheticSentiment } from '../core/data/synthetic.ts';
+import { asGpt2 } from '../core/model/family.ts';
 import { readModelFolder } from '../gpu-server/model/folder.ts';
 import { cliArgs, fail, int, run } from '../scripts/cli.ts';
 import { inversionReport, percent } from './privacy.ts';
@@ -20,7 +21,7 @@ const args = cliArgs(USAGE, {
 
 run(async () => {
   if (!args.model) fail(`--model is required\n\n${USAGE}`);
-  const model = await readModelFolder(args.model);
+  const model = asGpt2(await readModelFolder(args.model), 'the privacy report');
   const n = model.config.nLayer;
   const cuts = args.cuts ? args.cuts.split(',').map((c) => int('cuts', c)) : Array.from({ length: n }, (_, i) => i);
   for (const c of cuts) if (c < 0 || c >= n) fail(`--cuts: ${c} is not a cut of this ${n}-block model (0 to ${n - 1})`);

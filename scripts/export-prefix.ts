@@ -2,6 +2,7 @@
 import { exportPrefix, type PrefixWeights } from '../core/onnx/prefix.ts';
 import { tokenTable, tokenTableTensors } from '../core/onnx/embedding.ts';
 import { serializeSafetensors } from '../core/tensors/safetensors.ts';
+import { asGpt2 } from '../core/model/family.ts';
 import { readModelFolder, writeFileAtomic } from '../gpu-server/model/folder.ts';
 import { cliArgs, fail, int, run } from './cli.ts';
 
@@ -20,7 +21,7 @@ run(async () => {
   if (!args.model || !args.out) fail(`--model and --out are required\n\n${USAGE}`);
   if (args.weights !== 'fp32' && args.weights !== 'int8') fail(`--weights must be fp32 or int8, got '${args.weights}'`);
   const weights = args.weights as PrefixWeights;
-  const model = await readModelFolder(args.model);
+  const model = asGpt2(await readModelFolder(args.model), 'export-prefix');
   const cut = int('cut', args.cut);
   const tableFile = args['token-table'];
   const onnx = exportPrefix(model, { cut, weights, tokenEmbedding: tableFile ? 'input' : 'graph' });

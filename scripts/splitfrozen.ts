@@ -9,6 +9,7 @@ import { deviceSecret } from '../core/auth/signing.ts';
 import { deviceSegment } from '../core/onnx/segment.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, mergeAdapter, parseAdapter } from '../core/peft/adapter.ts';
 import { ServerClient } from '../gpu-server/api/client.ts';
+import { asGpt2 } from '../core/model/family.ts';
 import { readModelFolder, writeModelFolder } from '../gpu-server/model/folder.ts';
 import { fail, run } from './cli.ts';
 
@@ -54,7 +55,7 @@ run(async () => {
     const cut = Number(a.cut);
     if (!a.model || !Number.isSafeInteger(cut) || cut < 1) fail(`segment needs --model DIR and --cut K (an integer >= 1)\n\n${USAGE}`);
     if (a.weights !== 'fp32' && a.weights !== 'int8') fail(`--weights is '${a.weights}': use fp32 or int8`);
-    const model = await readModelFolder(a.model!);
+    const model = asGpt2(await readModelFolder(a.model!), 'this command');
     if (cut >= model.config.nLayer) fail(`--cut ${cut}: the model has ${model.config.nLayer} blocks`);
     const segment = await deviceSegment(model, cut, a.weights);
     return console.log(JSON.stringify({ sha256: segment.sha256, model: basename(a.model!), cut, tokenTable: segment.tokenTable?.sha256 }, null, 2));
@@ -108,7 +109,7 @@ run(async () => {
       console.log(`wrote ${join(a.out, ADAPTER_CONFIG)} and ${join(a.out, ADAPTER_WEIGHTS)}`);
       if (a.merged) {
         if (!a.model) fail('--merged needs --model DIR: the base model the run was trained from');
-        const base = await readModelFolder(a.model);
+        const base = asGpt2(await readModelFolder(a.model), 'this command');
         const config = { ...base.config, numLabels: (await client.run(runId())).spec.task.labels.length };
         const merged = mergeAdapter({ config, params: base.params }, parseAdapter(files, config, a.out));
         await writeModelFolder(join(a.out, 'merged'), merged);

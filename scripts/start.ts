@@ -12,6 +12,7 @@ import { initModel } from '../core/model/init.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../core/peft/adapter.ts';
 import { DEFAULT_MIN_CUT } from '../core/wire/policy.ts';
 import { ServerClient, type RunView } from '../gpu-server/api/client.ts';
+import { asGpt2 } from '../core/model/family.ts';
 import { readModelFolder, writeModelFolder } from '../gpu-server/model/folder.ts';
 import type { RoundMetrics } from '../gpu-server/runs/manager.ts';
 import { startServer } from '../gpu-server/server.ts';
@@ -94,7 +95,7 @@ run(async () => {
       modelDir = join(DIR, 'tiny-gpt2');
       await writeModelFolder(modelDir, initModel(gpt2Config({ nLayer: 5, nEmbd: 64, nHead: 4, nPositions: 64 }), { seed: 0 }));
     }
-    const model = await readModelFolder(modelDir);
+    const model = asGpt2(await readModelFolder(modelDir), 'npm start');
     const config = model.config;
     // A model whose fp32 token table alone would crowd a Worker's memory runs int8 prefixes on the devices.
     const weights = config.vocabSize * config.nEmbd * 4 > 32 * 2 ** 20 ? ('int8' as const) : ('fp32' as const);

@@ -7,6 +7,7 @@ import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
 import { deviceSecret } from '../core/auth/signing.ts';
 import { deviceSegment } from '../core/onnx/segment.ts';
+import { asGpt2 } from '../core/model/family.ts';
 import { readModelFolder } from '../gpu-server/model/folder.ts';
 import { referenceHidden } from '../core/model/reference.ts';
 import { maxAbsDiff } from './fixtures.ts';
@@ -32,14 +33,14 @@ describe('command-line tools', () => {
     expect((await bytes('a')).equals(await bytes('c'))).toBe(false);
     const config = JSON.parse(await readFile(join(dir, 'a', 'config.json'), 'utf8'));
     expect(config).toMatchObject({ model_type: 'gpt2', n_layer: 2, n_embd: 16, n_head: 2, vocab_size: 300, n_positions: 16 });
-    const model = await readModelFolder(join(dir, 'a'));
+    const model = asGpt2(await readModelFolder(join(dir, 'a')), 'the test');
     expect(model.params.get('h.1.attn.c_attn.weight')!.length).toBe(16 * 48);
   });
 
   it('export-prefix writes an ONNX prefix that equals the reference forward of the folder it read', async () => {
     await cli('make-model.ts', '--out', join(dir, 'm'), '--seed', '2', ...SMALL);
     await cli('export-prefix.ts', '--model', join(dir, 'm'), '--cut', '1', '--out', join(dir, 'p.onnx'));
-    const model = await readModelFolder(join(dir, 'm'));
+    const model = asGpt2(await readModelFolder(join(dir, 'm')), 'the test');
     const session = await ort.InferenceSession.create(join(dir, 'p.onnx'));
     const ids = [5, 17, 299, 0];
     const mask = [1, 1, 1, 0];
@@ -55,7 +56,7 @@ describe('command-line tools', () => {
     expect(stdout.trim()).toBe(await deviceSecret('master', 'dev-9'));
     await cli('make-model.ts', '--out', join(dir, 's'), '--seed', '3', ...SMALL);
     const printed = JSON.parse((await cli('splitfrozen.ts', 'segment', '--model', join(dir, 's'), '--cut', '1', '--weights', 'int8')).stdout);
-    const segment = await deviceSegment(await readModelFolder(join(dir, 's')), 1, 'int8');
+    const segment = await deviceSegment(asGpt2(await readModelFolder(join(dir, 's')), 'the test'), 1, 'int8');
     expect(printed).toEqual({ sha256: segment.sha256, model: 's', cut: 1, tokenTable: segment.tokenTable!.sha256 });
     await expect(cli('splitfrozen.ts', 'segment', '--model', join(dir, 's'), '--cut', '2')).rejects.toMatchObject({ stderr: expect.stringContaining('--cut 2: the model has 2 blocks') });
   });

@@ -15,6 +15,7 @@ import { keys } from '../core/storage/keys.ts';
 import { S3Store } from '../core/storage/s3.ts';
 import { getJson } from '../core/storage/json.ts';
 import { ApiError, ServerClient } from '../gpu-server/api/client.ts';
+import { asGpt2 } from '../core/model/family.ts';
 import { readModelFolder } from '../gpu-server/model/folder.ts';
 import type { RoundPlan } from '../gpu-server/runs/plan.ts';
 import { createApp } from '../gpu-server/api/app.ts';
@@ -95,7 +96,7 @@ describe('training server over HTTP', () => {
 
     // The pulled adapter, loaded into the TypeScript model, gives exactly the server's evaluation.
     const files = { [ADAPTER_CONFIG]: await client.adapterFile(record.id, 'latest', ADAPTER_CONFIG), [ADAPTER_WEIGHTS]: await client.adapterFile(record.id, 1, ADAPTER_WEIGHTS) };
-    const model = await readModelFolder(sys.modelDir);
+    const model = asGpt2(await readModelFolder(sys.modelDir), 'the test');
     const adapter = parseAdapter(files, model.config);
     const t = new Trainer(model, { lora: { rank: 4, alpha: 8, dropout: 0, targets: ['attn.c_attn'] }, optimizer: {}, schedule: { lr: 0, warmupSteps: 0, kind: 'constant' }, seed: 42 }, 2);
     t.loadAdapter(adapter);
@@ -116,7 +117,7 @@ describe('training server over HTTP', () => {
       env: { ...process.env, SPLITFROZEN_URL: server.url, SPLITFROZEN_TOKEN: 'op-token' },
     });
     expect(new Uint8Array(await readFile(join(out, ADAPTER_WEIGHTS)))).toEqual(files[ADAPTER_WEIGHTS]);
-    const merged = await readModelFolder(join(out, 'merged'));
+    const merged = asGpt2(await readModelFolder(join(out, 'merged')), 'the test');
     const e = new GPT2Tokenizer().encodeBatch(sys.evalRows.slice(0, 8).map((r) => r.text), { maxLength: 24, padTokenId: model.config.padTokenId });
     const viaMerged = referenceClassify(merged, e.ids, e.attentionMask, e.batch, e.seq);
     expect(maxAbsDiff(viaMerged, logits.subarray(0, 16))).toBeLessThan(1e-4);

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { gpt2Config } from '../model/config.ts';
 import { BLOCK_LINEARS, paramShapes } from '../model/weights.ts';
+import { llamaConfig } from '../model/llama/config.ts';
+import { llamaParamShapes } from '../model/llama/weights.ts';
 import { flopsPerToken } from './flops.ts';
 
 const gpt2 = gpt2Config();
@@ -56,5 +58,20 @@ describe('FLOP accounting', () => {
 
   it('refuses a cut outside the model', () => {
     expect(() => flopsPerToken({ config: gpt2, seqLen: T, cut: 13 })).toThrow(/cut 13 is outside 0\.\.12/);
+  });
+});
+
+describe('FLOPs of a Llama block', () => {
+  it("forward is twice the block's weights per token plus attention over heads * head_dim; LoRA on q and v only adds its own", () => {
+    const c = llamaConfig(); // Llama-3.2-1B
+    const T = 128;
+    const weights = [...llamaParamShapes(c)].filter(([n, s]) => n.startsWith('layers.0.') && s.length === 2).reduce((a, [, s]) => a + s[0]! * s[1]!, 0);
+    expect(weights).toBe(60_817_408); // q, o 2048^2; k, v 512 x 2048; gate, up, down 8192 x 2048
+    const r = flopsPerToken({ config: c, seqLen: T, cut: 1, head: 'lm', headTrainable: false });
+    expect(r.blocks[0]!.forward).toBe(2 * weights + 2 * 2 * T * 32 * 64);
+    expect(r.head.forward).toBe(2 * 2048 * 128256);
+    const lora = flopsPerToken({ config: c, seqLen: T, cut: 1, head: 'lm', headTrainable: false, lora: { rank: 16, targets: ['self_attn.q_proj', 'self_attn.v_proj'], from: 1 } });
+    expect(lora.blocks[1]!.forward - r.blocks[1]!.forward).toBe(2 * 16 * (2048 + 2048) + 2 * 16 * (2048 + 512));
+    expect(lora.device.backward).toBe(0); // adapters from the cut up: the device runs no backward
   });
 });

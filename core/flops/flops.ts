@@ -1,7 +1,7 @@
 /**
- * FLOP accounting for split training of GPT-2: forward and backward FLOPs per token, block by block, for a cut,
- * LoRA placement and sequence length. Counts the matrix multiplications (2 FLOPs per multiply-add); layer norms,
- * softmax, GELU and residual adds are O(d) per token and left out (under 1% at GPT-2 sizes). Attention is counted
+ * FLOP accounting for split training of any family (GPT-2, Llama): forward and backward FLOPs per token, block by block, for a cut,
+ * LoRA placement and sequence length. Counts the matrix multiplications (2 FLOPs per multiply-add); norms, softmax,
+ * activations, rotary embeddings and residual adds are O(d) per token and left out (under 1% at these sizes). Attention is counted
  * as computed, over the full T x T score matrix.
  *
  * Backward counts only what training needs: a frozen op computes its input gradient only when some trainable
@@ -9,20 +9,19 @@
  * blocks at or above the cut (SplitFrozen) devices have no backward FLOPs; with LoRA on device blocks (SplitLoRA)
  * they do.
  */
-import type { GPT2Config } from '../model/config.ts';
-import { linearShape, type BlockLinear } from '../model/weights.ts';
+import { blockMatmuls, type ModelConfig } from '../model/family.ts';
 
 export interface LoraPlacement {
   rank: number;
-  /** Linears that carry adapters, e.g. ['attn.c_attn']. */
-  targets: readonly BlockLinear[];
+  /** Linears that carry adapters, by module path: ['attn.c_attn'], ['self_attn.q_proj', 'self_attn.v_proj']. */
+  targets: readonly string[];
   /** Blocks [from, to) that carry adapters; by default every block. */
   from?: number;
   to?: number;
 }
 
 export interface FlopOptions {
-  config: GPT2Config;
+  config: ModelConfig;
   seqLen: number;
   /** Blocks [0, cut) run on the device, [cut, n) and the head on the server. */
   cut: number;
@@ -65,11 +64,9 @@ function linearOp(inp: number, out: number, rank: number): Op {
   };
 }
 
-function blockOps(c: GPT2Config, T: number, rankOf: (linear: BlockLinear) => number): Op[] {
-  const linear = (name: BlockLinear) => linearOp(...linearShape(c, name), rankOf(name));
-  // q k^T and probs v: each 2 T d per token forward, and each has two activation operands to differentiate.
-  const attentionMatmul: Op = { forward: 2 * T * c.nEmbd, inputGrad: 4 * T * c.nEmbd, paramGrad: 0 };
-  return [linear('attn.c_attn'), attentionMatmul, attentionMatmul, linear('attn.c_proj'), linear('mlp.c_fc'), linear('mlp.c_proj')];
+function blockOps(c: ModelConfig, T: number, rankOf: (linear: string) => number): Op[] {
+  // q k^T and probs v: each 2 T width per token forward, and each has two activation operands to differentiate.
+  return blockMatmuls(c).map((m) => ('attention' in m ? { forward: 2 * T * m.attention, inputGrad: 4 * T * m.attention, paramGrad: 0 } : linearOp(m.inp, m.out, rankOf(m.linear))));
 }
 
 export function flopsPerToken({ config: c, seqLen: T, cut, lora, head = 'classification', headTrainable = head === 'classification' }: FlopOptions): FlopReport {

@@ -49,15 +49,24 @@ export function gpt2Config(overrides: Partial<GPT2Config> = {}): GPT2Config {
   };
 }
 
-/** Parses `config.json` text; `file` names the file in errors. */
-export function parseConfig(text: string, file = 'config.json'): GPT2Config {
-  let raw: Record<string, unknown>;
+/** A `config.json`'s text as a JSON object; `file` names the file in errors. */
+export function parseJsonObject(text: string, file: string): Record<string, unknown> {
+  let raw: unknown;
   try {
     raw = JSON.parse(text);
   } catch (e) {
     throw new ConfigError(file, `not valid JSON (${(e as Error).message})`);
   }
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ConfigError(file, 'not a JSON object');
+  return raw as Record<string, unknown>;
+}
+
+/** Parses a GPT-2 `config.json`'s text; `file` names the file in errors. */
+export function parseConfig(text: string, file = 'config.json'): GPT2Config {
+  return parseGpt2Config(parseJsonObject(text, file), file);
+}
+
+export function parseGpt2Config(raw: Record<string, unknown>, file: string): GPT2Config {
   if (raw.model_type !== 'gpt2') {
     throw new ConfigError(
       file,

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { parseSafetensors, serializeSafetensors } from '../tensors/safetensors.ts';
 import { fromFloat32, type Tensor } from '../tensors/tensor.ts';
 import { configToJson, parseConfig } from './config.ts';
+import { parseModelConfig } from './family.ts';
 import { CONFIG_FILE, loadModel, modelFiles, WEIGHTS_FILE, type ModelSource } from './files.ts';
 import { initModel } from './init.ts';
 import { paramsToTensors, SCORE } from './weights.ts';
@@ -15,12 +16,12 @@ function memorySource(files: Record<string, Uint8Array>): ModelSource {
 }
 
 const model = initModel(TINY, { seed: 3, paramNoise: 0.1 });
-const configBytes = modelFiles(model)[CONFIG_FILE];
+const configBytes = Object.fromEntries(modelFiles(model))[CONFIG_FILE];
 const withTensors = (tensors: Map<string, Tensor>) => memorySource({ [CONFIG_FILE]: configBytes, [WEIGHTS_FILE]: serializeSafetensors(tensors) });
 
 describe('loading a Hugging Face GPT-2 folder', () => {
   it('round-trips every parameter through config.json and model.safetensors', async () => {
-    const loaded = await loadModel(memorySource(modelFiles(model)));
+    const loaded = await loadModel(memorySource(Object.fromEntries(modelFiles(model))));
     expect(loaded.config).toEqual(model.config);
     expect([...loaded.params.keys()]).toEqual([...model.params.keys()]);
     for (const [name, p] of model.params) expect(loaded.params.get(name), name).toEqual(p);
@@ -61,7 +62,7 @@ describe('loading a Hugging Face GPT-2 folder', () => {
   });
 
   it('names the file for a truncated weights file', async () => {
-    const bytes = modelFiles(model)[WEIGHTS_FILE];
+    const bytes = Object.fromEntries(modelFiles(model))[WEIGHTS_FILE];
     await expect(loadModel(memorySource({ [CONFIG_FILE]: configBytes, [WEIGHTS_FILE]: bytes.subarray(0, bytes.length - 100) }))).rejects.toThrow(
       /^mem\/model\.safetensors: tensor 'score\.weight': truncated/,
     );
@@ -81,10 +82,10 @@ describe('config.json', () => {
   });
 
   it('refuses an unsupported model_type clearly, not with a crash', () => {
-    expect(() => parseConfig(text({ model_type: 'llama' }), 'cfg/config.json')).toThrow(
-      'cfg/config.json: unsupported model_type "llama": this version supports "gpt2" (Hugging Face GPT-2 checkpoints)',
+    expect(() => parseModelConfig(text({ model_type: 'bert' }), 'cfg/config.json')).toThrow(
+      'cfg/config.json: unsupported model_type "bert": this version supports "gpt2", "llama" (Hugging Face GPT-2 and Llama checkpoints)',
     );
-    expect(() => parseConfig(text({ model_type: undefined }))).toThrow(/unsupported model_type undefined/);
+    expect(() => parseModelConfig(text({ model_type: undefined }))).toThrow(/unsupported model_type undefined/);
   });
 
   it('names the field that is wrong', () => {

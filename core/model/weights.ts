@@ -2,11 +2,12 @@
  * GPT-2 parameters under their Hugging Face names (`wte.weight`, `h.0.attn.c_attn.weight`, ...), all float32.
  * Linear weights keep Hugging Face's Conv1D layout [in, out], so `y = x @ W + b`.
  */
-import { SafetensorsError } from '../tensors/safetensors.ts';
-import { toFloat32, type Tensor } from '../tensors/tensor.ts';
+import type { Tensor } from '../tensors/tensor.ts';
 import type { GPT2Config } from './config.ts';
+import { paramsFromTensors as readParams, paramsToTensors as writeParams, requireParam, SCORE, type ParamLayout, type Params } from './params.ts';
 
-export type Params = Map<string, Float32Array>;
+export { SCORE } from './params.ts';
+export type { Params } from './params.ts';
 
 export interface GPT2Model {
   config: GPT2Config;
@@ -55,57 +56,32 @@ export function paramShapes(c: GPT2Config): Map<string, number[]> {
   return shapes;
 }
 
-/** The sequence-classification head (GPT2ForSequenceClassification), a Linear without bias: [num_labels, n_embd]. */
-export const SCORE = 'score.weight';
 
-/** Tensors of Hugging Face checkpoints that carry no parameters of ours: causal-mask buffers and the tied LM head. */
-const IGNORED = /^(h\.\d+\.attn\.(bias|masked_bias)|lm_head\.weight)$/;
+/** How GPT-2 sits in Hugging Face checkpoints: `transformer.` prefix, head beside it; mask buffers and the tied LM head carry nothing. */
+export function gpt2Layout(c: GPT2Config): ParamLayout {
+  return {
+    family: 'GPT-2',
+    shapes: paramShapes(c),
+    prefix: 'transformer.',
+    unprefixed: new Set([SCORE]),
+    optional: new Set([SCORE]),
+    ignored: /^(h\.\d+\.attn\.(bias|masked_bias)|lm_head\.weight)$/,
+  };
+}
 
 /**
  * Reads GPT-2 parameters from safetensors tensors, with or without the `transformer.` prefix.
  * A checkpoint without `score.weight` (GPT2Model, GPT2LMHeadModel) loads without a classification head.
  */
 export function paramsFromTensors(config: GPT2Config, tensors: Map<string, Tensor>, file = 'model.safetensors'): Params {
-  const shapes = paramShapes(config);
-  const params: Params = new Map();
-  for (const [rawName, tensor] of tensors) {
-    const name = rawName.startsWith('transformer.') ? rawName.slice('transformer.'.length) : rawName;
-    if (IGNORED.test(name)) continue;
-    const shape = shapes.get(name);
-    if (!shape) throw new SafetensorsError(file, 'unexpected tensor: not a GPT-2 parameter', rawName);
-    if (shape.length !== tensor.shape.length || shape.some((d, i) => d !== tensor.shape[i])) {
-      throw new SafetensorsError(
-        file,
-        `shape ${JSON.stringify(tensor.shape)} does not match ${JSON.stringify(shape)} expected from config.json`,
-        rawName,
-      );
-    }
-    if (!['F32', 'F16', 'BF16', 'F64'].includes(tensor.dtype)) {
-      throw new SafetensorsError(file, `dtype ${tensor.dtype} is not a floating-point type`, rawName);
-    }
-    if (params.has(name)) throw new SafetensorsError(file, 'stored twice (with and without the transformer. prefix)', rawName);
-    params.set(name, toFloat32(tensor));
-  }
-  for (const name of shapes.keys()) {
-    if (!params.has(name) && name !== SCORE) throw new SafetensorsError(file, 'missing', name);
-  }
-  return params;
+  return readParams(gpt2Layout(config), tensors, file);
 }
 
 /** Parameters as tensors under the names GPT2ForSequenceClassification saves (`transformer.` prefix, `score.weight`). */
 export function paramsToTensors(model: GPT2Model): Map<string, Tensor> {
-  const tensors = new Map<string, Tensor>();
-  for (const [name, shape] of paramShapes(model.config)) {
-    const data = model.params.get(name);
-    if (data) tensors.set(name === SCORE ? name : `transformer.${name}`, { dtype: 'F32', shape, data });
-  }
-  return tensors;
+  return writeParams(gpt2Layout(model.config), model.params);
 }
 
 export function param(model: GPT2Model, name: string): Float32Array {
-  const p = model.params.get(name);
-  if (!p) {
-    throw new Error(name === SCORE ? `the model has no classification head (${SCORE}); initialise one first` : `missing parameter ${name}`);
-  }
-  return p;
+  return requireParam(model.params, name);
 }

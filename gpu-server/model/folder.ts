@@ -2,7 +2,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadModel, modelFiles, type ModelSource } from '../../core/model/files.ts';
-import type { GPT2Model } from '../../core/model/weights.ts';
+import type { Model } from '../../core/model/family.ts';
 
 export function folderSource(dir: string): ModelSource {
   return {
@@ -21,7 +21,7 @@ export function folderSource(dir: string): ModelSource {
   };
 }
 
-export function readModelFolder(dir: string): Promise<GPT2Model> {
+export function readModelFolder(dir: string): Promise<Model> {
   return loadModel(folderSource(dir));
 }
 
@@ -32,7 +32,7 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array | string):
   await rename(tmp, path);
 }
 
-export async function writeModelFolder(dir: string, model: GPT2Model): Promise<void> {
+export async function writeModelFolder(dir: string, model: Model, options?: Parameters<typeof modelFiles>[1]): Promise<void> {
   await mkdir(dir, { recursive: true });
-  for (const [file, bytes] of Object.entries(modelFiles(model))) await writeFileAtomic(join(dir, file), bytes);
+  for (const [file, bytes] of modelFiles(model, options)) await writeFileAtomic(join(dir, file), bytes);
 }

@@ -16,6 +16,7 @@ import { checkId, keys } from '../../core/storage/keys.ts';
 import type { ObjectStore } from '../../core/storage/store.ts';
 import { GPT2Tokenizer } from '../../core/tokenizer/gpt2.ts';
 import { DeviceClient } from '../../core/wire/device-client.ts';
+import { asGpt2 } from '../../core/model/family.ts';
 import { readModelFolder } from '../model/folder.ts';
 import { permutation } from '../ordering/ordering.ts';
 import { buildRoundRequest } from '../rounds/request.ts';
@@ -159,7 +160,7 @@ export class RunManager {
     const dirs = this.opts.dataDirs ?? [process.cwd()];
     await checkDataPath(spec.model, dirs, 'model');
     if (spec.task.eval) await checkDataPath(spec.task.eval.path, dirs, 'task.eval.path');
-    const model = await readModelFolder(spec.model);
+    const model = asGpt2(await readModelFolder(spec.model), 'the training server');
     const c = model.config;
     if (spec.task.labels.length !== c.numLabels && model.params.has('score.weight')) {
       throw new Error(`the model's classification head has ${c.numLabels} labels, the task ${spec.task.labels.length}`);
@@ -277,7 +278,7 @@ export class RunManager {
   private async prepare(s: RunState): Promise<{ model: GPT2Model; trainer: Trainer }> {
     const { record } = s;
     if (!s.model) {
-      s.model = await readModelFolder(record.spec.model);
+      s.model = asGpt2(await readModelFolder(record.spec.model), 'the training server');
       s.model.config = { ...s.model.config, numLabels: record.spec.task.labels.length };
     }
     s.evalRows ??= await evaluationRows(record.spec);

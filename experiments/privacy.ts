@@ -8,7 +8,8 @@ import * as ort from 'onnxruntime-node';
 import type { GPT2Model } from '../core/model/weights.ts';
 import { exportPrefix, PREFIX_OUTPUT } from '../core/onnx/prefix.ts';
 import { majorityRate, nearestTokens, recoveryRate, type Reference } from '../core/privacy/inversion.ts';
-import { GPT2Tokenizer, type TextInput } from '../core/tokenizer/gpt2.ts';
+import { GPT2Tokenizer } from '../core/tokenizer/gpt2.ts';
+import type { TextInput } from '../core/tokenizer/tokenizer.ts';
 
 export interface CutPrivacy {
   cut: number;

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { deviceSecret } from '../core/auth/signing.ts';
 import { deviceSegment } from '../core/onnx/segment.ts';
 import { asGpt2 } from '../core/model/family.ts';
-import { readModelFolder } from '../gpu-server/model/folder.ts';
+import { readModelFolder, readTokenizer } from '../gpu-server/model/folder.ts';
 import { referenceHidden } from '../core/model/reference.ts';
 import { maxAbsDiff } from './fixtures.ts';
 
@@ -35,6 +35,17 @@ describe('command-line tools', () => {
     expect(config).toMatchObject({ model_type: 'gpt2', n_layer: 2, n_embd: 16, n_head: 2, vocab_size: 300, n_positions: 16 });
     const model = asGpt2(await readModelFolder(join(dir, 'a')), 'the test');
     expect(model.params.get('h.1.attn.c_attn.weight')!.length).toBe(16 * 48);
+  });
+
+  it('make-model --arch llama writes a Llama folder with its tokenizer that the loaders read back', async () => {
+    await cli('make-model.ts', '--arch', 'llama', '--out', join(dir, 'l'), '--layers', '2', '--embd', '32', '--heads', '4', '--kv-heads', '2', '--inner', '48', '--dtype', 'bf16');
+    const config = JSON.parse(await readFile(join(dir, 'l', 'config.json'), 'utf8'));
+    expect(config).toMatchObject({ architectures: ['LlamaForCausalLM'], model_type: 'llama', num_hidden_layers: 2, hidden_size: 32, num_key_value_heads: 2, vocab_size: 128256, tie_word_embeddings: true });
+    const model = await readModelFolder(join(dir, 'l'));
+    expect(model.params.get('layers.1.self_attn.k_proj.weight')!.length).toBe(2 * 8 * 32);
+    const tokenizer = await readTokenizer(join(dir, 'l'), model.config);
+    expect(tokenizer.encodeRow('Janet has 3 apples.', 32).ids).toEqual([128000, 18820, 295, 706, 220, 18, 41776, 13]) // llama3-tokenizer-js's ids;
+    await expect(cli('make-model.ts', '--arch', 'llama', '--out', join(dir, 'x'), '--heads', '4', '--kv-heads', '3')).rejects.toMatchObject({ stderr: expect.stringContaining('--heads 4 must be a multiple of --kv-heads 3') });
   });
 
   it('export-prefix writes an ONNX prefix that equals the reference forward of the folder it read', async () => {

@@ -3,7 +3,7 @@
  * JSON lines or GLUE-style TSV. Parsing validates everything before anything is stored; each error names the line
  * and field, and says whether the problem is the content (400) or the size (413).
  */
-import type { TextInput } from '../tokenizer/gpt2.ts';
+import type { TextInput } from '../tokenizer/tokenizer.ts';
 
 export interface Example {
   text: string;

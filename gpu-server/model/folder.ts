@@ -2,7 +2,11 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { loadModel, modelFiles, type ModelSource } from '../../core/model/files.ts';
-import type { Model } from '../../core/model/family.ts';
+import type { Model, ModelConfig } from '../../core/model/family.ts';
+import { GPT2Tokenizer } from '../../core/tokenizer/gpt2.ts';
+import { TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, tokenizerFromFiles } from '../../core/tokenizer/hf.ts';
+import { llama3TokenizerFiles } from '../../core/tokenizer/llama3.ts';
+import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 
 export function folderSource(dir: string): ModelSource {
   return {
@@ -25,6 +29,15 @@ export function readModelFolder(dir: string): Promise<Model> {
   return loadModel(folderSource(dir));
 }
 
+/** The folder's tokenizer.json (any family); a GPT-2 folder without one gets GPT-2's BPE through js-tiktoken. */
+export async function readTokenizer(dir: string, config: ModelConfig): Promise<Tokenizer> {
+  const read = (file: string) => readFile(join(dir, file), 'utf8').catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
+  const json = await read(TOKENIZER_FILE);
+  if (json !== undefined) return tokenizerFromFiles(config, json, await read(TOKENIZER_CONFIG_FILE), join(dir, TOKENIZER_FILE));
+  if (config.modelType === 'gpt2') return new GPT2Tokenizer();
+  throw new Error(`${join(dir, TOKENIZER_FILE)}: not found; a ${config.modelType} folder needs its tokenizer.json (npm run make-model writes one)`);
+}
+
 /** Writes each file beside its final name and renames it into place, so a crash never leaves a half-written file. */
 export async function writeFileAtomic(path: string, bytes: Uint8Array | string): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}`;
@@ -32,7 +45,13 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array | string):
   await rename(tmp, path);
 }
 
+/** Writes the model's files; a Llama folder also gets Llama 3's tokenizer.json and tokenizer_config.json. */
 export async function writeModelFolder(dir: string, model: Model, options?: Parameters<typeof modelFiles>[1]): Promise<void> {
   await mkdir(dir, { recursive: true });
   for (const [file, bytes] of modelFiles(model, options)) await writeFileAtomic(join(dir, file), bytes);
+  if (model.config.modelType === 'llama') {
+    const { json, config } = llama3TokenizerFiles();
+    await writeFileAtomic(join(dir, TOKENIZER_FILE), JSON.stringify(json));
+    await writeFileAtomic(join(dir, TOKENIZER_CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
+  }
 }

@@ -1,0 +1,65 @@
+/**
+ * A model folder's own tokenizer: Hugging Face's `tokenizer.json`, run by Hugging Face's Tokenizers.js (runtime-neutral,
+ * no dependencies). Control tokens (start, end, separator) are added by id here, never parsed out of text: the text is
+ * encoded by a copy of the tokenizer that knows no added tokens, so `<|eot_id|>` written in a shard stays text.
+ */
+import { Tokenizer as HfTokenizerJs } from '@huggingface/tokenizers';
+import type { ModelConfig } from '../model/family.ts';
+import { GPT2_SPECIAL } from './gpt2.ts';
+import { Tokenizer, type SpecialTokens } from './tokenizer.ts';
+
+export const TOKENIZER_FILE = 'tokenizer.json';
+export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
+
+export class HfTokenizer extends Tokenizer {
+  readonly special: SpecialTokens;
+  private readonly full: HfTokenizerJs;
+  private readonly plain: HfTokenizerJs;
+
+  /** `json`: tokenizer.json parsed; `config`: tokenizer_config.json parsed ({} if the folder has none). */
+  constructor(json: Record<string, unknown>, config: Record<string, unknown>, special: SpecialTokens) {
+    super();
+    this.special = special;
+    this.full = new HfTokenizerJs(json, config);
+    this.plain = new HfTokenizerJs({ ...json, added_tokens: [], post_processor: null }, config);
+  }
+
+  encode(text: string): number[] {
+    return this.plain.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  decode(ids: ArrayLike<number>, { skipSpecial = false } = {}): string {
+    return this.full.decode(Array.from(ids), { skip_special_tokens: skipSpecial, clean_up_tokenization_spaces: false });
+  }
+
+  /** The id of a token string (`<|eot_id|>`), or undefined. */
+  tokenId(token: string): number | undefined {
+    return this.full.token_to_id(token);
+  }
+}
+
+/** The special tokens a family's config names (GPT-2: <|endoftext|> for all; Llama: BOS, first EOS). */
+export function specialTokens(c: ModelConfig): SpecialTokens {
+  if (c.modelType === 'gpt2') return { ...GPT2_SPECIAL, pad: c.padTokenId };
+  return { bos: c.bosTokenId, eos: c.eosTokenIds[0]!, separator: c.eosTokenIds[0]!, pad: c.padTokenId };
+}
+
+/** The tokenizer of a model folder from its files' text; `file` names tokenizer.json in errors. */
+export function tokenizerFromFiles(config: ModelConfig, tokenizerJson: string, tokenizerConfig: string | undefined, file = TOKENIZER_FILE): HfTokenizer {
+  const parse = (text: string, name: string) => {
+    try {
+      const v = JSON.parse(text);
+      if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
+    } catch (e) {
+      throw new Error(`${name}: not valid JSON (${(e as Error).message})`);
+    }
+    throw new Error(`${name}: not a JSON object`);
+  };
+  const json = parse(tokenizerJson, file);
+  if (!json.model || typeof json.model !== 'object') throw new Error(`${file}: no 'model' object: not a Hugging Face tokenizer.json`);
+  const tokenizer = new HfTokenizer(json, tokenizerConfig === undefined ? {} : parse(tokenizerConfig, file.replace(TOKENIZER_FILE, TOKENIZER_CONFIG_FILE)), specialTokens(config));
+  for (const [name, id] of Object.entries(tokenizer.special)) {
+    if (id !== undefined && id >= config.vocabSize) throw new Error(`${file}: the ${name} token ${id} is outside the model's vocabulary (${config.vocabSize})`);
+  }
+  return tokenizer;
+}

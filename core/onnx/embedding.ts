@@ -6,7 +6,8 @@
 import { DTYPES } from '../tensors/dtype.ts';
 import { HEADER_PREFIX_BYTES, headerLength, parseSafetensorsHeader, typedView } from '../tensors/safetensors.ts';
 import type { Tensor } from '../tensors/tensor.ts';
-import { param, type GPT2Model } from '../model/weights.ts';
+import type { Model, ModelConfig } from '../model/family.ts';
+import { requireParam } from '../model/params.ts';
 import { quantizeInt8 } from './quantize.ts';
 import type { PrefixWeights } from './prefix.ts';
 
@@ -28,9 +29,14 @@ function rowOf(table: TokenTable, id: number, what: string): number {
   return row;
 }
 
-export function tokenTable(model: GPT2Model, weights: PrefixWeights): TokenTable {
+/** The model's token-embedding parameter (the file format below names it wte.weight for every family). */
+export function tokenTableName(c: ModelConfig): string {
+  return c.modelType === 'llama' ? 'embed_tokens.weight' : 'wte.weight';
+}
+
+export function tokenTable(model: Model, weights: PrefixWeights): TokenTable {
   const { vocabSize, nEmbd } = model.config;
-  const wte = param(model, 'wte.weight');
+  const wte = requireParam(model.params, tokenTableName(model.config));
   if (weights === 'fp32') return { vocabSize, nEmbd, rows: wte };
   const q = quantizeInt8(wte, vocabSize, nEmbd, 'row');
   return { vocabSize, nEmbd, rows: q.values, scales: q.scales };

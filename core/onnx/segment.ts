@@ -4,7 +4,7 @@
  * gets the same SHA-256 the server sends, and can approve exactly that graph.
  */
 import { sha256Hex } from '../auth/signing.ts';
-import type { GPT2Model } from '../model/weights.ts';
+import type { Model } from '../model/family.ts';
 import { serializeSafetensors } from '../tensors/safetensors.ts';
 import { tokenTable, tokenTableTensors } from './embedding.ts';
 import { exportPrefix, type PrefixWeights } from './prefix.ts';
@@ -17,7 +17,7 @@ export interface DeviceSegment {
   tokenTable?: { bytes: Uint8Array; sha256: string };
 }
 
-export async function deviceSegment(model: GPT2Model, cut: number, weights: PrefixWeights): Promise<DeviceSegment> {
+export async function deviceSegment(model: Model, cut: number, weights: PrefixWeights): Promise<DeviceSegment> {
   const onnx = exportPrefix(model, { cut, weights, tokenEmbedding: weights === 'int8' ? 'input' : 'graph' });
   if (weights !== 'int8') return { cut, onnx, sha256: await sha256Hex(onnx) };
   const table = serializeSafetensors(tokenTableTensors(tokenTable(model, 'int8')));

@@ -58,3 +58,15 @@ export function blockMatmuls(c: ModelConfig): BlockMatmul[] {
 export function blockLinears(c: ModelConfig): readonly string[] {
   return c.modelType === 'llama' ? LLAMA_LINEARS : BLOCK_LINEARS;
 }
+
+/** A block's module path under the base model, as parameter names and PEFT keys spell it: `h.3`, `layers.3`. */
+export function blockPath(c: ModelConfig, layer: number): string {
+  return c.modelType === 'llama' ? `layers.${layer}` : `h.${layer}`;
+}
+
+/** A block linear's [in, out]. */
+export function linearInOut(c: ModelConfig, linear: string): [number, number] {
+  const m = blockMatmuls(c).find((x) => 'linear' in x && x.linear === linear);
+  if (!m || !('linear' in m)) throw new Error(`'${linear}' is not a ${c.modelType} block linear: use ${blockLinears(c).join(', ')}`);
+  return [m.inp, m.out];
+}

@@ -1,14 +1,16 @@
 /**
  * LoRA adapters in the Hugging Face PEFT layout: `adapter_config.json` and `adapter_model.safetensors` with PEFT's
- * key names, so `PeftModel.from_pretrained(GPT2ForSequenceClassification..., folder)` loads what the server trained.
- * PEFT stores lora_A as nn.Linear(in, r).weight [r, in] and lora_B as nn.Linear(r, out).weight [out, r]; with
- * fan_in_fan_out (GPT-2's Conv1D) the update to the [in, out] weight is (B A)^T * alpha / r = A^T B^T * alpha / r.
+ * key names, so `PeftModel.from_pretrained(base, folder)` loads what the server trained, for
+ * GPT2ForSequenceClassification (task SEQ_CLS, with the trained head) and LlamaForCausalLM (task CAUSAL_LM).
+ * PEFT stores lora_A as nn.Linear(in, r).weight [r, in] and lora_B as nn.Linear(r, out).weight [out, r] for both;
+ * fan_in_fan_out says how the base weight is laid out: true for GPT-2's Conv1D [in, out] (its update is
+ * (B A)^T * alpha / r), false for Llama's nn.Linear [out, in] (update B A * alpha / r).
  * Here A is kept as [in, r] and B as [r, out], i.e. the transposes of PEFT's tensors.
  */
 import { parseSafetensors, serializeSafetensors } from '../tensors/safetensors.ts';
 import type { Tensor } from '../tensors/tensor.ts';
-import type { GPT2Config } from '../model/config.ts';
-import { BLOCK_LINEARS, linearShape, SCORE, type BlockLinear, type GPT2Model } from '../model/weights.ts';
+import { blockLinears, blockPath, linearInOut, paramLayout, type Model, type ModelConfig } from '../model/family.ts';
+import { SCORE } from '../model/params.ts';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
 export const ADAPTER_WEIGHTS = 'adapter_model.safetensors';
@@ -17,18 +19,21 @@ export interface AdapterWeights {
   rank: number;
   alpha: number;
   dropout: number;
-  targets: BlockLinear[];
+  /** Block linears by module path ('attn.c_attn', 'self_attn.q_proj'). */
+  targets: string[];
   layers: number[];
-  /** [in, r] per `h.{layer}.{linear}` */
+  /** [in, r] per `h.{layer}.{linear}` / `layers.{layer}.{linear}` */
   a: Map<string, Float32Array>;
-  /** [r, out] per `h.{layer}.{linear}` */
+  /** [r, out] per the same key */
   b: Map<string, Float32Array>;
   /** The trained classification head [num_labels, n_embd] (PEFT modules_to_save). */
   head?: Float32Array;
 }
 
-const PREFIX = 'base_model.model.transformer.';
 const HEAD_KEY = `base_model.model.${SCORE}`;
+
+/** PEFT's names for the base model's blocks: `base_model.model.transformer.` + `h.3...` / `base_model.model.model.` + `layers.3...`. */
+const peftPrefix = (c: ModelConfig) => `base_model.model.${paramLayout(c).prefix}`;
 
 function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
   const t = new Float32Array(m.length);
@@ -37,36 +42,38 @@ function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
 }
 
 /** PEFT's target_modules: leaf names where they say exactly what is adapted, else a full-match regex. */
-function targetModules(targets: BlockLinear[]): string[] | string {
-  const leaf = (t: BlockLinear) => t.split('.')[1];
+function targetModules(targets: string[]): string[] | string {
+  const leaf = (t: string) => t.split('.')[1]!;
   const ambiguous = targets.filter((t) => leaf(t) === 'c_proj').length === 1;
   if (!ambiguous) return [...new Set(targets.map(leaf))];
   return `.*\\.(${targets.map((t) => t.replace('.', '\\.')).join('|')})`;
 }
 
-export function adapterFiles(w: AdapterWeights, config: GPT2Config, baseModel: string): Record<string, Uint8Array> {
+export function adapterFiles(w: AdapterWeights, config: ModelConfig, baseModel: string): Record<string, Uint8Array> {
   const tensors: Record<string, Tensor> = {};
+  const prefix = peftPrefix(config);
   for (const layer of w.layers) {
     for (const linear of w.targets) {
-      const key = `h.${layer}.${linear}`;
-      const [inp, out] = linearShape(config, linear);
-      tensors[`${PREFIX}${key}.lora_A.weight`] = { dtype: 'F32', shape: [w.rank, inp], data: transpose(w.a.get(key)!, inp, w.rank) };
-      tensors[`${PREFIX}${key}.lora_B.weight`] = { dtype: 'F32', shape: [out, w.rank], data: transpose(w.b.get(key)!, w.rank, out) };
+      const key = `${blockPath(config, layer)}.${linear}`;
+      const [inp, out] = linearInOut(config, linear);
+      tensors[`${prefix}${key}.lora_A.weight`] = { dtype: 'F32', shape: [w.rank, inp], data: transpose(w.a.get(key)!, inp, w.rank) };
+      tensors[`${prefix}${key}.lora_B.weight`] = { dtype: 'F32', shape: [out, w.rank], data: transpose(w.b.get(key)!, w.rank, out) };
     }
   }
   if (w.head) tensors[HEAD_KEY] = { dtype: 'F32', shape: [config.numLabels, config.nEmbd], data: w.head };
+  const llama = config.modelType === 'llama';
   const peftConfig = {
     peft_type: 'LORA',
-    task_type: 'SEQ_CLS',
+    task_type: llama ? 'CAUSAL_LM' : 'SEQ_CLS',
     base_model_name_or_path: baseModel,
     r: w.rank,
     lora_alpha: w.alpha,
     lora_dropout: w.dropout,
     target_modules: targetModules(w.targets),
-    fan_in_fan_out: true,
+    fan_in_fan_out: !llama,
     bias: 'none',
     layers_to_transform: w.layers,
-    layers_pattern: 'h',
+    layers_pattern: llama ? 'layers' : 'h',
     modules_to_save: w.head ? ['score'] : null,
     init_lora_weights: true,
     inference_mode: true,
@@ -80,7 +87,7 @@ export function adapterFiles(w: AdapterWeights, config: GPT2Config, baseModel: s
 }
 
 /** Reads a PEFT adapter for this model; errors name the file and the tensor or field. */
-export function parseAdapter(files: Record<string, Uint8Array>, config: GPT2Config, folder = 'adapter'): AdapterWeights {
+export function parseAdapter(files: Record<string, Uint8Array>, config: ModelConfig, folder = 'adapter'): AdapterWeights {
   const cfgFile = `${folder}/${ADAPTER_CONFIG}`;
   const wFile = `${folder}/${ADAPTER_WEIGHTS}`;
   if (!files[ADAPTER_CONFIG]) throw new Error(`${cfgFile}: missing`);
@@ -92,13 +99,16 @@ export function parseAdapter(files: Record<string, Uint8Array>, config: GPT2Conf
     throw new Error(`${cfgFile}: not valid JSON (${(e as Error).message})`);
   }
   if (c.peft_type !== 'LORA') throw new Error(`${cfgFile}: peft_type ${JSON.stringify(c.peft_type)} is not "LORA"`);
-  if (c.fan_in_fan_out !== true) throw new Error(`${cfgFile}: fan_in_fan_out must be true for GPT-2's Conv1D layers`);
+  const llama = config.modelType === 'llama';
+  if (c.fan_in_fan_out !== !llama) throw new Error(`${cfgFile}: fan_in_fan_out must be ${!llama} for ${llama ? "Llama's nn.Linear" : "GPT-2's Conv1D"} layers`);
   const rank = c.r as number;
   if (!Number.isSafeInteger(rank) || rank < 1) throw new Error(`${cfgFile}: field 'r' must be a positive integer`);
   const { tensors } = parseSafetensors(files[ADAPTER_WEIGHTS], wFile);
   const a = new Map<string, Float32Array>();
   const b = new Map<string, Float32Array>();
-  const targets = new Set<BlockLinear>();
+  const targets = new Set<string>();
+  const linears = blockLinears(config);
+  const pattern = new RegExp(`^${peftPrefix(config).replaceAll('.', '\\.')}${blockPath(config, 0).split('.')[0]}\\.(\\d+)\\.(${linears.map((l) => l.replace('.', '\\.')).join('|')})\\.lora_([AB])\\.weight$`);
   const layers = new Set<number>();
   let head: Float32Array | undefined;
   for (const [name, t] of tensors) {
@@ -107,16 +117,16 @@ export function parseAdapter(files: Record<string, Uint8Array>, config: GPT2Conf
       head = t.data as Float32Array;
       continue;
     }
-    const m = /^base_model\.model\.transformer\.h\.(\d+)\.(attn\.c_attn|attn\.c_proj|mlp\.c_fc|mlp\.c_proj)\.lora_([AB])\.weight$/.exec(name);
-    if (!m) throw new Error(`${wFile}: tensor '${name}' is not a GPT-2 LoRA weight`);
+    const m = pattern.exec(name);
+    if (!m) throw new Error(`${wFile}: tensor '${name}' is not a ${config.modelType} LoRA weight`);
     const layer = Number(m[1]);
-    const linear = m[2] as BlockLinear;
+    const linear = m[2]!;
     if (layer >= config.nLayer) throw new Error(`${wFile}: tensor '${name}' is for layer ${layer}; the model has ${config.nLayer}`);
     if (t.dtype !== 'F32') throw new Error(`${wFile}: tensor '${name}' is ${t.dtype}; expected F32`);
-    const [inp, out] = linearShape(config, linear);
+    const [inp, out] = linearInOut(config, linear);
     const want = m[3] === 'A' ? [rank, inp] : [out, rank];
     if (t.shape.join() !== want.join()) throw new Error(`${wFile}: tensor '${name}' has shape ${JSON.stringify(t.shape)}, expected ${JSON.stringify(want)}`);
-    const key = `h.${layer}.${linear}`;
+    const key = `${blockPath(config, layer)}.${linear}`;
     if (m[3] === 'A') a.set(key, transpose(t.data as Float32Array, rank, inp));
     else b.set(key, transpose(t.data as Float32Array, out, rank));
     targets.add(linear);
@@ -129,7 +139,7 @@ export function parseAdapter(files: Record<string, Uint8Array>, config: GPT2Conf
     rank,
     alpha: Number(c.lora_alpha ?? rank),
     dropout: Number(c.lora_dropout ?? 0),
-    targets: BLOCK_LINEARS.filter((t) => targets.has(t)),
+    targets: linears.filter((t) => targets.has(t)),
     layers: [...layers].sort((x, y) => x - y),
     a,
     b,
@@ -137,24 +147,29 @@ export function parseAdapter(files: Record<string, Uint8Array>, config: GPT2Conf
   };
 }
 
-/** The base model with the adapter merged in (W + A B alpha / r) and the trained head: plain GPT-2 weights. */
-export function mergeAdapter(model: GPT2Model, w: AdapterWeights): GPT2Model {
+/**
+ * The base model with the adapter merged in (W + A B alpha / r, in the family's weight layout) and the trained head:
+ * plain weights of the same family.
+ */
+export function mergeAdapter<M extends Model>(model: M, w: AdapterWeights): M {
   const params = new Map(model.params);
   const scale = w.alpha / w.rank;
+  // GPT-2 keeps W as [in, out]; Llama's nn.Linear keeps [out, in].
+  const outMajor = model.config.modelType === 'llama';
   for (const [key, a] of w.a) {
-    const linear = key.split('.').slice(2).join('.') as BlockLinear;
-    const [inp, out] = linearShape(model.config, linear);
+    const linear = key.split('.').slice(2).join('.');
+    const [inp, out] = linearInOut(model.config, linear);
     const merged = Float32Array.from(params.get(`${key}.weight`)!);
     const bm = w.b.get(key)!;
     for (let i = 0; i < inp; i++) {
       for (let o = 0; o < out; o++) {
         let s = 0;
-        for (let r = 0; r < w.rank; r++) s += a[i * w.rank + r] * bm[r * out + o];
-        merged[i * out + o] += s * scale;
+        for (let r = 0; r < w.rank; r++) s += a[i * w.rank + r]! * bm[r * out + o]!;
+        merged[outMajor ? o * inp + i : i * out + o] += s * scale;
       }
     }
     params.set(`${key}.weight`, merged);
   }
   if (w.head) params.set(SCORE, w.head);
-  return { config: model.config, params };
+  return { ...model, params };
 }

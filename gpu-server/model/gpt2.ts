@@ -9,10 +9,9 @@
  * backward keeps a handful per block. Pretraining all weights and inference use the same block through autodiff.
  */
 import * as tf from '@tensorflow/tfjs';
-import { MASKED_SCORE } from '../../core/model/masking.ts';
 import { BLOCK_LINEARS, linearShape, param, SCORE, type BlockLinear, type GPT2Model } from '../../core/model/weights.ts';
 import type { GPT2Config } from '../../core/model/config.ts';
-import { FrozenLinear, gatherRows, gelu, geluBackward, lowRank, lowRankBackward, normalize, normalizeBackward, tiedLogits, TrainableLinear, type Linear } from './ops.ts';
+import { attentionMask, dropout, FrozenLinear, gatherRows, gelu, geluBackward, lowRank, lowRankBackward, normalize, normalizeBackward, tiedLogits, TrainableLinear, type AttentionMask, type Linear } from './ops.ts';
 
 /** LoRA on one frozen linear: y += (keep * x) A B * scale, A [in, r], B [r, out]; keep: the dropout multiplier [rows, in]. */
 export interface LinearAdapter {
@@ -23,7 +22,7 @@ export interface LinearAdapter {
 }
 
 /** The adapters of a block's linears for a batch of `rows` rows, by linear (none: no adapter there). */
-export type Adapters = (layer: number, rows: number) => Partial<Record<BlockLinear, LinearAdapter>>;
+export type Adapters = (layer: number, rows: number) => Partial<Record<string, LinearAdapter>>;
 
 interface LayerNorm {
   weight: tf.Tensor1D;
@@ -34,33 +33,6 @@ interface Block {
   ln1: LayerNorm;
   ln2: LayerNorm;
   linears: Record<BlockLinear, Linear>;
-}
-
-/**
- * The attention mask as every block applies it: scores = (q k^T) * scale + fill, where scale is 1/sqrt(head_dim) for
- * a key the query may see and 0 otherwise, and fill is 0 or MASKED_SCORE, which so replaces a hidden score exactly.
- * Both at the scores' full shape [B, H, T, T], built once per forward: broadcasting inside each block would tile them
- * there, which on the WASM backend costs more than the attention itself.
- */
-interface AttentionMask {
-  scale: tf.Tensor4D;
-  fill: tf.Tensor4D;
-}
-
-function attentionMask(mask: tf.Tensor2D, heads: number, headDim: number): AttentionMask {
-  return tf.tidy(() => {
-    const [B, T] = mask.shape;
-    const r = tf.range(0, T, 1, 'int32');
-    const causal = tf.cast(tf.lessEqual(r.reshape([1, 1, 1, T]), r.reshape([1, 1, T, 1])), 'float32'); // [query i, key j]: j <= i
-    // Broadcast by Multiply: the WASM backend's broadcasting LogicalAnd and Tile are scalar loops.
-    const seen = tf.mul(tf.mul(causal, tf.cast(mask, 'float32').reshape([B, 1, 1, T])), tf.ones([1, heads, 1, 1])) as tf.Tensor4D;
-    return { scale: tf.mul(seen, 1 / Math.sqrt(headDim)) as tf.Tensor4D, fill: tf.mul(tf.sub(1, seen), MASKED_SCORE) as tf.Tensor4D };
-  });
-}
-
-/** The adapter's input, times its dropout multiplier if it has one (and the same for the gradient). */
-function dropout(x: tf.Tensor2D, keep?: tf.Tensor2D): tf.Tensor2D {
-  return keep ? tf.mul(x, keep) : x;
 }
 
 /** What a block's hand-written backward needs from its forward, by name (see TfGPT2.block). */
@@ -149,7 +121,7 @@ export class TfGPT2 {
    * Block i on [B*T, d]. With `saved`, also records what blockBackward needs: normalised inputs, q, k, v, the
    * attention probabilities, the MLP's pre-activation, and the input of each adapted linear.
    */
-  private block(i: number, x: tf.Tensor2D, attn: AttentionMask, B: number, T: number, adapters: Partial<Record<BlockLinear, LinearAdapter>>, saved?: Saved): tf.Tensor2D {
+  private block(i: number, x: tf.Tensor2D, attn: AttentionMask, B: number, T: number, adapters: Partial<Record<string, LinearAdapter>>, saved?: Saved): tf.Tensor2D {
     const block = this.blocks[i];
     if (!block) throw new Error(`block ${i} is below this model's first block; it runs on the device`);
     const linear = (name: BlockLinear, input: tf.Tensor2D) => {
@@ -179,7 +151,7 @@ export class TfGPT2 {
    * LayerNorm weights frozen. Without `needDx` it stops at the lowest adapted linear, as autodiff stops at the lowest
    * trainable op (dx is then undefined). Runs inside the backward pass; `s` is what block() saved.
    */
-  private blockBackward(i: number, dy: tf.Tensor2D, s: Saved, scale: tf.Tensor4D, B: number, T: number, adapters: Partial<Record<BlockLinear, LinearAdapter>>, needDx: boolean) {
+  private blockBackward(i: number, dy: tf.Tensor2D, s: Saved, scale: tf.Tensor4D, B: number, T: number, adapters: Partial<Record<string, LinearAdapter>>, needDx: boolean) {
     const block = this.blocks[i]!;
     const grads = new Map<BlockLinear, tf.Tensor2D[]>();
     // Backward meets the linears top down; below the lowest adapted one, only dx would need their gradients.

@@ -4,6 +4,7 @@
  * transposes where needed; and a step keeps for its backward only what that needs.
  */
 import * as tf from '@tensorflow/tfjs';
+import { MASKED_SCORE } from '../../core/model/masking.ts';
 
 /** A linear layer whose weight never trains: y = x @ W + b, with dx = dy @ W^T as a plain MatMul too. */
 export class FrozenLinear {
@@ -154,4 +155,70 @@ export function normalize(x: tf.Tensor2D, epsilon: number): { xhat: tf.Tensor2D;
 
 export function normalizeBackward(dxhat: tf.Tensor2D, xhat: tf.Tensor2D, rstd: tf.Tensor2D): tf.Tensor2D {
   return tf.tidy(() => tf.mul(rstd, tf.sub(tf.sub(dxhat, tf.mean(dxhat, -1, true)), tf.mul(xhat, tf.mean(tf.mul(dxhat, xhat), -1, true)))));
+}
+
+/**
+ * The attention mask as every block applies it: scores = (q k^T) * scale + fill, where scale is 1/sqrt(head_dim) for
+ * a key the query may see and 0 otherwise, and fill is 0 or MASKED_SCORE, which so replaces a hidden score exactly.
+ * Both at the scores' full shape [B, H, queries, keys], built once per forward: broadcasting inside each block would
+ * tile them there, which on the WASM backend costs more than the attention itself.
+ */
+export interface AttentionMask {
+  scale: tf.Tensor4D;
+  fill: tf.Tensor4D;
+}
+
+/**
+ * `mask` [B, keys] marks real keys; the last `queries` keys are the queries' own positions (earlier ones: a KV
+ * cache), so query i sees key j when j <= keys - queries + i.
+ */
+export function attentionMask(mask: tf.Tensor2D, heads: number, headDim: number, queries = mask.shape[1]): AttentionMask {
+  return tf.tidy(() => {
+    const [B, K] = mask.shape;
+    const keys = tf.range(0, K, 1, 'int32').reshape([1, 1, 1, K]);
+    const causal = tf.cast(tf.lessEqual(keys, tf.range(K - queries, K, 1, 'int32').reshape([1, 1, queries, 1])), 'float32'); // [query i, key j]
+    // Broadcast by Multiply: the WASM backend's broadcasting LogicalAnd and Tile are scalar loops.
+    const seen = tf.mul(tf.mul(causal, tf.cast(mask, 'float32').reshape([B, 1, 1, K])), tf.ones([1, heads, 1, 1])) as tf.Tensor4D;
+    return { scale: tf.mul(seen, 1 / Math.sqrt(headDim)) as tf.Tensor4D, fill: tf.mul(tf.sub(1, seen), MASKED_SCORE) as tf.Tensor4D };
+  });
+}
+
+/** The adapter's input, times its dropout multiplier if it has one (and the same for the gradient). */
+export function dropout(x: tf.Tensor2D, keep?: tf.Tensor2D): tf.Tensor2D {
+  return keep ? tf.mul(x, keep) : x;
+}
+
+/** Label of a position that carries no loss (a prompt token, padding), as PyTorch's cross_entropy ignore_index. */
+export const IGNORE_INDEX = -100;
+
+/**
+ * Mean next-token cross-entropy over rows h [N, d] (final-normed hidden states) and labels [N] through an LM head
+ * given both ways, headT [d, V] and head [V, d] (two plain MatMuls). The [N, V] logits are made `chunk` rows at a
+ * time, forward and again in the backward pass, so Llama's 128,256-token vocabulary never needs N x V floats at once.
+ */
+export function chunkedLmLoss(h: tf.Tensor2D, headT: tf.Tensor2D, head: tf.Tensor2D, labels: Int32Array, chunk = 64): tf.Scalar {
+  const [N] = h.shape;
+  if (labels.length !== N) throw new Error(`${labels.length} labels for ${N} rows`);
+  const parts = (x: tf.Tensor2D) => Array.from({ length: Math.ceil(N / chunk) }, (_, i) => [i * chunk, Math.min(chunk, N - i * chunk)] as const).map(([at, n]) => ({ at, n, x: tf.slice(x, [at, 0], [n, -1]) as tf.Tensor2D }));
+  const oneHot = (at: number, n: number) => tf.oneHot(tf.tensor1d(labels.subarray(at, at + n), 'int32'), head.shape[0]);
+  const fn = tf.customGrad((x, save) => {
+    (save as tf.GradSaveFunc)([x as tf.Tensor2D]);
+    const value = tf.tidy(() => {
+      let total: tf.Tensor = tf.scalar(0);
+      for (const { at, n, x: rows } of parts(x as tf.Tensor2D)) {
+        const logits = tf.matMul(rows, headT);
+        total = tf.add(total, tf.sum(tf.sub(tf.logSumExp(logits, 1), tf.sum(tf.mul(logits, oneHot(at, n)), 1))));
+      }
+      return tf.div(total, N) as tf.Scalar;
+    });
+    return {
+      value,
+      gradFunc: (dy, [xs]) =>
+        tf.tidy(() => {
+          const scale = tf.div(dy, N);
+          return tf.concat(parts(xs as tf.Tensor2D).map(({ at, n, x: rows }) => tf.mul(tf.matMul(tf.sub(tf.softmax(tf.matMul(rows, headT)), oneHot(at, n)), head), scale)));
+        }),
+    };
+  }) as (x: tf.Tensor2D) => tf.Scalar;
+  return fn(h);
 }

@@ -1,11 +1,10 @@
 /**
- * LoRA adapters on GPT-2's frozen linears: y = x W + (dropout(x) A B) * alpha / r, with W in Conv1D layout [in, out],
- * A [in, r] and B [r, out]. Initialised as PEFT does (A ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0), so training starts
+ * LoRA adapters on a model's frozen block linears (any family): y = x W + (dropout(x) A B) * alpha / r, with W as
+ * [in, out], A [in, r] and B [r, out]. Initialised as PEFT does (A ~ U(-1/sqrt(in), 1/sqrt(in)), B = 0), so training starts
  * from the base model exactly.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { GPT2Config } from '../../core/model/config.ts';
-import { BLOCK_LINEARS, linearShape, type BlockLinear } from '../../core/model/weights.ts';
+import { blockLinears, blockPath, linearInOut, type ModelConfig } from '../../core/model/family.ts';
 import { Random } from '../../core/random.ts';
 import type { Adapters, LinearAdapter } from '../model/gpt2.ts';
 
@@ -13,12 +12,14 @@ export interface LoraSpec {
   rank: number;
   alpha: number;
   dropout: number;
-  targets: BlockLinear[];
+  /** Block linears by module path: 'attn.c_attn' (GPT-2), 'self_attn.q_proj' (Llama). */
+  targets: string[];
   /** Adapters sit on blocks [from, n_layer): at or above the deepest cut of the run. */
   from: number;
 }
 
-export const loraKey = (layer: number, linear: BlockLinear) => `h.${layer}.${linear}`;
+/** `h.{layer}.{linear}` (GPT-2), `layers.{layer}.{linear}` (Llama). */
+export const loraKey = (c: ModelConfig, layer: number, linear: string) => `${blockPath(c, layer)}.${linear}`;
 
 export class LoraAdapters {
   readonly spec: LoraSpec;
@@ -27,37 +28,41 @@ export class LoraAdapters {
   readonly a = new Map<string, tf.Variable<tf.Rank.R2>>();
   readonly b = new Map<string, tf.Variable<tf.Rank.R2>>();
 
-  constructor(config: GPT2Config, spec: LoraSpec, seed: number) {
+  private readonly config: ModelConfig;
+
+  constructor(config: ModelConfig, spec: LoraSpec, seed: number) {
     if (!(spec.rank >= 1)) throw new Error(`LoRA rank must be at least 1, got ${spec.rank}`);
     if (spec.from < 0 || spec.from >= config.nLayer) throw new Error(`LoRA layers start at ${spec.from}, outside 0..${config.nLayer - 1}`);
-    for (const t of spec.targets) if (!BLOCK_LINEARS.includes(t)) throw new Error(`unknown LoRA target '${t}': use ${BLOCK_LINEARS.join(', ')}`);
+    const linears = blockLinears(config);
+    for (const t of spec.targets) if (!linears.includes(t)) throw new Error(`unknown LoRA target '${t}': use ${linears.join(', ')}`);
+    this.config = config;
     this.spec = spec;
     this.scale = spec.alpha / spec.rank;
     const rng = new Random(seed);
     for (let layer = spec.from; layer < config.nLayer; layer++) {
-      for (const linear of BLOCK_LINEARS.filter((t) => spec.targets.includes(t))) {
-        const [inp, out] = linearShape(config, linear);
+      for (const linear of linears.filter((t) => spec.targets.includes(t))) {
+        const [inp, out] = linearInOut(config, linear);
         const bound = 1 / Math.sqrt(inp);
         const a = Float32Array.from({ length: inp * spec.rank }, () => (2 * rng.uniform() - 1) * bound);
-        this.a.set(loraKey(layer, linear), tf.variable(tf.tensor2d(a, [inp, spec.rank]), true));
-        this.b.set(loraKey(layer, linear), tf.variable(tf.zeros([spec.rank, out]), true));
+        this.a.set(loraKey(config, layer, linear), tf.variable(tf.tensor2d(a, [inp, spec.rank]), true));
+        this.b.set(loraKey(config, layer, linear), tf.variable(tf.zeros([spec.rank, out]), true));
       }
     }
   }
 
   /**
-   * The adapters as TfGPT2 applies them. In training with dropout, each adapted linear's input gets a dropout
+   * The adapters as the server's models (TfGPT2, TfLlama) apply them. In training with dropout, each adapted linear's input gets a dropout
    * multiplier (tf.dropout of ones) seeded by the step, so a run resumed from a checkpoint repeats them.
    */
   adapters(training: boolean, seed = 0): Adapters {
     let call = 0;
     return (layer, rows) => {
-      const out: Partial<Record<BlockLinear, LinearAdapter>> = {};
+      const out: Partial<Record<string, LinearAdapter>> = {};
       for (const linear of this.spec.targets) {
-        const a = this.a.get(loraKey(layer, linear));
+        const a = this.a.get(loraKey(this.config, layer, linear));
         if (!a) continue;
         const keep = training && this.spec.dropout > 0 ? tf.tidy(() => tf.dropout(tf.ones([rows, a.shape[0]]), this.spec.dropout, undefined, seed * 1009 + call++)) as tf.Tensor2D : undefined;
-        out[linear] = { a, b: this.b.get(loraKey(layer, linear))!, scale: this.scale, keep };
+        out[linear] = { a, b: this.b.get(loraKey(this.config, layer, linear))!, scale: this.scale, keep };
       }
       return out;
     };

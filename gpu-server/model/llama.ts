@@ -1,0 +1,307 @@
+/**
+ * Llama in TensorFlow.js for the training server: the full model, or blocks [k, n) applied to hidden states that
+ * devices computed at cut k, with LoRA adapters on its frozen linears; the final norm and the LM head over the full
+ * vocabulary (in chunks, ops.chunkedLmLoss); and generation with a KV cache. Same padding conventions as the float64
+ * reference (core/model/masking.ts), which tests pin it to.
+ *
+ * Training goes through lossAndGradients, which keeps only each block's input and recomputes the block under
+ * autodiff in the backward pass (gradient checkpointing): memory is one block's tape, not the model's, for about a
+ * third more compute.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { LlamaConfig } from '../../core/model/llama/config.ts';
+import { ropeInvFreq } from '../../core/model/llama/reference.ts';
+import { LLAMA_LINEARS, llamaLinearShape, LM_HEAD, type LlamaLinear, type LlamaModel } from '../../core/model/llama/weights.ts';
+import { requireParam } from '../../core/model/params.ts';
+import { Random } from '../../core/random.ts';
+import type { Adapters, LinearAdapter } from './gpt2.ts';
+import { attentionMask, chunkedLmLoss, dropout, FrozenLinear, IGNORE_INDEX, lowRank, type AttentionMask } from './ops.ts';
+
+interface Block {
+  inputNorm: tf.Tensor1D;
+  postNorm: tf.Tensor1D;
+  linears: Record<LlamaLinear, FrozenLinear>;
+}
+
+/** Rotary cos and sin for each row of a forward, [rows, 1, head_dim]. */
+interface Rotary {
+  cos: tf.Tensor3D;
+  sin: tf.Tensor3D;
+}
+
+type BlockAdapters = Partial<Record<string, LinearAdapter>>;
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  adapters?: Adapters;
+  /** 0: greedy (argmax); otherwise sample from softmax(logits / temperature), among the topK most likely if set. */
+  temperature?: number;
+  topK?: number;
+  seed?: number;
+  /** Stop after any of these (default: the config's EOS tokens). */
+  stop?: readonly number[];
+  /** false recomputes the whole sequence at every step (for tests: the cache must not change a token). */
+  cache?: boolean;
+}
+
+export class TfLlama {
+  readonly config: LlamaConfig;
+  private readonly model: LlamaModel;
+  private readonly blocks: Array<Block | undefined> = [];
+  private readonly norm: tf.Tensor1D;
+  private readonly invFreq: tf.Tensor2D;
+  /** Uploaded on first use: a suffix trained from a cut needs the table only for the (tied) LM head. */
+  private table: tf.Tensor2D | undefined;
+  private head: { w: tf.Tensor2D; wT: tf.Tensor2D } | undefined;
+
+  /** Uploads blocks [firstBlock, n) and the head; blocks below firstBlock run on the devices. */
+  constructor(model: LlamaModel, { firstBlock = 0 }: { firstBlock?: number } = {}) {
+    this.model = model;
+    const c = (this.config = model.config);
+    const vector = (name: string) => tf.tensor1d(requireParam(model.params, name));
+    for (let i = 0; i < c.nLayer; i++) {
+      if (i < firstBlock) {
+        this.blocks.push(undefined);
+        continue;
+      }
+      const linears = {} as Record<LlamaLinear, FrozenLinear>;
+      for (const name of LLAMA_LINEARS) {
+        // nn.Linear keeps [out, in]; the frozen linear wants W [in, out] and uses the original as its W^T.
+        const w = tf.tensor2d(requireParam(model.params, `layers.${i}.${name}.weight`), llamaLinearShape(c, name));
+        linears[name] = new FrozenLinear(w.transpose(), undefined, w);
+      }
+      this.blocks.push({ inputNorm: vector(`layers.${i}.input_layernorm.weight`), postNorm: vector(`layers.${i}.post_attention_layernorm.weight`), linears });
+    }
+    this.norm = vector('norm.weight');
+    this.invFreq = tf.tensor2d(Float32Array.from(ropeInvFreq(c)), [1, c.headDim / 2]);
+  }
+
+  private embeddingTable(): tf.Tensor2D {
+    // Kept: the first use may be inside a tf.tidy.
+    return (this.table ??= tf.keep(tf.tensor2d(requireParam(this.model.params, 'embed_tokens.weight'), [this.config.vocabSize, this.config.nEmbd])));
+  }
+
+  /** The LM head as [V, d] and [d, V] (the token table when tied). */
+  private lmHead(): { w: tf.Tensor2D; wT: tf.Tensor2D } {
+    if (!this.head) {
+      const c = this.config;
+      const w = c.tieWordEmbeddings ? this.embeddingTable() : tf.keep(tf.tensor2d(requireParam(this.model.params, LM_HEAD), [c.vocabSize, c.nEmbd]));
+      this.head = { w, wT: tf.keep(w.transpose()) };
+    }
+    return this.head;
+  }
+
+  /** Token ids [B, T] -> [B, T, d]. */
+  embed(ids: tf.Tensor2D): tf.Tensor3D {
+    return tf.tidy(() => tf.gather<tf.Tensor2D>(this.embeddingTable(), ids)) as unknown as tf.Tensor3D;
+  }
+
+  private rmsNorm(x: tf.Tensor2D, weight: tf.Tensor1D): tf.Tensor2D {
+    return tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), this.config.rmsNormEps))), weight);
+  }
+
+  /** Positions [B, n] -> rotary cos/sin per row. */
+  private rotary(positions: tf.Tensor2D): Rotary {
+    return tf.tidy(() => {
+      const freqs = tf.matMul(tf.cast(positions.reshape([-1, 1]), 'float32'), this.invFreq);
+      const angles = tf.expandDims<tf.Tensor3D>(tf.concat([freqs, freqs], 1), 1);
+      return { cos: tf.cos(angles), sin: tf.sin(angles) };
+    });
+  }
+
+  /** Rows [R, heads, hd] rotated as HF's rotate_half: pairs (i, i + hd/2). */
+  private rotate(t: tf.Tensor3D, { cos, sin }: Rotary): tf.Tensor3D {
+    const half = this.config.headDim / 2;
+    const [first, second] = tf.split(t, [half, half], 2);
+    return tf.add(tf.mul(t, cos), tf.mul(tf.concat([tf.neg(second!), first!], 2), sin));
+  }
+
+  /** [B, KV, K, hd] -> [B, H, K, hd]: each key/value head repeated for the query heads that share it (rank-3 Tile: TF.js has its gradient). */
+  private repeatKv(t: tf.Tensor4D): tf.Tensor4D {
+    const [B, KV, K, hd] = t.shape;
+    const rep = this.config.nHead / KV;
+    return rep === 1 ? t : (tf.tile(t.reshape([B * KV, 1, K * hd]), [1, rep, 1]).reshape([B, KV * rep, K, hd]) as tf.Tensor4D);
+  }
+
+  /**
+   * Block i on x [B*n, d] (n positions per row). `past` holds the keys and values of earlier positions (a KV
+   * cache); the block returns its output and the keys and values including the new positions.
+   */
+  private block(i: number, x: tf.Tensor2D, B: number, n: number, attn: AttentionMask, rotary: Rotary, adapters: BlockAdapters, past?: { k: tf.Tensor4D; v: tf.Tensor4D }) {
+    const block = this.blocks[i];
+    if (!block) throw new Error(`block ${i} is below this model's first block; it runs on the device`);
+    const { nHead: H, nKvHead: KV, headDim: hd } = this.config;
+    const linear = (name: LlamaLinear, input: tf.Tensor2D) => {
+      const y = block.linears[name].apply(input);
+      const ad = adapters[name];
+      return ad ? (tf.add(y, tf.mul(lowRank(dropout(input, ad.keep), ad.a, ad.b), ad.scale)) as tf.Tensor2D) : y;
+    };
+    // [B*n, heads * hd] -> [B, heads, n, hd]
+    const heads = (t: tf.Tensor2D, count: number, rotate: boolean) => {
+      const rows = t.reshape([B * n, count, hd]) as tf.Tensor3D;
+      return (rotate ? this.rotate(rows, rotary) : rows).reshape([B, n, count, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+    };
+    const h = this.rmsNorm(x, block.inputNorm);
+    const q = heads(linear('self_attn.q_proj', h), H, true);
+    let k = heads(linear('self_attn.k_proj', h), KV, true);
+    let v = heads(linear('self_attn.v_proj', h), KV, false);
+    if (past) [k, v] = [tf.concat([past.k, k], 2), tf.concat([past.v, v], 2)];
+    const p = tf.softmax(tf.add(tf.mul(tf.matMul(q, this.repeatKv(k), false, true), attn.scale), attn.fill));
+    const o = tf.matMul(p, this.repeatKv(v)).transpose([0, 2, 1, 3]).reshape([B * n, H * hd]) as tf.Tensor2D;
+    const x2 = tf.add(x, linear('self_attn.o_proj', o)) as tf.Tensor2D;
+    const h2 = this.rmsNorm(x2, block.postNorm);
+    const gate = linear('mlp.gate_proj', h2);
+    const y = tf.add(x2, linear('mlp.down_proj', tf.mul(tf.mul(gate, tf.sigmoid(gate)), linear('mlp.up_proj', h2)))) as tf.Tensor2D;
+    return { y, k, v };
+  }
+
+  /** Position ids of a padded batch: real tokens counted, max(cumsum(mask) - 1, 0). */
+  private positions(mask: tf.Tensor2D): tf.Tensor2D {
+    return tf.tidy(() => tf.maximum(tf.sub(tf.cumsum(tf.cast(mask, 'int32'), 1), 1), 0) as tf.Tensor2D);
+  }
+
+  /** Blocks [from, to) on hidden states [B, T, d], adapters applied if given (inference). Use inside tf.tidy. */
+  blocksForward(hidden: tf.Tensor3D, mask: tf.Tensor2D, from: number, to = this.config.nLayer, adapters?: Adapters): tf.Tensor3D {
+    const [B, T, d] = hidden.shape;
+    const attn = attentionMask(mask, this.config.nHead, this.config.headDim);
+    const rotary = this.rotary(this.positions(mask));
+    let x = hidden.reshape([B * T, d]) as tf.Tensor2D;
+    for (let i = from; i < to; i++) x = this.block(i, x, B, T, attn, rotary, adapters?.(i, B * T) ?? {}).y;
+    tf.dispose([attn.scale, attn.fill, rotary.cos, rotary.sin]);
+    return x.reshape([B, T, d]);
+  }
+
+  /**
+   * Loss and gradients for training adapters on blocks [from, n): `loss` maps the final hidden states [B, T, d] to a
+   * scalar. The forward keeps only each block's input; the backward goes block by block from the top, recomputing
+   * each block under autodiff with the gradient from above (gradient checkpointing, as explicit top-level tf.grads
+   * calls: TF.js cannot nest them inside a custom gradient). Gradients are keyed by the adapters' variable names; the
+   * hidden states get none (nothing goes back to devices). The caller disposes what is returned.
+   */
+  lossAndGradients(hidden: tf.Tensor3D, mask: tf.Tensor2D, from: number, adapters: Adapters, loss: (final: tf.Tensor3D) => tf.Scalar): { loss: tf.Scalar; grads: Record<string, tf.Tensor> } {
+    const [B, T, d] = hidden.shape;
+    const attn = attentionMask(mask, this.config.nHead, this.config.headDim);
+    const rotary = this.rotary(this.positions(mask));
+    const n = this.config.nLayer;
+    const perBlock = Array.from({ length: n - from }, (_, j) => {
+      const ads = adapters(from + j, B * T);
+      const adapted = LLAMA_LINEARS.filter((name) => ads[name]);
+      return { ads, adapted, params: adapted.flatMap((name) => [ads[name]!.a, ads[name]!.b]) };
+    });
+    // The block as a function of its input and its adapters' A and B, for tf.grads.
+    const run = (j: number, input: tf.Tensor, ...ab: tf.Tensor[]) => {
+      const { ads, adapted } = perBlock[j]!;
+      const local: BlockAdapters = {};
+      adapted.forEach((name, k) => (local[name] = { ...ads[name]!, a: ab[2 * k] as tf.Tensor2D, b: ab[2 * k + 1] as tf.Tensor2D }));
+      return this.block(from + j, input as tf.Tensor2D, B, T, attn, rotary, local).y;
+    };
+    const inputs: tf.Tensor2D[] = [hidden.reshape([B * T, d])];
+    for (let j = 0; j < n - from - 1; j++) inputs.push(tf.tidy(() => run(j, inputs[j]!, ...perBlock[j]!.params)));
+    const grads: Record<string, tf.Tensor> = {};
+    const collect = (j: number, g: tf.Tensor[]) => perBlock[j]!.params.forEach((p, k) => (grads[(p as tf.Variable).name] = g[k + 1]!));
+    const top = n - from - 1;
+    const { value, grads: topGrads } = tf.valueAndGrads((x: tf.Tensor, ...ab: tf.Tensor[]) => loss(run(top, x, ...ab).reshape([B, T, d])))([inputs[top]!, ...perBlock[top]!.params]);
+    collect(top, topGrads);
+    let dy = topGrads[0]!;
+    for (let j = top - 1; j >= 0; j--) {
+      const g = tf.grads((x: tf.Tensor, ...ab: tf.Tensor[]) => run(j, x, ...ab))([inputs[j]!, ...perBlock[j]!.params], dy);
+      tf.dispose([dy, inputs[j + 1]!]);
+      collect(j, g);
+      dy = g[0]!;
+    }
+    tf.dispose([dy, inputs[0]!, attn.scale, attn.fill, rotary.cos, rotary.sin]);
+    return { loss: value as tf.Scalar, grads };
+  }
+
+  /** Hidden states after blocks [0, upTo): what the device prefix with cut `upTo` computes. */
+  hidden(ids: tf.Tensor2D, mask: tf.Tensor2D, upTo = this.config.nLayer): tf.Tensor3D {
+    return tf.tidy(() => this.blocksForward(this.embed(ids), mask, 0, upTo));
+  }
+
+  /** Next-token logits [rows, V] of final hidden states [rows, d]. */
+  logits(hidden: tf.Tensor2D): tf.Tensor2D {
+    return tf.tidy(() => tf.matMul(this.rmsNorm(hidden, this.norm), this.lmHead().wT));
+  }
+
+  /**
+   * Mean next-token cross-entropy of final hidden states [B, T, d] against `labels` [B*T] (the token each position
+   * should predict, IGNORE_INDEX where no loss is taken: prompts, padding). Only labelled rows reach the head.
+   */
+  lmLoss(final: tf.Tensor3D, labels: Int32Array): tf.Scalar {
+    const [B, T, d] = final.shape;
+    const rows = labels.reduce<number[]>((acc, label, r) => (label === IGNORE_INDEX ? acc : (acc.push(r), acc)), []);
+    if (rows.length === 0) throw new Error('the batch has no labelled tokens (every label is IGNORE_INDEX)');
+    // A one-hot MatMul picks the rows: gather's gradient (UnsortedSegmentSum) has no WASM kernel.
+    const pick = tf.tidy(() => tf.oneHot(tf.tensor1d(rows, 'int32'), B * T));
+    const selected = tf.matMul(pick, final.reshape([B * T, d])) as tf.Tensor2D;
+    const { w, wT } = this.lmHead();
+    return chunkedLmLoss(this.rmsNorm(selected, this.norm), wT, w, Int32Array.from(rows, (r) => labels[r]!));
+  }
+
+  /** Final hidden states -> each row's last real token after the final norm [B, d] (a classification head's input). */
+  pool(hidden: tf.Tensor3D, mask: tf.Tensor2D): tf.Tensor2D {
+    const [B, T] = hidden.shape;
+    return tf.tidy(() => {
+      const t = tf.range(0, T, 1, 'int32').reshape([1, T]);
+      const last = tf.argMax(tf.add(tf.mul(tf.cast(mask, 'int32'), tf.scalar(T, 'int32')), t), 1);
+      return this.rmsNorm(tf.sum(tf.mul(hidden, tf.oneHot(last, T).reshape([B, T, 1])), 1) as tf.Tensor2D, this.norm);
+    });
+  }
+
+  /** Continues `prompt` (token ids, starting with BOS if the model expects one); returns only the new tokens. */
+  generate(prompt: readonly number[], { maxNewTokens, adapters, temperature = 0, topK, seed = 0, stop = this.config.eosTokenIds, cache = true }: GenerateOptions): number[] {
+    if (prompt.length === 0) throw new Error('generate needs a prompt of at least one token');
+    if (prompt.length + maxNewTokens > this.config.nPositions) throw new RangeError(`prompt (${prompt.length}) + maxNewTokens (${maxNewTokens}) exceeds the model's max_position_embeddings (${this.config.nPositions})`);
+    const rng = new Random(seed);
+    const tokens = [...prompt];
+    let past: Array<{ k: tf.Tensor4D; v: tf.Tensor4D }> | undefined;
+    for (let s = 0; s < maxNewTokens; s++) {
+      const fresh = !cache || !past ? tokens : tokens.slice(-1);
+      const P = tokens.length - fresh.length;
+      const logits = tf.tidy(() => {
+        const n = fresh.length;
+        let x = this.embed(tf.tensor2d(fresh, [1, n], 'int32')).reshape([n, this.config.nEmbd]) as tf.Tensor2D;
+        const attn = attentionMask(tf.ones([1, P + n], 'int32') as tf.Tensor2D, this.config.nHead, this.config.headDim, n);
+        const rotary = this.rotary(tf.range(P, P + n, 1, 'int32').reshape([1, n]) as tf.Tensor2D);
+        const next: Array<{ k: tf.Tensor4D; v: tf.Tensor4D }> = [];
+        for (let i = 0; i < this.config.nLayer; i++) {
+          const out = this.block(i, x, 1, n, attn, rotary, adapters?.(i, n) ?? {}, cache ? past?.[i] : undefined);
+          x = out.y;
+          next.push({ k: tf.keep(out.k), v: tf.keep(out.v) });
+        }
+        if (past) tf.dispose(past.flatMap((p) => [p.k, p.v]));
+        past = cache ? next : (tf.dispose(next.flatMap((p) => [p.k, p.v])), undefined);
+        return this.logits(x.slice([n - 1, 0], [1, -1]) as tf.Tensor2D);
+      });
+      const token = pickToken(logits.dataSync() as Float32Array, temperature, topK, rng);
+      logits.dispose();
+      tokens.push(token);
+      if (stop.includes(token)) break;
+    }
+    if (past) tf.dispose(past.flatMap((p) => [p.k, p.v]));
+    return tokens.slice(prompt.length);
+  }
+
+  dispose(): void {
+    tf.dispose([this.norm, this.invFreq]);
+    if (this.head) tf.dispose(this.head.w === this.table ? [this.head.wT] : [this.head.w, this.head.wT]);
+    if (this.table) this.table.dispose();
+    for (const b of this.blocks) {
+      if (!b) continue;
+      tf.dispose([b.inputNorm, b.postNorm]);
+      for (const l of Object.values(b.linears)) l.dispose();
+    }
+  }
+}
+
+/** Argmax at temperature 0; otherwise a draw from softmax(logits / temperature), restricted to the topK largest. */
+export function pickToken(logits: Float32Array, temperature: number, topK: number | undefined, rng: Random): number {
+  let best = 0;
+  for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
+  if (!(temperature > 0)) return best;
+  const order = topK ? Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]!).slice(0, topK) : Array.from(logits.keys());
+  const weights = order.map((i) => Math.exp((logits[i]! - logits[best]!) / temperature));
+  let u = rng.uniform() * weights.reduce((a, w) => a + w, 0);
+  for (let j = 0; j < order.length; j++) if ((u -= weights[j]!) <= 0) return order[j]!;
+  return order.at(-1)!;
+}

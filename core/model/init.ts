@@ -35,7 +35,7 @@ export function initModel(config: GPT2Config, { seed = 0, paramNoise = 0 }: Init
   return { config, params };
 }
 
-/** A new classification head for a checkpoint that has none (GPT2LMHeadModel, GPT2Model): [num_labels, n_embd]. */
-export function initClassificationHead(config: GPT2Config, seed = 0): Float32Array {
+/** A new classification head for a checkpoint that has none (an LM checkpoint, any family): [num_labels, n_embd]. */
+export function initClassificationHead(config: Pick<GPT2Config, 'numLabels' | 'nEmbd'>, seed = 0): Float32Array {
   return new Random(seed).fillNormal(new Float32Array(config.numLabels * config.nEmbd), STD);
 }

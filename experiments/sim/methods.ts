@@ -260,7 +260,7 @@ function gradientAtCut(t: Trainer, b: TrainBatch, cut: number): number {
     const atCut = t.net.blocksForward(tf.tensor3d(b.hidden, [b.rows, b.seqLen, t.net.config.nEmbd]), mask, 0, cut, adapters);
     const g = tf.grad((h: tf.Tensor) => {
       const final = t.net.blocksForward(h as tf.Tensor3D, mask, cut, undefined, adapters);
-      return tf.losses.softmaxCrossEntropy(labels, tf.matMul(t.net.pool(final, mask), t.head, false, true));
+      return tf.losses.softmaxCrossEntropy(labels, tf.matMul(t.net.pool(final, mask), t.head!, false, true));
     })(atCut);
     return tf.norm(g).dataSync()[0];
   });

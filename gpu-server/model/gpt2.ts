@@ -11,7 +11,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { BLOCK_LINEARS, linearShape, param, SCORE, type BlockLinear, type GPT2Model } from '../../core/model/weights.ts';
 import type { GPT2Config } from '../../core/model/config.ts';
-import { attentionMask, dropout, FrozenLinear, gatherRows, gelu, geluBackward, lowRank, lowRankBackward, normalize, normalizeBackward, tiedLogits, TrainableLinear, type AttentionMask, type Linear } from './ops.ts';
+import { attentionMask, chunkedLmLoss, dropout, FrozenLinear, gatherRows, labelledRows, gelu, geluBackward, lowRank, lowRankBackward, normalize, normalizeBackward, tiedLogits, TrainableLinear, type AttentionMask, type Linear } from './ops.ts';
 
 /** LoRA on one frozen linear: y += (keep * x) A B * scale, A [in, r], B [r, out]; keep: the dropout multiplier [rows, in]. */
 export interface LinearAdapter {
@@ -236,6 +236,23 @@ export class TfGPT2 {
     }
     tf.dispose([attn.scale, attn.fill]);
     return x.reshape([B, T, d]);
+  }
+
+  /**
+   * Loss and gradients of `variables` (adapters, and any head the loss uses) for training adapters on blocks
+   * [from, n) through the hand-written backward; `loss` maps the final hidden states to a scalar.
+   */
+  lossAndGradients(hidden: tf.Tensor3D, mask: tf.Tensor2D, from: number, adapters: Adapters, variables: tf.Variable[], loss: (final: tf.Tensor3D) => tf.Scalar): { loss: tf.Scalar; grads: Record<string, tf.Tensor> } {
+    const { value, grads } = tf.variableGrads(() => loss(this.trainForward(hidden, mask, from, adapters)), variables);
+    return { loss: value, grads };
+  }
+
+  /** Mean next-token cross-entropy of final hidden states against token labels [B*T] (IGNORE_INDEX: no loss), through the tied head. */
+  lmLoss(final: tf.Tensor3D, labels: Int32Array): tf.Scalar {
+    const { rows, targets } = labelledRows(final, labels);
+    const { wte } = this.embeddingTables();
+    this.lmHead ??= new FrozenLinear(wte.transpose(), undefined, wte.clone());
+    return chunkedLmLoss(this.layerNorm(rows, this.lnF), this.lmHead.weight, wte, targets);
   }
 
   /** Hidden states after blocks [0, upTo): what the device prefix with cut `upTo` computes. */

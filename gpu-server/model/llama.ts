@@ -15,7 +15,7 @@ import { LLAMA_LINEARS, llamaLinearShape, LM_HEAD, type LlamaLinear, type LlamaM
 import { requireParam } from '../../core/model/params.ts';
 import { Random } from '../../core/random.ts';
 import type { Adapters, LinearAdapter } from './gpt2.ts';
-import { attentionMask, chunkedLmLoss, dropout, FrozenLinear, IGNORE_INDEX, lowRank, type AttentionMask } from './ops.ts';
+import { attentionMask, chunkedLmLoss, dropout, FrozenLinear, labelledRows, lowRank, type AttentionMask } from './ops.ts';
 
 interface Block {
   inputNorm: tf.Tensor1D;
@@ -100,10 +100,11 @@ export class TfLlama {
     return tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), this.config.rmsNormEps))), weight);
   }
 
-  /** Positions [B, n] -> rotary cos/sin per row. */
+  /** Positions [B, n] (consumed) -> rotary cos/sin per row. */
   private rotary(positions: tf.Tensor2D): Rotary {
     return tf.tidy(() => {
       const freqs = tf.matMul(tf.cast(positions.reshape([-1, 1]), 'float32'), this.invFreq);
+      positions.dispose();
       const angles = tf.expandDims<tf.Tensor3D>(tf.concat([freqs, freqs], 1), 1);
       return { cos: tf.cos(angles), sin: tf.sin(angles) };
     });
@@ -172,13 +173,13 @@ export class TfLlama {
   }
 
   /**
-   * Loss and gradients for training adapters on blocks [from, n): `loss` maps the final hidden states [B, T, d] to a
-   * scalar. The forward keeps only each block's input; the backward goes block by block from the top, recomputing
-   * each block under autodiff with the gradient from above (gradient checkpointing, as explicit top-level tf.grads
-   * calls: TF.js cannot nest them inside a custom gradient). Gradients are keyed by the adapters' variable names; the
-   * hidden states get none (nothing goes back to devices). The caller disposes what is returned.
+   * Loss and gradients of `variables` (the adapters' A and B, and any head the loss uses) for training adapters on
+   * blocks [from, n); `loss` maps the final hidden states [B, T, d] to a scalar. The forward keeps only each block's
+   * input; the backward goes block by block from the top, recomputing each block under autodiff with the gradient
+   * from above (gradient checkpointing, as explicit top-level gradient calls: TF.js cannot nest them inside a custom
+   * gradient). The hidden states get no gradient (nothing goes back to devices). The caller disposes the results.
    */
-  lossAndGradients(hidden: tf.Tensor3D, mask: tf.Tensor2D, from: number, adapters: Adapters, loss: (final: tf.Tensor3D) => tf.Scalar): { loss: tf.Scalar; grads: Record<string, tf.Tensor> } {
+  lossAndGradients(hidden: tf.Tensor3D, mask: tf.Tensor2D, from: number, adapters: Adapters, variables: tf.Variable[], loss: (final: tf.Tensor3D) => tf.Scalar): { loss: tf.Scalar; grads: Record<string, tf.Tensor> } {
     const [B, T, d] = hidden.shape;
     const attn = attentionMask(mask, this.config.nHead, this.config.headDim);
     const rotary = this.rotary(this.positions(mask));
@@ -186,31 +187,36 @@ export class TfLlama {
     const perBlock = Array.from({ length: n - from }, (_, j) => {
       const ads = adapters(from + j, B * T);
       const adapted = LLAMA_LINEARS.filter((name) => ads[name]);
-      return { ads, adapted, params: adapted.flatMap((name) => [ads[name]!.a, ads[name]!.b]) };
+      return { ads, adapted, params: adapted.flatMap((name) => [ads[name]!.a, ads[name]!.b]) as tf.Variable[] };
     });
-    // The block as a function of its input and its adapters' A and B, for tf.grads.
-    const run = (j: number, input: tf.Tensor, ...ab: tf.Tensor[]) => {
+    // Block from + j as a function of its input and its adapters' A and B.
+    const run = (j: number, input: tf.Tensor, ab: tf.Tensor[]) => {
       const { ads, adapted } = perBlock[j]!;
       const local: BlockAdapters = {};
       adapted.forEach((name, k) => (local[name] = { ...ads[name]!, a: ab[2 * k] as tf.Tensor2D, b: ab[2 * k + 1] as tf.Tensor2D }));
       return this.block(from + j, input as tf.Tensor2D, B, T, attn, rotary, local).y;
     };
     const inputs: tf.Tensor2D[] = [hidden.reshape([B * T, d])];
-    for (let j = 0; j < n - from - 1; j++) inputs.push(tf.tidy(() => run(j, inputs[j]!, ...perBlock[j]!.params)));
-    const grads: Record<string, tf.Tensor> = {};
-    const collect = (j: number, g: tf.Tensor[]) => perBlock[j]!.params.forEach((p, k) => (grads[(p as tf.Variable).name] = g[k + 1]!));
+    for (let j = 0; j < n - from - 1; j++) inputs.push(tf.tidy(() => run(j, inputs[j]!, perBlock[j]!.params)));
     const top = n - from - 1;
-    const { value, grads: topGrads } = tf.valueAndGrads((x: tf.Tensor, ...ab: tf.Tensor[]) => loss(run(top, x, ...ab).reshape([B, T, d])))([inputs[top]!, ...perBlock[top]!.params]);
-    collect(top, topGrads);
-    let dy = topGrads[0]!;
+    // The top block and the loss under variableGrads, so that the loss may use variables of its own (a head); the
+    // block's input becomes a variable for its gradient.
+    const x = tf.variable(inputs[top]!, true);
+    const topVariables = [x, ...perBlock[top]!.params, ...variables.filter((v) => !perBlock.some((b) => b.params.includes(v)))];
+    const { value, grads } = tf.variableGrads(() => loss(run(top, x, perBlock[top]!.params).reshape([B, T, d])), topVariables);
+    let dy = grads[x.name]!;
+    delete grads[x.name];
+    x.dispose();
     for (let j = top - 1; j >= 0; j--) {
-      const g = tf.grads((x: tf.Tensor, ...ab: tf.Tensor[]) => run(j, x, ...ab))([inputs[j]!, ...perBlock[j]!.params], dy);
+      const { params } = perBlock[j]!;
+      const g = tf.grads((input: tf.Tensor, ...ab: tf.Tensor[]) => run(j, input, ab))([inputs[j]!, ...params], dy);
       tf.dispose([dy, inputs[j + 1]!]);
-      collect(j, g);
+      params.forEach((p, k) => (grads[p.name] = g[k + 1]!));
       dy = g[0]!;
     }
-    tf.dispose([dy, inputs[0]!, attn.scale, attn.fill, rotary.cos, rotary.sin]);
-    return { loss: value as tf.Scalar, grads };
+    const keeps = perBlock.flatMap(({ ads, adapted }) => adapted.flatMap((name) => ads[name]!.keep ?? []));
+    tf.dispose([dy, inputs[0]!, attn.scale, attn.fill, rotary.cos, rotary.sin, ...keeps]);
+    return { loss: value, grads };
   }
 
   /** Hidden states after blocks [0, upTo): what the device prefix with cut `upTo` computes. */
@@ -228,14 +234,9 @@ export class TfLlama {
    * should predict, IGNORE_INDEX where no loss is taken: prompts, padding). Only labelled rows reach the head.
    */
   lmLoss(final: tf.Tensor3D, labels: Int32Array): tf.Scalar {
-    const [B, T, d] = final.shape;
-    const rows = labels.reduce<number[]>((acc, label, r) => (label === IGNORE_INDEX ? acc : (acc.push(r), acc)), []);
-    if (rows.length === 0) throw new Error('the batch has no labelled tokens (every label is IGNORE_INDEX)');
-    // A one-hot MatMul picks the rows: gather's gradient (UnsortedSegmentSum) has no WASM kernel.
-    const pick = tf.tidy(() => tf.oneHot(tf.tensor1d(rows, 'int32'), B * T));
-    const selected = tf.matMul(pick, final.reshape([B * T, d])) as tf.Tensor2D;
+    const { rows, targets } = labelledRows(final, labels);
     const { w, wT } = this.lmHead();
-    return chunkedLmLoss(this.rmsNorm(selected, this.norm), wT, w, Int32Array.from(rows, (r) => labels[r]!));
+    return chunkedLmLoss(this.rmsNorm(rows, this.norm), wT, w, targets);
   }
 
   /** Final hidden states -> each row's last real token after the final norm [B, d] (a classification head's input). */

@@ -192,6 +192,19 @@ export function dropout(x: tf.Tensor2D, keep?: tf.Tensor2D): tf.Tensor2D {
 export const IGNORE_INDEX = -100;
 
 /**
+ * The rows of final hidden states [B, T, d] that carry a label (not IGNORE_INDEX), [N, d], and their labels: only
+ * those reach the LM head. A one-hot MatMul picks them, since gather's gradient has no WASM kernel.
+ */
+export function labelledRows(final: tf.Tensor3D, labels: Int32Array): { rows: tf.Tensor2D; targets: Int32Array } {
+  const [B, T, d] = final.shape;
+  if (labels.length !== B * T) throw new Error(`${labels.length} token labels for a batch of ${B} x ${T}`);
+  const picked = labels.reduce<number[]>((acc, label, r) => (label === IGNORE_INDEX ? acc : (acc.push(r), acc)), []);
+  if (picked.length === 0) throw new Error('the batch has no labelled tokens (every label is IGNORE_INDEX)');
+  const pick = tf.tidy(() => tf.oneHot(tf.tensor1d(picked, 'int32'), B * T));
+  return { rows: tf.matMul(pick, final.reshape([B * T, d])), targets: Int32Array.from(picked, (r) => labels[r]!) };
+}
+
+/**
  * Mean next-token cross-entropy over rows h [N, d] (final-normed hidden states) and labels [N] through an LM head
  * given both ways, headT [d, V] and head [V, d] (two plain MatMuls). The [N, V] logits are made `chunk` rows at a
  * time, forward and again in the backward pass, so Llama's 128,256-token vocabulary never needs N x V floats at once.

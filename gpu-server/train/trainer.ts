@@ -1,13 +1,17 @@
 /**
- * The server's training step: hidden states a device computed at its cut go through the frozen blocks up to the
- * deepest cut of the run (forward only, no tape), then through the blocks that carry LoRA, the final layer norm and
- * the classification head; cross-entropy, backward down to the lowest adapter (nothing goes back to devices), AdamW.
+ * The server's training step, for any family: hidden states a device computed at its cut go through the frozen
+ * blocks up to the deepest cut of the run (forward only, no tape), then through the blocks that carry LoRA and the
+ * head: the final norm and a classification head (task 'classification': one label per row), or the final norm and
+ * the LM head over the whole vocabulary (task 'causal-lm': a label per token, the completion's next tokens).
+ * Cross-entropy, backward down to the lowest adapter (nothing goes back to devices), AdamW.
  */
 import * as tf from '@tensorflow/tfjs';
+import type { Model } from '../../core/model/family.ts';
 import { initClassificationHead } from '../../core/model/init.ts';
-import { SCORE, type GPT2Model } from '../../core/model/weights.ts';
+import { SCORE } from '../../core/model/params.ts';
 import type { AdapterWeights } from '../../core/peft/adapter.ts';
-import { TfGPT2 } from '../model/gpt2.ts';
+import type { GenerateOptions } from '../model/llama.ts';
+import { serverNet, type ServerNet } from '../model/net.ts';
 import { AdamW, type AdamWSpec } from './adamw.ts';
 import { LoraAdapters, type LoraSpec } from './lora.ts';
 import { learningRate, type ScheduleSpec } from './schedule.ts';
@@ -19,7 +23,12 @@ export interface TrainSpec {
   seed: number;
 }
 
-/** One batch as the trainer consumes it: hidden states at `cut` [rows, seqLen, d], mask and labels. */
+export type Task = 'classification' | 'causal-lm';
+
+/**
+ * One batch as the trainer consumes it: hidden states at `cut` [rows, seqLen, d], mask, and labels: [rows] class
+ * indices (classification) or [rows * seqLen] next-token ids, IGNORE_INDEX where no loss is taken (causal-lm).
+ */
 export interface TrainBatch {
   cut: number;
   rows: number;
@@ -65,9 +74,11 @@ export class PendingStep {
 }
 
 export class Trainer {
-  readonly net: TfGPT2;
+  readonly net: ServerNet;
+  readonly task: Task;
   readonly lora: LoraAdapters;
-  readonly head: tf.Variable<tf.Rank.R2>;
+  /** The classification head [num_labels, d] (task 'classification' only). */
+  readonly head: tf.Variable<tf.Rank.R2> | undefined;
   readonly opt: AdamW;
   readonly spec: TrainSpec;
   /** Blocks below this run on devices or forward-only; adapters start here. */
@@ -77,23 +88,38 @@ export class Trainer {
    * `firstBlock`: the lowest block the server holds. 0 (the default) lets it evaluate from tokens; a trainer that
    * only ever sees hidden states from cuts at or above k can hold blocks from k and save their memory.
    */
-  constructor(model: GPT2Model, spec: TrainSpec, deepestCut: number, { firstBlock = 0 }: { firstBlock?: number } = {}) {
+  constructor(model: Model, spec: TrainSpec, deepestCut: number, { firstBlock = 0, task = 'classification' }: { firstBlock?: number; task?: Task } = {}) {
     const c = model.config;
     this.spec = spec;
+    this.task = task;
     this.deepestCut = deepestCut;
-    this.net = new TfGPT2(model, { firstBlock });
+    this.net = serverNet(model, { firstBlock });
     this.lora = new LoraAdapters(c, { ...spec.lora, from: deepestCut }, spec.seed);
-    const head = model.params.get(SCORE) ?? initClassificationHead(c, spec.seed + 1);
-    this.head = tf.variable(tf.tensor2d(head, [c.numLabels, c.nEmbd]), true);
+    if (task === 'classification') {
+      const head = model.params.get(SCORE) ?? initClassificationHead(c, spec.seed + 1);
+      this.head = tf.variable(tf.tensor2d(head, [c.numLabels, c.nEmbd]), true);
+    }
     this.opt = new AdamW(spec.optimizer);
   }
 
   variables(): tf.Variable[] {
-    return [...this.lora.variables(), this.head];
+    return this.head ? [...this.lora.variables(), this.head] : this.lora.variables();
+  }
+
+  private classifier(): tf.Variable<tf.Rank.R2> {
+    if (!this.head) throw new Error(`a ${this.task} trainer has no classification head`);
+    return this.head;
   }
 
   private logits(final: tf.Tensor3D, mask: tf.Tensor2D): tf.Tensor2D {
-    return tf.matMul(this.net.pool(final, mask), this.head, false, true);
+    return tf.matMul(this.net.pool(final, mask), this.classifier(), false, true);
+  }
+
+  /** The batch's mean loss on the final hidden states: over its rows' labels, or over its labelled tokens. */
+  private loss(final: tf.Tensor3D, mask: tf.Tensor2D, labels: Int32Array): tf.Scalar {
+    if (this.task === 'causal-lm') return this.net.lmLoss(final, labels);
+    const onehot = tf.tidy(() => tf.oneHot(tf.tensor1d(labels, 'int32'), this.net.config.numLabels));
+    return tf.losses.softmaxCrossEntropy(onehot, this.logits(final, mask)) as tf.Scalar;
   }
 
   /** Hidden states at the deepest cut: frozen blocks run without a tape. */
@@ -107,17 +133,15 @@ export class Trainer {
 
   /** Mean cross-entropy of a batch and its gradients by variable name; the caller disposes them. */
   lossAndGradients(b: TrainBatch, training: boolean): { loss: tf.Scalar; grads: Record<string, tf.Tensor> } {
+    const want = this.task === 'causal-lm' ? b.rows * b.seqLen : b.rows;
+    if (b.labels.length !== want) throw new Error(`a ${this.task} batch of ${b.rows} x ${b.seqLen} needs ${want} labels, got ${b.labels.length}`);
     const mask = tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32');
-    const labels = tf.tidy(() => tf.oneHot(tf.tensor1d(b.labels, 'int32'), this.net.config.numLabels));
     const atCut = this.toDeepestCut(b, mask);
     // Dropout masks are seeded by the step, so a run resumed from a checkpoint repeats them exactly.
     const adapters = this.lora.adapters(training, this.spec.seed * 7919 + this.opt.step);
-    const { value, grads } = tf.variableGrads(
-      () => tf.losses.softmaxCrossEntropy(labels, this.logits(this.net.trainForward(atCut, mask, this.deepestCut, adapters), mask)) as tf.Scalar,
-      this.variables(),
-    );
-    tf.dispose([mask, labels, atCut]);
-    return { loss: value, grads };
+    const out = this.net.lossAndGradients(atCut, mask, this.deepestCut, adapters, this.variables(), (final) => this.loss(final, mask, b.labels));
+    tf.dispose([mask, atCut]);
+    return out;
   }
 
   /**
@@ -137,6 +161,21 @@ export class Trainer {
   /** One training step, waiting for it (for callers that run step after step on a CPU backend). */
   trainStep(b: TrainBatch): StepResult {
     return this.step(b).resultSync();
+  }
+
+  /** The mean loss of a batch at any cut, adapters applied, no dropout (held-out loss of causal-lm runs). */
+  evalLoss(b: TrainBatch): number {
+    return tf.tidy(() => {
+      const mask = tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32');
+      const final = this.net.blocksForward(this.toDeepestCut(b, mask), mask, this.deepestCut, undefined, this.lora.adapters(false));
+      return this.loss(final, mask, b.labels).dataSync()[0]!;
+    });
+  }
+
+  /** Continues a prompt (token ids) with the adapters applied: the base model plus what training learnt. */
+  generate(prompt: readonly number[], options: Omit<GenerateOptions, 'adapters'>): number[] {
+    if (!('generate' in this.net)) throw new Error(`generation runs on Llama models; this is ${this.net.config.modelType}`);
+    return this.net.generate(prompt, { ...options, adapters: this.lora.adapters(false) });
   }
 
   /** Logits for batches at any cut, adapters applied, no dropout. */
@@ -169,7 +208,7 @@ export class Trainer {
       layers: Array.from({ length: this.net.config.nLayer - s.from }, (_, i) => s.from + i),
       a: read(this.lora.a),
       b: read(this.lora.b),
-      head: this.head.dataSync() as Float32Array,
+      head: this.head?.dataSync() as Float32Array | undefined,
     };
   }
 
@@ -201,13 +240,13 @@ export class Trainer {
       v.assign(tf.tensor2d(a, v.shape));
       this.lora.b.get(key)!.assign(tf.tensor2d(b, this.lora.b.get(key)!.shape));
     }
-    if (w.head) this.head.assign(tf.tensor2d(w.head, this.head.shape));
+    if (w.head) this.classifier().assign(tf.tensor2d(w.head, this.classifier().shape));
   }
 
   dispose(): void {
     this.net.dispose();
     this.lora.dispose();
-    this.head.dispose();
+    this.head?.dispose();
     this.opt.dispose();
   }
 }

@@ -6,6 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { finalNumber } from '../core/data/generation.ts';
 import { parseShard, type Example } from '../core/data/shard.ts';
 import { permutation } from '../gpu-server/ordering/ordering.ts';
 import { Random } from '../core/random.ts';
@@ -88,8 +89,8 @@ export async function readGsm8k(path: string): Promise<MathProblem[]> {
       }
       if (typeof v.question !== 'string') throw new Error(`${path}: line ${n}: field 'question' must be a string`);
       if (typeof v.answer !== 'string') throw new Error(`${path}: line ${n}: field 'answer' must be a string`);
-      const m = /####\s*(-?[\d,.]+)\s*$/.exec(v.answer);
-      if (!m) throw new Error(`${path}: line ${n}: field 'answer' does not end with "#### <number>"`);
-      return { question: v.question, answer: v.answer, final: m[1].replace(/,/g, '') };
+      const final = /####\s*\S+\s*$/.test(v.answer) ? finalNumber(v.answer) : undefined;
+      if (final === undefined) throw new Error(`${path}: line ${n}: field 'answer' does not end with "#### <number>"`);
+      return { question: v.question, answer: v.answer, final };
     });
 }

@@ -10,7 +10,8 @@ import { batch, leftPadded, maxAbsDiff } from '../../tests/fixtures.ts';
 import { initBackend } from '../tf/backend.ts';
 import { LoraAdapters } from '../train/lora.ts';
 import { TfLlama } from './llama.ts';
-import { chunkedLmLoss, IGNORE_INDEX } from './ops.ts';
+import { IGNORE_INDEX } from '../../core/data/generation.ts';
+import { chunkedLmLoss } from './ops.ts';
 
 const V = 97;
 const config = llamaConfig({

@@ -4,6 +4,7 @@
  * transposes where needed; and a step keeps for its backward only what that needs.
  */
 import * as tf from '@tensorflow/tfjs';
+import { IGNORE_INDEX } from '../../core/data/generation.ts';
 import { MASKED_SCORE } from '../../core/model/masking.ts';
 
 /** A linear layer whose weight never trains: y = x @ W + b, with dx = dy @ W^T as a plain MatMul too. */
@@ -187,9 +188,6 @@ export function attentionMask(mask: tf.Tensor2D, heads: number, headDim: number,
 export function dropout(x: tf.Tensor2D, keep?: tf.Tensor2D): tf.Tensor2D {
   return keep ? tf.mul(x, keep) : x;
 }
-
-/** Label of a position that carries no loss (a prompt token, padding), as PyTorch's cross_entropy ignore_index. */
-export const IGNORE_INDEX = -100;
 
 /**
  * The rows of final hidden states [B, T, d] that carry a label (not IGNORE_INDEX), [N, d], and their labels: only

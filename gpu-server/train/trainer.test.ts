@@ -9,7 +9,7 @@ import { batch, leftPadded, maxAbsDiff, tinyModel, TINY, type Batch } from '../.
 import { llamaConfig } from '../../core/model/llama/config.ts';
 import { initLlama } from '../../core/model/llama/init.ts';
 import { llamaReferenceHidden } from '../../core/model/llama/reference.ts';
-import { IGNORE_INDEX } from '../model/ops.ts';
+import { IGNORE_INDEX } from '../../core/data/generation.ts';
 import { initBackend } from '../tf/backend.ts';
 import { scoreLogits, Trainer, type TrainBatch, type TrainSpec } from './trainer.ts';
 

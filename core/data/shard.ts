@@ -121,7 +121,7 @@ export function parseShard(bytes: Uint8Array, format: ShardFormat, labels: reado
 }
 
 /** UTF-8 lines without the byte-order mark; an invalid byte sequence is reported with its line. */
-function decodeLines(bytes: Uint8Array): string[] {
+export function decodeLines(bytes: Uint8Array): string[] {
   const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
   try {
     return decoder.decode(bytes).split(/\r?\n/);

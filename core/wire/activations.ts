@@ -15,6 +15,7 @@ export interface ActivationBatch {
   /** [rows, seqLen, d] */
   hidden: Float32Array;
   mask: Int32Array;
+  /** [rows] class indices (classification), or [rows, seqLen] next-token ids with IGNORE_INDEX (generation). */
   labels: Int32Array;
   rows: number;
   seqLen: number;
@@ -26,7 +27,7 @@ export function encodeActivationBatch(b: ActivationBatch, dtype: ActivationDType
     {
       hidden_states: fromFloat32(b.hidden, [b.rows, b.seqLen, b.nEmbd], dtype === 'fp16' ? 'F16' : 'F32'),
       attention_mask: { dtype: 'I32', shape: [b.rows, b.seqLen], data: b.mask },
-      labels: { dtype: 'I32', shape: [b.rows], data: b.labels },
+      labels: { dtype: 'I32', shape: b.labels.length === b.rows * b.seqLen && b.labels.length !== b.rows ? [b.rows, b.seqLen] : [b.rows], data: b.labels },
     },
     { device: b.device, run: b.runId, round: String(b.round), cut: String(b.cut), batch: String(b.batch) },
   );
@@ -45,7 +46,7 @@ export function decodeActivationBatch(bytes: Uint8Array, name = 'activation batc
   if (hidden.shape.length !== 3) fail(`tensor 'hidden_states' has shape ${JSON.stringify(hidden.shape)}, expected [rows, seq, d]`);
   const [rows, seqLen, nEmbd] = hidden.shape;
   if (mask.dtype !== 'I32' || mask.shape.join() !== [rows, seqLen].join()) fail(`tensor 'attention_mask' must be I32 [${rows}, ${seqLen}]`);
-  if (labels.dtype !== 'I32' || labels.shape.join() !== String(rows)) fail(`tensor 'labels' must be I32 [${rows}]`);
+  if (labels.dtype !== 'I32' || (labels.shape.join() !== String(rows) && labels.shape.join() !== [rows, seqLen].join())) fail(`tensor 'labels' must be I32 [${rows}] or [${rows}, ${seqLen}]`);
   const num = (key: string) => {
     const v = Number(metadata[key]);
     return Number.isSafeInteger(v) ? v : fail(`metadata '${key}' missing or not an integer`);

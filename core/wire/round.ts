@@ -3,6 +3,13 @@ import { checkId } from '../storage/keys.ts';
 
 export type ActivationDType = 'fp32' | 'fp16';
 
+/**
+ * classification: rows of text with a label; a batch carries one label per row.
+ * generation: rows of a prompt and a completion; a batch carries the completion's token ids (a label per position),
+ * so the completion's tokens reach the server. A device runs it only where its owner approved that.
+ */
+export type RoundTask = 'classification' | 'generation';
+
 export interface RoundRequest {
   runId: string;
   round: number;
@@ -13,12 +20,18 @@ export interface RoundRequest {
    * device verifies by streaming it once and then reads only its tokens' rows from, by byte range.
    */
   tokenTable?: { sha256: string; url: string };
+  /**
+   * The tokenizer of a model whose tokenizer the device does not hold (Hugging Face tokenizer.json), verified by
+   * SHA-256, with its start and end token ids. Without it, the device tokenizes with GPT-2's BPE.
+   */
+  tokenizer?: { sha256: string; url: string; bos?: number; eos: number };
+  task: RoundTask;
   cut: number;
   batchSize: number;
   /** Rows longer than this many tokens are truncated; each batch is padded to its longest row. */
   seqLen: number;
   dtype: ActivationDType;
-  /** The task's label set; every shard used must have been uploaded with this one. */
+  /** The task's label set (classification; empty for generation); every shard used must have been uploaded with this one. */
   labels: string[];
   padTokenId: number;
   /** Shards to use, in this order; all of the device's shards (by name) when omitted. */
@@ -91,8 +104,16 @@ export function parseRoundRequest(value: unknown): RoundRequest {
   if (table !== undefined && (typeof table?.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(table.sha256) || typeof table.url !== 'string')) {
     fail('tokenTable', 'must hold a hex sha256 and a url');
   }
+  const tok = r.tokenizer as Record<string, unknown> | undefined;
+  const tokenId = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  if (tok !== undefined && (typeof tok?.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(tok.sha256) || typeof tok.url !== 'string' || !tokenId(tok.eos) || (tok.bos !== undefined && !tokenId(tok.bos)))) {
+    fail('tokenizer', 'must hold a hex sha256, a url, and token ids eos (and bos)');
+  }
   if (r.dtype !== 'fp32' && r.dtype !== 'fp16') fail('dtype', 'must be "fp32" or "fp16"');
-  if (!Array.isArray(r.labels) || r.labels.length < 2 || !r.labels.every((l) => typeof l === 'string')) fail('labels', 'must list at least two labels');
+  const task = r.task ?? 'classification';
+  if (task !== 'classification' && task !== 'generation') fail('task', 'must be "classification" or "generation"');
+  if (task === 'classification' && (!Array.isArray(r.labels) || r.labels.length < 2 || !r.labels.every((l) => typeof l === 'string'))) fail('labels', 'must list at least two labels');
+  if (task === 'generation' && r.labels !== undefined && !(Array.isArray(r.labels) && r.labels.length === 0)) fail('labels', 'must be empty for a generation round');
   if (r.shards !== undefined && (!Array.isArray(r.shards) || !r.shards.every((s) => typeof s === 'string'))) fail('shards', 'must be a list of shard names');
   const uploads = r.uploads as Record<string, unknown> | undefined;
   if (!Array.isArray(uploads?.batches) || !uploads.batches.every((u) => typeof u === 'string')) fail('uploads.batches', 'must be a list of URLs');
@@ -102,11 +123,13 @@ export function parseRoundRequest(value: unknown): RoundRequest {
     round: int('round', 0),
     model: { sha256: model!.sha256 as string, url: model!.url as string },
     tokenTable: table && { sha256: table.sha256 as string, url: table.url as string },
+    ...(tok ? { tokenizer: { sha256: tok.sha256 as string, url: tok.url as string, eos: tok.eos as number, ...(tok.bos === undefined ? {} : { bos: tok.bos as number }) } } : {}),
+    task: task as RoundTask,
     cut: int('cut', 0),
     batchSize: int('batchSize', 1),
     seqLen: int('seqLen', 1),
     dtype: r.dtype as ActivationDType,
-    labels: r.labels as string[],
+    labels: (r.labels ?? []) as string[],
     padTokenId: int('padTokenId', 0),
     shards: r.shards as string[] | undefined,
     uploads: { batches: uploads!.batches as string[], manifest: uploads!.manifest as string },

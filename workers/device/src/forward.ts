@@ -1,32 +1,57 @@
 /** One batch on the device: tokenize its rows, run the frozen prefix, and encode the activations for upload. */
+import { encodeGenerationBatch, type GenerationExample } from '../../../core/data/generation.ts';
 import { textInput, type Example } from '../../../core/data/shard.ts';
 import { PREFIX_OUTPUT } from '../../../core/onnx/prefix.ts';
 import { GPT2Tokenizer } from '../../../core/tokenizer/gpt2.ts';
+import { HfTokenizer } from '../../../core/tokenizer/hf.ts';
+import type { Tokenizer } from '../../../core/tokenizer/tokenizer.ts';
 import { encodeActivationBatch } from '../../../core/wire/activations.ts';
 import type { RoundRequest } from '../../../core/wire/round.ts';
+import { sha256Hex } from '../../../core/auth/signing.ts';
 import { lookupTokens, type TokenTable } from '../../../core/onnx/embedding.ts';
-import { ort } from './onnx.ts';
+import { ModelHashMismatch, ort } from './onnx.ts';
 
-const tokenizer = new GPT2Tokenizer();
+/** A shard row of either task. */
+export type Row = Example | GenerationExample;
 
-/** The rows as the round tokenizes them. */
-export function encodeRows(rows: readonly Example[], request: Omit<RoundRequest, 'uploads'>) {
-  return tokenizer.encodeBatch(rows.map(textInput), {
-    maxLength: request.seqLen,
-    padTokenId: request.padTokenId,
-  });
+type Request = Omit<RoundRequest, 'uploads'>;
+
+const gpt2 = new GPT2Tokenizer();
+
+/**
+ * The round's tokenizer: the tokenizer.json it names, fetched and checked against its SHA-256 (the owner approved
+ * that hash with the segment), or GPT-2's BPE, which the device holds.
+ */
+export async function roundTokenizer(r: Request): Promise<Tokenizer> {
+  if (!r.tokenizer) return gpt2;
+  const res = await fetch(r.tokenizer.url);
+  if (!res.ok) throw new Error(`tokenizer GET failed: HTTP ${res.status}`);
+  const bytes = new Uint8Array(await res.arrayBuffer());
+  const actual = await sha256Hex(bytes);
+  if (actual !== r.tokenizer.sha256) throw new ModelHashMismatch(`tokenizer hash mismatch: expected ${r.tokenizer.sha256}, got ${actual}`);
+  const { bos, eos } = r.tokenizer;
+  return new HfTokenizer(JSON.parse(new TextDecoder().decode(bytes)), {}, { bos, eos, separator: eos, pad: r.padTokenId });
+}
+
+
+/** Token ids, mask and labels of rows as the round encodes them: one label per row, or one per position (generation). */
+export function encodeRows(tokenizer: Tokenizer, rows: readonly Row[], r: Request) {
+  if (r.task === 'generation') return encodeGenerationBatch(tokenizer, rows as GenerationExample[], r.seqLen, r.padTokenId);
+  const enc = tokenizer.encodeBatch((rows as Example[]).map(textInput), { maxLength: r.seqLen, padTokenId: r.padTokenId });
+  return { ...enc, labels: Int32Array.from(rows as Example[], (row) => row.label) };
 }
 
 /** `table`: the shard's token rows, for a segment that takes inputs_embeds. */
 export async function forwardBatch(
   session: ort.InferenceSession,
-  rows: readonly Example[],
-  request: Omit<RoundRequest, 'uploads'>,
+  tokenizer: Tokenizer,
+  rows: readonly Row[],
+  request: Request,
   device: string,
   batch: number,
   table: TokenTable | undefined,
 ): Promise<{ bytes: Uint8Array; rows: number; seqLen: number; tokens: number; forwardMs: number }> {
-  const enc = encodeRows(rows, request);
+  const enc = encodeRows(tokenizer, rows, request);
   const shape = [enc.batch, enc.seq];
   const feeds: Record<string, ort.Tensor> = { attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), shape) };
   if (session.inputNames.includes('inputs_embeds')) {
@@ -48,7 +73,7 @@ export async function forwardBatch(
       batch,
       hidden: hidden.data as Float32Array,
       mask: enc.attentionMask,
-      labels: Int32Array.from(rows, (r) => r.label),
+      labels: enc.labels,
       rows: enc.batch,
       seqLen: enc.seq,
       nEmbd: hidden.dims[2],

@@ -33,7 +33,7 @@ describe('device worker under workerd', () => {
   it('stores a valid shard privately; listing shows names and row counts, never content; deletion works', async () => {
     const res = await upload('reviews', '{"text":"a fine film","label":"1"}\n{"text":"dull","label":0}\n');
     expect(res.status).toBe(201);
-    expect(await res.json()).toEqual({ name: 'reviews', rows: 2, labels: ['0', '1'] });
+    expect(await res.json()).toEqual({ name: 'reviews', rows: 2, task: 'classification', labels: ['0', '1'] });
     const tsv = await upload('pairs', 'sentence1\tsentence2\tlabel\nA cat.\tA feline.\tyes\nA dog.\tA car.\tno\n', 'format=tsv&labels=no,yes');
     expect(tsv.status).toBe(201);
     const listed = await listing();
@@ -47,6 +47,20 @@ describe('device worker under workerd', () => {
     expect((await fetch(at('/shards/pairs'), { method: 'DELETE', headers: owner })).status).toBe(204);
     expect((await fetch(at('/shards/pairs'), { method: 'DELETE', headers: owner })).status).toBe(404);
     expect((await listing()).map((s) => s.name)).toEqual(['reviews']);
+  });
+
+  it('stores generation shards (prompt/completion or GSM8K question/answer), checked line by line, listed with their task', async () => {
+    const gsm = '{"question":"Tom has 3 apples and buys 4. How many?","answer":"3 + 4 = <<3+4=7>>7\\n#### 7"}\n{"prompt":"2+2=","completion":" 4"}\n';
+    const res = await upload('math', gsm, 'task=generation');
+    expect([res.status, await res.json()]).toEqual([201, { name: 'math', rows: 2, task: 'generation', labels: [] }]);
+    const bad = await upload('bad', '{"question":"q"}\n', 'task=generation');
+    expect([bad.status, (await bad.json()).error]).toEqual([400, "line 1: field 'answer' is missing"]);
+    expect((await upload('bad', 'a\tb\n', 'task=generation&format=tsv')).status).toBe(400);
+    expect((await upload('bad', gsm, 'task=summarize')).status).toBe(400);
+    const listed = (await listing()) as Array<{ name: string; task: string }>;
+    expect(listed.find((s) => s.name === 'math')?.task).toBe('generation');
+    expect(JSON.stringify(listed)).not.toContain('apples');
+    expect((await fetch(at('/shards/math'), { method: 'DELETE', headers: owner })).status).toBe(204);
   });
 
   it('the training server lists shards with a signed request', async () => {
@@ -134,6 +148,13 @@ describe('device worker under workerd', () => {
     expect(await refusal({ cut: 0 })).toEqual([403, "cut 0 is below this device's minimum cut 2, set by its owner"]);
     expect(await refusal({ cut: 3 })).toEqual([403, `model segment ${sha('a')} is approved for cut 2, not 3`]);
     expect(await refusal({ model: { sha256: sha('b'), url: `${STORAGE}/m` }, cut: 3 })).toEqual([403, `token table (none) is not the one approved with segment ${sha('b')} (${sha('c')})`]);
+    // A generation round sends completions' token ids: only where the owner allowed it, with the tokenizer approved.
+    expect(await refusal({ task: 'generation', labels: [] })).toEqual([403, `generation rounds send each completion's token ids to the server; the owner has not allowed that for segment ${sha('a')} (approve it with "generation": true)`]);
+    expect((await approve(sha('e'), { model: 'llama', cut: 2, tokenizer: sha('f'), generation: true })).status).toBe(201);
+    const tokenizer = { sha256: sha('f'), url: `${STORAGE}/t.json`, bos: 1, eos: 2 };
+    expect(await refusal({ model: { sha256: sha('e'), url: `${STORAGE}/m` }, task: 'generation', labels: [] })).toEqual([403, `tokenizer (built-in GPT-2) is not the one approved with segment ${sha('e')} (${sha('f')})`]);
+    expect(await refusal({ model: { sha256: sha('e'), url: `${STORAGE}/m` }, task: 'generation', labels: [], tokenizer: { ...tokenizer, url: 'https://attacker.example/t.json' } })).toEqual([403, `tokenizer.url is on https://attacker.example, not on this device's storage origins (${STORAGE})`]);
+    expect((await fetch(at(`/approvals/${sha('e')}`), { method: 'DELETE', headers: owner })).status).toBe(204);
     expect(await refusal({ model: { sha256: sha('a'), url: 'https://attacker.example/m' } })).toEqual([403, `model.url is on https://attacker.example, not on this device's storage origins (${STORAGE})`]);
     expect(await refusal({ uploads: { batches: ['http://10.0.0.1:9/b0'], manifest: `${STORAGE}/m.json` } })).toEqual([403, `uploads.batches[0] is on http://10.0.0.1:9, not on this device's storage origins (${STORAGE})`]);
     // Revoked: refused again.

@@ -8,11 +8,11 @@
  */
 import { DurableObject } from 'cloudflare:workers';
 import { sha256Hex } from '../../../core/auth/signing.ts';
-import type { Example } from '../../../core/data/shard.ts';
 import type { ActivationManifest, ManifestBatch, RoundRequest, RoundStatus } from '../../../core/wire/round.ts';
 import { intVar, type Env } from './env.ts';
 import type { TokenTable } from '../../../core/onnx/embedding.ts';
-import { encodeRows, forwardBatch } from './forward.ts';
+import { encodeRows, forwardBatch, roundTokenizer, type Row } from './forward.ts';
+import type { Tokenizer } from '../../../core/tokenizer/tokenizer.ts';
 import { ModelHashMismatch, session, shardTokenTable } from './onnx.ts';
 import { segmentRefusalOf } from './policy.ts';
 import { listShards, loadShard } from './shards.ts';
@@ -42,7 +42,8 @@ export function workHash(r: RoundRequest): Promise<string> {
 }
 
 export class RoundRunner extends DurableObject<Env> {
-  private rows: Example[] | undefined;
+  private rows: Row[] | undefined;
+  private tokenizer: Tokenizer | undefined;
   /** The token rows of the whole shard, taken from one pass over the whole table (see shardTokenTable). */
   private table: TokenTable | undefined;
 
@@ -105,6 +106,7 @@ export class RoundRunner extends DurableObject<Env> {
     const refusal = await segmentRefusalOf(this.env, r);
     if (refusal) throw new Error(refusal);
     const rows = (this.rows ??= await this.loadRows(r));
+    const tokenizer = (this.tokenizer ??= await roundTokenizer(r));
     const total = Math.ceil(rows.length / r.batchSize);
     job.status.batchesTotal = total;
     if (job.urls < total) throw new Error(`the shard makes ${total} batches but the request holds ${job.urls} upload URLs`);
@@ -112,7 +114,7 @@ export class RoundRunner extends DurableObject<Env> {
       throw e instanceof ModelHashMismatch ? e : new Error(`model segment: ${(e as Error).message}`);
     });
     if (model.inputNames.includes('inputs_embeds') && r.tokenTable) {
-      this.table ??= await shardTokenTable(r.tokenTable, encodeRows(rows, r).ids);
+      this.table ??= await shardTokenTable(r.tokenTable, encodeRows(tokenizer, rows, r).ids);
     }
     const attempts = intVar(this.env.UPLOAD_ATTEMPTS, 4);
     const backoffMs = intVar(this.env.UPLOAD_BACKOFF_MS, 200);
@@ -122,7 +124,7 @@ export class RoundRunner extends DurableObject<Env> {
     const end = Math.min(total, job.status.batchesDone + intVar(this.env.PIECE_BATCHES, 4));
     for (let b = job.status.batchesDone; b < end; b++) {
       const slice = rows.slice(b * r.batchSize, (b + 1) * r.batchSize);
-      const { bytes, rows: n, seqLen, tokens, forwardMs } = await forwardBatch(model, slice, r, this.env.DEVICE_ID, b, this.table);
+      const { bytes, rows: n, seqLen, tokens, forwardMs } = await forwardBatch(model, tokenizer, slice, r, this.env.DEVICE_ID, b, this.table);
       await putWithRetry(await url(urlKey(b)), bytes, { attempts, backoffMs, onFailure: onFailure(`batch ${b}`) }).catch((e) => {
         throw new Error(`upload of batch ${b}: ${(e as Error).message}`);
       });
@@ -157,13 +159,15 @@ export class RoundRunner extends DurableObject<Env> {
     await this.save(job);
   }
 
-  private async loadRows(r: Job['request']): Promise<Example[]> {
-    const names = r.shards ?? (await listShards(this.env)).map((s) => s.name).sort();
-    if (names.length === 0) throw new Error('this device holds no shards');
-    const rows: Example[] = [];
+  /** The rows of the round's shards (all of the round's task; by default every shard of that task). */
+  private async loadRows(r: Job['request']): Promise<Row[]> {
+    const names = r.shards ?? (await listShards(this.env)).filter((s) => s.task === r.task).map((s) => s.name).sort();
+    if (names.length === 0) throw new Error(`this device holds no ${r.task} shards`);
+    const rows: Row[] = [];
     for (const name of names) {
       const shard = await loadShard(this.env, name);
       if (!shard) throw new Error(`no shard named '${name}' on this device`);
+      if (shard.task !== r.task) throw new Error(`shard '${name}' is a ${shard.task} shard; the round is ${r.task}`);
       if (shard.labels.join('\n') !== r.labels.join('\n')) {
         throw new Error(`shard '${name}' has labels ${JSON.stringify(shard.labels)}, the round expects ${JSON.stringify(r.labels)}`);
       }

@@ -1,6 +1,12 @@
-/** The owner's private shards, kept only in this worker's own R2 bucket; the server sees names and row counts. */
+/**
+ * The owner's private shards, kept only in this worker's own R2 bucket; the server sees names, row counts and the
+ * task. A classification shard holds labelled text (PUT ?labels=a,b); a generation shard (PUT ?task=generation)
+ * holds prompts and completions ({prompt, completion} or GSM8K's {question, answer} JSON lines).
+ */
 import { Hono } from 'hono';
-import { DEFAULT_LIMITS, deserializeRows, parseShard, serializeRows, ShardError, type Example } from '../../../core/data/shard.ts';
+import { parseGenerationShard, type GenerationExample } from '../../../core/data/generation.ts';
+import { decodeLines, DEFAULT_LIMITS, deserializeRows, parseShard, serializeRows, ShardError, type Example } from '../../../core/data/shard.ts';
+import type { RoundTask } from '../../../core/wire/round.ts';
 import { checkId } from '../../../core/storage/keys.ts';
 import { intVar, type Env } from './env.ts';
 import { ownerOnly, ownerOrServer } from './auth.ts';
@@ -8,6 +14,7 @@ import { ownerOnly, ownerOrServer } from './auth.ts';
 export interface ShardInfo {
   name: string;
   rows: number;
+  task: RoundTask;
   labels: string[];
   bytes: number;
   uploaded: string;
@@ -24,17 +31,23 @@ export async function listShards(env: Env): Promise<ShardInfo[]> {
     const page = await env.SHARDS.list({ prefix: 'shards/', cursor, include: ['customMetadata'] });
     for (const o of page.objects) {
       const meta = o.customMetadata ?? {};
-      out.push({ name: o.key.slice('shards/'.length, -'.jsonl'.length), rows: Number(meta.rows), labels: JSON.parse(meta.labels ?? '[]'), bytes: o.size, uploaded: o.uploaded.toISOString(), etag: o.etag });
+      out.push({ name: o.key.slice('shards/'.length, -'.jsonl'.length), rows: Number(meta.rows), task: taskOf(meta), labels: JSON.parse(meta.labels ?? '[]'), bytes: o.size, uploaded: o.uploaded.toISOString(), etag: o.etag });
     }
     cursor = page.truncated ? page.cursor : undefined;
   } while (cursor);
   return out;
 }
 
-export async function loadShard(env: Env, name: string): Promise<{ rows: Example[]; labels: string[] } | undefined> {
+const taskOf = (meta: Record<string, string>): RoundTask => (meta.task === 'generation' ? 'generation' : 'classification');
+
+export type ShardRows = { task: 'classification'; rows: Example[]; labels: string[] } | { task: 'generation'; rows: GenerationExample[]; labels: [] };
+
+export async function loadShard(env: Env, name: string): Promise<ShardRows | undefined> {
   const obj = await env.SHARDS.get(key(name));
   if (!obj) return undefined;
-  return { rows: deserializeRows(await obj.text()), labels: JSON.parse(obj.customMetadata?.labels ?? '[]') };
+  const text = await obj.text();
+  if (taskOf(obj.customMetadata ?? {}) === 'generation') return { task: 'generation', rows: text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as GenerationExample), labels: [] };
+  return { task: 'classification', rows: deserializeRows(text), labels: JSON.parse(obj.customMetadata?.labels ?? '[]') };
 }
 
 export const shards = new Hono<{ Bindings: Env }>();
@@ -48,23 +61,34 @@ shards.put('/:name', ownerOnly, async (c) => {
   } catch (e) {
     return c.json({ error: (e as Error).message }, 400);
   }
+  const task = c.req.query('task') ?? 'classification';
+  if (task !== 'classification' && task !== 'generation') return c.json({ error: `task '${task}' is not classification or generation` }, 400);
   const format = c.req.query('format') ?? (c.req.header('content-type')?.includes('tab-separated') ? 'tsv' : 'jsonl');
   if (format !== 'jsonl' && format !== 'tsv') return c.json({ error: `format '${format}' is not jsonl or tsv` }, 400);
-  const labels = (c.req.query('labels') ?? c.env.LABELS ?? '0,1').split(',');
+  if (task === 'generation' && format !== 'jsonl') return c.json({ error: 'a generation shard is JSON lines ({prompt, completion} or {question, answer})' }, 400);
+  const labels = task === 'generation' ? [] : (c.req.query('labels') ?? c.env.LABELS ?? '0,1').split(',');
   const limits = { ...DEFAULT_LIMITS, maxBytes: intVar(c.env.MAX_SHARD_BYTES, DEFAULT_LIMITS.maxBytes), maxRows: intVar(c.env.MAX_SHARD_ROWS, DEFAULT_LIMITS.maxRows) };
   const declared = Number(c.req.header('content-length'));
   if (declared > limits.maxBytes) return c.json({ error: `shard is ${declared} bytes; the limit is ${limits.maxBytes}` }, 413);
   const body = new Uint8Array(await c.req.arrayBuffer());
-  let rows: Example[];
+  let stored: string;
+  let count: number;
   try {
-    rows = parseShard(body, format, labels, limits);
+    if (task === 'generation') {
+      if (body.byteLength > limits.maxBytes) throw new ShardError(413, `shard is ${body.byteLength} bytes; the limit is ${limits.maxBytes}`);
+      const rows = parseGenerationShard(decodeLines(body), limits);
+      [stored, count] = [rows.map((r) => JSON.stringify(r)).join('\n') + '\n', rows.length];
+    } else {
+      const rows = parseShard(body, format, labels, limits);
+      [stored, count] = [serializeRows(rows), rows.length];
+    }
   } catch (e) {
     if (e instanceof ShardError) return c.json({ error: e.message }, e.status);
     throw e;
   }
   // One PUT of the whole validated shard: R2 stores it entirely or not at all.
-  await c.env.SHARDS.put(key(name), serializeRows(rows), { customMetadata: { rows: String(rows.length), labels: JSON.stringify(labels), format } });
-  return c.json({ name, rows: rows.length, labels }, 201);
+  await c.env.SHARDS.put(key(name), stored, { customMetadata: { rows: String(count), task, labels: JSON.stringify(labels), format } });
+  return c.json({ name, rows: count, task, labels }, 201);
 });
 
 shards.delete('/:name', ownerOnly, async (c) => {

@@ -1,0 +1,103 @@
+/**
+ * A generation round of a Llama on real parts: a device worker under workerd with a GSM8K shard, s3rver, a tiny
+ * Llama's int8 prefix with its token table outside the graph, and Llama 3's tokenizer.json fetched by the device.
+ * The batches must carry the activations onnxruntime-node computes on the same tokens, and exactly the completion's
+ * token ids as labels; the round must be refused until the owner allows generation.
+ */
+import { rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { sha256Hex } from '../core/auth/signing.ts';
+import { encodeGenerationBatch, gsm8kExample, IGNORE_INDEX } from '../core/data/generation.ts';
+import { llamaConfig } from '../core/model/llama/config.ts';
+import { initLlama } from '../core/model/llama/init.ts';
+import { lookupTokens, tokenTable } from '../core/onnx/embedding.ts';
+import { PREFIX_OUTPUT } from '../core/onnx/prefix.ts';
+import { deviceSegment } from '../core/onnx/segment.ts';
+import { keys } from '../core/storage/keys.ts';
+import { S3Store } from '../core/storage/s3.ts';
+import { HfTokenizer } from '../core/tokenizer/hf.ts';
+import { llama3TokenizerFiles } from '../core/tokenizer/llama3.ts';
+import { decodeActivationBatch } from '../core/wire/activations.ts';
+import { DeviceClient } from '../core/wire/device-client.ts';
+import { buildRoundRequest } from '../gpu-server/rounds/request.ts';
+import { startDevice, type RunningDevice } from '../infra/local/device.ts';
+import { localTempDir } from '../infra/local/paths.ts';
+import { startS3, type RunningS3 } from '../infra/local/s3.ts';
+import { maxAbsDiff } from './fixtures.ts';
+
+const SECRET = 'round-secret';
+const CUT = 2;
+const model = initLlama(llamaConfig({ nLayer: 3, nEmbd: 32, nHead: 4, nKvHead: 2, headDim: 8, nInner: 48, nPositions: 128 }), { seed: 6, normNoise: 0.1 });
+const PROBLEMS = [
+  { question: 'Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether?', answer: 'Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips altogether.\n#### 72' },
+  { question: 'Weng earns $12 an hour for babysitting. Yesterday, she did 50 minutes of babysitting. How much did she earn?', answer: 'Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute.\nShe earned 0.2 x 50 = $<<0.2*50=10>>10.\n#### 10' },
+  { question: 'What is 7 times 6? <|eot_id|>', answer: '7 x 6 = 42\n#### 42' },
+];
+const files = llama3TokenizerFiles();
+const tokenizerBytes = new TextEncoder().encode(JSON.stringify(files.json));
+const tokenizer = new HfTokenizer(files.json, {}, { bos: 128000, eos: 128001, separator: 128001, pad: 128001 });
+
+let dir: string;
+let s3: RunningS3;
+let store: S3Store;
+let device: RunningDevice;
+let client: DeviceClient;
+
+beforeAll(async () => {
+  dir = await localTempDir('test-generation');
+  s3 = await startS3({ directory: join(dir, 's3') });
+  store = new S3Store(s3.config);
+  device = await startDevice({ id: 'dev-g', ownerToken: 'owner', masterSecret: SECRET, storageOrigins: [new URL(s3.config.endpoint!).origin], stateDir: join(dir, 'dev-g'), vars: { PIECE_BATCHES: '1' } });
+  client = new DeviceClient(device.url, 'dev-g', SECRET);
+  const up = await fetch(new URL('/shards/gsm8k?task=generation', device.url), { method: 'PUT', headers: { authorization: 'Bearer owner' }, body: PROBLEMS.map((p) => JSON.stringify(p)).join('\n') });
+  expect(up.status).toBe(201);
+});
+
+afterAll(async () => {
+  await device?.stop();
+  await s3?.stop();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+describe('a Llama generation round on workerd and S3', () => {
+  it('is refused until the owner allows generation, then carries the prefix activations and exactly the completion tokens as labels', async () => {
+    const segment = await deviceSegment(model, CUT, 'int8');
+    const tokenizerSha = await sha256Hex(tokenizerBytes);
+    await store.put(keys.devicePrefix(segment.sha256, CUT), segment.onnx);
+    await store.put(keys.tokenTable(segment.tokenTable!.sha256), segment.tokenTable!.bytes);
+    await store.put(keys.tokenizer(tokenizerSha), tokenizerBytes);
+    const approval = { sha256: segment.sha256, model: 'tiny-llama', cut: CUT, tokenTable: segment.tokenTable!.sha256, tokenizer: tokenizerSha };
+    const request = (runId: string) =>
+      buildRoundRequest(store, {
+        runId, round: 0, deviceId: 'dev-g', modelSha256: segment.sha256, tokenTableSha256: segment.tokenTable!.sha256, tokenizer: { sha256: tokenizerSha, bos: 128000, eos: 128001 },
+        task: 'generation', cut: CUT, rows: PROBLEMS.length, batchSize: 2, seqLen: 96, dtype: 'fp32', labels: [], padTokenId: 128001,
+      });
+    await device.approve(approval);
+    await expect(client.startRound(await request('run-refused'))).rejects.toThrow(/the owner has not allowed that/);
+
+    await device.approve({ ...approval, generation: true });
+    const r = await request('run-gen');
+    await client.startRound(r);
+    const status = await client.waitForRound('run-gen', 0);
+    expect(status).toMatchObject({ state: 'complete', batchesDone: 2, batchesTotal: 2 });
+    const session = await ort.InferenceSession.create(segment.onnx);
+    const table = tokenTable(model, 'int8');
+    for (let b = 0; b < 2; b++) {
+      const batch = decodeActivationBatch((await store.get(keys.activationBatch('run-gen', 'dev-g', 0, b)))!);
+      const rows = PROBLEMS.slice(b * 2, b * 2 + 2).map((p) => gsm8kExample(p.question, p.answer));
+      const want = encodeGenerationBatch(tokenizer, rows, 96, 128001);
+      expect(batch.seqLen).toBe(want.seq);
+      expect(Array.from(batch.labels)).toEqual(Array.from(want.labels));
+      // The labels are the completion's tokens and the end token; the question never leaves as ids.
+      const labelled = Array.from(batch.labels).filter((l) => l !== IGNORE_INDEX);
+      expect(labelled).toEqual(rows.flatMap((row) => [...tokenizer.encode(row.completion), 128001]));
+      const out = await session.run({
+        inputs_embeds: new ort.Tensor('float32', lookupTokens(table, want.ids), [want.batch, want.seq, 32]),
+        attention_mask: new ort.Tensor('int64', BigInt64Array.from(want.attentionMask, BigInt), [want.batch, want.seq]),
+      });
+      expect(maxAbsDiff(batch.hidden, out[PREFIX_OUTPUT]!.data as Float32Array)).toBeLessThan(1e-5);
+    }
+  });
+});

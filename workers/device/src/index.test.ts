@@ -23,7 +23,7 @@ afterAll(async () => {
 const at = (path: string) => new URL(path, device.url);
 const owner = { authorization: 'Bearer owner-token' };
 const upload = (name: string, body: string, query = 'format=jsonl', headers: Record<string, string> = owner) => fetch(at(`/shards/${name}?${query}`), { method: 'PUT', headers, body });
-const listing = async () => (await (await fetch(at('/shards'), { headers: owner })).json()).shards as Array<{ name: string; rows: number }>;
+const listing = async () => (await (await fetch(at('/shards'), { headers: owner })).json()).shards as Array<{ name: string; rows: number; task: string }>;
 
 describe('device worker under workerd', () => {
   it('answers health checks with its own device id', async () => {
@@ -57,7 +57,7 @@ describe('device worker under workerd', () => {
     expect([bad.status, (await bad.json()).error]).toEqual([400, "line 1: field 'answer' is missing"]);
     expect((await upload('bad', 'a\tb\n', 'task=generation&format=tsv')).status).toBe(400);
     expect((await upload('bad', gsm, 'task=summarize')).status).toBe(400);
-    const listed = (await listing()) as Array<{ name: string; task: string }>;
+    const listed = await listing();
     expect(listed.find((s) => s.name === 'math')?.task).toBe('generation');
     expect(JSON.stringify(listed)).not.toContain('apples');
     expect((await fetch(at('/shards/math'), { method: 'DELETE', headers: owner })).status).toBe(204);

@@ -1,11 +1,13 @@
 /** The training server's side of the device API: signed calls to a device worker. */
 import { deviceSecret, signRequest } from '../auth/signing.ts';
 import type { DevicePolicy } from './policy.ts';
-import type { RoundRequest, RoundStatus } from './round.ts';
+import type { RoundRequest, RoundStatus, RoundTask } from './round.ts';
 
 export interface ShardSummary {
   name: string;
   rows: number;
+  /** The shard's task (devices before generation existed list none: classification). */
+  task?: RoundTask;
   labels: string[];
   /** Changes whenever the shard's content does. */
   etag: string;

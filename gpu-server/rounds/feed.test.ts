@@ -25,9 +25,9 @@ afterAll(async () => {
 });
 
 const D = 8;
-function batchBytes(runId: string, index: number, { cut = 2, device = 'dev', rows = 2, seq = 3, label = index % 2, hidden = (i: number) => index + i / 100 } = {}) {
+function batchBytes(runId: string, index: number, { cut = 2, device = 'dev', rows = 2, seq = 3, label = index % 2, labels = new Int32Array(rows).fill(label), hidden = (i: number) => index + i / 100 } = {}) {
   return encodeActivationBatch(
-    { device, runId, round: 0, cut, batch: index, rows, seqLen: seq, nEmbd: D, hidden: Float32Array.from({ length: rows * seq * D }, (_, i) => hidden(i)), mask: new Int32Array(rows * seq).fill(1), labels: new Int32Array(rows).fill(label) },
+    { device, runId, round: 0, cut, batch: index, rows, seqLen: seq, nEmbd: D, hidden: Float32Array.from({ length: rows * seq * D }, (_, i) => hidden(i)), mask: new Int32Array(rows * seq).fill(1), labels },
     'fp32',
   );
 }
@@ -45,7 +45,7 @@ async function writeRound(runId: string, n: number, { alter = new Map<number, Ui
   await store.put(keys.activationManifest(runId, 'dev', 0), JSON.stringify(manifest));
 }
 
-const src = (runId: string, batches = 5): FeedSource => ({ runId, deviceId: 'dev', round: 0, cut: 2, nEmbd: D, numLabels: 2, batches, maxBatchBytes: maxBatchBytes(2, 3, D) });
+const src = (runId: string, batches = 5): FeedSource => ({ runId, deviceId: 'dev', round: 0, cut: 2, nEmbd: D, labels: { perToken: false, classes: 2 }, batches, maxBatchBytes: maxBatchBytes(2, 3, D) });
 async function drain(feed: AsyncIterable<{ batch: number }>) {
   const out = [];
   for await (const b of feed) out.push(b.batch);
@@ -209,5 +209,21 @@ describe('activation feed (poller)', () => {
     const rejected: string[] = [];
     expect(await drain(activationFeed(store, src('r-values', 3), { onReject: (_, why) => rejected.push(why) }))).toEqual([2]);
     expect(rejected).toEqual(['hidden state 5 is NaN', "row 0's label 2 is outside the task's [0, 2)"]);
+  });
+
+  it('generation batches: a next-token id or IGNORE_INDEX per position, some position labelled, ids within the vocabulary', async () => {
+    const perToken = (values: number[]) => Int32Array.from(values);
+    const good = batchBytes('r-tokens', 0, { labels: perToken([-100, 5, 6, -100, -100, 9]) });
+    const none = batchBytes('r-tokens', 1, { labels: perToken([-100, -100, -100, -100, -100, -100]) });
+    const outside = batchBytes('r-tokens', 2, { labels: perToken([-100, 5, 50, -100, -100, 9]) });
+    const perRow = batchBytes('r-tokens', 3, { labels: perToken([1, 0]) });
+    await writeRound('r-tokens', 4, { alter: new Map([[0, good], [1, none], [2, outside], [3, perRow]]) });
+    const manifest = JSON.parse(new TextDecoder().decode(await store.get(keys.activationManifest('r-tokens', 'dev', 0))));
+    for (const [i, bytes] of [good, none, outside, perRow].entries()) Object.assign(manifest.batches[i], { bytes: bytes.byteLength, sha256: await sha256Hex(bytes) });
+    await store.put(keys.activationManifest('r-tokens', 'dev', 0), JSON.stringify(manifest));
+    const rejected: string[] = [];
+    const source = { ...src('r-tokens', 4), labels: { perToken: true, classes: 32 } };
+    expect(await drain(activationFeed(store, source, { onReject: (_, why) => rejected.push(why) }))).toEqual([0]);
+    expect(rejected).toEqual(['no position carries a label: nothing to learn from', "position 2's label 50 is outside the task's [0, 32)", '2 labels; the task needs one per position']);
   });
 });

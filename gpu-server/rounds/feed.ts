@@ -5,6 +5,7 @@
  * rejected with its reason and skipped; it is never trained on.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { IGNORE_INDEX } from '../../core/data/generation.ts';
 import { sha256Hex } from '../../core/auth/signing.ts';
 import { keys } from '../../core/storage/keys.ts';
 import type { ObjectStore } from '../../core/storage/store.ts';
@@ -18,8 +19,11 @@ export interface FeedSource {
   round: number;
   cut: number;
   nEmbd: number;
-  /** Labels must lie in [0, numLabels). */
-  numLabels: number;
+  /**
+   * What a batch's labels must be: one class per row in [0, classes), or (perToken) one next-token id per position
+   * in [0, classes) or IGNORE_INDEX, with at least one labelled position.
+   */
+  labels: { perToken: boolean; classes: number };
   /** The batches the plan expects: the manifest must list exactly indices 0..batches-1. */
   batches: number;
   /** The largest object a batch of the plan can be: nothing larger is downloaded. */
@@ -219,8 +223,11 @@ async function verify(bytes: Uint8Array, entry: ManifestBatch, src: FeedSource, 
   if (b.nEmbd !== src.nEmbd) return `hidden size ${b.nEmbd}, the model's is ${src.nEmbd}`;
   if (b.rows !== entry.rows || b.seqLen !== entry.seqLen) return `shape [${b.rows}, ${b.seqLen}] differs from the manifest's [${entry.rows}, ${entry.seqLen}]`;
   // A NaN or an infinity would reach the adapters and every checkpoint after; a label outside the task, the loss.
-  const label = b.labels.findIndex((l) => !(l >= 0 && l < src.numLabels));
-  if (label >= 0) return `row ${label}'s label ${b.labels[label]} is outside the task's [0, ${src.numLabels})`;
+  const { perToken, classes } = src.labels;
+  if (b.labels.length !== (perToken ? b.rows * b.seqLen : b.rows)) return `${b.labels.length} labels; the task needs one per ${perToken ? 'position' : 'row'}`;
+  const label = b.labels.findIndex((l) => !((l >= 0 && l < classes) || (perToken && l === IGNORE_INDEX)));
+  if (label >= 0) return `${perToken ? 'position' : 'row'} ${label}'s label ${b.labels[label]} is outside the task's [0, ${classes})`;
+  if (perToken && b.labels.every((l) => l === IGNORE_INDEX)) return 'no position carries a label: nothing to learn from';
   for (let i = 0; i < b.hidden.length; i++) if (!Number.isFinite(b.hidden[i])) return `hidden state ${i} is ${b.hidden[i]}`;
   return { ...b, key, bytes: bytes.byteLength };
 }

@@ -3,11 +3,11 @@
  * memory and whose forward pass of one batch fits its time budget (at least one block stays on the server, where
  * LoRA trains). Memory is estimated conservatively from what was measured of onnxruntime-web (STACK-NOTES):
  *   session   = 3 x the prefix's weight bytes (the model bytes, the initializers, prepacked copies)
- *   activations = 2 x 4 bytes x B x T x max(4 d, heads x T) (the MLP's hidden layer or the attention scores, twice)
+ *   activations = 2 x 4 bytes x B x T x max(inner, heads x T) (the MLP's hidden layer or the attention scores, twice)
  *   runtime   = 24 MB (onnxruntime-web's WebAssembly and the worker's code)
  * int8 prefixes keep the token table outside the session (the device holds only its shard's rows).
  */
-import type { GPT2Config } from '../../core/model/config.ts';
+import { blockMatmuls, type ModelConfig } from '../../core/model/family.ts';
 import { flopsPerToken } from '../../core/flops/flops.ts';
 import type { CapacityProfile } from './spec.ts';
 
@@ -20,17 +20,18 @@ export interface CutEstimate {
   batchSeconds: number;
 }
 
-export function prefixEstimate(c: GPT2Config, cut: number, profile: Pick<CapacityProfile, 'weights' | 'gflops'>, batch: number, seq: number): CutEstimate {
-  const blockParams = 4 * c.nEmbd * c.nEmbd + 2 * c.nEmbd * c.nInner;
+export function prefixEstimate(c: ModelConfig, cut: number, profile: Pick<CapacityProfile, 'weights' | 'gflops'>, batch: number, seq: number): CutEstimate {
+  const blockParams = blockMatmuls(c).reduce((a, m) => a + ('linear' in m ? m.inp * m.out : 0), 0);
   const bytesPerWeight = profile.weights === 'int8' ? 1 : 4;
   const tokenTable = profile.weights === 'int8' ? 0 : c.vocabSize * c.nEmbd * 4;
-  const weights = tokenTable + c.nPositions * c.nEmbd * 4 + cut * blockParams * bytesPerWeight;
-  const activations = cut > 0 ? 2 * 4 * batch * seq * Math.max(4 * c.nEmbd, c.nHead * seq) : 0;
+  const positionTable = c.modelType === 'gpt2' ? c.nPositions * c.nEmbd * 4 : 0; // Llama's rotary embeddings have none
+  const weights = tokenTable + positionTable + cut * blockParams * bytesPerWeight;
+  const activations = cut > 0 ? 2 * 4 * batch * seq * Math.max(c.nInner, c.nHead * seq) : 0;
   const flops = flopsPerToken({ config: c, seqLen: seq, cut }).device.forward * batch * seq;
   return { cut, memoryMB: (3 * weights + activations) / MB + RUNTIME_MB, batchSeconds: flops / (profile.gflops * 1e9) };
 }
 
-export function planCut(c: GPT2Config, profile: CapacityProfile, batch: number, seq: number, device = 'device'): CutEstimate {
+export function planCut(c: ModelConfig, profile: CapacityProfile, batch: number, seq: number, device = 'device'): CutEstimate {
   let best: CutEstimate | undefined;
   for (let cut = 0; cut < c.nLayer; cut++) {
     const e = prefixEstimate(c, cut, profile, batch, seq);

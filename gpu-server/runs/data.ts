@@ -1,22 +1,41 @@
 /** The operator's held-out evaluation rows, read once per run (a GLUE TSV / JSON-lines file, or inline rows). */
 import { readFile } from 'node:fs/promises';
-import { parseShard, type Example } from '../../core/data/shard.ts';
+import { parseGenerationShard, type GenerationExample } from '../../core/data/generation.ts';
+import { decodeLines, parseShard, type Example } from '../../core/data/shard.ts';
 import type { RunSpec } from './spec.ts';
+
+const LIMITS = { maxBytes: 2 ** 31, maxRows: 10_000_000, maxFieldChars: 1_000_000 };
+
+async function evalFile(path: string): Promise<Uint8Array> {
+  try {
+    return await readFile(path);
+  } catch (e) {
+    throw new Error(`task.eval.path ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : (e as Error).message}`);
+  }
+}
+
+/** A generation task's held-out prompts and completions ({prompt, completion} or GSM8K {question, answer} lines). */
+export async function generationEvalRows(spec: RunSpec): Promise<GenerationExample[]> {
+  if (!spec.task.eval) return [];
+  const { path, limit } = spec.task.eval;
+  const bytes = await evalFile(path);
+  try {
+    const rows = parseGenerationShard(decodeLines(bytes), LIMITS);
+    return limit ? rows.slice(0, limit) : rows;
+  } catch (e) {
+    throw new Error(`${path}: ${(e as Error).message}`);
+  }
+}
 
 export async function evaluationRows(spec: RunSpec): Promise<Example[]> {
   const { labels } = spec.task;
   if (spec.task.evalRows) return spec.task.evalRows.map((r) => ({ text: r.text, textPair: r.text_pair, label: labels.indexOf(String(r.label)) }));
   if (!spec.task.eval) return [];
   const { path, format, limit } = spec.task.eval;
-  let bytes: Uint8Array;
-  try {
-    bytes = await readFile(path);
-  } catch (e) {
-    throw new Error(`task.eval.path ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : (e as Error).message}`);
-  }
+  const bytes = await evalFile(path);
   let rows: Example[];
   try {
-    rows = parseShard(bytes, format, labels, { maxBytes: 2 ** 31, maxRows: 10_000_000, maxFieldChars: 1_000_000 });
+    rows = parseShard(bytes, format, labels, LIMITS);
   } catch (e) {
     throw new Error(`${path}: ${(e as Error).message}`);
   }

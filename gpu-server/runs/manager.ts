@@ -5,26 +5,30 @@
  * evaluate; write the PEFT adapter and the round's metrics. Everything a round needs is in storage, so a restarted
  * server resumes an unfinished round where its checkpoint says.
  */
-import { basename } from 'node:path';
-import { textInput, type Example } from '../../core/data/shard.ts';
-import type { GPT2Model } from '../../core/model/weights.ts';
+import { readFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { TOKENIZER_FILE } from '../../core/tokenizer/hf.ts';
+import type { GenerationExample } from '../../core/data/generation.ts';
+import type { Example } from '../../core/data/shard.ts';
+import { blockLinears, type Model } from '../../core/model/family.ts';
 import { deviceSegment } from '../../core/onnx/segment.ts';
 import { adapterFiles, ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../../core/peft/adapter.ts';
 import { Random } from '../../core/random.ts';
 import { getJson, putJson } from '../../core/storage/json.ts';
 import { checkId, keys } from '../../core/storage/keys.ts';
 import type { ObjectStore } from '../../core/storage/store.ts';
-import { GPT2Tokenizer } from '../../core/tokenizer/gpt2.ts';
+import { sha256Hex } from '../../core/auth/signing.ts';
+import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 import { DeviceClient } from '../../core/wire/device-client.ts';
-import { asGpt2 } from '../../core/model/family.ts';
-import { readModelFolder } from '../model/folder.ts';
+import { readModelFolder, readTokenizer } from '../model/folder.ts';
 import { permutation } from '../ordering/ordering.ts';
 import { buildRoundRequest } from '../rounds/request.ts';
 import { activationFeed, DeviceRoundFailed, maxBatchBytes } from '../rounds/feed.ts';
-import { scoreLogits, Trainer, type PendingStep } from '../train/trainer.ts';
+import { Trainer, type PendingStep } from '../train/trainer.ts';
 import { loadCheckpoint, saveCheckpoint, type CheckpointMeta, type DeviceStart } from './checkpoint.ts';
 import { planCut } from './cuts.ts';
-import { evaluationRows } from './data.ts';
+import { evaluationRows, generationEvalRows } from './data.ts';
+import { evaluateClassification, evaluateGeneration, type GenerationSample } from './evaluate.ts';
 import { checkDataPath } from './data-dirs.ts';
 import { planRound, type DeviceView, type RoundPlan } from './plan.ts';
 import type { RunSpec } from './spec.ts';
@@ -71,8 +75,11 @@ export interface RoundMetrics {
   steps: number;
   trainLoss: number;
   evalLoss?: number;
+  /** Classification accuracy, or generation's exact match on the generated samples. */
   evalAccuracy?: number;
   evalRows: number;
+  /** Generation: the held-out prompts the model completed, what it wrote and whether its final number was right. */
+  samples?: GenerationSample[];
   devices: Array<{ id: string; cut: number; batches: number; reused: boolean; forwardMs?: number; bytes: number; error?: string }>;
   serverTrainMs: number;
   serverIdleMs: number;
@@ -106,9 +113,12 @@ export interface ManagerOptions {
 
 interface RunState {
   record: RunRecord;
-  model?: GPT2Model;
+  model?: Model;
+  tokenizer?: Tokenizer;
+  /** The model folder's tokenizer.json in storage, for devices (families whose tokenizer devices do not hold). */
+  tokenizerRef?: { sha256: string; bos?: number; eos: number } | null;
   trainer?: Trainer;
-  evalRows?: Example[];
+  evalRows?: Example[] | GenerationExample[];
   /** GraB: what training on each device did to the adapters in the last round. */
   updates: Map<string, Float32Array>;
   checkpoint?: CheckpointMeta;
@@ -122,7 +132,6 @@ interface RunState {
 export class RunManager {
   private readonly runs = new Map<string, RunState>();
   private readonly log: (m: string) => void;
-  private readonly tokenizer = new GPT2Tokenizer();
 
   constructor(private readonly opts: ManagerOptions) {
     this.log = opts.log ?? ((m) => console.log(`[server] ${m}`));
@@ -160,12 +169,21 @@ export class RunManager {
     const dirs = this.opts.dataDirs ?? [process.cwd()];
     await checkDataPath(spec.model, dirs, 'model');
     if (spec.task.eval) await checkDataPath(spec.task.eval.path, dirs, 'task.eval.path');
-    const model = asGpt2(await readModelFolder(spec.model), 'the training server');
+    const model = await readModelFolder(spec.model);
     const c = model.config;
-    if (spec.task.labels.length !== c.numLabels && model.params.has('score.weight')) {
+    const generation = spec.task.kind === 'generation';
+    if (!generation && spec.task.labels.length !== c.numLabels && model.params.has('score.weight')) {
       throw new Error(`the model's classification head has ${c.numLabels} labels, the task ${spec.task.labels.length}`);
     }
-    model.config = { ...c, numLabels: spec.task.labels.length };
+    if (!generation) model.config = { ...c, numLabels: spec.task.labels.length };
+    if (generation && c.modelType !== 'llama') throw new Error(`generation tasks run on Llama models; ${spec.model} is ${c.modelType}`);
+    // LoRA targets: the family's linears; PEFT's defaults for the family when not given.
+    const linears = blockLinears(c);
+    const targets = spec.lora.targets ?? (c.modelType === 'llama' ? ['self_attn.q_proj', 'self_attn.v_proj'] : ['attn.c_attn']);
+    const unknown = targets.find((t) => !linears.includes(t));
+    if (unknown) throw new Error(`lora.targets: '${unknown}' is not a ${c.modelType} block linear; use some of ${linears.join(', ')}`);
+    spec = { ...spec, lora: { ...spec.lora, targets } };
+    await readTokenizer(spec.model, c);
     const cuts: RunRecord['cuts'] = {};
     for (const d of spec.devices) {
       if (d.cut !== undefined) {
@@ -275,24 +293,27 @@ export class RunManager {
     return new DeviceClient(d.url, d.id, this.opts.roundSecret);
   }
 
-  private async prepare(s: RunState): Promise<{ model: GPT2Model; trainer: Trainer }> {
+  private async prepare(s: RunState): Promise<{ model: Model; trainer: Trainer; tokenizer: Tokenizer }> {
     const { record } = s;
+    const generation = record.spec.task.kind === 'generation';
     if (!s.model) {
-      s.model = asGpt2(await readModelFolder(record.spec.model), 'the training server');
-      s.model.config = { ...s.model.config, numLabels: record.spec.task.labels.length };
+      s.model = await readModelFolder(record.spec.model);
+      if (!generation) s.model.config = { ...s.model.config, numLabels: record.spec.task.labels.length };
     }
-    s.evalRows ??= await evaluationRows(record.spec);
+    s.tokenizer ??= await readTokenizer(record.spec.model, s.model.config);
+    s.evalRows ??= generation ? await generationEvalRows(record.spec) : await evaluationRows(record.spec);
     if (!s.trainer) {
       const { lora, optimizer, training } = record.spec;
       s.trainer = new Trainer(
         s.model,
         {
-          lora,
+          lora: { ...lora, targets: lora.targets! },
           optimizer: { weightDecay: optimizer.weightDecay, clipNorm: optimizer.clipNorm },
           schedule: { lr: optimizer.lr, warmupSteps: optimizer.warmupSteps, kind: optimizer.schedule, totalSteps: record.totalSteps },
           seed: training.seed,
         },
         record.deepestCut,
+        { task: generation ? 'causal-lm' : 'classification' },
       );
       const loaded = await loadCheckpoint(this.opts.store, record.id, s.trainer, this.log);
       if (loaded) {
@@ -301,11 +322,24 @@ export class RunManager {
         s.deviceStart = loaded.start;
       }
     }
-    return { model: s.model, trainer: s.trainer };
+    return { model: s.model, trainer: s.trainer, tokenizer: s.tokenizer };
+  }
+
+  /**
+   * The model folder's tokenizer.json in storage (content-addressed), for devices that do not hold the family's
+   * tokenizer; null for GPT-2, whose BPE devices hold.
+   */
+  private async tokenizerRef(s: RunState, model: Model): Promise<RunState['tokenizerRef']> {
+    if (s.tokenizerRef !== undefined) return s.tokenizerRef;
+    if (model.config.modelType !== 'llama') return (s.tokenizerRef = null);
+    const bytes = await readFile(join(s.record.spec.model, TOKENIZER_FILE));
+    const sha256 = await sha256Hex(bytes);
+    if (!(await this.opts.store.head(keys.tokenizer(sha256)))) await this.opts.store.put(keys.tokenizer(sha256), bytes, 'application/json');
+    return (s.tokenizerRef = { sha256, bos: model.config.bosTokenId, eos: model.config.eosTokenIds[0]! });
   }
 
   /** The device's model segment (and token table) in storage, exported once per cut and weight type. */
-  private async segment(s: RunState, model: GPT2Model, cut: number, weights: 'fp32' | 'int8') {
+  private async segment(s: RunState, model: Model, cut: number, weights: 'fp32' | 'int8') {
     const key = `${cut}:${weights}`;
     let seg = s.segments.get(key);
     if (!seg) {
@@ -327,8 +361,9 @@ export class RunManager {
     const started = performance.now();
     const progress: RoundProgress = { round, phase: 'planning', order: [], batchesTotal: 0, batchesTrained: 0, devices: {}, rejected: [] };
     s.progress = progress;
-    const { model, trainer } = await this.prepare(s);
+    const { model, trainer, tokenizer } = await this.prepare(s);
     const store = this.opts.store;
+    const tokenizerRef = (await this.tokenizerRef(s, model)) ?? undefined;
 
     // Plan, or read the plan of the round being resumed.
     let plan = await getJson<RoundPlan>(store, keys.plan(record.id, round));
@@ -339,7 +374,7 @@ export class RunManager {
           const seg = await this.segment(s, model, cut, d.profile.weights);
           const client = this.client(s, d.id);
           const [shards, policy] = await Promise.all([client.shards().catch((e: Error) => e), client.policy().catch((e: Error) => e)]);
-          return { id: d.id, cut, ...seg, shards, policy };
+          return { id: d.id, cut, ...seg, tokenizerSha256: tokenizerRef?.sha256, shards, policy };
         }),
       );
       plan = await planRound(store, record.id, spec, round, views, model.config.padTokenId, s.updates);
@@ -369,6 +404,8 @@ export class RunManager {
         deviceId: id,
         modelSha256: d.modelSha256,
         tokenTableSha256: d.tokenTableSha256,
+        tokenizer: tokenizerRef,
+        task: spec.task.kind,
         cut: d.cut,
         rows: d.rows,
         batchSize: spec.training.batchSize,
@@ -447,7 +484,17 @@ export class RunManager {
       try {
         for await (const batch of activationFeed(
           store,
-          { runId: record.id, deviceId: id, round: d.sourceRound, cut: d.cut, nEmbd: model.config.nEmbd, numLabels: spec.task.labels.length, batches: d.batches, maxBatchBytes: maxBatchBytes(spec.training.batchSize, spec.training.seqLen, model.config.nEmbd) },
+          {
+            runId: record.id,
+            deviceId: id,
+            round: d.sourceRound,
+            cut: d.cut,
+            nEmbd: model.config.nEmbd,
+            // Generation: a next-token id (or IGNORE_INDEX) per position; classification: a class per row.
+            labels: spec.task.kind === 'generation' ? { perToken: true, classes: model.config.vocabSize } : { perToken: false, classes: spec.task.labels.length },
+            batches: d.batches,
+            maxBatchBytes: maxBatchBytes(spec.training.batchSize, spec.training.seqLen, model.config.nEmbd),
+          },
           {
             prefetch: this.opts.prefetch,
             pollMs: this.opts.pollMs,
@@ -494,7 +541,7 @@ export class RunManager {
 
     // Outputs. Each write is idempotent, so a server killed here redoes them on resume without duplicates.
     progress.phase = 'evaluating';
-    const evaluation = this.evaluate(s, trainer);
+    const evaluation = this.evaluate(s, trainer, tokenizer);
     const files = adapterFiles(trainer.exportAdapter(), model.config, record.modelName);
     for (const [file, bytes] of Object.entries(files)) await store.put(keys.adapter(record.id, round, file), bytes);
     const metrics: RoundMetrics = {
@@ -505,6 +552,7 @@ export class RunManager {
       evalLoss: evaluation?.loss,
       evalAccuracy: evaluation?.accuracy,
       evalRows: s.evalRows?.length ?? 0,
+      samples: evaluation?.samples,
       devices: Object.entries(progress.devices).map(([id, p]) => ({ id, cut: p.cut, batches: p.trained, reused: p.reused, forwardMs: p.forwardMs, bytes: p.bytes, error: p.error })),
       serverTrainMs: Math.round(trainMs),
       serverIdleMs: Math.round(trainWall - trainMs),
@@ -519,17 +567,13 @@ export class RunManager {
     this.log(`run ${record.id} round ${round}: trained ${losses.length} batches, loss ${metrics.trainLoss.toFixed(4)}${evaluation ? `, eval accuracy ${(evaluation.accuracy * 100).toFixed(1)}%` : ''}`);
   }
 
-  private evaluate(s: RunState, trainer: Trainer) {
+  private evaluate(s: RunState, trainer: Trainer, tokenizer: Tokenizer) {
     const rows = s.evalRows ?? [];
     if (rows.length === 0) return undefined;
-    const { batchSize, seqLen } = s.record.spec.training;
-    const logits = new Float32Array(rows.length * trainer.net.config.numLabels);
-    for (let i = 0; i < rows.length; i += batchSize) {
-      const chunk = rows.slice(i, i + batchSize);
-      const enc = this.tokenizer.encodeBatch(chunk.map(textInput), { maxLength: seqLen, padTokenId: trainer.net.config.padTokenId });
-      logits.set(trainer.predictTokens(enc.ids, enc.attentionMask, enc.batch, enc.seq), i * trainer.net.config.numLabels);
-    }
-    return scoreLogits(logits, rows.map((r) => r.label), trainer.net.config.numLabels);
+    const { spec } = s.record;
+    const { batchSize, seqLen } = spec.training;
+    if (spec.task.kind === 'generation') return evaluateGeneration(trainer, tokenizer, rows as GenerationExample[], { batchSize, seqLen, ...spec.task.generate });
+    return evaluateClassification(trainer, tokenizer, rows as Example[], batchSize, seqLen);
   }
 }
 

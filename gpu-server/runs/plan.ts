@@ -40,6 +40,8 @@ export interface DeviceView {
   cut: number;
   modelSha256: string;
   tokenTableSha256?: string;
+  /** The tokenizer.json devices fetch (families whose tokenizer devices do not hold). */
+  tokenizerSha256?: string;
   /** The device's shard listing, or why it could not be had. */
   shards: ShardSummary[] | Error;
   /** What the device's owner allows, or why it could not be had. */
@@ -49,7 +51,8 @@ export interface DeviceView {
 export async function activationFingerprint(spec: RunSpec, d: DeviceView & { shards: ShardSummary[] }, padTokenId: number): Promise<string> {
   const shards = [...d.shards].sort((a, b) => a.name.localeCompare(b.name)).map((s) => [s.name, s.rows, s.etag]);
   const { batchSize, seqLen, dtype } = spec.training;
-  return sha256Hex(JSON.stringify({ shards, model: d.modelSha256, table: d.tokenTableSha256 ?? null, cut: d.cut, batchSize, seqLen, dtype, labels: spec.task.labels, padTokenId, tokenizer: 'r50k_base' }));
+  const tokenizer = d.tokenizerSha256 ?? 'r50k_base';
+  return sha256Hex(JSON.stringify({ shards, model: d.modelSha256, table: d.tokenTableSha256 ?? null, cut: d.cut, batchSize, seqLen, dtype, task: spec.task.kind, labels: spec.task.labels, padTokenId, tokenizer }));
 }
 
 export async function planRound(
@@ -78,15 +81,15 @@ export async function planRound(
       continue;
     }
     // The device would refuse it anyway; saying why here tells the operator what its owner must approve.
-    const refusal = segmentRefusal(v.policy, { sha256: v.modelSha256, cut: v.cut, tokenTable: v.tokenTableSha256 });
+    const refusal = segmentRefusal(v.policy, { sha256: v.modelSha256, cut: v.cut, tokenTable: v.tokenTableSha256, tokenizer: v.tokenizerSha256, task: spec.task.kind });
     if (refusal) {
       skipped[v.id] = `refused by its owner: ${refusal}`;
       continue;
     }
-    const usable = v.shards.filter((s) => s.labels.join('\n') === spec.task.labels.join('\n'));
+    const usable = v.shards.filter((s) => (s.task ?? 'classification') === spec.task.kind && s.labels.join('\n') === spec.task.labels.join('\n'));
     const rows = usable.reduce((a, s) => a + s.rows, 0);
     if (rows === 0) {
-      skipped[v.id] = `holds no shard with the task's labels ${JSON.stringify(spec.task.labels)}`;
+      skipped[v.id] = spec.task.kind === 'generation' ? 'holds no generation shard' : `holds no shard with the task's labels ${JSON.stringify(spec.task.labels)}`;
       continue;
     }
     const fingerprint = await activationFingerprint(spec, { ...v, shards: usable }, padTokenId);

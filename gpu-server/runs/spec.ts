@@ -1,6 +1,5 @@
 /** A training run as the operator describes it (POST /runs), checked field by field with defaults filled in. */
 import { checkId } from '../../core/storage/keys.ts';
-import { BLOCK_LINEARS, type BlockLinear } from '../../core/model/weights.ts';
 import type { OrderingSpec } from '../ordering/ordering.ts';
 
 /** What a device can afford: the planner gives it the deepest cut that fits (gpu-server/runs/cuts.ts). */
@@ -30,17 +29,29 @@ export interface EvalExample {
 }
 
 export interface RunSpec {
-  /** A GPT-2 folder in the Hugging Face layout, on the server. */
+  /** A model folder in the Hugging Face layout (GPT-2 or Llama), on the server. */
   model: string;
   task: {
+    /**
+     * classification: labelled text, a classification head on the last token. generation: prompts and completions
+     * (causal-LM loss on the completion), evaluated by generating.
+     */
+    kind: 'classification' | 'generation';
+    /** The label set (classification; empty for generation). */
     labels: string[];
-    /** Held-out data on the server: a GLUE TSV or JSON-lines file, or inline rows. */
+    /**
+     * Held-out data on the server: a GLUE TSV or JSON-lines file (generation: {prompt, completion} or GSM8K
+     * {question, answer} lines), or inline rows (classification).
+     */
     eval?: { path: string; format: 'tsv' | 'jsonl'; limit?: number };
     evalRows?: EvalExample[];
+    /** Generation's evaluation: greedy completions of the first `limit` held-out prompts, at most maxNewTokens each. */
+    generate: { maxNewTokens: number; limit: number };
   };
   devices: DeviceSpec[];
   ordering: OrderingSpec;
-  lora: { rank: number; alpha: number; dropout: number; targets: BlockLinear[] };
+  /** targets: block linears by module path; the family's default (GPT-2 attn.c_attn, Llama q_proj and v_proj) when not given. */
+  lora: { rank: number; alpha: number; dropout: number; targets?: string[] };
   optimizer: { lr: number; weightDecay: number; clipNorm: number; warmupSteps: number; schedule: 'constant' | 'linear' | 'cosine' };
   training: { batchSize: number; seqLen: number; dtype: 'fp32' | 'fp16'; seed: number; rounds: number };
 }
@@ -64,22 +75,32 @@ const positiveInt = (n: number) => Number.isSafeInteger(n) && n > 0;
 
 export function parseRunSpec(value: unknown): RunSpec {
   const r = object(value, 'run');
-  if (typeof r.model !== 'string' || !r.model) throw new SpecError("field 'model' must be the path of a GPT-2 folder on the server");
+  if (typeof r.model !== 'string' || !r.model) throw new SpecError("field 'model' must be the path of a model folder (GPT-2 or Llama) on the server");
   const task = object(r.task, 'task');
-  const labels = task.labels;
-  if (!Array.isArray(labels) || labels.length < 2 || !labels.every((l) => typeof l === 'string') || new Set(labels).size !== labels.length) {
+  const kind = task.kind ?? 'classification';
+  if (kind !== 'classification' && kind !== 'generation') throw new SpecError("field 'task.kind' must be classification or generation");
+  const labels = kind === 'generation' ? (task.labels ?? []) : task.labels;
+  if (kind === 'generation' && !(Array.isArray(labels) && labels.length === 0)) throw new SpecError("field 'task.labels' must be empty for a generation task");
+  if (kind === 'classification' && (!Array.isArray(labels) || labels.length < 2 || !labels.every((l) => typeof l === 'string') || new Set(labels).size !== labels.length)) {
     throw new SpecError("field 'task.labels' must list at least two distinct labels");
   }
+  if (kind === 'generation' && task.evalRows !== undefined) throw new SpecError("field 'task.evalRows' is for classification; a generation task's held-out rows come from task.eval (JSON lines)");
+  const gen = object(task.generate ?? {}, 'task.generate');
+  const generate = {
+    maxNewTokens: num(gen, 'maxNewTokens', 'task.generate', 96, positiveInt, 'a positive integer'),
+    limit: num(gen, 'limit', 'task.generate', 8, (n) => Number.isSafeInteger(n) && n >= 0, 'a non-negative integer'),
+  };
   let evalFile: RunSpec['task']['eval'];
   if (task.eval !== undefined) {
     const e = object(task.eval, 'task.eval');
     if (typeof e.path !== 'string') throw new SpecError("field 'task.eval.path' must be a file path");
     const format = e.format ?? (e.path.endsWith('.tsv') ? 'tsv' : 'jsonl');
     if (format !== 'tsv' && format !== 'jsonl') throw new SpecError("field 'task.eval.format' must be tsv or jsonl");
+    if (kind === 'generation' && format !== 'jsonl') throw new SpecError("field 'task.eval.format' must be jsonl for a generation task");
     evalFile = { path: e.path, format, limit: e.limit === undefined ? undefined : num(e, 'limit', 'task.eval', undefined, positiveInt, 'a positive integer') };
   }
   const evalRows = task.evalRows as EvalExample[] | undefined;
-  if (evalRows !== undefined && (!Array.isArray(evalRows) || !evalRows.every((x) => typeof x?.text === 'string' && labels.includes(String(x.label))))) {
+  if (evalRows !== undefined && (!Array.isArray(evalRows) || !evalRows.every((x) => typeof x?.text === 'string' && (labels as string[]).includes(String(x.label))))) {
     throw new SpecError("field 'task.evalRows' must be rows of {text, text_pair?, label} with labels from task.labels");
   }
   if (!Array.isArray(r.devices) || r.devices.length === 0) throw new SpecError("field 'devices' must list at least one device");
@@ -123,9 +144,10 @@ export function parseRunSpec(value: unknown): RunSpec {
   if (ord.kind === 'fixed' && !Array.isArray(ord.order)) throw new SpecError("field 'ordering.order' is required for a fixed ordering");
 
   const lora = object(r.lora ?? {}, 'lora');
-  const targets = (lora.targets ?? ['attn.c_attn']) as BlockLinear[];
-  if (!Array.isArray(targets) || targets.length === 0 || !targets.every((t) => BLOCK_LINEARS.includes(t))) {
-    throw new SpecError(`field 'lora.targets' must list some of ${BLOCK_LINEARS.join(', ')}`);
+  const targets = lora.targets as string[] | undefined;
+  // Checked against the model's own linears when the run is created (the family is the model folder's).
+  if (targets !== undefined && (!Array.isArray(targets) || targets.length === 0 || !targets.every((t) => typeof t === 'string'))) {
+    throw new SpecError("field 'lora.targets' must list block linears by module path (e.g. attn.c_attn, self_attn.q_proj)");
   }
   const opt = object(r.optimizer ?? {}, 'optimizer');
   const schedule = opt.schedule ?? 'linear';
@@ -136,7 +158,7 @@ export function parseRunSpec(value: unknown): RunSpec {
   const rank = num(lora, 'rank', 'lora', 8, positiveInt, 'a positive integer');
   return {
     model: r.model,
-    task: { labels: labels as string[], eval: evalFile, evalRows },
+    task: { kind, labels: labels as string[], eval: evalFile, evalRows, generate },
     devices,
     ordering: ord as OrderingSpec,
     lora: {

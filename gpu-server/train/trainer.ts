@@ -172,6 +172,12 @@ export class Trainer {
     });
   }
 
+  /** The mean loss of token ids through the whole model (held-out completions): labels as in a causal-lm batch. */
+  tokenLoss(ids: Int32Array, attentionMask: Int32Array, labels: Int32Array, rows: number, seqLen: number): number {
+    const hidden = tf.tidy(() => this.net.hidden(tf.tensor2d(ids, [rows, seqLen], 'int32'), tf.tensor2d(attentionMask, [rows, seqLen], 'int32'), this.deepestCut).dataSync() as Float32Array);
+    return this.evalLoss({ cut: this.deepestCut, rows, seqLen, hidden, mask: attentionMask, labels });
+  }
+
   /** Continues a prompt (token ids) with the adapters applied: the base model plus what training learnt. */
   generate(prompt: readonly number[], options: Omit<GenerateOptions, 'adapters'>): number[] {
     if (!('generate' in this.net)) throw new Error(`generation runs on Llama models; this is ${this.net.config.modelType}`);

@@ -1,11 +1,14 @@
 /**
  * npm start — the whole system locally, on embedded defaults: an S3 server and three device workers under workerd
- * (with different capacity profiles, so different cuts), a tiny GPT-2 made on the fly, a dataset (a GLUE folder given
- * with --data, else a small generated task), the training server, and a few rounds driven over its HTTP API.
+ * (with different capacity profiles, so different cuts), a tiny model made on the fly, a dataset, the training
+ * server, and a few rounds driven over its HTTP API. Classification (default): a tiny GPT-2 on a GLUE folder given
+ * with --data, else a small generated task. --task gsm8k: a tiny Llama-3-shaped model fine-tuned on a GSM8K sample as a
+ * causal LM, evaluated by generating answers.
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { parseShard, textInput, type Example } from '../core/data/shard.ts';
+import type { GenerationExample } from '../core/data/generation.ts';
 import { syntheticSentiment } from '../core/data/synthetic.ts';
 import { gpt2Config } from '../core/model/config.ts';
 import { initModel } from '../core/model/init.ts';
@@ -14,6 +17,8 @@ import { DEFAULT_MIN_CUT } from '../core/wire/policy.ts';
 import { ServerClient, type RunView } from '../gpu-server/api/client.ts';
 import { asGpt2 } from '../core/model/family.ts';
 import { readModelFolder, writeModelFolder } from '../gpu-server/model/folder.ts';
+import { sha256Hex } from '../core/auth/signing.ts';
+import { GSM8K_DEFAULT, GSM8K_HEADER, GSM8K_PROFILES, gsm8kData, gsm8kRunTask, printSamples, writeTinyLlama } from './start-gsm8k.ts';
 import type { RoundMetrics } from '../gpu-server/runs/manager.ts';
 import { startServer } from '../gpu-server/server.ts';
 import { LOCAL_DIR } from '../infra/local/paths.ts';
@@ -24,10 +29,13 @@ import { cliArgs, int, run } from './cli.ts';
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 process.env.WRANGLER_LOG ??= 'warn';
 
-const USAGE = `usage: npm start -- [--data GLUE_TASK_DIR] [--model GPT2_DIR] [--rounds N] [--rows-per-device N] [--eval-rows N] [--ordering random-reshuffle|shuffle-once|grab]
---data reads train.tsv and dev.tsv of a GLUE task folder (e.g. ../shared/datasets/glue/SST-2); without it a small generated task is used.
---model uses a GPT-2 folder in the Hugging Face layout (e.g. gpt2 downloaded from the Hub) instead of a tiny random one.`;
+const USAGE = `usage: npm start -- [--task classification|gsm8k] [--data PATH] [--model DIR] [--rounds N] [--rows-per-device N] [--eval-rows N] [--ordering random-reshuffle|shuffle-once|grab]
+--data: classification reads train.tsv and dev.tsv of a GLUE task folder (e.g. ../shared/datasets/glue/SST-2), without it a
+  small generated task is used; gsm8k reads GSM8K JSON lines (default ../shared/datasets/gsm8k/train.jsonl).
+--model uses a model folder in the Hugging Face layout (GPT-2 for classification, Llama for gsm8k, e.g. downloaded from the
+  Hub) instead of a tiny random one.`;
 const args = cliArgs(USAGE, {
+  task: { type: 'string', default: 'classification' },
   data: { type: 'string' },
   model: { type: 'string' },
   rounds: { type: 'string' },
@@ -48,9 +56,7 @@ const PROFILES = [
   { memoryMB: 256, gflops: 5, maxBatchSeconds: 1 },
 ];
 
-async function loadData(): Promise<{ train: Example[]; evaluation: Example[]; labels: string[]; source: string }> {
-  const perDevice = int('rows-per-device', args['rows-per-device'], 200);
-  const evalRows = int('eval-rows', args['eval-rows'], 200);
+async function loadData(perDevice: number, evalRows: number): Promise<{ train: Example[]; evaluation: Example[]; labels: string[]; source: string }> {
   const labels = ['0', '1'];
   if (!args.data) {
     const rows = syntheticSentiment(perDevice * DEVICES + evalRows, 7).map((r) => ({ text: r.text, label: Number(r.label) }));
@@ -87,65 +93,83 @@ run(async () => {
   try {
     for (const d of stack.devices) console.log(`      ${d.id}: ${d.url.href}`);
 
+    const gsm8k = args.task === 'gsm8k';
+    if (!gsm8k && args.task !== 'classification') throw new Error(`--task '${args.task}' is not classification or gsm8k`);
     let modelDir = args.model;
     if (modelDir) {
       step(2, `model: ${modelDir}`);
+    } else if (gsm8k) {
+      step(2, "model: a tiny Llama (4 blocks, hidden 64, 4 heads on 2 key/value heads, Llama 3's 128,256-token vocabulary and tokenizer), random weights");
+      modelDir = join(DIR, 'tiny-llama');
+      await writeTinyLlama(modelDir);
     } else {
       step(2, 'model: a tiny GPT-2 (5 blocks, n_embd 64) in the Hugging Face layout, random weights');
       modelDir = join(DIR, 'tiny-gpt2');
       await writeModelFolder(modelDir, initModel(gpt2Config({ nLayer: 5, nEmbd: 64, nHead: 4, nPositions: 64 }), { seed: 0 }));
     }
-    const model = asGpt2(await readModelFolder(modelDir), 'npm start');
+    const model = await readModelFolder(modelDir);
     const config = model.config;
     // A model whose fp32 token table alone would crowd a Worker's memory runs int8 prefixes on the devices.
-    const weights = config.vocabSize * config.nEmbd * 4 > 32 * 2 ** 20 ? ('int8' as const) : ('fp32' as const);
+    const weights = config.vocabSize * config.nEmbd * 4 > 16 * 2 ** 20 ? ('int8' as const) : ('fp32' as const);
     // Each owner decides what runs on their text: here they approve the segments of cuts 2 and deeper (2 is every
-    // device's default minimum), each exported from the same base model, so they know exactly which graphs run.
+    // device's default minimum), each exported from the same base model, so they know exactly which graphs run. For
+    // GSM8K they also approve the tokenizer and that completions' token ids go to the server.
     const cuts = Array.from({ length: config.nLayer - DEFAULT_MIN_CUT }, (_, i) => DEFAULT_MIN_CUT + i);
-    await stack.approveSegments(model, basename(modelDir), cuts, weights);
-    console.log(`      each device's owner approved the segments of cuts ${DEFAULT_MIN_CUT}..${config.nLayer - 1} (by SHA-256; no device runs below cut ${DEFAULT_MIN_CUT})`);
+    const tokenizer = gsm8k ? { tokenizer: await sha256Hex(await readFile(join(modelDir, 'tokenizer.json'))), generation: true } : undefined;
+    await stack.approveSegments(model, basename(modelDir), cuts, weights, tokenizer);
+    console.log(`      each device's owner approved the segments of cuts ${DEFAULT_MIN_CUT}..${config.nLayer - 1} (by SHA-256; no device runs below cut ${DEFAULT_MIN_CUT})${gsm8k ? ', the tokenizer, and sending completions as token ids' : ''}`);
 
-    const data = await loadData();
-    step(3, `data: ${data.source}; ${data.train.length} training rows split over the devices as their owners' private shards, ${data.evaluation.length} held out`);
+    const perDevice = int('rows-per-device', args['rows-per-device'], gsm8k ? 24 : 200);
+    const evalCount = int('eval-rows', args['eval-rows'], gsm8k ? 16 : 200);
+    const evalFile = join(DIR, 'gsm8k-heldout.jsonl');
+    const data = gsm8k ? { ...(await gsm8kData(args.data ?? GSM8K_DEFAULT, perDevice * DEVICES, evalCount, evalFile)), evaluation: [] as Example[], labels: [] as string[] } : await loadData(perDevice, evalCount);
+    step(3, `data: ${data.source}; ${data.train.length} training rows split over the devices as their owners' private shards${gsm8k ? '' : `, ${data.evaluation.length} held out`}`);
     for (const [i, d] of stack.devices.entries()) {
-      const shard = data.train.filter((_, r) => r % DEVICES === i).map((r) => ({ text: r.text, text_pair: r.textPair, label: data.labels[r.label] }));
-      await d.uploadShard('private', shard, data.labels);
-      console.log(`      ${d.id}: ${shard.length} rows`);
+      const mine = data.train.filter((_, r) => r % DEVICES === i);
+      if (gsm8k) await d.uploadShard('private', mine as GenerationExample[], 'generation');
+      else await d.uploadShard('private', (mine as Example[]).map((r) => ({ text: r.text, text_pair: r.textPair, label: data.labels[r.label] })), data.labels);
+      console.log(`      ${d.id}: ${mine.length} rows`);
     }
 
     step(4, 'training server: TensorFlow.js, HTTP API on 127.0.0.1');
     const operatorToken = crypto.randomUUID();
-    server = await startServer({ host: '127.0.0.1', port: 0, operatorToken, roundSecret: stack.roundSecret, s3: stack.s3.config, backend: 'auto', log: () => {} });
+    server = await startServer({ host: '127.0.0.1', port: 0, operatorToken, roundSecret: stack.roundSecret, s3: stack.s3.config, backend: 'auto', log: process.env.SPLITFROZEN_DEBUG ? (m) => console.error(m) : () => {} });
     console.log(`      TensorFlow.js backend: ${server.backend}`);
     const client = new ServerClient(server.url, operatorToken);
 
-    step(5, `run: LoRA r=8 on c_attn, ${args.ordering} client order, ${rounds} rounds`);
+    const profiles = gsm8k ? GSM8K_PROFILES : PROFILES;
+    step(5, gsm8k ? `run: causal-LM LoRA r=8 on q/k/v/o_proj, loss on the answers only, ${args.ordering} client order, ${rounds} rounds` : `run: LoRA r=8 on c_attn, ${args.ordering} client order, ${rounds} rounds`);
     const record = await client.createRun({
       model: modelDir,
-      task: { labels: data.labels, evalRows: data.evaluation.map((r) => ({ text: r.text, text_pair: r.textPair, label: data.labels[r.label] })) },
-      devices: stack.devices.map((d, i) => ({ id: d.id, url: d.url.href, profile: { ...PROFILES[i], weights } })),
+      task: gsm8k ? gsm8kRunTask(evalFile) : { labels: data.labels, evalRows: data.evaluation.map((r) => ({ text: r.text, text_pair: r.textPair, label: data.labels[r.label] })) },
+      devices: stack.devices.map((d, i) => ({ id: d.id, url: d.url.href, profile: { ...profiles[i], weights } })),
       ordering: { kind: args.ordering },
-      lora: { rank: 8, alpha: 16, dropout: 0.05, targets: ['attn.c_attn'] },
-      optimizer: { lr: 0.01, warmupSteps: 5, schedule: 'linear' },
-      training: { batchSize: 16, seqLen: 48, dtype: 'fp32', seed: 0, rounds },
+      lora: gsm8k ? { rank: 8, alpha: 16, dropout: 0.05, targets: ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj'] } : { rank: 8, alpha: 16, dropout: 0.05, targets: ['attn.c_attn'] },
+      optimizer: { lr: gsm8k ? 0.003 : 0.01, warmupSteps: 5, schedule: 'linear' },
+      training: { batchSize: gsm8k ? 8 : 16, seqLen: gsm8k ? 192 : 48, dtype: 'fp32', seed: 0, rounds },
     });
-    // What each cut gives away: the server's held-out rows as the attacker's text, a sample of the device's shard as
-    // the victim (npm start plays every owner, so it can score the attack on their text).
-    const texts = (rows: Example[]) => rows.map(textInput);
-    console.log('\n| device | profile | cut | est. memory | est. batch time | tokens a curious server recovers at this cut |\n|---|---|---|---|---|---|');
+    console.log('\n| device | profile | cut | est. memory | est. batch time |' + (gsm8k ? '' : ' tokens a curious server recovers at this cut |') + `\n|---|---|---|---|---|${gsm8k ? '' : '---|'}`);
     for (const [i, d] of stack.devices.entries()) {
       const c = record.cuts[d.id];
-      const sample = data.train.filter((_, r) => r % DEVICES === i).slice(0, 50);
-      const [privacy] = await inversionReport(model, [c.cut], texts(data.evaluation), texts(sample), { seqLen: 48 });
-      console.log(`| ${d.id} | ${PROFILES[i].gflops} GFLOP/s, ${PROFILES[i].maxBatchSeconds} s/batch, ${PROFILES[i].memoryMB} MB | ${c.cut} | ${c.memoryMB} MB | ${c.batchSeconds} s | ${percent(privacy.recovery)} (guessing: ${percent(privacy.majority)}) |`);
+      let privacy = '';
+      if (!gsm8k) {
+        // What each cut gives away: the server's held-out rows as the attacker's text, a sample of the device's shard
+        // as the victim (npm start plays every owner, so it can score the attack on their text).
+        const texts = (rows: Example[]) => rows.map(textInput);
+        const sample = (data.train as Example[]).filter((_, r) => r % DEVICES === i).slice(0, 50);
+        const [report] = await inversionReport(asGpt2(model, 'the privacy report'), [c.cut], texts(data.evaluation), texts(sample), { seqLen: 48 });
+        privacy = ` ${percent(report.recovery)} (guessing: ${percent(report.majority)}) |`;
+      }
+      console.log(`| ${d.id} | ${profiles[i].gflops} GFLOP/s, ${profiles[i].maxBatchSeconds} s/batch, ${profiles[i].memoryMB} MB | ${c.cut} | ${c.memoryMB} MB | ${c.batchSeconds} s |${privacy}`);
     }
-    console.log('(nearest-neighbour inversion, npm run privacy; with random weights the hidden states stay close to the token embeddings at every cut)');
+    if (!gsm8k) console.log('(nearest-neighbour inversion, npm run privacy; with random weights the hidden states stay close to the token embeddings at every cut)');
+    else console.log('(a generation batch carries each completion\'s token ids to the server with the activations: what the loss needs, and what the owners approved)');
     console.log(`adapters train on blocks ${record.deepestCut}..${config.nLayer - 1}; devices with shallower cuts are completed forward-only on the server\n`);
 
     const tty = process.stderr.isTTY;
     let lastLine = '';
     let view: RunView | undefined;
-    console.log('| round | client order | train loss | eval loss | eval accuracy | device forward (s) | server train (s) | server idle (s) | MB moved | devices reused | wall (s) |');
+    console.log(gsm8k ? GSM8K_HEADER : '| round | client order | train loss | eval loss | eval accuracy | device forward (s) | server train (s) | server idle (s) | MB moved | devices reused | wall (s) |');
     console.log('|---|---|---|---|---|---|---|---|---|---|---|');
     for (let r = 0; r < rounds; r++) {
       await client.trigger(record.id);
@@ -166,7 +190,13 @@ run(async () => {
     await mkdir(out, { recursive: true });
     for (const file of [ADAPTER_CONFIG, ADAPTER_WEIGHTS]) await writeFile(join(out, file), await client.adapterFile(record.id, 'latest', file));
     const last = view!.metrics.at(-1)!;
-    console.log(`      eval accuracy after ${rounds} rounds: ${((last.evalAccuracy ?? 0) * 100).toFixed(1)}% on ${last.evalRows} held-out rows (chance: ${(100 / data.labels.length).toFixed(0)}%)`);
+    if (gsm8k) {
+      printSamples(last);
+      console.log(`      exact match after ${rounds} rounds: ${((last.evalAccuracy ?? 0) * 100).toFixed(1)}% of ${last.samples?.length ?? 0} generated answers; held-out loss ${last.evalLoss?.toFixed(3)} on ${last.evalRows} problems`);
+      console.log('      (a tiny random model cannot solve GSM8K: what this shows is the machinery, loss falling and answers generated)');
+    } else {
+      console.log(`      eval accuracy after ${rounds} rounds: ${((last.evalAccuracy ?? 0) * 100).toFixed(1)}% on ${last.evalRows} held-out rows (chance: ${(100 / data.labels.length).toFixed(0)}%)`);
+    }
     console.log(`      PEFT adapter (round ${last.round}): ${out}/{${ADAPTER_CONFIG},${ADAPTER_WEIGHTS}}`);
     console.log(`      in storage: s3://${stack.s3.config.bucket}/runs/${record.id}/adapters/${last.round}/ (data kept under ${join(DIR, 'stack', 's3')})`);
     console.log(`      against a running server: SPLITFROZEN_URL=<server> SPLITFROZEN_TOKEN=<token> npm run cli -- pull --run ${record.id} --out ./adapter`);

@@ -38,8 +38,13 @@ describe('generation rows', () => {
     const row1 = Array.from(b.labels.subarray(b.seq));
     expect(row1.filter((l) => l !== IGNORE_INDEX)).toEqual([...tok.encode(' there'), 128001]);
     expect(Array.from(b.attentionMask.subarray(b.seq)).filter(Boolean)).toHaveLength(1 + tok.encode('Hi').length + tok.encode(' there').length + 1);
-    const short = encodeGenerationBatch(new GPT2Tokenizer(), [{ prompt: 'a b', completion: ' c d e f g' }], 4);
+    const gpt2 = new GPT2Tokenizer();
+    const short = encodeGenerationBatch(gpt2, [{ prompt: 'a b', completion: ' c d e f g' }], 4);
     expect(short.truncated).toEqual([true]);
-    expect(() => encodeGenerationBatch(new GPT2Tokenizer(), [{ prompt: 'one two three four', completion: ' x' }], 4)).toThrow(/leaves no room for its completion within 4/);
+    expect(Array.from(short.ids)).toEqual(gpt2.encode('a b c d'));
+    // A long prompt keeps its last tokens, at most half the row, so the completion is still learnt.
+    const long = encodeGenerationBatch(gpt2, [{ prompt: 'one two three four five six', completion: ' seven eight' }], 6);
+    expect(Array.from(long.ids)).toEqual(gpt2.encode(' four five six seven eight<|endoftext|>').slice(0, 5).concat(50256));
+    expect(Array.from(long.labels).filter((l) => l !== IGNORE_INDEX)).toEqual([...gpt2.encode(' seven eight'), 50256]);
   });
 });

@@ -72,16 +72,21 @@ export interface EncodedGenerationBatch {
 }
 
 /**
- * Rows as `<start> prompt completion <end>`, right-padded to the longest row; a row longer than maxLength keeps
- * its start and loses the end of its completion (and says so).
+ * Rows as `<start> prompt completion <end>`, right-padded to the longest row. A row longer than maxLength keeps at
+ * most half of it for the prompt (its last tokens, after the start token) and loses the end of its completion; it
+ * says so in `truncated`.
  */
 export function encodeGenerationBatch(tokenizer: Tokenizer, rows: readonly GenerationExample[], maxLength: number, padTokenId = tokenizer.special.pad): EncodedGenerationBatch {
   const bos = tokenizer.special.bos === undefined ? [] : [tokenizer.special.bos];
+  if (!Number.isInteger(maxLength) || maxLength < bos.length + 2) throw new RangeError(`maxLength ${maxLength} is too small: a row needs its start, a prompt token and a completion token`);
   const encoded = rows.map((r) => {
-    const prompt = [...bos, ...tokenizer.encode(r.prompt)];
-    const full = [...prompt, ...tokenizer.encode(r.completion), tokenizer.special.eos];
-    if (prompt.length >= maxLength) throw new RangeError(`a prompt of ${prompt.length} tokens leaves no room for its completion within ${maxLength}: raise the sequence length or shorten the prompt`);
-    return { ids: full.slice(0, maxLength), promptLength: prompt.length, truncated: full.length > maxLength };
+    let prompt = tokenizer.encode(r.prompt);
+    const completion = [...tokenizer.encode(r.completion), tokenizer.special.eos];
+    const truncated = bos.length + prompt.length + completion.length > maxLength;
+    const promptRoom = Math.max(1, Math.floor(maxLength / 2) - bos.length);
+    if (truncated && prompt.length > promptRoom) prompt = prompt.slice(prompt.length - promptRoom);
+    const ids = [...bos, ...prompt, ...completion].slice(0, maxLength);
+    return { ids, promptLength: bos.length + prompt.length, truncated };
   });
   const seq = Math.max(...encoded.map((e) => e.ids.length));
   const ids = new Int32Array(rows.length * seq).fill(padTokenId);

@@ -1,4 +1,5 @@
 /** The operator's client for the server's HTTP API: used by the CLI, `npm start` and the tests. */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { RoundMetrics, RoundProgress, RunRecord } from '../runs/manager.ts';
 import type { RoundPlan } from '../runs/plan.ts';
 
@@ -25,13 +26,20 @@ export class ServerClient {
   ) {}
 
   private async call(method: string, path: string, body?: unknown): Promise<Response> {
-    const res = await fetch(new URL(path, this.url), {
-      method,
-      headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    }).catch((e: Error) => {
-      throw new ApiError(0, `cannot reach the server at ${this.url} (${e.message}): is it running? (npm run server, or SPLITFROZEN_URL)`);
-    });
+    const send = () =>
+      fetch(new URL(path, this.url), {
+        method,
+        headers: { authorization: `Bearer ${this.token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    // A GET is retried once after a network error: a server busy in a training step for longer than its keep-alive
+    // timeout closes an idle connection just as the next poll reuses it (ECONNRESET).
+    const res = await send()
+      .catch((e: Error) => (method === 'GET' ? sleep(200).then(send) : Promise.reject(e)))
+      .catch((e: Error) => {
+        const cause = e.cause instanceof Error ? `: ${e.cause.message}` : '';
+        throw new ApiError(0, `cannot reach the server at ${this.url} (${e.message}${cause}): is it running? (npm run server, or SPLITFROZEN_URL)`);
+      });
     if (!res.ok) {
       const detail = await res.json().then((j: { error?: string }) => j.error, () => res.statusText);
       throw new ApiError(res.status, `${method} ${path}: HTTP ${res.status}: ${detail}`);
@@ -81,7 +89,7 @@ export class ServerClient {
       const run = await this.run(id);
       onProgress?.(run);
       if (!run.running) return run;
-      await new Promise((r) => setTimeout(r, intervalMs));
+      await sleep(intervalMs);
     }
   }
 }

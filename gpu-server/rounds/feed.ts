@@ -32,7 +32,8 @@ export interface FeedSource {
 
 /** The largest activation object of a batch: fp32 hidden states, int32 masks and labels, and a generous header. */
 export function maxBatchBytes(batchSize: number, seqLen: number, nEmbd: number): number {
-  return batchSize * seqLen * (nEmbd * 4 + 4) + batchSize * 4 + 64 * 1024;
+  // Per position: the hidden state, the mask and (generation) a label.
+  return batchSize * seqLen * (nEmbd * 4 + 8) + batchSize * 4 + 64 * 1024;
 }
 
 export interface VerifiedBatch extends ActivationBatch {

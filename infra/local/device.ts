@@ -5,7 +5,7 @@
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { deviceSecret } from '../../core/auth/signing.ts';
-import type { GPT2Model } from '../../core/model/weights.ts';
+import type { Model } from '../../core/model/family.ts';
 import type { PrefixWeights } from '../../core/onnx/prefix.ts';
 import { deviceSegment } from '../../core/onnx/segment.ts';
 import type { SegmentApproval } from '../../core/wire/policy.ts';
@@ -31,9 +31,12 @@ export interface RunningDevice {
   /** Approves a model segment as this device's owner (PUT /approvals/{sha256}). */
   approve(approval: SegmentApproval): Promise<void>;
   /** Approves the segment the server exports for `cut` of `model`, exported here as its owner would. */
-  approveSegment(model: GPT2Model, modelName: string, cut: number, weights: PrefixWeights): Promise<SegmentApproval>;
-  /** Uploads JSON-lines rows as this device's owner; throws with the worker's message unless it is stored. */
-  uploadShard(name: string, rows: readonly object[], labels?: readonly string[]): Promise<void>;
+  approveSegment(model: Model, modelName: string, cut: number, weights: PrefixWeights, also?: Partial<Pick<SegmentApproval, 'tokenizer' | 'generation'>>): Promise<SegmentApproval>;
+  /**
+   * Uploads JSON-lines rows as this device's owner: a classification shard with its label set, or a generation
+   * shard ('generation'); throws with the worker's message unless it is stored.
+   */
+  uploadShard(name: string, rows: readonly object[], labels?: readonly string[] | 'generation'): Promise<void>;
   /** Stops the worker and starts it again on the same port with the same state, as a device that died would. */
   restart(): Promise<void>;
   stop(): Promise<void>;
@@ -85,14 +88,14 @@ export async function startDevice(options: DeviceOptions): Promise<RunningDevice
     url,
     ownerToken: options.ownerToken,
     approve,
-    approveSegment: async (model, modelName, cut, weights) => {
+    approveSegment: async (model, modelName, cut, weights, also = {}) => {
       const segment = await deviceSegment(model, cut, weights);
-      const approval = { sha256: segment.sha256, model: modelName, cut, tokenTable: segment.tokenTable?.sha256 };
+      const approval = { sha256: segment.sha256, model: modelName, cut, tokenTable: segment.tokenTable?.sha256, ...also };
       await approve(approval);
       return approval;
     },
     uploadShard: async (name, rows, labels) => {
-      const query = `format=jsonl${labels ? `&labels=${labels.map(encodeURIComponent).join(',')}` : ''}`;
+      const query = labels === 'generation' ? 'task=generation' : `format=jsonl${labels ? `&labels=${labels.map(encodeURIComponent).join(',')}` : ''}`;
       const body = rows.map((r) => JSON.stringify(r)).join('\n');
       const res = await fetch(new URL(`/shards/${encodeURIComponent(name)}?${query}`, url), { method: 'PUT', headers: { authorization: `Bearer ${options.ownerToken}` }, body });
       if (res.status !== 201) throw new Error(`uploading shard '${name}' to ${options.id}: HTTP ${res.status} ${await res.text()}`);

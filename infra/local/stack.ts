@@ -4,7 +4,7 @@
  * `stop()` ends every part; nothing keeps running.
  */
 import { join, resolve } from 'node:path';
-import type { GPT2Model } from '../../core/model/weights.ts';
+import type { Model } from '../../core/model/family.ts';
 import type { PrefixWeights } from '../../core/onnx/prefix.ts';
 import { startDevice, type DeviceOptions, type RunningDevice } from './device.ts';
 import { startFaultProxy, type FaultProxy } from './fault-proxy.ts';
@@ -30,7 +30,7 @@ export interface RunningStack {
   devices: RunningDevice[];
   roundSecret: string;
   /** Every device's owner approves the segments of these cuts of `model` (RunningDevice.approveSegment). */
-  approveSegments(model: GPT2Model, modelName: string, cuts: number[], weights?: PrefixWeights): Promise<void>;
+  approveSegments(model: Model, modelName: string, cuts: number[], weights?: PrefixWeights, also?: Parameters<RunningDevice['approveSegment']>[4]): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -60,8 +60,8 @@ export async function startStack({ dir = '.local/stack', devices: count, roundSe
       started.push(device);
       devices.push(device);
     }
-    const approveSegments: RunningStack['approveSegments'] = async (model, modelName, cuts, weights = 'fp32') => {
-      for (const d of devices) for (const cut of cuts) await d.approveSegment(model, modelName, cut, weights);
+    const approveSegments: RunningStack['approveSegments'] = async (model, modelName, cuts, weights = 'fp32', also) => {
+      for (const d of devices) for (const cut of cuts) await d.approveSegment(model, modelName, cut, weights, also);
     };
     const storage = proxy ? { ...s3.config, endpoint: proxy.url } : s3.config;
     return { s3, storage, proxy, devices, roundSecret, approveSegments, stop };

@@ -1,0 +1,52 @@
+/**
+ * npm start -- --task gsm8k: what differs from the classification run. A tiny Llama-3-shaped model (Llama 3's
+ * vocabulary and tokenizer, llama3 rope scaling, grouped-query attention) made on the fly, GSM8K problems as the
+ * devices' generation shards, and a run whose evaluation generates answers and scores their final number.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { parseGenerationShard, type GenerationExample } from '../core/data/generation.ts';
+import { llamaConfig } from '../core/model/llama/config.ts';
+import { initLlama } from '../core/model/llama/init.ts';
+import { writeModelFolder } from '../gpu-server/model/folder.ts';
+import type { RoundMetrics } from '../gpu-server/runs/manager.ts';
+
+export const GSM8K_DEFAULT = fileURLToPath(new URL('../../shared/datasets/gsm8k/train.jsonl', import.meta.url));
+
+/** A slow, a middling and a fast device for a sequence of 192 tokens: cuts 2, 3 and 3 of the tiny Llama. */
+export const GSM8K_PROFILES = [
+  { memoryMB: 128, gflops: 0.45, maxBatchSeconds: 1 },
+  { memoryMB: 128, gflops: 0.65, maxBatchSeconds: 1 },
+  { memoryMB: 256, gflops: 5, maxBatchSeconds: 1 },
+];
+
+export async function writeTinyLlama(dir: string): Promise<void> {
+  const config = llamaConfig({ nLayer: 4, nEmbd: 64, nHead: 4, nKvHead: 2, headDim: 16, nInner: 172, nPositions: 256 });
+  await writeModelFolder(dir, initLlama(config, { seed: 0 }));
+}
+
+/** GSM8K problems: the first rows for the devices' shards, the next ones held out (written where the server reads them). */
+export async function gsm8kData(path: string, trainRows: number, evalRows: number, evalFile: string): Promise<{ train: GenerationExample[]; source: string }> {
+  const text = await readFile(path, 'utf8').catch((e: NodeJS.ErrnoException) => {
+    throw new Error(`${path}: ${e.code === 'ENOENT' ? 'not found; give GSM8K JSON lines with --data (see ../shared/datasets/README.md)' : e.message}`);
+  });
+  const lines = text.split('\n');
+  const rows = parseGenerationShard(lines.slice(0, trainRows + evalRows), { maxBytes: 2 ** 31, maxRows: 10_000_000, maxFieldChars: 100_000 });
+  if (rows.length < trainRows + evalRows) throw new Error(`${path}: ${rows.length} problems, ${trainRows + evalRows} needed`);
+  const held = lines.slice(trainRows, trainRows + evalRows);
+  await writeFile(evalFile, held.join('\n') + '\n');
+  return { train: rows.slice(0, trainRows), source: `${path} (first ${trainRows} problems for the devices, the next ${evalRows} held out)` };
+}
+
+export function gsm8kRunTask(evalFile: string) {
+  return { kind: 'generation', eval: { path: evalFile, format: 'jsonl' }, generate: { maxNewTokens: 48, limit: 4 } };
+}
+
+export const GSM8K_HEADER = '| round | client order | train loss | held-out loss | exact match | device forward (s) | server train (s) | server idle (s) | MB moved | devices reused | wall (s) |';
+
+/** The last round's generations: prompt, what the model wrote, the final number it gave and the right one. */
+export function printSamples(m: RoundMetrics): void {
+  console.log('\n| prompt (start) | generated (start) | final number | expected |\n|---|---|---|---|');
+  const cell = (t: string) => JSON.stringify(t.replace(/\s+/g, ' ').slice(0, 60)).slice(1, -1).replace(/\|/g, '\\|');
+  for (const s of m.samples ?? []) console.log(`| ${cell(s.prompt.replace(/^Question: /, ''))} | ${cell(s.generated)} | ${s.predicted ?? '-'} | ${s.expected ?? '-'} |`);
+}

@@ -8,7 +8,7 @@ import type { Model } from '../core/model/family.ts';
 import { initModel } from '../core/model/init.ts';
 import { llamaConfig, LLAMA_SIZES } from '../core/model/llama/config.ts';
 import { initLlama } from '../core/model/llama/init.ts';
-import { writeModelFolder } from '../gpu-server/model/folder.ts';
+import { writeLlama3Tokenizer, writeModelFolder } from '../gpu-server/model/folder.ts';
 import { cliArgs, fail, int, run } from './cli.ts';
 
 const USAGE = `usage: npm run make-model -- --out DIR [--arch gpt2|llama] [--size NAME]
@@ -86,5 +86,6 @@ run(async () => {
   const dtype = (args.dtype ?? (arch === 'llama' && args.size ? 'bf16' : 'f32')).toUpperCase();
   if (dtype !== 'F32' && dtype !== 'BF16') fail(`--dtype '${args.dtype}' is not one of f32, bf16`);
   await writeModelFolder(args.out, model, { dtype });
+  if (arch === 'llama') await writeLlama3Tokenizer(args.out);
   console.log(JSON.stringify({ wrote: args.out, arch, seed: int('seed', args.seed, 0), config: model.config }));
 });

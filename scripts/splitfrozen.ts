@@ -5,12 +5,13 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { deviceSecret } from '../core/auth/signing.ts';
+import { deviceSecret, sha256Hex } from '../core/auth/signing.ts';
 import { deviceSegment } from '../core/onnx/segment.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, mergeAdapter, parseAdapter } from '../core/peft/adapter.ts';
 import { ServerClient } from '../gpu-server/api/client.ts';
-import { asGpt2 } from '../core/model/family.ts';
-import { readModelFolder, writeModelFolder } from '../gpu-server/model/folder.ts';
+import type { Model } from '../core/model/family.ts';
+import { TOKENIZER_FILE } from '../core/tokenizer/hf.ts';
+import { copyTokenizer, readModelFolder, writeModelFolder } from '../gpu-server/model/folder.ts';
 import { fail, run } from './cli.ts';
 
 const USAGE = `usage: npm run cli -- COMMAND [options]
@@ -55,10 +56,12 @@ run(async () => {
     const cut = Number(a.cut);
     if (!a.model || !Number.isSafeInteger(cut) || cut < 1) fail(`segment needs --model DIR and --cut K (an integer >= 1)\n\n${USAGE}`);
     if (a.weights !== 'fp32' && a.weights !== 'int8') fail(`--weights is '${a.weights}': use fp32 or int8`);
-    const model = asGpt2(await readModelFolder(a.model!), 'this command');
+    const model = await readModelFolder(a.model!);
     if (cut >= model.config.nLayer) fail(`--cut ${cut}: the model has ${model.config.nLayer} blocks`);
     const segment = await deviceSegment(model, cut, a.weights);
-    return console.log(JSON.stringify({ sha256: segment.sha256, model: basename(a.model!), cut, tokenTable: segment.tokenTable?.sha256 }, null, 2));
+    // A Llama segment runs with the folder's tokenizer.json, which the owner approves with it.
+    const tokenizer = model.config.modelType === 'llama' ? await sha256Hex(await readFile(join(a.model!, TOKENIZER_FILE))) : undefined;
+    return console.log(JSON.stringify({ sha256: segment.sha256, model: basename(a.model!), cut, tokenTable: segment.tokenTable?.sha256, tokenizer }, null, 2));
   }
   const token = process.env.SPLITFROZEN_TOKEN;
   if (!token) fail('SPLITFROZEN_TOKEN is not set: it is the operator token the server was started with (SPLITFROZEN_OPERATOR_TOKEN)');
@@ -109,11 +112,15 @@ run(async () => {
       console.log(`wrote ${join(a.out, ADAPTER_CONFIG)} and ${join(a.out, ADAPTER_WEIGHTS)}`);
       if (a.merged) {
         if (!a.model) fail('--merged needs --model DIR: the base model the run was trained from');
-        const base = asGpt2(await readModelFolder(a.model), 'this command');
-        const config = { ...base.config, numLabels: (await client.run(runId())).spec.task.labels.length };
-        const merged = mergeAdapter({ config, params: base.params }, parseAdapter(files, config, a.out));
+        const base = await readModelFolder(a.model);
+        const { task } = (await client.run(runId())).spec;
+        // A classification run trained a head for its labels; a generation run keeps the LM head.
+        const model = (task.kind === 'generation' ? base : { ...base, config: { ...base.config, numLabels: task.labels.length } }) as Model;
+        const merged = mergeAdapter(model, parseAdapter(files, model.config, a.out));
         await writeModelFolder(join(a.out, 'merged'), merged);
-        console.log(`wrote merged weights to ${join(a.out, 'merged')} (config.json + model.safetensors, a plain GPT-2 for sequence classification)`);
+        await copyTokenizer(a.model, join(a.out, 'merged'));
+        const kind = merged.config.modelType === 'llama' ? 'a plain LlamaForCausalLM' : 'a plain GPT-2 for sequence classification';
+        console.log(`wrote merged weights to ${join(a.out, 'merged')} (config.json + model.safetensors, ${kind})`);
       }
       return;
     }

@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { parseGenerationShard, type GenerationExample } from '../core/data/generation.ts';
 import { llamaConfig } from '../core/model/llama/config.ts';
 import { initLlama } from '../core/model/llama/init.ts';
-import { writeModelFolder } from '../gpu-server/model/folder.ts';
+import { writeLlama3Tokenizer, writeModelFolder } from '../gpu-server/model/folder.ts';
 import type { RoundMetrics } from '../gpu-server/runs/manager.ts';
 
 export const GSM8K_DEFAULT = fileURLToPath(new URL('../../shared/datasets/gsm8k/train.jsonl', import.meta.url));
@@ -23,6 +23,7 @@ export const GSM8K_PROFILES = [
 export async function writeTinyLlama(dir: string): Promise<void> {
   const config = llamaConfig({ nLayer: 4, nEmbd: 64, nHead: 4, nKvHead: 2, headDim: 16, nInner: 172, nPositions: 256 });
   await writeModelFolder(dir, initLlama(config, { seed: 0 }));
+  await writeLlama3Tokenizer(dir);
 }
 
 /** GSM8K problems: the first rows for the devices' shards, the next ones held out (written where the server reads them). */

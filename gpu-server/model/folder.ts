@@ -45,13 +45,22 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array | string):
   await rename(tmp, path);
 }
 
-/** Writes the model's files; a Llama folder also gets Llama 3's tokenizer.json and tokenizer_config.json. */
 export async function writeModelFolder(dir: string, model: Model, options?: Parameters<typeof modelFiles>[1]): Promise<void> {
   await mkdir(dir, { recursive: true });
   for (const [file, bytes] of modelFiles(model, options)) await writeFileAtomic(join(dir, file), bytes);
-  if (model.config.modelType === 'llama') {
-    const { json, config } = llama3TokenizerFiles();
-    await writeFileAtomic(join(dir, TOKENIZER_FILE), JSON.stringify(json));
-    await writeFileAtomic(join(dir, TOKENIZER_CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
+}
+
+/** Llama 3's tokenizer.json and tokenizer_config.json, for a generated Llama folder. */
+export async function writeLlama3Tokenizer(dir: string): Promise<void> {
+  const { json, config } = llama3TokenizerFiles();
+  await writeFileAtomic(join(dir, TOKENIZER_FILE), JSON.stringify(json));
+  await writeFileAtomic(join(dir, TOKENIZER_CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
+}
+
+/** A folder's tokenizer files copied to another (the merged weights of a model keep its tokenizer); none is fine. */
+export async function copyTokenizer(from: string, to: string): Promise<void> {
+  for (const file of [TOKENIZER_FILE, TOKENIZER_CONFIG_FILE]) {
+    const bytes = await readFile(join(from, file)).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
+    if (bytes) await writeFileAtomic(join(to, file), bytes);
   }
 }

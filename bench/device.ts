@@ -1,11 +1,13 @@
 /**
  * npm run bench:device — throughput and memory of the device prefix (embeddings + blocks [0, 2) of GPT-2 small's
  * shape, random weights) at batch 8 x 128 on onnxruntime-web (WASM, 1 thread, the runtime of the device worker) and
- * onnxruntime-node (the reference in the same process: ratio = web / node). Prints JSON on stdout, progress on stderr.
+ * onnxruntime-node (the reference in the same process: ratio = web / node); and, under `llama`, Llama-3.2-1B at cut 1
+ * in int8: the memory a Worker would be charged at several batch shapes, and tokens/s at the largest that fits.
+ * Prints JSON on stdout, progress on stderr.
  */
 import { printReport } from './report.ts';
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -14,8 +16,12 @@ import * as ortWeb from 'onnxruntime-web';
 import { gpt2Config } from '../core/model/config.ts';
 import { initModel } from '../core/model/init.ts';
 import { flopsPerToken } from '../core/flops/flops.ts';
-import { lookupTokens, tokenTable, tokenTableTensors } from '../core/onnx/embedding.ts';
-import { exportPrefix, PREFIX_OUTPUT, type PrefixOptions } from '../core/onnx/prefix.ts';
+import { lookupTokens, tokenTable, tokenTableFromTensors, tokenTableTensors } from '../core/onnx/embedding.ts';
+import { exportPrefix, exportPrefixExternal, PREFIX_OUTPUT, type PrefixOptions } from '../core/onnx/prefix.ts';
+import { llamaConfig } from '../core/model/llama/config.ts';
+import { llamaParamShapes } from '../core/model/llama/weights.ts';
+import { Random } from '../core/random.ts';
+import { parseSafetensors } from '../core/tensors/safetensors.ts';
 import { serializeSafetensors } from '../core/tensors/safetensors.ts';
 
 const B = 8;
@@ -99,7 +105,8 @@ for (const { name, options } of variants) {
 // Memory in a fresh process per case, so that one case's high-water mark does not leak into the next.
 const exec = promisify(execFile);
 async function memory(args: string[]) {
-  const { stdout } = await exec(process.execPath, ['--expose-gc', '--import', 'tsx', new URL('prefix-memory.ts', import.meta.url).pathname, '--batch', String(B), '--seq', String(T), ...args]);
+  const shape = args.includes('--batch') ? [] : ['--batch', String(B), '--seq', String(T)];
+  const { stdout } = await exec(process.execPath, ['--expose-gc', '--import', 'tsx', new URL('prefix-memory.ts', import.meta.url).pathname, ...shape, ...args], { maxBuffer: 2 ** 20 });
   return JSON.parse(stdout);
 }
 const int8Graph = results[1].file;
@@ -115,6 +122,8 @@ for (const c of cases) {
   const m = await memory(c.args);
   memoryResults.push({ case: c.case, ...m, fitsWorker128MB: m.afterRun.totalMB < WORKER_LIMIT_MB });
 }
+log('llama: Llama-3.2-1B at cut 1, int8, token table outside the graph');
+const llama = await llamaCut1();
 await rm(dir, { recursive: true, force: true });
 
 printReport('device prefix', {
@@ -123,4 +132,70 @@ printReport('device prefix', {
   throughput: results.map(({ file: _file, ...r }) => r),
   memory: memoryResults,
   memoryNote: 'totalMB = WebAssembly memory + JS heap + ArrayBuffers of the isolate after one batch: what a Worker is charged against its 128 MB',
+  llama,
 });
+
+/**
+ * Llama-3.2-1B's first block (cut 1) as a device would run it: int8 weights as ONNX external data (the session gets
+ * them beside a few-KB graph; the JS copy is then dropped), the token table outside the graph and streamed once, only
+ * the batch's rows kept. Random weights of the published shapes: only the embedding table and block 0 are made.
+ */
+async function llamaCut1() {
+  const c = llamaConfig({ nLayer: 1 });
+  const rng = new Random(0);
+  const params = new Map<string, Float32Array>();
+  for (const [name, shape] of llamaParamShapes(c)) {
+    if (name === 'score.weight') continue;
+    const p = new Float32Array(shape.reduce((a, b) => a * b, 1));
+    params.set(name, shape.length === 2 ? rng.fillNormal(p, 0.02) : p.fill(1));
+  }
+  const model = { config: c, params };
+  const options = { cut: 1, weights: 'int8', tokenEmbedding: 'input' } as const;
+  const external = exportPrefixExternal(model, options);
+  const onnxFile = join(dir, 'llama.onnx');
+  await writeFile(onnxFile, external.onnx);
+  await writeFile(`${onnxFile}.data`, external.data);
+  const inGraphFile = join(dir, 'llama-in-graph.onnx');
+  await writeFile(inGraphFile, exportPrefix(model, options));
+  const tableFile = join(dir, 'llama-table.safetensors');
+  await writeFile(tableFile, serializeSafetensors(tokenTableTensors(tokenTable(model, 'int8'))));
+  params.clear();
+  const cases = [];
+  for (const [b, t] of [[1, 128], [2, 128], [1, 256], [4, 128]]) {
+    log(`llama memory: batch ${b} x ${t}, weights as external data`);
+    const m = await memory(['--onnx', onnxFile, '--data', `${onnxFile}.data`, '--location', external.location, '--table', tableFile, '--rows-only', '--batch', String(b), '--seq', String(t)]);
+    cases.push({ weights: 'external data', batch: b, seq: t, ...m, fitsWorker128MB: m.afterRun.totalMB < WORKER_LIMIT_MB });
+  }
+  log('llama memory: batch 1 x 128, weights inside the .onnx');
+  const inGraph = await memory(['--onnx', inGraphFile, '--table', tableFile, '--rows-only', '--batch', '1', '--seq', '128']);
+  cases.push({ weights: 'inside the .onnx', batch: 1, seq: 128, ...inGraph, fitsWorker128MB: inGraph.afterRun.totalMB < WORKER_LIMIT_MB });
+  // Throughput at the largest batch that fits, in this process (onnxruntime-web, 1 thread, as in the Worker).
+  const fits = cases.filter((x) => x.weights === 'external data' && x.fitsWorker128MB).sort((x, y) => y.batch * y.seq - x.batch * x.seq)[0];
+  let tokensPerSecond: number | undefined;
+  if (fits) {
+    const session = await ortWeb.InferenceSession.create(external.onnx, { externalData: [{ path: external.location, data: external.data }] });
+    const table = tokenTableFromTensors(parseSafetensors(await readFile(tableFile)).tensors);
+    const n = fits.batch * fits.seq;
+    const feeds = {
+      inputs_embeds: new ortWeb.Tensor('float32', lookupTokens(table, Array.from({ length: n }, (_, i) => (i * 7919) % c.vocabSize)), [fits.batch, fits.seq, c.nEmbd]),
+      attention_mask: new ortWeb.Tensor('int64', new BigInt64Array(n).fill(1n), [fits.batch, fits.seq]),
+    };
+    const times: number[] = [];
+    for (let i = 0; i <= 3; i++) {
+      const start = performance.now();
+      await session.run(feeds);
+      if (i > 0) times.push(performance.now() - start);
+    }
+    tokensPerSecond = Math.round(n / (median(times) / 1000));
+    await session.release();
+  }
+  return {
+    shape: { model: 'Llama-3.2-1B (random weights, published shapes)', cut: 1, weights: 'int8 (DynamicQuantizeMatMul), token table outside the graph', graphKB: round(external.onnx.byteLength / 1024), externalDataMB: round(external.data.byteLength / 2 ** 20) },
+    deviceBatch: fits ? { batch: fits.batch, seq: fits.seq } : undefined,
+    tokensPerSecond,
+    totalMB: fits?.afterRun.totalMB,
+    fitsWorker128MB: Boolean(fits),
+    memory: cases,
+    why: 'the weights inside the .onnx sit in the WebAssembly heap twice (protobuf and tensors); as external data, once. Memory grows with batch x sequence (activations and the attention scores).',
+  };
+}

@@ -3,6 +3,8 @@
  * prints JSON with what a Cloudflare Worker would be charged for: WebAssembly linear memory plus this isolate's JS
  * heap and ArrayBuffers (STACK-NOTES: the Worker limit counts these, not Node's own RSS).
  * usage: node --expose-gc --import tsx bench/prefix-memory.ts --onnx F.onnx --batch B --seq T [--table F.safetensors [--rows-only]]
+ *        [--data F.onnx.data]   (the weights as ONNX external data: the session gets them beside the graph, then the
+ *                                JS copy is dropped, as a device would)
  */
 import { createReadStream } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
@@ -30,7 +32,7 @@ const { lookupTokens, streamTokenRows, tokenTableFromTensors } = await import('.
 const { parseSafetensors } = await import('../core/tensors/safetensors.ts');
 
 const { values: args } = parseArgs({
-  options: { onnx: { type: 'string' }, table: { type: 'string' }, 'rows-only': { type: 'boolean' }, batch: { type: 'string' }, seq: { type: 'string' } },
+  options: { onnx: { type: 'string' }, data: { type: 'string' }, location: { type: 'string', default: 'prefix.onnx.data' }, table: { type: 'string' }, 'rows-only': { type: 'boolean' }, batch: { type: 'string' }, seq: { type: 'string' } },
 });
 const [B, T] = [Number(args.batch), Number(args.seq)];
 const MB = (n: number) => Math.round((n / 2 ** 20) * 10) / 10;
@@ -42,7 +44,7 @@ const charged = () => {
 };
 
 ort.env.wasm.numThreads = 1;
-const session = await ort.InferenceSession.create(await readFile(args.onnx!));
+const session = await ort.InferenceSession.create(await readFile(args.onnx!), args.data ? { externalData: [{ path: args.location!, data: await readFile(args.data) }] } : {});
 const ids = BigInt64Array.from({ length: B * T }, (_, i) => BigInt((i * 7919) % 50000));
 let table;
 if (args.table && args['rows-only']) {

@@ -7,7 +7,8 @@
  * GPU anchor (torch_server_step.py, PyTorch + PEFT at the same batch; bench/gpu.sh runs it). --small: a 6-block
  * n_embd-256 model and no reference, for a quick look. --profile adds where one step's time goes on each backend, by
  * kernel. Each backend's loss and gradients on one step of a tiny model are compared with the cpu backend's.
- * --backends: which to try (default: all but cpu, which takes minutes per step). JSON on stdout.
+ * --backends: which to try (default: all but cpu, which takes minutes per step). Under `llama`: the causal-LM step at
+ * Llama-3.2-1B's width beside the PyTorch CPU anchor torch_cpu_llama_step.py. JSON on stdout.
  */
 import { printReport } from './report.ts';
 import { execFile } from 'node:child_process';
@@ -16,6 +17,8 @@ import { promisify } from 'node:util';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { gpt2Config } from '../core/model/config.ts';
+import { llamaConfig } from '../core/model/llama/config.ts';
+import { llamaParamShapes } from '../core/model/llama/weights.ts';
 import { initModel } from '../core/model/init.ts';
 import { Random } from '../core/random.ts';
 import { BACKENDS, initBackend, type BackendName } from '../gpu-server/tf/backend.ts';
@@ -40,6 +43,7 @@ const B = int('batch', args.batch, 8);
 const T = 128;
 const CUT = 2;
 const STEPS = int('steps', args.steps, 2);
+const LLAMA_BLOCKS = 2;
 const config = args.small ? gpt2Config({ nLayer: 6, nEmbd: 256, nHead: 8, nPositions: T }) : gpt2Config({ nPositions: T });
 log(`model: ${config.nLayer} blocks, n_embd ${config.nEmbd}; server blocks [${CUT}, ${config.nLayer}), batch ${B} x ${T}`);
 const model = initModel(config, { seed: 0 });
@@ -114,6 +118,7 @@ if (!args.small) {
   }
 }
 const refTps = Number((reference as { fp32?: { tokens_per_s?: number } }).fp32?.tokens_per_s);
+const llama = args.small ? { skipped: 'not with --small' } : await llamaStep();
 printReport('server training step', {
   shape: { nLayer: config.nLayer, nEmbd: config.nEmbd, nHead: config.nHead, cut: CUT, lora: 'r=8, alpha 16 on c_attn', head: '2 classes', batch: B, seq: T },
   backends: results,
@@ -122,4 +127,61 @@ printReport('server training step', {
   ratioToTorch: Number.isFinite(refTps)
     ? Object.fromEntries(Object.entries(results).flatMap(([k, v]) => ('tokensPerSecond' in v ? [[k, Number((v.tokensPerSecond / refTps).toFixed(3))]] : [])))
     : 'no reference run',
+  llama,
 });
+
+/**
+ * The server's causal-LM step at Llama-3.2-1B's width (d 2048, GQA 32/8, SwiGLU 8192, tied LM head over 128,256
+ * tokens), LoRA r=16 on q_proj and v_proj, loss on every token, batch 2 x 128: the shape of the PyTorch anchor
+ * torch_cpu_llama_step.py, run beside it. Two server blocks: the WASM backend's 4 GB must hold the LM head twice
+ * (as [V, d] and [d, V], 1 GB each: both MatMuls plain) and each block's weights twice; more blocks do not fit.
+ */
+async function llamaStep() {
+  const [blocks, b, t] = [LLAMA_BLOCKS, 2, 128];
+  const c = llamaConfig({ nLayer: blocks });
+  const backend = (args.backends!.split(',') as BackendName[]).find((x) => results[x] && !('skipped' in results[x]!));
+  if (!backend) return { skipped: 'no backend initialised' };
+  await initBackend(backend);
+  log(`llama: Llama-3.2-1B width, ${blocks} server blocks, batch ${b} x ${t}, on ${backend}`);
+  const r = new Random(2);
+  const params = new Map<string, Float32Array>();
+  for (const [name, shape] of llamaParamShapes(c)) {
+    if (name === 'score.weight') continue;
+    const p = new Float32Array(shape.reduce((x, y) => x * y, 1));
+    params.set(name, shape.length === 2 ? r.fillNormal(p, 0.02) : p.fill(1));
+  }
+  let ours: Record<string, unknown>;
+  try {
+    const trainer = new Trainer({ config: c, params }, { lora: { rank: 16, alpha: 32, dropout: 0, targets: ['self_attn.q_proj', 'self_attn.v_proj'] }, optimizer: {}, schedule: { lr: 2e-4, warmupSteps: 0, kind: 'constant' }, seed: 0 }, 0, { task: 'causal-lm' });
+    params.clear();
+    const step: TrainBatch = { cut: 0, rows: b, seqLen: t, hidden: Float32Array.from({ length: b * t * c.nEmbd }, () => r.normal()), mask: new Int32Array(b * t).fill(1), labels: Int32Array.from({ length: b * t }, (_, i) => (i * 7919) % c.vocabSize) };
+    await trainer.step(step).result();
+    const started = performance.now();
+    await trainer.step(step).result();
+    const ms = performance.now() - started;
+    trainer.dispose();
+    tf.disposeVariables();
+    ours = { backend, tokensPerSecond: Number(((b * t) / (ms / 1000)).toFixed(1)), msPerStep: Math.round(ms) };
+  } catch (e) {
+    ours = { backend, failed: (e as Error).message.split('\n')[0] };
+  }
+  let torch: Record<string, unknown>;
+  try {
+    const env = { ...process.env };
+    delete env.OPENBLAS_CORETYPE;
+    delete env.OPENBLAS_L2_SIZE;
+    const { stdout } = await promisify(execFile)('/usr/bin/python3', [join(args.anchors!, 'torch_cpu_llama_step.py'), String(cpus().length), String(blocks), String(b), String(t)], { env, timeout: 900_000 });
+    torch = JSON.parse(stdout.trim().split('\n').at(-1)!);
+  } catch (e) {
+    const why = String((e as { stderr?: string }).stderr || (e as Error).message);
+    torch = { skipped: /No module named 'torch'|ENOENT/.test(why) ? 'needs Debian python3-torch: apt-get install -y python3-torch libopenblas0-pthread' : why.trim().split('\n').at(-1) };
+  }
+  const torchTps = Number((torch as { tokens_per_s?: number }).tokens_per_s ?? (torch as { fp32?: { tokens_per_s?: number } }).fp32?.tokens_per_s);
+  return {
+    shape: { width: 'Llama-3.2-1B (d 2048, 32/8 heads, SwiGLU 8192, vocab 128256, tied head)', serverBlocks: blocks, lora: 'r=16, alpha 32 on q_proj, v_proj', loss: 'every token', batch: b, seq: t },
+    blocksNote: `${blocks} of Llama-3.2-1B's 16 blocks: what the WASM backend's 4 GB holds beside the LM head (held as [V, d] and [d, V])`,
+    ours,
+    torchCpu: torch,
+    ratioToTorch: Number.isFinite(torchTps) && 'tokensPerSecond' in ours ? Number(((ours.tokensPerSecond as number) / torchTps).toFixed(3)) : 'no reference run',
+  };
+}

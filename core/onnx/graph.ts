@@ -94,13 +94,37 @@ export class GraphBuilder {
   }
 
   /** Encodes the model. `outputs` renames the final values to the graph's output names. */
-  build(options: {
-    name: string;
-    inputs: ValueInfo[];
-    outputs: Array<ValueInfo & { from: string }>;
-    opset: number;
-    metadata: Record<string, string>;
-  }): Uint8Array {
+  build(options: BuildOptions): Uint8Array {
+    return onnx.ModelProto.encode(this.model(options)).finish();
+  }
+
+  /**
+   * Encodes the model with its initializers as ONNX external data: the graph (a few KB) and one data file, named
+   * `location` inside the graph, which a session is given beside it (onnxruntime's `externalData` option). The
+   * runtime then holds the weights once, not once in the protobuf and once as tensors.
+   */
+  buildExternal(options: BuildOptions, location: string): { onnx: Uint8Array; data: Uint8Array } {
+    const model = this.model(options);
+    // Constants (axes, shapes, scalars) stay inline: shape inference reads them before any external data is loaded.
+    const weights = model.graph!.initializer!.filter((t) => t.rawData!.byteLength >= EXTERNAL_MIN_BYTES);
+    const data = new Uint8Array(weights.reduce((a, t) => a + align(t.rawData!.byteLength), 0));
+    let offset = 0;
+    for (const t of weights) {
+      const raw = t.rawData!;
+      data.set(raw, offset);
+      t.rawData = undefined;
+      t.dataLocation = onnx.TensorProto.DataLocation.EXTERNAL;
+      t.externalData = [
+        { key: 'location', value: location },
+        { key: 'offset', value: String(offset) },
+        { key: 'length', value: String(raw.byteLength) },
+      ];
+      offset += align(raw.byteLength);
+    }
+    return { onnx: onnx.ModelProto.encode(model).finish(), data };
+  }
+
+  private model(options: BuildOptions): onnxProto.onnx.ModelProto {
     for (const out of options.outputs) this.nodes.push({ opType: 'Identity', input: [out.from], output: [out.name], name: `output_${out.name}` });
     const model = onnx.ModelProto.create({
       irVersion: 8,
@@ -116,6 +140,19 @@ export class GraphBuilder {
         output: options.outputs.map(valueInfo),
       },
     });
-    return onnx.ModelProto.encode(model).finish();
+    return model;
   }
 }
+
+interface BuildOptions {
+  name: string;
+  inputs: ValueInfo[];
+  outputs: Array<ValueInfo & { from: string }>;
+  opset: number;
+  metadata: Record<string, string>;
+}
+
+const EXTERNAL_MIN_BYTES = 1024;
+
+/** Tensors start on 64-byte boundaries in an external data file. */
+const align = (n: number) => Math.ceil(n / 64) * 64;

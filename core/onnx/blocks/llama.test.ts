@@ -6,7 +6,7 @@ import { initLlama } from '../../model/llama/init.ts';
 import { llamaReferenceHidden } from '../../model/llama/reference.ts';
 import { batch, leftPadded, maxAbsDiff, type Batch } from '../../../tests/fixtures.ts';
 import { lookupTokens, tokenTable } from '../embedding.ts';
-import { exportPrefix, PREFIX_OUTPUT, type PrefixOptions } from '../prefix.ts';
+import { exportPrefix, exportPrefixExternal, PREFIX_OUTPUT, type PrefixOptions } from '../prefix.ts';
 
 ortWeb.env.wasm.numThreads = 1;
 const RUNTIMES = [['onnxruntime-node', ortNode], ['onnxruntime-web (wasm, 1 thread)', ortWeb]] as const;
@@ -22,8 +22,13 @@ for (const [name, p] of model.params) if (/(q_proj|k_proj|embed_tokens)/.test(na
 const right = batch([7, 12, 1], 12, 'right', 7, config.vocabSize);
 const BATCHES: Batch[] = [right, leftPadded(right), batch([16, 3, 9], 16, 'right', 12, config.vocabSize)];
 
-async function run(ort: typeof ortNode | typeof ortWeb, options: PrefixOptions, b: Batch): Promise<Float32Array> {
-  const session = await ort.InferenceSession.create(exportPrefix(model, options));
+async function run(ort: typeof ortNode | typeof ortWeb, options: PrefixOptions, b: Batch, external = false): Promise<Float32Array> {
+  let session;
+  if (external) {
+    const { onnx, data, location } = exportPrefixExternal(model, options);
+    expect(onnx.byteLength).toBeLessThan(64 * 1024); // the graph alone; the weights are in `data`
+    session = await ort.InferenceSession.create(onnx, { externalData: [{ path: location, data }] });
+  } else session = await ort.InferenceSession.create(exportPrefix(model, options));
   const ids = BigInt64Array.from(b.ids, BigInt);
   const feeds: Record<string, unknown> = { attention_mask: new ort.Tensor('int64', BigInt64Array.from(b.mask, BigInt), [b.B, b.T]) };
   if (options.tokenEmbedding === 'input') feeds.inputs_embeds = new ort.Tensor('float32', lookupTokens(tokenTable(model, options.weights ?? 'fp32'), ids), [b.B, b.T, config.nEmbd]);
@@ -45,6 +50,11 @@ describe.each(RUNTIMES)('Llama device prefix on %s', (_, ort) => {
     for (const b of BATCHES) {
       expect(maxAbsDiff(await run(ort, { cut }, b), llamaReferenceHidden(model, b.ids, b.mask, b.B, b.T, cut))).toBeLessThan(1e-5);
     }
+  });
+
+  it('with its weights as ONNX external data, gives exactly what the self-contained graph gives', async () => {
+    const options: PrefixOptions = { cut: 3, weights: 'int8', tokenEmbedding: 'input' };
+    expect(await run(ort, options, BATCHES[0]!, true)).toEqual(await run(ort, options, BATCHES[0]!));
   });
 
   it('int8 weights with the token table outside the graph stay within 1% of the reference', async () => {

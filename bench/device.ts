@@ -19,8 +19,7 @@ import { flopsPerToken } from '../core/flops/flops.ts';
 import { lookupTokens, tokenTable, tokenTableFromTensors, tokenTableTensors } from '../core/onnx/embedding.ts';
 import { exportPrefix, exportPrefixExternal, PREFIX_OUTPUT, type PrefixOptions } from '../core/onnx/prefix.ts';
 import { llamaConfig } from '../core/model/llama/config.ts';
-import { llamaParamShapes } from '../core/model/llama/weights.ts';
-import { Random } from '../core/random.ts';
+import { initLlama } from '../core/model/llama/init.ts';
 import { parseSafetensors } from '../core/tensors/safetensors.ts';
 import { serializeSafetensors } from '../core/tensors/safetensors.ts';
 
@@ -142,14 +141,7 @@ printReport('device prefix', {
  */
 async function llamaCut1() {
   const c = llamaConfig({ nLayer: 1 });
-  const rng = new Random(0);
-  const params = new Map<string, Float32Array>();
-  for (const [name, shape] of llamaParamShapes(c)) {
-    if (name === 'score.weight') continue;
-    const p = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    params.set(name, shape.length === 2 ? rng.fillNormal(p, 0.02) : p.fill(1));
-  }
-  const model = { config: c, params };
+  const model = initLlama(c, { seed: 0 });
   const options = { cut: 1, weights: 'int8', tokenEmbedding: 'input' } as const;
   const external = exportPrefixExternal(model, options);
   const onnxFile = join(dir, 'llama.onnx');
@@ -159,7 +151,7 @@ async function llamaCut1() {
   await writeFile(inGraphFile, exportPrefix(model, options));
   const tableFile = join(dir, 'llama-table.safetensors');
   await writeFile(tableFile, serializeSafetensors(tokenTableTensors(tokenTable(model, 'int8'))));
-  params.clear();
+  model.params.clear();
   const cases = [];
   for (const [b, t] of [[1, 128], [2, 128], [1, 256], [4, 128]]) {
     log(`llama memory: batch ${b} x ${t}, weights as external data`);

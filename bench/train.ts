@@ -18,7 +18,7 @@ import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { gpt2Config } from '../core/model/config.ts';
 import { llamaConfig } from '../core/model/llama/config.ts';
-import { llamaParamShapes } from '../core/model/llama/weights.ts';
+import { initLlama } from '../core/model/llama/init.ts';
 import { initModel } from '../core/model/init.ts';
 import { Random } from '../core/random.ts';
 import { BACKENDS, initBackend, type BackendName } from '../gpu-server/tf/backend.ts';
@@ -143,17 +143,11 @@ async function llamaStep() {
   if (!backend) return { skipped: 'no backend initialised' };
   await initBackend(backend);
   log(`llama: Llama-3.2-1B width, ${blocks} server blocks, batch ${b} x ${t}, on ${backend}`);
+  const model = initLlama(c, { seed: 2 });
   const r = new Random(2);
-  const params = new Map<string, Float32Array>();
-  for (const [name, shape] of llamaParamShapes(c)) {
-    if (name === 'score.weight') continue;
-    const p = new Float32Array(shape.reduce((x, y) => x * y, 1));
-    params.set(name, shape.length === 2 ? r.fillNormal(p, 0.02) : p.fill(1));
-  }
   let ours: Record<string, unknown>;
   try {
-    const trainer = new Trainer({ config: c, params }, { lora: { rank: 16, alpha: 32, dropout: 0, targets: ['self_attn.q_proj', 'self_attn.v_proj'] }, optimizer: {}, schedule: { lr: 2e-4, warmupSteps: 0, kind: 'constant' }, seed: 0 }, 0, { task: 'causal-lm' });
-    params.clear();
+    const trainer = new Trainer(model, { lora: { rank: 16, alpha: 32, dropout: 0, targets: ['self_attn.q_proj', 'self_attn.v_proj'] }, optimizer: {}, schedule: { lr: 2e-4, warmupSteps: 0, kind: 'constant' }, seed: 0 }, 0, { task: 'causal-lm' });
     const step: TrainBatch = { cut: 0, rows: b, seqLen: t, hidden: Float32Array.from({ length: b * t * c.nEmbd }, () => r.normal()), mask: new Int32Array(b * t).fill(1), labels: Int32Array.from({ length: b * t }, (_, i) => (i * 7919) % c.vocabSize) };
     await trainer.step(step).result();
     const started = performance.now();

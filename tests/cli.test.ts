@@ -10,6 +10,8 @@ import { deviceSegment } from '../core/onnx/segment.ts';
 import { asGpt2 } from '../core/model/family.ts';
 import { readModelFolder, readTokenizer } from '../gpu-server/model/folder.ts';
 import { referenceHidden } from '../core/model/reference.ts';
+import { llamaReferenceHidden } from '../core/model/llama/reference.ts';
+import type { LlamaModel } from '../core/model/llama/weights.ts';
 import { maxAbsDiff } from './fixtures.ts';
 
 const exec = promisify(execFile);
@@ -46,6 +48,12 @@ describe('command-line tools', () => {
     const tokenizer = await readTokenizer(join(dir, 'l'), model.config);
     expect(tokenizer.encodeRow('Janet has 3 apples.', 32).ids).toEqual([128000, 18820, 295, 706, 220, 18, 41776, 13]) // llama3-tokenizer-js's ids;
     await expect(cli('make-model.ts', '--arch', 'llama', '--out', join(dir, 'x'), '--heads', '4', '--kv-heads', '3')).rejects.toMatchObject({ stderr: expect.stringContaining('--heads 4 must be a multiple of --kv-heads 3') });
+    // Its prefix, weights as external data beside the graph, equals the float64 reference of the folder.
+    await cli('export-prefix.ts', '--model', join(dir, 'l'), '--cut', '2', '--out', join(dir, 'l.onnx'), '--external-data');
+    const session = await ort.InferenceSession.create(join(dir, 'l.onnx'), { externalData: [{ path: 'l.onnx.data', data: await readFile(join(dir, 'l.onnx.data')) }] });
+    const ids = [128000, 18820, 295, 706];
+    const out = await session.run({ input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, 4]), attention_mask: new ort.Tensor('int64', new BigInt64Array(4).fill(1n), [1, 4]) });
+    expect(maxAbsDiff(out.hidden_states!.data as Float32Array, llamaReferenceHidden(model as LlamaModel, ids, [1, 1, 1, 1], 1, 4, 2))).toBeLessThan(1e-4);
   });
 
   it('export-prefix writes an ONNX prefix that equals the reference forward of the folder it read', async () => {

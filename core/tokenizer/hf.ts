@@ -13,15 +13,24 @@ export const TOKENIZER_CONFIG_FILE = 'tokenizer_config.json';
 
 export class HfTokenizer extends Tokenizer {
   readonly special: SpecialTokens;
-  private readonly full: HfTokenizerJs;
   private readonly plain: HfTokenizerJs;
+  /** The tokenizer with its special tokens, for decoding; none where only encoding is needed. */
+  private readonly withSpecial: HfTokenizerJs | undefined;
 
-  /** `json`: tokenizer.json parsed; `config`: tokenizer_config.json parsed ({} if the folder has none). */
-  constructor(json: Record<string, unknown>, config: Record<string, unknown>, special: SpecialTokens) {
+  /**
+   * `json`: tokenizer.json parsed; `config`: tokenizer_config.json parsed ({} if the folder has none). A device only
+   * encodes (`decoder: false`): each copy of Llama 3's tokenizer holds ~70 MB of JS heap, and a Worker has 128 MB.
+   */
+  constructor(json: Record<string, unknown>, config: Record<string, unknown>, special: SpecialTokens, { decoder = true } = {}) {
     super();
     this.special = special;
-    this.full = new HfTokenizerJs(json, config);
     this.plain = new HfTokenizerJs({ ...json, added_tokens: [], post_processor: null }, config);
+    if (decoder) this.withSpecial = new HfTokenizerJs(json, config);
+  }
+
+  private get full(): HfTokenizerJs {
+    if (!this.withSpecial) throw new Error('this tokenizer was made to encode only (decoder: false)');
+    return this.withSpecial;
   }
 
   encode(text: string): number[] {

@@ -30,28 +30,35 @@ export async function roundTokenizer(r: Request): Promise<Tokenizer> {
   const actual = await sha256Hex(bytes);
   if (actual !== r.tokenizer.sha256) throw new ModelHashMismatch(`tokenizer hash mismatch: expected ${r.tokenizer.sha256}, got ${actual}`);
   const { bos, eos } = r.tokenizer;
-  return new HfTokenizer(JSON.parse(new TextDecoder().decode(bytes)), {}, { bos, eos, separator: eos, pad: r.padTokenId });
+  return new HfTokenizer(JSON.parse(new TextDecoder().decode(bytes)), {}, { bos, eos, separator: eos, pad: r.padTokenId }, { decoder: false });
 }
 
 
-/** Token ids, mask and labels of rows as the round encodes them: one label per row, or one per position (generation). */
-export function encodeRows(tokenizer: Tokenizer, rows: readonly Row[], r: Request) {
+/** A batch's token ids [batch, seq], mask and labels: one per row, or one per position (generation). */
+export interface EncodedRows {
+  batch: number;
+  seq: number;
+  ids: Int32Array;
+  attentionMask: Int32Array;
+  labels: Int32Array;
+}
+
+/** Rows as the round encodes them. */
+export function encodeRows(tokenizer: Tokenizer, rows: readonly Row[], r: Request): EncodedRows {
   if (r.task === 'generation') return encodeGenerationBatch(tokenizer, rows as GenerationExample[], r.seqLen, r.padTokenId);
   const enc = tokenizer.encodeBatch((rows as Example[]).map(textInput), { maxLength: r.seqLen, padTokenId: r.padTokenId });
   return { ...enc, labels: Int32Array.from(rows as Example[], (row) => row.label) };
 }
 
-/** `table`: the shard's token rows, for a segment that takes inputs_embeds. */
+/** One encoded batch through the prefix; `table`: the shard's token rows, for a segment that takes inputs_embeds. */
 export async function forwardBatch(
   session: ort.InferenceSession,
-  tokenizer: Tokenizer,
-  rows: readonly Row[],
+  enc: EncodedRows,
   request: Request,
   device: string,
   batch: number,
   table: TokenTable | undefined,
 ): Promise<{ bytes: Uint8Array; rows: number; seqLen: number; tokens: number; forwardMs: number }> {
-  const enc = encodeRows(tokenizer, rows, request);
   const shape = [enc.batch, enc.seq];
   const feeds: Record<string, ort.Tensor> = { attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), shape) };
   if (session.inputNames.includes('inputs_embeds')) {

@@ -11,8 +11,7 @@ import { sha256Hex } from '../../../core/auth/signing.ts';
 import type { ActivationManifest, ManifestBatch, RoundRequest, RoundStatus } from '../../../core/wire/round.ts';
 import { intVar, type Env } from './env.ts';
 import type { TokenTable } from '../../../core/onnx/embedding.ts';
-import { encodeRows, forwardBatch, roundTokenizer, type Row } from './forward.ts';
-import type { Tokenizer } from '../../../core/tokenizer/tokenizer.ts';
+import { encodeRows, forwardBatch, roundTokenizer, type EncodedRows, type Row } from './forward.ts';
 import { ModelHashMismatch, session, shardTokenTable } from './onnx.ts';
 import { segmentRefusalOf } from './policy.ts';
 import { listShards, loadShard } from './shards.ts';
@@ -43,7 +42,11 @@ export function workHash(r: RoundRequest): Promise<string> {
 
 export class RoundRunner extends DurableObject<Env> {
   private rows: Row[] | undefined;
-  private tokenizer: Tokenizer | undefined;
+  /**
+   * The shard's batches as token ids, made once per round before the model segment is loaded: a large tokenizer
+   * (Llama 3's holds ~70 MB of JS heap) is then let go and never shares the Worker's 128 MB with the session.
+   */
+  private batches: EncodedRows[] | undefined;
   /** The token rows of the whole shard, taken from one pass over the whole table (see shardTokenTable). */
   private table: TokenTable | undefined;
 
@@ -106,7 +109,11 @@ export class RoundRunner extends DurableObject<Env> {
     const refusal = await segmentRefusalOf(this.env, r);
     if (refusal) throw new Error(refusal);
     const rows = (this.rows ??= await this.loadRows(r));
-    const tokenizer = (this.tokenizer ??= await roundTokenizer(r));
+    if (!this.batches) {
+      const tokenizer = await roundTokenizer(r);
+      this.batches = Array.from({ length: Math.ceil(rows.length / r.batchSize) }, (_, b) => encodeRows(tokenizer, rows.slice(b * r.batchSize, (b + 1) * r.batchSize), r));
+    }
+    const encoded = this.batches;
     const total = Math.ceil(rows.length / r.batchSize);
     job.status.batchesTotal = total;
     if (job.urls < total) throw new Error(`the shard makes ${total} batches but the request holds ${job.urls} upload URLs`);
@@ -114,7 +121,7 @@ export class RoundRunner extends DurableObject<Env> {
       throw e instanceof ModelHashMismatch ? e : new Error(`model segment: ${(e as Error).message}`);
     });
     if (model.inputNames.includes('inputs_embeds') && r.tokenTable) {
-      this.table ??= await shardTokenTable(r.tokenTable, encodeRows(tokenizer, rows, r).ids);
+      this.table ??= await shardTokenTable(r.tokenTable, encoded.flatMap((e) => Array.from(e.ids)));
     }
     const attempts = intVar(this.env.UPLOAD_ATTEMPTS, 4);
     const backoffMs = intVar(this.env.UPLOAD_BACKOFF_MS, 200);
@@ -123,8 +130,7 @@ export class RoundRunner extends DurableObject<Env> {
     };
     const end = Math.min(total, job.status.batchesDone + intVar(this.env.PIECE_BATCHES, 4));
     for (let b = job.status.batchesDone; b < end; b++) {
-      const slice = rows.slice(b * r.batchSize, (b + 1) * r.batchSize);
-      const { bytes, rows: n, seqLen, tokens, forwardMs } = await forwardBatch(model, tokenizer, slice, r, this.env.DEVICE_ID, b, this.table);
+      const { bytes, rows: n, seqLen, tokens, forwardMs } = await forwardBatch(model, encoded[b]!, r, this.env.DEVICE_ID, b, this.table);
       await putWithRetry(await url(urlKey(b)), bytes, { attempts, backoffMs, onFailure: onFailure(`batch ${b}`) }).catch((e) => {
         throw new Error(`upload of batch ${b}: ${(e as Error).message}`);
       });

@@ -1,7 +1,6 @@
-/** npm run privacy — the inversion attack at each cut of a model: how much of a text a cut gives away. */
+/** npm run privacy — the inversion attack at each cut of a model (GPT-2 or Llama): how much of a text a cut gives away. */
 import { syntheticSentiment } from '../core/data/synthetic.ts';
-import { asGpt2 } from '../core/model/family.ts';
-import { readModelFolder } from '../gpu-server/model/folder.ts';
+import { readModelFolder, readTokenizer } from '../gpu-server/model/folder.ts';
 import { cliArgs, fail, int, run } from '../scripts/cli.ts';
 import { inversionReport, percent } from './privacy.ts';
 import { readTask, TASKS, type TaskName } from './tasks.ts';
@@ -21,7 +20,7 @@ const args = cliArgs(USAGE, {
 
 run(async () => {
   if (!args.model) fail(`--model is required\n\n${USAGE}`);
-  const model = asGpt2(await readModelFolder(args.model), 'the privacy report');
+  const model = await readModelFolder(args.model);
   const n = model.config.nLayer;
   const cuts = args.cuts ? args.cuts.split(',').map((c) => int('cuts', c)) : Array.from({ length: n }, (_, i) => i);
   for (const c of cuts) if (c < 0 || c >= n) fail(`--cuts: ${c} is not a cut of this ${n}-block model (0 to ${n - 1})`);
@@ -36,7 +35,7 @@ run(async () => {
     const task = await readTask(args.task as TaskName, args.datasets!);
     [attacker, victims] = [task.train.slice(0, attackerRows).map((r) => r.text), task.eval.slice(0, victimRows).map((r) => r.text)];
   }
-  const report = await inversionReport(model, cuts, attacker, victims, { seqLen: int('seq', args.seq, 48) });
+  const report = await inversionReport(model, cuts, attacker, victims, { seqLen: int('seq', args.seq, 48), tokenizer: await readTokenizer(args.model, model.config) });
   console.log(`nearest-neighbour inversion: ${attacker.length} attacker rows, ${victims.length} victim rows (${args.task})\n`);
   console.log('| cut | tokens recovered | always the most frequent token | tokens attacked |\n|---|---|---|---|');
   for (const r of report) console.log(`| ${r.cut} | ${percent(r.recovery)} | ${percent(r.majority)} | ${r.tokens} |`);

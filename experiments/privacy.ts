@@ -5,11 +5,11 @@
  * prefixes stay within 1% of it).
  */
 import * as ort from 'onnxruntime-node';
-import type { GPT2Model } from '../core/model/weights.ts';
+import type { Model } from '../core/model/family.ts';
 import { exportPrefix, PREFIX_OUTPUT } from '../core/onnx/prefix.ts';
 import { majorityRate, nearestTokens, recoveryRate, type Reference } from '../core/privacy/inversion.ts';
 import { GPT2Tokenizer } from '../core/tokenizer/gpt2.ts';
-import type { TextInput } from '../core/tokenizer/tokenizer.ts';
+import type { TextInput, Tokenizer } from '../core/tokenizer/tokenizer.ts';
 
 export interface CutPrivacy {
   cut: number;
@@ -21,10 +21,8 @@ export interface CutPrivacy {
   tokens: number;
 }
 
-const tokenizer = new GPT2Tokenizer();
-
-/** Hidden states at the prefix's cut for every real token of `texts`, with the tokens. */
-async function hiddenStates(session: ort.InferenceSession, texts: readonly TextInput[], seqLen: number, d: number): Promise<Reference> {
+/** Hidden states at the prefix's cut for every real token of `texts` (not the start token every row begins with), with the tokens. */
+async function hiddenStates(session: ort.InferenceSession, tokenizer: Tokenizer, texts: readonly TextInput[], seqLen: number, d: number): Promise<Reference> {
   const vectors: number[] = [];
   const tokens: number[] = [];
   for (let i = 0; i < texts.length; i += 16) {
@@ -36,7 +34,7 @@ async function hiddenStates(session: ort.InferenceSession, texts: readonly TextI
     });
     const hidden = out[PREFIX_OUTPUT].data as Float32Array;
     for (let p = 0; p < enc.ids.length; p++) {
-      if (!enc.attentionMask[p]) continue;
+      if (!enc.attentionMask[p] || enc.ids[p] === tokenizer.special.bos) continue;
       tokens.push(enc.ids[p]);
       for (let k = 0; k < d; k++) vectors.push(hidden[p * d + k]);
     }
@@ -44,13 +42,14 @@ async function hiddenStates(session: ort.InferenceSession, texts: readonly TextI
   return { vectors: Float32Array.from(vectors), tokens: Int32Array.from(tokens), d };
 }
 
-export async function inversionReport(model: GPT2Model, cuts: readonly number[], attacker: readonly TextInput[], victims: readonly TextInput[], { seqLen = 48 } = {}): Promise<CutPrivacy[]> {
+/** `tokenizer`: the model's (GPT-2's BPE by default). */
+export async function inversionReport(model: Model, cuts: readonly number[], attacker: readonly TextInput[], victims: readonly TextInput[], { seqLen = 48, tokenizer = new GPT2Tokenizer() as Tokenizer } = {}): Promise<CutPrivacy[]> {
   const d = model.config.nEmbd;
   const out: CutPrivacy[] = [];
   for (const cut of cuts) {
     const session = await ort.InferenceSession.create(exportPrefix(model, { cut }), { logSeverityLevel: 3 });
-    const reference = await hiddenStates(session, attacker, seqLen, d);
-    const target = await hiddenStates(session, victims, seqLen, d);
+    const reference = await hiddenStates(session, tokenizer, attacker, seqLen, d);
+    const target = await hiddenStates(session, tokenizer, victims, seqLen, d);
     await session.release();
     out.push({ cut, recovery: recoveryRate(nearestTokens(reference, target.vectors), target.tokens), majority: majorityRate(reference, target.tokens), tokens: target.tokens.length });
   }

@@ -7,16 +7,15 @@
  */
 import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
-import { parseShard, textInput, type Example } from '../core/data/shard.ts';
-import type { GenerationExample } from '../core/data/generation.ts';
+import { DEFAULT_LIMITS, parseShard, textInput, type Example } from '../core/data/shard.ts';
+import { parseGenerationShard, type GenerationExample } from '../core/data/generation.ts';
 import { syntheticSentiment } from '../core/data/synthetic.ts';
 import { gpt2Config } from '../core/model/config.ts';
 import { initModel } from '../core/model/init.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../core/peft/adapter.ts';
 import { DEFAULT_MIN_CUT } from '../core/wire/policy.ts';
 import { ServerClient, type RunView } from '../gpu-server/api/client.ts';
-import { asGpt2 } from '../core/model/family.ts';
-import { readModelFolder, writeModelFolder } from '../gpu-server/model/folder.ts';
+import { readModelFolder, readTokenizer, writeModelFolder } from '../gpu-server/model/folder.ts';
 import { sha256Hex } from '../core/auth/signing.ts';
 import { GSM8K_DEFAULT, GSM8K_HEADER, GSM8K_PROFILES, gsm8kData, gsm8kRunTask, printSamples, writeTinyLlama } from './start-gsm8k.ts';
 import type { RoundMetrics } from '../gpu-server/runs/manager.ts';
@@ -148,22 +147,20 @@ run(async () => {
       optimizer: { lr: gsm8k ? 0.003 : 0.01, warmupSteps: 5, schedule: 'linear' },
       training: { batchSize: gsm8k ? 8 : 16, seqLen: gsm8k ? 192 : 48, dtype: 'fp32', seed: 0, rounds },
     });
-    console.log('\n| device | profile | cut | est. memory | est. batch time |' + (gsm8k ? '' : ' tokens a curious server recovers at this cut |') + `\n|---|---|---|---|---|${gsm8k ? '' : '---|'}`);
+    // What each cut gives away: the server's held-out rows as the attacker's text, a sample of the device's shard as
+    // the victim (npm start plays every owner, so it can score the attack on their text).
+    const texts = (rows: Array<Example | GenerationExample>) => rows.map((r) => ('prompt' in r ? r.prompt : textInput(r)));
+    const attacker = gsm8k ? texts(parseGenerationShard((await readFile(evalFile, 'utf8')).split('\n'), DEFAULT_LIMITS)) : texts(data.evaluation);
+    const serverTokenizer = await readTokenizer(modelDir, config);
+    console.log('\n| device | profile | cut | est. memory | est. batch time | tokens a curious server recovers at this cut |\n|---|---|---|---|---|---|');
     for (const [i, d] of stack.devices.entries()) {
       const c = record.cuts[d.id];
-      let privacy = '';
-      if (!gsm8k) {
-        // What each cut gives away: the server's held-out rows as the attacker's text, a sample of the device's shard
-        // as the victim (npm start plays every owner, so it can score the attack on their text).
-        const texts = (rows: Example[]) => rows.map(textInput);
-        const sample = (data.train as Example[]).filter((_, r) => r % DEVICES === i).slice(0, 50);
-        const [report] = await inversionReport(asGpt2(model, 'the privacy report'), [c.cut], texts(data.evaluation), texts(sample), { seqLen: 48 });
-        privacy = ` ${percent(report.recovery)} (guessing: ${percent(report.majority)}) |`;
-      }
-      console.log(`| ${d.id} | ${profiles[i].gflops} GFLOP/s, ${profiles[i].maxBatchSeconds} s/batch, ${profiles[i].memoryMB} MB | ${c.cut} | ${c.memoryMB} MB | ${c.batchSeconds} s |${privacy}`);
+      const sample = data.train.filter((_, r) => r % DEVICES === i).slice(0, 50);
+      const [privacy] = await inversionReport(model, [c.cut], attacker, texts(sample), { seqLen: 48, tokenizer: serverTokenizer });
+      console.log(`| ${d.id} | ${profiles[i].gflops} GFLOP/s, ${profiles[i].maxBatchSeconds} s/batch, ${profiles[i].memoryMB} MB | ${c.cut} | ${c.memoryMB} MB | ${c.batchSeconds} s | ${percent(privacy.recovery)} (guessing: ${percent(privacy.majority)}) |`);
     }
-    if (!gsm8k) console.log('(nearest-neighbour inversion, npm run privacy; with random weights the hidden states stay close to the token embeddings at every cut)');
-    else console.log('(a generation batch carries each completion\'s token ids to the server with the activations: what the loss needs, and what the owners approved)');
+    console.log(`(nearest-neighbour inversion${gsm8k ? ' of the questions' : ''}, npm run privacy; with random weights the hidden states stay close to the token embeddings at every cut)`);
+    if (gsm8k) console.log("(a generation batch also carries each completion's token ids to the server: what the loss needs, and what the owners approved)");
     console.log(`adapters train on blocks ${record.deepestCut}..${config.nLayer - 1}; devices with shallower cuts are completed forward-only on the server\n`);
 
     const tty = process.stderr.isTTY;

@@ -61,7 +61,7 @@ run(async () => {
     const segment = await deviceSegment(model, cut, a.weights);
     // A Llama segment runs with the folder's tokenizer.json, which the owner approves with it.
     const tokenizer = model.config.modelType === 'llama' ? await sha256Hex(await readFile(join(a.model!, TOKENIZER_FILE))) : undefined;
-    return console.log(JSON.stringify({ sha256: segment.sha256, model: basename(a.model!), cut, tokenTable: segment.tokenTable?.sha256, tokenizer }, null, 2));
+    return console.log(JSON.stringify({ sha256: segment.sha256, model: basename(a.model!), cut, tokenTable: segment.tokenTable?.sha256, weights: segment.weights?.sha256, tokenizer }, null, 2));
   }
   const token = process.env.SPLITFROZEN_TOKEN;
   if (!token) fail('SPLITFROZEN_TOKEN is not set: it is the operator token the server was started with (SPLITFROZEN_OPERATOR_TOKEN)');

@@ -76,7 +76,7 @@ describe('command-line tools', () => {
     await cli('make-model.ts', '--out', join(dir, 's'), '--seed', '3', ...SMALL);
     const printed = JSON.parse((await cli('splitfrozen.ts', 'segment', '--model', join(dir, 's'), '--cut', '1', '--weights', 'int8')).stdout);
     const segment = await deviceSegment(asGpt2(await readModelFolder(join(dir, 's')), 'the test'), 1, 'int8');
-    expect(printed).toEqual({ sha256: segment.sha256, model: 's', cut: 1, tokenTable: segment.tokenTable!.sha256 });
+    expect(printed).toEqual({ sha256: segment.sha256, model: 's', cut: 1, tokenTable: segment.tokenTable!.sha256, weights: segment.weights!.sha256 });
     await expect(cli('splitfrozen.ts', 'segment', '--model', join(dir, 's'), '--cut', '2')).rejects.toMatchObject({ stderr: expect.stringContaining('--cut 2: the model has 2 blocks') });
   });
 

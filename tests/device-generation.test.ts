@@ -1,6 +1,6 @@
 /**
  * A generation round of a Llama on real parts: a device worker under workerd with a GSM8K shard, s3rver, a tiny
- * Llama's int8 prefix with its token table outside the graph, and Llama 3's tokenizer.json fetched by the device.
+ * Llama's int8 prefix with its token table outside the graph and its weights as ONNX external data, and Llama 3's tokenizer.json fetched by the device.
  * The batches must carry the activations onnxruntime-node computes on the same tokens, and exactly the completion's
  * token ids as labels; the round must be refused until the owner allows generation.
  */
@@ -13,7 +13,7 @@ import { encodeGenerationBatch, gsm8kExample, IGNORE_INDEX } from '../core/data/
 import { llamaConfig } from '../core/model/llama/config.ts';
 import { initLlama } from '../core/model/llama/init.ts';
 import { lookupTokens, tokenTable } from '../core/onnx/embedding.ts';
-import { PREFIX_OUTPUT } from '../core/onnx/prefix.ts';
+import { PREFIX_DATA_LOCATION, PREFIX_OUTPUT } from '../core/onnx/prefix.ts';
 import { deviceSegment } from '../core/onnx/segment.ts';
 import { keys } from '../core/storage/keys.ts';
 import { S3Store } from '../core/storage/s3.ts';
@@ -67,11 +67,12 @@ describe('a Llama generation round on workerd and S3', () => {
     const tokenizerSha = await sha256Hex(tokenizerBytes);
     await store.put(keys.devicePrefix(segment.sha256, CUT), segment.onnx);
     await store.put(keys.tokenTable(segment.tokenTable!.sha256), segment.tokenTable!.bytes);
+    await store.put(keys.segmentWeights(segment.weights!.sha256), segment.weights!.bytes);
     await store.put(keys.tokenizer(tokenizerSha), tokenizerBytes);
-    const approval = { sha256: segment.sha256, model: 'tiny-llama', cut: CUT, tokenTable: segment.tokenTable!.sha256, tokenizer: tokenizerSha };
+    const approval = { sha256: segment.sha256, model: 'tiny-llama', cut: CUT, tokenTable: segment.tokenTable!.sha256, weights: segment.weights!.sha256, tokenizer: tokenizerSha };
     const request = (runId: string) =>
       buildRoundRequest(store, {
-        runId, round: 0, deviceId: 'dev-g', modelSha256: segment.sha256, tokenTableSha256: segment.tokenTable!.sha256, tokenizer: { sha256: tokenizerSha, bos: 128000, eos: 128001 },
+        runId, round: 0, deviceId: 'dev-g', modelSha256: segment.sha256, tokenTableSha256: segment.tokenTable!.sha256, weightsSha256: segment.weights!.sha256, tokenizer: { sha256: tokenizerSha, bos: 128000, eos: 128001 },
         task: 'generation', cut: CUT, rows: PROBLEMS.length, batchSize: 2, seqLen: 96, dtype: 'fp32', labels: [], padTokenId: 128001,
       });
     await device.approve(approval);
@@ -82,7 +83,7 @@ describe('a Llama generation round on workerd and S3', () => {
     await client.startRound(r);
     const status = await client.waitForRound('run-gen', 0);
     expect(status).toMatchObject({ state: 'complete', batchesDone: 2, batchesTotal: 2 });
-    const session = await ort.InferenceSession.create(segment.onnx);
+    const session = await ort.InferenceSession.create(segment.onnx, { externalData: [{ path: PREFIX_DATA_LOCATION, data: segment.weights!.bytes }] });
     const table = tokenTable(model, 'int8');
     for (let b = 0; b < 2; b++) {
       const batch = decodeActivationBatch((await store.get(keys.activationBatch('run-gen', 'dev-g', 0, b)))!);

@@ -31,6 +31,8 @@ export interface PrefixOptions {
 
 export const PREFIX_OPSET = 20;
 export const PREFIX_OUTPUT = 'hidden_states';
+/** Where a segment's graph finds its external weights: the name a session is given them under. */
+export const PREFIX_DATA_LOCATION = 'prefix.onnx.data';
 
 /** What a family's block needs from the graph around it. */
 export interface PrefixContext {
@@ -54,7 +56,7 @@ export function exportPrefix(model: Model, options: PrefixOptions): Uint8Array {
  * The same prefix with its weights as ONNX external data (one file, `location`): what lets a block of
  * Llama-3.2-1B's size fit a Worker (STACK-NOTES: 86 MB at load instead of 177 MB).
  */
-export function exportPrefixExternal(model: Model, options: PrefixOptions, location = 'prefix.onnx.data'): { onnx: Uint8Array; data: Uint8Array; location: string } {
+export function exportPrefixExternal(model: Model, options: PrefixOptions, location = PREFIX_DATA_LOCATION): { onnx: Uint8Array; data: Uint8Array; location: string } {
   const { g, build } = prefixGraph(model, options);
   return { ...g.buildExternal(build, location), location };
 }

@@ -6,6 +6,8 @@ export const keys = {
   devicePrefix: (modelHash: string, cut: number) => `models/${modelHash}/device/cut-${cut}.onnx`,
   /** Content-addressed by the table's own SHA-256: int8 and fp32 tables of one model differ. */
   tokenTable: (tableHash: string) => `models/token-tables/${tableHash}.safetensors`,
+  /** A segment's weights as ONNX external data, content-addressed. */
+  segmentWeights: (weightsHash: string) => `models/segment-weights/${weightsHash}.data`,
   /** A model's tokenizer.json for devices that do not hold it (Llama), content-addressed like token tables. */
   tokenizer: (tokenizerHash: string) => `models/tokenizers/${tokenizerHash}.json`,
   run: (runId: string) => `runs/${runId}/run.json`,

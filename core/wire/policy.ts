@@ -18,6 +18,8 @@ export interface SegmentApproval {
   cut: number;
   /** SHA-256 of its token table, for a prefix that takes inputs_embeds. */
   tokenTable?: string;
+  /** SHA-256 of its weights, for a graph that keeps them as ONNX external data. */
+  weights?: string;
   /** SHA-256 of the tokenizer.json it runs with, for a model whose tokenizer the device does not hold (Llama). */
   tokenizer?: string;
   /**
@@ -44,13 +46,14 @@ export function parseApproval(value: unknown, minCut: number): SegmentApproval {
   if (typeof a.sha256 !== 'string' || !SHA256.test(a.sha256)) fail('sha256', 'must be a hex SHA-256');
   if (typeof a.model !== 'string' || !a.model || a.model.length > 200) fail('model', 'must name the base model (1 to 200 characters)');
   if (!Number.isSafeInteger(a.cut) || (a.cut as number) < minCut) fail('cut', `must be an integer >= ${minCut} (this device's minimum cut)`);
-  for (const field of ['tokenTable', 'tokenizer']) if (a[field] !== undefined && (typeof a[field] !== 'string' || !SHA256.test(a[field] as string))) fail(field, 'must be a hex SHA-256');
+  for (const field of ['tokenTable', 'weights', 'tokenizer']) if (a[field] !== undefined && (typeof a[field] !== 'string' || !SHA256.test(a[field] as string))) fail(field, 'must be a hex SHA-256');
   if (a.generation !== undefined && typeof a.generation !== 'boolean') fail('generation', 'must be true or false');
   return {
     sha256: a.sha256 as string,
     model: a.model as string,
     cut: a.cut as number,
     ...(a.tokenTable ? { tokenTable: a.tokenTable as string } : {}),
+    ...(a.weights ? { weights: a.weights as string } : {}),
     ...(a.tokenizer ? { tokenizer: a.tokenizer as string } : {}),
     ...(a.generation ? { generation: true } : {}),
   };
@@ -65,12 +68,13 @@ export function parseMinCut(value: string | undefined): number {
 }
 
 /** Why the owner's policy refuses this segment at this cut, or undefined when it allows it. */
-export function segmentRefusal(policy: DevicePolicy, segment: { sha256: string; cut: number; tokenTable?: string; tokenizer?: string; task?: RoundTask }): string | undefined {
+export function segmentRefusal(policy: DevicePolicy, segment: { sha256: string; cut: number; tokenTable?: string; weights?: string; tokenizer?: string; task?: RoundTask }): string | undefined {
   if (segment.cut < policy.minCut) return `cut ${segment.cut} is below this device's minimum cut ${policy.minCut}, set by its owner`;
   const approval = policy.approvals.find((a) => a.sha256 === segment.sha256);
   if (!approval) return `model segment ${segment.sha256} is not approved by this device's owner (PUT /approvals/${segment.sha256})`;
   if (approval.cut !== segment.cut) return `model segment ${segment.sha256} is approved for cut ${approval.cut}, not ${segment.cut}`;
   if (approval.tokenTable !== segment.tokenTable) return `token table ${segment.tokenTable ?? '(none)'} is not the one approved with segment ${segment.sha256} (${approval.tokenTable ?? 'none'})`;
+  if (approval.weights !== segment.weights) return `weights ${segment.weights ?? '(in the graph)'} are not the ones approved with segment ${segment.sha256} (${approval.weights ?? 'in the graph'})`;
   if (approval.tokenizer !== segment.tokenizer) return `tokenizer ${segment.tokenizer ?? '(built-in GPT-2)'} is not the one approved with segment ${segment.sha256} (${approval.tokenizer ?? 'built-in GPT-2'})`;
   if (segment.task === 'generation' && !approval.generation) {
     return `generation rounds send each completion's token ids to the server; the owner has not allowed that for segment ${segment.sha256} (approve it with "generation": true)`;
@@ -100,6 +104,7 @@ export function urlRefusal(origins: readonly string[], request: RoundRequest): s
   const named: Array<[string, string]> = [
     ['model.url', request.model.url],
     ...(request.tokenTable ? ([['tokenTable.url', request.tokenTable.url]] as Array<[string, string]>) : []),
+    ...(request.weights ? ([['weights.url', request.weights.url]] as Array<[string, string]>) : []),
     ...(request.tokenizer ? ([['tokenizer.url', request.tokenizer.url]] as Array<[string, string]>) : []),
     ['uploads.manifest', request.uploads.manifest],
     ...request.uploads.batches.map((u, i): [string, string] => [`uploads.batches[${i}]`, u]),

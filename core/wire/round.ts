@@ -20,6 +20,8 @@ export interface RoundRequest {
    * device verifies by streaming it once and then reads only its tokens' rows from, by byte range.
    */
   tokenTable?: { sha256: string; url: string };
+  /** The segment's weights, for a graph that keeps them as ONNX external data; verified by SHA-256. */
+  weights?: { sha256: string; url: string };
   /**
    * The tokenizer of a model whose tokenizer the device does not hold (Hugging Face tokenizer.json), verified by
    * SHA-256, with its start and end token ids. Without it, the device tokenizes with GPT-2's BPE.
@@ -104,6 +106,10 @@ export function parseRoundRequest(value: unknown): RoundRequest {
   if (table !== undefined && (typeof table?.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(table.sha256) || typeof table.url !== 'string')) {
     fail('tokenTable', 'must hold a hex sha256 and a url');
   }
+  const weights = r.weights as Record<string, unknown> | undefined;
+  if (weights !== undefined && (typeof weights?.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(weights.sha256) || typeof weights.url !== 'string')) {
+    fail('weights', 'must hold a hex sha256 and a url');
+  }
   const tok = r.tokenizer as Record<string, unknown> | undefined;
   const tokenId = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
   if (tok !== undefined && (typeof tok?.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(tok.sha256) || typeof tok.url !== 'string' || !tokenId(tok.eos) || (tok.bos !== undefined && !tokenId(tok.bos)))) {
@@ -123,6 +129,7 @@ export function parseRoundRequest(value: unknown): RoundRequest {
     round: int('round', 0),
     model: { sha256: model!.sha256 as string, url: model!.url as string },
     tokenTable: table && { sha256: table.sha256 as string, url: table.url as string },
+    ...(weights ? { weights: { sha256: weights.sha256 as string, url: weights.url as string } } : {}),
     ...(tok ? { tokenizer: { sha256: tok.sha256 as string, url: tok.url as string, eos: tok.eos as number, ...(tok.bos === undefined ? {} : { bos: tok.bos as number }) } } : {}),
     task: task as RoundTask,
     cut: int('cut', 0),

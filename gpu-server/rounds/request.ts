@@ -11,6 +11,8 @@ export interface DeviceRoundPlan {
   modelSha256: string;
   /** The token table, stored under keys.tokenTable(sha256), for a prefix that takes inputs_embeds. */
   tokenTableSha256?: string;
+  /** The segment's weights as external data, stored under keys.segmentWeights(sha256). */
+  weightsSha256?: string;
   /** The model's tokenizer.json, stored under keys.tokenizer(sha256), with its start and end tokens (Llama). */
   tokenizer?: { sha256: string; bos?: number; eos: number };
   /** 'classification' unless said. */
@@ -37,6 +39,7 @@ export async function buildRoundRequest(store: ObjectStore, p: DeviceRoundPlan):
     round: p.round,
     model: { sha256: p.modelSha256, url: await store.presignGet(keys.devicePrefix(p.modelSha256, p.cut), expires) },
     tokenTable: p.tokenTableSha256 ? { sha256: p.tokenTableSha256, url: await store.presignGet(keys.tokenTable(p.tokenTableSha256), expires) } : undefined,
+    ...(p.weightsSha256 ? { weights: { sha256: p.weightsSha256, url: await store.presignGet(keys.segmentWeights(p.weightsSha256), expires) } } : {}),
     ...(p.tokenizer ? { tokenizer: { ...p.tokenizer, url: await store.presignGet(keys.tokenizer(p.tokenizer.sha256), expires) } } : {}),
     task: p.task ?? 'classification',
     cut: p.cut,

@@ -126,7 +126,7 @@ interface RunState {
   deviceStart?: DeviceStart;
   running?: Promise<void>;
   progress?: RoundProgress;
-  segments: Map<string, { modelSha256: string; tokenTableSha256?: string }>;
+  segments: Map<string, { modelSha256: string; tokenTableSha256?: string; weightsSha256?: string }>;
 }
 
 export class RunManager {
@@ -350,7 +350,8 @@ export class RunManager {
       };
       await putOnce(keys.devicePrefix(exported.sha256, cut), exported.onnx);
       if (exported.tokenTable) await putOnce(keys.tokenTable(exported.tokenTable.sha256), exported.tokenTable.bytes);
-      s.segments.set(key, (seg = { modelSha256: exported.sha256, tokenTableSha256: exported.tokenTable?.sha256 }));
+      if (exported.weights) await putOnce(keys.segmentWeights(exported.weights.sha256), exported.weights.bytes);
+      s.segments.set(key, (seg = { modelSha256: exported.sha256, tokenTableSha256: exported.tokenTable?.sha256, weightsSha256: exported.weights?.sha256 }));
     }
     return seg;
   }
@@ -404,6 +405,7 @@ export class RunManager {
         deviceId: id,
         modelSha256: d.modelSha256,
         tokenTableSha256: d.tokenTableSha256,
+        weightsSha256: d.weightsSha256,
         tokenizer: tokenizerRef,
         task: spec.task.kind,
         cut: d.cut,

@@ -16,6 +16,7 @@ export interface PlannedDevice {
   cut: number;
   modelSha256: string;
   tokenTableSha256?: string;
+  weightsSha256?: string;
   /** The shards the device runs (those with the task's labels), by name, in this order. */
   shards: string[];
   rows: number;
@@ -40,6 +41,7 @@ export interface DeviceView {
   cut: number;
   modelSha256: string;
   tokenTableSha256?: string;
+  weightsSha256?: string;
   /** The tokenizer.json devices fetch (families whose tokenizer devices do not hold). */
   tokenizerSha256?: string;
   /** The device's shard listing, or why it could not be had. */
@@ -52,7 +54,7 @@ export async function activationFingerprint(spec: RunSpec, d: DeviceView & { sha
   const shards = [...d.shards].sort((a, b) => a.name.localeCompare(b.name)).map((s) => [s.name, s.rows, s.etag]);
   const { batchSize, seqLen, dtype } = spec.training;
   const tokenizer = d.tokenizerSha256 ?? 'r50k_base';
-  return sha256Hex(JSON.stringify({ shards, model: d.modelSha256, table: d.tokenTableSha256 ?? null, cut: d.cut, batchSize, seqLen, dtype, task: spec.task.kind, labels: spec.task.labels, padTokenId, tokenizer }));
+  return sha256Hex(JSON.stringify({ shards, model: d.modelSha256, table: d.tokenTableSha256 ?? null, weights: d.weightsSha256 ?? null, cut: d.cut, batchSize, seqLen, dtype, task: spec.task.kind, labels: spec.task.labels, padTokenId, tokenizer }));
 }
 
 export async function planRound(
@@ -81,7 +83,7 @@ export async function planRound(
       continue;
     }
     // The device would refuse it anyway; saying why here tells the operator what its owner must approve.
-    const refusal = segmentRefusal(v.policy, { sha256: v.modelSha256, cut: v.cut, tokenTable: v.tokenTableSha256, tokenizer: v.tokenizerSha256, task: spec.task.kind });
+    const refusal = segmentRefusal(v.policy, { sha256: v.modelSha256, cut: v.cut, tokenTable: v.tokenTableSha256, weights: v.weightsSha256, tokenizer: v.tokenizerSha256, task: spec.task.kind });
     if (refusal) {
       skipped[v.id] = `refused by its owner: ${refusal}`;
       continue;
@@ -102,7 +104,7 @@ export async function planRound(
       }
     }
     const shards = usable.map((s) => s.name).sort();
-    devices[v.id] = { cut: v.cut, modelSha256: v.modelSha256, tokenTableSha256: v.tokenTableSha256, shards, rows, batches: Math.ceil(rows / spec.training.batchSize), fingerprint, sourceRound };
+    devices[v.id] = { cut: v.cut, modelSha256: v.modelSha256, tokenTableSha256: v.tokenTableSha256, weightsSha256: v.weightsSha256, shards, rows, batches: Math.ceil(rows / spec.training.batchSize), fingerprint, sourceRound };
   }
   const ids = Object.keys(devices);
   const last = previous.at(-1);

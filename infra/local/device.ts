@@ -90,7 +90,7 @@ export async function startDevice(options: DeviceOptions): Promise<RunningDevice
     approve,
     approveSegment: async (model, modelName, cut, weights, also = {}) => {
       const segment = await deviceSegment(model, cut, weights);
-      const approval = { sha256: segment.sha256, model: modelName, cut, tokenTable: segment.tokenTable?.sha256, ...also };
+      const approval = { sha256: segment.sha256, model: modelName, cut, tokenTable: segment.tokenTable?.sha256, weights: segment.weights?.sha256, ...also };
       await approve(approval);
       return approval;
     },

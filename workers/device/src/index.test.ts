@@ -155,6 +155,11 @@ describe('device worker under workerd', () => {
     expect(await refusal({ model: { sha256: sha('e'), url: `${STORAGE}/m` }, task: 'generation', labels: [] })).toEqual([403, `tokenizer (built-in GPT-2) is not the one approved with segment ${sha('e')} (${sha('f')})`]);
     expect(await refusal({ model: { sha256: sha('e'), url: `${STORAGE}/m` }, task: 'generation', labels: [], tokenizer: { ...tokenizer, url: 'https://attacker.example/t.json' } })).toEqual([403, `tokenizer.url is on https://attacker.example, not on this device's storage origins (${STORAGE})`]);
     expect((await fetch(at(`/approvals/${sha('e')}`), { method: 'DELETE', headers: owner })).status).toBe(204);
+    // Weights beside the graph (ONNX external data) run only as the ones approved with it.
+    expect((await approve(sha('9'), { model: 'llama', cut: 2, weights: sha('8') })).status).toBe(201);
+    expect(await refusal({ model: { sha256: sha('9'), url: `${STORAGE}/m` } })).toEqual([403, `weights (in the graph) are not the ones approved with segment ${sha('9')} (${sha('8')})`]);
+    expect(await refusal({ model: { sha256: sha('9'), url: `${STORAGE}/m` }, weights: { sha256: sha('7'), url: `${STORAGE}/w` } })).toEqual([403, `weights ${sha('7')} are not the ones approved with segment ${sha('9')} (${sha('8')})`]);
+    expect((await fetch(at(`/approvals/${sha('9')}`), { method: 'DELETE', headers: owner })).status).toBe(204);
     expect(await refusal({ model: { sha256: sha('a'), url: 'https://attacker.example/m' } })).toEqual([403, `model.url is on https://attacker.example, not on this device's storage origins (${STORAGE})`]);
     expect(await refusal({ uploads: { batches: ['http://10.0.0.1:9/b0'], manifest: `${STORAGE}/m.json` } })).toEqual([403, `uploads.batches[0] is on http://10.0.0.1:9, not on this device's storage origins (${STORAGE})`]);
     // Revoked: refused again.

@@ -7,6 +7,7 @@ import * as ort from 'onnxruntime-web/wasm';
 import ortWasm from '../../../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm';
 import { hex, sha256Hex } from '../../../core/auth/signing.ts';
 import { streamTokenRows, type TokenTable } from '../../../core/onnx/embedding.ts';
+import { PREFIX_DATA_LOCATION } from '../../../core/onnx/prefix.ts';
 
 let configured = false;
 
@@ -28,26 +29,35 @@ export class ModelHashMismatch extends Error {}
 
 const sessions = new Map<string, Promise<ort.InferenceSession>>();
 
-/** The session for a model, fetched from `url` and checked against `sha256` on first use. */
-export function session(sha256: string, url: string): Promise<ort.InferenceSession> {
+/**
+ * The session for a model, fetched from `url` and checked against `sha256` on first use; with `weights`, its
+ * external data too (fetched and checked the same way, handed to the session, then let go).
+ */
+export function session(sha256: string, url: string, weights?: { sha256: string; url: string }): Promise<ort.InferenceSession> {
   let s = sessions.get(sha256);
   if (!s) {
-    s = load(sha256, url);
+    s = load(sha256, url, weights);
     sessions.set(sha256, s);
     s.catch(() => sessions.delete(sha256));
   }
   return s;
 }
 
-async function load(sha256: string, url: string): Promise<ort.InferenceSession> {
-  configure();
+async function fetchVerified(what: string, url: string, sha256: string): Promise<Uint8Array> {
   const res = await fetch(url);
-  if (!res.ok) throw new Error(`model segment GET failed: HTTP ${res.status}`);
+  if (!res.ok) throw new Error(`${what} GET failed: HTTP ${res.status}`);
   const bytes = new Uint8Array(await res.arrayBuffer());
   const actual = await sha256Hex(bytes);
-  if (actual !== sha256) throw new ModelHashMismatch(`model segment hash mismatch: expected ${sha256}, got ${actual}`);
+  if (actual !== sha256) throw new ModelHashMismatch(`${what} hash mismatch: expected ${sha256}, got ${actual}`);
+  return bytes;
+}
+
+async function load(sha256: string, url: string, weights?: { sha256: string; url: string }): Promise<ort.InferenceSession> {
+  configure();
+  const bytes = await fetchVerified('model segment', url, sha256);
+  const externalData = weights ? [{ path: PREFIX_DATA_LOCATION, data: await fetchVerified('segment weights', weights.url, weights.sha256) }] : undefined;
   // Errors only: onnxruntime's optimizer notes are not the device owner's concern.
-  return ort.InferenceSession.create(bytes, { logSeverityLevel: 3 });
+  return ort.InferenceSession.create(bytes, { logSeverityLevel: 3, ...(externalData ? { externalData } : {}) });
 }
 
 export { ort };

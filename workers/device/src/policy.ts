@@ -35,7 +35,7 @@ export async function loadPolicy(env: Env): Promise<DevicePolicy> {
 
 /** Why the owner's policy refuses the request's segment at its cut, or undefined. */
 export async function segmentRefusalOf(env: Env, request: Omit<RoundRequest, 'uploads'>): Promise<string | undefined> {
-  return segmentRefusal(await loadPolicy(env), { sha256: request.model.sha256, cut: request.cut, tokenTable: request.tokenTable?.sha256, tokenizer: request.tokenizer?.sha256, task: request.task });
+  return segmentRefusal(await loadPolicy(env), { sha256: request.model.sha256, cut: request.cut, tokenTable: request.tokenTable?.sha256, weights: request.weights?.sha256, tokenizer: request.tokenizer?.sha256, task: request.task });
 }
 
 /**

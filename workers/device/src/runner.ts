@@ -36,8 +36,9 @@ const batchKey = (b: number) => `batch:${b}`;
 
 /** Everything that decides which objects a round produces; presigned URLs may differ between triggers. */
 export function workHash(r: RoundRequest): Promise<string> {
-  const { uploads: _uploads, model, tokenTable, ...rest } = r;
-  return sha256Hex(JSON.stringify({ ...rest, model: model.sha256, tokenTable: tokenTable?.sha256 ?? null }));
+  const { uploads: _uploads, model, tokenTable, weights, tokenizer, ...rest } = r;
+  const tokens = tokenizer && { sha256: tokenizer.sha256, bos: tokenizer.bos ?? null, eos: tokenizer.eos };
+  return sha256Hex(JSON.stringify({ ...rest, model: model.sha256, tokenTable: tokenTable?.sha256 ?? null, weights: weights?.sha256 ?? null, tokenizer: tokens ?? null }));
 }
 
 export class RoundRunner extends DurableObject<Env> {
@@ -117,7 +118,7 @@ export class RoundRunner extends DurableObject<Env> {
     const total = Math.ceil(rows.length / r.batchSize);
     job.status.batchesTotal = total;
     if (job.urls < total) throw new Error(`the shard makes ${total} batches but the request holds ${job.urls} upload URLs`);
-    const model = await session(r.model.sha256, r.model.url).catch((e) => {
+    const model = await session(r.model.sha256, r.model.url, r.weights).catch((e) => {
       throw e instanceof ModelHashMismatch ? e : new Error(`model segment: ${(e as Error).message}`);
     });
     if (model.inputNames.includes('inputs_embeds') && r.tokenTable) {

@@ -4,17 +4,19 @@ import type { OrderingSpec } from '../gpu-server/ordering/ordering.ts';
 import { cliArgs, fail, int, run } from '../scripts/cli.ts';
 import { runExperiment } from './experiment.ts';
 import { loadBaseModel, parseMethods, parsePartition } from './options.ts';
-import { readTask, TASKS, type TaskName } from './tasks.ts';
+import { readGsm8kTask, readTask, TASKS, type TaskName } from './tasks.ts';
 
-const USAGE = `usage: npm run experiment -- --task sst2|mrpc|mnli --partition iid|dirichlet:ALPHA|extreme|quantity:ALPHA --out DIR
+const USAGE = `usage: npm run experiment -- --task sst2|mrpc|mnli|gsm8k --partition iid|dirichlet:ALPHA|extreme|quantity:ALPHA --out DIR
        [--model DIR|random] [--methods splitfrozen,fedlora,splitlora,splitfrozen-parallel] [--devices 6] [--rounds 4]
        [--train-rows 960] [--eval-rows 400] [--batch 16] [--seq 64] [--cut 2] [--lr 0.003] [--rank 8]
-       [--ordering random-reshuffle|shuffle-once|grab] [--avg-every 10] [--seed 0] [--datasets ../shared/datasets]`;
+       [--ordering random-reshuffle|shuffle-once|grab] [--avg-every 10] [--seed 0] [--datasets ../shared/datasets]
+gsm8k: causal-LM fine-tuning of a Llama (--model a Llama folder, default a small random one: random), evaluated by
+generating answers (exact match of the final number); iid or quantity partitions only.`;
 const args = cliArgs(USAGE, {
   task: { type: 'string' },
   partition: { type: 'string', default: 'iid' },
   out: { type: 'string' },
-  model: { type: 'string', default: '.local/models/pretrained' },
+  model: { type: 'string' },
   methods: { type: 'string', default: 'splitfrozen,fedlora,splitlora' },
   devices: { type: 'string' },
   rounds: { type: 'string' },
@@ -32,14 +34,16 @@ const args = cliArgs(USAGE, {
 });
 
 run(async () => {
-  if (!args.task || !(args.task in TASKS)) fail(`--task must be one of ${Object.keys(TASKS).join(', ')}\n\n${USAGE}`);
+  const gsm8k = args.task === 'gsm8k';
+  if (!args.task || !(gsm8k || args.task in TASKS)) fail(`--task must be one of ${[...Object.keys(TASKS), 'gsm8k'].join(', ')}\n\n${USAGE}`);
   if (!args.out) fail(`--out is required\n\n${USAGE}`);
   if (!['random-reshuffle', 'shuffle-once', 'grab'].includes(args.ordering!)) fail(`--ordering must be random-reshuffle, shuffle-once or grab`);
   await initBackend('auto');
-  const { model, name } = await loadBaseModel(args.model!);
+  const { model, name, tokenizer } = await loadBaseModel(args.model ?? (gsm8k ? 'random' : '.local/models/pretrained'), gsm8k ? 'llama' : 'gpt2');
   await runExperiment({
-    task: await readTask(args.task as TaskName, args.datasets!),
+    task: gsm8k ? await readGsm8kTask(args.datasets!) : await readTask(args.task as TaskName, args.datasets!),
     model,
+    tokenizer,
     modelName: name,
     partition: parsePartition(args.partition!),
     methods: parseMethods(args.methods!),
@@ -48,7 +52,7 @@ run(async () => {
     trainRows: int('train-rows', args['train-rows'], 960),
     evalRows: int('eval-rows', args['eval-rows'], 400),
     batchSize: int('batch', args.batch, 16),
-    seqLen: int('seq', args.seq, 64),
+    seqLen: int('seq', args.seq, gsm8k ? 192 : 64),
     cut: int('cut', args.cut, 2),
     lr: Number(args.lr),
     rank: int('rank', args.rank, 8),

@@ -10,8 +10,9 @@ import { parseShard } from '../core/data/shard.ts';
 import { partition } from '../core/data/partition.ts';
 import { runExperiment } from './experiment.ts';
 import { writeShardFiles } from './shards.ts';
-import { parseMethods, parsePartition } from './options.ts';
-import type { TaskData } from './tasks.ts';
+import { loadBaseModel, parseMethods, parsePartition } from './options.ts';
+import type { GenerationTaskData, TaskData } from './tasks.ts';
+import { gsm8kExample } from '../core/data/generation.ts';
 
 let dir: string;
 beforeAll(async () => {
@@ -64,6 +65,30 @@ describe('an experiment', () => {
     const svg = await readFile(join(out, 'accuracy.svg'), 'utf8');
     expect(svg.match(/<polyline/g)).toHaveLength(2);
     expect(svg).toContain('>fedlora</text>');
+  });
+
+  it('runs GSM8K-style generation with every method on a Llama: completion loss, exact match, costs per method', async () => {
+    const { model, tokenizer } = await loadBaseModel('random', 'llama');
+    const problem = (i: number) => gsm8kExample(`What is ${i} plus ${i}?`, `${i} + ${i} = ${2 * i}\n#### ${2 * i}`);
+    const task: GenerationTaskData = { name: 'gsm8k', train: Array.from({ length: 12 }, (_, i) => problem(i)), eval: [problem(50), problem(51)], notes: ['split note'] };
+    const out = join(dir, 'gsm8k');
+    const options = { task, model, tokenizer, modelName: 'random', partition: parsePartition('iid'), methods: parseMethods('splitfrozen,fedlora,splitlora,splitfrozen-parallel'), devices: 2, rounds: 1, trainRows: 12, evalRows: 2, batchSize: 4, seqLen: 48, cut: 2, lr: 0.01, rank: 2, ordering: { kind: 'random-reshuffle' } as const, avgEvery: 2, seed: 0, out, command: '(test)', log: () => {} };
+    await runExperiment(options);
+    const results = JSON.parse(await readFile(join(out, 'results.json'), 'utf8'));
+    expect(results.methods.map((m: { method: string }) => m.method)).toEqual(['splitfrozen', 'fedlora', 'splitlora', 'splitfrozen-parallel']);
+    expect(results.majorityClass).toBeUndefined();
+    expect(results.accuracyIs).toMatch(/^exact match of the final number over the first 2 held-out problems/);
+    for (const m of results.methods) {
+      expect(m.rounds[0].loss).toBeGreaterThan(5); // near ln(128256) for a random model, and finite
+      expect(m.rounds[0].loss).toBeLessThan(13);
+      expect(m.rounds[0].accuracy).toBeGreaterThanOrEqual(0);
+    }
+    const [splitfrozen, fedlora, splitlora] = results.methods;
+    expect(splitfrozen.deviceBackwardFlops).toBe(0);
+    expect(fedlora.deviceBackwardFlops).toBeGreaterThan(0);
+    expect(splitlora.cutGradientNorm).toBeGreaterThan(0);
+    expect(splitfrozen.cutGradientNorm).toBe(0);
+    await expect(runExperiment({ ...options, partition: parsePartition('extreme') })).rejects.toThrow("partition 'extreme' skews labels; a generation task has none: use iid or quantity:ALPHA");
   });
 
   it('refuses unknown methods and partitions by name', () => {

@@ -5,18 +5,21 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { histogramTable, type PartitionSpec } from '../core/data/partition.ts';
-import type { GPT2Model } from '../core/model/weights.ts';
+import type { Model } from '../core/model/family.ts';
+import type { Tokenizer } from '../core/tokenizer/tokenizer.ts';
 import { writeFileAtomic } from '../gpu-server/model/folder.ts';
 import type { OrderingSpec } from '../gpu-server/ordering/ordering.ts';
 import { accuracyPlot, resultsTable } from './report.ts';
 import type { MethodName } from './sim/accounting.ts';
 import { runMethod, type MethodResult, type SimSpec } from './sim/methods.ts';
-import { setUpSimulation } from './sim/setup.ts';
-import type { TaskData } from './tasks.ts';
+import { setUpGenerationSimulation, setUpSimulation } from './sim/setup.ts';
+import type { GenerationTaskData, TaskData } from './tasks.ts';
 
 export interface ExperimentOptions {
-  task: TaskData;
-  model: GPT2Model;
+  /** A classification task, or GSM8K (generation: causal-LM on a Llama, evaluated by generating; needs `tokenizer`). */
+  task: TaskData | GenerationTaskData;
+  model: Model;
+  tokenizer?: Tokenizer;
   modelName: string;
   partition: PartitionSpec;
   methods: MethodName[];
@@ -39,20 +42,24 @@ export interface ExperimentOptions {
 
 export async function runExperiment(o: ExperimentOptions): Promise<{ results: MethodResult[]; summary: Record<string, unknown> }> {
   const log = o.log ?? ((m: string) => process.stderr.write(`${m}\n`));
+  const generation = !('labels' in o.task);
   // A new classification head for the task: a base model's own head (if any) was made for other labels.
   const params = new Map(o.model.params);
   params.delete('score.weight');
-  const model = { config: { ...o.model.config, numLabels: o.task.labels.length }, params };
-  const data = setUpSimulation(o.task, { devices: o.devices, partition: o.partition, trainRows: o.trainRows, evalRows: o.evalRows, batchSize: o.batchSize, seqLen: o.seqLen, padTokenId: model.config.padTokenId, seed: o.seed });
+  const model = (generation ? { ...o.model, params } : { config: { ...o.model.config, numLabels: (o.task as TaskData).labels.length }, params }) as Model;
+  if (generation && (model.config.modelType !== 'llama' || !o.tokenizer)) throw new Error('a generation task runs on a Llama model with its tokenizer');
+  const setup = { devices: o.devices, partition: o.partition, trainRows: o.trainRows, evalRows: o.evalRows, batchSize: o.batchSize, seqLen: o.seqLen, padTokenId: model.config.padTokenId, seed: o.seed };
+  const data = generation ? setUpGenerationSimulation(o.task as GenerationTaskData, o.tokenizer!, { ...setup, generate: GENERATED_PROMPTS }) : setUpSimulation(o.task as TaskData, setup);
   const title = `${o.task.name} / ${data.partition} / ${o.devices} devices`;
   log(`== ${title}`);
   for (const note of o.task.notes) log(`   note: ${note}`);
-  const histogram = histogramTable(data.devices.map((d) => d.histogram), o.task.labels);
+  const histogram = histogramTable(data.devices.map((d) => d.histogram), generation ? ['rows'] : (o.task as TaskData).labels);
   log(histogram);
-  const spec: SimSpec = { cut: o.cut, rounds: o.rounds, lora: { rank: o.rank, alpha: 2 * o.rank, dropout: 0.05, targets: ['attn.c_attn'] }, lr: o.lr, seed: o.seed, ordering: o.ordering, avgEvery: o.avgEvery, wireBytes: 2 };
+  const targets = model.config.modelType === 'llama' ? ['self_attn.q_proj', 'self_attn.v_proj'] : ['attn.c_attn'];
+  const spec: SimSpec = { cut: o.cut, rounds: o.rounds, lora: { rank: o.rank, alpha: 2 * o.rank, dropout: 0.05, targets }, lr: o.lr, seed: o.seed, ordering: o.ordering, avgEvery: o.avgEvery, wireBytes: 2 };
   const results: MethodResult[] = [];
   for (const method of o.methods) {
-    const r = await runMethod(method, model, data, spec, (round) => log(`   ${method} round ${round.round + 1}/${o.rounds}: accuracy ${(round.accuracy * 100).toFixed(1)}%, train loss ${round.trainLoss.toFixed(4)} (${(round.wallMs / 1000).toFixed(1)} s)`));
+    const r = await runMethod(method, model, data, spec, (round) => log(`   ${method} round ${round.round + 1}/${o.rounds}: ${generation ? 'exact match' : 'accuracy'} ${(round.accuracy * 100).toFixed(1)}%, train loss ${round.trainLoss.toFixed(4)} (${(round.wallMs / 1000).toFixed(1)} s)`), o.tokenizer);
     results.push(r);
   }
   const summary = {
@@ -65,18 +72,23 @@ export async function runExperiment(o: ExperimentOptions): Promise<{ results: Me
     histogram: data.devices.map((d) => d.histogram),
     trainRows: data.devices.reduce((a, d) => a + d.rows, 0),
     evalRows: data.evalRows,
-    majorityClass: majorityShare(o.task.eval.slice(0, data.evalRows).map((e) => e.label)),
+    majorityClass: generation ? undefined : majorityShare((o.task as TaskData).eval.slice(0, data.evalRows).map((e) => e.label)),
+    accuracyIs: generation ? `exact match of the final number over the first ${data.prompts!.length} held-out problems, greedy, ${GENERATED_TOKENS_NOTE}` : 'classification accuracy',
     model: { name: o.modelName, nLayer: model.config.nLayer, nEmbd: model.config.nEmbd, nHead: model.config.nHead },
     spec,
     methods: results.map(({ final: _final, ...r }) => r),
   };
   await mkdir(o.out, { recursive: true });
   await writeFileAtomic(join(o.out, 'results.json'), JSON.stringify(summary, null, 2) + '\n');
-  const md = [`# ${title}`, '', `Command: \`${o.command}\``, '', ...o.task.notes.map((n) => `Note: ${n}`), '', `Base model: ${o.modelName} (${model.config.nLayer} blocks, n_embd ${model.config.nEmbd}); cut ${o.cut}; LoRA r=${o.rank} on c_attn; ${o.rounds} rounds; ${summary.trainRows} training rows, ${data.evalRows} evaluation rows.`, '', 'Label histogram (rows per device and class):', '', histogram, '', resultsTable(results), '![accuracy](accuracy.svg)', ''].join('\n');
+  const md = [`# ${title}`, '', `Command: \`${o.command}\``, '', ...o.task.notes.map((n) => `Note: ${n}`), '', `Base model: ${o.modelName} (${model.config.modelType}, ${model.config.nLayer} blocks, width ${model.config.nEmbd}); cut ${o.cut}; LoRA r=${o.rank} on ${targets.join(', ')}; ${o.rounds} rounds; ${summary.trainRows} training rows, ${data.evalRows} evaluation rows.`, '', generation ? 'Rows per device:' : 'Label histogram (rows per device and class):', '', histogram, '', ...(generation ? [`"Accuracy" here: ${summary.accuracyIs}; loss: the held-out completions' next-token loss.`, ''] : []), resultsTable(results), '![accuracy](accuracy.svg)', ''].join('\n');
   await writeFileAtomic(join(o.out, 'results.md'), md);
   await writeFileAtomic(join(o.out, 'accuracy.svg'), accuracyPlot(title, results));
   return { results, summary };
 }
+
+/** Held-out problems a generation experiment completes each round. */
+const GENERATED_PROMPTS = 8;
+const GENERATED_TOKENS_NOTE = 'at most 32 new tokens each';
 
 /** The share of the most frequent label: what always answering that label scores. */
 export function majorityShare(labels: number[]): number {

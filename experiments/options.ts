@@ -2,9 +2,13 @@
 import type { PartitionSpec } from '../core/data/partition.ts';
 import { initModel } from '../core/model/init.ts';
 import { gpt2Config } from '../core/model/config.ts';
-import type { GPT2Model } from '../core/model/weights.ts';
-import { asGpt2 } from '../core/model/family.ts';
-import { readModelFolder } from '../gpu-server/model/folder.ts';
+import type { Model } from '../core/model/family.ts';
+import { llamaConfig } from '../core/model/llama/config.ts';
+import { initLlama } from '../core/model/llama/init.ts';
+import { llama3TokenizerFiles } from '../core/tokenizer/llama3.ts';
+import { HfTokenizer, specialTokens } from '../core/tokenizer/hf.ts';
+import type { Tokenizer } from '../core/tokenizer/tokenizer.ts';
+import { readModelFolder, readTokenizer } from '../gpu-server/model/folder.ts';
 import { METHODS, type MethodName } from './sim/accounting.ts';
 
 export function parsePartition(text: string): PartitionSpec {
@@ -20,12 +24,23 @@ export function parseMethods(text: string): MethodName[] {
   return names as MethodName[];
 }
 
-/** A model folder, or 'random' for a randomly initialised small GPT-2 (what tests use). */
-export async function loadBaseModel(spec: string): Promise<{ model: GPT2Model; name: string }> {
+/**
+ * A model folder and its tokenizer, or 'random' for a randomly initialised small model (what tests use): a GPT-2, or
+ * for `llama` a Llama with Llama 3's vocabulary and tokenizer.
+ */
+export async function loadBaseModel(spec: string, family: 'gpt2' | 'llama' = 'gpt2'): Promise<{ model: Model; name: string; tokenizer?: Tokenizer }> {
+  if (spec === 'random' && family === 'llama') {
+    const model = initLlama(llamaConfig({ nLayer: 4, nEmbd: 64, nHead: 4, nKvHead: 2, headDim: 16, nInner: 172, nPositions: 256 }), { seed: 0 });
+    const { json, config } = llama3TokenizerFiles();
+    return { model, name: 'random', tokenizer: new HfTokenizer(json, config, specialTokens(model.config)) };
+  }
   if (spec === 'random') return { model: initModel(gpt2Config({ nLayer: 4, nEmbd: 64, nHead: 4, nPositions: 64 }), { seed: 0 }), name: 'random' };
+  let model: Model;
   try {
-    return { model: asGpt2(await readModelFolder(spec), 'the experiments'), name: spec };
+    model = await readModelFolder(spec);
   } catch (e) {
     throw new Error(`${(e as Error).message} (make a pretrained base model with: npm run pretrain -- --out ${spec})`);
   }
+  if (model.config.modelType !== family) throw new Error(`${spec} is a ${model.config.modelType} model; this task needs ${family}`);
+  return { model, name: spec, tokenizer: await readTokenizer(spec, model.config) };
 }

@@ -6,7 +6,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { finalNumber } from '../core/data/generation.ts';
+import { finalNumber, gsm8kExample, type GenerationExample } from '../core/data/generation.ts';
 import { parseShard, type Example } from '../core/data/shard.ts';
 import { permutation } from '../gpu-server/ordering/ordering.ts';
 import { Random } from '../core/random.ts';
@@ -18,6 +18,27 @@ export interface TaskData {
   eval: Example[];
   /** Facts every output using this data must state. */
   notes: string[];
+}
+
+/** A generation task (GSM8K): prompts and completions, no labels. */
+export interface GenerationTaskData {
+  name: 'gsm8k';
+  train: GenerationExample[];
+  eval: GenerationExample[];
+  notes: string[];
+}
+
+/** GSM8K: only its training file is here, so it is split deterministically like MNLI, and outputs say so. */
+export async function readGsm8kTask(dir: string): Promise<GenerationTaskData> {
+  const rows = (await readGsm8k(join(dir, 'gsm8k/train.jsonl'))).map((p) => gsm8kExample(p.question, p.answer));
+  const order = permutation(rows.map((_, i) => String(i)), new Random(20261203)).map(Number);
+  const cut = Math.round(rows.length * MNLI_TRAIN_SHARE);
+  return {
+    name: 'gsm8k',
+    train: order.slice(0, cut).map((i) => rows[i]!),
+    eval: order.slice(cut).map((i) => rows[i]!),
+    notes: [`GSM8K: only train.jsonl is available here; split deterministically (seed 20261203) into ${cut} training and ${rows.length - cut} evaluation problems`],
+  };
 }
 
 export const TASKS = {

@@ -6,18 +6,19 @@
  * gradients and two AdamW moments) where it trains.
  */
 import { flopsPerToken, type PassFlops } from '../../core/flops/flops.ts';
-import type { GPT2Config } from '../../core/model/config.ts';
-import { linearShape, type BlockLinear } from '../../core/model/weights.ts';
+import { blockMatmuls, linearInOut, type ModelConfig } from '../../core/model/family.ts';
 
 export type MethodName = 'splitfrozen' | 'splitfrozen-parallel' | 'fedlora' | 'splitlora';
 export const METHODS: MethodName[] = ['splitfrozen', 'fedlora', 'splitlora', 'splitfrozen-parallel'];
 
 export interface CostSetup {
-  config: GPT2Config;
+  config: ModelConfig;
   cut: number;
   seqLen: number;
   batchSize: number;
-  lora: { rank: number; targets: readonly BlockLinear[] };
+  lora: { rank: number; targets: readonly string[] };
+  /** Generation trains no head (the LM head stays frozen); classification trains its head. */
+  generation?: boolean;
 }
 
 export interface MethodCosts {
@@ -30,18 +31,20 @@ export interface MethodCosts {
 const MB = 2 ** 20;
 
 function loraParams(s: CostSetup, layers: number): number {
-  return layers * s.lora.targets.reduce((a, t) => a + s.lora.rank * linearShape(s.config, t).reduce((x, y) => x + y, 0), 0);
+  return layers * s.lora.targets.reduce((a, t) => a + s.lora.rank * linearInOut(s.config, t).reduce((x, y) => x + y, 0), 0);
 }
 
-function blockParams(c: GPT2Config): number {
-  return 4 * c.nEmbd * c.nEmbd + 2 * c.nEmbd * c.nInner + 4 * c.nEmbd;
+/** A block's weights: its linears, and its norms (and GPT-2's biases) counted as 4 d. */
+function blockParams(c: ModelConfig): number {
+  return blockMatmuls(c).reduce((a, m) => a + ('linear' in m ? m.inp * m.out : 0), 0) + 4 * c.nEmbd;
 }
 
 export function methodCosts(method: MethodName, s: CostSetup): MethodCosts {
   const c = s.config;
   const tokens = s.batchSize * s.seqLen;
-  const embeddings = (c.vocabSize + c.nPositions) * c.nEmbd;
-  const layerActivations = tokens * Math.max(4 * c.nEmbd, c.nHead * s.seqLen);
+  const embeddings = (c.vocabSize + (c.modelType === 'gpt2' ? c.nPositions : 0)) * c.nEmbd;
+  const layerActivations = tokens * Math.max(c.nInner, c.nHead * s.seqLen);
+  const head = s.generation ? ({ head: 'lm', headTrainable: false } as const) : {};
   // Activations a backward pass keeps per block: inputs of the norms, linears, attention probabilities, MLP hidden.
   const storedPerBlock = tokens * (10 * c.nEmbd + 2 * c.nInner) + 2 * s.batchSize * c.nHead * s.seqLen * s.seqLen;
   const loraState = (layers: number) => 4 * loraParams(s, layers);
@@ -49,22 +52,22 @@ export function methodCosts(method: MethodName, s: CostSetup): MethodCosts {
   switch (method) {
     case 'splitfrozen':
     case 'splitfrozen-parallel': {
-      const f = flopsPerToken({ config: c, seqLen: s.seqLen, cut: s.cut, lora: { ...s.lora, from: s.cut } });
+      const f = flopsPerToken({ config: c, seqLen: s.seqLen, cut: s.cut, lora: { ...s.lora, from: s.cut }, ...head });
       return { device: f.device, server: f.server, devicePeakMemoryMB: mem(embeddings + s.cut * blockParams(c) + 2 * layerActivations) };
     }
     case 'splitlora': {
-      const f = flopsPerToken({ config: c, seqLen: s.seqLen, cut: s.cut, lora: { ...s.lora, from: 0 } });
+      const f = flopsPerToken({ config: c, seqLen: s.seqLen, cut: s.cut, lora: { ...s.lora, from: 0 }, ...head });
       return { device: f.device, server: f.server, devicePeakMemoryMB: mem(embeddings + s.cut * blockParams(c) + s.cut * storedPerBlock + loraState(s.cut)) };
     }
     case 'fedlora': {
       // The whole model, head included, trains on the device; the server only averages.
-      const f = flopsPerToken({ config: c, seqLen: s.seqLen, cut: c.nLayer, lora: { ...s.lora, from: 0 } });
+      const f = flopsPerToken({ config: c, seqLen: s.seqLen, cut: c.nLayer, lora: { ...s.lora, from: 0 }, ...head });
       return { device: f.total, server: { forward: 0, backward: 0 }, devicePeakMemoryMB: mem(embeddings + c.nLayer * blockParams(c) + c.nLayer * storedPerBlock + loraState(c.nLayer)) };
     }
   }
 }
 
-/** Bytes of LoRA adapters (and head) on the wire, fp32. */
+/** Bytes of LoRA adapters (and a classification head) on the wire, fp32. */
 export function adapterBytes(s: CostSetup, layers: number): number {
-  return 4 * (loraParams(s, layers) + s.config.nEmbd * s.config.numLabels);
+  return 4 * (loraParams(s, layers) + (s.generation ? 0 : s.config.nEmbd * s.config.numLabels));
 }

@@ -9,19 +9,20 @@
  *   device, and the device adapters are averaged every `avgEvery` steps.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { GPT2Model } from '../../core/model/weights.ts';
+import { finalNumber } from '../../core/data/generation.ts';
+import type { Model } from '../../core/model/family.ts';
 import type { AdapterWeights } from '../../core/peft/adapter.ts';
+import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 import { Random } from '../../core/random.ts';
 import { orderFor, permutation, type OrderingSpec } from '../../gpu-server/ordering/ordering.ts';
 import { scoreLogits, Trainer, type TrainBatch } from '../../gpu-server/train/trainer.ts';
-import type { BlockLinear } from '../../core/model/weights.ts';
 import { adapterBytes, methodCosts, type MethodName } from './accounting.ts';
 import type { SimData, SimDevice, TokenBatch } from './setup.ts';
 
 export interface SimSpec {
   cut: number;
   rounds: number;
-  lora: { rank: number; alpha: number; dropout: number; targets: BlockLinear[] };
+  lora: { rank: number; alpha: number; dropout: number; targets: string[] };
   lr: number;
   seed: number;
   ordering: OrderingSpec;
@@ -33,6 +34,7 @@ export interface SimSpec {
 
 export interface RoundResult {
   round: number;
+  /** Classification accuracy, or (generation) the exact-match rate of the generated final numbers. */
   accuracy: number;
   loss: number;
   trainLoss: number;
@@ -61,13 +63,16 @@ class Sim {
   private readonly cache = new Map<TokenBatch, TrainBatch>();
 
   constructor(
-    readonly model: GPT2Model,
+    readonly model: Model,
     readonly data: SimData,
     readonly spec: SimSpec,
     /** Where adapters start: LoRA on blocks [loraFrom, n). */
     readonly loraFrom: number,
+    /** Generation: decodes what the model writes for the exact-match score. */
+    readonly tokenizer?: Tokenizer,
   ) {
-    this.trainer = new Trainer(model, { lora: spec.lora, optimizer: {}, schedule: { lr: spec.lr, warmupSteps: 0, kind: 'constant' }, seed: spec.seed }, loraFrom);
+    const task = data.prompts ? 'causal-lm' : 'classification';
+    this.trainer = new Trainer(model, { lora: spec.lora, optimizer: {}, schedule: { lr: spec.lr, warmupSteps: 0, kind: 'constant' }, seed: spec.seed }, loraFrom, { task });
   }
 
   /** The batch as the trainer takes it: hidden states at `cut`, from the frozen prefix, computed once. */
@@ -85,7 +90,8 @@ class Sim {
   }
 
   evaluate(): { accuracy: number; loss: number } {
-    const classes = this.data.task.labels.length;
+    if (this.data.prompts) return this.evaluateGeneration(this.data.prompts);
+    const classes = (this.data.task as { labels: string[] }).labels.length;
     const logits: number[] = [];
     const labels: number[] = [];
     for (const b of this.data.evaluation) {
@@ -96,10 +102,31 @@ class Sim {
     return { accuracy, loss };
   }
 
+  /** Held-out completion loss (per labelled token), and greedy completions scored by their final number. */
+  private evaluateGeneration(prompts: NonNullable<SimData['prompts']>): { accuracy: number; loss: number } {
+    let sum = 0;
+    let tokens = 0;
+    for (const b of this.data.evaluation) {
+      const n = b.labels.reduce((a, l) => a + (l >= 0 ? 1 : 0), 0);
+      sum += this.trainer.tokenLoss(b.ids, b.mask, b.labels, b.rows, b.seqLen) * n;
+      tokens += n;
+    }
+    const stop = [this.tokenizer!.special.eos];
+    const correct = prompts.filter((p) => {
+      const written = this.tokenizer!.decode(this.trainer.generate(p.ids, { maxNewTokens: GENERATE_TOKENS, stop }).filter((id) => !stop.includes(id)));
+      const got = finalNumber(written);
+      return got !== undefined && got === p.expected;
+    }).length;
+    return { accuracy: prompts.length ? correct / prompts.length : NaN, loss: sum / Math.max(tokens, 1) };
+  }
+
   dispose(): void {
     this.trainer.dispose();
   }
 }
+
+/** Tokens a simulated evaluation generates per held-out prompt. */
+const GENERATE_TOKENS = 32;
 
 /** A device's batches in a new order each round, the same for every method. */
 export function roundBatches(d: SimDevice, round: number, seed: number): TokenBatch[] {
@@ -120,13 +147,13 @@ export function averageAdapters(adapters: AdapterWeights[], weights: number[]): 
 
 const tokensOf = (d: SimDevice) => d.batches.reduce((a, b) => a + b.rows * b.seqLen, 0);
 
-export async function runMethod(method: MethodName, model: GPT2Model, data: SimData, spec: SimSpec, onRound?: (r: RoundResult) => void): Promise<MethodResult> {
+export async function runMethod(method: MethodName, model: Model, data: SimData, spec: SimSpec, onRound?: (r: RoundResult) => void, tokenizer?: Tokenizer): Promise<MethodResult> {
   const started = performance.now();
   const devices = data.devices.filter((d) => d.rows > 0);
   const { cut } = spec;
-  const setup = { config: model.config, cut, seqLen: Math.max(...devices.flatMap((d) => d.batches.map((b) => b.seqLen))), batchSize: Math.max(...devices.flatMap((d) => d.batches.map((b) => b.rows))), lora: spec.lora };
+  const setup = { config: model.config, cut, seqLen: Math.max(...devices.flatMap((d) => d.batches.map((b) => b.seqLen))), batchSize: Math.max(...devices.flatMap((d) => d.batches.map((b) => b.rows))), lora: spec.lora, generation: data.prompts !== undefined };
   const costs = methodCosts(method, setup);
-  const sim = new Sim(model, data, spec, method === 'fedlora' || method === 'splitlora' ? 0 : cut);
+  const sim = new Sim(model, data, spec, method === 'fedlora' || method === 'splitlora' ? 0 : cut, tokenizer);
   const t = sim.trainer;
   const rounds: RoundResult[] = [];
   let previous: { order: string[]; updates: Map<string, Float32Array> } | undefined;
@@ -255,12 +282,12 @@ function loadPartial(t: Trainer, w: AdapterWeights): void {
 function gradientAtCut(t: Trainer, b: TrainBatch, cut: number): number {
   return tf.tidy(() => {
     const mask = tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32');
-    const labels = tf.oneHot(tf.tensor1d(b.labels, 'int32'), t.net.config.numLabels);
     const adapters = t.lora.adapters(false);
     const atCut = t.net.blocksForward(tf.tensor3d(b.hidden, [b.rows, b.seqLen, t.net.config.nEmbd]), mask, 0, cut, adapters);
     const g = tf.grad((h: tf.Tensor) => {
       const final = t.net.blocksForward(h as tf.Tensor3D, mask, cut, undefined, adapters);
-      return tf.losses.softmaxCrossEntropy(labels, tf.matMul(t.net.pool(final, mask), t.head!, false, true));
+      if (t.task === 'causal-lm') return t.net.lmLoss(final, b.labels);
+      return tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(b.labels, 'int32'), t.net.config.numLabels), tf.matMul(t.net.pool(final, mask), t.head!, false, true));
     })(atCut);
     return tf.norm(g).dataSync()[0];
   });

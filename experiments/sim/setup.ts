@@ -1,12 +1,15 @@
 /** What a simulation runs on: the devices' tokenized shards and the evaluation split, from one task and partition. */
+import { encodeGenerationBatch, finalNumber, type GenerationExample } from '../../core/data/generation.ts';
 import { textInput, type Example } from '../../core/data/shard.ts';
 import { describePartition, labelHistogram, partition, type PartitionSpec } from '../../core/data/partition.ts';
 import { GPT2Tokenizer } from '../../core/tokenizer/gpt2.ts';
-import type { TaskData } from '../tasks.ts';
+import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
+import type { GenerationTaskData, TaskData } from '../tasks.ts';
 
 export interface TokenBatch {
   ids: Int32Array;
   mask: Int32Array;
+  /** A class per row, or (generation) a next-token id per position, IGNORE_INDEX outside the completions. */
   labels: Int32Array;
   rows: number;
   seqLen: number;
@@ -20,11 +23,13 @@ export interface SimDevice {
 }
 
 export interface SimData {
-  task: TaskData;
+  task: TaskData | GenerationTaskData;
   partition: string;
   devices: SimDevice[];
   evaluation: TokenBatch[];
   evalRows: number;
+  /** Generation: the held-out prompts (token ids) to complete, with the final number each should reach. */
+  prompts?: Array<{ ids: number[]; expected?: string }>;
 }
 
 const tokenizer = new GPT2Tokenizer();
@@ -49,6 +54,34 @@ export interface SetupOptions {
   seqLen: number;
   padTokenId: number;
   seed: number;
+}
+
+/**
+ * A generation task's simulation: devices' prompts and completions as causal-LM batches (loss on completions), the
+ * evaluation batches, and `generate` held-out prompts to complete. Only label-free partitions apply (iid, quantity).
+ */
+export function setUpGenerationSimulation(task: GenerationTaskData, tokenizer: Tokenizer, o: SetupOptions & { generate: number }): SimData {
+  if (o.partition.kind !== 'iid' && o.partition.kind !== 'quantity') throw new Error(`partition '${describePartition(o.partition)}' skews labels; a generation task has none: use iid or quantity:ALPHA`);
+  const train = task.train.slice(0, o.trainRows);
+  const parts = partition(train.map(() => 0), o.devices, o.partition, o.seed);
+  const batches = (rows: readonly GenerationExample[]): TokenBatch[] => {
+    const out: TokenBatch[] = [];
+    for (let i = 0; i < rows.length; i += o.batchSize) {
+      const enc = encodeGenerationBatch(tokenizer, rows.slice(i, i + o.batchSize), o.seqLen, o.padTokenId);
+      out.push({ ids: enc.ids, mask: enc.attentionMask, labels: enc.labels, rows: enc.batch, seqLen: enc.seq });
+    }
+    return out;
+  };
+  const held = task.eval.slice(0, o.evalRows);
+  const bos = tokenizer.special.bos === undefined ? [] : [tokenizer.special.bos];
+  return {
+    task,
+    partition: describePartition(o.partition),
+    devices: parts.map((p, d) => ({ id: `device-${d}`, rows: p.length, batches: batches(p.map((i) => train[i]!)), histogram: [p.length] })),
+    evaluation: batches(held),
+    evalRows: held.length,
+    prompts: held.slice(0, o.generate).map((r) => ({ ids: [...bos, ...tokenizer.encode(r.prompt)], expected: finalNumber(r.completion) })),
+  };
 }
 
 export function setUpSimulation(task: TaskData, o: SetupOptions): SimData {

@@ -250,7 +250,9 @@ export class TfGPT2 {
   /** Mean next-token cross-entropy of final hidden states against token labels [B*T] (IGNORE_INDEX: no loss), through the tied head. */
   lmLoss(final: tf.Tensor3D, labels: Int32Array): tf.Scalar {
     const { rows, targets } = labelledRows(final, labels);
-    return chunkedLmLoss(this.layerNorm(rows, this.lnF), this.embeddingTables().wte, targets);
+    const { wte } = this.embeddingTables();
+    this.lmHead ??= new FrozenLinear(wte.transpose(), undefined, wte.clone());
+    return chunkedLmLoss(this.layerNorm(rows, this.lnF), this.lmHead.weight, wte, targets);
   }
 
   /** Hidden states after blocks [0, upTo): what the device prefix with cut `upTo` computes. */

@@ -15,7 +15,7 @@ import { LLAMA_LINEARS, llamaLinearShape, LM_HEAD, type LlamaLinear, type LlamaM
 import { requireParam } from '../../core/model/params.ts';
 import { Random } from '../../core/random.ts';
 import type { Adapters, LinearAdapter } from './gpt2.ts';
-import { attentionMask, chunkedLmLoss, dropout, FrozenLinear, headLogits, labelledRows, lowRank, type AttentionMask } from './ops.ts';
+import { attentionMask, chunkedLmLoss, dropout, FrozenLinear, labelledRows, lowRank, type AttentionMask } from './ops.ts';
 
 interface Block {
   inputNorm: tf.Tensor1D;
@@ -52,8 +52,7 @@ export class TfLlama {
   private readonly invFreq: tf.Tensor2D;
   /** Uploaded on first use: a suffix trained from a cut needs the table only for the (tied) LM head. */
   private table: tf.Tensor2D | undefined;
-  /** The LM head [V, d], held once: the token table when tied. */
-  private head: tf.Tensor2D | undefined;
+  private head: { w: tf.Tensor2D; wT: tf.Tensor2D } | undefined;
 
   /** Uploads blocks [firstBlock, n) and the head; blocks below firstBlock run on the devices. */
   constructor(model: LlamaModel, { firstBlock = 0 }: { firstBlock?: number } = {}) {
@@ -82,9 +81,14 @@ export class TfLlama {
     return (this.table ??= tf.keep(tf.tensor2d(requireParam(this.model.params, 'embed_tokens.weight'), [this.config.vocabSize, this.config.nEmbd])));
   }
 
-  private lmHead(): tf.Tensor2D {
-    const c = this.config;
-    return (this.head ??= c.tieWordEmbeddings ? this.embeddingTable() : tf.keep(tf.tensor2d(requireParam(this.model.params, LM_HEAD), [c.vocabSize, c.nEmbd])));
+  /** The LM head as [V, d] and [d, V] (the token table when tied). */
+  private lmHead(): { w: tf.Tensor2D; wT: tf.Tensor2D } {
+    if (!this.head) {
+      const c = this.config;
+      const w = c.tieWordEmbeddings ? this.embeddingTable() : tf.keep(tf.tensor2d(requireParam(this.model.params, LM_HEAD), [c.vocabSize, c.nEmbd]));
+      this.head = { w, wT: tf.keep(w.transpose()) };
+    }
+    return this.head;
   }
 
   /** Token ids [B, T] -> [B, T, d]. */
@@ -222,7 +226,7 @@ export class TfLlama {
 
   /** Next-token logits [rows, V] of final hidden states [rows, d]. */
   logits(hidden: tf.Tensor2D): tf.Tensor2D {
-    return tf.tidy(() => headLogits(this.rmsNorm(hidden, this.norm), this.lmHead()));
+    return tf.tidy(() => tf.matMul(this.rmsNorm(hidden, this.norm), this.lmHead().wT));
   }
 
   /**
@@ -231,7 +235,8 @@ export class TfLlama {
    */
   lmLoss(final: tf.Tensor3D, labels: Int32Array): tf.Scalar {
     const { rows, targets } = labelledRows(final, labels);
-    return chunkedLmLoss(this.rmsNorm(rows, this.norm), this.lmHead(), targets);
+    const { w, wT } = this.lmHead();
+    return chunkedLmLoss(this.rmsNorm(rows, this.norm), wT, w, targets);
   }
 
   /** Final hidden states -> each row's last real token after the final norm [B, d] (a classification head's input). */
@@ -280,7 +285,7 @@ export class TfLlama {
 
   dispose(): void {
     tf.dispose([this.norm, this.invFreq]);
-    if (this.head && this.head !== this.table) this.head.dispose();
+    if (this.head) tf.dispose(this.head.w === this.table ? [this.head.wT] : [this.head.w, this.head.wT]);
     if (this.table) this.table.dispose();
     for (const b of this.blocks) {
       if (!b) continue;

@@ -202,53 +202,23 @@ export function labelledRows(final: tf.Tensor3D, labels: Int32Array): { rows: tf
   return { rows: tf.matMul(pick, final.reshape([B * T, d])), targets: Int32Array.from(picked, (r) => labels[r]!) };
 }
 
-/** Vocabulary slices of an LM head [V, d] as plain [d, Vc] operands, transposed one at a time. */
-function vocabSlices(head: tf.Tensor2D, size: number): Array<{ at: number; n: number }> {
-  const V = head.shape[0];
-  return Array.from({ length: Math.ceil(V / size) }, (_, i) => ({ at: i * size, n: Math.min(size, V - i * size) }));
-}
-
-/** Logits [rows, V] of rows [rows, d] through an LM head kept once as [V, d], a vocabulary slice at a time. */
-export function headLogits(x: tf.Tensor2D, head: tf.Tensor2D, vocabChunk = VOCAB_CHUNK): tf.Tensor2D {
-  return tf.tidy(() => tf.concat(vocabSlices(head, vocabChunk).map(({ at, n }) => tf.matMul(x, tf.transpose(tf.slice(head, [at, 0], [n, -1])))), 1)) as tf.Tensor2D;
-}
-
-const VOCAB_CHUNK = 16384;
-
 /**
  * Mean next-token cross-entropy over rows h [N, d] (final-normed hidden states) and labels [N] through an LM head
- * held once, as [V, d] (Llama-3.2-1B's tied head is 1 GB in fp32; WebAssembly has 4 GB). Logits are made for
- * `rows` rows and one vocabulary slice at a time (the slice transposed on the fly, so every MatMul is plain), with a
- * running log-sum-exp across slices; the backward pass recomputes them. Never N x V floats at once.
+ * given both ways, headT [d, V] and head [V, d] (two plain MatMuls). The [N, V] logits are made `chunk` rows at a
+ * time, forward and again in the backward pass, so Llama's 128,256-token vocabulary never needs N x V floats at once.
  */
-export function chunkedLmLoss(h: tf.Tensor2D, head: tf.Tensor2D, labels: Int32Array, { rows = 256, vocab = VOCAB_CHUNK } = {}): tf.Scalar {
+export function chunkedLmLoss(h: tf.Tensor2D, headT: tf.Tensor2D, head: tf.Tensor2D, labels: Int32Array, chunk = 64): tf.Scalar {
   const [N] = h.shape;
   if (labels.length !== N) throw new Error(`${labels.length} labels for ${N} rows`);
-  const rowChunks = Array.from({ length: Math.ceil(N / rows) }, (_, i) => ({ at: i * rows, n: Math.min(rows, N - i * rows) }));
-  const slices = vocabSlices(head, vocab);
-  // One-hot of the labels within a slice (labels outside it give zero rows).
-  const targets = (at: number, n: number, v: { at: number; n: number }) => tf.oneHot(tf.sub(tf.tensor1d(labels.subarray(at, at + n), 'int32'), tf.scalar(v.at, 'int32')) as tf.Tensor1D, v.n);
-  /** Per row of a chunk: log-sum-exp over the whole vocabulary, and the label's logit. */
-  const logSumExp = (x: tf.Tensor2D, at: number, n: number) => {
-    let max: tf.Tensor = tf.fill([n, 1], -Infinity);
-    let sum: tf.Tensor = tf.zeros([n, 1]);
-    let picked: tf.Tensor = tf.zeros([n]);
-    for (const v of slices) {
-      const logits = tf.matMul(x, tf.transpose(tf.slice(head, [v.at, 0], [v.n, -1])));
-      const next = tf.maximum(max, tf.max(logits, 1, true));
-      sum = tf.add(tf.mul(sum, tf.exp(tf.sub(max, next))), tf.sum(tf.exp(tf.sub(logits, next)), 1, true));
-      picked = tf.add(picked, tf.sum(tf.mul(logits, targets(at, n, v)), 1));
-      max = next;
-    }
-    return { lse: tf.add(max, tf.log(sum)), picked };
-  };
+  const parts = (x: tf.Tensor2D) => Array.from({ length: Math.ceil(N / chunk) }, (_, i) => [i * chunk, Math.min(chunk, N - i * chunk)] as const).map(([at, n]) => ({ at, n, x: tf.slice(x, [at, 0], [n, -1]) as tf.Tensor2D }));
+  const oneHot = (at: number, n: number) => tf.oneHot(tf.tensor1d(labels.subarray(at, at + n), 'int32'), head.shape[0]);
   const fn = tf.customGrad((x, save) => {
     (save as tf.GradSaveFunc)([x as tf.Tensor2D]);
     const value = tf.tidy(() => {
       let total: tf.Tensor = tf.scalar(0);
-      for (const { at, n } of rowChunks) {
-        const { lse, picked } = logSumExp(tf.slice(x as tf.Tensor2D, [at, 0], [n, -1]), at, n);
-        total = tf.add(total, tf.sum(tf.sub(tf.reshape(lse, [n]), picked)));
+      for (const { at, n, x: rows } of parts(x as tf.Tensor2D)) {
+        const logits = tf.matMul(rows, headT);
+        total = tf.add(total, tf.sum(tf.sub(tf.logSumExp(logits, 1), tf.sum(tf.mul(logits, oneHot(at, n)), 1))));
       }
       return tf.div(total, N) as tf.Scalar;
     });
@@ -257,20 +227,7 @@ export function chunkedLmLoss(h: tf.Tensor2D, head: tf.Tensor2D, labels: Int32Ar
       gradFunc: (dy, [xs]) =>
         tf.tidy(() => {
           const scale = tf.div(dy, N);
-          return tf.concat(
-            rowChunks.map(({ at, n }) => {
-              const x = tf.slice(xs as tf.Tensor2D, [at, 0], [n, -1]);
-              const { lse } = logSumExp(x, at, n);
-              // d loss / d x = (softmax - onehot) head, a vocabulary slice at a time: plain [n, Vc] x [Vc, d] products.
-              let dx: tf.Tensor = tf.zeros(x.shape);
-              for (const v of slices) {
-                const w = tf.slice(head, [v.at, 0], [v.n, -1]);
-                const p = tf.sub(tf.exp(tf.sub(tf.matMul(x, tf.transpose(w)), lse)), targets(at, n, v));
-                dx = tf.add(dx, tf.matMul(p, w));
-              }
-              return tf.mul(dx, scale);
-            }),
-          );
+          return tf.concat(parts(xs as tf.Tensor2D).map(({ at, n, x: rows }) => tf.mul(tf.matMul(tf.sub(tf.softmax(tf.matMul(rows, headT)), oneHot(at, n)), head), scale)));
         }),
     };
   }) as (x: tf.Tensor2D) => tf.Scalar;

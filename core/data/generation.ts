@@ -71,6 +71,11 @@ export interface EncodedGenerationBatch {
   truncated: boolean[];
 }
 
+/** A prompt as the model is given it to complete: its start token (if the family has one), then the prompt's ids. */
+export function promptIds(tokenizer: Tokenizer, prompt: string): number[] {
+  return [...(tokenizer.special.bos === undefined ? [] : [tokenizer.special.bos]), ...tokenizer.encode(prompt)];
+}
+
 /**
  * Rows as `<start> prompt completion <end>`, right-padded to the longest row. A row longer than maxLength keeps at
  * most half of it for the prompt (its last tokens, after the start token) and loses the end of its completion; it

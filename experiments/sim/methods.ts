@@ -9,13 +9,13 @@
  *   device, and the device adapters are averaged every `avgEvery` steps.
  */
 import * as tf from '@tensorflow/tfjs';
-import { finalNumber } from '../../core/data/generation.ts';
 import type { Model } from '../../core/model/family.ts';
 import type { AdapterWeights } from '../../core/peft/adapter.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 import { Random } from '../../core/random.ts';
 import { orderFor, permutation, type OrderingSpec } from '../../gpu-server/ordering/ordering.ts';
 import { scoreLogits, Trainer, type TrainBatch } from '../../gpu-server/train/trainer.ts';
+import { complete, completionLoss } from '../../gpu-server/runs/evaluate.ts';
 import { adapterBytes, methodCosts, type MethodName } from './accounting.ts';
 import type { SimData, SimDevice, TokenBatch } from './setup.ts';
 
@@ -104,20 +104,11 @@ class Sim {
 
   /** Held-out completion loss (per labelled token), and greedy completions scored by their final number. */
   private evaluateGeneration(prompts: NonNullable<SimData['prompts']>): { accuracy: number; loss: number } {
-    let sum = 0;
-    let tokens = 0;
-    for (const b of this.data.evaluation) {
-      const n = b.labels.reduce((a, l) => a + (l >= 0 ? 1 : 0), 0);
-      sum += this.trainer.tokenLoss(b.ids, b.mask, b.labels, b.rows, b.seqLen) * n;
-      tokens += n;
-    }
-    const stop = [this.tokenizer!.special.eos];
     const correct = prompts.filter((p) => {
-      const written = this.tokenizer!.decode(this.trainer.generate(p.ids, { maxNewTokens: GENERATE_TOKENS, stop }).filter((id) => !stop.includes(id)));
-      const got = finalNumber(written);
-      return got !== undefined && got === p.expected;
+      const { predicted } = complete(this.trainer, this.tokenizer!, p.ids, GENERATE_TOKENS);
+      return predicted !== undefined && predicted === p.expected;
     }).length;
-    return { accuracy: prompts.length ? correct / prompts.length : NaN, loss: sum / Math.max(tokens, 1) };
+    return { accuracy: prompts.length ? correct / prompts.length : NaN, loss: completionLoss(this.trainer, this.data.evaluation) };
   }
 
   dispose(): void {

@@ -1,5 +1,5 @@
 /** What a simulation runs on: the devices' tokenized shards and the evaluation split, from one task and partition. */
-import { encodeGenerationBatch, finalNumber, type GenerationExample } from '../../core/data/generation.ts';
+import { encodeGenerationBatch, finalNumber, promptIds, type GenerationExample } from '../../core/data/generation.ts';
 import { textInput, type Example } from '../../core/data/shard.ts';
 import { describePartition, labelHistogram, partition, type PartitionSpec } from '../../core/data/partition.ts';
 import { GPT2Tokenizer } from '../../core/tokenizer/gpt2.ts';
@@ -73,14 +73,13 @@ export function setUpGenerationSimulation(task: GenerationTaskData, tokenizer: T
     return out;
   };
   const held = task.eval.slice(0, o.evalRows);
-  const bos = tokenizer.special.bos === undefined ? [] : [tokenizer.special.bos];
   return {
     task,
     partition: describePartition(o.partition),
     devices: parts.map((p, d) => ({ id: `device-${d}`, rows: p.length, batches: batches(p.map((i) => train[i]!)), histogram: [p.length] })),
     evaluation: batches(held),
     evalRows: held.length,
-    prompts: held.slice(0, o.generate).map((r) => ({ ids: [...bos, ...tokenizer.encode(r.prompt)], expected: finalNumber(r.completion) })),
+    prompts: held.slice(0, o.generate).map((r) => ({ ids: promptIds(tokenizer, r.prompt), expected: finalNumber(r.completion) })),
   };
 }
 

@@ -4,7 +4,7 @@
  * completions of the first prompts scored by exact match of the final number (GSM8K's rule), with the texts kept so
  * that people can read what the model writes.
  */
-import { encodeGenerationBatch, finalNumber, type GenerationExample } from '../../core/data/generation.ts';
+import { encodeGenerationBatch, finalNumber, promptIds, type GenerationExample } from '../../core/data/generation.ts';
 import { textInput, type Example } from '../../core/data/shard.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 import { scoreLogits, type Trainer } from '../train/trainer.ts';
@@ -35,22 +35,43 @@ export function evaluateClassification(trainer: Trainer, tokenizer: Tokenizer, r
   return { loss, accuracy };
 }
 
-export function evaluateGeneration(trainer: Trainer, tokenizer: Tokenizer, rows: readonly GenerationExample[], o: { batchSize: number; seqLen: number; maxNewTokens: number; limit: number }): Evaluation {
-  let lossSum = 0;
+/** A causal-LM batch as token ids: a label per position, IGNORE_INDEX where no loss is taken. */
+export interface LabelledTokens {
+  ids: Int32Array;
+  mask: Int32Array;
+  labels: Int32Array;
+  rows: number;
+  seqLen: number;
+}
+
+/** Mean next-token loss per labelled token over batches (a batch weighs by its labelled tokens). */
+export function completionLoss(trainer: Trainer, batches: readonly LabelledTokens[]): number {
+  let sum = 0;
   let tokens = 0;
-  for (let i = 0; i < rows.length; i += o.batchSize) {
-    const enc = encodeGenerationBatch(tokenizer, rows.slice(i, i + o.batchSize), o.seqLen);
-    const labelled = enc.labels.reduce((a, l) => a + (l >= 0 ? 1 : 0), 0);
-    lossSum += trainer.tokenLoss(enc.ids, enc.attentionMask, enc.labels, enc.batch, enc.seq) * labelled;
+  for (const b of batches) {
+    const labelled = b.labels.reduce((a, l) => a + (l >= 0 ? 1 : 0), 0);
+    sum += trainer.tokenLoss(b.ids, b.mask, b.labels, b.rows, b.seqLen) * labelled;
     tokens += labelled;
   }
+  return sum / Math.max(tokens, 1);
+}
+
+/** A greedy completion of a prompt (token ids), decoded without its end token, and the final number it gives. */
+export function complete(trainer: Trainer, tokenizer: Tokenizer, prompt: readonly number[], maxNewTokens: number): { generated: string; predicted?: string } {
   const stop = [tokenizer.special.eos];
+  const generated = tokenizer.decode(trainer.generate(prompt, { maxNewTokens, stop }).filter((id) => !stop.includes(id)));
+  return { generated, predicted: finalNumber(generated) };
+}
+
+export function evaluateGeneration(trainer: Trainer, tokenizer: Tokenizer, rows: readonly GenerationExample[], o: { batchSize: number; seqLen: number; maxNewTokens: number; limit: number }): Evaluation {
+  const batches = Array.from({ length: Math.ceil(rows.length / o.batchSize) }, (_, i) => {
+    const enc = encodeGenerationBatch(tokenizer, rows.slice(i * o.batchSize, (i + 1) * o.batchSize), o.seqLen);
+    return { ids: enc.ids, mask: enc.attentionMask, labels: enc.labels, rows: enc.batch, seqLen: enc.seq };
+  });
   const samples = rows.slice(0, o.limit).map((row): GenerationSample => {
-    const prompt = [...(tokenizer.special.bos === undefined ? [] : [tokenizer.special.bos]), ...tokenizer.encode(row.prompt)];
-    const generated = tokenizer.decode(trainer.generate(prompt, { maxNewTokens: o.maxNewTokens, stop }).filter((id) => !stop.includes(id)));
+    const { generated, predicted } = complete(trainer, tokenizer, promptIds(tokenizer, row.prompt), o.maxNewTokens);
     const expected = finalNumber(row.completion);
-    const predicted = finalNumber(generated);
     return { prompt: row.prompt, generated, expected, predicted, correct: predicted !== undefined && predicted === expected };
   });
-  return { loss: lossSum / Math.max(tokens, 1), accuracy: samples.length ? samples.filter((s) => s.correct).length / samples.length : NaN, samples };
+  return { loss: completionLoss(trainer, batches), accuracy: samples.length ? samples.filter((s) => s.correct).length / samples.length : NaN, samples };
 }

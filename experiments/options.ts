@@ -3,7 +3,7 @@ import type { PartitionSpec } from '../core/data/partition.ts';
 import { initModel } from '../core/model/init.ts';
 import { gpt2Config } from '../core/model/config.ts';
 import type { Model } from '../core/model/family.ts';
-import { llamaConfig } from '../core/model/llama/config.ts';
+import { llamaConfig, TINY_LLAMA } from '../core/model/llama/config.ts';
 import { initLlama } from '../core/model/llama/init.ts';
 import { llama3TokenizerFiles } from '../core/tokenizer/llama3.ts';
 import { HfTokenizer, specialTokens } from '../core/tokenizer/hf.ts';
@@ -30,7 +30,7 @@ export function parseMethods(text: string): MethodName[] {
  */
 export async function loadBaseModel(spec: string, family: 'gpt2' | 'llama' = 'gpt2'): Promise<{ model: Model; name: string; tokenizer?: Tokenizer }> {
   if (spec === 'random' && family === 'llama') {
-    const model = initLlama(llamaConfig({ nLayer: 4, nEmbd: 64, nHead: 4, nKvHead: 2, headDim: 16, nInner: 172, nPositions: 256 }), { seed: 0 });
+    const model = initLlama(llamaConfig(TINY_LLAMA), { seed: 0 });
     const { json, config } = llama3TokenizerFiles();
     return { model, name: 'random', tokenizer: new HfTokenizer(json, config, specialTokens(model.config)) };
   }

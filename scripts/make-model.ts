@@ -6,7 +6,7 @@
 import { gpt2Config, GPT2_SIZES } from '../core/model/config.ts';
 import type { Model } from '../core/model/family.ts';
 import { initModel } from '../core/model/init.ts';
-import { llamaConfig, LLAMA_SIZES } from '../core/model/llama/config.ts';
+import { llamaConfig, LLAMA_SIZES, TINY_LLAMA } from '../core/model/llama/config.ts';
 import { initLlama } from '../core/model/llama/init.ts';
 import { writeLlama3Tokenizer, writeModelFolder } from '../gpu-server/model/folder.ts';
 import { cliArgs, fail, int, run } from './cli.ts';
@@ -57,7 +57,7 @@ function gpt2(): Model {
 
 function llama(): Model {
   if (args.size && !Object.hasOwn(LLAMA_SIZES, args.size)) fail(`--size '${args.size}' is not one of ${Object.keys(LLAMA_SIZES).join(', ')}`);
-  const base = args.size ? LLAMA_SIZES[args.size as keyof typeof LLAMA_SIZES] : { nLayer: 4, nEmbd: 64, nHead: 4, nKvHead: 2, nInner: 172 };
+  const base = args.size ? { ...LLAMA_SIZES[args.size as keyof typeof LLAMA_SIZES], nPositions: 131072 } : TINY_LLAMA;
   const nEmbd = int('embd', args.embd, base.nEmbd);
   const nHead = int('heads', args.heads, base.nHead);
   const nKvHead = int('kv-heads', args['kv-heads'], base.nKvHead);
@@ -71,7 +71,7 @@ function llama(): Model {
     nKvHead,
     headDim: nEmbd / nHead,
     nInner: int('inner', args.inner, base.nInner),
-    nPositions: int('positions', args.positions, args.size ? 131072 : 256),
+    nPositions: int('positions', args.positions, base.nPositions),
     numLabels: int('labels', args.labels, 2),
   });
   if (args.vocab) fail('--vocab is fixed for --arch llama: Llama 3\'s tokenizer has 128256 tokens');

@@ -6,7 +6,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseGenerationShard, type GenerationExample } from '../core/data/generation.ts';
-import { llamaConfig } from '../core/model/llama/config.ts';
+import { llamaConfig, TINY_LLAMA } from '../core/model/llama/config.ts';
 import { initLlama } from '../core/model/llama/init.ts';
 import { writeLlama3Tokenizer, writeModelFolder } from '../gpu-server/model/folder.ts';
 import type { RoundMetrics } from '../gpu-server/runs/manager.ts';
@@ -21,7 +21,7 @@ export const GSM8K_PROFILES = [
 ];
 
 export async function writeTinyLlama(dir: string): Promise<void> {
-  const config = llamaConfig({ nLayer: 4, nEmbd: 64, nHead: 4, nKvHead: 2, headDim: 16, nInner: 172, nPositions: 256 });
+  const config = llamaConfig(TINY_LLAMA);
   await writeModelFolder(dir, initLlama(config, { seed: 0 }));
   await writeLlama3Tokenizer(dir);
 }

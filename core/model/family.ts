@@ -54,6 +54,11 @@ export function blockMatmuls(c: ModelConfig): BlockMatmul[] {
   return [...linears.slice(0, beforeAttention), { attention: width }, { attention: width }, ...linears.slice(beforeAttention)];
 }
 
+/** The weights of a block's linears (norms and biases left out). */
+export function blockLinearWeights(c: ModelConfig): number {
+  return blockMatmuls(c).reduce((a, m) => a + ('linear' in m ? m.inp * m.out : 0), 0);
+}
+
 /** The linears of a block by module path, the names LoRA targets and PEFT keys use. */
 export function blockLinears(c: ModelConfig): readonly string[] {
   return c.modelType === 'llama' ? LLAMA_LINEARS : BLOCK_LINEARS;

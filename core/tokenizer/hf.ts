@@ -4,6 +4,7 @@
  * encoded by a copy of the tokenizer that knows no added tokens, so `<|eot_id|>` written in a shard stays text.
  */
 import { Tokenizer as HfTokenizerJs } from '@huggingface/tokenizers';
+import { parseJsonObject } from '../model/config.ts';
 import type { ModelConfig } from '../model/family.ts';
 import { GPT2_SPECIAL } from './gpt2.ts';
 import { Tokenizer, type SpecialTokens } from './tokenizer.ts';
@@ -55,18 +56,9 @@ export function specialTokens(c: ModelConfig): SpecialTokens {
 
 /** The tokenizer of a model folder from its files' text; `file` names tokenizer.json in errors. */
 export function tokenizerFromFiles(config: ModelConfig, tokenizerJson: string, tokenizerConfig: string | undefined, file = TOKENIZER_FILE): HfTokenizer {
-  const parse = (text: string, name: string) => {
-    try {
-      const v = JSON.parse(text);
-      if (typeof v === 'object' && v !== null && !Array.isArray(v)) return v as Record<string, unknown>;
-    } catch (e) {
-      throw new Error(`${name}: not valid JSON (${(e as Error).message})`);
-    }
-    throw new Error(`${name}: not a JSON object`);
-  };
-  const json = parse(tokenizerJson, file);
+  const json = parseJsonObject(tokenizerJson, file);
   if (!json.model || typeof json.model !== 'object') throw new Error(`${file}: no 'model' object: not a Hugging Face tokenizer.json`);
-  const tokenizer = new HfTokenizer(json, tokenizerConfig === undefined ? {} : parse(tokenizerConfig, file.replace(TOKENIZER_FILE, TOKENIZER_CONFIG_FILE)), specialTokens(config));
+  const tokenizer = new HfTokenizer(json, tokenizerConfig === undefined ? {} : parseJsonObject(tokenizerConfig, file.replace(TOKENIZER_FILE, TOKENIZER_CONFIG_FILE)), specialTokens(config));
   for (const [name, id] of Object.entries(tokenizer.special)) {
     if (id !== undefined && id >= config.vocabSize) throw new Error(`${file}: the ${name} token ${id} is outside the model's vocabulary (${config.vocabSize})`);
   }

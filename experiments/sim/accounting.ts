@@ -6,7 +6,7 @@
  * gradients and two AdamW moments) where it trains.
  */
 import { flopsPerToken, type PassFlops } from '../../core/flops/flops.ts';
-import { blockMatmuls, linearInOut, type ModelConfig } from '../../core/model/family.ts';
+import { blockLinearWeights, linearInOut, type ModelConfig } from '../../core/model/family.ts';
 
 export type MethodName = 'splitfrozen' | 'splitfrozen-parallel' | 'fedlora' | 'splitlora';
 export const METHODS: MethodName[] = ['splitfrozen', 'fedlora', 'splitlora', 'splitfrozen-parallel'];
@@ -36,7 +36,7 @@ function loraParams(s: CostSetup, layers: number): number {
 
 /** A block's weights: its linears, and its norms (and GPT-2's biases) counted as 4 d. */
 function blockParams(c: ModelConfig): number {
-  return blockMatmuls(c).reduce((a, m) => a + ('linear' in m ? m.inp * m.out : 0), 0) + 4 * c.nEmbd;
+  return blockLinearWeights(c) + 4 * c.nEmbd;
 }
 
 export function methodCosts(method: MethodName, s: CostSetup): MethodCosts {

@@ -29,11 +29,15 @@ export function readModelFolder(dir: string): Promise<Model> {
   return loadModel(folderSource(dir));
 }
 
+/** A file of a folder that may not have it: its bytes, or undefined. */
+function readIfPresent(dir: string, file: string): Promise<Buffer | undefined> {
+  return readFile(join(dir, file)).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
+}
+
 /** The folder's tokenizer.json (any family); a GPT-2 folder without one gets GPT-2's BPE through js-tiktoken. */
 export async function readTokenizer(dir: string, config: ModelConfig): Promise<Tokenizer> {
-  const read = (file: string) => readFile(join(dir, file), 'utf8').catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
-  const json = await read(TOKENIZER_FILE);
-  if (json !== undefined) return tokenizerFromFiles(config, json, await read(TOKENIZER_CONFIG_FILE), join(dir, TOKENIZER_FILE));
+  const json = await readIfPresent(dir, TOKENIZER_FILE);
+  if (json !== undefined) return tokenizerFromFiles(config, json.toString('utf8'), (await readIfPresent(dir, TOKENIZER_CONFIG_FILE))?.toString('utf8'), join(dir, TOKENIZER_FILE));
   if (config.modelType === 'gpt2') return new GPT2Tokenizer();
   throw new Error(`${join(dir, TOKENIZER_FILE)}: not found; a ${config.modelType} folder needs its tokenizer.json (npm run make-model writes one)`);
 }
@@ -60,7 +64,7 @@ export async function writeLlama3Tokenizer(dir: string): Promise<void> {
 /** A folder's tokenizer files copied to another (the merged weights of a model keep its tokenizer); none is fine. */
 export async function copyTokenizer(from: string, to: string): Promise<void> {
   for (const file of [TOKENIZER_FILE, TOKENIZER_CONFIG_FILE]) {
-    const bytes = await readFile(join(from, file)).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
+    const bytes = await readIfPresent(from, file);
     if (bytes) await writeFileAtomic(join(to, file), bytes);
   }
 }

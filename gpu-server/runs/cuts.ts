@@ -7,7 +7,7 @@
  *   runtime   = 24 MB (onnxruntime-web's WebAssembly and the worker's code)
  * int8 prefixes keep the token table outside the session (the device holds only its shard's rows).
  */
-import { blockMatmuls, type ModelConfig } from '../../core/model/family.ts';
+import { blockLinearWeights, type ModelConfig } from '../../core/model/family.ts';
 import { flopsPerToken } from '../../core/flops/flops.ts';
 import type { CapacityProfile } from './spec.ts';
 
@@ -21,7 +21,7 @@ export interface CutEstimate {
 }
 
 export function prefixEstimate(c: ModelConfig, cut: number, profile: Pick<CapacityProfile, 'weights' | 'gflops'>, batch: number, seq: number): CutEstimate {
-  const blockParams = blockMatmuls(c).reduce((a, m) => a + ('linear' in m ? m.inp * m.out : 0), 0);
+  const blockParams = blockLinearWeights(c);
   const bytesPerWeight = profile.weights === 'int8' ? 1 : 4;
   const tokenTable = profile.weights === 'int8' ? 0 : c.vocabSize * c.nEmbd * 4;
   const positionTable = c.modelType === 'gpt2' ? c.nPositions * c.nEmbd * 4 : 0; // Llama's rotary embeddings have none

@@ -183,7 +183,7 @@ export class RunManager {
     const unknown = targets.find((t) => !linears.includes(t));
     if (unknown) throw new Error(`lora.targets: '${unknown}' is not a ${c.modelType} block linear; use some of ${linears.join(', ')}`);
     spec = { ...spec, lora: { ...spec.lora, targets } };
-    await readTokenizer(spec.model, c);
+    const tokenizer = await readTokenizer(spec.model, c);
     const cuts: RunRecord['cuts'] = {};
     for (const d of spec.devices) {
       if (d.cut !== undefined) {
@@ -203,7 +203,7 @@ export class RunManager {
       modelName: basename(spec.model),
     };
     await putJson(this.opts.store, keys.run(id), record);
-    this.runs.set(id, { record, model, updates: new Map(), segments: new Map() });
+    this.runs.set(id, { record, model, tokenizer, updates: new Map(), segments: new Map() });
     this.log(`run ${id}: created; cuts ${JSON.stringify(Object.fromEntries(Object.entries(cuts).map(([k, v]) => [k, v.cut])))}, adapters on blocks ${record.deepestCut}..${c.nLayer - 1}`);
     return record;
   }

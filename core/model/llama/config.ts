@@ -42,6 +42,9 @@ export const LLAMA_SIZES = {
   'llama-3.2-3b': { nLayer: 28, nEmbd: 3072, nHead: 24, nKvHead: 8, headDim: 128, nInner: 8192 },
 } as const;
 
+/** A tiny Llama with Llama 3's vocabulary and rope scaling, for npm start, experiments and make-model's default. */
+export const TINY_LLAMA = { nLayer: 4, nEmbd: 64, nHead: 4, nKvHead: 2, headDim: 16, nInner: 172, nPositions: 256 } as const;
+
 /** Llama 3's special tokens (the tokenizer's ids). */
 export const LLAMA3_TOKENS = { beginOfText: 128000, endOfText: 128001, eotId: 128009 } as const;
 

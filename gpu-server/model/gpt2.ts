@@ -11,7 +11,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { BLOCK_LINEARS, linearShape, param, SCORE, type BlockLinear, type GPT2Model } from '../../core/model/weights.ts';
 import type { GPT2Config } from '../../core/model/config.ts';
-import { attentionMask, chunkedLmLoss, dropout, FrozenLinear, gatherRows, labelledRows, gelu, geluBackward, lowRank, lowRankBackward, normalize, normalizeBackward, tiedLogits, TrainableLinear, type AttentionMask, type Linear } from './ops.ts';
+import { attentionMask, chunkedLmLoss, lastTokens, positionIds, dropout, FrozenLinear, gatherRows, labelledRows, gelu, geluBackward, lowRank, lowRankBackward, normalize, normalizeBackward, tiedLogits, TrainableLinear, type AttentionMask, type Linear } from './ops.ts';
 
 /** LoRA on one frozen linear: y += (keep * x) A B * scale, A [in, r], B [r, out]; keep: the dropout multiplier [rows, in]. */
 export interface LinearAdapter {
@@ -95,7 +95,7 @@ export class TfGPT2 {
     if (T > this.config.nPositions) throw new RangeError(`sequence length ${T} exceeds the model's n_positions (${this.config.nPositions}): truncate the input`);
     return tf.tidy(() => {
       const { wte, wpe } = this.embeddingTables();
-      const pos = tf.maximum(tf.sub(tf.cumsum(tf.cast(mask, 'int32'), 1), tf.scalar(1, 'int32')), tf.scalar(0, 'int32'));
+      const pos = positionIds(mask);
       const rows = this.trainable ? gatherRows : (t: tf.Tensor2D, i: tf.Tensor) => tf.gather(t, i);
       return tf.add(rows(wte, ids), rows(wpe, pos)) as tf.Tensor3D;
     });
@@ -262,15 +262,7 @@ export class TfGPT2 {
 
   /** Final hidden states [B, T, d] -> each row's last real token, after the final layer norm: the head's input [B, d]. */
   pool(hidden: tf.Tensor3D, mask: tf.Tensor2D): tf.Tensor2D {
-    const [B, T] = hidden.shape;
-    return tf.tidy(() => {
-      // Last real token: argmax over t of (mask * T + t); a row without real tokens pools t = T - 1.
-      // A one-hot sum rather than gather, whose gradient the WASM backend lacks.
-      const t = tf.range(0, T, 1, 'int32').reshape([1, T]);
-      const last = tf.argMax(tf.add(tf.mul(tf.cast(mask, 'int32'), tf.scalar(T, 'int32')), t), 1);
-      const pooled = tf.sum(tf.mul(hidden, tf.oneHot(last, T).reshape([B, T, 1])), 1) as tf.Tensor2D;
-      return this.layerNorm(pooled, this.lnF);
-    });
+    return tf.tidy(() => this.layerNorm(lastTokens(hidden, mask), this.lnF));
   }
 
   /** Classification logits [B, num_labels] from the final hidden states, through the model's own head. */

@@ -15,7 +15,7 @@ import { LLAMA_LINEARS, llamaLinearShape, LM_HEAD, type LlamaLinear, type LlamaM
 import { requireParam } from '../../core/model/params.ts';
 import { Random } from '../../core/random.ts';
 import type { Adapters, LinearAdapter } from './gpt2.ts';
-import { attentionMask, chunkedLmLoss, dropout, FrozenLinear, labelledRows, lowRank, type AttentionMask } from './ops.ts';
+import { attentionMask, chunkedLmLoss, dropout, FrozenLinear, labelledRows, lastTokens, lowRank, positionIds, type AttentionMask } from './ops.ts';
 
 interface Block {
   inputNorm: tf.Tensor1D;
@@ -156,16 +156,11 @@ export class TfLlama {
     return { y, k, v };
   }
 
-  /** Position ids of a padded batch: real tokens counted, max(cumsum(mask) - 1, 0). */
-  private positions(mask: tf.Tensor2D): tf.Tensor2D {
-    return tf.tidy(() => tf.maximum(tf.sub(tf.cumsum(tf.cast(mask, 'int32'), 1), 1), 0) as tf.Tensor2D);
-  }
-
   /** Blocks [from, to) on hidden states [B, T, d], adapters applied if given (inference). Use inside tf.tidy. */
   blocksForward(hidden: tf.Tensor3D, mask: tf.Tensor2D, from: number, to = this.config.nLayer, adapters?: Adapters): tf.Tensor3D {
     const [B, T, d] = hidden.shape;
     const attn = attentionMask(mask, this.config.nHead, this.config.headDim);
-    const rotary = this.rotary(this.positions(mask));
+    const rotary = this.rotary(positionIds(mask));
     let x = hidden.reshape([B * T, d]) as tf.Tensor2D;
     for (let i = from; i < to; i++) x = this.block(i, x, B, T, attn, rotary, adapters?.(i, B * T) ?? {}).y;
     tf.dispose([attn.scale, attn.fill, rotary.cos, rotary.sin]);
@@ -182,7 +177,7 @@ export class TfLlama {
   lossAndGradients(hidden: tf.Tensor3D, mask: tf.Tensor2D, from: number, adapters: Adapters, variables: tf.Variable[], loss: (final: tf.Tensor3D) => tf.Scalar): { loss: tf.Scalar; grads: Record<string, tf.Tensor> } {
     const [B, T, d] = hidden.shape;
     const attn = attentionMask(mask, this.config.nHead, this.config.headDim);
-    const rotary = this.rotary(this.positions(mask));
+    const rotary = this.rotary(positionIds(mask));
     const n = this.config.nLayer;
     const perBlock = Array.from({ length: n - from }, (_, j) => {
       const ads = adapters(from + j, B * T);
@@ -241,12 +236,7 @@ export class TfLlama {
 
   /** Final hidden states -> each row's last real token after the final norm [B, d] (a classification head's input). */
   pool(hidden: tf.Tensor3D, mask: tf.Tensor2D): tf.Tensor2D {
-    const [B, T] = hidden.shape;
-    return tf.tidy(() => {
-      const t = tf.range(0, T, 1, 'int32').reshape([1, T]);
-      const last = tf.argMax(tf.add(tf.mul(tf.cast(mask, 'int32'), tf.scalar(T, 'int32')), t), 1);
-      return this.rmsNorm(tf.sum(tf.mul(hidden, tf.oneHot(last, T).reshape([B, T, 1])), 1) as tf.Tensor2D, this.norm);
-    });
+    return tf.tidy(() => this.rmsNorm(lastTokens(hidden, mask), this.norm));
   }
 
   /** Continues `prompt` (token ids, starting with BOS if the model expects one); returns only the new tokens. */

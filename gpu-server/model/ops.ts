@@ -233,3 +233,21 @@ export function chunkedLmLoss(h: tf.Tensor2D, headT: tf.Tensor2D, head: tf.Tenso
   }) as (x: tf.Tensor2D) => tf.Scalar;
   return fn(h);
 }
+
+/** Position ids [B, T] of a padded batch: real tokens counted, max(cumsum(mask) - 1, 0) (core/model/masking.ts). */
+export function positionIds(mask: tf.Tensor2D): tf.Tensor2D {
+  return tf.tidy(() => tf.maximum(tf.sub(tf.cumsum(tf.cast(mask, 'int32'), 1), tf.scalar(1, 'int32')), tf.scalar(0, 'int32')) as tf.Tensor2D);
+}
+
+/**
+ * Each row's last real token of hidden states [B, T, d] -> [B, d]: argmax over t of (mask * T + t), so a row without
+ * real tokens gives t = T - 1. A one-hot sum rather than gather, whose gradient the WASM backend lacks.
+ */
+export function lastTokens(hidden: tf.Tensor3D, mask: tf.Tensor2D): tf.Tensor2D {
+  const [B, T] = hidden.shape;
+  return tf.tidy(() => {
+    const t = tf.range(0, T, 1, 'int32').reshape([1, T]);
+    const last = tf.argMax(tf.add(tf.mul(tf.cast(mask, 'int32'), tf.scalar(T, 'int32')), t), 1);
+    return tf.sum(tf.mul(hidden, tf.oneHot(last, T).reshape([B, T, 1])), 1) as tf.Tensor2D;
+  });
+}

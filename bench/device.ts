@@ -44,7 +44,8 @@ const ids = BigInt64Array.from({ length: B * T }, (_, i) => BigInt((i * 7919) % 
 const mask = new BigInt64Array(B * T).fill(1n);
 
 type Ort = typeof ortNode | typeof ortWeb;
-async function tokensPerSecond(ort: Ort, onnx: Uint8Array, feedsOf: (ort: Ort) => Record<string, unknown>, options: object = {}) {
+/** `shape`: the output's [batch, seq, d]. */
+async function tokensPerSecond(ort: Ort, onnx: Uint8Array, feedsOf: (ort: Ort) => Record<string, unknown>, options: object = {}, shape = [B, T, config.nEmbd]) {
   const session = await ort.InferenceSession.create(onnx, options);
   const times: number[] = [];
   for (let i = 0; i <= RUNS; i++) {
@@ -52,10 +53,10 @@ async function tokensPerSecond(ort: Ort, onnx: Uint8Array, feedsOf: (ort: Ort) =
     const start = performance.now();
     const out = await session.run(feeds as never);
     if (i > 0) times.push(performance.now() - start); // run 0 warms up
-    if (out[PREFIX_OUTPUT].dims.join() !== [B, T, config.nEmbd].join()) throw new Error('unexpected output shape');
+    if (out[PREFIX_OUTPUT].dims.join() !== shape.join()) throw new Error('unexpected output shape');
   }
   await session.release();
-  return (B * T) / (median(times) / 1000);
+  return (shape[0]! * shape[1]!) / (median(times) / 1000);
 }
 
 const variants: Array<{ name: string; options: PrefixOptions }> = [
@@ -163,28 +164,21 @@ async function llamaCut1() {
   cases.push({ weights: 'inside the .onnx', batch: 1, seq: 128, ...inGraph, fitsWorker128MB: inGraph.afterRun.totalMB < WORKER_LIMIT_MB });
   // Throughput at the largest batch that fits, in this process (onnxruntime-web, 1 thread, as in the Worker).
   const fits = cases.filter((x) => x.weights === 'external data' && x.fitsWorker128MB).sort((x, y) => y.batch * y.seq - x.batch * x.seq)[0];
-  let tokensPerSecond: number | undefined;
+  let llamaTokensPerSecond: number | undefined;
   if (fits) {
-    const session = await ortWeb.InferenceSession.create(external.onnx, { externalData: [{ path: external.location, data: external.data }] });
     const table = tokenTableFromTensors(parseSafetensors(await readFile(tableFile)).tensors);
     const n = fits.batch * fits.seq;
     const feeds = {
       inputs_embeds: new ortWeb.Tensor('float32', lookupTokens(table, Array.from({ length: n }, (_, i) => (i * 7919) % c.vocabSize)), [fits.batch, fits.seq, c.nEmbd]),
       attention_mask: new ortWeb.Tensor('int64', new BigInt64Array(n).fill(1n), [fits.batch, fits.seq]),
     };
-    const times: number[] = [];
-    for (let i = 0; i <= 3; i++) {
-      const start = performance.now();
-      await session.run(feeds);
-      if (i > 0) times.push(performance.now() - start);
-    }
-    tokensPerSecond = Math.round(n / (median(times) / 1000));
-    await session.release();
+    const options = { externalData: [{ path: external.location, data: external.data }] };
+    llamaTokensPerSecond = Math.round(await tokensPerSecond(ortWeb, external.onnx, () => feeds, options, [fits.batch, fits.seq, c.nEmbd]));
   }
   return {
     shape: { model: 'Llama-3.2-1B (random weights, published shapes)', cut: 1, weights: 'int8 (DynamicQuantizeMatMul), token table outside the graph', graphKB: round(external.onnx.byteLength / 1024), externalDataMB: round(external.data.byteLength / 2 ** 20) },
     deviceBatch: fits ? { batch: fits.batch, seq: fits.seq } : undefined,
-    tokensPerSecond,
+    tokensPerSecond: llamaTokensPerSecond,
     totalMB: fits?.afterRun.totalMB,
     fitsWorker128MB: Boolean(fits),
     memory: cases,

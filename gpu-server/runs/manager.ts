@@ -63,6 +63,8 @@ export interface RoundProgress {
   batchesTotal: number;
   batchesTrained: number;
   lastLoss?: number;
+  /** Every trained batch's loss, with the milliseconds since the round started: the dashboard's live curve. */
+  losses: Array<{ ms: number; loss: number }>;
   devices: Record<string, DeviceProgress>;
   /** Objects the poller refused, with the reason: never trained on. */
   rejected: string[];
@@ -360,7 +362,7 @@ export class RunManager {
     const { record } = s;
     const { spec } = record;
     const started = performance.now();
-    const progress: RoundProgress = { round, phase: 'planning', order: [], batchesTotal: 0, batchesTrained: 0, devices: {}, rejected: [] };
+    const progress: RoundProgress = { round, phase: 'planning', order: [], batchesTotal: 0, batchesTrained: 0, losses: [], devices: {}, rejected: [] };
     s.progress = progress;
     const { model, trainer, tokenizer } = await this.prepare(s);
     const store = this.opts.store;
@@ -481,6 +483,7 @@ export class RunManager {
         dp.trained++;
         progress.batchesTrained++;
         progress.lastLoss = loss;
+        progress.losses.push({ ms: Math.round(performance.now() - started), loss });
       };
       let failure: unknown;
       try {

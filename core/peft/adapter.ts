@@ -41,12 +41,15 @@ function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
   return t;
 }
 
-/** PEFT's target_modules: leaf names where they say exactly what is adapted, else a full-match regex. */
-function targetModules(targets: string[]): string[] | string {
-  const leaf = (t: string) => t.split('.')[1]!;
-  const ambiguous = targets.filter((t) => leaf(t) === 'c_proj').length === 1;
-  if (!ambiguous) return [...new Set(targets.map(leaf))];
-  return `.*\\.(${targets.map((t) => t.replace('.', '\\.')).join('|')})`;
+/**
+ * PEFT's target_modules: a list, matched by name suffix and limited to the trained blocks by `layers_to_transform`
+ * (PEFT refuses those two with a regex). A linear's leaf name where every block linear of that name is adapted, else
+ * its path: 'attn.c_proj' alone, since 'c_proj' would also take GPT-2's mlp.c_proj.
+ */
+function targetModules(targets: string[], config: ModelConfig): string[] {
+  const leaf = (t: string) => t.split('.').at(-1)!;
+  const everyOneOf = (name: string) => blockLinears(config).filter((t) => leaf(t) === name).every((t) => targets.includes(t));
+  return [...new Set(targets.map((t) => (everyOneOf(leaf(t)) ? leaf(t) : t)))];
 }
 
 export function adapterFiles(w: AdapterWeights, config: ModelConfig, baseModel: string): Record<string, Uint8Array> {
@@ -69,7 +72,7 @@ export function adapterFiles(w: AdapterWeights, config: ModelConfig, baseModel: 
     r: w.rank,
     lora_alpha: w.alpha,
     lora_dropout: w.dropout,
-    target_modules: targetModules(w.targets),
+    target_modules: targetModules(w.targets, config),
     fan_in_fan_out: !llama,
     bias: 'none',
     layers_to_transform: w.layers,

@@ -50,7 +50,21 @@ describe('simulation methods, one round on a tiny model', () => {
     expect(splitfrozen.bytesDownPerDevice).toBe(0);
     expect(splitfrozen.deviceBackwardFlops).toBe(0);
     expect(splitfrozen.deviceForwardFlops).toBeLessThan(splitlora.deviceForwardFlops);
-    for (const r of [splitlora, splitfrozen]) expect(r.rounds[0].accuracy).toBeGreaterThanOrEqual(0);
+    // SplitLoRA's device adapters change the hidden states at the cut after its first step, so the server's differ.
+    expect(splitlora.final.b.get('h.2.attn.c_attn')).not.toEqual(splitfrozen.final.b.get('h.2.attn.c_attn'));
+  });
+
+  it('SplitFrozen learns the generated task: train loss falls every round, held-out accuracy ends above the majority class, the same seed gives the same run', async () => {
+    const d = data(2);
+    const run = await runMethod('splitfrozen', model, d, { ...spec, rounds: 3 });
+    const trainLoss = run.rounds.map((r) => r.trainLoss);
+    for (let i = 1; i < trainLoss.length; i++) expect(trainLoss[i]).toBeLessThan(trainLoss[i - 1]);
+    const labels = d.evaluation.flatMap((b) => [...b.labels]);
+    const majority = Math.max(...[0, 1].map((c) => labels.filter((l) => l === c).length)) / labels.length;
+    expect(run.rounds.at(-1)!.accuracy).toBeGreaterThan(majority + 0.05);
+    const again = await runMethod('splitfrozen', model, d, { ...spec, rounds: 3 });
+    expect(again.rounds.map(({ wallMs: _, ...r }) => r)).toEqual(run.rounds.map(({ wallMs: _, ...r }) => r));
+    expect(again.final.b).toEqual(run.final.b);
   });
 
   it('the FLOP accounting equals a count of the matrix multiplications a training step runs', async () => {

@@ -12,6 +12,8 @@ export default tseslint.config(
     },
   },
   { files: ['**/*.mjs'], languageOptions: { globals: globals.node } },
+  // The dashboard's script runs in the operator's browser, served as is.
+  { files: ['gpu-server/dashboard/**/*.js'], languageOptions: { globals: globals.browser } },
   { files: ['**/*.cjs'], languageOptions: { globals: globals.node, sourceType: 'commonjs' }, rules: { '@typescript-eslint/no-require-imports': 'off' } },
   {
     // core/ runs in Workers, browsers and Node: no Node-only modules outside its tests.

@@ -1,6 +1,7 @@
 /**
  * npm run cli -- COMMAND: the operator's command line over the server's HTTP API.
- * SPLITFROZEN_URL (default http://127.0.0.1:8080) and SPLITFROZEN_TOKEN (the operator token) say where and who.
+ * SPLITFROZEN_URL (default http://127.0.0.1:8080) and SPLITFROZEN_OPERATOR_TOKEN (the server's operator token) say
+ * where and who.
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -17,7 +18,9 @@ import { fail, run } from './cli.ts';
 const USAGE = `usage: npm run cli -- COMMAND [options]
   runs                                   list runs
   create --spec FILE.json [--id ID]      create a run from a spec (see README)
-  trigger --run ID                       start the run's next round
+  trigger --run ID                       start the run's next round (or resume its unfinished one)
+  cancel --run ID                        stop the running round at its next batch, keeping what trained
+  delete --run ID                        delete the run and everything stored under it
   watch --run ID                         follow the round in progress, then print the metrics table
   metrics --run ID                       the metrics of every finished round, as JSON
   devices --run ID                       the run's devices: cut, reachability, rows
@@ -28,7 +31,16 @@ const USAGE = `usage: npm run cli -- COMMAND [options]
   segment --model DIR --cut K [--weights fp32|int8]
                                          the SHA-256s of the segment a device runs at cut K, for its owner to check
                                          and approve (PUT /approvals/{sha256} on the device)
-environment: SPLITFROZEN_URL (default http://127.0.0.1:8080), SPLITFROZEN_TOKEN (the operator token)`;
+environment: SPLITFROZEN_URL (default http://127.0.0.1:8080), SPLITFROZEN_OPERATOR_TOKEN (the server's operator token)`;
+
+/** Where the server is and the operator's token, from the environment, each refused with the fix. */
+function serverSettings(env: Record<string, string | undefined>): { url: string; token: string } {
+  if (env.SPLITFROZEN_TOKEN !== undefined && !env.SPLITFROZEN_OPERATOR_TOKEN) fail('SPLITFROZEN_TOKEN is an old name: set SPLITFROZEN_OPERATOR_TOKEN instead');
+  const token = env.SPLITFROZEN_OPERATOR_TOKEN || fail('SPLITFROZEN_OPERATOR_TOKEN is not set: it is the operator token the server was started with');
+  const url = env.SPLITFROZEN_URL || 'http://127.0.0.1:8080';
+  if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) fail(`SPLITFROZEN_URL is ${JSON.stringify(url)}: set it to the server's http(s) URL, e.g. http://127.0.0.1:8080`);
+  return { url, token };
+}
 
 const [command, ...rest] = process.argv.slice(2);
 const { values: a } = (() => {
@@ -63,9 +75,8 @@ run(async () => {
     const tokenizer = model.config.modelType === 'llama' ? await sha256Hex(await readFile(join(a.model!, TOKENIZER_FILE))) : undefined;
     return console.log(JSON.stringify({ sha256: segment.sha256, model: basename(a.model!), cut, tokenTable: segment.tokenTable?.sha256, weights: segment.weights?.sha256, tokenizer }, null, 2));
   }
-  const token = process.env.SPLITFROZEN_TOKEN;
-  if (!token) fail('SPLITFROZEN_TOKEN is not set: it is the operator token the server was started with (SPLITFROZEN_OPERATOR_TOKEN)');
-  const client = new ServerClient(process.env.SPLITFROZEN_URL ?? 'http://127.0.0.1:8080', token);
+  const { url, token } = serverSettings(process.env);
+  const client = new ServerClient(url, token);
   const runId = () => a.run ?? fail(`--run is required for '${command}'\n\n${USAGE}`);
   switch (command) {
     case 'runs':
@@ -83,6 +94,12 @@ run(async () => {
     }
     case 'trigger':
       return console.log(JSON.stringify({ run: runId(), round: await client.trigger(runId()) }));
+    case 'cancel': {
+      const p = await client.cancel(runId());
+      return console.log(JSON.stringify({ run: runId(), round: p.round, phase: p.phase, batchesTrained: p.batchesTrained, batchesTotal: p.batchesTotal }));
+    }
+    case 'delete':
+      return console.log(JSON.stringify({ run: runId(), ...(await client.deleteRun(runId())) }));
     case 'watch': {
       const view = await client.waitIdle(runId(), (v) => {
         const p = v.progress;
@@ -103,6 +120,7 @@ run(async () => {
     case 'pull': {
       if (!a.out) fail(`--out is required\n\n${USAGE}`);
       const round = a.round === 'latest' ? 'latest' : Number(a.round);
+      if (round !== 'latest' && !(Number.isSafeInteger(round) && round >= 0)) fail(`--round is '${a.round}': use a round number or latest`);
       const files: Record<string, Uint8Array> = {};
       await mkdir(a.out, { recursive: true });
       for (const file of [ADAPTER_CONFIG, ADAPTER_WEIGHTS]) {

@@ -9,7 +9,7 @@ import { parseGenerationShard, type GenerationExample } from '../core/data/gener
 import { llamaConfig, TINY_LLAMA } from '../core/model/llama/config.ts';
 import { initLlama } from '../core/model/llama/init.ts';
 import { writeLlama3Tokenizer, writeModelFolder } from '../gpu-server/model/folder.ts';
-import type { RoundMetrics } from '../gpu-server/runs/manager.ts';
+import type { RoundMetrics } from '../gpu-server/runs/types.ts';
 
 export const GSM8K_DEFAULT = fileURLToPath(new URL('../../shared/datasets/gsm8k/train.jsonl', import.meta.url));
 

@@ -18,7 +18,7 @@ import { ServerClient, type RunView } from '../gpu-server/api/client.ts';
 import { readModelFolder, readTokenizer, writeModelFolder } from '../gpu-server/model/folder.ts';
 import { sha256Hex } from '../core/auth/signing.ts';
 import { GSM8K_DEFAULT, GSM8K_HEADER, GSM8K_PROFILES, gsm8kData, gsm8kRunTask, printSamples, writeTinyLlama } from './start-gsm8k.ts';
-import type { RoundMetrics } from '../gpu-server/runs/manager.ts';
+import type { RoundMetrics } from '../gpu-server/runs/types.ts';
 import { startServer } from '../gpu-server/server.ts';
 import { LOCAL_DIR } from '../infra/local/paths.ts';
 import { startStack } from '../infra/local/stack.ts';
@@ -196,7 +196,7 @@ run(async () => {
     }
     console.log(`      PEFT adapter (round ${last.round}): ${out}/{${ADAPTER_CONFIG},${ADAPTER_WEIGHTS}}`);
     console.log(`      in storage: s3://${stack.s3.config.bucket}/runs/${record.id}/adapters/${last.round}/ (data kept under ${join(DIR, 'stack', 's3')})`);
-    console.log(`      against a running server: SPLITFROZEN_URL=<server> SPLITFROZEN_TOKEN=<token> npm run cli -- pull --run ${record.id} --out ./adapter`);
+    console.log(`      against a running server: SPLITFROZEN_URL=<server> SPLITFROZEN_OPERATOR_TOKEN=<token> npm run cli -- pull --run ${record.id} --out ./adapter`);
   } finally {
     await server?.close();
     await stack.stop();

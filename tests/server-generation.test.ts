@@ -62,8 +62,8 @@ describe('a generation run over HTTP', () => {
   it('refuses what a generation run cannot be, naming the field', async () => {
     const message = (p: Promise<unknown>) => p.then(() => '', (e: ApiError) => e.message);
     expect(await message(client.createRun(spec({ lora: { rank: 4, targets: ['attn.c_attn'] } })))).toMatch(/HTTP 400: lora.targets: 'attn.c_attn' is not a llama block linear; use some of self_attn.q_proj, /);
-    expect(await message(client.createRun(spec({ task: { kind: 'generation', labels: ['a', 'b'] } })))).toMatch(/HTTP 400: field 'task.labels' must be empty for a generation task/);
-    expect(await message(client.createRun(spec({ task: { kind: 'generation', eval: { path: evalPath, format: 'tsv' } } })))).toMatch(/HTTP 400: field 'task.eval.format' must be jsonl/);
+    expect(await message(client.createRun(spec({ task: { kind: 'generation', labels: ['a', 'b'] } })))).toMatch(/HTTP 400: field 'task.labels': must be empty for a generation task/);
+    expect(await message(client.createRun(spec({ task: { kind: 'generation', eval: { path: evalPath, format: 'tsv' } } })))).toMatch(/HTTP 400: field 'task.eval.format': must be jsonl/);
   });
 
   it('trains on the completions round after round, evaluates by generating, and writes a CAUSAL_LM adapter', async () => {

@@ -21,6 +21,9 @@ export const keys = {
   roundDone: (runId: string, round: number) => `runs/${runId}/rounds/${round}/done.json`,
   adapter: (runId: string, round: number, file: string) => `runs/${runId}/adapters/${round}/${file}`,
   runs: () => 'runs/',
+  /** A deleted run's tombstone: what is left to sweep once its devices stop uploading (gpu-server/runs/delete.ts). */
+  deletedRun: (runId: string) => `deleted-runs/${runId}.json`,
+  deletedRuns: () => 'deleted-runs/',
   metrics: (runId: string) => `runs/${runId}/metrics.jsonl`,
 };
 

@@ -8,14 +8,7 @@ import { encodeGenerationBatch, finalNumber, promptIds, type GenerationExample }
 import { textInput, type Example } from '../../core/data/shard.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 import { scoreLogits, type Trainer } from '../train/trainer.ts';
-
-export interface GenerationSample {
-  prompt: string;
-  generated: string;
-  expected?: string;
-  predicted?: string;
-  correct: boolean;
-}
+import type { GenerationSample } from './types.ts';
 
 export interface Evaluation {
   loss: number;

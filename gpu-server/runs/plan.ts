@@ -11,30 +11,9 @@ import type { ShardSummary } from '../../core/wire/device-client.ts';
 import { segmentRefusal, type DevicePolicy } from '../../core/wire/policy.ts';
 import { orderFor } from '../ordering/ordering.ts';
 import type { RunSpec } from './spec.ts';
+import type { PlannedDevice, RoundPlan } from './types.ts';
 
-export interface PlannedDevice {
-  cut: number;
-  modelSha256: string;
-  tokenTableSha256?: string;
-  weightsSha256?: string;
-  /** The shards the device runs (those with the task's labels), by name, in this order. */
-  shards: string[];
-  rows: number;
-  batches: number;
-  /** Identifies the activations: shards (by etag), segment, cut, batching and tokenization. */
-  fingerprint: string;
-  /** The round whose stored activations are trained on: this one, or an earlier one with the same fingerprint. */
-  sourceRound: number;
-}
-
-export interface RoundPlan {
-  round: number;
-  order: string[];
-  devices: Record<string, PlannedDevice>;
-  /** Devices left out of this round, with the reason (unreachable, no shards, ...). */
-  skipped: Record<string, string>;
-  createdAt: string;
-}
+export type { RoundPlan } from './types.ts';
 
 export interface DeviceView {
   id: string;

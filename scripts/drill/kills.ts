@@ -8,7 +8,7 @@ import { ADAPTER_WEIGHTS } from '../../core/peft/adapter.ts';
 import { Random } from '../../core/random.ts';
 import type { S3Config } from '../../core/storage/s3.ts';
 import { ApiError, ServerClient } from '../../gpu-server/api/client.ts';
-import type { RoundMetrics } from '../../gpu-server/runs/manager.ts';
+import type { RoundMetrics } from '../../gpu-server/runs/types.ts';
 import type { FaultProxy } from '../../infra/local/fault-proxy.ts';
 import { startServerProcess, type ServerProcess } from '../../infra/local/server-process.ts';
 

@@ -1,0 +1,144 @@
+/**
+ * For tests of rounds without servers: a run's world in one process. Storage is a MemoryStore whose presigned URLs
+ * are served on 127.0.0.1; a device is an in-process stand-in (not a device worker: those are tested under workerd in
+ * tests/) that answers as one would and uploads its batches through the round request's presigned URLs, with
+ * deterministic hidden states instead of a forward pass (training here needs their shapes, not their meaning).
+ */
+import { serve } from '@hono/node-server';
+import { mkdtemp, rm } from 'node:fs/promises';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { sha256Hex } from '../../core/auth/signing.ts';
+import { gpt2Config } from '../../core/model/config.ts';
+import { initModel } from '../../core/model/init.ts';
+import { deviceSegment } from '../../core/onnx/segment.ts';
+import { Random } from '../../core/random.ts';
+import { MemoryStore } from '../../core/storage/memory.ts';
+import { encodeActivationBatch } from '../../core/wire/activations.ts';
+import type { ShardSummary } from '../../core/wire/device-client.ts';
+import type { DevicePolicy } from '../../core/wire/policy.ts';
+import type { ActivationManifest, RoundRequest, RoundStatus } from '../../core/wire/round.ts';
+import { writeModelFolder } from '../model/folder.ts';
+import type { RunSpecInput } from '../runs/spec.ts';
+import type { DeviceApi } from './context.ts';
+
+export class InProcessDevice implements DeviceApi {
+  /** Round requests received, newest last, with when each came and when its manifest was uploaded. */
+  readonly requests: RoundRequest[] = [];
+  readonly requestedAt: number[] = [];
+  readonly completedAt: number[] = [];
+  private readonly statuses = new Map<string, RoundStatus>();
+  /** Set to make the device unreachable. */
+  down = false;
+  /** Its rounds in progress: a test ends only after them. */
+  readonly working: Array<Promise<unknown>> = [];
+
+  constructor(
+    readonly id: string,
+    private readonly rows: number,
+    private readonly approvals: DevicePolicy['approvals'],
+    /** Pause before each batch upload: a slow device, so a round can be watched (and cancelled) mid-way. */
+    private readonly batchDelayMs = 0,
+  ) {}
+
+  private reach(): void {
+    if (this.down) throw new Error(`device ${this.id}: connection refused`);
+  }
+
+  async shards(): Promise<ShardSummary[]> {
+    this.reach();
+    return [{ name: 'data', rows: this.rows, task: 'classification', labels: ['0', '1'], etag: 'v1' }];
+  }
+
+  async policy(): Promise<DevicePolicy> {
+    this.reach();
+    return { minCut: 1, approvals: this.approvals };
+  }
+
+  async startRound(r: RoundRequest): Promise<RoundStatus> {
+    this.reach();
+    this.requests.push(r);
+    this.requestedAt.push(performance.now());
+    const status: RoundStatus = { device: this.id, runId: r.runId, round: r.round, state: 'running', batchesDone: 0, batchesTotal: r.uploads.batches.length, failures: [], tokens: 0, forwardMs: 0 };
+    this.statuses.set(`${r.runId}/${r.round}`, status);
+    this.working.push(this.compute(r, status).catch((e: Error) => Object.assign(status, { state: 'failed', error: e.message })));
+    return { ...status };
+  }
+
+  async roundStatus(runId: string, round: number): Promise<RoundStatus> {
+    this.reach();
+    const s = this.statuses.get(`${runId}/${round}`);
+    if (!s) throw new Error(`device ${this.id}: no round ${round} of ${runId}`);
+    return { ...s };
+  }
+
+  private async compute(r: RoundRequest, status: RoundStatus): Promise<void> {
+    const nEmbd = 32;
+    const seqLen = 6;
+    const rng = new Random(r.round * 1000 + this.id.length);
+    const batches = [];
+    for (let i = 0; i < r.uploads.batches.length; i++) {
+      if (this.batchDelayMs) await new Promise((resolve) => setTimeout(resolve, this.batchDelayMs));
+      const rows = Math.min(r.batchSize, this.rows - i * r.batchSize);
+      const labels = Int32Array.from({ length: rows }, (_, j) => (i + j) % 2);
+      // Hidden states that carry the label, so that training has something to learn.
+      const hidden = Float32Array.from({ length: rows * seqLen * nEmbd }, (_, k) => rng.normal() * 0.5 + (labels[Math.floor(k / (seqLen * nEmbd))] ? 0.5 : -0.5));
+      const bytes = encodeActivationBatch({ device: this.id, runId: r.runId, round: r.round, cut: r.cut, batch: i, rows, seqLen, nEmbd, hidden, mask: new Int32Array(rows * seqLen).fill(1), labels }, r.dtype);
+      await fetch(r.uploads.batches[i], { method: 'PUT', body: bytes as Uint8Array<ArrayBuffer> });
+      batches.push({ index: i, rows, seqLen, bytes: bytes.byteLength, sha256: await sha256Hex(bytes) });
+      status.batchesDone++;
+    }
+    const manifest: ActivationManifest = { version: 1, device: this.id, runId: r.runId, round: r.round, cut: r.cut, dtype: r.dtype, modelSha256: r.model.sha256, rows: this.rows, batches };
+    await fetch(r.uploads.manifest, { method: 'PUT', body: JSON.stringify(manifest) });
+    status.state = 'complete';
+    this.completedAt.push(performance.now());
+  }
+}
+
+export interface World {
+  store: MemoryStore;
+  dir: string;
+  modelDir: string;
+  devices: Map<string, InProcessDevice>;
+  spec(overrides?: Partial<RunSpecInput>): RunSpecInput;
+  close(): Promise<void>;
+}
+
+/** Storage, a tiny GPT-2 folder (3 blocks, width 32) and two devices at cuts 1 and 2 holding `rows` rows each. */
+export async function world({ rows = 16, batchDelayMs = 0 } = {}): Promise<World> {
+  const store = new MemoryStore();
+  const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
+    const s = serve({ fetch: store.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
+  });
+  store.baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const dir = await mkdtemp(join(tmpdir(), 'splitfrozen-rounds-'));
+  const modelDir = join(dir, 'tiny-gpt2');
+  const model = initModel(gpt2Config({ nLayer: 3, nEmbd: 32, nHead: 4, nPositions: 32 }), { seed: 0 });
+  await writeModelFolder(modelDir, model);
+  const devices = new Map<string, InProcessDevice>();
+  for (const cut of [1, 2]) {
+    const seg = await deviceSegment(model, cut, 'fp32');
+    devices.set(`device-${cut}`, new InProcessDevice(`device-${cut}`, rows, [{ sha256: seg.sha256, model: 'tiny-gpt2', cut }], batchDelayMs));
+  }
+  return {
+    store,
+    dir,
+    modelDir,
+    devices,
+    spec: (overrides = {}) => ({
+      model: modelDir,
+      task: { labels: ['0', '1'] },
+      devices: [...devices.keys()].map((id, i) => ({ id, url: `http://${id}.invalid`, cut: i + 1 })),
+      lora: { rank: 2, alpha: 4, dropout: 0, targets: ['attn.c_attn'] },
+      optimizer: { lr: 0.01, schedule: 'constant' },
+      training: { batchSize: 4, seqLen: 6, rounds: 2, seed: 1 },
+      ...overrides,
+    }),
+    close: async () => {
+      await Promise.all([...devices.values()].flatMap((d) => d.working));
+      await new Promise((resolve) => server.close(resolve));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}

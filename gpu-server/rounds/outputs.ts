@@ -1,0 +1,56 @@
+/**
+ * The round's last phase: evaluate, write the PEFT adapter, the round's metrics line and its done marker. Each write
+ * is idempotent, so a server killed here redoes them on resume without duplicates.
+ */
+import type { GenerationExample } from '../../core/data/generation.ts';
+import type { Example } from '../../core/data/shard.ts';
+import { putJson } from '../../core/storage/json.ts';
+import { keys } from '../../core/storage/keys.ts';
+import { adapterFiles } from '../../core/peft/adapter.ts';
+import { evaluateClassification, evaluateGeneration } from '../runs/evaluate.ts';
+import { writeRoundMetrics } from '../runs/metrics.ts';
+import type { RoundPlan } from '../runs/plan.ts';
+import type { RoundMetrics, RoundProgress } from '../runs/types.ts';
+import type { Loaded, RoundOptions, RunState } from './context.ts';
+import type { Training } from './train.ts';
+
+/** The adapters as they are now, in the PEFT layout, under the round's key (a cancelled round writes these only). */
+export async function writeAdapter(s: RunState, opts: RoundOptions, { model, trainer }: Loaded, round: number): Promise<void> {
+  const files = adapterFiles(trainer.exportAdapter(), model.config, s.record.modelName);
+  for (const [file, bytes] of Object.entries(files)) await opts.store.put(keys.adapter(s.record.id, round, file), bytes);
+}
+
+export async function writeOutputs(s: RunState, opts: RoundOptions, loaded: Loaded, plan: RoundPlan, progress: RoundProgress, training: Training, startedAt: number): Promise<RoundMetrics> {
+  const { record } = s;
+  progress.phase = 'evaluating';
+  const evaluation = evaluate(s, loaded);
+  await writeAdapter(s, opts, loaded, plan.round);
+  const { losses } = training;
+  const metrics: RoundMetrics = {
+    round: plan.round,
+    order: plan.order,
+    steps: losses.length,
+    trainLoss: losses.length ? losses.reduce((a, b) => a + b, 0) / losses.length : NaN,
+    evalLoss: evaluation?.loss,
+    evalAccuracy: evaluation?.accuracy,
+    evalRows: loaded.evalRows.length,
+    samples: evaluation?.samples,
+    devices: Object.entries(progress.devices).map(([id, p]) => ({ id, cut: p.cut, batches: p.trained, reused: p.reused, forwardMs: p.forwardMs, bytes: p.bytes, error: p.error })),
+    serverTrainMs: Math.round(training.trainMs),
+    serverIdleMs: Math.round(training.wallMs - training.trainMs),
+    bytesMoved: Object.values(progress.devices).reduce((a, p) => a + p.bytes, 0),
+    wallMs: Math.round(performance.now() - startedAt),
+    rejected: progress.rejected.length,
+  };
+  await writeRoundMetrics(opts.store, record.id, metrics);
+  await putJson(opts.store, keys.roundDone(record.id, plan.round), metrics);
+  return metrics;
+}
+
+function evaluate(s: RunState, { trainer, tokenizer, evalRows }: Loaded) {
+  if (evalRows.length === 0) return undefined;
+  const { spec } = s.record;
+  const { batchSize, seqLen } = spec.training;
+  if (spec.task.kind === 'generation') return evaluateGeneration(trainer, tokenizer, evalRows as GenerationExample[], { batchSize, seqLen, ...spec.task.generate });
+  return evaluateClassification(trainer, tokenizer, evalRows as Example[], batchSize, seqLen);
+}

@@ -1,0 +1,153 @@
+/**
+ * Rounds without servers: a MemoryStore and in-process devices (fixtures.ts), the real planner, trainer (TF.js),
+ * checkpoints and feed. What the end-to-end tests in tests/ check under workerd and S3, in a second or two.
+ */
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { getJson } from '../../core/storage/json.ts';
+import { keys } from '../../core/storage/keys.ts';
+import { Conflict, NotFound } from '../runs/errors.ts';
+import { RunRegistry } from '../runs/registry.ts';
+import type { RunRecord } from '../runs/types.ts';
+import { parseRunSpec } from '../runs/spec.ts';
+import { initBackend } from '../tf/backend.ts';
+import { world, type World } from './fixtures.ts';
+
+let w: World;
+const registries: RunRegistry[] = [];
+beforeAll(() => initBackend('cpu'));
+afterEach(async () => {
+  for (const r of registries.splice(0)) for (const run of r.list()) await r.idle(run.id);
+  await w?.close();
+});
+
+function registry(options: { checkpointSeconds?: number; schedule?: 'pipelined' | 'stop-and-wait' } = {}): RunRegistry {
+  const r = new RunRegistry({ store: w.store, roundSecret: 'secret', log: () => {}, pollMs: 5, dataDirs: [w.dir], device: (d) => w.devices.get(d.id)!, checkpointSeconds: 0, ...options });
+  registries.push(r);
+  return r;
+}
+
+async function keysUnder(prefix: string): Promise<string[]> {
+  const out = [];
+  for await (const o of w.store.list(prefix)) out.push(o.key);
+  return out;
+}
+
+describe('a round in phases, on in-memory storage', () => {
+  it('plans, starts every device at once, trains each batch once, and writes adapter, metrics and done marker', async () => {
+    w = await world({ rows: 16 });
+    const runs = registry();
+    await runs.create(parseRunSpec(w.spec()), 'r1');
+    expect(await runs.trigger('r1')).toBe(0);
+    await runs.idle('r1');
+    const view = await runs.view('r1');
+    expect(view.progress?.phase, view.progress?.error).toBe('done');
+    // 16 rows in batches of 4, two devices.
+    expect(view.metrics[0].steps).toBe(8);
+    expect(view.progress?.losses.map((l) => l.loss)).toHaveLength(8);
+    expect([...w.devices.values()].map((d) => d.requests.length)).toEqual([1, 1]);
+    const [d1, d2] = [w.devices.get('device-1')!, w.devices.get('device-2')!];
+    expect(Math.max(d1.requestedAt[0], d2.requestedAt[0])).toBeLessThan(Math.min(d1.completedAt[0], d2.completedAt[0]));
+    expect(await keysUnder('runs/r1/adapters/0/')).toEqual(['runs/r1/adapters/0/adapter_config.json', 'runs/r1/adapters/0/adapter_model.safetensors']);
+    expect(await w.store.head(keys.roundDone('r1', 0))).toBeDefined();
+    const record = await getJson<RunRecord>(w.store, keys.run('r1'));
+    expect(record?.totalSteps).toBe(2 * 8);
+
+    // Round 1: nothing changed on the devices, so their stored activations are reused and they are not asked again.
+    expect(await runs.trigger('r1')).toBe(1);
+    await runs.idle('r1');
+    const m1 = (await runs.metrics('r1'))[1];
+    expect(m1.devices.every((d) => d.reused)).toBe(true);
+    expect([...w.devices.values()].map((d) => d.requests.length)).toEqual([1, 1]);
+    expect(m1.trainLoss).toBeLessThan(view.metrics[0].trainLoss);
+  });
+
+  it('refuses a trigger past the planned rounds, and unknown runs', async () => {
+    w = await world({ rows: 4 });
+    const runs = registry();
+    await runs.create(parseRunSpec(w.spec({ training: { batchSize: 4, seqLen: 6, rounds: 1 } })), 'r1');
+    await runs.trigger('r1');
+    await expect(runs.trigger('r1')).rejects.toThrow(Conflict);
+    await runs.idle('r1');
+    await expect(runs.trigger('r1')).rejects.toThrow(/has done its 1 planned round\(s\) \(training.rounds\): create a new run/);
+    await expect(runs.view('ghost')).rejects.toThrow(NotFound);
+    await expect(runs.cancel('r1')).rejects.toThrow(/has no round running/);
+  });
+
+  it('skips an unreachable device with the reason and trains the others', async () => {
+    w = await world({ rows: 8 });
+    w.devices.get('device-2')!.down = true;
+    const runs = registry();
+    await runs.create(parseRunSpec(w.spec()), 'r1');
+    await runs.trigger('r1');
+    await runs.idle('r1');
+    const round = await runs.round('r1', 0);
+    expect(round.plan.order).toEqual(['device-1']);
+    expect(round.plan.skipped['device-2']).toMatch(/^unreachable: device device-2: connection refused/);
+    expect(round.metrics?.steps).toBe(2);
+  });
+
+  it('cancels at a batch boundary, keeps what trained, is not resumed by a restart, and resumes when triggered', async () => {
+    w = await world({ rows: 16, batchDelayMs: 40 });
+    let runs = registry();
+    await runs.create(parseRunSpec(w.spec({ ordering: { kind: 'fixed', order: ['device-1', 'device-2'] } })), 'r1');
+    await runs.trigger('r1');
+    while (((await runs.view('r1')).progress?.batchesTrained ?? 0) < 2) await new Promise((r) => setTimeout(r, 5));
+    const stopped = await runs.cancel('r1');
+    expect(stopped.phase).toBe('cancelled');
+    expect(stopped.batchesTrained).toBeGreaterThanOrEqual(2);
+    expect(stopped.batchesTrained).toBeLessThan(8);
+    expect((await runs.view('r1')).running).toBe(false);
+    // What trained is the round's adapter; the round itself is not done.
+    expect(await w.store.head(keys.adapter('r1', 0, 'adapter_model.safetensors'))).toBeDefined();
+    expect(await w.store.head(keys.roundDone('r1', 0))).toBeUndefined();
+    expect(await runs.metrics('r1')).toEqual([]);
+
+    // A restarted server leaves a cancelled round alone.
+    runs = registry();
+    await runs.init();
+    expect((await runs.view('r1')).running).toBe(false);
+    expect((await runs.view('r1')).cancelled?.round).toBe(0);
+
+    // Triggered again, it resumes from the checkpoint: every batch trained exactly once over the two parts.
+    expect(await runs.trigger('r1')).toBe(0);
+    await runs.idle('r1');
+    const view = await runs.view('r1');
+    expect(view.progress?.phase, view.progress?.error).toBe('done');
+    expect(view.metrics[0].steps).toBe(8);
+    expect(view.cancelled).toBeUndefined();
+  });
+
+  it('deletes a run (cancelling its round) and everything stored under it, and nothing of other runs', async () => {
+    w = await world({ rows: 16, batchDelayMs: 20 });
+    const runs = registry();
+    await runs.create(parseRunSpec(w.spec()), 'keep');
+    await runs.create(parseRunSpec(w.spec()), 'gone');
+    await runs.trigger('keep');
+    await runs.idle('keep');
+    await runs.trigger('gone');
+    while (((await runs.view('gone')).progress?.batchesTrained ?? 0) < 1) await new Promise((r) => setTimeout(r, 5));
+    const { deleted } = await runs.delete('gone');
+    expect(deleted).toBeGreaterThan(3);
+    // Devices still uploading for the deleted run land objects after the first sweep: a second one, once they have
+    // stopped, takes those too.
+    expect(await w.store.head(keys.deletedRun('gone'))).toBeDefined();
+    while (await w.store.head(keys.deletedRun('gone'))) await new Promise((r) => setTimeout(r, 20));
+    expect(await keysUnder('runs/gone/')).toEqual([]);
+    expect(runs.list().map((r) => r.id)).toEqual(['keep']);
+    await expect(runs.view('gone')).rejects.toThrow(NotFound);
+    expect((await keysUnder('runs/keep/')).length).toBeGreaterThan(5);
+  });
+
+  it('stop-and-wait asks each device only when the server comes to it', async () => {
+    w = await world({ rows: 8 });
+    const runs = registry({ schedule: 'stop-and-wait' });
+    await runs.create(parseRunSpec(w.spec({ ordering: { kind: 'fixed', order: ['device-2', 'device-1'] } })), 'r1');
+    await runs.trigger('r1');
+    await runs.idle('r1');
+    const [d1, d2] = [w.devices.get('device-1')!, w.devices.get('device-2')!];
+    expect((await runs.metrics('r1'))[0].steps).toBe(4);
+    // device-1 was asked only after device-2 had finished (and been trained on); pipelined, both are asked at once.
+    expect(d1.requestedAt[0]).toBeGreaterThan(d2.completedAt[0]);
+  });
+});
+

@@ -1,0 +1,36 @@
+/**
+ * One round, phase after phase: load the run (once), plan or resume, start the devices (all at once when pipelined:
+ * they compute while the server trains on the ones before them), train device after device, write the outputs.
+ * Everything a round needs is in storage, so a restarted server resumes an unfinished round where its checkpoint says.
+ */
+import type { RoundProgress } from '../runs/types.ts';
+import { loadRun, type RoundOptions, type RunState } from './context.ts';
+import { writeAdapter, writeOutputs } from './outputs.ts';
+import { planOrResume, progressFor } from './planning.ts';
+import { startDevice } from './start.ts';
+import { trainDevices } from './train.ts';
+
+export async function runRound(s: RunState, opts: RoundOptions, round: number): Promise<void> {
+  const { record } = s;
+  const log = opts.log ?? (() => {});
+  const startedAt = performance.now();
+  const progress: RoundProgress = { round, phase: 'planning', order: [], batchesTotal: 0, batchesTrained: 0, losses: [], devices: {}, rejected: [] };
+  s.progress = progress;
+  const loaded = await loadRun(s, opts);
+  const plan = await planOrResume(s, opts, loaded, round);
+  progressFor(s, plan, progress);
+  log(`run ${record.id} round ${round}: order ${plan.order.join(' > ')}${Object.keys(plan.skipped).length ? `; skipped ${JSON.stringify(plan.skipped)}` : ''}`);
+
+  const start = (id: string) => startDevice(s, opts, loaded, plan, progress, id);
+  if ((opts.schedule ?? 'pipelined') === 'pipelined') await Promise.all(plan.order.map(start));
+  const training = await trainDevices(s, opts, loaded, plan, progress, start, startedAt);
+  if (training.cancelled) {
+    await writeAdapter(s, opts, loaded, round);
+    progress.phase = 'cancelled';
+    log(`run ${record.id} round ${round}: cancelled after ${training.losses.length} batches; the adapter of what trained is under round ${round}, and triggering the run again resumes the round`);
+    return;
+  }
+  const metrics = await writeOutputs(s, opts, loaded, plan, progress, training, startedAt);
+  progress.phase = 'done';
+  log(`run ${record.id} round ${round}: trained ${metrics.steps} batches, loss ${metrics.trainLoss.toFixed(4)}${metrics.evalAccuracy !== undefined ? `, eval accuracy ${(metrics.evalAccuracy * 100).toFixed(1)}%` : ''}`);
+}

@@ -1,0 +1,38 @@
+/**
+ * Starting a device's part of a round: a signed request with its settings and presigned URLs. A device whose
+ * activations are reused from an earlier round is not asked; one that cannot be reached is marked failed, and the
+ * round goes on without it.
+ */
+import { buildRoundRequest } from './request.ts';
+import type { RoundPlan } from '../runs/plan.ts';
+import type { RoundProgress } from '../runs/types.ts';
+import { deviceApi, type Loaded, type RoundOptions, type RunState } from './context.ts';
+
+export async function startDevice(s: RunState, opts: RoundOptions, { model }: Loaded, plan: RoundPlan, progress: RoundProgress, id: string): Promise<void> {
+  const { record } = s;
+  const { spec } = record;
+  const d = plan.devices[id];
+  if (d.sourceRound !== plan.round) return;
+  const request = await buildRoundRequest(opts.store, {
+    runId: record.id,
+    round: plan.round,
+    deviceId: id,
+    modelSha256: d.modelSha256,
+    tokenTableSha256: d.tokenTableSha256,
+    weightsSha256: d.weightsSha256,
+    tokenizer: s.tokenizerRef ?? undefined,
+    task: spec.task.kind,
+    cut: d.cut,
+    rows: d.rows,
+    batchSize: spec.training.batchSize,
+    seqLen: spec.training.seqLen,
+    dtype: spec.training.dtype,
+    labels: spec.task.labels,
+    padTokenId: model.config.padTokenId,
+    shards: d.shards,
+    expiresInSeconds: opts.urlSeconds,
+  });
+  await deviceApi(s, opts, id)
+    .startRound(request)
+    .catch((e: Error) => Object.assign(progress.devices[id], { state: 'failed', error: e.message }));
+}

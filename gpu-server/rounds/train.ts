@@ -1,0 +1,167 @@
+/**
+ * The round's training phase: device after device in the plan's order, each device's batches as the poller verifies
+ * them, checkpointing as it goes. A resumed round skips what its checkpoint says was trained; a cancelled one stops at
+ * the next batch boundary with a checkpoint of what it trained.
+ */
+import { Random } from '../../core/random.ts';
+import { keys } from '../../core/storage/keys.ts';
+import { permutation } from '../ordering/ordering.ts';
+import type { RoundPlan } from '../runs/plan.ts';
+import { saveCheckpoint, type DeviceStart } from '../runs/checkpoint.ts';
+import type { RoundProgress } from '../runs/types.ts';
+import type { PendingStep } from '../train/trainer.ts';
+import { deviceApi, type Loaded, type RoundOptions, type RunState } from './context.ts';
+import { activationFeed, DeviceRoundFailed, maxBatchBytes } from './feed.ts';
+
+export interface Training {
+  losses: number[];
+  /** Time the server spent in steps, and the phase's wall time: the rest is time it waited for devices. */
+  trainMs: number;
+  wallMs: number;
+  cancelled: boolean;
+}
+
+export async function trainDevices(
+  s: RunState,
+  opts: RoundOptions,
+  { model, trainer }: Loaded,
+  plan: RoundPlan,
+  progress: RoundProgress,
+  startDevice: (id: string) => Promise<void>,
+  startedAt: number,
+): Promise<Training> {
+  const { record } = s;
+  const { spec } = record;
+  const { round } = plan;
+  const previous = s.checkpoint?.round === round ? s.checkpoint : undefined;
+  const consumed = new Set(previous?.consumed ?? []);
+  const losses = [...(previous?.losses ?? [])];
+  const finished = new Set(previous?.finished ?? []);
+  let current: DeviceStart | undefined = previous ? s.deviceStart : undefined;
+  let seq = s.checkpoint?.seq ?? 0;
+  // Checkpoints cost a readback of the adapters and optimizer state and a PUT: at most one per checkpointSeconds
+  // within a device's batches, and one after each device.
+  const checkpointMs = (opts.checkpointSeconds ?? 30) * 1000;
+  let lastCheckpoint = performance.now();
+  const checkpoint = (complete: boolean) => {
+    lastCheckpoint = performance.now();
+    s.checkpoint = { seq: ++seq, round, complete, consumed: [...consumed], losses, finished: [...finished] };
+    return saveCheckpoint(opts.store, record.id, trainer, s.checkpoint, s.updates, current);
+  };
+  const cancelled = () => s.cancel?.signal.aborted === true;
+  progress.batchesTrained = consumed.size;
+  progress.phase = 'training';
+  let trainMs = 0;
+  const phaseStart = performance.now();
+  for (const id of previous?.complete ? [] : plan.order) {
+    if (cancelled()) break;
+    const d = plan.devices[id];
+    const dp = progress.devices[id];
+    if (finished.has(id)) {
+      // Trained before the server was restarted: its batches and its GraB update are in the checkpoint.
+      Object.assign(dp, { state: 'trained', trained: [...consumed].filter((k) => k.startsWith(keys.activations(record.id, id, d.sourceRound))).length });
+      continue;
+    }
+    if ((opts.schedule ?? 'pipelined') === 'stop-and-wait') await startDevice(id);
+    if (dp.state === 'failed') continue;
+    dp.state = 'training';
+    // GraB's update for this device is measured from the adapters it started from, which a resumed round reads
+    // from its checkpoint rather than from the adapters as they are now.
+    if (spec.ordering.kind === 'grab' && current?.device !== id) current = { device: id, adapters: trainer.flatAdapters() };
+    const before = spec.ordering.kind === 'grab' ? current!.adapters : undefined;
+    const shuffle = (batches: unknown[]) => permutation(batches.map((_, i) => String(i)), new Random(spec.training.seed * 31 + round * 7 + hashString(id))).map(Number);
+    // One step in flight: the next batch's step is issued before the last one's loss is read, so a GPU never
+    // waits for JavaScript. A checkpoint first waits for the step in flight, so what it saves is what it lists.
+    let inFlight: { key: string; step: PendingStep } | undefined;
+    const settle = async () => {
+      if (!inFlight) return;
+      const { key, step } = inFlight;
+      inFlight = undefined;
+      const t0 = performance.now();
+      // On CPU backends a step runs synchronously and its result is ready at once: without this turn of the event
+      // loop, API requests and prefetch downloads would wait until the feed itself has to wait.
+      await new Promise((resolve) => setImmediate(resolve));
+      const { loss } = await step.result();
+      trainMs += performance.now() - t0;
+      consumed.add(key);
+      losses.push(loss);
+      dp.trained++;
+      progress.batchesTrained++;
+      progress.lastLoss = loss;
+      progress.losses.push({ ms: Math.round(performance.now() - startedAt), loss });
+    };
+    let failure: unknown;
+    try {
+      for await (const batch of activationFeed(
+        opts.store,
+        {
+          runId: record.id,
+          deviceId: id,
+          round: d.sourceRound,
+          cut: d.cut,
+          nEmbd: model.config.nEmbd,
+          // Generation: a next-token id (or IGNORE_INDEX) per position; classification: a class per row.
+          labels: spec.task.kind === 'generation' ? { perToken: true, classes: model.config.vocabSize } : { perToken: false, classes: spec.task.labels.length },
+          batches: d.batches,
+          maxBatchBytes: maxBatchBytes(spec.training.batchSize, spec.training.seqLen, model.config.nEmbd),
+        },
+        {
+          prefetch: opts.prefetch,
+          pollMs: opts.pollMs,
+          order: shuffle,
+          skip: consumed,
+          deviceStatus: d.sourceRound === round ? () => deviceApi(s, opts, id).roundStatus(record.id, round) : undefined,
+          onReject: (key, why) => {
+            progress.rejected.push(`${key}: ${why}`);
+            opts.log?.(`run ${record.id}: rejected ${key}: ${why}`);
+          },
+          onManifest: (m) => (dp.bytes = m.batches.reduce((a, b) => a + b.bytes, 0)),
+        },
+      )) {
+        const t0 = performance.now();
+        const step = trainer.step(batch);
+        trainMs += performance.now() - t0;
+        await settle();
+        inFlight = { key: batch.key, step };
+        if (cancelled()) break;
+        if (performance.now() - lastCheckpoint >= checkpointMs) {
+          await settle();
+          await checkpoint(false);
+        }
+      }
+    } catch (e) {
+      failure = e;
+    }
+    await settle();
+    if (cancelled()) {
+      // The device stays unfinished: triggering the round again trains its remaining batches.
+      dp.state = 'waiting';
+      if (dp.trained > 0) await checkpoint(false);
+      break;
+    }
+    if (failure === undefined) dp.state = 'trained';
+    else if (failure instanceof DeviceRoundFailed) {
+      Object.assign(dp, { state: 'failed', error: failure.message });
+      opts.log?.(`run ${record.id}: ${failure.message}`);
+    } else throw failure;
+    if (before) {
+      const after = trainer.flatAdapters();
+      s.updates.set(id, after.map((x, i) => x - before[i]));
+    }
+    finished.add(id);
+    current = undefined;
+    if (dp.trained > 0) await checkpoint(false);
+    if (d.sourceRound === round) dp.forwardMs = (await deviceApi(s, opts, id).roundStatus(record.id, round).catch(() => undefined))?.forwardMs;
+  }
+  const wallMs = performance.now() - phaseStart;
+  if (cancelled()) return { losses, trainMs, wallMs, cancelled: true };
+  if (!previous?.complete) await checkpoint(true);
+  return { losses, trainMs, wallMs, cancelled: false };
+}
+
+/** A device id as a seed: its batch order differs from other devices' and stays the same across restarts. */
+function hashString(s: string): number {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619) >>> 0;
+  return h % 100_000;
+}

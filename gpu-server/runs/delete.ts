@@ -1,0 +1,71 @@
+/**
+ * Deleting a run: everything under runs/{id}/ goes. Devices that were still computing keep uploading through the
+ * presigned URLs they hold until their round ends or the URLs expire, so a tombstone (deleted-runs/{id}.json) stays
+ * until then and the run's prefix is swept once more; a server restarted in between finishes the job from the
+ * tombstone. Content-addressed objects (segments, token tables, tokenizers) are shared by runs and stay.
+ */
+import { getJson, putJson } from '../../core/storage/json.ts';
+import { keys } from '../../core/storage/keys.ts';
+import type { ObjectStore } from '../../core/storage/store.ts';
+import type { DeviceApi, RoundOptions } from '../rounds/context.ts';
+import type { RunRecord } from './types.ts';
+
+export interface Tombstone {
+  id: string;
+  deletedAt: string;
+  /** The last round that was started, whose devices may still upload. */
+  round?: number;
+  devices: RunRecord['spec']['devices'];
+  /** When every URL the run gave out has expired (ms since the epoch). */
+  urlsExpire: number;
+}
+
+/** Removes every object of the run, run.json last (so a sweep cut short leaves a run that is still listed). */
+export async function sweep(store: ObjectStore, id: string): Promise<number> {
+  let n = 0;
+  for await (const o of store.list(`runs/${id}/`)) {
+    if (o.key === keys.run(id)) continue;
+    await store.delete(o.key);
+    n++;
+  }
+  if (await store.head(keys.run(id))) {
+    await store.delete(keys.run(id));
+    n++;
+  }
+  return n;
+}
+
+export async function deleteRun(opts: RoundOptions, record: RunRecord, round: number | undefined): Promise<number> {
+  const tombstone: Tombstone = { id: record.id, deletedAt: new Date().toISOString(), round, devices: record.spec.devices, urlsExpire: Date.now() + (opts.urlSeconds ?? 3600) * 1000 };
+  await putJson(opts.store, keys.deletedRun(record.id), tombstone);
+  const n = await sweep(opts.store, record.id);
+  void finishDeletion(opts, tombstone);
+  return n;
+}
+
+/** Waits until no device is still computing the run's last round (or its URLs have expired), then sweeps again. */
+export async function finishDeletion(opts: RoundOptions, t: Tombstone): Promise<void> {
+  const device = (d: Tombstone['devices'][number]): DeviceApi => opts.device!(d, opts.roundSecret);
+  const computing = async () => {
+    if (t.round === undefined) return false;
+    const states = await Promise.all(t.devices.map((d) => device(d).roundStatus(t.id, t.round!).then((s) => s.state, () => 'unknown')));
+    return states.includes('running');
+  };
+  try {
+    while (Date.now() < t.urlsExpire && (await computing())) await new Promise((r) => setTimeout(r, opts.pollMs ?? 2000));
+    await sweep(opts.store, t.id);
+    await opts.store.delete(keys.deletedRun(t.id));
+    opts.log?.(`run ${t.id}: deletion finished`);
+  } catch (e) {
+    // The tombstone stays: the next server start tries again.
+    opts.log?.(`run ${t.id}: deletion not finished (${(e as Error).message}); the next start retries`);
+  }
+}
+
+/** The deletions a previous server left unfinished. */
+export async function* tombstones(store: ObjectStore): AsyncIterable<Tombstone> {
+  for await (const o of store.list(keys.deletedRuns())) {
+    const t = await getJson<Tombstone>(store, o.key);
+    if (t) yield t;
+  }
+}

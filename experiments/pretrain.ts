@@ -11,7 +11,7 @@ import { initModel } from '../core/model/init.ts';
 import type { GPT2Model } from '../core/model/weights.ts';
 import { Random } from '../core/random.ts';
 import { END_OF_TEXT, GPT2Tokenizer } from '../core/tokenizer/gpt2.ts';
-import { TfGPT2 } from '../gpu-server/model/gpt2.ts';
+import { TrainableGPT2 } from '../gpu-server/model/gpt2-trainable.ts';
 import { AdamW } from '../gpu-server/train/adamw.ts';
 import { lmLoss } from '../gpu-server/train/lm.ts';
 import { learningRate } from '../gpu-server/train/schedule.ts';
@@ -75,7 +75,7 @@ export function pretrain(texts: readonly string[], o: PretrainOptions): { model:
   const training = order.slice(held);
   if (training.length < o.batchSize) throw new Error(`the corpus makes ${training.length} training sequences of ${o.seqLen} tokens; a batch needs ${o.batchSize}`);
 
-  const net = new TfGPT2(small, { trainable: true });
+  const net = new TrainableGPT2(small);
   const vars = [...net.variables().values()];
   const opt = new AdamW({ weightDecay: 0.01, clipNorm: 1 });
   const batch = (seqs: number[]) => {
@@ -113,7 +113,7 @@ export function pretrain(texts: readonly string[], o: PretrainOptions): { model:
   const after = validationLoss();
 
   // Back to GPT-2's vocabulary: trained rows for the kept tokens, initial rows for the rest.
-  const trained = net.weights();
+  const trained = net.variables();
   const out = new Map(base.params);
   for (const [name, t] of trained) if (name !== 'wte.weight') out.set(name, t.dataSync() as Float32Array);
   const trainedWte = trained.get('wte.weight')!.dataSync() as Float32Array;

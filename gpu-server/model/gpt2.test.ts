@@ -4,6 +4,7 @@ import { referenceClassify, referenceHidden, referenceLmLogits } from '../../cor
 import { batch, leftPadded, maxAbsDiff, realRows, tinyModel, TINY } from '../../tests/fixtures.ts';
 import { initBackend } from '../tf/backend.ts';
 import { TfGPT2 } from './gpt2.ts';
+import { TrainableGPT2 } from './gpt2-trainable.ts';
 import { lmLoss } from '../train/lm.ts';
 import { LoraAdapters } from '../train/lora.ts';
 
@@ -76,7 +77,7 @@ describe('TF.js GPT-2 forward (wasm backend) against the float64 reference', () 
   });
 
   it('trainable: gradients of the language-modelling loss equal finite differences of the float64 reference', () => {
-    const trainable = new TfGPT2(model, { trainable: true });
+    const trainable = new TrainableGPT2(model);
     const b = right;
     const vars = trainable.variables();
     const { value, grads } = tf.variableGrads(() => lmLoss(trainable, ids(b), mask(b)), [...vars.values()]);

@@ -14,8 +14,7 @@ import { ropeInvFreq } from '../../core/model/llama/reference.ts';
 import { LLAMA_LINEARS, llamaLinearShape, LM_HEAD, type LlamaLinear, type LlamaModel } from '../../core/model/llama/weights.ts';
 import { requireParam } from '../../core/model/params.ts';
 import { Random } from '../../core/random.ts';
-import type { Adapters, LinearAdapter } from './gpt2.ts';
-import { attentionMask, chunkedLmLoss, dropout, FrozenLinear, labelledRows, lastTokens, lowRank, positionIds, type AttentionMask } from './ops.ts';
+import { attentionMask, chunkedLmLoss, dropout, FrozenLinear, labelledRows, lastTokens, lowRank, positionIds, type Adapters, type AttentionMask, type BlockAdapters } from './ops.ts';
 
 interface Block {
   inputNorm: tf.Tensor1D;
@@ -28,8 +27,6 @@ interface Rotary {
   cos: tf.Tensor3D;
   sin: tf.Tensor3D;
 }
-
-type BlockAdapters = Partial<Record<string, LinearAdapter>>;
 
 export interface GenerateOptions {
   maxNewTokens: number;

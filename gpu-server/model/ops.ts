@@ -144,11 +144,17 @@ export function lowRankBackward(x: tf.Tensor2D, b: tf.Tensor2D, xa: tf.Tensor2D,
   return { dxa, da: tf.transpose(tf.matMul(tf.transpose(dxa), x)) as tf.Tensor2D, db: tf.matMul(tf.transpose(xa), dy) as tf.Tensor2D };
 }
 
+/** A layer norm's input normalised, and 1 / its standard deviation per row. */
+export interface Normalized {
+  xhat: tf.Tensor2D;
+  rstd: tf.Tensor2D;
+}
+
 /**
  * Layer norm split in two: x -> (xhat, rstd) with xhat = (x - mean) rstd; the affine part stays with the caller.
  * normalizeBackward takes d xhat to dx.
  */
-export function normalize(x: tf.Tensor2D, epsilon: number): { xhat: tf.Tensor2D; rstd: tf.Tensor2D } {
+export function normalize(x: tf.Tensor2D, epsilon: number): Normalized {
   const { mean, variance } = tf.moments(x, -1, true);
   const rstd = tf.rsqrt(tf.add(variance, epsilon)) as tf.Tensor2D;
   return { xhat: tf.mul(tf.sub(x, mean), rstd), rstd };
@@ -183,6 +189,20 @@ export function attentionMask(mask: tf.Tensor2D, heads: number, headDim: number,
     return { scale: tf.mul(seen, 1 / Math.sqrt(headDim)) as tf.Tensor4D, fill: tf.mul(tf.sub(1, seen), MASKED_SCORE) as tf.Tensor4D };
   });
 }
+
+/** LoRA on one frozen linear: y += (keep * x) A B * scale, A [in, r], B [r, out]; keep: the dropout multiplier [rows, in]. */
+export interface LinearAdapter {
+  a: tf.Tensor2D;
+  b: tf.Tensor2D;
+  scale: number;
+  keep?: tf.Tensor2D;
+}
+
+/** A block's adapters by linear (none: no adapter there). */
+export type BlockAdapters = Partial<Record<string, LinearAdapter>>;
+
+/** The adapters of block `layer` for a batch of `rows` rows (GPT-2 and Llama alike). */
+export type Adapters = (layer: number, rows: number) => BlockAdapters;
 
 /** The adapter's input, times its dropout multiplier if it has one (and the same for the gradient). */
 export function dropout(x: tf.Tensor2D, keep?: tf.Tensor2D): tf.Tensor2D {

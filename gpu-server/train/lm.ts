@@ -1,8 +1,8 @@
 /** The causal language-modelling loss: mean cross-entropy of each next token whose mask is 1. */
 import * as tf from '@tensorflow/tfjs';
-import type { TfGPT2 } from '../model/gpt2.ts';
+import type { TrainableGPT2 } from '../model/gpt2-trainable.ts';
 
-export function lmLoss(net: TfGPT2, ids: tf.Tensor2D, mask: tf.Tensor2D): tf.Scalar {
+export function lmLoss(net: TrainableGPT2, ids: tf.Tensor2D, mask: tf.Tensor2D): tf.Scalar {
   const [B, T] = ids.shape;
   const d = net.config.nEmbd;
   const hidden = net.hidden(ids, mask).slice([0, 0, 0], [B, T - 1, d]).reshape([B * (T - 1), d]) as tf.Tensor2D;

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { blockLinears, blockPath, linearInOut, type ModelConfig } from '../../core/model/family.ts';
 import { Random } from '../../core/random.ts';
-import type { Adapters, LinearAdapter } from '../model/gpt2.ts';
+import type { Adapters, BlockAdapters } from '../model/ops.ts';
 
 export interface LoraSpec {
   rank: number;
@@ -57,7 +57,7 @@ export class LoraAdapters {
   adapters(training: boolean, seed = 0): Adapters {
     let call = 0;
     return (layer, rows) => {
-      const out: Partial<Record<string, LinearAdapter>> = {};
+      const out: BlockAdapters = {};
       for (const linear of this.spec.targets) {
         const a = this.a.get(loraKey(this.config, layer, linear));
         if (!a) continue;

@@ -6,7 +6,7 @@ import type { Env } from './env.ts';
 
 type C = Context<{ Bindings: Env }>;
 
-function ownerVerdict(c: C): 'none' | 'ok' | 'bad' {
+export function ownerVerdict(c: C): 'none' | 'ok' | 'bad' {
   const header = c.req.header('authorization');
   if (!header) return 'none';
   const token = /^Bearer (.+)$/.exec(header)?.[1] ?? '';

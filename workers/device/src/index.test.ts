@@ -168,11 +168,13 @@ describe('device worker under workerd', () => {
     expect((await approvals()).approvals.map((a: { sha256: string }) => a.sha256)).toEqual([sha('b')]);
   });
 
-  it('answers an internal error with 500 and no internal message (a misconfigured device: APPROVED_SEGMENTS not JSON)', async () => {
+  it('a misconfigured device (APPROVED_SEGMENTS not JSON) answers 500, naming the setting and the fix to its owner only', async () => {
     const broken = await startDevice({ id: 'device-b', ownerToken: 'owner-token', masterSecret: 'round-secret', storageOrigins: [STORAGE], stateDir: `${dir}-b`, vars: { APPROVED_SEGMENTS: 'not json' } });
     try {
       const res = await fetch(new URL('/approvals', broken.url), { headers: owner });
-      expect([res.status, await res.json()]).toEqual([500, { error: 'internal error on this device' }]);
+      expect([res.status, await res.json()]).toEqual([500, { error: 'this device is misconfigured: APPROVED_SEGMENTS is not JSON: set a JSON list of {sha256, model, cut, ...}, or remove it' }]);
+      const anyone = await fetch(new URL('/health', broken.url));
+      expect([anyone.status, await anyone.json()]).toEqual([500, { error: "this device is misconfigured; its owner sees why (the owner's requests, or wrangler tail)" }]);
     } finally {
       await broken.stop();
       await rm(`${dir}-b`, { recursive: true, force: true });

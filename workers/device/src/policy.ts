@@ -5,21 +5,17 @@
  * owner changes it.
  */
 import { Hono } from 'hono';
-import { parseApproval, parseMinCut, parseStorageOrigins, segmentRefusal, SHA256, urlRefusal, type DevicePolicy, type SegmentApproval } from '../../../core/wire/policy.ts';
+import { parseApproval, segmentRefusal, SHA256, urlRefusal, type DevicePolicy, type SegmentApproval } from '../../../core/wire/policy.ts';
 import type { RoundRequest } from '../../../core/wire/round.ts';
 import { ownerOnly, ownerOrServer } from './auth.ts';
 import type { Env } from './env.ts';
+import { deviceSettings } from './settings.ts';
 
 const key = (sha256: string) => `approvals/${sha256}.json`;
 
 export async function loadPolicy(env: Env): Promise<DevicePolicy> {
-  const minCut = parseMinCut(env.MIN_CUT);
-  const approvals: SegmentApproval[] = [];
-  if (env.APPROVED_SEGMENTS) {
-    const listed: unknown = JSON.parse(env.APPROVED_SEGMENTS);
-    if (!Array.isArray(listed)) throw new Error('APPROVED_SEGMENTS must be a JSON list of approvals');
-    approvals.push(...listed.map((a) => parseApproval(a, minCut)));
-  }
+  const { minCut, approvedSegments } = deviceSettings(env);
+  const approvals: SegmentApproval[] = [...approvedSegments];
   let cursor: string | undefined;
   do {
     const page = await env.SHARDS.list({ prefix: 'approvals/', cursor });
@@ -43,7 +39,7 @@ export async function segmentRefusalOf(env: Env, request: Omit<RoundRequest, 'up
  * is fetched before). The segment is checked again before each piece of a round, so a revoked approval stops it.
  */
 export async function refusalOf(env: Env, request: RoundRequest): Promise<string | undefined> {
-  return (await segmentRefusalOf(env, request)) ?? urlRefusal(parseStorageOrigins(env.STORAGE_ORIGINS), request);
+  return (await segmentRefusalOf(env, request)) ?? urlRefusal(deviceSettings(env).storageOrigins, request);
 }
 
 export const approvals = new Hono<{ Bindings: Env }>();
@@ -55,7 +51,7 @@ approvals.put('/:sha256', ownerOnly, async (c) => {
   if (!SHA256.test(sha256)) return c.json({ error: `'${sha256}' is not a hex SHA-256` }, 400);
   let approval: SegmentApproval;
   try {
-    approval = parseApproval({ ...(await c.req.json()), sha256 }, parseMinCut(c.env.MIN_CUT));
+    approval = parseApproval({ ...(await c.req.json()), sha256 }, deviceSettings(c.env).minCut);
   } catch (e) {
     return c.json({ error: (e as Error).message }, 400);
   }

@@ -9,7 +9,8 @@
 import { DurableObject } from 'cloudflare:workers';
 import { sha256Hex } from '../../../core/auth/signing.ts';
 import type { ActivationManifest, ManifestBatch, RoundRequest, RoundStatus } from '../../../core/wire/round.ts';
-import { intVar, type Env } from './env.ts';
+import type { Env } from './env.ts';
+import { deviceSettings } from './settings.ts';
 import type { TokenTable } from '../../../core/onnx/embedding.ts';
 import { encodeRows, forwardBatch, roundTokenizer, type EncodedRows, type Row } from './forward.ts';
 import { ModelHashMismatch, session, shardTokenTable } from './onnx.ts';
@@ -124,12 +125,11 @@ export class RoundRunner extends DurableObject<Env> {
     if (model.inputNames.includes('inputs_embeds') && r.tokenTable) {
       this.table ??= await shardTokenTable(r.tokenTable, encoded.flatMap((e) => Array.from(e.ids)));
     }
-    const attempts = intVar(this.env.UPLOAD_ATTEMPTS, 4);
-    const backoffMs = intVar(this.env.UPLOAD_BACKOFF_MS, 200);
+    const { uploadAttempts: attempts, uploadBackoffMs: backoffMs, pieceBatches } = deviceSettings(this.env);
     const onFailure = (what: string) => (attempt: number, reason: string) => {
       job.status.failures = [...job.status.failures, `${what}, attempt ${attempt}: ${reason}`].slice(-MAX_FAILURES);
     };
-    const end = Math.min(total, job.status.batchesDone + intVar(this.env.PIECE_BATCHES, 4));
+    const end = Math.min(total, job.status.batchesDone + pieceBatches);
     for (let b = job.status.batchesDone; b < end; b++) {
       const { bytes, rows: n, seqLen, tokens, forwardMs } = await forwardBatch(model, encoded[b]!, r, this.env.DEVICE_ID, b, this.table);
       await putWithRetry(await url(urlKey(b)), bytes, { attempts, backoffMs, onFailure: onFailure(`batch ${b}`) }).catch((e) => {

@@ -5,10 +5,11 @@
  */
 import { Hono } from 'hono';
 import { parseGenerationShard, type GenerationExample } from '../../../core/data/generation.ts';
-import { decodeLines, DEFAULT_LIMITS, deserializeRows, parseShard, serializeRows, ShardError, type Example } from '../../../core/data/shard.ts';
+import { decodeLines, deserializeRows, parseShard, serializeRows, ShardError, type Example } from '../../../core/data/shard.ts';
 import type { RoundTask } from '../../../core/wire/round.ts';
 import { checkId } from '../../../core/storage/keys.ts';
-import { intVar, type Env } from './env.ts';
+import type { Env } from './env.ts';
+import { deviceSettings } from './settings.ts';
 import { ownerOnly, ownerOrServer } from './auth.ts';
 
 export interface ShardInfo {
@@ -66,8 +67,8 @@ shards.put('/:name', ownerOnly, async (c) => {
   const format = c.req.query('format') ?? (c.req.header('content-type')?.includes('tab-separated') ? 'tsv' : 'jsonl');
   if (format !== 'jsonl' && format !== 'tsv') return c.json({ error: `format '${format}' is not jsonl or tsv` }, 400);
   if (task === 'generation' && format !== 'jsonl') return c.json({ error: 'a generation shard is JSON lines ({prompt, completion} or {question, answer})' }, 400);
-  const labels = task === 'generation' ? [] : (c.req.query('labels') ?? c.env.LABELS ?? '0,1').split(',');
-  const limits = { ...DEFAULT_LIMITS, maxBytes: intVar(c.env.MAX_SHARD_BYTES, DEFAULT_LIMITS.maxBytes), maxRows: intVar(c.env.MAX_SHARD_ROWS, DEFAULT_LIMITS.maxRows) };
+  const labels = task === 'generation' ? [] : (c.req.query('labels')?.split(',') ?? deviceSettings(c.env).labels);
+  const limits = deviceSettings(c.env).shardLimits;
   const declared = Number(c.req.header('content-length'));
   if (declared > limits.maxBytes) return c.json({ error: `shard is ${declared} bytes; the limit is ${limits.maxBytes}` }, 413);
   const body = new Uint8Array(await c.req.arrayBuffer());

@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
 # The GPU benchmark (not part of CI; run through the device tool on a GPU machine). Bundles bench/train.ts, packs it
 # with Node, Dawn, the Vulkan loaders and the PyTorch GPU anchor into .gpu/ (../shared/tools/gpu/pack), and prints
-# the device call: the server's step on WebGPU at batch 16 and 64 beside PyTorch + PEFT on the same GPU, with a
-# per-kernel profile. Commit what it writes under docs/benchmarks/ with the date and the device.
+# the device call: the server's step at batch 16 and 64 on both WebGPU routes, TensorFlow.js's webgpu backend and
+# onnxruntime-node's bundled WebGPU provider (ort-webgpu: the adapted blocks as ONNX graphs), beside PyTorch + PEFT on
+# the same GPU, with a per-kernel profile of the TF.js one. Commit what it writes under docs/benchmarks/ with the date
+# and the device.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
 # ESM for top-level await; the banner gives the bundled CommonJS packages their require().
-npx esbuild bench/train.ts --bundle --platform=node --format=esm --external:webgpu --log-level=warning --outfile=.gpu-build/bench-train.mjs \
-  --banner:js="import { createRequire } from 'node:module'; const require = createRequire(import.meta.url);"
-../shared/tools/gpu/pack .gpu-build/bench-train.mjs ../shared/anchors/torch_server_step.py
+npx esbuild bench/train.ts --bundle --platform=node --format=esm --external:webgpu --external:onnxruntime-node --log-level=warning --outfile=.gpu-build/bench-train.mjs \
+  --banner:js="import { createRequire as bannerRequire } from 'node:module'; const require = bannerRequire(import.meta.url);"
+# onnxruntime-node loads a native library: it travels as it is installed, linux-x64 only, unpacked beside the bundle.
+ort=.gpu-build/ort
+rm -rf "$ort" && mkdir -p "$ort/node_modules/onnxruntime-node/bin/napi-v6/linux"
+cp -r node_modules/onnxruntime-node/package.json node_modules/onnxruntime-node/dist "$ort/node_modules/onnxruntime-node/"
+cp -r node_modules/onnxruntime-node/bin/napi-v6/linux/x64 "$ort/node_modules/onnxruntime-node/bin/napi-v6/linux/"
+cp -r node_modules/onnxruntime-common "$ort/node_modules/"
+tar -C "$ort" -cJf .gpu-build/ort.tar.xz node_modules
+../shared/tools/gpu/pack .gpu-build/bench-train.mjs .gpu-build/ort.tar.xz ../shared/anchors/torch_server_step.py
 cat <<'CALL'
 device call: carry [".gpu"], timeout_s 290, command:
-  for b in 16 64; do bash .gpu/run.sh app/bench-train.mjs --batch $b --steps 10 --backends webgpu --reference gpu --anchors app --profile > $OUT/train-gpu-b$b.json; done
+  tar -C .gpu/app -xJf .gpu/app/ort.tar.xz && for b in 16 64; do bash .gpu/run.sh app/bench-train.mjs --batch $b --steps 10 --backends webgpu,ort-webgpu --reference gpu --anchors app --profile > $OUT/train-gpu-b$b.json; done
 CALL

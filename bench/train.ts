@@ -1,12 +1,13 @@
 /**
  * npm run bench:train — the server's training step: cut 2, the blocks above it with LoRA r=8 on c_attn, final layer
  * norm, a 2-class head on the last token, AdamW, batch 8 x 128 (--batch), random weights. Tokens/s on every
- * TensorFlow.js backend that initialises here, stepping as the server does (one step in flight), at GPT-2 small's
+ * backend that initialises here (TensorFlow.js's, and ort-cpu / ort-webgpu: the adapted blocks on onnxruntime-node),
+ * stepping as the server does (one step in flight), at GPT-2 small's
  * shape (blocks [2, 12)), with the reference in the same run: the PyTorch CPU anchor
  * (../shared/anchors/torch_cpu_server_step.py) where Debian's python3-torch is installed, or with --reference gpu the
  * GPU anchor (torch_server_step.py, PyTorch + PEFT at the same batch; bench/gpu.sh runs it). --small: a 6-block
  * n_embd-256 model and no reference, for a quick look. --profile adds where one step's time goes on each backend, by
- * kernel. Each backend's loss and gradients on one step of a tiny model are compared with the cpu backend's.
+ * kernel (TF.js) or by operator (onnxruntime's profiler). Each backend's loss and gradients on one step of a tiny model are compared with the cpu backend's.
  * --backends: which to try (default: all but cpu, which takes minutes per step). Under `llama`: the causal-LM step at
  * Llama-3.2-1B's width beside the PyTorch CPU anchor torch_cpu_llama_step.py. JSON on stdout.
  */
@@ -22,10 +23,12 @@ import { initLlama } from '../core/model/llama/init.ts';
 import { initModel } from '../core/model/init.ts';
 import { Random } from '../core/random.ts';
 import { BACKENDS, initBackend, type BackendName } from '../gpu-server/tf/backend.ts';
-import { Trainer, type PendingStep, type TrainBatch } from '../gpu-server/train/trainer.ts';
+import { Trainer, type TrainBatch, type TrainSpec } from '../gpu-server/train/trainer.ts';
+import type { PendingStep } from '../gpu-server/train/pending-step.ts';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { kernelProfile, type KernelTime } from './profile.ts';
 import { maxRelativeDifference, tinyStepGradients } from '../gpu-server/train/parity.ts';
+import type { OpTime, OrtOptions } from '../gpu-server/ort/blocks.ts';
 import { cliArgs, fail, int } from '../scripts/cli.ts';
 
 const args = cliArgs('usage: npm run bench:train -- [--small] [--steps N] [--batch B] [--profile] [--backends webgpu,wasm,cpu,...] [--reference cpu|gpu] [--anchors DIR]', {
@@ -57,19 +60,31 @@ const batch: TrainBatch = {
   labels: Int32Array.from({ length: B }, (_, i) => i % 2),
 };
 
-type Result = { tokensPerSecond: number; msPerStep: number; threads?: number; profile?: KernelTime[] | string } | { skipped: string };
+const TRAIN_SPEC: TrainSpec = { lora: { rank: 8, alpha: 16, dropout: 0, targets: ['attn.c_attn'] }, optimizer: {}, schedule: { lr: 2e-4, warmupSteps: 0, kind: 'constant' }, seed: 0 };
+
+type Result = { tokensPerSecond: number; msPerStep: number; threads?: number; profile?: KernelTime[] | OpTime[] | string } | { skipped: string };
+
+/** onnxruntime's per-node times over two steps (a warm-up first), summed by operator, on a trainer of its own. */
+async function ortProfile(blocks: OrtOptions): Promise<OpTime[]> {
+  const trainer = new Trainer(model, TRAIN_SPEC, CUT, { firstBlock: CUT, blocks: { ...blocks, profile: true } });
+  for (let i = 0; i < 2; i++) await trainer.step(batch).result();
+  const profile = await trainer.onnxruntimeProfile();
+  trainer.dispose();
+  return profile.slice(0, 12);
+}
 const results: Record<string, Result> = {};
 for (const backend of args.backends!.split(',') as BackendName[]) {
+  let blocks: OrtOptions | undefined;
   try {
-    await initBackend(backend);
+    blocks = (await initBackend(backend)).blocks;
   } catch (e) {
-    results[backend] = { skipped: (e as Error).message.replace(/^no TensorFlow.js backend initialised: [^:]+: /, '') };
+    results[backend] = { skipped: (e as Error).message.replace(/^no backend initialised: [^:]+: /, '') };
     log(`${backend}: skipped (${results[backend] && 'skipped' in results[backend] ? results[backend].skipped : ''})`);
     continue;
   }
   log(`${backend}: 1 warm-up step, then ${STEPS}`);
   // Only the server's blocks: the blocks below the cut run on devices.
-  const trainer = new Trainer(model, { lora: { rank: 8, alpha: 16, dropout: 0, targets: ['attn.c_attn'] }, optimizer: {}, schedule: { lr: 2e-4, warmupSteps: 0, kind: 'constant' }, seed: 0 }, CUT, { firstBlock: CUT });
+  const trainer = new Trainer(model, TRAIN_SPEC, CUT, { firstBlock: CUT, blocks });
   await trainer.step(batch).result();
   const started = performance.now();
   // As the server steps: the next step is issued before the previous one's loss is read.
@@ -82,20 +97,20 @@ for (const backend of args.backends!.split(',') as BackendName[]) {
   await inFlight?.result();
   const ms = (performance.now() - started) / STEPS;
   // A backend without kernel timers (WebGPU without timestamp queries) gets the reason instead of a profile.
-  const profile = args.profile ? await kernelProfile(backend, () => trainer.step(batch).result()).catch((e: Error) => e.message) : undefined;
+  const profile = args.profile ? await (blocks ? ortProfile(blocks) : kernelProfile(backend, () => trainer.step(batch).result()).catch((e: Error) => e.message)) : undefined;
   trainer.dispose();
   tf.disposeVariables();
-  for (const k of Array.isArray(profile) ? profile : []) log(`  ${(100 * k.share).toFixed(1).padStart(5)}%  ${String(k.ms).padStart(8)} ms  ${k.calls} x ${k.kernel} ${k.inputShapes}`);
+  for (const k of Array.isArray(profile) ? profile : []) log(`  ${(100 * k.share).toFixed(1).padStart(5)}%  ${String(k.ms).padStart(8)} ms  ${'kernel' in k ? `${k.calls} x ${k.kernel} ${k.inputShapes}` : `${k.op} (${k.graph})`}`);
   results[backend] = { tokensPerSecond: Math.round((B * T) / (ms / 1000)), msPerStep: Math.round(ms), ...(backend === 'wasm' ? { threads: getThreadsCount() } : {}), ...(profile ? { profile } : {}) };
 }
 
 // Same numbers everywhere: one step of a tiny model on each backend that ran, against the cpu backend.
 const parity: Record<string, number> = {};
 await initBackend('cpu');
-const onCpu = tinyStepGradients();
+const onCpu = await tinyStepGradients();
 for (const backend of Object.keys(results).filter((b) => b !== 'cpu' && !('skipped' in results[b]!))) {
-  await initBackend(backend as BackendName);
-  parity[backend] = Number(maxRelativeDifference(tinyStepGradients(), onCpu).toExponential(2));
+  const { blocks } = await initBackend(backend as BackendName);
+  parity[backend] = Number(maxRelativeDifference(await tinyStepGradients({ blocks }), onCpu).toExponential(2));
   log(`${backend}: one tiny step's loss and gradients within ${parity[backend]} (relative) of the cpu backend's`);
 }
 

@@ -20,13 +20,15 @@ export interface ServerConfig {
   checkpointSeconds?: number;
   /** Threads of the WASM backend (default: every core). */
   wasmThreads?: number;
+  /** Threads of onnxruntime's kernels under ort-cpu (default: every core). */
+  ortThreads?: number;
   /** Folders run specs may name files in; default: the working directory. */
   dataDirs?: string[];
 }
 
 export class ConfigError extends Error {}
 
-export const SERVER_USAGE = `usage: npm run server -- [--host H] [--port P] [--backend auto|${BACKENDS.join('|')}] [--wasm-threads N] [--checkpoint-seconds S] [--schedule pipelined|stop-and-wait]
+export const SERVER_USAGE = `usage: npm run server -- [--host H] [--port P] [--backend auto|${BACKENDS.join('|')}] [--wasm-threads N] [--ort-threads N] [--checkpoint-seconds S] [--schedule pipelined|stop-and-wait]
 Each flag may be given as its variable instead (SPLITFROZEN_HOST, SPLITFROZEN_PORT, SPLITFROZEN_BACKEND, ...); secrets only as variables:
   SPLITFROZEN_OPERATOR_TOKEN        the bearer token of the HTTP API, the dashboard and the CLI
   SPLITFROZEN_ROUND_SECRET          the master round secret; devices' ROUND_SECRETs derive from it (npm run cli -- device-secret)
@@ -38,6 +40,7 @@ const FLAGS = {
   port: { type: 'string' },
   backend: { type: 'string' },
   'wasm-threads': { type: 'string' },
+  'ort-threads': { type: 'string' },
   'checkpoint-seconds': { type: 'string' },
   schedule: { type: 'string' },
 } as const;
@@ -87,6 +90,7 @@ export function serverConfig(argv: string[], env: Record<string, string | undefi
     backend: oneOf('backend', ['auto', ...BACKENDS]) ?? 'auto',
     checkpointSeconds: count('checkpoint-seconds', 'a number of seconds between checkpoints within a round, 0 for after every batch', () => true),
     wasmThreads: count('wasm-threads', 'a number of threads for the WASM backend, 1 to 64', (n) => Number.isInteger(n) && n >= 1 && n <= 64),
+    ortThreads: count('ort-threads', "a number of threads for onnxruntime's kernels (ort-cpu), 1 to 1024", (n) => Number.isInteger(n) && n >= 1 && n <= 1024),
     schedule: oneOf('schedule', ['pipelined', 'stop-and-wait']),
     dataDirs: env.SPLITFROZEN_DATA_DIRS ? env.SPLITFROZEN_DATA_DIRS.split(':').filter(Boolean) : undefined,
   };

@@ -1,6 +1,7 @@
 /** The training server as a process: storage, TensorFlow.js backend, the run registry and the HTTP API. */
 import { serve } from '@hono/node-server';
 import type { AddressInfo } from 'node:net';
+import { availableParallelism } from 'node:os';
 import { S3Store } from '../core/storage/s3.ts';
 import { createApp } from './api/app.ts';
 import { RunRegistry } from './runs/registry.ts';
@@ -11,7 +12,7 @@ import { initBackend } from './tf/backend.ts';
 export interface RunningServer {
   url: string;
   runs: RunRegistry;
-  /** The TensorFlow.js backend in use, and why the ones before it were skipped, in one line. */
+  /** The backend in use, and why the ones before it were skipped, in one line. */
   backend: string;
   close(): Promise<void>;
 }
@@ -19,12 +20,13 @@ export interface RunningServer {
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
   const log = config.log ?? ((m: string) => console.log(`[server] ${m}`));
   const backend = await initBackend(config.backend, config.wasmThreads ? { wasmThreads: config.wasmThreads } : {});
-  const threads = backend.backend === 'wasm' ? ` on ${getThreadsCount()} thread(s)` : '';
+  const blocks = backend.blocks && { ...backend.blocks, threads: config.ortThreads ?? availableParallelism() };
+  const threads = backend.backend === 'wasm' ? ` on ${getThreadsCount()} thread(s)` : blocks ? ` (adapted GPT-2 blocks on onnxruntime-node, ${blocks.provider}, ${blocks.threads} thread(s); head, loss and AdamW on TensorFlow.js wasm)` : '';
   const backendLine = `${backend.backend}${threads}${backend.skipped.map((s) => ` (skipped ${s.backend}: ${s.reason})`).join('')}`;
-  log(`TensorFlow.js backend: ${backendLine}`);
+  log(`backend: ${backendLine}`);
   if (!config.operatorToken) throw new ConfigError('the operator token is empty: anyone could drive the server');
   if (!config.roundSecret) throw new ConfigError('the round secret is empty: device requests could be forged');
-  const runs = new RunRegistry({ store: new S3Store(config.s3), roundSecret: config.roundSecret, log, schedule: config.schedule, checkpointSeconds: config.checkpointSeconds, dataDirs: config.dataDirs });
+  const runs = new RunRegistry({ store: new S3Store(config.s3), roundSecret: config.roundSecret, log, blocks, schedule: config.schedule, checkpointSeconds: config.checkpointSeconds, dataDirs: config.dataDirs });
   await runs.init();
   const app = createApp(runs, config.operatorToken, log);
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {

@@ -130,10 +130,10 @@ run(async () => {
       console.log(`      ${d.id}: ${mine.length} rows`);
     }
 
-    step(4, 'training server: TensorFlow.js, HTTP API on 127.0.0.1');
+    step(4, 'training server: HTTP API on 127.0.0.1');
     const operatorToken = crypto.randomUUID();
     server = await startServer({ host: '127.0.0.1', port: 0, operatorToken, roundSecret: stack.roundSecret, s3: stack.s3.config, backend: 'auto', log: process.env.SPLITFROZEN_DEBUG ? (m) => console.error(m) : () => {} });
-    console.log(`      TensorFlow.js backend: ${server.backend}`);
+    console.log(`      backend: ${server.backend}`);
     console.log(`      live dashboard while this runs: ${server.url}/ (operator token ${operatorToken})`);
     const client = new ServerClient(server.url, operatorToken);
 

@@ -145,7 +145,7 @@ describe('training server over HTTP', () => {
   it('the server refuses a backend or a setting it does not know, naming it and what would do', async () => {
     const env = { ...process.env, SPLITFROZEN_OPERATOR_TOKEN: 'x', SPLITFROZEN_ROUND_SECRET: 'y', SPLITFROZEN_S3_BUCKET: 'b', SPLITFROZEN_S3_ACCESS_KEY_ID: 'a', SPLITFROZEN_S3_SECRET_ACCESS_KEY: 's' };
     const start = (...args: string[]) => promisify(execFile)(process.execPath, ['--import', 'tsx', 'gpu-server/main.ts', ...args], { env });
-    await expect(start('--backend', 'gpu')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('SPLITFROZEN_BACKEND (--backend) is "gpu": use auto, webgpu, tfjs-node-gpu, tfjs-node, wasm, cpu') });
+    await expect(start('--backend', 'gpu')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('SPLITFROZEN_BACKEND (--backend) is "gpu": use auto, webgpu, tfjs-node-gpu, ort-webgpu, ort-cpu, tfjs-node, wasm, cpu') });
     await expect(start('--checkpoint-seconds', 'often')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('SPLITFROZEN_CHECKPOINT_SECONDS (--checkpoint-seconds) is "often": set it to a number') });
   });
 });

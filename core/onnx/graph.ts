@@ -10,8 +10,8 @@ type AttrValue = number | number[] | string;
 interface ValueInfo {
   name: string;
   type: DataType;
-  /** Numbers are fixed sizes, strings name symbolic dimensions (batch, sequence). */
-  dims: Array<number | string>;
+  /** Numbers are fixed sizes, strings name symbolic dimensions (batch, sequence); undefined: any shape. */
+  dims?: Array<number | string>;
 }
 
 function valueInfo({ name, type, dims }: ValueInfo): onnxProto.onnx.IValueInfoProto {
@@ -20,7 +20,7 @@ function valueInfo({ name, type, dims }: ValueInfo): onnxProto.onnx.IValueInfoPr
     type: {
       tensorType: {
         elemType: type,
-        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+        shape: dims && { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
       },
     },
   };
@@ -93,6 +93,11 @@ export class GraphBuilder {
     return this.node(opType, inputs, attributes, 1, domain)[0];
   }
 
+  /** Every name some node reads: the graph inputs it really uses among those it might. */
+  usedNames(): Set<string> {
+    return new Set(this.nodes.flatMap((n) => n.input ?? []));
+  }
+
   /** Encodes the model. `outputs` renames the final values to the graph's output names. */
   build(options: BuildOptions): Uint8Array {
     return onnx.ModelProto.encode(this.model(options)).finish();
@@ -125,7 +130,15 @@ export class GraphBuilder {
   }
 
   private model(options: BuildOptions): onnxProto.onnx.ModelProto {
-    for (const out of options.outputs) this.nodes.push({ opType: 'Identity', input: [out.from], output: [out.name], name: `output_${out.name}` });
+    for (const out of options.outputs) {
+      // The node that makes the value writes the output itself (no copy), unless the value is a graph input or
+      // another output already took it.
+      const producer = this.nodes.find((n) => n.output?.includes(out.from));
+      if (producer && !options.outputs.some((o) => o !== out && o.from === out.from)) {
+        producer.output = producer.output!.map((x) => (x === out.from ? out.name : x));
+        for (const n of this.nodes) n.input = n.input?.map((x) => (x === out.from ? out.name : x));
+      } else this.nodes.push({ opType: 'Identity', input: [out.from], output: [out.name], name: `output_${out.name}` });
+    }
     const model = onnx.ModelProto.create({
       irVersion: 8,
       producerName: 'splitfrozen',

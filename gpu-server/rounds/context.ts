@@ -14,6 +14,7 @@ import { evaluationRows, generationEvalRows } from '../runs/data.ts';
 import { NotFound } from '../runs/errors.ts';
 import type { DeviceSpec } from '../runs/spec.ts';
 import type { RoundProgress, RunRecord } from '../runs/types.ts';
+import type { OrtOptions } from '../ort/blocks.ts';
 import { Trainer } from '../train/trainer.ts';
 
 /** The calls a round makes to a device (DeviceClient over HTTP; tests may give an in-process one). */
@@ -37,6 +38,8 @@ export interface RoundOptions {
   checkpointSeconds?: number;
   /** Folders a run spec may name files in (model, evaluation file); default: the working directory. */
   dataDirs?: string[];
+  /** The adapted blocks on onnxruntime-node (backends ort-cpu, ort-webgpu); default: on TensorFlow.js. */
+  blocks?: OrtOptions;
   /** How the server reaches a device; default: signed HTTP (DeviceClient). */
   device?: (d: DeviceSpec, roundSecret: string) => DeviceApi;
 }
@@ -95,8 +98,9 @@ export async function loadRun(s: RunState, opts: RoundOptions): Promise<Loaded> 
         seed: training.seed,
       },
       record.deepestCut,
-      { task: generation ? 'causal-lm' : 'classification' },
+      { task: generation ? 'causal-lm' : 'classification', blocks: opts.blocks },
     );
+    opts.log?.(`run ${record.id}: adapted blocks on ${s.trainer.blocksOn}`);
     const loaded = await loadCheckpoint(opts.store, record.id, s.trainer, opts.log);
     if (loaded) {
       s.checkpoint = loaded.meta;

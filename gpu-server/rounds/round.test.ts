@@ -9,6 +9,7 @@ import { Conflict, NotFound } from '../runs/errors.ts';
 import { RunRegistry } from '../runs/registry.ts';
 import type { RunRecord } from '../runs/types.ts';
 import { parseRunSpec } from '../runs/spec.ts';
+import { parseSafetensors } from '../../core/tensors/safetensors.ts';
 import { initBackend } from '../tf/backend.ts';
 import { world, type World } from './fixtures.ts';
 
@@ -20,7 +21,7 @@ afterEach(async () => {
   await w?.close();
 });
 
-function registry(options: { checkpointSeconds?: number; schedule?: 'pipelined' | 'stop-and-wait' } = {}): RunRegistry {
+function registry(options: { checkpointSeconds?: number; schedule?: 'pipelined' | 'stop-and-wait'; blocks?: { provider: 'cpu'; threads: number } } = {}): RunRegistry {
   const r = new RunRegistry({ store: w.store, roundSecret: 'secret', log: () => {}, pollMs: 5, dataDirs: [w.dir], device: (d) => w.devices.get(d.id)!, checkpointSeconds: 0, ...options });
   registries.push(r);
   return r;
@@ -149,5 +150,25 @@ describe('a round in phases, on in-memory storage', () => {
     // device-1 was asked only after device-2 had finished (and been trained on); pipelined, both are asked at once.
     expect(d1.requestedAt[0]).toBeGreaterThan(d2.completedAt[0]);
   });
-});
 
+  it('a round with the adapted blocks on onnxruntime (ort-cpu) writes the adapter a TensorFlow.js round writes', async () => {
+    w = await world({ rows: 8 });
+    const spec = parseRunSpec(w.spec({ ordering: { kind: 'fixed', order: ['device-1', 'device-2'] }, training: { batchSize: 4, seqLen: 6, rounds: 1, seed: 1 } }));
+    const adapter = async (runs: RunRegistry, id: string) => {
+      await runs.create(spec, id);
+      await runs.trigger(id);
+      await runs.idle(id);
+      expect((await runs.view(id)).progress?.phase).toBe('done');
+      return parseSafetensors(await runs.adapterFile(id, 0, 'adapter_model.safetensors'), id).tensors;
+    };
+    const onTf = await adapter(registry(), 'tf');
+    const onOrt = await adapter(registry({ blocks: { provider: 'cpu', threads: 1 } }), 'ort');
+    expect([...onOrt.keys()]).toEqual([...onTf.keys()]);
+    for (const [name, t] of onTf) {
+      const got = onOrt.get(name)!.data as Float32Array;
+      const want = t.data as Float32Array;
+      const scale = Math.max(...want.map(Math.abs)) || 1;
+      expect(Math.max(...want.map((x, i) => Math.abs(x - got[i]!))) / scale, name).toBeLessThan(1e-4);
+    }
+  });
+});

@@ -9,7 +9,7 @@ import { permutation } from '../ordering/ordering.ts';
 import type { RoundPlan } from '../runs/plan.ts';
 import { saveCheckpoint, type DeviceStart } from '../runs/checkpoint.ts';
 import type { RoundProgress } from '../runs/types.ts';
-import type { PendingStep } from '../train/trainer.ts';
+import type { PendingStep } from '../train/pending-step.ts';
 import { deviceApi, type Loaded, type RoundOptions, type RunState } from './context.ts';
 import { activationFeed, DeviceRoundFailed, maxBatchBytes } from './feed.ts';
 

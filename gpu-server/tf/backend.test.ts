@@ -23,12 +23,15 @@ const UNINSTALLED = (['tfjs-node-gpu', 'tfjs-node'] as const).filter((name) => !
 describe('TensorFlow.js backend selection', () => {
   it('auto takes the first backend that initialises and says why each one before it was skipped', async () => {
     const choice = await initBackend('auto');
-    expect(tf.getBackend()).toBe(choice.backend === 'tfjs-node' || choice.backend === 'tfjs-node-gpu' ? 'tensorflow' : choice.backend);
+    const tfBackend = { 'tfjs-node': 'tensorflow', 'tfjs-node-gpu': 'tensorflow', 'ort-cpu': 'wasm', 'ort-webgpu': 'wasm' } as Record<string, string>;
+    expect(tf.getBackend()).toBe(tfBackend[choice.backend] ?? choice.backend);
     expect(choice.skipped.map((s) => s.backend)).toEqual(BACKENDS.slice(0, BACKENDS.indexOf(choice.backend)));
-    for (const s of choice.skipped) expect(s.reason).toMatch(new RegExp(s.backend === 'webgpu' ? 'webgpu' : `@tensorflow/${s.backend} `, 'i'));
+    const named = { webgpu: 'WebGPU', 'ort-webgpu': "onnxruntime's webgpu provider" } as Record<string, string>;
+    for (const s of choice.skipped) expect(s.reason).toMatch(named[s.backend] ?? `@tensorflow/${s.backend} `);
+    // onnxruntime's CPU provider always starts, so auto never falls back further than it.
+    expect(BACKENDS.indexOf(choice.backend)).toBeLessThanOrEqual(BACKENDS.indexOf('ort-cpu'));
+    if (choice.backend.startsWith('ort-')) expect(choice.blocks?.provider).toBe(choice.backend.slice(4));
     expect(Array.from(tf.matMul(tf.ones([2, 3]), tf.ones([3, 2])).dataSync())).toEqual([3, 3, 3, 3]);
-    // The WASM backend always installs, so auto never falls back further than it.
-    expect(BACKENDS.indexOf(choice.backend)).toBeLessThanOrEqual(BACKENDS.indexOf('wasm'));
   });
 
   it('a named backend is used as asked, and computes the same as another', async () => {
@@ -43,12 +46,12 @@ describe('TensorFlow.js backend selection', () => {
 
   it('a named tfjs-node that is not installed fails naming the package, and leaves the backend in use', async () => {
     await initBackend('cpu');
-    for (const name of UNINSTALLED) await expect(initBackend(name)).rejects.toThrow(`no TensorFlow.js backend initialised: ${name}: ${notInstalled(name)}`);
+    for (const name of UNINSTALLED) await expect(initBackend(name)).rejects.toThrow(`no backend initialised: ${name}: ${notInstalled(name)}`);
     expect(tf.getBackend()).toBe('cpu');
     await initBackend('wasm');
   });
 
-  it('without a GPU, webgpu fails with the reason and auto falls through to wasm, quietly: no native warnings of Dawn on stderr', async () => {
+  it('without a GPU, webgpu and ort-webgpu fail with the reason and auto falls through to ort-cpu, quietly: no native warnings of Dawn on stderr', async () => {
     // A fresh process, so that Dawn is loaded by this probe and nothing earlier; Vulkan's drivers hidden from it, so
     // that it has no adapter on a GPU host too.
     const script = `const { initBackend } = await import('./gpu-server/tf/backend.ts');
@@ -58,10 +61,14 @@ describe('TensorFlow.js backend selection', () => {
     const { stdout, stderr } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env });
     const { webgpu, auto } = JSON.parse(stdout.trim().split('\n').at(-1)!) as { webgpu: string; auto: Awaited<ReturnType<typeof initBackend>> };
     expect(stderr).not.toMatch(/Vulkan|dawn|Warning/i);
-    expect(webgpu).toMatch(/^no TensorFlow.js backend initialised: webgpu: no WebGPU adapter on this host/);
-    // On a host that installed neither tfjs-node, auto ends at wasm.
-    const unavailable = [{ backend: 'webgpu', reason: expect.stringMatching(/^no WebGPU adapter on this host/) }, ...UNINSTALLED.map((name) => ({ backend: name, reason: notInstalled(name) }))];
-    if (UNINSTALLED.length === 2) expect(auto).toEqual({ backend: 'wasm', skipped: unavailable });
+    expect(webgpu).toMatch(/^no backend initialised: webgpu: no WebGPU adapter on this host/);
+    // On a host without tfjs-node-gpu, auto ends at ort-cpu, its blocks on onnxruntime's CPU provider.
+    const unavailable = [
+      { backend: 'webgpu', reason: expect.stringMatching(/^no WebGPU adapter on this host/) },
+      ...(UNINSTALLED.includes('tfjs-node-gpu') ? [{ backend: 'tfjs-node-gpu', reason: notInstalled('tfjs-node-gpu') }] : []),
+      { backend: 'ort-webgpu', reason: expect.stringMatching(/^onnxruntime's webgpu provider did not start/) },
+    ];
+    if (UNINSTALLED.includes('tfjs-node-gpu')) expect(auto).toEqual({ backend: 'ort-cpu', skipped: unavailable, blocks: { provider: 'cpu' } });
     else expect(auto.skipped).toEqual(unavailable.slice(0, 1));
   });
 

@@ -1,24 +1,33 @@
 /**
- * TensorFlow.js backend selection. `auto` takes the first that initialises, in order: webgpu (a GPU through Dawn's
- * Node binding, npm `webgpu`), tfjs-node-gpu, tfjs-node, wasm, cpu. webgpu is an optional dependency and a host
- * without a GPU adapter falls through; tfjs-node(-gpu) are used where a host installed them (their install downloads
- * libtensorflow from outside the npm registry, so the project does not depend on them). Training code never
- * branches on the backend.
+ * The server's backend. TensorFlow.js backends run the whole step; ort-webgpu and ort-cpu run the adapted blocks'
+ * forward and backward as ONNX graphs on onnxruntime-node (gpu-server/ort/), with TF.js's wasm backend keeping the
+ * head, the loss and AdamW. `auto` takes the first that initialises, in order: webgpu (a GPU through Dawn's Node
+ * binding, npm `webgpu`), tfjs-node-gpu, ort-webgpu (onnxruntime's bundled WebGPU provider), ort-cpu, tfjs-node, wasm,
+ * cpu. ort-cpu comes before tfjs-node and wasm because it was measured faster (bench:train on 2 cores: 2.4x wasm, 1.9x
+ * PyTorch; docs/benchmarks); on GPUs, TF.js's webgpu stays first until a GPU day measures the two WebGPU routes
+ * (bench/gpu.sh). webgpu is an optional dependency and a host without a GPU adapter falls through; tfjs-node(-gpu) are
+ * used where a host installed them (their install downloads libtensorflow from outside the npm registry, so the
+ * project does not depend on them). Training code never branches on the backend.
  */
 import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { availableParallelism, tmpdir } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
+import * as ort from 'onnxruntime-node';
+import { DT, GraphBuilder } from '../../core/onnx/graph.ts';
+import type { OrtOptions } from '../ort/blocks.ts';
 import { MAX_WASM_THREADS, setWasmBackend } from './wasm-threads.ts';
 
-export const BACKENDS = ['webgpu', 'tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu'] as const;
+export const BACKENDS = ['webgpu', 'tfjs-node-gpu', 'ort-webgpu', 'ort-cpu', 'tfjs-node', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 
 export interface BackendChoice {
   backend: BackendName;
   /** Why each backend before the chosen one was skipped. */
   skipped: Array<{ backend: BackendName; reason: string }>;
+  /** ort-*: the adapted blocks run on onnxruntime-node with these options (the head, loss and AdamW on TF.js's wasm). */
+  blocks?: OrtOptions;
 }
 
 /**
@@ -37,8 +46,38 @@ async function probeWebGpu(): Promise<void> {
   throw new Error(`no WebGPU adapter on this host${detail ? ` (${detail.trim()})` : ''}`);
 }
 
-async function tryBackend(name: BackendName, threads: number): Promise<void> {
+/** A one-node graph on the provider, in a child process for webgpu (Dawn's warnings on a host without a GPU). */
+async function probeOrt(provider: OrtOptions['provider']): Promise<void> {
+  if (provider === 'cpu') {
+    await (await ort.InferenceSession.create(identityGraph(), { executionProviders: ['cpu'] })).release();
+    return;
+  }
+  const ortUrl = pathToFileURL(createRequire(import.meta.url).resolve('onnxruntime-node')).href;
+  const graph = JSON.stringify(Array.from(identityGraph()));
+  const script = `const ort = (await import(${JSON.stringify(ortUrl)})).default; const s = await ort.InferenceSession.create(Uint8Array.from(${graph}), { executionProviders: ['webgpu'] }); await s.release();`;
+  const stderr = await new Promise<string | undefined>((resolve) => {
+    execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 60_000 }, (error, _stdout, stderr) => resolve(error ? stderr || error.message : undefined));
+  });
+  if (stderr === undefined) return;
+  const line = stderr.split('\n').find((l) => /error/i.test(l)) ?? stderr.split('\n').find((l) => l.trim());
+  // onnxruntime's messages start with the source location of its build: the reason follows it.
+  const detail = line?.replace(/^.*?(<lambda\(\)>|\]) /, '').trim().slice(0, 200);
+  throw new Error(`onnxruntime's webgpu provider did not start${detail ? ` (${detail})` : ''}`);
+}
+
+async function tryBackend(name: BackendName, threads: number): Promise<OrtOptions | undefined> {
   switch (name) {
+    case 'ort-cpu':
+    case 'ort-webgpu': {
+      const provider = name === 'ort-cpu' ? 'cpu' : 'webgpu';
+      await probeOrt(provider);
+      // The head, the loss and AdamW are small: TF.js's wasm backend runs them, or its cpu backend where wasm cannot
+      // start (a bundle without the .wasm files beside it, as bench/gpu.sh packs).
+      await setWasmBackend(threads).catch(async () => {
+        if (!(await tf.setBackend('cpu'))) throw new Error('neither the wasm nor the cpu backend of TensorFlow.js initialised');
+      });
+      return { provider };
+    }
     case 'webgpu': {
       // Vulkan's loader complains on every probe without it (the GPU pack's run.sh sets it too).
       process.env.XDG_RUNTIME_DIR ??= tmpdir();
@@ -67,6 +106,12 @@ async function tryBackend(name: BackendName, threads: number): Promise<void> {
   }
 }
 
+/** A graph whose one node copies its input: enough to know a provider starts. */
+function identityGraph(): Uint8Array {
+  const g = new GraphBuilder();
+  return g.build({ name: 'probe', opset: 18, metadata: {}, inputs: [{ name: 'x', type: DT.FLOAT, dims: [1] }], outputs: [{ name: 'y', from: g.op('Identity', ['x']), type: DT.FLOAT, dims: [1] }] });
+}
+
 function skipReason(backend: BackendName, err: NodeJS.ErrnoException): string {
   const pkg = backend === 'webgpu' ? 'webgpu' : `@tensorflow/${backend}`;
   if (err.code === 'ERR_MODULE_NOT_FOUND' || err.code === 'MODULE_NOT_FOUND') {
@@ -87,12 +132,12 @@ export async function initBackend(wanted: BackendName | 'auto' = 'auto', { wasmT
   const skipped: BackendChoice['skipped'] = [];
   for (const backend of candidates) {
     try {
-      await tryBackend(backend, wasmThreads);
-      return { backend, skipped };
+      const blocks = await tryBackend(backend, wasmThreads);
+      return { backend, skipped, ...(blocks ? { blocks } : {}) };
     } catch (e) {
       const err = e as NodeJS.ErrnoException;
       skipped.push({ backend, reason: skipReason(backend, err) });
     }
   }
-  throw new Error(`no TensorFlow.js backend initialised: ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')}`);
+  throw new Error(`no backend initialised: ${skipped.map((s) => `${s.backend}: ${s.reason}`).join('; ')}`);
 }

@@ -10,9 +10,9 @@ const { model, spec, batch } = tinySetup();
 describe('training on each CPU backend', () => {
   it('one step gives the same loss and LoRA gradients on wasm and cpu (1e-4 relative)', async () => {
     await initBackend('wasm');
-    const wasm = tinyStepGradients();
+    const wasm = await tinyStepGradients();
     await initBackend('cpu');
-    const cpu = tinyStepGradients();
+    const cpu = await tinyStepGradients();
     await initBackend('wasm');
     expect(maxRelativeDifference(wasm, cpu)).toBeLessThan(1e-4);
     // The comparison sees a change in any gradient.

@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { gpt2Config } from '../../core/model/config.ts';
 import { initModel } from '../../core/model/init.ts';
 import { Random } from '../../core/random.ts';
+import type { OrtOptions } from '../ort/blocks.ts';
 import { Trainer, type TrainBatch, type TrainSpec } from './trainer.ts';
 
 export interface StepGradients {
@@ -30,14 +31,17 @@ export function tinySetup() {
   return { model: initModel(config, { seed: 1, paramNoise: 0.1 }), spec, batch };
 }
 
-/** Loss and gradients of one step on the current backend (no update). */
-export function tinyStepGradients(): StepGradients {
+/**
+ * Loss and gradients of one step on the current backend (no update); `blocks`: the adapted blocks on onnxruntime.
+ * `training`: with LoRA dropout, whose multipliers every backend draws the same. `targets`: other adapted linears.
+ */
+export async function tinyStepGradients({ blocks, training = false, targets }: { blocks?: OrtOptions; training?: boolean; targets?: string[] } = {}): Promise<StepGradients> {
   const { model, spec, batch } = tinySetup();
-  const t = new Trainer(model, spec, 1);
+  const t = new Trainer(model, { ...spec, lora: { ...spec.lora, targets: targets ?? spec.lora.targets, dropout: training ? 0.2 : 0 } }, 1, { blocks });
   // B starts at zero, so give the adapters values that make every gradient non-trivial.
   const w = t.exportAdapter();
   t.loadAdapter({ ...w, b: new Map([...w.b].map(([k, v]) => [k, v.map((_, i) => Math.sin(i) * 0.1)])) });
-  const { loss, grads } = t.lossAndGradients(batch, false);
+  const { loss, grads } = await t.lossAndGradientsAsync(batch, training);
   const out = { loss: loss.dataSync()[0]!, grads: t.variables().map((v) => grads[v.name]!.dataSync() as Float32Array) };
   tf.dispose([loss, ...Object.values(grads)]);
   t.dispose();

@@ -13,6 +13,10 @@ import type { AdapterWeights } from '../../core/peft/adapter.ts';
 import type { GenerateOptions } from '../model/llama.ts';
 import { serverNet, type ServerNet } from '../model/net.ts';
 import { AdamW, type AdamWSpec } from './adamw.ts';
+import { PendingStep, type StepResult } from './pending-step.ts';
+import { OrtBlocks, type OpTime, type OrtOptions } from '../ort/blocks.ts';
+import type { BlockLinear, GPT2Model } from '../../core/model/weights.ts';
+import type { Adapters } from '../model/ops.ts';
 import { LoraAdapters, type LoraSpec } from './lora.ts';
 import { learningRate, type ScheduleSpec } from './schedule.ts';
 
@@ -38,40 +42,12 @@ export interface TrainBatch {
   labels: Int32Array;
 }
 
-export interface StepResult {
-  loss: number;
-  gradNorm: number;
-  lr: number;
-}
-
 export interface EvalResult {
   loss: number;
   accuracy: number;
   predictions: Int32Array;
 }
 
-/** A training step issued to the backend, read once. */
-export class PendingStep {
-  private read: Promise<StepResult> | undefined;
-
-  constructor(
-    private readonly stats: tf.Tensor1D,
-    readonly lr: number,
-  ) {}
-
-  result(): Promise<StepResult> {
-    return (this.read ??= this.stats.data().then((v) => this.done(v)));
-  }
-
-  resultSync(): StepResult {
-    return this.done(this.stats.dataSync());
-  }
-
-  private done(values: ArrayLike<number>): StepResult {
-    this.stats.dispose();
-    return { loss: values[0]!, gradNorm: values[1]!, lr: this.lr };
-  }
-}
 
 export class Trainer {
   readonly net: ServerNet;
@@ -83,12 +59,19 @@ export class Trainer {
   readonly spec: TrainSpec;
   /** Blocks below this run on devices or forward-only; adapters start here. */
   readonly deepestCut: number;
+  /** The adapted blocks' forward and backward on onnxruntime, when the server runs them there. */
+  private readonly ort: OrtBlocks | undefined;
+  /** Where the adapted blocks run, in words. */
+  readonly blocksOn: string;
+  /** Steps on onnxruntime are asynchronous: each waits for the one before it. */
+  private queue: Promise<unknown> = Promise.resolve();
+  private queued = 0;
 
   /**
    * `firstBlock`: the lowest block the server holds. 0 (the default) lets it evaluate from tokens; a trainer that
    * only ever sees hidden states from cuts at or above k can hold blocks from k and save their memory.
    */
-  constructor(model: Model, spec: TrainSpec, deepestCut: number, { firstBlock = 0, task = 'classification' }: { firstBlock?: number; task?: Task } = {}) {
+  constructor(model: Model, spec: TrainSpec, deepestCut: number, { firstBlock = 0, task = 'classification', blocks }: { firstBlock?: number; task?: Task; blocks?: OrtOptions } = {}) {
     const c = model.config;
     this.spec = spec;
     this.task = task;
@@ -100,6 +83,12 @@ export class Trainer {
       this.head = tf.variable(tf.tensor2d(head, [c.numLabels, c.nEmbd]), true);
     }
     this.opt = new AdamW(spec.optimizer);
+    // onnxruntime's block graphs are GPT-2's so far: other families' blocks stay on TF.js (blocksOn says which).
+    if (blocks && model.config.modelType === 'gpt2') {
+      const { targets, rank, alpha, dropout } = spec.lora;
+      this.ort = new OrtBlocks(model as GPT2Model, deepestCut, { config: model.config, targets: targets as BlockLinear[], rank, scale: alpha / rank, dropout: dropout > 0 }, blocks);
+    }
+    this.blocksOn = this.ort ? `onnxruntime (${blocks!.provider})` : 'TensorFlow.js';
   }
 
   variables(): tf.Variable[] {
@@ -133,14 +122,28 @@ export class Trainer {
 
   /** Mean cross-entropy of a batch and its gradients by variable name; the caller disposes them. */
   lossAndGradients(b: TrainBatch, training: boolean): { loss: tf.Scalar; grads: Record<string, tf.Tensor> } {
+    return this.withBatch(b, training, (atCut, mask, adapters, loss) => this.net.lossAndGradients(atCut, mask, this.deepestCut, adapters, this.variables(), loss));
+  }
+
+  /** The same on onnxruntime's blocks when the server runs them there. */
+  async lossAndGradientsAsync(b: TrainBatch, training: boolean): Promise<{ loss: tf.Scalar; grads: Record<string, tf.Tensor> }> {
+    if (!this.ort) return this.lossAndGradients(b, training);
+    const ort = this.ort;
+    return this.withBatch(b, training, (atCut, mask, adapters, loss) => ort.lossAndGradients(atCut, mask, adapters, this.variables(), loss));
+  }
+
+  /** A batch's tensors at the deepest cut, its adapters and its loss for `f`, disposed after it (also after a promise). */
+  private withBatch<R>(b: TrainBatch, training: boolean, f: (atCut: tf.Tensor3D, mask: tf.Tensor2D, adapters: Adapters, loss: (final: tf.Tensor3D) => tf.Scalar) => R): R {
     const want = this.task === 'causal-lm' ? b.rows * b.seqLen : b.rows;
     if (b.labels.length !== want) throw new Error(`a ${this.task} batch of ${b.rows} x ${b.seqLen} needs ${want} labels, got ${b.labels.length}`);
     const mask = tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32');
     const atCut = this.toDeepestCut(b, mask);
     // Dropout masks are seeded by the step, so a run resumed from a checkpoint repeats them exactly.
     const adapters = this.lora.adapters(training, this.spec.seed * 7919 + this.opt.step);
-    const out = this.net.lossAndGradients(atCut, mask, this.deepestCut, adapters, this.variables(), (final) => this.loss(final, mask, b.labels));
-    tf.dispose([mask, atCut]);
+    const dispose = () => tf.dispose([mask, atCut]);
+    const out = f(atCut, mask, adapters, (final) => this.loss(final, mask, b.labels));
+    if (out instanceof Promise) return out.finally(dispose) as R;
+    dispose();
     return out;
   }
 
@@ -150,11 +153,17 @@ export class Trainer {
    * (weights, adapters, optimizer state, the batch once uploaded) stays on the backend.
    */
   step(b: TrainBatch): PendingStep {
-    const lr = learningRate(this.spec.schedule, this.opt.step);
-    const { loss, grads } = this.lossAndGradients(b, true);
-    const norm = this.opt.apply(this.variables(), grads, lr);
-    const stats = tf.stack([loss, norm]) as tf.Tensor1D;
-    tf.dispose([loss, norm, ...Object.values(grads)]);
+    const lr = learningRate(this.spec.schedule, this.opt.step + this.queued);
+    const apply = ({ loss, grads }: { loss: tf.Scalar; grads: Record<string, tf.Tensor> }) => {
+      const norm = this.opt.apply(this.variables(), grads, lr);
+      const stats = tf.stack([loss, norm]) as tf.Tensor1D;
+      tf.dispose([loss, norm, ...Object.values(grads)]);
+      return stats;
+    };
+    if (!this.ort) return new PendingStep(apply(this.lossAndGradients(b, true)), lr);
+    this.queued++;
+    const stats = this.queue.then(() => this.lossAndGradientsAsync(b, true)).then(apply).finally(() => this.queued--);
+    this.queue = stats.catch(() => undefined);
     return new PendingStep(stats, lr);
   }
 
@@ -201,6 +210,12 @@ export class Trainer {
       const final = this.net.blocksForward(atCut, mask, this.deepestCut, undefined, this.lora.adapters(false));
       return this.logits(final, mask).dataSync() as Float32Array;
     });
+  }
+
+  /** Where the adapted blocks' time went on onnxruntime (a trainer made with blocks: { profile: true }). */
+  onnxruntimeProfile(): Promise<OpTime[]> {
+    if (!this.ort) throw new Error(`the adapted blocks run on ${this.blocksOn}, not onnxruntime`);
+    return this.ort.profile();
   }
 
   exportAdapter(): AdapterWeights {
@@ -250,6 +265,7 @@ export class Trainer {
   }
 
   dispose(): void {
+    void this.ort?.release();
     this.net.dispose();
     this.lora.dispose();
     this.head?.dispose();

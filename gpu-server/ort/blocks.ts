@@ -1,0 +1,241 @@
+/**
+ * A model's server blocks on onnxruntime-node: the training step's forward and backward through the block graphs
+ * (gpt2-graphs.ts), one session each for every block (weights are inputs, uploaded once as tensors), the tapes kept
+ * between the two as onnxruntime tensors. TensorFlow.js keeps the head, the loss and AdamW; this takes the hidden
+ * states at the deepest cut and gives back the final hidden states, then, from their gradient, the adapters'.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { readdir, readFile, rm } from 'node:fs/promises';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { BLOCK_LINEARS, linearShape, param, type BlockLinear, type GPT2Model } from '../../core/model/weights.ts';
+import { MASKED_SCORE } from '../../core/model/masking.ts';
+import type { Adapters } from '../model/ops.ts';
+import { GPT2_BLOCK_WEIGHTS, gpt2BackwardGraph, gpt2ForwardGraph, savedNames, savedShapes, type BlockGraphSpec } from './gpt2-graphs.ts';
+
+export interface OrtOptions {
+  /** 'cpu' or 'webgpu' (onnxruntime-node's bundled provider). */
+  provider: 'cpu' | 'webgpu';
+  /** Threads of onnxruntime's CPU kernels (default: every core; onnxruntime's own default takes physical cores only). */
+  threads?: number;
+  /** Record every node's time (onnxruntime's profiler) for profile(). */
+  profile?: boolean;
+}
+
+/** Time by operator over the steps run, from onnxruntime's profiler. */
+export interface OpTime {
+  graph: string;
+  op: string;
+  ms: number;
+  share: number;
+}
+
+/** One adapted linear's weights and dropout multiplier for a step, as flat arrays. */
+export interface AdapterArrays {
+  a: Float32Array;
+  b: Float32Array;
+  keep?: Float32Array;
+}
+
+export type BlockArrays = Record<string, AdapterArrays>;
+
+export interface Tape {
+  tensors: Array<Record<string, ort.Tensor>>;
+  shape: [number, number];
+}
+
+const f32 = (data: Float32Array, dims: number[]): ort.Tensor => new ort.Tensor('float32', data, dims);
+
+export class OrtBlocks {
+  private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
+  private readonly weights: Array<Record<string, ort.Tensor>> = [];
+  private readonly arena = new Map<string, Float32Array>();
+  /** The forward's outputs the backward reads. */
+  private readonly saved: string[];
+
+  constructor(
+    private readonly model: GPT2Model,
+    readonly from: number,
+    private readonly spec: BlockGraphSpec,
+    private readonly options: OrtOptions,
+  ) {
+    const c = model.config;
+    this.saved = savedNames(spec);
+    for (let i = from; i < c.nLayer; i++) {
+      const w: Record<string, ort.Tensor> = {};
+      for (const name of GPT2_BLOCK_WEIGHTS) {
+        const data = param(model, `h.${i}.${name}`);
+        const linear = name.replace(/\.weight$/, '') as BlockLinear;
+        w[name] = f32(data, BLOCK_LINEARS.includes(linear) ? linearShape(c, linear) : [data.length]);
+      }
+      this.weights[i] = w;
+    }
+  }
+
+  private session(kind: 'forward' | 'backward' | 'backward-lowest'): Promise<ort.InferenceSession> {
+    let s = this.sessions.get(kind);
+    if (!s) {
+      const bytes = kind === 'forward' ? gpt2ForwardGraph(this.spec) : gpt2BackwardGraph(this.spec, kind === 'backward');
+      s = ort.InferenceSession.create(bytes, {
+        executionProviders: [this.options.provider],
+        intraOpNumThreads: this.options.threads ?? availableParallelism(),
+        graphOptimizationLevel: 'all',
+        ...(this.options.profile ? { enableProfiling: true, profileFilePrefix: join(tmpdir(), `splitfrozen-ort-${process.pid}-${kind}`) } : {}),
+      });
+      this.sessions.set(kind, s);
+    }
+    return s;
+  }
+
+  private feeds(session: ort.InferenceSession, values: Record<string, ort.Tensor>): Record<string, ort.Tensor> {
+    const out: Record<string, ort.Tensor> = {};
+    for (const name of session.inputNames) {
+      const v = values[name];
+      if (!v) throw new Error(`onnxruntime block graph: no value for input '${name}'`);
+      out[name] = v;
+    }
+    return out;
+  }
+
+  private adapterTensors(i: number, arrays: BlockArrays, B: number, T: number): Record<string, ort.Tensor> {
+    const out: Record<string, ort.Tensor> = {};
+    for (const [linear, { a, b, keep }] of Object.entries(arrays)) {
+      const inp = a.length / this.spec.rank;
+      out[`${linear}.lora_A`] = f32(a, [inp, this.spec.rank]);
+      out[`${linear}.lora_B`] = f32(b, [this.spec.rank, b.length / this.spec.rank]);
+      if (keep) out[`${linear}.keep`] = f32(keep, [B * T, inp]);
+    }
+    return out;
+  }
+
+  /**
+   * A tensor over a buffer kept for `key`, grown to the largest size asked so far: every step writes its outputs into
+   * the same memory (onnxruntime fills pre-allocated outputs) instead of allocating tens of MB per block per step.
+   */
+  private buffer(key: string, dims: number[]): ort.Tensor {
+    const n = dims.reduce((a, x) => a * x, 1);
+    let buf = this.arena.get(key);
+    if (!buf || buf.length < n) this.arena.set(key, (buf = new Float32Array(n)));
+    return f32(buf.subarray(0, n), dims);
+  }
+
+  /** Blocks [from, n) on hidden states [B, T, d]: the final hidden states and the tape for backward. */
+  async forward(hidden: Float32Array, [B, T]: [number, number], mask: { scale: Float32Array; fill: Float32Array }, adapters: BlockArrays[]): Promise<{ y: Float32Array; tape: Tape }> {
+    const c = this.model.config;
+    const session = await this.session('forward');
+    const maskTensors = { scale: f32(mask.scale, [B, 1, T, T]), fill: f32(mask.fill, [B, 1, T, T]) };
+    const shapes = savedShapes(this.spec, B, T);
+    let x = f32(hidden, [B, T, c.nEmbd]);
+    const tape: Tape = { tensors: [], shape: [B, T] };
+    for (let i = this.from; i < c.nLayer; i++) {
+      const ads = this.adapterTensors(i, adapters[i]!, B, T);
+      const outputs: Record<string, ort.Tensor> = { y: this.buffer(`y.${i}`, [B, T, c.nEmbd]) };
+      for (const name of this.saved) outputs[`saved.${name}`] = this.buffer(`saved.${i}.${name}`, shapes[name]!);
+      await session.run(this.feeds(session, { x, ...maskTensors, ...this.weights[i], ...ads }), outputs);
+      tape.tensors[i] = { ...maskTensors, ...ads, ...outputs };
+      x = outputs.y!;
+    }
+    return { y: x.data as Float32Array, tape };
+  }
+
+  /** The adapters' gradients [dA, dB] by block and linear, from the final hidden states' gradient. */
+  async backward(dFinal: Float32Array, tape: Tape): Promise<Array<Record<string, [Float32Array, Float32Array]>>> {
+    const c = this.model.config;
+    const [B, T] = tape.shape;
+    const grads: Array<Record<string, [Float32Array, Float32Array]>> = [];
+    let dy = f32(dFinal, [B, T, c.nEmbd]);
+    for (let i = c.nLayer - 1; i >= this.from; i--) {
+      const session = await this.session(i > this.from ? 'backward' : 'backward-lowest');
+      const outputs: Record<string, ort.Tensor> = {};
+      if (i > this.from) outputs.dx = this.buffer(`dx.${i % 2}`, [B, T, c.nEmbd]);
+      for (const linear of this.spec.targets) {
+        const [inp, out] = linearShape(c, linear);
+        outputs[`${linear}.lora_A.grad`] = this.buffer(`grad.${i}.${linear}.A`, [inp, this.spec.rank]);
+        outputs[`${linear}.lora_B.grad`] = this.buffer(`grad.${i}.${linear}.B`, [this.spec.rank, out]);
+      }
+      await session.run(this.feeds(session, { dy, ...this.weights[i], ...tape.tensors[i] }), outputs);
+      grads[i] = Object.fromEntries(this.spec.targets.map((linear) => [linear, [outputs[`${linear}.lora_A.grad`]!.data as Float32Array, outputs[`${linear}.lora_B.grad`]!.data as Float32Array]]));
+      if (i > this.from) dy = outputs.dx!;
+    }
+    return grads;
+  }
+
+  /**
+   * What the TensorFlow.js models' lossAndGradients computes, with the blocks [from, n) here: the adapters' gradients
+   * by variable name, and those of `variables` the loss itself uses (a classification head), from `loss` of the
+   * final hidden states. The adapters are read from their variables once per step (a few hundred KB).
+   */
+  async lossAndGradients(hidden: tf.Tensor3D, mask: tf.Tensor2D, adapters: Adapters, variables: tf.Variable[], loss: (final: tf.Tensor3D) => tf.Scalar): Promise<{ loss: tf.Scalar; grads: Record<string, tf.Tensor> }> {
+    const c = this.model.config;
+    const [B, T, d] = hidden.shape;
+    const perBlock: BlockArrays[] = [];
+    const byName: Array<Record<string, { a: tf.Variable; b: tf.Variable }>> = [];
+    // In block order, as the TensorFlow.js models ask for them: the dropout multipliers come out the same.
+    for (let i = this.from; i < c.nLayer; i++) {
+      perBlock[i] = {};
+      byName[i] = {};
+      for (const [linear, ad] of Object.entries(adapters(i, B * T))) {
+        perBlock[i]![linear] = { a: ad!.a.dataSync() as Float32Array, b: ad!.b.dataSync() as Float32Array, keep: ad!.keep?.dataSync() as Float32Array | undefined };
+        byName[i]![linear] = { a: ad!.a as tf.Variable, b: ad!.b as tf.Variable };
+        ad!.keep?.dispose();
+      }
+    }
+    const { y, tape } = await this.forward(hidden.dataSync() as Float32Array, [B, T], attentionArrays(mask.dataSync() as Int32Array, B, T, d / c.nHead), perBlock);
+    const final = tf.tidy(() => tf.variable(tf.tensor3d(y, [B, T, d])));
+    const { value, grads } = tf.variableGrads(() => loss(final), [final, ...variables.filter((v) => !byName.some((b) => b && Object.values(b).some((x) => x.a === v || x.b === v)))]);
+    const dFinal = grads[final.name]!.dataSync() as Float32Array;
+    tf.dispose([final, grads[final.name]!]);
+    delete grads[final.name];
+    const loraGrads = await this.backward(dFinal, tape);
+    for (let i = this.from; i < c.nLayer; i++) {
+      for (const [linear, { a, b }] of Object.entries(byName[i]!)) {
+        const [da, db] = loraGrads[i]![linear]!;
+        grads[a.name] = tf.tensor2d(da, a.shape as [number, number]);
+        grads[b.name] = tf.tensor2d(db, b.shape as [number, number]);
+      }
+    }
+    return { loss: value, grads };
+  }
+
+  /** Ends profiling: kernel time by graph and operator, largest first (the profiler's files are removed). */
+  async profile(): Promise<OpTime[]> {
+    if (!this.options.profile) throw new Error('profile() needs OrtBlocks created with { profile: true }');
+    const byOp = new Map<string, number>();
+    for (const [graph, s] of this.sessions) {
+      (await s).endProfiling();
+      const dir = tmpdir();
+      for (const file of (await readdir(dir)).filter((f) => f.startsWith(`splitfrozen-ort-${process.pid}-${graph}_`))) {
+        const events = JSON.parse(await readFile(join(dir, file), 'utf8')) as Array<{ cat?: string; name: string; dur: number; args?: { op_name?: string } }>;
+        for (const e of events) if (e.cat === 'Node' && e.name.endsWith('_kernel_time')) byOp.set(`${graph}\t${e.args?.op_name}`, (byOp.get(`${graph}\t${e.args?.op_name}`) ?? 0) + e.dur / 1000);
+        await rm(join(dir, file));
+      }
+    }
+    const total = [...byOp.values()].reduce((a, b) => a + b, 0);
+    return [...byOp]
+      .map(([key, ms]) => ({ graph: key.split('\t')[0]!, op: key.split('\t')[1]!, ms: Math.round(ms), share: Number((ms / total).toFixed(3)) }))
+      .sort((a, b) => b.ms - a.ms);
+  }
+
+  async release(): Promise<void> {
+    for (const s of this.sessions.values()) await (await s).release();
+    this.sessions.clear();
+  }
+}
+
+/**
+ * The attention mask as the block graphs apply it, [B, 1, T, T]: scores * scale + fill, scale 1/sqrt(head_dim) where
+ * query i may see key j (j <= i, and j a real token) and 0 elsewhere, fill 0 or MASKED_SCORE (ops.attentionMask).
+ */
+export function attentionArrays(mask: Int32Array, B: number, T: number, headDim: number): { scale: Float32Array; fill: Float32Array } {
+  const scale = new Float32Array(B * T * T);
+  const fill = new Float32Array(B * T * T).fill(MASKED_SCORE);
+  for (let b = 0; b < B; b++)
+    for (let i = 0; i < T; i++)
+      for (let j = 0; j <= i; j++)
+        if (mask[b * T + j]) {
+          scale[(b * T + i) * T + j] = 1 / Math.sqrt(headDim);
+          fill[(b * T + i) * T + j] = 0;
+        }
+  return { scale, fill };
+}

@@ -1,0 +1,201 @@
+/**
+ * A GPT-2 block's training step as two ONNX graphs for onnxruntime: `forward` returns the block's output and what its
+ * backward needs; `backward` takes the upstream gradient, those saved tensors and the LoRA weights and returns the
+ * LoRA gradients and (unless it is the lowest block) the input gradient. The math is the hand-written backward of
+ * gpu-server/model/gpt2-block.ts written as graph ops; the block's weights and adapters are graph inputs, so one
+ * session serves every block and a step never rebuilds one. Tokens are rows ([B*T, n]) so that every linear is one
+ * Gemm with its bias, and LoRA's low-rank term adds into it (Gemm's C) instead of through extra passes.
+ */
+import type { GPT2Config } from '../../core/model/config.ts';
+import { linearShape, type BlockLinear } from '../../core/model/weights.ts';
+import { DT, GraphBuilder } from '../../core/onnx/graph.ts';
+
+export interface BlockGraphSpec {
+  config: GPT2Config;
+  /** The adapted linears, and LoRA's rank and scale (alpha / rank). */
+  targets: readonly BlockLinear[];
+  rank: number;
+  scale: number;
+  /** Dropout on the adapters' input: its multiplier [B*T, in] is a graph input per adapted linear. */
+  dropout: boolean;
+}
+
+/** The block's frozen weights, as both graphs take them. */
+export const GPT2_BLOCK_WEIGHTS = ['ln_1.weight', 'ln_1.bias', 'attn.c_attn.weight', 'attn.c_attn.bias', 'attn.c_proj.weight', 'attn.c_proj.bias', 'ln_2.weight', 'ln_2.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias', 'mlp.c_proj.weight', 'mlp.c_proj.bias'] as const;
+
+/** What the forward can save for the backward, beyond each adapted linear's x A. */
+const SAVED = ['xhat1', 'rstd1', 'q', 'k', 'v', 'p', 'attn_out', 'xhat2', 'rstd2', 'h'] as const;
+
+const OPSET = 18;
+const FLOAT = DT.FLOAT;
+const GELU_C = 0.044715;
+const TWO_K = 2 * Math.sqrt(2 / Math.PI);
+
+function inputsOf(spec: BlockGraphSpec) {
+  const c = spec.config;
+  const d = c.nEmbd;
+  const weights = GPT2_BLOCK_WEIGHTS.map((name) => {
+    const linear = name.replace(/\.(weight|bias)$/, '') as BlockLinear;
+    const dims = name.startsWith('ln_') ? [d] : name.endsWith('.weight') ? linearShape(c, linear) : [linearShape(c, linear)[1]];
+    return { name, type: FLOAT, dims };
+  });
+  const lora = spec.targets.flatMap((t) => {
+    const [inp, out] = linearShape(c, t);
+    return [{ name: `${t}.lora_A`, type: FLOAT, dims: [inp, spec.rank] }, { name: `${t}.lora_B`, type: FLOAT, dims: [spec.rank, out] }, ...(spec.dropout ? [{ name: `${t}.keep`, type: FLOAT, dims: ['tokens', inp] }] : [])];
+  });
+  // Broadcast over heads: [B, 1, T, T].
+  const mask = ['scale', 'fill'].map((name) => ({ name, type: FLOAT, dims: ['batch', 1, 'sequence', 'sequence'] }));
+  return { weights, lora, mask };
+}
+
+function candidates(spec: BlockGraphSpec): string[] {
+  return [...SAVED, ...spec.targets.map((t) => `${t}.xa`)];
+}
+
+/** What the backward graphs read of the forward (it depends on the adapted linears): the forward saves only those. */
+export function savedNames(spec: BlockGraphSpec): string[] {
+  const used = new Set([...backward(spec, true).used, ...backward(spec, false).used]);
+  return candidates(spec).filter((name) => used.has(`saved.${name}`));
+}
+
+/** The saved tensors' shapes for a batch of B x T. */
+export function savedShapes(spec: BlockGraphSpec, B: number, T: number): Record<string, number[]> {
+  const c = spec.config;
+  const [d, H, N] = [c.nEmbd, c.nHead, B * T];
+  const hd = d / H;
+  const shapes: Record<string, number[]> = { xhat1: [N, d], rstd1: [N, 1], q: [B, H, T, hd], k: [B, H, T, hd], v: [B, H, T, hd], p: [B, H, T, T], attn_out: [N, d], xhat2: [N, d], rstd2: [N, 1], h: [N, c.nInner] };
+  for (const t of spec.targets) shapes[`${t}.xa`] = [N, spec.rank];
+  return shapes;
+}
+
+/** What both graphs share; `like` is the [B, T, d] input (x or dy) that gives B and T. */
+function ops(g: GraphBuilder, spec: BlockGraphSpec, like: string) {
+  const c = spec.config;
+  const d = c.nEmbd;
+  const hd = d / c.nHead;
+  const bt = g.op('Slice', [g.op('Shape', [like]), g.ints([0]), g.ints([2])]);
+  const headShape = g.op('Concat', [bt, g.ints([c.nHead, hd])], { axis: 0 });
+  let unit: [string, string] | undefined;
+  return {
+    /** x -> (xhat, rstd [N, 1]): LayerNormalization with unit weight and zero bias, the affine part apart. */
+    normalize: (x: string) => {
+      unit ??= [g.initializer('ones_d', FLOAT, [d], new Float32Array(d).fill(1)), g.initializer('zeros_d', FLOAT, [d], new Float32Array(d))];
+      const [xhat, , rstd] = g.node('LayerNormalization', [x, ...unit], { axis: -1, epsilon: c.layerNormEpsilon }, 3);
+      return { xhat: xhat!, rstd: rstd! };
+    },
+    affine: (xhat: string, ln: 'ln_1' | 'ln_2') => g.op('Add', [g.op('Mul', [xhat, `${ln}.weight`]), `${ln}.bias`]),
+    /** Rows [N, d] -> heads [B, H, T, hd] and back. */
+    heads: (t: string) => g.op('Transpose', [g.op('Reshape', [t, headShape])], { perm: [0, 2, 1, 3] }),
+    merge: (t: string) => g.op('Reshape', [g.op('Transpose', [t], { perm: [0, 2, 1, 3] }), g.ints([-1, d])]),
+    rows: (t: string) => g.op('Reshape', [t, g.ints([-1, d])]),
+    unrows: (t: string) => g.op('Reshape', [t, g.op('Shape', [like])]),
+    keep: (x: string, t: BlockLinear) => (spec.dropout ? g.op('Mul', [x, `${t}.keep`]) : x),
+    /** gelu(h) = h sigmoid(2u), u = sqrt(2/pi) (h + 0.044715 h^3), as gpu-server/model/ops.ts has it. */
+    geluSigmoid: (h: string) => g.op('Sigmoid', [g.op('Mul', [g.op('Mul', [h, g.op('Add', [g.float(1), g.op('Mul', [g.op('Mul', [h, h]), g.float(GELU_C)])])]), g.float(TWO_K)])]),
+  };
+}
+
+export function gpt2ForwardGraph(spec: BlockGraphSpec): Uint8Array {
+  const g = new GraphBuilder();
+  const c = spec.config;
+  const d = c.nEmbd;
+  const o = ops(g, spec, 'x');
+  const saved: Record<string, string> = {};
+  const linear = (name: BlockLinear, input: string) => {
+    const y = g.op('Gemm', [input, `${name}.weight`, `${name}.bias`]);
+    if (!spec.targets.includes(name)) return y;
+    const xa = g.op('MatMul', [o.keep(input, name), `${name}.lora_A`]);
+    saved[`${name}.xa`] = xa;
+    return g.op('Gemm', [xa, `${name}.lora_B`, y], { alpha: spec.scale, beta: 1 });
+  };
+  const x = o.rows('x');
+  const ln1 = o.normalize(x);
+  const [q, k, v] = g.node('Split', [linear('attn.c_attn', o.affine(ln1.xhat, 'ln_1')), g.ints([d, d, d])], { axis: 1 }, 3).map((t) => o.heads(t));
+  const p = g.op('Softmax', [g.op('Add', [g.op('Mul', [g.op('MatMul', [q!, g.op('Transpose', [k!], { perm: [0, 1, 3, 2] })]), 'scale']), 'fill'])], { axis: -1 });
+  const attnOut = o.merge(g.op('MatMul', [p, v!]));
+  const x2 = g.op('Add', [x, linear('attn.c_proj', attnOut)]);
+  const ln2 = o.normalize(x2);
+  const h = linear('mlp.c_fc', o.affine(ln2.xhat, 'ln_2'));
+  const y = o.unrows(g.op('Add', [x2, linear('mlp.c_proj', g.op('Mul', [h, o.geluSigmoid(h)]))]));
+  Object.assign(saved, { xhat1: ln1.xhat, rstd1: ln1.rstd, q: q!, k: k!, v: v!, p, attn_out: attnOut, xhat2: ln2.xhat, rstd2: ln2.rstd, h });
+  const { weights, lora, mask } = inputsOf(spec);
+  const used = g.usedNames();
+  return g.build({
+    name: 'gpt2_block_forward',
+    opset: OPSET,
+    metadata: {},
+    inputs: [{ name: 'x', type: FLOAT, dims: ['batch', 'sequence', d] }, ...mask, ...weights, ...lora].filter((i) => used.has(i.name)),
+    outputs: [{ name: 'y', from: y, type: FLOAT, dims: ['batch', 'sequence', d] }, ...savedNames(spec).map((name) => ({ name: `saved.${name}`, from: saved[name]!, type: FLOAT }))],
+  });
+}
+
+/**
+ * `needDx`: the input gradient is wanted (every block but the lowest trained one); without it the graph stops at
+ * the lowest adapted linear, as autodiff would.
+ */
+export function gpt2BackwardGraph(spec: BlockGraphSpec, needDx: boolean): Uint8Array {
+  return backward(spec, needDx).bytes;
+}
+
+function backward(spec: BlockGraphSpec, needDx: boolean): { bytes: Uint8Array; used: Set<string> } {
+  const g = new GraphBuilder();
+  const c = spec.config;
+  const d = c.nEmbd;
+  const o = ops(g, spec, 'dy');
+  const s = (name: string) => `saved.${name}`;
+  const outputs: Array<{ name: string; from: string }> = [];
+  const order: BlockLinear[] = ['mlp.c_proj', 'mlp.c_fc', 'attn.c_proj', 'attn.c_attn'];
+  const lowest = Math.max(...order.map((name, j) => (spec.targets.includes(name) ? j : -1)));
+  /** dout [N, out] -> dx [N, in] (when needed), and the adapter's gradients into `outputs`. */
+  const linear = (name: BlockLinear, dout: string, input: () => string): string | undefined => {
+    const needInput = needDx || order.indexOf(name) < lowest;
+    const dx = needInput ? g.op('Gemm', [dout, `${name}.weight`], { transB: 1 }) : undefined;
+    if (!spec.targets.includes(name)) return dx;
+    const dxa = g.op('Gemm', [dout, `${name}.lora_B`], { transB: 1, alpha: spec.scale });
+    outputs.push({ name: `${name}.lora_A.grad`, from: g.op('Gemm', [o.keep(input(), name), dxa], { transA: 1 }) }, { name: `${name}.lora_B.grad`, from: g.op('Gemm', [s(`${name}.xa`), dout], { transA: 1, alpha: spec.scale }) });
+    if (!dx) return undefined;
+    if (!spec.dropout) return g.op('Gemm', [dxa, `${name}.lora_A`, dx], { transB: 1, beta: 1 });
+    return g.op('Add', [dx, g.op('Mul', [g.op('Gemm', [dxa, `${name}.lora_A`], { transB: 1 }), `${name}.keep`])]);
+  };
+  const normBackward = (dout: string, ln: 'ln_1' | 'ln_2', xhat: string, rstd: string) => {
+    const dxhat = g.op('Mul', [dout, `${ln}.weight`]);
+    const mean = (t: string) => g.op('ReduceMean', [t, g.ints([-1])], { keepdims: 1 });
+    return g.op('Mul', [rstd, g.op('Sub', [g.op('Sub', [dxhat, mean(dxhat)]), g.op('Mul', [xhat, mean(g.op('Mul', [dxhat, xhat]))])])]);
+  };
+  const dy = o.rows('dy');
+  const h = s('h');
+  // Recomputed rather than saved: an output costs more than the few passes over h that make it.
+  const gs = o.geluSigmoid(h);
+  // MLP: y = x2 + c_proj(gelu(c_fc(ln2(x2)))); d gelu / dh = s + h s (1 - s) 2u', 2u' = 2k (1 + 3c h^2).
+  const dg = linear('mlp.c_proj', dy, () => g.op('Mul', [h, gs]));
+  const du = () => g.op('Mul', [g.op('Add', [g.float(1), g.op('Mul', [g.op('Mul', [h, h]), g.float(3 * GELU_C)])]), g.float(TWO_K)]);
+  const dh = dg && g.op('Mul', [dg, g.op('Add', [gs, g.op('Mul', [g.op('Mul', [g.op('Mul', [h, gs]), g.op('Sub', [g.float(1), gs])]), du()])])]);
+  const dc = dh && linear('mlp.c_fc', dh, () => o.affine(s('xhat2'), 'ln_2'));
+  if (dc) {
+    const dx2 = g.op('Add', [dy, normBackward(dc, 'ln_2', s('xhat2'), s('rstd2'))]);
+    // Attention: x2 = x + c_proj(merge(softmax(q k^T * scale + fill) v))
+    const dMerged = linear('attn.c_proj', dx2, () => s('attn_out'));
+    if (dMerged) {
+      const dOut = o.heads(dMerged);
+      const p = s('p');
+      const dp = g.op('MatMul', [dOut, g.op('Transpose', [s('v')], { perm: [0, 1, 3, 2] })]);
+      const dScores = g.op('Mul', [g.op('Mul', [p, g.op('Sub', [dp, g.op('ReduceSum', [g.op('Mul', [dp, p]), g.ints([-1])], { keepdims: 1 })])]), 'scale']);
+      const dq = g.op('MatMul', [dScores, s('k')]);
+      const dk = g.op('MatMul', [g.op('Transpose', [dScores], { perm: [0, 1, 3, 2] }), s('q')]);
+      const dv = g.op('MatMul', [g.op('Transpose', [p], { perm: [0, 1, 3, 2] }), dOut]);
+      const dqkv = g.op('Concat', [o.merge(dq), o.merge(dk), o.merge(dv)], { axis: -1 });
+      const da = linear('attn.c_attn', dqkv, () => o.affine(s('xhat1'), 'ln_1'));
+      if (da && needDx) outputs.unshift({ name: 'dx', from: o.unrows(g.op('Add', [dx2, normBackward(da, 'ln_1', s('xhat1'), s('rstd1'))])) });
+    }
+  }
+  const { weights, lora, mask } = inputsOf(spec);
+  const used = g.usedNames();
+  const bytes = g.build({
+    name: `gpt2_block_backward${needDx ? '' : '_lowest'}`,
+    opset: OPSET,
+    metadata: {},
+    inputs: [{ name: 'dy', type: FLOAT, dims: ['batch', 'sequence', d] }, ...mask, ...weights, ...lora, ...candidates(spec).map((name) => ({ name: s(name), type: FLOAT }))].filter((i) => used.has(i.name)),
+    outputs: outputs.map((x) => ({ ...x, type: FLOAT })),
+  });
+  return { bytes, used };
+}

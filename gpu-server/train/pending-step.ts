@@ -1,0 +1,32 @@
+/** A training step as the trainer issues it: its loss and gradient norm, read once, when the caller wants them. */
+import * as tf from '@tensorflow/tfjs';
+
+export interface StepResult {
+  loss: number;
+  gradNorm: number;
+  lr: number;
+}
+
+/** A training step issued to the backend (or queued for onnxruntime's blocks), read once. */
+export class PendingStep {
+  private read: Promise<StepResult> | undefined;
+
+  constructor(
+    private readonly stats: tf.Tensor1D | Promise<tf.Tensor1D>,
+    readonly lr: number,
+  ) {}
+
+  result(): Promise<StepResult> {
+    return (this.read ??= Promise.resolve(this.stats).then(async (s) => this.done(s, await s.data())));
+  }
+
+  resultSync(): StepResult {
+    if (this.stats instanceof Promise) throw new Error("this step runs on onnxruntime's blocks: await result()");
+    return this.done(this.stats, this.stats.dataSync());
+  }
+
+  private done(stats: tf.Tensor1D, values: ArrayLike<number>): StepResult {
+    stats.dispose();
+    return { loss: values[0]!, gradNorm: values[1]!, lr: this.lr };
+  }
+}

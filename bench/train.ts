@@ -153,17 +153,18 @@ printReport('server training step', {
  * WebAssembly's 4 GB before the blocks; the result then says so. Native memory (#16's onnxruntime-node) lifts that.
  */
 async function llamaStep() {
-  const [blocks, b, t] = [LLAMA_BLOCKS, 2, 128];
-  const c = llamaConfig({ nLayer: blocks });
+  const [b, t] = [2, 128];
+  const c = llamaConfig({ nLayer: LLAMA_BLOCKS });
   const backend = (args.backends!.split(',') as BackendName[]).find((x) => results[x] && !('skipped' in results[x]!));
   if (!backend) return { skipped: 'no backend initialised' };
-  await initBackend(backend);
-  log(`llama: Llama-3.2-1B width, ${blocks} server blocks, batch ${b} x ${t}, on ${backend}`);
+  const { blocks } = await initBackend(backend);
+  log(`llama: Llama-3.2-1B width, ${LLAMA_BLOCKS} server blocks, batch ${b} x ${t}, on ${backend}`);
   const model = initLlama(c, { seed: 2 });
   const r = new Random(2);
   let ours: Record<string, unknown>;
   try {
-    const trainer = new Trainer(model, { lora: { rank: 16, alpha: 32, dropout: 0, targets: ['self_attn.q_proj', 'self_attn.v_proj'] }, optimizer: {}, schedule: { lr: 2e-4, warmupSteps: 0, kind: 'constant' }, seed: 0 }, 0, { task: 'causal-lm' });
+    // On onnxruntime the blocks' weights live there only: TF.js holds the final norm and the head (firstBlock past the blocks).
+    const trainer = new Trainer(model, { lora: { rank: 16, alpha: 32, dropout: 0, targets: ['self_attn.q_proj', 'self_attn.v_proj'] }, optimizer: {}, schedule: { lr: 2e-4, warmupSteps: 0, kind: 'constant' }, seed: 0 }, 0, { task: 'causal-lm', blocks, firstBlock: blocks ? LLAMA_BLOCKS : 0 });
     const step: TrainBatch = { cut: 0, rows: b, seqLen: t, hidden: Float32Array.from({ length: b * t * c.nEmbd }, () => r.normal()), mask: new Int32Array(b * t).fill(1), labels: Int32Array.from({ length: b * t }, (_, i) => (i * 7919) % c.vocabSize) };
     await trainer.step(step).result();
     const started = performance.now();
@@ -180,7 +181,7 @@ async function llamaStep() {
     const env = { ...process.env };
     delete env.OPENBLAS_CORETYPE;
     delete env.OPENBLAS_L2_SIZE;
-    const { stdout } = await promisify(execFile)('/usr/bin/python3', [join(args.anchors!, 'torch_cpu_llama_step.py'), String(cpus().length), String(blocks), String(b), String(t)], { env, timeout: 900_000 });
+    const { stdout } = await promisify(execFile)('/usr/bin/python3', [join(args.anchors!, 'torch_cpu_llama_step.py'), String(cpus().length), String(LLAMA_BLOCKS), String(b), String(t)], { env, timeout: 900_000 });
     torch = JSON.parse(stdout.trim().split('\n').at(-1)!);
   } catch (e) {
     const why = String((e as { stderr?: string }).stderr || (e as Error).message);
@@ -188,8 +189,8 @@ async function llamaStep() {
   }
   const torchTps = Number((torch as { tokens_per_s?: number }).tokens_per_s ?? (torch as { fp32?: { tokens_per_s?: number } }).fp32?.tokens_per_s);
   return {
-    shape: { width: 'Llama-3.2-1B (d 2048, 32/8 heads, SwiGLU 8192, vocab 128256, tied head)', serverBlocks: blocks, lora: 'r=16, alpha 32 on q_proj, v_proj', loss: 'every token', batch: b, seq: t },
-    blocksNote: `${blocks} of Llama-3.2-1B's 16 blocks and its LM head. On WASM the head alone (1 GB in fp32, held as [V, d] and [d, V], each packed again by XNNPACK) nears WebAssembly's 4 GB: no number of blocks fits beside it`,
+    shape: { width: 'Llama-3.2-1B (d 2048, 32/8 heads, SwiGLU 8192, vocab 128256, tied head)', serverBlocks: LLAMA_BLOCKS, lora: 'r=16, alpha 32 on q_proj, v_proj', loss: 'every token', batch: b, seq: t },
+    blocksNote: `${LLAMA_BLOCKS} of Llama-3.2-1B's 16 blocks and its LM head. On WASM the head alone (1 GB in fp32, held as [V, d] and [d, V], each packed again by XNNPACK) nears WebAssembly's 4 GB: no number of blocks fits beside it`,
     ours,
     torchCpu: torch,
     ratioToTorch: Number.isFinite(torchTps) && 'tokensPerSecond' in ours ? Number(((ours.tokensPerSecond as number) / torchTps).toFixed(3)) : 'no reference run',

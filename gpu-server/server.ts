@@ -21,7 +21,7 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const log = config.log ?? ((m: string) => console.log(`[server] ${m}`));
   const backend = await initBackend(config.backend, config.wasmThreads ? { wasmThreads: config.wasmThreads } : {});
   const blocks = backend.blocks && { ...backend.blocks, threads: config.ortThreads ?? availableParallelism() };
-  const threads = backend.backend === 'wasm' ? ` on ${getThreadsCount()} thread(s)` : blocks ? ` (adapted GPT-2 blocks on onnxruntime-node, ${blocks.provider}, ${blocks.threads} thread(s); head, loss and AdamW on TensorFlow.js wasm)` : '';
+  const threads = backend.backend === 'wasm' ? ` on ${getThreadsCount()} thread(s)` : blocks ? ` (adapted blocks on onnxruntime-node, ${blocks.provider}, ${blocks.threads} thread(s); head, loss and AdamW on TensorFlow.js)` : '';
   const backendLine = `${backend.backend}${threads}${backend.skipped.map((s) => ` (skipped ${s.backend}: ${s.reason})`).join('')}`;
   log(`backend: ${backendLine}`);
   if (!config.operatorToken) throw new ConfigError('the operator token is empty: anyone could drive the server');

@@ -1,6 +1,6 @@
 /**
- * A model's server blocks on onnxruntime-node: the training step's forward and backward through the block graphs
- * (gpt2-graphs.ts), one session each for every block (weights are inputs, uploaded once as tensors), the tapes kept
+ * A model's server blocks on onnxruntime-node: the training step's forward and backward through its family's block
+ * graphs (families.ts: gpt2-graphs.ts, llama-graphs.ts), one session each for every block (weights are inputs, uploaded once as tensors), the tapes kept
  * between the two as onnxruntime tensors. TensorFlow.js keeps the head, the loss and AdamW; this takes the hidden
  * states at the deepest cut and gives back the final hidden states, then, from their gradient, the adapters'.
  */
@@ -9,10 +9,10 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { BLOCK_LINEARS, linearShape, param, type BlockLinear, type GPT2Model } from '../../core/model/weights.ts';
-import { MASKED_SCORE } from '../../core/model/masking.ts';
+import type { Model } from '../../core/model/family.ts';
 import type { Adapters } from '../model/ops.ts';
-import { GPT2_BLOCK_WEIGHTS, gpt2BackwardGraph, gpt2ForwardGraph, savedNames, savedShapes, type BlockGraphSpec } from './gpt2-graphs.ts';
+import { blockFamily, type BlockFamily } from './families.ts';
+import type { LoraGraphSpec } from './lora-graph.ts';
 
 export interface OrtOptions {
   /** 'cpu' or 'webgpu' (onnxruntime-node's bundled provider). */
@@ -51,32 +51,25 @@ export class OrtBlocks {
   private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
   private readonly weights: Array<Record<string, ort.Tensor>> = [];
   private readonly arena = new Map<string, Float32Array>();
-  /** The forward's outputs the backward reads. */
-  private readonly saved: string[];
+
+  private readonly family: BlockFamily;
+  private readonly nLayer: number;
 
   constructor(
-    private readonly model: GPT2Model,
+    model: Model,
     readonly from: number,
-    private readonly spec: BlockGraphSpec,
+    private readonly spec: LoraGraphSpec,
     private readonly options: OrtOptions,
   ) {
-    const c = model.config;
-    this.saved = savedNames(spec);
-    for (let i = from; i < c.nLayer; i++) {
-      const w: Record<string, ort.Tensor> = {};
-      for (const name of GPT2_BLOCK_WEIGHTS) {
-        const data = param(model, `h.${i}.${name}`);
-        const linear = name.replace(/\.weight$/, '') as BlockLinear;
-        w[name] = f32(data, BLOCK_LINEARS.includes(linear) ? linearShape(c, linear) : [data.length]);
-      }
-      this.weights[i] = w;
-    }
+    this.family = blockFamily(model, spec);
+    this.nLayer = model.config.nLayer;
+    for (let i = from; i < this.nLayer; i++) this.weights[i] = this.family.weights(i);
   }
 
   private session(kind: 'forward' | 'backward' | 'backward-lowest'): Promise<ort.InferenceSession> {
     let s = this.sessions.get(kind);
     if (!s) {
-      const bytes = kind === 'forward' ? gpt2ForwardGraph(this.spec) : gpt2BackwardGraph(this.spec, kind === 'backward');
+      const bytes = kind === 'forward' ? this.family.forwardGraph() : this.family.backwardGraph(kind === 'backward');
       s = ort.InferenceSession.create(bytes, {
         executionProviders: [this.options.provider],
         intraOpNumThreads: this.options.threads ?? availableParallelism(),
@@ -101,9 +94,9 @@ export class OrtBlocks {
   private adapterTensors(i: number, arrays: BlockArrays, B: number, T: number): Record<string, ort.Tensor> {
     const out: Record<string, ort.Tensor> = {};
     for (const [linear, { a, b, keep }] of Object.entries(arrays)) {
-      const inp = a.length / this.spec.rank;
+      const [inp, outDim] = this.family.linearInOut(linear);
       out[`${linear}.lora_A`] = f32(a, [inp, this.spec.rank]);
-      out[`${linear}.lora_B`] = f32(b, [this.spec.rank, b.length / this.spec.rank]);
+      out[`${linear}.lora_B`] = f32(b, [this.spec.rank, outDim]);
       if (keep) out[`${linear}.keep`] = f32(keep, [B * T, inp]);
     }
     return out;
@@ -121,19 +114,19 @@ export class OrtBlocks {
   }
 
   /** Blocks [from, n) on hidden states [B, T, d]: the final hidden states and the tape for backward. */
-  async forward(hidden: Float32Array, [B, T]: [number, number], mask: { scale: Float32Array; fill: Float32Array }, adapters: BlockArrays[]): Promise<{ y: Float32Array; tape: Tape }> {
-    const c = this.model.config;
+  async forward(hidden: Float32Array, mask: Int32Array, [B, T]: [number, number], adapters: BlockArrays[]): Promise<{ y: Float32Array; tape: Tape }> {
+    const d = this.family.nEmbd;
     const session = await this.session('forward');
-    const maskTensors = { scale: f32(mask.scale, [B, 1, T, T]), fill: f32(mask.fill, [B, 1, T, T]) };
-    const shapes = savedShapes(this.spec, B, T);
-    let x = f32(hidden, [B, T, c.nEmbd]);
+    const shared = this.family.shared(mask, B, T);
+    const shapes = this.family.savedShapes(B, T);
+    let x = f32(hidden, [B, T, d]);
     const tape: Tape = { tensors: [], shape: [B, T] };
-    for (let i = this.from; i < c.nLayer; i++) {
+    for (let i = this.from; i < this.nLayer; i++) {
       const ads = this.adapterTensors(i, adapters[i]!, B, T);
-      const outputs: Record<string, ort.Tensor> = { y: this.buffer(`y.${i}`, [B, T, c.nEmbd]) };
-      for (const name of this.saved) outputs[`saved.${name}`] = this.buffer(`saved.${i}.${name}`, shapes[name]!);
-      await session.run(this.feeds(session, { x, ...maskTensors, ...this.weights[i], ...ads }), outputs);
-      tape.tensors[i] = { ...maskTensors, ...ads, ...outputs };
+      const outputs: Record<string, ort.Tensor> = { y: this.buffer(`y.${i}`, [B, T, d]) };
+      for (const name of this.family.saved) outputs[`saved.${name}`] = this.buffer(`saved.${i}.${name}`, shapes[name]!);
+      await session.run(this.feeds(session, { x, ...shared, ...this.weights[i], ...ads }), outputs);
+      tape.tensors[i] = { ...shared, ...ads, ...outputs };
       x = outputs.y!;
     }
     return { y: x.data as Float32Array, tape };
@@ -141,16 +134,16 @@ export class OrtBlocks {
 
   /** The adapters' gradients [dA, dB] by block and linear, from the final hidden states' gradient. */
   async backward(dFinal: Float32Array, tape: Tape): Promise<Array<Record<string, [Float32Array, Float32Array]>>> {
-    const c = this.model.config;
+    const d = this.family.nEmbd;
     const [B, T] = tape.shape;
     const grads: Array<Record<string, [Float32Array, Float32Array]>> = [];
-    let dy = f32(dFinal, [B, T, c.nEmbd]);
-    for (let i = c.nLayer - 1; i >= this.from; i--) {
+    let dy = f32(dFinal, [B, T, d]);
+    for (let i = this.nLayer - 1; i >= this.from; i--) {
       const session = await this.session(i > this.from ? 'backward' : 'backward-lowest');
       const outputs: Record<string, ort.Tensor> = {};
-      if (i > this.from) outputs.dx = this.buffer(`dx.${i % 2}`, [B, T, c.nEmbd]);
+      if (i > this.from) outputs.dx = this.buffer(`dx.${i % 2}`, [B, T, d]);
       for (const linear of this.spec.targets) {
-        const [inp, out] = linearShape(c, linear);
+        const [inp, out] = this.family.linearInOut(linear);
         outputs[`${linear}.lora_A.grad`] = this.buffer(`grad.${i}.${linear}.A`, [inp, this.spec.rank]);
         outputs[`${linear}.lora_B.grad`] = this.buffer(`grad.${i}.${linear}.B`, [this.spec.rank, out]);
       }
@@ -167,12 +160,11 @@ export class OrtBlocks {
    * final hidden states. The adapters are read from their variables once per step (a few hundred KB).
    */
   async lossAndGradients(hidden: tf.Tensor3D, mask: tf.Tensor2D, adapters: Adapters, variables: tf.Variable[], loss: (final: tf.Tensor3D) => tf.Scalar): Promise<{ loss: tf.Scalar; grads: Record<string, tf.Tensor> }> {
-    const c = this.model.config;
     const [B, T, d] = hidden.shape;
     const perBlock: BlockArrays[] = [];
     const byName: Array<Record<string, { a: tf.Variable; b: tf.Variable }>> = [];
     // In block order, as the TensorFlow.js models ask for them: the dropout multipliers come out the same.
-    for (let i = this.from; i < c.nLayer; i++) {
+    for (let i = this.from; i < this.nLayer; i++) {
       perBlock[i] = {};
       byName[i] = {};
       for (const [linear, ad] of Object.entries(adapters(i, B * T))) {
@@ -181,14 +173,14 @@ export class OrtBlocks {
         ad!.keep?.dispose();
       }
     }
-    const { y, tape } = await this.forward(hidden.dataSync() as Float32Array, [B, T], attentionArrays(mask.dataSync() as Int32Array, B, T, d / c.nHead), perBlock);
+    const { y, tape } = await this.forward(hidden.dataSync() as Float32Array, mask.dataSync() as Int32Array, [B, T], perBlock);
     const final = tf.tidy(() => tf.variable(tf.tensor3d(y, [B, T, d])));
     const { value, grads } = tf.variableGrads(() => loss(final), [final, ...variables.filter((v) => !byName.some((b) => b && Object.values(b).some((x) => x.a === v || x.b === v)))]);
     const dFinal = grads[final.name]!.dataSync() as Float32Array;
     tf.dispose([final, grads[final.name]!]);
     delete grads[final.name];
     const loraGrads = await this.backward(dFinal, tape);
-    for (let i = this.from; i < c.nLayer; i++) {
+    for (let i = this.from; i < this.nLayer; i++) {
       for (const [linear, { a, b }] of Object.entries(byName[i]!)) {
         const [da, db] = loraGrads[i]![linear]!;
         grads[a.name] = tf.tensor2d(da, a.shape as [number, number]);
@@ -221,21 +213,4 @@ export class OrtBlocks {
     for (const s of this.sessions.values()) await (await s).release();
     this.sessions.clear();
   }
-}
-
-/**
- * The attention mask as the block graphs apply it, [B, 1, T, T]: scores * scale + fill, scale 1/sqrt(head_dim) where
- * query i may see key j (j <= i, and j a real token) and 0 elsewhere, fill 0 or MASKED_SCORE (ops.attentionMask).
- */
-export function attentionArrays(mask: Int32Array, B: number, T: number, headDim: number): { scale: Float32Array; fill: Float32Array } {
-  const scale = new Float32Array(B * T * T);
-  const fill = new Float32Array(B * T * T).fill(MASKED_SCORE);
-  for (let b = 0; b < B; b++)
-    for (let i = 0; i < T; i++)
-      for (let j = 0; j <= i; j++)
-        if (mask[b * T + j]) {
-          scale[(b * T + i) * T + j] = 1 / Math.sqrt(headDim);
-          fill[(b * T + i) * T + j] = 0;
-        }
-  return { scale, fill };
 }

@@ -9,15 +9,11 @@
 import type { GPT2Config } from '../../core/model/config.ts';
 import { linearShape, type BlockLinear } from '../../core/model/weights.ts';
 import { DT, GraphBuilder } from '../../core/onnx/graph.ts';
+import { loraBackward, loraForward, type LoraGraphSpec } from './lora-graph.ts';
 
-export interface BlockGraphSpec {
+interface BlockGraphSpec extends LoraGraphSpec {
   config: GPT2Config;
-  /** The adapted linears, and LoRA's rank and scale (alpha / rank). */
   targets: readonly BlockLinear[];
-  rank: number;
-  scale: number;
-  /** Dropout on the adapters' input: its multiplier [B*T, in] is a graph input per adapted linear. */
-  dropout: boolean;
 }
 
 /** The block's frozen weights, as both graphs take them. */
@@ -53,14 +49,14 @@ function candidates(spec: BlockGraphSpec): string[] {
 }
 
 /** What the backward graphs read of the forward (it depends on the adapted linears): the forward saves only those. */
-export function savedNames(spec: BlockGraphSpec): string[] {
+export function gpt2SavedNames(config: GPT2Config, lora: LoraGraphSpec): string[] {
+  const spec = { ...lora, config } as BlockGraphSpec;
   const used = new Set([...backward(spec, true).used, ...backward(spec, false).used]);
   return candidates(spec).filter((name) => used.has(`saved.${name}`));
 }
 
 /** The saved tensors' shapes for a batch of B x T. */
-export function savedShapes(spec: BlockGraphSpec, B: number, T: number): Record<string, number[]> {
-  const c = spec.config;
+export function gpt2SavedShapes(c: GPT2Config, spec: LoraGraphSpec, B: number, T: number): Record<string, number[]> {
   const [d, H, N] = [c.nEmbd, c.nHead, B * T];
   const hd = d / H;
   const shapes: Record<string, number[]> = { xhat1: [N, d], rstd1: [N, 1], q: [B, H, T, hd], k: [B, H, T, hd], v: [B, H, T, hd], p: [B, H, T, T], attn_out: [N, d], xhat2: [N, d], rstd2: [N, 1], h: [N, c.nInner] };
@@ -89,25 +85,18 @@ function ops(g: GraphBuilder, spec: BlockGraphSpec, like: string) {
     merge: (t: string) => g.op('Reshape', [g.op('Transpose', [t], { perm: [0, 2, 1, 3] }), g.ints([-1, d])]),
     rows: (t: string) => g.op('Reshape', [t, g.ints([-1, d])]),
     unrows: (t: string) => g.op('Reshape', [t, g.op('Shape', [like])]),
-    keep: (x: string, t: BlockLinear) => (spec.dropout ? g.op('Mul', [x, `${t}.keep`]) : x),
     /** gelu(h) = h sigmoid(2u), u = sqrt(2/pi) (h + 0.044715 h^3), as gpu-server/model/ops.ts has it. */
     geluSigmoid: (h: string) => g.op('Sigmoid', [g.op('Mul', [g.op('Mul', [h, g.op('Add', [g.float(1), g.op('Mul', [g.op('Mul', [h, h]), g.float(GELU_C)])])]), g.float(TWO_K)])]),
   };
 }
 
-export function gpt2ForwardGraph(spec: BlockGraphSpec): Uint8Array {
+export function gpt2ForwardGraph(c: GPT2Config, loraSpec: LoraGraphSpec): Uint8Array {
+  const spec = { ...loraSpec, config: c } as BlockGraphSpec;
   const g = new GraphBuilder();
-  const c = spec.config;
   const d = c.nEmbd;
   const o = ops(g, spec, 'x');
   const saved: Record<string, string> = {};
-  const linear = (name: BlockLinear, input: string) => {
-    const y = g.op('Gemm', [input, `${name}.weight`, `${name}.bias`]);
-    if (!spec.targets.includes(name)) return y;
-    const xa = g.op('MatMul', [o.keep(input, name), `${name}.lora_A`]);
-    saved[`${name}.xa`] = xa;
-    return g.op('Gemm', [xa, `${name}.lora_B`, y], { alpha: spec.scale, beta: 1 });
-  };
+  const linear = (name: BlockLinear, input: string) => loraForward(g, spec, name, input, g.op('Gemm', [input, `${name}.weight`, `${name}.bias`]), saved);
   const x = o.rows('x');
   const ln1 = o.normalize(x);
   const [q, k, v] = g.node('Split', [linear('attn.c_attn', o.affine(ln1.xhat, 'ln_1')), g.ints([d, d, d])], { axis: 1 }, 3).map((t) => o.heads(t));
@@ -125,7 +114,7 @@ export function gpt2ForwardGraph(spec: BlockGraphSpec): Uint8Array {
     opset: OPSET,
     metadata: {},
     inputs: [{ name: 'x', type: FLOAT, dims: ['batch', 'sequence', d] }, ...mask, ...weights, ...lora].filter((i) => used.has(i.name)),
-    outputs: [{ name: 'y', from: y, type: FLOAT, dims: ['batch', 'sequence', d] }, ...savedNames(spec).map((name) => ({ name: `saved.${name}`, from: saved[name]!, type: FLOAT }))],
+    outputs: [{ name: 'y', from: y, type: FLOAT, dims: ['batch', 'sequence', d] }, ...gpt2SavedNames(c, spec).map((name) => ({ name: `saved.${name}`, from: saved[name]!, type: FLOAT }))],
   });
 }
 
@@ -133,8 +122,8 @@ export function gpt2ForwardGraph(spec: BlockGraphSpec): Uint8Array {
  * `needDx`: the input gradient is wanted (every block but the lowest trained one); without it the graph stops at
  * the lowest adapted linear, as autodiff would.
  */
-export function gpt2BackwardGraph(spec: BlockGraphSpec, needDx: boolean): Uint8Array {
-  return backward(spec, needDx).bytes;
+export function gpt2BackwardGraph(c: GPT2Config, lora: LoraGraphSpec, needDx: boolean): Uint8Array {
+  return backward({ ...lora, config: c } as BlockGraphSpec, needDx).bytes;
 }
 
 function backward(spec: BlockGraphSpec, needDx: boolean): { bytes: Uint8Array; used: Set<string> } {
@@ -149,13 +138,7 @@ function backward(spec: BlockGraphSpec, needDx: boolean): { bytes: Uint8Array; u
   /** dout [N, out] -> dx [N, in] (when needed), and the adapter's gradients into `outputs`. */
   const linear = (name: BlockLinear, dout: string, input: () => string): string | undefined => {
     const needInput = needDx || order.indexOf(name) < lowest;
-    const dx = needInput ? g.op('Gemm', [dout, `${name}.weight`], { transB: 1 }) : undefined;
-    if (!spec.targets.includes(name)) return dx;
-    const dxa = g.op('Gemm', [dout, `${name}.lora_B`], { transB: 1, alpha: spec.scale });
-    outputs.push({ name: `${name}.lora_A.grad`, from: g.op('Gemm', [o.keep(input(), name), dxa], { transA: 1 }) }, { name: `${name}.lora_B.grad`, from: g.op('Gemm', [s(`${name}.xa`), dout], { transA: 1, alpha: spec.scale }) });
-    if (!dx) return undefined;
-    if (!spec.dropout) return g.op('Gemm', [dxa, `${name}.lora_A`, dx], { transB: 1, beta: 1 });
-    return g.op('Add', [dx, g.op('Mul', [g.op('Gemm', [dxa, `${name}.lora_A`], { transB: 1 }), `${name}.keep`])]);
+    return loraBackward(g, spec, name, dout, needInput ? g.op('Gemm', [dout, `${name}.weight`], { transB: 1 }) : undefined, input, outputs);
   };
   const normBackward = (dout: string, ln: 'ln_1' | 'ln_2', xhat: string, rstd: string) => {
     const dxhat = g.op('Mul', [dout, `${ln}.weight`]);

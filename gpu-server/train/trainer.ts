@@ -15,7 +15,6 @@ import { serverNet, type ServerNet } from '../model/net.ts';
 import { AdamW, type AdamWSpec } from './adamw.ts';
 import { PendingStep, type StepResult } from './pending-step.ts';
 import { OrtBlocks, type OpTime, type OrtOptions } from '../ort/blocks.ts';
-import type { BlockLinear, GPT2Model } from '../../core/model/weights.ts';
 import type { Adapters } from '../model/ops.ts';
 import { LoraAdapters, type LoraSpec } from './lora.ts';
 import { learningRate, type ScheduleSpec } from './schedule.ts';
@@ -83,12 +82,11 @@ export class Trainer {
       this.head = tf.variable(tf.tensor2d(head, [c.numLabels, c.nEmbd]), true);
     }
     this.opt = new AdamW(spec.optimizer);
-    // onnxruntime's block graphs are GPT-2's so far: other families' blocks stay on TF.js (blocksOn says which).
-    if (blocks && model.config.modelType === 'gpt2') {
+    if (blocks) {
       const { targets, rank, alpha, dropout } = spec.lora;
-      this.ort = new OrtBlocks(model as GPT2Model, deepestCut, { config: model.config, targets: targets as BlockLinear[], rank, scale: alpha / rank, dropout: dropout > 0 }, blocks);
+      this.ort = new OrtBlocks(model, deepestCut, { targets, rank, scale: alpha / rank, dropout: dropout > 0 }, blocks);
     }
-    this.blocksOn = this.ort ? `onnxruntime (${blocks!.provider})` : 'TensorFlow.js';
+    this.blocksOn = blocks ? `onnxruntime (${blocks.provider})` : 'TensorFlow.js';
   }
 
   variables(): tf.Variable[] {

@@ -1,0 +1,178 @@
+/**
+ * A Llama block's training step as two ONNX graphs, as gpt2-graphs.ts does GPT-2's: RMSNorm, rotary embeddings
+ * (cos and sin are inputs, computed once per batch from the position ids), grouped-query attention laid out
+ * [B, KV, rep, T, hd] so that MatMul's broadcasting pairs each key/value head with its query heads (its gradients sum
+ * over them), SwiGLU, no biases. Weights stay as published, nn.Linear's [out, in]: Gemm's transB reads them.
+ * The math is what TfLlama computes (gpu-server/model/llama.ts), differentiated by hand.
+ */
+import type { LlamaConfig } from '../../core/model/llama/config.ts';
+import { LLAMA_LINEARS, llamaLinearShape, type LlamaLinear } from '../../core/model/llama/weights.ts';
+import { DT, GraphBuilder } from '../../core/onnx/graph.ts';
+import { loraBackward, loraForward, type LoraGraphSpec } from './lora-graph.ts';
+
+const OPSET = 18;
+const FLOAT = DT.FLOAT;
+const NORMS = ['input_layernorm.weight', 'post_attention_layernorm.weight'] as const;
+export const LLAMA_BLOCK_WEIGHTS = [...NORMS, ...LLAMA_LINEARS.map((l) => `${l}.weight`)];
+
+/** What the forward can save for the backward, beyond each adapted linear's x A. */
+const SAVED = ['xn1', 'r1', 'q', 'k', 'v', 'p', 'attn_out', 'xn2', 'r2', 'gate', 'up'] as const;
+
+/** Backward meets the linears top down; those on one level share their input. */
+const LEVEL: Record<LlamaLinear, number> = { 'mlp.down_proj': 0, 'mlp.gate_proj': 1, 'mlp.up_proj': 1, 'self_attn.o_proj': 2, 'self_attn.q_proj': 3, 'self_attn.k_proj': 3, 'self_attn.v_proj': 3 };
+
+function inputsOf(c: LlamaConfig, spec: LoraGraphSpec) {
+  const weights = LLAMA_BLOCK_WEIGHTS.map((name) => ({ name, type: FLOAT, dims: name.endsWith('layernorm.weight') ? [c.nEmbd] : llamaLinearShape(c, name.replace(/\.weight$/, '') as LlamaLinear) }));
+  const lora = spec.targets.flatMap((t) => {
+    const [out, inp] = llamaLinearShape(c, t as LlamaLinear);
+    return [{ name: `${t}.lora_A`, type: FLOAT, dims: [inp, spec.rank] }, { name: `${t}.lora_B`, type: FLOAT, dims: [spec.rank, out] }, ...(spec.dropout ? [{ name: `${t}.keep`, type: FLOAT, dims: ['tokens', inp] }] : [])];
+  });
+  // Broadcast over key/value heads and the query heads of each: [B, 1, 1, T, T] and [B, 1, 1, T, hd].
+  const shared = [...['scale', 'fill'].map((name) => ({ name, type: FLOAT, dims: ['batch', 1, 1, 'sequence', 'sequence'] })), ...['cos', 'sin'].map((name) => ({ name, type: FLOAT, dims: ['batch', 1, 1, 'sequence', c.headDim] }))];
+  return { weights, lora, shared };
+}
+
+function candidates(spec: LoraGraphSpec): string[] {
+  return [...SAVED, ...spec.targets.map((t) => `${t}.xa`)];
+}
+
+export function llamaSavedNames(c: LlamaConfig, spec: LoraGraphSpec): string[] {
+  const used = new Set([...backward(c, spec, true).used, ...backward(c, spec, false).used]);
+  return candidates(spec).filter((name) => used.has(`saved.${name}`));
+}
+
+export function llamaSavedShapes(c: LlamaConfig, spec: LoraGraphSpec, B: number, T: number): Record<string, number[]> {
+  const { nEmbd: d, nKvHead: KV, headDim: hd, nInner } = c;
+  const [rep, N] = [c.nHead / KV, B * T];
+  const shapes: Record<string, number[]> = { xn1: [N, d], r1: [N, 1], q: [B, KV, rep, T, hd], k: [B, KV, 1, T, hd], v: [B, KV, 1, T, hd], p: [B, KV, rep, T, T], attn_out: [N, c.nHead * hd], xn2: [N, d], r2: [N, 1], gate: [N, nInner], up: [N, nInner] };
+  for (const t of spec.targets) shapes[`${t}.xa`] = [N, spec.rank];
+  return shapes;
+}
+
+function ops(g: GraphBuilder, c: LlamaConfig, spec: LoraGraphSpec, like: string) {
+  const { nKvHead: KV, headDim: hd } = c;
+  const bt = g.op('Slice', [g.op('Shape', [like]), g.ints([0]), g.ints([2])]);
+  const half = hd / 2;
+  return {
+    rows: (t: string) => g.op('Reshape', [t, g.ints([-1, c.nEmbd])]),
+    unrows: (t: string) => g.op('Reshape', [t, g.op('Shape', [like])]),
+    /** Rows [N, heads * hd] -> [B, KV, heads / KV, T, hd], and back. */
+    heads: (t: string, perKv: number) => g.op('Transpose', [g.op('Reshape', [t, g.op('Concat', [bt, g.ints([KV, perKv, hd])], { axis: 0 })])], { perm: [0, 2, 3, 1, 4] }),
+    merge: (t: string, width: number) => g.op('Reshape', [g.op('Transpose', [t], { perm: [0, 3, 1, 2, 4] }), g.ints([-1, width])]),
+    /** HF's rotate_half, [a, b] -> [-b, a], and its transpose [a, b] -> [b, -a]. */
+    rotateHalf: (t: string, transpose: boolean) => {
+      const [a, b] = g.node('Split', [t, g.ints([half, half])], { axis: -1 }, 2);
+      return transpose ? g.op('Concat', [b!, g.op('Neg', [a!])], { axis: -1 }) : g.op('Concat', [g.op('Neg', [b!]), a!], { axis: -1 });
+    },
+    /** x -> (x r, r), r = 1 / sqrt(mean(x^2) + eps). */
+    rms: (x: string) => {
+      const r = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [g.op('ReduceMean', [g.op('Mul', [x, x]), g.ints([-1])], { keepdims: 1 }), g.float(c.rmsNormEps)])])]);
+      return { xn: g.op('Mul', [x, r]), r };
+    },
+  };
+}
+
+export function llamaForwardGraph(c: LlamaConfig, spec: LoraGraphSpec): Uint8Array {
+  const g = new GraphBuilder();
+  const { nHead: H, nKvHead: KV, headDim: hd } = c;
+  const o = ops(g, c, spec, 'x');
+  const saved: Record<string, string> = {};
+  const linear = (name: LlamaLinear, input: string) => loraForward(g, spec, name, input, g.op('Gemm', [input, `${name}.weight`], { transB: 1 }), saved);
+  const rope = (t: string) => g.op('Add', [g.op('Mul', [t, 'cos']), g.op('Mul', [o.rotateHalf(t, false), 'sin'])]);
+  const x = o.rows('x');
+  const n1 = o.rms(x);
+  const h = g.op('Mul', [n1.xn, 'input_layernorm.weight']);
+  const q = rope(o.heads(linear('self_attn.q_proj', h), H / KV));
+  const k = rope(o.heads(linear('self_attn.k_proj', h), 1));
+  const v = o.heads(linear('self_attn.v_proj', h), 1);
+  const p = g.op('Softmax', [g.op('Add', [g.op('Mul', [g.op('MatMul', [q, g.op('Transpose', [k], { perm: [0, 1, 2, 4, 3] })]), 'scale']), 'fill'])], { axis: -1 });
+  const attnOut = o.merge(g.op('MatMul', [p, v]), H * hd);
+  const x2 = g.op('Add', [x, linear('self_attn.o_proj', attnOut)]);
+  const n2 = o.rms(x2);
+  const h2 = g.op('Mul', [n2.xn, 'post_attention_layernorm.weight']);
+  const gate = linear('mlp.gate_proj', h2);
+  const up = linear('mlp.up_proj', h2);
+  const y = o.unrows(g.op('Add', [x2, linear('mlp.down_proj', g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]))]));
+  Object.assign(saved, { xn1: n1.xn, r1: n1.r, q, k, v, p, attn_out: attnOut, xn2: n2.xn, r2: n2.r, gate, up });
+  const { weights, lora, shared } = inputsOf(c, spec);
+  const used = g.usedNames();
+  return g.build({
+    name: 'llama_block_forward',
+    opset: OPSET,
+    metadata: {},
+    inputs: [{ name: 'x', type: FLOAT, dims: ['batch', 'sequence', c.nEmbd] }, ...shared, ...weights, ...lora].filter((i) => used.has(i.name)),
+    outputs: [{ name: 'y', from: y, type: FLOAT, dims: ['batch', 'sequence', c.nEmbd] }, ...llamaSavedNames(c, spec).map((name) => ({ name: `saved.${name}`, from: saved[name]!, type: FLOAT }))],
+  });
+}
+
+export function llamaBackwardGraph(c: LlamaConfig, spec: LoraGraphSpec, needDx: boolean): Uint8Array {
+  return backward(c, spec, needDx).bytes;
+}
+
+function backward(c: LlamaConfig, spec: LoraGraphSpec, needDx: boolean): { bytes: Uint8Array; used: Set<string> } {
+  const g = new GraphBuilder();
+  const { nHead: H, nKvHead: KV, headDim: hd } = c;
+  const o = ops(g, c, spec, 'dy');
+  const s = (name: string) => `saved.${name}`;
+  const outputs: Array<{ name: string; from: string }> = [];
+  const lowest = Math.max(...LLAMA_LINEARS.map((name) => (spec.targets.includes(name) ? LEVEL[name] : -1)));
+  /** dout [N, out] -> dx [N, in] (when needed), and the adapter's gradients into `outputs`. */
+  const linear = (name: LlamaLinear, dout: string, input: () => string): string | undefined =>
+    loraBackward(g, spec, name, dout, needDx || LEVEL[name] < lowest ? g.op('Gemm', [dout, `${name}.weight`]) : undefined, input, outputs);
+  const sum = (terms: Array<string | undefined>) => terms.filter((t): t is string => t !== undefined).reduce<string | undefined>((a, t) => (a ? g.op('Add', [a, t]) : t), undefined);
+  /** y = x r w: dx = r (dxn - xn mean(dxn xn)), dxn = dout w. */
+  const rmsBackward = (dout: string, weight: string, xn: string, r: string) => {
+    const dxn = g.op('Mul', [dout, weight]);
+    return g.op('Mul', [r, g.op('Sub', [dxn, g.op('Mul', [xn, g.op('ReduceMean', [g.op('Mul', [dxn, xn]), g.ints([-1])], { keepdims: 1 })])])]);
+  };
+  const ropeBackward = (d: string) => g.op('Add', [g.op('Mul', [d, 'cos']), o.rotateHalf(g.op('Mul', [d, 'sin']), true)]);
+  const dy = o.rows('dy');
+  const [gate, up] = [s('gate'), s('up')];
+  const sg = g.op('Sigmoid', [gate]);
+  const silu = g.op('Mul', [gate, sg]);
+  // MLP: y = x2 + down(silu(gate(h2)) up(h2)), h2 = rms(x2) w2; silu'(g) = s (1 + g (1 - s)).
+  const da = linear('mlp.down_proj', dy, () => g.op('Mul', [silu, up]));
+  const h2 = once(() => g.op('Mul', [s('xn2'), 'post_attention_layernorm.weight']));
+  const dh2 =
+    da &&
+    sum([
+      linear('mlp.gate_proj', g.op('Mul', [g.op('Mul', [da, up]), g.op('Mul', [sg, g.op('Add', [g.float(1), g.op('Mul', [gate, g.op('Sub', [g.float(1), sg])])])])]), h2),
+      linear('mlp.up_proj', g.op('Mul', [da, silu]), h2),
+    ]);
+  if (dh2) {
+    const dx2 = g.op('Add', [dy, rmsBackward(dh2, 'post_attention_layernorm.weight', s('xn2'), s('r2'))]);
+    // Attention: x2 = x + o_proj(merge(softmax(rope(q) rope(k)^T * scale + fill) v)), h = rms(x) w1.
+    const dMerged = linear('self_attn.o_proj', dx2, () => s('attn_out'));
+    if (dMerged) {
+      const dOut = o.heads(dMerged, H / KV);
+      const p = s('p');
+      const t = (x: string) => g.op('Transpose', [x], { perm: [0, 1, 2, 4, 3] });
+      const dp = g.op('MatMul', [dOut, t(s('v'))]);
+      const dScores = g.op('Mul', [g.op('Mul', [p, g.op('Sub', [dp, g.op('ReduceSum', [g.op('Mul', [dp, p]), g.ints([-1])], { keepdims: 1 })])]), 'scale']);
+      // Keys and values are shared by the query heads of their group: their gradients sum over them (axis 2).
+      const overGroup = (x: string) => g.op('ReduceSum', [x, g.ints([2])], { keepdims: 1 });
+      const dq = ropeBackward(g.op('MatMul', [dScores, s('k')]));
+      const dk = ropeBackward(overGroup(g.op('MatMul', [t(dScores), s('q')])));
+      const dv = overGroup(g.op('MatMul', [t(p), dOut]));
+      const h = once(() => g.op('Mul', [s('xn1'), 'input_layernorm.weight']));
+      const dh = sum([linear('self_attn.q_proj', o.merge(dq, H * hd), h), linear('self_attn.k_proj', o.merge(dk, KV * hd), h), linear('self_attn.v_proj', o.merge(dv, KV * hd), h)]);
+      if (dh && needDx) outputs.unshift({ name: 'dx', from: o.unrows(g.op('Add', [dx2, rmsBackward(dh, 'input_layernorm.weight', s('xn1'), s('r1'))])) });
+    }
+  }
+  const { weights, lora, shared } = inputsOf(c, spec);
+  const used = g.usedNames();
+  const bytes = g.build({
+    name: `llama_block_backward${needDx ? '' : '_lowest'}`,
+    opset: OPSET,
+    metadata: {},
+    inputs: [{ name: 'dy', type: FLOAT, dims: ['batch', 'sequence', c.nEmbd] }, ...shared, ...weights, ...lora, ...candidates(spec).map((name) => ({ name: s(name), type: FLOAT }))].filter((i) => used.has(i.name)),
+    outputs: outputs.map((x) => ({ ...x, type: FLOAT })),
+  });
+  return { bytes, used };
+}
+
+/** A node made on first use only, and once: linears that share an input share the node that makes it. */
+function once(make: () => string): () => string {
+  let name: string | undefined;
+  return () => (name ??= make());
+}

@@ -31,7 +31,7 @@ import { maxRelativeDifference, tinyStepGradients } from '../gpu-server/train/pa
 import type { OpTime, OrtOptions } from '../gpu-server/ort/blocks.ts';
 import { cliArgs, fail, int } from '../scripts/cli.ts';
 
-const args = cliArgs('usage: npm run bench:train -- [--small] [--steps N] [--batch B] [--profile] [--backends webgpu,wasm,cpu,...] [--reference cpu|gpu] [--anchors DIR]', {
+const args = cliArgs('usage: npm run bench:train -- [--small] [--steps N] [--batch B] [--profile] [--backends webgpu,wasm,cpu,...] [--reference cpu|gpu] [--anchors DIR] [--llama-blocks N]', {
   reference: { type: 'string', default: 'cpu' },
   anchors: { type: 'string', default: resolve('../shared/anchors') },
   small: { type: 'boolean' },
@@ -39,6 +39,7 @@ const args = cliArgs('usage: npm run bench:train -- [--small] [--steps N] [--bat
   steps: { type: 'string' },
   batch: { type: 'string' },
   backends: { type: 'string', default: BACKENDS.filter((b) => b !== 'cpu').join(',') },
+  'llama-blocks': { type: 'string' },
 });
 if (args.reference !== 'cpu' && args.reference !== 'gpu') fail(`--reference must be cpu or gpu, got '${args.reference}'`);
 const log = (m: string) => process.stderr.write(`[bench:train] ${m}\n`);
@@ -46,7 +47,7 @@ const B = int('batch', args.batch, 8);
 const T = 128;
 const CUT = 2;
 const STEPS = int('steps', args.steps, 2);
-const LLAMA_BLOCKS = 2;
+const LLAMA_BLOCKS = int('llama-blocks', args['llama-blocks'], 2);
 const config = args.small ? gpt2Config({ nLayer: 6, nEmbd: 256, nHead: 8, nPositions: T }) : gpt2Config({ nPositions: T });
 log(`model: ${config.nLayer} blocks, n_embd ${config.nEmbd}; server blocks [${CUT}, ${config.nLayer}), batch ${B} x ${T}`);
 const model = initModel(config, { seed: 0 });
@@ -148,9 +149,10 @@ printReport('server training step', {
 /**
  * The server's causal-LM step at Llama-3.2-1B's width (d 2048, GQA 32/8, SwiGLU 8192, tied LM head over 128,256
  * tokens), LoRA r=16 on q_proj and v_proj, loss on every token, batch 2 x 128: the shape of the PyTorch anchor
- * torch_cpu_llama_step.py, run beside it, two server blocks. On the WASM backend this does not fit: the tied LM head
- * is 1 GB in fp32, held as [V, d] and [d, V] (both MatMuls plain) and packed once more by XNNPACK for each, past
- * WebAssembly's 4 GB before the blocks; the result then says so. Native memory (#16's onnxruntime-node) lifts that.
+ * torch_cpu_llama_step.py, run beside it, two server blocks (--llama-blocks: all 16 are Llama-3.2-1B's whole server
+ * side). On the WASM backend this does not fit: the tied LM head is 1 GB in fp32, held as [V, d] and [d, V] (both
+ * MatMuls plain) and packed once more by XNNPACK for each, past WebAssembly's 4 GB before the blocks; the result then
+ * says so. Under ort-*, the blocks and the head run on onnxruntime in native memory, and TF.js holds neither.
  */
 async function llamaStep() {
   const [b, t] = [2, 128];

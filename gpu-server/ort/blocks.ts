@@ -9,6 +9,7 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { IGNORE_INDEX } from '../../core/data/generation.ts';
 import type { Model } from '../../core/model/family.ts';
 import type { Adapters } from '../model/ops.ts';
 import { blockFamily, type BlockFamily } from './families.ts';
@@ -66,10 +67,10 @@ export class OrtBlocks {
     for (let i = from; i < this.nLayer; i++) this.weights[i] = this.family.weights(i);
   }
 
-  private session(kind: 'forward' | 'backward' | 'backward-lowest'): Promise<ort.InferenceSession> {
+  private session(kind: 'forward' | 'backward' | 'backward-lowest' | 'lm-head'): Promise<ort.InferenceSession> {
     let s = this.sessions.get(kind);
     if (!s) {
-      const bytes = kind === 'forward' ? this.family.forwardGraph() : this.family.backwardGraph(kind === 'backward');
+      const bytes = kind === 'forward' ? this.family.forwardGraph() : kind === 'lm-head' ? this.family.lmHead!.graph() : this.family.backwardGraph(kind === 'backward');
       s = ort.InferenceSession.create(bytes, {
         executionProviders: [this.options.provider],
         intraOpNumThreads: this.options.threads ?? availableParallelism(),
@@ -157,9 +158,11 @@ export class OrtBlocks {
   /**
    * What the TensorFlow.js models' lossAndGradients computes, with the blocks [from, n) here: the adapters' gradients
    * by variable name, and those of `variables` the loss itself uses (a classification head), from `loss` of the
-   * final hidden states. The adapters are read from their variables once per step (a few hundred KB).
+   * final hidden states. The adapters are read from their variables once per step (a few hundred KB). With a
+   * causal-LM's token `labels`, a family with an LM head graph (Llama) takes the loss there instead: the head over the
+   * whole vocabulary stays in native memory, and TF.js never holds it.
    */
-  async lossAndGradients(hidden: tf.Tensor3D, mask: tf.Tensor2D, adapters: Adapters, variables: tf.Variable[], loss: (final: tf.Tensor3D) => tf.Scalar): Promise<{ loss: tf.Scalar; grads: Record<string, tf.Tensor> }> {
+  async lossAndGradients(hidden: tf.Tensor3D, mask: tf.Tensor2D, adapters: Adapters, variables: tf.Variable[], loss: (final: tf.Tensor3D) => tf.Scalar, labels?: Int32Array): Promise<{ loss: tf.Scalar; grads: Record<string, tf.Tensor> }> {
     const [B, T, d] = hidden.shape;
     const perBlock: BlockArrays[] = [];
     const byName: Array<Record<string, { a: tf.Variable; b: tf.Variable }>> = [];
@@ -174,11 +177,17 @@ export class OrtBlocks {
       }
     }
     const { y, tape } = await this.forward(hidden.dataSync() as Float32Array, mask.dataSync() as Int32Array, [B, T], perBlock);
-    const final = tf.tidy(() => tf.variable(tf.tensor3d(y, [B, T, d])));
-    const { value, grads } = tf.variableGrads(() => loss(final), [final, ...variables.filter((v) => !byName.some((b) => b && Object.values(b).some((x) => x.a === v || x.b === v)))]);
-    const dFinal = grads[final.name]!.dataSync() as Float32Array;
-    tf.dispose([final, grads[final.name]!]);
-    delete grads[final.name];
+    let value: tf.Scalar;
+    let dFinal: Float32Array;
+    let grads: Record<string, tf.Tensor> = {};
+    if (labels && this.family.lmHead) ({ loss: value, dFinal } = await this.lmLoss(y, labels, d));
+    else {
+      const final = tf.tidy(() => tf.variable(tf.tensor3d(y, [B, T, d])));
+      ({ value, grads } = tf.variableGrads(() => loss(final), [final, ...variables.filter((v) => !byName.some((b) => b && Object.values(b).some((x) => x.a === v || x.b === v)))]));
+      dFinal = grads[final.name]!.dataSync() as Float32Array;
+      tf.dispose([final, grads[final.name]!]);
+      delete grads[final.name];
+    }
     const loraGrads = await this.backward(dFinal, tape);
     for (let i = this.from; i < this.nLayer; i++) {
       for (const [linear, { a, b }] of Object.entries(byName[i]!)) {
@@ -207,6 +216,21 @@ export class OrtBlocks {
     return [...byOp]
       .map(([key, ms]) => ({ graph: key.split('\t')[0]!, op: key.split('\t')[1]!, ms: Math.round(ms), share: Number((ms / total).toFixed(3)) }))
       .sort((a, b) => b.ms - a.ms);
+  }
+
+  /** The mean next-token loss of the labelled rows of y [B*T, d] and y's gradient, on the LM head graph. */
+  private async lmLoss(y: Float32Array, labels: Int32Array, d: number): Promise<{ loss: tf.Scalar; dFinal: Float32Array }> {
+    const picked = labels.reduce<number[]>((acc, label, r) => (label === IGNORE_INDEX ? acc : (acc.push(r), acc)), []);
+    if (picked.length === 0) throw new Error('the batch has no labelled tokens (every label is IGNORE_INDEX)');
+    const rows = new Float32Array(picked.length * d);
+    picked.forEach((r, i) => rows.set(y.subarray(r * d, (r + 1) * d), i * d));
+    const targets = new ort.Tensor('int64', BigInt64Array.from(picked, (r) => BigInt(labels[r]!)), [picked.length]);
+    const session = await this.session('lm-head');
+    const out = await session.run(this.feeds(session, { rows: f32(rows, [picked.length, d]), targets, ...this.family.lmHead!.weights }));
+    const dRows = out.drows!.data as Float32Array;
+    const dFinal = new Float32Array(y.length);
+    picked.forEach((r, i) => dFinal.set(dRows.subarray(i * d, (i + 1) * d), r * d));
+    return { loss: tf.scalar((out.loss!.data as Float32Array)[0]!), dFinal };
   }
 
   async release(): Promise<void> {

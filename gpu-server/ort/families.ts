@@ -10,10 +10,10 @@ import { ropeInvFreq } from '../../core/model/llama/reference.ts';
 import { MASKED_SCORE } from '../../core/model/masking.ts';
 import { requireParam } from '../../core/model/params.ts';
 import { BLOCK_LINEARS, linearShape, type BlockLinear } from '../../core/model/weights.ts';
-import { llamaLinearShape, type LlamaLinear } from '../../core/model/llama/weights.ts';
+import { llamaLinearShape, LM_HEAD, type LlamaLinear } from '../../core/model/llama/weights.ts';
 import { GPT2_BLOCK_WEIGHTS, gpt2BackwardGraph, gpt2ForwardGraph, gpt2SavedNames, gpt2SavedShapes } from './gpt2-graphs.ts';
 import type { LoraGraphSpec } from './lora-graph.ts';
-import { LLAMA_BLOCK_WEIGHTS, llamaBackwardGraph, llamaForwardGraph, llamaSavedNames, llamaSavedShapes } from './llama-graphs.ts';
+import { LLAMA_BLOCK_WEIGHTS, llamaBackwardGraph, llamaForwardGraph, llamaLmHeadGraph, llamaSavedNames, llamaSavedShapes } from './llama-graphs.ts';
 
 export interface BlockFamily {
   nEmbd: number;
@@ -28,6 +28,8 @@ export interface BlockFamily {
   shared(mask: Int32Array, B: number, T: number): Record<string, ort.Tensor>;
   /** An adapted linear's [in, out]. */
   linearInOut(linear: string): [number, number];
+  /** The final norm, LM head and causal-LM loss as one graph, and its weights (Llama's; GPT-2 trains classifiers). */
+  lmHead?: { graph(): Uint8Array; weights: Record<string, ort.Tensor> };
 }
 
 const f32 = (data: Float32Array, dims: number[]): ort.Tensor => new ort.Tensor('float32', data, dims);
@@ -44,6 +46,11 @@ export function blockFamily(model: Model, lora: LoraGraphSpec): BlockFamily {
       weights: (i) => Object.fromEntries(LLAMA_BLOCK_WEIGHTS.map((name) => [name, f32(param(`layers.${i}.${name}`), name.endsWith('layernorm.weight') ? [c.nEmbd] : llamaLinearShape(c, name.replace(/\.weight$/, '') as LlamaLinear))])),
       saved: llamaSavedNames(c, lora),
       savedShapes: (B, T) => llamaSavedShapes(c, lora, B, T),
+      lmHead: {
+        graph: () => llamaLmHeadGraph(c),
+        // The token table when tied; onnxruntime reads the checkpoint's own buffer, no copy.
+        weights: { 'norm.weight': f32(param('norm.weight'), [c.nEmbd]), head: f32(param(c.tieWordEmbeddings ? 'embed_tokens.weight' : LM_HEAD), [c.vocabSize, c.nEmbd]) },
+      },
       shared: (mask, B, T) => {
         const m = attentionArrays(mask, B, T, c.headDim);
         return { scale: f32(m.scale, [B, 1, 1, T, T]), fill: f32(m.fill, [B, 1, 1, T, T]), ...rotary(c, mask, B, T) };

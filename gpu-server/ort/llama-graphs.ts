@@ -176,3 +176,38 @@ function once(make: () => string): () => string {
   let name: string | undefined;
   return () => (name ??= make());
 }
+
+/**
+ * The final norm, the LM head over the whole vocabulary and the mean next-token cross-entropy of labelled rows, with
+ * the rows' gradient: inputs `rows` [M, d] (the final hidden states that carry a label), `targets` [M] (int64),
+ * `norm.weight` [d] and `head` [V, d] (the token table when tied); outputs `loss` and `drows` [M, d]. Logits live
+ * only inside the run, in native memory.
+ */
+export function llamaLmHeadGraph(c: LlamaConfig): Uint8Array {
+  const g = new GraphBuilder();
+  const r = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [g.op('ReduceMean', [g.op('Mul', ['rows', 'rows']), g.ints([-1])], { keepdims: 1 }), g.float(c.rmsNormEps)])])]);
+  const xn = g.op('Mul', ['rows', r]);
+  const logits = g.op('Gemm', [g.op('Mul', [xn, 'norm.weight']), 'head'], { transB: 1 });
+  const [loss, logProb] = g.node('SoftmaxCrossEntropyLoss', [logits, 'targets'], { reduction: 'mean' }, 2);
+  // d loss / d logits = (softmax - onehot) / M.
+  const m = g.op('Cast', [g.op('Slice', [g.op('Shape', ['rows']), g.ints([0]), g.ints([1])])], { to: FLOAT });
+  const onehot = g.op('OneHot', ['targets', g.ints([c.vocabSize], true), g.initializer('onehot_values', FLOAT, [2], Float32Array.from([0, 1]))], { axis: -1 });
+  const dLogits = g.op('Div', [g.op('Sub', [g.op('Exp', [logProb!]), onehot]), m]);
+  const dxn = g.op('Mul', [g.op('Gemm', [dLogits, 'head']), 'norm.weight']);
+  const drows = g.op('Mul', [r, g.op('Sub', [dxn, g.op('Mul', [xn, g.op('ReduceMean', [g.op('Mul', [dxn, xn]), g.ints([-1])], { keepdims: 1 })])])]);
+  return g.build({
+    name: 'llama_lm_head_loss',
+    opset: OPSET,
+    metadata: {},
+    inputs: [
+      { name: 'rows', type: FLOAT, dims: ['rows', c.nEmbd] },
+      { name: 'targets', type: DT.INT64, dims: ['rows'] },
+      { name: 'norm.weight', type: FLOAT, dims: [c.nEmbd] },
+      { name: 'head', type: FLOAT, dims: [c.vocabSize, c.nEmbd] },
+    ],
+    outputs: [
+      { name: 'loss', from: loss!, type: FLOAT, dims: [] },
+      { name: 'drows', from: drows, type: FLOAT, dims: ['rows', c.nEmbd] },
+    ],
+  });
+}

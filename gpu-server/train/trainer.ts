@@ -127,7 +127,7 @@ export class Trainer {
   async lossAndGradientsAsync(b: TrainBatch, training: boolean): Promise<{ loss: tf.Scalar; grads: Record<string, tf.Tensor> }> {
     if (!this.ort) return this.lossAndGradients(b, training);
     const ort = this.ort;
-    return this.withBatch(b, training, (atCut, mask, adapters, loss) => ort.lossAndGradients(atCut, mask, adapters, this.variables(), loss));
+    return this.withBatch(b, training, (atCut, mask, adapters, loss) => ort.lossAndGradients(atCut, mask, adapters, this.variables(), loss, this.task === 'causal-lm' ? b.labels : undefined));
   }
 
   /** A batch's tensors at the deepest cut, its adapters and its loss for `f`, disposed after it (also after a promise). */

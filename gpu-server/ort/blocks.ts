@@ -33,7 +33,7 @@ export interface OpTime {
 }
 
 /** One adapted linear's weights and dropout multiplier for a step, as flat arrays. */
-export interface AdapterArrays {
+interface AdapterArrays {
   a: Float32Array;
   b: Float32Array;
   keep?: Float32Array;

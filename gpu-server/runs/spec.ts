@@ -23,7 +23,7 @@ const id = (kind: string) =>
   });
 
 /** What a device can afford: the planner gives it the deepest cut that fits (gpu-server/runs/cuts.ts). */
-export const CapacityProfileSchema = z
+const CapacityProfileSchema = z
   .object({
     memoryMB: positive.default(128).openapi({ description: 'Memory the prefix may use, in MB (a Cloudflare Worker has 128).' }),
     gflops: positive.default(10).openapi({ description: 'Sustained forward throughput, GFLOP/s (onnxruntime-web in workerd on one core: ~10-25).' }),
@@ -32,7 +32,7 @@ export const CapacityProfileSchema = z
   })
   .openapi('CapacityProfile');
 
-export const DeviceSpecSchema = z
+const DeviceSpecSchema = z
   .object({
     id: id('device'),
     url: z.string().regex(/^https?:\/\//, "must be the device worker's http(s) URL"),

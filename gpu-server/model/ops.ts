@@ -209,6 +209,13 @@ export function dropout(x: tf.Tensor2D, keep?: tf.Tensor2D): tf.Tensor2D {
   return keep ? tf.mul(x, keep) : x;
 }
 
+/** The positions of a causal-LM batch that carry a label (not IGNORE_INDEX): the only ones the LM head sees. */
+export function labelledPositions(labels: Int32Array): number[] {
+  const picked = labels.reduce<number[]>((acc, label, r) => (label === IGNORE_INDEX ? acc : (acc.push(r), acc)), []);
+  if (picked.length === 0) throw new Error('the batch has no labelled tokens (every label is IGNORE_INDEX)');
+  return picked;
+}
+
 /**
  * The rows of final hidden states [B, T, d] that carry a label (not IGNORE_INDEX), [N, d], and their labels: only
  * those reach the LM head. A one-hot MatMul picks them, since gather's gradient has no WASM kernel.
@@ -216,8 +223,7 @@ export function dropout(x: tf.Tensor2D, keep?: tf.Tensor2D): tf.Tensor2D {
 export function labelledRows(final: tf.Tensor3D, labels: Int32Array): { rows: tf.Tensor2D; targets: Int32Array } {
   const [B, T, d] = final.shape;
   if (labels.length !== B * T) throw new Error(`${labels.length} token labels for a batch of ${B} x ${T}`);
-  const picked = labels.reduce<number[]>((acc, label, r) => (label === IGNORE_INDEX ? acc : (acc.push(r), acc)), []);
-  if (picked.length === 0) throw new Error('the batch has no labelled tokens (every label is IGNORE_INDEX)');
+  const picked = labelledPositions(labels);
   const pick = tf.tidy(() => tf.oneHot(tf.tensor1d(picked, 'int32'), B * T));
   return { rows: tf.matMul(pick, final.reshape([B * T, d])), targets: Int32Array.from(picked, (r) => labels[r]!) };
 }

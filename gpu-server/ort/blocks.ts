@@ -9,9 +9,8 @@ import { readdir, readFile, rm } from 'node:fs/promises';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
-import { IGNORE_INDEX } from '../../core/data/generation.ts';
 import type { Model } from '../../core/model/family.ts';
-import type { Adapters } from '../model/ops.ts';
+import { labelledPositions, type Adapters } from '../model/ops.ts';
 import { blockFamily, type BlockFamily } from './families.ts';
 import type { LoraGraphSpec } from './lora-graph.ts';
 
@@ -220,8 +219,7 @@ export class OrtBlocks {
 
   /** The mean next-token loss of the labelled rows of y [B*T, d] and y's gradient, on the LM head graph. */
   private async lmLoss(y: Float32Array, labels: Int32Array, d: number): Promise<{ loss: tf.Scalar; dFinal: Float32Array }> {
-    const picked = labels.reduce<number[]>((acc, label, r) => (label === IGNORE_INDEX ? acc : (acc.push(r), acc)), []);
-    if (picked.length === 0) throw new Error('the batch has no labelled tokens (every label is IGNORE_INDEX)');
+    const picked = labelledPositions(labels);
     const rows = new Float32Array(picked.length * d);
     picked.forEach((r, i) => rows.set(y.subarray(r * d, (r + 1) * d), i * d));
     const targets = new ort.Tensor('int64', BigInt64Array.from(picked, (r) => BigInt(labels[r]!)), [picked.length]);

@@ -5,9 +5,8 @@
  */
 import * as ort from 'onnxruntime-node';
 import { linearInOut, type Model } from '../../core/model/family.ts';
-import type { LlamaConfig } from '../../core/model/llama/config.ts';
 import { ropeInvFreq } from '../../core/model/llama/reference.ts';
-import { MASKED_SCORE } from '../../core/model/masking.ts';
+import { MASKED_SCORE, positionIds } from '../../core/model/masking.ts';
 import { requireParam } from '../../core/model/params.ts';
 import { BLOCK_LINEARS, linearShape, type BlockLinear } from '../../core/model/weights.ts';
 import { llamaLinearShape, LM_HEAD, type LlamaLinear } from '../../core/model/llama/weights.ts';
@@ -39,6 +38,8 @@ export function blockFamily(model: Model, lora: LoraGraphSpec): BlockFamily {
   const param = (name: string) => requireParam(model.params, name);
   const common = { nEmbd: c.nEmbd, linearInOut: (linear: string) => linearInOut(c, linear) };
   if (c.modelType === 'llama') {
+    // Once per run, not per batch.
+    const invFreq = Float32Array.from(ropeInvFreq(c));
     return {
       ...common,
       forwardGraph: () => llamaForwardGraph(c, lora),
@@ -53,7 +54,7 @@ export function blockFamily(model: Model, lora: LoraGraphSpec): BlockFamily {
       },
       shared: (mask, B, T) => {
         const m = attentionArrays(mask, B, T, c.headDim);
-        return { scale: f32(m.scale, [B, 1, 1, T, T]), fill: f32(m.fill, [B, 1, 1, T, T]), ...rotary(c, mask, B, T) };
+        return { scale: f32(m.scale, [B, 1, 1, T, T]), fill: f32(m.fill, [B, 1, 1, T, T]), ...rotary(invFreq, mask, B, T) };
       },
     };
   }
@@ -95,26 +96,22 @@ export function attentionArrays(mask: Int32Array, B: number, T: number, headDim:
   return { scale, fill };
 }
 
-/** Rotary cos and sin [B, 1, 1, T, hd] at each token's position, max(cumsum(mask) - 1, 0) (core/model/masking.ts). */
-function rotary(c: LlamaConfig, mask: Int32Array, B: number, T: number): { cos: ort.Tensor; sin: ort.Tensor } {
-  const invFreq = ropeInvFreq(c);
-  const hd = c.headDim;
+/** Rotary cos and sin [B, 1, 1, T, hd] at each token's position (core/model/masking.ts's position ids). */
+function rotary(invFreq: Float32Array, mask: Int32Array, B: number, T: number): { cos: ort.Tensor; sin: ort.Tensor } {
+  const half = invFreq.length;
+  const hd = 2 * half;
+  const positions = positionIds(mask, B, T);
   const cos = new Float32Array(B * T * hd);
   const sin = new Float32Array(B * T * hd);
-  for (let b = 0; b < B; b++) {
-    let seen = 0;
-    for (let t = 0; t < T; t++) {
-      seen += mask[b * T + t]!;
-      const pos = Math.max(seen - 1, 0);
-      for (let f = 0; f < hd / 2; f++) {
-        // As TfLlama: float32 position times float32 frequency, then cos and sin.
-        const angle = Math.fround(pos * Math.fround(invFreq[f]!));
-        for (const at of [f, f + hd / 2]) {
-          cos[(b * T + t) * hd + at] = Math.cos(angle);
-          sin[(b * T + t) * hd + at] = Math.sin(angle);
-        }
+  positions.forEach((pos, row) => {
+    for (let f = 0; f < half; f++) {
+      // As TfLlama: float32 position times float32 frequency, then cos and sin.
+      const angle = Math.fround(pos * invFreq[f]!);
+      for (const at of [f, f + half]) {
+        cos[row * hd + at] = Math.cos(angle);
+        sin[row * hd + at] = Math.sin(angle);
       }
     }
-  }
+  });
   return { cos: f32(cos, [B, 1, 1, T, hd]), sin: f32(sin, [B, 1, 1, T, hd]) };
 }

@@ -30,6 +30,13 @@ export interface BackendChoice {
   blocks?: OrtOptions;
 }
 
+/** Runs an ES module script in a child Node: undefined when it succeeds, else what it printed on stderr (or why it failed). */
+function failureOf(script: string, timeoutMs: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: timeoutMs }, (error, _stdout, stderr) => resolve(error ? stderr || error.message : undefined));
+  });
+}
+
 /**
  * Asks Dawn for an adapter in a child process first: on a host without a GPU, Dawn's native code prints its Vulkan
  * warnings (with a source path of its build machine) straight to stderr, which would look like a failure in an
@@ -38,9 +45,7 @@ export interface BackendChoice {
 async function probeWebGpu(): Promise<void> {
   const dawn = pathToFileURL(createRequire(import.meta.url).resolve('webgpu')).href;
   const script = `const { create } = await import(${JSON.stringify(dawn)}); process.exitCode = (await create([]).requestAdapter()) ? 0 : 3;`;
-  const stderr = await new Promise<string | undefined>((resolve) => {
-    execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 30_000 }, (error, _stdout, stderr) => resolve(error ? stderr || error.message : undefined));
-  });
+  const stderr = await failureOf(script, 30_000);
   if (stderr === undefined) return;
   const detail = stderr.split('\n').find((line) => line.trim())?.replace(/^\s*(Warning|Error): /, '');
   throw new Error(`no WebGPU adapter on this host${detail ? ` (${detail.trim()})` : ''}`);
@@ -55,9 +60,7 @@ async function probeOrt(provider: OrtOptions['provider']): Promise<void> {
   const ortUrl = pathToFileURL(createRequire(import.meta.url).resolve('onnxruntime-node')).href;
   const graph = JSON.stringify(Array.from(identityGraph()));
   const script = `const ort = (await import(${JSON.stringify(ortUrl)})).default; const s = await ort.InferenceSession.create(Uint8Array.from(${graph}), { executionProviders: ['webgpu'] }); await s.release();`;
-  const stderr = await new Promise<string | undefined>((resolve) => {
-    execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: 60_000 }, (error, _stdout, stderr) => resolve(error ? stderr || error.message : undefined));
-  });
+  const stderr = await failureOf(script, 60_000);
   if (stderr === undefined) return;
   const line = stderr.split('\n').find((l) => /error/i.test(l)) ?? stderr.split('\n').find((l) => l.trim());
   // onnxruntime's messages start with the source location of its build: the reason follows it.

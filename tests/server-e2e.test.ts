@@ -106,7 +106,7 @@ describe('training server over HTTP', () => {
     const logits = new Float32Array(sys.evalRows.length * 2);
     for (let i = 0; i < sys.evalRows.length; i += 8) {
       const e = new GPT2Tokenizer().encodeBatch(sys.evalRows.slice(i, i + 8).map((r) => r.text), { maxLength: 24, padTokenId: model.config.padTokenId });
-      logits.set(t.predictTokens(e.ids, e.attentionMask, e.batch, e.seq), i * 2);
+      logits.set(await t.predictTokens(e.ids, e.attentionMask, e.batch, e.seq), i * 2);
     }
     const mine = scoreLogits(logits, sys.evalRows.map((r) => Number(r.label)), 2);
     expect(mine.accuracy).toBe(m1.evalAccuracy);

@@ -89,13 +89,13 @@ class Sim {
     return roundBatches(d, round, this.spec.seed);
   }
 
-  evaluate(): { accuracy: number; loss: number } {
+  async evaluate(): Promise<{ accuracy: number; loss: number }> {
     if (this.data.prompts) return this.evaluateGeneration(this.data.prompts);
     const classes = (this.data.task as { labels: string[] }).labels.length;
     const logits: number[] = [];
     const labels: number[] = [];
     for (const b of this.data.evaluation) {
-      logits.push(...this.trainer.predictTokens(b.ids, b.mask, b.rows, b.seqLen));
+      logits.push(...(await this.trainer.predictTokens(b.ids, b.mask, b.rows, b.seqLen)));
       labels.push(...b.labels);
     }
     const { accuracy, loss } = scoreLogits(Float32Array.from(logits), labels, classes);
@@ -103,12 +103,13 @@ class Sim {
   }
 
   /** Held-out completion loss (per labelled token), and greedy completions scored by their final number. */
-  private evaluateGeneration(prompts: NonNullable<SimData['prompts']>): { accuracy: number; loss: number } {
-    const correct = prompts.filter((p) => {
-      const { predicted } = complete(this.trainer, this.tokenizer!, p.ids, GENERATE_TOKENS);
-      return predicted !== undefined && predicted === p.expected;
-    }).length;
-    return { accuracy: prompts.length ? correct / prompts.length : NaN, loss: completionLoss(this.trainer, this.data.evaluation) };
+  private async evaluateGeneration(prompts: NonNullable<SimData['prompts']>): Promise<{ accuracy: number; loss: number }> {
+    let correct = 0;
+    for (const p of prompts) {
+      const { predicted } = await complete(this.trainer, this.tokenizer!, p.ids, GENERATE_TOKENS);
+      if (predicted !== undefined && predicted === p.expected) correct++;
+    }
+    return { accuracy: prompts.length ? correct / prompts.length : NaN, loss: await completionLoss(this.trainer, this.data.evaluation) };
   }
 
   dispose(): void {
@@ -237,7 +238,7 @@ export async function runMethod(method: MethodName, model: Model, data: SimData,
       }
     }
     previous = { order, updates };
-    const { accuracy, loss } = sim.evaluate();
+    const { accuracy, loss } = await sim.evaluate();
     const r = { round, accuracy, loss, trainLoss: losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length), wallMs: Math.round(performance.now() - roundStart) };
     rounds.push(r);
     onRound?.(r);

@@ -108,14 +108,14 @@ describe('TF.js Llama (wasm backend) against the float64 reference', () => {
     }
   });
 
-  it('greedy generation with the KV cache gives the tokens of recomputing the whole sequence, and of the float64 reference\'s argmax', () => {
+  it('greedy generation with the KV cache gives the tokens of recomputing the whole sequence, and of the float64 reference\'s argmax', async () => {
     const lora = new LoraAdapters(config, { rank: 4, alpha: 8, dropout: 0, targets: TARGETS, from: 1 }, 1);
     const w = randomAdapter(lora, 4);
     loadInto(lora, w);
     const prompt = [1, 17, 42, 5, 63];
     const options = { maxNewTokens: 12, adapters: lora.adapters(false), stop: [] };
-    const cached = net.generate(prompt, options);
-    expect(net.generate(prompt, { ...options, cache: false })).toEqual(cached);
+    const cached = await net.generate(prompt, options);
+    expect(await net.generate(prompt, { ...options, cache: false })).toEqual(cached);
     const merged = mergeAdapter(model, w);
     const tokens = [...prompt];
     for (let s = 0; s < 12; s++) {
@@ -128,15 +128,15 @@ describe('TF.js Llama (wasm backend) against the float64 reference', () => {
     lora.dispose();
   });
 
-  it('sampled generation is seeded, the same with and without the cache, and stops at an end token', () => {
+  it('sampled generation is seeded, the same with and without the cache, and stops at an end token', async () => {
     const options = { maxNewTokens: 16, temperature: 1.5, topK: 20, seed: 7, stop: [] };
-    const a = net.generate([1, 30, 31], options);
-    expect(net.generate([1, 30, 31], { ...options, cache: false })).toEqual(a);
-    expect(net.generate([1, 30, 31], { ...options, seed: 8 })).not.toEqual(a);
+    const a = await net.generate([1, 30, 31], options);
+    expect(await net.generate([1, 30, 31], { ...options, cache: false })).toEqual(a);
+    expect(await net.generate([1, 30, 31], { ...options, seed: 8 })).not.toEqual(a);
     const stopAt = a[3]!;
-    const stopped = net.generate([1, 30, 31], { ...options, stop: [stopAt] });
+    const stopped = await net.generate([1, 30, 31], { ...options, stop: [stopAt] });
     expect(stopped).toEqual(a.slice(0, a.indexOf(stopAt) + 1));
-    expect(() => net.generate([1], { maxNewTokens: 64 })).toThrow(/exceeds the model's max_position_embeddings \(64\)/);
+    await expect(net.generate([1], { maxNewTokens: 64 })).rejects.toThrow(/exceeds the model's max_position_embeddings \(64\)/);
   });
 });
 

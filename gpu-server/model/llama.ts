@@ -13,7 +13,7 @@ import type { LlamaConfig } from '../../core/model/llama/config.ts';
 import { ropeInvFreq } from '../../core/model/llama/reference.ts';
 import { LLAMA_LINEARS, llamaLinearShape, LM_HEAD, type LlamaLinear, type LlamaModel } from '../../core/model/llama/weights.ts';
 import { requireParam } from '../../core/model/params.ts';
-import { Random } from '../../core/random.ts';
+import { decode, type DecodeOptions, type DecodeStep } from './decode.ts';
 import { attentionMask, chunkedLmLoss, dropout, FrozenLinear, labelledRows, lastTokens, lowRank, positionIds, type Adapters, type AttentionMask, type BlockAdapters } from './ops.ts';
 
 interface Block {
@@ -28,17 +28,8 @@ interface Rotary {
   sin: tf.Tensor3D;
 }
 
-export interface GenerateOptions {
-  maxNewTokens: number;
+export interface GenerateOptions extends DecodeOptions {
   adapters?: Adapters;
-  /** 0: greedy (argmax); otherwise sample from softmax(logits / temperature), among the topK most likely if set. */
-  temperature?: number;
-  topK?: number;
-  seed?: number;
-  /** Stop after any of these (default: the config's EOS tokens). */
-  stop?: readonly number[];
-  /** false recomputes the whole sequence at every step (for tests: the cache must not change a token). */
-  cache?: boolean;
 }
 
 export class TfLlama {
@@ -237,37 +228,39 @@ export class TfLlama {
   }
 
   /** Continues `prompt` (token ids, starting with BOS if the model expects one); returns only the new tokens. */
-  generate(prompt: readonly number[], { maxNewTokens, adapters, temperature = 0, topK, seed = 0, stop = this.config.eosTokenIds, cache = true }: GenerateOptions): number[] {
-    if (prompt.length === 0) throw new Error('generate needs a prompt of at least one token');
-    if (prompt.length + maxNewTokens > this.config.nPositions) throw new RangeError(`prompt (${prompt.length}) + maxNewTokens (${maxNewTokens}) exceeds the model's max_position_embeddings (${this.config.nPositions})`);
-    const rng = new Random(seed);
-    const tokens = [...prompt];
+  async generate(prompt: readonly number[], { adapters, stop = this.config.eosTokenIds, ...options }: GenerateOptions): Promise<number[]> {
     let past: Array<{ k: tf.Tensor4D; v: tf.Tensor4D }> | undefined;
-    for (let s = 0; s < maxNewTokens; s++) {
-      const fresh = !cache || !past ? tokens : tokens.slice(-1);
-      const P = tokens.length - fresh.length;
+    const drop = () => {
+      if (past) tf.dispose(past.flatMap((p) => [p.k, p.v]));
+      past = undefined;
+    };
+    const step: DecodeStep = async (tokens, cached, keep) => {
+      if (cached === 0) drop();
+      const fresh = tokens.slice(cached);
+      const n = fresh.length;
       const logits = tf.tidy(() => {
-        const n = fresh.length;
         let x = this.embed(tf.tensor2d(fresh, [1, n], 'int32')).reshape([n, this.config.nEmbd]) as tf.Tensor2D;
-        const attn = attentionMask(tf.ones([1, P + n], 'int32') as tf.Tensor2D, this.config.nHead, this.config.headDim, n);
-        const rotary = this.rotary(tf.range(P, P + n, 1, 'int32').reshape([1, n]) as tf.Tensor2D);
+        const attn = attentionMask(tf.ones([1, cached + n], 'int32') as tf.Tensor2D, this.config.nHead, this.config.headDim, n);
+        const rotary = this.rotary(tf.range(cached, cached + n, 1, 'int32').reshape([1, n]) as tf.Tensor2D);
         const next: Array<{ k: tf.Tensor4D; v: tf.Tensor4D }> = [];
         for (let i = 0; i < this.config.nLayer; i++) {
-          const out = this.block(i, x, 1, n, attn, rotary, adapters?.(i, n) ?? {}, cache ? past?.[i] : undefined);
+          const out = this.block(i, x, 1, n, attn, rotary, adapters?.(i, n) ?? {}, past?.[i]);
           x = out.y;
-          next.push({ k: tf.keep(out.k), v: tf.keep(out.v) });
+          if (keep) next.push({ k: tf.keep(out.k), v: tf.keep(out.v) });
         }
-        if (past) tf.dispose(past.flatMap((p) => [p.k, p.v]));
-        past = cache ? next : (tf.dispose(next.flatMap((p) => [p.k, p.v])), undefined);
+        drop();
+        if (keep) past = next;
         return this.logits(x.slice([n - 1, 0], [1, -1]) as tf.Tensor2D);
       });
-      const token = pickToken(logits.dataSync() as Float32Array, temperature, topK, rng);
+      const out = logits.dataSync() as Float32Array;
       logits.dispose();
-      tokens.push(token);
-      if (stop.includes(token)) break;
+      return out;
+    };
+    try {
+      return await decode(prompt, { ...options, stop }, this.config.nPositions, step);
+    } finally {
+      drop();
     }
-    if (past) tf.dispose(past.flatMap((p) => [p.k, p.v]));
-    return tokens.slice(prompt.length);
   }
 
   dispose(): void {
@@ -280,16 +273,4 @@ export class TfLlama {
       for (const l of Object.values(b.linears)) l.dispose();
     }
   }
-}
-
-/** Argmax at temperature 0; otherwise a draw from softmax(logits / temperature), restricted to the topK largest. */
-export function pickToken(logits: Float32Array, temperature: number, topK: number | undefined, rng: Random): number {
-  let best = 0;
-  for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
-  if (!(temperature > 0)) return best;
-  const order = topK ? Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]!).slice(0, topK) : Array.from(logits.keys());
-  const weights = order.map((i) => Math.exp((logits[i]! - logits[best]!) / temperature));
-  let u = rng.uniform() * weights.reduce((a, w) => a + w, 0);
-  for (let j = 0; j < order.length; j++) if ((u -= weights[j]!) <= 0) return order[j]!;
-  return order.at(-1)!;
 }

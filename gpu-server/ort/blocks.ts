@@ -1,8 +1,9 @@
 /**
- * A model's server blocks on onnxruntime-node: the training step's forward and backward through its family's block
- * graphs (families.ts: gpt2-graphs.ts, llama-graphs.ts), one session each for every block (weights are inputs, uploaded once as tensors), the tapes kept
- * between the two as onnxruntime tensors. TensorFlow.js keeps the head, the loss and AdamW; this takes the hidden
- * states at the deepest cut and gives back the final hidden states, then, from their gradient, the adapters'.
+ * A model's blocks on onnxruntime-node, through its family's graphs (families.ts: gpt2-graphs.ts, llama-graphs.ts),
+ * one session per graph for every block (weights are inputs, over the checkpoint's own buffers). Training: the
+ * adapted blocks' forward and backward, the tapes kept between the two as onnxruntime tensors; TensorFlow.js keeps
+ * the classification head, its loss and AdamW. Inference: any blocks forward (frozen ones below the deepest cut,
+ * adapted ones above it), with a KV cache for generation, and the LM head's logits.
  */
 import * as tf from '@tensorflow/tfjs';
 import { readdir, readFile, rm } from 'node:fs/promises';
@@ -10,7 +11,9 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Model } from '../../core/model/family.ts';
-import { labelledPositions, type Adapters } from '../model/ops.ts';
+import { positionIds } from '../../core/model/masking.ts';
+import { decode, type DecodeOptions } from '../model/decode.ts';
+import { labelledPositions, type Adapters, type LinearAdapter } from '../model/ops.ts';
 import { blockFamily, type BlockFamily } from './families.ts';
 import type { LoraGraphSpec } from './lora-graph.ts';
 
@@ -45,6 +48,14 @@ export interface Tape {
   shape: [number, number];
 }
 
+/** Keys and values of the positions seen so far, by block. */
+export type KvCache = Array<{ k: ort.Tensor; v: ort.Tensor }>;
+
+type Graph = 'forward' | 'backward' | 'backward-lowest' | 'infer-adapted' | 'infer-frozen' | 'lm-loss' | 'lm-logits';
+
+/** Rows of the LM head per run: 32 x 128,256 logits (16 MB) at Llama-3's vocabulary, never a batch's all at once. */
+const LM_HEAD_ROWS = 32;
+
 const f32 = (data: Float32Array, dims: number[]): ort.Tensor => new ort.Tensor('float32', data, dims);
 
 export class OrtBlocks {
@@ -63,13 +74,29 @@ export class OrtBlocks {
   ) {
     this.family = blockFamily(model, spec);
     this.nLayer = model.config.nLayer;
-    for (let i = from; i < this.nLayer; i++) this.weights[i] = this.family.weights(i);
+    // Views of the checkpoint's arrays: holding every block costs no memory.
+    for (let i = 0; i < this.nLayer; i++) this.weights[i] = this.family.weights(i);
   }
 
-  private session(kind: 'forward' | 'backward' | 'backward-lowest' | 'lm-head'): Promise<ort.InferenceSession> {
+  /** Whether the family's LM head runs here (Llama's; GPT-2's causal-LM loss stays on TensorFlow.js). */
+  get hasLmHead(): boolean {
+    return this.family.lmHead !== undefined;
+  }
+
+  private graph(kind: Graph): Uint8Array {
+    const f = this.family;
+    if (kind === 'lm-loss' || kind === 'lm-logits') {
+      if (!f.lmHead) throw new Error('this family has no LM head graph on onnxruntime (GPT-2 runs train classifiers)');
+      return f.lmHead.graph(kind === 'lm-loss' ? 'loss' : 'logits');
+    }
+    if (kind === 'infer-adapted' || kind === 'infer-frozen') return f.inferenceGraph(kind === 'infer-adapted');
+    return kind === 'forward' ? f.forwardGraph() : f.backwardGraph(kind === 'backward');
+  }
+
+  private session(kind: Graph): Promise<ort.InferenceSession> {
     let s = this.sessions.get(kind);
     if (!s) {
-      const bytes = kind === 'forward' ? this.family.forwardGraph() : kind === 'lm-head' ? this.family.lmHead!.graph() : this.family.backwardGraph(kind === 'backward');
+      const bytes = this.graph(kind);
       s = ort.InferenceSession.create(bytes, {
         executionProviders: [this.options.provider],
         intraOpNumThreads: this.options.threads ?? availableParallelism(),
@@ -132,6 +159,35 @@ export class OrtBlocks {
     return { y: x.data as Float32Array, tape };
   }
 
+  /**
+   * Blocks [from, to) forward only, on x [B, T, d]: adapters (arrays without dropout) on the blocks that have them,
+   * and the keys and values of P earlier positions when `past` is given (`mask` then covers all P + T positions).
+   * Returns the output and every block's keys and values including these positions.
+   */
+  async infer(x: Float32Array, mask: Int32Array, [B, T]: [number, number], { from, to = this.nLayer, adapters, past }: { from: number; to?: number; adapters?: BlockArrays[]; past?: KvCache }): Promise<{ y: Float32Array; cache: KvCache }> {
+    const K = mask.length / B;
+    const shared = this.family.shared(mask, B, K, T);
+    const empty = f32(new Float32Array(0), this.family.cacheShape(B, 0));
+    let h = f32(x, [B, T, this.family.nEmbd]);
+    const cache: KvCache = [];
+    for (let i = from; i < to; i++) {
+      const ads = adapters?.[i];
+      const session = await this.session(ads ? 'infer-adapted' : 'infer-frozen');
+      const out = await session.run(this.feeds(session, { x: h, ...shared, ...this.weights[i], ...(ads ? this.adapterTensors(i, ads, B, T) : {}), past_k: past?.[i]?.k ?? empty, past_v: past?.[i]?.v ?? empty }));
+      h = out.y!;
+      cache[i] = { k: out.present_k!, v: out.present_v! };
+    }
+    return { y: h.data as Float32Array, cache };
+  }
+
+  /** Next-token logits [M, V] of final hidden states [M, d] (the final norm and the LM head). */
+  async logits(rows: Float32Array): Promise<Float32Array> {
+    const session = await this.session('lm-logits');
+    const d = this.family.nEmbd;
+    const out = await session.run(this.feeds(session, { rows: f32(rows, [rows.length / d, d]), ...this.family.lmHead!.weights }));
+    return out.logits!.data as Float32Array;
+  }
+
   /** The adapters' gradients [dA, dB] by block and linear, from the final hidden states' gradient. */
   async backward(dFinal: Float32Array, tape: Tape): Promise<Array<Record<string, [Float32Array, Float32Array]>>> {
     const d = this.family.nEmbd;
@@ -163,18 +219,8 @@ export class OrtBlocks {
    */
   async lossAndGradients(hidden: tf.Tensor3D, mask: tf.Tensor2D, adapters: Adapters, variables: tf.Variable[], loss: (final: tf.Tensor3D) => tf.Scalar, labels?: Int32Array): Promise<{ loss: tf.Scalar; grads: Record<string, tf.Tensor> }> {
     const [B, T, d] = hidden.shape;
-    const perBlock: BlockArrays[] = [];
     const byName: Array<Record<string, { a: tf.Variable; b: tf.Variable }>> = [];
-    // In block order, as the TensorFlow.js models ask for them: the dropout multipliers come out the same.
-    for (let i = this.from; i < this.nLayer; i++) {
-      perBlock[i] = {};
-      byName[i] = {};
-      for (const [linear, ad] of Object.entries(adapters(i, B * T))) {
-        perBlock[i]![linear] = { a: ad!.a.dataSync() as Float32Array, b: ad!.b.dataSync() as Float32Array, keep: ad!.keep?.dataSync() as Float32Array | undefined };
-        byName[i]![linear] = { a: ad!.a as tf.Variable, b: ad!.b as tf.Variable };
-        ad!.keep?.dispose();
-      }
-    }
+    const perBlock = this.adapterArrays(adapters, B * T, (i, linear, ad) => ((byName[i] ??= {})[linear] = { a: ad.a as tf.Variable, b: ad.b as tf.Variable }));
     const { y, tape } = await this.forward(hidden.dataSync() as Float32Array, mask.dataSync() as Int32Array, [B, T], perBlock);
     let value: tf.Scalar;
     let dFinal: Float32Array;
@@ -189,13 +235,63 @@ export class OrtBlocks {
     }
     const loraGrads = await this.backward(dFinal, tape);
     for (let i = this.from; i < this.nLayer; i++) {
-      for (const [linear, { a, b }] of Object.entries(byName[i]!)) {
+      for (const [linear, { a, b }] of Object.entries(byName[i] ?? {})) {
         const [da, db] = loraGrads[i]![linear]!;
         grads[a.name] = tf.tensor2d(da, a.shape as [number, number]);
         grads[b.name] = tf.tensor2d(db, b.shape as [number, number]);
       }
     }
     return { loss: value, grads };
+  }
+
+  /**
+   * The adapters of blocks [from, n) as arrays (read from their variables once), in block order as the TensorFlow.js
+   * models ask for them, so that dropout multipliers come out the same; `each` sees every adapter.
+   */
+  adapterArrays(adapters: Adapters, rows: number, each?: (block: number, linear: string, adapter: LinearAdapter) => void): BlockArrays[] {
+    const perBlock: BlockArrays[] = [];
+    for (let i = this.from; i < this.nLayer; i++) {
+      perBlock[i] = {};
+      for (const [linear, ad] of Object.entries(adapters(i, rows))) {
+        perBlock[i]![linear] = { a: ad!.a.dataSync() as Float32Array, b: ad!.b.dataSync() as Float32Array, keep: ad!.keep?.dataSync() as Float32Array | undefined };
+        each?.(i, linear, ad!);
+        ad!.keep?.dispose();
+      }
+    }
+    return perBlock;
+  }
+
+  /** Token ids [B, T] with their attention mask -> the first block's input (core/model/masking.ts's positions). */
+  embed(ids: Int32Array, mask: Int32Array, B: number, T: number): Float32Array {
+    return this.family.embed(ids, positionIds(mask, B, T));
+  }
+
+  /** Continues `prompt` through every block (adapters as arrays) with a KV cache: decode.ts's loop. */
+  generate(prompt: readonly number[], options: DecodeOptions, adapters: BlockArrays[], maxPositions: number): Promise<number[]> {
+    let past: KvCache | undefined;
+    const d = this.family.nEmbd;
+    return decode(prompt, options, maxPositions, async (tokens, cached, keep) => {
+      const fresh = tokens.slice(cached);
+      const n = fresh.length;
+      const x = this.family.embed(fresh, Int32Array.from(fresh, (_, i) => cached + i));
+      const { y, cache } = await this.infer(x, new Int32Array(cached + n).fill(1), [1, n], { from: 0, adapters, past: cached ? past : undefined });
+      past = keep ? cache : undefined;
+      return this.logits(y.subarray((n - 1) * d));
+    });
+  }
+
+  /** The mean next-token loss of the labelled rows of final hidden states y [B*T, d], LM_HEAD_ROWS rows of logits at a time. */
+  async lmEvalLoss(y: Float32Array, labels: Int32Array): Promise<number> {
+    const d = this.family.nEmbd;
+    const picked = labelledPositions(labels);
+    let sum = 0;
+    for (let at = 0; at < picked.length; at += LM_HEAD_ROWS) {
+      const chunk = picked.slice(at, at + LM_HEAD_ROWS);
+      const rows = new Float32Array(chunk.length * d);
+      chunk.forEach((r, i) => rows.set(y.subarray(r * d, (r + 1) * d), i * d));
+      sum += crossEntropySum(await this.logits(rows), chunk.map((r) => labels[r]!));
+    }
+    return sum / Math.max(picked.length, 1);
   }
 
   /** Ends profiling: kernel time by graph and operator, largest first (the profiler's files are removed). */
@@ -217,22 +313,48 @@ export class OrtBlocks {
       .sort((a, b) => b.ms - a.ms);
   }
 
-  /** The mean next-token loss of the labelled rows of y [B*T, d] and y's gradient, on the LM head graph. */
+  /**
+   * The mean next-token loss of the labelled rows of y [B*T, d] and y's gradient, on the LM head graph, LM_HEAD_ROWS
+   * rows per run.
+   */
   private async lmLoss(y: Float32Array, labels: Int32Array, d: number): Promise<{ loss: tf.Scalar; dFinal: Float32Array }> {
     const picked = labelledPositions(labels);
-    const rows = new Float32Array(picked.length * d);
-    picked.forEach((r, i) => rows.set(y.subarray(r * d, (r + 1) * d), i * d));
-    const targets = new ort.Tensor('int64', BigInt64Array.from(picked, (r) => BigInt(labels[r]!)), [picked.length]);
-    const session = await this.session('lm-head');
-    const out = await session.run(this.feeds(session, { rows: f32(rows, [picked.length, d]), targets, ...this.family.lmHead!.weights }));
-    const dRows = out.drows!.data as Float32Array;
+    const session = await this.session('lm-loss');
     const dFinal = new Float32Array(y.length);
-    picked.forEach((r, i) => dFinal.set(dRows.subarray(i * d, (i + 1) * d), r * d));
-    return { loss: tf.scalar((out.loss!.data as Float32Array)[0]!), dFinal };
+    let sum = 0;
+    for (let at = 0; at < picked.length; at += LM_HEAD_ROWS) {
+      const chunk = picked.slice(at, at + LM_HEAD_ROWS);
+      const rows = new Float32Array(chunk.length * d);
+      chunk.forEach((r, i) => rows.set(y.subarray(r * d, (r + 1) * d), i * d));
+      const targets = new ort.Tensor('int64', BigInt64Array.from(chunk, (r) => BigInt(labels[r]!)), [chunk.length]);
+      const out = await session.run(this.feeds(session, { rows: f32(rows, [chunk.length, d]), targets, ...this.family.lmHead!.weights }));
+      sum += (out.loss!.data as Float32Array)[0]!;
+      // The graph's loss is a sum over its rows: the mean's gradient is 1 / M of it.
+      const dRows = out.drows!.data as Float32Array;
+      chunk.forEach((r, i) => {
+        for (let j = 0; j < d; j++) dFinal[r * d + j] = dRows[i * d + j]! / picked.length;
+      });
+    }
+    return { loss: tf.scalar(sum / Math.max(picked.length, 1)), dFinal };
   }
 
   async release(): Promise<void> {
     for (const s of this.sessions.values()) await (await s).release();
     this.sessions.clear();
   }
+}
+
+/** Summed cross-entropy of logits [M, V] against M targets (log-sum-exp, stable). */
+export function crossEntropySum(logits: Float32Array, targets: readonly number[]): number {
+  const V = logits.length / targets.length;
+  let sum = 0;
+  targets.forEach((t, r) => {
+    const row = logits.subarray(r * V, (r + 1) * V);
+    let max = -Infinity;
+    for (const x of row) if (x > max) max = x;
+    let exp = 0;
+    for (const x of row) exp += Math.exp(x - max);
+    sum += Math.log(exp) + max - row[t]!;
+  });
+  return sum;
 }

@@ -27,7 +27,7 @@ const FLOAT = DT.FLOAT;
 const GELU_C = 0.044715;
 const TWO_K = 2 * Math.sqrt(2 / Math.PI);
 
-function inputsOf(spec: BlockGraphSpec) {
+function inputsOf(spec: BlockGraphSpec, inference = false) {
   const c = spec.config;
   const d = c.nEmbd;
   const weights = GPT2_BLOCK_WEIGHTS.map((name) => {
@@ -39,8 +39,8 @@ function inputsOf(spec: BlockGraphSpec) {
     const [inp, out] = linearShape(c, t);
     return [{ name: `${t}.lora_A`, type: FLOAT, dims: [inp, spec.rank] }, { name: `${t}.lora_B`, type: FLOAT, dims: [spec.rank, out] }, ...(spec.dropout ? [{ name: `${t}.keep`, type: FLOAT, dims: ['tokens', inp] }] : [])];
   });
-  // Broadcast over heads: [B, 1, T, T].
-  const mask = ['scale', 'fill'].map((name) => ({ name, type: FLOAT, dims: ['batch', 1, 'sequence', 'sequence'] }));
+  // Broadcast over heads: [B, 1, T, T] (inference: [B, 1, T, P + T]).
+  const mask = ['scale', 'fill'].map((name) => ({ name, type: FLOAT, dims: ['batch', 1, 'sequence', inference ? 'keys' : 'sequence'] }));
   return { weights, lora, mask };
 }
 
@@ -90,7 +90,13 @@ function ops(g: GraphBuilder, spec: BlockGraphSpec, like: string) {
   };
 }
 
-export function gpt2ForwardGraph(c: GPT2Config, loraSpec: LoraGraphSpec): Uint8Array {
+/**
+ * The block's forward. For training it returns what the backward needs; for inference (`{ inference: true }`) it
+ * returns no tape but takes the keys and values of earlier positions (`past_k`, `past_v` [B, H, P, hd]; P may be 0)
+ * and returns them with the new positions' (`present_k`, `present_v`): the KV cache of generation. The mask then is
+ * [B, 1, T, P + T].
+ */
+export function gpt2ForwardGraph(c: GPT2Config, loraSpec: LoraGraphSpec, { inference = false } = {}): Uint8Array {
   const spec = { ...loraSpec, config: c } as BlockGraphSpec;
   const g = new GraphBuilder();
   const d = c.nEmbd;
@@ -99,22 +105,27 @@ export function gpt2ForwardGraph(c: GPT2Config, loraSpec: LoraGraphSpec): Uint8A
   const linear = (name: BlockLinear, input: string) => loraForward(g, spec, name, input, g.op('Gemm', [input, `${name}.weight`, `${name}.bias`]), saved);
   const x = o.rows('x');
   const ln1 = o.normalize(x);
-  const [q, k, v] = g.node('Split', [linear('attn.c_attn', o.affine(ln1.xhat, 'ln_1')), g.ints([d, d, d])], { axis: 1 }, 3).map((t) => o.heads(t));
-  const p = g.op('Softmax', [g.op('Add', [g.op('Mul', [g.op('MatMul', [q!, g.op('Transpose', [k!], { perm: [0, 1, 3, 2] })]), 'scale']), 'fill'])], { axis: -1 });
-  const attnOut = o.merge(g.op('MatMul', [p, v!]));
+  const [q, kNew, vNew] = g.node('Split', [linear('attn.c_attn', o.affine(ln1.xhat, 'ln_1')), g.ints([d, d, d])], { axis: 1 }, 3).map((t) => o.heads(t));
+  const [k, v] = inference ? [g.op('Concat', ['past_k', kNew!], { axis: 2 }), g.op('Concat', ['past_v', vNew!], { axis: 2 })] : [kNew!, vNew!];
+  const p = g.op('Softmax', [g.op('Add', [g.op('Mul', [g.op('MatMul', [q!, g.op('Transpose', [k], { perm: [0, 1, 3, 2] })]), 'scale']), 'fill'])], { axis: -1 });
+  const attnOut = o.merge(g.op('MatMul', [p, v]));
   const x2 = g.op('Add', [x, linear('attn.c_proj', attnOut)]);
   const ln2 = o.normalize(x2);
   const h = linear('mlp.c_fc', o.affine(ln2.xhat, 'ln_2'));
   const y = o.unrows(g.op('Add', [x2, linear('mlp.c_proj', g.op('Mul', [h, o.geluSigmoid(h)]))]));
-  Object.assign(saved, { xhat1: ln1.xhat, rstd1: ln1.rstd, q: q!, k: k!, v: v!, p, attn_out: attnOut, xhat2: ln2.xhat, rstd2: ln2.rstd, h });
-  const { weights, lora, mask } = inputsOf(spec);
+  Object.assign(saved, { xhat1: ln1.xhat, rstd1: ln1.rstd, q: q!, k, v, p, attn_out: attnOut, xhat2: ln2.xhat, rstd2: ln2.rstd, h });
+  const { weights, lora, mask } = inputsOf(spec, inference);
   const used = g.usedNames();
+  const cache = ['k', 'v'].map((t) => ({ name: `past_${t}`, type: FLOAT, dims: ['batch', c.nHead, 'past', d / c.nHead] }));
+  const out = { name: 'y', from: y, type: FLOAT, dims: ['batch', 'sequence', d] };
   return g.build({
-    name: 'gpt2_block_forward',
+    name: inference ? 'gpt2_block_inference' : 'gpt2_block_forward',
     opset: OPSET,
     metadata: {},
-    inputs: [{ name: 'x', type: FLOAT, dims: ['batch', 'sequence', d] }, ...mask, ...weights, ...lora].filter((i) => used.has(i.name)),
-    outputs: [{ name: 'y', from: y, type: FLOAT, dims: ['batch', 'sequence', d] }, ...gpt2SavedNames(c, spec).map((name) => ({ name: `saved.${name}`, from: saved[name]!, type: FLOAT }))],
+    inputs: [{ name: 'x', type: FLOAT, dims: ['batch', 'sequence', d] }, ...mask, ...weights, ...lora, ...cache].filter((i) => used.has(i.name)),
+    outputs: inference
+      ? [out, { name: 'present_k', from: k, type: FLOAT }, { name: 'present_v', from: v, type: FLOAT }]
+      : [out, ...gpt2SavedNames(c, spec).map((name) => ({ name: `saved.${name}`, from: saved[name]!, type: FLOAT }))],
   });
 }
 

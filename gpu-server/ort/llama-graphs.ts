@@ -21,14 +21,15 @@ const SAVED = ['xn1', 'r1', 'q', 'k', 'v', 'p', 'attn_out', 'xn2', 'r2', 'gate',
 /** Backward meets the linears top down; those on one level share their input. */
 const LEVEL: Record<LlamaLinear, number> = { 'mlp.down_proj': 0, 'mlp.gate_proj': 1, 'mlp.up_proj': 1, 'self_attn.o_proj': 2, 'self_attn.q_proj': 3, 'self_attn.k_proj': 3, 'self_attn.v_proj': 3 };
 
-function inputsOf(c: LlamaConfig, spec: LoraGraphSpec) {
+function inputsOf(c: LlamaConfig, spec: LoraGraphSpec, inference = false) {
   const weights = LLAMA_BLOCK_WEIGHTS.map((name) => ({ name, type: FLOAT, dims: name.endsWith('layernorm.weight') ? [c.nEmbd] : llamaLinearShape(c, name.replace(/\.weight$/, '') as LlamaLinear) }));
   const lora = spec.targets.flatMap((t) => {
     const [out, inp] = llamaLinearShape(c, t as LlamaLinear);
     return [{ name: `${t}.lora_A`, type: FLOAT, dims: [inp, spec.rank] }, { name: `${t}.lora_B`, type: FLOAT, dims: [spec.rank, out] }, ...(spec.dropout ? [{ name: `${t}.keep`, type: FLOAT, dims: ['tokens', inp] }] : [])];
   });
-  // Broadcast over key/value heads and the query heads of each: [B, 1, 1, T, T] and [B, 1, 1, T, hd].
-  const shared = [...['scale', 'fill'].map((name) => ({ name, type: FLOAT, dims: ['batch', 1, 1, 'sequence', 'sequence'] })), ...['cos', 'sin'].map((name) => ({ name, type: FLOAT, dims: ['batch', 1, 1, 'sequence', c.headDim] }))];
+  // Broadcast over key/value heads and the query heads of each: [B, 1, 1, T, T] (inference: [B, 1, 1, T, P + T])
+  // and [B, 1, 1, T, hd].
+  const shared = [...['scale', 'fill'].map((name) => ({ name, type: FLOAT, dims: ['batch', 1, 1, 'sequence', inference ? 'keys' : 'sequence'] })), ...['cos', 'sin'].map((name) => ({ name, type: FLOAT, dims: ['batch', 1, 1, 'sequence', c.headDim] }))];
   return { weights, lora, shared };
 }
 
@@ -72,7 +73,12 @@ function ops(g: GraphBuilder, c: LlamaConfig, spec: LoraGraphSpec, like: string)
   };
 }
 
-export function llamaForwardGraph(c: LlamaConfig, spec: LoraGraphSpec): Uint8Array {
+/**
+ * The block's forward. For training it returns what the backward needs; for inference (`{ inference: true }`) it
+ * returns no tape but takes the keys and values of earlier positions (`past_k`, `past_v` [B, KV, 1, P, hd], rotated;
+ * P may be 0) and returns them with the new positions' (`present_k`, `present_v`): generation's KV cache.
+ */
+export function llamaForwardGraph(c: LlamaConfig, spec: LoraGraphSpec, { inference = false } = {}): Uint8Array {
   const g = new GraphBuilder();
   const { nHead: H, nKvHead: KV, headDim: hd } = c;
   const o = ops(g, c, spec, 'x');
@@ -83,8 +89,9 @@ export function llamaForwardGraph(c: LlamaConfig, spec: LoraGraphSpec): Uint8Arr
   const n1 = o.rms(x);
   const h = g.op('Mul', [n1.xn, 'input_layernorm.weight']);
   const q = rope(o.heads(linear('self_attn.q_proj', h), H / KV));
-  const k = rope(o.heads(linear('self_attn.k_proj', h), 1));
-  const v = o.heads(linear('self_attn.v_proj', h), 1);
+  const kNew = rope(o.heads(linear('self_attn.k_proj', h), 1));
+  const vNew = o.heads(linear('self_attn.v_proj', h), 1);
+  const [k, v] = inference ? [g.op('Concat', ['past_k', kNew], { axis: 3 }), g.op('Concat', ['past_v', vNew], { axis: 3 })] : [kNew, vNew];
   const p = g.op('Softmax', [g.op('Add', [g.op('Mul', [g.op('MatMul', [q, g.op('Transpose', [k], { perm: [0, 1, 2, 4, 3] })]), 'scale']), 'fill'])], { axis: -1 });
   const attnOut = o.merge(g.op('MatMul', [p, v]), H * hd);
   const x2 = g.op('Add', [x, linear('self_attn.o_proj', attnOut)]);
@@ -94,14 +101,18 @@ export function llamaForwardGraph(c: LlamaConfig, spec: LoraGraphSpec): Uint8Arr
   const up = linear('mlp.up_proj', h2);
   const y = o.unrows(g.op('Add', [x2, linear('mlp.down_proj', g.op('Mul', [g.op('Mul', [gate, g.op('Sigmoid', [gate])]), up]))]));
   Object.assign(saved, { xn1: n1.xn, r1: n1.r, q, k, v, p, attn_out: attnOut, xn2: n2.xn, r2: n2.r, gate, up });
-  const { weights, lora, shared } = inputsOf(c, spec);
+  const { weights, lora, shared } = inputsOf(c, spec, inference);
   const used = g.usedNames();
+  const cache = ['k', 'v'].map((t) => ({ name: `past_${t}`, type: FLOAT, dims: ['batch', KV, 1, 'past', hd] }));
+  const out = { name: 'y', from: y, type: FLOAT, dims: ['batch', 'sequence', c.nEmbd] };
   return g.build({
-    name: 'llama_block_forward',
+    name: inference ? 'llama_block_inference' : 'llama_block_forward',
     opset: OPSET,
     metadata: {},
-    inputs: [{ name: 'x', type: FLOAT, dims: ['batch', 'sequence', c.nEmbd] }, ...shared, ...weights, ...lora].filter((i) => used.has(i.name)),
-    outputs: [{ name: 'y', from: y, type: FLOAT, dims: ['batch', 'sequence', c.nEmbd] }, ...llamaSavedNames(c, spec).map((name) => ({ name: `saved.${name}`, from: saved[name]!, type: FLOAT }))],
+    inputs: [{ name: 'x', type: FLOAT, dims: ['batch', 'sequence', c.nEmbd] }, ...shared, ...weights, ...lora, ...cache].filter((i) => used.has(i.name)),
+    outputs: inference
+      ? [out, { name: 'present_k', from: k, type: FLOAT }, { name: 'present_v', from: v, type: FLOAT }]
+      : [out, ...llamaSavedNames(c, spec).map((name) => ({ name: `saved.${name}`, from: saved[name]!, type: FLOAT }))],
   });
 }
 
@@ -178,33 +189,36 @@ function once(make: () => string): () => string {
 }
 
 /**
- * The final norm, the LM head over the whole vocabulary and the mean next-token cross-entropy of labelled rows, with
- * the rows' gradient: inputs `rows` [M, d] (the final hidden states that carry a label), `targets` [M] (int64),
- * `norm.weight` [d] and `head` [V, d] (the token table when tied); outputs `loss` and `drows` [M, d]. Logits live
- * only inside the run, in native memory.
+ * The final norm and the LM head over the whole vocabulary on `rows` [M, d] (final hidden states), with `norm.weight`
+ * [d] and `head` [V, d] (the token table when tied). `logits`: the next-token logits [M, V] (generation, evaluation).
+ * `loss`: with `targets` [M] (int64), the *summed* cross-entropy `loss` and its gradient `drows` [M, d]; the caller
+ * runs it on chunks of rows, so that a batch's M x V logits never exist at once, and divides by the rows labelled.
+ * Logits live only inside the run, in native memory.
  */
-export function llamaLmHeadGraph(c: LlamaConfig): Uint8Array {
+export function llamaLmHeadGraph(c: LlamaConfig, output: 'logits' | 'loss'): Uint8Array {
   const g = new GraphBuilder();
   const r = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [g.op('ReduceMean', [g.op('Mul', ['rows', 'rows']), g.ints([-1])], { keepdims: 1 }), g.float(c.rmsNormEps)])])]);
   const xn = g.op('Mul', ['rows', r]);
   const logits = g.op('Gemm', [g.op('Mul', [xn, 'norm.weight']), 'head'], { transB: 1 });
-  const [loss, logProb] = g.node('SoftmaxCrossEntropyLoss', [logits, 'targets'], { reduction: 'mean' }, 2);
-  // d loss / d logits = (softmax - onehot) / M.
-  const m = g.op('Cast', [g.op('Slice', [g.op('Shape', ['rows']), g.ints([0]), g.ints([1])])], { to: FLOAT });
+  const weights = [
+    { name: 'norm.weight', type: FLOAT, dims: [c.nEmbd] },
+    { name: 'head', type: FLOAT, dims: [c.vocabSize, c.nEmbd] },
+  ];
+  const rows = { name: 'rows', type: FLOAT, dims: ['rows', c.nEmbd] };
+  if (output === 'logits') {
+    return g.build({ name: 'llama_lm_head_logits', opset: OPSET, metadata: {}, inputs: [rows, ...weights], outputs: [{ name: 'logits', from: logits, type: FLOAT, dims: ['rows', c.vocabSize] }] });
+  }
+  const [loss, logProb] = g.node('SoftmaxCrossEntropyLoss', [logits, 'targets'], { reduction: 'sum' }, 2);
+  // d loss / d logits = softmax - onehot.
   const onehot = g.op('OneHot', ['targets', g.ints([c.vocabSize], true), g.initializer('onehot_values', FLOAT, [2], Float32Array.from([0, 1]))], { axis: -1 });
-  const dLogits = g.op('Div', [g.op('Sub', [g.op('Exp', [logProb!]), onehot]), m]);
+  const dLogits = g.op('Sub', [g.op('Exp', [logProb!]), onehot]);
   const dxn = g.op('Mul', [g.op('Gemm', [dLogits, 'head']), 'norm.weight']);
   const drows = g.op('Mul', [r, g.op('Sub', [dxn, g.op('Mul', [xn, g.op('ReduceMean', [g.op('Mul', [dxn, xn]), g.ints([-1])], { keepdims: 1 })])])]);
   return g.build({
     name: 'llama_lm_head_loss',
     opset: OPSET,
     metadata: {},
-    inputs: [
-      { name: 'rows', type: FLOAT, dims: ['rows', c.nEmbd] },
-      { name: 'targets', type: DT.INT64, dims: ['rows'] },
-      { name: 'norm.weight', type: FLOAT, dims: [c.nEmbd] },
-      { name: 'head', type: FLOAT, dims: [c.vocabSize, c.nEmbd] },
-    ],
+    inputs: [rows, { name: 'targets', type: DT.INT64, dims: ['rows'] }, ...weights],
     outputs: [
       { name: 'loss', from: loss!, type: FLOAT, dims: [] },
       { name: 'drows', from: drows, type: FLOAT, dims: ['rows', c.nEmbd] },

@@ -23,7 +23,7 @@ export async function writeAdapter(s: RunState, opts: RoundOptions, { model, tra
 export async function writeOutputs(s: RunState, opts: RoundOptions, loaded: Loaded, plan: RoundPlan, progress: RoundProgress, training: Training, startedAt: number): Promise<RoundMetrics> {
   const { record } = s;
   progress.phase = 'evaluating';
-  const evaluation = evaluate(s, loaded);
+  const evaluation = await evaluate(s, loaded);
   await writeAdapter(s, opts, loaded, plan.round);
   const { losses } = training;
   const metrics: RoundMetrics = {

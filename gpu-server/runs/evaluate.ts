@@ -17,12 +17,12 @@ export interface Evaluation {
   samples?: GenerationSample[];
 }
 
-export function evaluateClassification(trainer: Trainer, tokenizer: Tokenizer, rows: readonly Example[], batchSize: number, seqLen: number): Evaluation {
+export async function evaluateClassification(trainer: Trainer, tokenizer: Tokenizer, rows: readonly Example[], batchSize: number, seqLen: number): Promise<Evaluation> {
   const classes = trainer.net.config.numLabels;
   const logits = new Float32Array(rows.length * classes);
   for (let i = 0; i < rows.length; i += batchSize) {
     const enc = tokenizer.encodeBatch(rows.slice(i, i + batchSize).map(textInput), { maxLength: seqLen, padTokenId: trainer.net.config.padTokenId });
-    logits.set(trainer.predictTokens(enc.ids, enc.attentionMask, enc.batch, enc.seq), i * classes);
+    logits.set(await trainer.predictTokens(enc.ids, enc.attentionMask, enc.batch, enc.seq), i * classes);
   }
   const { loss, accuracy } = scoreLogits(logits, rows.map((r) => r.label), classes);
   return { loss, accuracy };
@@ -38,33 +38,34 @@ export interface LabelledTokens {
 }
 
 /** Mean next-token loss per labelled token over batches (a batch weighs by its labelled tokens). */
-export function completionLoss(trainer: Trainer, batches: readonly LabelledTokens[]): number {
+export async function completionLoss(trainer: Trainer, batches: readonly LabelledTokens[]): Promise<number> {
   let sum = 0;
   let tokens = 0;
   for (const b of batches) {
     const labelled = b.labels.reduce((a, l) => a + (l >= 0 ? 1 : 0), 0);
-    sum += trainer.tokenLoss(b.ids, b.mask, b.labels, b.rows, b.seqLen) * labelled;
+    sum += (await trainer.tokenLoss(b.ids, b.mask, b.labels, b.rows, b.seqLen)) * labelled;
     tokens += labelled;
   }
   return sum / Math.max(tokens, 1);
 }
 
 /** A greedy completion of a prompt (token ids), decoded without its end token, and the final number it gives. */
-export function complete(trainer: Trainer, tokenizer: Tokenizer, prompt: readonly number[], maxNewTokens: number): { generated: string; predicted?: string } {
+export async function complete(trainer: Trainer, tokenizer: Tokenizer, prompt: readonly number[], maxNewTokens: number): Promise<{ generated: string; predicted?: string }> {
   const stop = [tokenizer.special.eos];
-  const generated = tokenizer.decode(trainer.generate(prompt, { maxNewTokens, stop }).filter((id) => !stop.includes(id)));
+  const generated = tokenizer.decode((await trainer.generate(prompt, { maxNewTokens, stop })).filter((id) => !stop.includes(id)));
   return { generated, predicted: finalNumber(generated) };
 }
 
-export function evaluateGeneration(trainer: Trainer, tokenizer: Tokenizer, rows: readonly GenerationExample[], o: { batchSize: number; seqLen: number; maxNewTokens: number; limit: number }): Evaluation {
+export async function evaluateGeneration(trainer: Trainer, tokenizer: Tokenizer, rows: readonly GenerationExample[], o: { batchSize: number; seqLen: number; maxNewTokens: number; limit: number }): Promise<Evaluation> {
   const batches = Array.from({ length: Math.ceil(rows.length / o.batchSize) }, (_, i) => {
     const enc = encodeGenerationBatch(tokenizer, rows.slice(i * o.batchSize, (i + 1) * o.batchSize), o.seqLen);
     return { ids: enc.ids, mask: enc.attentionMask, labels: enc.labels, rows: enc.batch, seqLen: enc.seq };
   });
-  const samples = rows.slice(0, o.limit).map((row): GenerationSample => {
-    const { generated, predicted } = complete(trainer, tokenizer, promptIds(tokenizer, row.prompt), o.maxNewTokens);
+  const samples: GenerationSample[] = [];
+  for (const row of rows.slice(0, o.limit)) {
+    const { generated, predicted } = await complete(trainer, tokenizer, promptIds(tokenizer, row.prompt), o.maxNewTokens);
     const expected = finalNumber(row.completion);
-    return { prompt: row.prompt, generated, expected, predicted, correct: predicted !== undefined && predicted === expected };
-  });
-  return { loss: completionLoss(trainer, batches), accuracy: samples.length ? samples.filter((s) => s.correct).length / samples.length : NaN, samples };
+    samples.push({ prompt: row.prompt, generated, expected, predicted, correct: predicted !== undefined && predicted === expected });
+  }
+  return { loss: await completionLoss(trainer, batches), accuracy: samples.length ? samples.filter((s) => s.correct).length / samples.length : NaN, samples };
 }

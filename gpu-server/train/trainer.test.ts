@@ -46,21 +46,24 @@ function referenceLoss(w: AdapterWeights): number {
 describe('LoRA trainer', () => {
   beforeAll(() => initBackend('wasm'));
 
-  it('starts from the base model exactly (B = 0)', () => {
+  it('starts from the base model exactly (B = 0)', async () => {
     const t = new Trainer(model, spec(), DEEPEST);
     const want = referenceClassify(model, data.ids, data.mask, data.B, data.T);
-    expect(maxAbsDiff(t.predict(atCut(data, DEEPEST)), want)).toBeLessThan(1e-5);
+    expect(maxAbsDiff(await t.predict(atCut(data, DEEPEST)), want)).toBeLessThan(1e-5);
     t.dispose();
   });
 
-  it('with adapters, equals the float64 reference of the merged weights, from any cut at or below the deepest', () => {
-    const t = new Trainer(model, spec(), DEEPEST);
+  it.each([
+    ['TensorFlow.js', undefined],
+    ['onnxruntime (ort-cpu; TensorFlow.js holds no block)', { provider: 'cpu' as const, threads: 1 }],
+  ])('with adapters, equals the float64 reference of the merged weights, from any cut at or below the deepest: blocks on %s', async (_, blocks) => {
+    const t = new Trainer(model, spec(), DEEPEST, { blocks });
     const w = randomAdapter(t, 1);
     t.loadAdapter(w);
     const want = referenceClassify(mergeAdapter(model, w), data.ids, data.mask, data.B, data.T);
-    for (const cut of [0, 1, DEEPEST]) expect(maxAbsDiff(t.predict(atCut(data, cut)), want)).toBeLessThan(1e-5);
-    expect(maxAbsDiff(t.predictTokens(data.ids, data.mask, data.B, data.T), want)).toBeLessThan(1e-5);
-    expect(() => t.predict(atCut(data, 3))).toThrow(/cut at 3 is above the run's deepest cut 2/);
+    for (const cut of [0, 1, DEEPEST]) expect(maxAbsDiff(await t.predict(atCut(data, cut)), want)).toBeLessThan(1e-5);
+    expect(maxAbsDiff(await t.predictTokens(data.ids, data.mask, data.B, data.T), want)).toBeLessThan(1e-5);
+    await expect(t.predict(atCut(data, 3))).rejects.toThrow(/cut at 3 is above the run's deepest cut 2/);
     t.dispose();
   });
 
@@ -130,7 +133,7 @@ describe('LoRA trainer', () => {
     expect(ahead.w.a.get('h.2.attn.c_attn')).toEqual(oneByOne.w.a.get('h.2.attn.c_attn'));
   });
 
-  it('writes PEFT adapters that load back to the same predictions, and merge into plain GPT-2 weights', () => {
+  it('writes PEFT adapters that load back to the same predictions, and merge into plain GPT-2 weights', async () => {
     const t = new Trainer(model, spec({ dropout: 0.1 }), DEEPEST);
     for (let i = 0; i < 5; i++) t.trainStep(atCut(data, 1));
     const files = adapterFiles(t.exportAdapter(), TINY, 'tiny-gpt2');
@@ -146,8 +149,8 @@ describe('LoRA trainer', () => {
     const fresh = new Trainer(model, { ...spec(), seed: 999 }, DEEPEST);
     const loaded = parseAdapter(files, TINY);
     fresh.loadAdapter(loaded);
-    const want = t.predictTokens(data.ids, data.mask, data.B, data.T);
-    expect(fresh.predictTokens(data.ids, data.mask, data.B, data.T)).toEqual(want); // exactly
+    const want = await t.predictTokens(data.ids, data.mask, data.B, data.T);
+    expect(await fresh.predictTokens(data.ids, data.mask, data.B, data.T)).toEqual(want); // exactly
     const merged = mergeAdapter(model, loaded);
     expect(merged.params.get(SCORE)).toEqual(loaded.head);
     expect(maxAbsDiff(referenceClassify(merged, data.ids, data.mask, data.B, data.T), want)).toBeLessThan(1e-5);
@@ -179,21 +182,21 @@ describe('causal-LM trainer on a Llama (completion tokens only)', () => {
 
   beforeAll(() => initBackend('wasm'));
 
-  it('learns the completions (loss falls), keeps memory flat, and exports a head-less CAUSAL_LM adapter', () => {
+  it('learns the completions (loss falls), keeps memory flat, and exports a head-less CAUSAL_LM adapter', async () => {
     const t = new Trainer(llama, lmSpec, 1, { task: 'causal-lm' });
     expect(t.head).toBeUndefined();
-    const before = t.evalLoss(lmBatch(1));
+    const before = await t.evalLoss(lmBatch(1));
     t.trainStep(lmBatch(1));
     const tensors = tf.memory().numTensors;
     for (let i = 0; i < 30; i++) t.trainStep(lmBatch(1));
     expect(tf.memory().numTensors).toBe(tensors);
-    const after = t.evalLoss(lmBatch(1));
+    const after = await t.evalLoss(lmBatch(1));
     expect(after).toBeLessThan(before - 0.2); // seen 4.50 -> 4.18: a random model's tied head starts near uniform
     const w = t.exportAdapter();
     expect(w.head).toBeUndefined();
     expect(JSON.parse(new TextDecoder().decode(adapterFiles(w, llama.config, 'tiny')[ADAPTER_CONFIG]))).toMatchObject({ task_type: 'CAUSAL_LM', modules_to_save: null });
     expect(() => t.trainStep({ ...lmBatch(1), labels: new Int32Array(4) })).toThrow('a causal-lm batch of 4 x 12 needs 48 labels, got 4');
-    expect(t.generate([1, 5, 9], { maxNewTokens: 4, stop: [] })).toHaveLength(4);
+    expect(await t.generate([1, 5, 9], { maxNewTokens: 4, stop: [] })).toHaveLength(4);
     t.dispose();
   });
 });

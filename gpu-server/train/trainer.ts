@@ -10,7 +10,8 @@ import type { Model } from '../../core/model/family.ts';
 import { initClassificationHead } from '../../core/model/init.ts';
 import { SCORE } from '../../core/model/params.ts';
 import type { AdapterWeights } from '../../core/peft/adapter.ts';
-import type { GenerateOptions } from '../model/llama.ts';
+import type { DecodeOptions } from '../model/decode.ts';
+import type { TfLlama } from '../model/llama.ts';
 import { serverNet, type ServerNet } from '../model/net.ts';
 import { AdamW, type AdamWSpec } from './adamw.ts';
 import { PendingStep, type StepResult } from './pending-step.ts';
@@ -75,7 +76,8 @@ export class Trainer {
     this.spec = spec;
     this.task = task;
     this.deepestCut = deepestCut;
-    this.net = serverNet(model, { firstBlock });
+    // On onnxruntime, TensorFlow.js holds no block (only the heads): the blocks live once, in native memory.
+    this.net = serverNet(model, { firstBlock: blocks ? c.nLayer : firstBlock });
     this.lora = new LoraAdapters(c, { ...spec.lora, from: deepestCut }, spec.seed);
     if (task === 'classification') {
       const head = model.params.get(SCORE) ?? initClassificationHead(c, spec.seed + 1);
@@ -109,9 +111,13 @@ export class Trainer {
     return tf.losses.softmaxCrossEntropy(onehot, this.logits(final, mask)) as tf.Scalar;
   }
 
+  private checkCut(b: TrainBatch): void {
+    if (b.cut > this.deepestCut) throw new Error(`a batch cut at ${b.cut} is above the run's deepest cut ${this.deepestCut}`);
+  }
+
   /** Hidden states at the deepest cut: frozen blocks run without a tape. */
   private toDeepestCut(b: TrainBatch, mask: tf.Tensor2D): tf.Tensor3D {
-    if (b.cut > this.deepestCut) throw new Error(`a batch cut at ${b.cut} is above the run's deepest cut ${this.deepestCut}`);
+    this.checkCut(b);
     return tf.tidy(() => {
       const h = tf.tensor3d(b.hidden, [b.rows, b.seqLen, this.net.config.nEmbd]);
       return b.cut === this.deepestCut ? h : this.net.blocksForward(h, mask, b.cut, this.deepestCut);
@@ -127,6 +133,8 @@ export class Trainer {
   async lossAndGradientsAsync(b: TrainBatch, training: boolean): Promise<{ loss: tf.Scalar; grads: Record<string, tf.Tensor> }> {
     if (!this.ort) return this.lossAndGradients(b, training);
     const ort = this.ort;
+    this.checkCut(b);
+    if (b.cut < this.deepestCut) b = { ...b, cut: this.deepestCut, hidden: (await ort.infer(b.hidden, b.mask, [b.rows, b.seqLen], { from: b.cut, to: this.deepestCut })).y };
     return this.withBatch(b, training, (atCut, mask, adapters, loss) => ort.lossAndGradients(atCut, mask, adapters, this.variables(), loss, this.task === 'causal-lm' ? b.labels : undefined));
   }
 
@@ -170,44 +178,51 @@ export class Trainer {
     return this.step(b).resultSync();
   }
 
-  /** The mean loss of a batch at any cut, adapters applied, no dropout (held-out loss of causal-lm runs). */
-  evalLoss(b: TrainBatch): number {
+  /** Final hidden states [rows, seqLen, d] of a batch at any cut, adapters applied, no dropout. */
+  private async final(b: TrainBatch): Promise<Float32Array> {
+    this.checkCut(b);
+    if (this.ort) return (await this.ort.infer(b.hidden, b.mask, [b.rows, b.seqLen], { from: b.cut, adapters: this.ort.adapterArrays(this.lora.adapters(false), b.rows * b.seqLen) })).y;
     return tf.tidy(() => {
       const mask = tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32');
-      const final = this.net.blocksForward(this.toDeepestCut(b, mask), mask, this.deepestCut, undefined, this.lora.adapters(false));
-      return this.loss(final, mask, b.labels).dataSync()[0]!;
+      return this.net.blocksForward(this.toDeepestCut(b, mask), mask, this.deepestCut, undefined, this.lora.adapters(false)).dataSync() as Float32Array;
     });
+  }
+
+  /** Token ids as a batch at cut 0 (their embeddings): the server runs the device blocks itself on held-out text. */
+  private embedded(ids: Int32Array, mask: Int32Array, rows: number, seqLen: number, labels: Int32Array = new Int32Array(0)): TrainBatch {
+    const hidden = this.ort ? this.ort.embed(ids, mask, rows, seqLen) : tf.tidy(() => this.net.hidden(tf.tensor2d(ids, [rows, seqLen], 'int32'), tf.tensor2d(mask, [rows, seqLen], 'int32'), 0).dataSync() as Float32Array);
+    return { cut: 0, rows, seqLen, hidden, mask, labels };
+  }
+
+  /** The mean loss of a batch at any cut, adapters applied, no dropout (held-out loss of causal-lm runs). */
+  async evalLoss(b: TrainBatch): Promise<number> {
+    const final = await this.final(b);
+    if (this.ort && this.task === 'causal-lm' && this.ort.hasLmHead) return this.ort.lmEvalLoss(final, b.labels);
+    return tf.tidy(() => this.loss(tf.tensor3d(final, [b.rows, b.seqLen, this.net.config.nEmbd]), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), b.labels).dataSync()[0]!);
   }
 
   /** The mean loss of token ids through the whole model (held-out completions): labels as in a causal-lm batch. */
-  tokenLoss(ids: Int32Array, attentionMask: Int32Array, labels: Int32Array, rows: number, seqLen: number): number {
-    const hidden = tf.tidy(() => this.net.hidden(tf.tensor2d(ids, [rows, seqLen], 'int32'), tf.tensor2d(attentionMask, [rows, seqLen], 'int32'), this.deepestCut).dataSync() as Float32Array);
-    return this.evalLoss({ cut: this.deepestCut, rows, seqLen, hidden, mask: attentionMask, labels });
+  tokenLoss(ids: Int32Array, attentionMask: Int32Array, labels: Int32Array, rows: number, seqLen: number): Promise<number> {
+    return this.evalLoss(this.embedded(ids, attentionMask, rows, seqLen, labels));
   }
 
   /** Continues a prompt (token ids) with the adapters applied: the base model plus what training learnt. */
-  generate(prompt: readonly number[], options: Omit<GenerateOptions, 'adapters'>): number[] {
-    if (!('generate' in this.net)) throw new Error(`generation runs on Llama models; this is ${this.net.config.modelType}`);
-    return this.net.generate(prompt, { ...options, adapters: this.lora.adapters(false) });
+  generate(prompt: readonly number[], options: DecodeOptions): Promise<number[]> {
+    const c = this.net.config;
+    if (c.modelType !== 'llama') throw new Error(`generation runs on Llama models; this is ${c.modelType}`);
+    if (!this.ort) return (this.net as TfLlama).generate(prompt, { ...options, adapters: this.lora.adapters(false) });
+    return this.ort.generate(prompt, { ...options, stop: options.stop ?? c.eosTokenIds }, this.ort.adapterArrays(this.lora.adapters(false), 1), c.nPositions);
   }
 
-  /** Logits for batches at any cut, adapters applied, no dropout. */
-  predict(b: TrainBatch): Float32Array {
-    return tf.tidy(() => {
-      const mask = tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32');
-      const final = this.net.blocksForward(this.toDeepestCut(b, mask), mask, this.deepestCut, undefined, this.lora.adapters(false));
-      return this.logits(final, mask).dataSync() as Float32Array;
-    });
+  /** Classification logits [rows, classes] of a batch at any cut, adapters applied, no dropout. */
+  async predict(b: TrainBatch): Promise<Float32Array> {
+    const final = await this.final(b);
+    return tf.tidy(() => this.logits(tf.tensor3d(final, [b.rows, b.seqLen, this.net.config.nEmbd]), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32')).dataSync() as Float32Array);
   }
 
   /** Token ids through the whole model (the server holds it all): evaluation on the operator's held-out text. */
-  predictTokens(ids: Int32Array, attentionMask: Int32Array, rows: number, seqLen: number): Float32Array {
-    return tf.tidy(() => {
-      const mask = tf.tensor2d(attentionMask, [rows, seqLen], 'int32');
-      const atCut = this.net.hidden(tf.tensor2d(ids, [rows, seqLen], 'int32'), mask, this.deepestCut);
-      const final = this.net.blocksForward(atCut, mask, this.deepestCut, undefined, this.lora.adapters(false));
-      return this.logits(final, mask).dataSync() as Float32Array;
-    });
+  predictTokens(ids: Int32Array, attentionMask: Int32Array, rows: number, seqLen: number): Promise<Float32Array> {
+    return this.predict(this.embedded(ids, attentionMask, rows, seqLen));
   }
 
   /** Where the adapted blocks' time went on onnxruntime (a trainer made with blocks: { profile: true }). */

@@ -69,7 +69,8 @@ export class Trainer {
 
   /**
    * `firstBlock`: the lowest block the server holds. 0 (the default) lets it evaluate from tokens; a trainer that
-   * only ever sees hidden states from cuts at or above k can hold blocks from k and save their memory.
+   * only ever sees hidden states from cuts at or above k can hold blocks from k and save their memory. `blocks`: the
+   * blocks run on onnxruntime (every one, over the checkpoint's arrays), and TensorFlow.js holds the heads only.
    */
   constructor(model: Model, spec: TrainSpec, deepestCut: number, { firstBlock = 0, task = 'classification', blocks }: { firstBlock?: number; task?: Task; blocks?: OrtOptions } = {}) {
     const c = model.config;

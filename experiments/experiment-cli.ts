@@ -39,7 +39,7 @@ run(async () => {
   if (!args.out) fail(`--out is required\n\n${USAGE}`);
   if (!['random-reshuffle', 'shuffle-once', 'grab'].includes(args.ordering!)) fail(`--ordering must be random-reshuffle, shuffle-once or grab`);
   await initBackend('auto');
-  const { model, name, tokenizer } = await loadBaseModel(args.model ?? (gsm8k ? 'random' : '.local/models/pretrained'), gsm8k ? 'llama' : 'gpt2');
+  const { model, name, tokenizer } = await loadBaseModel(args.model ?? (gsm8k ? 'random' : '.local/models/pretrained'), gsm8k ? 'llama' : undefined);
   await runExperiment({
     task: gsm8k ? await readGsm8kTask(args.datasets!) : await readTask(args.task as TaskName, args.datasets!),
     model,

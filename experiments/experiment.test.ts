@@ -13,6 +13,7 @@ import { writeShardFiles } from './shards.ts';
 import { loadBaseModel, parseMethods, parsePartition } from './options.ts';
 import type { GenerationTaskData, TaskData } from './tasks.ts';
 import { gsm8kExample } from '../core/data/generation.ts';
+import { writeModelFolder } from '../gpu-server/model/folder.ts';
 
 let dir: string;
 beforeAll(async () => {
@@ -89,6 +90,21 @@ describe('an experiment', () => {
     expect(splitlora.cutGradientNorm).toBeGreaterThan(0);
     expect(splitfrozen.cutGradientNorm).toBe(0);
     await expect(runExperiment({ ...options, partition: parsePartition('extreme') })).rejects.toThrow("partition 'extreme' skews labels; a generation task has none: use iid or quantity:ALPHA");
+  });
+
+  it('classifies with a Llama as with GPT-2 (no family is special), and refuses a GPT-2 for generation', async () => {
+    const { model, tokenizer } = await loadBaseModel('random', 'llama');
+    const rows = syntheticSentiment(48, 3).map((r) => ({ text: r.text, label: Number(r.label) }));
+    const task: TaskData = { name: 'sst2', labels: ['0', '1'], train: rows.slice(16), eval: rows.slice(0, 16), notes: [] };
+    const out = join(dir, 'llama-sst2');
+    await runExperiment({ task, model, tokenizer, modelName: 'random', partition: parsePartition('iid'), methods: parseMethods('splitfrozen'), devices: 2, rounds: 1, trainRows: 32, evalRows: 16, batchSize: 8, seqLen: 24, cut: 2, lr: 0.01, rank: 2, ordering: { kind: 'random-reshuffle' }, avgEvery: 2, seed: 0, out, command: '(test)', log: () => {} });
+    const results = JSON.parse(await readFile(join(out, 'results.json'), 'utf8'));
+    expect(results.methods[0].rounds[0].loss).toBeGreaterThan(0);
+    expect(results.methods[0].rounds[0].accuracy * 16).toBeCloseTo(Math.round(results.methods[0].rounds[0].accuracy * 16), 9);
+    const gpt2Dir = join(dir, 'gpt2-folder');
+    await writeModelFolder(gpt2Dir, initModel(gpt2Config({ nLayer: 2, nEmbd: 16, nHead: 2, nPositions: 32 }), { seed: 0 }));
+    await expect(loadBaseModel(gpt2Dir, 'llama')).rejects.toThrow(`${gpt2Dir} is a gpt2 model; a generation task needs a llama model (every family runs the classification tasks)`);
+    expect((await loadBaseModel(gpt2Dir)).model.config.modelType).toBe('gpt2');
   });
 
   it('refuses unknown methods and partitions by name', () => {

@@ -25,11 +25,12 @@ export function parseMethods(text: string): MethodName[] {
 }
 
 /**
- * A model folder and its tokenizer, or 'random' for a randomly initialised small model (what tests use): a GPT-2, or
- * for `llama` a Llama with Llama 3's vocabulary and tokenizer.
+ * A model folder of any family and its tokenizer, or 'random' for a randomly initialised small model (what tests
+ * use): a GPT-2, or a Llama with Llama 3's vocabulary and tokenizer where the task `needs` one (generation: the
+ * server decodes Llama models only).
  */
-export async function loadBaseModel(spec: string, family: 'gpt2' | 'llama' = 'gpt2'): Promise<{ model: Model; name: string; tokenizer?: Tokenizer }> {
-  if (spec === 'random' && family === 'llama') {
+export async function loadBaseModel(spec: string, needs?: 'llama'): Promise<{ model: Model; name: string; tokenizer?: Tokenizer }> {
+  if (spec === 'random' && needs === 'llama') {
     const model = initLlama(llamaConfig(TINY_LLAMA), { seed: 0 });
     const { json, config } = llama3TokenizerFiles();
     return { model, name: 'random', tokenizer: new HfTokenizer(json, config, specialTokens(model.config)) };
@@ -41,6 +42,6 @@ export async function loadBaseModel(spec: string, family: 'gpt2' | 'llama' = 'gp
   } catch (e) {
     throw new Error(`${(e as Error).message} (make a pretrained base model with: npm run pretrain -- --out ${spec})`);
   }
-  if (model.config.modelType !== family) throw new Error(`${spec} is a ${model.config.modelType} model; this task needs ${family}`);
+  if (needs && model.config.modelType !== needs) throw new Error(`${spec} is a ${model.config.modelType} model; a generation task needs a ${needs} model (every family runs the classification tasks)`);
   return { model, name: spec, tokenizer: await readTokenizer(spec, model.config) };
 }

@@ -1,7 +1,8 @@
 /**
  * LoRA adapters in the Hugging Face PEFT layout: `adapter_config.json` and `adapter_model.safetensors` with PEFT's
- * key names, so `PeftModel.from_pretrained(base, folder)` loads what the server trained, for
- * GPT2ForSequenceClassification (task SEQ_CLS, with the trained head) and LlamaForCausalLM (task CAUSAL_LM).
+ * key names, so `PeftModel.from_pretrained(base, folder)` loads what the server trained: a classifier
+ * (GPT2ForSequenceClassification, LlamaForSequenceClassification: task SEQ_CLS, with the trained head) or a causal LM
+ * (LlamaForCausalLM: task CAUSAL_LM, no head).
  * PEFT stores lora_A as nn.Linear(in, r).weight [r, in] and lora_B as nn.Linear(r, out).weight [out, r] for both;
  * fan_in_fan_out says how the base weight is laid out: true for GPT-2's Conv1D [in, out] (its update is
  * (B A)^T * alpha / r), false for Llama's nn.Linear [out, in] (update B A * alpha / r).
@@ -67,7 +68,7 @@ export function adapterFiles(w: AdapterWeights, config: ModelConfig, baseModel: 
   const llama = config.modelType === 'llama';
   const peftConfig = {
     peft_type: 'LORA',
-    task_type: llama ? 'CAUSAL_LM' : 'SEQ_CLS',
+    task_type: w.head ? 'SEQ_CLS' : 'CAUSAL_LM',
     base_model_name_or_path: baseModel,
     r: w.rank,
     lora_alpha: w.alpha,

@@ -5,13 +5,15 @@
  * deterministic hidden states instead of a forward pass (training here needs their shapes, not their meaning).
  */
 import { serve } from '@hono/node-server';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sha256Hex } from '../../core/auth/signing.ts';
 import { gpt2Config } from '../../core/model/config.ts';
 import { initModel } from '../../core/model/init.ts';
+import { llamaConfig } from '../../core/model/llama/config.ts';
+import { initLlama } from '../../core/model/llama/init.ts';
 import { deviceSegment } from '../../core/onnx/segment.ts';
 import { Random } from '../../core/random.ts';
 import { MemoryStore } from '../../core/storage/memory.ts';
@@ -19,7 +21,7 @@ import { encodeActivationBatch } from '../../core/wire/activations.ts';
 import type { ShardSummary } from '../../core/wire/device-client.ts';
 import type { DevicePolicy } from '../../core/wire/policy.ts';
 import type { ActivationManifest, RoundRequest, RoundStatus } from '../../core/wire/round.ts';
-import { writeModelFolder } from '../model/folder.ts';
+import { writeLlama3Tokenizer, writeModelFolder } from '../model/folder.ts';
 import type { RunSpecInput } from '../runs/spec.ts';
 import type { DeviceApi } from './context.ts';
 
@@ -74,7 +76,7 @@ export class InProcessDevice implements DeviceApi {
   }
 
   private async compute(r: RoundRequest, status: RoundStatus): Promise<void> {
-    const nEmbd = 32;
+    const nEmbd = WIDTH;
     const seqLen = 6;
     const rng = new Random(r.round * 1000 + this.id.length);
     const batches = [];
@@ -105,21 +107,30 @@ export interface World {
   close(): Promise<void>;
 }
 
-/** Storage, a tiny GPT-2 folder (3 blocks, width 32) and two devices at cuts 1 and 2 holding `rows` rows each. */
-export async function world({ rows = 16, batchDelayMs = 0 } = {}): Promise<World> {
+/** The fixture models' width: the in-process devices' hidden states have it. */
+const WIDTH = 32;
+
+/**
+ * Storage, a tiny model folder (3 blocks, width 32: GPT-2, or a Llama with Llama 3's vocabulary and tokenizer) and
+ * two devices at cuts 1 and 2 holding `rows` rows each.
+ */
+export async function world({ rows = 16, batchDelayMs = 0, family = 'gpt2' }: { rows?: number; batchDelayMs?: number; family?: 'gpt2' | 'llama' } = {}): Promise<World> {
   const store = new MemoryStore();
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = serve({ fetch: store.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
   });
   store.baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const dir = await mkdtemp(join(tmpdir(), 'splitfrozen-rounds-'));
-  const modelDir = join(dir, 'tiny-gpt2');
-  const model = initModel(gpt2Config({ nLayer: 3, nEmbd: 32, nHead: 4, nPositions: 32 }), { seed: 0 });
+  const modelDir = join(dir, `tiny-${family}`);
+  const model = family === 'llama' ? initLlama(llamaConfig({ nLayer: 3, nEmbd: WIDTH, nHead: 4, nKvHead: 2, headDim: 8, nInner: 64, nPositions: 64 }), { seed: 0 }) : initModel(gpt2Config({ nLayer: 3, nEmbd: WIDTH, nHead: 4, nPositions: 32 }), { seed: 0 });
   await writeModelFolder(modelDir, model);
+  if (family === 'llama') await writeLlama3Tokenizer(modelDir);
+  // A Llama's owners approve its tokenizer too (GPT-2's is built into the device).
+  const tokenizer = family === 'llama' ? { tokenizer: await sha256Hex(await readFile(join(modelDir, 'tokenizer.json'))) } : {};
   const devices = new Map<string, InProcessDevice>();
   for (const cut of [1, 2]) {
     const seg = await deviceSegment(model, cut, 'fp32');
-    devices.set(`device-${cut}`, new InProcessDevice(`device-${cut}`, rows, [{ sha256: seg.sha256, model: 'tiny-gpt2', cut }], batchDelayMs));
+    devices.set(`device-${cut}`, new InProcessDevice(`device-${cut}`, rows, [{ sha256: seg.sha256, model: `tiny-${family}`, cut, ...tokenizer }], batchDelayMs));
   }
   return {
     store,
@@ -130,7 +141,7 @@ export async function world({ rows = 16, batchDelayMs = 0 } = {}): Promise<World
       model: modelDir,
       task: { labels: ['0', '1'] },
       devices: [...devices.keys()].map((id, i) => ({ id, url: `http://${id}.invalid`, cut: i + 1 })),
-      lora: { rank: 2, alpha: 4, dropout: 0, targets: ['attn.c_attn'] },
+      lora: { rank: 2, alpha: 4, dropout: 0, targets: family === 'llama' ? ['self_attn.q_proj', 'self_attn.v_proj'] : ['attn.c_attn'] },
       optimizer: { lr: 0.01, schedule: 'constant' },
       training: { batchSize: 4, seqLen: 6, rounds: 2, seed: 1 },
       ...overrides,

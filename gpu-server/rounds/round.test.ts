@@ -171,4 +171,25 @@ describe('a round in phases, on in-memory storage', () => {
       expect(Math.max(...want.map((x, i) => Math.abs(x - got[i]!))) / scale, name).toBeLessThan(1e-4);
     }
   });
+
+  it('a Llama classifier on onnxruntime: trains, evaluates held-out text through every block, and writes a SEQ_CLS adapter with its head', async () => {
+    w = await world({ rows: 8, family: 'llama' });
+    const evalRows = Array.from({ length: 6 }, (_, i) => ({ text: `held-out row ${i} ${i % 2 ? 'good' : 'bad'}`, label: String(i % 2) }));
+    const runs = registry({ blocks: { provider: 'cpu', threads: 1 } });
+    await runs.create(parseRunSpec(w.spec({ task: { labels: ['0', '1'], evalRows }, training: { batchSize: 4, seqLen: 6, rounds: 1, seed: 1 } })), 'l1');
+    await runs.trigger('l1');
+    await runs.idle('l1');
+    const view = await runs.view('l1');
+    expect(view.progress?.phase, view.progress?.error).toBe('done');
+    const [m] = view.metrics;
+    expect(m!.steps).toBe(4);
+    expect(m!.evalRows).toBe(6);
+    expect(m!.evalLoss).toBeGreaterThan(0);
+    expect(m!.evalAccuracy! * 6).toBeCloseTo(Math.round(m!.evalAccuracy! * 6), 9);
+    const config = JSON.parse(new TextDecoder().decode(await runs.adapterFile('l1', 0, 'adapter_config.json')));
+    expect(config).toMatchObject({ task_type: 'SEQ_CLS', fan_in_fan_out: false, layers_pattern: 'layers', modules_to_save: ['score'], target_modules: ['q_proj', 'v_proj'] });
+    const tensors = parseSafetensors(await runs.adapterFile('l1', 0, 'adapter_model.safetensors'), 'l1').tensors;
+    expect(tensors.get('base_model.model.score.weight')!.shape).toEqual([2, 32]);
+    expect(tensors.has('base_model.model.model.layers.2.self_attn.q_proj.lora_A.weight')).toBe(true);
+  });
 });

@@ -21,7 +21,8 @@ import type { RoundPlan } from '../gpu-server/runs/plan.ts';
 import { createApp } from '../gpu-server/api/app.ts';
 import { RunRegistry } from '../gpu-server/runs/registry.ts';
 import { startServer, type RunningServer } from '../gpu-server/server.ts';
-import { scoreLogits, Trainer } from '../gpu-server/train/trainer.ts';
+import { scoreLogits } from '../gpu-server/train/score.ts';
+import { Trainer } from '../gpu-server/train/trainer.ts';
 import { startSystem, type TestSystem } from './system.ts';
 
 let sys: TestSystem;

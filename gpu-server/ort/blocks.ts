@@ -14,6 +14,7 @@ import type { Model } from '../../core/model/family.ts';
 import { positionIds } from '../../core/model/masking.ts';
 import { decode, type DecodeOptions } from '../model/decode.ts';
 import { labelledPositions, type Adapters, type LinearAdapter } from '../model/ops.ts';
+import { scoreLogits } from '../train/score.ts';
 import { blockFamily, type BlockFamily } from './families.ts';
 import type { LoraGraphSpec } from './lora-graph.ts';
 
@@ -65,6 +66,7 @@ export class OrtBlocks {
 
   private readonly family: BlockFamily;
   private readonly nLayer: number;
+  private readonly vocabSize: number;
 
   constructor(
     model: Model,
@@ -74,6 +76,7 @@ export class OrtBlocks {
   ) {
     this.family = blockFamily(model, spec);
     this.nLayer = model.config.nLayer;
+    this.vocabSize = model.config.vocabSize;
     // Views of the checkpoint's arrays: holding every block costs no memory.
     for (let i = 0; i < this.nLayer; i++) this.weights[i] = this.family.weights(i);
   }
@@ -289,7 +292,7 @@ export class OrtBlocks {
       const chunk = picked.slice(at, at + LM_HEAD_ROWS);
       const rows = new Float32Array(chunk.length * d);
       chunk.forEach((r, i) => rows.set(y.subarray(r * d, (r + 1) * d), i * d));
-      sum += crossEntropySum(await this.logits(rows), chunk.map((r) => labels[r]!));
+      sum += scoreLogits(await this.logits(rows), chunk.map((r) => labels[r]!), this.vocabSize).loss * chunk.length;
     }
     return sum / Math.max(picked.length, 1);
   }
@@ -342,19 +345,4 @@ export class OrtBlocks {
     for (const s of this.sessions.values()) await (await s).release();
     this.sessions.clear();
   }
-}
-
-/** Summed cross-entropy of logits [M, V] against M targets (log-sum-exp, stable). */
-export function crossEntropySum(logits: Float32Array, targets: readonly number[]): number {
-  const V = logits.length / targets.length;
-  let sum = 0;
-  targets.forEach((t, r) => {
-    const row = logits.subarray(r * V, (r + 1) * V);
-    let max = -Infinity;
-    for (const x of row) if (x > max) max = x;
-    let exp = 0;
-    for (const x of row) exp += Math.exp(x - max);
-    sum += Math.log(exp) + max - row[t]!;
-  });
-  return sum;
 }

@@ -7,7 +7,8 @@
 import { encodeGenerationBatch, finalNumber, promptIds, type GenerationExample } from '../../core/data/generation.ts';
 import { textInput, type Example } from '../../core/data/shard.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
-import { scoreLogits, type Trainer } from '../train/trainer.ts';
+import { scoreLogits } from '../train/score.ts';
+import type { Trainer } from '../train/trainer.ts';
 import type { GenerationSample } from './types.ts';
 
 export interface Evaluation {

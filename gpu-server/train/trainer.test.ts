@@ -11,7 +11,8 @@ import { initLlama } from '../../core/model/llama/init.ts';
 import { llamaReferenceHidden } from '../../core/model/llama/reference.ts';
 import { IGNORE_INDEX } from '../../core/data/generation.ts';
 import { initBackend } from '../tf/backend.ts';
-import { scoreLogits, Trainer, type TrainBatch, type TrainSpec } from './trainer.ts';
+import { scoreLogits } from './score.ts';
+import { Trainer, type TrainBatch, type TrainSpec } from './trainer.ts';
 
 const model = tinyModel(3);
 const spec = (over: Partial<TrainSpec['lora']> = {}): TrainSpec => ({

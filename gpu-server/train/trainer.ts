@@ -42,12 +42,6 @@ export interface TrainBatch {
   labels: Int32Array;
 }
 
-export interface EvalResult {
-  loss: number;
-  accuracy: number;
-  predictions: Int32Array;
-}
-
 
 export class Trainer {
   readonly net: ServerNet;
@@ -208,7 +202,7 @@ export class Trainer {
   }
 
   /** Continues a prompt (token ids) with the adapters applied: the base model plus what training learnt. */
-  generate(prompt: readonly number[], options: DecodeOptions): Promise<number[]> {
+  async generate(prompt: readonly number[], options: DecodeOptions): Promise<number[]> {
     const c = this.net.config;
     if (c.modelType !== 'llama') throw new Error(`generation runs on Llama models; this is ${c.modelType}`);
     if (!this.ort) return (this.net as TfLlama).generate(prompt, { ...options, adapters: this.lora.adapters(false) });
@@ -285,21 +279,4 @@ export class Trainer {
     this.head?.dispose();
     this.opt.dispose();
   }
-}
-
-/** Mean cross-entropy and accuracy of logits [rows, classes] against labels. */
-export function scoreLogits(logits: Float32Array, labels: ArrayLike<number>, classes: number): EvalResult {
-  const rows = labels.length;
-  const predictions = new Int32Array(rows);
-  let loss = 0;
-  let correct = 0;
-  for (let r = 0; r < rows; r++) {
-    const row = logits.subarray(r * classes, (r + 1) * classes);
-    const max = Math.max(...row);
-    const logSum = Math.log(row.reduce((a, x) => a + Math.exp(x - max), 0)) + max;
-    loss += logSum - row[labels[r]];
-    predictions[r] = row.indexOf(max);
-    if (predictions[r] === labels[r]) correct++;
-  }
-  return { loss: loss / rows, accuracy: correct / rows, predictions };
 }

@@ -1,77 +1,82 @@
 /**
- * npm run bench:pipeline — one round of the same work done two ways on the real local system: pipelined (every device
- * starts at once; the server trains on device i while the later ones compute) and stop-and-wait (the next device is
- * asked only after the server has trained on the previous one). Wall time of each, the ratio, and the server's idle
- * fraction (time waiting for activations / training-phase wall time). JSON on stdout, progress on stderr.
+ * npm run bench:pipeline — the pipeline schedule measured apart from the core count: the real server (planner,
+ * feed, trainer on the auto backend, checkpoints) trains one round of the same work pipelined (every device starts at
+ * once; the server trains device i while the later ones compute) and stop-and-wait (the next device is asked only
+ * after the server has trained the previous one). The devices are in-process stand-ins of a declared speed
+ * (gpu-server/rounds/fixtures.ts: they sleep for their batch time instead of computing, so they take no core from
+ * the server; device workers themselves are measured by bench:device and bench:worker). Each schedule's training
+ * wall time beside the makespan the device-time model (experiments/device-time.ts) predicts from the measured step
+ * time and the declared device speeds. JSON on stdout, progress on stderr.
  */
+import { cliArgs, int } from '../scripts/cli.ts';
+import { roundMakespan } from '../experiments/device-time.ts';
+import { world } from '../gpu-server/rounds/fixtures.ts';
+import { RunRegistry } from '../gpu-server/runs/registry.ts';
+import { parseRunSpec } from '../gpu-server/runs/spec.ts';
+import type { RoundMetrics } from '../gpu-server/runs/types.ts';
+import { initBackend } from '../gpu-server/tf/backend.ts';
 import { printReport } from './report.ts';
-import { cpus } from 'node:os';
-import { join } from 'node:path';
-import { rm } from 'node:fs/promises';
-import { syntheticSentiment } from '../core/data/synthetic.ts';
-import { gpt2Config } from '../core/model/config.ts';
-import { initModel } from '../core/model/init.ts';
-import { ServerClient } from '../gpu-server/api/client.ts';
-import { writeModelFolder } from '../gpu-server/model/folder.ts';
-import { startServer } from '../gpu-server/server.ts';
-import { localTempDir } from '../infra/local/paths.ts';
-import { startStack } from '../infra/local/stack.ts';
 
-process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true';
-process.env.WRANGLER_LOG ??= 'warn';
+const args = cliArgs('usage: npm run bench:pipeline -- [--batches 32] [--repeats 2]', { batches: { type: 'string' }, repeats: { type: 'string' } });
 const log = (m: string) => process.stderr.write(`[bench:pipeline] ${m}\n`);
-const DEVICES = 3;
-const ROWS = 96;
-const config = gpt2Config({ nLayer: 6, nEmbd: 192, nHead: 6, nPositions: 64 });
+const BATCHES = int('batches', args.batches, 32);
+const REPEATS = int('repeats', args.repeats, 2);
+const [BATCH, SEQ] = [8, 64];
+/** Each device's time per batch as a multiple of the server's step: faster than the server, as fast, and slower. */
+const PACE = [0.5, 1, 2];
+const gpt2 = { nLayer: 4, nEmbd: 384, nHead: 6, nPositions: SEQ };
 
-const dir = await localTempDir('bench-pipeline');
-const stack = await startStack({ dir: join(dir, 'stack'), devices: DEVICES });
-const modelDir = join(dir, 'model');
-const model = initModel(config, { seed: 0 });
-await writeModelFolder(modelDir, model);
-await stack.approveSegments(model, 'bench', [2, 3, 4]);
-const rows = syntheticSentiment(DEVICES * ROWS, 1);
-for (const [i, d] of stack.devices.entries()) {
-  await d.uploadShard('data', rows.slice(i * ROWS, (i + 1) * ROWS));
-}
-
-const results: Record<string, { wallMs: number; serverTrainMs: number; serverIdleMs: number; idleFraction: number; steps: number }> = {};
+const backend = await initBackend('auto');
+log(`server backend: ${backend.backend}`);
+// Every device at the same cut, so that every batch costs the server the same step (the model's assumption).
+const w = await world({ rows: BATCHES * BATCH, cuts: PACE.map(() => 2), gpt2 });
 try {
-  // The first round warms up what each process compiles once (onnxruntime-web in every device isolate, TF.js kernels);
-  // then each schedule runs twice, alternating, and the faster of its two runs counts.
-  for (const [n, schedule] of (['warmup', 'pipelined', 'stop-and-wait', 'pipelined', 'stop-and-wait'] as const).entries()) {
-    log(`${schedule}: ${DEVICES} devices x ${ROWS} rows, cuts 2/3/4 of a 6-block model (n_embd ${config.nEmbd})`);
-    const server = await startServer({ host: '127.0.0.1', port: 0, operatorToken: 't', roundSecret: stack.roundSecret, s3: stack.s3.config, backend: 'auto', log: () => {}, schedule: schedule === 'warmup' ? 'pipelined' : schedule });
-    try {
-      const client = new ServerClient(server.url, 't');
-      const id = `bench-${n}-${schedule}`;
-      await client.createRun({
-        id,
-        model: modelDir,
-        task: { labels: ['0', '1'] },
-        devices: stack.devices.map((d, i) => ({ id: d.id, url: d.url.href, cut: 2 + i })),
-        lora: { rank: 8, targets: ['attn.c_attn'] },
-        training: { batchSize: 16, seqLen: 48, seed: 0, rounds: 1 },
-      });
-      const started = performance.now();
-      await client.trigger(id);
-      const view = await client.waitIdle(id, undefined, 50);
-      const wallMs = performance.now() - started;
-      const m = view.metrics[0];
-      if (!m) throw new Error(`${schedule} round failed: ${view.progress?.error}`);
-      if (schedule === 'warmup' || (results[schedule] && results[schedule].wallMs < wallMs)) continue;
-      results[schedule] = { wallMs: Math.round(wallMs), serverTrainMs: m.serverTrainMs, serverIdleMs: m.serverIdleMs, idleFraction: Number((m.serverIdleMs / (m.serverIdleMs + m.serverTrainMs)).toFixed(3)), steps: m.steps };
-    } finally {
-      await server.close();
+  const order = [...w.devices.keys()];
+  const spec = parseRunSpec(w.spec({ ordering: { kind: 'fixed', order }, lora: { rank: 8, alpha: 16, dropout: 0, targets: ['attn.c_attn'] }, training: { batchSize: BATCH, seqLen: SEQ, rounds: 1, seed: 0 } }));
+  const round = async (schedule: 'pipelined' | 'stop-and-wait', n: number): Promise<RoundMetrics> => {
+    const runs = new RunRegistry({ store: w.store, roundSecret: 'bench', log: () => {}, pollMs: 5, dataDirs: [w.dir], device: (d) => w.devices.get(d.id)!, checkpointSeconds: 3600, blocks: backend.blocks, schedule });
+    const id = `${schedule}-${n}`;
+    await runs.create(spec, id);
+    await runs.trigger(id);
+    await runs.idle(id);
+    const m = (await runs.metrics(id))[0];
+    if (!m) throw new Error(`${schedule} round failed: ${(await runs.view(id)).progress?.error}`);
+    return m;
+  };
+
+  // Devices at full speed first: the server's step time, which the devices' declared speeds are set from.
+  log(`warm-up: ${order.length} devices x ${BATCHES} batches of ${BATCH} x ${SEQ}, GPT-2 ${gpt2.nLayer} blocks of width ${gpt2.nEmbd}, cut 2`);
+  const warm = await round('pipelined', 0);
+  const stepMs = warm.serverTrainMs / warm.steps;
+  order.forEach((id, i) => (w.devices.get(id)!.batchDelayMs = Math.round(PACE[i]! * stepMs)));
+  log(`server step ${stepMs.toFixed(0)} ms; device batch times ${order.map((id) => `${w.devices.get(id)!.batchDelayMs} ms`).join(', ')}`);
+
+  const measured: Record<string, Array<{ trainingWallMs: number; serverTrainMs: number; serverIdleMs: number; steps: number; predictedMs: number }>> = { pipelined: [], 'stop-and-wait': [] };
+  for (let n = 1; n <= REPEATS; n++) {
+    for (const schedule of ['pipelined', 'stop-and-wait'] as const) {
+      log(`${schedule} (${n}/${REPEATS})`);
+      const m = await round(schedule, n);
+      // The model takes this run's own step time: what it predicts is the schedule, not the step.
+      const devices = order.map((id) => ({ id, batches: BATCHES, secondsPerBatch: w.devices.get(id)!.batchDelayMs / 1000 }));
+      const predicted = roundMakespan(devices, m.serverTrainMs / m.steps / 1000, schedule);
+      measured[schedule]!.push({ trainingWallMs: m.serverTrainMs + m.serverIdleMs, serverTrainMs: m.serverTrainMs, serverIdleMs: m.serverIdleMs, steps: m.steps, predictedMs: Math.round(predicted.seconds * 1000) });
     }
   }
+  const summary = (schedule: string) => {
+    const runs = measured[schedule]!;
+    const best = runs.reduce((a, r) => (r.trainingWallMs < a.trainingWallMs ? r : a));
+    return { ...best, idleFraction: Number((best.serverIdleMs / best.trainingWallMs).toFixed(3)), measuredToPredicted: Number((best.trainingWallMs / best.predictedMs).toFixed(3)), runsMs: runs.map((r) => r.trainingWallMs) };
+  };
+  const [pipelined, stopAndWait] = [summary('pipelined'), summary('stop-and-wait')];
+  const deviceMs = BATCHES * Math.max(...order.map((id) => w.devices.get(id)!.batchDelayMs));
+  printReport('pipeline', {
+    work: { devices: order.length, batchesPerDevice: BATCHES, batch: BATCH, seq: SEQ, model: gpt2, cut: 2, backend: backend.backend, serverStepMs: Math.round(stepMs), deviceBatchMs: Object.fromEntries(order.map((id) => [id, w.devices.get(id)!.batchDelayMs])), devicePaceToServerStep: PACE },
+    pipelined,
+    'stop-and-wait': stopAndWait,
+    ratioStopAndWaitToPipelined: { measured: Number((stopAndWait.trainingWallMs / pipelined.trainingWallMs).toFixed(3)), predicted: Number((stopAndWait.predictedMs / pipelined.predictedMs).toFixed(3)) },
+    bounds: { serverTotalMs: pipelined.serverTrainMs, slowestDeviceMs: deviceMs, sumOfDevicesAndServerMs: pipelined.serverTrainMs + BATCHES * order.reduce((a, id) => a + w.devices.get(id)!.batchDelayMs, 0) },
+    note: 'devices are in-process stand-ins that sleep for their declared batch time (no core taken from the server); the model predicts from the run\'s own mean step time and the declared device times',
+  });
 } finally {
-  await stack.stop();
-  await rm(dir, { recursive: true, force: true });
+  await w.close();
 }
-printReport('pipeline', {
-  work: { devices: DEVICES, rowsPerDevice: ROWS, batchSize: 16, seqLen: 48, model: { nLayer: config.nLayer, nEmbd: config.nEmbd }, cuts: [2, 3, 4] },
-  ...results,
-  ratioStopAndWaitToPipelined: Number((results['stop-and-wait'].wallMs / results.pipelined.wallMs).toFixed(3)),
-  note: `the device workers and the server share this machine's ${cpus().length} cores, so overlapping them saves wall time only where a core would otherwise be idle; on separate devices the overlap is the whole of the devices' compute`,
-});

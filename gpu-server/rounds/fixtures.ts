@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sha256Hex } from '../../core/auth/signing.ts';
-import { gpt2Config } from '../../core/model/config.ts';
+import { gpt2Config, type GPT2Config } from '../../core/model/config.ts';
 import { initModel } from '../../core/model/init.ts';
 import { llamaConfig } from '../../core/model/llama/config.ts';
 import { initLlama } from '../../core/model/llama/init.ts';
@@ -24,6 +24,9 @@ import type { ActivationManifest, RoundRequest, RoundStatus } from '../../core/w
 import { writeLlama3Tokenizer, writeModelFolder } from '../model/folder.ts';
 import type { RunSpecInput } from '../runs/spec.ts';
 import type { DeviceApi } from './context.ts';
+
+/** The fixture models' width (by default): the in-process devices' hidden states have it. */
+const WIDTH = 32;
 
 export class InProcessDevice implements DeviceApi {
   /** Round requests received, newest last, with when each came and when its manifest was uploaded. */
@@ -40,8 +43,9 @@ export class InProcessDevice implements DeviceApi {
     readonly id: string,
     private readonly rows: number,
     private readonly approvals: DevicePolicy['approvals'],
-    /** Pause before each batch upload: a slow device, so a round can be watched (and cancelled) mid-way. */
-    private readonly batchDelayMs = 0,
+    /** Pause before each batch upload: a slow device, so a round can be watched (and cancelled) mid-way, or one of a declared speed (bench:pipeline). */
+    public batchDelayMs = 0,
+    private readonly width = WIDTH,
   ) {}
 
   private reach(): void {
@@ -76,17 +80,20 @@ export class InProcessDevice implements DeviceApi {
   }
 
   private async compute(r: RoundRequest, status: RoundStatus): Promise<void> {
-    const nEmbd = WIDTH;
-    const seqLen = 6;
+    const { width: nEmbd } = this;
+    const { seqLen } = r;
     const rng = new Random(r.round * 1000 + this.id.length);
     const batches = [];
+    const started = performance.now();
     for (let i = 0; i < r.uploads.batches.length; i++) {
-      if (this.batchDelayMs) await new Promise((resolve) => setTimeout(resolve, this.batchDelayMs));
       const rows = Math.min(r.batchSize, this.rows - i * r.batchSize);
       const labels = Int32Array.from({ length: rows }, (_, j) => (i + j) % 2);
       // Hidden states that carry the label, so that training has something to learn.
       const hidden = Float32Array.from({ length: rows * seqLen * nEmbd }, (_, k) => rng.normal() * 0.5 + (labels[Math.floor(k / (seqLen * nEmbd))] ? 0.5 : -0.5));
       const bytes = encodeActivationBatch({ device: this.id, runId: r.runId, round: r.round, cut: r.cut, batch: i, rows, seqLen, nEmbd, hidden, mask: new Int32Array(rows * seqLen).fill(1), labels }, r.dtype);
+      // Batch i is uploaded (i + 1) x batchDelayMs after the start: making it counts towards the device's pace.
+      const wait = started + (i + 1) * this.batchDelayMs - performance.now();
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
       await fetch(r.uploads.batches[i], { method: 'PUT', body: bytes as Uint8Array<ArrayBuffer> });
       batches.push({ index: i, rows, seqLen, bytes: bytes.byteLength, sha256: await sha256Hex(bytes) });
       status.batchesDone++;
@@ -107,14 +114,12 @@ export interface World {
   close(): Promise<void>;
 }
 
-/** The fixture models' width: the in-process devices' hidden states have it. */
-const WIDTH = 32;
-
 /**
- * Storage, a tiny model folder (3 blocks, width 32: GPT-2, or a Llama with Llama 3's vocabulary and tokenizer) and
- * two devices at cuts 1 and 2 holding `rows` rows each.
+ * Storage, a tiny model folder (3 blocks, width 32: GPT-2, or a Llama with Llama 3's vocabulary and tokenizer; a
+ * GPT-2 of other sizes on request) and a device per cut (device-1, device-2, ...: by default at cuts 1 and 2), each
+ * holding `rows` rows.
  */
-export async function world({ rows = 16, batchDelayMs = 0, family = 'gpt2' }: { rows?: number; batchDelayMs?: number; family?: 'gpt2' | 'llama' } = {}): Promise<World> {
+export async function world({ rows = 16, batchDelayMs = 0, family = 'gpt2', cuts = [1, 2], gpt2 = {} }: { rows?: number; batchDelayMs?: number; family?: 'gpt2' | 'llama'; cuts?: number[]; gpt2?: Partial<GPT2Config> } = {}): Promise<World> {
   const store = new MemoryStore();
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = serve({ fetch: store.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
@@ -122,15 +127,15 @@ export async function world({ rows = 16, batchDelayMs = 0, family = 'gpt2' }: { 
   store.baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const dir = await mkdtemp(join(tmpdir(), 'splitfrozen-rounds-'));
   const modelDir = join(dir, `tiny-${family}`);
-  const model = family === 'llama' ? initLlama(llamaConfig({ nLayer: 3, nEmbd: WIDTH, nHead: 4, nKvHead: 2, headDim: 8, nInner: 64, nPositions: 64 }), { seed: 0 }) : initModel(gpt2Config({ nLayer: 3, nEmbd: WIDTH, nHead: 4, nPositions: 32 }), { seed: 0 });
+  const model = family === 'llama' ? initLlama(llamaConfig({ nLayer: 3, nEmbd: WIDTH, nHead: 4, nKvHead: 2, headDim: 8, nInner: 64, nPositions: 64 }), { seed: 0 }) : initModel(gpt2Config({ nLayer: 3, nEmbd: WIDTH, nHead: 4, nPositions: 32, ...gpt2 }), { seed: 0 });
   await writeModelFolder(modelDir, model);
   if (family === 'llama') await writeLlama3Tokenizer(modelDir);
   // A Llama's owners approve its tokenizer too (GPT-2's is built into the device).
   const tokenizer = family === 'llama' ? { tokenizer: await sha256Hex(await readFile(join(modelDir, 'tokenizer.json'))) } : {};
   const devices = new Map<string, InProcessDevice>();
-  for (const cut of [1, 2]) {
+  for (const [i, cut] of cuts.entries()) {
     const seg = await deviceSegment(model, cut, 'fp32');
-    devices.set(`device-${cut}`, new InProcessDevice(`device-${cut}`, rows, [{ sha256: seg.sha256, model: `tiny-${family}`, cut, ...tokenizer }], batchDelayMs));
+    devices.set(`device-${i + 1}`, new InProcessDevice(`device-${i + 1}`, rows, [{ sha256: seg.sha256, model: `tiny-${family}`, cut, ...tokenizer }], batchDelayMs, model.config.nEmbd));
   }
   return {
     store,
@@ -140,7 +145,7 @@ export async function world({ rows = 16, batchDelayMs = 0, family = 'gpt2' }: { 
     spec: (overrides = {}) => ({
       model: modelDir,
       task: { labels: ['0', '1'] },
-      devices: [...devices.keys()].map((id, i) => ({ id, url: `http://${id}.invalid`, cut: i + 1 })),
+      devices: [...devices.keys()].map((id, i) => ({ id, url: `http://${id}.invalid`, cut: cuts[i]! })),
       lora: { rank: 2, alpha: 4, dropout: 0, targets: family === 'llama' ? ['self_attn.q_proj', 'self_attn.v_proj'] : ['attn.c_attn'] },
       optimizer: { lr: 0.01, schedule: 'constant' },
       training: { batchSize: 4, seqLen: 6, rounds: 2, seed: 1 },

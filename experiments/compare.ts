@@ -14,14 +14,16 @@ import { describePartition } from '../core/data/partition.ts';
 import { writeFileAtomic } from '../gpu-server/model/folder.ts';
 import { initBackend } from '../gpu-server/tf/backend.ts';
 import { cliArgs, int, run } from '../scripts/cli.ts';
-import { runExperiment } from './experiment.ts';
+import { runExperiment, type ExperimentOptions } from './experiment.ts';
+import { keptResults, provenance } from './provenance.ts';
 import { loadBaseModel, parseMethods } from './options.ts';
 import type { MethodResult } from './sim/methods.ts';
 import { readTask, type TaskName } from './tasks.ts';
 
 const USAGE = `usage: npm run compare -- [--out docs/experiments] [--model .local/models/pretrained] [--tasks sst2,mrpc,mnli]
        [--methods splitfrozen,fedlora,splitlora] [--rounds 4] [--train-rows 720] [--eval-rows 300] [--devices 6] [--fresh]
-An experiment whose results.json is already in --out is not run again unless --fresh is given.`;
+An experiment whose results.json in --out was made from the same base model (by SHA-256), data, partition, methods
+and settings is kept; any difference runs it again, as --fresh does.`;
 const args = cliArgs(USAGE, {
   out: { type: 'string', default: 'docs/experiments' },
   model: { type: 'string', default: '.local/models/pretrained' },
@@ -52,15 +54,7 @@ run(async () => {
     task.notes.forEach((n) => notes.add(n));
     for (const partition of PARTITIONS) {
       const out = join(args.out!, `${taskName}-${describePartition(partition).replace(/[^a-z0-9.]+/gi, '-').replace(/-$/, '')}`);
-      const done = join(out, 'results.json');
-      if (!args.fresh && existsSync(done)) {
-        const previous = JSON.parse(await readFile(done, 'utf8')) as { methods: MethodResult[]; majorityClass?: number };
-        process.stderr.write(`[compare] ${out}: kept from an earlier run (--fresh runs it again)\n`);
-        rows.push(summaryRow(taskName, describePartition(partition), out, previous.methods, previous.majorityClass));
-        experimentMinutes += previous.methods.reduce((a, m) => a + m.wallMs, 0) / 60000;
-        continue;
-      }
-      const { results, summary } = await runExperiment({
+      const options: ExperimentOptions = {
         task,
         model,
         modelName: name,
@@ -80,7 +74,17 @@ run(async () => {
         seed: 0,
         out,
         command: `npm run compare -- ${process.argv.slice(2).join(' ')}`.trim(),
-      });
+      };
+      const { key, provenance: now } = await provenance(options);
+      const kept = args.fresh ? { rerun: '--fresh' } : await keptResults<{ methods: MethodResult[]; majorityClass?: number }>(out, key, now);
+      if ('kept' in kept) {
+        process.stderr.write(`[compare] ${out}: kept (made from the same model, data and settings; --fresh runs it again)\n`);
+        rows.push(summaryRow(taskName, describePartition(partition), out, kept.kept.methods, kept.kept.majorityClass));
+        experimentMinutes += kept.kept.methods.reduce((a, m) => a + m.wallMs, 0) / 60000;
+        continue;
+      }
+      process.stderr.write(`[compare] ${out}: running (${kept.rerun})\n`);
+      const { results, summary } = await runExperiment(options);
       rows.push(summaryRow(taskName, describePartition(partition), out, results, summary.majorityClass as number));
       experimentMinutes += results.reduce((a, m) => a + m.wallMs, 0) / 60000;
     }

@@ -9,6 +9,7 @@ import type { Model } from '../core/model/family.ts';
 import type { Tokenizer } from '../core/tokenizer/tokenizer.ts';
 import { writeFileAtomic } from '../gpu-server/model/folder.ts';
 import type { OrderingSpec } from '../gpu-server/ordering/ordering.ts';
+import { provenance } from './provenance.ts';
 import { accuracyPlot, resultsTable } from './report.ts';
 import type { MethodName } from './sim/accounting.ts';
 import { runMethod, type MethodResult, type SimSpec } from './sim/methods.ts';
@@ -77,6 +78,8 @@ export async function runExperiment(o: ExperimentOptions): Promise<{ results: Me
     model: { name: o.modelName, nLayer: model.config.nLayer, nEmbd: model.config.nEmbd, nHead: model.config.nHead },
     spec,
     methods: results.map(({ final: _final, ...r }) => r),
+    // compare keeps these results only while everything that made them is the same.
+    ...(await provenance(o)),
   };
   await mkdir(o.out, { recursive: true });
   await writeFileAtomic(join(o.out, 'results.json'), JSON.stringify(summary, null, 2) + '\n');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { roundMakespan } from './device-time.ts';
+import { DEVICE_PROFILES, methodRoundSeconds, roundMakespan, type MethodWork } from './device-time.ts';
 
 describe('the device-time model of a round', () => {
   // Two devices of 3 batches, 2 s a batch; the server trains a batch in 1 s.
@@ -27,3 +27,42 @@ describe('the device-time model of a round', () => {
     expect(roundMakespan([...many.slice(0, 3), { id: 'slow', batches: 100, secondsPerBatch: 9 }], 1, 'pipelined').seconds).toBe(1000);
   });
 });
+
+describe('a method\'s round time on a device profile (worked by hand)', () => {
+  // 1 GFLOP/s each way, 1 MB/s each way (8 Mbit/s); the server does 3 GFLOP/s.
+  const profile = { name: 'unit', forwardGflops: 1, backwardGflops: 1, uplinkMbps: 8, downlinkMbps: 8, memoryMB: 100, source: 'test' };
+  const work = (deviceBackward: number): MethodWork => ({
+    devices: [
+      { batches: 2, tokens: 1000 },
+      { batches: 2, tokens: 1000 },
+    ],
+    perToken: { deviceForward: 1e6, deviceBackward, server: 3e6 },
+    activationBytesPerToken: 100,
+    adapterBytes: 1e6,
+    avgEvery: 1,
+    devicePeakMemoryMB: 10,
+  });
+
+  it('splitfrozen: batches of 0.5 s compute + 0.05 s upload against 0.5 s server steps; later rounds only train', () => {
+    // Both devices land at 1.1 s; the server trains 2 x 0.5 s each: 2.1, then 3.1 (stop-and-wait: 2.1 + 1.1 + 1.0).
+    expect(methodRoundSeconds('splitfrozen', work(0), profile, 3e9, 0)).toBeCloseTo(3.1, 9);
+    expect(methodRoundSeconds('splitfrozen', work(0), profile, 3e9, 0, 'stop-and-wait')).toBeCloseTo(4.2, 9);
+    expect(methodRoundSeconds('splitfrozen', work(0), profile, 3e9, 1)).toBeCloseTo(2, 9);
+  });
+
+  it('fedlora: adapters down (1 s), forward and backward (3 s), adapters up (1 s), devices at once', () => {
+    expect(methodRoundSeconds('fedlora', work(2e6), profile, 3e9, 0)).toBeCloseTo(5, 9);
+  });
+
+  it('splitlora: compute 3 s, activations and gradients 0.1 s each way, server 1 s, two averagings of 2 s', () => {
+    expect(methodRoundSeconds('splitlora', work(2e6), profile, 3e9, 0)).toBeCloseTo(8.2, 9);
+  });
+
+  it('a method that needs more memory than a device has, or a backward pass a Worker cannot run, does not fit', () => {
+    const workers = DEVICE_PROFILES.find((p) => p.name === 'workers')!;
+    expect(methodRoundSeconds('fedlora', work(2e6), workers, 3e9, 0)).toBeUndefined();
+    expect(methodRoundSeconds('splitfrozen', { ...work(0), devicePeakMemoryMB: 200 }, workers, 3e9, 0)).toBeUndefined();
+    expect(methodRoundSeconds('splitfrozen', work(0), workers, 3e9, 0)).toBeGreaterThan(0);
+  });
+});
+

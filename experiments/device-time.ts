@@ -31,3 +31,80 @@ export function roundMakespan(devices: readonly DeviceWork[], serverSecondsPerBa
   const busy = devices.reduce((a, d) => a + d.batches, 0) * serverSecondsPerBatch;
   return { seconds: t, serverBusySeconds: busy, serverIdleSeconds: t - busy };
 }
+
+/**
+ * A device class. Forward and backward FLOP/s are sustained rates for fp32 training-sized matrices (backward runs
+ * slower: more memory traffic per FLOP); bandwidths are what a device keeps up over a round.
+ */
+export interface DeviceProfile {
+  name: string;
+  forwardGflops: number;
+  backwardGflops: number;
+  uplinkMbps: number;
+  downlinkMbps: number;
+  memoryMB: number;
+  source: string;
+}
+
+export const DEVICE_PROFILES: readonly DeviceProfile[] = [
+  { name: 'phone', forwardGflops: 10, backwardGflops: 5, uplinkMbps: 10, downlinkMbps: 50, memoryMB: 1024, source: 'a mid-range phone CPU in a browser or app (assumed), a mobile uplink' },
+  { name: 'laptop', forwardGflops: 60, backwardGflops: 30, uplinkMbps: 50, downlinkMbps: 200, memoryMB: 4096, source: 'a laptop CPU (assumed), home broadband' },
+  {
+    name: 'workers',
+    forwardGflops: 58,
+    backwardGflops: 0,
+    uplinkMbps: 1000,
+    downlinkMbps: 1000,
+    memoryMB: 128,
+    source: 'a Cloudflare Worker: forward as measured in workerd (bench:worker: 2,038 tokens/s through 2 GPT-2-small blocks in int8), no backward pass (onnxruntime-web runs inference only), 128 MB',
+  },
+];
+
+/** What a method's run asked of its devices and server (experiments/sim/methods.ts fills it in). */
+export interface MethodWork {
+  devices: Array<{ batches: number; tokens: number }>;
+  /** FLOPs per token: a device's forward and backward, the server's training. */
+  perToken: { deviceForward: number; deviceBackward: number; server: number };
+  /** Bytes of activations (up) or of their gradient (down) per token. */
+  activationBytesPerToken: number;
+  /** Bytes of the adapters a device exchanges (FedLoRA: the whole model's; SplitLoRA: its blocks'). */
+  adapterBytes: number;
+  /** SplitLoRA: steps between averagings of the device adapters. */
+  avgEvery: number;
+  devicePeakMemoryMB: number;
+}
+
+/**
+ * Seconds one round of a method takes on devices of `profile` with a server of `serverFlops` FLOP/s (measured: the
+ * SplitFrozen server's training steps), or undefined where the method does not fit the device (memory, or a
+ * backward pass a Worker cannot run). `round` 0 is the first: SplitFrozen's devices compute only then.
+ */
+export function methodRoundSeconds(method: string, w: MethodWork, profile: DeviceProfile, serverFlops: number, round: number, schedule: 'pipelined' | 'stop-and-wait' = 'pipelined'): number | undefined {
+  const backward = w.perToken.deviceBackward > 0;
+  if (w.devicePeakMemoryMB > profile.memoryMB || (backward && profile.backwardGflops === 0)) return undefined;
+  const compute = (tokens: number) => (tokens * w.perToken.deviceForward) / (profile.forwardGflops * 1e9) + (backward ? (tokens * w.perToken.deviceBackward) / (profile.backwardGflops * 1e9) : 0);
+  const up = (bytes: number) => (8 * bytes) / (profile.uplinkMbps * 1e6);
+  const down = (bytes: number) => (8 * bytes) / (profile.downlinkMbps * 1e6);
+  const server = (tokens: number) => (tokens * w.perToken.server) / serverFlops;
+  const perBatch = (d: { batches: number; tokens: number }) => d.tokens / Math.max(d.batches, 1);
+  switch (method) {
+    case 'splitfrozen':
+    case 'splitfrozen-parallel': {
+      // Activations computed and sent once; later rounds train on them again.
+      const devices = w.devices.map((d, i) => ({ id: String(i), batches: d.batches, secondsPerBatch: round === 0 ? compute(perBatch(d)) + up(perBatch(d) * w.activationBytesPerToken) : 0 }));
+      const tokensPerBatch = w.devices.reduce((a, d) => a + d.tokens, 0) / Math.max(w.devices.reduce((a, d) => a + d.batches, 0), 1);
+      return roundMakespan(devices, server(tokensPerBatch), schedule).seconds;
+    }
+    case 'fedlora':
+      // Every device at once: the global adapters down, a pass over its data, its adapters up; averaging is free.
+      return Math.max(...w.devices.map((d) => down(w.adapterBytes) + compute(d.tokens) + up(w.adapterBytes)));
+    case 'splitlora': {
+      // Devices at once, a batch at a time: forward, activations up, the server's step, the gradient down,
+      // backward, and the device adapters' averaging every avgEvery steps; the server takes one batch at a time.
+      const chain = w.devices.map((d) => compute(d.tokens) + up(d.tokens * w.activationBytesPerToken) + server(d.tokens) + down(d.tokens * w.activationBytesPerToken) + (d.batches / w.avgEvery) * (up(w.adapterBytes) + down(w.adapterBytes)));
+      return Math.max(...chain, server(w.devices.reduce((a, d) => a + d.tokens, 0)));
+    }
+    default:
+      throw new Error(`no time model for method '${method}'`);
+  }
+}

@@ -66,6 +66,20 @@ describe('an experiment', () => {
     const svg = await readFile(join(out, 'accuracy.svg'), 'utf8');
     expect(svg.match(/<polyline/g)).toHaveLength(2);
     expect(svg).toContain('>fedlora</text>');
+    // Modelled time: from the measured server step and each device profile, cumulative over rounds.
+    const time = results.modelledTime;
+    expect(time.serverGflops).toBeGreaterThan(0);
+    for (const profile of ['phone', 'laptop']) {
+      for (const method of ['splitfrozen', 'fedlora']) {
+        const t = time.byMethod[method][profile];
+        expect(t).toHaveLength(2);
+        expect(t[1]).toBeGreaterThan(t[0]);
+      }
+      expect(time.splitfrozenStopAndWait[profile][1]).toBeGreaterThanOrEqual(time.byMethod.splitfrozen[profile][1]);
+    }
+    expect(time.byMethod.fedlora.workers).toBeNull(); // a Worker runs no backward pass
+    expect(md).toMatch(/\| fedlora \| [\d.e+]+ s \| [\d.e+]+ s \| does not fit \|/);
+    expect((await readFile(join(out, 'time-phone.svg'), 'utf8')).match(/<polyline/g)).toHaveLength(2);
   });
 
   it('runs GSM8K-style generation with every method on a Llama: completion loss, exact match, costs per method', async () => {

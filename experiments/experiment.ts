@@ -9,6 +9,7 @@ import type { Model } from '../core/model/family.ts';
 import type { Tokenizer } from '../core/tokenizer/tokenizer.ts';
 import { writeFileAtomic } from '../gpu-server/model/folder.ts';
 import type { OrderingSpec } from '../gpu-server/ordering/ordering.ts';
+import { DEVICE_PROFILES, methodRoundSeconds, type DeviceProfile } from './device-time.ts';
 import { provenance } from './provenance.ts';
 import { accuracyPlot, resultsTable } from './report.ts';
 import type { MethodName } from './sim/accounting.ts';
@@ -78,14 +79,22 @@ export async function runExperiment(o: ExperimentOptions): Promise<{ results: Me
     model: { name: o.modelName, nLayer: model.config.nLayer, nEmbd: model.config.nEmbd, nHead: model.config.nHead },
     spec,
     methods: results.map(({ final: _final, ...r }) => r),
+    modelledTime: modelledTime(results),
     // compare keeps these results only while everything that made them is the same.
     ...(await provenance(o)),
   };
   await mkdir(o.out, { recursive: true });
   await writeFileAtomic(join(o.out, 'results.json'), JSON.stringify(summary, null, 2) + '\n');
   const md = [`# ${title}`, '', `Command: \`${o.command}\``, '', ...o.task.notes.map((n) => `Note: ${n}`), '', `Base model: ${o.modelName} (${model.config.modelType}, ${model.config.nLayer} blocks, width ${model.config.nEmbd}); cut ${o.cut}; LoRA r=${o.rank} on ${targets.join(', ')}; ${o.rounds} rounds; ${summary.trainRows} training rows, ${data.evalRows} evaluation rows.`, '', generation ? 'Rows per device:' : 'Label histogram (rows per device and class):', '', histogram, '', ...(generation ? [`"Accuracy" here: ${summary.accuracyIs}; loss: the held-out completions' next-token loss.`, ''] : []), resultsTable(results), '![accuracy](accuracy.svg)', ''].join('\n');
-  await writeFileAtomic(join(o.out, 'results.md'), md);
+  const time = summary.modelledTime;
+  const timeMd = time ? ['', timeTable(time), ...DEVICE_PROFILES.map((p) => `![time to accuracy on ${p.name}-class devices](time-${p.name}.svg)`), ''] : ['', 'No modelled time: it needs the splitfrozen run (its measured server step).', ''];
+  await writeFileAtomic(join(o.out, 'results.md'), md + timeMd.join('\n'));
   await writeFileAtomic(join(o.out, 'accuracy.svg'), accuracyPlot(title, results));
+  for (const p of time ? DEVICE_PROFILES : []) {
+    const fits = results.filter((r) => time!.byMethod[r.method]![p.name]);
+    const axis = { label: `modelled training time on ${p.name}-class devices (s)`, at: (m: string, k: number) => time!.byMethod[m]![p.name]![k]!, tick: (v: number) => v.toPrecision(3) };
+    await writeFileAtomic(join(o.out, `time-${p.name}.svg`), accuracyPlot(`${title}: ${p.name}`, fits, axis));
+  }
   return { results, summary };
 }
 
@@ -98,4 +107,47 @@ export function majorityShare(labels: number[]): number {
   const counts = new Map<number, number>();
   for (const l of labels) counts.set(l, (counts.get(l) ?? 0) + 1);
   return Math.max(...counts.values()) / labels.length;
+}
+
+/**
+ * Each method's training time, round by round (cumulative seconds), on each device profile, from the device-time
+ * model and the server's measured step (SplitFrozen's training steps here: FLOP/s of this process); null where the
+ * method does not fit the device. SplitFrozen's stop-and-wait ablation beside it.
+ */
+function modelledTime(results: readonly MethodResult[]) {
+  const sf = results.find((r) => r.method === 'splitfrozen');
+  if (!sf || sf.trainMs === 0) return undefined;
+  const serverFlops = sf.serverFlops / (sf.trainMs / 1000);
+  const cumulative = (method: string, r: MethodResult, p: DeviceProfile, schedule: 'pipelined' | 'stop-and-wait' = 'pipelined') => {
+    let total = 0;
+    const out: number[] = [];
+    for (let k = 0; k < r.rounds.length; k++) {
+      const s = methodRoundSeconds(method, r.work, p, serverFlops, k, schedule);
+      if (s === undefined) return null;
+      out.push(Number((total += s).toPrecision(4)));
+    }
+    return out;
+  };
+  const byProfile = (method: string, r: MethodResult, schedule?: 'stop-and-wait') => Object.fromEntries(DEVICE_PROFILES.map((p) => [p.name, cumulative(method, r, p, schedule)]));
+  return {
+    serverGflops: Number((serverFlops / 1e9).toFixed(2)),
+    profiles: DEVICE_PROFILES,
+    byMethod: Object.fromEntries(results.map((r) => [r.method, byProfile(r.method, r)])),
+    splitfrozenStopAndWait: byProfile('splitfrozen', sf, 'stop-and-wait'),
+  };
+}
+
+function timeTable(t: NonNullable<ReturnType<typeof modelledTime>>): string {
+  const cell = (v: number[] | null) => (v ? `${v.at(-1)!.toPrecision(3)} s` : 'does not fit');
+  return [
+    `Modelled training time over all rounds (experiments/device-time.ts; server ${t.serverGflops} GFLOP/s as measured in SplitFrozen's steps here; pipelined unless said):`,
+    '',
+    `| method | ${DEVICE_PROFILES.map((p) => `${p.name} (${p.forwardGflops}/${p.backwardGflops} GFLOP/s, ${p.uplinkMbps}/${p.downlinkMbps} Mbit/s, ${p.memoryMB} MB)`).join(' | ')} |`,
+    `|---|${DEVICE_PROFILES.map(() => '---|').join('')}`,
+    ...Object.entries(t.byMethod).map(([m, v]) => `| ${m} | ${DEVICE_PROFILES.map((p) => cell(v[p.name]!)).join(' | ')} |`),
+    `| splitfrozen, stop-and-wait | ${DEVICE_PROFILES.map((p) => cell(t.splitfrozenStopAndWait[p.name]!)).join(' | ')} |`,
+    '',
+    ...DEVICE_PROFILES.map((p) => `- ${p.name}: ${p.source}`),
+    '',
+  ].join('\n');
 }

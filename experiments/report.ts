@@ -1,14 +1,23 @@
-/** Experiment outputs: a markdown table and an SVG plot of accuracy against round for each method. */
+/** Experiment outputs: a markdown table and SVG plots of accuracy against round, or against modelled time, per method. */
 import type { MethodResult } from './sim/methods.ts';
 
 const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e'];
 
-export function accuracyPlot(title: string, results: readonly Pick<MethodResult, 'method' | 'rounds'>[]): string {
+/** Where each round's point goes on the x axis: its index (the default), or e.g. the modelled time at its end. */
+export interface XAxis {
+  label: string;
+  at: (method: string, round: number) => number;
+  tick: (value: number) => string;
+}
+
+export function accuracyPlot(title: string, results: readonly Pick<MethodResult, 'method' | 'rounds'>[], axis?: XAxis): string {
   const W = 640;
   const H = 400;
   const pad = { left: 60, right: 170, top: 40, bottom: 50 };
   const rounds = Math.max(...results.map((r) => r.rounds.length));
-  const x = (round: number) => pad.left + ((W - pad.left - pad.right) * round) / Math.max(1, rounds - 1);
+  const xMax = axis ? Math.max(...results.flatMap((r) => r.rounds.map((_, k) => axis.at(r.method, k)))) : rounds - 1;
+  const at = (method: string, round: number) => (axis ? axis.at(method, round) : round);
+  const x = (v: number) => pad.left + ((W - pad.left - pad.right) * v) / Math.max(xMax, 1e-12);
   const y = (acc: number) => H - pad.bottom - (H - pad.top - pad.bottom) * acc;
   const parts = [
     `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif" font-size="12">`,
@@ -19,12 +28,13 @@ export function accuracyPlot(title: string, results: readonly Pick<MethodResult,
     const yy = y(t / 10);
     parts.push(`<line x1="${pad.left}" x2="${W - pad.right}" y1="${yy}" y2="${yy}" stroke="#ddd"/>`, `<text x="${pad.left - 8}" y="${yy + 4}" text-anchor="end">${t * 10}%</text>`);
   }
-  for (let r = 0; r < rounds; r++) parts.push(`<text x="${x(r)}" y="${H - pad.bottom + 18}" text-anchor="middle">${r + 1}</text>`);
-  parts.push(`<text x="${(pad.left + W - pad.right) / 2}" y="${H - 12}" text-anchor="middle">round</text>`);
+  const ticks = axis ? [0, 0.25, 0.5, 0.75, 1].map((f) => [f * xMax, axis.tick(f * xMax)] as const) : Array.from({ length: rounds }, (_, r) => [r, String(r + 1)] as const);
+  for (const [v, label] of ticks) parts.push(`<text x="${x(v)}" y="${H - pad.bottom + 18}" text-anchor="middle">${escape(label)}</text>`);
+  parts.push(`<text x="${(pad.left + W - pad.right) / 2}" y="${H - 12}" text-anchor="middle">${escape(axis?.label ?? 'round')}</text>`);
   parts.push(`<text x="16" y="${H / 2}" text-anchor="middle" transform="rotate(-90 16 ${H / 2})">evaluation accuracy</text>`);
   results.forEach((res, i) => {
     const color = COLORS[i % COLORS.length];
-    const points = res.rounds.map((r, k) => `${x(k).toFixed(1)},${y(r.accuracy).toFixed(1)}`).join(' ');
+    const points = res.rounds.map((r, k) => `${x(at(res.method, k)).toFixed(1)},${y(r.accuracy).toFixed(1)}`).join(' ');
     parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${points}"/>`);
     for (const p of points.split(' ')) parts.push(`<circle cx="${p.split(',')[0]}" cy="${p.split(',')[1]}" r="3" fill="${color}"/>`);
     parts.push(`<line x1="${W - pad.right + 15}" x2="${W - pad.right + 35}" y1="${pad.top + 20 * i}" y2="${pad.top + 20 * i}" stroke="${color}" stroke-width="2"/>`);

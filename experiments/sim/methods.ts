@@ -17,6 +17,7 @@ import { orderFor, permutation, type OrderingSpec } from '../../gpu-server/order
 import { scoreLogits } from '../../gpu-server/train/score.ts';
 import { Trainer, type TrainBatch } from '../../gpu-server/train/trainer.ts';
 import { complete, completionLoss } from '../../gpu-server/runs/evaluate.ts';
+import type { MethodWork } from '../device-time.ts';
 import { adapterBytes, methodCosts, type MethodName } from './accounting.ts';
 import type { SimData, SimDevice, TokenBatch } from './setup.ts';
 
@@ -55,6 +56,10 @@ export interface MethodResult {
   /** What the method measured of the gradient at the cut: SplitLoRA's devices receive one, SplitFrozen's never. */
   cutGradientNorm: number;
   wallMs: number;
+  /** Time in training steps, in this process (for SplitFrozen: the server's step time). */
+  trainMs: number;
+  /** What the device-time model (experiments/device-time.ts) needs of the run. */
+  work: MethodWork;
   /** The adapters the method ends with (not in the JSON results). */
   final: AdapterWeights;
 }
@@ -159,6 +164,13 @@ export async function runMethod(method: MethodName, model: Model, data: SimData,
   // GraB orders each round by what every device's training did to the adapters in the previous one.
   const grab = spec.ordering.kind === 'grab';
 
+  let trainMs = 0;
+  const step = (b: TrainBatch) => {
+    const t0 = performance.now();
+    const { loss } = t.trainStep(b);
+    trainMs += performance.now() - t0;
+    return loss;
+  };
   for (let round = 0; round < spec.rounds; round++) {
     const roundStart = performance.now();
     const losses: number[] = [];
@@ -170,7 +182,7 @@ export async function runMethod(method: MethodName, model: Model, data: SimData,
         for (const id of order) {
           const d = byId.get(id)!;
           const before = grab ? t.flatAdapters() : undefined;
-          for (const b of sim.batches(d, round)) losses.push(t.trainStep(sim.atCut(b, cut)).loss);
+          for (const b of sim.batches(d, round)) losses.push(step(sim.atCut(b, cut)));
           if (before) updates.set(id, t.flatAdapters().map((x, i) => x - before[i]));
           // Activations go up once: later rounds reuse them (the prefix is frozen).
           if (round === 0) bytesUp += tokensOf(d) * model.config.nEmbd * spec.wireBytes;
@@ -186,7 +198,7 @@ export async function runMethod(method: MethodName, model: Model, data: SimData,
           t.loadAdapter(global);
           t.resetOptimizer();
           const before = grab ? t.flatAdapters() : undefined;
-          for (const b of sim.batches(d, round)) losses.push(t.trainStep(sim.atCut(b, from)).loss);
+          for (const b of sim.batches(d, round)) losses.push(step(sim.atCut(b, from)));
           if (before) updates.set(id, t.flatAdapters().map((x, i) => x - before[i]));
           local.push(t.exportAdapter());
           if (method === 'fedlora') {
@@ -221,7 +233,7 @@ export async function runMethod(method: MethodName, model: Model, data: SimData,
             const batch = sim.atCut(b, 0);
             // The gradient the server sends the device: d loss / d hidden at the cut, measured once per round.
             if (losses.length === 0) cutGradientNorm = gradientAtCut(t, batch, cut);
-            losses.push(t.trainStep(batch).loss);
+            losses.push(step(batch));
             const activations = b.rows * b.seqLen * model.config.nEmbd * spec.wireBytes;
             bytesUp += activations;
             bytesDown += activations;
@@ -261,6 +273,15 @@ export async function runMethod(method: MethodName, model: Model, data: SimData,
     devicePeakMemoryMB: Number(costs.devicePeakMemoryMB.toFixed(1)),
     cutGradientNorm,
     wallMs: Math.round(performance.now() - started),
+    trainMs: Math.round(trainMs),
+    work: {
+      devices: devices.map((d) => ({ batches: d.batches.length, tokens: tokensOf(d) })),
+      perToken: { deviceForward: costs.device.forward, deviceBackward: costs.device.backward, server: costs.server.forward + costs.server.backward },
+      activationBytesPerToken: model.config.nEmbd * spec.wireBytes,
+      adapterBytes: method === 'fedlora' ? adapterBytes(setup, model.config.nLayer) : adapterBytes(setup, cut),
+      avgEvery: spec.avgEvery,
+      devicePeakMemoryMB: costs.devicePeakMemoryMB,
+    },
     final,
   };
 }

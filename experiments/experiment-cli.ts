@@ -6,7 +6,7 @@ import { runExperiment } from './experiment.ts';
 import { loadBaseModel, parseMethods, parsePartition } from './options.ts';
 import { readGsm8kTask, readTask, TASKS, type TaskName } from './tasks.ts';
 
-const USAGE = `usage: npm run experiment -- --task sst2|mrpc|mnli|gsm8k --partition iid|dirichlet:ALPHA|extreme|quantity:ALPHA --out DIR
+const USAGE = `usage: npm run experiment -- --task sst2|mrpc|mnli|topics|gsm8k --partition iid|dirichlet:ALPHA|extreme|quantity:ALPHA --out DIR
        [--model DIR|random] [--methods splitfrozen,fedlora,splitlora,splitfrozen-parallel] [--devices 6] [--rounds 4]
        [--train-rows 960] [--eval-rows 400] [--batch 16] [--seq 64] [--cut 2] [--lr 0.003] [--rank 8]
        [--ordering random-reshuffle|shuffle-once|grab] [--avg-every 10] [--seed 0] [--datasets ../shared/datasets]

@@ -5,7 +5,7 @@ import { parsePartition } from './options.ts';
 import { writeShardFiles } from './shards.ts';
 import { readTask, TASKS, type TaskName } from './tasks.ts';
 
-const USAGE = `usage: npm run shards -- --task sst2|mrpc|mnli --partition iid|dirichlet:ALPHA|extreme|quantity:ALPHA --devices N --out DIR
+const USAGE = `usage: npm run shards -- --task sst2|mrpc|mnli|topics --partition iid|dirichlet:ALPHA|extreme|quantity:ALPHA --devices N --out DIR
        [--rows N] [--seed 0] [--datasets ../shared/datasets]
 Upload each file to its device: curl -X PUT -H "authorization: Bearer <owner token>" --data-binary @device-0.jsonl "<url>shards/train?format=jsonl&labels=<labels>"`;
 const args = cliArgs(USAGE, {

@@ -10,6 +10,7 @@ import { finalNumber, gsm8kExample, type GenerationExample } from '../core/data/
 import { parseShard, type Example } from '../core/data/shard.ts';
 import { permutation } from '../gpu-server/ordering/ordering.ts';
 import { Random } from '../core/random.ts';
+import { syntheticTopics } from '../core/data/synthetic.ts';
 
 export interface TaskData {
   name: TaskName;
@@ -45,8 +46,26 @@ export const TASKS = {
   sst2: { labels: ['0', '1'], train: 'glue/SST-2/train.tsv', eval: 'glue/SST-2/dev.tsv' },
   mrpc: { labels: ['0', '1'], train: 'glue/MRPC/train.tsv', eval: 'glue/MRPC/dev.tsv' },
   mnli: { labels: ['entailment', 'neutral', 'contradiction'], train: 'glue/MNLI/dev_matched.jsonl', eval: undefined },
+  topics: { labels: ['0', '1', '2', '3'], train: undefined, eval: undefined },
 } as const;
 export type TaskName = keyof typeof TASKS;
+
+/**
+ * The generated topic task (core/data/synthetic.ts): a task whose frozen features separate the classes, so that the
+ * methods can differ. Two topic words a sentence, one of the paired topic's in 30% of them, 5% of labels redrawn.
+ */
+export const TOPIC_TASK = { signal: 2, confusion: 0.3, labelNoise: 0.05, train: 4000, eval: 1000 };
+
+function topicTask(): TaskData {
+  const rows = syntheticTopics(TOPIC_TASK.train + TOPIC_TASK.eval, 20261203, TOPIC_TASK).map((r) => ({ text: r.text, label: Number(r.label) }));
+  return {
+    name: 'topics',
+    labels: [...TASKS.topics.labels],
+    train: rows.slice(TOPIC_TASK.eval),
+    eval: rows.slice(0, TOPIC_TASK.eval),
+    notes: [`topics: generated (core/data/synthetic.ts syntheticTopics, seed 20261203): 4 topics in 2 related pairs, ${TOPIC_TASK.signal} topic words a sentence, a paired topic's word in ${TOPIC_TASK.confusion * 100}% of them, ${TOPIC_TASK.labelNoise * 100}% of labels redrawn at random (the best possible accuracy is about ${(100 * (1 - TOPIC_TASK.labelNoise * 0.75)).toFixed(0)}%)`],
+  };
+}
 
 /** Share of MNLI dev-matched used for training; the rest evaluates. */
 export const MNLI_TRAIN_SHARE = 0.8;
@@ -71,6 +90,7 @@ async function readRows(dir: string, file: string, labels: readonly string[]): P
 export async function readTask(name: TaskName, dir: string): Promise<TaskData> {
   const t = TASKS[name];
   if (!t) throw new Error(`unknown task '${name}': use ${Object.keys(TASKS).join(', ')}`);
+  if (!t.train) return topicTask();
   const labels = [...t.labels];
   const train = await readRows(dir, t.train, labels);
   if (t.eval) return { name, labels, train, eval: await readRows(dir, t.eval, labels), notes: [] };

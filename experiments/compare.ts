@@ -1,34 +1,41 @@
 /**
- * npm run compare — the whole comparison: SplitFrozen against FedLoRA and SplitLoRA on SST-2, MRPC and MNLI, each
- * under IID, Dirichlet(0.1) and extreme (one class per device) partitions, on one pretrained small base model (made
- * first if missing). Sized to finish within an hour on a 2-core machine. Each experiment writes its folder under
- * --out; the summary goes to --out/README.md with the exact command.
+ * npm run compare — the whole comparison, on one pretrained small base model (made first if missing), sized to
+ * finish within an hour on a 2-core machine:
+ * - the generated topic task (the task with signal: experiments/tasks.ts): SplitFrozen, FedLoRA, SplitLoRA and the
+ *   parallel ablation under IID, Dirichlet(0.5), Dirichlet(0.1) and extreme partitions over several seeds, client
+ *   orderings at equal work, each paper claim checked in direction against the seeds' spread, and modelled training
+ *   time per device class;
+ * - SST-2, MRPC and MNLI under IID, Dirichlet(0.1) and extreme partitions (one seed).
+ * Every experiment is kept or run again by its provenance (experiments/provenance.ts); the summary goes to
+ * --out/README.md with the exact command.
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
-import type { PartitionSpec } from '../core/data/partition.ts';
-import { describePartition } from '../core/data/partition.ts';
+import { describePartition, type PartitionSpec } from '../core/data/partition.ts';
 import { writeFileAtomic } from '../gpu-server/model/folder.ts';
+import type { OrderingSpec } from '../gpu-server/ordering/ordering.ts';
 import { initBackend } from '../gpu-server/tf/backend.ts';
 import { cliArgs, int, run } from '../scripts/cli.ts';
-import { runExperiment, type ExperimentOptions } from './experiment.ts';
-import { keptResults, provenance } from './provenance.ts';
+import { timeTable, type ExperimentOptions } from './experiment.ts';
 import { loadBaseModel, parseMethods } from './options.ts';
-import type { MethodResult } from './sim/methods.ts';
+import { pm, runSeeds, verdict, type SeedStudy, type StoredResult } from './study.ts';
 import { readTask, type TaskName } from './tasks.ts';
 
-const USAGE = `usage: npm run compare -- [--out docs/experiments] [--model .local/models/pretrained] [--tasks sst2,mrpc,mnli]
-       [--methods splitfrozen,fedlora,splitlora] [--rounds 4] [--train-rows 720] [--eval-rows 300] [--devices 6] [--fresh]
-An experiment whose results.json in --out was made from the same base model (by SHA-256), data, partition, methods
-and settings is kept; any difference runs it again, as --fresh does.`;
+const USAGE = `usage: npm run compare -- [--out docs/experiments] [--model .local/models/pretrained] [--tasks topics,sst2,mrpc,mnli]
+       [--methods splitfrozen,fedlora,splitlora,splitfrozen-parallel] [--seeds 0,1,2] [--rounds 4] [--train-rows 720]
+       [--eval-rows 300] [--devices 6] [--fresh]
+--seeds applies to the topic task; the GLUE tasks run seed 0. An experiment whose results.json in --out was made from
+the same base model (by SHA-256), data, partition, methods and settings is kept; any difference runs it again, as
+--fresh does.`;
 const args = cliArgs(USAGE, {
   out: { type: 'string', default: 'docs/experiments' },
   model: { type: 'string', default: '.local/models/pretrained' },
-  tasks: { type: 'string', default: 'sst2,mrpc,mnli' },
-  methods: { type: 'string', default: 'splitfrozen,fedlora,splitlora' },
+  tasks: { type: 'string', default: 'topics,sst2,mrpc,mnli' },
+  methods: { type: 'string', default: 'splitfrozen,fedlora,splitlora,splitfrozen-parallel' },
+  seeds: { type: 'string', default: '0,1,2' },
   rounds: { type: 'string' },
   'train-rows': { type: 'string' },
   'eval-rows': { type: 'string' },
@@ -36,7 +43,10 @@ const args = cliArgs(USAGE, {
   datasets: { type: 'string', default: '../shared/datasets' },
   fresh: { type: 'boolean' },
 });
-const PARTITIONS: PartitionSpec[] = [{ kind: 'iid' }, { kind: 'dirichlet', alpha: 0.1 }, { kind: 'extreme' }];
+const GLUE_PARTITIONS: PartitionSpec[] = [{ kind: 'iid' }, { kind: 'dirichlet', alpha: 0.1 }, { kind: 'extreme' }];
+/** From no label skew to one class per device: heterogeneity grows along this list. */
+const STUDY_PARTITIONS: PartitionSpec[] = [{ kind: 'iid' }, { kind: 'dirichlet', alpha: 0.5 }, { kind: 'dirichlet', alpha: 0.1 }, { kind: 'extreme' }];
+const folder = (p: PartitionSpec) => describePartition(p).replace(/[^a-z0-9.]+/gi, '-').replace(/-$/, '');
 
 run(async () => {
   if (!existsSync(join(args.model!, 'config.json'))) {
@@ -44,89 +54,165 @@ run(async () => {
     execFileSync(process.execPath, ['--import', 'tsx', 'experiments/pretrain-cli.ts', '--out', args.model!], { stdio: ['ignore', 'ignore', 'inherit'] });
   }
   await initBackend('auto');
-  const { model, name } = await loadBaseModel(args.model!);
+  const { model, name, tokenizer } = await loadBaseModel(args.model!);
   const methods = parseMethods(args.methods!);
-  const rows: string[] = [];
+  const seeds = args.seeds!.split(',').map((s) => int('seeds', s, 0));
+  const devices = int('devices', args.devices, 6);
+  const options = (task: ExperimentOptions['task'], partition: PartitionSpec, out: string): ExperimentOptions => ({
+    task,
+    model,
+    tokenizer,
+    modelName: name,
+    partition,
+    methods,
+    devices,
+    rounds: int('rounds', args.rounds, 4),
+    trainRows: int('train-rows', args['train-rows'], 720),
+    evalRows: int('eval-rows', args['eval-rows'], 300),
+    batchSize: 16,
+    seqLen: 64,
+    cut: 2,
+    lr: 0.003,
+    rank: 8,
+    ordering: { kind: 'random-reshuffle' },
+    avgEvery: 10,
+    seed: 0,
+    out,
+    command: `npm run compare -- ${process.argv.slice(2).join(' ')}`.trim(),
+  });
+  const sections: string[] = [];
   const notes = new Set<string>();
-  let experimentMinutes = 0;
+  let minutes = 0;
+  const glueRows: string[] = [];
   for (const taskName of args.tasks!.split(',') as TaskName[]) {
     const task = await readTask(taskName, args.datasets!);
     task.notes.forEach((n) => notes.add(n));
-    for (const partition of PARTITIONS) {
-      const out = join(args.out!, `${taskName}-${describePartition(partition).replace(/[^a-z0-9.]+/gi, '-').replace(/-$/, '')}`);
-      const options: ExperimentOptions = {
-        task,
-        model,
-        modelName: name,
-        partition,
-        methods,
-        devices: int('devices', args.devices, 6),
-        rounds: int('rounds', args.rounds, 4),
-        trainRows: int('train-rows', args['train-rows'], 720),
-        evalRows: int('eval-rows', args['eval-rows'], 300),
-        batchSize: 16,
-        seqLen: 64,
-        cut: 2,
-        lr: 0.003,
-        rank: 8,
-        ordering: { kind: 'random-reshuffle' },
-        avgEvery: 10,
-        seed: 0,
-        out,
-        command: `npm run compare -- ${process.argv.slice(2).join(' ')}`.trim(),
-      };
-      const { key, provenance: now } = await provenance(options);
-      const kept = args.fresh ? { rerun: '--fresh' } : await keptResults<{ methods: MethodResult[]; majorityClass?: number }>(out, key, now);
-      if ('kept' in kept) {
-        process.stderr.write(`[compare] ${out}: kept (made from the same model, data and settings; --fresh runs it again)\n`);
-        rows.push(summaryRow(taskName, describePartition(partition), out, kept.kept.methods, kept.kept.majorityClass));
-        experimentMinutes += kept.kept.methods.reduce((a, m) => a + m.wallMs, 0) / 60000;
-        continue;
+    if (taskName === 'topics') {
+      const studies = [];
+      for (const partition of STUDY_PARTITIONS) {
+        const out = join(args.out!, `topics-${folder(partition)}`);
+        const methodsStudy = await runSeeds(options(task, partition, out), seeds, { fresh: args.fresh });
+        // Client orderings for SplitFrozen at equal work: the same batches, only the order of the devices changes.
+        const orderings: Record<string, SeedStudy> = {};
+        for (const ordering of ORDERINGS(devices)) {
+          orderings[ordering.kind] = await runSeeds({ ...options(task, partition, join(out, 'orderings', ordering.kind)), methods: ['splitfrozen'], ordering }, seeds, { fresh: args.fresh });
+        }
+        minutes += methodsStudy.minutes + Object.values(orderings).reduce((a, s) => a + s.minutes, 0);
+        studies.push({ partition, out, methods: methodsStudy, orderings });
       }
-      process.stderr.write(`[compare] ${out}: running (${kept.rerun})\n`);
-      const { results, summary } = await runExperiment(options);
-      rows.push(summaryRow(taskName, describePartition(partition), out, results, summary.majorityClass as number));
-      experimentMinutes += results.reduce((a, m) => a + m.wallMs, 0) / 60000;
+      sections.push(topicSection(studies, seeds));
+      // Modelled time hardly depends on the partition: the IID experiment's, from its first seed.
+      const first = JSON.parse(await readFile(join(studies[0]!.out, `seed-${seeds[0]}`, 'results.json'), 'utf8'));
+      sections.push(`### Modelled training time (${describePartition(studies[0]!.partition)}, seed ${seeds[0]})\n\n${first.modelledTime ? timeTable(first.modelledTime) : 'No modelled time: it needs the splitfrozen run.'}`);
+    } else {
+      for (const partition of GLUE_PARTITIONS) {
+        const out = join(args.out!, `${taskName}-${folder(partition)}`);
+        const s = await runSeeds(options(task, partition, out), [0], { fresh: args.fresh });
+        minutes += s.minutes;
+        glueRows.push(glueRow(taskName, describePartition(partition), out, Object.values(s.runs[0]!), s.majorityClass));
+      }
     }
   }
-  const minutes = experimentMinutes.toFixed(1);
   const pretraining = existsSync(join(args.model!, 'pretraining.json')) ? JSON.parse(await readFile(join(args.model!, 'pretraining.json'), 'utf8')) : undefined;
   if (pretraining) await writeFileAtomic(join(args.out!, 'pretraining.json'), JSON.stringify(pretraining, null, 2) + '\n');
   const command = ['npm run compare', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' ');
   const readme = [
-    '# SplitFrozen against FedLoRA and SplitLoRA',
+    '# SplitFrozen against FedLoRA, SplitLoRA and its parallel ablation',
     '',
-    `Command: \`${command}\` (after \`npm run pretrain -- --out ${args.model}${pretraining ? ` --steps ${pretraining.steps}` : ''}\`, which it runs itself, with 300 steps, when the model is missing). The experiments took ${minutes} minutes of training and evaluation on ${cpus().length} cores (${cpus()[0]?.model}), ${new Date().toISOString().slice(0, 10)}.`,
+    `Command: \`${command}\` (it runs \`npm run pretrain -- --out ${args.model}\`, 300 steps, first when the model is missing). The experiments took ${minutes.toFixed(1)} minutes of training and evaluation on ${cpus().length} cores (${cpus()[0]?.model}), ${new Date().toISOString().slice(0, 10)}; kept results count with the time they took when made.`,
     '',
-    `Base model: ${name}, pretrained with \`npm run pretrain\` on the tasks' training text` +
-      (pretraining
-        ? ` (${pretraining.config.nLayer} blocks, n_embd ${pretraining.config.nEmbd}; ${pretraining.steps} steps; held-out language-modelling loss ${pretraining.validationLoss.before.toFixed(2)} -> ${pretraining.validationLoss.after.toFixed(2)}; see [pretraining.json](pretraining.json)).`
-        : '.') +
-      ` Cut 2; LoRA r=8 on c_attn; 6 devices; one pass over every device's data per round; the same rows, partitions and seeds for every method.`,
-    '',
-    'How to read this: compare each accuracy with the majority class of its evaluation split (what always answering the most frequent label scores). A base model this small gives weak frozen features: where the methods sit at or near that line, the comparison cannot confirm or refute the accuracy claims of the paper. The device-side compute, memory and traffic do not depend on the weights. With a longer `npm run pretrain -- --steps N` or a downloaded GPT-2 (`--model DIR`), the same command runs unchanged.',
+    `Base model: ${name}, pretrained with \`npm run pretrain\` on the GLUE tasks' training text` +
+      (pretraining ? ` (${pretraining.config.nLayer} blocks, n_embd ${pretraining.config.nEmbd}; ${pretraining.steps} steps; held-out language-modelling loss ${pretraining.validationLoss.before.toFixed(2)} -> ${pretraining.validationLoss.after.toFixed(2)}; see [pretraining.json](pretraining.json)).` : '.') +
+      ` Cut 2; LoRA r=8 (on c_attn); ${devices} devices; one pass over every device's data per round; the same rows, partitions, seeds and budgets for every method; no tuning on the evaluation split.`,
     '',
     ...[...notes].map((n) => `Note: ${n}`),
     '',
-    '| task | partition | majority class | ' + methods.map((m) => `${m} accuracy`).join(' | ') + ' | SplitFrozen vs best other | device compute vs SplitLoRA | device compute vs FedLoRA | details |',
-    '|---|---|---|' + methods.map(() => '---|').join('') + '---|---|---|---|',
-    ...rows,
-    '',
-    'Accuracy is the final round\'s on the evaluation split. Device compute is forward plus backward FLOPs per device over the run (SplitFrozen computes its activations once and reuses them).',
-    '',
+    ...sections,
+    ...(glueRows.length
+      ? [
+          '## GLUE (one seed)',
+          '',
+          'Compare each accuracy with the majority class of its evaluation split: this base model gives weak frozen features for GLUE, and where the methods sit at that line the comparison cannot confirm or refute anything.',
+          '',
+          '| task | partition | majority class | ' + methods.map((m) => `${m} accuracy`).join(' | ') + ' | device compute vs SplitLoRA | device compute vs FedLoRA | details |',
+          '|---|---|---|' + methods.map(() => '---|').join('') + '---|---|---|',
+          ...glueRows,
+          '',
+          'Device compute is forward plus backward FLOPs per device over the run (SplitFrozen computes its activations once and reuses them).',
+          '',
+        ]
+      : []),
   ].join('\n');
   await writeFileAtomic(join(args.out!, 'README.md'), readme);
   console.log(readme);
 });
 
-function summaryRow(task: string, partition: string, out: string, results: MethodResult[], majority?: number): string {
-  const final = (r: MethodResult) => r.rounds.at(-1)!.accuracy;
+/** The client orderings compared: random reshuffling, shuffle-once, a fixed order (device index) and GraB. */
+function ORDERINGS(devices: number): OrderingSpec[] {
+  return [{ kind: 'random-reshuffle' }, { kind: 'shuffle-once' }, { kind: 'fixed', order: Array.from({ length: devices }, (_, i) => `device-${i}`) }, { kind: 'grab' }];
+}
+
+interface TopicStudy {
+  partition: PartitionSpec;
+  out: string;
+  methods: SeedStudy;
+  orderings: Record<string, SeedStudy>;
+}
+
+function topicSection(studies: TopicStudy[], seeds: number[]): string {
+  const methods = Object.keys(studies[0]!.methods.accuracy);
+  const rel = (s: TopicStudy, path: string) => `${s.out.split('/').pop()}/${path}`;
+  const lines = [
+    `## The task with signal: generated topics (${seeds.length} seeds: ${seeds.join(', ')})`,
+    '',
+    'Final-round accuracy, mean ± standard deviation over the seeds (each seed draws its own partition, initialisation and batch order):',
+    '',
+    `| partition | majority class | ${methods.join(' | ')} | plots (seed ${seeds[0]}) |`,
+    `|---|---|${methods.map(() => '---|').join('')}---|`,
+    ...studies.map((s) => `| ${describePartition(s.partition)} | ${s.methods.majorityClass === undefined ? '-' : `${(100 * s.methods.majorityClass).toFixed(1)}%`} | ${methods.map((m) => pm(s.methods.accuracy[m]!)).join(' | ')} | [accuracy](${rel(s, `seed-${seeds[0]}/accuracy.svg`)}), [time on phones](${rel(s, `seed-${seeds[0]}/time-phone.svg`)}) |`),
+    '',
+    '### The claims, checked in direction',
+    '',
+    'A claim is *supported* where the difference of the means exceeds the spread of the difference (the two standard deviations combined), *contradicted* where it exceeds it the other way, and *undecided* otherwise.',
+    '',
+    '| claim | partition | difference (points) | spread | verdict |',
+    '|---|---|---|---|---|',
+  ];
+  const claim = (text: string, a: string, b: string, pick: (s: TopicStudy) => SeedStudy['accuracy']) => {
+    for (const s of studies) {
+      const acc = pick(s);
+      if (!acc[a] || !acc[b]) continue;
+      const v = verdict(acc[a]!, acc[b]!);
+      lines.push(`| ${text} | ${describePartition(s.partition)} | ${(100 * v.difference).toFixed(1)} | ${(100 * v.spread).toFixed(1)} | ${v.verdict} |`);
+    }
+  };
+  claim('SplitFrozen beats FedLoRA (the paper: up to +69.4% under extreme imbalance)', 'splitfrozen', 'fedlora', (s) => s.methods.accuracy);
+  claim('SplitFrozen beats SplitLoRA', 'splitfrozen', 'splitlora', (s) => s.methods.accuracy);
+  claim('sequential training (SplitFrozen) beats parallel training with averaging, more so as heterogeneity grows', 'splitfrozen', 'splitfrozen-parallel', (s) => s.methods.accuracy);
+  claim('GraB beats random reshuffling', 'grab', 'random-reshuffle', (s) => orderingAccuracy(s));
+  claim('random reshuffling beats shuffle-once', 'random-reshuffle', 'shuffle-once', (s) => orderingAccuracy(s));
+  claim('random reshuffling beats a fixed order', 'random-reshuffle', 'fixed', (s) => orderingAccuracy(s));
+  lines.push(
+    '',
+    '### Client orderings (SplitFrozen, equal work)',
+    '',
+    `| partition | ${Object.keys(studies[0]!.orderings).map((o) => `${o} accuracy | ${o} train loss`).join(' | ')} |`,
+    `|---|${Object.keys(studies[0]!.orderings).map(() => '---|---|').join('')}`,
+    ...studies.map((s) => `| ${describePartition(s.partition)} | ${Object.values(s.orderings).map((o) => `${pm(o.accuracy.splitfrozen!)} | ${o.trainLoss.splitfrozen!.mean.toFixed(3)} ± ${o.trainLoss.splitfrozen!.std.toFixed(3)}`).join(' | ')} |`),
+    '',
+  );
+  return lines.join('\n');
+}
+
+function orderingAccuracy(s: TopicStudy): SeedStudy['accuracy'] {
+  return Object.fromEntries(Object.entries(s.orderings).map(([k, o]) => [k, o.accuracy.splitfrozen!]));
+}
+
+function glueRow(task: string, partition: string, out: string, results: StoredResult[], majority?: number): string {
+  const final = (r: StoredResult) => r.rounds.at(-1)!.accuracy;
   const by = new Map(results.map((r) => [r.method, r]));
   const sf = by.get('splitfrozen');
-  const others = results.filter((r) => r.method !== 'splitfrozen');
-  const best = others.length ? Math.max(...others.map(final)) : undefined;
-  const compute = (r?: MethodResult) => (r ? r.deviceForwardFlops + r.deviceBackwardFlops : undefined);
-  const reduction = (other?: MethodResult) => (sf && other ? `-${((1 - compute(sf)! / compute(other)!) * 100).toFixed(1)}%` : '-');
-  const gain = sf && best !== undefined ? `${final(sf) >= best ? '+' : ''}${((final(sf) - best) * 100).toFixed(1)} points` : '-';
-  return `| ${task} | ${partition} | ${majority === undefined ? '-' : `${(majority * 100).toFixed(1)}%`} | ${results.map((r) => `${(final(r) * 100).toFixed(1)}%`).join(' | ')} | ${gain} | ${reduction(by.get('splitlora'))} | ${reduction(by.get('fedlora'))} | [${out.split('/').pop()}](${out.split('/').pop()}/results.md) |`;
+  const compute = (r?: StoredResult) => (r ? r.deviceForwardFlops + r.deviceBackwardFlops : undefined);
+  const reduction = (other?: StoredResult) => (sf && other ? `-${((1 - compute(sf)! / compute(other)!) * 100).toFixed(1)}%` : '-');
+  return `| ${task} | ${partition} | ${majority === undefined ? '-' : `${(majority * 100).toFixed(1)}%`} | ${results.map((r) => `${(final(r) * 100).toFixed(1)}%`).join(' | ')} | ${reduction(by.get('splitlora'))} | ${reduction(by.get('fedlora'))} | [${out.split('/').pop()}](${out.split('/').pop()}/seed-0/results.md) |`;
 }

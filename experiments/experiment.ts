@@ -51,7 +51,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<{ results: Me
   const model = (generation ? { ...o.model, params } : { config: { ...o.model.config, numLabels: (o.task as TaskData).labels.length }, params }) as Model;
   if (generation && (model.config.modelType !== 'llama' || !o.tokenizer)) throw new Error('a generation task runs on a Llama model with its tokenizer');
   const setup = { devices: o.devices, partition: o.partition, trainRows: o.trainRows, evalRows: o.evalRows, batchSize: o.batchSize, seqLen: o.seqLen, padTokenId: model.config.padTokenId, seed: o.seed };
-  const data = generation ? setUpGenerationSimulation(o.task as GenerationTaskData, o.tokenizer!, { ...setup, generate: GENERATED_PROMPTS }) : setUpSimulation(o.task as TaskData, setup);
+  const data = generation ? setUpGenerationSimulation(o.task as GenerationTaskData, o.tokenizer!, { ...setup, generate: GENERATED_PROMPTS }) : setUpSimulation(o.task as TaskData, setup, o.tokenizer);
   const title = `${o.task.name} / ${data.partition} / ${o.devices} devices`;
   log(`== ${title}`);
   for (const note of o.task.notes) log(`   note: ${note}`);
@@ -137,7 +137,7 @@ function modelledTime(results: readonly MethodResult[]) {
   };
 }
 
-function timeTable(t: NonNullable<ReturnType<typeof modelledTime>>): string {
+export function timeTable(t: NonNullable<ReturnType<typeof modelledTime>>): string {
   const cell = (v: number[] | null) => (v ? `${v.at(-1)!.toPrecision(3)} s` : 'does not fit');
   return [
     `Modelled training time over all rounds (experiments/device-time.ts; server ${t.serverGflops} GFLOP/s as measured in SplitFrozen's steps here; pipelined unless said):`,

@@ -148,6 +148,8 @@ const tokensOf = (d: SimDevice) => d.batches.reduce((a, b) => a + b.rows * b.seq
 export async function runMethod(method: MethodName, model: Model, data: SimData, spec: SimSpec, onRound?: (r: RoundResult) => void, tokenizer?: Tokenizer): Promise<MethodResult> {
   const started = performance.now();
   const devices = data.devices.filter((d) => d.rows > 0);
+  // A fixed order names every device; devices a partition left without rows take no part.
+  const ordering = spec.ordering.kind === 'fixed' ? { ...spec.ordering, order: spec.ordering.order.filter((id) => devices.some((d) => d.id === id)) } : spec.ordering;
   const { cut } = spec;
   const setup = { config: model.config, cut, seqLen: Math.max(...devices.flatMap((d) => d.batches.map((b) => b.seqLen))), batchSize: Math.max(...devices.flatMap((d) => d.batches.map((b) => b.rows))), lora: spec.lora, generation: data.prompts !== undefined };
   const costs = methodCosts(method, setup);
@@ -174,7 +176,7 @@ export async function runMethod(method: MethodName, model: Model, data: SimData,
   for (let round = 0; round < spec.rounds; round++) {
     const roundStart = performance.now();
     const losses: number[] = [];
-    const order = orderFor(spec.ordering, { round, devices: devices.map((d) => d.id), seed: spec.seed, previous });
+    const order = orderFor(ordering, { round, devices: devices.map((d) => d.id), seed: spec.seed, previous });
     const byId = new Map(devices.map((d) => [d.id, d]));
     const updates = new Map<string, Float32Array>();
     switch (method) {

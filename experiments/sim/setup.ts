@@ -32,9 +32,7 @@ export interface SimData {
   prompts?: Array<{ ids: number[]; expected?: string }>;
 }
 
-const tokenizer = new GPT2Tokenizer();
-
-export function tokenBatches(rows: readonly Example[], batchSize: number, seqLen: number, padTokenId: number): TokenBatch[] {
+export function tokenBatches(tokenizer: Tokenizer, rows: readonly Example[], batchSize: number, seqLen: number, padTokenId: number): TokenBatch[] {
   const out: TokenBatch[] = [];
   for (let i = 0; i < rows.length; i += batchSize) {
     const chunk = rows.slice(i, i + batchSize);
@@ -83,7 +81,8 @@ export function setUpGenerationSimulation(task: GenerationTaskData, tokenizer: T
   };
 }
 
-export function setUpSimulation(task: TaskData, o: SetupOptions): SimData {
+/** A classification task's simulation, tokenized by the base model's tokenizer (GPT-2's BPE for a folder without one). */
+export function setUpSimulation(task: TaskData, o: SetupOptions, tokenizer: Tokenizer = new GPT2Tokenizer()): SimData {
   // A seeded sample of the training split, so every method and partition sees the same rows.
   const step = Math.max(1, Math.floor(task.train.length / o.trainRows));
   const train = task.train.filter((_, i) => i % step === 0).slice(0, o.trainRows);
@@ -93,8 +92,8 @@ export function setUpSimulation(task: TaskData, o: SetupOptions): SimData {
   return {
     task,
     partition: describePartition(o.partition),
-    devices: parts.map((p, d) => ({ id: `device-${d}`, rows: p.length, batches: tokenBatches(p.map((i) => train[i]), o.batchSize, o.seqLen, o.padTokenId), histogram: hist[d] })),
-    evaluation: tokenBatches(task.eval.slice(0, o.evalRows), o.batchSize, o.seqLen, o.padTokenId),
+    devices: parts.map((p, d) => ({ id: `device-${d}`, rows: p.length, batches: tokenBatches(tokenizer, p.map((i) => train[i]), o.batchSize, o.seqLen, o.padTokenId), histogram: hist[d] })),
+    evaluation: tokenBatches(tokenizer, task.eval.slice(0, o.evalRows), o.batchSize, o.seqLen, o.padTokenId),
     evalRows: Math.min(o.evalRows, task.eval.length),
   };
 }

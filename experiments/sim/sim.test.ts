@@ -9,6 +9,7 @@ import { Trainer } from '../../gpu-server/train/trainer.ts';
 import type { TaskData } from '../tasks.ts';
 import { countMatmulFlops } from './count.ts';
 import { roundBatches, runMethod, type SimSpec } from './methods.ts';
+import { GPT2Tokenizer } from '../../core/tokenizer/gpt2.ts';
 import { setUpSimulation, tokenBatches } from './setup.ts';
 
 const config = gpt2Config({ nLayer: 3, nEmbd: 32, nHead: 4, nPositions: 32 });
@@ -69,7 +70,7 @@ describe('simulation methods, one round on a tiny model', () => {
 
   it('the FLOP accounting equals a count of the matrix multiplications a training step runs', async () => {
     const t = new Trainer(model, { lora: spec.lora, optimizer: {}, schedule: { lr: 0.01, warmupSteps: 0, kind: 'constant' }, seed: 0 }, 1);
-    const [b] = tokenBatches(rows.slice(0, 8), 8, 16, config.padTokenId);
+    const [b] = tokenBatches(new GPT2Tokenizer(), rows.slice(0, 8), 8, 16, config.padTokenId);
     const hidden = tf.tidy(() => t.net.hidden(tf.tensor2d(b.ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), 1).dataSync() as Float32Array);
     const counted = await countMatmulFlops(() => t.trainStep({ cut: 1, rows: b.rows, seqLen: b.seqLen, hidden, mask: b.mask, labels: b.labels }));
     const f = flopsPerToken({ config, seqLen: b.seqLen, cut: 1, lora: { rank: 4, targets: ['attn.c_attn'], from: 1 } });

@@ -177,7 +177,7 @@ function topicSection(studies: TopicStudy[], seeds: number[], base: string): str
     '',
     '### The claims, checked in direction',
     '',
-    'A claim is *supported* where the difference of the means exceeds the spread of the difference (the two standard deviations combined), *contradicted* where it exceeds it the other way, and *undecided* otherwise.',
+    'A claim is *supported* where the difference of the means exceeds the spread of the difference (the two standard deviations combined), *contradicted* where it exceeds it the other way, and *undecided* otherwise, and also where neither method rises above the majority class by that spread (constant predictors differ by noise).',
     '',
     '| claim | partition | difference (points) | spread | verdict |',
     '|---|---|---|---|---|',
@@ -186,7 +186,7 @@ function topicSection(studies: TopicStudy[], seeds: number[], base: string): str
     for (const s of studies) {
       const acc = pick(s);
       if (!acc[a] || !acc[b]) continue;
-      const v = verdict(acc[a]!, acc[b]!);
+      const v = verdict(acc[a]!, acc[b]!, s.methods.majorityClass);
       lines.push(`| ${text} | ${describePartition(s.partition)} | ${(100 * v.difference).toFixed(1)} | ${(100 * v.spread).toFixed(1)} | ${v.verdict} |`);
     }
   };

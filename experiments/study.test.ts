@@ -15,6 +15,9 @@ describe('seeds and their spread', () => {
     const noisy = spread([0.4, 0.9, 0.6]);
     expect(verdict(noisy, low)).toMatchObject({ verdict: 'cannot decide' });
     expect(verdict(noisy, low).spread).toBeCloseTo(Math.hypot(noisy.std, low.std), 12);
+    // Two methods at the majority class differ by noise: nothing is decided, whatever the spread.
+    expect(verdict(spread([0.25, 0.251, 0.249]), spread([0.23, 0.229, 0.231]), 0.267).verdict).toBe('cannot decide');
+    expect(verdict(high, low, 0.267).verdict).toBe('supports');
     // One seed has no spread: nothing is decided, however large the difference.
     expect(verdict(spread([0.9]), spread([0.1])).verdict).toBe('cannot decide');
   });

@@ -64,12 +64,14 @@ export type Verdict = 'supports' | 'contradicts' | 'cannot decide';
 
 /**
  * Whether `a` beats `b` beyond the seeds' spread: the difference of the means against the spread of the
- * difference (the two standard deviations combined); with one seed there is no spread and nothing is decided.
+ * difference (the two standard deviations combined). Nothing is decided with one seed (no spread), nor where
+ * neither method rises above `floor` (the majority class) by that spread: constant predictors differ by noise.
  */
-export function verdict(a: Spread, b: Spread): { verdict: Verdict; difference: number; spread: number } {
+export function verdict(a: Spread, b: Spread, floor = -Infinity): { verdict: Verdict; difference: number; spread: number } {
   const difference = a.mean - b.mean;
   const s = Math.hypot(a.std, b.std);
-  const decided = a.values.length > 1 && b.values.length > 1 && Math.abs(difference) > s;
+  const learnt = Math.max(a.mean, b.mean) > floor + s;
+  const decided = a.values.length > 1 && b.values.length > 1 && learnt && Math.abs(difference) > s;
   return { verdict: !decided ? 'cannot decide' : difference > 0 ? 'supports' : 'contradicts', difference, spread: s };
 }
 

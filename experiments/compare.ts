@@ -19,7 +19,7 @@ import { writeFileAtomic } from '../gpu-server/model/folder.ts';
 import type { OrderingSpec } from '../gpu-server/ordering/ordering.ts';
 import { initBackend } from '../gpu-server/tf/backend.ts';
 import { cliArgs, int, run } from '../scripts/cli.ts';
-import { timeTable, type ExperimentOptions } from './experiment.ts';
+import { modelledTime, timeTable, type ExperimentOptions } from './experiment.ts';
 import { loadBaseModel, parseMethods } from './options.ts';
 import { pm, runSeeds, verdict, type SeedStudy, type StoredResult } from './study.ts';
 import { readTask, type TaskName } from './tasks.ts';
@@ -49,6 +49,9 @@ const args = cliArgs(USAGE, {
 const GLUE_PARTITIONS: PartitionSpec[] = [{ kind: 'iid' }, { kind: 'dirichlet', alpha: 0.1 }, { kind: 'extreme' }];
 /** From no label skew to one class per device: heterogeneity grows along this list. */
 const STUDY_PARTITIONS: PartitionSpec[] = [{ kind: 'iid' }, { kind: 'dirichlet', alpha: 0.5 }, { kind: 'dirichlet', alpha: 0.1 }, { kind: 'extreme' }];
+/** A real server's training throughput: onnxruntime on these 2 cores, GPT-2 small's step at 512 tokens/s x 293 MFLOP a token. */
+const SERVER_GFLOPS = 150;
+const SERVER_SOURCE = "onnxruntime (ort-cpu) on these 2 cores as bench:train measured it (docs/benchmarks/train-2026-12-03-ort-cpu-llama-1b-generation.json: GPT-2 small's server step, 512 tokens/s at 293 MFLOP a token)";
 const folder = (p: PartitionSpec) => describePartition(p).replace(/[^a-z0-9.]+/gi, '-').replace(/-$/, '');
 
 run(async () => {
@@ -103,9 +106,11 @@ run(async () => {
         studies.push({ partition, out, methods: methodsStudy, orderings });
       }
       sections.push(topicSection(studies, seeds, topicsBase.name));
-      // Modelled time hardly depends on the partition: the IID experiment's, from its first seed.
-      const first = JSON.parse(await readFile(join(studies[0]!.out, `seed-${seeds[0]}`, 'results.json'), 'utf8'));
-      sections.push(`### Modelled training time (${describePartition(studies[0]!.partition)}, seed ${seeds[0]})\n\n${first.modelledTime ? timeTable(first.modelledTime) : 'No modelled time: it needs the splitfrozen run.'}`);
+      // Modelled time hardly depends on the partition: the IID experiment's first seed, with the simulation's server
+      // and with a real one's measured speed.
+      const first = Object.values(studies[0]!.methods.runs[0]!);
+      const tables = [modelledTime(first), modelledTime(first, { gflops: SERVER_GFLOPS, source: SERVER_SOURCE })].map((t) => (t ? timeTable(t) : 'No modelled time: it needs the splitfrozen run.'));
+      sections.push(`### Modelled training time (${describePartition(studies[0]!.partition)}, seed ${seeds[0]})\n\n${tables.join('\n')}`);
     } else {
       for (const partition of GLUE_PARTITIONS) {
         const out = join(args.out!, `${taskName}-${folder(partition)}`);

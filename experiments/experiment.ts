@@ -109,16 +109,19 @@ export function majorityShare(labels: number[]): number {
   return Math.max(...counts.values()) / labels.length;
 }
 
+type Timed = Pick<MethodResult, 'method' | 'rounds' | 'work' | 'serverFlops' | 'trainMs'>;
+
 /**
  * Each method's training time, round by round (cumulative seconds), on each device profile, from the device-time
- * model and the server's measured step (SplitFrozen's training steps here: FLOP/s of this process); null where the
- * method does not fit the device. SplitFrozen's stop-and-wait ablation beside it.
+ * model and the server's speed: by default as measured in this experiment's SplitFrozen steps (FLOP/s of this
+ * process), or `server` as measured elsewhere (bench:train). Null where the method does not fit the device.
+ * SplitFrozen's stop-and-wait ablation beside it.
  */
-function modelledTime(results: readonly MethodResult[]) {
+export function modelledTime(results: readonly Timed[], server?: { gflops: number; source: string }) {
   const sf = results.find((r) => r.method === 'splitfrozen');
   if (!sf || sf.trainMs === 0) return undefined;
-  const serverFlops = sf.serverFlops / (sf.trainMs / 1000);
-  const cumulative = (method: string, r: MethodResult, p: DeviceProfile, schedule: 'pipelined' | 'stop-and-wait' = 'pipelined') => {
+  const serverFlops = server ? server.gflops * 1e9 : sf.serverFlops / (sf.trainMs / 1000);
+  const cumulative = (method: string, r: Timed, p: DeviceProfile, schedule: 'pipelined' | 'stop-and-wait' = 'pipelined') => {
     let total = 0;
     const out: number[] = [];
     for (let k = 0; k < r.rounds.length; k++) {
@@ -128,9 +131,10 @@ function modelledTime(results: readonly MethodResult[]) {
     }
     return out;
   };
-  const byProfile = (method: string, r: MethodResult, schedule?: 'stop-and-wait') => Object.fromEntries(DEVICE_PROFILES.map((p) => [p.name, cumulative(method, r, p, schedule)]));
+  const byProfile = (method: string, r: Timed, schedule?: 'stop-and-wait') => Object.fromEntries(DEVICE_PROFILES.map((p) => [p.name, cumulative(method, r, p, schedule)]));
   return {
     serverGflops: Number((serverFlops / 1e9).toFixed(2)),
+    serverSource: server?.source ?? "as measured in SplitFrozen's steps here",
     profiles: DEVICE_PROFILES,
     byMethod: Object.fromEntries(results.map((r) => [r.method, byProfile(r.method, r)])),
     splitfrozenStopAndWait: byProfile('splitfrozen', sf, 'stop-and-wait'),
@@ -140,7 +144,7 @@ function modelledTime(results: readonly MethodResult[]) {
 export function timeTable(t: NonNullable<ReturnType<typeof modelledTime>>): string {
   const cell = (v: number[] | null) => (v ? `${v.at(-1)!.toPrecision(3)} s` : 'does not fit');
   return [
-    `Modelled training time over all rounds (experiments/device-time.ts; server ${t.serverGflops} GFLOP/s as measured in SplitFrozen's steps here; pipelined unless said):`,
+    `Modelled training time over all rounds (experiments/device-time.ts; server ${t.serverGflops} GFLOP/s, ${t.serverSource}; pipelined unless said):`,
     '',
     `| method | ${DEVICE_PROFILES.map((p) => `${p.name} (${p.forwardGflops}/${p.backwardGflops} GFLOP/s, ${p.uplinkMbps}/${p.downlinkMbps} Mbit/s, ${p.memoryMB} MB)`).join(' | ')} |`,
     `|---|${DEVICE_PROFILES.map(() => '---|').join('')}`,

@@ -172,7 +172,7 @@ function topicSection(studies: TopicStudy[], seeds: number[], base: string): str
   const lines = [
     `## The task with signal: generated topics (${seeds.length} seeds: ${seeds.join(', ')})`,
     '',
-    `Base model: ${base === 'random' ? "a random small GPT-2 (4 blocks, n_embd 64; experiments/options.ts). The pretrained base reads a sentence's topic poorly: a classifier on a causal model reads the last token, whose attention the pretraining made local, so topic words earlier in the sentence barely reach it (30% after 4 IID rounds against 25% chance, tried before this run); a random base's near-uniform attention makes the last token a bag of the sentence's words, on which the topics separate" : base}.`,
+    `Base model: ${base === 'random' ? "a random small GPT-2 (4 blocks, n_embd 64; experiments/options.ts). The pretrained base reads a sentence's topic poorly (30% after 4 IID rounds against 25% chance, tried before this run), likely because a classifier on a causal model reads the last token, whose attention pretraining makes local, while a random base's near-uniform attention makes the last token a bag of the sentence's words, on which the topics separate (a hypothesis, not measured)" : base}.`,
     '',
     'Final-round accuracy, mean ± standard deviation over the seeds (each seed draws its own partition, initialisation and batch order):',
     '',

@@ -285,16 +285,28 @@ export class OrtBlocks {
 
   /** The mean next-token loss of the labelled rows of final hidden states y [B*T, d], LM_HEAD_ROWS rows of logits at a time. */
   async lmEvalLoss(y: Float32Array, labels: Int32Array): Promise<number> {
+    let sum = 0;
+    const count = await this.labelledChunks(y, labels, async (chunk, rows) => {
+      sum += scoreLogits(await this.logits(rows), chunk.map((r) => labels[r]!), this.vocabSize).loss * chunk.length;
+    });
+    return sum / count;
+  }
+
+  /**
+   * The labelled positions of y [B*T, d] (labelledPositions: at least one) in chunks of LM_HEAD_ROWS, each with its
+   * rows of y gathered [chunk, d] and the count of all labelled positions, for `f` one after the other. Returns that
+   * count.
+   */
+  private async labelledChunks(y: Float32Array, labels: Int32Array, f: (chunk: number[], rows: Float32Array, total: number) => Promise<void>): Promise<number> {
     const d = this.family.nEmbd;
     const picked = labelledPositions(labels);
-    let sum = 0;
     for (let at = 0; at < picked.length; at += LM_HEAD_ROWS) {
       const chunk = picked.slice(at, at + LM_HEAD_ROWS);
       const rows = new Float32Array(chunk.length * d);
       chunk.forEach((r, i) => rows.set(y.subarray(r * d, (r + 1) * d), i * d));
-      sum += scoreLogits(await this.logits(rows), chunk.map((r) => labels[r]!), this.vocabSize).loss * chunk.length;
+      await f(chunk, rows, picked.length);
     }
-    return sum / Math.max(picked.length, 1);
+    return picked.length;
   }
 
   /** Ends profiling: kernel time by graph and operator, largest first (the profiler's files are removed). */
@@ -321,24 +333,20 @@ export class OrtBlocks {
    * rows per run.
    */
   private async lmLoss(y: Float32Array, labels: Int32Array, d: number): Promise<{ loss: tf.Scalar; dFinal: Float32Array }> {
-    const picked = labelledPositions(labels);
     const session = await this.session('lm-loss');
     const dFinal = new Float32Array(y.length);
     let sum = 0;
-    for (let at = 0; at < picked.length; at += LM_HEAD_ROWS) {
-      const chunk = picked.slice(at, at + LM_HEAD_ROWS);
-      const rows = new Float32Array(chunk.length * d);
-      chunk.forEach((r, i) => rows.set(y.subarray(r * d, (r + 1) * d), i * d));
+    const count = await this.labelledChunks(y, labels, async (chunk, rows, total) => {
       const targets = new ort.Tensor('int64', BigInt64Array.from(chunk, (r) => BigInt(labels[r]!)), [chunk.length]);
       const out = await session.run(this.feeds(session, { rows: f32(rows, [chunk.length, d]), targets, ...this.family.lmHead!.weights }));
       sum += (out.loss!.data as Float32Array)[0]!;
       // The graph's loss is a sum over its rows: the mean's gradient is 1 / M of it.
       const dRows = out.drows!.data as Float32Array;
       chunk.forEach((r, i) => {
-        for (let j = 0; j < d; j++) dFinal[r * d + j] = dRows[i * d + j]! / picked.length;
+        for (let j = 0; j < d; j++) dFinal[r * d + j] = dRows[i * d + j]! / total;
       });
-    }
-    return { loss: tf.scalar(sum / Math.max(picked.length, 1)), dFinal };
+    });
+    return { loss: tf.scalar(sum / count), dFinal };
   }
 
   async release(): Promise<void> {

@@ -5,41 +5,43 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { sha256Hex } from '../core/auth/signing.ts';
+import { createHash } from 'node:crypto';
 import type { Model } from '../core/model/family.ts';
 import type { ExperimentOptions } from './experiment.ts';
 
 export type Provenance = Record<string, unknown>;
 
-const modelHashes = new WeakMap<Model, Promise<string>>();
+const modelHashes = new WeakMap<Model, string>();
+const dataHashes = new WeakMap<ExperimentOptions['task'], string>();
 
-/** The SHA-256 of a model's config and weights (names in order, then their bytes). */
-function modelSha256(model: Model): Promise<string> {
+/** The SHA-256 of a model's config and weights (names in order, then their bytes), hashed in place (no copy). */
+function modelSha256(model: Model): string {
   let h = modelHashes.get(model);
   if (!h) {
     const names = [...model.params.keys()].sort();
-    const header = new TextEncoder().encode(JSON.stringify({ config: model.config, names, sizes: names.map((n) => model.params.get(n)!.length) }));
-    const parts = [header, ...names.map((n) => new Uint8Array(model.params.get(n)!.buffer, model.params.get(n)!.byteOffset, model.params.get(n)!.byteLength))];
-    const all = new Uint8Array(parts.reduce((a, p) => a + p.byteLength, 0));
-    let at = 0;
-    for (const p of parts) {
-      all.set(p, at);
-      at += p.byteLength;
-    }
-    modelHashes.set(model, (h = sha256Hex(all)));
+    const hash = createHash('sha256').update(JSON.stringify({ config: model.config, names, sizes: names.map((n) => model.params.get(n)!.length) }));
+    for (const n of names) hash.update(model.params.get(n)!);
+    modelHashes.set(model, (h = hash.digest('hex')));
   }
+  return h;
+}
+
+/** The SHA-256 of a task's rows, once per task (compare asks for it for every experiment). */
+function dataSha256(task: ExperimentOptions['task']): string {
+  let h = dataHashes.get(task);
+  if (!h) dataHashes.set(task, (h = createHash('sha256').update(JSON.stringify({ name: task.name, train: task.train, eval: task.eval })).digest('hex')));
   return h;
 }
 
 export async function provenance(o: ExperimentOptions): Promise<{ key: string; provenance: Provenance }> {
   const p: Provenance = {
-    model: await modelSha256(o.model),
-    data: await sha256Hex(JSON.stringify({ name: o.task.name, train: o.task.train, eval: o.task.eval })),
+    model: modelSha256(o.model),
+    data: dataSha256(o.task),
     partition: o.partition,
     methods: o.methods,
     settings: { devices: o.devices, rounds: o.rounds, trainRows: o.trainRows, evalRows: o.evalRows, batchSize: o.batchSize, seqLen: o.seqLen, cut: o.cut, lr: o.lr, rank: o.rank, ordering: o.ordering, avgEvery: o.avgEvery, seed: o.seed },
   };
-  return { key: await sha256Hex(JSON.stringify(p)), provenance: p };
+  return { key: createHash('sha256').update(JSON.stringify(p)).digest('hex'), provenance: p };
 }
 
 /** The results in `dir` if they were made under `key`, else why they must be made again. */

@@ -48,8 +48,10 @@ try {
   log(`warm-up: ${order.length} devices x ${BATCHES} batches of ${BATCH} x ${SEQ}, GPT-2 ${gpt2.nLayer} blocks of width ${gpt2.nEmbd}, cut 2`);
   const warm = await round('pipelined', 0);
   const stepMs = warm.serverTrainMs / warm.steps;
-  order.forEach((id, i) => (w.devices.get(id)!.batchDelayMs = Math.round(PACE[i]! * stepMs)));
-  log(`server step ${stepMs.toFixed(0)} ms; device batch times ${order.map((id) => `${w.devices.get(id)!.batchDelayMs} ms`).join(', ')}`);
+  const deviceBatchMs = order.map((id, i) => (w.devices.get(id)!.batchDelayMs = Math.round(PACE[i]! * stepMs)));
+  // What the device-time model takes of the devices: their declared speeds.
+  const deviceWork = order.map((id, i) => ({ id, batches: BATCHES, secondsPerBatch: deviceBatchMs[i]! / 1000 }));
+  log(`server step ${stepMs.toFixed(0)} ms; device batch times ${deviceBatchMs.map((ms) => `${ms} ms`).join(', ')}`);
 
   const measured: Record<string, Array<{ trainingWallMs: number; serverTrainMs: number; serverIdleMs: number; steps: number; predictedMs: number }>> = { pipelined: [], 'stop-and-wait': [] };
   for (let n = 1; n <= REPEATS; n++) {
@@ -57,8 +59,7 @@ try {
       log(`${schedule} (${n}/${REPEATS})`);
       const m = await round(schedule, n);
       // The model takes this run's own step time: what it predicts is the schedule, not the step.
-      const devices = order.map((id) => ({ id, batches: BATCHES, secondsPerBatch: w.devices.get(id)!.batchDelayMs / 1000 }));
-      const predicted = roundMakespan(devices, m.serverTrainMs / m.steps / 1000, schedule);
+      const predicted = roundMakespan(deviceWork, m.serverTrainMs / m.steps / 1000, schedule);
       measured[schedule]!.push({ trainingWallMs: m.serverTrainMs + m.serverIdleMs, serverTrainMs: m.serverTrainMs, serverIdleMs: m.serverIdleMs, steps: m.steps, predictedMs: Math.round(predicted.seconds * 1000) });
     }
   }
@@ -68,13 +69,13 @@ try {
     return { ...best, idleFraction: Number((best.serverIdleMs / best.trainingWallMs).toFixed(3)), measuredToPredicted: Number((best.trainingWallMs / best.predictedMs).toFixed(3)), runsMs: runs.map((r) => r.trainingWallMs) };
   };
   const [pipelined, stopAndWait] = [summary('pipelined'), summary('stop-and-wait')];
-  const deviceMs = BATCHES * Math.max(...order.map((id) => w.devices.get(id)!.batchDelayMs));
+  const deviceMs = BATCHES * Math.max(...deviceBatchMs);
   printReport('pipeline', {
-    work: { devices: order.length, batchesPerDevice: BATCHES, batch: BATCH, seq: SEQ, model: gpt2, cut: 2, backend: backend.backend, serverStepMs: Math.round(stepMs), deviceBatchMs: Object.fromEntries(order.map((id) => [id, w.devices.get(id)!.batchDelayMs])), devicePaceToServerStep: PACE },
+    work: { devices: order.length, batchesPerDevice: BATCHES, batch: BATCH, seq: SEQ, model: gpt2, cut: 2, backend: backend.backend, serverStepMs: Math.round(stepMs), deviceBatchMs: Object.fromEntries(order.map((id, i) => [id, deviceBatchMs[i]])), devicePaceToServerStep: PACE },
     pipelined,
     'stop-and-wait': stopAndWait,
     ratioStopAndWaitToPipelined: { measured: Number((stopAndWait.trainingWallMs / pipelined.trainingWallMs).toFixed(3)), predicted: Number((stopAndWait.predictedMs / pipelined.predictedMs).toFixed(3)) },
-    bounds: { serverTotalMs: pipelined.serverTrainMs, slowestDeviceMs: deviceMs, sumOfDevicesAndServerMs: pipelined.serverTrainMs + BATCHES * order.reduce((a, id) => a + w.devices.get(id)!.batchDelayMs, 0) },
+    bounds: { serverTotalMs: pipelined.serverTrainMs, slowestDeviceMs: deviceMs, sumOfDevicesAndServerMs: pipelined.serverTrainMs + BATCHES * deviceBatchMs.reduce((a, ms) => a + ms, 0) },
     note: 'devices are in-process stand-ins that sleep for their declared batch time (no core taken from the server); the model predicts from the run\'s own mean step time and the declared device times',
   });
 } finally {

@@ -43,7 +43,10 @@ export class InProcessDevice implements DeviceApi {
     readonly id: string,
     private readonly rows: number,
     private readonly approvals: DevicePolicy['approvals'],
-    /** Pause before each batch upload: a slow device, so a round can be watched (and cancelled) mid-way, or one of a declared speed (bench:pipeline). */
+    /**
+     * The device's pace: batch i is uploaded (i + 1) x batchDelayMs after the round starts. A slow device, so that a
+     * round can be watched (and cancelled) mid-way, or one of a declared speed (bench:pipeline).
+     */
     public batchDelayMs = 0,
     private readonly width = WIDTH,
   ) {}

@@ -1,6 +1,6 @@
 /**
  * Decoding, for any runtime: the loop that continues a prompt token by token (greedy or sampled, stop tokens, the
- * position limit) around a runtime's `next` step, which keeps its own KV cache.
+ * position limit) around a runtime's `step`, which keeps its own KV cache.
  */
 import { Random } from '../../core/random.ts';
 

@@ -9,7 +9,7 @@ import { readGsm8kTask, readTask, TASKS, type TaskName } from './tasks.ts';
 const USAGE = `usage: npm run experiment -- --task sst2|mrpc|mnli|topics|gsm8k --partition iid|dirichlet:ALPHA|extreme|quantity:ALPHA --out DIR
        [--model DIR|random] [--methods splitfrozen,fedlora,splitlora,splitfrozen-parallel] [--devices 6] [--rounds 4]
        [--train-rows 960] [--eval-rows 400] [--batch 16] [--seq 64] [--cut 2] [--lr 0.003] [--rank 8]
-       [--ordering random-reshuffle|shuffle-once|grab] [--avg-every 10] [--seed 0] [--datasets ../shared/datasets]
+       [--ordering random-reshuffle|shuffle-once|grab] [--batch-order by-device|interleaved] [--avg-every 10] [--seed 0] [--datasets ../shared/datasets]
 gsm8k: causal-LM fine-tuning of a Llama (--model a Llama folder, default a small random one: random), evaluated by
 generating answers (exact match of the final number); iid or quantity partitions only.`;
 const args = cliArgs(USAGE, {
@@ -28,6 +28,7 @@ const args = cliArgs(USAGE, {
   lr: { type: 'string', default: '0.003' },
   rank: { type: 'string' },
   ordering: { type: 'string', default: 'random-reshuffle' },
+  'batch-order': { type: 'string', default: 'by-device' },
   'avg-every': { type: 'string' },
   seed: { type: 'string' },
   datasets: { type: 'string', default: '../shared/datasets' },
@@ -38,6 +39,7 @@ run(async () => {
   if (!args.task || !(gsm8k || args.task in TASKS)) fail(`--task must be one of ${[...Object.keys(TASKS), 'gsm8k'].join(', ')}\n\n${USAGE}`);
   if (!args.out) fail(`--out is required\n\n${USAGE}`);
   if (!['random-reshuffle', 'shuffle-once', 'grab'].includes(args.ordering!)) fail(`--ordering must be random-reshuffle, shuffle-once or grab`);
+  if (!['by-device', 'interleaved'].includes(args['batch-order']!)) fail(`--batch-order must be by-device or interleaved`);
   await initBackend('auto');
   const { model, name, tokenizer } = await loadBaseModel(args.model ?? (gsm8k ? 'random' : '.local/models/pretrained'), gsm8k ? 'llama' : undefined);
   await runExperiment({
@@ -57,6 +59,7 @@ run(async () => {
     lr: Number(args.lr),
     rank: int('rank', args.rank, 8),
     ordering: { kind: args.ordering } as OrderingSpec,
+    batchOrder: args['batch-order'] === 'interleaved' ? 'interleaved' : undefined,
     avgEvery: int('avg-every', args['avg-every'], 10),
     seed: int('seed', args.seed, 0),
     out: args.out,

@@ -35,6 +35,8 @@ export interface ExperimentOptions {
   lr: number;
   rank: number;
   ordering: OrderingSpec;
+  /** SplitFrozen's batches: device after device (the default) or interleaved. */
+  batchOrder?: 'by-device' | 'interleaved';
   avgEvery: number;
   seed: number;
   out: string;
@@ -58,7 +60,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<{ results: Me
   const histogram = histogramTable(data.devices.map((d) => d.histogram), generation ? ['rows'] : (o.task as TaskData).labels);
   log(histogram);
   const targets = model.config.modelType === 'llama' ? ['self_attn.q_proj', 'self_attn.v_proj'] : ['attn.c_attn'];
-  const spec: SimSpec = { cut: o.cut, rounds: o.rounds, lora: { rank: o.rank, alpha: 2 * o.rank, dropout: 0.05, targets }, lr: o.lr, seed: o.seed, ordering: o.ordering, avgEvery: o.avgEvery, wireBytes: 2 };
+  const spec: SimSpec = { cut: o.cut, rounds: o.rounds, lora: { rank: o.rank, alpha: 2 * o.rank, dropout: 0.05, targets }, lr: o.lr, seed: o.seed, ordering: o.ordering, batchOrder: o.batchOrder, avgEvery: o.avgEvery, wireBytes: 2 };
   const results: MethodResult[] = [];
   for (const method of o.methods) {
     const r = await runMethod(method, model, data, spec, (round) => log(`   ${method} round ${round.round + 1}/${o.rounds}: ${generation ? 'exact match' : 'accuracy'} ${(round.accuracy * 100).toFixed(1)}%, train loss ${round.trainLoss.toFixed(4)} (${(round.wallMs / 1000).toFixed(1)} s)`), o.tokenizer);

@@ -39,7 +39,7 @@ export async function provenance(o: ExperimentOptions): Promise<{ key: string; p
     data: dataSha256(o.task),
     partition: o.partition,
     methods: o.methods,
-    settings: { devices: o.devices, rounds: o.rounds, trainRows: o.trainRows, evalRows: o.evalRows, batchSize: o.batchSize, seqLen: o.seqLen, cut: o.cut, lr: o.lr, rank: o.rank, ordering: o.ordering, avgEvery: o.avgEvery, seed: o.seed },
+    settings: { devices: o.devices, rounds: o.rounds, trainRows: o.trainRows, evalRows: o.evalRows, batchSize: o.batchSize, seqLen: o.seqLen, cut: o.cut, lr: o.lr, rank: o.rank, ordering: o.ordering, batchOrder: o.batchOrder, avgEvery: o.avgEvery, seed: o.seed },
   };
   return { key: createHash('sha256').update(JSON.stringify(p)).digest('hex'), provenance: p };
 }

@@ -1,7 +1,8 @@
 /**
  * The methods compared, in one process on the same model, LoRA, ordering and FLOP code as the real system:
  * - splitfrozen: devices run the frozen prefix once (its activations are reused every round); the server trains LoRA
- *   on the blocks from the cut, device after device in a client order, on one set of adapters;
+ *   on the blocks from the cut, device after device in a client order (or their batches interleaved), on one set of
+ *   adapters;
  * - splitfrozen-parallel: the ablation: per-device server adapters from the same start, averaged after each round;
  * - fedlora: each device trains LoRA on the whole model locally for one pass over its data; the server averages the
  *   adapters weighted by data size (FedAvg);
@@ -28,6 +29,8 @@ export interface SimSpec {
   lr: number;
   seed: number;
   ordering: OrderingSpec;
+  /** SplitFrozen: each device's batches together (by-device, the default) or one batch of each device in turn. */
+  batchOrder?: 'by-device' | 'interleaved';
   /** SplitLoRA: steps between averagings of the device adapters. */
   avgEvery: number;
   /** Bytes per activation value on the wire: 2 (fp16) as the device worker sends them. */
@@ -165,6 +168,7 @@ export async function runMethod(method: MethodName, model: Model, data: SimData,
   let stepsSinceAverage = 0;
   // GraB orders each round by what every device's training did to the adapters in the previous one.
   const grab = spec.ordering.kind === 'grab';
+  if (grab && spec.batchOrder === 'interleaved') throw new Error("GraB orders the devices by each one's own update to the adapters: it cannot be interleaved (use by-device)");
 
   let trainMs = 0;
   const step = (b: TrainBatch) => {
@@ -181,11 +185,18 @@ export async function runMethod(method: MethodName, model: Model, data: SimData,
     const updates = new Map<string, Float32Array>();
     switch (method) {
       case 'splitfrozen':
+        if (spec.batchOrder === 'interleaved') {
+          // As the server interleaves: one batch of each device in the client order, until every device's run out.
+          const lists = order.map((id) => sim.batches(byId.get(id)!, round));
+          for (let i = 0; lists.some((l) => i < l.length); i++) for (const l of lists) if (i < l.length) losses.push(step(sim.atCut(l[i]!, cut)));
+        }
         for (const id of order) {
           const d = byId.get(id)!;
-          const before = grab ? t.flatAdapters() : undefined;
-          for (const b of sim.batches(d, round)) losses.push(step(sim.atCut(b, cut)));
-          if (before) updates.set(id, t.flatAdapters().map((x, i) => x - before[i]));
+          if (spec.batchOrder !== 'interleaved') {
+            const before = grab ? t.flatAdapters() : undefined;
+            for (const b of sim.batches(d, round)) losses.push(step(sim.atCut(b, cut)));
+            if (before) updates.set(id, t.flatAdapters().map((x, i) => x - before[i]));
+          }
           // Activations go up once: later rounds reuse them (the prefix is frozen).
           if (round === 0) bytesUp += tokensOf(d) * model.config.nEmbd * spec.wireBytes;
         }

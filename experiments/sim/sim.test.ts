@@ -55,6 +55,35 @@ describe('simulation methods, one round on a tiny model', () => {
     expect(splitlora.final.b.get('h.2.attn.c_attn')).not.toEqual(splitfrozen.final.b.get('h.2.attn.c_attn'));
   });
 
+  it('SplitFrozen interleaved trains one batch of each device in turn (the same steps by hand), by-device device after device', async () => {
+    const d = data(3);
+    const order = ['device-2', 'device-0', 'device-1'];
+    const s = { ...spec, ordering: { kind: 'fixed' as const, order } };
+    const byHand = (turns: Array<[number, number]>) => {
+      const t = new Trainer(model, { lora: spec.lora, optimizer: {}, schedule: { lr: spec.lr, warmupSteps: 0, kind: 'constant' }, seed: spec.seed }, spec.cut);
+      const lists = d.devices.map((dev) => roundBatches(dev, 0, spec.seed));
+      for (const [device, i] of turns) {
+        const b = lists[device]![i]!;
+        const hidden = tf.tidy(() => t.net.hidden(tf.tensor2d(b.ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), spec.cut).dataSync() as Float32Array);
+        t.trainStep({ cut: spec.cut, rows: b.rows, seqLen: b.seqLen, hidden, mask: b.mask, labels: b.labels });
+      }
+      const w = t.exportAdapter();
+      t.dispose();
+      return w;
+    };
+    const devices = order.map((id) => Number(id.split('-')[1]));
+    const counts = d.devices.map((dev) => dev.batches.length);
+    const rounds = Math.max(...counts);
+    const interleavedTurns = Array.from({ length: rounds }, (_, i) => devices.filter((k) => i < counts[k]!).map((k) => [k, i] as [number, number])).flat();
+    const byDeviceTurns = devices.flatMap((k) => Array.from({ length: counts[k]! }, (_, i) => [k, i] as [number, number]));
+    const interleaved = await runMethod('splitfrozen', model, d, { ...s, batchOrder: 'interleaved' });
+    const byDevice = await runMethod('splitfrozen', model, d, s);
+    expect(interleaved.final.head).toEqual(byHand(interleavedTurns).head);
+    expect(byDevice.final.head).toEqual(byHand(byDeviceTurns).head);
+    expect(interleaved.final.head).not.toEqual(byDevice.final.head);
+    await expect(runMethod('splitfrozen', model, d, { ...s, ordering: { kind: 'grab' }, batchOrder: 'interleaved' })).rejects.toThrow(/GraB/);
+  });
+
   it('SplitFrozen learns the generated task: train loss falls every round, held-out accuracy ends above the majority class, the same seed gives the same run', async () => {
     const d = data(2);
     const run = await runMethod('splitfrozen', model, d, { ...spec, rounds: 3 });

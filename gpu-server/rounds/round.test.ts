@@ -87,10 +87,10 @@ describe('a round in phases, on in-memory storage', () => {
     expect(round.metrics?.steps).toBe(2);
   });
 
-  it('cancels at a batch boundary, keeps what trained, is not resumed by a restart, and resumes when triggered', async () => {
+  it.each(['by-device', 'interleaved'] as const)('cancels at a batch boundary, keeps what trained, is not resumed by a restart, and resumes when triggered (%s)', async (batchOrder) => {
     w = await world({ rows: 16, batchDelayMs: 40 });
     let runs = registry();
-    await runs.create(parseRunSpec(w.spec({ ordering: { kind: 'fixed', order: ['device-1', 'device-2'] } })), 'r1');
+    await runs.create(parseRunSpec(w.spec({ ordering: { kind: 'fixed', order: ['device-1', 'device-2'] }, training: { batchSize: 4, seqLen: 6, rounds: 2, seed: 1, batchOrder } })), 'r1');
     await runs.trigger('r1');
     while (((await runs.view('r1')).progress?.batchesTrained ?? 0) < 2) await new Promise((r) => setTimeout(r, 5));
     const stopped = await runs.cancel('r1');
@@ -137,6 +137,29 @@ describe('a round in phases, on in-memory storage', () => {
     expect(runs.list().map((r) => r.id)).toEqual(['keep']);
     await expect(runs.view('gone')).rejects.toThrow(NotFound);
     expect((await keysUnder('runs/keep/')).length).toBeGreaterThan(5);
+  });
+
+  it('interleaved: one batch of each device in turn, in the client order; by-device: device after device', async () => {
+    w = await world({ rows: 16 });
+    const runs = registry();
+    // The devices whose batches the round trained, in the order it trained them (its last checkpoint lists them).
+    const trainedOrder = async (id: string) => {
+      const metas = [];
+      for (const slot of [0, 1]) {
+        const bytes = await w.store.get(keys.checkpoint(id, slot));
+        if (bytes) metas.push(JSON.parse(parseSafetensors(bytes, 'checkpoint').metadata.meta) as { seq: number; consumed: string[] });
+      }
+      return metas.sort((a, b) => b.seq - a.seq)[0].consumed.map((k) => k.split('/')[3]);
+    };
+    const ordering = { kind: 'fixed' as const, order: ['device-2', 'device-1'] };
+    for (const [id, batchOrder] of [['mixed', 'interleaved'], ['apart', 'by-device']] as const) {
+      await runs.create(parseRunSpec(w.spec({ ordering, training: { batchSize: 4, seqLen: 8, rounds: 1, batchOrder } })), id);
+      await runs.trigger(id);
+      await runs.idle(id);
+      expect((await runs.view(id)).progress?.phase).toBe('done');
+    }
+    expect(await trainedOrder('mixed')).toEqual(['device-2', 'device-1', 'device-2', 'device-1', 'device-2', 'device-1', 'device-2', 'device-1']);
+    expect(await trainedOrder('apart')).toEqual(['device-2', 'device-2', 'device-2', 'device-2', 'device-1', 'device-1', 'device-1', 'device-1']);
   });
 
   it('stop-and-wait asks each device only when the server comes to it', async () => {

@@ -1,6 +1,6 @@
 /**
- * The round's training phase: device after device in the plan's order, each device's batches as the poller verifies
- * them, checkpointing as it goes. A resumed round skips what its checkpoint says was trained; a cancelled one stops at
+ * The round's training phase: device after device in the plan's order (or, interleaved, one batch of each device in
+ * turn), each device's batches as the poller verifies them, checkpointing as it goes. A resumed round skips what its checkpoint says was trained; a cancelled one stops at
  * the next batch boundary with a checkpoint of what it trained.
  */
 import { Random } from '../../core/random.ts';
@@ -11,7 +11,7 @@ import { saveCheckpoint, type DeviceStart } from '../runs/checkpoint.ts';
 import type { RoundProgress } from '../runs/types.ts';
 import type { PendingStep } from '../train/pending-step.ts';
 import { deviceApi, type Loaded, type RoundOptions, type RunState } from './context.ts';
-import { activationFeed, DeviceRoundFailed, maxBatchBytes } from './feed.ts';
+import { activationFeed, DeviceRoundFailed, maxBatchBytes, type VerifiedBatch } from './feed.ts';
 
 export interface Training {
   losses: number[];
@@ -53,105 +53,159 @@ export async function trainDevices(
   progress.phase = 'training';
   let trainMs = 0;
   const phaseStart = performance.now();
-  for (const id of previous?.complete ? [] : plan.order) {
-    if (cancelled()) break;
+  const todo = previous?.complete ? [] : plan.order;
+  for (const id of todo.filter((d) => finished.has(d))) {
+    // Trained before the server was restarted: its batches and its GraB update are in the checkpoint.
+    const d = plan.devices[id];
+    Object.assign(progress.devices[id], { state: 'trained', trained: [...consumed].filter((k) => k.startsWith(keys.activations(record.id, id, d.sourceRound))).length });
+  }
+  const pending = todo.filter((d) => !finished.has(d));
+
+  // One step in flight: the next batch's step is issued before the last one's loss is read, so a GPU never waits for
+  // JavaScript. A checkpoint first waits for the step in flight, so what it saves is what it lists.
+  let inFlight: { key: string; step: PendingStep; device: RoundProgress['devices'][string] } | undefined;
+  const settle = async () => {
+    if (!inFlight) return;
+    const { key, step, device } = inFlight;
+    inFlight = undefined;
+    const t0 = performance.now();
+    // On CPU backends a step runs synchronously and its result is ready at once: without this turn of the event
+    // loop, API requests and prefetch downloads would wait until the feed itself has to wait.
+    await new Promise((resolve) => setImmediate(resolve));
+    const { loss } = await step.result();
+    trainMs += performance.now() - t0;
+    consumed.add(key);
+    losses.push(loss);
+    device.trained++;
+    progress.batchesTrained++;
+    progress.lastLoss = loss;
+    progress.losses.push({ ms: Math.round(performance.now() - startedAt), loss });
+  };
+  const train = async (batch: VerifiedBatch, id: string) => {
+    const t0 = performance.now();
+    const step = trainer.step(batch);
+    trainMs += performance.now() - t0;
+    await settle();
+    inFlight = { key: batch.key, step, device: progress.devices[id] };
+    if (!cancelled() && performance.now() - lastCheckpoint >= checkpointMs) {
+      await settle();
+      await checkpoint(false);
+    }
+  };
+  /** A device's verified batches, in its own seeded order, without those trained before a restart. */
+  const feed = (id: string) => {
     const d = plan.devices[id];
     const dp = progress.devices[id];
-    if (finished.has(id)) {
-      // Trained before the server was restarted: its batches and its GraB update are in the checkpoint.
-      Object.assign(dp, { state: 'trained', trained: [...consumed].filter((k) => k.startsWith(keys.activations(record.id, id, d.sourceRound))).length });
-      continue;
-    }
-    if ((opts.schedule ?? 'pipelined') === 'stop-and-wait') await startDevice(id);
-    if (dp.state === 'failed') continue;
-    dp.state = 'training';
-    // GraB's update for this device is measured from the adapters it started from, which a resumed round reads
-    // from its checkpoint rather than from the adapters as they are now.
-    if (spec.ordering.kind === 'grab' && current?.device !== id) current = { device: id, adapters: trainer.flatAdapters() };
-    const before = spec.ordering.kind === 'grab' ? current!.adapters : undefined;
     const shuffle = (batches: unknown[]) => permutation(batches.map((_, i) => String(i)), new Random(spec.training.seed * 31 + round * 7 + hashString(id))).map(Number);
-    // One step in flight: the next batch's step is issued before the last one's loss is read, so a GPU never
-    // waits for JavaScript. A checkpoint first waits for the step in flight, so what it saves is what it lists.
-    let inFlight: { key: string; step: PendingStep } | undefined;
-    const settle = async () => {
-      if (!inFlight) return;
-      const { key, step } = inFlight;
-      inFlight = undefined;
-      const t0 = performance.now();
-      // On CPU backends a step runs synchronously and its result is ready at once: without this turn of the event
-      // loop, API requests and prefetch downloads would wait until the feed itself has to wait.
-      await new Promise((resolve) => setImmediate(resolve));
-      const { loss } = await step.result();
-      trainMs += performance.now() - t0;
-      consumed.add(key);
-      losses.push(loss);
-      dp.trained++;
-      progress.batchesTrained++;
-      progress.lastLoss = loss;
-      progress.losses.push({ ms: Math.round(performance.now() - startedAt), loss });
-    };
-    let failure: unknown;
-    try {
-      for await (const batch of activationFeed(
-        opts.store,
-        {
-          runId: record.id,
-          deviceId: id,
-          round: d.sourceRound,
-          cut: d.cut,
-          nEmbd: model.config.nEmbd,
-          // Generation: a next-token id (or IGNORE_INDEX) per position; classification: a class per row.
-          labels: spec.task.kind === 'generation' ? { perToken: true, classes: model.config.vocabSize } : { perToken: false, classes: spec.task.labels.length },
-          batches: d.batches,
-          maxBatchBytes: maxBatchBytes(spec.training.batchSize, spec.training.seqLen, model.config.nEmbd),
+    return activationFeed(
+      opts.store,
+      {
+        runId: record.id,
+        deviceId: id,
+        round: d.sourceRound,
+        cut: d.cut,
+        nEmbd: model.config.nEmbd,
+        // Generation: a next-token id (or IGNORE_INDEX) per position; classification: a class per row.
+        labels: spec.task.kind === 'generation' ? { perToken: true, classes: model.config.vocabSize } : { perToken: false, classes: spec.task.labels.length },
+        batches: d.batches,
+        maxBatchBytes: maxBatchBytes(spec.training.batchSize, spec.training.seqLen, model.config.nEmbd),
+      },
+      {
+        prefetch: opts.prefetch,
+        pollMs: opts.pollMs,
+        order: shuffle,
+        skip: consumed,
+        deviceStatus: d.sourceRound === round ? () => deviceApi(s, opts, id).roundStatus(record.id, round) : undefined,
+        onReject: (key, why) => {
+          progress.rejected.push(`${key}: ${why}`);
+          opts.log?.(`run ${record.id}: rejected ${key}: ${why}`);
         },
-        {
-          prefetch: opts.prefetch,
-          pollMs: opts.pollMs,
-          order: shuffle,
-          skip: consumed,
-          deviceStatus: d.sourceRound === round ? () => deviceApi(s, opts, id).roundStatus(record.id, round) : undefined,
-          onReject: (key, why) => {
-            progress.rejected.push(`${key}: ${why}`);
-            opts.log?.(`run ${record.id}: rejected ${key}: ${why}`);
-          },
-          onManifest: (m) => (dp.bytes = m.batches.reduce((a, b) => a + b.bytes, 0)),
-        },
-      )) {
-        const t0 = performance.now();
-        const step = trainer.step(batch);
-        trainMs += performance.now() - t0;
-        await settle();
-        inFlight = { key: batch.key, step };
-        if (cancelled()) break;
-        if (performance.now() - lastCheckpoint >= checkpointMs) {
-          await settle();
-          await checkpoint(false);
-        }
-      }
-    } catch (e) {
-      failure = e;
-    }
+        onManifest: (m) => (dp.bytes = m.batches.reduce((a, b) => a + b.bytes, 0)),
+      },
+    );
+  };
+  /** A device's part of the round ended: its state, GraB's update, a checkpoint. A cancelled one stays unfinished. */
+  const finish = async (id: string, failure?: unknown) => {
     await settle();
+    const dp = progress.devices[id];
     if (cancelled()) {
-      // The device stays unfinished: triggering the round again trains its remaining batches.
+      // Triggering the round again trains its remaining batches.
       dp.state = 'waiting';
-      if (dp.trained > 0) await checkpoint(false);
-      break;
+      return;
     }
     if (failure === undefined) dp.state = 'trained';
     else if (failure instanceof DeviceRoundFailed) {
       Object.assign(dp, { state: 'failed', error: failure.message });
       opts.log?.(`run ${record.id}: ${failure.message}`);
     } else throw failure;
-    if (before) {
-      const after = trainer.flatAdapters();
-      s.updates.set(id, after.map((x, i) => x - before[i]));
-    }
+    if (current?.device === id) s.updates.set(id, trainer.flatAdapters().map((x, i) => x - current!.adapters[i]));
     finished.add(id);
     current = undefined;
     if (dp.trained > 0) await checkpoint(false);
-    if (d.sourceRound === round) dp.forwardMs = (await deviceApi(s, opts, id).roundStatus(record.id, round).catch(() => undefined))?.forwardMs;
+    if (plan.devices[id].sourceRound === round) dp.forwardMs = (await deviceApi(s, opts, id).roundStatus(record.id, round).catch(() => undefined))?.forwardMs;
+  };
+  const stopAndWait = (opts.schedule ?? 'pipelined') === 'stop-and-wait';
+
+  if (spec.training.batchOrder === 'interleaved') {
+    // Every device's feed at once, one batch from each in the client order in turn; a device leaves the rotation
+    // when its batches run out or it fails. Stop-and-wait: the devices compute first, then the server trains.
+    if (stopAndWait) for (const id of pending) await startDevice(id);
+    const rotation = pending.filter((id) => progress.devices[id].state !== 'failed').map((id) => ({ id, batches: feed(id) }));
+    for (const { id } of rotation) progress.devices[id].state = 'training';
+    try {
+      while (rotation.length > 0 && !cancelled()) {
+        for (let i = 0; i < rotation.length && !cancelled(); ) {
+          const { id, batches } = rotation[i];
+          let next: IteratorResult<VerifiedBatch>;
+          try {
+            next = await batches.next();
+          } catch (e) {
+            rotation.splice(i, 1);
+            await finish(id, e);
+            continue;
+          }
+          if (next.done) {
+            rotation.splice(i, 1);
+            await finish(id);
+            continue;
+          }
+          await train(next.value, id);
+          i++;
+        }
+      }
+    } finally {
+      await Promise.all(rotation.map((r) => r.batches.return(undefined)));
+    }
+    await settle();
+    if (cancelled()) {
+      for (const { id } of rotation) progress.devices[id].state = 'waiting';
+      if (rotation.some(({ id }) => progress.devices[id].trained > 0)) await checkpoint(false);
+    }
+  } else {
+    for (const id of pending) {
+      if (cancelled()) break;
+      if (stopAndWait) await startDevice(id);
+      const dp = progress.devices[id];
+      if (dp.state === 'failed') continue;
+      dp.state = 'training';
+      // GraB's update for this device is measured from the adapters it started from, which a resumed round reads
+      // from its checkpoint rather than from the adapters as they are now.
+      if (spec.ordering.kind === 'grab' && current?.device !== id) current = { device: id, adapters: trainer.flatAdapters() };
+      let failure: unknown;
+      try {
+        for await (const batch of feed(id)) {
+          await train(batch, id);
+          if (cancelled()) break;
+        }
+      } catch (e) {
+        failure = e;
+      }
+      await finish(id, failure);
+      if (cancelled()) {
+        if (dp.trained > 0) await checkpoint(false);
+        break;
+      }
+    }
   }
   const wallMs = performance.now() - phaseStart;
   if (cancelled()) return { losses, trainMs, wallMs, cancelled: true };

@@ -94,8 +94,12 @@ const RunSpecFields = z
         dtype: z.enum(['fp32', 'fp16']).default('fp32'),
         seed: nonNegativeInt.default(0),
         rounds: positiveInt.default(3),
+        batchOrder: z
+          .enum(['by-device', 'interleaved'])
+          .default('by-device')
+          .openapi({ description: "by-device: each device's batches together, device after device in the client order. interleaved: one batch of each device in turn, in that order (a round then mixes the devices' data, which holds up under label skew; the round waits for the slowest device's next batch)." }),
       })
-      .default({ batchSize: 16, seqLen: 64, dtype: 'fp32', seed: 0, rounds: 3 }),
+      .default({ batchSize: 16, seqLen: 64, dtype: 'fp32', seed: 0, rounds: 3, batchOrder: 'by-device' }),
   });
 
 /** What one field cannot check alone. */
@@ -113,6 +117,7 @@ function crossCheck(r: z.output<typeof RunSpecFields>, ctx: z.RefinementCtx): vo
   const order = 'order' in r.ordering ? r.ordering.order : undefined;
   const unknown = order?.find((d) => !ids.includes(d));
   if (unknown !== undefined) issue(['ordering', 'order'], `unknown device '${unknown}'`);
+  if (r.ordering.kind === 'grab' && r.training.batchOrder === 'interleaved') issue(['training', 'batchOrder'], "cannot be interleaved with GraB, which orders the devices by each one's own update to the adapters: use by-device");
 }
 
 export const RunSpecSchema = RunSpecFields.superRefine(crossCheck).openapi('RunSpec');

@@ -217,6 +217,7 @@ function topicSection(studies: TopicStudy[], seeds: number[], base: string): str
   claim("interleaving the devices' batches beats device after device (SplitFrozen)", 'splitfrozen, interleaved', 'splitfrozen', withInterleaved);
   claim('SplitFrozen beats SplitLoRA', 'splitfrozen', 'splitlora', (s) => s.methods.accuracy);
   claim('sequential training (SplitFrozen) beats parallel training with averaging, more so as heterogeneity grows', 'splitfrozen', 'splitfrozen-parallel', (s) => s.methods.accuracy);
+  claim('sequential training one batch a visit (SplitFrozen, interleaved) beats parallel training with averaging', 'splitfrozen, interleaved', 'splitfrozen-parallel', withInterleaved);
   claim('GraB beats random reshuffling', 'grab', 'random-reshuffle', (s) => orderingAccuracy(s));
   claim('random reshuffling beats shuffle-once', 'random-reshuffle', 'shuffle-once', (s) => orderingAccuracy(s));
   claim('random reshuffling beats a fixed order', 'random-reshuffle', 'fixed', (s) => orderingAccuracy(s));

@@ -8,6 +8,7 @@ import { RunRegistry } from './runs/registry.ts';
 import { ConfigError, type ServerConfig } from './config.ts';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { initBackend } from './tf/backend.ts';
+import { nativeMemoryWarning } from './ort/native-memory.ts';
 
 export interface RunningServer {
   url: string;
@@ -24,6 +25,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const threads = backend.backend === 'wasm' ? ` on ${getThreadsCount()} thread(s)` : blocks ? ` (adapted blocks on onnxruntime-node, ${blocks.provider}, ${blocks.threads} thread(s); head, loss and AdamW on TensorFlow.js)` : '';
   const backendLine = `${backend.backend}${threads}${backend.skipped.map((s) => ` (skipped ${s.backend}: ${s.reason})`).join('')}`;
   log(`backend: ${backendLine}`);
+  const memory = blocks && nativeMemoryWarning(blocks.provider);
+  if (memory) log(memory);
   if (!config.operatorToken) throw new ConfigError('the operator token is empty: anyone could drive the server');
   if (!config.roundSecret) throw new ConfigError('the round secret is empty: device requests could be forged');
   const runs = new RunRegistry({ store: new S3Store(config.s3), roundSecret: config.roundSecret, log, blocks, schedule: config.schedule, checkpointSeconds: config.checkpointSeconds, dataDirs: config.dataDirs });

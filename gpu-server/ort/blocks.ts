@@ -309,16 +309,21 @@ export class OrtBlocks {
     return picked.length;
   }
 
-  /** Ends profiling: kernel time by graph and operator, largest first (the profiler's files are removed). */
-  async profile(): Promise<OpTime[]> {
+  /**
+   * Ends profiling: kernel time a step by graph and operator, largest first, over the last `steps` of `warmUp + steps`
+   * steps run alike (each runs every session as often), so that warm-up is left out. The profiler's files are removed.
+   */
+  async profile({ steps = 1, warmUp = 0 } = {}): Promise<OpTime[]> {
     if (!this.options.profile) throw new Error('profile() needs OrtBlocks created with { profile: true }');
     const byOp = new Map<string, number>();
     for (const [graph, s] of this.sessions) {
       (await s).endProfiling();
       const dir = tmpdir();
       for (const file of (await readdir(dir)).filter((f) => f.startsWith(`splitfrozen-ort-${process.pid}-${graph}_`))) {
-        const events = JSON.parse(await readFile(join(dir, file), 'utf8')) as Array<{ cat?: string; name: string; dur: number; args?: { op_name?: string } }>;
-        for (const e of events) if (e.cat === 'Node' && e.name.endsWith('_kernel_time')) byOp.set(`${graph}\t${e.args?.op_name}`, (byOp.get(`${graph}\t${e.args?.op_name}`) ?? 0) + e.dur / 1000);
+        const events = JSON.parse(await readFile(join(dir, file), 'utf8')) as Array<{ cat?: string; name: string; ts: number; dur: number; args?: { op_name?: string } }>;
+        const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').sort((a, b) => a.ts - b.ts);
+        const from = runs[Math.floor((runs.length * warmUp) / (warmUp + steps))]?.ts ?? Infinity;
+        for (const e of events) if (e.cat === 'Node' && e.name.endsWith('_kernel_time') && e.ts >= from) byOp.set(`${graph}\t${e.args?.op_name}`, (byOp.get(`${graph}\t${e.args?.op_name}`) ?? 0) + e.dur / 1000 / steps);
         await rm(join(dir, file));
       }
     }

@@ -221,9 +221,9 @@ export class Trainer {
   }
 
   /** Where the adapted blocks' time went on onnxruntime (a trainer made with blocks: { profile: true }). */
-  onnxruntimeProfile(): Promise<OpTime[]> {
+  onnxruntimeProfile(over?: { steps: number; warmUp: number }): Promise<OpTime[]> {
     if (!this.ort) throw new Error(`the adapted blocks run on ${this.blocksOn}, not onnxruntime`);
-    return this.ort.profile();
+    return this.ort.profile(over);
   }
 
   exportAdapter(): AdapterWeights {

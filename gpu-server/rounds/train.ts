@@ -1,7 +1,7 @@
 /**
  * The round's training phase: device after device in the plan's order (or, interleaved, one batch of each device in
- * turn), each device's batches as the poller verifies them, checkpointing as it goes. A resumed round skips what its checkpoint says was trained; a cancelled one stops at
- * the next batch boundary with a checkpoint of what it trained.
+ * turn), each device's batches as the poller verifies them, checkpointing as it goes. A resumed round skips what its
+ * checkpoint says was trained; a cancelled one stops at the next batch boundary with a checkpoint of what it trained.
  */
 import { Random } from '../../core/random.ts';
 import { keys } from '../../core/storage/keys.ts';

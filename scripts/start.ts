@@ -29,6 +29,7 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 process.env.WRANGLER_LOG ??= 'warn';
 
 const USAGE = `usage: npm start -- [--task classification|gsm8k] [--data PATH] [--model DIR] [--rounds N] [--rows-per-device N] [--eval-rows N] [--ordering random-reshuffle|shuffle-once|grab]
+       [--batch-order by-device|interleaved]
 --data: classification reads train.tsv and dev.tsv of a GLUE task folder (e.g. ../shared/datasets/glue/SST-2), without it a
   small generated task is used; gsm8k reads GSM8K JSON lines (default ../shared/datasets/gsm8k/train.jsonl).
 --model uses a model folder in the Hugging Face layout (GPT-2 for classification, Llama for gsm8k, e.g. downloaded from the
@@ -41,6 +42,7 @@ const args = cliArgs(USAGE, {
   'rows-per-device': { type: 'string' },
   'eval-rows': { type: 'string' },
   ordering: { type: 'string', default: 'random-reshuffle' },
+  'batch-order': { type: 'string', default: 'by-device' },
 });
 
 const DIR = resolve(LOCAL_DIR, 'start');
@@ -138,7 +140,7 @@ run(async () => {
     const client = new ServerClient(server.url, operatorToken);
 
     const profiles = gsm8k ? GSM8K_PROFILES : PROFILES;
-    step(5, gsm8k ? `run: causal-LM LoRA r=8 on q/k/v/o_proj, loss on the answers only, ${args.ordering} client order, ${rounds} rounds` : `run: LoRA r=8 on c_attn, ${args.ordering} client order, ${rounds} rounds`);
+    step(5, gsm8k ? `run: causal-LM LoRA r=8 on q/k/v/o_proj, loss on the answers only, ${args.ordering} client order (${args['batch-order']}), ${rounds} rounds` : `run: LoRA r=8 on c_attn, ${args.ordering} client order (${args['batch-order']}), ${rounds} rounds`);
     const record = await client.createRun({
       model: modelDir,
       task: gsm8k ? gsm8kRunTask(evalFile) : { labels: data.labels, evalRows: data.evaluation.map((r) => ({ text: r.text, text_pair: r.textPair, label: data.labels[r.label] })) },
@@ -146,7 +148,8 @@ run(async () => {
       ordering: { kind: args.ordering },
       lora: gsm8k ? { rank: 8, alpha: 16, dropout: 0.05, targets: ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj'] } : { rank: 8, alpha: 16, dropout: 0.05, targets: ['attn.c_attn'] },
       optimizer: { lr: gsm8k ? 0.003 : 0.01, warmupSteps: 5, schedule: 'linear' },
-      training: { batchSize: gsm8k ? 8 : 16, seqLen: gsm8k ? 192 : 48, dtype: 'fp32', seed: 0, rounds },
+      // The server checks both orders and says what is wrong with either.
+      training: { batchSize: gsm8k ? 8 : 16, seqLen: gsm8k ? 192 : 48, dtype: 'fp32', seed: 0, rounds, batchOrder: args['batch-order'] as 'by-device' | 'interleaved' },
     });
     // What each cut gives away: the server's held-out rows as the attacker's text, a sample of the device's shard as
     // the victim (npm start plays every owner, so it can score the attack on their text).

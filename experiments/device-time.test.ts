@@ -18,6 +18,15 @@ describe('the device-time model of a round', () => {
     expect(roundMakespan(devices, 1, 'pipelined')).toEqual({ seconds: 12, serverBusySeconds: 6, serverIdleSeconds: 6 });
   });
 
+  it('interleaved: the server starts when every device has landed, then trains every batch (worked by hand)', () => {
+    // Both land at 6; 6 batches of 1 s: 12, as pipelined here; with a slow device (landing at 12): 18 against 15.
+    expect(roundMakespan(devices, 1, 'pipelined', 'interleaved')).toEqual({ seconds: 12, serverBusySeconds: 6, serverIdleSeconds: 6 });
+    expect(roundMakespan(devices, 1, 'stop-and-wait', 'interleaved').seconds).toBe(12);
+    const slow = [devices[0]!, { id: 'slow', batches: 3, secondsPerBatch: 4 }];
+    expect(roundMakespan(slow, 1, 'pipelined', 'interleaved').seconds).toBe(18);
+    expect(roundMakespan(slow, 1, 'pipelined').seconds).toBe(15);
+  });
+
   it('pipelined hides every device but the first behind the server; stop-and-wait adds them all', () => {
     const many = Array.from({ length: 4 }, (_, i) => ({ id: String(i), batches: 100, secondsPerBatch: 3 }));
     // 300 s for the first device, then the server's 400 batches; stop-and-wait: 4 x (300 + 100).

@@ -1,6 +1,6 @@
 /**
  * A round's wall time from a device-time model: each device produces its batches at its own pace (compute and
- * upload), the server trains them device after device in the client order, one batch at a time. Pipelined, every
+ * upload), the server trains them device after device in the client order (or interleaved), one batch at a time. Pipelined, every
  * device starts at once; stop-and-wait, a device starts only when the server has trained the previous one. The
  * server trains a device's batches once the device's manifest has landed, after its last batch (it checks every
  * batch against the manifest's SHA-256s before training on it: gpu-server/rounds/feed.ts), so a device's compute
@@ -21,14 +21,23 @@ export interface Makespan {
   serverIdleSeconds: number;
 }
 
-/** The round's makespan: devices in `order`, the server's step `serverSecondsPerBatch`. */
-export function roundMakespan(devices: readonly DeviceWork[], serverSecondsPerBatch: number, schedule: 'pipelined' | 'stop-and-wait'): Makespan {
-  let t = 0;
-  for (const d of devices) {
-    const ready = (schedule === 'pipelined' ? 0 : t) + d.batches * d.secondsPerBatch;
-    t = Math.max(t, ready) + d.batches * serverSecondsPerBatch;
-  }
+export type Schedule = 'pipelined' | 'stop-and-wait';
+export type BatchOrder = 'by-device' | 'interleaved';
+
+/**
+ * The round's makespan: devices in `order`, the server's step `serverSecondsPerBatch`. Interleaved (one batch of each
+ * device in turn), the server opens every device's feed before its first turn under either schedule, so every device
+ * computes at once, and the first turn needs a batch of each: training starts when the last manifest lands.
+ */
+export function roundMakespan(devices: readonly DeviceWork[], serverSecondsPerBatch: number, schedule: Schedule, batchOrder: BatchOrder = 'by-device'): Makespan {
   const busy = devices.reduce((a, d) => a + d.batches, 0) * serverSecondsPerBatch;
+  let t = 0;
+  if (batchOrder === 'interleaved') t = Math.max(0, ...devices.map((d) => d.batches * d.secondsPerBatch)) + busy;
+  else
+    for (const d of devices) {
+      const ready = (schedule === 'pipelined' ? 0 : t) + d.batches * d.secondsPerBatch;
+      t = Math.max(t, ready) + d.batches * serverSecondsPerBatch;
+    }
   return { seconds: t, serverBusySeconds: busy, serverIdleSeconds: t - busy };
 }
 
@@ -79,7 +88,7 @@ export interface MethodWork {
  * SplitFrozen server's training steps), or undefined where the method does not fit the device (memory, or a
  * backward pass a Worker cannot run). `round` 0 is the first: SplitFrozen's devices compute only then.
  */
-export function methodRoundSeconds(method: string, w: MethodWork, profile: DeviceProfile, serverFlops: number, round: number, schedule: 'pipelined' | 'stop-and-wait' = 'pipelined'): number | undefined {
+export function methodRoundSeconds(method: string, w: MethodWork, profile: DeviceProfile, serverFlops: number, round: number, schedule: Schedule = 'pipelined', batchOrder: BatchOrder = 'by-device'): number | undefined {
   const backward = w.perToken.deviceBackward > 0;
   if (w.devicePeakMemoryMB > profile.memoryMB || (backward && profile.backwardGflops === 0)) return undefined;
   const compute = (tokens: number) => (tokens * w.perToken.deviceForward) / (profile.forwardGflops * 1e9) + (backward ? (tokens * w.perToken.deviceBackward) / (profile.backwardGflops * 1e9) : 0);
@@ -93,7 +102,7 @@ export function methodRoundSeconds(method: string, w: MethodWork, profile: Devic
       // Activations computed and sent once; later rounds train on them again.
       const devices = w.devices.map((d, i) => ({ id: String(i), batches: d.batches, secondsPerBatch: round === 0 ? compute(perBatch(d)) + up(perBatch(d) * w.activationBytesPerToken) : 0 }));
       const tokensPerBatch = w.devices.reduce((a, d) => a + d.tokens, 0) / Math.max(w.devices.reduce((a, d) => a + d.batches, 0), 1);
-      return roundMakespan(devices, server(tokensPerBatch), schedule).seconds;
+      return roundMakespan(devices, server(tokensPerBatch), schedule, batchOrder).seconds;
     }
     case 'fedlora':
       // Every device at once: the global adapters down, a pass over its data, its adapters up; averaging is free.

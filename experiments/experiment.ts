@@ -9,7 +9,7 @@ import type { Model } from '../core/model/family.ts';
 import type { Tokenizer } from '../core/tokenizer/tokenizer.ts';
 import { writeFileAtomic } from '../gpu-server/model/folder.ts';
 import type { OrderingSpec } from '../gpu-server/ordering/ordering.ts';
-import { DEVICE_PROFILES, methodRoundSeconds, type DeviceProfile } from './device-time.ts';
+import { DEVICE_PROFILES, methodRoundSeconds, type BatchOrder, type DeviceProfile, type Schedule } from './device-time.ts';
 import { provenance } from './provenance.ts';
 import { accuracyPlot, resultsTable } from './report.ts';
 import type { MethodName } from './sim/accounting.ts';
@@ -117,29 +117,31 @@ type Timed = Pick<MethodResult, 'method' | 'rounds' | 'work' | 'serverFlops' | '
  * Each method's training time, round by round (cumulative seconds), on each device profile, from the device-time
  * model and the server's speed: by default as measured in this experiment's SplitFrozen steps (FLOP/s of this
  * process), or `server` as measured elsewhere (bench:train). Null where the method does not fit the device.
- * SplitFrozen's stop-and-wait ablation beside it.
+ * SplitFrozen's stop-and-wait ablation and its interleaved batch order beside it.
  */
 export function modelledTime(results: readonly Timed[], server?: { gflops: number; source: string }) {
   const sf = results.find((r) => r.method === 'splitfrozen');
   if (!sf || sf.trainMs === 0) return undefined;
   const serverFlops = server ? server.gflops * 1e9 : sf.serverFlops / (sf.trainMs / 1000);
-  const cumulative = (method: string, r: Timed, p: DeviceProfile, schedule: 'pipelined' | 'stop-and-wait' = 'pipelined') => {
+  const cumulative = (method: string, r: Timed, p: DeviceProfile, schedule: Schedule = 'pipelined', batchOrder?: BatchOrder) => {
     let total = 0;
     const out: number[] = [];
     for (let k = 0; k < r.rounds.length; k++) {
-      const s = methodRoundSeconds(method, r.work, p, serverFlops, k, schedule);
+      const s = methodRoundSeconds(method, r.work, p, serverFlops, k, schedule, batchOrder);
       if (s === undefined) return null;
       out.push(Number((total += s).toPrecision(4)));
     }
     return out;
   };
-  const byProfile = (method: string, r: Timed, schedule?: 'stop-and-wait') => Object.fromEntries(DEVICE_PROFILES.map((p) => [p.name, cumulative(method, r, p, schedule)]));
+  const byProfile = (method: string, r: Timed, schedule?: Schedule, batchOrder?: BatchOrder) => Object.fromEntries(DEVICE_PROFILES.map((p) => [p.name, cumulative(method, r, p, schedule, batchOrder)]));
   return {
     serverGflops: Number((serverFlops / 1e9).toFixed(2)),
     serverSource: server?.source ?? "as measured in SplitFrozen's steps here",
     profiles: DEVICE_PROFILES,
     byMethod: Object.fromEntries(results.map((r) => [r.method, byProfile(r.method, r)])),
     splitfrozenStopAndWait: byProfile('splitfrozen', sf, 'stop-and-wait'),
+    // The same work with its batches interleaved: only when the server starts training differs.
+    splitfrozenInterleaved: byProfile('splitfrozen', sf, 'pipelined', 'interleaved'),
   };
 }
 
@@ -152,6 +154,7 @@ export function timeTable(t: NonNullable<ReturnType<typeof modelledTime>>): stri
     `|---|${DEVICE_PROFILES.map(() => '---|').join('')}`,
     ...Object.entries(t.byMethod).map(([m, v]) => `| ${m} | ${DEVICE_PROFILES.map((p) => cell(v[p.name]!)).join(' | ')} |`),
     `| splitfrozen, stop-and-wait | ${DEVICE_PROFILES.map((p) => cell(t.splitfrozenStopAndWait[p.name]!)).join(' | ')} |`,
+    `| splitfrozen, interleaved | ${DEVICE_PROFILES.map((p) => cell(t.splitfrozenInterleaved[p.name]!)).join(' | ')} |`,
     '',
     ...DEVICE_PROFILES.map((p) => `- ${p.name}: ${p.source}`),
     '',

@@ -85,8 +85,6 @@ function ops(g: GraphBuilder, spec: BlockGraphSpec, like: string) {
     merge: (t: string) => g.op('Reshape', [g.op('Transpose', [t], { perm: [0, 2, 1, 3] }), g.ints([-1, d])]),
     rows: (t: string) => g.op('Reshape', [t, g.ints([-1, d])]),
     unrows: (t: string) => g.op('Reshape', [t, g.op('Shape', [like])]),
-    /** gelu(h) = h sigmoid(2u), u = sqrt(2/pi) (h + 0.044715 h^3), as gpu-server/model/ops.ts has it. */
-    geluSigmoid: (h: string) => g.op('Sigmoid', [g.op('Mul', [g.op('Mul', [h, g.op('Add', [g.float(1), g.op('Mul', [g.op('Mul', [h, h]), g.float(GELU_C)])])]), g.float(TWO_K)])]),
   };
 }
 
@@ -112,7 +110,8 @@ export function gpt2ForwardGraph(c: GPT2Config, loraSpec: LoraGraphSpec, { infer
   const x2 = g.op('Add', [x, linear('attn.c_proj', attnOut)]);
   const ln2 = o.normalize(x2);
   const h = linear('mlp.c_fc', o.affine(ln2.xhat, 'ln_2'));
-  const y = o.unrows(g.op('Add', [x2, linear('mlp.c_proj', g.op('Mul', [h, o.geluSigmoid(h)]))]));
+  // onnxruntime's FastGelu is the same tanh form in one pass over h (the backward recomputes it in graph ops).
+  const y = o.unrows(g.op('Add', [x2, linear('mlp.c_proj', g.op('FastGelu', [h], {}, 'com.microsoft'))]));
   Object.assign(saved, { xhat1: ln1.xhat, rstd1: ln1.rstd, q: q!, k, v, p, attn_out: attnOut, xhat2: ln2.xhat, rstd2: ln2.rstd, h });
   const { weights, lora, mask } = inputsOf(spec, inference);
   const used = g.usedNames();
@@ -158,12 +157,15 @@ function backward(spec: BlockGraphSpec, needDx: boolean): { bytes: Uint8Array; u
   };
   const dy = o.rows('dy');
   const h = s('h');
-  // Recomputed rather than saved: an output costs more than the few passes over h that make it.
-  const gs = o.geluSigmoid(h);
-  // MLP: y = x2 + c_proj(gelu(c_fc(ln2(x2)))); d gelu / dh = s + h s (1 - s) 2u', 2u' = 2k (1 + 3c h^2).
+  // gelu(h) = h s, s = sigmoid(2u), 2u = 2k h (1 + c h^2), as gpu-server/model/ops.ts has it (the forward's FastGelu).
+  // Recomputed rather than saved: an output costs more than the few passes over h that make it; h^2 once for both.
+  const hh = g.op('Mul', [h, h]);
+  const gs = g.op('Sigmoid', [g.op('Mul', [h, g.op('Add', [g.float(TWO_K), g.op('Mul', [hh, g.float(TWO_K * GELU_C)])])])]);
+  // MLP: y = x2 + c_proj(gelu(c_fc(ln2(x2)))); d gelu / dh = s + h s (1 - s) 2u' = s (1 + h (1 - s) 2u'),
+  // 2u' = 2k (1 + 3c h^2).
   const dg = linear('mlp.c_proj', dy, () => g.op('Mul', [h, gs]));
-  const du = () => g.op('Mul', [g.op('Add', [g.float(1), g.op('Mul', [g.op('Mul', [h, h]), g.float(3 * GELU_C)])]), g.float(TWO_K)]);
-  const dh = dg && g.op('Mul', [dg, g.op('Add', [gs, g.op('Mul', [g.op('Mul', [g.op('Mul', [h, gs]), g.op('Sub', [g.float(1), gs])]), du()])])]);
+  const du = () => g.op('Add', [g.float(TWO_K), g.op('Mul', [hh, g.float(3 * GELU_C * TWO_K)])]);
+  const dh = dg && g.op('Mul', [dg, g.op('Mul', [gs, g.op('Add', [g.float(1), g.op('Mul', [g.op('Mul', [h, g.op('Sub', [g.float(1), gs])]), du()])])])]);
   const dc = dh && linear('mlp.c_fc', dh, () => o.affine(s('xhat2'), 'ln_2'));
   if (dc) {
     const dx2 = g.op('Add', [dy, normBackward(dc, 'ln_2', s('xhat2'), s('rstd2'))]);

@@ -74,7 +74,11 @@ function progressLine(view: RunView, rounds: number): string {
   if (!p) return '';
   const width = 30;
   const done = p.batchesTotal ? Math.round((width * p.batchesTrained) / p.batchesTotal) : 0;
-  const device = Object.entries(p.devices).find(([, d]) => d.state === 'training')?.[0] ?? '';
+  // Device after device one trains at a time; interleaved, all of them.
+  const device = Object.entries(p.devices)
+    .filter(([, d]) => d.state === 'training')
+    .map(([id]) => id)
+    .join(', ');
   return `round ${p.round + 1}/${rounds} [${'#'.repeat(done)}${'.'.repeat(width - done)}] ${p.batchesTrained}/${p.batchesTotal} batches ${p.phase}${device ? ` on ${device}` : ''}${p.lastLoss === undefined ? '' : ` loss ${p.lastLoss.toFixed(4)}`}`;
 }
 

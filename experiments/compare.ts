@@ -195,7 +195,7 @@ function topicSection(studies: TopicStudy[], seeds: number[], base: string): str
     '',
     `| partition | majority class | ${methods.join(' | ')} | plots (seed ${seeds[0]}) |`,
     `|---|---|${methods.map(() => '---|').join('')}---|`,
-    ...studies.map((s) => `| ${describePartition(s.partition)} | ${s.methods.majorityClass === undefined ? '-' : `${(100 * s.methods.majorityClass).toFixed(1)}%`} | ${methods.map((m) => pm(withInterleaved(s)[m]!)).join(' | ')} | [accuracy](${rel(s, `seed-${seeds[0]}/accuracy.svg`)}), [time on phones](${rel(s, `seed-${seeds[0]}/time-phone.svg`)}) |`),
+    ...studies.map((s) => [s, withInterleaved(s)] as const).map(([s, accuracy]) => `| ${describePartition(s.partition)} | ${s.methods.majorityClass === undefined ? '-' : `${(100 * s.methods.majorityClass).toFixed(1)}%`} | ${methods.map((m) => pm(accuracy[m]!)).join(' | ')} | [accuracy](${rel(s, `seed-${seeds[0]}/accuracy.svg`)}), [time on phones](${rel(s, `seed-${seeds[0]}/time-phone.svg`)}) |`),
     '',
     '### The claims, checked in direction',
     '',

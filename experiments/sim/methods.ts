@@ -189,17 +189,14 @@ export async function runMethod(method: MethodName, model: Model, data: SimData,
           // As the server interleaves: one batch of each device in the client order, until every device's run out.
           const lists = order.map((id) => sim.batches(byId.get(id)!, round));
           for (let i = 0; lists.some((l) => i < l.length); i++) for (const l of lists) if (i < l.length) losses.push(step(sim.atCut(l[i]!, cut)));
-        }
-        for (const id of order) {
-          const d = byId.get(id)!;
-          if (spec.batchOrder !== 'interleaved') {
+        } else
+          for (const id of order) {
             const before = grab ? t.flatAdapters() : undefined;
-            for (const b of sim.batches(d, round)) losses.push(step(sim.atCut(b, cut)));
+            for (const b of sim.batches(byId.get(id)!, round)) losses.push(step(sim.atCut(b, cut)));
             if (before) updates.set(id, t.flatAdapters().map((x, i) => x - before[i]));
           }
-          // Activations go up once: later rounds reuse them (the prefix is frozen).
-          if (round === 0) bytesUp += tokensOf(d) * model.config.nEmbd * spec.wireBytes;
-        }
+        // Activations go up once: later rounds reuse them (the prefix is frozen).
+        if (round === 0) for (const id of order) bytesUp += tokensOf(byId.get(id)!) * model.config.nEmbd * spec.wireBytes;
         break;
       case 'splitfrozen-parallel':
       case 'fedlora': {

@@ -42,7 +42,6 @@ export interface TrainBatch {
   labels: Int32Array;
 }
 
-
 export class Trainer {
   readonly net: ServerNet;
   readonly task: Task;

@@ -149,7 +149,18 @@ if (!args.small) {
 const refTps = Number((reference as { fp32?: { tokens_per_s?: number } }).fp32?.tokens_per_s);
 const llama = args.small ? { skipped: 'not with --small' } : await llamaStep();
 printReport('server training step', {
-  shape: { nLayer: config.nLayer, nEmbd: config.nEmbd, nHead: config.nHead, cut: CUT, lora: 'r=8, alpha 16 on c_attn', head: '2 classes', batch: B, seq: T },
+  shape: {
+    nLayer: config.nLayer,
+    nEmbd: config.nEmbd,
+    nHead: config.nHead,
+    cut: CUT,
+    lora: 'r=8, alpha 16 on c_attn',
+    head: '2 classes',
+    batch: B,
+    seq: T,
+    // What the trainer does on ort-*; the anchor runs the whole block.
+    lastBlock: "ort-*: pooled (after c_attn, each row's last token only: the head reads no other); PyTorch and TF.js: whole",
+  },
   backends: results,
   maxRelativeDifferenceToCpu: parity,
   reference: { [args.reference === 'gpu' ? 'torchGpu' : 'torchCpu']: reference },

@@ -11,11 +11,14 @@ import { loadCheckpoint, saveCheckpoint } from '../runs/checkpoint.ts';
 import { initBackend } from '../tf/backend.ts';
 import { maxRelativeDifference, tinySetup, tinyStepGradients } from '../train/parity.ts';
 import { Trainer } from '../train/trainer.ts';
-import type { BlockLinear } from '../../core/model/weights.ts';
+import { linearShape, type BlockLinear } from '../../core/model/weights.ts';
 import { IGNORE_INDEX } from '../../core/data/generation.ts';
 import { llamaConfig } from '../../core/model/llama/config.ts';
 import { initLlama } from '../../core/model/llama/init.ts';
 import { Random } from '../../core/random.ts';
+import { lastTokenIndex } from '../../core/model/masking.ts';
+import { OrtBlocks, type BlockArrays } from './blocks.ts';
+import { gatherRows } from './rows.ts';
 
 v8.setFlagsFromString('--expose-gc');
 const gc = vm.runInNewContext('gc') as () => void;
@@ -24,18 +27,41 @@ const ORT = { provider: 'cpu' as const, threads: 1 };
 const ALL: BlockLinear[] = ['attn.c_attn', 'attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'];
 
 describe('onnxruntime blocks (ort-cpu)', () => {
+  // A classification step runs the last block pooled (on each row's last token): its backward with dx, and (with the
+  // deepest cut at the last block) its lowest backward after a frozen block.
   it.each([
-    ['c_attn and c_fc, no dropout', false, undefined],
-    ['c_attn and c_fc, LoRA dropout (the same multipliers)', true, undefined],
-    ['all four linears', false, ALL],
-    ['only mlp.c_proj (the backward stops above attention)', false, ['mlp.c_proj'] as BlockLinear[]],
-  ])('one step gives the cpu backend\'s loss and LoRA gradients within 1e-4 (relative): %s', async (_, training, targets) => {
+    ['c_attn and c_fc, no dropout', false, undefined, 1],
+    ['c_attn and c_fc, LoRA dropout (the same multipliers)', true, undefined, 1],
+    ['all four linears', false, ALL, 1],
+    ['only mlp.c_proj (the backward stops above attention)', false, ['mlp.c_proj'] as BlockLinear[], 1],
+    ['all four linears, LoRA dropout, the last block alone adapted', true, ALL, 2],
+  ])('one step gives the cpu backend\'s loss and LoRA gradients within 1e-4 (relative): %s', async (_, training, targets, deepestCut) => {
     await initBackend('cpu');
-    const cpu = await tinyStepGradients({ training, targets });
-    const ort = await tinyStepGradients({ training, targets, blocks: ORT });
+    const cpu = await tinyStepGradients({ training, targets, deepestCut });
+    const ort = await tinyStepGradients({ training, targets, deepestCut, blocks: ORT });
     expect(maxRelativeDifference(ort, cpu)).toBeLessThan(1e-4);
     // The comparison sees a wrong gradient.
     expect(maxRelativeDifference({ ...ort, grads: ort.grads.map((g, i) => (i === 0 ? g.map((x) => x * 1.001) : g)) }, cpu)).toBeGreaterThan(1e-4);
+  });
+
+  it("runs a pooled last block on each row's last token alone: the whole block's rows there, [B, d] out", async () => {
+    const { model, batch } = tinySetup();
+    const [B, T, d] = [batch.rows, batch.seqLen, model.config.nEmbd];
+    const targets: BlockLinear[] = ['attn.c_attn', 'mlp.c_fc'];
+    const blocks = new OrtBlocks(model, 1, { targets, rank: 2, scale: 2, dropout: false }, ORT);
+    const rng = new Random(7);
+    const random = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
+    const perBlock: BlockArrays[] = [];
+    for (const i of [1, 2]) perBlock[i] = Object.fromEntries(targets.map((t) => [t, { a: random(d * 2), b: random(2 * linearShape(model.config, t)[1]) }]));
+    // Right padding: the last tokens sit at different positions.
+    const rows = lastTokenIndex(batch.mask, B, T).map((t, b) => b * T + t);
+    expect(new Set(rows.map((r) => r % T)).size).toBeGreaterThan(1);
+    const whole = (await blocks.forward(batch.hidden, batch.mask, [B, T], perBlock)).y.slice();
+    const pooled = (await blocks.forward(batch.hidden, batch.mask, [B, T], perBlock, rows)).y;
+    expect(pooled.length).toBe(B * d);
+    const want = gatherRows(whole, rows, d);
+    expect(Math.max(...pooled.map((x, i) => Math.abs(x - want[i]!)))).toBeLessThan(1e-5);
+    await blocks.release();
   });
 
   it('holds no more memory after 1,000 steps than after the first 100', async () => {

@@ -11,12 +11,13 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Model } from '../../core/model/family.ts';
-import { positionIds } from '../../core/model/masking.ts';
+import { lastTokenIndex, positionIds } from '../../core/model/masking.ts';
 import { decode, type DecodeOptions } from '../model/decode.ts';
 import { labelledPositions, type Adapters, type LinearAdapter } from '../model/ops.ts';
 import { scoreLogits } from '../train/score.ts';
 import { blockFamily, type BlockFamily } from './families.ts';
 import type { LoraGraphSpec } from './lora-graph.ts';
+import { gatherRows, scatterRows } from './rows.ts';
 
 export interface OrtOptions {
   /** 'cpu' or 'webgpu' (onnxruntime-node's bundled provider). */
@@ -47,12 +48,14 @@ export type BlockArrays = Record<string, AdapterArrays>;
 export interface Tape {
   tensors: Array<Record<string, ort.Tensor>>;
   shape: [number, number];
+  /** The pooled rows (b T + t), when the last block ran on them alone. */
+  pooled?: Int32Array;
 }
 
 /** Keys and values of the positions seen so far, by block. */
 export type KvCache = Array<{ k: ort.Tensor; v: ort.Tensor }>;
 
-type Graph = 'forward' | 'backward' | 'backward-lowest' | 'infer-adapted' | 'infer-frozen' | 'lm-loss' | 'lm-logits';
+type Graph = 'forward' | 'backward' | 'backward-lowest' | 'forward-pooled' | 'backward-pooled' | 'backward-lowest-pooled' | 'infer-adapted' | 'infer-frozen' | 'lm-loss' | 'lm-logits';
 
 /** Rows of the LM head per run: 32 x 128,256 logits (16 MB) at Llama-3's vocabulary, never a batch's all at once. */
 const LM_HEAD_ROWS = 32;
@@ -93,7 +96,8 @@ export class OrtBlocks {
       return f.lmHead.graph(kind === 'lm-loss' ? 'loss' : 'logits');
     }
     if (kind === 'infer-adapted' || kind === 'infer-frozen') return f.inferenceGraph(kind === 'infer-adapted');
-    return kind === 'forward' ? f.forwardGraph() : f.backwardGraph(kind === 'backward');
+    const pooled = kind.endsWith('-pooled');
+    return kind.startsWith('forward') ? f.forwardGraph(pooled) : f.backwardGraph(!kind.startsWith('backward-lowest'), pooled);
   }
 
   private session(kind: Graph): Promise<ort.InferenceSession> {
@@ -104,6 +108,9 @@ export class OrtBlocks {
         executionProviders: [this.options.provider],
         intraOpNumThreads: this.options.threads ?? availableParallelism(),
         graphOptimizationLevel: 'all',
+        // No spin-waiting between runs: the step's JS and TF.js's wasm threads (the head, AdamW) run between them, and
+        // on few cores onnxruntime's spinning threads took their time (bench:train on 2 cores: steps 8-10% faster).
+        ...(this.options.provider === 'cpu' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
         ...(this.options.profile ? { enableProfiling: true, profileFilePrefix: join(tmpdir(), `splitfrozen-ort-${process.pid}-${kind}`) } : {}),
       });
       this.sessions.set(kind, s);
@@ -121,13 +128,14 @@ export class OrtBlocks {
     return out;
   }
 
-  private adapterTensors(i: number, arrays: BlockArrays, B: number, T: number): Record<string, ort.Tensor> {
+  /** `pooled`: the block runs pooled, and the linears after its attention see those rows only (their dropout's too). */
+  private adapterTensors(i: number, arrays: BlockArrays, B: number, T: number, pooled?: Int32Array): Record<string, ort.Tensor> {
     const out: Record<string, ort.Tensor> = {};
     for (const [linear, { a, b, keep }] of Object.entries(arrays)) {
       const [inp, outDim] = this.family.linearInOut(linear);
       out[`${linear}.lora_A`] = f32(a, [inp, this.spec.rank]);
       out[`${linear}.lora_B`] = f32(b, [this.spec.rank, outDim]);
-      if (keep) out[`${linear}.keep`] = f32(keep, [B * T, inp]);
+      if (keep) out[`${linear}.keep`] = pooled && this.family.pooled!.linears.includes(linear) ? f32(gatherRows(keep, pooled, inp), [pooled.length, inp]) : f32(keep, [B * T, inp]);
     }
     return out;
   }
@@ -143,20 +151,26 @@ export class OrtBlocks {
     return f32(buf.subarray(0, n), dims);
   }
 
-  /** Blocks [from, n) on hidden states [B, T, d]: the final hidden states and the tape for backward. */
-  async forward(hidden: Float32Array, mask: Int32Array, [B, T]: [number, number], adapters: BlockArrays[]): Promise<{ y: Float32Array; tape: Tape }> {
+  /**
+   * Blocks [from, n) on hidden states [B, T, d]: the final hidden states and the tape for backward. `pooled`: the
+   * rows (b T + t) the loss reads, one a batch row; the last block then runs pooled (the family's pooled graphs),
+   * and y is those rows' [B, d].
+   */
+  async forward(hidden: Float32Array, mask: Int32Array, [B, T]: [number, number], adapters: BlockArrays[], pooled?: Int32Array): Promise<{ y: Float32Array; tape: Tape }> {
     const d = this.family.nEmbd;
-    const session = await this.session('forward');
     const shared = this.family.shared(mask, B, T);
-    const shapes = this.family.savedShapes(B, T);
     let x = f32(hidden, [B, T, d]);
-    const tape: Tape = { tensors: [], shape: [B, T] };
+    const tape: Tape = { tensors: [], shape: [B, T], pooled };
     for (let i = this.from; i < this.nLayer; i++) {
-      const ads = this.adapterTensors(i, adapters[i]!, B, T);
-      const outputs: Record<string, ort.Tensor> = { y: this.buffer(`y.${i}`, [B, T, d]) };
+      const pool = i === this.nLayer - 1 ? pooled : undefined;
+      const session = await this.session(pool ? 'forward-pooled' : 'forward');
+      const inputs = pool ? this.family.pooled!.shared(mask, B, T, pool) : shared;
+      const shapes = this.family.savedShapes(B, T, pool !== undefined);
+      const ads = this.adapterTensors(i, adapters[i]!, B, T, pool);
+      const outputs: Record<string, ort.Tensor> = { y: this.buffer(`y.${i}`, pool ? [B, d] : [B, T, d]) };
       for (const name of this.family.saved) outputs[`saved.${name}`] = this.buffer(`saved.${i}.${name}`, shapes[name]!);
-      await session.run(this.feeds(session, { x, ...shared, ...this.weights[i], ...ads }), outputs);
-      tape.tensors[i] = { ...shared, ...ads, ...outputs };
+      await session.run(this.feeds(session, { x, ...inputs, ...this.weights[i], ...ads }), outputs);
+      tape.tensors[i] = { ...inputs, ...ads, ...outputs };
       x = outputs.y!;
     }
     return { y: x.data as Float32Array, tape };
@@ -191,16 +205,18 @@ export class OrtBlocks {
     return out.logits!.data as Float32Array;
   }
 
-  /** The adapters' gradients [dA, dB] by block and linear, from the final hidden states' gradient. */
+  /** The adapters' gradients [dA, dB] by block and linear, from the final hidden states' gradient (as forward's y). */
   async backward(dFinal: Float32Array, tape: Tape): Promise<Array<Record<string, [Float32Array, Float32Array]>>> {
     const d = this.family.nEmbd;
     const [B, T] = tape.shape;
     const grads: Array<Record<string, [Float32Array, Float32Array]>> = [];
-    let dy = f32(dFinal, [B, T, d]);
+    let dy = f32(dFinal, tape.pooled ? [B, d] : [B, T, d]);
     for (let i = this.nLayer - 1; i >= this.from; i--) {
-      const session = await this.session(i > this.from ? 'backward' : 'backward-lowest');
+      const pooled = tape.pooled && i === this.nLayer - 1 ? '-pooled' : '';
+      const session = await this.session(`${i > this.from ? 'backward' : 'backward-lowest'}${pooled}`);
       const outputs: Record<string, ort.Tensor> = {};
-      if (i > this.from) outputs.dx = this.buffer(`dx.${i % 2}`, [B, T, d]);
+      // A pooled block's dx comes as rows [B T, d]: the same memory as [B, T, d].
+      if (i > this.from) outputs.dx = this.buffer(`dx.${i % 2}`, pooled ? [B * T, d] : [B, T, d]);
       for (const linear of this.spec.targets) {
         const [inp, out] = this.family.linearInOut(linear);
         outputs[`${linear}.lora_A.grad`] = this.buffer(`grad.${i}.${linear}.A`, [inp, this.spec.rank]);
@@ -208,7 +224,7 @@ export class OrtBlocks {
       }
       await session.run(this.feeds(session, { dy, ...this.weights[i], ...tape.tensors[i] }), outputs);
       grads[i] = Object.fromEntries(this.spec.targets.map((linear) => [linear, [outputs[`${linear}.lora_A.grad`]!.data as Float32Array, outputs[`${linear}.lora_B.grad`]!.data as Float32Array]]));
-      if (i > this.from) dy = outputs.dx!;
+      if (i > this.from) dy = f32(outputs.dx!.data as Float32Array, [B, T, d]);
     }
     return grads;
   }
@@ -218,21 +234,26 @@ export class OrtBlocks {
    * by variable name, and those of `variables` the loss itself uses (a classification head), from `loss` of the
    * final hidden states. The adapters are read from their variables once per step (a few hundred KB). With a
    * causal-LM's token `labels`, a family with an LM head graph (Llama) takes the loss there instead: the head over the
-   * whole vocabulary stays in native memory, and TF.js never holds it.
+   * whole vocabulary stays in native memory, and TF.js never holds it. `lastTokens`: the loss reads nothing of the
+   * final hidden states but each row's last token (a classification head), so the last block runs on those rows
+   * alone where the family has pooled graphs (the rest of what `loss` sees is zeros: it reads none of it).
    */
-  async lossAndGradients(hidden: tf.Tensor3D, mask: tf.Tensor2D, adapters: Adapters, variables: tf.Variable[], loss: (final: tf.Tensor3D) => tf.Scalar, labels?: Int32Array): Promise<{ loss: tf.Scalar; grads: Record<string, tf.Tensor> }> {
+  async lossAndGradients(hidden: tf.Tensor3D, mask: tf.Tensor2D, adapters: Adapters, variables: tf.Variable[], loss: (final: tf.Tensor3D) => tf.Scalar, { labels, lastTokens = false }: { labels?: Int32Array; lastTokens?: boolean } = {}): Promise<{ loss: tf.Scalar; grads: Record<string, tf.Tensor> }> {
     const [B, T, d] = hidden.shape;
     const byName: Array<Record<string, { a: tf.Variable; b: tf.Variable }>> = [];
     const perBlock = this.adapterArrays(adapters, B * T, (i, linear, ad) => ((byName[i] ??= {})[linear] = { a: ad.a as tf.Variable, b: ad.b as tf.Variable }));
-    const { y, tape } = await this.forward(hidden.dataSync() as Float32Array, mask.dataSync() as Int32Array, [B, T], perBlock);
+    const maskArray = mask.dataSync() as Int32Array;
+    const pooled = lastTokens && this.family.pooled ? lastTokenIndex(maskArray, B, T).map((t, b) => b * T + t) : undefined;
+    const { y, tape } = await this.forward(hidden.dataSync() as Float32Array, maskArray, [B, T], perBlock, pooled);
     let value: tf.Scalar;
     let dFinal: Float32Array;
     let grads: Record<string, tf.Tensor> = {};
     if (labels && this.family.lmHead) ({ loss: value, dFinal } = await this.lmLoss(y, labels, d));
     else {
-      const final = tf.tidy(() => tf.variable(tf.tensor3d(y, [B, T, d])));
+      const final = tf.tidy(() => tf.variable(tf.tensor3d(pooled ? scatterRows(y, pooled, B * T, d) : y, [B, T, d])));
       ({ value, grads } = tf.variableGrads(() => loss(final), [final, ...variables.filter((v) => !byName.some((b) => b && Object.values(b).some((x) => x.a === v || x.b === v)))]));
-      dFinal = grads[final.name]!.dataSync() as Float32Array;
+      const dAll = grads[final.name]!.dataSync() as Float32Array;
+      dFinal = pooled ? gatherRows(dAll, pooled, d) : dAll;
       tf.dispose([final, grads[final.name]!]);
       delete grads[final.name];
     }

@@ -11,25 +11,27 @@ import { requireParam } from '../../core/model/params.ts';
 import { BLOCK_LINEARS, linearShape, type BlockLinear } from '../../core/model/weights.ts';
 import { llamaLinearShape, LM_HEAD, type LlamaLinear } from '../../core/model/llama/weights.ts';
 import { lookupTokens, tokenTable } from '../../core/onnx/embedding.ts';
-import { GPT2_BLOCK_WEIGHTS, gpt2BackwardGraph, gpt2ForwardGraph, gpt2SavedNames, gpt2SavedShapes } from './gpt2-graphs.ts';
+import { GPT2_BLOCK_WEIGHTS, GPT2_POOLED_LINEARS, gpt2BackwardGraph, gpt2ForwardGraph, gpt2SavedNames, gpt2SavedShapes, POOLED_ROWS } from './gpt2-graphs.ts';
 import type { LoraGraphSpec } from './lora-graph.ts';
+import { gatherRows } from './rows.ts';
 import { LLAMA_BLOCK_WEIGHTS, llamaBackwardGraph, llamaForwardGraph, llamaLmHeadGraph, llamaSavedNames, llamaSavedShapes } from './llama-graphs.ts';
 
 export interface BlockFamily {
   nEmbd: number;
-  forwardGraph(): Uint8Array;
+  /** `pooled`: the block after its attention on one row of each batch row (pooled.shared's), for a head that reads no other. */
+  forwardGraph(pooled?: boolean): Uint8Array;
   /** The forward without a tape, with a KV cache; adapted: with LoRA (no dropout), otherwise the frozen block alone. */
   inferenceGraph(adapted: boolean): Uint8Array;
   /** The KV cache's shape for B rows of P positions. */
   cacheShape(B: number, P: number): number[];
   /** Token ids [B, T] at their positions -> the first block's input [B, T, d]. */
   embed(ids: ArrayLike<number>, positions: Int32Array): Float32Array;
-  backwardGraph(needDx: boolean): Uint8Array;
+  backwardGraph(needDx: boolean, pooled?: boolean): Uint8Array;
   /** Block i's frozen weights, as the graphs take them. */
   weights(i: number): Record<string, ort.Tensor>;
   /** What the forward saves for the backward, and its shapes for a batch of B x T. */
   saved: string[];
-  savedShapes(B: number, T: number): Record<string, number[]>;
+  savedShapes(B: number, T: number, pooled?: boolean): Record<string, number[]>;
   /**
    * Inputs every block of a batch shares, from the attention mask of its keys [B, K]: the queries are the last T of
    * them (T = K without a cache).
@@ -37,6 +39,11 @@ export interface BlockFamily {
   shared(mask: Int32Array, B: number, K: number, T?: number): Record<string, ort.Tensor>;
   /** An adapted linear's [in, out]. */
   linearInOut(linear: string): [number, number];
+  /**
+   * Pooled graphs, where the family has them: the linears that run on the pooled rows only, and the inputs a pooled
+   * block takes instead of `shared`'s, for the rows (b T + t) of a batch of B x T.
+   */
+  pooled?: { linears: readonly string[]; shared(mask: Int32Array, B: number, T: number, rows: Int32Array): Record<string, ort.Tensor> };
   /** The final norm and LM head: logits, or the causal-LM loss and its gradient (Llama's; GPT-2 trains classifiers). */
   lmHead?: { graph(output: 'logits' | 'loss'): Uint8Array; weights: Record<string, ort.Tensor> };
 }
@@ -75,7 +82,7 @@ export function blockFamily(model: Model, lora: LoraGraphSpec): BlockFamily {
   }
   return {
     ...common,
-    forwardGraph: () => gpt2ForwardGraph(c, lora),
+    forwardGraph: (pooled) => gpt2ForwardGraph(c, lora, { pooled }),
     inferenceGraph: (adapted) => gpt2ForwardGraph(c, inference(adapted), { inference: true }),
     cacheShape: (B, P) => [B, c.nHead, P, c.nEmbd / c.nHead],
     embed: (ids, positions) => {
@@ -87,7 +94,7 @@ export function blockFamily(model: Model, lora: LoraGraphSpec): BlockFamily {
       });
       return x;
     },
-    backwardGraph: (needDx) => gpt2BackwardGraph(c, lora, needDx),
+    backwardGraph: (needDx, pooled) => gpt2BackwardGraph(c, lora, needDx, pooled),
     weights: (i) =>
       Object.fromEntries(
         GPT2_BLOCK_WEIGHTS.map((name) => {
@@ -97,10 +104,19 @@ export function blockFamily(model: Model, lora: LoraGraphSpec): BlockFamily {
         }),
       ),
     saved: gpt2SavedNames(c, lora),
-    savedShapes: (B, T) => gpt2SavedShapes(c, lora, B, T),
+    savedShapes: (B, T, pooled) => gpt2SavedShapes(c, lora, B, T, pooled),
     shared: (mask, B, K, T = K) => {
       const m = attentionArrays(mask, B, K, c.nEmbd / c.nHead, T);
       return { scale: f32(m.scale, [B, 1, T, K]), fill: f32(m.fill, [B, 1, T, K]) };
+    },
+    pooled: {
+      linears: GPT2_POOLED_LINEARS,
+      shared: (mask, B, T, rows) => {
+        // The pooled queries' rows of the whole mask.
+        const m = attentionArrays(mask, B, T, c.nEmbd / c.nHead);
+        const pick = (a: Float32Array) => f32(gatherRows(a, rows, T), [B, 1, 1, T]);
+        return { scale: pick(m.scale), fill: pick(m.fill), [POOLED_ROWS]: new ort.Tensor('int64', BigInt64Array.from(rows, BigInt), [B]) };
+      },
     },
   };
 }

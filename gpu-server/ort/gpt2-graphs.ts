@@ -23,11 +23,13 @@ export const GPT2_BLOCK_WEIGHTS = ['ln_1.weight', 'ln_1.bias', 'attn.c_attn.weig
 const SAVED = ['xhat1', 'rstd1', 'q', 'k', 'v', 'p', 'attn_out', 'xhat2', 'rstd2', 'h'] as const;
 
 const OPSET = 18;
+/** Pooled graphs: the row (b T + t) of each batch row's last token, the one row of it the classification head reads. */
+export const POOLED_ROWS = 'pooled_rows';
 const FLOAT = DT.FLOAT;
 const GELU_C = 0.044715;
 const TWO_K = 2 * Math.sqrt(2 / Math.PI);
 
-function inputsOf(spec: BlockGraphSpec, inference = false) {
+function inputsOf(spec: BlockGraphSpec, { inference = false, pooled = false } = {}) {
   const c = spec.config;
   const d = c.nEmbd;
   const weights = GPT2_BLOCK_WEIGHTS.map((name) => {
@@ -39,9 +41,9 @@ function inputsOf(spec: BlockGraphSpec, inference = false) {
     const [inp, out] = linearShape(c, t);
     return [{ name: `${t}.lora_A`, type: FLOAT, dims: [inp, spec.rank] }, { name: `${t}.lora_B`, type: FLOAT, dims: [spec.rank, out] }, ...(spec.dropout ? [{ name: `${t}.keep`, type: FLOAT, dims: ['tokens', inp] }] : [])];
   });
-  // Broadcast over heads: [B, 1, T, T] (inference: [B, 1, T, P + T]).
-  const mask = ['scale', 'fill'].map((name) => ({ name, type: FLOAT, dims: ['batch', 1, 'sequence', inference ? 'keys' : 'sequence'] }));
-  return { weights, lora, mask };
+  // Broadcast over heads: [B, 1, T, T] (inference: [B, 1, T, P + T]; pooled: [B, 1, 1, T], each row's last token).
+  const mask = ['scale', 'fill'].map((name) => ({ name, type: FLOAT, dims: ['batch', 1, pooled ? 1 : 'sequence', inference ? 'keys' : 'sequence'] }));
+  return { weights, lora, mask: [...mask, ...(pooled ? [{ name: POOLED_ROWS, type: DT.INT64, dims: ['batch'] }] : [])] };
 }
 
 function candidates(spec: BlockGraphSpec): string[] {
@@ -55,22 +57,26 @@ export function gpt2SavedNames(config: GPT2Config, lora: LoraGraphSpec): string[
   return candidates(spec).filter((name) => used.has(`saved.${name}`));
 }
 
-/** The saved tensors' shapes for a batch of B x T. */
-export function gpt2SavedShapes(c: GPT2Config, spec: LoraGraphSpec, B: number, T: number): Record<string, number[]> {
+/** The saved tensors' shapes for a batch of B x T (pooled: everything after c_attn on one row of each batch row). */
+export function gpt2SavedShapes(c: GPT2Config, spec: LoraGraphSpec, B: number, T: number, pooled = false): Record<string, number[]> {
   const [d, H, N] = [c.nEmbd, c.nHead, B * T];
-  const hd = d / H;
-  const shapes: Record<string, number[]> = { xhat1: [N, d], rstd1: [N, 1], q: [B, H, T, hd], k: [B, H, T, hd], v: [B, H, T, hd], p: [B, H, T, T], attn_out: [N, d], xhat2: [N, d], rstd2: [N, 1], h: [N, c.nInner] };
-  for (const t of spec.targets) shapes[`${t}.xa`] = [N, spec.rank];
+  const [hd, Q, M] = [d / H, pooled ? 1 : T, pooled ? B : N];
+  const shapes: Record<string, number[]> = { xhat1: [N, d], rstd1: [N, 1], q: [B, H, Q, hd], k: [B, H, T, hd], v: [B, H, T, hd], p: [B, H, Q, T], attn_out: [M, d], xhat2: [M, d], rstd2: [M, 1], h: [M, c.nInner] };
+  for (const t of spec.targets) shapes[`${t}.xa`] = [t === 'attn.c_attn' ? N : M, spec.rank];
   return shapes;
 }
+
+/** The linears that a pooled block runs on the pooled rows only (c_attn makes every row's keys and values). */
+export const GPT2_POOLED_LINEARS: readonly BlockLinear[] = ['attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'];
 
 /** What both graphs share; `like` is the [B, T, d] input (x or dy) that gives B and T. */
 function ops(g: GraphBuilder, spec: BlockGraphSpec, like: string) {
   const c = spec.config;
   const d = c.nEmbd;
   const hd = d / c.nHead;
-  const bt = g.op('Slice', [g.op('Shape', [like]), g.ints([0]), g.ints([2])]);
-  const headShape = g.op('Concat', [bt, g.ints([c.nHead, hd])], { axis: 0 });
+  // Made on first use: a pooled backward has no [B, T, d] input to take them from, and needs neither.
+  let bt: string | undefined;
+  const batchAndTime = () => (bt ??= g.op('Slice', [g.op('Shape', [like]), g.ints([0]), g.ints([2])]));
   let unit: [string, string] | undefined;
   return {
     /** x -> (xhat, rstd [N, 1]): LayerNormalization with unit weight and zero bias, the affine part apart. */
@@ -80,11 +86,14 @@ function ops(g: GraphBuilder, spec: BlockGraphSpec, like: string) {
       return { xhat: xhat!, rstd: rstd! };
     },
     affine: (xhat: string, ln: 'ln_1' | 'ln_2') => g.op('Add', [g.op('Mul', [xhat, `${ln}.weight`]), `${ln}.bias`]),
-    /** Rows [N, d] -> heads [B, H, T, hd] and back. */
-    heads: (t: string) => g.op('Transpose', [g.op('Reshape', [t, headShape])], { perm: [0, 2, 1, 3] }),
+    /** Rows [N, d] -> heads [B, H, T, hd] (pooled: rows [B, d] -> [B, H, 1, hd]) and back. */
+    heads: (t: string, pooled = false) => g.op('Transpose', [g.op('Reshape', [t, pooled ? g.ints([-1, 1, c.nHead, hd]) : g.op('Concat', [batchAndTime(), g.ints([c.nHead, hd])], { axis: 0 })])], { perm: [0, 2, 1, 3] }),
     merge: (t: string) => g.op('Reshape', [g.op('Transpose', [t], { perm: [0, 2, 1, 3] }), g.ints([-1, d])]),
     rows: (t: string) => g.op('Reshape', [t, g.ints([-1, d])]),
     unrows: (t: string) => g.op('Reshape', [t, g.op('Shape', [like])]),
+    /** Rows [N, n] -> the pooled rows [B, n], and back: `into` [N, n] plus t [B, n] at the pooled rows. */
+    pool: (t: string) => g.op('Gather', [t, POOLED_ROWS]),
+    unpool: (into: string, t: string) => g.op('ScatterND', [into, g.op('Unsqueeze', [POOLED_ROWS, g.ints([1])]), t], { reduction: 'add' }),
   };
 }
 
@@ -92,9 +101,11 @@ function ops(g: GraphBuilder, spec: BlockGraphSpec, like: string) {
  * The block's forward. For training it returns what the backward needs; for inference (`{ inference: true }`) it
  * returns no tape but takes the keys and values of earlier positions (`past_k`, `past_v` [B, H, P, hd]; P may be 0)
  * and returns them with the new positions' (`present_k`, `present_v`): the KV cache of generation. The mask then is
- * [B, 1, T, P + T].
+ * [B, 1, T, P + T]. `pooled` (training): after c_attn, the block runs on each batch row's last token only
+ * (POOLED_ROWS), the one row the classification head reads of the final block: y is [B, d] and so is its tape
+ * after attention (every row's keys and values still come from c_attn); the mask then is [B, 1, 1, T].
  */
-export function gpt2ForwardGraph(c: GPT2Config, loraSpec: LoraGraphSpec, { inference = false } = {}): Uint8Array {
+export function gpt2ForwardGraph(c: GPT2Config, loraSpec: LoraGraphSpec, { inference = false, pooled = false } = {}): Uint8Array {
   const spec = { ...loraSpec, config: c } as BlockGraphSpec;
   const g = new GraphBuilder();
   const d = c.nEmbd;
@@ -103,22 +114,24 @@ export function gpt2ForwardGraph(c: GPT2Config, loraSpec: LoraGraphSpec, { infer
   const linear = (name: BlockLinear, input: string) => loraForward(g, spec, name, input, g.op('Gemm', [input, `${name}.weight`, `${name}.bias`]), saved);
   const x = o.rows('x');
   const ln1 = o.normalize(x);
-  const [q, kNew, vNew] = g.node('Split', [linear('attn.c_attn', o.affine(ln1.xhat, 'ln_1')), g.ints([d, d, d])], { axis: 1 }, 3).map((t) => o.heads(t));
+  const [qRows, kNew, vNew] = g.node('Split', [linear('attn.c_attn', o.affine(ln1.xhat, 'ln_1')), g.ints([d, d, d])], { axis: 1 }, 3).map((t, i) => (i > 0 ? o.heads(t) : t));
+  const q = pooled ? o.heads(o.pool(qRows!), true) : o.heads(qRows!);
   const [k, v] = inference ? [g.op('Concat', ['past_k', kNew!], { axis: 2 }), g.op('Concat', ['past_v', vNew!], { axis: 2 })] : [kNew!, vNew!];
-  const p = g.op('Softmax', [g.op('Add', [g.op('Mul', [g.op('MatMul', [q!, g.op('Transpose', [k], { perm: [0, 1, 3, 2] })]), 'scale']), 'fill'])], { axis: -1 });
+  const p = g.op('Softmax', [g.op('Add', [g.op('Mul', [g.op('MatMul', [q, g.op('Transpose', [k], { perm: [0, 1, 3, 2] })]), 'scale']), 'fill'])], { axis: -1 });
   const attnOut = o.merge(g.op('MatMul', [p, v]));
-  const x2 = g.op('Add', [x, linear('attn.c_proj', attnOut)]);
+  const x2 = g.op('Add', [pooled ? o.pool(x) : x, linear('attn.c_proj', attnOut)]);
   const ln2 = o.normalize(x2);
   const h = linear('mlp.c_fc', o.affine(ln2.xhat, 'ln_2'));
   // onnxruntime's FastGelu is the same tanh form in one pass over h (the backward recomputes it in graph ops).
-  const y = o.unrows(g.op('Add', [x2, linear('mlp.c_proj', g.op('FastGelu', [h], {}, 'com.microsoft'))]));
-  Object.assign(saved, { xhat1: ln1.xhat, rstd1: ln1.rstd, q: q!, k, v, p, attn_out: attnOut, xhat2: ln2.xhat, rstd2: ln2.rstd, h });
-  const { weights, lora, mask } = inputsOf(spec, inference);
+  const yRows = g.op('Add', [x2, linear('mlp.c_proj', g.op('FastGelu', [h], {}, 'com.microsoft'))]);
+  const y = pooled ? yRows : o.unrows(yRows);
+  Object.assign(saved, { xhat1: ln1.xhat, rstd1: ln1.rstd, q, k, v, p, attn_out: attnOut, xhat2: ln2.xhat, rstd2: ln2.rstd, h });
+  const { weights, lora, mask } = inputsOf(spec, { inference, pooled });
   const used = g.usedNames();
   const cache = ['k', 'v'].map((t) => ({ name: `past_${t}`, type: FLOAT, dims: ['batch', c.nHead, 'past', d / c.nHead] }));
-  const out = { name: 'y', from: y, type: FLOAT, dims: ['batch', 'sequence', d] };
+  const out = { name: 'y', from: y, type: FLOAT, dims: pooled ? ['batch', d] : ['batch', 'sequence', d] };
   return g.build({
-    name: inference ? 'gpt2_block_inference' : 'gpt2_block_forward',
+    name: inference ? 'gpt2_block_inference' : `gpt2_block_forward${pooled ? '_pooled' : ''}`,
     opset: OPSET,
     metadata: {},
     inputs: [{ name: 'x', type: FLOAT, dims: ['batch', 'sequence', d] }, ...mask, ...weights, ...lora, ...cache].filter((i) => used.has(i.name)),
@@ -130,13 +143,14 @@ export function gpt2ForwardGraph(c: GPT2Config, loraSpec: LoraGraphSpec, { infer
 
 /**
  * `needDx`: the input gradient is wanted (every block but the lowest trained one); without it the graph stops at
- * the lowest adapted linear, as autodiff would.
+ * the lowest adapted linear, as autodiff would. `pooled`: the backward of the pooled forward, from dy [B, d] of the
+ * pooled rows; dx is every row's [B T, d].
  */
-export function gpt2BackwardGraph(c: GPT2Config, lora: LoraGraphSpec, needDx: boolean): Uint8Array {
-  return backward({ ...lora, config: c } as BlockGraphSpec, needDx).bytes;
+export function gpt2BackwardGraph(c: GPT2Config, lora: LoraGraphSpec, needDx: boolean, pooled = false): Uint8Array {
+  return backward({ ...lora, config: c } as BlockGraphSpec, needDx, pooled).bytes;
 }
 
-function backward(spec: BlockGraphSpec, needDx: boolean): { bytes: Uint8Array; used: Set<string> } {
+function backward(spec: BlockGraphSpec, needDx: boolean, pooled = false): { bytes: Uint8Array; used: Set<string> } {
   const g = new GraphBuilder();
   const c = spec.config;
   const d = c.nEmbd;
@@ -172,25 +186,30 @@ function backward(spec: BlockGraphSpec, needDx: boolean): { bytes: Uint8Array; u
     // Attention: x2 = x + c_proj(merge(softmax(q k^T * scale + fill) v))
     const dMerged = linear('attn.c_proj', dx2, () => s('attn_out'));
     if (dMerged) {
-      const dOut = o.heads(dMerged);
+      const dOut = o.heads(dMerged, pooled);
       const p = s('p');
       const dp = g.op('MatMul', [dOut, g.op('Transpose', [s('v')], { perm: [0, 1, 3, 2] })]);
       const dScores = g.op('Mul', [g.op('Mul', [p, g.op('Sub', [dp, g.op('ReduceSum', [g.op('Mul', [dp, p]), g.ints([-1])], { keepdims: 1 })])]), 'scale']);
       const dq = g.op('MatMul', [dScores, s('k')]);
       const dk = g.op('MatMul', [g.op('Transpose', [dScores], { perm: [0, 1, 3, 2] }), s('q')]);
       const dv = g.op('MatMul', [g.op('Transpose', [p], { perm: [0, 1, 3, 2] }), dOut]);
-      const dqkv = g.op('Concat', [o.merge(dq), o.merge(dk), o.merge(dv)], { axis: -1 });
+      // Pooled: the queries' gradient and the residual's reach the pooled rows only.
+      const dqRows = pooled ? o.unpool(g.op('ConstantOfShape', [g.op('Shape', [s('xhat1')])]), o.merge(dq)) : o.merge(dq);
+      const dqkv = g.op('Concat', [dqRows, o.merge(dk), o.merge(dv)], { axis: -1 });
       const da = linear('attn.c_attn', dqkv, () => o.affine(s('xhat1'), 'ln_1'));
-      if (da && needDx) outputs.unshift({ name: 'dx', from: o.unrows(g.op('Add', [dx2, normBackward(da, 'ln_1', s('xhat1'), s('rstd1'))])) });
+      if (da && needDx) {
+        const dNorm = normBackward(da, 'ln_1', s('xhat1'), s('rstd1'));
+        outputs.unshift({ name: 'dx', from: pooled ? o.unpool(dNorm, dx2) : o.unrows(g.op('Add', [dx2, dNorm])) });
+      }
     }
   }
-  const { weights, lora, mask } = inputsOf(spec);
+  const { weights, lora, mask } = inputsOf(spec, { pooled });
   const used = g.usedNames();
   const bytes = g.build({
-    name: `gpt2_block_backward${needDx ? '' : '_lowest'}`,
+    name: `gpt2_block_backward${needDx ? '' : '_lowest'}${pooled ? '_pooled' : ''}`,
     opset: OPSET,
     metadata: {},
-    inputs: [{ name: 'dy', type: FLOAT, dims: ['batch', 'sequence', d] }, ...mask, ...weights, ...lora, ...candidates(spec).map((name) => ({ name: s(name), type: FLOAT }))].filter((i) => used.has(i.name)),
+    inputs: [{ name: 'dy', type: FLOAT, dims: pooled ? ['batch', d] : ['batch', 'sequence', d] }, ...mask, ...weights, ...lora, ...candidates(spec).map((name) => ({ name: s(name), type: FLOAT }))].filter((i) => used.has(i.name)),
     outputs: outputs.map((x) => ({ ...x, type: FLOAT })),
   });
   return { bytes, used };

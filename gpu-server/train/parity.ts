@@ -34,10 +34,11 @@ export function tinySetup() {
 /**
  * Loss and gradients of one step on the current backend (no update); `blocks`: the adapted blocks on onnxruntime.
  * `training`: with LoRA dropout, whose multipliers every backend draws the same. `targets`: other adapted linears.
+ * `deepestCut`: the adapted blocks start there (default 1: the batch's own cut; 2: only the last block is adapted).
  */
-export async function tinyStepGradients({ blocks, training = false, targets }: { blocks?: OrtOptions; training?: boolean; targets?: string[] } = {}): Promise<StepGradients> {
+export async function tinyStepGradients({ blocks, training = false, targets, deepestCut = 1 }: { blocks?: OrtOptions; training?: boolean; targets?: string[]; deepestCut?: number } = {}): Promise<StepGradients> {
   const { model, spec, batch } = tinySetup();
-  const t = new Trainer(model, { ...spec, lora: { ...spec.lora, targets: targets ?? spec.lora.targets, dropout: training ? 0.2 : 0 } }, 1, { blocks });
+  const t = new Trainer(model, { ...spec, lora: { ...spec.lora, targets: targets ?? spec.lora.targets, dropout: training ? 0.2 : 0 } }, deepestCut, { blocks });
   // B starts at zero, so give the adapters values that make every gradient non-trivial.
   const w = t.exportAdapter();
   t.loadAdapter({ ...w, b: new Map([...w.b].map(([k, v]) => [k, v.map((_, i) => Math.sin(i) * 0.1)])) });

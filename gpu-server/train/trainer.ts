@@ -129,7 +129,7 @@ export class Trainer {
     const ort = this.ort;
     this.checkCut(b);
     if (b.cut < this.deepestCut) b = { ...b, cut: this.deepestCut, hidden: (await ort.infer(b.hidden, b.mask, [b.rows, b.seqLen], { from: b.cut, to: this.deepestCut })).y };
-    return this.withBatch(b, training, (atCut, mask, adapters, loss) => ort.lossAndGradients(atCut, mask, adapters, this.variables(), loss, this.task === 'causal-lm' ? b.labels : undefined));
+    return this.withBatch(b, training, (atCut, mask, adapters, loss) => ort.lossAndGradients(atCut, mask, adapters, this.variables(), loss, this.task === 'causal-lm' ? { labels: b.labels } : { lastTokens: true }));
   }
 
   /** A batch's tensors at the deepest cut, its adapters and its loss for `f`, disposed after it (also after a promise). */

@@ -3,7 +3,7 @@
  * forward and backward as ONNX graphs on onnxruntime-node (gpu-server/ort/), with TF.js's wasm backend keeping the
  * head, the loss and AdamW. `auto` takes the first that initialises, in order: webgpu (a GPU through Dawn's Node
  * binding, npm `webgpu`), tfjs-node-gpu, ort-webgpu (onnxruntime's bundled WebGPU provider), ort-cpu, tfjs-node, wasm,
- * cpu. ort-cpu comes before tfjs-node and wasm because it was measured faster (bench:train on 2 cores: 2.4x wasm, 1.9x
+ * cpu. ort-cpu comes before tfjs-node and wasm because it was measured faster (bench:train on 2 cores: 2.4x wasm, 2.1-2.3x
  * PyTorch; docs/benchmarks); on GPUs, TF.js's webgpu stays first until a GPU day measures the two WebGPU routes
  * (bench/gpu.sh). webgpu is an optional dependency and a host without a GPU adapter falls through; tfjs-node(-gpu) are
  * used where a host installed them (their install downloads libtensorflow from outside the npm registry, so the

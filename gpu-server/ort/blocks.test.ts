@@ -11,7 +11,8 @@ import { loadCheckpoint, saveCheckpoint } from '../runs/checkpoint.ts';
 import { initBackend } from '../tf/backend.ts';
 import { maxRelativeDifference, tinySetup, tinyStepGradients } from '../train/parity.ts';
 import { Trainer } from '../train/trainer.ts';
-import { linearShape, type BlockLinear } from '../../core/model/weights.ts';
+import type { BlockLinear } from '../../core/model/weights.ts';
+import { linearInOut } from '../../core/model/family.ts';
 import { IGNORE_INDEX } from '../../core/data/generation.ts';
 import { llamaConfig } from '../../core/model/llama/config.ts';
 import { initLlama } from '../../core/model/llama/init.ts';
@@ -21,6 +22,9 @@ import { OrtBlocks, type BlockArrays } from './blocks.ts';
 import { gatherRows } from './rows.ts';
 
 v8.setFlagsFromString('--expose-gc');
+
+/** Grouped-query attention (4 heads on 2), 3 blocks. */
+const tinyLlama = () => initLlama(llamaConfig({ nLayer: 3, nEmbd: 32, nHead: 4, nKvHead: 2, headDim: 8, nInner: 48, vocabSize: 97, nPositions: 64, bosTokenId: 1, eosTokenIds: [2], padTokenId: 0 }), { seed: 2, normNoise: 0.1 });
 const gc = vm.runInNewContext('gc') as () => void;
 
 const ORT = { provider: 'cpu' as const, threads: 1 };
@@ -44,20 +48,24 @@ describe('onnxruntime blocks (ort-cpu)', () => {
     expect(maxRelativeDifference({ ...ort, grads: ort.grads.map((g, i) => (i === 0 ? g.map((x) => x * 1.001) : g)) }, cpu)).toBeGreaterThan(1e-4);
   });
 
-  it("runs a pooled last block on each row's last token alone: the whole block's rows there, [B, d] out", async () => {
-    const { model, batch } = tinySetup();
+  it.each([
+    ['GPT-2', () => tinySetup().model, ['attn.c_attn', 'mlp.c_fc']],
+    ['Llama', tinyLlama, ['self_attn.q_proj', 'self_attn.v_proj', 'mlp.up_proj']],
+  ] as const)("runs a pooled last block on each row's last token alone: the whole block's rows there, [B, d] out (%s)", async (_, makeModel, targets) => {
+    const { batch } = tinySetup();
+    const model = makeModel();
     const [B, T, d] = [batch.rows, batch.seqLen, model.config.nEmbd];
-    const targets: BlockLinear[] = ['attn.c_attn', 'mlp.c_fc'];
     const blocks = new OrtBlocks(model, 1, { targets, rank: 2, scale: 2, dropout: false }, ORT);
     const rng = new Random(7);
     const random = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
     const perBlock: BlockArrays[] = [];
-    for (const i of [1, 2]) perBlock[i] = Object.fromEntries(targets.map((t) => [t, { a: random(d * 2), b: random(2 * linearShape(model.config, t)[1]) }]));
+    for (const i of [1, 2]) perBlock[i] = Object.fromEntries(targets.map((t) => [t, { a: random(linearInOut(model.config, t)[0] * 2), b: random(2 * linearInOut(model.config, t)[1]) }]));
+    const hidden = Float32Array.from({ length: B * T * d }, () => rng.normal());
     // Right padding: the last tokens sit at different positions.
     const rows = lastTokenIndex(batch.mask, B, T).map((t, b) => b * T + t);
     expect(new Set(rows.map((r) => r % T)).size).toBeGreaterThan(1);
-    const whole = (await blocks.forward(batch.hidden, batch.mask, [B, T], perBlock)).y.slice();
-    const pooled = (await blocks.forward(batch.hidden, batch.mask, [B, T], perBlock, rows)).y;
+    const whole = (await blocks.forward(hidden, batch.mask, [B, T], perBlock)).y.slice();
+    const pooled = (await blocks.forward(hidden, batch.mask, [B, T], perBlock, rows)).y;
     expect(pooled.length).toBe(B * d);
     const want = gatherRows(whole, rows, d);
     expect(Math.max(...pooled.map((x, i) => Math.abs(x - want[i]!)))).toBeLessThan(1e-5);
@@ -108,23 +116,28 @@ describe('onnxruntime blocks (ort-cpu)', () => {
     for (const t of [onOrt, resumed, onCpu]) t.dispose();
   });
 
+  const EVERY_LLAMA_LINEAR = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'];
   it.each([
-    ['q/k/v/o, no dropout', ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj'], false],
-    ['every linear, LoRA dropout', ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'], true],
-    ['only mlp.down_proj (the backward stops above the MLP)', ['mlp.down_proj'], false],
-  ])("Llama (GQA, llama3 rope, causal-LM loss over chunks of the LM head, a frozen block below the cut): one step equals TF.js cpu within 1e-4: %s", async (_, targets, training) => {
+    ['q/k/v/o, no dropout', ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj'], false, 'causal-lm', 1],
+    ['every linear, LoRA dropout', EVERY_LLAMA_LINEAR, true, 'causal-lm', 1],
+    ['only mlp.down_proj (the backward stops above the MLP)', ['mlp.down_proj'], false, 'causal-lm', 1],
+    // A classifier's last block runs pooled: with dx, and as the lowest adapted block.
+    ['classification, every linear, LoRA dropout', EVERY_LLAMA_LINEAR, true, 'classification', 1],
+    ['classification, q/k/v/o, the last block alone adapted', ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj'], false, 'classification', 2],
+  ] as const)("Llama (GQA, llama3 rope, causal-LM loss over chunks of the LM head or a classifier, a frozen block below the cut): one step equals TF.js cpu within 1e-4: %s", async (_, targets, training, task, deepestCut) => {
     await initBackend('cpu');
-    const llama = initLlama(llamaConfig({ nLayer: 3, nEmbd: 32, nHead: 4, nKvHead: 2, headDim: 8, nInner: 48, vocabSize: 97, nPositions: 64, bosTokenId: 1, eosTokenIds: [2], padTokenId: 0 }), { seed: 2, normNoise: 0.1 });
+    const llama = tinyLlama();
     const [B, T] = [5, 12];
     const rng = new Random(4);
-    // Left padding in the first row: its positions (and so its rotary angles) start at the first real token.
-    const mask = Int32Array.from({ length: B * T }, (_, i) => (i < 2 ? 0 : 1));
+    // Left padding in the first row: its positions (and so its rotary angles) start at the first real token; right
+    // padding in the second: its last token is not the last position.
+    const mask = Int32Array.from({ length: B * T }, (_, i) => (i < 2 || (i >= T + 9 && i < 2 * T) ? 0 : 1));
     // 40 labelled rows: two runs of the LM head graph (32 rows each at most).
-    const labels = Int32Array.from({ length: B * T }, (_, i) => (i % 3 === 0 ? IGNORE_INDEX : (i * 7) % 97));
-    // Cut 0 under a deepest cut of 1: block 0 runs frozen (onnxruntime's inference graph) before the adapted ones.
+    const labels = task === 'classification' ? Int32Array.from({ length: B }, (_, i) => i % 2) : Int32Array.from({ length: B * T }, (_, i) => (i % 3 === 0 ? IGNORE_INDEX : (i * 7) % 97));
+    // Cut 0 under a deeper cut: the blocks below it run frozen (onnxruntime's inference graph) before the adapted ones.
     const batch = { cut: 0, rows: B, seqLen: T, hidden: Float32Array.from({ length: B * T * 32 }, () => rng.normal()), mask, labels };
     const step = async (blocks?: typeof ORT) => {
-      const t = new Trainer(llama, { lora: { rank: 2, alpha: 4, dropout: training ? 0.2 : 0, targets }, optimizer: {}, schedule: { lr: 0.01, warmupSteps: 0, kind: 'constant' }, seed: 5 }, 1, { task: 'causal-lm', blocks });
+      const t = new Trainer(llama, { lora: { rank: 2, alpha: 4, dropout: training ? 0.2 : 0, targets: [...targets] }, optimizer: {}, schedule: { lr: 0.01, warmupSteps: 0, kind: 'constant' }, seed: 5 }, deepestCut, { task, blocks });
       for (const [key, b] of t.lora.b) b.assign(tf.randomNormal(b.shape, 0, 0.1, 'float32', key.length));
       const { loss, grads } = await t.lossAndGradientsAsync(batch, training);
       const out = { loss: loss.dataSync()[0]!, grads: t.variables().map((v) => grads[v.name]!.dataSync() as Float32Array) };

@@ -11,10 +11,11 @@ import { requireParam } from '../../core/model/params.ts';
 import { BLOCK_LINEARS, linearShape, type BlockLinear } from '../../core/model/weights.ts';
 import { llamaLinearShape, LM_HEAD, type LlamaLinear } from '../../core/model/llama/weights.ts';
 import { lookupTokens, tokenTable } from '../../core/onnx/embedding.ts';
-import { GPT2_BLOCK_WEIGHTS, GPT2_POOLED_LINEARS, gpt2BackwardGraph, gpt2ForwardGraph, gpt2SavedNames, gpt2SavedShapes, POOLED_ROWS } from './gpt2-graphs.ts';
+import { GPT2_BLOCK_WEIGHTS, GPT2_POOLED_LINEARS, gpt2BackwardGraph, gpt2ForwardGraph, gpt2SavedNames, gpt2SavedShapes } from './gpt2-graphs.ts';
+import { POOLED_ROWS } from './pooled-graph.ts';
 import type { LoraGraphSpec } from './lora-graph.ts';
 import { gatherRows } from './rows.ts';
-import { LLAMA_BLOCK_WEIGHTS, llamaBackwardGraph, llamaForwardGraph, llamaLmHeadGraph, llamaSavedNames, llamaSavedShapes } from './llama-graphs.ts';
+import { LLAMA_BLOCK_WEIGHTS, LLAMA_POOLED_LINEARS, llamaBackwardGraph, llamaForwardGraph, llamaLmHeadGraph, llamaSavedNames, llamaSavedShapes } from './llama-graphs.ts';
 
 export interface BlockFamily {
   nEmbd: number;
@@ -61,14 +62,14 @@ export function blockFamily(model: Model, lora: LoraGraphSpec): BlockFamily {
     const invFreq = Float32Array.from(ropeInvFreq(c));
     return {
       ...common,
-      forwardGraph: () => llamaForwardGraph(c, lora),
+      forwardGraph: (pooled) => llamaForwardGraph(c, lora, { pooled }),
       inferenceGraph: (adapted) => llamaForwardGraph(c, inference(adapted), { inference: true }),
       cacheShape: (B, P) => [B, c.nKvHead, 1, P, c.headDim],
       embed: (ids) => lookupTokens(table, ids),
-      backwardGraph: (needDx) => llamaBackwardGraph(c, lora, needDx),
+      backwardGraph: (needDx, pooled) => llamaBackwardGraph(c, lora, needDx, pooled),
       weights: (i) => Object.fromEntries(LLAMA_BLOCK_WEIGHTS.map((name) => [name, f32(param(`layers.${i}.${name}`), name.endsWith('layernorm.weight') ? [c.nEmbd] : llamaLinearShape(c, name.replace(/\.weight$/, '') as LlamaLinear))])),
       saved: llamaSavedNames(c, lora),
-      savedShapes: (B, T) => llamaSavedShapes(c, lora, B, T),
+      savedShapes: (B, T, pooled) => llamaSavedShapes(c, lora, B, T, pooled),
       lmHead: {
         graph: (output) => llamaLmHeadGraph(c, output),
         // The token table when tied; onnxruntime reads the checkpoint's own buffer, no copy.
@@ -77,6 +78,14 @@ export function blockFamily(model: Model, lora: LoraGraphSpec): BlockFamily {
       shared: (mask, B, K, T = K) => {
         const m = attentionArrays(mask, B, K, c.headDim, T);
         return { scale: f32(m.scale, [B, 1, 1, T, K]), fill: f32(m.fill, [B, 1, 1, T, K]), ...rotary(invFreq, mask, B, K, T) };
+      },
+      pooled: {
+        linears: LLAMA_POOLED_LINEARS,
+        shared: (mask, B, T, rows) => {
+          const { cos, sin } = rotary(invFreq, mask, B, T, T);
+          const at = (t: ort.Tensor) => f32(gatherRows(t.data as Float32Array, rows, c.headDim), [B, 1, 1, 1, c.headDim]);
+          return { ...pooledMask(mask, B, T, rows, c.headDim, [B, 1, 1, 1, T]), cos, sin, pooled_cos: at(cos), pooled_sin: at(sin) };
+        },
       },
     };
   }
@@ -111,14 +120,16 @@ export function blockFamily(model: Model, lora: LoraGraphSpec): BlockFamily {
     },
     pooled: {
       linears: GPT2_POOLED_LINEARS,
-      shared: (mask, B, T, rows) => {
-        // The pooled queries' rows of the whole mask.
-        const m = attentionArrays(mask, B, T, c.nEmbd / c.nHead);
-        const pick = (a: Float32Array) => f32(gatherRows(a, rows, T), [B, 1, 1, T]);
-        return { scale: pick(m.scale), fill: pick(m.fill), [POOLED_ROWS]: new ort.Tensor('int64', BigInt64Array.from(rows, BigInt), [B]) };
-      },
+      shared: (mask, B, T, rows) => pooledMask(mask, B, T, rows, c.nEmbd / c.nHead, [B, 1, 1, T]),
     },
   };
+}
+
+/** The pooled rows (b T + t) and the attention mask of their queries, as `dims`. */
+function pooledMask(mask: Int32Array, B: number, T: number, rows: Int32Array, headDim: number, dims: number[]): Record<string, ort.Tensor> {
+  const m = attentionArrays(mask, B, T, headDim);
+  const pick = (a: Float32Array) => f32(gatherRows(a, rows, T), dims);
+  return { scale: pick(m.scale), fill: pick(m.fill), [POOLED_ROWS]: new ort.Tensor('int64', BigInt64Array.from(rows, BigInt), [B]) };
 }
 
 /**

@@ -10,6 +10,7 @@ import type { GPT2Config } from '../../core/model/config.ts';
 import { linearShape, type BlockLinear } from '../../core/model/weights.ts';
 import { DT, GraphBuilder } from '../../core/onnx/graph.ts';
 import { loraBackward, loraForward, type LoraGraphSpec } from './lora-graph.ts';
+import { pool, POOLED_ROWS, unpool, zerosFor } from './pooled-graph.ts';
 
 interface BlockGraphSpec extends LoraGraphSpec {
   config: GPT2Config;
@@ -23,8 +24,6 @@ export const GPT2_BLOCK_WEIGHTS = ['ln_1.weight', 'ln_1.bias', 'attn.c_attn.weig
 const SAVED = ['xhat1', 'rstd1', 'q', 'k', 'v', 'p', 'attn_out', 'xhat2', 'rstd2', 'h'] as const;
 
 const OPSET = 18;
-/** Pooled graphs: the row (b T + t) of each batch row's last token, the one row of it the classification head reads. */
-export const POOLED_ROWS = 'pooled_rows';
 const FLOAT = DT.FLOAT;
 const GELU_C = 0.044715;
 const TWO_K = 2 * Math.sqrt(2 / Math.PI);
@@ -91,9 +90,6 @@ function ops(g: GraphBuilder, spec: BlockGraphSpec, like: string) {
     merge: (t: string) => g.op('Reshape', [g.op('Transpose', [t], { perm: [0, 2, 1, 3] }), g.ints([-1, d])]),
     rows: (t: string) => g.op('Reshape', [t, g.ints([-1, d])]),
     unrows: (t: string) => g.op('Reshape', [t, g.op('Shape', [like])]),
-    /** Rows [N, n] -> the pooled rows [B, n], and back: `into` [N, n] plus t [B, n] at the pooled rows. */
-    pool: (t: string) => g.op('Gather', [t, POOLED_ROWS]),
-    unpool: (into: string, t: string) => g.op('ScatterND', [into, g.op('Unsqueeze', [POOLED_ROWS, g.ints([1])]), t], { reduction: 'add' }),
   };
 }
 
@@ -115,11 +111,11 @@ export function gpt2ForwardGraph(c: GPT2Config, loraSpec: LoraGraphSpec, { infer
   const x = o.rows('x');
   const ln1 = o.normalize(x);
   const [qRows, kNew, vNew] = g.node('Split', [linear('attn.c_attn', o.affine(ln1.xhat, 'ln_1')), g.ints([d, d, d])], { axis: 1 }, 3).map((t, i) => (i > 0 ? o.heads(t) : t));
-  const q = pooled ? o.heads(o.pool(qRows!), true) : o.heads(qRows!);
+  const q = pooled ? o.heads(pool(g, qRows!), true) : o.heads(qRows!);
   const [k, v] = inference ? [g.op('Concat', ['past_k', kNew!], { axis: 2 }), g.op('Concat', ['past_v', vNew!], { axis: 2 })] : [kNew!, vNew!];
   const p = g.op('Softmax', [g.op('Add', [g.op('Mul', [g.op('MatMul', [q, g.op('Transpose', [k], { perm: [0, 1, 3, 2] })]), 'scale']), 'fill'])], { axis: -1 });
   const attnOut = o.merge(g.op('MatMul', [p, v]));
-  const x2 = g.op('Add', [pooled ? o.pool(x) : x, linear('attn.c_proj', attnOut)]);
+  const x2 = g.op('Add', [pooled ? pool(g, x) : x, linear('attn.c_proj', attnOut)]);
   const ln2 = o.normalize(x2);
   const h = linear('mlp.c_fc', o.affine(ln2.xhat, 'ln_2'));
   // onnxruntime's FastGelu is the same tanh form in one pass over h (the backward recomputes it in graph ops).
@@ -194,12 +190,12 @@ function backward(spec: BlockGraphSpec, needDx: boolean, pooled = false): { byte
       const dk = g.op('MatMul', [g.op('Transpose', [dScores], { perm: [0, 1, 3, 2] }), s('q')]);
       const dv = g.op('MatMul', [g.op('Transpose', [p], { perm: [0, 1, 3, 2] }), dOut]);
       // Pooled: the queries' gradient and the residual's reach the pooled rows only.
-      const dqRows = pooled ? o.unpool(g.op('ConstantOfShape', [g.op('Shape', [s('xhat1')])]), o.merge(dq)) : o.merge(dq);
+      const dqRows = pooled ? unpool(g, zerosFor(g, s('xhat1'), d), o.merge(dq)) : o.merge(dq);
       const dqkv = g.op('Concat', [dqRows, o.merge(dk), o.merge(dv)], { axis: -1 });
       const da = linear('attn.c_attn', dqkv, () => o.affine(s('xhat1'), 'ln_1'));
       if (da && needDx) {
         const dNorm = normBackward(da, 'ln_1', s('xhat1'), s('rstd1'));
-        outputs.unshift({ name: 'dx', from: pooled ? o.unpool(dNorm, dx2) : o.unrows(g.op('Add', [dx2, dNorm])) });
+        outputs.unshift({ name: 'dx', from: pooled ? unpool(g, dNorm, dx2) : o.unrows(g.op('Add', [dx2, dNorm])) });
       }
     }
   }

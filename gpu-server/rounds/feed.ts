@@ -41,8 +41,11 @@ export interface VerifiedBatch extends ActivationBatch {
   bytes: number;
 }
 
+/** Batches a feed downloads ahead of the one being trained on, unless told otherwise. */
+export const DEFAULT_PREFETCH = 4;
+
 export interface FeedOptions {
-  /** Batches downloaded ahead of the one being trained on. */
+  /** Batches downloaded ahead of the one being trained on (DEFAULT_PREFETCH). */
   prefetch?: number;
   pollMs?: number;
   /** Training order over the manifest's batches (indices into it); manifest order by default. */
@@ -79,7 +82,7 @@ export async function retried<T>(what: string, fn: () => Promise<T>, attempts = 
 }
 
 export async function* activationFeed(store: ObjectStore, src: FeedSource, opts: FeedOptions = {}): AsyncGenerator<VerifiedBatch> {
-  const { prefetch = 4, pollMs = 100, skip = new Set<string>(), onReject = () => {}, attempts = 4, backoffMs = 100, deadlineMs = 30 * 60_000 } = opts;
+  const { prefetch = DEFAULT_PREFETCH, pollMs = 100, skip = new Set<string>(), onReject = () => {}, attempts = 4, backoffMs = 100, deadlineMs = 30 * 60_000 } = opts;
   const prefix = keys.activations(src.runId, src.deviceId, src.round);
   const manifestKey = keys.activationManifest(src.runId, src.deviceId, src.round);
   const downloads = new Map<string, Promise<Uint8Array | undefined>>();

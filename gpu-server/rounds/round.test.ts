@@ -4,6 +4,7 @@
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { getJson } from '../../core/storage/json.ts';
+import type { ObjectStore } from '../../core/storage/store.ts';
 import { keys } from '../../core/storage/keys.ts';
 import { Conflict, NotFound } from '../runs/errors.ts';
 import { RunRegistry } from '../runs/registry.ts';
@@ -21,7 +22,7 @@ afterEach(async () => {
   await w?.close();
 });
 
-function registry(options: { checkpointSeconds?: number; schedule?: 'pipelined' | 'stop-and-wait'; blocks?: { provider: 'cpu'; threads: number } } = {}): RunRegistry {
+function registry(options: { checkpointSeconds?: number; schedule?: 'pipelined' | 'stop-and-wait'; blocks?: { provider: 'cpu'; threads: number }; store?: ObjectStore } = {}): RunRegistry {
   const r = new RunRegistry({ store: w.store, roundSecret: 'secret', log: () => {}, pollMs: 5, dataDirs: [w.dir], device: (d) => w.devices.get(d.id)!, checkpointSeconds: 0, ...options });
   registries.push(r);
   return r;
@@ -160,6 +161,40 @@ describe('a round in phases, on in-memory storage', () => {
     }
     expect(await trainedOrder('mixed')).toEqual(['device-2', 'device-1', 'device-2', 'device-1', 'device-2', 'device-1', 'device-2', 'device-1']);
     expect(await trainedOrder('apart')).toEqual(['device-2', 'device-2', 'device-2', 'device-2', 'device-1', 'device-1', 'device-1', 'device-1']);
+  });
+
+  it('interleaved: each feed prefetches its share of the window, not the whole of it', async () => {
+    w = await world({ rows: 16 });
+    // Batch downloads wait until 300 ms after the first one began: what a feed asks for before then is its window.
+    let [asked, opened] = [0, undefined as Promise<unknown> | undefined];
+    const gated = new Proxy(w.store, {
+      get: (store, name) =>
+        name === 'get'
+          ? async (key: string) => {
+              if (/\/activations\/.*\.safetensors$/.test(key)) {
+                asked++;
+                await (opened ??= new Promise((r) => setTimeout(r, 300)));
+              }
+              return store.get(key);
+            }
+          : Reflect.get(store, name, store),
+    });
+    const firstWindow = async (id: string, batchOrder: 'interleaved' | 'by-device') => {
+      [asked, opened] = [0, undefined];
+      // Stop-and-wait: every batch is stored before the feeds open, so a feed's window fills at once.
+      const runs = registry({ store: gated, schedule: 'stop-and-wait' });
+      await runs.create(parseRunSpec(w.spec({ training: { batchSize: 2, seqLen: 8, rounds: 1, batchOrder } })), id);
+      await runs.trigger(id);
+      while (!opened) await new Promise((r) => setTimeout(r, 5));
+      await opened;
+      const window = asked;
+      await runs.idle(id);
+      expect((await runs.metrics(id))[0].steps).toBe(16);
+      return window;
+    };
+    // The first device's feed alone runs until its first batch arrives: by device it has the whole window (4 ahead),
+    // interleaved with the other device half of it.
+    expect(await firstWindow('apart', 'by-device')).toBeGreaterThan(await firstWindow('mixed', 'interleaved'));
   });
 
   it('stop-and-wait asks each device only when the server comes to it', async () => {

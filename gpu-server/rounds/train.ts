@@ -11,7 +11,7 @@ import { saveCheckpoint, type DeviceStart } from '../runs/checkpoint.ts';
 import type { RoundProgress } from '../runs/types.ts';
 import type { PendingStep } from '../train/pending-step.ts';
 import { deviceApi, type Loaded, type RoundOptions, type RunState } from './context.ts';
-import { activationFeed, DeviceRoundFailed, maxBatchBytes, type VerifiedBatch } from './feed.ts';
+import { activationFeed, DEFAULT_PREFETCH, DeviceRoundFailed, maxBatchBytes, type VerifiedBatch } from './feed.ts';
 
 export interface Training {
   losses: number[];
@@ -93,7 +93,7 @@ export async function trainDevices(
     }
   };
   /** A device's verified batches, in its own seeded order, without those trained before a restart. */
-  const feed = (id: string) => {
+  const feed = (id: string, prefetch = opts.prefetch) => {
     const d = plan.devices[id];
     const dp = progress.devices[id];
     const shuffle = (batches: unknown[]) => permutation(batches.map((_, i) => String(i)), new Random(spec.training.seed * 31 + round * 7 + hashString(id))).map(Number);
@@ -111,7 +111,7 @@ export async function trainDevices(
         maxBatchBytes: maxBatchBytes(spec.training.batchSize, spec.training.seqLen, model.config.nEmbd),
       },
       {
-        prefetch: opts.prefetch,
+        prefetch,
         pollMs: opts.pollMs,
         order: shuffle,
         skip: consumed,
@@ -150,7 +150,12 @@ export async function trainDevices(
     // Every device's feed at once, one batch from each in the client order in turn; a device leaves the rotation
     // when its batches run out or it fails. Stop-and-wait: the devices compute first, then the server trains.
     if (stopAndWait) for (const id of pending) await startDevice(id);
-    const rotation = pending.filter((id) => progress.devices[id].state !== 'failed').map((id) => ({ id, batches: feed(id) }));
+    // The rotation comes back to a device only after a batch of each other one: its feed needs a share of the
+    // prefetch window (one batch at least), not all of it, so the batches downloaded ahead stay at the window's size
+    // until the devices outnumber it.
+    const live = pending.filter((id) => progress.devices[id].state !== 'failed');
+    const share = Math.max(1, Math.floor((opts.prefetch ?? DEFAULT_PREFETCH) / live.length));
+    const rotation = live.map((id) => ({ id, batches: feed(id, share) }));
     for (const { id } of rotation) progress.devices[id].state = 'training';
     try {
       while (rotation.length > 0 && !cancelled()) {

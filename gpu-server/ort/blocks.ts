@@ -109,7 +109,7 @@ export class OrtBlocks {
         intraOpNumThreads: this.options.threads ?? availableParallelism(),
         graphOptimizationLevel: 'all',
         // No spin-waiting between runs: the step's JS and TF.js's wasm threads (the head, AdamW) run between them, and
-        // on few cores onnxruntime's spinning threads took their time (bench:train on 2 cores: steps 8-10% faster).
+        // on few cores onnxruntime's spinning threads took their time (2 cores: steps 5-10% faster without).
         ...(this.options.provider === 'cpu' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
         ...(this.options.profile ? { enableProfiling: true, profileFilePrefix: join(tmpdir(), `splitfrozen-ort-${process.pid}-${kind}`) } : {}),
       });

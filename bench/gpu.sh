@@ -7,16 +7,22 @@
 # and the device.
 set -euo pipefail
 cd "$(git rev-parse --show-toplevel)"
-# ESM for top-level await; the banner gives the bundled CommonJS packages their require().
+# ESM for top-level await; the banner gives the bundled CommonJS packages their require() and __dirname (where
+# tfjs-backend-wasm looks for its .wasm files).
 npx esbuild bench/train.ts --bundle --platform=node --format=esm --external:webgpu --external:onnxruntime-node --log-level=warning --outfile=.gpu-build/bench-train.mjs \
-  --banner:js="import { createRequire as bannerRequire } from 'node:module'; const require = bannerRequire(import.meta.url);"
-# onnxruntime-node loads a native library: it travels as it is installed, linux-x64 only, unpacked beside the bundle.
+  --banner:js="import { createRequire as bannerRequire } from 'node:module'; import { fileURLToPath as bannerPath } from 'node:url'; const require = bannerRequire(import.meta.url); const __filename = bannerPath(import.meta.url); const __dirname = bannerPath(new URL('.', import.meta.url));"
+# Unpacked beside the bundle: onnxruntime-node, which loads a native library (as installed, linux-x64 only); and what
+# TF.js's WASM backend (the head, loss and AdamW under ort-webgpu) loads from files: its .wasm builds, and for its
+# threads the pthread worker script with the threaded build's scripts it requires.
 ort=.gpu-build/ort
-rm -rf "$ort" && mkdir -p "$ort/node_modules/onnxruntime-node/bin/napi-v6/linux"
+wasm=node_modules/@tensorflow/tfjs-backend-wasm
+rm -rf "$ort" && mkdir -p "$ort/node_modules/onnxruntime-node/bin/napi-v6/linux" "$ort/$wasm"
 cp -r node_modules/onnxruntime-node/package.json node_modules/onnxruntime-node/dist "$ort/node_modules/onnxruntime-node/"
 cp -r node_modules/onnxruntime-node/bin/napi-v6/linux/x64 "$ort/node_modules/onnxruntime-node/bin/napi-v6/linux/"
 cp -r node_modules/onnxruntime-common "$ort/node_modules/"
-tar -C "$ort" -cJf .gpu-build/ort.tar.xz node_modules
+cp -r "$wasm/package.json" "$wasm/wasm-out" "$ort/$wasm/"
+cp "$wasm"/dist/*.wasm gpu-server/tf/wasm-pthread-worker.cjs "$ort/"
+tar -C "$ort" -cJf .gpu-build/ort.tar.xz .
 ../shared/tools/gpu/pack .gpu-build/bench-train.mjs .gpu-build/ort.tar.xz ../shared/anchors/torch_server_step.py
 cat <<'CALL'
 device call: carry [".gpu"], timeout_s 290, command:

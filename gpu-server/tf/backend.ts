@@ -75,7 +75,7 @@ async function tryBackend(name: BackendName, threads: number): Promise<OrtOption
       const provider = name === 'ort-cpu' ? 'cpu' : 'webgpu';
       await probeOrt(provider);
       // The head, the loss and AdamW are small: TF.js's wasm backend runs them, or its cpu backend where wasm cannot
-      // start (a bundle without the .wasm files beside it, as bench/gpu.sh packs).
+      // start (a bundle without the .wasm files beside it; bench/gpu.sh packs them).
       await setWasmBackend(threads).catch(async () => {
         if (!(await tf.setBackend('cpu'))) throw new Error('neither the wasm nor the cpu backend of TensorFlow.js initialised');
       });

@@ -179,9 +179,10 @@ export class OrtBlocks {
   /**
    * Blocks [from, to) forward only, on x [B, T, d]: adapters (arrays without dropout) on the blocks that have them,
    * and the keys and values of P earlier positions when `past` is given (`mask` then covers all P + T positions).
-   * Returns the output and every block's keys and values including these positions.
+   * Returns the output and, with `cache`, every block's keys and values including these positions (without it they
+   * are not fetched: onnxruntime-node copies every output it returns).
    */
-  async infer(x: Float32Array, mask: Int32Array, [B, T]: [number, number], { from, to = this.nLayer, adapters, past }: { from: number; to?: number; adapters?: BlockArrays[]; past?: KvCache }): Promise<{ y: Float32Array; cache: KvCache }> {
+  async infer(x: Float32Array, mask: Int32Array, [B, T]: [number, number], { from, to = this.nLayer, adapters, past, cache: keep = false }: { from: number; to?: number; adapters?: BlockArrays[]; past?: KvCache; cache?: boolean }): Promise<{ y: Float32Array; cache: KvCache }> {
     const K = mask.length / B;
     const shared = this.family.shared(mask, B, K, T);
     const empty = f32(new Float32Array(0), this.family.cacheShape(B, 0));
@@ -190,9 +191,10 @@ export class OrtBlocks {
     for (let i = from; i < to; i++) {
       const ads = adapters?.[i];
       const session = await this.session(ads ? 'infer-adapted' : 'infer-frozen');
-      const out = await session.run(this.feeds(session, { x: h, ...shared, ...this.weights[i], ...(ads ? this.adapterTensors(i, ads, B, T) : {}), past_k: past?.[i]?.k ?? empty, past_v: past?.[i]?.v ?? empty }));
+      const feeds = this.feeds(session, { x: h, ...shared, ...this.weights[i], ...(ads ? this.adapterTensors(i, ads, B, T) : {}), past_k: past?.[i]?.k ?? empty, past_v: past?.[i]?.v ?? empty });
+      const out = await (keep ? session.run(feeds) : session.run(feeds, ['y']));
       h = out.y!;
-      cache[i] = { k: out.present_k!, v: out.present_v! };
+      if (keep) cache[i] = { k: out.present_k!, v: out.present_v! };
     }
     return { y: h.data as Float32Array, cache };
   }
@@ -298,7 +300,7 @@ export class OrtBlocks {
       const fresh = tokens.slice(cached);
       const n = fresh.length;
       const x = this.family.embed(fresh, Int32Array.from(fresh, (_, i) => cached + i));
-      const { y, cache } = await this.infer(x, new Int32Array(cached + n).fill(1), [1, n], { from: 0, adapters, past: cached ? past : undefined });
+      const { y, cache } = await this.infer(x, new Int32Array(cached + n).fill(1), [1, n], { from: 0, adapters, past: cached ? past : undefined, cache: keep });
       past = keep ? cache : undefined;
       return this.logits(y.subarray((n - 1) * d));
     });

@@ -159,13 +159,14 @@ export class OrtBlocks {
   async forward(hidden: Float32Array, mask: Int32Array, [B, T]: [number, number], adapters: BlockArrays[], pooled?: Int32Array): Promise<{ y: Float32Array; tape: Tape }> {
     const d = this.family.nEmbd;
     const shared = this.family.shared(mask, B, T);
+    const wholeShapes = this.family.savedShapes(B, T);
     let x = f32(hidden, [B, T, d]);
     const tape: Tape = { tensors: [], shape: [B, T], pooled };
     for (let i = this.from; i < this.nLayer; i++) {
       const pool = i === this.nLayer - 1 ? pooled : undefined;
       const session = await this.session(pool ? 'forward-pooled' : 'forward');
-      const inputs = pool ? this.family.pooled!.shared(mask, B, T, pool) : shared;
-      const shapes = this.family.savedShapes(B, T, pool !== undefined);
+      const inputs = pool ? this.family.pooled!.shared(shared, B, T, pool) : shared;
+      const shapes = pool ? this.family.savedShapes(B, T, true) : wholeShapes;
       const ads = this.adapterTensors(i, adapters[i]!, B, T, pool);
       const outputs: Record<string, ort.Tensor> = { y: this.buffer(`y.${i}`, pool ? [B, d] : [B, T, d]) };
       for (const name of this.family.saved) outputs[`saved.${name}`] = this.buffer(`saved.${i}.${name}`, shapes[name]!);

@@ -42,9 +42,9 @@ export interface BlockFamily {
   linearInOut(linear: string): [number, number];
   /**
    * Pooled graphs, where the family has them: the linears that run on the pooled rows only, and the inputs a pooled
-   * block takes instead of `shared`'s, for the rows (b T + t) of a batch of B x T.
+   * block takes instead of `shared`'s, made from them (`shared` of the whole batch of B x T), for the rows (b T + t).
    */
-  pooled?: { linears: readonly string[]; shared(mask: Int32Array, B: number, T: number, rows: Int32Array): Record<string, ort.Tensor> };
+  pooled?: { linears: readonly string[]; shared(shared: Record<string, ort.Tensor>, B: number, T: number, rows: Int32Array): Record<string, ort.Tensor> };
   /** The final norm and LM head: logits, or the causal-LM loss and its gradient (Llama's; GPT-2 trains classifiers). */
   lmHead?: { graph(output: 'logits' | 'loss'): Uint8Array; weights: Record<string, ort.Tensor> };
 }
@@ -81,11 +81,14 @@ export function blockFamily(model: Model, lora: LoraGraphSpec): BlockFamily {
       },
       pooled: {
         linears: LLAMA_POOLED_LINEARS,
-        shared: (mask, B, T, rows) => {
-          const { cos, sin } = rotary(invFreq, mask, B, T, T);
-          const at = (t: ort.Tensor) => f32(gatherRows(t.data as Float32Array, rows, c.headDim), [B, 1, 1, 1, c.headDim]);
-          return { ...pooledMask(mask, B, T, rows, c.headDim, [B, 1, 1, 1, T]), cos, sin, pooled_cos: at(cos), pooled_sin: at(sin) };
-        },
+        // The keys keep every position's rotary angles; the pooled queries take theirs.
+        shared: (shared, B, T, rows) => ({
+          ...pooledMask(shared, B, T, rows, [B, 1, 1, 1, T]),
+          cos: shared.cos!,
+          sin: shared.sin!,
+          pooled_cos: pickRows(shared.cos!, rows, [B, 1, 1, 1, c.headDim]),
+          pooled_sin: pickRows(shared.sin!, rows, [B, 1, 1, 1, c.headDim]),
+        }),
       },
     };
   }
@@ -120,16 +123,19 @@ export function blockFamily(model: Model, lora: LoraGraphSpec): BlockFamily {
     },
     pooled: {
       linears: GPT2_POOLED_LINEARS,
-      shared: (mask, B, T, rows) => pooledMask(mask, B, T, rows, c.nEmbd / c.nHead, [B, 1, 1, T]),
+      shared: (shared, B, T, rows) => pooledMask(shared, B, T, rows, [B, 1, 1, T]),
     },
   };
 }
 
-/** The pooled rows (b T + t) and the attention mask of their queries, as `dims`. */
-function pooledMask(mask: Int32Array, B: number, T: number, rows: Int32Array, headDim: number, dims: number[]): Record<string, ort.Tensor> {
-  const m = attentionArrays(mask, B, T, headDim);
-  const pick = (a: Float32Array) => f32(gatherRows(a, rows, T), dims);
-  return { scale: pick(m.scale), fill: pick(m.fill), [POOLED_ROWS]: new ort.Tensor('int64', BigInt64Array.from(rows, BigInt), [B]) };
+/** Rows `rows` of a tensor whose rows are a batch's B T positions, shaped `dims`. */
+function pickRows(t: ort.Tensor, rows: Int32Array, dims: number[]): ort.Tensor {
+  return f32(gatherRows(t.data as Float32Array, rows, dims.at(-1)!), dims);
+}
+
+/** The pooled rows (b T + t) and, from the whole batch's mask in `shared`, their queries' rows of it, as `dims`. */
+function pooledMask(shared: Record<string, ort.Tensor>, B: number, T: number, rows: Int32Array, dims: number[]): Record<string, ort.Tensor> {
+  return { scale: pickRows(shared.scale!, rows, dims), fill: pickRows(shared.fill!, rows, dims), [POOLED_ROWS]: new ort.Tensor('int64', BigInt64Array.from(rows, BigInt), [B]) };
 }
 
 /**

@@ -56,17 +56,17 @@ export function gpt2SavedNames(config: GPT2Config, lora: LoraGraphSpec): string[
   return candidates(spec).filter((name) => used.has(`saved.${name}`));
 }
 
+/** The linears that a pooled block runs on the pooled rows only (c_attn makes every row's keys and values). */
+export const GPT2_POOLED_LINEARS: readonly BlockLinear[] = ['attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'];
+
 /** The saved tensors' shapes for a batch of B x T (pooled: everything after c_attn on one row of each batch row). */
 export function gpt2SavedShapes(c: GPT2Config, spec: LoraGraphSpec, B: number, T: number, pooled = false): Record<string, number[]> {
   const [d, H, N] = [c.nEmbd, c.nHead, B * T];
   const [hd, Q, M] = [d / H, pooled ? 1 : T, pooled ? B : N];
   const shapes: Record<string, number[]> = { xhat1: [N, d], rstd1: [N, 1], q: [B, H, Q, hd], k: [B, H, T, hd], v: [B, H, T, hd], p: [B, H, Q, T], attn_out: [M, d], xhat2: [M, d], rstd2: [M, 1], h: [M, c.nInner] };
-  for (const t of spec.targets) shapes[`${t}.xa`] = [t === 'attn.c_attn' ? N : M, spec.rank];
+  for (const t of spec.targets) shapes[`${t}.xa`] = [GPT2_POOLED_LINEARS.includes(t as BlockLinear) ? M : N, spec.rank];
   return shapes;
 }
-
-/** The linears that a pooled block runs on the pooled rows only (c_attn makes every row's keys and values). */
-export const GPT2_POOLED_LINEARS: readonly BlockLinear[] = ['attn.c_proj', 'mlp.c_fc', 'mlp.c_proj'];
 
 /** What both graphs share; `like` is the [B, T, d] input (x or dy) that gives B and T. */
 function ops(g: GraphBuilder, spec: BlockGraphSpec, like: string) {

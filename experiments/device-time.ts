@@ -6,6 +6,7 @@
  * batch against the manifest's SHA-256s before training on it: gpu-server/rounds/feed.ts), so a device's compute
  * overlaps the server's work on the devices before it, never on itself.
  */
+import type { RunSpec } from '../gpu-server/runs/spec.ts';
 
 export interface DeviceWork {
   id: string;
@@ -22,7 +23,8 @@ export interface Makespan {
 }
 
 export type Schedule = 'pipelined' | 'stop-and-wait';
-export type BatchOrder = 'by-device' | 'interleaved';
+/** The run setting training.batchOrder (gpu-server/runs/spec.ts). */
+export type BatchOrder = RunSpec['training']['batchOrder'];
 
 /**
  * The round's makespan: devices in `order`, the server's step `serverSecondsPerBatch`. Interleaved (one batch of each

@@ -36,7 +36,7 @@ export interface ExperimentOptions {
   rank: number;
   ordering: OrderingSpec;
   /** SplitFrozen's batches: device after device (the default) or interleaved. */
-  batchOrder?: 'by-device' | 'interleaved';
+  batchOrder?: BatchOrder;
   avgEvery: number;
   seed: number;
   out: string;

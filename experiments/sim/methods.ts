@@ -18,7 +18,7 @@ import { orderFor, permutation, type OrderingSpec } from '../../gpu-server/order
 import { scoreLogits } from '../../gpu-server/train/score.ts';
 import { Trainer, type TrainBatch } from '../../gpu-server/train/trainer.ts';
 import { complete, completionLoss } from '../../gpu-server/runs/evaluate.ts';
-import type { MethodWork } from '../device-time.ts';
+import type { BatchOrder, MethodWork } from '../device-time.ts';
 import { adapterBytes, methodCosts, type MethodName } from './accounting.ts';
 import type { SimData, SimDevice, TokenBatch } from './setup.ts';
 
@@ -30,7 +30,7 @@ export interface SimSpec {
   seed: number;
   ordering: OrderingSpec;
   /** SplitFrozen: each device's batches together (by-device, the default) or one batch of each device in turn. */
-  batchOrder?: 'by-device' | 'interleaved';
+  batchOrder?: BatchOrder;
   /** SplitLoRA: steps between averagings of the device adapters. */
   avgEvery: number;
   /** Bytes per activation value on the wire: 2 (fp16) as the device worker sends them. */

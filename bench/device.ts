@@ -22,6 +22,9 @@ import { llamaConfig } from '../core/model/llama/config.ts';
 import { initLlama } from '../core/model/llama/init.ts';
 import { parseSafetensors } from '../core/tensors/safetensors.ts';
 import { serializeSafetensors } from '../core/tensors/safetensors.ts';
+import { calibrationClip, defendHidden } from '../core/privacy/defend.ts';
+import { DEFAULT_LEVEL, describeDefence, LEVELS } from '../core/privacy/defence.ts';
+import { defenceKey } from '../core/privacy/stream.ts';
 
 const B = 8;
 const T = 128;
@@ -126,14 +129,43 @@ log('llama: Llama-3.2-1B at cut 1, int8, token table outside the graph');
 const llama = await llamaCut1();
 await rm(dir, { recursive: true, force: true });
 
+log(`defence: the fp32 prefix on onnxruntime-web with and without the default defence (${DEFAULT_LEVEL})`);
+const defence = await defenceCost(exportPrefix(model, variants[0].options));
+
 printReport('device prefix', {
   shape: { model: 'GPT-2 small (random weights)', nEmbd: config.nEmbd, nHead: config.nHead, cut: CUT, batch: B, seq: T },
   deviceForwardGflopPerToken: round(flops.device.forward / 1e9, 4),
   throughput: results.map(({ file: _file, ...r }) => r),
   memory: memoryResults,
   memoryNote: 'totalMB = WebAssembly memory + JS heap + ArrayBuffers of the isolate after one batch: what a Worker is charged against its 128 MB',
+  defence,
   llama,
 });
+
+/**
+ * What the owner's default defence costs the device: the prefix alone against the prefix, then clipping, derived
+ * noise and zeroed padding on its output (core/privacy/defend.ts), on the same session, alternating, same shape.
+ */
+async function defenceCost(onnx: Uint8Array) {
+  const session = await ortWeb.InferenceSession.create(onnx);
+  const ids32 = Int32Array.from(ids, Number);
+  const mask32 = new Int32Array(B * T).fill(1);
+  const feeds = () => ({ input_ids: new ortWeb.Tensor('int64', ids, [B, T]), attention_mask: new ortWeb.Tensor('int64', mask, [B, T]) });
+  const hiddenOf = async () => Float32Array.from((await session.run(feeds()))[PREFIX_OUTPUT].data as Float32Array);
+  const run = { defence: LEVELS[DEFAULT_LEVEL], clip: calibrationClip(await hiddenOf(), mask32, config.nEmbd), key: defenceKey('a device secret for the benchmark only'), segment: '0'.repeat(64) };
+  const [plain, defended]: number[][] = [[], []];
+  for (let i = 0; i <= RUNS; i++) {
+    let start = performance.now();
+    await hiddenOf();
+    if (i > 0) plain.push(performance.now() - start);
+    start = performance.now();
+    defendHidden(await hiddenOf(), ids32, mask32, B, T, config.nEmbd, run);
+    if (i > 0) defended.push(performance.now() - start);
+  }
+  await session.release();
+  const [withOut, withDefence] = [plain, defended].map((t) => Math.round((B * T) / (median(t) / 1000)));
+  return { setting: describeDefence(run.defence), tokensPerSecond: { prefix: withOut, prefixAndDefence: withDefence }, ratio: round(withDefence / withOut, 3), goal: 'ratio >= 0.95' };
+}
 
 /**
  * Llama-3.2-1B's first block (cut 1) as a device would run it: int8 weights as ONNX external data (the session gets

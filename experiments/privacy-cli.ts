@@ -1,43 +1,89 @@
-/** npm run privacy — the inversion attack at each cut of a model (GPT-2 or Llama): how much of a text a cut gives away. */
-import { syntheticSentiment } from '../core/data/synthetic.ts';
+/**
+ * npm run privacy — what a curious server recovers of a device's text at a cut, by every attack of the suite,
+ * undefended and under a defence; with --sweep, the frontier of privacy against accuracy (docs/privacy/).
+ */
+import { DEFAULT_LEVEL, LEVELS, parseDefence } from '../core/privacy/defence.ts';
+import { initBackend } from '../gpu-server/tf/backend.ts';
 import { readModelFolder, readTokenizer } from '../gpu-server/model/folder.ts';
 import { cliArgs, fail, int, run } from '../scripts/cli.ts';
-import { inversionReport, percent } from './privacy.ts';
+import { percent, privacyReport, type DeviceSetting, type SuiteResult } from './privacy.ts';
+import { demoModel, generatedTask, privacySweep, SWEEP } from './privacy-sweep.ts';
 import { readTask, TASKS, type TaskName } from './tasks.ts';
 
-const USAGE = `usage: npm run privacy -- --model DIR [--cuts 0,1,2] [--task generated|sst2|mrpc|mnli] [--attacker-rows 400] [--victim-rows 100]
-       [--seq 48] [--datasets ../shared/datasets]
-The attacker's text is the task's training split, the victims' its evaluation split (generated: two seeds).`;
+const USAGE = `usage: npm run privacy -- [--model DIR] [--cut 2] [--defence ${Object.keys(LEVELS).join('|')}|JSON] [--task generated|sst2|mrpc|mnli]
+       [--attacker-rows 200] [--victim-rows 50] [--seq 48] [--datasets ../shared/datasets]
+       npm run privacy -- --sweep [--task generated|sst2] [--model DIR] [--out docs/privacy] [--seeds 3] [--rounds 6]
+The attacker's text is the task's evaluation split (public), the victims' rows its training split. Without --model:
+the tiny random GPT-2 of npm start (5 blocks, n_embd 64). --sweep: every defence over its settings, the strongest
+attack's recovery against accuracy when the server fine-tunes on the defended activations.`;
 const args = cliArgs(USAGE, {
   model: { type: 'string' },
-  cuts: { type: 'string' },
+  cut: { type: 'string' },
+  defence: { type: 'string', default: DEFAULT_LEVEL },
   task: { type: 'string', default: 'generated' },
   'attacker-rows': { type: 'string' },
   'victim-rows': { type: 'string' },
   seq: { type: 'string' },
   datasets: { type: 'string', default: '../shared/datasets' },
+  sweep: { type: 'boolean' },
+  out: { type: 'string', default: 'docs/privacy' },
+  seeds: { type: 'string' },
+  rounds: { type: 'string' },
 });
 
+function table(r: SuiteResult): string {
+  const lines = ['| attack | tokens recovered | rows recovered at least half |', '|---|---|---|'];
+  for (const [name, s] of Object.entries(r.attacks)) lines.push(`| ${name} | ${percent(s.recovery)} | ${percent(s.rowsHalf)} |`);
+  if (r.adaptiveFreshNoise) lines.push(`| adaptive, if noise were drawn afresh per copy | ${percent(r.adaptiveFreshNoise.recovery)} | ${percent(r.adaptiveFreshNoise.rowsHalf)} |`);
+  lines.push(`| always the most frequent public token | ${percent(r.strongest.majority)} | |`);
+  return lines.join('\n');
+}
+
 run(async () => {
-  if (!args.model) fail(`--model is required\n\n${USAGE}`);
-  const model = await readModelFolder(args.model);
-  const n = model.config.nLayer;
-  const cuts = args.cuts ? args.cuts.split(',').map((c) => int('cuts', c)) : Array.from({ length: n }, (_, i) => i);
-  for (const c of cuts) if (c < 0 || c >= n) fail(`--cuts: ${c} is not a cut of this ${n}-block model (0 to ${n - 1})`);
-  const attackerRows = int('attacker-rows', args['attacker-rows'], 400);
-  const victimRows = int('victim-rows', args['victim-rows'], 100);
-  let attacker: string[];
-  let victims: string[];
-  if (args.task === 'generated') {
-    [attacker, victims] = [syntheticSentiment(attackerRows, 101).map((r) => r.text), syntheticSentiment(victimRows, 202).map((r) => r.text)];
-  } else {
-    if (!(args.task! in TASKS)) fail(`--task must be generated or one of ${Object.keys(TASKS).join(', ')}`);
-    const task = await readTask(args.task as TaskName, args.datasets!);
-    [attacker, victims] = [task.train.slice(0, attackerRows).map((r) => r.text), task.eval.slice(0, victimRows).map((r) => r.text)];
+  const task = args.task === 'generated' ? generatedTask() : args.task! in TASKS ? await readTask(args.task as TaskName, args.datasets!) : fail(`--task must be generated or one of ${Object.keys(TASKS).join(', ')}`);
+  const model = args.model ? await readModelFolder(args.model) : demoModel();
+  const tokenizer = await readTokenizer(args.model ?? '', model.config);
+  const cut = int('cut', args.cut, 2);
+  if (cut < 1 || cut >= model.config.nLayer) fail(`--cut: ${cut} is not a cut of this ${model.config.nLayer}-block model (1 to ${model.config.nLayer - 1})`);
+  const seqLen = int('seq', args.seq, 48);
+  if (args.sweep) {
+    await initBackend('auto');
+    const seeds = int('seeds', args.seeds, 3);
+    await privacySweep({
+      task,
+      model,
+      modelName: args.model ?? 'tiny random GPT-2 (5 blocks, n_embd 64, seed 0)',
+      tokenizer,
+      settings: SWEEP,
+      cut,
+      devices: 3,
+      trainRows: 600,
+      evalRows: 400,
+      rounds: int('rounds', args.rounds, 6),
+      lr: 0.01,
+      seeds: Array.from({ length: seeds }, (_, i) => i),
+      batchSize: 16,
+      seqLen,
+      victimRows: int('victim-rows', args['victim-rows'], 50),
+      attackerRows: int('attacker-rows', args['attacker-rows'], 200),
+      out: args.out!,
+      command: `npm run privacy -- ${process.argv.slice(2).join(' ')}`,
+      log: (m) => console.log(m),
+    });
+    return;
   }
-  const report = await inversionReport(model, cuts, attacker, victims, { seqLen: int('seq', args.seq, 48), tokenizer: await readTokenizer(args.model, model.config) });
-  console.log(`nearest-neighbour inversion: ${attacker.length} attacker rows, ${victims.length} victim rows (${args.task})\n`);
-  console.log('| cut | tokens recovered | always the most frequent token | tokens attacked |\n|---|---|---|---|');
-  for (const r of report) console.log(`| ${r.cut} | ${percent(r.recovery)} | ${percent(r.majority)} | ${r.tokens} |`);
-  console.log(`\n${JSON.stringify({ model: args.model, task: args.task, report })}`);
+  let defence;
+  try {
+    defence = parseDefence(args.defence!.startsWith('{') ? JSON.parse(args.defence!) : args.defence, '--defence');
+  } catch (e) {
+    fail((e as Error).message);
+  }
+  const attacker = task.eval.slice(0, int('attacker-rows', args['attacker-rows'], 200)).map((r) => r.text);
+  const victims = task.train.slice(0, int('victim-rows', args['victim-rows'], 50)).map((r) => r.text);
+  for (const setting of [{ kind: 'output', defence: LEVELS.off }, { kind: 'output', defence }] as DeviceSetting[]) {
+    const r = await privacyReport(model, cut, setting, attacker, victims, { seqLen, tokenizer });
+    console.log(`\n${task.name}, cut ${cut}, defence ${r.setting}${r.clip ? ` (clip ${r.clip})` : ''}: ${attacker.length} public rows, ${victims.length} victim rows\n`);
+    console.log(table(r));
+    console.log(`\n${JSON.stringify(r)}`);
+  }
 });

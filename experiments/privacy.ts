@@ -1,59 +1,245 @@
 /**
- * The privacy report: how many of a text's tokens a curious server recovers from the activations at each cut, by
- * the nearest-neighbour inversion attack of core/privacy/inversion.ts. The attacker's reference is text it could
- * have (not the victims'); the victims' hidden states come from the same prefix the devices run (fp32 here: int8
- * prefixes stay within 1% of it).
+ * The attack suite against one device setting: what a curious server recovers of a device's text from what the
+ * device uploads at a cut, by every attack of core/privacy/attacks. The server knows the model, the cut, the defence
+ * and its setting, and public text (the attacker's); it does not know the device's secret. The device side here is
+ * the device's own code (core/privacy/defend.ts, sanitise.ts) around the same prefix graph, run on onnxruntime-node.
  */
 import * as ort from 'onnxruntime-node';
 import type { Model } from '../core/model/family.ts';
+import { tokenTableName } from '../core/onnx/embedding.ts';
 import { exportPrefix, PREFIX_OUTPUT } from '../core/onnx/prefix.ts';
-import { majorityRate, nearestTokens, recoveryRate, type Reference } from '../core/privacy/inversion.ts';
+import type { Activations, PrefixRun } from '../core/privacy/attacks/activations.ts';
+import { averageCopies } from '../core/privacy/attacks/adaptive.ts';
+import { decode, trainDecoder } from '../core/privacy/attacks/learned.ts';
+import { nearestAttack, type Reference } from '../core/privacy/attacks/nearest.ts';
+import { mostFrequent, scoreGuesses, type AttackScore } from '../core/privacy/attacks/score.ts';
+import { whiteBoxSearch } from '../core/privacy/attacks/whitebox.ts';
+import { calibrationClip, CALIBRATION_SEQ_LEN, CALIBRATION_TEXTS, defendHidden } from '../core/privacy/defend.ts';
+import { describeDefence, type Defence } from '../core/privacy/defence.ts';
+import { sanitiser } from '../core/privacy/sanitise.ts';
+import { defenceKey } from '../core/privacy/stream.ts';
+import { sha256Hex } from '../core/auth/signing.ts';
 import { GPT2Tokenizer } from '../core/tokenizer/gpt2.ts';
 import type { TextInput, Tokenizer } from '../core/tokenizer/tokenizer.ts';
 
-export interface CutPrivacy {
-  cut: number;
-  /** Share of the victims' real tokens the attack recovers. */
-  recovery: number;
-  /** Share recovered by always guessing the attacker's most frequent token. */
-  majority: number;
-  /** Real tokens attacked. */
-  tokens: number;
+/** A tokenized batch [rows, seq]. */
+export interface Batch {
+  ids: Int32Array;
+  mask: Int32Array;
+  rows: number;
+  seq: number;
 }
 
-/** Hidden states at the prefix's cut for every real token of `texts` (not the start token every row begins with), with the tokens. */
-async function hiddenStates(session: ort.InferenceSession, tokenizer: Tokenizer, texts: readonly TextInput[], seqLen: number, d: number): Promise<Reference> {
+export function encodeTexts(tokenizer: Tokenizer, texts: readonly TextInput[], seqLen: number): Batch {
+  const enc = tokenizer.encodeBatch(texts, { maxLength: seqLen });
+  return { ids: enc.ids, mask: enc.attentionMask, rows: enc.batch, seq: enc.seq };
+}
+
+/** The prefix [0, cut) on onnxruntime-node, run in chunks of rows. */
+export async function ortPrefix(model: Model, cut: number): Promise<{ run: PrefixRun; segment: string; release: () => Promise<void> }> {
+  const bytes = exportPrefix(model, { cut });
+  const session = await ort.InferenceSession.create(bytes, { logSeverityLevel: 3 });
+  const d = model.config.nEmbd;
+  const run: PrefixRun = async (ids, mask, rows, seq) => {
+    const out = new Float32Array(rows * seq * d);
+    const step = Math.max(1, Math.floor(16384 / seq));
+    for (let r = 0; r < rows; r += step) {
+      const n = Math.min(step, rows - r);
+      const shape = [n, seq];
+      const slice = (a: Int32Array) => BigInt64Array.from(a.subarray(r * seq, (r + n) * seq), BigInt);
+      const res = await session.run({ input_ids: new ort.Tensor('int64', slice(ids), shape), attention_mask: new ort.Tensor('int64', slice(mask), shape) });
+      out.set(res[PREFIX_OUTPUT].data as Float32Array, r * seq * d);
+    }
+    return out;
+  };
+  return { run, segment: await sha256Hex(bytes), release: () => session.release() };
+}
+
+/** What the owner set on a device: a defence on the hidden states, or token sanitisation before the prefix. */
+export type DeviceSetting = { kind: 'output'; defence: Defence } | { kind: 'sanitise'; epsilon: number };
+
+export function describeSetting(s: DeviceSetting): string {
+  return s.kind === 'output' ? describeDefence(s.defence) : `sanitise eps ${s.epsilon}`;
+}
+
+/** A device's side of an upload under a setting, for any key (the device's, the attacker's own, fresh ones). */
+export interface DeviceSide {
+  setting: DeviceSetting;
+  /** The clip norm of the segment (calibration text), where the setting clips. */
+  clip?: number;
+  /** Token ids as they enter the prefix. */
+  inputIds(batch: Batch, key: Uint8Array): Int32Array;
+  /** In place: the hidden states as they leave the device. */
+  defend(batch: Batch, hidden: Float32Array, key: Uint8Array): void;
+}
+
+export async function deviceSide(model: Model, prefix: { run: PrefixRun; segment: string }, setting: DeviceSetting, tokenizer: Tokenizer, vocabulary: Int32Array): Promise<DeviceSide> {
+  const d = model.config.nEmbd;
+  const calibration = encodeTexts(tokenizer, CALIBRATION_TEXTS, CALIBRATION_SEQ_LEN);
+  const clip = calibrationClip(await prefix.run(calibration.ids, calibration.mask, calibration.rows, calibration.seq), calibration.mask, d);
+  const defence: Defence = setting.kind === 'output' ? setting.defence : { mechanism: 'none' };
+  const run = { defence, clip, segment: prefix.segment };
+  const table = model.params.get(tokenTableName(model.config))!;
+  const keep = new Set([tokenizer.special.bos, tokenizer.special.eos].filter((t): t is number => t !== undefined));
+  const candidates = { tokens: vocabulary.filter((t) => !keep.has(t)), embedding: (t: number) => table.subarray(t * d, (t + 1) * d), keep };
+  const sanitisers = new Map<Uint8Array, ReturnType<typeof sanitiser>>();
+  return {
+    setting,
+    clip: defence.mechanism === 'none' ? undefined : clip,
+    inputIds(batch, key) {
+      if (setting.kind !== 'sanitise') return batch.ids;
+      let s = sanitisers.get(key);
+      if (!s) sanitisers.set(key, (s = sanitiser(candidates, setting.epsilon, key, new TextEncoder().encode(`${prefix.segment}\nsanitise ${setting.epsilon}`))));
+      return s(batch.ids, batch.mask, batch.rows, batch.seq);
+    },
+    defend(batch, hidden, key) {
+      defendHidden(hidden, batch.ids, batch.mask, batch.rows, batch.seq, d, { ...run, key });
+    },
+  };
+}
+
+/** Runs the device's side on a batch: its upload under `key`. */
+export async function upload(device: DeviceSide, prefix: PrefixRun, batch: Batch, key: Uint8Array): Promise<Float32Array> {
+  const hidden = await prefix(device.inputIds(batch, key), batch.mask, batch.rows, batch.seq);
+  device.defend(batch, hidden, key);
+  return hidden;
+}
+
+export interface SuiteOptions {
+  /** Copies of the victims' rows the adaptive attacker collects (in other batch layouts). */
+  copies: number;
+  /** Candidates the white-box search tries at a position when the public vocabulary is larger. */
+  shortlist: number;
+  /** Where the keys come from (the device's, the attacker's own, fresh ones): random unless a test fixes them. */
+  keys?: () => Uint8Array;
+}
+
+const randomKey = () => defenceKey(crypto.getRandomValues(new Uint8Array(32)));
+
+export interface SuiteResult {
+  setting: string;
+  clip?: number;
+  attacks: { nearest: AttackScore; whitebox: AttackScore; learned: AttackScore; adaptive: AttackScore };
+  /** The adaptive attack on copies whose noise is drawn afresh each time (the design the derived noise replaces). */
+  adaptiveFreshNoise?: AttackScore;
+  /** Whether every copy the adaptive attacker collected was bit-equal to the first upload. */
+  copiesBitEqual: boolean;
+  strongest: { attack: string; recovery: number; majority: number; rowsHalf: number };
+}
+
+/**
+ * Every attack on the victims' upload under the device's setting. `attacker`: public text; the device's key is drawn
+ * here and never shown to the attacks.
+ */
+export async function attackSuite(model: Model, prefix: PrefixRun, device: DeviceSide, tokenizer: Tokenizer, attacker: Batch, victims: Batch, o: SuiteOptions): Promise<SuiteResult> {
+  const d = model.config.nEmbd;
+  const skip = new Set([tokenizer.special.bos].filter((t): t is number => t !== undefined));
+  const key = o.keys ?? randomKey;
+  const deviceKey = key();
+  const attackerKey = key();
+  const received: Activations = { hidden: await upload(device, prefix, victims, deviceKey), mask: victims.mask, rows: victims.rows, seq: victims.seq, d };
+  const clean = referenceOf(attacker, await prefix(attacker.ids, attacker.mask, attacker.rows, attacker.seq), d);
+  const defended = referenceOf(attacker, await upload(device, prefix, attacker, attackerKey), d);
+  const vocabulary = Int32Array.from(new Set(clean.tokens)).sort();
+  const majority = mostFrequent(clean.tokens, skip);
+  const score = (g: Int32Array) => scoreGuesses(g, victims.ids, victims.mask, victims.rows, victims.seq, majority, skip);
+  const whitebox = (a: Activations) => whiteBoxSearch(a, prefix, { vocabulary, reference: clean, shortlist: o.shortlist, clip: device.clip });
+
+  const wbGuesses = await whitebox(received);
+  const copies = await collectCopies(device, prefix, victims, () => deviceKey, o.copies, d);
+  const copiesBitEqual = copies.every((c) => c.hidden.every((x, i) => Object.is(x, received.hidden[i])));
+  // Bit-equal copies average to the upload itself: the search on it would repeat the one just run.
+  const adaptive = copiesBitEqual ? wbGuesses : await whitebox(averageCopies(copies));
+  const attacks = {
+    nearest: score(nearestAttack(received, clean)),
+    whitebox: score(wbGuesses),
+    learned: score(decode(trainDecoder(defended), received)),
+    adaptive: score(adaptive),
+  };
+  const noisy = device.setting.kind === 'output' && device.setting.defence.mechanism !== 'none';
+  const adaptiveFreshNoise = noisy ? score(await whitebox(averageCopies(await collectCopies(device, prefix, victims, key, o.copies, d)))) : undefined;
+  const [name, best] = Object.entries(attacks).reduce((a, b) => (b[1].recovery > a[1].recovery ? b : a));
+  return {
+    setting: describeSetting(device.setting),
+    clip: device.clip,
+    attacks,
+    ...(adaptiveFreshNoise ? { adaptiveFreshNoise } : {}),
+    copiesBitEqual,
+    strongest: { attack: name, recovery: best.recovery, majority: best.majority, rowsHalf: best.rowsHalf },
+  };
+}
+
+/** Each real position's hidden state with its token (start tokens included: public, and a candidate like any). */
+function referenceOf(batch: Batch, hidden: Float32Array, d: number): Reference {
   const vectors: number[] = [];
   const tokens: number[] = [];
-  for (let i = 0; i < texts.length; i += 16) {
-    const enc = tokenizer.encodeBatch(texts.slice(i, i + 16), { maxLength: seqLen });
-    const shape = [enc.batch, enc.seq];
-    const out = await session.run({
-      input_ids: new ort.Tensor('int64', BigInt64Array.from(enc.ids, BigInt), shape),
-      attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), shape),
-    });
-    const hidden = out[PREFIX_OUTPUT].data as Float32Array;
-    for (let p = 0; p < enc.ids.length; p++) {
-      if (!enc.attentionMask[p] || enc.ids[p] === tokenizer.special.bos) continue;
-      tokens.push(enc.ids[p]);
-      for (let k = 0; k < d; k++) vectors.push(hidden[p * d + k]);
-    }
+  for (let p = 0; p < batch.ids.length; p++) {
+    if (!batch.mask[p]) continue;
+    tokens.push(batch.ids[p]);
+    for (let k = 0; k < d; k++) vectors.push(hidden[p * d + k]);
   }
   return { vectors: Float32Array.from(vectors), tokens: Int32Array.from(tokens), d };
 }
 
-/** `tokenizer`: the model's (GPT-2's BPE by default). */
-export async function inversionReport(model: Model, cuts: readonly number[], attacker: readonly TextInput[], victims: readonly TextInput[], { seqLen = 48, tokenizer = new GPT2Tokenizer() as Tokenizer } = {}): Promise<CutPrivacy[]> {
-  const d = model.config.nEmbd;
-  const out: CutPrivacy[] = [];
-  for (const cut of cuts) {
-    const session = await ort.InferenceSession.create(exportPrefix(model, { cut }), { logSeverityLevel: 3 });
-    const reference = await hiddenStates(session, tokenizer, attacker, seqLen, d);
-    const target = await hiddenStates(session, tokenizer, victims, seqLen, d);
-    await session.release();
-    out.push({ cut, recovery: recoveryRate(nearestTokens(reference, target.vectors), target.tokens), majority: majorityRate(reference, target.tokens), tokens: target.tokens.length });
+/**
+ * `count` uploads of the same rows as a server can ask for them: each row alone, in reverse order with more padding,
+ * in the original batch; realigned to the victims' layout.
+ */
+async function collectCopies(device: DeviceSide, prefix: PrefixRun, victims: Batch, key: () => Uint8Array, count: number, d: number): Promise<Activations[]> {
+  const { rows, seq } = victims;
+  const out: Activations[] = [];
+  for (let c = 0; c < count; c++) {
+    const hidden = new Float32Array(rows * seq * d);
+    const k = key();
+    const layout = c % 3;
+    if (layout === 0) hidden.set(await upload(device, prefix, victims, k));
+    else if (layout === 1) {
+      for (let r = 0; r < rows; r++) {
+        const length = rowLength(victims, r);
+        const alone = { ids: victims.ids.slice(r * seq, r * seq + length), mask: victims.mask.slice(r * seq, r * seq + length), rows: 1, seq: length };
+        hidden.set(await upload(device, prefix, alone, k), r * seq * d);
+      }
+    } else {
+      const wide = seq + 8;
+      const ids = new Int32Array(rows * wide);
+      const mask = new Int32Array(rows * wide);
+      for (let r = 0; r < rows; r++) {
+        ids.set(victims.ids.subarray(r * seq, (r + 1) * seq), (rows - 1 - r) * wide);
+        mask.set(victims.mask.subarray(r * seq, (r + 1) * seq), (rows - 1 - r) * wide);
+      }
+      const got = await upload(device, prefix, { ids, mask, rows, seq: wide }, k);
+      for (let r = 0; r < rows; r++) hidden.set(got.subarray((rows - 1 - r) * wide * d, ((rows - 1 - r) * wide + seq) * d), r * seq * d);
+    }
+    out.push({ hidden, mask: victims.mask, rows, seq, d });
   }
   return out;
+}
+
+function rowLength(b: Batch, r: number): number {
+  let n = 0;
+  while (n < b.seq && b.mask[r * b.seq + n]) n++;
+  return n;
+}
+
+/** The whole suite for one model, cut and setting, from texts (GPT-2's BPE by default). */
+export async function privacyReport(
+  model: Model,
+  cut: number,
+  setting: DeviceSetting,
+  attackerTexts: readonly TextInput[],
+  victimTexts: readonly TextInput[],
+  { seqLen = 48, tokenizer = new GPT2Tokenizer() as Tokenizer, copies = 6, shortlist = 64, keys }: { seqLen?: number; tokenizer?: Tokenizer; keys?: () => Uint8Array } & Partial<SuiteOptions> = {},
+): Promise<SuiteResult> {
+  const prefix = await ortPrefix(model, cut);
+  try {
+    const attacker = encodeTexts(tokenizer, attackerTexts, seqLen);
+    const victims = encodeTexts(tokenizer, victimTexts, seqLen);
+    const vocabulary = Int32Array.from(new Set(attacker.ids.filter((_, i) => attacker.mask[i])));
+    const device = await deviceSide(model, prefix, setting, tokenizer, vocabulary);
+    return await attackSuite(model, prefix.run, device, tokenizer, attacker, victims, { copies, shortlist, keys });
+  } finally {
+    await prefix.release();
+  }
 }
 
 export const percent = (x: number) => `${(100 * x).toFixed(1)}%`;

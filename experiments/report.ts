@@ -1,7 +1,7 @@
 /** Experiment outputs: a markdown table and SVG plots of accuracy against round, or against modelled time, per method. */
 import type { MethodResult } from './sim/methods.ts';
 
-const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e'];
+export const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e'];
 
 /** Where each round's point goes on the x axis: its index (the default), or e.g. the modelled time at its end. */
 export interface XAxis {
@@ -44,7 +44,7 @@ export function accuracyPlot(title: string, results: readonly Pick<MethodResult,
   return parts.join('\n') + '\n';
 }
 
-function escape(s: string): string {
+export function escape(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 

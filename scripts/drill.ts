@@ -2,7 +2,8 @@
  * npm run drill — the system's promises under attack and faults, on the real local stack (workerd devices, the S3
  * server behind a fault proxy, the training server as its own process), printed as one JSON object:
  * forged requests, fuzzed malformed requests, server kills with storage faults during a 3-round GraB run, a scan of
- * storage for shard text, and the privacy report at cut 0 and at the default minimum cut.
+ * storage for shard text, and the privacy section (scripts/drill/privacy.ts): every attack, undefended and at the
+ * devices' default defence, and that defence's cost in accuracy. --only privacy runs that section alone.
  */
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -11,8 +12,6 @@ import { gpt2Config } from '../core/model/config.ts';
 import { initModel } from '../core/model/init.ts';
 import { deviceSegment } from '../core/onnx/segment.ts';
 import { S3Store } from '../core/storage/s3.ts';
-import { DEFAULT_MIN_CUT } from '../core/wire/policy.ts';
-import { inversionReport } from '../experiments/privacy.ts';
 import { writeModelFolder } from '../gpu-server/model/folder.ts';
 import { buildRoundRequest } from '../gpu-server/rounds/request.ts';
 import { localTempDir } from '../infra/local/paths.ts';
@@ -26,8 +25,9 @@ import { forgedRequests } from './drill/forged.ts';
 import { fuzzRequests } from './drill/fuzz.ts';
 import { killDrill } from './drill/kills.ts';
 import { scanForText } from './drill/scan.ts';
+import { privacyDrill } from './drill/privacy.ts';
 
-const USAGE = 'usage: npm run drill -- [--kills 20] [--device-kills 3] [--concurrent 32] [--fuzz 240] [--fault-rate 0.15] [--seed 0] [--out docs/drills/drill-DATE.json]';
+const USAGE = 'usage: npm run drill -- [--only privacy] [--kills 20] [--device-kills 3] [--concurrent 32] [--fuzz 240] [--fault-rate 0.15] [--seed 0] [--out docs/drills/drill-DATE.json]';
 const args = cliArgs(USAGE, {
   kills: { type: 'string' },
   'device-kills': { type: 'string' },
@@ -36,15 +36,31 @@ const args = cliArgs(USAGE, {
   'fault-rate': { type: 'string' },
   seed: { type: 'string' },
   out: { type: 'string' },
+  only: { type: 'string' },
 });
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 process.env.WRANGLER_LOG ??= 'warn';
 
 const log = (m: string) => console.error(`[drill] ${m}`);
 
+/** The drill's JSON, printed and written to --out (default docs/drills/drill-DATE[-SECTION].json). */
+async function report(result: { date: string } & Record<string, unknown>, section?: string): Promise<void> {
+  const out = args.out ?? join('docs', 'drills', `drill-${result.date}${section ? `-${section}` : ''}.json`);
+  await mkdir(join(out, '..'), { recursive: true });
+  await writeFile(out, JSON.stringify(result, null, 2) + '\n');
+  console.log(JSON.stringify(result));
+  log(`written to ${out}`);
+}
+
 run(async () => {
   const seed = int('seed', args.seed, 0);
   const started = performance.now();
+  if (args.only !== undefined && args.only !== 'privacy') throw new Error(`--only: '${args.only}' is not a section that runs alone (privacy)\n${USAGE}`);
+  if (args.only === 'privacy') {
+    log('privacy: every attack, undefended and at the default defence, and its cost in accuracy');
+    const privacy = await privacyDrill({ log });
+    return report({ date: new Date().toISOString().slice(0, 10), privacy, wallSeconds: Math.round((performance.now() - started) / 1000) }, 'privacy');
+  }
   const dir = await localTempDir('drill');
   log('starting the local stack: S3 server behind a fault proxy, 3 device workers');
   const stack = await startStack({ dir: join(dir, 'stack'), devices: 3, faultProxy: true, deviceVars: { PIECE_BATCHES: '4' } });
@@ -107,9 +123,8 @@ run(async () => {
       log('scanning storage for shard text');
       const scan = await scanForText(store, shardTexts, evalRows.map((r) => r.text));
 
-      log('privacy report');
-      const [attacker, victims] = [syntheticSentiment(400, 101).map((r) => r.text), shardTexts.slice(0, 100)];
-      const privacy = await inversionReport(model, [0, DEFAULT_MIN_CUT], attacker, victims, { seqLen: 24 });
+      log('privacy: every attack, undefended and at the default defence, and its cost in accuracy');
+      const privacy = await privacyDrill({ log });
 
       log('devices uploading at once');
       const crowd = await concurrentDrill({ storage: stack.s3.config, masterSecret: stack.roundSecret, model, rows: rows.slice(48, 72).map((r) => ({ text: r.text, label: r.label })), count: int('concurrent', args.concurrent, 32), dir: join(dir, 'crowd'), log });
@@ -139,14 +154,10 @@ run(async () => {
         forgedByKind: Object.fromEntries(Object.entries(forged.byKind).map(([k, v]) => [k, [...new Set(v)].join('/')])),
         rawTextFound: scan.found.length,
         rawTextScan: { objects: scan.objects, bytes: scan.bytes, windows: scan.windows, found: scan.found.slice(0, 5) },
-        privacy: Object.fromEntries(privacy.map((p) => [`cut${p.cut}`, { recovery: Number(p.recovery.toFixed(4)), majority: Number(p.majority.toFixed(4)), tokens: p.tokens }])),
+        privacy,
         wallSeconds: Math.round((performance.now() - started) / 1000),
       };
-      const out = args.out ?? join('docs', 'drills', `drill-${result.date}.json`);
-      await mkdir(join(out, '..'), { recursive: true });
-      await writeFile(out, JSON.stringify(result, null, 2) + '\n');
-      console.log(JSON.stringify(result));
-      log(`written to ${out}`);
+      await report(result);
     } finally {
       await server.stop();
     }

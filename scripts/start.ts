@@ -22,7 +22,10 @@ import type { RoundMetrics } from '../gpu-server/runs/types.ts';
 import { startServer } from '../gpu-server/server.ts';
 import { LOCAL_DIR } from '../infra/local/paths.ts';
 import { startStack } from '../infra/local/stack.ts';
-import { inversionReport, percent } from '../experiments/privacy.ts';
+import { percent, privacyReport } from '../experiments/privacy.ts';
+import { describeDefence, LEVELS } from '../core/privacy/defence.ts';
+import { defenceFor, type DevicePolicy } from '../core/wire/policy.ts';
+import { deviceSegment } from '../core/onnx/segment.ts';
 import { cliArgs, int, run } from './cli.ts';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
@@ -160,14 +163,18 @@ run(async () => {
     const texts = (rows: Array<Example | GenerationExample>) => rows.map((r) => ('prompt' in r ? r.prompt : textInput(r)));
     const attacker = gsm8k ? texts(parseGenerationShard((await readFile(evalFile, 'utf8')).split('\n'), DEFAULT_LIMITS)) : texts(data.evaluation);
     const serverTokenizer = await readTokenizer(modelDir, config);
-    console.log('\n| device | profile | cut | est. memory | est. batch time | tokens a curious server recovers at this cut |\n|---|---|---|---|---|---|');
+    console.log('\n| device | profile | cut | est. memory | est. batch time | owner\'s defence | tokens a curious server recovers: undefended | at the owner\'s defence |\n|---|---|---|---|---|---|---|---|');
     for (const [i, d] of stack.devices.entries()) {
       const c = record.cuts[d.id];
-      const sample = data.train.filter((_, r) => r % DEVICES === i).slice(0, 50);
-      const [privacy] = await inversionReport(model, [c.cut], attacker, texts(sample), { seqLen: 48, tokenizer: serverTokenizer });
-      console.log(`| ${d.id} | ${profiles[i].gflops} GFLOP/s, ${profiles[i].maxBatchSeconds} s/batch, ${profiles[i].memoryMB} MB | ${c.cut} | ${c.memoryMB} MB | ${c.batchSeconds} s | ${percent(privacy.recovery)} (guessing: ${percent(privacy.majority)}) |`);
+      const sample = texts(data.train.filter((_, r) => r % DEVICES === i).slice(0, 50));
+      // npm start plays every owner: it reads the defence each set for the segment of this device's cut.
+      const policy = (await (await fetch(new URL('/approvals', d.url), { headers: { authorization: `Bearer ${d.ownerToken}` } })).json()) as DevicePolicy;
+      const defence = defenceFor(policy, (await deviceSegment(model, c.cut, weights)).sha256);
+      const strongest = async (setting: typeof defence) => (await privacyReport(model, c.cut, { kind: 'output', defence: setting }, attacker, sample, { seqLen: 48, tokenizer: serverTokenizer })).strongest;
+      const [undefended, owners] = [await strongest(LEVELS.off), await strongest(defence)];
+      console.log(`| ${d.id} | ${profiles[i].gflops} GFLOP/s, ${profiles[i].maxBatchSeconds} s/batch, ${profiles[i].memoryMB} MB | ${c.cut} | ${c.memoryMB} MB | ${c.batchSeconds} s | ${describeDefence(defence)} | ${percent(undefended.recovery)} | ${percent(owners.recovery)} (guessing: ${percent(owners.majority)}) |`);
     }
-    console.log(`(nearest-neighbour inversion${gsm8k ? ' of the questions' : ''}, npm run privacy; with random weights the hidden states stay close to the token embeddings at every cut)`);
+    console.log(`(the strongest of four attacks${gsm8k ? ' on the questions' : ''}: nearest neighbour, white-box search, learned inversion, averaging copies; npm run privacy, docs/privacy/)`);
     if (gsm8k) console.log("(a generation batch also carries each completion's token ids to the server: what the loss needs, and what the owners approved)");
     console.log(`adapters train on blocks ${record.deepestCut}..${config.nLayer - 1}; devices with shallower cuts are completed forward-only on the server\n`);
 

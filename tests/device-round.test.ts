@@ -25,6 +25,8 @@ import { startS3, type RunningS3 } from '../infra/local/s3.ts';
 import { startFaultProxy, type FaultProxy } from '../infra/local/fault-proxy.ts';
 import { maxAbsDiff } from './fixtures.ts';
 import { localTempDir } from '../infra/local/paths.ts';
+import { CALIBRATION_SEQ_LEN, CALIBRATION_TEXTS, calibrationClip } from '../core/privacy/defend.ts';
+import { canonicalDefence, gaussianScale, LEVELS } from '../core/privacy/defence.ts';
 
 const SECRET = 'round-secret';
 const CUT = 2;
@@ -70,8 +72,9 @@ beforeAll(async () => {
   expect(up.status).toBe(201);
   modelSha = await sha256Hex(onnx);
   await store.put(keys.devicePrefix(modelSha, CUT), onnx);
-  // As its owner would: approve the segment after checking it (here: the same export from the same model).
-  await device.approve({ sha256: modelSha, model: 'tiny-gpt2', cut: CUT });
+  // As its owner would: approve the segment after checking it (here: the same export from the same model). Off: these
+  // tests compare the uploads with the prefix's own output; 'the owner's defence' below sets one.
+  await device.approve({ sha256: modelSha, model: 'tiny-gpt2', cut: CUT, defence: LEVELS.off });
 });
 
 afterAll(async () => {
@@ -110,8 +113,8 @@ async function storedKeys(runId: string): Promise<string[]> {
 }
 
 /** The same prefix on onnxruntime-node, on the same tokens the device should have used. */
-async function expectedHidden(rows: typeof ROWS, seqLen: number, padTokenId: number) {
-  const enc = new GPT2Tokenizer().encodeBatch(rows.map((r) => [r.text, r.text_pair] as const), { maxLength: seqLen, padTokenId });
+async function expectedHidden(rows: typeof ROWS, seqLen: number, padTokenId: number, pairs = true) {
+  const enc = new GPT2Tokenizer().encodeBatch(rows.map((r) => (pairs ? ([r.text, r.text_pair] as const) : r.text)), { maxLength: seqLen, padTokenId });
   const session = await ort.InferenceSession.create(onnx);
   const shape = [enc.batch, enc.seq];
   const out = await session.run({
@@ -260,5 +263,70 @@ describe('a device round on workerd and S3', () => {
     const replay = await fetch(new URL('/rounds', device.url), { method: 'POST', headers, body });
     expect(replay.status).toBe(403);
     expect(await storedKeys('run-replay')).toEqual(keysBefore);
+  });
+});
+
+describe("the owner's defence on a device", () => {
+  /** Each stored batch of a run, decoded. */
+  async function batchesOf(runId: string) {
+    const manifest = JSON.parse(new TextDecoder().decode(await store.get(keys.activationManifest(runId, 'dev-a', 0)))) as ActivationManifest;
+    return { manifest, batches: await Promise.all(manifest.batches.map(async (b) => decodeActivationBatch((await store.get(keys.activationBatch(runId, 'dev-a', 0, b.index)))!))) };
+  }
+
+  it('applies the setting of the approval, whatever the request says, and names it in the manifest and every batch', async () => {
+    await device.approve({ sha256: modelSha, model: 'tiny-gpt2', cut: CUT, defence: LEVELS.high });
+    try {
+      // A server that asks for no defence, in a field the request does not have, gets the owner's all the same.
+      const request = { ...(await plan('run-defended')), defence: LEVELS.off } as RoundRequest;
+      expect((await runRound(request)).state).toBe('complete');
+      const { manifest, batches } = await batchesOf('run-defended');
+      expect(manifest.defence).toEqual(LEVELS.high);
+      // The clip is what anyone running the segment on the calibration text gets: here onnxruntime-node.
+      const calibration = await expectedHidden(CALIBRATION_TEXTS.map((t) => ({ text: t })) as never, CALIBRATION_SEQ_LEN, request.padTokenId, false);
+      expect(manifest.clip).toBe(calibrationClip(calibration.hidden, calibration.mask, config.nEmbd));
+      const sigma = gaussianScale(LEVELS.high, manifest.clip!);
+      let [squares, count] = [0, 0];
+      for (const [i, batch] of batches.entries()) {
+        expect(batch.defence).toBe(canonicalDefence(LEVELS.high));
+        const clean = await expectedHidden(ROWS.slice(i * 2, i * 2 + 2), request.seqLen, request.padTokenId);
+        for (let p = 0; p < batch.mask.length; p++) {
+          const at = (h: Float32Array) => h.subarray(p * config.nEmbd, (p + 1) * config.nEmbd);
+          if (!batch.mask[p]) {
+            expect(at(batch.hidden).every((v) => v === 0)).toBe(true);
+            continue;
+          }
+          const norm = Math.hypot(...at(clean.hidden));
+          const scale = norm > manifest.clip! ? manifest.clip! / norm : 1;
+          at(batch.hidden).forEach((v, k) => ((squares += (v - at(clean.hidden)[k] * scale) ** 2), count++));
+        }
+      }
+      // The noise is as large as the owner's epsilon says (within sampling error over a few hundred values).
+      expect(Math.sqrt(squares / count) / sigma).toBeGreaterThan(0.85);
+      expect(Math.sqrt(squares / count) / sigma).toBeLessThan(1.15);
+    } finally {
+      await device.approve({ sha256: modelSha, model: 'tiny-gpt2', cut: CUT, defence: LEVELS.off });
+    }
+  });
+
+  it('uploads a row bit-equal again in another run with another batch size and length: copies average to nothing new', async () => {
+    await device.approve({ sha256: modelSha, model: 'tiny-gpt2', cut: CUT, defence: LEVELS.medium });
+    try {
+      expect((await runRound(await plan('run-copy-a'))).state).toBe('complete');
+      expect((await runRound(await plan('run-copy-b', { batchSize: 5 }))).state).toBe('complete');
+      const a = (await batchesOf('run-copy-a')).batches;
+      const [b] = (await batchesOf('run-copy-b')).batches;
+      const d = config.nEmbd;
+      let compared = 0;
+      for (let r = 0; r < ROWS.length; r++) {
+        const inA = a[Math.floor(r / 2)];
+        const rowA = r % 2;
+        for (let p = 0; p < inA.seqLen && inA.mask[rowA * inA.seqLen + p]; p++, compared++) {
+          expect(b.hidden.subarray((r * b.seqLen + p) * d, (r * b.seqLen + p + 1) * d)).toEqual(inA.hidden.subarray((rowA * inA.seqLen + p) * d, (rowA * inA.seqLen + p + 1) * d));
+        }
+      }
+      expect(compared).toBeGreaterThan(40);
+    } finally {
+      await device.approve({ sha256: modelSha, model: 'tiny-gpt2', cut: CUT, defence: LEVELS.off });
+    }
   });
 });

@@ -20,6 +20,8 @@ export interface ActivationBatch {
   rows: number;
   seqLen: number;
   nEmbd: number;
+  /** The defence the hidden states carry (canonicalDefence), as the manifest names it. */
+  defence?: string;
 }
 
 export function encodeActivationBatch(b: ActivationBatch, dtype: ActivationDType): Uint8Array {
@@ -29,7 +31,7 @@ export function encodeActivationBatch(b: ActivationBatch, dtype: ActivationDType
       attention_mask: { dtype: 'I32', shape: [b.rows, b.seqLen], data: b.mask },
       labels: { dtype: 'I32', shape: b.labels.length === b.rows * b.seqLen && b.labels.length !== b.rows ? [b.rows, b.seqLen] : [b.rows], data: b.labels },
     },
-    { device: b.device, run: b.runId, round: String(b.round), cut: String(b.cut), batch: String(b.batch) },
+    { device: b.device, run: b.runId, round: String(b.round), cut: String(b.cut), batch: String(b.batch), ...(b.defence ? { defence: b.defence } : {}) },
   );
 }
 
@@ -63,5 +65,6 @@ export function decodeActivationBatch(bytes: Uint8Array, name = 'activation batc
     rows,
     seqLen,
     nEmbd,
+    ...(metadata.defence ? { defence: metadata.defence } : {}),
   };
 }

@@ -4,6 +4,7 @@
  * owner's minimum cut, and the device fetches and uploads only through URLs on the storage origins it was given.
  * The cut a request names is only a label; what protects the text is that the owner approved the graph itself.
  */
+import { parseDefence, type Defence } from '../privacy/defence.ts';
 import type { RoundRequest, RoundTask } from './round.ts';
 
 /** Cut 0 uploads token embeddings, which map straight back to the text: no owner may allow it. */
@@ -27,11 +28,18 @@ export interface SegmentApproval {
    * not only activations. Off unless the owner says so.
    */
   generation?: boolean;
+  /**
+   * The defence on what this segment's uploads carry (core/privacy/defence.ts), a level's name or a setting; the
+   * device's DEFENCE setting when absent. Set by the owner only: no round request names one.
+   */
+  defence?: Defence;
 }
 
 export interface DevicePolicy {
   minCut: number;
   approvals: SegmentApproval[];
+  /** The defence of segments approved without one (DEFENCE, default core/privacy/defence.ts's DEFAULT_LEVEL). */
+  defence: Defence;
 }
 
 export const SHA256 = /^[0-9a-f]{64}$/;
@@ -48,6 +56,12 @@ export function parseApproval(value: unknown, minCut: number): SegmentApproval {
   if (!Number.isSafeInteger(a.cut) || (a.cut as number) < minCut) fail('cut', `must be an integer >= ${minCut} (this device's minimum cut)`);
   for (const field of ['tokenTable', 'weights', 'tokenizer']) if (a[field] !== undefined && (typeof a[field] !== 'string' || !SHA256.test(a[field] as string))) fail(field, 'must be a hex SHA-256');
   if (a.generation !== undefined && typeof a.generation !== 'boolean') fail('generation', 'must be true or false');
+  let defence: Defence | undefined;
+  try {
+    defence = a.defence === undefined ? undefined : parseDefence(a.defence, 'defence');
+  } catch (e) {
+    throw new Error(`approval: field ${(e as Error).message}`);
+  }
   return {
     sha256: a.sha256 as string,
     model: a.model as string,
@@ -56,6 +70,7 @@ export function parseApproval(value: unknown, minCut: number): SegmentApproval {
     ...(a.weights ? { weights: a.weights as string } : {}),
     ...(a.tokenizer ? { tokenizer: a.tokenizer as string } : {}),
     ...(a.generation ? { generation: true } : {}),
+    ...(defence ? { defence } : {}),
   };
 }
 
@@ -65,6 +80,11 @@ export function parseMinCut(value: string | undefined): number {
   const n = Number(value);
   if (!Number.isSafeInteger(n) || n < LOWEST_CUT) throw new Error(`MIN_CUT is ${JSON.stringify(value)}: set an integer >= ${LOWEST_CUT} (default ${DEFAULT_MIN_CUT})`);
   return n;
+}
+
+/** The defence the owner set for a segment: its approval's, else the device's. */
+export function defenceFor(policy: DevicePolicy, segment: string): Defence {
+  return policy.approvals.find((a) => a.sha256 === segment)?.defence ?? policy.defence;
 }
 
 /** Why the owner's policy refuses this segment at this cut, or undefined when it allows it. */

@@ -1,5 +1,6 @@
 /** What the training server asks of a device for one round, and what the device reports back. */
 import { checkId } from '../storage/keys.ts';
+import type { Defence } from '../privacy/defence.ts';
 
 export type ActivationDType = 'fp32' | 'fp16';
 
@@ -78,6 +79,9 @@ export interface ActivationManifest {
   dtype: ActivationDType;
   modelSha256: string;
   rows: number;
+  /** The defence every batch was uploaded under (its owner's setting), and the segment's clip norm where it clips. */
+  defence: Defence;
+  clip?: number;
   batches: ManifestBatch[];
 }
 

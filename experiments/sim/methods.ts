@@ -35,6 +35,8 @@ export interface SimSpec {
   avgEvery: number;
   /** Bytes per activation value on the wire: 2 (fp16) as the device worker sends them. */
   wireBytes: number;
+  /** What a device does around its prefix before the upload (a defence: experiments/privacy-sweep.ts); the plain prefix when absent. */
+  device?: (b: TokenBatch, prefix: (ids: Int32Array) => Float32Array) => Float32Array;
 }
 
 export interface RoundResult {
@@ -88,7 +90,8 @@ class Sim {
   atCut(b: TokenBatch, cut: number): TrainBatch {
     let t = this.cache.get(b);
     if (!t) {
-      const hidden = tf.tidy(() => this.trainer.net.hidden(tf.tensor2d(b.ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), cut).dataSync() as Float32Array);
+      const prefix = (ids: Int32Array) => tf.tidy(() => this.trainer.net.hidden(tf.tensor2d(ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), cut).dataSync() as Float32Array);
+      const hidden = this.spec.device && cut === this.spec.cut ? this.spec.device(b, prefix) : prefix(b.ids);
       this.cache.set(b, (t = { cut, rows: b.rows, seqLen: b.seqLen, hidden, mask: b.mask, labels: b.labels }));
     }
     return t;
@@ -104,7 +107,8 @@ class Sim {
     const logits: number[] = [];
     const labels: number[] = [];
     for (const b of this.data.evaluation) {
-      logits.push(...(await this.trainer.predictTokens(b.ids, b.mask, b.rows, b.seqLen)));
+      // A defended run's held-out rows pass the same defence at the cut: the adapters learned on defended inputs.
+      logits.push(...(this.spec.device && process.env.EVALDEF ? await this.trainer.predict(this.atCut(b, this.spec.cut)) : await this.trainer.predictTokens(b.ids, b.mask, b.rows, b.seqLen)));
       labels.push(...b.labels);
     }
     const { accuracy, loss } = scoreLogits(Float32Array.from(logits), labels, classes);

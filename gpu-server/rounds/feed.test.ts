@@ -41,7 +41,7 @@ async function writeRound(runId: string, n: number, { alter = new Map<number, Ui
     await store.put(keys.activationBatch(runId, 'dev', 0, i), alter.get(i) ?? bytes);
     if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
   }
-  const manifest: ActivationManifest = { version: 1, device: 'dev', runId, round: 0, cut, dtype: 'fp32', modelSha256: 'x', rows: 2 * n, batches: entries };
+  const manifest: ActivationManifest = { version: 1, device: 'dev', runId, round: 0, cut, dtype: 'fp32', modelSha256: 'x', rows: 2 * n, defence: { mechanism: 'none' }, batches: entries };
   await store.put(keys.activationManifest(runId, 'dev', 0), JSON.stringify(manifest));
 }
 
@@ -76,7 +76,7 @@ describe('activation feed (poller)', () => {
     // A device that labels its batch with the wrong cut, consistently: size and hash match, the content does not.
     const bytes = batchBytes('r-meta', 0, { cut: 1 });
     await store.put(keys.activationBatch('r-meta', 'dev', 0, 0), bytes);
-    const manifest: ActivationManifest = { version: 1, device: 'dev', runId: 'r-meta', round: 0, cut: 2, dtype: 'fp32', modelSha256: 'x', rows: 2, batches: [{ index: 0, rows: 2, seqLen: 3, bytes: bytes.byteLength, sha256: await sha256Hex(bytes) }] };
+    const manifest: ActivationManifest = { version: 1, device: 'dev', runId: 'r-meta', round: 0, cut: 2, dtype: 'fp32', modelSha256: 'x', rows: 2, defence: { mechanism: 'none' }, batches: [{ index: 0, rows: 2, seqLen: 3, bytes: bytes.byteLength, sha256: await sha256Hex(bytes) }] };
     await store.put(keys.activationManifest('r-meta', 'dev', 0), JSON.stringify(manifest));
     const rejected: string[] = [];
     expect(await drain(activationFeed(store, src('r-meta', 1), { onReject: (_, why) => rejected.push(why) }))).toEqual([]);

@@ -11,6 +11,7 @@ import { keys } from '../../core/storage/keys.ts';
 import type { ObjectStore } from '../../core/storage/store.ts';
 import { decodeActivationBatch, type ActivationBatch } from '../../core/wire/activations.ts';
 import type { ActivationManifest, ManifestBatch, RoundStatus } from '../../core/wire/round.ts';
+import { canonicalDefence, parseDefence } from '../../core/privacy/defence.ts';
 
 export interface FeedSource {
   runId: string;
@@ -179,7 +180,7 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
     for (let attempt = 1; ; attempt++) {
       const bytes = await fetchKey(key);
       downloads.delete(key);
-      checked = bytes ? await verify(bytes, entry, src, key) : 'missing from storage';
+      checked = bytes ? await verify(bytes, entry, src, key, canonicalDefence(manifest.defence)) : 'missing from storage';
       if (typeof checked !== 'string' || !bytes || attempt >= attempts) break;
     }
     if (typeof checked === 'string') onReject(key, checked);
@@ -205,6 +206,12 @@ function parseManifest(bytes: Uint8Array, src: FeedSource): ActivationManifest |
   if (m.device !== src.deviceId || m.runId !== src.runId || m.round !== src.round) return `the manifest is for ${m.device}/${m.runId}/${m.round}`;
   if (m.cut !== src.cut) return `the manifest says cut ${m.cut}, the plan says ${src.cut}`;
   if (m.batches.length !== src.batches) return `the manifest lists ${m.batches.length} batches, the plan ${src.batches}`;
+  try {
+    m.defence = parseDefence(m.defence, "the manifest's defence");
+  } catch (e) {
+    return (e as Error).message;
+  }
+  if (m.defence.mechanism !== 'none' && !(typeof m.clip === 'number' && m.clip > 0 && Number.isFinite(m.clip))) return `the manifest's defence clips, but its clip is ${JSON.stringify(m.clip)}`;
   for (const [i, b] of m.batches.entries()) {
     const whole = (v: unknown) => Number.isSafeInteger(v) && (v as number) > 0;
     if (typeof b !== 'object' || b === null || b.index !== i) return `the manifest's batch ${i} has index ${JSON.stringify(b?.index)}: indices must be 0..${src.batches - 1} in order`;
@@ -213,7 +220,7 @@ function parseManifest(bytes: Uint8Array, src: FeedSource): ActivationManifest |
   return m;
 }
 
-async function verify(bytes: Uint8Array, entry: ManifestBatch, src: FeedSource, key: string): Promise<VerifiedBatch | string> {
+async function verify(bytes: Uint8Array, entry: ManifestBatch, src: FeedSource, key: string, defence: string): Promise<VerifiedBatch | string> {
   if (bytes.byteLength !== entry.bytes) return `size ${bytes.byteLength} differs from the manifest's ${entry.bytes}`;
   if ((await sha256Hex(bytes)) !== entry.sha256) return 'SHA-256 differs from the manifest';
   let b: ActivationBatch;
@@ -224,6 +231,7 @@ async function verify(bytes: Uint8Array, entry: ManifestBatch, src: FeedSource, 
   }
   if (b.device !== src.deviceId || b.runId !== src.runId || b.round !== src.round || b.batch !== entry.index) return `metadata says ${b.device}/${b.runId}/round ${b.round}/batch ${b.batch}`;
   if (b.cut !== src.cut) return `cut ${b.cut}, the plan says ${src.cut}`;
+  if ((b.defence ?? canonicalDefence({ mechanism: 'none' })) !== defence) return `defence ${b.defence ?? 'none'}, the manifest says ${defence}`;
   if (b.nEmbd !== src.nEmbd) return `hidden size ${b.nEmbd}, the model's is ${src.nEmbd}`;
   if (b.rows !== entry.rows || b.seqLen !== entry.seqLen) return `shape [${b.rows}, ${b.seqLen}] differs from the manifest's [${entry.rows}, ${entry.seqLen}]`;
   // A NaN or an infinity would reach the adapters and every checkpoint after; a label outside the task, the loss.

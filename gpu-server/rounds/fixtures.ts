@@ -62,7 +62,7 @@ export class InProcessDevice implements DeviceApi {
 
   async policy(): Promise<DevicePolicy> {
     this.reach();
-    return { minCut: 1, approvals: this.approvals };
+    return { minCut: 1, approvals: this.approvals, defence: { mechanism: 'none' } };
   }
 
   async startRound(r: RoundRequest): Promise<RoundStatus> {
@@ -101,7 +101,7 @@ export class InProcessDevice implements DeviceApi {
       batches.push({ index: i, rows, seqLen, bytes: bytes.byteLength, sha256: await sha256Hex(bytes) });
       status.batchesDone++;
     }
-    const manifest: ActivationManifest = { version: 1, device: this.id, runId: r.runId, round: r.round, cut: r.cut, dtype: r.dtype, modelSha256: r.model.sha256, rows: this.rows, batches };
+    const manifest: ActivationManifest = { version: 1, device: this.id, runId: r.runId, round: r.round, cut: r.cut, dtype: r.dtype, modelSha256: r.model.sha256, rows: this.rows, defence: { mechanism: 'none' }, batches };
     await fetch(r.uploads.manifest, { method: 'PUT', body: JSON.stringify(manifest) });
     status.state = 'complete';
     this.completedAt.push(performance.now());

@@ -20,7 +20,7 @@ const view = (id: string, shards: ShardSummary[] | Error, approved = true): Devi
   cut: 2,
   modelSha256: sha('1'),
   shards,
-  policy: { minCut: 2, approvals: approved ? [{ sha256: sha('1'), model: 'm', cut: 2 }] : [] },
+  policy: { minCut: 2, approvals: approved ? [{ sha256: sha('1'), model: 'm', cut: 2 }] : [], defence: { mechanism: 'none' } },
 });
 
 describe('round planner', () => {

@@ -65,6 +65,8 @@ export async function startDevice(options: DeviceOptions): Promise<RunningDevice
     DEVICE_ID: text(options.id),
     OWNER_TOKEN: secret(options.ownerToken),
     ROUND_SECRET: secret(await deviceSecret(options.masterSecret, options.id)),
+    // The owner's own key of the defence noise: random here, as an owner would make it, and never the server's.
+    DEFENCE_SECRET: secret(Array.from(crypto.getRandomValues(new Uint8Array(24)), (b) => b.toString(16).padStart(2, '0')).join('')),
     STORAGE_ORIGINS: text(options.storageOrigins.join(',')),
     ...Object.fromEntries(Object.entries(options.vars ?? {}).map(([k, v]) => [k, text(v)])),
   };

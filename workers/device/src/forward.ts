@@ -10,6 +10,8 @@ import type { RoundRequest } from '../../../core/wire/round.ts';
 import { sha256Hex } from '../../../core/auth/signing.ts';
 import { lookupTokens, type TokenTable } from '../../../core/onnx/embedding.ts';
 import { ModelHashMismatch, ort } from './onnx.ts';
+import { CALIBRATION_SEQ_LEN, CALIBRATION_TEXTS, calibrationClip, defendHidden, type DefenceRun } from '../../../core/privacy/defend.ts';
+import { canonicalDefence } from '../../../core/privacy/defence.ts';
 
 /** A shard row of either task. */
 export type Row = Example | GenerationExample;
@@ -50,15 +52,14 @@ export function encodeRows(tokenizer: Tokenizer, rows: readonly Row[], r: Reques
   return { ...enc, labels: Int32Array.from(rows as Example[], (row) => row.label) };
 }
 
-/** One encoded batch through the prefix; `table`: the shard's token rows, for a segment that takes inputs_embeds. */
-export async function forwardBatch(
-  session: ort.InferenceSession,
-  enc: EncodedRows,
-  request: Request,
-  device: string,
-  batch: number,
-  table: TokenTable | undefined,
-): Promise<{ bytes: Uint8Array; rows: number; seqLen: number; tokens: number; forwardMs: number }> {
+/** The calibration text as the round encodes text: what fixes the segment's clip norm. */
+export function encodeCalibration(tokenizer: Tokenizer, r: Request): EncodedRows {
+  const enc = tokenizer.encodeBatch(CALIBRATION_TEXTS, { maxLength: CALIBRATION_SEQ_LEN, padTokenId: r.padTokenId });
+  return { ...enc, labels: new Int32Array(enc.batch) };
+}
+
+/** Encoded rows through the prefix: hidden states [batch, seq, d]. */
+async function runPrefix(session: ort.InferenceSession, enc: EncodedRows, table: TokenTable | undefined): Promise<{ hidden: Float32Array; d: number; forwardMs: number }> {
   const shape = [enc.batch, enc.seq];
   const feeds: Record<string, ort.Tensor> = { attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), shape) };
   if (session.inputNames.includes('inputs_embeds')) {
@@ -70,7 +71,33 @@ export async function forwardBatch(
   const started = performance.now();
   const out = await session.run(feeds);
   const forwardMs = performance.now() - started;
-  const hidden = out[PREFIX_OUTPUT];
+  const output = out[PREFIX_OUTPUT];
+  const hidden = Float32Array.from(output.data as Float32Array);
+  output.dispose();
+  return { hidden, d: output.dims[2], forwardMs };
+}
+
+/** The segment's clip norm, from the calibration text (the same for every party that runs the segment). */
+export async function segmentClip(session: ort.InferenceSession, calibration: EncodedRows, table: TokenTable | undefined): Promise<number> {
+  const { hidden, d } = await runPrefix(session, calibration, table);
+  return calibrationClip(hidden, calibration.attentionMask, d);
+}
+
+/**
+ * One encoded batch through the prefix and the owner's defence, encoded for upload; `table`: the shard's token
+ * rows, for a segment that takes inputs_embeds.
+ */
+export async function forwardBatch(
+  session: ort.InferenceSession,
+  enc: EncodedRows,
+  request: Request,
+  device: string,
+  batch: number,
+  table: TokenTable | undefined,
+  defence: DefenceRun,
+): Promise<{ bytes: Uint8Array; rows: number; seqLen: number; tokens: number; forwardMs: number }> {
+  const { hidden, d, forwardMs } = await runPrefix(session, enc, table);
+  defendHidden(hidden, enc.ids, enc.attentionMask, enc.batch, enc.seq, d, defence);
   const bytes = encodeActivationBatch(
     {
       device,
@@ -78,15 +105,15 @@ export async function forwardBatch(
       round: request.round,
       cut: request.cut,
       batch,
-      hidden: hidden.data as Float32Array,
+      hidden,
       mask: enc.attentionMask,
       labels: enc.labels,
       rows: enc.batch,
       seqLen: enc.seq,
-      nEmbd: hidden.dims[2],
+      nEmbd: d,
+      defence: canonicalDefence(defence.defence),
     },
     request.dtype,
   );
-  hidden.dispose();
   return { bytes, rows: enc.batch, seqLen: enc.seq, tokens: enc.attentionMask.reduce((a, m) => a + m, 0), forwardMs };
 }

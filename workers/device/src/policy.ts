@@ -5,7 +5,8 @@
  * owner changes it.
  */
 import { Hono } from 'hono';
-import { parseApproval, segmentRefusal, SHA256, urlRefusal, type DevicePolicy, type SegmentApproval } from '../../../core/wire/policy.ts';
+import { defenceFor, parseApproval, segmentRefusal, SHA256, urlRefusal, type DevicePolicy, type SegmentApproval } from '../../../core/wire/policy.ts';
+import type { Defence } from '../../../core/privacy/defence.ts';
 import type { RoundRequest } from '../../../core/wire/round.ts';
 import { ownerOnly, ownerOrServer } from './auth.ts';
 import type { Env } from './env.ts';
@@ -14,7 +15,7 @@ import { deviceSettings } from './settings.ts';
 const key = (sha256: string) => `approvals/${sha256}.json`;
 
 export async function loadPolicy(env: Env): Promise<DevicePolicy> {
-  const { minCut, approvedSegments } = deviceSettings(env);
+  const { minCut, approvedSegments, defence } = deviceSettings(env);
   const approvals: SegmentApproval[] = [...approvedSegments];
   let cursor: string | undefined;
   do {
@@ -26,12 +27,25 @@ export async function loadPolicy(env: Env): Promise<DevicePolicy> {
     }
     cursor = page.truncated ? page.cursor : undefined;
   } while (cursor);
-  return { minCut, approvals };
+  return { minCut, approvals, defence };
 }
 
-/** Why the owner's policy refuses the request's segment at its cut, or undefined. */
-export async function segmentRefusalOf(env: Env, request: Omit<RoundRequest, 'uploads'>): Promise<string | undefined> {
-  return segmentRefusal(await loadPolicy(env), { sha256: request.model.sha256, cut: request.cut, tokenTable: request.tokenTable?.sha256, weights: request.weights?.sha256, tokenizer: request.tokenizer?.sha256, task: request.task });
+/** The least length of DEFENCE_SECRET: the key of the defence's noise, which no one else may guess. */
+export const DEFENCE_SECRET_CHARS = 32;
+
+/**
+ * What the owner's policy says of the request's segment: why it is refused (or undefined), and the defence its
+ * uploads carry. The defence comes from the owner alone (the approval, else DEFENCE): no request can lower it.
+ */
+export async function roundPolicy(env: Env, request: Omit<RoundRequest, 'uploads'>): Promise<{ refusal?: string; defence: Defence }> {
+  const policy = await loadPolicy(env);
+  const defence = defenceFor(policy, request.model.sha256);
+  const refusal =
+    segmentRefusal(policy, { sha256: request.model.sha256, cut: request.cut, tokenTable: request.tokenTable?.sha256, weights: request.weights?.sha256, tokenizer: request.tokenizer?.sha256, task: request.task }) ??
+    (defence.mechanism !== 'none' && (env.DEFENCE_SECRET ?? '').length < DEFENCE_SECRET_CHARS
+      ? `this device's owner set a defence but no DEFENCE_SECRET of ${DEFENCE_SECRET_CHARS}+ characters (wrangler secret put DEFENCE_SECRET; keep it: a new one lets a server average old and new uploads)`
+      : undefined);
+  return { refusal, defence };
 }
 
 /**
@@ -39,7 +53,7 @@ export async function segmentRefusalOf(env: Env, request: Omit<RoundRequest, 'up
  * is fetched before). The segment is checked again before each piece of a round, so a revoked approval stops it.
  */
 export async function refusalOf(env: Env, request: RoundRequest): Promise<string | undefined> {
-  return (await segmentRefusalOf(env, request)) ?? urlRefusal(deviceSettings(env).storageOrigins, request);
+  return (await roundPolicy(env, request)).refusal ?? urlRefusal(deviceSettings(env).storageOrigins, request);
 }
 
 export const approvals = new Hono<{ Bindings: Env }>();

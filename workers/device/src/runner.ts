@@ -12,9 +12,11 @@ import type { ActivationManifest, ManifestBatch, RoundRequest, RoundStatus } fro
 import type { Env } from './env.ts';
 import { deviceSettings } from './settings.ts';
 import type { TokenTable } from '../../../core/onnx/embedding.ts';
-import { encodeRows, forwardBatch, roundTokenizer, type EncodedRows, type Row } from './forward.ts';
+import { encodeCalibration, encodeRows, forwardBatch, roundTokenizer, segmentClip, type EncodedRows, type Row } from './forward.ts';
 import { ModelHashMismatch, session, shardTokenTable } from './onnx.ts';
-import { segmentRefusalOf } from './policy.ts';
+import { roundPolicy } from './policy.ts';
+import { canonicalDefence } from '../../../core/privacy/defence.ts';
+import { defenceKey } from '../../../core/privacy/stream.ts';
 import { listShards, loadShard } from './shards.ts';
 import { putWithRetry } from './upload.ts';
 
@@ -26,6 +28,9 @@ interface Job {
   /** Identifies the work (not the URLs): a second trigger of the same work does not redo it. */
   workHash: string;
   status: RoundStatus;
+  /** The defence the stored batches were uploaded under (canonicalDefence), and the segment's clip norm. */
+  defence?: string;
+  clip?: number;
 }
 
 /** Failed attempts kept in the status: the newest ones. */
@@ -51,6 +56,8 @@ export class RoundRunner extends DurableObject<Env> {
   private batches: EncodedRows[] | undefined;
   /** The token rows of the whole shard, taken from one pass over the whole table (see shardTokenTable). */
   private table: TokenTable | undefined;
+  /** The calibration text, encoded with the round's tokenizer: fixes the segment's clip norm. */
+  private calibration: EncodedRows | undefined;
 
   /** Starts the round; for the same work again, returns its status (or resumes it, if it failed). */
   async start(request: RoundRequest): Promise<{ status: RoundStatus } | { conflict: string }> {
@@ -107,13 +114,19 @@ export class RoundRunner extends DurableObject<Env> {
   private async piece(job: Job): Promise<void> {
     const r = job.request;
     const url = async (key: string) => (await this.ctx.storage.get<string>(key)) ?? '';
-    // The owner may have revoked an approval (or raised MIN_CUT) since the round began.
-    const refusal = await segmentRefusalOf(this.env, r);
+    // The owner may have revoked an approval, raised MIN_CUT or changed the defence since the round began.
+    const { refusal, defence } = await roundPolicy(this.env, r);
     if (refusal) throw new Error(refusal);
+    if (job.defence !== canonicalDefence(defence)) {
+      // Every batch of a round carries one setting, the owner's current one: what went up under another goes again.
+      Object.assign(job, { defence: canonicalDefence(defence), clip: undefined });
+      Object.assign(job.status, { batchesDone: 0, tokens: 0, forwardMs: 0 });
+    }
     const rows = (this.rows ??= await this.loadRows(r));
     if (!this.batches) {
       const tokenizer = await roundTokenizer(r);
       this.batches = Array.from({ length: Math.ceil(rows.length / r.batchSize) }, (_, b) => encodeRows(tokenizer, rows.slice(b * r.batchSize, (b + 1) * r.batchSize), r));
+      this.calibration = encodeCalibration(tokenizer, r);
     }
     const encoded = this.batches;
     const total = Math.ceil(rows.length / r.batchSize);
@@ -123,15 +136,17 @@ export class RoundRunner extends DurableObject<Env> {
       throw e instanceof ModelHashMismatch ? e : new Error(`model segment: ${(e as Error).message}`);
     });
     if (model.inputNames.includes('inputs_embeds') && r.tokenTable) {
-      this.table ??= await shardTokenTable(r.tokenTable, encoded.flatMap((e) => Array.from(e.ids)));
+      this.table ??= await shardTokenTable(r.tokenTable, [...encoded, this.calibration!].flatMap((e) => Array.from(e.ids)));
     }
+    job.clip ??= await segmentClip(model, this.calibration!, this.table);
+    const defenceRun = { defence, clip: job.clip, segment: r.model.sha256, key: defence.mechanism === 'none' ? new Uint8Array(0) : defenceKey(this.env.DEFENCE_SECRET!) };
     const { uploadAttempts: attempts, uploadBackoffMs: backoffMs, pieceBatches } = deviceSettings(this.env);
     const onFailure = (what: string) => (attempt: number, reason: string) => {
       job.status.failures = [...job.status.failures, `${what}, attempt ${attempt}: ${reason}`].slice(-MAX_FAILURES);
     };
     const end = Math.min(total, job.status.batchesDone + pieceBatches);
     for (let b = job.status.batchesDone; b < end; b++) {
-      const { bytes, rows: n, seqLen, tokens, forwardMs } = await forwardBatch(model, encoded[b]!, r, this.env.DEVICE_ID, b, this.table);
+      const { bytes, rows: n, seqLen, tokens, forwardMs } = await forwardBatch(model, encoded[b]!, r, this.env.DEVICE_ID, b, this.table, defenceRun);
       await putWithRetry(await url(urlKey(b)), bytes, { attempts, backoffMs, onFailure: onFailure(`batch ${b}`) }).catch((e) => {
         throw new Error(`upload of batch ${b}: ${(e as Error).message}`);
       });
@@ -157,6 +172,8 @@ export class RoundRunner extends DurableObject<Env> {
       dtype: r.dtype,
       modelSha256: r.model.sha256,
       rows: rows.length,
+      defence,
+      ...(defence.mechanism === 'none' ? {} : { clip: job.clip }),
       batches,
     };
     await putWithRetry(await url('url:manifest'), JSON.stringify(manifest), { attempts, backoffMs, onFailure: onFailure('manifest') }).catch((e) => {

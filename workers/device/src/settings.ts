@@ -6,6 +6,7 @@
 import { checkId } from '../../../core/storage/keys.ts';
 import { DEFAULT_LIMITS, type ShardLimits } from '../../../core/data/shard.ts';
 import { parseApproval, parseMinCut, parseStorageOrigins, type SegmentApproval } from '../../../core/wire/policy.ts';
+import { DEFAULT_LEVEL, LEVELS, parseDefence, type Defence } from '../../../core/privacy/defence.ts';
 
 /** The bindings settings are read from: plain strings (wrangler.toml [vars] and secrets). */
 export interface DeviceVars {
@@ -16,6 +17,11 @@ export interface DeviceVars {
   MIN_CUT?: string;
   /** Segments the owner approves at deploy time: a JSON list of {sha256, model, cut, tokenTable?}. */
   APPROVED_SEGMENTS?: string;
+  /**
+   * The defence on what leaves the device, for segments approved without one: a level (off, low, medium, high;
+   * default medium) or a JSON setting ({"mechanism": "gaussian", "epsilon": 16, "delta": 1e-5}).
+   */
+  DEFENCE?: string;
   /** Comma-separated origins of the object storage this device may fetch from and upload to (https). */
   STORAGE_ORIGINS?: string;
   /** Comma-separated default label set of uploaded shards ("0,1"). */
@@ -33,6 +39,8 @@ export interface DeviceVars {
 export interface DeviceSettings {
   deviceId: string;
   minCut: number;
+  /** The defence of segments whose approval names none. */
+  defence: Defence;
   /** Approvals listed at deploy time (the owner adds more with PUT /approvals/{sha256}). */
   approvedSegments: SegmentApproval[];
   storageOrigins: string[];
@@ -66,6 +74,15 @@ export function deviceSettings(env: DeviceVars): DeviceSettings {
   wrap(() => checkId('DEVICE_ID', env.DEVICE_ID));
   if (!env.OWNER_TOKEN) throw new SettingsError("OWNER_TOKEN is not set: wrangler secret put OWNER_TOKEN (the owner's token for shards and approvals)");
   const minCut = wrap(() => parseMinCut(env.MIN_CUT));
+  const defence = wrap(() => {
+    const v = env.DEFENCE?.trim();
+    if (!v) return LEVELS[DEFAULT_LEVEL];
+    try {
+      return parseDefence(v.startsWith('{') ? JSON.parse(v) : v, 'DEFENCE');
+    } catch (e) {
+      throw new SettingsError(`${(e as Error).message}: set DEFENCE to ${Object.keys(LEVELS).join(', ')} or a JSON setting (default ${DEFAULT_LEVEL}), or remove it`);
+    }
+  });
   const approvedSegments = wrap(() => {
     if (!env.APPROVED_SEGMENTS) return [];
     let listed: unknown;
@@ -88,6 +105,7 @@ export function deviceSettings(env: DeviceVars): DeviceSettings {
   return {
     deviceId: env.DEVICE_ID,
     minCut,
+    defence,
     approvedSegments,
     storageOrigins: wrap(() => parseStorageOrigins(env.STORAGE_ORIGINS)),
     labels,

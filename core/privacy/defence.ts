@@ -1,0 +1,90 @@
+/**
+ * The defences a device's owner can set on what leaves the device, and what each promises. Both act on the hidden
+ * states at the cut, after the frozen prefix and before the upload, one real position at a time: the vector is
+ * clipped to the segment's clip norm C (calibration.ts) and noise is added, drawn from the device's keyed stream
+ * (stream.ts). Clipping bounds how far any two tokens' vectors lie apart (2C), which is what makes the noise a local
+ * DP guarantee per position:
+ * - gaussian (DP-Forward, CCS 2023): N(0, sigma^2 I) with sigma from the analytic Gaussian mechanism, (epsilon, delta)
+ *   per position;
+ * - metric (Feyisetan et al. 2020; Qu et al. 2021): density proportional to exp(-epsilon' |z|) with epsilon' =
+ *   epsilon / 2C (a uniform direction, a Gamma(d, 1 / epsilon') length): epsilon-metric-DP, so epsilon-LDP per
+ *   position with delta 0.
+ * A row of T positions composes T such releases (at most T epsilon): the promise is per token, not per text.
+ */
+import { gaussianSigma } from './dp.ts';
+
+export type Defence = { mechanism: 'none' } | { mechanism: 'gaussian'; epsilon: number; delta: number } | { mechanism: 'metric'; epsilon: number };
+
+/** The named settings an owner picks from (docs/privacy/README.md reads each off the measured curve). */
+export const LEVELS = {
+  off: { mechanism: 'none' },
+  low: { mechanism: 'gaussian', epsilon: 64, delta: 1e-5 },
+  medium: { mechanism: 'gaussian', epsilon: 16, delta: 1e-5 },
+  high: { mechanism: 'gaussian', epsilon: 6, delta: 1e-5 },
+} as const satisfies Record<string, Defence>;
+export type Level = keyof typeof LEVELS;
+export const DEFAULT_LEVEL: Level = 'medium';
+
+/** A defence from an owner's setting: a level's name or {mechanism, epsilon, delta}; throws naming what is wrong. */
+export function parseDefence(value: unknown, field = 'defence'): Defence {
+  if (typeof value === 'string') {
+    if (value in LEVELS) return LEVELS[value as Level];
+    throw new Error(`${field}: '${value}' is not a level (${Object.keys(LEVELS).join(', ')}) or a JSON setting`);
+  }
+  const d = value as Record<string, unknown>;
+  if (typeof d !== 'object' || d === null || Array.isArray(d)) throw new Error(`${field}: must be a level name or {"mechanism", "epsilon", "delta"}`);
+  if (!['none', 'gaussian', 'metric'].includes(d.mechanism as string)) throw new Error(`${field}: mechanism must be "none", "gaussian" or "metric"`);
+  const allowed = d.mechanism === 'gaussian' ? ['mechanism', 'epsilon', 'delta'] : d.mechanism === 'metric' ? ['mechanism', 'epsilon'] : ['mechanism'];
+  const unknown = Object.keys(d).filter((k) => !allowed.includes(k));
+  if (unknown.length) throw new Error(`${field}: unknown field '${unknown[0]}' for mechanism ${JSON.stringify(d.mechanism)} (fields: ${allowed.join(', ')})`);
+  const epsilon = () => {
+    if (typeof d.epsilon !== 'number' || !(d.epsilon > 0 && d.epsilon <= 1e4)) throw new Error(`${field}: epsilon must be a number in (0, 10000]`);
+    return d.epsilon;
+  };
+  switch (d.mechanism) {
+    case 'none':
+      return { mechanism: 'none' };
+    case 'gaussian': {
+      if (typeof d.delta !== 'number' || !(d.delta > 0 && d.delta < 0.01)) throw new Error(`${field}: delta must be a number in (0, 0.01)`);
+      return { mechanism: 'gaussian', epsilon: epsilon(), delta: d.delta };
+    }
+    default:
+      return { mechanism: 'metric', epsilon: epsilon() };
+  }
+}
+
+/** The level whose setting this is, if any. */
+export function levelOf(defence: Defence): Level | undefined {
+  return (Object.keys(LEVELS) as Level[]).find((l) => sameDefence(LEVELS[l], defence));
+}
+
+export function sameDefence(a: Defence, b: Defence): boolean {
+  return canonicalDefence(a) === canonicalDefence(b);
+}
+
+/** One spelling per setting: what the noise's derivation and the manifest carry. */
+export function canonicalDefence(d: Defence): string {
+  if (d.mechanism === 'gaussian') return JSON.stringify({ mechanism: d.mechanism, epsilon: d.epsilon, delta: d.delta });
+  if (d.mechanism === 'metric') return JSON.stringify({ mechanism: d.mechanism, epsilon: d.epsilon });
+  return JSON.stringify({ mechanism: 'none' });
+}
+
+/** Human-readable, for tables: "gaussian eps 16, delta 1e-5 (medium)". */
+export function describeDefence(d: Defence): string {
+  const level = levelOf(d);
+  const text = d.mechanism === 'none' ? 'none' : d.mechanism === 'gaussian' ? `gaussian eps ${d.epsilon}, delta ${d.delta}` : `metric eps ${d.epsilon}`;
+  return level ? `${level}: ${text}` : text;
+}
+
+/** The Gaussian's sigma for clip norm C: the sensitivity of a clipped vector is 2C (any two lie within 2C). */
+export function gaussianScale(d: Extract<Defence, { mechanism: 'gaussian' }>, clip: number): number {
+  return gaussianSigma(d.epsilon, d.delta, 2 * clip);
+}
+
+/** The expected noise norm over the clip norm, in d dimensions: about the noise-to-signal ratio R. */
+export function noiseToSignal(d: Defence, dims: number): number {
+  if (d.mechanism === 'none') return 0;
+  if (d.mechanism === 'gaussian') return gaussianScale(d, 1) * Math.sqrt(dims);
+  // The Gamma(d, 2C / epsilon) length has mean 2Cd / epsilon.
+  return (2 * dims) / d.epsilon;
+}

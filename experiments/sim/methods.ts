@@ -107,8 +107,7 @@ class Sim {
     const logits: number[] = [];
     const labels: number[] = [];
     for (const b of this.data.evaluation) {
-      // A defended run's held-out rows pass the same defence at the cut: the adapters learned on defended inputs.
-      logits.push(...(this.spec.device && process.env.EVALDEF ? await this.trainer.predict(this.atCut(b, this.spec.cut)) : await this.trainer.predictTokens(b.ids, b.mask, b.rows, b.seqLen)));
+      logits.push(...(await this.trainer.predictTokens(b.ids, b.mask, b.rows, b.seqLen)));
       labels.push(...b.labels);
     }
     const { accuracy, loss } = scoreLogits(Float32Array.from(logits), labels, classes);

@@ -62,6 +62,7 @@ run(async () => {
       rounds: int('rounds', args.rounds, 6),
       lr: 0.01,
       seeds: Array.from({ length: seeds }, (_, i) => i),
+      targets: model.config.modelType === 'llama' ? ['self_attn.q_proj', 'self_attn.v_proj'] : ['attn.c_attn'],
       batchSize: 16,
       seqLen,
       victimRows: int('victim-rows', args['victim-rows'], 50),

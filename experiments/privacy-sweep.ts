@@ -33,6 +33,8 @@ export interface SweepOptions {
   rounds: number;
   lr: number;
   seeds: number[];
+  /** The server's LoRA targets (rank 8, alpha 16). */
+  targets: string[];
   batchSize: number;
   seqLen: number;
   /** Rows of the devices' shards the attacks run on, and of public text (the evaluation split) the attacker holds. */
@@ -68,7 +70,7 @@ export async function accuracyUnder(o: SweepOptions, device: DeviceSide): Promis
     const spec: SimSpec = {
       cut: o.cut,
       rounds: o.rounds,
-      lora: { rank: 8, alpha: 16, dropout: 0.05, targets: model.config.modelType === 'llama' ? ['self_attn.q_proj', 'self_attn.v_proj'] : ['attn.c_attn'] },
+      lora: { rank: 8, alpha: 16, dropout: 0.05, targets: o.targets },
       lr: o.lr,
       seed,
       ordering: { kind: 'random-reshuffle' },
@@ -119,7 +121,7 @@ export async function privacySweep(o: SweepOptions): Promise<{ points: SweepPoin
     task: o.task.name,
     notes: o.task.notes,
     model: { name: o.modelName, nLayer: o.model.config.nLayer, nEmbd: o.model.config.nEmbd },
-    run: { cut: o.cut, devices: o.devices, trainRows: o.trainRows, evalRows: o.evalRows, rounds: o.rounds, lr: o.lr, seeds: o.seeds, batchSize: o.batchSize, seqLen: o.seqLen, lora: 'r=8, alpha 16, dropout 0.05' },
+    run: { cut: o.cut, devices: o.devices, trainRows: o.trainRows, evalRows: o.evalRows, rounds: o.rounds, lr: o.lr, seeds: o.seeds, batchSize: o.batchSize, seqLen: o.seqLen, lora: `r=8, alpha 16, dropout 0.05 on ${o.targets.join(', ')}` },
     attack: { victimRows: o.victimRows, attackerRows: o.attackerRows, copies: 6, shortlist: 64 },
     baselineAccuracy: baseline,
     points: points.map((p) => ({ ...p, accuracyDropPoints: 100 * (baseline - p.accuracy) })),

@@ -23,7 +23,7 @@ import { startServer } from '../gpu-server/server.ts';
 import { LOCAL_DIR } from '../infra/local/paths.ts';
 import { startStack } from '../infra/local/stack.ts';
 import { percent, privacyReport } from '../experiments/privacy.ts';
-import { describeDefence, LEVELS } from '../core/privacy/defence.ts';
+import { describeDefence, LEVELS, parseDefence } from '../core/privacy/defence.ts';
 import { defenceFor, type DevicePolicy } from '../core/wire/policy.ts';
 import { deviceSegment } from '../core/onnx/segment.ts';
 import { cliArgs, int, run } from './cli.ts';
@@ -32,11 +32,12 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 process.env.WRANGLER_LOG ??= 'warn';
 
 const USAGE = `usage: npm start -- [--task classification|gsm8k] [--data PATH] [--model DIR] [--rounds N] [--rows-per-device N] [--eval-rows N] [--ordering random-reshuffle|shuffle-once|grab]
-       [--batch-order by-device|interleaved]
+       [--batch-order by-device|interleaved] [--defence off|low|medium|high]
 --data: classification reads train.tsv and dev.tsv of a GLUE task folder (e.g. ../shared/datasets/glue/SST-2), without it a
   small generated task is used; gsm8k reads GSM8K JSON lines (default ../shared/datasets/gsm8k/train.jsonl).
 --model uses a model folder in the Hugging Face layout (GPT-2 for classification, Llama for gsm8k, e.g. downloaded from the
-  Hub) instead of a tiny random one.`;
+  Hub) instead of a tiny random one.
+--defence: the defence each owner approves their segments with (default: the devices' own, medium; docs/privacy/README.md).`;
 const args = cliArgs(USAGE, {
   task: { type: 'string', default: 'classification' },
   data: { type: 'string' },
@@ -46,6 +47,7 @@ const args = cliArgs(USAGE, {
   'eval-rows': { type: 'string' },
   ordering: { type: 'string', default: 'random-reshuffle' },
   'batch-order': { type: 'string', default: 'by-device' },
+  defence: { type: 'string' },
 });
 
 const DIR = resolve(LOCAL_DIR, 'start');
@@ -124,7 +126,8 @@ run(async () => {
     // GSM8K they also approve the tokenizer and that completions' token ids go to the server.
     const cuts = Array.from({ length: config.nLayer - DEFAULT_MIN_CUT }, (_, i) => DEFAULT_MIN_CUT + i);
     const tokenizer = gsm8k ? { tokenizer: await sha256Hex(await readFile(join(modelDir, 'tokenizer.json'))), generation: true } : undefined;
-    await stack.approveSegments(model, basename(modelDir), cuts, weights, tokenizer);
+    const owners = args.defence === undefined ? {} : { defence: parseDefence(args.defence, '--defence') };
+    await stack.approveSegments(model, basename(modelDir), cuts, weights, { ...tokenizer, ...owners });
     console.log(`      each device's owner approved the segments of cuts ${DEFAULT_MIN_CUT}..${config.nLayer - 1} (by SHA-256; no device runs below cut ${DEFAULT_MIN_CUT})${gsm8k ? ', the tokenizer, and sending completions as token ids' : ''}`);
 
     const perDevice = int('rows-per-device', args['rows-per-device'], gsm8k ? 24 : 200);

@@ -56,6 +56,13 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return m;
 }
 
+/** A prefix's output [B, T, d] as a device uploads it: padding positions zeroed (core/privacy/defend.ts). */
+export function paddingZeroed(x: Float32Array, mask: ArrayLike<number>, d: number): Float32Array {
+  const out = Float32Array.from(x);
+  for (let p = 0; p < mask.length; p++) if (!mask[p]) out.fill(0, p * d, (p + 1) * d);
+  return out;
+}
+
 /** Values of [B, T, d] at the real (mask = 1) positions only, in order. */
 export function realRows(x: ArrayLike<number>, mask: ArrayLike<number>, d: number): number[] {
   const out: number[] = [];

@@ -15,12 +15,15 @@ import { gaussianSigma } from './dp.ts';
 
 export type Defence = { mechanism: 'none' } | { mechanism: 'gaussian'; epsilon: number; delta: number } | { mechanism: 'metric'; epsilon: number };
 
-/** The named settings an owner picks from (docs/privacy/README.md reads each off the measured curve). */
+/**
+ * The named settings an owner picks from: points of the measured frontier (docs/privacy/README.md gives each one's
+ * recovery and cost). medium is the weakest that keeps the strongest attack at 10% of tokens or below there.
+ */
 export const LEVELS = {
   off: { mechanism: 'none' },
-  low: { mechanism: 'gaussian', epsilon: 64, delta: 1e-5 },
-  medium: { mechanism: 'gaussian', epsilon: 16, delta: 1e-5 },
-  high: { mechanism: 'gaussian', epsilon: 6, delta: 1e-5 },
+  low: { mechanism: 'metric', epsilon: 32 },
+  medium: { mechanism: 'gaussian', epsilon: 8, delta: 1e-5 },
+  high: { mechanism: 'gaussian', epsilon: 4, delta: 1e-5 },
 } as const satisfies Record<string, Defence>;
 export type Level = keyof typeof LEVELS;
 export const DEFAULT_LEVEL: Level = 'medium';

@@ -196,6 +196,21 @@ describe('activation feed (poller)', () => {
     const batch = { rows: 2, seqLen: 3, bytes: 10, sha256: 'x' };
     const skewed = { version: 1, device: 'dev', runId: 'r-index', round: 0, cut: 2, dtype: 'fp32', modelSha256: 'x', rows: 4, batches: [{ index: 1, ...batch }, { index: 0, ...batch }] };
     expect(await manifestAs('r-index', JSON.stringify(skewed), 2)).toEqual([true, 'device dev round 0: the manifest\'s batch 0 has index 1: indices must be 0..1 in order']);
+    // The defence every batch carries: named, one the project knows, with the clip it was applied at.
+    const one = { ...skewed, runId: 'r-defence', rows: 2, batches: [{ index: 0, ...batch }] };
+    expect(await manifestAs('r-defence', JSON.stringify(one))).toEqual([true, "device dev round 0: the manifest's defence: must be a level name or {\"mechanism\", \"epsilon\", \"delta\"}"]);
+    expect(await manifestAs('r-defence', JSON.stringify({ ...one, defence: { mechanism: 'gaussian', epsilon: 8, delta: 1e-5 } }))).toEqual([true, "device dev round 0: the manifest's defence clips, but its clip is undefined"]);
+  });
+
+  it('refuses a batch whose defence is not the one its manifest names', async () => {
+    const defence = { mechanism: 'gaussian', epsilon: 8, delta: 1e-5 } as const;
+    const bytes = batchBytes('r-mixed', 0);
+    await store.put(keys.activationBatch('r-mixed', 'dev', 0, 0), bytes);
+    const manifest: ActivationManifest = { version: 1, device: 'dev', runId: 'r-mixed', round: 0, cut: 2, dtype: 'fp32', modelSha256: 'x', rows: 2, defence, clip: 1.5, batches: [{ index: 0, rows: 2, seqLen: 3, bytes: bytes.byteLength, sha256: await sha256Hex(bytes) }] };
+    await store.put(keys.activationManifest('r-mixed', 'dev', 0), JSON.stringify(manifest));
+    const rejected: string[] = [];
+    expect(await drain(activationFeed(store, src('r-mixed', 1), { onReject: (_, why) => rejected.push(why) }))).toEqual([]);
+    expect(rejected).toEqual(['defence none, the manifest says {"mechanism":"gaussian","epsilon":8,"delta":0.00001}']);
   });
 
   it('refuses non-finite activations and labels outside the task, even when the manifest vouches for them', async () => {

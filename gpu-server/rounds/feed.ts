@@ -206,17 +206,17 @@ function parseManifest(bytes: Uint8Array, src: FeedSource): ActivationManifest |
   if (m.device !== src.deviceId || m.runId !== src.runId || m.round !== src.round) return `the manifest is for ${m.device}/${m.runId}/${m.round}`;
   if (m.cut !== src.cut) return `the manifest says cut ${m.cut}, the plan says ${src.cut}`;
   if (m.batches.length !== src.batches) return `the manifest lists ${m.batches.length} batches, the plan ${src.batches}`;
+  for (const [i, b] of m.batches.entries()) {
+    const whole = (v: unknown) => Number.isSafeInteger(v) && (v as number) > 0;
+    if (typeof b !== 'object' || b === null || b.index !== i) return `the manifest's batch ${i} has index ${JSON.stringify(b?.index)}: indices must be 0..${src.batches - 1} in order`;
+    if (!whole(b.rows) || !whole(b.seqLen) || !whole(b.bytes) || typeof b.sha256 !== 'string') return `the manifest's batch ${i} lacks rows, seqLen, bytes or sha256`;
+  }
   try {
     m.defence = parseDefence(m.defence, "the manifest's defence");
   } catch (e) {
     return (e as Error).message;
   }
   if (m.defence.mechanism !== 'none' && !(typeof m.clip === 'number' && m.clip > 0 && Number.isFinite(m.clip))) return `the manifest's defence clips, but its clip is ${JSON.stringify(m.clip)}`;
-  for (const [i, b] of m.batches.entries()) {
-    const whole = (v: unknown) => Number.isSafeInteger(v) && (v as number) > 0;
-    if (typeof b !== 'object' || b === null || b.index !== i) return `the manifest's batch ${i} has index ${JSON.stringify(b?.index)}: indices must be 0..${src.batches - 1} in order`;
-    if (!whole(b.rows) || !whole(b.seqLen) || !whole(b.bytes) || typeof b.sha256 !== 'string') return `the manifest's batch ${i} lacks rows, seqLen, bytes or sha256`;
-  }
   return m;
 }
 

@@ -5,6 +5,7 @@
  */
 import { Random } from '../../core/random.ts';
 import { keys } from '../../core/storage/keys.ts';
+import { describeDefence } from '../../core/privacy/defence.ts';
 import { permutation } from '../ordering/ordering.ts';
 import type { RoundPlan } from '../runs/plan.ts';
 import { saveCheckpoint, type DeviceStart } from '../runs/checkpoint.ts';
@@ -120,7 +121,7 @@ export async function trainDevices(
           progress.rejected.push(`${key}: ${why}`);
           opts.log?.(`run ${record.id}: rejected ${key}: ${why}`);
         },
-        onManifest: (m) => (dp.bytes = m.batches.reduce((a, b) => a + b.bytes, 0)),
+        onManifest: (m) => Object.assign(dp, { bytes: m.batches.reduce((a, b) => a + b.bytes, 0), defence: describeDefence(m.defence) }),
       },
     );
   };

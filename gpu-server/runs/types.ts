@@ -26,6 +26,8 @@ export const DeviceProgressSchema = z.object({
   trained: z.number(),
   bytes: z.number(),
   forwardMs: z.number().optional(),
+  /** The defence the device's owner set on its uploads, as its manifest names it. */
+  defence: z.string().optional(),
   error: z.string().optional(),
 });
 
@@ -56,7 +58,7 @@ export const RoundMetricsSchema = z
     evalAccuracy: z.number().optional().openapi({ description: "Classification accuracy, or generation's exact match on the generated samples." }),
     evalRows: z.number(),
     samples: z.array(GenerationSampleSchema).optional(),
-    devices: z.array(z.object({ id: z.string(), cut: z.number(), batches: z.number(), reused: z.boolean(), forwardMs: z.number().optional(), bytes: z.number(), error: z.string().optional() })),
+    devices: z.array(z.object({ id: z.string(), cut: z.number(), batches: z.number(), reused: z.boolean(), forwardMs: z.number().optional(), bytes: z.number(), defence: z.string().optional(), error: z.string().optional() })),
     serverTrainMs: z.number(),
     serverIdleMs: z.number(),
     bytesMoved: z.number(),

@@ -15,4 +15,9 @@ printf '%s' "$OWNER_TOKEN" | npx wrangler secret put OWNER_TOKEN --env "$env"
 device=$(node -e "const t=require('fs').readFileSync('wrangler.toml','utf8');const s=t.split('[env.$env]')[1]||'';const m=s.match(/DEVICE_ID = \"([^\"]+)\"/);if(!m){console.error('no DEVICE_ID in [env.$env] of wrangler.toml');process.exit(2)}console.log(m[1])")
 : "${SPLITFROZEN_ROUND_SECRET:?set SPLITFROZEN_ROUND_SECRET to the master round secret of the training server}"
 npm run --silent cli -- device-secret --device "$device" | npx wrangler secret put ROUND_SECRET --env "$env"
+# The key of the device's defence noise: the device's own, never derived from the server's secret (docs/SECURITY.md).
+# Made once; deploying again keeps it (a new key would let a server average old and new uploads of the same rows).
+if ! npx wrangler secret list --env "$env" 2>/dev/null | grep -q '"DEFENCE_SECRET"'; then
+  node -e "process.stdout.write(require('crypto').randomBytes(32).toString('hex'))" | npx wrangler secret put DEFENCE_SECRET --env "$env"
+fi
 npx wrangler deploy --env "$env"

@@ -31,7 +31,7 @@ export interface RunningDevice {
   /** Approves a model segment as this device's owner (PUT /approvals/{sha256}). */
   approve(approval: SegmentApproval): Promise<void>;
   /** Approves the segment the server exports for `cut` of `model`, exported here as its owner would. */
-  approveSegment(model: Model, modelName: string, cut: number, weights: PrefixWeights, also?: Partial<Pick<SegmentApproval, 'tokenizer' | 'generation'>>): Promise<SegmentApproval>;
+  approveSegment(model: Model, modelName: string, cut: number, weights: PrefixWeights, also?: Partial<Pick<SegmentApproval, 'tokenizer' | 'generation' | 'defence'>>): Promise<SegmentApproval>;
   /**
    * Uploads JSON-lines rows as this device's owner: a classification shard with its label set, or a generation
    * shard ('generation'); throws with the worker's message unless it is stored.

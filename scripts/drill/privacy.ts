@@ -42,6 +42,7 @@ export async function privacyDrill({ seeds = 3, log }: { seeds?: number; log: (m
     rounds: 6,
     lr: 0.01,
     seeds: Array.from({ length: seeds }, (_, i) => i),
+    targets: ['attn.c_attn'],
     batchSize: 16,
     seqLen: 48,
     victimRows: 50,

@@ -2,6 +2,7 @@ import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deviceSecret, signRequest } from '../../../core/auth/signing.ts';
 import { DeviceClient } from '../../../core/wire/device-client.ts';
+import { DEFAULT_LEVEL, LEVELS } from '../../../core/privacy/defence.ts';
 import { startDevice, type RunningDevice } from '../../../infra/local/device.ts';
 import { localTempDir } from '../../../infra/local/paths.ts';
 
@@ -124,14 +125,18 @@ describe('device worker under workerd', () => {
   it('runs only what its owner approved: segment by SHA-256 and cut, never below the minimum cut, storage origins only', async () => {
     const sha = (c: string) => c.repeat(64);
     const approvals = () => fetch(at('/approvals'), { headers: owner }).then((r) => r.json());
-    expect(await approvals()).toEqual({ minCut: 2, approvals: [] });
+    // Unless the owner sets one per segment, uploads carry the device's defence: DEFENCE, by default the default level.
+    expect(await approvals()).toEqual({ minCut: 2, approvals: [], defence: LEVELS[DEFAULT_LEVEL] });
     const approve = (hash: string, body: object, headers: Record<string, string> = owner) => fetch(at(`/approvals/${hash}`), { method: 'PUT', headers, body: JSON.stringify(body) });
     // Only the owner approves, and never below the minimum cut.
     expect((await approve(sha('a'), { model: 'gpt2', cut: 2 }, {})).status).toBe(401);
     const low = await approve(sha('a'), { model: 'gpt2', cut: 1 });
     expect([low.status, (await low.json()).error]).toEqual([400, "approval: field 'cut' must be an integer >= 2 (this device's minimum cut)"]);
     expect((await approve(sha('a'), { model: 'gpt2', cut: 2 })).status).toBe(201);
-    expect((await approve(sha('b'), { model: 'gpt2', cut: 3, tokenTable: sha('c') })).status).toBe(201);
+    expect((await approve(sha('b'), { model: 'gpt2', cut: 3, tokenTable: sha('c'), defence: 'high' })).status).toBe(201);
+    expect((await approvals()).approvals.find((a: { sha256: string }) => a.sha256 === sha('b')).defence).toEqual(LEVELS.high);
+    const unknown = await approve(sha('b'), { model: 'gpt2', cut: 3, defence: { mechanism: 'gaussian', epsilon: 8 } });
+    expect([unknown.status, (await unknown.json()).error]).toEqual([400, "approval: field defence: delta must be a number in (0, 0.01)"]);
     // The server reads the policy to plan.
     expect((await new DeviceClient(device.url, 'device-t', 'round-secret').policy()).approvals.map((a) => a.sha256).sort()).toEqual([sha('a'), sha('b')]);
 
@@ -166,6 +171,19 @@ describe('device worker under workerd', () => {
     expect((await fetch(at(`/approvals/${sha('a')}`), { method: 'DELETE', headers: owner })).status).toBe(204);
     expect((await refusal({}))[0]).toBe(403);
     expect((await approvals()).approvals.map((a: { sha256: string }) => a.sha256)).toEqual([sha('b')]);
+  });
+
+  it('refuses to upload under a defence without its own DEFENCE_SECRET (a key the server could know would undo the noise)', async () => {
+    const keyless = await startDevice({ id: 'device-k', ownerToken: 'owner-token', masterSecret: 'round-secret', storageOrigins: [STORAGE], stateDir: `${dir}-k`, vars: { DEFENCE_SECRET: 'too short' } });
+    try {
+      const sha = 'a'.repeat(64);
+      expect((await fetch(new URL(`/approvals/${sha}`, keyless.url), { method: 'PUT', headers: owner, body: JSON.stringify({ model: 'gpt2', cut: 2 }) })).status).toBe(201);
+      const request = { runId: 'r-key', round: 0, model: { sha256: sha, url: `${STORAGE}/m` }, cut: 2, batchSize: 2, seqLen: 8, dtype: 'fp32', labels: ['0', '1'], padTokenId: 0, uploads: { batches: [`${STORAGE}/b0`], manifest: `${STORAGE}/m.json` } };
+      await expect(new DeviceClient(keyless.url, 'device-k', 'round-secret').startRound(request as never)).rejects.toThrow("HTTP 403: this device's owner set a defence but no DEFENCE_SECRET of 32+ characters");
+    } finally {
+      await keyless.stop();
+      await rm(`${dir}-k`, { recursive: true, force: true });
+    }
   });
 
   it('a misconfigured device (APPROVED_SEGMENTS not JSON) answers 500, naming the setting and the fix to its owner only', async () => {

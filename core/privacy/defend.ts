@@ -59,7 +59,8 @@ export function defendHidden(hidden: Float32Array, ids: ArrayLike<number>, mask:
   const { defence, clip, key } = run;
   const context = defenceContext(run);
   const sigma = defence.mechanism === 'gaussian' ? gaussianScale(defence, clip) : 0;
-  const draws = defence.mechanism === 'gaussian' ? d + 1 : 2 * d + 2;
+  const stream = new SeededStream(key, defence.mechanism === 'gaussian' ? d + 1 : 2 * d + 2);
+  const z = new Float64Array(d);
   for (let r = 0; r < rows; r++) {
     let length = 0;
     while (length < seq && mask[r * seq + length]) length++;
@@ -75,8 +76,7 @@ export function defendHidden(hidden: Float32Array, ids: ArrayLike<number>, mask:
       if (defence.mechanism === 'none') continue;
       const size = norm(v);
       if (size > clip) for (let k = 0; k < d; k++) v[k] *= clip / size;
-      const stream = new SeededStream(key, seeds[p], draws);
-      const z = stream.normals(d);
+      stream.reset(seeds[p]).normals(z);
       if (defence.mechanism === 'gaussian') {
         for (let k = 0; k < d; k++) v[k] += sigma * z[k];
       } else {

@@ -48,6 +48,7 @@ export function sanitiser(c: Candidates, epsilon: number, key: Uint8Array, conte
     }
     return out;
   };
+  const stream = new SeededStream(key, 1);
   return (ids, mask, rows, seq) => {
     const out = Int32Array.from(ids);
     for (let r = 0; r < rows; r++) {
@@ -57,7 +58,7 @@ export function sanitiser(c: Candidates, epsilon: number, key: Uint8Array, conte
       for (let p = 0; p < length; p++) {
         const x = ids[r * seq + p];
         if (c.keep.has(x)) continue;
-        const u = new SeededStream(key, seeds[p], 1).uniform();
+        const u = stream.reset(seeds[p]).uniform();
         const probs = cdf(x);
         let i = 0;
         while (i < probs.length - 1 && probs[i] < u) i++;

@@ -37,14 +37,31 @@ export function positionSeeds(key: Uint8Array, context: Uint8Array, ids: ArrayLi
   return seeds;
 }
 
-/** Uniform and normal draws from ChaCha20's keystream under the device key, the seed's first 12 bytes as nonce. */
+/**
+ * Uniform and normal draws from ChaCha20's keystream under the device key, a seed's first 12 bytes as nonce. One
+ * stream serves every position of a batch (reset per seed): its buffers are made once.
+ */
 export class SeededStream {
+  private readonly zeros: Uint8Array;
+  private readonly bytes: Uint8Array;
   private readonly words: Uint32Array;
   private next = 0;
 
-  constructor(key: Uint8Array, seed: Uint8Array, draws: number) {
-    const bytes = chacha20(key, seed.subarray(0, 12), new Uint8Array(4 * draws));
-    this.words = new Uint32Array(bytes.buffer, bytes.byteOffset, draws);
+  constructor(
+    private readonly key: Uint8Array,
+    /** 32-bit draws per seed. */
+    draws: number,
+  ) {
+    this.zeros = new Uint8Array(4 * draws);
+    this.bytes = new Uint8Array(4 * draws);
+    this.words = new Uint32Array(this.bytes.buffer);
+  }
+
+  /** Starts the draws of one seed. */
+  reset(seed: Uint8Array): this {
+    chacha20(this.key, seed.subarray(0, 12), this.zeros, this.bytes);
+    this.next = 0;
+    return this;
   }
 
   /** Uniform in (0, 1): never 0, so its log is finite. */
@@ -53,15 +70,14 @@ export class SeededStream {
     return (this.words[this.next++] + 0.5) / 4294967296;
   }
 
-  /** n standard normals (Box-Muller: one uniform a normal, n rounded up to even). */
-  normals(n: number): Float64Array {
-    const out = new Float64Array(n + (n % 2));
+  /** Fills `out` with standard normals (Box-Muller: one uniform a normal, rounded up to even). */
+  normals(out: Float64Array): Float64Array {
     for (let i = 0; i < out.length; i += 2) {
       const r = Math.sqrt(-2 * Math.log(this.uniform()));
       const t = 2 * Math.PI * this.uniform();
       out[i] = r * Math.cos(t);
-      out[i + 1] = r * Math.sin(t);
+      if (i + 1 < out.length) out[i + 1] = r * Math.sin(t);
     }
-    return out.subarray(0, n);
+    return out;
   }
 }

@@ -12,10 +12,11 @@ import { readTask, TASKS, type TaskName } from './tasks.ts';
 
 const USAGE = `usage: npm run privacy -- [--model DIR] [--cut 2] [--defence ${Object.keys(LEVELS).join('|')}|JSON] [--task generated|sst2|mrpc|mnli]
        [--attacker-rows 200] [--victim-rows 50] [--seq 48] [--datasets ../shared/datasets]
-       npm run privacy -- --sweep [--task generated|sst2] [--model DIR] [--out docs/privacy] [--seeds 3] [--rounds 6]
+       npm run privacy -- --sweep [--levels] [--task generated|sst2] [--model DIR] [--out docs/privacy] [--seeds 3] [--rounds 6]
 The attacker's text is the task's evaluation split (public), the victims' rows its training split. Without --model:
 the tiny random GPT-2 of npm start (5 blocks, n_embd 64). --sweep: every defence over its settings, the strongest
-attack's recovery against accuracy when the server fine-tunes on the defended activations.`;
+attack's recovery against accuracy when the server fine-tunes on the defended activations (--levels: the named
+levels only).`;
 const args = cliArgs(USAGE, {
   model: { type: 'string' },
   cut: { type: 'string' },
@@ -26,6 +27,7 @@ const args = cliArgs(USAGE, {
   seq: { type: 'string' },
   datasets: { type: 'string', default: '../shared/datasets' },
   sweep: { type: 'boolean' },
+  levels: { type: 'boolean' },
   out: { type: 'string', default: 'docs/privacy' },
   seeds: { type: 'string' },
   rounds: { type: 'string' },
@@ -54,7 +56,7 @@ run(async () => {
       model,
       modelName: args.model ?? 'tiny random GPT-2 (5 blocks, n_embd 64, seed 0)',
       tokenizer,
-      settings: SWEEP,
+      settings: args.levels ? Object.values(LEVELS).map((defence): DeviceSetting => ({ kind: 'output', defence })) : SWEEP,
       cut,
       devices: 3,
       trainRows: 600,

@@ -7,12 +7,15 @@ import { initBackend } from '../gpu-server/tf/backend.ts';
 import { readModelFolder, readTokenizer } from '../gpu-server/model/folder.ts';
 import { cliArgs, fail, int, run } from '../scripts/cli.ts';
 import { percent, privacyReport, type DeviceSetting, type SuiteResult } from './privacy.ts';
-import { demoModel, generatedTask, privacySweep, SWEEP } from './privacy-sweep.ts';
-import { readTask, TASKS, type TaskName } from './tasks.ts';
+import { demoModel, generatedTask, privacySweep, SWEEP, textOf } from './privacy-sweep.ts';
+import { readGsm8kTask, readTask, TASKS, type TaskName } from './tasks.ts';
+import { join } from 'node:path';
+import { LOCAL_DIR } from '../infra/local/paths.ts';
+import { writeTinyLlama } from '../scripts/start-gsm8k.ts';
 
-const USAGE = `usage: npm run privacy -- [--model DIR] [--cut 2] [--defence ${Object.keys(LEVELS).join('|')}|JSON] [--task generated|sst2|mrpc|mnli]
+const USAGE = `usage: npm run privacy -- [--model DIR] [--cut 2] [--defence ${Object.keys(LEVELS).join('|')}|JSON] [--task generated|gsm8k|sst2|mrpc|mnli]
        [--attacker-rows 200] [--victim-rows 50] [--seq 48] [--datasets ../shared/datasets]
-       npm run privacy -- --sweep [--levels] [--task generated|sst2] [--model DIR] [--out docs/privacy] [--seeds 3] [--rounds 6]
+       npm run privacy -- --sweep [--levels] [--task generated|gsm8k|sst2] [--model DIR] [--out docs/privacy] [--seeds 3] [--rounds 6]
 The attacker's text is the task's evaluation split (public), the victims' rows its training split. Without --model:
 the tiny random GPT-2 of npm start (5 blocks, n_embd 64). --sweep: every defence over its settings, the strongest
 attack's recovery against accuracy when the server fine-tunes on the defended activations (--levels: the named
@@ -41,10 +44,20 @@ function table(r: SuiteResult): string {
   return lines.join('\n');
 }
 
+/** The model folder: --model, or for GSM8K npm start's tiny Llama, written once under .local/. */
+async function modelFolder(): Promise<string | undefined> {
+  if (args.model || args.task !== 'gsm8k') return args.model;
+  const dir = join(LOCAL_DIR, 'privacy', 'tiny-llama');
+  await writeTinyLlama(dir);
+  return dir;
+}
+
 run(async () => {
-  const task = args.task === 'generated' ? generatedTask() : args.task! in TASKS ? await readTask(args.task as TaskName, args.datasets!) : fail(`--task must be generated or one of ${Object.keys(TASKS).join(', ')}`);
-  const model = args.model ? await readModelFolder(args.model) : demoModel();
-  const tokenizer = await readTokenizer(args.model ?? '', model.config);
+  const gsm8k = args.task === 'gsm8k';
+  const task = args.task === 'generated' ? generatedTask() : gsm8k ? await readGsm8kTask(args.datasets!) : args.task! in TASKS ? await readTask(args.task as TaskName, args.datasets!) : fail(`--task must be generated, gsm8k or one of ${Object.keys(TASKS).join(', ')}`);
+  const dir = await modelFolder();
+  const model = dir ? await readModelFolder(dir) : demoModel();
+  const tokenizer = await readTokenizer(dir ?? '', model.config);
   const cut = int('cut', args.cut, 2);
   if (cut < 1 || cut >= model.config.nLayer) fail(`--cut: ${cut} is not a cut of this ${model.config.nLayer}-block model (1 to ${model.config.nLayer - 1})`);
   const seqLen = int('seq', args.seq, 48);
@@ -54,21 +67,22 @@ run(async () => {
     await privacySweep({
       task,
       model,
-      modelName: args.model ?? 'tiny random GPT-2 (5 blocks, n_embd 64, seed 0)',
+      modelName: args.model ?? (gsm8k ? "npm start's tiny random Llama (4 blocks, hidden 64, Llama 3's vocabulary)" : 'tiny random GPT-2 (5 blocks, n_embd 64, seed 0)'),
       tokenizer,
       settings: args.levels ? Object.values(LEVELS).map((defence): DeviceSetting => ({ kind: 'output', defence })) : SWEEP,
       cut,
       devices: 3,
-      trainRows: 600,
-      evalRows: 400,
-      rounds: int('rounds', args.rounds, 6),
-      lr: 0.01,
+      // GSM8K as npm start -- --task gsm8k runs it: 16 problems a device, sequences of 192 tokens.
+      trainRows: gsm8k ? 48 : 600,
+      evalRows: gsm8k ? 16 : 400,
+      rounds: int('rounds', args.rounds, gsm8k ? 3 : 6),
+      lr: gsm8k ? 0.003 : 0.01,
       seeds: Array.from({ length: seeds }, (_, i) => i),
       targets: model.config.modelType === 'llama' ? ['self_attn.q_proj', 'self_attn.v_proj'] : ['attn.c_attn'],
-      batchSize: 16,
-      seqLen,
-      victimRows: int('victim-rows', args['victim-rows'], 50),
-      attackerRows: int('attacker-rows', args['attacker-rows'], 200),
+      batchSize: gsm8k ? 8 : 16,
+      seqLen: gsm8k ? 192 : seqLen,
+      victimRows: int('victim-rows', args['victim-rows'], gsm8k ? 24 : 50),
+      attackerRows: int('attacker-rows', args['attacker-rows'], gsm8k ? 16 : 200),
       out: args.out!,
       command: `npm run privacy -- ${process.argv.slice(2).join(' ')}`,
       log: (m) => console.log(m),
@@ -81,10 +95,10 @@ run(async () => {
   } catch (e) {
     fail((e as Error).message);
   }
-  const attacker = task.eval.slice(0, int('attacker-rows', args['attacker-rows'], 200)).map((r) => r.text);
-  const victims = task.train.slice(0, int('victim-rows', args['victim-rows'], 50)).map((r) => r.text);
+  const attacker = task.eval.slice(0, int('attacker-rows', args['attacker-rows'], 200)).map(textOf);
+  const victims = task.train.slice(0, int('victim-rows', args['victim-rows'], 50)).map(textOf);
   for (const setting of [{ kind: 'output', defence: LEVELS.off }, { kind: 'output', defence }] as DeviceSetting[]) {
-    const r = await privacyReport(model, cut, setting, attacker, victims, { seqLen, tokenizer });
+    const r = await privacyReport(model, cut, setting, attacker, victims, { seqLen: gsm8k ? 192 : seqLen, tokenizer });
     console.log(`\n${task.name}, cut ${cut}, defence ${r.setting}${r.clip ? ` (clip ${r.clip})` : ''}: ${attacker.length} public rows, ${victims.length} victim rows\n`);
     console.log(table(r));
     console.log(`\n${JSON.stringify(r)}`);

@@ -17,11 +17,14 @@ import { writeFileAtomic } from '../gpu-server/model/folder.ts';
 import { attackSuite, deviceSide, describeSetting, encodeTexts, ortPrefix, type DeviceSetting, type DeviceSide, type SuiteResult } from './privacy.ts';
 import { frontierPlot } from './privacy-plot.ts';
 import { runMethod, type SimSpec } from './sim/methods.ts';
-import { setUpSimulation } from './sim/setup.ts';
-import type { TaskData } from './tasks.ts';
+import { setUpGenerationSimulation, setUpSimulation } from './sim/setup.ts';
+import type { GenerationTaskData, TaskData } from './tasks.ts';
+import type { Example } from '../core/data/shard.ts';
+import type { GenerationExample } from '../core/data/generation.ts';
+import type { TextInput } from '../core/tokenizer/tokenizer.ts';
 
 export interface SweepOptions {
-  task: TaskData;
+  task: TaskData | GenerationTaskData;
   model: Model;
   modelName: string;
   tokenizer: Tokenizer;
@@ -49,22 +52,32 @@ export interface SweepPoint {
   setting: DeviceSetting;
   name: string;
   privacy: SuiteResult;
-  /** Final-round accuracy per seed, and their mean. */
+  /** Final-round accuracy per seed, and their mean (classification). */
   accuracies: number[];
   accuracy: number;
+  /** Final-round held-out loss per seed, and their mean (for generation: the completions' next-token loss). */
+  losses: number[];
+  loss: number;
 }
 
-/** The task's run as a simulation: the model with a fresh head for its labels, and the data per seed. */
+const generation = (task: SweepOptions['task']): task is GenerationTaskData => !('labels' in task);
+const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+/** The text a row's device holds and the server may see as activations: a classification row, or a prompt. */
+export const textOf = (r: Example | GenerationExample): TextInput => ('prompt' in r ? r.prompt : textInput(r));
+
+/** The task's run as a simulation: the model (with a fresh head for a classification task's labels) and the data per seed. */
 function simulation(o: SweepOptions) {
-  const model = { config: { ...o.model.config, numLabels: o.task.labels.length }, params: new Map([...o.model.params].filter(([k]) => k !== 'score.weight')) } as Model;
-  const setup = { devices: o.devices, partition: { kind: 'iid' as const }, trainRows: o.trainRows, evalRows: o.evalRows, batchSize: o.batchSize, seqLen: o.seqLen, padTokenId: model.config.padTokenId };
-  return { model, data: (seed: number) => setUpSimulation(o.task, { ...setup, seed }, o.tokenizer) };
+  const task = o.task;
+  const setup = { devices: o.devices, partition: { kind: 'iid' as const }, trainRows: o.trainRows, evalRows: o.evalRows, batchSize: o.batchSize, seqLen: o.seqLen, padTokenId: o.model.config.padTokenId };
+  if (generation(task)) return { model: o.model, data: (seed: number) => setUpGenerationSimulation(task, o.tokenizer, { ...setup, seed, generate: 0 }) };
+  const model = { config: { ...o.model.config, numLabels: task.labels.length }, params: new Map([...o.model.params].filter(([k]) => k !== 'score.weight')) } as Model;
+  return { model, data: (seed: number) => setUpSimulation(task, { ...setup, seed }, o.tokenizer) };
 }
 
-/** Final-round accuracy per seed when the devices upload through `device` and the server fine-tunes on that. */
-export async function accuracyUnder(o: SweepOptions, device: DeviceSide): Promise<number[]> {
+/** Final-round accuracy and held-out loss per seed when the devices upload through `device` and the server fine-tunes on that. */
+export async function utilityUnder(o: SweepOptions, device: DeviceSide): Promise<{ accuracies: number[]; losses: number[] }> {
   const { model, data } = simulation(o);
-  const accuracies: number[] = [];
+  const [accuracies, losses]: number[][] = [[], []];
   for (const seed of o.seeds) {
     const key = defenceKey(`device key of seed ${seed} for the sweep`);
     const spec: SimSpec = {
@@ -83,17 +96,20 @@ export async function accuracyUnder(o: SweepOptions, device: DeviceSide): Promis
         return hidden;
       },
     };
-    accuracies.push((await runMethod('splitfrozen', model, data(seed), spec)).rounds.at(-1)!.accuracy);
+    const last = (await runMethod('splitfrozen', model, data(seed), spec, undefined, o.tokenizer)).rounds.at(-1)!;
+    accuracies.push(last.accuracy);
+    losses.push(last.loss);
   }
-  return accuracies;
+  return { accuracies, losses };
 }
 
 /** The attack suite and the accuracy under each setting, on the same model, cut, rows and seeds. */
 export async function sweepPoints(o: SweepOptions): Promise<SweepPoint[]> {
   const { model } = simulation(o);
   const prefix = await ortPrefix(model, o.cut);
-  const attacker = encodeTexts(o.tokenizer, o.task.eval.slice(0, o.attackerRows).map(textInput), o.seqLen);
-  const victims = encodeTexts(o.tokenizer, o.task.train.slice(0, o.victimRows).map(textInput), o.seqLen);
+  const rows = (split: Array<Example | GenerationExample>, n: number) => encodeTexts(o.tokenizer, split.slice(0, n).map(textOf), o.seqLen);
+  const attacker = rows(o.task.eval, o.attackerRows);
+  const victims = rows(o.task.train, o.victimRows);
   const vocabulary = Int32Array.from(new Set(attacker.ids.filter((_, i) => attacker.mask[i])));
   const points: SweepPoint[] = [];
   try {
@@ -101,10 +117,11 @@ export async function sweepPoints(o: SweepOptions): Promise<SweepPoint[]> {
       const name = describeSetting(setting);
       const device = await deviceSide(model, prefix, setting, o.tokenizer, vocabulary);
       const privacy = await attackSuite(model, prefix.run, device, o.tokenizer, attacker, victims, { copies: 6, shortlist: 64 });
-      const accuracies = await accuracyUnder(o, device);
-      const accuracy = accuracies.reduce((a, b) => a + b, 0) / accuracies.length;
-      o.log(`${name}: strongest attack ${privacy.strongest.attack} ${(100 * privacy.strongest.recovery).toFixed(1)}% (majority ${(100 * privacy.strongest.majority).toFixed(1)}%), accuracy ${(100 * accuracy).toFixed(1)}% [${accuracies.map((a) => (100 * a).toFixed(1)).join(', ')}]`);
-      points.push({ setting, name, privacy, accuracies, accuracy });
+      const { accuracies, losses } = await utilityUnder(o, device);
+      const [accuracy, loss] = [mean(accuracies), mean(losses)];
+      const utility = generation(o.task) ? `held-out loss ${loss.toFixed(3)} [${losses.map((l) => l.toFixed(3)).join(', ')}]` : `accuracy ${(100 * accuracy).toFixed(1)}% [${accuracies.map((a) => (100 * a).toFixed(1)).join(', ')}]`;
+      o.log(`${name}: strongest attack ${privacy.strongest.attack} ${(100 * privacy.strongest.recovery).toFixed(1)}% (majority ${(100 * privacy.strongest.majority).toFixed(1)}%), ${utility}`);
+      points.push({ setting, name, privacy, accuracies, accuracy, losses, loss });
     }
   } finally {
     await prefix.release();
@@ -114,7 +131,8 @@ export async function sweepPoints(o: SweepOptions): Promise<SweepPoint[]> {
 
 export async function privacySweep(o: SweepOptions): Promise<{ points: SweepPoint[]; baseline: number }> {
   const points = await sweepPoints(o);
-  const baseline = points.find((p) => p.setting.kind === 'output' && p.setting.defence.mechanism === 'none')?.accuracy ?? NaN;
+  const undefended = points.find((p) => p.setting.kind === 'output' && p.setting.defence.mechanism === 'none');
+  const baseline = undefended?.accuracy ?? NaN;
   const summary = {
     command: o.command,
     date: new Date().toISOString(),
@@ -123,12 +141,15 @@ export async function privacySweep(o: SweepOptions): Promise<{ points: SweepPoin
     model: { name: o.modelName, nLayer: o.model.config.nLayer, nEmbd: o.model.config.nEmbd },
     run: { cut: o.cut, devices: o.devices, trainRows: o.trainRows, evalRows: o.evalRows, rounds: o.rounds, lr: o.lr, seeds: o.seeds, batchSize: o.batchSize, seqLen: o.seqLen, lora: `r=8, alpha 16, dropout 0.05 on ${o.targets.join(', ')}` },
     attack: { victimRows: o.victimRows, attackerRows: o.attackerRows, copies: 6, shortlist: 64 },
+    utility: generation(o.task) ? "the held-out completions' next-token loss (accuracy: none, no answers generated)" : 'classification accuracy, and the held-out loss',
     baselineAccuracy: baseline,
-    points: points.map((p) => ({ ...p, accuracyDropPoints: 100 * (baseline - p.accuracy) })),
+    baselineLoss: undefended?.loss,
+    points: points.map((p) => ({ ...p, accuracyDropPoints: 100 * (baseline - p.accuracy), lossIncrease: p.loss - (undefended?.loss ?? NaN) })),
   };
   await mkdir(o.out, { recursive: true });
   await writeFileAtomic(join(o.out, `frontier-${o.task.name}.json`), JSON.stringify(summary, null, 2) + '\n');
-  await writeFileAtomic(join(o.out, `frontier-${o.task.name}.svg`), frontierPlot(`${o.task.name}: ${o.modelName}, cut ${o.cut}`, points, baseline));
+  // The plot puts accuracy against recovery: a generation task's loss is in the JSON and the README's table.
+  if (!generation(o.task)) await writeFileAtomic(join(o.out, `frontier-${o.task.name}.svg`), frontierPlot(`${o.task.name}: ${o.modelName}, cut ${o.cut}`, points, baseline));
   return { points, baseline };
 }
 

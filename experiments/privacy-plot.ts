@@ -11,8 +11,9 @@ function family(p: SweepPoint): { curve: string; label: string } {
 }
 
 export function frontierPlot(title: string, points: readonly SweepPoint[], baseline: number): string {
-  const [W, H] = [680, 420];
-  const pad = { left: 60, right: 220, top: 40, bottom: 50 };
+  const [W, H] = [760, 420];
+  const pad = { left: 60, right: 260, top: 40, bottom: 50 };
+  const legend = W - pad.right + 55;
   const x = (recovery: number) => pad.left + (W - pad.left - pad.right) * recovery;
   const y = (accuracy: number) => H - pad.bottom - (H - pad.top - pad.bottom) * accuracy;
   const parts = [
@@ -38,11 +39,11 @@ export function frontierPlot(title: string, points: readonly SweepPoint[], basel
       const [cx, cy] = at[k].split(',');
       parts.push(`<circle cx="${cx}" cy="${cy}" r="3" fill="${color}"/>`, `<text x="${Number(cx) + 5}" y="${Number(cy) - 5}" font-size="10" fill="${color}">${escape(family(p).label)}</text>`);
     });
-    parts.push(`<line x1="${W - pad.right + 15}" x2="${W - pad.right + 35}" y1="${pad.top + 20 * i}" y2="${pad.top + 20 * i}" stroke="${color}" stroke-width="2"/>`);
-    parts.push(`<text x="${W - pad.right + 40}" y="${pad.top + 20 * i + 4}">${escape(curve)}</text>`);
+    parts.push(`<line x1="${legend}" x2="${legend + 20}" y1="${pad.top + 20 * i}" y2="${pad.top + 20 * i}" stroke="${color}" stroke-width="2"/>`);
+    parts.push(`<text x="${legend + 25}" y="${pad.top + 20 * i + 4}">${escape(curve)}</text>`);
   });
-  parts.push(`<text x="${W - pad.right + 15}" y="${pad.top + 20 * curves.size + 10}" font-size="11">shaded: the goal (≤ 10% recovered,</text>`);
-  parts.push(`<text x="${W - pad.right + 15}" y="${pad.top + 20 * curves.size + 24}" font-size="11">≤ 3 points below no defence)</text>`);
+  parts.push(`<text x="${legend}" y="${pad.top + 20 * curves.size + 10}" font-size="11">shaded: the goal (≤ 10% recovered,</text>`);
+  parts.push(`<text x="${legend}" y="${pad.top + 20 * curves.size + 24}" font-size="11">≤ 3 points below no defence)</text>`);
   parts.push('</svg>');
   return parts.join('\n') + '\n';
 }

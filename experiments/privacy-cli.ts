@@ -97,8 +97,8 @@ run(async () => {
   }
   const attacker = task.eval.slice(0, int('attacker-rows', args['attacker-rows'], 200)).map(textOf);
   const victims = task.train.slice(0, int('victim-rows', args['victim-rows'], 50)).map(textOf);
-  for (const setting of [{ kind: 'output', defence: LEVELS.off }, { kind: 'output', defence }] as DeviceSetting[]) {
-    const r = await privacyReport(model, cut, setting, attacker, victims, { seqLen: gsm8k ? 192 : seqLen, tokenizer });
+  const settings: DeviceSetting[] = [{ kind: 'output', defence: LEVELS.off }, { kind: 'output', defence }];
+  for (const r of await privacyReport(model, cut, settings, attacker, victims, { seqLen: gsm8k ? 192 : seqLen, tokenizer })) {
     console.log(`\n${task.name}, cut ${cut}, defence ${r.setting}${r.clip ? ` (clip ${r.clip})` : ''}: ${attacker.length} public rows, ${victims.length} victim rows\n`);
     console.log(table(r));
     console.log(`\n${JSON.stringify(r)}`);

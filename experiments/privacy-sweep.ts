@@ -14,7 +14,7 @@ import type { Model } from '../core/model/family.ts';
 import { defenceKey } from '../core/privacy/stream.ts';
 import type { Tokenizer } from '../core/tokenizer/tokenizer.ts';
 import { writeFileAtomic } from '../gpu-server/model/folder.ts';
-import { attackSuite, deviceSide, describeSetting, encodeTexts, ortPrefix, type DeviceSetting, type DeviceSide, type SuiteResult } from './privacy.ts';
+import { attackSuite, deviceSide, describeSetting, encodeTexts, ortPrefix, publicText, type DeviceSetting, type DeviceSide, type SuiteResult } from './privacy.ts';
 import { frontierPlot } from './privacy-plot.ts';
 import { runMethod, type SimSpec } from './sim/methods.ts';
 import { setUpGenerationSimulation, setUpSimulation } from './sim/setup.ts';
@@ -108,15 +108,14 @@ export async function sweepPoints(o: SweepOptions): Promise<SweepPoint[]> {
   const { model } = simulation(o);
   const prefix = await ortPrefix(model, o.cut);
   const rows = (split: Array<Example | GenerationExample>, n: number) => encodeTexts(o.tokenizer, split.slice(0, n).map(textOf), o.seqLen);
-  const attacker = rows(o.task.eval, o.attackerRows);
   const victims = rows(o.task.train, o.victimRows);
-  const vocabulary = Int32Array.from(new Set(attacker.ids.filter((_, i) => attacker.mask[i])));
   const points: SweepPoint[] = [];
   try {
+    const pub = await publicText(prefix.run, o.tokenizer, rows(o.task.eval, o.attackerRows), model.config.nEmbd);
     for (const setting of o.settings) {
       const name = describeSetting(setting);
-      const device = await deviceSide(model, prefix, setting, o.tokenizer, vocabulary);
-      const privacy = await attackSuite(model, prefix.run, device, o.tokenizer, attacker, victims, { copies: 6, shortlist: 64 });
+      const device = await deviceSide(model, prefix, setting, o.tokenizer, pub.vocabulary);
+      const privacy = await attackSuite(model, prefix.run, device, o.tokenizer, pub, victims, { copies: 6, shortlist: 64 });
       const { accuracies, losses } = await utilityUnder(o, device);
       const [accuracy, loss] = [mean(accuracies), mean(losses)];
       const utility = generation(o.task) ? `held-out loss ${loss.toFixed(3)} [${losses.map((l) => l.toFixed(3)).join(', ')}]` : `accuracy ${(100 * accuracy).toFixed(1)}% [${accuracies.map((a) => (100 * a).toFixed(1)).join(', ')}]`;

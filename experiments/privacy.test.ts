@@ -15,7 +15,7 @@ describe('the attack suite', () => {
     let n = 0;
     return () => defenceKey(`pinned test key number ${n++} of the suite`);
   };
-  const report = (setting: DeviceSetting) => privacyReport(model, 2, setting, attacker, victims, { seqLen: 24, copies: 6, keys: keys() });
+  const report = async (setting: DeviceSetting) => (await privacyReport(model, 2, [setting], attacker, victims, { seqLen: 24, copies: 6, keys: keys() }))[0];
   const recoveries = (r: Awaited<ReturnType<typeof report>>) => Object.fromEntries(Object.entries(r.attacks).map(([k, v]) => [k, Number(v.recovery.toFixed(4))]));
 
   it('breaks undefended activations: the white-box search recovers the text, far above guessing', async () => {

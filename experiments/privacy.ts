@@ -8,7 +8,7 @@ import * as ort from 'onnxruntime-node';
 import type { Model } from '../core/model/family.ts';
 import { tokenTableName } from '../core/onnx/embedding.ts';
 import { exportPrefix, PREFIX_OUTPUT } from '../core/onnx/prefix.ts';
-import type { Activations, PrefixRun } from '../core/privacy/attacks/activations.ts';
+import { rowLength, type Activations, type PrefixRun } from '../core/privacy/attacks/activations.ts';
 import { averageCopies } from '../core/privacy/attacks/adaptive.ts';
 import { decode, trainDecoder } from '../core/privacy/attacks/learned.ts';
 import { nearestAttack, type Reference } from '../core/privacy/attacks/nearest.ts';
@@ -127,23 +127,35 @@ export interface SuiteResult {
   strongest: { attack: string; recovery: number; majority: number; rowsHalf: number };
 }
 
-/**
- * Every attack on the victims' upload under the device's setting. `attacker`: public text; the device's key is drawn
- * here and never shown to the attacks.
- */
-export async function attackSuite(model: Model, prefix: PrefixRun, device: DeviceSide, tokenizer: Tokenizer, attacker: Batch, victims: Batch, o: SuiteOptions): Promise<SuiteResult> {
+/** What the attacker holds of public text, the same whatever the device's setting. */
+export interface PublicText {
+  batch: Batch;
+  /** Its hidden states at the cut, undefended. */
+  clean: Reference;
+  /** Its tokens, in order of first appearance: what the attacks try, and the candidates of a sanitising device. */
+  vocabulary: Int32Array;
+  /** Its most frequent token but the start token: the majority baseline's guess. */
+  majority: number;
+}
+
+export async function publicText(prefix: PrefixRun, tokenizer: Tokenizer, batch: Batch, d: number): Promise<PublicText> {
+  const clean = referenceOf(batch, await prefix(batch.ids, batch.mask, batch.rows, batch.seq), d);
+  return { batch, clean, vocabulary: Int32Array.from(new Set(clean.tokens)), majority: mostFrequent(clean.tokens, startTokens(tokenizer)) };
+}
+
+const startTokens = (tokenizer: Tokenizer) => new Set([tokenizer.special.bos].filter((t): t is number => t !== undefined));
+
+/** Every attack on the victims' upload under the device's setting; the device's key is drawn here and never shown to the attacks. */
+export async function attackSuite(model: Model, prefix: PrefixRun, device: DeviceSide, tokenizer: Tokenizer, pub: PublicText, victims: Batch, o: SuiteOptions): Promise<SuiteResult> {
   const d = model.config.nEmbd;
-  const skip = new Set([tokenizer.special.bos].filter((t): t is number => t !== undefined));
   const key = o.keys ?? randomKey;
   const deviceKey = key();
   const attackerKey = key();
   const received: Activations = { hidden: await upload(device, prefix, victims, deviceKey), mask: victims.mask, rows: victims.rows, seq: victims.seq, d };
-  const clean = referenceOf(attacker, await prefix(attacker.ids, attacker.mask, attacker.rows, attacker.seq), d);
-  const defended = referenceOf(attacker, await upload(device, prefix, attacker, attackerKey), d);
-  const vocabulary = Int32Array.from(new Set(clean.tokens)).sort();
-  const majority = mostFrequent(clean.tokens, skip);
-  const score = (g: Int32Array) => scoreGuesses(g, victims.ids, victims.mask, victims.rows, victims.seq, majority, skip);
-  const whitebox = (a: Activations) => whiteBoxSearch(a, prefix, { vocabulary, reference: clean, shortlist: o.shortlist, clip: device.clip });
+  const defended = referenceOf(pub.batch, await upload(device, prefix, pub.batch, attackerKey), d);
+  const score = (g: Int32Array) => scoreGuesses(g, victims.ids, victims.mask, victims.rows, victims.seq, pub.majority, startTokens(tokenizer));
+  const candidates = Int32Array.from(pub.vocabulary).sort();
+  const whitebox = (a: Activations) => whiteBoxSearch(a, prefix, { vocabulary: candidates, reference: pub.clean, shortlist: o.shortlist, clip: device.clip });
 
   const wbGuesses = await whitebox(received);
   const copies = await collectCopies(device, prefix, victims, () => deviceKey, o.copies, d);
@@ -151,7 +163,7 @@ export async function attackSuite(model: Model, prefix: PrefixRun, device: Devic
   // Bit-equal copies average to the upload itself: the search on it would repeat the one just run.
   const adaptive = copiesBitEqual ? wbGuesses : await whitebox(averageCopies(copies));
   const attacks = {
-    nearest: score(nearestAttack(received, clean)),
+    nearest: score(nearestAttack(received, pub.clean)),
     whitebox: score(wbGuesses),
     learned: score(decode(trainDecoder(defended), received)),
     adaptive: score(adaptive),
@@ -195,7 +207,7 @@ async function collectCopies(device: DeviceSide, prefix: PrefixRun, victims: Bat
     if (layout === 0) hidden.set(await upload(device, prefix, victims, k));
     else if (layout === 1) {
       for (let r = 0; r < rows; r++) {
-        const length = rowLength(victims, r);
+        const length = rowLength(victims.mask, r, seq);
         const alone = { ids: victims.ids.slice(r * seq, r * seq + length), mask: victims.mask.slice(r * seq, r * seq + length), rows: 1, seq: length };
         hidden.set(await upload(device, prefix, alone, k), r * seq * d);
       }
@@ -215,28 +227,22 @@ async function collectCopies(device: DeviceSide, prefix: PrefixRun, victims: Bat
   return out;
 }
 
-function rowLength(b: Batch, r: number): number {
-  let n = 0;
-  while (n < b.seq && b.mask[r * b.seq + n]) n++;
-  return n;
-}
-
-/** The whole suite for one model, cut and setting, from texts (GPT-2's BPE by default). */
+/** The whole suite for one model and cut under each setting, from texts (GPT-2's BPE by default): one prefix, one public reference. */
 export async function privacyReport(
   model: Model,
   cut: number,
-  setting: DeviceSetting,
+  settings: readonly DeviceSetting[],
   attackerTexts: readonly TextInput[],
   victimTexts: readonly TextInput[],
   { seqLen = 48, tokenizer = new GPT2Tokenizer() as Tokenizer, copies = 6, shortlist = 64, keys }: { seqLen?: number; tokenizer?: Tokenizer; keys?: () => Uint8Array } & Partial<SuiteOptions> = {},
-): Promise<SuiteResult> {
+): Promise<SuiteResult[]> {
   const prefix = await ortPrefix(model, cut);
   try {
-    const attacker = encodeTexts(tokenizer, attackerTexts, seqLen);
+    const pub = await publicText(prefix.run, tokenizer, encodeTexts(tokenizer, attackerTexts, seqLen), model.config.nEmbd);
     const victims = encodeTexts(tokenizer, victimTexts, seqLen);
-    const vocabulary = Int32Array.from(new Set(attacker.ids.filter((_, i) => attacker.mask[i])));
-    const device = await deviceSide(model, prefix, setting, tokenizer, vocabulary);
-    return await attackSuite(model, prefix.run, device, tokenizer, attacker, victims, { copies, shortlist, keys });
+    const out: SuiteResult[] = [];
+    for (const setting of settings) out.push(await attackSuite(model, prefix.run, await deviceSide(model, prefix, setting, tokenizer, pub.vocabulary), tokenizer, pub, victims, { copies, shortlist, keys }));
+    return out;
   } finally {
     await prefix.release();
   }

@@ -173,8 +173,7 @@ run(async () => {
       // npm start plays every owner: it reads the defence each set for the segment of this device's cut.
       const policy = (await (await fetch(new URL('/approvals', d.url), { headers: { authorization: `Bearer ${d.ownerToken}` } })).json()) as DevicePolicy;
       const defence = defenceFor(policy, (await deviceSegment(model, c.cut, weights)).sha256);
-      const strongest = async (setting: typeof defence) => (await privacyReport(model, c.cut, { kind: 'output', defence: setting }, attacker, sample, { seqLen: 48, tokenizer: serverTokenizer })).strongest;
-      const [undefended, owners] = [await strongest(LEVELS.off), await strongest(defence)];
+      const [undefended, owners] = (await privacyReport(model, c.cut, [LEVELS.off, defence].map((setting) => ({ kind: 'output', defence: setting })), attacker, sample, { seqLen: 48, tokenizer: serverTokenizer })).map((r) => r.strongest);
       console.log(`| ${d.id} | ${profiles[i].gflops} GFLOP/s, ${profiles[i].maxBatchSeconds} s/batch, ${profiles[i].memoryMB} MB | ${c.cut} | ${c.memoryMB} MB | ${c.batchSeconds} s | ${describeDefence(defence)} | ${percent(undefended.recovery)} | ${percent(owners.recovery)} (guessing: ${percent(owners.majority)}) |`);
     }
     console.log(`(the strongest of four attacks${gsm8k ? ' on the questions' : ''}: nearest neighbour, white-box search, learned inversion, averaging copies; npm run privacy, docs/privacy/)`);

@@ -5,6 +5,7 @@
  */
 import { canonicalDefence, gaussianScale, type Defence } from './defence.ts';
 import { positionSeeds, SeededStream } from './stream.ts';
+import { rowLength } from './attacks/activations.ts';
 
 /** Public sentences every party can run through a segment to fix its clip norm: nothing of any owner's text. */
 export const CALIBRATION_TEXTS = [
@@ -62,8 +63,7 @@ export function defendHidden(hidden: Float32Array, ids: ArrayLike<number>, mask:
   const stream = new SeededStream(key, defence.mechanism === 'gaussian' ? d + 1 : 2 * d + 2);
   const z = new Float64Array(d);
   for (let r = 0; r < rows; r++) {
-    let length = 0;
-    while (length < seq && mask[r * seq + length]) length++;
+    const length = rowLength(mask, r, seq);
     for (let p = length; p < seq; p++) if (mask[r * seq + p]) throw new Error(`defence: row ${r} is not right-padded (position ${p} is real after padding)`);
     const rowIds = Array.from({ length }, (_, p) => ids[r * seq + p]);
     const seeds = defence.mechanism === 'none' ? [] : positionSeeds(key, context, rowIds, length);

@@ -6,6 +6,7 @@
  * mechanism keeps it. The draws are derived like the noise (stream.ts), so a re-upload sanitises alike.
  */
 import { positionSeeds, SeededStream } from './stream.ts';
+import { rowLength } from './attacks/activations.ts';
 
 export interface Candidates {
   tokens: Int32Array;
@@ -52,8 +53,7 @@ export function sanitiser(c: Candidates, epsilon: number, key: Uint8Array, conte
   return (ids, mask, rows, seq) => {
     const out = Int32Array.from(ids);
     for (let r = 0; r < rows; r++) {
-      let length = 0;
-      while (length < seq && mask[r * seq + length]) length++;
+      const length = rowLength(mask, r, seq);
       const seeds = positionSeeds(key, context, ids.subarray(r * seq, r * seq + length), length);
       for (let p = 0; p < length; p++) {
         const x = ids[r * seq + p];

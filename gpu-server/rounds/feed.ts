@@ -143,6 +143,8 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
     throw failed(manifest);
   }
   opts.onManifest?.(manifest);
+  // What every batch must name: the setting the manifest says the round was uploaded under.
+  const defence = canonicalDefence(manifest.defence);
   const order = opts.order?.(manifest.batches) ?? manifest.batches.map((_, i) => i);
   const wanted = order.map((i) => manifest!.batches[i]).filter((b) => !skip.has(keys.activationBatch(src.runId, src.deviceId, src.round, b.index)));
   const keyOf = (b: ManifestBatch) => keys.activationBatch(src.runId, src.deviceId, src.round, b.index);
@@ -180,7 +182,7 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
     for (let attempt = 1; ; attempt++) {
       const bytes = await fetchKey(key);
       downloads.delete(key);
-      checked = bytes ? await verify(bytes, entry, src, key, canonicalDefence(manifest.defence)) : 'missing from storage';
+      checked = bytes ? await verify(bytes, entry, src, key, defence) : 'missing from storage';
       if (typeof checked !== 'string' || !bytes || attempt >= attempts) break;
     }
     if (typeof checked === 'string') onReject(key, checked);

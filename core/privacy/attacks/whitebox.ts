@@ -5,7 +5,7 @@
  * the clip), lies nearest the received one. Against a deterministic prefix it gives the text back exactly; against
  * noise it is the maximum-likelihood guess for each position given the decoded past.
  */
-import type { Activations, PrefixRun } from './activations.ts';
+import { rowLength, type Activations, type PrefixRun } from './activations.ts';
 import { normalized, type Reference } from './nearest.ts';
 
 export interface WhiteBoxOptions {
@@ -25,11 +25,7 @@ export async function whiteBoxSearch(received: Activations, prefix: PrefixRun, o
   const { hidden, mask, rows, seq, d } = received;
   const { shortlist = 64, chunk = 512 } = o;
   const guesses = new Int32Array(rows * seq).fill(-1);
-  const lengths = Array.from({ length: rows }, (_, r) => {
-    let n = 0;
-    while (n < seq && mask[r * seq + n]) n++;
-    return n;
-  });
+  const lengths = Array.from({ length: rows }, (_, r) => rowLength(mask, r, seq));
   const rank = o.vocabulary.length > shortlist ? shortlister(o, shortlist) : () => o.vocabulary;
   for (let p = 0; p < Math.max(0, ...lengths); p++) {
     const jobs: Array<{ row: number; token: number }> = [];

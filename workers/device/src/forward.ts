@@ -58,8 +58,8 @@ export function encodeCalibration(tokenizer: Tokenizer, r: Request): EncodedRows
   return { ...enc, labels: new Int32Array(enc.batch) };
 }
 
-/** Encoded rows through the prefix: hidden states [batch, seq, d]. */
-async function runPrefix(session: ort.InferenceSession, enc: EncodedRows, table: TokenTable | undefined): Promise<{ hidden: Float32Array; d: number; forwardMs: number }> {
+/** Encoded rows through the prefix: the output tensor [batch, seq, d], the caller's to dispose once read. */
+async function runPrefix(session: ort.InferenceSession, enc: EncodedRows, table: TokenTable | undefined): Promise<{ output: ort.Tensor; hidden: Float32Array; d: number; forwardMs: number }> {
   const shape = [enc.batch, enc.seq];
   const feeds: Record<string, ort.Tensor> = { attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), shape) };
   if (session.inputNames.includes('inputs_embeds')) {
@@ -72,15 +72,15 @@ async function runPrefix(session: ort.InferenceSession, enc: EncodedRows, table:
   const out = await session.run(feeds);
   const forwardMs = performance.now() - started;
   const output = out[PREFIX_OUTPUT];
-  const hidden = Float32Array.from(output.data as Float32Array);
-  output.dispose();
-  return { hidden, d: output.dims[2], forwardMs };
+  return { output, hidden: output.data as Float32Array, d: output.dims[2], forwardMs };
 }
 
 /** The segment's clip norm, from the calibration text (the same for every party that runs the segment). */
 export async function segmentClip(session: ort.InferenceSession, calibration: EncodedRows, table: TokenTable | undefined): Promise<number> {
-  const { hidden, d } = await runPrefix(session, calibration, table);
-  return calibrationClip(hidden, calibration.attentionMask, d);
+  const { output, hidden, d } = await runPrefix(session, calibration, table);
+  const clip = calibrationClip(hidden, calibration.attentionMask, d);
+  output.dispose();
+  return clip;
 }
 
 /**
@@ -96,7 +96,8 @@ export async function forwardBatch(
   table: TokenTable | undefined,
   defence: DefenceRun,
 ): Promise<{ bytes: Uint8Array; rows: number; seqLen: number; tokens: number; forwardMs: number }> {
-  const { hidden, d, forwardMs } = await runPrefix(session, enc, table);
+  const { output, hidden, d, forwardMs } = await runPrefix(session, enc, table);
+  // In place: the output's buffer is this call's own until it is disposed below.
   defendHidden(hidden, enc.ids, enc.attentionMask, enc.batch, enc.seq, d, defence);
   const bytes = encodeActivationBatch(
     {
@@ -115,5 +116,6 @@ export async function forwardBatch(
     },
     request.dtype,
   );
+  output.dispose();
   return { bytes, rows: enc.batch, seqLen: enc.seq, tokens: enc.attentionMask.reduce((a, m) => a + m, 0), forwardMs };
 }

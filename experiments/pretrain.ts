@@ -104,7 +104,7 @@ export function pretrain(texts: readonly string[], o: PretrainOptions): { model:
     const b = batch(training.slice(at, at + o.batchSize));
     const { value, grads } = tf.variableGrads(() => lmLoss(net, b.ids, b.mask), vars);
     const lr = learningRate({ lr: o.lr, warmupSteps: Math.min(20, Math.ceil(o.steps / 10)), kind: 'cosine', totalSteps: o.steps }, step);
-    tf.dispose(opt.apply(vars, grads, lr));
+    tf.dispose(Object.values(opt.apply(vars, grads, lr)));
     losses.push(value.dataSync()[0]);
     tf.dispose([value, b.ids, b.mask, ...Object.values(grads)]);
     o.onProgress?.({ step: step + 1, loss: losses[step], tokensPerSecond: ((step + 1) * o.batchSize * o.seqLen) / ((performance.now() - started) / 1000) });

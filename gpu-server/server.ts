@@ -33,10 +33,22 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   await runs.init();
   const app = createApp(runs, config.operatorToken, log);
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
-    const s = serve({ fetch: app.fetch, hostname: config.host, port: config.port }, () => resolve(s));
+    const fetch = (req: Request, env: { incoming: { url?: string } }) => dotSegmentRefusal(env.incoming.url) ?? app.fetch(req, env);
+    const s = serve({ fetch, hostname: config.host, port: config.port }, () => resolve(s));
   });
   const { port } = server.address() as AddressInfo;
   const url = `http://${config.host}:${port}`;
   log(`listening on ${url}`);
   return { url, runs, backend: backendLine, close: () => new Promise((resolve) => server.close(() => resolve())) };
+}
+
+/**
+ * A request path with dot segments ("/runs/..", "/runs/%2e%2e/x") would be resolved by the URL parser into another
+ * path ("/runs/.." is the dashboard's "/") before any route sees it: such a request is answered 400 as sent, never
+ * served as the path it resolves to.
+ */
+export function dotSegmentRefusal(rawUrl: string | undefined): Response | undefined {
+  const path = (rawUrl ?? '').split('?')[0];
+  if (!path.split('/').some((segment) => /^(\.|%2e){1,2}$/i.test(segment))) return undefined;
+  return Response.json({ error: 'the path has a "." or ".." segment: send the path itself, not one to be resolved' }, { status: 400 });
 }

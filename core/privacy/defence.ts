@@ -91,3 +91,14 @@ export function noiseToSignal(d: Defence, dims: number): number {
   // The Gamma(d, 2C / epsilon) length has mean 2Cd / epsilon.
   return (2 * dims) / d.epsilon;
 }
+
+/**
+ * A norm the defence's noise stays under at a position but with probability below 1e-20: what the server allows on
+ * top of the clip before it calls an upload a lie. Gaussian: P(|z| > sqrt(d) + t) <= exp(-t^2 / 2); metric: the
+ * Gamma(d, 2C / epsilon) length's Chernoff bound at d + 10 sqrt(d) + 50.
+ */
+export function noiseNormBound(d: Defence, clip: number, dims: number): number {
+  if (d.mechanism === 'none') return 0;
+  if (d.mechanism === 'gaussian') return gaussianScale(d, clip) * (Math.sqrt(dims) + 10);
+  return ((2 * clip) / d.epsilon) * (dims + 10 * Math.sqrt(dims) + 50);
+}

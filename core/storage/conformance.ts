@@ -3,7 +3,7 @@
  * It runs under vitest and asserts the behaviour the rest of the system relies on.
  */
 import { describe, expect, it } from 'vitest';
-import type { ObjectStore } from './store.ts';
+import { ObjectTooLarge, type ObjectStore } from './store.ts';
 
 export interface ServerTraits {
   /** Whether the server checks a presigned URL's signature against the key (AWS, R2 and MinIO do; s3rver does not). */
@@ -29,6 +29,14 @@ export function objectStoreConformance(name: string, fresh: () => Promise<Object
       expect(await s.head('a/missing')).toBeUndefined();
       await s.put('a/t.json', '{"x":1}', 'application/json');
       expect(new TextDecoder().decode(await s.get('a/t.json'))).toBe('{"x":1}');
+    });
+
+    it('refuses to read an object larger than the reader allows, and reads one that fits', async () => {
+      const s = await fresh();
+      await s.put('big.bin', bytes(300_000));
+      await expect(s.get('big.bin', { maxBytes: 100_000 })).rejects.toBeInstanceOf(ObjectTooLarge);
+      expect(await s.get('big.bin', { maxBytes: 300_000 })).toEqual(bytes(300_000));
+      expect(await s.get('missing', { maxBytes: 10 })).toBeUndefined();
     });
 
     it('overwrites, deletes, and deleting a missing key is not an error', async () => {

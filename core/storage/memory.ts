@@ -5,7 +5,7 @@
  * an expiry, so it passes the same conformance suite as S3, the key check included.
  */
 import { hmac, timingSafeEqual } from '../auth/signing.ts';
-import type { ObjectInfo, ObjectStore } from './store.ts';
+import { ObjectTooLarge, type GetOptions, type ObjectInfo, type ObjectStore } from './store.ts';
 
 export class MemoryStore implements ObjectStore {
   private readonly objects = new Map<string, Uint8Array>();
@@ -19,8 +19,10 @@ export class MemoryStore implements ObjectStore {
     this.objects.set(key, typeof body === 'string' ? new TextEncoder().encode(body) : body.slice());
   }
 
-  async get(key: string): Promise<Uint8Array | undefined> {
-    return this.objects.get(key)?.slice();
+  async get(key: string, { maxBytes }: GetOptions = {}): Promise<Uint8Array | undefined> {
+    const o = this.objects.get(key);
+    if (o && maxBytes !== undefined && o.byteLength > maxBytes) throw new ObjectTooLarge(key, maxBytes, o.byteLength);
+    return o?.slice();
   }
 
   async head(key: string): Promise<ObjectInfo | undefined> {

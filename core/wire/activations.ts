@@ -22,6 +22,8 @@ export interface ActivationBatch {
   nEmbd: number;
   /** The defence the hidden states carry (canonicalDefence), as the manifest names it. */
   defence?: string;
+  /** How the hidden states were stored (set by decoding). */
+  dtype?: ActivationDType;
 }
 
 export function encodeActivationBatch(b: ActivationBatch, dtype: ActivationDType): Uint8Array {
@@ -45,6 +47,7 @@ export function decodeActivationBatch(bytes: Uint8Array, name = 'activation batc
   const hidden = need('hidden_states');
   const mask = need('attention_mask');
   const labels = need('labels');
+  if (hidden.dtype !== 'F32' && hidden.dtype !== 'F16') fail(`tensor 'hidden_states' is ${hidden.dtype}: activations travel as F32 or F16`);
   if (hidden.shape.length !== 3) fail(`tensor 'hidden_states' has shape ${JSON.stringify(hidden.shape)}, expected [rows, seq, d]`);
   const [rows, seqLen, nEmbd] = hidden.shape;
   if (mask.dtype !== 'I32' || mask.shape.join() !== [rows, seqLen].join()) fail(`tensor 'attention_mask' must be I32 [${rows}, ${seqLen}]`);
@@ -66,5 +69,6 @@ export function decodeActivationBatch(bytes: Uint8Array, name = 'activation batc
     seqLen,
     nEmbd,
     ...(metadata.defence ? { defence: metadata.defence } : {}),
+    dtype: hidden.dtype === 'F16' ? 'fp16' : 'fp32',
   };
 }

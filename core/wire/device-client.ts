@@ -1,7 +1,12 @@
 /** The training server's side of the device API: signed calls to a device worker. */
 import { deviceSecret, signRequest } from '../auth/signing.ts';
+import { parseDevicePolicy, parseRoundStatus, parseShardListing } from './answers.ts';
 import type { DevicePolicy } from './policy.ts';
 import type { RoundRequest, RoundStatus, RoundTask } from './round.ts';
+import { untrustedText } from './untrusted.ts';
+
+/** The largest answer read from a device: a listing of a thousand shards is well under it. */
+export const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
 
 export interface ShardSummary {
   name: string;
@@ -36,31 +41,33 @@ export class DeviceClient {
     this.secret = deviceSecret(masterSecret, device);
   }
 
-  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  /** A signed call; the answer is read up to MAX_ANSWER_BYTES and returned unchecked, for the caller's schema. */
+  private async call(method: string, path: string, body?: unknown): Promise<unknown> {
     const text = body === undefined ? '' : JSON.stringify(body);
     const headers = { ...(await signRequest(await this.secret, this.device, method, path, text)), ...(body === undefined ? {} : { 'content-type': 'application/json' }) };
-    // A device that never answers must not hold the server: every call has a deadline.
-    const res = await fetch(new URL(path, this.url), { method, headers, body: body === undefined ? undefined : text, signal: AbortSignal.timeout(this.timeoutMs) });
-    const json = (await res.json().catch(() => ({}))) as T & { error?: string };
-    if (!res.ok) throw new DeviceError(res.status, `device ${this.url} ${method} ${path}: HTTP ${res.status}: ${json.error ?? 'no details'}`);
-    return json;
+    // A device that never answers must not hold the server: every call has a deadline. Nor may it send the server's
+    // signed request elsewhere: redirects are refused.
+    const res = await fetch(new URL(path, this.url), { method, headers, body: body === undefined ? undefined : text, signal: AbortSignal.timeout(this.timeoutMs), redirect: 'error' });
+    const answer = await readJson(res, `device ${this.device} ${method} ${path}`);
+    if (!res.ok) throw new DeviceError(res.status, `device ${this.device} ${method} ${path}: HTTP ${res.status}: ${untrustedText((answer as { error?: unknown } | undefined)?.error ?? 'no details')}`);
+    return answer;
   }
 
   async shards(): Promise<ShardSummary[]> {
-    return (await this.call<{ shards: ShardSummary[] }>('GET', '/shards')).shards;
+    return parseShardListing(await this.call('GET', '/shards'));
   }
 
   /** What the device's owner allows: minimum cut and approved segments. */
-  policy(): Promise<DevicePolicy> {
-    return this.call('GET', '/approvals');
+  async policy(): Promise<DevicePolicy> {
+    return parseDevicePolicy(await this.call('GET', '/approvals'));
   }
 
-  startRound(request: RoundRequest): Promise<RoundStatus> {
-    return this.call('POST', '/rounds', request);
+  async startRound(request: RoundRequest): Promise<RoundStatus> {
+    return parseRoundStatus(await this.call('POST', '/rounds', request), { device: this.device, runId: request.runId, round: request.round });
   }
 
-  roundStatus(runId: string, round: number): Promise<RoundStatus> {
-    return this.call('GET', `/rounds/${encodeURIComponent(runId)}/${round}`);
+  async roundStatus(runId: string, round: number): Promise<RoundStatus> {
+    return parseRoundStatus(await this.call('GET', `/rounds/${encodeURIComponent(runId)}/${round}`), { device: this.device, runId, round });
   }
 
   /** Polls until the round is no longer running. */
@@ -77,4 +84,41 @@ export class DeviceClient {
       await new Promise((r) => setTimeout(r, intervalMs));
     }
   }
+}
+
+/** A device's JSON answer, read up to MAX_ANSWER_BYTES (a longer one is cut off, not read); undefined when not JSON. */
+async function readJson(res: Response, what: string): Promise<unknown> {
+  const declared = Number(res.headers.get('content-length') ?? 0);
+  if (declared > MAX_ANSWER_BYTES) {
+    await res.body?.cancel();
+    throw new DeviceError(res.status, `${what}: answer of ${declared} bytes, more than the ${MAX_ANSWER_BYTES} any answer needs`);
+  }
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  const reader = res.body?.getReader();
+  for (;;) {
+    const next = await reader?.read();
+    if (!next || next.done) break;
+    size += next.value.byteLength;
+    if (size > MAX_ANSWER_BYTES) {
+      await reader!.cancel();
+      throw new DeviceError(res.status, `${what}: answer longer than the ${MAX_ANSWER_BYTES} bytes any answer needs`);
+    }
+    chunks.push(next.value);
+  }
+  try {
+    return JSON.parse(new TextDecoder().decode(concat(chunks, size)));
+  } catch {
+    return undefined;
+  }
+}
+
+function concat(chunks: Uint8Array[], size: number): Uint8Array {
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
 }

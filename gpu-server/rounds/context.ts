@@ -16,6 +16,7 @@ import type { DeviceSpec } from '../runs/spec.ts';
 import type { RoundProgress, RunRecord } from '../runs/types.ts';
 import type { OrtOptions } from '../ort/blocks.ts';
 import { Trainer } from '../train/trainer.ts';
+import type { CutCalibration } from './bounds.ts';
 
 /** The calls a round makes to a device (DeviceClient over HTTP; tests may give an in-process one). */
 export type DeviceApi = Pick<DeviceClient, 'shards' | 'policy' | 'startRound' | 'roundStatus'>;
@@ -41,7 +42,7 @@ export interface RoundOptions {
   /** The adapted blocks on onnxruntime-node (backends ort-cpu, ort-webgpu); default: on TensorFlow.js. */
   blocks?: OrtOptions;
   /** How the server reaches a device; default: signed HTTP (DeviceClient). */
-  device?: (d: DeviceSpec, roundSecret: string) => DeviceApi;
+  device?: (d: DeviceSpec, roundSecret: string, timeoutMs: number) => DeviceApi;
 }
 
 export interface Loaded {
@@ -65,6 +66,8 @@ export interface RunState {
   /** From the checkpoint: the device that was in training and the adapters it started from. */
   deviceStart?: DeviceStart;
   segments: Map<string, { modelSha256: string; tokenTableSha256?: string; weightsSha256?: string }>;
+  /** Per cut: the calibration text through the frozen blocks, which bounds what a device's hidden states may be. */
+  calibrations: Map<number, CutCalibration>;
   running?: Promise<void>;
   /** Aborted by a cancel: the round stops at the next batch boundary. */
   cancel?: AbortController;
@@ -74,7 +77,9 @@ export interface RunState {
 export function deviceApi(s: RunState, opts: RoundOptions, deviceId: string): DeviceApi {
   const d = s.record.spec.devices.find((x) => x.id === deviceId);
   if (!d) throw new NotFound(`run ${s.record.id} has no device '${deviceId}'; its devices are ${s.record.spec.devices.map((x) => x.id).join(', ')}`);
-  return opts.device ? opts.device(d, opts.roundSecret) : new DeviceClient(d.url, d.id, opts.roundSecret);
+  // A device's answer may take the run's limits.callSeconds at most.
+  const timeoutMs = s.record.spec.limits.callSeconds * 1000;
+  return opts.device ? opts.device(d, opts.roundSecret, timeoutMs) : new DeviceClient(d.url, d.id, opts.roundSecret, timeoutMs);
 }
 
 /** Loads what the run's rounds need, once per run (a restarted server: from the folder and the checkpoint). */

@@ -1,17 +1,20 @@
 /**
  * The poller: finds a device's activation objects as they arrive (incremental listing with StartAfter), downloads
  * and decodes a bounded number ahead of the trainer, and checks every object against the device's completion
- * manifest (size, SHA-256, tensor shapes, cut, who and which round) before it may be trained on. A bad object is
- * rejected with its reason and skipped; it is never trained on.
+ * manifest (size, SHA-256, tensor shapes and dtype, cut, who and which round, labels, value norms) before it may be
+ * trained on, and the manifest against the plan. A bad object is rejected with its reason and skipped; a bad manifest
+ * fails the device's part of the round. Every download is capped at the size the plan allows, so nothing a device
+ * swaps into storage is read past it.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { IGNORE_INDEX } from '../../core/data/generation.ts';
 import { sha256Hex } from '../../core/auth/signing.ts';
 import { keys } from '../../core/storage/keys.ts';
-import type { ObjectStore } from '../../core/storage/store.ts';
+import { ObjectTooLarge, type ObjectStore } from '../../core/storage/store.ts';
 import { decodeActivationBatch, type ActivationBatch } from '../../core/wire/activations.ts';
-import type { ActivationManifest, ManifestBatch, RoundStatus } from '../../core/wire/round.ts';
-import { canonicalDefence, parseDefence } from '../../core/privacy/defence.ts';
+import type { ActivationDType, ActivationManifest, ManifestBatch, RoundStatus } from '../../core/wire/round.ts';
+import { canonicalDefence, parseDefence, type Defence } from '../../core/privacy/defence.ts';
+import { positionOver } from './bounds.ts';
 
 export interface FeedSource {
   runId: string;
@@ -27,6 +30,15 @@ export interface FeedSource {
   labels: { perToken: boolean; classes: number };
   /** The batches the plan expects: the manifest must list exactly indices 0..batches-1. */
   batches: number;
+  /** What the manifest must say as the plan does: the segment, the dtype, the rows in all. */
+  modelSha256: string;
+  dtype: ActivationDType;
+  rows: number;
+  /** The most rows and positions a batch may have (the run's batch size; its seqLen within the model's positions). */
+  batchSize: number;
+  seqLen: number;
+  /** The largest norm a position may have under the manifest's defence (bounds.ts), or why its clip is refused. */
+  normBound: (defence: Defence, clip: number | undefined) => number | string;
   /** The largest object a batch of the plan can be: nothing larger is downloaded. */
   maxBatchBytes: number;
 }
@@ -63,6 +75,8 @@ export interface FeedOptions {
   backoffMs?: number;
   /** How long to wait for the manifest before giving up on the device. */
   deadlineMs?: number;
+  /** Aborted (a cancel): the wait for the manifest ends at once. */
+  signal?: AbortSignal;
 }
 
 export class DeviceRoundFailed extends Error {}
@@ -70,12 +84,16 @@ export class DeviceRoundFailed extends Error {}
 /** A manifest lists a few hundred bytes per batch; one larger than this is not downloaded. */
 const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
 
-/** Bounded retries with exponential backoff; the last failure is thrown, naming what was tried. */
+/**
+ * Bounded retries with exponential backoff; the last failure is thrown, naming what was tried. An object too large
+ * stays too large: it is not asked for again.
+ */
 export async function retried<T>(what: string, fn: () => Promise<T>, attempts = 4, backoffMs = 100): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await fn();
     } catch (e) {
+      if (e instanceof ObjectTooLarge) throw e;
       if (attempt >= attempts) throw new Error(`${what} failed after ${attempts} attempts: ${(e as Error).message}`, { cause: e });
       await sleep(backoffMs * 2 ** (attempt - 1));
     }
@@ -87,10 +105,10 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
   const prefix = keys.activations(src.runId, src.deviceId, src.round);
   const manifestKey = keys.activationManifest(src.runId, src.deviceId, src.round);
   const downloads = new Map<string, Promise<Uint8Array | undefined>>();
-  const fetchKey = (key: string) => {
+  const fetchKey = (key: string, maxBytes: number) => {
     let d = downloads.get(key);
     if (!d) {
-      d = retried(`GET ${key}`, () => store.get(key), attempts, backoffMs);
+      d = retried(`GET ${key}`, () => store.get(key, { maxBytes }), attempts, backoffMs);
       // Marked handled now: a prefetched download that fails while another batch trains must not end the process.
       // Its error is thrown when the trainer reaches it.
       d.catch(() => {});
@@ -117,13 +135,15 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
           onReject(o.key, `${o.size} bytes`);
           throw failed(`the manifest is ${o.size} bytes, more than any manifest needs (${MAX_MANIFEST_BYTES})`);
         }
-        manifestBytes = (await fetchKey(o.key)) ?? new Uint8Array(0);
-      } else if (!skip.has(o.key) && downloads.size < prefetch && o.size <= src.maxBatchBytes) fetchKey(o.key);
+        manifestBytes = (await fetchKey(o.key, MAX_MANIFEST_BYTES).catch((e: Error) => {
+          throw failed(e.message);
+        })) ?? new Uint8Array(0);
+      } else if (!skip.has(o.key) && downloads.size < prefetch && o.size <= src.maxBatchBytes) fetchKey(o.key, src.maxBatchBytes);
     }
     if (manifestBytes) break;
     if (opts.deviceStatus && polls % 10 === 0) {
       // A device may be restarting: only several unreadable statuses in a row give up on it.
-      const status = await opts.deviceStatus().then(
+      const status = await abortable(opts.deviceStatus(), opts.signal).then(
         (st) => ((unreadable = 0), st),
         (e: Error) => {
           if (++unreadable >= attempts) throw failed(`its status could not be read ${attempts} times in a row: ${e.message}`);
@@ -132,8 +152,9 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
       );
       if (status?.state === 'failed') throw new DeviceRoundFailed(`device ${src.deviceId} failed round ${src.round}: ${status.error}`);
     }
-    if (Date.now() > deadline) throw failed(`no manifest after ${deadlineMs / 1000} s`);
-    await sleep(pollMs);
+    if (opts.signal?.aborted) throw failed('cancelled');
+    if (Date.now() > deadline) throw failed(`no manifest after ${deadlineMs / 1000} s (limits.uploadSeconds)`);
+    await sleep(pollMs, undefined, { signal: opts.signal }).catch(() => {});
   }
   downloads.delete(manifestKey);
 
@@ -141,6 +162,11 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
   if (typeof manifest === 'string') {
     onReject(manifestKey, manifest);
     throw failed(manifest);
+  }
+  const bound = src.normBound(manifest.defence, manifest.clip);
+  if (typeof bound === 'string') {
+    onReject(manifestKey, bound);
+    throw failed(bound);
   }
   opts.onManifest?.(manifest);
   // What every batch must name: the setting the manifest says the round was uploaded under.
@@ -160,7 +186,7 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
         let size = sizes.get(key);
         if (size !== b.bytes) size = (await retried(`HEAD ${key}`, () => store.head(key), attempts, backoffMs))?.size;
         if (size !== undefined && size !== b.bytes) return `stored size ${size} differs from the manifest's ${b.bytes}`;
-        fetchKey(key);
+        fetchKey(key, b.bytes);
         return undefined;
       })();
       p.catch(() => {}); // handled when the trainer reaches it, like a download
@@ -177,17 +203,27 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
       onReject(key, sizeProblem);
       continue;
     }
-    // A body cut short in transit fails its checks like a corrupt object: download it again before calling it bad.
-    let checked: VerifiedBatch | string;
-    for (let attempt = 1; ; attempt++) {
-      const bytes = await fetchKey(key);
-      downloads.delete(key);
-      checked = bytes ? await verify(bytes, entry, src, key, defence) : 'missing from storage';
-      if (typeof checked !== 'string' || !bytes || attempt >= attempts) break;
-    }
+    // Downloaded once, capped at the manifest's size (a body cut short in transit is retried by the download itself).
+    const bytes = await fetchKey(key, entry.bytes).catch((e: Error) => {
+      if (e instanceof ObjectTooLarge) return e;
+      throw e;
+    });
+    downloads.delete(key);
+    const checked = bytes instanceof Error ? bytes.message : bytes ? await verify(bytes, entry, src, key, defence, bound) : 'missing from storage';
     if (typeof checked === 'string') onReject(key, checked);
     else yield checked;
   }
+}
+
+/** A promise that also ends, rejected, when `signal` aborts: a device that is slow to answer cannot hold a cancel. */
+export function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return p;
+  return new Promise<T>((resolve, reject) => {
+    const abort = () => reject(new Error('cancelled'));
+    if (signal.aborted) return abort();
+    signal.addEventListener('abort', abort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener('abort', abort));
+  });
 }
 
 async function listAll(store: ObjectStore, prefix: string, after: string | undefined) {
@@ -207,12 +243,20 @@ function parseManifest(bytes: Uint8Array, src: FeedSource): ActivationManifest |
   if (typeof m !== 'object' || m === null || m.version !== 1 || !Array.isArray(m.batches)) return 'the manifest is not a version-1 activation manifest';
   if (m.device !== src.deviceId || m.runId !== src.runId || m.round !== src.round) return `the manifest is for ${m.device}/${m.runId}/${m.round}`;
   if (m.cut !== src.cut) return `the manifest says cut ${m.cut}, the plan says ${src.cut}`;
+  if (m.modelSha256 !== src.modelSha256) return `the manifest names segment ${JSON.stringify(m.modelSha256)}, the plan ${src.modelSha256}`;
+  if (m.dtype !== src.dtype) return `the manifest says dtype ${JSON.stringify(m.dtype)}, the run's is ${src.dtype}`;
   if (m.batches.length !== src.batches) return `the manifest lists ${m.batches.length} batches, the plan ${src.batches}`;
+  if (m.rows !== src.rows) return `the manifest says ${JSON.stringify(m.rows)} rows, the plan ${src.rows}`;
+  let rows = 0;
   for (const [i, b] of m.batches.entries()) {
-    const whole = (v: unknown) => Number.isSafeInteger(v) && (v as number) > 0;
+    const whole = (v: unknown, max: number) => Number.isSafeInteger(v) && (v as number) > 0 && (v as number) <= max;
     if (typeof b !== 'object' || b === null || b.index !== i) return `the manifest's batch ${i} has index ${JSON.stringify(b?.index)}: indices must be 0..${src.batches - 1} in order`;
-    if (!whole(b.rows) || !whole(b.seqLen) || !whole(b.bytes) || typeof b.sha256 !== 'string') return `the manifest's batch ${i} lacks rows, seqLen, bytes or sha256`;
+    if (!whole(b.rows, src.batchSize) || !whole(b.seqLen, src.seqLen) || !whole(b.bytes, Number.MAX_SAFE_INTEGER) || typeof b.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(b.sha256)) {
+      return `the manifest's batch ${i} needs rows in 1..${src.batchSize}, seqLen in 1..${src.seqLen}, bytes and a hex sha256`;
+    }
+    rows += b.rows;
   }
+  if (rows !== m.rows) return `the manifest's batches hold ${rows} rows, it says ${m.rows}`;
   try {
     m.defence = parseDefence(m.defence, "the manifest's defence");
   } catch (e) {
@@ -222,7 +266,7 @@ function parseManifest(bytes: Uint8Array, src: FeedSource): ActivationManifest |
   return m;
 }
 
-async function verify(bytes: Uint8Array, entry: ManifestBatch, src: FeedSource, key: string, defence: string): Promise<VerifiedBatch | string> {
+async function verify(bytes: Uint8Array, entry: ManifestBatch, src: FeedSource, key: string, defence: string, normBound: number): Promise<VerifiedBatch | string> {
   if (bytes.byteLength !== entry.bytes) return `size ${bytes.byteLength} differs from the manifest's ${entry.bytes}`;
   if ((await sha256Hex(bytes)) !== entry.sha256) return 'SHA-256 differs from the manifest';
   let b: ActivationBatch;
@@ -234,6 +278,7 @@ async function verify(bytes: Uint8Array, entry: ManifestBatch, src: FeedSource, 
   if (b.device !== src.deviceId || b.runId !== src.runId || b.round !== src.round || b.batch !== entry.index) return `metadata says ${b.device}/${b.runId}/round ${b.round}/batch ${b.batch}`;
   if (b.cut !== src.cut) return `cut ${b.cut}, the plan says ${src.cut}`;
   if ((b.defence ?? canonicalDefence({ mechanism: 'none' })) !== defence) return `defence ${b.defence ?? 'none'}, the manifest says ${defence}`;
+  if (b.dtype !== src.dtype) return `hidden states are ${b.dtype}, the run's dtype is ${src.dtype}`;
   if (b.nEmbd !== src.nEmbd) return `hidden size ${b.nEmbd}, the model's is ${src.nEmbd}`;
   if (b.rows !== entry.rows || b.seqLen !== entry.seqLen) return `shape [${b.rows}, ${b.seqLen}] differs from the manifest's [${entry.rows}, ${entry.seqLen}]`;
   // A NaN or an infinity would reach the adapters and every checkpoint after; a label outside the task, the loss.
@@ -242,6 +287,8 @@ async function verify(bytes: Uint8Array, entry: ManifestBatch, src: FeedSource, 
   const label = b.labels.findIndex((l) => !((l >= 0 && l < classes) || (perToken && l === IGNORE_INDEX)));
   if (label >= 0) return `${perToken ? 'position' : 'row'} ${label}'s label ${b.labels[label]} is outside the task's [0, ${classes})`;
   if (perToken && b.labels.every((l) => l === IGNORE_INDEX)) return 'no position carries a label: nothing to learn from';
-  for (let i = 0; i < b.hidden.length; i++) if (!Number.isFinite(b.hidden[i])) return `hidden state ${i} is ${b.hidden[i]}`;
+  // NaN, infinities and finite values past what the model gives at this cut (3e38 overflows the next block's norm).
+  const over = positionOver(b.hidden, b.nEmbd, normBound);
+  if (over >= 0) return `position ${over}'s hidden state is not finite or its norm exceeds ${normBound.toPrecision(4)}, the bound at cut ${src.cut} under its defence`;
   return { ...b, key, bytes: bytes.byteLength };
 }

@@ -27,6 +27,7 @@ import type { DeviceApi } from './context.ts';
 
 /** The fixture models' width (by default): the in-process devices' hidden states have it. */
 const WIDTH = 32;
+const HIDDEN_SCALE = 0.05;
 
 export class InProcessDevice implements DeviceApi {
   /** Round requests received, newest last, with when each came and when its manifest was uploaded. */
@@ -91,8 +92,9 @@ export class InProcessDevice implements DeviceApi {
     for (let i = 0; i < r.uploads.batches.length; i++) {
       const rows = Math.min(r.batchSize, this.rows - i * r.batchSize);
       const labels = Int32Array.from({ length: rows }, (_, j) => (i + j) % 2);
-      // Hidden states that carry the label, so that training has something to learn.
-      const hidden = Float32Array.from({ length: rows * seqLen * nEmbd }, (_, k) => rng.normal() * 0.5 + (labels[Math.floor(k / (seqLen * nEmbd))] ? 0.5 : -0.5));
+      // Hidden states that carry the label, so that training has something to learn, at the norms the fixture
+      // models give at their cuts (about 0.2: the server refuses hidden states far beyond what the model gives).
+      const hidden = Float32Array.from({ length: rows * seqLen * nEmbd }, (_, k) => HIDDEN_SCALE * (rng.normal() * 0.5 + (labels[Math.floor(k / (seqLen * nEmbd))] ? 0.5 : -0.5)));
       const bytes = encodeActivationBatch({ device: this.id, runId: r.runId, round: r.round, cut: r.cut, batch: i, rows, seqLen, nEmbd, hidden, mask: new Int32Array(rows * seqLen).fill(1), labels }, r.dtype);
       // Batch i is uploaded (i + 1) x batchDelayMs after the start: making it counts towards the device's pace.
       const wait = started + (i + 1) * this.batchDelayMs - performance.now();

@@ -35,7 +35,7 @@ export async function writeOutputs(s: RunState, opts: RoundOptions, loaded: Load
     evalAccuracy: evaluation?.accuracy,
     evalRows: loaded.evalRows.length,
     samples: evaluation?.samples,
-    devices: Object.entries(progress.devices).map(([id, p]) => ({ id, cut: p.cut, batches: p.trained, reused: p.reused, forwardMs: p.forwardMs, bytes: p.bytes, defence: p.defence, error: p.error })),
+    devices: Object.entries(progress.devices).map(([id, p]) => ({ id, cut: p.cut, state: p.state, batches: p.trained, refused: p.refused, reused: p.reused, forwardMs: p.forwardMs, bytes: p.bytes, defence: p.defence, error: p.error })),
     serverTrainMs: Math.round(training.trainMs),
     serverIdleMs: Math.round(training.wallMs - training.trainMs),
     bytesMoved: Object.values(progress.devices).reduce((a, p) => a + p.bytes, 0),

@@ -6,6 +6,7 @@
 import { buildRoundRequest } from './request.ts';
 import type { RoundPlan } from '../runs/plan.ts';
 import type { RoundProgress } from '../runs/types.ts';
+import { abortable } from './feed.ts';
 import { deviceApi, type Loaded, type RoundOptions, type RunState } from './context.ts';
 
 export async function startDevice(s: RunState, opts: RoundOptions, { model }: Loaded, plan: RoundPlan, progress: RoundProgress, id: string): Promise<void> {
@@ -32,7 +33,6 @@ export async function startDevice(s: RunState, opts: RoundOptions, { model }: Lo
     shards: d.shards,
     expiresInSeconds: opts.urlSeconds,
   });
-  await deviceApi(s, opts, id)
-    .startRound(request)
-    .catch((e: Error) => Object.assign(progress.devices[id], { state: 'failed', error: e.message }));
+  // A device slow to answer holds the round for limits.callSeconds at most, and a cancel not at all.
+  await abortable(deviceApi(s, opts, id).startRound(request), s.cancel?.signal).catch((e: Error) => Object.assign(progress.devices[id], { state: 'failed', error: e.message }));
 }

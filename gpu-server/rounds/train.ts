@@ -12,6 +12,9 @@ import { saveCheckpoint, type DeviceStart } from '../runs/checkpoint.ts';
 import type { RoundProgress } from '../runs/types.ts';
 import type { PendingStep } from '../train/pending-step.ts';
 import { deviceApi, type Loaded, type RoundOptions, type RunState } from './context.ts';
+import { untrustedText } from '../../core/wire/untrusted.ts';
+import { calibrateCut, uploadNormBound } from './bounds.ts';
+import { DeviceGuard, type GuardMark } from './guard.ts';
 import { activationFeed, DEFAULT_PREFETCH, DeviceRoundFailed, maxBatchBytes, type VerifiedBatch } from './feed.ts';
 
 export interface Training {
@@ -25,7 +28,7 @@ export interface Training {
 export async function trainDevices(
   s: RunState,
   opts: RoundOptions,
-  { model, trainer }: Loaded,
+  { model, trainer, tokenizer, evalRows }: Loaded,
   plan: RoundPlan,
   progress: RoundProgress,
   startDevice: (id: string) => Promise<void>,
@@ -55,6 +58,8 @@ export async function trainDevices(
   let trainMs = 0;
   const phaseStart = performance.now();
   const todo = previous?.complete ? [] : plan.order;
+  // The bound on what a device's hidden states may be, per cut, from the model itself.
+  for (const cut of new Set(todo.map((id) => plan.devices[id].cut))) if (!s.calibrations.has(cut)) s.calibrations.set(cut, await calibrateCut(trainer, tokenizer, model.config.padTokenId, cut));
   for (const id of todo.filter((d) => finished.has(d))) {
     // Trained before the server was restarted: its batches and its GraB update are in the checkpoint.
     const d = plan.devices[id];
@@ -73,9 +78,17 @@ export async function trainDevices(
     // On CPU backends a step runs synchronously and its result is ready at once: without this turn of the event
     // loop, API requests and prefetch downloads would wait until the feed itself has to wait.
     await new Promise((resolve) => setImmediate(resolve));
-    const { loss } = await step.result();
+    const { loss, applied } = await step.result();
     trainMs += performance.now() - t0;
     consumed.add(key);
+    if (!applied) {
+      // The step guard kept the adapters as they were: the batch counts as refused, never as trained.
+      device.refused = (device.refused ?? 0) + 1;
+      const why = `${key}: its step's loss, gradient or update was not finite; skipped, the adapters unchanged`;
+      progress.rejected.push(why);
+      opts.log?.(`run ${record.id}: ${why}`);
+      return;
+    }
     losses.push(loss);
     device.trained++;
     progress.batchesTrained++;
@@ -110,16 +123,27 @@ export async function trainDevices(
         labels: spec.task.kind === 'generation' ? { perToken: true, classes: model.config.vocabSize } : { perToken: false, classes: spec.task.labels.length },
         batches: d.batches,
         maxBatchBytes: maxBatchBytes(spec.training.batchSize, spec.training.seqLen, model.config.nEmbd),
+        modelSha256: d.modelSha256,
+        dtype: spec.training.dtype,
+        rows: d.rows,
+        batchSize: spec.training.batchSize,
+        seqLen: Math.min(spec.training.seqLen, model.config.nPositions),
+        normBound: (defence, clip) => uploadNormBound(s.calibrations.get(d.cut)!, defence, clip, model.config.nEmbd),
       },
       {
         prefetch,
         pollMs: opts.pollMs,
+        deadlineMs: spec.limits.uploadSeconds * 1000,
+        signal: s.cancel?.signal,
         order: shuffle,
         skip: consumed,
         deviceStatus: d.sourceRound === round ? () => deviceApi(s, opts, id).roundStatus(record.id, round) : undefined,
         onReject: (key, why) => {
-          progress.rejected.push(`${key}: ${why}`);
-          opts.log?.(`run ${record.id}: rejected ${key}: ${why}`);
+          // A reason may quote what the device wrote: bounded and escaped once, here, for the API, log and dashboard.
+          const reason = untrustedText(why);
+          dp.refused = (dp.refused ?? 0) + 1;
+          progress.rejected.push(`${key}: ${reason}`);
+          opts.log?.(`run ${record.id}: rejected ${key}: ${reason}`);
         },
         onManifest: (m) => Object.assign(dp, { bytes: m.batches.reduce((a, b) => a + b.bytes, 0), defence: describeDefence(m.defence) }),
       },
@@ -132,9 +156,16 @@ export async function trainDevices(
     if (cancelled()) {
       // Triggering the round again trains its remaining batches.
       dp.state = 'waiting';
+      if (mark) guard!.drop(mark);
+      mark = undefined;
       return;
     }
-    if (failure === undefined) dp.state = 'trained';
+    const rollback = mark?.device === id ? await guard!.settle(mark) : undefined;
+    mark = undefined;
+    if (rollback) {
+      Object.assign(dp, { state: 'rolled-back', error: rollback });
+      opts.log?.(`run ${record.id}: device ${id} ${rollback}`);
+    } else if (failure === undefined) dp.state = 'trained';
     else if (failure instanceof DeviceRoundFailed) {
       Object.assign(dp, { state: 'failed', error: failure.message });
       opts.log?.(`run ${record.id}: ${failure.message}`);
@@ -146,6 +177,8 @@ export async function trainDevices(
     if (plan.devices[id].sourceRound === round) dp.forwardMs = (await deviceApi(s, opts, id).roundStatus(record.id, round).catch(() => undefined))?.forwardMs;
   };
   const stopAndWait = (opts.schedule ?? 'pipelined') === 'stop-and-wait';
+  const guard = DeviceGuard.of(trainer, tokenizer, spec, evalRows);
+  let mark: GuardMark | undefined;
 
   if (spec.training.batchOrder === 'interleaved') {
     // Every device's feed at once, one batch from each in the client order in turn; a device leaves the rotation
@@ -197,6 +230,9 @@ export async function trainDevices(
       // GraB's update for this device is measured from the adapters it started from, which a resumed round reads
       // from its checkpoint rather than from the adapters as they are now.
       if (spec.ordering.kind === 'grab' && current?.device !== id) current = { device: id, adapters: trainer.flatAdapters() };
+      // A device resumed mid-way after a restart has no mark: the state before its first batch was not kept.
+      const prefix = keys.activations(record.id, id, plan.devices[id].sourceRound);
+      if (guard && ![...consumed].some((k) => k.startsWith(prefix))) mark = await guard.mark(id);
       let failure: unknown;
       try {
         for await (const batch of feed(id)) {

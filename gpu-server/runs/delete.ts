@@ -8,6 +8,7 @@ import { getJson, putJson } from '../../core/storage/json.ts';
 import { keys } from '../../core/storage/keys.ts';
 import type { ObjectStore } from '../../core/storage/store.ts';
 import type { DeviceApi, RoundOptions } from '../rounds/context.ts';
+import { LIMIT_DEFAULTS } from './spec.ts';
 import type { RunRecord } from './types.ts';
 
 export interface Tombstone {
@@ -45,7 +46,7 @@ export async function deleteRun(opts: RoundOptions, record: RunRecord, round: nu
 
 /** Waits until no device is still computing the run's last round (or its URLs have expired), then sweeps again. */
 export async function finishDeletion(opts: RoundOptions, t: Tombstone): Promise<void> {
-  const device = (d: Tombstone['devices'][number]): DeviceApi => opts.device!(d, opts.roundSecret);
+  const device = (d: Tombstone['devices'][number]): DeviceApi => opts.device!(d, opts.roundSecret, LIMIT_DEFAULTS.callSeconds * 1000);
   const computing = async () => {
     if (t.round === undefined) return false;
     const states = await Promise.all(t.devices.map((d) => device(d).roundStatus(t.id, t.round!).then((s) => s.state, () => 'unknown')));

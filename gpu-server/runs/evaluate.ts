@@ -50,6 +50,14 @@ export async function completionLoss(trainer: Trainer, batches: readonly Labelle
   return sum / Math.max(tokens, 1);
 }
 
+/** Held-out prompts and completions as causal-LM batches (loss on the completions). */
+export function generationBatches(tokenizer: Tokenizer, rows: readonly GenerationExample[], batchSize: number, seqLen: number): LabelledTokens[] {
+  return Array.from({ length: Math.ceil(rows.length / batchSize) }, (_, i) => {
+    const enc = encodeGenerationBatch(tokenizer, rows.slice(i * batchSize, (i + 1) * batchSize), seqLen);
+    return { ids: enc.ids, mask: enc.attentionMask, labels: enc.labels, rows: enc.batch, seqLen: enc.seq };
+  });
+}
+
 /** A greedy completion of a prompt (token ids), decoded without its end token, and the final number it gives. */
 export async function complete(trainer: Trainer, tokenizer: Tokenizer, prompt: readonly number[], maxNewTokens: number): Promise<{ generated: string; predicted?: string }> {
   const stop = [tokenizer.special.eos];
@@ -58,10 +66,7 @@ export async function complete(trainer: Trainer, tokenizer: Tokenizer, prompt: r
 }
 
 export async function evaluateGeneration(trainer: Trainer, tokenizer: Tokenizer, rows: readonly GenerationExample[], o: { batchSize: number; seqLen: number; maxNewTokens: number; limit: number }): Promise<Evaluation> {
-  const batches = Array.from({ length: Math.ceil(rows.length / o.batchSize) }, (_, i) => {
-    const enc = encodeGenerationBatch(tokenizer, rows.slice(i * o.batchSize, (i + 1) * o.batchSize), o.seqLen);
-    return { ids: enc.ids, mask: enc.attentionMask, labels: enc.labels, rows: enc.batch, seqLen: enc.seq };
-  });
+  const batches = generationBatches(tokenizer, rows, o.batchSize, o.seqLen);
   const samples: GenerationSample[] = [];
   for (const row of rows.slice(0, o.limit)) {
     const { generated, predicted } = await complete(trainer, tokenizer, promptIds(tokenizer, row.prompt), o.maxNewTokens);

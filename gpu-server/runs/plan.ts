@@ -7,6 +7,7 @@ import { sha256Hex } from '../../core/auth/signing.ts';
 import { getJson } from '../../core/storage/json.ts';
 import { keys } from '../../core/storage/keys.ts';
 import type { ObjectStore } from '../../core/storage/store.ts';
+import { AnswerError } from '../../core/wire/answers.ts';
 import type { ShardSummary } from '../../core/wire/device-client.ts';
 import { segmentRefusal, type DevicePolicy } from '../../core/wire/policy.ts';
 import { orderFor } from '../ordering/ordering.ts';
@@ -54,11 +55,11 @@ export async function planRound(
   }
   for (const v of views) {
     if (v.shards instanceof Error) {
-      skipped[v.id] = `unreachable: ${v.shards.message}`;
+      skipped[v.id] = unusable(v.shards);
       continue;
     }
     if (v.policy instanceof Error) {
-      skipped[v.id] = `unreachable: ${v.policy.message}`;
+      skipped[v.id] = unusable(v.policy);
       continue;
     }
     // The device would refuse it anyway; saying why here tells the operator what its owner must approve.
@@ -71,6 +72,16 @@ export async function planRound(
     const rows = usable.reduce((a, s) => a + s.rows, 0);
     if (rows === 0) {
       skipped[v.id] = spec.task.kind === 'generation' ? 'holds no generation shard' : `holds no shard with the task's labels ${JSON.stringify(spec.task.labels)}`;
+      continue;
+    }
+    // Claimed counts decide the upload URLs, the batches and the learning-rate schedule: bounded before any is made.
+    const declared = spec.devices.find((d) => d.id === v.id)?.rows;
+    if (rows > spec.limits.maxRowsPerDevice) {
+      skipped[v.id] = `claims ${rows} rows, more than the run allows a device (limits.maxRowsPerDevice ${spec.limits.maxRowsPerDevice})`;
+      continue;
+    }
+    if (declared !== undefined && rows > declared) {
+      skipped[v.id] = `claims ${rows} rows, more than its owner declared (devices[].rows ${declared})`;
       continue;
     }
     const fingerprint = await activationFingerprint(spec, { ...v, shards: usable }, padTokenId);
@@ -95,6 +106,11 @@ export async function planRound(
       ? [...orderFor(spec.ordering, { round, devices: balanced, seed: spec.training.seed, previous: { order: balanced, updates: previousUpdates } }), ...rest]
       : orderFor(withDevices(spec.ordering, ids), { round, devices: ids, seed: spec.training.seed });
   return { round, order, devices, skipped, createdAt: new Date().toISOString() };
+}
+
+/** Why a device's answer could not be used: it did not answer, or it answered what no honest device would. */
+function unusable(e: Error): string {
+  return e instanceof AnswerError ? `answered wrongly: ${e.message}` : `unreachable: ${e.message}`;
 }
 
 /** A given order restricted to the devices taking part, with any others after it. */

@@ -14,8 +14,11 @@ import { deleteRun, finishDeletion, tombstones } from './delete.ts';
 import { Conflict, NotFound, SpecError } from './errors.ts';
 import { readMetrics } from './metrics.ts';
 import type { RoundPlan } from './plan.ts';
-import type { RunSpec } from './spec.ts';
+import { parseRunSpec, type RunSpec } from './spec.ts';
 import type { RoundMetrics, RoundProgress, RunRecord } from './types.ts';
+
+/** The longest a cancel waits for its round to stop before it answers. */
+const CANCEL_WAIT_MS = 5_000;
 
 export interface RunView extends RunRecord {
   running: boolean;
@@ -41,7 +44,7 @@ export class RunRegistry {
 
   constructor(opts: RoundOptions) {
     this.log = opts.log ?? ((m) => console.log(`[server] ${m}`));
-    this.opts = { device: (d, secret) => new DeviceClient(d.url, d.id, secret), ...opts, log: this.log };
+    this.opts = { device: (d, secret, timeoutMs) => new DeviceClient(d.url, d.id, secret, timeoutMs), ...opts, log: this.log };
   }
 
   /** Loads the runs in storage and resumes any round a previous server left unfinished (unless it was cancelled). */
@@ -55,7 +58,9 @@ export class RunRegistry {
       if (!o.key.endsWith('/run.json')) continue;
       const record = await getJson<RunRecord>(this.opts.store, o.key);
       if (!record || deleting.has(record.id)) continue;
-      const state: RunState = { record, updates: new Map(), segments: new Map() };
+      // A run stored by an earlier version lacks the fields added since: their defaults, as a new run gets them.
+      record.spec = parseRunSpec(record.spec);
+      const state: RunState = { record, updates: new Map(), segments: new Map(), calibrations: new Map() };
       this.runs.set(record.id, state);
       const round = await this.unfinishedRound(record.id);
       if (round !== undefined && record.cancelled?.round !== round) {
@@ -74,7 +79,7 @@ export class RunRegistry {
     if (this.runs.has(id)) throw new Conflict(`run ${id} exists`);
     const { record, model, tokenizer } = await newRun(id, spec, this.opts.dataDirs ?? [process.cwd()]);
     await putJson(this.opts.store, keys.run(id), record);
-    this.runs.set(id, { record, model, tokenizer, updates: new Map(), segments: new Map() });
+    this.runs.set(id, { record, model, tokenizer, updates: new Map(), segments: new Map(), calibrations: new Map() });
     this.log(`run ${id}: created; cuts ${JSON.stringify(Object.fromEntries(Object.entries(record.cuts).map(([k, v]) => [k, v.cut])))}, adapters on blocks ${record.deepestCut}..${model.config.nLayer - 1}`);
     return record;
   }
@@ -161,7 +166,9 @@ export class RunRegistry {
     // In place: the round holds the same record and may write it (its learning-rate schedule) while it stops.
     s.record.cancelled = { round, at: new Date().toISOString() };
     await putJson(this.opts.store, keys.run(id), s.record);
-    await s.running;
+    // The round stops at its next batch boundary, and no wait on a device outlasts a cancel; the answer comes within
+    // CANCEL_WAIT_MS whatever a device does (the progress then says 'training' until the step in flight ends).
+    await Promise.race([s.running, new Promise((r) => setTimeout(r, CANCEL_WAIT_MS).unref())]);
     return s.progress;
   }
 

@@ -38,6 +38,7 @@ const DeviceSpecSchema = z
     url: z.string().regex(/^https?:\/\//, "must be the device worker's http(s) URL"),
     profile: CapacityProfileSchema.default({ memoryMB: 128, gflops: 10, maxBatchSeconds: 30, weights: 'fp32' }),
     cut: nonNegativeInt.optional().openapi({ description: 'Overrides the planner.' }),
+    rows: positiveInt.optional().openapi({ description: "Rows the device's owner declared: a device whose listing claims more is left out of the round." }),
   })
   .openapi('DeviceSpec');
 
@@ -51,6 +52,20 @@ const OrderingSchema = z
     z.object({ kind: z.literal('grab'), order: z.array(z.string()).optional() }),
   ], { error: 'must be one of random-reshuffle, shuffle-once, fixed (with order), grab' })
   .openapi('Ordering', { description: 'In which order the server trains on the devices each round.' });
+
+/** What the run allows one device: no answer, count or delay of a device can cost the run more than these. */
+export const LIMIT_DEFAULTS = { maxRowsPerDevice: 20_000, callSeconds: 30, uploadSeconds: 900, maxLossRise: 0.5, guardRows: 64 };
+
+const LimitsSchema = z
+  .object({
+    maxRowsPerDevice: positiveInt.default(LIMIT_DEFAULTS.maxRowsPerDevice).openapi({ description: "Most rows a device may claim; one that claims more is left out of the round. Bounds the upload URLs, batches and learning-rate schedule one device can ask for." }),
+    callSeconds: positive.default(LIMIT_DEFAULTS.callSeconds).openapi({ description: 'Longest the server waits for any one answer of a device.' }),
+    uploadSeconds: positive.default(LIMIT_DEFAULTS.uploadSeconds).openapi({ description: "Longest the server waits for a device's uploads (its completion manifest) once the device is due: a device that stalls costs the round this much at most." }),
+    maxLossRise: nonNegative.default(LIMIT_DEFAULTS.maxLossRise).openapi({ description: "by-device order: a device whose batches raise the held-out loss by more than this (nats) is rolled back, adapters and optimizer as before it. 0 turns the check off." }),
+    guardRows: positiveInt.default(LIMIT_DEFAULTS.guardRows).openapi({ description: 'Held-out rows the rollback check evaluates on (the first of the evaluation set).' }),
+  })
+  .default(LIMIT_DEFAULTS)
+  .openapi('Limits');
 
 const RunSpecFields = z
   .object({
@@ -100,6 +115,7 @@ const RunSpecFields = z
           .openapi({ description: "by-device: each device's batches together, device after device in the client order. interleaved: one batch of each device in turn, in that order (a round then mixes the devices' data, which holds up under label skew; the round waits for the slowest device's next batch)." }),
       })
       .default({ batchSize: 16, seqLen: 64, dtype: 'fp32', seed: 0, rounds: 3, batchOrder: 'by-device' }),
+    limits: LimitsSchema,
   });
 
 /** What one field cannot check alone. */

@@ -20,7 +20,7 @@ export const RunRecordSchema = z
 
 export const DeviceProgressSchema = z.object({
   cut: z.number(),
-  state: z.enum(['waiting', 'training', 'trained', 'failed', 'skipped']),
+  state: z.enum(['waiting', 'training', 'trained', 'failed', 'skipped', 'rolled-back']),
   reused: z.boolean(),
   batches: z.number(),
   trained: z.number(),
@@ -28,6 +28,8 @@ export const DeviceProgressSchema = z.object({
   forwardMs: z.number().optional(),
   /** The defence the device's owner set on its uploads, as its manifest names it. */
   defence: z.string().optional(),
+  /** Batches refused: by the poller's checks, or by the step guard (a non-finite loss, gradient or update). */
+  refused: z.number().optional(),
   error: z.string().optional(),
 });
 
@@ -58,7 +60,9 @@ export const RoundMetricsSchema = z
     evalAccuracy: z.number().optional().openapi({ description: "Classification accuracy, or generation's exact match on the generated samples." }),
     evalRows: z.number(),
     samples: z.array(GenerationSampleSchema).optional(),
-    devices: z.array(z.object({ id: z.string(), cut: z.number(), batches: z.number(), reused: z.boolean(), forwardMs: z.number().optional(), bytes: z.number(), defence: z.string().optional(), error: z.string().optional() })),
+    devices: z.array(
+      z.object({ id: z.string(), cut: z.number(), state: DeviceProgressSchema.shape.state.optional(), batches: z.number(), refused: z.number().optional(), reused: z.boolean(), forwardMs: z.number().optional(), bytes: z.number(), defence: z.string().optional(), error: z.string().optional() }),
+    ),
     serverTrainMs: z.number(),
     serverIdleMs: z.number(),
     bytesMoved: z.number(),

@@ -43,13 +43,31 @@ describe('AdamW', () => {
     const opt = new AdamW(spec);
     const norms: number[] = [];
     grads.forEach((g, s) => {
-      const norm = opt.apply(params, Object.fromEntries(params.map((p, i) => [p.name, tf.tensor1d(g[i])])), lrs[s]);
+      const { norm } = opt.apply(params, Object.fromEntries(params.map((p, i) => [p.name, tf.tensor1d(g[i])])), lrs[s]);
       norms.push(norm.dataSync()[0]);
     });
     const want = referenceAdamW(init, grads, lrs, spec);
     params.forEach((p, i) => Array.from(p.dataSync()).forEach((x, j) => expect(x).toBeCloseTo(want[i][j], 5)));
     expect(norms[2]).toBeCloseTo(Math.sqrt(grads[2].flat().reduce((a, g) => a + g * g, 0)), 4);
     expect(opt.step).toBe(6);
+  });
+
+  it('leaves parameters and moments as they were when the loss, a gradient or the update is not finite', () => {
+    const params = [tf.variable(tf.tensor1d([0.5, -1]), true, 'q0')];
+    const opt = new AdamW({ clipNorm: 0 });
+    const grad = (g: number[]) => ({ q0: tf.tensor1d(g) });
+    expect(opt.apply(params, grad([0.1, 0.2]), 0.1).applied.dataSync()[0]).toBe(1);
+    const before = [Array.from(params[0].dataSync()), Array.from(opt.m.get('q0')!.dataSync()), Array.from(opt.v.get('q0')!.dataSync())];
+    const cases = [
+      { g: [NaN, 0.2], loss: 1 },
+      { g: [0.1, 0.2], loss: Infinity },
+      // Finite, but its square overflows float32: v would become Infinity and every later step NaN.
+      { g: [3e30, 0.2], loss: 1 },
+    ];
+    for (const c of cases) {
+      expect(opt.apply(params, grad(c.g), 0.1, tf.scalar(c.loss)).applied.dataSync()[0]).toBe(0);
+      expect([Array.from(params[0].dataSync()), Array.from(opt.m.get('q0')!.dataSync()), Array.from(opt.v.get('q0')!.dataSync())]).toEqual(before);
+    }
   });
 
   it('schedules warm up linearly, then decay to zero', () => {

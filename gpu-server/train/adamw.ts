@@ -26,25 +26,38 @@ export class AdamW {
     this.spec = { ...ADAMW_DEFAULTS, ...spec };
   }
 
-  /** Applies one update with learning rate `lr`; returns the gradients' global norm before clipping (a scalar tensor). */
-  apply(params: tf.Variable[], grads: Record<string, tf.Tensor>, lr: number): tf.Scalar {
+  /**
+   * Applies one update with learning rate `lr`; returns the gradients' global norm before clipping and whether the
+   * update was applied (1) or not (0), both scalar tensors, read by the caller when it wants them. A non-finite loss,
+   * gradient norm, moment or parameter leaves every parameter and moment as it was (a lying batch cannot turn the
+   * adapters into NaN); its step still counts, which only moves the bias correction and schedule on by one.
+   */
+  apply(params: tf.Variable[], grads: Record<string, tf.Tensor>, lr: number, loss?: tf.Scalar): { norm: tf.Scalar; applied: tf.Scalar } {
     const { beta1, beta2, eps, weightDecay, clipNorm } = this.spec;
     this.step++;
     const t = this.step;
     return tf.tidy(() => {
       const norm = tf.sqrt(tf.addN(params.map((p) => tf.sum(tf.square(grads[p.name]))))) as tf.Scalar;
       const factor = clipNorm > 0 ? tf.minimum(1, tf.div(clipNorm, tf.add(norm, 1e-6))) : tf.scalar(1);
-      for (const p of params) {
+      const next = params.map((p) => {
         const g = tf.mul(grads[p.name], factor);
         const m = this.state(this.m, p);
         const v = this.state(this.v, p);
-        m.assign(tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1)));
-        v.assign(tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2)));
-        const mHat = tf.div(m, 1 - beta1 ** t);
-        const vHat = tf.div(v, 1 - beta2 ** t);
-        p.assign(tf.sub(tf.mul(p, 1 - lr * weightDecay), tf.mul(tf.div(mHat, tf.add(tf.sqrt(vHat), eps)), lr)));
+        const m2 = tf.add(tf.mul(m, beta1), tf.mul(g, 1 - beta1));
+        const v2 = tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2));
+        const mHat = tf.div(m2, 1 - beta1 ** t);
+        const vHat = tf.div(v2, 1 - beta2 ** t);
+        return { p, m, v, m2, v2, p2: tf.sub(tf.mul(p, 1 - lr * weightDecay), tf.mul(tf.div(mHat, tf.add(tf.sqrt(vHat), eps)), lr)) };
+      });
+      const finite = (x: tf.Tensor) => tf.all(tf.isFinite(x));
+      let ok = loss ? tf.logicalAnd(finite(norm), finite(loss)) : finite(norm);
+      for (const n of next) ok = tf.logicalAnd(ok, tf.logicalAnd(finite(n.p2), finite(n.v2)));
+      for (const { p, m, v, m2, v2, p2 } of next) {
+        m.assign(tf.where(ok, m2, m));
+        v.assign(tf.where(ok, v2, v));
+        p.assign(tf.where(ok, p2, p));
       }
-      return tf.keep(norm);
+      return { norm: tf.keep(norm), applied: tf.keep(tf.cast(ok, 'float32') as tf.Scalar) };
     });
   }
 

@@ -5,6 +5,8 @@ export interface StepResult {
   loss: number;
   gradNorm: number;
   lr: number;
+  /** False when the step was not applied: its loss, gradient or update was not finite (adamw.ts). */
+  applied: boolean;
 }
 
 /** A training step issued to the backend (or queued for onnxruntime's blocks), read once. */
@@ -27,6 +29,6 @@ export class PendingStep {
 
   private done(stats: tf.Tensor1D, values: ArrayLike<number>): StepResult {
     stats.dispose();
-    return { loss: values[0]!, gradNorm: values[1]!, lr: this.lr };
+    return { loss: values[0]!, gradNorm: values[1]!, lr: this.lr, applied: values[2] === 1 };
   }
 }

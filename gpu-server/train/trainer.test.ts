@@ -93,6 +93,36 @@ describe('LoRA trainer', () => {
     t.dispose();
   });
 
+  it.each([
+    ['TensorFlow.js', undefined],
+    ['onnxruntime', { provider: 'cpu' as const, threads: 1 }],
+  ])("skips a step a lying batch makes non-finite, adapters and head as they were, and trains on after it: %s", async (_, blocks) => {
+    const t = new Trainer(model, spec(), DEEPEST, { blocks });
+    await t.step(atCut(data, DEEPEST)).result();
+    const before = t.exportAdapter();
+    // 3e38 in every value: finite, yet the next block's layer norm overflows.
+    const lie = { ...atCut(data, DEEPEST), hidden: new Float32Array(data.B * data.T * TINY.nEmbd).fill(3e38) };
+    const skipped = await t.step(lie).result();
+    expect(Number.isFinite(skipped.loss) && Number.isFinite(skipped.gradNorm)).toBe(false);
+    expect(skipped.applied).toBe(false);
+    const after = t.exportAdapter();
+    expect(after.head).toEqual(before.head);
+    for (const [k, v] of before.b) expect(after.b.get(k)).toEqual(v);
+    const honest = await t.step(atCut(data, DEEPEST)).result();
+    expect(honest.applied).toBe(true);
+    expect([...t.flatAdapters()].every(Number.isFinite)).toBe(true);
+    t.dispose();
+  });
+
+  it.each([
+    ['TensorFlow.js', undefined],
+    ['onnxruntime', { provider: 'cpu' as const, threads: 1 }],
+  ])('gives the hidden states at a cut as a device computes them (float64 reference): %s', async (_, blocks) => {
+    const t = new Trainer(model, spec(), DEEPEST, { blocks });
+    for (const cut of [0, 1, DEEPEST]) expect(maxAbsDiff(await t.hiddenAt(data.ids, data.mask, data.B, data.T, cut), referenceHidden(model, data.ids, data.mask, data.B, data.T, cut))).toBeLessThan(1e-4);
+    t.dispose();
+  });
+
   it('trains: the loss falls, the same seed gives the same weights, and no tensors leak', () => {
     const run = () => {
       const t = new Trainer(model, { ...spec({ dropout: 0.1 }), schedule: { lr: 0.05, warmupSteps: 2, kind: 'linear', totalSteps: 30 } }, DEEPEST);

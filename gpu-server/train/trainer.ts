@@ -155,9 +155,9 @@ export class Trainer {
   step(b: TrainBatch): PendingStep {
     const lr = learningRate(this.spec.schedule, this.opt.step + this.queued);
     const apply = ({ loss, grads }: { loss: tf.Scalar; grads: Record<string, tf.Tensor> }) => {
-      const norm = this.opt.apply(this.variables(), grads, lr);
-      const stats = tf.stack([loss, norm]) as tf.Tensor1D;
-      tf.dispose([loss, norm, ...Object.values(grads)]);
+      const { norm, applied } = this.opt.apply(this.variables(), grads, lr, loss);
+      const stats = tf.stack([loss, norm, applied]) as tf.Tensor1D;
+      tf.dispose([loss, norm, applied, ...Object.values(grads)]);
       return stats;
     };
     if (!this.ort) return new PendingStep(apply(this.lossAndGradients(b, true)), lr);
@@ -186,6 +186,14 @@ export class Trainer {
   private embedded(ids: Int32Array, mask: Int32Array, rows: number, seqLen: number, labels: Int32Array = new Int32Array(0)): TrainBatch {
     const hidden = this.ort ? this.ort.embed(ids, mask, rows, seqLen) : tf.tidy(() => this.net.hidden(tf.tensor2d(ids, [rows, seqLen], 'int32'), tf.tensor2d(mask, [rows, seqLen], 'int32'), 0).dataSync() as Float32Array);
     return { cut: 0, rows, seqLen, hidden, mask, labels };
+  }
+
+  /** Hidden states [rows, seqLen, d] of token ids at `cut`, through the frozen blocks below it: what a device uploads. */
+  async hiddenAt(ids: Int32Array, mask: Int32Array, rows: number, seqLen: number, cut: number): Promise<Float32Array> {
+    const b = this.embedded(ids, mask, rows, seqLen);
+    if (cut === 0) return b.hidden;
+    if (this.ort) return (await this.ort.infer(b.hidden, mask, [rows, seqLen], { from: 0, to: cut })).y;
+    return tf.tidy(() => this.net.blocksForward(tf.tensor3d(b.hidden, [rows, seqLen, this.net.config.nEmbd]), tf.tensor2d(mask, [rows, seqLen], 'int32'), 0, cut).dataSync() as Float32Array);
   }
 
   /** The mean loss of a batch at any cut, adapters applied, no dropout (held-out loss of causal-lm runs). */

@@ -3,6 +3,7 @@
  * range, a name that is not one, a body that is not what the route takes), with random noise on top. The server and
  * the device must answer each with a 4xx naming the problem, and nothing they hold may change.
  */
+import { request } from 'node:http';
 import { signRequest, deviceSecret } from '../../core/auth/signing.ts';
 import { Random } from '../../core/random.ts';
 import type { RoundRequest } from '../../core/wire/round.ts';
@@ -17,6 +18,22 @@ export interface FuzzResult {
   stateChanged: number;
   /** The first few 5xx or 2xx answers, to reproduce them. */
   examples: string[];
+}
+
+/**
+ * A request with its path exactly as given, as curl --path-as-is sends it: fetch would resolve "/runs/.." to "/"
+ * before sending, so the server would never see what the drill means to send.
+ */
+function rawStatus(base: string, method: string, path: string, headers: Record<string, string>): Promise<number> {
+  const url = new URL(base);
+  return new Promise((resolve, reject) => {
+    const req = request({ host: url.hostname, port: url.port, method, path, headers }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
@@ -107,9 +124,12 @@ export async function fuzzRequests(o: {
     },
     async () => {
       const path = pick([`/runs/${encodeURIComponent(badName())}`, `/runs/${encodeURIComponent(badName())}/rounds/${encodeURIComponent(badName())}`, `/runs/x/adapters/${encodeURIComponent(badName())}/${encodeURIComponent(badName())}`, `/runs/${encodeURIComponent(badName())}/devices/x`]);
-      return [`GET ${path}`, (await fetch(new URL(path, o.serverUrl), { headers: operator })).status];
+      return [`GET ${path}`, await rawStatus(o.serverUrl, 'GET', path, operator)];
     },
-    async () => [`POST /runs/<bad>/rounds`, (await fetch(new URL(`/runs/${encodeURIComponent(badName())}/rounds`, o.serverUrl), { method: 'POST', headers: operator })).status],
+    async () => {
+      const path = `/runs/${encodeURIComponent(badName())}/rounds`;
+      return [`POST ${path}`, await rawStatus(o.serverUrl, 'POST', path, operator)];
+    },
     async () => {
       // A shard upload that breaks a rule: its name, its format, or its content.
       const rule = pick(['name', 'format', 'content']);

@@ -1,0 +1,51 @@
+/**
+ * How large a device's hidden states may honestly be at its cut. The server runs the public calibration text through
+ * the frozen blocks itself, as every device does to fix its clip norm, so the bound comes from the model and never
+ * from what a device says. Values beyond it (3e38 in every position overflows the next block's norm into NaN) mark
+ * the batch as a lie.
+ */
+import { noiseNormBound, type Defence } from '../../core/privacy/defence.ts';
+import { CALIBRATION_SEQ_LEN, CALIBRATION_TEXTS, calibrationClip } from '../../core/privacy/defend.ts';
+import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
+import type { Trainer } from '../train/trainer.ts';
+
+/** Headroom over the calibration text's largest norm for undefended uploads: real text strays, not by this much. */
+export const CLEAN_NORM_HEADROOM = 8;
+/** A device's clip may exceed the server's by this factor (int8 weights and runtimes move norms by a few percent). */
+export const CLIP_TOLERANCE = 1.5;
+
+export interface CutCalibration {
+  /** The segment's clip norm as the server computes it. */
+  clip: number;
+  /** The largest norm of a real position of the calibration text. */
+  maxNorm: number;
+}
+
+export async function calibrateCut(trainer: Trainer, tokenizer: Tokenizer, padTokenId: number, cut: number): Promise<CutCalibration> {
+  const enc = tokenizer.encodeBatch(CALIBRATION_TEXTS, { maxLength: CALIBRATION_SEQ_LEN, padTokenId });
+  const hidden = await trainer.hiddenAt(enc.ids, enc.attentionMask, enc.batch, enc.seq, cut);
+  const d = hidden.length / enc.attentionMask.length;
+  let maxNorm = 0;
+  for (let p = 0; p < enc.attentionMask.length; p++) if (enc.attentionMask[p]) maxNorm = Math.max(maxNorm, norm(hidden.subarray(p * d, (p + 1) * d)));
+  return { clip: calibrationClip(hidden, enc.attentionMask, d), maxNorm };
+}
+
+/** The largest norm any position of an upload under this defence may have, or why the manifest's clip is refused. */
+export function uploadNormBound(cal: CutCalibration, defence: Defence, clip: number | undefined, dims: number): number | string {
+  if (defence.mechanism === 'none') return CLEAN_NORM_HEADROOM * cal.maxNorm;
+  if (clip === undefined || !(clip <= CLIP_TOLERANCE * cal.clip)) return `the manifest's clip ${clip} is more than ${CLIP_TOLERANCE}x the segment's clip ${cal.clip} (from the calibration text)`;
+  // Clipped positions are at most the clip (fp16 rounding aside), then noise is added.
+  return clip * 1.001 + noiseNormBound(defence, clip, dims);
+}
+
+/** Index of the first position [rows * seq] whose norm exceeds `bound`, or -1. */
+export function positionOver(hidden: Float32Array, dims: number, bound: number): number {
+  for (let p = 0; p * dims < hidden.length; p++) if (!(norm(hidden.subarray(p * dims, (p + 1) * dims)) <= bound)) return p;
+  return -1;
+}
+
+function norm(v: Float32Array): number {
+  let s = 0;
+  for (let k = 0; k < v.length; k++) s += v[k] * v[k];
+  return Math.sqrt(s);
+}

@@ -25,7 +25,8 @@ export class DeviceGuard {
   /** The held-out loss of the adapters as they are now (undefined: measure it). */
   private current: number | undefined;
 
-  private constructor(
+  /** `loss`: the held-out loss of the trainer as it is when called. */
+  constructor(
     private readonly trainer: Trainer,
     private readonly loss: () => Promise<number>,
     readonly maxRise: number,

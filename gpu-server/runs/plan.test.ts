@@ -49,4 +49,14 @@ describe('round planner', () => {
     expect((await planRound(store, 'r', spec, 1, [view('a', [shard('s1', 8, 'e2')])], 0, new Map())).devices.a.sourceRound).toBe(1);
     expect((await planRound(store, 'r', spec, 1, [view('a', [shard('s1', 8)])], 50256, new Map())).devices.a.sourceRound).toBe(1);
   });
+
+  it("leaves out a device whose claimed rows pass the run's cap or its owner's declared count, before any URL is made", async () => {
+    const capped = parseRunSpec({ ...spec, devices: [{ id: 'a', url: 'http://a' }, { id: 'b', url: 'http://b', rows: 100 }, { id: 'c', url: 'http://c' }], ordering: { kind: 'random-reshuffle' }, limits: { maxRowsPerDevice: 1000 } });
+    const plan = await planRound(new MemoryStore(), 'r', capped, 0, [view('a', [shard('s1', 400_000)]), view('b', [shard('s1', 101)]), view('c', [shard('s1', 1000)])], 0, new Map());
+    expect(plan.order).toEqual(['c']);
+    expect(plan.skipped).toEqual({ a: 'claims 400000 rows, more than the run allows a device (limits.maxRowsPerDevice 1000)', b: 'claims 101 rows, more than its owner declared (devices[].rows 100)' });
+    // The default cap: 4M rows (4 GB of presigned URLs, before the cap) are refused as well.
+    const plain = await planRound(new MemoryStore(), 'r', spec, 0, [view('a', [shard('s1', 4_000_000)])], 0, new Map());
+    expect(plain.skipped.a).toBe('claims 4000000 rows, more than the run allows a device (limits.maxRowsPerDevice 20000)');
+  });
 });

@@ -2,8 +2,9 @@
  * npm run drill — the system's promises under attack and faults, on the real local stack (workerd devices, the S3
  * server behind a fault proxy, the training server as its own process), printed as one JSON object:
  * forged requests, fuzzed malformed requests, server kills with storage faults during a 3-round GraB run, a scan of
- * storage for shard text, and the privacy section (scripts/drill/privacy.ts): every attack, undefended and at the
- * devices' default defence, and that defence's cost in accuracy. --only privacy runs that section alone.
+ * storage for shard text, the privacy section (scripts/drill/privacy.ts): every attack, undefended and at the
+ * devices' default defence, and that defence's cost in accuracy, and lying devices beside honest ones
+ * (scripts/drill/malicious.ts). --only privacy or --only malicious runs that section alone.
  */
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -26,8 +27,9 @@ import { fuzzRequests } from './drill/fuzz.ts';
 import { killDrill } from './drill/kills.ts';
 import { scanForText } from './drill/scan.ts';
 import { privacyDrill } from './drill/privacy.ts';
+import { maliciousDrill } from './drill/malicious.ts';
 
-const USAGE = 'usage: npm run drill -- [--only privacy] [--kills 20] [--device-kills 3] [--concurrent 32] [--fuzz 240] [--fault-rate 0.15] [--seed 0] [--out docs/drills/drill-DATE.json]';
+const USAGE = 'usage: npm run drill -- [--only privacy|malicious] [--kills 20] [--device-kills 3] [--concurrent 32] [--fuzz 240] [--fault-rate 0.15] [--seed 0] [--out docs/drills/drill-DATE.json]';
 const args = cliArgs(USAGE, {
   kills: { type: 'string' },
   'device-kills': { type: 'string' },
@@ -55,11 +57,15 @@ async function report(result: { date: string } & Record<string, unknown>, sectio
 run(async () => {
   const seed = int('seed', args.seed, 0);
   const started = performance.now();
-  if (args.only !== undefined && args.only !== 'privacy') throw new Error(`--only: '${args.only}' is not a section that runs alone (privacy)\n${USAGE}`);
+  if (args.only !== undefined && args.only !== 'privacy' && args.only !== 'malicious') throw new Error(`--only: '${args.only}' is not a section that runs alone (privacy, malicious)\n${USAGE}`);
   if (args.only === 'privacy') {
     log('privacy: every attack, undefended and at the default defence, and its cost in accuracy');
     const privacy = await privacyDrill({ log });
     return report({ date: new Date().toISOString().slice(0, 10), privacy, wallSeconds: Math.round((performance.now() - started) / 1000) }, 'privacy');
+  }
+  if (args.only === 'malicious') {
+    const maliciousDevices = await maliciousDrill({ log });
+    return report({ date: new Date().toISOString().slice(0, 10), maliciousDevices, wallSeconds: Math.round((performance.now() - started) / 1000) }, 'malicious');
   }
   const dir = await localTempDir('drill');
   log('starting the local stack: S3 server behind a fault proxy, 3 device workers');
@@ -129,6 +135,9 @@ run(async () => {
       log('devices uploading at once');
       const crowd = await concurrentDrill({ storage: stack.s3.config, masterSecret: stack.roundSecret, model, rows: rows.slice(48, 72).map((r) => ({ text: r.text, label: r.label })), count: int('concurrent', args.concurrent, 32), dir: join(dir, 'crowd'), log });
 
+      log('lying devices beside honest ones');
+      const maliciousDevices = await maliciousDrill({ log });
+
       const result = {
         date: new Date().toISOString().slice(0, 10),
         seed,
@@ -155,6 +164,7 @@ run(async () => {
         rawTextFound: scan.found.length,
         rawTextScan: { objects: scan.objects, bytes: scan.bytes, windows: scan.windows, found: scan.found.slice(0, 5) },
         privacy,
+        maliciousDevices,
         wallSeconds: Math.round((performance.now() - started) / 1000),
       };
       await report(result);

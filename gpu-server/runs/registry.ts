@@ -3,6 +3,7 @@
  * their state. Rounds themselves are gpu-server/rounds/; a run's state lives in storage, so a restarted server finds
  * its runs again and resumes any round left unfinished.
  */
+import { setMaxListeners } from 'node:events';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../../core/peft/adapter.ts';
 import { DeviceClient } from '../../core/wire/device-client.ts';
 import { getJson, putJson } from '../../core/storage/json.ts';
@@ -208,6 +209,8 @@ export class RunRegistry {
 
   private start(s: RunState, round: number): void {
     s.cancel = new AbortController();
+    // Every device's wait listens for it: many devices are many listeners, not a leak.
+    setMaxListeners(0, s.cancel.signal);
     s.running = runRound(s, this.opts, round)
       // A cancelled round resumes from its checkpoint, as a failed one does.
       .then(() => {

@@ -231,7 +231,7 @@ function liveRound(run) {
             h('td', { class: 'num' }, d.cut),
             h('td', {}, activations),
             h('td', {}, h('span', { class: `state ${d.state}` }, d.state)),
-            h('td', { class: 'batches' }, h('progress', { max: d.batches || 1, value: d.trained }), ` ${d.trained}/${d.batches}`),
+            h('td', { class: 'batches' }, h('progress', { max: d.batches || 1, value: d.trained }), ` ${d.trained}/${d.batches}${d.refused ? `, ${d.refused} refused` : ''}`),
             h('td', { class: 'num' }, bytes(d.bytes)),
             h('td', { class: 'num' }, seconds(d.forwardMs)),
             h('td', { class: 'error' }, d.error ?? ''),

@@ -4,6 +4,7 @@
  * completion's tokens only, so a batch carries, beside its activations, the next-token label of every position:
  * the completion's token ids, IGNORE_INDEX elsewhere. Those ids are what the server learns of the text.
  */
+import { parseJson } from '../json/parse.ts';
 import type { Tokenizer } from '../tokenizer/tokenizer.ts';
 import { ShardError, type ShardLimits } from './shard.ts';
 
@@ -38,9 +39,9 @@ export function parseGenerationShard(lines: string[], limits: ShardLimits): Gene
     const line = i + 1;
     let v: unknown;
     try {
-      v = JSON.parse(raw);
+      v = parseJson(raw, `line ${line}`);
     } catch (e) {
-      throw new ShardError(400, `line ${line}: not valid JSON (${(e as Error).message})`);
+      throw new ShardError(400, (e as Error).message);
     }
     if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ShardError(400, `line ${line}: not a JSON object`);
     const o = v as Record<string, unknown>;

@@ -45,6 +45,8 @@ describe('shard parsing', () => {
       ['{"text":3,"label":1}', 'jsonl', /^line 1: field 'text' must be a string, got number$/],
       ['{"text":"  ","label":1}', 'jsonl', /^line 1: field 'text' is empty$/],
       ['{"text":"a","label":1}\n{"text":"a",', 'jsonl', /^line 2: not valid JSON/],
+      // Where it breaks, never what it holds (an evaluation file the server reads may be anyone's).
+      ['{"text":"a","label":1}\n{"text": root:x:0:0, "label": 1}', 'jsonl', /^line 2: not valid JSON at line 1, column 10 \(InvalidSymbol\)$/],
       ['[1]', 'jsonl', /^line 1: not a JSON object$/],
       ['sentence\tlabel\nfine\t1\nbroken\n', 'tsv', /^line 3: has 1 tab-separated fields, the header has 2$/],
       ['sentence\tlabel\nfine\t2\n', 'tsv', /^line 2: field 'label' is "2", not one of/],

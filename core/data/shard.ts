@@ -3,6 +3,7 @@
  * JSON lines or GLUE-style TSV. Parsing validates everything before anything is stored; each error names the line
  * and field, and says whether the problem is the content (400) or the size (413).
  */
+import { parseJson } from '../json/parse.ts';
 import type { TextInput } from '../tokenizer/tokenizer.ts';
 
 export interface Example {
@@ -87,9 +88,9 @@ export function parseShard(bytes: Uint8Array, format: ShardFormat, labels: reado
       if (raw.trim() === '') return;
       let value: unknown;
       try {
-        value = JSON.parse(raw);
+        value = parseJson(raw, `line ${i + 1}`);
       } catch (e) {
-        throw new ShardError(400, `line ${i + 1}: not valid JSON (${(e as Error).message})`);
+        throw new ShardError(400, (e as Error).message);
       }
       if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new ShardError(400, `line ${i + 1}: not a JSON object`);
       const v = value as Record<string, unknown>;

@@ -1,27 +1,46 @@
-/** Model folders on the local disk (Node): the Hugging Face layout read and written through core/model/files. */
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
-import { loadModel, modelFiles, type ModelSource } from '../../core/model/files.ts';
+/**
+ * Model folders on the local disk (Node): the Hugging Face layout read and written through core/model/files. Reads
+ * follow no symbolic link and stay in the folder, and a file that does not parse is named with the line and column,
+ * never quoted: whatever a run spec points at is read here, so an error must not become a way to read a file.
+ */
+import { constants } from 'node:fs';
+import { mkdir, open, realpath, rename, writeFile } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { parseJson } from '../../core/json/parse.ts';
+import { loadModel, modelFiles, WEIGHTS_INDEX_FILE, type ModelSource } from '../../core/model/files.ts';
 import type { Model, ModelConfig } from '../../core/model/family.ts';
 import { GPT2Tokenizer } from '../../core/tokenizer/gpt2.ts';
 import { TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, tokenizerFromFiles } from '../../core/tokenizer/hf.ts';
 import { llama3TokenizerFiles } from '../../core/tokenizer/llama3.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 
+/** The bytes of a file of the folder (a Buffer is a Uint8Array: no copy), checked to parse; ENOENT as thrown. */
+async function readChecked(dir: string, file: string): Promise<Buffer> {
+  // Besides the fixed names, only the index names files (its shards): one with a path in it would lead out of the folder.
+  if (file !== basename(file) || file === '..') throw new Error(`${join(dir, WEIGHTS_INDEX_FILE)} names a weights file outside the folder`);
+  const path = join(dir, file);
+  // O_NOFOLLOW: no symbolic link, even one put there after the run was created.
+  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW).catch(async (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'ELOOP') throw e;
+    throw new Error(`${path} is a symbolic link to ${await realpath(path).catch(() => 'nowhere (a loop or a missing file)')}; the server follows none: copy the file into the folder`);
+  });
+  try {
+    const bytes = await handle.readFile();
+    checkParses(path, bytes);
+    return bytes;
+  } finally {
+    await handle.close();
+  }
+}
+
 export function folderSource(dir: string): ModelSource {
   return {
     path: (file) => join(dir, file),
-    read: async (file) => {
-      try {
-        return await readFile(join(dir, file)); // a Buffer is a Uint8Array: no copy
-      } catch (e) {
-        const err = e as NodeJS.ErrnoException;
-        if (err.code === 'ENOENT') {
-          throw new Error(`${join(dir, file)}: not found; a model folder holds config.json and model.safetensors (make one with npm run make-model)`);
-        }
-        throw err;
-      }
-    },
+    read: (file) =>
+      readChecked(dir, file).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'ENOENT') throw e;
+        throw new Error(`${join(dir, file)}: not found; a model folder holds config.json and model.safetensors (make one with npm run make-model)`);
+      }),
   };
 }
 
@@ -31,7 +50,7 @@ export function readModelFolder(dir: string): Promise<Model> {
 
 /** A file of a folder that may not have it: its bytes, or undefined. */
 function readIfPresent(dir: string, file: string): Promise<Buffer | undefined> {
-  return readFile(join(dir, file)).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
+  return readChecked(dir, file).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
 }
 
 /** The folder's tokenizer.json (any family); a GPT-2 folder without one gets GPT-2's BPE through js-tiktoken. */
@@ -67,4 +86,19 @@ export async function copyTokenizer(from: string, to: string): Promise<void> {
     const bytes = await readIfPresent(from, file);
     if (bytes) await writeFileAtomic(join(to, file), bytes);
   }
+}
+
+/** The JSON a file holds: a .json file's text, a .safetensors file's header; undefined for other files. */
+function jsonText(path: string, bytes: Uint8Array): string | undefined {
+  if (path.endsWith('.json')) return new TextDecoder().decode(bytes);
+  if (!path.endsWith('.safetensors') || bytes.byteLength < 8) return undefined;
+  const length = Number(new DataView(bytes.buffer, bytes.byteOffset, 8).getBigUint64(0, true));
+  // A header longer than the file is core's to report (tensors/safetensors.ts), in words that quote nothing.
+  return 8 + length <= bytes.byteLength ? new TextDecoder().decode(bytes.subarray(8, 8 + length)) : undefined;
+}
+
+/** Throws naming `path`, line and column where its JSON stops parsing, quoting nothing of it (core/json/parse.ts). */
+function checkParses(path: string, bytes: Uint8Array): void {
+  const text = jsonText(path, bytes);
+  if (text !== undefined) parseJson(text, path.endsWith('.json') ? path : `${path}, its header`);
 }

@@ -1,5 +1,6 @@
 /** The operator's held-out evaluation rows, read once per run (a GLUE TSV / JSON-lines file, or inline rows). */
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { parseGenerationShard, type GenerationExample } from '../../core/data/generation.ts';
 import { decodeLines, parseShard, type Example } from '../../core/data/shard.ts';
 import type { RunSpec } from './spec.ts';
@@ -8,9 +9,16 @@ const LIMITS = { maxBytes: 2 ** 31, maxRows: 10_000_000, maxFieldChars: 1_000_00
 
 async function evalFile(path: string): Promise<Uint8Array> {
   try {
-    return await readFile(path);
+    // O_NOFOLLOW: a symbolic link put in the file's place after the run was created is not followed.
+    const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      return await handle.readFile();
+    } finally {
+      await handle.close();
+    }
   } catch (e) {
-    throw new Error(`task.eval.path ${path}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'not found' : (e as Error).message}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(`task.eval.path ${path}: ${code === 'ENOENT' ? 'not found' : code === 'ELOOP' ? 'is a symbolic link, which the server does not follow' : (e as Error).message}`);
   }
 }
 

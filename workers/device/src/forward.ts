@@ -9,7 +9,9 @@ import { encodeActivationBatch } from '../../../core/wire/activations.ts';
 import type { RoundRequest } from '../../../core/wire/round.ts';
 import { sha256Hex } from '../../../core/auth/signing.ts';
 import { lookupTokens, type TokenTable } from '../../../core/onnx/embedding.ts';
+import { RoundError } from './errors.ts';
 import { ModelHashMismatch, ort } from './onnx.ts';
+import { storageFetch } from './storage.ts';
 import { CALIBRATION_SEQ_LEN, CALIBRATION_TEXTS, calibrationClip, defendHidden, type DefenceRun } from '../../../core/privacy/defend.ts';
 import { canonicalDefence } from '../../../core/privacy/defence.ts';
 
@@ -26,8 +28,8 @@ const gpt2 = new GPT2Tokenizer();
  */
 export async function roundTokenizer(r: Request): Promise<Tokenizer> {
   if (!r.tokenizer) return gpt2;
-  const res = await fetch(r.tokenizer.url);
-  if (!res.ok) throw new Error(`tokenizer GET failed: HTTP ${res.status}`);
+  const res = await storageFetch('tokenizer.url', r.tokenizer.url);
+  if (!res.ok) throw new RoundError(`tokenizer GET failed: HTTP ${res.status}`);
   const bytes = new Uint8Array(await res.arrayBuffer());
   const actual = await sha256Hex(bytes);
   if (actual !== r.tokenizer.sha256) throw new ModelHashMismatch(`tokenizer hash mismatch: expected ${r.tokenizer.sha256}, got ${actual}`);
@@ -63,7 +65,7 @@ async function runPrefix(session: ort.InferenceSession, enc: EncodedRows, table:
   const shape = [enc.batch, enc.seq];
   const feeds: Record<string, ort.Tensor> = { attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), shape) };
   if (session.inputNames.includes('inputs_embeds')) {
-    if (!table) throw new Error('the model segment takes inputs_embeds: the round request needs a tokenTable');
+    if (!table) throw new RoundError('the model segment takes inputs_embeds: the round request needs a tokenTable');
     feeds.inputs_embeds = new ort.Tensor('float32', lookupTokens(table, enc.ids), [...shape, table.nEmbd]);
   } else {
     feeds.input_ids = new ort.Tensor('int64', BigInt64Array.from(enc.ids, BigInt), shape);

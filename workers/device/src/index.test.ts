@@ -1,10 +1,13 @@
+import { createHash } from 'node:crypto';
 import { rm } from 'node:fs/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deviceSecret, signRequest } from '../../../core/auth/signing.ts';
 import { DeviceClient } from '../../../core/wire/device-client.ts';
 import { DEFAULT_LEVEL, LEVELS } from '../../../core/privacy/defence.ts';
+import { serializeRows } from '../../../core/data/shard.ts';
 import { startDevice, type RunningDevice } from '../../../infra/local/device.ts';
 import { localTempDir } from '../../../infra/local/paths.ts';
+import { MAX_SIGNED_BODY_BYTES } from './body.ts';
 
 // The device worker under real workerd: health, the owner's shards, and who may call what.
 let device: RunningDevice;
@@ -24,7 +27,7 @@ afterAll(async () => {
 const at = (path: string) => new URL(path, device.url);
 const owner = { authorization: 'Bearer owner-token' };
 const upload = (name: string, body: string, query = 'format=jsonl', headers: Record<string, string> = owner) => fetch(at(`/shards/${name}?${query}`), { method: 'PUT', headers, body });
-const listing = async () => (await (await fetch(at('/shards'), { headers: owner })).json()).shards as Array<{ name: string; rows: number; task: string }>;
+const listing = async () => (await (await fetch(at('/shards'), { headers: owner })).json()).shards as Array<{ name: string; rows: number; task: string; etag: string }>;
 
 describe('device worker under workerd', () => {
   it('answers health checks with its own device id', async () => {
@@ -113,6 +116,40 @@ describe('device worker under workerd', () => {
     expect((await replay.json()).error).toBe('replayed request');
     const stale = await signRequest(secret, 'device-t', 'GET', '/rounds/r-auth/0', '', Date.now() - 10 * 60_000);
     expect((await (await fetch(at('/rounds/r-auth/0'), { headers: stale })).json()).error).toBe('timestamp outside the replay window');
+  });
+
+  it('answers 413 to a signed-looking body over the cap, declared or streamed (body.test.ts: read no further)', async () => {
+    const forged = await signRequest('not-the-secret', 'device-t', 'POST', '/rounds', '');
+    const over = new Uint8Array(MAX_SIGNED_BODY_BYTES + 1);
+    const declared = await fetch(at('/rounds'), { method: 'POST', headers: forged, body: over });
+    expect([declared.status, (await declared.json()).error]).toEqual([413, `request body over ${MAX_SIGNED_BODY_BYTES} bytes, the most a signed request may carry`]);
+    // Chunked: no length declared, so only reading tells.
+    const chunk = new Uint8Array(2 ** 20);
+    let chunks = 0;
+    const body = new ReadableStream<Uint8Array>({ pull: (c) => (chunks++ < 24 ? c.enqueue(chunk) : c.close()) });
+    const streamed = await fetch(at('/rounds'), { method: 'POST', headers: forged, body, duplex: 'half' } as RequestInit);
+    expect(streamed.status).toBe(413);
+    // Up to the cap, the signature decides.
+    expect((await fetch(at('/rounds'), { method: 'POST', headers: forged, body: new Uint8Array(MAX_SIGNED_BODY_BYTES) })).status).toBe(403);
+  });
+
+  it('lists each shard with an etag that changes with its content and confirms no guess of its text', async () => {
+    const text = (word: string) => `{"text":"my pin is ${word}","label":1}\n`;
+    const etag = async () => (await listing()).find((s) => s.name === 'pins')!.etag;
+    expect((await upload('pins', text('4721'))).status).toBe(201);
+    const first = await etag();
+    // Storage's own etag is the MD5 of the stored text: listed, it would confirm a guess of the text.
+    const stored = serializeRows([{ text: 'my pin is 4721', label: 1 }]);
+    expect(first).not.toBe(createHash('md5').update(stored).digest('hex'));
+    expect(first).toMatch(/^[0-9a-f]{64}$/);
+    expect(await etag()).toBe(first);
+    expect((await upload('pins', text('4722'))).status).toBe(201);
+    expect(await etag()).not.toBe(first);
+    expect((await upload('pins', text('4721'))).status).toBe(201);
+    expect(await etag()).toBe(first);
+    await device.restart();
+    expect(await etag()).toBe(first);
+    expect((await fetch(at('/shards/pins'), { method: 'DELETE', headers: owner })).status).toBe(204);
   });
 
   it('refuses a round request with a malformed body, naming the field', async () => {

@@ -1,13 +1,15 @@
 /**
  * onnxruntime-web (WASM, 1 thread) inside workerd. Workers may not compile WebAssembly from bytes, so the runtime's
  * .wasm is imported precompiled (wrangler's CompiledWasm rule) and handed to the Emscripten loader in place of the
- * bytes it would otherwise instantiate. Sessions are cached per model SHA-256 for the life of the isolate.
+ * bytes it would otherwise instantiate. Sessions are cached per graph and weights SHA-256 for the life of the isolate.
  */
 import * as ort from 'onnxruntime-web/wasm';
 import ortWasm from '../../../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm';
 import { hex, sha256Hex } from '../../../core/auth/signing.ts';
 import { streamTokenRows, type TokenTable } from '../../../core/onnx/embedding.ts';
 import { PREFIX_DATA_LOCATION } from '../../../core/onnx/prefix.ts';
+import { RoundError } from './errors.ts';
+import { storageFetch } from './storage.ts';
 
 let configured = false;
 
@@ -25,27 +27,29 @@ function configure(): void {
   ort.env.wasm.wasmBinary = new Uint8Array(8);
 }
 
-export class ModelHashMismatch extends Error {}
+export class ModelHashMismatch extends RoundError {}
 
 const sessions = new Map<string, Promise<ort.InferenceSession>>();
 
 /**
  * The session for a model, fetched from `url` and checked against `sha256` on first use; with `weights`, its
- * external data too (fetched and checked the same way, handed to the session, then let go).
+ * external data too (fetched and checked the same way, handed to the session, then let go). Keyed by both: one
+ * graph runs with whichever weights the round names. (The token table is not in the session: each round reads its own.)
  */
 export function session(sha256: string, url: string, weights?: { sha256: string; url: string }): Promise<ort.InferenceSession> {
-  let s = sessions.get(sha256);
+  const key = `${sha256}+${weights?.sha256 ?? 'in-graph'}`;
+  let s = sessions.get(key);
   if (!s) {
     s = load(sha256, url, weights);
-    sessions.set(sha256, s);
-    s.catch(() => sessions.delete(sha256));
+    sessions.set(key, s);
+    s.catch(() => sessions.delete(key));
   }
   return s;
 }
 
-async function fetchVerified(what: string, url: string, sha256: string): Promise<Uint8Array> {
-  const res = await fetch(url);
-  if (!res.ok) throw new Error(`${what} GET failed: HTTP ${res.status}`);
+async function fetchVerified(what: string, field: string, url: string, sha256: string): Promise<Uint8Array> {
+  const res = await storageFetch(field, url);
+  if (!res.ok) throw new RoundError(`${what} GET failed: HTTP ${res.status}`);
   const bytes = new Uint8Array(await res.arrayBuffer());
   const actual = await sha256Hex(bytes);
   if (actual !== sha256) throw new ModelHashMismatch(`${what} hash mismatch: expected ${sha256}, got ${actual}`);
@@ -54,8 +58,8 @@ async function fetchVerified(what: string, url: string, sha256: string): Promise
 
 async function load(sha256: string, url: string, weights?: { sha256: string; url: string }): Promise<ort.InferenceSession> {
   configure();
-  const bytes = await fetchVerified('model segment', url, sha256);
-  const externalData = weights ? [{ path: PREFIX_DATA_LOCATION, data: await fetchVerified('segment weights', weights.url, weights.sha256) }] : undefined;
+  const bytes = await fetchVerified('model segment', 'model.url', url, sha256);
+  const externalData = weights ? [{ path: PREFIX_DATA_LOCATION, data: await fetchVerified('segment weights', 'weights.url', weights.url, weights.sha256) }] : undefined;
   // Errors only: onnxruntime's optimizer notes are not the device owner's concern.
   return ort.InferenceSession.create(bytes, { logSeverityLevel: 3, ...(externalData ? { externalData } : {}) });
 }
@@ -68,10 +72,10 @@ export { ort };
  * if the table's SHA-256 matches. (Reading rows by byte range would tell storage which tokens the shard holds.)
  */
 export async function shardTokenTable(table: { sha256: string; url: string }, ids: Iterable<number>): Promise<TokenTable> {
-  const res = await fetch(table.url);
-  if (!res.ok || !res.body) throw new Error(`token table GET failed: HTTP ${res.status}`);
+  const res = await storageFetch('tokenTable.url', table.url);
+  if (!res.ok || !res.body) throw new RoundError(`token table GET failed: HTTP ${res.status}`);
   const size = Number(res.headers.get('content-length'));
-  if (!Number.isSafeInteger(size) || size <= 0) throw new Error('token table GET: no content-length');
+  if (!Number.isSafeInteger(size) || size <= 0) throw new RoundError('token table GET: no content-length');
   const digest = new crypto.DigestStream('SHA-256');
   const writer = digest.getWriter();
   const rows = await streamTokenRows(res.body, size, ids, 'token table', (chunk) => writer.write(chunk));

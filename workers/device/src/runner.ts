@@ -13,12 +13,13 @@ import type { Env } from './env.ts';
 import { deviceSettings } from './settings.ts';
 import type { TokenTable } from '../../../core/onnx/embedding.ts';
 import { encodeCalibration, encodeRows, forwardBatch, roundTokenizer, segmentClip, type EncodedRows, type Row } from './forward.ts';
-import { ModelHashMismatch, session, shardTokenTable } from './onnx.ts';
+import { session, shardTokenTable } from './onnx.ts';
 import { roundPolicy } from './policy.ts';
 import { canonicalDefence } from '../../../core/privacy/defence.ts';
 import { defenceKey } from '../../../core/privacy/stream.ts';
 import { listShards, loadShard } from './shards.ts';
 import { putWithRetry } from './upload.ts';
+import { reportable, RoundError, step } from './errors.ts';
 
 interface Job {
   /** The request without its upload URLs, which are stored one per key. */
@@ -105,7 +106,7 @@ export class RoundRunner extends DurableObject<Env> {
       await this.piece(job);
     } catch (e) {
       job.status.state = 'failed';
-      job.status.error = (e as Error).message;
+      job.status.error = reportable(e);
       await this.save(job);
     }
   }
@@ -116,7 +117,7 @@ export class RoundRunner extends DurableObject<Env> {
     const url = async (key: string) => (await this.ctx.storage.get<string>(key)) ?? '';
     // The owner may have revoked an approval, raised MIN_CUT or changed the defence since the round began.
     const { refusal, defence } = await roundPolicy(this.env, r);
-    if (refusal) throw new Error(refusal);
+    if (refusal) throw new RoundError(refusal);
     if (job.defence !== canonicalDefence(defence)) {
       // Every batch of a round carries one setting, the owner's current one: what went up under another goes again.
       Object.assign(job, { defence: canonicalDefence(defence), clip: undefined });
@@ -124,21 +125,29 @@ export class RoundRunner extends DurableObject<Env> {
     }
     const rows = (this.rows ??= await this.loadRows(r));
     if (!this.batches) {
-      const tokenizer = await roundTokenizer(r);
-      this.batches = Array.from({ length: Math.ceil(rows.length / r.batchSize) }, (_, b) => encodeRows(tokenizer, rows.slice(b * r.batchSize, (b + 1) * r.batchSize), r));
-      this.calibration = encodeCalibration(tokenizer, r);
+      const tokenizer = await step('the tokenizer', () => roundTokenizer(r));
+      const batches: EncodedRows[] = [];
+      for (let b = 0; b * r.batchSize < rows.length; b++) {
+        const slice = rows.slice(b * r.batchSize, (b + 1) * r.batchSize);
+        batches.push(await step(`tokenizing batch ${b}`, () => encodeRows(tokenizer, slice, r)));
+      }
+      this.calibration = await step('tokenizing the calibration text', () => encodeCalibration(tokenizer, r));
+      this.batches = batches;
     }
     const encoded = this.batches;
     const total = Math.ceil(rows.length / r.batchSize);
     job.status.batchesTotal = total;
-    if (job.urls < total) throw new Error(`the shard makes ${total} batches but the request holds ${job.urls} upload URLs`);
+    if (job.urls < total) throw new RoundError(`the shard makes ${total} batches but the request holds ${job.urls} upload URLs`);
+    // The segment is the server's own bytes: what onnxruntime says of them quotes nothing of the owner's.
     const model = await session(r.model.sha256, r.model.url, r.weights).catch((e) => {
-      throw e instanceof ModelHashMismatch ? e : new Error(`model segment: ${(e as Error).message}`);
+      throw e instanceof RoundError ? e : new RoundError(`model segment: ${(e as Error).message}`);
     });
-    if (model.inputNames.includes('inputs_embeds') && r.tokenTable) {
-      this.table ??= await shardTokenTable(r.tokenTable, [...encoded, this.calibration!].flatMap((e) => Array.from(e.ids)));
+    const tokenTable = r.tokenTable;
+    if (model.inputNames.includes('inputs_embeds') && tokenTable && !this.table) {
+      const ids = [...encoded, this.calibration!].flatMap((e) => Array.from(e.ids));
+      this.table = await step("the shard's token table rows", () => shardTokenTable(tokenTable, ids));
     }
-    job.clip ??= await segmentClip(model, this.calibration!, this.table);
+    job.clip ??= await step('the calibration text through the segment', () => segmentClip(model, this.calibration!, this.table));
     const defenceRun = { defence, clip: job.clip, segment: r.model.sha256, key: defence.mechanism === 'none' ? new Uint8Array(0) : defenceKey(this.env.DEFENCE_SECRET!) };
     const { uploadAttempts: attempts, uploadBackoffMs: backoffMs, pieceBatches } = deviceSettings(this.env);
     const onFailure = (what: string) => (attempt: number, reason: string) => {
@@ -146,9 +155,9 @@ export class RoundRunner extends DurableObject<Env> {
     };
     const end = Math.min(total, job.status.batchesDone + pieceBatches);
     for (let b = job.status.batchesDone; b < end; b++) {
-      const { bytes, rows: n, seqLen, tokens, forwardMs } = await forwardBatch(model, encoded[b]!, r, this.env.DEVICE_ID, b, this.table, defenceRun);
-      await putWithRetry(await url(urlKey(b)), bytes, { attempts, backoffMs, onFailure: onFailure(`batch ${b}`) }).catch((e) => {
-        throw new Error(`upload of batch ${b}: ${(e as Error).message}`);
+      const { bytes, rows: n, seqLen, tokens, forwardMs } = await step(`batch ${b}`, () => forwardBatch(model, encoded[b]!, r, this.env.DEVICE_ID, b, this.table, defenceRun));
+      await putWithRetry(`uploads.batches[${b}]`, await url(urlKey(b)), bytes, { attempts, backoffMs, onFailure: onFailure(`batch ${b}`) }).catch((e) => {
+        throw new RoundError(`upload of batch ${b}: ${(e as Error).message}`);
       });
       const entry: ManifestBatch = { index: b, rows: n, seqLen, bytes: bytes.byteLength, sha256: await sha256Hex(bytes) };
       job.status.batchesDone = b + 1;
@@ -176,8 +185,8 @@ export class RoundRunner extends DurableObject<Env> {
       ...(defence.mechanism === 'none' ? {} : { clip: job.clip }),
       batches,
     };
-    await putWithRetry(await url('url:manifest'), JSON.stringify(manifest), { attempts, backoffMs, onFailure: onFailure('manifest') }).catch((e) => {
-      throw new Error(`upload of the manifest: ${(e as Error).message}`);
+    await putWithRetry('uploads.manifest', await url('url:manifest'), JSON.stringify(manifest), { attempts, backoffMs, onFailure: onFailure('manifest') }).catch((e) => {
+      throw new RoundError(`upload of the manifest: ${(e as Error).message}`);
     });
     job.status.state = 'complete';
     await this.save(job);
@@ -185,15 +194,16 @@ export class RoundRunner extends DurableObject<Env> {
 
   /** The rows of the round's shards (all of the round's task; by default every shard of that task). */
   private async loadRows(r: Job['request']): Promise<Row[]> {
-    const names = r.shards ?? (await listShards(this.env)).filter((s) => s.task === r.task).map((s) => s.name).sort();
-    if (names.length === 0) throw new Error(`this device holds no ${r.task} shards`);
+    const names = r.shards ?? (await step("the list of this device's shards", () => listShards(this.env))).filter((s) => s.task === r.task).map((s) => s.name).sort();
+    if (names.length === 0) throw new RoundError(`this device holds no ${r.task} shards`);
     const rows: Row[] = [];
     for (const name of names) {
-      const shard = await loadShard(this.env, name);
-      if (!shard) throw new Error(`no shard named '${name}' on this device`);
-      if (shard.task !== r.task) throw new Error(`shard '${name}' is a ${shard.task} shard; the round is ${r.task}`);
+      const shard = await step(`reading shard '${name}'`, () => loadShard(this.env, name));
+      if (!shard) throw new RoundError(`no shard named '${name}' on this device`);
+      if (shard.task !== r.task) throw new RoundError(`shard '${name}' is a ${shard.task} shard; the round is ${r.task}`);
+      // Labels are no secret: the shard listing the server reads holds them.
       if (shard.labels.join('\n') !== r.labels.join('\n')) {
-        throw new Error(`shard '${name}' has labels ${JSON.stringify(shard.labels)}, the round expects ${JSON.stringify(r.labels)}`);
+        throw new RoundError(`shard '${name}' has labels ${JSON.stringify(shard.labels)}, the round expects ${JSON.stringify(r.labels)}`);
       }
       rows.push(...shard.rows);
     }

@@ -3,7 +3,11 @@
  * task. A classification shard holds labelled text (PUT ?labels=a,b); a generation shard (PUT ?task=generation)
  * holds prompts and completions ({prompt, completion} or GSM8K's {question, answer} JSON lines).
  */
+import { hkdf } from '@noble/hashes/hkdf.js';
+import { hmac } from '@noble/hashes/hmac.js';
+import { sha256 } from '@noble/hashes/sha2.js';
 import { Hono } from 'hono';
+import { hex } from '../../../core/auth/signing.ts';
 import { parseGenerationShard, type GenerationExample } from '../../../core/data/generation.ts';
 import { decodeLines, deserializeRows, parseShard, serializeRows, ShardError, type Example } from '../../../core/data/shard.ts';
 import type { RoundTask } from '../../../core/wire/round.ts';
@@ -24,15 +28,30 @@ export interface ShardInfo {
 }
 
 const key = (name: string) => `shards/${name}.jsonl`;
+const utf8 = (s: string) => new TextEncoder().encode(s);
+
+/**
+ * The listed etag: an HMAC of the shard's name and storage etag, which is the MD5 of its text and would confirm
+ * anyone's guess of it. Keyed by OWNER_TOKEN, through HKDF with a label of its own so that key serves nothing else:
+ * every device has the token, the server never does, and its holder knows the text anyway (DEFENCE_SECRET is unset
+ * where no defence is; ROUND_SECRET is the server's). A new OWNER_TOKEN only makes the server compute the activations
+ * again.
+ */
+function etagKey(env: Env): Uint8Array {
+  return hkdf(sha256, utf8(env.OWNER_TOKEN), utf8('splitfrozen'), utf8('shard etag v1'), 32);
+}
 
 export async function listShards(env: Env): Promise<ShardInfo[]> {
   const out: ShardInfo[] = [];
+  const etagSecret = etagKey(env);
   let cursor: string | undefined;
   do {
     const page = await env.SHARDS.list({ prefix: 'shards/', cursor, include: ['customMetadata'] });
     for (const o of page.objects) {
       const meta = o.customMetadata ?? {};
-      out.push({ name: o.key.slice('shards/'.length, -'.jsonl'.length), rows: Number(meta.rows), task: taskOf(meta), labels: JSON.parse(meta.labels ?? '[]'), bytes: o.size, uploaded: o.uploaded.toISOString(), etag: o.etag });
+      const name = o.key.slice('shards/'.length, -'.jsonl'.length);
+      const etag = hex(hmac(sha256, etagSecret, utf8(`${name}\n${o.etag}`)));
+      out.push({ name, rows: Number(meta.rows), task: taskOf(meta), labels: JSON.parse(meta.labels ?? '[]'), bytes: o.size, uploaded: o.uploaded.toISOString(), etag });
     }
     cursor = page.truncated ? page.cursor : undefined;
   } while (cursor);

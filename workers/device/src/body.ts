@@ -1,0 +1,35 @@
+/** Request bodies read before anyone is known to have sent them: never more than a cap. */
+
+/**
+ * The most body bytes read before a request's signature is checked, so an unsigned sender cannot make the Worker
+ * (128 MB) hold more. The largest real request is a round's, with one presigned URL (about 500 bytes on R2) per
+ * batch: 8 MiB holds some 16,000 batches, 256,000 rows at the default batch of 16, more than a shard's default limit
+ * of 200,000 rows.
+ */
+export const MAX_SIGNED_BODY_BYTES = 8 * 2 ** 20;
+
+/** The request's body, read up to `limit` bytes; undefined past it (as declared, or as it streams in). */
+export async function boundedBody(req: Request, limit: number): Promise<Uint8Array | undefined> {
+  if (Number(req.headers.get('content-length')) > limit) return undefined;
+  if (!req.body) return new Uint8Array(0);
+  // A clone: the route reads the body again once the signature holds.
+  const reader = req.clone().body!.getReader();
+  const chunks: Uint8Array[] = [];
+  let length = 0;
+  for (let next = await reader.read(); !next.done; next = await reader.read()) {
+    length += next.value.byteLength;
+    if (length > limit) {
+      // Both: the clone's source stops only once both its branches are cancelled.
+      await Promise.all([reader.cancel(), req.body.cancel()]);
+      return undefined;
+    }
+    chunks.push(next.value);
+  }
+  const body = new Uint8Array(length);
+  let at = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, at);
+    at += chunk.byteLength;
+  }
+  return body;
+}

@@ -52,6 +52,13 @@ export interface Loaded {
   evalRows: Example[] | GenerationExample[];
 }
 
+/** A device segment in storage: the graph's SHA-256, and its token table's and external weights' where it has them. */
+export interface SegmentRef {
+  modelSha256: string;
+  tokenTableSha256?: string;
+  weightsSha256?: string;
+}
+
 export interface RunState {
   record: RunRecord;
   model?: Model;
@@ -65,7 +72,7 @@ export interface RunState {
   checkpoint?: CheckpointMeta;
   /** From the checkpoint: the device that was in training and the adapters it started from. */
   deviceStart?: DeviceStart;
-  segments: Map<string, { modelSha256: string; tokenTableSha256?: string; weightsSha256?: string }>;
+  segments: Map<string, Promise<SegmentRef>>;
   /** Per cut: the calibration text through the frozen blocks, which bounds what a device's hidden states may be. */
   calibrations: Map<number, CutCalibration>;
   running?: Promise<void>;

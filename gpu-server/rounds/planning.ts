@@ -14,7 +14,7 @@ import type { ObjectStore } from '../../core/storage/store.ts';
 import { TOKENIZER_FILE } from '../../core/tokenizer/hf.ts';
 import { planRound, type DeviceView, type RoundPlan } from '../runs/plan.ts';
 import type { RoundProgress } from '../runs/types.ts';
-import { deviceApi, type Loaded, type RoundOptions, type RunState } from './context.ts';
+import { deviceApi, type Loaded, type RoundOptions, type RunState, type SegmentRef } from './context.ts';
 
 /** Content-addressed: what is stored under a hash never changes, so an existing object is left as it is. */
 async function putOnce(store: ObjectStore, key: string, bytes: Uint8Array, type?: string): Promise<void> {
@@ -31,16 +31,25 @@ export async function tokenizerRef(s: RunState, opts: RoundOptions, model: Model
   return (s.tokenizerRef = { sha256, bos: model.config.bosTokenId, eos: model.config.eosTokenIds[0]! });
 }
 
-/** The device's model segment (and token table, and external weights) in storage, exported once per cut and weight type. */
-async function segment(s: RunState, opts: RoundOptions, model: Model, cut: number, weights: 'fp32' | 'int8') {
+/**
+ * The device's model segment (and token table, and external weights) in storage, exported once per cut and weight
+ * type. The export itself is cached, not its result: devices are planned all at once, and twenty devices at one cut
+ * must not export (and hold) twenty copies.
+ */
+function segment(s: RunState, opts: RoundOptions, model: Model, cut: number, weights: 'fp32' | 'int8'): Promise<SegmentRef> {
   const id = `${cut}:${weights}`;
   let seg = s.segments.get(id);
   if (!seg) {
-    const exported = await deviceSegment(model, cut, weights);
-    await putOnce(opts.store, keys.devicePrefix(exported.sha256, cut), exported.onnx);
-    if (exported.tokenTable) await putOnce(opts.store, keys.tokenTable(exported.tokenTable.sha256), exported.tokenTable.bytes);
-    if (exported.weights) await putOnce(opts.store, keys.segmentWeights(exported.weights.sha256), exported.weights.bytes);
-    s.segments.set(id, (seg = { modelSha256: exported.sha256, tokenTableSha256: exported.tokenTable?.sha256, weightsSha256: exported.weights?.sha256 }));
+    seg = (async () => {
+      const exported = await deviceSegment(model, cut, weights);
+      await putOnce(opts.store, keys.devicePrefix(exported.sha256, cut), exported.onnx);
+      if (exported.tokenTable) await putOnce(opts.store, keys.tokenTable(exported.tokenTable.sha256), exported.tokenTable.bytes);
+      if (exported.weights) await putOnce(opts.store, keys.segmentWeights(exported.weights.sha256), exported.weights.bytes);
+      return { modelSha256: exported.sha256, tokenTableSha256: exported.tokenTable?.sha256, weightsSha256: exported.weights?.sha256 };
+    })();
+    s.segments.set(id, seg);
+    // A failed export is tried again by the next round, not remembered.
+    seg.catch(() => s.segments.delete(id));
   }
   return seg;
 }

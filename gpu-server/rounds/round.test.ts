@@ -35,6 +35,19 @@ async function keysUnder(prefix: string): Promise<string[]> {
 }
 
 describe('a round in phases, on in-memory storage', () => {
+  it('exports a cut\'s segment once however many devices share the cut (they are planned all at once)', async () => {
+    w = await world({ rows: 8, cuts: [2, 2, 2, 2, 2, 2] });
+    // Each export stores its segment once it is made (a HEAD, then a PUT if absent): one export, one HEAD.
+    const heads: string[] = [];
+    const store: ObjectStore = Object.assign(Object.create(w.store), { head: (key: string) => (heads.push(key), w.store.head(key)) });
+    const runs = registry({ store });
+    await runs.create(parseRunSpec(w.spec()), 'r-shared');
+    await runs.trigger('r-shared');
+    await runs.idle('r-shared');
+    expect((await runs.view('r-shared')).progress?.phase).toBe('done');
+    expect(heads.filter((k) => k.endsWith('/device/cut-2.onnx'))).toHaveLength(1);
+  });
+
   it('plans, starts every device at once, trains each batch once, and writes adapter, metrics and done marker', async () => {
     w = await world({ rows: 16 });
     const runs = registry();

@@ -85,6 +85,7 @@ export async function trainDevices(
       // The step guard kept the adapters as they were: the batch counts as refused, never as trained.
       device.refused = (device.refused ?? 0) + 1;
       const why = `${key}: its step's loss, gradient or update was not finite; skipped, the adapters unchanged`;
+      device.error ??= `refused ${why.split('/').pop()}`;
       progress.rejected.push(why);
       opts.log?.(`run ${record.id}: ${why}`);
       return;
@@ -142,6 +143,8 @@ export async function trainDevices(
           // A reason may quote what the device wrote: bounded and escaped once, here, for the API, log and dashboard.
           const reason = untrustedText(why);
           dp.refused = (dp.refused ?? 0) + 1;
+          // The device table names the first refusal; the round's list holds them all.
+          dp.error ??= `refused ${key.split('/').pop()}: ${reason}`;
           progress.rejected.push(`${key}: ${reason}`);
           opts.log?.(`run ${record.id}: rejected ${key}: ${reason}`);
         },
@@ -165,7 +168,7 @@ export async function trainDevices(
     if (rollback) {
       Object.assign(dp, { state: 'rolled-back', error: rollback });
       opts.log?.(`run ${record.id}: device ${id} ${rollback}`);
-    } else if (failure === undefined) dp.state = 'trained';
+    } else if (failure === undefined) dp.state = dp.trained === 0 && dp.refused ? 'failed' : 'trained';
     else if (failure instanceof DeviceRoundFailed) {
       Object.assign(dp, { state: 'failed', error: failure.message });
       opts.log?.(`run ${record.id}: ${failure.message}`);

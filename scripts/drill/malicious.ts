@@ -102,8 +102,7 @@ export async function maliciousDrill({ log }: { log: (m: string) => void }): Pro
     const outcomes = Object.fromEntries(
       liars.map((l) => {
         const d = withLiars.view.metrics[0]?.devices.find((x) => x.id === l.id);
-        const refused = withLiars.view.progress?.rejected.filter((r) => r.includes(`/activations/${l.id}/`)) ?? [];
-        const what = !d ? 'absent' : `${d.state ?? '?'}: ${d.batches} trained, ${d.refused ?? 0} refused${d.error ? `; ${d.error.slice(0, 160)}` : ''}${refused[0] ? `; first refusal: ${refused[0].split(': ').slice(1).join(': ').slice(0, 160)}` : ''}`;
+        const what = !d ? 'absent' : `${d.state ?? '?'}: ${d.batches} trained, ${d.refused ?? 0} refused${d.error ? `; ${d.error.slice(0, 200)}` : ''}`;
         return [`${l.id} ${l.kind}`, what];
       }),
     );

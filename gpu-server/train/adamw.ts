@@ -49,9 +49,9 @@ export class AdamW {
         const vHat = tf.div(v2, 1 - beta2 ** t);
         return { p, m, v, m2, v2, p2: tf.sub(tf.mul(p, 1 - lr * weightDecay), tf.mul(tf.div(mHat, tf.add(tf.sqrt(vHat), eps)), lr)) };
       });
-      const finite = (x: tf.Tensor) => tf.all(tf.isFinite(x));
-      let ok = loss ? tf.logicalAnd(finite(norm), finite(loss)) : finite(norm);
-      for (const n of next) ok = tf.logicalAnd(ok, tf.logicalAnd(finite(n.p2), finite(n.v2)));
+      // One sum over everything that must be finite: a NaN or an infinity anywhere makes it non-finite (finite values
+      // that sum past float32's range would too, which no real loss, norm, moment and parameters come near).
+      const ok = tf.isFinite(tf.addN([norm, ...(loss ? [loss] : []), ...next.flatMap((n) => [tf.sum(n.p2), tf.sum(n.v2)])]));
       for (const { p, m, v, m2, v2, p2 } of next) {
         m.assign(tf.where(ok, m2, m));
         v.assign(tf.where(ok, v2, v));

@@ -37,6 +37,8 @@ export class InProcessDevice implements DeviceApi {
   private readonly statuses = new Map<string, RoundStatus>();
   /** Set to make the device unreachable. */
   down = false;
+  /** Set to make it accept rounds and then upload nothing, its status 'running' for ever (a stalling device). */
+  stalls = false;
   /** Its rounds in progress: a test ends only after them. */
   readonly working: Array<Promise<unknown>> = [];
 
@@ -84,6 +86,7 @@ export class InProcessDevice implements DeviceApi {
   }
 
   private async compute(r: RoundRequest, status: RoundStatus): Promise<void> {
+    if (this.stalls) return;
     const { width: nEmbd } = this;
     const { seqLen } = r;
     const rng = new Random(r.round * 1000 + this.id.length);

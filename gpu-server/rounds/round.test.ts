@@ -101,6 +101,30 @@ describe('a round in phases, on in-memory storage', () => {
     expect(round.metrics?.steps).toBe(2);
   });
 
+  it('a device that stalls after accepting costs the round limits.uploadSeconds, and a cancel answers at once meanwhile', async () => {
+    w = await world({ rows: 8 });
+    w.devices.get('device-1')!.stalls = true;
+    const runs = registry();
+    const spec = (limits: object) => parseRunSpec(w.spec({ ordering: { kind: 'fixed', order: ['device-1', 'device-2'] }, limits }));
+    await runs.create(spec({ uploadSeconds: 1 }), 'r-stall');
+    const started = performance.now();
+    await runs.trigger('r-stall');
+    await runs.idle('r-stall');
+    const view = await runs.view('r-stall');
+    expect(view.progress?.phase, view.progress?.error).toBe('done');
+    expect(view.progress?.devices['device-1']).toMatchObject({ state: 'failed', error: 'device device-1 round 0: no manifest after 1 s (limits.uploadSeconds)' });
+    expect(view.progress?.devices['device-2']).toMatchObject({ state: 'trained', trained: 2 });
+    expect(performance.now() - started).toBeLessThan(10_000);
+
+    // The default deadline is 15 minutes; a cancel does not wait for it.
+    await runs.create(spec({}), 'r-cancel');
+    await runs.trigger('r-cancel');
+    await new Promise((r) => setTimeout(r, 300));
+    const asked = performance.now();
+    expect((await runs.cancel('r-cancel')).phase).toBe('cancelled');
+    expect(performance.now() - asked).toBeLessThan(2_000);
+  });
+
   it.each(['by-device', 'interleaved'] as const)('cancels at a batch boundary, keeps what trained, is not resumed by a restart, and resumes when triggered (%s)', async (batchOrder) => {
     w = await world({ rows: 16, batchDelayMs: 40 });
     let runs = registry();

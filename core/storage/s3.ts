@@ -8,6 +8,7 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
+import { readUpTo } from '../streams/read-up-to.ts';
 import { ObjectTooLarge, StorageError, type GetOptions, type ObjectInfo, type ObjectStore } from './store.ts';
 
 export interface S3Config {
@@ -66,7 +67,8 @@ export class S3Store implements ObjectStore {
         await stream.cancel();
         throw new ObjectTooLarge(key, maxBytes, out.ContentLength);
       }
-      const bytes = await readUpTo(stream, key, maxBytes);
+      const bytes = await readUpTo(stream, maxBytes);
+      if (!bytes) throw new ObjectTooLarge(key, maxBytes);
       // A body cut short after its headers promised all of it: a transfer fault, worth another try by the caller.
       if (out.ContentLength !== undefined && bytes.byteLength !== out.ContentLength) throw new Error(`body cut short: ${bytes.byteLength} of ${out.ContentLength} bytes`);
       return bytes;
@@ -113,28 +115,4 @@ export class S3Store implements ObjectStore {
   presignGet(key: string, expiresInSeconds: number): Promise<string> {
     return this.call('presign get', key, () => getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), { expiresIn: expiresInSeconds }));
   }
-}
-
-/** A body read chunk by chunk, cancelled as soon as it passes `maxBytes`. */
-async function readUpTo(stream: ReadableStream<Uint8Array>, key: string, maxBytes: number): Promise<Uint8Array> {
-  const reader = stream.getReader();
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    size += value.byteLength;
-    if (size > maxBytes) {
-      await reader.cancel();
-      throw new ObjectTooLarge(key, maxBytes);
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
 }

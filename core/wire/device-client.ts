@@ -1,5 +1,6 @@
 /** The training server's side of the device API: signed calls to a device worker. */
 import { deviceSecret, signRequest } from '../auth/signing.ts';
+import { readUpTo } from '../streams/read-up-to.ts';
 import { parseDevicePolicy, parseRoundStatus, parseShardListing } from './answers.ts';
 import type { DevicePolicy } from './policy.ts';
 import type { RoundRequest, RoundStatus, RoundTask } from './round.ts';
@@ -93,32 +94,11 @@ async function readJson(res: Response, what: string): Promise<unknown> {
     await res.body?.cancel();
     throw new DeviceError(res.status, `${what}: answer of ${declared} bytes, more than the ${MAX_ANSWER_BYTES} any answer needs`);
   }
-  const chunks: Uint8Array[] = [];
-  let size = 0;
-  const reader = res.body?.getReader();
-  for (;;) {
-    const next = await reader?.read();
-    if (!next || next.done) break;
-    size += next.value.byteLength;
-    if (size > MAX_ANSWER_BYTES) {
-      await reader!.cancel();
-      throw new DeviceError(res.status, `${what}: answer longer than the ${MAX_ANSWER_BYTES} bytes any answer needs`);
-    }
-    chunks.push(next.value);
-  }
+  const bytes = res.body ? await readUpTo(res.body, MAX_ANSWER_BYTES) : new Uint8Array(0);
+  if (!bytes) throw new DeviceError(res.status, `${what}: answer longer than the ${MAX_ANSWER_BYTES} bytes any answer needs`);
   try {
-    return JSON.parse(new TextDecoder().decode(concat(chunks, size)));
+    return JSON.parse(new TextDecoder().decode(bytes));
   } catch {
     return undefined;
   }
-}
-
-function concat(chunks: Uint8Array[], size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
 }

@@ -1,4 +1,5 @@
 /** Request bodies read before anyone is known to have sent them: never more than a cap. */
+import { readUpTo } from '../../../core/streams/read-up-to.ts';
 
 /**
  * The most body bytes read before a request's signature is checked, so an unsigned sender cannot make the Worker
@@ -12,24 +13,9 @@ export const MAX_SIGNED_BODY_BYTES = 8 * 2 ** 20;
 export async function boundedBody(req: Request, limit: number): Promise<Uint8Array | undefined> {
   if (Number(req.headers.get('content-length')) > limit) return undefined;
   if (!req.body) return new Uint8Array(0);
-  // A clone: the route reads the body again once the signature holds.
-  const reader = req.clone().body!.getReader();
-  const chunks: Uint8Array[] = [];
-  let length = 0;
-  for (let next = await reader.read(); !next.done; next = await reader.read()) {
-    length += next.value.byteLength;
-    if (length > limit) {
-      // Both: the clone's source stops only once both its branches are cancelled.
-      await Promise.all([reader.cancel(), req.body.cancel()]);
-      return undefined;
-    }
-    chunks.push(next.value);
-  }
-  const body = new Uint8Array(length);
-  let at = 0;
-  for (const chunk of chunks) {
-    body.set(chunk, at);
-    at += chunk.byteLength;
-  }
+  // A clone: the route reads the body again once the signature holds. Past the cap both branches are cancelled: the
+  // clone's source stops only then.
+  const body = await readUpTo(req.clone().body!, limit);
+  if (!body) await req.body.cancel();
   return body;
 }

@@ -1,7 +1,7 @@
 /**
  * Child process of bench/device.ts: loads one prefix into onnxruntime-web (WASM, 1 thread), runs one batch, and
  * prints JSON with what a Cloudflare Worker would be charged for: WebAssembly linear memory plus this isolate's JS
- * heap and ArrayBuffers (STACK-NOTES: the Worker limit counts these, not Node's own RSS).
+ * heap and ArrayBuffers (docs/stack.md: the Worker limit counts these, not Node's own RSS).
  * usage: node --expose-gc --import tsx bench/prefix-memory.ts --onnx F.onnx --batch B --seq T [--table F.safetensors [--rows-only]]
  *        [--data F.onnx.data]   (the weights as ONNX external data: the session gets them beside the graph, then the
  *                                JS copy is dropped, as a device would)

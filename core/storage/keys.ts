@@ -1,4 +1,4 @@
-/** The storage key layout (ARCHITECTURE.md): one bucket, every part of the system agrees on these names. */
+/** The storage key layout (docs/architecture.md): one bucket, every part of the system agrees on these names. */
 
 export const keys = {
   modelConfig: (modelHash: string) => `models/${modelHash}/config.json`,

@@ -38,7 +38,7 @@ describe('S3Store errors', () => {
 });
 
 describe('key layout', () => {
-  it('follows ARCHITECTURE.md, with batch numbers that sort in order', () => {
+  it('follows docs/architecture.md, with batch numbers that sort in order', () => {
     expect(keys.activationBatch('run1', 'dev-a', 3, 12)).toBe('runs/run1/activations/dev-a/3/000012.safetensors');
     expect(keys.activationManifest('run1', 'dev-a', 3)).toBe('runs/run1/activations/dev-a/3/_complete.json');
     expect(keys.devicePrefix('abc', 2)).toBe('models/abc/device/cut-2.onnx');

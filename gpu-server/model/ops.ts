@@ -1,5 +1,5 @@
 /**
- * Differentiable steps of the server's GPT-2 whose gradients the WASM backend runs fast (STACK-NOTES): only a plain
+ * Differentiable steps of the server's GPT-2 whose gradients the WASM backend runs fast (docs/stack.md): only a plain
  * 2-D, non-transposed MatMul is fast there, so every MatMul of every backward pass below is one, with explicit
  * transposes where needed; and a step keeps for its backward only what that needs.
  */

@@ -1,7 +1,7 @@
 /**
  * Each device's cut from its capacity profile: the deepest k in [0, n_layer - 1] whose prefix fits the device's
  * memory and whose forward pass of one batch fits its time budget (at least one block stays on the server, where
- * LoRA trains). Memory is estimated conservatively from what was measured of onnxruntime-web (STACK-NOTES):
+ * LoRA trains). Memory is estimated conservatively from what was measured of onnxruntime-web (docs/stack.md):
  *   session   = 3 x the prefix's weight bytes (the model bytes, the initializers, prepacked copies)
  *   activations = 2 x 4 bytes x B x T x max(inner, heads x T) (the MLP's hidden layer or the attention scores, twice)
  *   runtime   = 24 MB (onnxruntime-web's WebAssembly and the worker's code)

@@ -8,7 +8,7 @@
  * wall time beside the makespan the device-time model (experiments/device-time.ts) predicts from the measured step
  * time and the declared device speeds. JSON on stdout, progress on stderr.
  */
-import { cliArgs, int } from '../scripts/cli.ts';
+import { cliArgs, int } from '../infra/cli.ts';
 import { roundMakespan } from '../experiments/device-time.ts';
 import { world } from '../gpu-server/rounds/fixtures.ts';
 import { RunRegistry } from '../gpu-server/runs/registry.ts';

@@ -29,7 +29,7 @@ import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { kernelProfile, type KernelTime } from './profile.ts';
 import { maxRelativeDifference, tinyStepGradients } from '../gpu-server/train/parity.ts';
 import type { OpTime, OrtOptions } from '../gpu-server/ort/blocks.ts';
-import { cliArgs, fail, int } from '../scripts/cli.ts';
+import { cliArgs, fail, int } from '../infra/cli.ts';
 
 const args = cliArgs('usage: npm run bench:train -- [--small] [--steps N] [--batch B] [--profile] [--backends webgpu,wasm,cpu,...] [--reference cpu|gpu] [--anchors DIR] [--llama-blocks N]', {
   reference: { type: 'string', default: 'cpu' },

@@ -18,7 +18,7 @@ import { describePartition, type PartitionSpec } from '../core/data/partition.ts
 import { writeFileAtomic } from '../gpu-server/model/folder.ts';
 import type { OrderingSpec } from '../gpu-server/ordering/ordering.ts';
 import { initBackend } from '../gpu-server/tf/backend.ts';
-import { cliArgs, int, run } from '../scripts/cli.ts';
+import { cliArgs, int, run } from '../infra/cli.ts';
 import { modelledTime, timeTable, type ExperimentOptions } from './experiment.ts';
 import { loadBaseModel, parseMethods } from './options.ts';
 import { pm, runSeeds, verdict, type SeedStudy, type StoredResult } from './study.ts';

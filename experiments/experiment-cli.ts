@@ -1,7 +1,7 @@
 /** npm run experiment — one task, one partition, the methods side by side: results.json, results.md, accuracy.svg. */
 import { initBackend } from '../gpu-server/tf/backend.ts';
 import type { OrderingSpec } from '../gpu-server/ordering/ordering.ts';
-import { cliArgs, fail, int, run } from '../scripts/cli.ts';
+import { cliArgs, fail, int, run } from '../infra/cli.ts';
 import { runExperiment } from './experiment.ts';
 import { loadBaseModel, parseMethods, parsePartition } from './options.ts';
 import { readGsm8kTask, readTask, TASKS, type TaskName } from './tasks.ts';

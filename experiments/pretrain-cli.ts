@@ -2,7 +2,7 @@
 import { join } from 'node:path';
 import { writeModelFolder, writeFileAtomic } from '../gpu-server/model/folder.ts';
 import { initBackend } from '../gpu-server/tf/backend.ts';
-import { cliArgs, fail, int, run } from '../scripts/cli.ts';
+import { cliArgs, fail, int, run } from '../infra/cli.ts';
 import { pretrain } from './pretrain.ts';
 import { readTask, TASKS, type TaskName } from './tasks.ts';
 

@@ -1,6 +1,6 @@
 /** npm run shards — a task's training split partitioned into device shard files, with the label histogram. */
 import { describePartition, histogramTable, labelHistogram, partition } from '../core/data/partition.ts';
-import { cliArgs, fail, int, run } from '../scripts/cli.ts';
+import { cliArgs, fail, int, run } from '../infra/cli.ts';
 import { parsePartition } from './options.ts';
 import { writeShardFiles } from './shards.ts';
 import { readTask, TASKS, type TaskName } from './tasks.ts';

@@ -1,6 +1,6 @@
 /** npm run deploy:check — builds the device worker as `wrangler deploy` would and checks its size against the limit. */
 import { measureBundle } from '../infra/deploy/bundle.ts';
-import { cliArgs, run } from './cli.ts';
+import { cliArgs, run } from '../infra/cli.ts';
 
 const args = cliArgs('usage: npm run deploy:check -- [--env NAME]', { env: { type: 'string' } });
 

@@ -18,7 +18,7 @@ import { buildRoundRequest } from '../gpu-server/rounds/request.ts';
 import { localTempDir } from '../infra/local/paths.ts';
 import { startServerProcess } from '../infra/local/server-process.ts';
 import { startStack } from '../infra/local/stack.ts';
-import { cliArgs, int, run } from './cli.ts';
+import { cliArgs, int, run } from '../infra/cli.ts';
 import { ServerClient } from '../gpu-server/api/client.ts';
 import { concurrentDrill } from './drill/concurrent.ts';
 import { deviceKillDrill } from './drill/device-kills.ts';

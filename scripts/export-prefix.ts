@@ -4,7 +4,7 @@ import { tokenTable, tokenTableTensors } from '../core/onnx/embedding.ts';
 import { serializeSafetensors } from '../core/tensors/safetensors.ts';
 import { readModelFolder, writeFileAtomic } from '../gpu-server/model/folder.ts';
 import { basename, dirname, join } from 'node:path';
-import { cliArgs, fail, int, run } from './cli.ts';
+import { cliArgs, fail, int, run } from '../infra/cli.ts';
 
 const USAGE = `usage: npm run export-prefix -- --model DIR --cut K --out FILE.onnx [--weights fp32|int8] [--token-table FILE.safetensors] [--external-data]
 With --token-table the vocabulary table is written there instead of into the graph, and the graph takes inputs_embeds.

@@ -9,7 +9,7 @@ import { initModel } from '../core/model/init.ts';
 import { llamaConfig, LLAMA_SIZES, TINY_LLAMA } from '../core/model/llama/config.ts';
 import { initLlama } from '../core/model/llama/init.ts';
 import { writeLlama3Tokenizer, writeModelFolder } from '../gpu-server/model/folder.ts';
-import { cliArgs, fail, int, run } from './cli.ts';
+import { cliArgs, fail, int, run } from '../infra/cli.ts';
 
 const USAGE = `usage: npm run make-model -- --out DIR [--arch gpt2|llama] [--size NAME]
        [--layers N] [--embd N] [--heads N] [--kv-heads N] [--inner N] [--positions N] [--vocab N] [--labels N] [--seed N] [--dtype f32|bf16]

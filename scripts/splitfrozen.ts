@@ -13,7 +13,7 @@ import { ServerClient } from '../gpu-server/api/client.ts';
 import type { Model } from '../core/model/family.ts';
 import { TOKENIZER_FILE } from '../core/tokenizer/hf.ts';
 import { copyTokenizer, readModelFolder, writeModelFolder } from '../gpu-server/model/folder.ts';
-import { fail, run } from './cli.ts';
+import { fail, run } from '../infra/cli.ts';
 
 const USAGE = `usage: npm run cli -- COMMAND [options]
   runs                                   list runs

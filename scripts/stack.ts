@@ -1,6 +1,6 @@
 /** npm run stack — the local infrastructure (S3 server + device workers) until Ctrl-C. */
 import { startStack } from '../infra/local/stack.ts';
-import { cliArgs, int, run } from './cli.ts';
+import { cliArgs, int, run } from '../infra/cli.ts';
 
 const args = cliArgs('usage: npm run stack -- [--devices N] [--dir DIR] [--s3-port PORT]', {
   devices: { type: 'string' },

@@ -6,9 +6,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseGenerationShard, type GenerationExample } from '../core/data/generation.ts';
-import { llamaConfig, TINY_LLAMA } from '../core/model/llama/config.ts';
-import { initLlama } from '../core/model/llama/init.ts';
-import { writeLlama3Tokenizer, writeModelFolder } from '../gpu-server/model/folder.ts';
 import type { RoundMetrics } from '../gpu-server/runs/types.ts';
 
 export const GSM8K_DEFAULT = fileURLToPath(new URL('../../shared/datasets/gsm8k/train.jsonl', import.meta.url));
@@ -19,12 +16,6 @@ export const GSM8K_PROFILES = [
   { memoryMB: 128, gflops: 0.65, maxBatchSeconds: 1 },
   { memoryMB: 256, gflops: 5, maxBatchSeconds: 1 },
 ];
-
-export async function writeTinyLlama(dir: string): Promise<void> {
-  const config = llamaConfig(TINY_LLAMA);
-  await writeModelFolder(dir, initLlama(config, { seed: 0 }));
-  await writeLlama3Tokenizer(dir);
-}
 
 /** GSM8K problems: the first rows for the devices' shards, the next ones held out (written where the server reads them). */
 export async function gsm8kData(path: string, trainRows: number, evalRows: number, evalFile: string): Promise<{ train: GenerationExample[]; source: string }> {

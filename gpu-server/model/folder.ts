@@ -9,6 +9,8 @@ import { basename, join } from 'node:path';
 import { parseJson } from '../../core/json/parse.ts';
 import { loadModel, modelFiles, WEIGHTS_INDEX_FILE, type ModelSource } from '../../core/model/files.ts';
 import type { Model, ModelConfig } from '../../core/model/family.ts';
+import { llamaConfig, TINY_LLAMA } from '../../core/model/llama/config.ts';
+import { initLlama } from '../../core/model/llama/init.ts';
 import { GPT2Tokenizer } from '../../core/tokenizer/gpt2.ts';
 import { TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, tokenizerFromFiles } from '../../core/tokenizer/hf.ts';
 import { llama3TokenizerFiles } from '../../core/tokenizer/llama3.ts';
@@ -101,4 +103,10 @@ function jsonText(path: string, bytes: Uint8Array): string | undefined {
 function checkParses(path: string, bytes: Uint8Array): void {
   const text = jsonText(path, bytes);
   if (text !== undefined) parseJson(text, path.endsWith('.json') ? path : `${path}, its header`);
+}
+
+/** npm start's tiny Llama (TINY_LLAMA: Llama 3's vocabulary and tokenizer, random weights), as a model folder. */
+export async function writeTinyLlama(dir: string): Promise<void> {
+  await writeModelFolder(dir, initLlama(llamaConfig(TINY_LLAMA), { seed: 0 }));
+  await writeLlama3Tokenizer(dir);
 }

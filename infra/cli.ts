@@ -1,4 +1,4 @@
-/** Shared by the command-line scripts: argument parsing with usage errors that say how to fix them. */
+/** Shared by the command-line entry points (scripts, experiments, benchmarks): arguments with usage errors that say how to fix them. */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 export function cliArgs<T extends NonNullable<ParseArgsConfig['options']>>(usage: string, options: T) {

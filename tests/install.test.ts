@@ -11,7 +11,7 @@ describe('a fresh install', () => {
       .filter(([path, entry]) => path && entry.hasInstallScript)
       .map(([path]) => path.slice(path.lastIndexOf('node_modules/') + 'node_modules/'.length));
     expect(withScripts.length).toBeGreaterThan(0);
-    // A new dependency with an install script fails here until it is reviewed (README, "Install scripts").
+    // A new dependency with an install script fails here until it is reviewed (docs/development.md, "Install scripts").
     for (const name of new Set(withScripts)) expect(pkg.allowScripts, `${name} has an install script: review it`).toHaveProperty([name], false);
     // npm 11 reads allowScripts; npm 10 does not, and would run onnxruntime-node's download of CUDA libraries.
     expect(read('.npmrc').split('\n')).toContain('ignore-scripts=true');

@@ -17,7 +17,7 @@ function installed(pkg: string): boolean {
   }
 }
 
-const notInstalled = (name: 'tfjs-node' | 'tfjs-node-gpu') => `@tensorflow/${name} is not installed (README: "Install scripts")`;
+const notInstalled = (name: 'tfjs-node' | 'tfjs-node-gpu') => `@tensorflow/${name} is not installed (docs/development.md: "Install scripts")`;
 const UNINSTALLED = (['tfjs-node-gpu', 'tfjs-node'] as const).filter((name) => !installed(`@tensorflow/${name}`));
 
 describe('TensorFlow.js backend selection', () => {

@@ -118,10 +118,10 @@ function identityGraph(): Uint8Array {
 function skipReason(backend: BackendName, err: NodeJS.ErrnoException): string {
   const pkg = backend === 'webgpu' ? 'webgpu' : `@tensorflow/${backend}`;
   if (err.code === 'ERR_MODULE_NOT_FOUND' || err.code === 'MODULE_NOT_FOUND') {
-    return backend === 'webgpu' ? 'webgpu is not installed (optional dependency)' : `${pkg} is not installed (README: "Install scripts")`;
+    return backend === 'webgpu' ? 'webgpu is not installed (optional dependency)' : `${pkg} is not installed (docs/development.md: "Install scripts")`;
   }
   // Installed with install scripts off: its script, which downloads libtensorflow, never ran.
-  if (err.message.includes('tfjs_binding.node')) return `${pkg} is installed without its native library (README: "Install scripts")`;
+  if (err.message.includes('tfjs_binding.node')) return `${pkg} is installed without its native library (docs/development.md: "Install scripts")`;
   return err.message.split('\n')[0];
 }
 

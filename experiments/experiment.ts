@@ -5,7 +5,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { histogramTable, type PartitionSpec } from '../core/data/partition.ts';
-import type { Model } from '../core/model/family.ts';
+import { familyOf, type Model } from '../core/model/family.ts';
 import type { Tokenizer } from '../core/tokenizer/tokenizer.ts';
 import { writeFileAtomic } from '../gpu-server/model/folder.ts';
 import type { OrderingSpec } from '../gpu-server/ordering/ordering.ts';
@@ -51,7 +51,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<{ results: Me
   const params = new Map(o.model.params);
   params.delete('score.weight');
   const model = (generation ? { ...o.model, params } : { config: { ...o.model.config, numLabels: (o.task as TaskData).labels.length }, params }) as Model;
-  if (generation && (model.config.modelType !== 'llama' || !o.tokenizer)) throw new Error('a generation task runs on a Llama model with its tokenizer');
+  if (generation && (!familyOf(model.config).generation || !o.tokenizer)) throw new Error('a generation task runs on a model of a family that generates (Llama), with its tokenizer');
   const setup = { devices: o.devices, partition: o.partition, trainRows: o.trainRows, evalRows: o.evalRows, batchSize: o.batchSize, seqLen: o.seqLen, padTokenId: model.config.padTokenId, seed: o.seed };
   const data = generation ? setUpGenerationSimulation(o.task as GenerationTaskData, o.tokenizer!, { ...setup, generate: GENERATED_PROMPTS }) : setUpSimulation(o.task as TaskData, setup, o.tokenizer);
   const title = `${o.task.name} / ${data.partition} / ${o.devices} devices`;
@@ -59,7 +59,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<{ results: Me
   for (const note of o.task.notes) log(`   note: ${note}`);
   const histogram = histogramTable(data.devices.map((d) => d.histogram), generation ? ['rows'] : (o.task as TaskData).labels);
   log(histogram);
-  const targets = model.config.modelType === 'llama' ? ['self_attn.q_proj', 'self_attn.v_proj'] : ['attn.c_attn'];
+  const targets = [...familyOf(model.config).defaultTargets];
   const spec: SimSpec = { cut: o.cut, rounds: o.rounds, lora: { rank: o.rank, alpha: 2 * o.rank, dropout: 0.05, targets }, lr: o.lr, seed: o.seed, ordering: o.ordering, batchOrder: o.batchOrder, avgEvery: o.avgEvery, wireBytes: 2 };
   const results: MethodResult[] = [];
   for (const method of o.methods) {

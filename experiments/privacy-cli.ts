@@ -12,6 +12,7 @@ import { readGsm8kTask, readTask, TASKS, type TaskName } from './tasks.ts';
 import { join } from 'node:path';
 import { LOCAL_DIR } from '../infra/local/paths.ts';
 import { writeTinyLlama } from '../gpu-server/model/folder.ts';
+import { familyOf } from '../core/model/family.ts';
 
 const USAGE = `usage: npm run privacy -- [--model DIR] [--cut 2] [--defence ${Object.keys(LEVELS).join('|')}|JSON] [--task generated|gsm8k|sst2|mrpc|mnli]
        [--attacker-rows 200] [--victim-rows 50] [--seq 48] [--datasets ../shared/datasets]
@@ -78,7 +79,7 @@ run(async () => {
       rounds: int('rounds', args.rounds, gsm8k ? 3 : 6),
       lr: gsm8k ? 0.003 : 0.01,
       seeds: Array.from({ length: seeds }, (_, i) => i),
-      targets: model.config.modelType === 'llama' ? ['self_attn.q_proj', 'self_attn.v_proj'] : ['attn.c_attn'],
+      targets: [...familyOf(model.config).defaultTargets],
       batchSize: gsm8k ? 8 : 16,
       seqLen: gsm8k ? 192 : seqLen,
       victimRows: int('victim-rows', args['victim-rows'], gsm8k ? 24 : 50),

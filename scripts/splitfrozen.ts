@@ -10,7 +10,7 @@ import { deviceSecret, sha256Hex } from '../core/auth/signing.ts';
 import { deviceSegment } from '../core/onnx/segment.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, mergeAdapter, parseAdapter } from '../core/peft/adapter.ts';
 import { ServerClient } from '../gpu-server/api/client.ts';
-import type { Model } from '../core/model/family.ts';
+import { familyOf, type Model } from '../core/model/family.ts';
 import { TOKENIZER_FILE } from '../core/tokenizer/hf.ts';
 import { copyTokenizer, readModelFolder, writeModelFolder } from '../gpu-server/model/folder.ts';
 import { fail, run } from '../infra/cli.ts';
@@ -71,8 +71,8 @@ run(async () => {
     const model = await readModelFolder(a.model!);
     if (cut >= model.config.nLayer) fail(`--cut ${cut}: the model has ${model.config.nLayer} blocks`);
     const segment = await deviceSegment(model, cut, a.weights);
-    // A Llama segment runs with the folder's tokenizer.json, which the owner approves with it.
-    const tokenizer = model.config.modelType === 'llama' ? await sha256Hex(await readFile(join(a.model!, TOKENIZER_FILE))) : undefined;
+    // A segment of a family devices hold no tokenizer of runs with the folder's tokenizer.json, approved with it.
+    const tokenizer = !familyOf(model.config).builtinTokenizer ? await sha256Hex(await readFile(join(a.model!, TOKENIZER_FILE))) : undefined;
     return console.log(JSON.stringify({ sha256: segment.sha256, model: basename(a.model!), cut, tokenTable: segment.tokenTable?.sha256, weights: segment.weights?.sha256, tokenizer }, null, 2));
   }
   const { url, token } = serverSettings(process.env);
@@ -137,7 +137,7 @@ run(async () => {
         const merged = mergeAdapter(model, parseAdapter(files, model.config, a.out));
         await writeModelFolder(join(a.out, 'merged'), merged);
         await copyTokenizer(a.model, join(a.out, 'merged'));
-        const kind = merged.config.modelType === 'llama' ? 'a plain LlamaForCausalLM' : 'a plain GPT-2 for sequence classification';
+        const kind = familyOf(merged.config).merged;
         console.log(`wrote merged weights to ${join(a.out, 'merged')} (config.json + model.safetensors, ${kind})`);
       }
       return;

@@ -61,7 +61,7 @@ const spec = (over: Record<string, unknown> = {}) => ({
 describe('a generation run over HTTP', () => {
   it('refuses what a generation run cannot be, naming the field', async () => {
     const message = (p: Promise<unknown>) => p.then(() => '', (e: ApiError) => e.message);
-    expect(await message(client.createRun(spec({ lora: { rank: 4, targets: ['attn.c_attn'] } })))).toMatch(/HTTP 400: lora.targets: 'attn.c_attn' is not a llama block linear; use some of self_attn.q_proj, /);
+    expect(await message(client.createRun(spec({ lora: { rank: 4, targets: ['attn.c_attn'] } })))).toMatch(/HTTP 400: lora.targets: 'attn.c_attn' is not a Llama block linear; use some of self_attn.q_proj, /);
     expect(await message(client.createRun(spec({ task: { kind: 'generation', labels: ['a', 'b'] } })))).toMatch(/HTTP 400: field 'task.labels': must be empty for a generation task/);
     expect(await message(client.createRun(spec({ task: { kind: 'generation', eval: { path: evalPath, format: 'tsv' } } })))).toMatch(/HTTP 400: field 'task.eval.format': must be jsonl/);
   });

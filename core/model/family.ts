@@ -1,38 +1,85 @@
 /**
- * The model families this project runs, by Hugging Face `model_type`. Each is one folder of plain data and plain
- * math (config, parameter layout, init, float64 reference); everything else takes the family from the model.
+ * The model families this project runs, by Hugging Face `model_type`: each family is a folder of plain data and plain
+ * math (config, parameter layout, init, float64 reference) and one descriptor (`Family`) registered below. Everything
+ * else asks the family of a config what it needs and never compares family names.
  */
-import { ConfigError, configToJson, parseGpt2Config, parseJsonObject, type GPT2Config } from './config.ts';
-import { llamaConfigToJson, parseLlamaConfig, type LlamaConfig } from './llama/config.ts';
-import { LLAMA_LINEARS, llamaLayout, llamaLinearShape, type LlamaModel } from './llama/weights.ts';
+import type { SpecialTokens } from '../tokenizer/tokenizer.ts';
+import { ConfigError, parseJsonObject, type GPT2Config } from './config.ts';
+import { GPT2_FAMILY } from './gpt2/family.ts';
+import type { LlamaConfig } from './llama/config.ts';
+import { LLAMA_FAMILY } from './llama/family.ts';
+import type { LlamaModel } from './llama/weights.ts';
 import type { ParamLayout } from './params.ts';
-import { BLOCK_LINEARS, gpt2Layout, linearShape, type GPT2Model } from './weights.ts';
+import type { GPT2Model } from './weights.ts';
 
 export type ModelConfig = GPT2Config | LlamaConfig;
 export type Model = GPT2Model | LlamaModel;
 export type ModelType = ModelConfig['modelType'];
 
-export const MODEL_TYPES: readonly ModelType[] = ['gpt2', 'llama'];
+/** What the rest of the project asks of a family. */
+export interface Family<C extends ModelConfig = ModelConfig> {
+  modelType: C['modelType'];
+  /** The family in messages: 'GPT-2', 'Llama'. */
+  name: string;
+  parseConfig(raw: Record<string, unknown>, file: string): C;
+  configToJson(c: C): Record<string, unknown>;
+  layout(c: C): ParamLayout;
+  /** A block's linears by module path, as LoRA targets and PEFT keys name them, in forward order. */
+  linears: readonly string[];
+  linearInOut(c: C, linear: string): [number, number];
+  /** How many of `linears` come before attention's two matrix products, and attention's width (heads x head_dim). */
+  linearsBeforeAttention: number;
+  attentionWidth(c: C): number;
+  /** A block's module path under the base model: `h.3`, `layers.3`. */
+  blockPath(layer: number): string;
+  /** The token table's parameter name. */
+  tokenTable: string;
+  /** Whether positions have a learned table (GPT-2's wpe) rather than rotary embeddings. */
+  learnedPositions: boolean;
+  /** PEFT's fan_in_fan_out: the checkpoint keeps linears as [in, out] (Conv1D), not [out, in] (nn.Linear). */
+  fanInFanOut: boolean;
+  /** LoRA targets when a run names none. */
+  defaultTargets: readonly string[];
+  /** Devices hold the family's tokenizer themselves; otherwise they fetch the folder's tokenizer.json. */
+  builtinTokenizer: boolean;
+  specialTokens(c: C): SpecialTokens;
+  /** The server generates with it (causal-LM tasks), stopping at these tokens. */
+  generation: boolean;
+  stopTokens(c: C): number[];
+  /** What an adapter merged into the base makes, in words. */
+  merged: string;
+}
+
+const FAMILIES = { gpt2: GPT2_FAMILY, llama: LLAMA_FAMILY } as const satisfies { [T in ModelType]: Family<Extract<ModelConfig, { modelType: T }>> };
+
+export const MODEL_TYPES = Object.keys(FAMILIES) as ModelType[];
+
+/** The names of the families that have a property, for messages: "Llama", "GPT-2, Llama". */
+export function familyNames(where: (f: Family) => boolean): string {
+  return MODEL_TYPES.map(familyOf).filter(where).map((f) => f.name).join(', ');
+}
+
+/** The family of a config (or of a model_type). */
+export function familyOf(c: ModelConfig | ModelType): Family {
+  return FAMILIES[typeof c === 'string' ? c : c.modelType] as unknown as Family;
+}
 
 /** Parses `config.json` text of any supported family; `file` names the file in errors. */
 export function parseModelConfig(text: string, file = 'config.json'): ModelConfig {
   const raw = parseJsonObject(text, file);
-  switch (raw.model_type) {
-    case 'gpt2':
-      return parseGpt2Config(raw, file);
-    case 'llama':
-      return parseLlamaConfig(raw, file);
-    default:
-      throw new ConfigError(file, `unsupported model_type ${JSON.stringify(raw.model_type)}: this version supports ${MODEL_TYPES.map((t) => JSON.stringify(t)).join(', ')} (Hugging Face GPT-2 and Llama checkpoints)`);
+  const type = raw.model_type;
+  if (typeof type !== 'string' || !Object.hasOwn(FAMILIES, type)) {
+    throw new ConfigError(file, `unsupported model_type ${JSON.stringify(type)}: this version supports ${MODEL_TYPES.map((t) => JSON.stringify(t)).join(', ')} (Hugging Face ${MODEL_TYPES.map((t) => familyOf(t).name).join(' and ')} checkpoints)`);
   }
+  return familyOf(type as ModelType).parseConfig(raw, file);
 }
 
 export function modelConfigToJson(c: ModelConfig): Record<string, unknown> {
-  return c.modelType === 'llama' ? llamaConfigToJson(c) : configToJson(c);
+  return familyOf(c).configToJson(c);
 }
 
 export function paramLayout(c: ModelConfig): ParamLayout {
-  return c.modelType === 'llama' ? llamaLayout(c) : gpt2Layout(c);
+  return familyOf(c).layout(c);
 }
 
 /** The model as GPT-2, for the parts that do not run Llama yet; `what` names the part in the error. */
@@ -46,12 +93,13 @@ export type BlockMatmul = { linear: string; inp: number; out: number } | { atten
 
 /** A block's matrix products in forward order (what FLOP counts and LoRA placement need). */
 export function blockMatmuls(c: ModelConfig): BlockMatmul[] {
-  const linears = c.modelType === 'llama'
-    ? LLAMA_LINEARS.map((linear) => { const [out, inp] = llamaLinearShape(c, linear); return { linear, inp, out }; })
-    : BLOCK_LINEARS.map((linear) => { const [inp, out] = linearShape(c, linear); return { linear, inp, out }; });
-  const width = c.modelType === 'llama' ? c.nHead * c.headDim : c.nEmbd;
-  const beforeAttention = c.modelType === 'llama' ? 3 : 1; // q, k, v | c_attn
-  return [...linears.slice(0, beforeAttention), { attention: width }, { attention: width }, ...linears.slice(beforeAttention)];
+  const f = familyOf(c);
+  const linears = f.linears.map((linear) => {
+    const [inp, out] = f.linearInOut(c, linear);
+    return { linear, inp, out };
+  });
+  const width = f.attentionWidth(c);
+  return [...linears.slice(0, f.linearsBeforeAttention), { attention: width }, { attention: width }, ...linears.slice(f.linearsBeforeAttention)];
 }
 
 /** The weights of a block's linears (norms and biases left out). */
@@ -61,12 +109,12 @@ export function blockLinearWeights(c: ModelConfig): number {
 
 /** The linears of a block by module path, the names LoRA targets and PEFT keys use. */
 export function blockLinears(c: ModelConfig): readonly string[] {
-  return c.modelType === 'llama' ? LLAMA_LINEARS : BLOCK_LINEARS;
+  return familyOf(c).linears;
 }
 
 /** A block's module path under the base model, as parameter names and PEFT keys spell it: `h.3`, `layers.3`. */
 export function blockPath(c: ModelConfig, layer: number): string {
-  return c.modelType === 'llama' ? `layers.${layer}` : `h.${layer}`;
+  return familyOf(c).blockPath(layer);
 }
 
 /** A block linear's [in, out]. */

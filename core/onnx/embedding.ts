@@ -6,7 +6,7 @@
 import { DTYPES } from '../tensors/dtype.ts';
 import { HEADER_PREFIX_BYTES, headerLength, parseSafetensorsHeader, typedView } from '../tensors/safetensors.ts';
 import type { Tensor } from '../tensors/tensor.ts';
-import type { Model, ModelConfig } from '../model/family.ts';
+import { familyOf, type Model, type ModelConfig } from '../model/family.ts';
 import { requireParam } from '../model/params.ts';
 import { quantizeInt8 } from './quantize.ts';
 import type { PrefixWeights } from './prefix.ts';
@@ -31,7 +31,7 @@ function rowOf(table: TokenTable, id: number, what: string): number {
 
 /** The model's token-embedding parameter (the file format below names it wte.weight for every family). */
 export function tokenTableName(c: ModelConfig): string {
-  return c.modelType === 'llama' ? 'embed_tokens.weight' : 'wte.weight';
+  return familyOf(c).tokenTable;
 }
 
 export function tokenTable(model: Model, weights: PrefixWeights): TokenTable {

@@ -10,7 +10,7 @@
  */
 import { parseSafetensors, serializeSafetensors } from '../tensors/safetensors.ts';
 import type { Tensor } from '../tensors/tensor.ts';
-import { blockLinears, blockPath, linearInOut, paramLayout, type Model, type ModelConfig } from '../model/family.ts';
+import { familyOf, blockLinears, blockPath, linearInOut, paramLayout, type Model, type ModelConfig } from '../model/family.ts';
 import { SCORE } from '../model/params.ts';
 
 export const ADAPTER_CONFIG = 'adapter_config.json';
@@ -65,7 +65,7 @@ export function adapterFiles(w: AdapterWeights, config: ModelConfig, baseModel: 
     }
   }
   if (w.head) tensors[HEAD_KEY] = { dtype: 'F32', shape: [config.numLabels, config.nEmbd], data: w.head };
-  const llama = config.modelType === 'llama';
+  const family = familyOf(config);
   const peftConfig = {
     peft_type: 'LORA',
     task_type: w.head ? 'SEQ_CLS' : 'CAUSAL_LM',
@@ -74,10 +74,10 @@ export function adapterFiles(w: AdapterWeights, config: ModelConfig, baseModel: 
     lora_alpha: w.alpha,
     lora_dropout: w.dropout,
     target_modules: targetModules(w.targets, config),
-    fan_in_fan_out: !llama,
+    fan_in_fan_out: family.fanInFanOut,
     bias: 'none',
     layers_to_transform: w.layers,
-    layers_pattern: llama ? 'layers' : 'h',
+    layers_pattern: family.blockPath(0).split('.')[0],
     modules_to_save: w.head ? ['score'] : null,
     init_lora_weights: true,
     inference_mode: true,
@@ -103,8 +103,8 @@ export function parseAdapter(files: Record<string, Uint8Array>, config: ModelCon
     throw new Error(`${cfgFile}: not valid JSON (${(e as Error).message})`);
   }
   if (c.peft_type !== 'LORA') throw new Error(`${cfgFile}: peft_type ${JSON.stringify(c.peft_type)} is not "LORA"`);
-  const llama = config.modelType === 'llama';
-  if (c.fan_in_fan_out !== !llama) throw new Error(`${cfgFile}: fan_in_fan_out must be ${!llama} for ${llama ? "Llama's nn.Linear" : "GPT-2's Conv1D"} layers`);
+  const family = familyOf(config);
+  if (c.fan_in_fan_out !== family.fanInFanOut) throw new Error(`${cfgFile}: fan_in_fan_out must be ${family.fanInFanOut} for ${family.name}'s ${family.fanInFanOut ? 'Conv1D' : 'nn.Linear'} layers`);
   const rank = c.r as number;
   if (!Number.isSafeInteger(rank) || rank < 1) throw new Error(`${cfgFile}: field 'r' must be a positive integer`);
   const { tensors } = parseSafetensors(files[ADAPTER_WEIGHTS], wFile);
@@ -158,8 +158,8 @@ export function parseAdapter(files: Record<string, Uint8Array>, config: ModelCon
 export function mergeAdapter<M extends Model>(model: M, w: AdapterWeights): M {
   const params = new Map(model.params);
   const scale = w.alpha / w.rank;
-  // GPT-2 keeps W as [in, out]; Llama's nn.Linear keeps [out, in].
-  const outMajor = model.config.modelType === 'llama';
+  // Conv1D (fan_in_fan_out) keeps W as [in, out]; nn.Linear keeps [out, in].
+  const outMajor = !familyOf(model.config).fanInFanOut;
   for (const [key, a] of w.a) {
     const linear = key.split('.').slice(2).join('.');
     const [inp, out] = linearInOut(model.config, linear);

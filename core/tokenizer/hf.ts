@@ -5,8 +5,7 @@
  */
 import { Tokenizer as HfTokenizerJs } from '@huggingface/tokenizers';
 import { parseJsonObject } from '../model/config.ts';
-import type { ModelConfig } from '../model/family.ts';
-import { GPT2_SPECIAL } from './gpt2.ts';
+import { familyOf, type ModelConfig } from '../model/family.ts';
 import { Tokenizer, type SpecialTokens } from './tokenizer.ts';
 
 export const TOKENIZER_FILE = 'tokenizer.json';
@@ -50,8 +49,7 @@ export class HfTokenizer extends Tokenizer {
 
 /** The special tokens a family's config names (GPT-2: <|endoftext|> for all; Llama: BOS, first EOS). */
 export function specialTokens(c: ModelConfig): SpecialTokens {
-  if (c.modelType === 'gpt2') return { ...GPT2_SPECIAL, pad: c.padTokenId };
-  return { bos: c.bosTokenId, eos: c.eosTokenIds[0]!, separator: c.eosTokenIds[0]!, pad: c.padTokenId };
+  return familyOf(c).specialTokens(c);
 }
 
 /** The tokenizer of a model folder from its files' text; `file` names tokenizer.json in errors. */

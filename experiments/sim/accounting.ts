@@ -6,7 +6,7 @@
  * gradients and two AdamW moments) where it trains.
  */
 import { flopsPerToken, type PassFlops } from '../../core/flops/flops.ts';
-import { blockLinearWeights, linearInOut, type ModelConfig } from '../../core/model/family.ts';
+import { familyOf, blockLinearWeights, linearInOut, type ModelConfig } from '../../core/model/family.ts';
 
 export type MethodName = 'splitfrozen' | 'splitfrozen-parallel' | 'fedlora' | 'splitlora';
 export const METHODS: MethodName[] = ['splitfrozen', 'fedlora', 'splitlora', 'splitfrozen-parallel'];
@@ -42,7 +42,7 @@ function blockParams(c: ModelConfig): number {
 export function methodCosts(method: MethodName, s: CostSetup): MethodCosts {
   const c = s.config;
   const tokens = s.batchSize * s.seqLen;
-  const embeddings = (c.vocabSize + (c.modelType === 'gpt2' ? c.nPositions : 0)) * c.nEmbd;
+  const embeddings = (c.vocabSize + (familyOf(c).learnedPositions ? c.nPositions : 0)) * c.nEmbd;
   const layerActivations = tokens * Math.max(c.nInner, c.nHead * s.seqLen);
   const head = s.generation ? ({ head: 'lm', headTrainable: false } as const) : {};
   // Activations a backward pass keeps per block: inputs of the norms, linears, attention probabilities, MLP hidden.

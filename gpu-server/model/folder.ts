@@ -8,7 +8,7 @@ import { mkdir, open, realpath, rename, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { parseJson } from '../../core/json/parse.ts';
 import { loadModel, modelFiles, WEIGHTS_INDEX_FILE, type ModelSource } from '../../core/model/files.ts';
-import type { Model, ModelConfig } from '../../core/model/family.ts';
+import { familyOf, type Model, type ModelConfig } from '../../core/model/family.ts';
 import { llamaConfig, TINY_LLAMA } from '../../core/model/llama/config.ts';
 import { initLlama } from '../../core/model/llama/init.ts';
 import { GPT2Tokenizer } from '../../core/tokenizer/gpt2.ts';
@@ -59,8 +59,8 @@ function readIfPresent(dir: string, file: string): Promise<Buffer | undefined> {
 export async function readTokenizer(dir: string, config: ModelConfig): Promise<Tokenizer> {
   const json = await readIfPresent(dir, TOKENIZER_FILE);
   if (json !== undefined) return tokenizerFromFiles(config, json.toString('utf8'), (await readIfPresent(dir, TOKENIZER_CONFIG_FILE))?.toString('utf8'), join(dir, TOKENIZER_FILE));
-  if (config.modelType === 'gpt2') return new GPT2Tokenizer();
-  throw new Error(`${join(dir, TOKENIZER_FILE)}: not found; a ${config.modelType} folder needs its tokenizer.json (npm run make-model writes one)`);
+  if (familyOf(config).builtinTokenizer) return new GPT2Tokenizer();
+  throw new Error(`${join(dir, TOKENIZER_FILE)}: not found; a ${familyOf(config).name} folder needs its tokenizer.json (npm run make-model writes one)`);
 }
 
 /** Writes each file beside its final name and renames it into place, so a crash never leaves a half-written file. */

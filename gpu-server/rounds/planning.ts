@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256Hex } from '../../core/auth/signing.ts';
-import type { Model } from '../../core/model/family.ts';
+import { familyOf, type Model } from '../../core/model/family.ts';
 import { deviceSegment } from '../../core/onnx/segment.ts';
 import { getJson, putJson } from '../../core/storage/json.ts';
 import { keys } from '../../core/storage/keys.ts';
@@ -24,11 +24,12 @@ async function putOnce(store: ObjectStore, key: string, bytes: Uint8Array, type?
 /** The model folder's tokenizer.json in storage, for devices that do not hold the family's tokenizer; null for GPT-2. */
 export async function tokenizerRef(s: RunState, opts: RoundOptions, model: Model): Promise<RunState['tokenizerRef']> {
   if (s.tokenizerRef !== undefined) return s.tokenizerRef;
-  if (model.config.modelType !== 'llama') return (s.tokenizerRef = null);
+  if (familyOf(model.config).builtinTokenizer) return (s.tokenizerRef = null);
   const bytes = await readFile(join(s.record.spec.model, TOKENIZER_FILE));
   const sha256 = await sha256Hex(bytes);
   await putOnce(opts.store, keys.tokenizer(sha256), bytes, 'application/json');
-  return (s.tokenizerRef = { sha256, bos: model.config.bosTokenId, eos: model.config.eosTokenIds[0]! });
+  const { bos, eos } = familyOf(model.config).specialTokens(model.config);
+  return (s.tokenizerRef = { sha256, bos, eos });
 }
 
 /**

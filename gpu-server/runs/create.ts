@@ -3,7 +3,7 @@
  * read, LoRA targets checked against the family's linears, and each device's cut planned from its profile.
  */
 import { basename } from 'node:path';
-import { blockLinears, type Model } from '../../core/model/family.ts';
+import { familyNames, familyOf, blockLinears, type Model } from '../../core/model/family.ts';
 import { StorageError } from '../../core/storage/store.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 import { readModelFolder, readTokenizer } from '../model/folder.ts';
@@ -43,12 +43,12 @@ async function build(id: string, spec: RunSpec, dataDirs: readonly string[]): Pr
     throw new Error(`the model's classification head has ${c.numLabels} labels, the task ${spec.task.labels.length}`);
   }
   if (!generation) model.config = { ...c, numLabels: spec.task.labels.length };
-  if (generation && c.modelType !== 'llama') throw new Error(`generation tasks run on Llama models; ${spec.model} is ${c.modelType}`);
+  if (generation && !familyOf(c).generation) throw new Error(`generation tasks run on ${familyNames((f) => f.generation)} models; ${spec.model} is ${familyOf(c).name}`);
   // LoRA targets: the family's linears; PEFT's defaults for the family when not given.
   const linears = blockLinears(c);
-  const targets = spec.lora.targets ?? (c.modelType === 'llama' ? ['self_attn.q_proj', 'self_attn.v_proj'] : ['attn.c_attn']);
+  const targets = spec.lora.targets ?? [...familyOf(c).defaultTargets];
   const unknown = targets.find((t) => !linears.includes(t));
-  if (unknown) throw new Error(`lora.targets: '${unknown}' is not a ${c.modelType} block linear; use some of ${linears.join(', ')}`);
+  if (unknown) throw new Error(`lora.targets: '${unknown}' is not a ${familyOf(c).name} block linear; use some of ${linears.join(', ')}`);
   spec = { ...spec, lora: { ...spec.lora, targets } };
   const tokenizer = await readTokenizer(spec.model, c);
   const cuts: RunRecord['cuts'] = {};

@@ -7,7 +7,7 @@
  *   runtime   = 24 MB (onnxruntime-web's WebAssembly and the worker's code)
  * int8 prefixes keep the token table outside the session (the device holds only its shard's rows).
  */
-import { blockLinearWeights, type ModelConfig } from '../../core/model/family.ts';
+import { familyOf, blockLinearWeights, type ModelConfig } from '../../core/model/family.ts';
 import { flopsPerToken } from '../../core/flops/flops.ts';
 import type { CapacityProfile } from './spec.ts';
 
@@ -24,7 +24,7 @@ export function prefixEstimate(c: ModelConfig, cut: number, profile: Pick<Capaci
   const blockParams = blockLinearWeights(c);
   const bytesPerWeight = profile.weights === 'int8' ? 1 : 4;
   const tokenTable = profile.weights === 'int8' ? 0 : c.vocabSize * c.nEmbd * 4;
-  const positionTable = c.modelType === 'gpt2' ? c.nPositions * c.nEmbd * 4 : 0; // Llama's rotary embeddings have none
+  const positionTable = familyOf(c).learnedPositions ? c.nPositions * c.nEmbd * 4 : 0; // rotary embeddings have none
   const weights = tokenTable + positionTable + cut * blockParams * bytesPerWeight;
   const activations = cut > 0 ? 2 * 4 * batch * seq * Math.max(c.nInner, c.nHead * seq) : 0;
   const flops = flopsPerToken({ config: c, seqLen: seq, cut }).device.forward * batch * seq;

@@ -6,7 +6,7 @@
  * Cross-entropy, backward down to the lowest adapter (nothing goes back to devices), AdamW.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { Model } from '../../core/model/family.ts';
+import { familyNames, familyOf, type Model } from '../../core/model/family.ts';
 import { initClassificationHead } from '../../core/model/init.ts';
 import { SCORE } from '../../core/model/params.ts';
 import type { AdapterWeights } from '../../core/peft/adapter.ts';
@@ -211,9 +211,9 @@ export class Trainer {
   /** Continues a prompt (token ids) with the adapters applied: the base model plus what training learnt. */
   async generate(prompt: readonly number[], options: DecodeOptions): Promise<number[]> {
     const c = this.net.config;
-    if (c.modelType !== 'llama') throw new Error(`generation runs on Llama models; this is ${c.modelType}`);
+    if (!familyOf(c).generation) throw new Error(`generation runs on ${familyNames((f) => f.generation)} models; this is ${familyOf(c).name}`);
     if (!this.ort) return (this.net as TfLlama).generate(prompt, { ...options, adapters: this.lora.adapters(false) });
-    return this.ort.generate(prompt, { ...options, stop: options.stop ?? c.eosTokenIds }, this.ort.adapterArrays(this.lora.adapters(false), 1), c.nPositions);
+    return this.ort.generate(prompt, { ...options, stop: options.stop ?? familyOf(c).stopTokens(c) }, this.ort.adapterArrays(this.lora.adapters(false), 1), c.nPositions);
   }
 
   /** Classification logits [rows, classes] of a batch at any cut, adapters applied, no dropout. */

@@ -1,0 +1,33 @@
+/** Llama (3.x) as a family of the project: what the rest of the code asks of it. */
+import type { Family } from '../family.ts';
+import { llamaConfigToJson, parseLlamaConfig, type LlamaConfig } from './config.ts';
+import { LLAMA_LINEARS, llamaLayout, llamaLinearShape, type LlamaLinear } from './weights.ts';
+
+export const LLAMA_FAMILY: Family<LlamaConfig> = {
+  modelType: 'llama',
+  name: 'Llama',
+  parseConfig: parseLlamaConfig,
+  configToJson: llamaConfigToJson,
+  layout: llamaLayout,
+  linears: LLAMA_LINEARS,
+  // nn.Linear keeps [out, in].
+  linearInOut: (c, linear) => {
+    const [out, inp] = llamaLinearShape(c, linear as LlamaLinear);
+    return [inp, out];
+  },
+  linearsBeforeAttention: 3, // q, k, v
+  attentionWidth: (c) => c.nHead * c.headDim,
+  blockPath: (layer) => `layers.${layer}`,
+  tokenTable: 'embed_tokens.weight',
+  // Rotary embeddings: no position table.
+  learnedPositions: false,
+  fanInFanOut: false,
+  // PEFT's default for Llama.
+  defaultTargets: ['self_attn.q_proj', 'self_attn.v_proj'],
+  // Devices hold no Llama tokenizer: they fetch the folder's tokenizer.json (approved by its owner).
+  builtinTokenizer: false,
+  specialTokens: (c) => ({ bos: c.bosTokenId, eos: c.eosTokenIds[0]!, separator: c.eosTokenIds[0]!, pad: c.padTokenId }),
+  generation: true,
+  stopTokens: (c) => c.eosTokenIds,
+  merged: 'a plain LlamaForCausalLM',
+};

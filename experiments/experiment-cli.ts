@@ -41,7 +41,7 @@ run(async () => {
   if (!['random-reshuffle', 'shuffle-once', 'grab'].includes(args.ordering!)) fail(`--ordering must be random-reshuffle, shuffle-once or grab`);
   if (!['by-device', 'interleaved'].includes(args['batch-order']!)) fail(`--batch-order must be by-device or interleaved`);
   await initBackend('auto');
-  const { model, name, tokenizer } = await loadBaseModel(args.model ?? (gsm8k ? 'random' : '.local/models/pretrained'), gsm8k ? 'llama' : undefined);
+  const { model, name, tokenizer } = await loadBaseModel(args.model ?? (gsm8k ? 'random' : '.local/models/pretrained'), gsm8k ? 'generation' : undefined);
   await runExperiment({
     task: gsm8k ? await readGsm8kTask(args.datasets!) : await readTask(args.task as TaskName, args.datasets!),
     model,

@@ -83,7 +83,7 @@ describe('an experiment', () => {
   });
 
   it('runs GSM8K-style generation with every method on a Llama: completion loss, exact match, costs per method', async () => {
-    const { model, tokenizer } = await loadBaseModel('random', 'llama');
+    const { model, tokenizer } = await loadBaseModel('random', 'generation');
     const problem = (i: number) => gsm8kExample(`What is ${i} plus ${i}?`, `${i} + ${i} = ${2 * i}\n#### ${2 * i}`);
     const task: GenerationTaskData = { name: 'gsm8k', train: Array.from({ length: 12 }, (_, i) => problem(i)), eval: [problem(50), problem(51)], notes: ['split note'] };
     const out = join(dir, 'gsm8k');
@@ -107,7 +107,7 @@ describe('an experiment', () => {
   });
 
   it('classifies with a Llama as with GPT-2 (no family is special), and refuses a GPT-2 for generation', async () => {
-    const { model, tokenizer } = await loadBaseModel('random', 'llama');
+    const { model, tokenizer } = await loadBaseModel('random', 'generation');
     const rows = syntheticSentiment(48, 3).map((r) => ({ text: r.text, label: Number(r.label) }));
     const task: TaskData = { name: 'sst2', labels: ['0', '1'], train: rows.slice(16), eval: rows.slice(0, 16), notes: [] };
     const out = join(dir, 'llama-sst2');
@@ -117,7 +117,7 @@ describe('an experiment', () => {
     expect(results.methods[0].rounds[0].accuracy * 16).toBeCloseTo(Math.round(results.methods[0].rounds[0].accuracy * 16), 9);
     const gpt2Dir = join(dir, 'gpt2-folder');
     await writeModelFolder(gpt2Dir, initModel(gpt2Config({ nLayer: 2, nEmbd: 16, nHead: 2, nPositions: 32 }), { seed: 0 }));
-    await expect(loadBaseModel(gpt2Dir, 'llama')).rejects.toThrow(`${gpt2Dir} is a gpt2 model; a generation task needs a llama model (every family runs the classification tasks)`);
+    await expect(loadBaseModel(gpt2Dir, 'generation')).rejects.toThrow(`${gpt2Dir} is a GPT-2 model; a generation task needs a Llama model (every family runs the classification tasks)`);
     expect((await loadBaseModel(gpt2Dir)).model.config.modelType).toBe('gpt2');
   });
 

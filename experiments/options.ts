@@ -2,7 +2,7 @@
 import type { PartitionSpec } from '../core/data/partition.ts';
 import { initModel } from '../core/model/init.ts';
 import { gpt2Config } from '../core/model/config.ts';
-import type { Model } from '../core/model/family.ts';
+import { familyNames, familyOf, type Model } from '../core/model/family.ts';
 import { llamaConfig, TINY_LLAMA } from '../core/model/llama/config.ts';
 import { initLlama } from '../core/model/llama/init.ts';
 import { llama3TokenizerFiles } from '../core/tokenizer/llama3.ts';
@@ -26,11 +26,11 @@ export function parseMethods(text: string): MethodName[] {
 
 /**
  * A model folder of any family and its tokenizer, or 'random' for a randomly initialised small model (what tests
- * use): a GPT-2, or a Llama with Llama 3's vocabulary and tokenizer where the task `needs` one (generation: the
- * server decodes Llama models only).
+ * use): a GPT-2, or, where the task needs `generation`, a Llama with Llama 3's vocabulary and tokenizer (the server
+ * generates with the families that say so).
  */
-export async function loadBaseModel(spec: string, needs?: 'llama'): Promise<{ model: Model; name: string; tokenizer?: Tokenizer }> {
-  if (spec === 'random' && needs === 'llama') {
+export async function loadBaseModel(spec: string, needs?: 'generation'): Promise<{ model: Model; name: string; tokenizer?: Tokenizer }> {
+  if (spec === 'random' && needs === 'generation') {
     const model = initLlama(llamaConfig(TINY_LLAMA), { seed: 0 });
     const { json, config } = llama3TokenizerFiles();
     return { model, name: 'random', tokenizer: new HfTokenizer(json, config, specialTokens(model.config)) };
@@ -42,6 +42,8 @@ export async function loadBaseModel(spec: string, needs?: 'llama'): Promise<{ mo
   } catch (e) {
     throw new Error(`${(e as Error).message} (make a pretrained base model with: npm run pretrain -- --out ${spec})`);
   }
-  if (needs && model.config.modelType !== needs) throw new Error(`${spec} is a ${model.config.modelType} model; a generation task needs a ${needs} model (every family runs the classification tasks)`);
+  if (needs === 'generation' && !familyOf(model.config).generation) {
+    throw new Error(`${spec} is a ${familyOf(model.config).name} model; a generation task needs a ${familyNames((f) => f.generation)} model (every family runs the classification tasks)`);
+  }
   return { model, name: spec, tokenizer: await readTokenizer(spec, model.config) };
 }

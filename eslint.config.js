@@ -20,8 +20,15 @@ export default tseslint.config(
     files: ['core/**/*.ts'],
     ignores: ['core/**/*.test.ts'],
     rules: {
-      'no-restricted-imports': ['error', { patterns: [{ group: ['node:*', 'fs', 'path', 'os', 'child_process'], message: 'core/ must stay runtime-neutral' }] }],
-      'no-restricted-globals': ['error', { name: 'process', message: 'core/ must stay runtime-neutral' }, { name: 'Buffer', message: 'core/ must stay runtime-neutral' }],
+      'no-restricted-imports': [
+        'error',
+        { patterns: [{ group: ['node:*', 'fs', 'path', 'os', 'child_process'], message: 'core/ must stay runtime-neutral' }] },
+      ],
+      'no-restricted-globals': [
+        'error',
+        { name: 'process', message: 'core/ must stay runtime-neutral' },
+        { name: 'Buffer', message: 'core/ must stay runtime-neutral' },
+      ],
     },
   },
 );

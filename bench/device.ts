@@ -98,7 +98,11 @@ for (const { name, options } of variants) {
     variant: name,
     onnxFileMB: round(onnx.byteLength / 2 ** 20),
     tokenTableFileMB: tableBytes === undefined ? undefined : round(tableBytes / 2 ** 20),
-    tokensPerSecond: { onnxruntimeWeb1Thread: Math.round(web), onnxruntimeNode1Thread: Math.round(node1), [`onnxruntimeNode${cpus().length}Threads`]: Math.round(nodeAll) },
+    tokensPerSecond: {
+      onnxruntimeWeb1Thread: Math.round(web),
+      onnxruntimeNode1Thread: Math.round(node1),
+      [`onnxruntimeNode${cpus().length}Threads`]: Math.round(nodeAll),
+    },
     ratioWebToNode1Thread: round(web / node1, 3),
     webGflops: round((web * flops.device.forward) / 1e9),
     file,
@@ -109,7 +113,11 @@ for (const { name, options } of variants) {
 const exec = promisify(execFile);
 async function memory(args: string[]) {
   const shape = args.includes('--batch') ? [] : ['--batch', String(B), '--seq', String(T)];
-  const { stdout } = await exec(process.execPath, ['--expose-gc', '--import', 'tsx', new URL('prefix-memory.ts', import.meta.url).pathname, ...shape, ...args], { maxBuffer: 2 ** 20 });
+  const { stdout } = await exec(
+    process.execPath,
+    ['--expose-gc', '--import', 'tsx', new URL('prefix-memory.ts', import.meta.url).pathname, ...shape, ...args],
+    { maxBuffer: 2 ** 20 },
+  );
   return JSON.parse(stdout);
 }
 const int8Graph = results[1].file;
@@ -117,7 +125,10 @@ const int8Outside = results[2].file;
 const cases = [
   { case: 'int8, token table in the graph', args: ['--onnx', int8Graph] },
   { case: 'int8, whole token table held in JS', args: ['--onnx', int8Outside, '--table', `${int8Outside}.table.safetensors`] },
-  { case: "int8, token table streamed once, only the batch's rows kept", args: ['--onnx', int8Outside, '--table', `${int8Outside}.table.safetensors`, '--rows-only'] },
+  {
+    case: "int8, token table streamed once, only the batch's rows kept",
+    args: ['--onnx', int8Outside, '--table', `${int8Outside}.table.safetensors`, '--rows-only'],
+  },
 ];
 const memoryResults = [];
 for (const c of cases) {
@@ -152,7 +163,12 @@ async function defenceCost(onnx: Uint8Array) {
   const mask32 = new Int32Array(B * T).fill(1);
   const feeds = () => ({ input_ids: new ortWeb.Tensor('int64', ids, [B, T]), attention_mask: new ortWeb.Tensor('int64', mask, [B, T]) });
   const hiddenOf = async () => Float32Array.from((await session.run(feeds()))[PREFIX_OUTPUT].data as Float32Array);
-  const run = { defence: LEVELS[DEFAULT_LEVEL], clip: calibrationClip(await hiddenOf(), mask32, config.nEmbd), key: defenceKey('a device secret for the benchmark only'), segment: '0'.repeat(64) };
+  const run = {
+    defence: LEVELS[DEFAULT_LEVEL],
+    clip: calibrationClip(await hiddenOf(), mask32, config.nEmbd),
+    key: defenceKey('a device secret for the benchmark only'),
+    segment: '0'.repeat(64),
+  };
   const [plain, defended]: number[][] = [[], []];
   for (let i = 0; i <= RUNS; i++) {
     let start = performance.now();
@@ -164,7 +180,12 @@ async function defenceCost(onnx: Uint8Array) {
   }
   await session.release();
   const [withOut, withDefence] = [plain, defended].map((t) => Math.round((B * T) / (median(t) / 1000)));
-  return { setting: describeDefence(run.defence), tokensPerSecond: { prefix: withOut, prefixAndDefence: withDefence }, ratio: round(withDefence / withOut, 3), goal: 'ratio >= 0.95' };
+  return {
+    setting: describeDefence(run.defence),
+    tokensPerSecond: { prefix: withOut, prefixAndDefence: withDefence },
+    ratio: round(withDefence / withOut, 3),
+    goal: 'ratio >= 0.95',
+  };
 }
 
 /**
@@ -186,9 +207,28 @@ async function llamaCut1() {
   await writeFile(tableFile, serializeSafetensors(tokenTableTensors(tokenTable(model, 'int8'))));
   model.params.clear();
   const cases = [];
-  for (const [b, t] of [[1, 128], [2, 128], [1, 256], [4, 128]]) {
+  for (const [b, t] of [
+    [1, 128],
+    [2, 128],
+    [1, 256],
+    [4, 128],
+  ]) {
     log(`llama memory: batch ${b} x ${t}, weights as external data`);
-    const m = await memory(['--onnx', onnxFile, '--data', `${onnxFile}.data`, '--location', external.location, '--table', tableFile, '--rows-only', '--batch', String(b), '--seq', String(t)]);
+    const m = await memory([
+      '--onnx',
+      onnxFile,
+      '--data',
+      `${onnxFile}.data`,
+      '--location',
+      external.location,
+      '--table',
+      tableFile,
+      '--rows-only',
+      '--batch',
+      String(b),
+      '--seq',
+      String(t),
+    ]);
     cases.push({ weights: 'external data', batch: b, seq: t, ...m, fitsWorker128MB: m.afterRun.totalMB < WORKER_LIMIT_MB });
   }
   log('llama memory: batch 1 x 128, weights inside the .onnx');
@@ -201,14 +241,27 @@ async function llamaCut1() {
     const table = tokenTableFromTensors(parseSafetensors(await readFile(tableFile)).tensors);
     const n = fits.batch * fits.seq;
     const feeds = {
-      inputs_embeds: new ortWeb.Tensor('float32', lookupTokens(table, Array.from({ length: n }, (_, i) => (i * 7919) % c.vocabSize)), [fits.batch, fits.seq, c.nEmbd]),
+      inputs_embeds: new ortWeb.Tensor(
+        'float32',
+        lookupTokens(
+          table,
+          Array.from({ length: n }, (_, i) => (i * 7919) % c.vocabSize),
+        ),
+        [fits.batch, fits.seq, c.nEmbd],
+      ),
       attention_mask: new ortWeb.Tensor('int64', new BigInt64Array(n).fill(1n), [fits.batch, fits.seq]),
     };
     const options = { externalData: [{ path: external.location, data: external.data }] };
     llamaTokensPerSecond = Math.round(await tokensPerSecond(ortWeb, external.onnx, () => feeds, options, [fits.batch, fits.seq, c.nEmbd]));
   }
   return {
-    shape: { model: 'Llama-3.2-1B (random weights, published shapes)', cut: 1, weights: 'int8 (DynamicQuantizeMatMul), token table outside the graph', graphKB: round(external.onnx.byteLength / 1024), externalDataMB: round(external.data.byteLength / 2 ** 20) },
+    shape: {
+      model: 'Llama-3.2-1B (random weights, published shapes)',
+      cut: 1,
+      weights: 'int8 (DynamicQuantizeMatMul), token table outside the graph',
+      graphKB: round(external.onnx.byteLength / 1024),
+      externalDataMB: round(external.data.byteLength / 2 ** 20),
+    },
     deviceBatch: fits ? { batch: fits.batch, seq: fits.seq } : undefined,
     tokensPerSecond: llamaTokensPerSecond,
     totalMB: fits?.afterRun.totalMB,

@@ -32,9 +32,25 @@ log(`server backend: ${backend.backend}`);
 const w = await world({ rows: BATCHES * BATCH, cuts: PACE.map(() => 2), gpt2 });
 try {
   const order = [...w.devices.keys()];
-  const spec = parseRunSpec(w.spec({ ordering: { kind: 'fixed', order }, lora: { rank: 8, alpha: 16, dropout: 0, targets: ['attn.c_attn'] }, training: { batchSize: BATCH, seqLen: SEQ, rounds: 1, seed: 0 } }));
+  const spec = parseRunSpec(
+    w.spec({
+      ordering: { kind: 'fixed', order },
+      lora: { rank: 8, alpha: 16, dropout: 0, targets: ['attn.c_attn'] },
+      training: { batchSize: BATCH, seqLen: SEQ, rounds: 1, seed: 0 },
+    }),
+  );
   const round = async (schedule: 'pipelined' | 'stop-and-wait', n: number): Promise<RoundMetrics> => {
-    const runs = new RunRegistry({ store: w.store, roundSecret: 'bench', log: () => {}, pollMs: 5, dataDirs: [w.dir], device: (d) => w.devices.get(d.id)!, checkpointSeconds: 3600, blocks: backend.blocks, schedule });
+    const runs = new RunRegistry({
+      store: w.store,
+      roundSecret: 'bench',
+      log: () => {},
+      pollMs: 5,
+      dataDirs: [w.dir],
+      device: (d) => w.devices.get(d.id)!,
+      checkpointSeconds: 3600,
+      blocks: backend.blocks,
+      schedule,
+    });
     const id = `${schedule}-${n}`;
     await runs.create(spec, id);
     await runs.trigger(id);
@@ -53,30 +69,62 @@ try {
   const deviceWork = order.map((id, i) => ({ id, batches: BATCHES, secondsPerBatch: deviceBatchMs[i]! / 1000 }));
   log(`server step ${stepMs.toFixed(0)} ms; device batch times ${deviceBatchMs.map((ms) => `${ms} ms`).join(', ')}`);
 
-  const measured: Record<string, Array<{ trainingWallMs: number; serverTrainMs: number; serverIdleMs: number; steps: number; predictedMs: number }>> = { pipelined: [], 'stop-and-wait': [] };
+  const measured: Record<string, Array<{ trainingWallMs: number; serverTrainMs: number; serverIdleMs: number; steps: number; predictedMs: number }>> = {
+    pipelined: [],
+    'stop-and-wait': [],
+  };
   for (let n = 1; n <= REPEATS; n++) {
     for (const schedule of ['pipelined', 'stop-and-wait'] as const) {
       log(`${schedule} (${n}/${REPEATS})`);
       const m = await round(schedule, n);
       // The model takes this run's own step time: what it predicts is the schedule, not the step.
       const predicted = roundMakespan(deviceWork, m.serverTrainMs / m.steps / 1000, schedule);
-      measured[schedule]!.push({ trainingWallMs: m.serverTrainMs + m.serverIdleMs, serverTrainMs: m.serverTrainMs, serverIdleMs: m.serverIdleMs, steps: m.steps, predictedMs: Math.round(predicted.seconds * 1000) });
+      measured[schedule]!.push({
+        trainingWallMs: m.serverTrainMs + m.serverIdleMs,
+        serverTrainMs: m.serverTrainMs,
+        serverIdleMs: m.serverIdleMs,
+        steps: m.steps,
+        predictedMs: Math.round(predicted.seconds * 1000),
+      });
     }
   }
   const summary = (schedule: string) => {
     const runs = measured[schedule]!;
     const best = runs.reduce((a, r) => (r.trainingWallMs < a.trainingWallMs ? r : a));
-    return { ...best, idleFraction: Number((best.serverIdleMs / best.trainingWallMs).toFixed(3)), measuredToPredicted: Number((best.trainingWallMs / best.predictedMs).toFixed(3)), runsMs: runs.map((r) => r.trainingWallMs) };
+    return {
+      ...best,
+      idleFraction: Number((best.serverIdleMs / best.trainingWallMs).toFixed(3)),
+      measuredToPredicted: Number((best.trainingWallMs / best.predictedMs).toFixed(3)),
+      runsMs: runs.map((r) => r.trainingWallMs),
+    };
   };
   const [pipelined, stopAndWait] = [summary('pipelined'), summary('stop-and-wait')];
   const deviceMs = BATCHES * Math.max(...deviceBatchMs);
   printReport('pipeline', {
-    work: { devices: order.length, batchesPerDevice: BATCHES, batch: BATCH, seq: SEQ, model: gpt2, cut: 2, backend: backend.backend, serverStepMs: Math.round(stepMs), deviceBatchMs: Object.fromEntries(order.map((id, i) => [id, deviceBatchMs[i]])), devicePaceToServerStep: PACE },
+    work: {
+      devices: order.length,
+      batchesPerDevice: BATCHES,
+      batch: BATCH,
+      seq: SEQ,
+      model: gpt2,
+      cut: 2,
+      backend: backend.backend,
+      serverStepMs: Math.round(stepMs),
+      deviceBatchMs: Object.fromEntries(order.map((id, i) => [id, deviceBatchMs[i]])),
+      devicePaceToServerStep: PACE,
+    },
     pipelined,
     'stop-and-wait': stopAndWait,
-    ratioStopAndWaitToPipelined: { measured: Number((stopAndWait.trainingWallMs / pipelined.trainingWallMs).toFixed(3)), predicted: Number((stopAndWait.predictedMs / pipelined.predictedMs).toFixed(3)) },
-    bounds: { serverTotalMs: pipelined.serverTrainMs, slowestDeviceMs: deviceMs, sumOfDevicesAndServerMs: pipelined.serverTrainMs + BATCHES * deviceBatchMs.reduce((a, ms) => a + ms, 0) },
-    note: 'devices are in-process stand-ins that sleep for their declared batch time (no core taken from the server); the model predicts from the run\'s own mean step time and the declared device times',
+    ratioStopAndWaitToPipelined: {
+      measured: Number((stopAndWait.trainingWallMs / pipelined.trainingWallMs).toFixed(3)),
+      predicted: Number((stopAndWait.predictedMs / pipelined.predictedMs).toFixed(3)),
+    },
+    bounds: {
+      serverTotalMs: pipelined.serverTrainMs,
+      slowestDeviceMs: deviceMs,
+      sumOfDevicesAndServerMs: pipelined.serverTrainMs + BATCHES * deviceBatchMs.reduce((a, ms) => a + ms, 0),
+    },
+    note: "devices are in-process stand-ins that sleep for their declared batch time (no core taken from the server); the model predicts from the run's own mean step time and the declared device times",
   });
 } finally {
   await w.close();

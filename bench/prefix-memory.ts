@@ -32,7 +32,15 @@ const { lookupTokens, streamTokenRows, tokenTableFromTensors } = await import('.
 const { parseSafetensors } = await import('../core/tensors/safetensors.ts');
 
 const { values: args } = parseArgs({
-  options: { onnx: { type: 'string' }, data: { type: 'string' }, location: { type: 'string', default: 'prefix.onnx.data' }, table: { type: 'string' }, 'rows-only': { type: 'boolean' }, batch: { type: 'string' }, seq: { type: 'string' } },
+  options: {
+    onnx: { type: 'string' },
+    data: { type: 'string' },
+    location: { type: 'string', default: 'prefix.onnx.data' },
+    table: { type: 'string' },
+    'rows-only': { type: 'boolean' },
+    batch: { type: 'string' },
+    seq: { type: 'string' },
+  },
 });
 const [B, T] = [Number(args.batch), Number(args.seq)];
 const MB = (n: number) => Math.round((n / 2 ** 20) * 10) / 10;
@@ -44,7 +52,10 @@ const charged = () => {
 };
 
 ort.env.wasm.numThreads = 1;
-const session = await ort.InferenceSession.create(await readFile(args.onnx!), args.data ? { externalData: [{ path: args.location!, data: await readFile(args.data) }] } : {});
+const session = await ort.InferenceSession.create(
+  await readFile(args.onnx!),
+  args.data ? { externalData: [{ path: args.location!, data: await readFile(args.data) }] } : {},
+);
 const ids = BigInt64Array.from({ length: B * T }, (_, i) => BigInt((i * 7919) % 50000));
 let table;
 if (args.table && args['rows-only']) {

@@ -31,16 +31,19 @@ import { maxRelativeDifference, tinyStepGradients } from '../gpu-server/train/pa
 import type { OpTime, OrtOptions } from '../gpu-server/ort/blocks.ts';
 import { cliArgs, fail, int } from '../infra/cli.ts';
 
-const args = cliArgs('usage: npm run bench:train -- [--small] [--steps N] [--batch B] [--profile] [--backends webgpu,wasm,cpu,...] [--reference cpu|gpu] [--anchors DIR] [--llama-blocks N]', {
-  reference: { type: 'string', default: 'cpu' },
-  anchors: { type: 'string', default: resolve('../shared/anchors') },
-  small: { type: 'boolean' },
-  profile: { type: 'boolean' },
-  steps: { type: 'string' },
-  batch: { type: 'string' },
-  backends: { type: 'string', default: BACKENDS.filter((b) => b !== 'cpu').join(',') },
-  'llama-blocks': { type: 'string' },
-});
+const args = cliArgs(
+  'usage: npm run bench:train -- [--small] [--steps N] [--batch B] [--profile] [--backends webgpu,wasm,cpu,...] [--reference cpu|gpu] [--anchors DIR] [--llama-blocks N]',
+  {
+    reference: { type: 'string', default: 'cpu' },
+    anchors: { type: 'string', default: resolve('../shared/anchors') },
+    small: { type: 'boolean' },
+    profile: { type: 'boolean' },
+    steps: { type: 'string' },
+    batch: { type: 'string' },
+    backends: { type: 'string', default: BACKENDS.filter((b) => b !== 'cpu').join(',') },
+    'llama-blocks': { type: 'string' },
+  },
+);
 if (args.reference !== 'cpu' && args.reference !== 'gpu') fail(`--reference must be cpu or gpu, got '${args.reference}'`);
 const log = (m: string) => process.stderr.write(`[bench:train] ${m}\n`);
 const B = int('batch', args.batch, 8);
@@ -67,7 +70,12 @@ const batch: TrainBatch = {
   labels: Int32Array.from({ length: B }, (_, i) => i % 2),
 };
 
-const TRAIN_SPEC: TrainSpec = { lora: { rank: 8, alpha: 16, dropout: 0, targets: ['attn.c_attn'] }, optimizer: {}, schedule: { lr: 2e-4, warmupSteps: 0, kind: 'constant' }, seed: 0 };
+const TRAIN_SPEC: TrainSpec = {
+  lora: { rank: 8, alpha: 16, dropout: 0, targets: ['attn.c_attn'] },
+  optimizer: {},
+  schedule: { lr: 2e-4, warmupSteps: 0, kind: 'constant' },
+  seed: 0,
+};
 
 type Result = { tokensPerSecond: number; msPerStep: number; threads?: number; profile?: KernelTime[] | OpTime[] | string } | { skipped: string };
 
@@ -105,11 +113,21 @@ for (const backend of args.backends!.split(',') as BackendName[]) {
   await inFlight?.result();
   const ms = (performance.now() - started) / STEPS;
   // A backend without kernel timers (WebGPU without timestamp queries) gets the reason instead of a profile.
-  const profile = args.profile ? await (blocks ? ortProfile(blocks) : kernelProfile(backend, () => trainer.step(batch).result()).catch((e: Error) => e.message)) : undefined;
+  const profile = args.profile
+    ? await (blocks ? ortProfile(blocks) : kernelProfile(backend, () => trainer.step(batch).result()).catch((e: Error) => e.message))
+    : undefined;
   trainer.dispose();
   tf.disposeVariables();
-  for (const k of Array.isArray(profile) ? profile : []) log(`  ${(100 * k.share).toFixed(1).padStart(5)}%  ${String(k.ms).padStart(8)} ms  ${'kernel' in k ? `${k.calls} x ${k.kernel} ${k.inputShapes}` : `${k.op} (${k.graph})`}`);
-  results[backend] = { tokensPerSecond: Math.round((B * T) / (ms / 1000)), msPerStep: Math.round(ms), ...(backend === 'wasm' ? { threads: getThreadsCount() } : {}), ...(profile ? { profile } : {}) };
+  for (const k of Array.isArray(profile) ? profile : [])
+    log(
+      `  ${(100 * k.share).toFixed(1).padStart(5)}%  ${String(k.ms).padStart(8)} ms  ${'kernel' in k ? `${k.calls} x ${k.kernel} ${k.inputShapes}` : `${k.op} (${k.graph})`}`,
+    );
+  results[backend] = {
+    tokensPerSecond: Math.round((B * T) / (ms / 1000)),
+    msPerStep: Math.round(ms),
+    ...(backend === 'wasm' ? { threads: getThreadsCount() } : {}),
+    ...(profile ? { profile } : {}),
+  };
 }
 
 // Same numbers everywhere: one step of a tiny model on each backend that ran, against the cpu backend.
@@ -139,11 +157,19 @@ if (!args.small) {
     // PyTorch as installed, and (where this run has them) under glibc's malloc settings that onnxruntime gets: they
     // speed it up too. The ratio is taken to the faster of the two.
     const { GLIBC_TUNABLES: tunables, ...plain } = process.env;
-    const runs = [{ glibcTunables: null, ...(await anchor({ ...plain })) }, ...(tunables && !gpu ? [{ glibcTunables: tunables, ...(await anchor({ ...process.env })) }] : [])];
+    const runs = [
+      { glibcTunables: null, ...(await anchor({ ...plain })) },
+      ...(tunables && !gpu ? [{ glibcTunables: tunables, ...(await anchor({ ...process.env })) }] : []),
+    ];
     reference = { ...runs.reduce((a, b) => (Number(b.fp32?.tokens_per_s) > Number(a.fp32?.tokens_per_s) ? b : a)), ...(runs.length > 1 ? { runs } : {}) };
   } catch (e) {
     const why = String((e as { stderr?: string }).stderr || (e as Error).message);
-    reference = { skipped: /No module named 'torch'|ENOENT/.test(why) && !gpu ? 'needs Debian python3-torch: apt-get install -y python3-torch libopenblas0-pthread' : why.trim().split('\n').at(-1) };
+    reference = {
+      skipped:
+        /No module named 'torch'|ENOENT/.test(why) && !gpu
+          ? 'needs Debian python3-torch: apt-get install -y python3-torch libopenblas0-pthread'
+          : why.trim().split('\n').at(-1),
+    };
   }
 }
 const refTps = Number((reference as { fp32?: { tokens_per_s?: number } }).fp32?.tokens_per_s);
@@ -190,8 +216,25 @@ async function llamaStep() {
   let ours: Record<string, unknown>;
   try {
     // On onnxruntime the blocks' weights live there only (a Trainer's TF.js model then holds the heads alone).
-    const trainer = new Trainer(model, { lora: { rank: 16, alpha: 32, dropout: 0, targets: ['self_attn.q_proj', 'self_attn.v_proj'] }, optimizer: {}, schedule: { lr: 2e-4, warmupSteps: 0, kind: 'constant' }, seed: 0 }, 0, { task: 'causal-lm', blocks });
-    const step: TrainBatch = { cut: 0, rows: b, seqLen: t, hidden: Float32Array.from({ length: b * t * c.nEmbd }, () => r.normal()), mask: new Int32Array(b * t).fill(1), labels: Int32Array.from({ length: b * t }, (_, i) => (i * 7919) % c.vocabSize) };
+    const trainer = new Trainer(
+      model,
+      {
+        lora: { rank: 16, alpha: 32, dropout: 0, targets: ['self_attn.q_proj', 'self_attn.v_proj'] },
+        optimizer: {},
+        schedule: { lr: 2e-4, warmupSteps: 0, kind: 'constant' },
+        seed: 0,
+      },
+      0,
+      { task: 'causal-lm', blocks },
+    );
+    const step: TrainBatch = {
+      cut: 0,
+      rows: b,
+      seqLen: t,
+      hidden: Float32Array.from({ length: b * t * c.nEmbd }, () => r.normal()),
+      mask: new Int32Array(b * t).fill(1),
+      labels: Int32Array.from({ length: b * t }, (_, i) => (i * 7919) % c.vocabSize),
+    };
     await trainer.step(step).result();
     const started = performance.now();
     await trainer.step(step).result();
@@ -200,11 +243,19 @@ async function llamaStep() {
     // one pass, then a token per pass.
     const [promptTokens, newTokens] = [32, 16];
     const decodeStarted = performance.now();
-    await trainer.generate(Array.from({ length: promptTokens }, (_, i) => (i * 7919) % c.vocabSize), { maxNewTokens: newTokens, stop: [] });
+    await trainer.generate(
+      Array.from({ length: promptTokens }, (_, i) => (i * 7919) % c.vocabSize),
+      { maxNewTokens: newTokens, stop: [] },
+    );
     const decodeMs = performance.now() - decodeStarted;
     trainer.dispose();
     tf.disposeVariables();
-    const generation = { promptTokens, newTokens, msPerNewToken: Math.round(decodeMs / newTokens), note: 'the 32-token prompt pass included; no PyTorch decoding anchor: absolute only' };
+    const generation = {
+      promptTokens,
+      newTokens,
+      msPerNewToken: Math.round(decodeMs / newTokens),
+      note: 'the 32-token prompt pass included; no PyTorch decoding anchor: absolute only',
+    };
     ours = { backend, tokensPerSecond: Number(((b * t) / (ms / 1000)).toFixed(1)), msPerStep: Math.round(ms), generation };
   } catch (e) {
     ours = { backend, failed: (e as Error).message.split('\n')[0] };
@@ -214,18 +265,34 @@ async function llamaStep() {
     const env = { ...process.env };
     delete env.OPENBLAS_CORETYPE;
     delete env.OPENBLAS_L2_SIZE;
-    const { stdout } = await promisify(execFile)('/usr/bin/python3', [join(args.anchors!, 'torch_cpu_llama_step.py'), String(cpus().length), String(LLAMA_BLOCKS), String(b), String(t)], { env, timeout: 900_000 });
+    const { stdout } = await promisify(execFile)(
+      '/usr/bin/python3',
+      [join(args.anchors!, 'torch_cpu_llama_step.py'), String(cpus().length), String(LLAMA_BLOCKS), String(b), String(t)],
+      { env, timeout: 900_000 },
+    );
     torch = JSON.parse(stdout.trim().split('\n').at(-1)!);
   } catch (e) {
     const why = String((e as { stderr?: string }).stderr || (e as Error).message);
-    torch = { skipped: /No module named 'torch'|ENOENT/.test(why) ? 'needs Debian python3-torch: apt-get install -y python3-torch libopenblas0-pthread' : why.trim().split('\n').at(-1) };
+    torch = {
+      skipped: /No module named 'torch'|ENOENT/.test(why)
+        ? 'needs Debian python3-torch: apt-get install -y python3-torch libopenblas0-pthread'
+        : why.trim().split('\n').at(-1),
+    };
   }
   const torchTps = Number((torch as { tokens_per_s?: number }).tokens_per_s ?? (torch as { fp32?: { tokens_per_s?: number } }).fp32?.tokens_per_s);
   return {
-    shape: { width: 'Llama-3.2-1B (d 2048, 32/8 heads, SwiGLU 8192, vocab 128256, tied head)', serverBlocks: LLAMA_BLOCKS, lora: 'r=16, alpha 32 on q_proj, v_proj', loss: 'every token', batch: b, seq: t },
+    shape: {
+      width: 'Llama-3.2-1B (d 2048, 32/8 heads, SwiGLU 8192, vocab 128256, tied head)',
+      serverBlocks: LLAMA_BLOCKS,
+      lora: 'r=16, alpha 32 on q_proj, v_proj',
+      loss: 'every token',
+      batch: b,
+      seq: t,
+    },
     blocksNote: `${LLAMA_BLOCKS} of Llama-3.2-1B's 16 blocks and its LM head. On WASM the head alone (1 GB in fp32, held as [V, d] and [d, V], each packed again by XNNPACK) nears WebAssembly's 4 GB: no number of blocks fits beside it`,
     ours,
     torchCpu: torch,
-    ratioToTorch: Number.isFinite(torchTps) && 'tokensPerSecond' in ours ? Number(((ours.tokensPerSecond as number) / torchTps).toFixed(3)) : 'no reference run',
+    ratioToTorch:
+      Number.isFinite(torchTps) && 'tokensPerSecond' in ours ? Number(((ours.tokensPerSecond as number) / torchTps).toFixed(3)) : 'no reference run',
   };
 }

@@ -47,7 +47,10 @@ const sha = await sha256Hex(onnx);
 // Rows of ~SEQ tokens from SST-2 sentences, token ids kept inside the small vocabulary by the text we choose.
 const tokenizer = new GPT2Tokenizer();
 const words = 'the a of and to in is it that film movie good bad story one not but with as for this'.split(' ');
-const rows = Array.from({ length: ROWS }, (_, i) => ({ text: Array.from({ length: SEQ + 8 }, (_, j) => words[(i * 7 + j * 3) % words.length]).join(' '), label: i % 2 }));
+const rows = Array.from({ length: ROWS }, (_, i) => ({
+  text: Array.from({ length: SEQ + 8 }, (_, j) => words[(i * 7 + j * 3) % words.length]).join(' '),
+  label: i % 2,
+}));
 if (Math.max(...tokenizer.encode(rows[0].text)) >= config.vocabSize) throw new Error('bench text uses tokens outside the bench vocabulary');
 
 const dir = await localTempDir('bench-worker');
@@ -67,7 +70,19 @@ try {
   for (const dtype of ['fp16', 'fp32', 'fp16'] as const) {
     const runId = `bench-${dtype}-${Object.keys(runs).length}`;
     log(`round with ${dtype} activations: ${ROWS} rows, batch ${BATCH} x ${SEQ}`);
-    const request = await buildRoundRequest(store, { runId, round: 0, deviceId: device.id, modelSha256: sha, cut: CUT, rows: ROWS, batchSize: BATCH, seqLen: SEQ, dtype, labels: ['0', '1'], padTokenId: 0 });
+    const request = await buildRoundRequest(store, {
+      runId,
+      round: 0,
+      deviceId: device.id,
+      modelSha256: sha,
+      cut: CUT,
+      rows: ROWS,
+      batchSize: BATCH,
+      seqLen: SEQ,
+      dtype,
+      labels: ['0', '1'],
+      padTokenId: 0,
+    });
     const started = performance.now();
     await client.startRound(request);
     const status = await client.waitForRound(runId, 0, { intervalMs: 100 });
@@ -83,9 +98,15 @@ try {
   for (let b = -1; b < ROWS / BATCH; b++) {
     // Batch -1 repeats batch 0 as a warm-up.
     const from = Math.max(b, 0) * BATCH;
-    const enc = tokenizer.encodeBatch(rows.slice(from, from + BATCH).map((r) => r.text), { maxLength: SEQ, padTokenId: 0 });
+    const enc = tokenizer.encodeBatch(
+      rows.slice(from, from + BATCH).map((r) => r.text),
+      { maxLength: SEQ, padTokenId: 0 },
+    );
     const shape = [enc.batch, enc.seq];
-    const feeds = { input_ids: new ort.Tensor('int64', BigInt64Array.from(enc.ids, BigInt), shape), attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), shape) };
+    const feeds = {
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(enc.ids, BigInt), shape),
+      attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), shape),
+    };
     const t0 = performance.now();
     (await session.run(feeds))[PREFIX_OUTPUT].dispose();
     if (b < 0) continue;
@@ -101,7 +122,10 @@ try {
     prefix: { nEmbd: config.nEmbd, nHead: config.nHead, vocabSize: config.vocabSize, cut: CUT, weights: 'int8', onnxMB: round(onnx.byteLength / 2 ** 20) },
     batch: { rows: ROWS, batchSize: BATCH, seqLen: SEQ, tokens: worker.tokens },
     forwardTokensPerSecond: { workerd: Math.round(workerTps), onnxruntimeNode1Thread: Math.round(nodeTps), ratioWorkerdToNode: round(workerTps / nodeTps, 3) },
-    roundTokensPerSecondIncludingTokenizeAndUpload: { fp32: Math.round(worker.tokens / (runs.fp32.wallMs / 1000)), fp16: Math.round(worker.tokens / (runs.fp16.wallMs / 1000)) },
+    roundTokensPerSecondIncludingTokenizeAndUpload: {
+      fp32: Math.round(worker.tokens / (runs.fp32.wallMs / 1000)),
+      fp16: Math.round(worker.tokens / (runs.fp16.wallMs / 1000)),
+    },
     uploadBytesPerSample: { fp32: perSample('fp32'), fp16: perSample('fp16'), ratioFp16ToFp32: round(perSample('fp16') / perSample('fp32'), 3) },
     llama,
   });
@@ -118,7 +142,7 @@ try {
  */
 async function llamaRound(store: S3Store, device: (typeof stack.devices)[number], client: DeviceClient) {
   const LLAMA_ROWS = 4;
-  log('llama: making Llama-3.2-1B\'s token table and block 0, exporting cut 1 (int8, external data)');
+  log("llama: making Llama-3.2-1B's token table and block 0, exporting cut 1 (int8, external data)");
   const model = initLlama(llamaConfig({ nLayer: 2 }), { seed: 0 });
   const seg = await deviceSegment(model, 1, 'int8');
   await writeLlama3Tokenizer(dir);
@@ -129,9 +153,32 @@ async function llamaRound(store: S3Store, device: (typeof stack.devices)[number]
   await store.put(keys.tokenTable(seg.tokenTable!.sha256), seg.tokenTable!.bytes);
   await store.put(keys.tokenizer(tokenizer.sha256), tokenizerBytes);
   await device.uploadShard('llama-bench', rows.slice(0, LLAMA_ROWS));
-  await device.approve({ sha256: seg.sha256, model: 'llama-3.2-1b', cut: 1, tokenTable: seg.tokenTable!.sha256, weights: seg.weights!.sha256, tokenizer: tokenizer.sha256 });
+  await device.approve({
+    sha256: seg.sha256,
+    model: 'llama-3.2-1b',
+    cut: 1,
+    tokenTable: seg.tokenTable!.sha256,
+    weights: seg.weights!.sha256,
+    tokenizer: tokenizer.sha256,
+  });
   const request = (runId: string) =>
-    buildRoundRequest(store, { runId, round: 0, deviceId: device.id, modelSha256: seg.sha256, tokenTableSha256: seg.tokenTable!.sha256, weightsSha256: seg.weights!.sha256, tokenizer, cut: 1, rows: LLAMA_ROWS, batchSize: 1, seqLen: SEQ, dtype: 'fp16', labels: ['0', '1'], padTokenId: model.config.padTokenId, shards: ['llama-bench'] });
+    buildRoundRequest(store, {
+      runId,
+      round: 0,
+      deviceId: device.id,
+      modelSha256: seg.sha256,
+      tokenTableSha256: seg.tokenTable!.sha256,
+      weightsSha256: seg.weights!.sha256,
+      tokenizer,
+      cut: 1,
+      rows: LLAMA_ROWS,
+      batchSize: 1,
+      seqLen: SEQ,
+      dtype: 'fp16',
+      labels: ['0', '1'],
+      padTokenId: model.config.padTokenId,
+      shards: ['llama-bench'],
+    });
   let status: Awaited<ReturnType<DeviceClient['waitForRound']>> | undefined;
   // The first round loads the segment: a warm-up, not measured.
   for (const runId of ['llama-warmup', 'llama']) {
@@ -141,10 +188,16 @@ async function llamaRound(store: S3Store, device: (typeof stack.devices)[number]
     if (status.state !== 'complete') throw new Error(`llama round failed: ${status.error}`);
   }
   log('llama: the same graph and weights on onnxruntime-node, 1 thread');
-  const session = await ort.InferenceSession.create(seg.onnx, { intraOpNumThreads: 1, externalData: [{ path: PREFIX_DATA_LOCATION, data: seg.weights!.bytes }] });
+  const session = await ort.InferenceSession.create(seg.onnx, {
+    intraOpNumThreads: 1,
+    externalData: [{ path: PREFIX_DATA_LOCATION, data: seg.weights!.bytes }],
+  });
   const table = tokenTableFromTensors(parseSafetensors(seg.tokenTable!.bytes).tensors);
   const ids = Array.from({ length: SEQ }, (_, i) => (i * 7919) % model.config.vocabSize);
-  const feeds = { inputs_embeds: new ort.Tensor('float32', lookupTokens(table, ids), [1, SEQ, model.config.nEmbd]), attention_mask: new ort.Tensor('int64', new BigInt64Array(SEQ).fill(1n), [1, SEQ]) };
+  const feeds = {
+    inputs_embeds: new ort.Tensor('float32', lookupTokens(table, ids), [1, SEQ, model.config.nEmbd]),
+    attention_mask: new ort.Tensor('int64', new BigInt64Array(SEQ).fill(1n), [1, SEQ]),
+  };
   await session.run(feeds);
   const t0 = performance.now();
   for (let i = 0; i < LLAMA_ROWS; i++) await session.run(feeds);
@@ -152,7 +205,17 @@ async function llamaRound(store: S3Store, device: (typeof stack.devices)[number]
   await session.release();
   const workerTps = status!.tokens / (status!.forwardMs / 1000);
   return {
-    shape: { model: 'Llama-3.2-1B (random weights, published shapes)', cut: 1, weights: 'int8, external data', graphKB: round(seg.onnx.byteLength / 1024), weightsMB: round(seg.weights!.bytes.byteLength / 2 ** 20), tokenTableMB: round(seg.tokenTable!.bytes.byteLength / 2 ** 20), batch: 1, seq: SEQ, rows: LLAMA_ROWS },
+    shape: {
+      model: 'Llama-3.2-1B (random weights, published shapes)',
+      cut: 1,
+      weights: 'int8, external data',
+      graphKB: round(seg.onnx.byteLength / 1024),
+      weightsMB: round(seg.weights!.bytes.byteLength / 2 ** 20),
+      tokenTableMB: round(seg.tokenTable!.bytes.byteLength / 2 ** 20),
+      batch: 1,
+      seq: SEQ,
+      rows: LLAMA_ROWS,
+    },
     forwardTokensPerSecond: { workerd: Math.round(workerTps), onnxruntimeNode1Thread: Math.round(nodeTps), ratioWorkerdToNode: round(workerTps / nodeTps, 3) },
     memory: 'not measurable inside workerd here (no per-isolate figure); bench:device measures the same onnxruntime-web build: 109 MB at 1 x 128, fits 128 MB',
   };

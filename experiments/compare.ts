@@ -51,8 +51,12 @@ const GLUE_PARTITIONS: PartitionSpec[] = [{ kind: 'iid' }, { kind: 'dirichlet', 
 const STUDY_PARTITIONS: PartitionSpec[] = [{ kind: 'iid' }, { kind: 'dirichlet', alpha: 0.5 }, { kind: 'dirichlet', alpha: 0.1 }, { kind: 'extreme' }];
 /** A real server's training throughput: onnxruntime on these 2 cores, GPT-2 small's step at 512 tokens/s x 293 MFLOP a token. */
 const SERVER_GFLOPS = 150;
-const SERVER_SOURCE = "onnxruntime (ort-cpu) on these 2 cores as bench:train measured it (docs/benchmarks/train-2026-12-03-ort-cpu-llama-1b-generation.json: GPT-2 small's server step, 512 tokens/s at 293 MFLOP a token)";
-const folder = (p: PartitionSpec) => describePartition(p).replace(/[^a-z0-9.]+/gi, '-').replace(/-$/, '');
+const SERVER_SOURCE =
+  "onnxruntime (ort-cpu) on these 2 cores as bench:train measured it (docs/benchmarks/train-2026-12-03-ort-cpu-llama-1b-generation.json: GPT-2 small's server step, 512 tokens/s at 293 MFLOP a token)";
+const folder = (p: PartitionSpec) =>
+  describePartition(p)
+    .replace(/[^a-z0-9.]+/gi, '-')
+    .replace(/-$/, '');
 
 run(async () => {
   if (!existsSync(join(args.model!, 'config.json'))) {
@@ -67,7 +71,9 @@ run(async () => {
   const topicsBase = await loadBaseModel(args['topics-model']!);
   const options = (task: ExperimentOptions['task'], partition: PartitionSpec, out: string): ExperimentOptions => ({
     task,
-    ...(task.name === 'topics' ? { model: topicsBase.model, tokenizer: topicsBase.tokenizer, modelName: topicsBase.name } : { model, tokenizer, modelName: name }),
+    ...(task.name === 'topics'
+      ? { model: topicsBase.model, tokenizer: topicsBase.tokenizer, modelName: topicsBase.name }
+      : { model, tokenizer, modelName: name }),
     partition,
     methods,
     devices,
@@ -106,11 +112,19 @@ run(async () => {
             orderings[ordering.kind] = methodsStudy;
             continue;
           }
-          orderings[ordering.kind] = await runSeeds({ ...options(task, partition, join(out, 'orderings', ordering.kind)), methods: ['splitfrozen'], ordering }, seeds, { fresh: args.fresh });
+          orderings[ordering.kind] = await runSeeds(
+            { ...options(task, partition, join(out, 'orderings', ordering.kind)), methods: ['splitfrozen'], ordering },
+            seeds,
+            { fresh: args.fresh },
+          );
           minutes += orderings[ordering.kind]!.minutes;
         }
         // The same devices in random reshuffling, their batches interleaved (training.batchOrder on the server).
-        orderings[INTERLEAVED] = await runSeeds({ ...options(task, partition, join(out, 'orderings', INTERLEAVED)), methods: ['splitfrozen'], batchOrder: 'interleaved' }, seeds, { fresh: args.fresh });
+        orderings[INTERLEAVED] = await runSeeds(
+          { ...options(task, partition, join(out, 'orderings', INTERLEAVED)), methods: ['splitfrozen'], batchOrder: 'interleaved' },
+          seeds,
+          { fresh: args.fresh },
+        );
         minutes += orderings[INTERLEAVED]!.minutes;
         studies.push({ partition, out, methods: methodsStudy, orderings });
       }
@@ -118,7 +132,9 @@ run(async () => {
       // Modelled time hardly depends on the partition: the IID experiment's first seed, with the simulation's server
       // and with a real one's measured speed.
       const first = Object.values(studies[0]!.methods.runs[0]!);
-      const tables = [modelledTime(first), modelledTime(first, { gflops: SERVER_GFLOPS, source: SERVER_SOURCE })].map((t) => (t ? timeTable(t) : 'No modelled time: it needs the splitfrozen run.'));
+      const tables = [modelledTime(first), modelledTime(first, { gflops: SERVER_GFLOPS, source: SERVER_SOURCE })].map((t) =>
+        t ? timeTable(t) : 'No modelled time: it needs the splitfrozen run.',
+      );
       sections.push(`### Modelled training time (${describePartition(studies[0]!.partition)}, seed ${seeds[0]})\n\n${tables.join('\n')}`);
     } else {
       for (const partition of GLUE_PARTITIONS) {
@@ -138,7 +154,9 @@ run(async () => {
     `Command: \`${command}\` (it runs \`npm run pretrain -- --out ${args.model}\`, 300 steps, first when the model is missing). The experiments took ${minutes.toFixed(1)} minutes of training and evaluation on ${cpus().length} cores (${cpus()[0]?.model}), ${new Date().toISOString().slice(0, 10)}; kept results count with the time they took when made.`,
     '',
     `Base model: ${name}, pretrained with \`npm run pretrain\` on the GLUE tasks' training text` +
-      (pretraining ? ` (${pretraining.config.nLayer} blocks, n_embd ${pretraining.config.nEmbd}; ${pretraining.steps} steps; held-out language-modelling loss ${pretraining.validationLoss.before.toFixed(2)} -> ${pretraining.validationLoss.after.toFixed(2)}; see [pretraining.json](pretraining.json)).` : '.') +
+      (pretraining
+        ? ` (${pretraining.config.nLayer} blocks, n_embd ${pretraining.config.nEmbd}; ${pretraining.steps} steps; held-out language-modelling loss ${pretraining.validationLoss.before.toFixed(2)} -> ${pretraining.validationLoss.after.toFixed(2)}; see [pretraining.json](pretraining.json)).`
+        : '.') +
       ` Cut 2; LoRA r=8 (on c_attn); ${devices} devices; one pass over every device's data per round; the same rows, partitions, seeds and budgets for every method; no tuning on the evaluation split.`,
     '',
     ...[...notes].map((n) => `Note: ${n}`),
@@ -150,7 +168,9 @@ run(async () => {
           '',
           'Compare each accuracy with the majority class of its evaluation split: this base model gives weak frozen features for GLUE, and where the methods sit at that line the comparison cannot confirm or refute anything.',
           '',
-          '| task | partition | majority class | ' + methods.map((m) => `${m} accuracy`).join(' | ') + ' | device compute vs SplitLoRA | device compute vs FedLoRA | details |',
+          '| task | partition | majority class | ' +
+            methods.map((m) => `${m} accuracy`).join(' | ') +
+            ' | device compute vs SplitLoRA | device compute vs FedLoRA | details |',
           '|---|---|---|' + methods.map(() => '---|').join('') + '---|---|---|',
           ...glueRows,
           '',
@@ -168,7 +188,12 @@ const INTERLEAVED = 'interleaved';
 
 /** The client orderings compared: random reshuffling, shuffle-once, a fixed order (device index) and GraB. */
 function clientOrderings(devices: number): OrderingSpec[] {
-  return [{ kind: 'random-reshuffle' }, { kind: 'shuffle-once' }, { kind: 'fixed', order: Array.from({ length: devices }, (_, i) => `device-${i}`) }, { kind: 'grab' }];
+  return [
+    { kind: 'random-reshuffle' },
+    { kind: 'shuffle-once' },
+    { kind: 'fixed', order: Array.from({ length: devices }, (_, i) => `device-${i}`) },
+    { kind: 'grab' },
+  ];
 }
 
 interface TopicStudy {
@@ -195,7 +220,12 @@ function topicSection(studies: TopicStudy[], seeds: number[], base: string): str
     '',
     `| partition | majority class | ${methods.join(' | ')} | plots (seed ${seeds[0]}) |`,
     `|---|---|${methods.map(() => '---|').join('')}---|`,
-    ...studies.map((s) => [s, withInterleaved(s)] as const).map(([s, accuracy]) => `| ${describePartition(s.partition)} | ${s.methods.majorityClass === undefined ? '-' : `${(100 * s.methods.majorityClass).toFixed(1)}%`} | ${methods.map((m) => pm(accuracy[m]!)).join(' | ')} | [accuracy](${rel(s, `seed-${seeds[0]}/accuracy.svg`)}), [time on phones](${rel(s, `seed-${seeds[0]}/time-phone.svg`)}) |`),
+    ...studies
+      .map((s) => [s, withInterleaved(s)] as const)
+      .map(
+        ([s, accuracy]) =>
+          `| ${describePartition(s.partition)} | ${s.methods.majorityClass === undefined ? '-' : `${(100 * s.methods.majorityClass).toFixed(1)}%`} | ${methods.map((m) => pm(accuracy[m]!)).join(' | ')} | [accuracy](${rel(s, `seed-${seeds[0]}/accuracy.svg`)}), [time on phones](${rel(s, `seed-${seeds[0]}/time-phone.svg`)}) |`,
+      ),
     '',
     '### The claims, checked in direction',
     '',
@@ -216,8 +246,18 @@ function topicSection(studies: TopicStudy[], seeds: number[], base: string): str
   claim('SplitFrozen, its batches interleaved, beats FedLoRA', 'splitfrozen, interleaved', 'fedlora', withInterleaved);
   claim("interleaving the devices' batches beats device after device (SplitFrozen)", 'splitfrozen, interleaved', 'splitfrozen', withInterleaved);
   claim('SplitFrozen beats SplitLoRA', 'splitfrozen', 'splitlora', (s) => s.methods.accuracy);
-  claim('sequential training (SplitFrozen) beats parallel training with averaging, more so as heterogeneity grows', 'splitfrozen', 'splitfrozen-parallel', (s) => s.methods.accuracy);
-  claim('sequential training one batch a visit (SplitFrozen, interleaved) beats parallel training with averaging', 'splitfrozen, interleaved', 'splitfrozen-parallel', withInterleaved);
+  claim(
+    'sequential training (SplitFrozen) beats parallel training with averaging, more so as heterogeneity grows',
+    'splitfrozen',
+    'splitfrozen-parallel',
+    (s) => s.methods.accuracy,
+  );
+  claim(
+    'sequential training one batch a visit (SplitFrozen, interleaved) beats parallel training with averaging',
+    'splitfrozen, interleaved',
+    'splitfrozen-parallel',
+    withInterleaved,
+  );
   claim('GraB beats random reshuffling', 'grab', 'random-reshuffle', (s) => orderingAccuracy(s));
   claim('random reshuffling beats shuffle-once', 'random-reshuffle', 'shuffle-once', (s) => orderingAccuracy(s));
   claim('random reshuffling beats a fixed order', 'random-reshuffle', 'fixed', (s) => orderingAccuracy(s));
@@ -225,9 +265,18 @@ function topicSection(studies: TopicStudy[], seeds: number[], base: string): str
     '',
     '### Client orderings (SplitFrozen, equal work)',
     '',
-    `| partition | ${Object.keys(studies[0]!.orderings).map((o) => `${o} accuracy | ${o} train loss`).join(' | ')} |`,
-    `|---|${Object.keys(studies[0]!.orderings).map(() => '---|---|').join('')}`,
-    ...studies.map((s) => `| ${describePartition(s.partition)} | ${Object.values(s.orderings).map((o) => `${pm(o.accuracy.splitfrozen!)} | ${o.trainLoss.splitfrozen!.mean.toFixed(3)} ± ${o.trainLoss.splitfrozen!.std.toFixed(3)}`).join(' | ')} |`),
+    `| partition | ${Object.keys(studies[0]!.orderings)
+      .map((o) => `${o} accuracy | ${o} train loss`)
+      .join(' | ')} |`,
+    `|---|${Object.keys(studies[0]!.orderings)
+      .map(() => '---|---|')
+      .join('')}`,
+    ...studies.map(
+      (s) =>
+        `| ${describePartition(s.partition)} | ${Object.values(s.orderings)
+          .map((o) => `${pm(o.accuracy.splitfrozen!)} | ${o.trainLoss.splitfrozen!.mean.toFixed(3)} ± ${o.trainLoss.splitfrozen!.std.toFixed(3)}`)
+          .join(' | ')} |`,
+    ),
     '',
   );
   return lines.join('\n');

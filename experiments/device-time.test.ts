@@ -37,7 +37,7 @@ describe('the device-time model of a round', () => {
   });
 });
 
-describe('a method\'s round time on a device profile (worked by hand)', () => {
+describe("a method's round time on a device profile (worked by hand)", () => {
   // 1 GFLOP/s each way, 1 MB/s each way (8 Mbit/s); the server does 3 GFLOP/s.
   const profile = { name: 'unit', forwardGflops: 1, backwardGflops: 1, uplinkMbps: 8, downlinkMbps: 8, memoryMB: 100, source: 'test' };
   const work = (deviceBackward: number): MethodWork => ({
@@ -74,4 +74,3 @@ describe('a method\'s round time on a device profile (worked by hand)', () => {
     expect(methodRoundSeconds('splitfrozen', work(0), workers, 3e9, 0)).toBeGreaterThan(0);
   });
 });
-

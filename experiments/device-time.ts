@@ -31,7 +31,12 @@ export type BatchOrder = RunSpec['training']['batchOrder'];
  * device in turn), the server opens every device's feed before its first turn under either schedule, so every device
  * computes at once, and the first turn needs a batch of each: training starts when the last manifest lands.
  */
-export function roundMakespan(devices: readonly DeviceWork[], serverSecondsPerBatch: number, schedule: Schedule, batchOrder: BatchOrder = 'by-device'): Makespan {
+export function roundMakespan(
+  devices: readonly DeviceWork[],
+  serverSecondsPerBatch: number,
+  schedule: Schedule,
+  batchOrder: BatchOrder = 'by-device',
+): Makespan {
   const busy = devices.reduce((a, d) => a + d.batches, 0) * serverSecondsPerBatch;
   let t = 0;
   if (batchOrder === 'interleaved') t = Math.max(0, ...devices.map((d) => d.batches * d.secondsPerBatch)) + busy;
@@ -58,8 +63,24 @@ export interface DeviceProfile {
 }
 
 export const DEVICE_PROFILES: readonly DeviceProfile[] = [
-  { name: 'phone', forwardGflops: 10, backwardGflops: 5, uplinkMbps: 10, downlinkMbps: 50, memoryMB: 1024, source: 'a mid-range phone CPU in a browser or app (assumed), a mobile uplink' },
-  { name: 'laptop', forwardGflops: 60, backwardGflops: 30, uplinkMbps: 50, downlinkMbps: 200, memoryMB: 4096, source: 'a laptop CPU (assumed), home broadband' },
+  {
+    name: 'phone',
+    forwardGflops: 10,
+    backwardGflops: 5,
+    uplinkMbps: 10,
+    downlinkMbps: 50,
+    memoryMB: 1024,
+    source: 'a mid-range phone CPU in a browser or app (assumed), a mobile uplink',
+  },
+  {
+    name: 'laptop',
+    forwardGflops: 60,
+    backwardGflops: 30,
+    uplinkMbps: 50,
+    downlinkMbps: 200,
+    memoryMB: 4096,
+    source: 'a laptop CPU (assumed), home broadband',
+  },
   {
     name: 'workers',
     forwardGflops: 58,
@@ -67,7 +88,8 @@ export const DEVICE_PROFILES: readonly DeviceProfile[] = [
     uplinkMbps: 1000,
     downlinkMbps: 1000,
     memoryMB: 128,
-    source: 'a Cloudflare Worker: forward as measured in workerd (bench:worker: 2,038 tokens/s through 2 GPT-2-small blocks in int8), no backward pass (onnxruntime-web runs inference only), 128 MB',
+    source:
+      'a Cloudflare Worker: forward as measured in workerd (bench:worker: 2,038 tokens/s through 2 GPT-2-small blocks in int8), no backward pass (onnxruntime-web runs inference only), 128 MB',
   },
 ];
 
@@ -90,10 +112,20 @@ export interface MethodWork {
  * SplitFrozen server's training steps), or undefined where the method does not fit the device (memory, or a
  * backward pass a Worker cannot run). `round` 0 is the first: SplitFrozen's devices compute only then.
  */
-export function methodRoundSeconds(method: string, w: MethodWork, profile: DeviceProfile, serverFlops: number, round: number, schedule: Schedule = 'pipelined', batchOrder: BatchOrder = 'by-device'): number | undefined {
+export function methodRoundSeconds(
+  method: string,
+  w: MethodWork,
+  profile: DeviceProfile,
+  serverFlops: number,
+  round: number,
+  schedule: Schedule = 'pipelined',
+  batchOrder: BatchOrder = 'by-device',
+): number | undefined {
   const backward = w.perToken.deviceBackward > 0;
   if (w.devicePeakMemoryMB > profile.memoryMB || (backward && profile.backwardGflops === 0)) return undefined;
-  const compute = (tokens: number) => (tokens * w.perToken.deviceForward) / (profile.forwardGflops * 1e9) + (backward ? (tokens * w.perToken.deviceBackward) / (profile.backwardGflops * 1e9) : 0);
+  const compute = (tokens: number) =>
+    (tokens * w.perToken.deviceForward) / (profile.forwardGflops * 1e9) +
+    (backward ? (tokens * w.perToken.deviceBackward) / (profile.backwardGflops * 1e9) : 0);
   const up = (bytes: number) => (8 * bytes) / (profile.uplinkMbps * 1e6);
   const down = (bytes: number) => (8 * bytes) / (profile.downlinkMbps * 1e6);
   const server = (tokens: number) => (tokens * w.perToken.server) / serverFlops;
@@ -102,8 +134,17 @@ export function methodRoundSeconds(method: string, w: MethodWork, profile: Devic
     case 'splitfrozen':
     case 'splitfrozen-parallel': {
       // Activations computed and sent once; later rounds train on them again.
-      const devices = w.devices.map((d, i) => ({ id: String(i), batches: d.batches, secondsPerBatch: round === 0 ? compute(perBatch(d)) + up(perBatch(d) * w.activationBytesPerToken) : 0 }));
-      const tokensPerBatch = w.devices.reduce((a, d) => a + d.tokens, 0) / Math.max(w.devices.reduce((a, d) => a + d.batches, 0), 1);
+      const devices = w.devices.map((d, i) => ({
+        id: String(i),
+        batches: d.batches,
+        secondsPerBatch: round === 0 ? compute(perBatch(d)) + up(perBatch(d) * w.activationBytesPerToken) : 0,
+      }));
+      const tokensPerBatch =
+        w.devices.reduce((a, d) => a + d.tokens, 0) /
+        Math.max(
+          w.devices.reduce((a, d) => a + d.batches, 0),
+          1,
+        );
       return roundMakespan(devices, server(tokensPerBatch), schedule, batchOrder).seconds;
     }
     case 'fedlora':
@@ -112,7 +153,14 @@ export function methodRoundSeconds(method: string, w: MethodWork, profile: Devic
     case 'splitlora': {
       // Devices at once, a batch at a time: forward, activations up, the server's step, the gradient down,
       // backward, and the device adapters' averaging every avgEvery steps; the server takes one batch at a time.
-      const chain = w.devices.map((d) => compute(d.tokens) + up(d.tokens * w.activationBytesPerToken) + server(d.tokens) + down(d.tokens * w.activationBytesPerToken) + (d.batches / w.avgEvery) * (up(w.adapterBytes) + down(w.adapterBytes)));
+      const chain = w.devices.map(
+        (d) =>
+          compute(d.tokens) +
+          up(d.tokens * w.activationBytesPerToken) +
+          server(d.tokens) +
+          down(d.tokens * w.activationBytesPerToken) +
+          (d.batches / w.avgEvery) * (up(w.adapterBytes) + down(w.adapterBytes)),
+      );
       return Math.max(...chain, server(w.devices.reduce((a, d) => a + d.tokens, 0)));
     }
     default:

@@ -28,7 +28,13 @@ describe('an experiment', () => {
   it('writes results.json, a markdown table with the label histogram, and an SVG plot with a line per method', async () => {
     const rows = syntheticSentiment(160, 2).map((r) => ({ text: r.text, label: Number(r.label) }));
     // Three labels against a base model whose own head has two: the experiment gives the task a new head.
-    const task: TaskData = { name: 'mnli', labels: ['0', '1', 'unused'], train: rows.slice(40), eval: rows.slice(0, 40), notes: ['a note every output must carry'] };
+    const task: TaskData = {
+      name: 'mnli',
+      labels: ['0', '1', 'unused'],
+      train: rows.slice(40),
+      eval: rows.slice(0, 40),
+      notes: ['a note every output must carry'],
+    };
     const out = join(dir, 'exp');
     await runExperiment({
       task,
@@ -85,9 +91,36 @@ describe('an experiment', () => {
   it('runs GSM8K-style generation with every method on a Llama: completion loss, exact match, costs per method', async () => {
     const { model, tokenizer } = await loadBaseModel('random', 'generation');
     const problem = (i: number) => gsm8kExample(`What is ${i} plus ${i}?`, `${i} + ${i} = ${2 * i}\n#### ${2 * i}`);
-    const task: GenerationTaskData = { name: 'gsm8k', train: Array.from({ length: 12 }, (_, i) => problem(i)), eval: [problem(50), problem(51)], notes: ['split note'] };
+    const task: GenerationTaskData = {
+      name: 'gsm8k',
+      train: Array.from({ length: 12 }, (_, i) => problem(i)),
+      eval: [problem(50), problem(51)],
+      notes: ['split note'],
+    };
     const out = join(dir, 'gsm8k');
-    const options = { task, model, tokenizer, modelName: 'random', partition: parsePartition('iid'), methods: parseMethods('splitfrozen,fedlora,splitlora,splitfrozen-parallel'), devices: 2, rounds: 1, trainRows: 12, evalRows: 2, batchSize: 4, seqLen: 48, cut: 2, lr: 0.01, rank: 2, ordering: { kind: 'random-reshuffle' } as const, avgEvery: 2, seed: 0, out, command: '(test)', log: () => {} };
+    const options = {
+      task,
+      model,
+      tokenizer,
+      modelName: 'random',
+      partition: parsePartition('iid'),
+      methods: parseMethods('splitfrozen,fedlora,splitlora,splitfrozen-parallel'),
+      devices: 2,
+      rounds: 1,
+      trainRows: 12,
+      evalRows: 2,
+      batchSize: 4,
+      seqLen: 48,
+      cut: 2,
+      lr: 0.01,
+      rank: 2,
+      ordering: { kind: 'random-reshuffle' } as const,
+      avgEvery: 2,
+      seed: 0,
+      out,
+      command: '(test)',
+      log: () => {},
+    };
     await runExperiment(options);
     const results = JSON.parse(await readFile(join(out, 'results.json'), 'utf8'));
     expect(results.methods.map((m: { method: string }) => m.method)).toEqual(['splitfrozen', 'fedlora', 'splitlora', 'splitfrozen-parallel']);
@@ -103,7 +136,9 @@ describe('an experiment', () => {
     expect(fedlora.deviceBackwardFlops).toBeGreaterThan(0);
     expect(splitlora.cutGradientNorm).toBeGreaterThan(0);
     expect(splitfrozen.cutGradientNorm).toBe(0);
-    await expect(runExperiment({ ...options, partition: parsePartition('extreme') })).rejects.toThrow("partition 'extreme' skews labels; a generation task has none: use iid or quantity:ALPHA");
+    await expect(runExperiment({ ...options, partition: parsePartition('extreme') })).rejects.toThrow(
+      "partition 'extreme' skews labels; a generation task has none: use iid or quantity:ALPHA",
+    );
   });
 
   it('classifies with a Llama as with GPT-2 (no family is special), and refuses a GPT-2 for generation', async () => {
@@ -111,13 +146,37 @@ describe('an experiment', () => {
     const rows = syntheticSentiment(48, 3).map((r) => ({ text: r.text, label: Number(r.label) }));
     const task: TaskData = { name: 'sst2', labels: ['0', '1'], train: rows.slice(16), eval: rows.slice(0, 16), notes: [] };
     const out = join(dir, 'llama-sst2');
-    await runExperiment({ task, model, tokenizer, modelName: 'random', partition: parsePartition('iid'), methods: parseMethods('splitfrozen'), devices: 2, rounds: 1, trainRows: 32, evalRows: 16, batchSize: 8, seqLen: 24, cut: 2, lr: 0.01, rank: 2, ordering: { kind: 'random-reshuffle' }, avgEvery: 2, seed: 0, out, command: '(test)', log: () => {} });
+    await runExperiment({
+      task,
+      model,
+      tokenizer,
+      modelName: 'random',
+      partition: parsePartition('iid'),
+      methods: parseMethods('splitfrozen'),
+      devices: 2,
+      rounds: 1,
+      trainRows: 32,
+      evalRows: 16,
+      batchSize: 8,
+      seqLen: 24,
+      cut: 2,
+      lr: 0.01,
+      rank: 2,
+      ordering: { kind: 'random-reshuffle' },
+      avgEvery: 2,
+      seed: 0,
+      out,
+      command: '(test)',
+      log: () => {},
+    });
     const results = JSON.parse(await readFile(join(out, 'results.json'), 'utf8'));
     expect(results.methods[0].rounds[0].loss).toBeGreaterThan(0);
     expect(results.methods[0].rounds[0].accuracy * 16).toBeCloseTo(Math.round(results.methods[0].rounds[0].accuracy * 16), 9);
     const gpt2Dir = join(dir, 'gpt2-folder');
     await writeModelFolder(gpt2Dir, initModel(gpt2Config({ nLayer: 2, nEmbd: 16, nHead: 2, nPositions: 32 }), { seed: 0 }));
-    await expect(loadBaseModel(gpt2Dir, 'generation')).rejects.toThrow(`${gpt2Dir} is a GPT-2 model; a generation task needs a Llama model (every family runs the classification tasks)`);
+    await expect(loadBaseModel(gpt2Dir, 'generation')).rejects.toThrow(
+      `${gpt2Dir} is a GPT-2 model; a generation task needs a Llama model (every family runs the classification tasks)`,
+    );
     expect((await loadBaseModel(gpt2Dir)).model.config.modelType).toBe('gpt2');
   });
 
@@ -128,7 +187,7 @@ describe('an experiment', () => {
 });
 
 describe('shard files', () => {
-  it('are accepted by the device worker\'s validator, row for row', async () => {
+  it("are accepted by the device worker's validator, row for row", async () => {
     const rows = [
       { text: 'a premise', textPair: 'a hypothesis', label: 2 },
       { text: 'another', textPair: 'pair', label: 0 },

@@ -51,19 +51,54 @@ export async function runExperiment(o: ExperimentOptions): Promise<{ results: Me
   const params = new Map(o.model.params);
   params.delete('score.weight');
   const model = (generation ? { ...o.model, params } : { config: { ...o.model.config, numLabels: (o.task as TaskData).labels.length }, params }) as Model;
-  if (generation && (!familyOf(model.config).generation || !o.tokenizer)) throw new Error('a generation task runs on a model of a family that generates (Llama), with its tokenizer');
-  const setup = { devices: o.devices, partition: o.partition, trainRows: o.trainRows, evalRows: o.evalRows, batchSize: o.batchSize, seqLen: o.seqLen, padTokenId: model.config.padTokenId, seed: o.seed };
-  const data = generation ? setUpGenerationSimulation(o.task as GenerationTaskData, o.tokenizer!, { ...setup, generate: GENERATED_PROMPTS }) : setUpSimulation(o.task as TaskData, setup, o.tokenizer);
+  if (generation && (!familyOf(model.config).generation || !o.tokenizer))
+    throw new Error('a generation task runs on a model of a family that generates (Llama), with its tokenizer');
+  const setup = {
+    devices: o.devices,
+    partition: o.partition,
+    trainRows: o.trainRows,
+    evalRows: o.evalRows,
+    batchSize: o.batchSize,
+    seqLen: o.seqLen,
+    padTokenId: model.config.padTokenId,
+    seed: o.seed,
+  };
+  const data = generation
+    ? setUpGenerationSimulation(o.task as GenerationTaskData, o.tokenizer!, { ...setup, generate: GENERATED_PROMPTS })
+    : setUpSimulation(o.task as TaskData, setup, o.tokenizer);
   const title = `${o.task.name} / ${data.partition} / ${o.devices} devices`;
   log(`== ${title}`);
   for (const note of o.task.notes) log(`   note: ${note}`);
-  const histogram = histogramTable(data.devices.map((d) => d.histogram), generation ? ['rows'] : (o.task as TaskData).labels);
+  const histogram = histogramTable(
+    data.devices.map((d) => d.histogram),
+    generation ? ['rows'] : (o.task as TaskData).labels,
+  );
   log(histogram);
   const targets = [...familyOf(model.config).defaultTargets];
-  const spec: SimSpec = { cut: o.cut, rounds: o.rounds, lora: { rank: o.rank, alpha: 2 * o.rank, dropout: 0.05, targets }, lr: o.lr, seed: o.seed, ordering: o.ordering, batchOrder: o.batchOrder, avgEvery: o.avgEvery, wireBytes: 2 };
+  const spec: SimSpec = {
+    cut: o.cut,
+    rounds: o.rounds,
+    lora: { rank: o.rank, alpha: 2 * o.rank, dropout: 0.05, targets },
+    lr: o.lr,
+    seed: o.seed,
+    ordering: o.ordering,
+    batchOrder: o.batchOrder,
+    avgEvery: o.avgEvery,
+    wireBytes: 2,
+  };
   const results: MethodResult[] = [];
   for (const method of o.methods) {
-    const r = await runMethod(method, model, data, spec, (round) => log(`   ${method} round ${round.round + 1}/${o.rounds}: ${generation ? 'exact match' : 'accuracy'} ${(round.accuracy * 100).toFixed(1)}%, train loss ${round.trainLoss.toFixed(4)} (${(round.wallMs / 1000).toFixed(1)} s)`), o.tokenizer);
+    const r = await runMethod(
+      method,
+      model,
+      data,
+      spec,
+      (round) =>
+        log(
+          `   ${method} round ${round.round + 1}/${o.rounds}: ${generation ? 'exact match' : 'accuracy'} ${(round.accuracy * 100).toFixed(1)}%, train loss ${round.trainLoss.toFixed(4)} (${(round.wallMs / 1000).toFixed(1)} s)`,
+        ),
+      o.tokenizer,
+    );
     results.push(r);
   }
   const summary = {
@@ -77,7 +112,9 @@ export async function runExperiment(o: ExperimentOptions): Promise<{ results: Me
     trainRows: data.devices.reduce((a, d) => a + d.rows, 0),
     evalRows: data.evalRows,
     majorityClass: generation ? undefined : majorityShare((o.task as TaskData).eval.slice(0, data.evalRows).map((e) => e.label)),
-    accuracyIs: generation ? `exact match of the final number over the first ${data.prompts!.length} held-out problems, greedy, ${GENERATED_TOKENS_NOTE}` : 'classification accuracy',
+    accuracyIs: generation
+      ? `exact match of the final number over the first ${data.prompts!.length} held-out problems, greedy, ${GENERATED_TOKENS_NOTE}`
+      : 'classification accuracy',
     model: { name: o.modelName, nLayer: model.config.nLayer, nEmbd: model.config.nEmbd, nHead: model.config.nHead },
     spec,
     methods: results.map(({ final: _final, ...r }) => r),
@@ -87,14 +124,37 @@ export async function runExperiment(o: ExperimentOptions): Promise<{ results: Me
   };
   await mkdir(o.out, { recursive: true });
   await writeFileAtomic(join(o.out, 'results.json'), JSON.stringify(summary, null, 2) + '\n');
-  const md = [`# ${title}`, '', `Command: \`${o.command}\``, '', ...o.task.notes.map((n) => `Note: ${n}`), '', `Base model: ${o.modelName} (${model.config.modelType}, ${model.config.nLayer} blocks, width ${model.config.nEmbd}); cut ${o.cut}; LoRA r=${o.rank} on ${targets.join(', ')}; ${o.rounds} rounds; ${summary.trainRows} training rows, ${data.evalRows} evaluation rows.`, '', generation ? 'Rows per device:' : 'Label histogram (rows per device and class):', '', histogram, '', ...(generation ? [`"Accuracy" here: ${summary.accuracyIs}; loss: the held-out completions' next-token loss.`, ''] : []), resultsTable(results), '![accuracy](accuracy.svg)', ''].join('\n');
+  const md = [
+    `# ${title}`,
+    '',
+    `Command: \`${o.command}\``,
+    '',
+    ...o.task.notes.map((n) => `Note: ${n}`),
+    '',
+    `Base model: ${o.modelName} (${model.config.modelType}, ${model.config.nLayer} blocks, width ${model.config.nEmbd}); cut ${o.cut}; LoRA r=${o.rank} on ${targets.join(', ')}; ${o.rounds} rounds; ${summary.trainRows} training rows, ${data.evalRows} evaluation rows.`,
+    '',
+    generation ? 'Rows per device:' : 'Label histogram (rows per device and class):',
+    '',
+    histogram,
+    '',
+    ...(generation ? [`"Accuracy" here: ${summary.accuracyIs}; loss: the held-out completions' next-token loss.`, ''] : []),
+    resultsTable(results),
+    '![accuracy](accuracy.svg)',
+    '',
+  ].join('\n');
   const time = summary.modelledTime;
-  const timeMd = time ? ['', timeTable(time), ...DEVICE_PROFILES.map((p) => `![time to accuracy on ${p.name}-class devices](time-${p.name}.svg)`), ''] : ['', 'No modelled time: it needs the splitfrozen run (its measured server step).', ''];
+  const timeMd = time
+    ? ['', timeTable(time), ...DEVICE_PROFILES.map((p) => `![time to accuracy on ${p.name}-class devices](time-${p.name}.svg)`), '']
+    : ['', 'No modelled time: it needs the splitfrozen run (its measured server step).', ''];
   await writeFileAtomic(join(o.out, 'results.md'), md + timeMd.join('\n'));
   await writeFileAtomic(join(o.out, 'accuracy.svg'), accuracyPlot(title, results));
   for (const p of time ? DEVICE_PROFILES : []) {
     const fits = results.filter((r) => time!.byMethod[r.method]![p.name]);
-    const axis = { label: `modelled training time on ${p.name}-class devices (s)`, at: (m: string, k: number) => time!.byMethod[m]![p.name]![k]!, tick: (v: number) => v.toPrecision(3) };
+    const axis = {
+      label: `modelled training time on ${p.name}-class devices (s)`,
+      at: (m: string, k: number) => time!.byMethod[m]![p.name]![k]!,
+      tick: (v: number) => v.toPrecision(3),
+    };
     await writeFileAtomic(join(o.out, `time-${p.name}.svg`), accuracyPlot(`${title}: ${p.name}`, fits, axis));
   }
   return { results, summary };
@@ -133,7 +193,8 @@ export function modelledTime(results: readonly Timed[], server?: { gflops: numbe
     }
     return out;
   };
-  const byProfile = (method: string, r: Timed, schedule?: Schedule, batchOrder?: BatchOrder) => Object.fromEntries(DEVICE_PROFILES.map((p) => [p.name, cumulative(method, r, p, schedule, batchOrder)]));
+  const byProfile = (method: string, r: Timed, schedule?: Schedule, batchOrder?: BatchOrder) =>
+    Object.fromEntries(DEVICE_PROFILES.map((p) => [p.name, cumulative(method, r, p, schedule, batchOrder)]));
   return {
     serverGflops: Number((serverFlops / 1e9).toFixed(2)),
     serverSource: server?.source ?? "as measured in SplitFrozen's steps here",

@@ -43,7 +43,9 @@ export async function loadBaseModel(spec: string, needs?: 'generation'): Promise
     throw new Error(`${(e as Error).message} (make a pretrained base model with: npm run pretrain -- --out ${spec})`);
   }
   if (needs === 'generation' && !familyOf(model.config).generation) {
-    throw new Error(`${spec} is a ${familyOf(model.config).name} model; a generation task needs a ${familyNames((f) => f.generation)} model (every family runs the classification tasks)`);
+    throw new Error(
+      `${spec} is a ${familyOf(model.config).name} model; a generation task needs a ${familyNames((f) => f.generation)} model (every family runs the classification tasks)`,
+    );
   }
   return { model, name: spec, tokenizer: await readTokenizer(spec, model.config) };
 }

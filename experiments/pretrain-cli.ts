@@ -49,11 +49,23 @@ run(async () => {
     onProgress: ({ step, loss, tokensPerSecond }) => {
       if (step % 10 !== 0 && step !== steps) return;
       const eta = ((Date.now() - started) / step) * (steps - step);
-      process.stderr.write(`[pretrain] step ${step}/${steps} loss ${loss.toFixed(3)} ${Math.round(tokensPerSecond)} tokens/s, ${Math.round(eta / 1000)} s left\n`);
+      process.stderr.write(
+        `[pretrain] step ${step}/${steps} loss ${loss.toFixed(3)} ${Math.round(tokensPerSecond)} tokens/s, ${Math.round(eta / 1000)} s left\n`,
+      );
     },
   });
   await writeModelFolder(args.out, model);
-  const summary = { tasks: names, notes, backend: backend.backend, config: model.config, ...report, trainLoss: undefined, trainLossEvery10: report.trainLoss.filter((_, i) => i % 10 === 9) };
+  const summary = {
+    tasks: names,
+    notes,
+    backend: backend.backend,
+    config: model.config,
+    ...report,
+    trainLoss: undefined,
+    trainLossEvery10: report.trainLoss.filter((_, i) => i % 10 === 9),
+  };
   await writeFileAtomic(join(args.out, 'pretraining.json'), JSON.stringify(summary, null, 2) + '\n');
-  console.log(JSON.stringify({ wrote: args.out, validationLoss: report.validationLoss, tokensPerSecond: report.tokensPerSecond, corpus: report.corpus, notes }, null, 2));
+  console.log(
+    JSON.stringify({ wrote: args.out, validationLoss: report.validationLoss, tokensPerSecond: report.tokensPerSecond, corpus: report.corpus, notes }, null, 2),
+  );
 });

@@ -10,7 +10,16 @@ describe('pretraining a small base model', () => {
 
   it('lowers the held-out language-modelling loss, and keeps the rows of tokens it never saw', () => {
     const texts = syntheticSentiment(400, 1).map((r) => r.text);
-    const { model, report } = pretrain(texts, { config: { nLayer: 2, nEmbd: 32, nHead: 2 }, seqLen: 32, batchSize: 8, steps: 40, lr: 5e-3, vocab: 64, seed: 3, holdout: 0.1 });
+    const { model, report } = pretrain(texts, {
+      config: { nLayer: 2, nEmbd: 32, nHead: 2 },
+      seqLen: 32,
+      batchSize: 8,
+      steps: 40,
+      lr: 5e-3,
+      vocab: 64,
+      seed: 3,
+      holdout: 0.1,
+    });
     expect(report.validationLoss.after).toBeLessThan(report.validationLoss.before - 0.3);
     expect(report.trainLoss).toHaveLength(40);
     expect(model.config.vocabSize).toBe(50257);
@@ -26,6 +35,8 @@ describe('pretraining a small base model', () => {
   });
 
   it('says when the corpus is too small for a batch', () => {
-    expect(() => pretrain(['tiny text'], { config: { nLayer: 1, nEmbd: 16, nHead: 2 }, seqLen: 32, batchSize: 8, steps: 1, lr: 1e-3, vocab: 16, seed: 0 })).toThrow(/training sequences of 32 tokens; a batch needs 8/);
+    expect(() =>
+      pretrain(['tiny text'], { config: { nLayer: 1, nEmbd: 16, nHead: 2 }, seqLen: 32, batchSize: 8, steps: 1, lr: 1e-3, vocab: 16, seed: 0 }),
+    ).toThrow(/training sequences of 32 tokens; a batch needs 8/);
   });
 });

@@ -48,7 +48,10 @@ export function pretrain(texts: readonly string[], o: PretrainOptions): { model:
   for (const t of texts) stream.push(...tokenizer.encode(t), END_OF_TEXT);
   const counts = new Map<number, number>();
   for (const id of stream) counts.set(id, (counts.get(id) ?? 0) + 1);
-  const kept = [...counts].sort((a, b) => b[1] - a[1] || a[0] - b[0]).slice(0, o.vocab - 1).map(([id]) => id);
+  const kept = [...counts]
+    .sort((a, b) => b[1] - a[1] || a[0] - b[0])
+    .slice(0, o.vocab - 1)
+    .map(([id]) => id);
   const compact = new Map(kept.map((id, i) => [id, i]));
   const RARE = kept.length;
 
@@ -73,7 +76,8 @@ export function pretrain(texts: readonly string[], o: PretrainOptions): { model:
   const held = Math.max(1, Math.round(sequences * (o.holdout ?? 0.02)));
   const validation = order.slice(0, held);
   const training = order.slice(held);
-  if (training.length < o.batchSize) throw new Error(`the corpus makes ${training.length} training sequences of ${o.seqLen} tokens; a batch needs ${o.batchSize}`);
+  if (training.length < o.batchSize)
+    throw new Error(`the corpus makes ${training.length} training sequences of ${o.seqLen} tokens; a batch needs ${o.batchSize}`);
 
   const net = new TrainableGPT2(small);
   const vars = [...net.variables().values()];
@@ -124,6 +128,12 @@ export function pretrain(texts: readonly string[], o: PretrainOptions): { model:
   opt.dispose();
   return {
     model: { config, params: out },
-    report: { steps: o.steps, corpus: { documents: texts.length, tokens: stream.length, distinctTokens: counts.size, predictedTokens: kept.length }, trainLoss: losses, validationLoss: { before, after }, tokensPerSecond: Math.round(tokensPerSecond) },
+    report: {
+      steps: o.steps,
+      corpus: { documents: texts.length, tokens: stream.length, distinctTokens: counts.size, predictedTokens: kept.length },
+      trainLoss: losses,
+      validationLoss: { before, after },
+      tokensPerSecond: Math.round(tokensPerSecond),
+    },
   };
 }

@@ -40,7 +40,8 @@ const args = cliArgs(USAGE, {
 function table(r: SuiteResult): string {
   const lines = ['| attack | tokens recovered | rows recovered at least half |', '|---|---|---|'];
   for (const [name, s] of Object.entries(r.attacks)) lines.push(`| ${name} | ${percent(s.recovery)} | ${percent(s.rowsHalf)} |`);
-  if (r.adaptiveFreshNoise) lines.push(`| adaptive, if noise were drawn afresh per copy | ${percent(r.adaptiveFreshNoise.recovery)} | ${percent(r.adaptiveFreshNoise.rowsHalf)} |`);
+  if (r.adaptiveFreshNoise)
+    lines.push(`| adaptive, if noise were drawn afresh per copy | ${percent(r.adaptiveFreshNoise.recovery)} | ${percent(r.adaptiveFreshNoise.rowsHalf)} |`);
   lines.push(`| always the most frequent public token | ${percent(r.strongest.majority)} | |`);
   return lines.join('\n');
 }
@@ -55,7 +56,14 @@ async function modelFolder(): Promise<string | undefined> {
 
 run(async () => {
   const gsm8k = args.task === 'gsm8k';
-  const task = args.task === 'generated' ? generatedTask() : gsm8k ? await readGsm8kTask(args.datasets!) : args.task! in TASKS ? await readTask(args.task as TaskName, args.datasets!) : fail(`--task must be generated, gsm8k or one of ${Object.keys(TASKS).join(', ')}`);
+  const task =
+    args.task === 'generated'
+      ? generatedTask()
+      : gsm8k
+        ? await readGsm8kTask(args.datasets!)
+        : args.task! in TASKS
+          ? await readTask(args.task as TaskName, args.datasets!)
+          : fail(`--task must be generated, gsm8k or one of ${Object.keys(TASKS).join(', ')}`);
   const dir = await modelFolder();
   const model = dir ? await readModelFolder(dir) : demoModel();
   const tokenizer = await readTokenizer(dir ?? '', model.config);
@@ -68,7 +76,8 @@ run(async () => {
     await privacySweep({
       task,
       model,
-      modelName: args.model ?? (gsm8k ? "npm start's tiny random Llama (4 blocks, hidden 64, Llama 3's vocabulary)" : 'tiny random GPT-2 (5 blocks, n_embd 64, seed 0)'),
+      modelName:
+        args.model ?? (gsm8k ? "npm start's tiny random Llama (4 blocks, hidden 64, Llama 3's vocabulary)" : 'tiny random GPT-2 (5 blocks, n_embd 64, seed 0)'),
       tokenizer,
       settings: args.levels ? Object.values(LEVELS).map((defence): DeviceSetting => ({ kind: 'output', defence })) : SWEEP,
       cut,
@@ -98,9 +107,14 @@ run(async () => {
   }
   const attacker = task.eval.slice(0, int('attacker-rows', args['attacker-rows'], 200)).map(textOf);
   const victims = task.train.slice(0, int('victim-rows', args['victim-rows'], 50)).map(textOf);
-  const settings: DeviceSetting[] = [{ kind: 'output', defence: LEVELS.off }, { kind: 'output', defence }];
+  const settings: DeviceSetting[] = [
+    { kind: 'output', defence: LEVELS.off },
+    { kind: 'output', defence },
+  ];
   for (const r of await privacyReport(model, cut, settings, attacker, victims, { seqLen: gsm8k ? 192 : seqLen, tokenizer })) {
-    console.log(`\n${task.name}, cut ${cut}, defence ${r.setting}${r.clip ? ` (clip ${r.clip})` : ''}: ${attacker.length} public rows, ${victims.length} victim rows\n`);
+    console.log(
+      `\n${task.name}, cut ${cut}, defence ${r.setting}${r.clip ? ` (clip ${r.clip})` : ''}: ${attacker.length} public rows, ${victims.length} victim rows\n`,
+    );
     console.log(table(r));
     console.log(`\n${JSON.stringify(r)}`);
   }

@@ -24,7 +24,10 @@ export function frontierPlot(title: string, points: readonly SweepPoint[], basel
     `<rect x="${x(0)}" y="${y(1)}" width="${x(0.1) - x(0)}" height="${y(baseline - 0.03) - y(1)}" fill="#2ca02c" fill-opacity="0.12"/>`,
   ];
   for (let t = 0; t <= 10; t += 2) {
-    parts.push(`<line x1="${pad.left}" x2="${W - pad.right}" y1="${y(t / 10)}" y2="${y(t / 10)}" stroke="#ddd"/>`, `<text x="${pad.left - 8}" y="${y(t / 10) + 4}" text-anchor="end">${t * 10}%</text>`);
+    parts.push(
+      `<line x1="${pad.left}" x2="${W - pad.right}" y1="${y(t / 10)}" y2="${y(t / 10)}" stroke="#ddd"/>`,
+      `<text x="${pad.left - 8}" y="${y(t / 10) + 4}" text-anchor="end">${t * 10}%</text>`,
+    );
     parts.push(`<text x="${x(t / 10)}" y="${H - pad.bottom + 18}" text-anchor="middle">${t * 10}%</text>`);
   }
   parts.push(`<text x="${(pad.left + W - pad.right) / 2}" y="${H - 12}" text-anchor="middle">tokens recovered by the strongest attack</text>`);
@@ -37,7 +40,10 @@ export function frontierPlot(title: string, points: readonly SweepPoint[], basel
     parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${at.join(' ')}"/>`);
     ps.forEach((p, k) => {
       const [cx, cy] = at[k].split(',');
-      parts.push(`<circle cx="${cx}" cy="${cy}" r="3" fill="${color}"/>`, `<text x="${Number(cx) + 5}" y="${Number(cy) - 5}" font-size="10" fill="${color}">${escape(family(p).label)}</text>`);
+      parts.push(
+        `<circle cx="${cx}" cy="${cy}" r="3" fill="${color}"/>`,
+        `<text x="${Number(cx) + 5}" y="${Number(cy) - 5}" font-size="10" fill="${color}">${escape(family(p).label)}</text>`,
+      );
     });
     parts.push(`<line x1="${legend}" x2="${legend + 20}" y1="${pad.top + 20 * i}" y2="${pad.top + 20 * i}" stroke="${color}" stroke-width="2"/>`);
     parts.push(`<text x="${legend + 25}" y="${pad.top + 20 * i + 4}">${escape(curve)}</text>`);

@@ -14,7 +14,17 @@ import type { Model } from '../core/model/family.ts';
 import { defenceKey } from '../core/privacy/stream.ts';
 import type { Tokenizer } from '../core/tokenizer/tokenizer.ts';
 import { writeFileAtomic } from '../gpu-server/model/folder.ts';
-import { attackSuite, deviceSide, describeSetting, encodeTexts, ortPrefix, publicText, type DeviceSetting, type DeviceSide, type SuiteResult } from './privacy.ts';
+import {
+  attackSuite,
+  deviceSide,
+  describeSetting,
+  encodeTexts,
+  ortPrefix,
+  publicText,
+  type DeviceSetting,
+  type DeviceSide,
+  type SuiteResult,
+} from './privacy.ts';
 import { frontierPlot } from './privacy-plot.ts';
 import { runMethod, type SimSpec } from './sim/methods.ts';
 import { setUpGenerationSimulation, setUpSimulation } from './sim/setup.ts';
@@ -68,9 +78,20 @@ export const textOf = (r: Example | GenerationExample): TextInput => ('prompt' i
 /** The task's run as a simulation: the model (with a fresh head for a classification task's labels) and the data per seed. */
 function simulation(o: SweepOptions) {
   const task = o.task;
-  const setup = { devices: o.devices, partition: { kind: 'iid' as const }, trainRows: o.trainRows, evalRows: o.evalRows, batchSize: o.batchSize, seqLen: o.seqLen, padTokenId: o.model.config.padTokenId };
+  const setup = {
+    devices: o.devices,
+    partition: { kind: 'iid' as const },
+    trainRows: o.trainRows,
+    evalRows: o.evalRows,
+    batchSize: o.batchSize,
+    seqLen: o.seqLen,
+    padTokenId: o.model.config.padTokenId,
+  };
   if (generation(task)) return { model: o.model, data: (seed: number) => setUpGenerationSimulation(task, o.tokenizer, { ...setup, seed, generate: 0 }) };
-  const model = { config: { ...o.model.config, numLabels: task.labels.length }, params: new Map([...o.model.params].filter(([k]) => k !== 'score.weight')) } as Model;
+  const model = {
+    config: { ...o.model.config, numLabels: task.labels.length },
+    params: new Map([...o.model.params].filter(([k]) => k !== 'score.weight')),
+  } as Model;
   return { model, data: (seed: number) => setUpSimulation(task, { ...setup, seed }, o.tokenizer) };
 }
 
@@ -118,8 +139,12 @@ export async function sweepPoints(o: SweepOptions): Promise<SweepPoint[]> {
       const privacy = await attackSuite(model, prefix.run, device, o.tokenizer, pub, victims, { copies: 6, shortlist: 64 });
       const { accuracies, losses } = await utilityUnder(o, device);
       const [accuracy, loss] = [mean(accuracies), mean(losses)];
-      const utility = generation(o.task) ? `held-out loss ${loss.toFixed(3)} [${losses.map((l) => l.toFixed(3)).join(', ')}]` : `accuracy ${(100 * accuracy).toFixed(1)}% [${accuracies.map((a) => (100 * a).toFixed(1)).join(', ')}]`;
-      o.log(`${name}: strongest attack ${privacy.strongest.attack} ${(100 * privacy.strongest.recovery).toFixed(1)}% (majority ${(100 * privacy.strongest.majority).toFixed(1)}%), ${utility}`);
+      const utility = generation(o.task)
+        ? `held-out loss ${loss.toFixed(3)} [${losses.map((l) => l.toFixed(3)).join(', ')}]`
+        : `accuracy ${(100 * accuracy).toFixed(1)}% [${accuracies.map((a) => (100 * a).toFixed(1)).join(', ')}]`;
+      o.log(
+        `${name}: strongest attack ${privacy.strongest.attack} ${(100 * privacy.strongest.recovery).toFixed(1)}% (majority ${(100 * privacy.strongest.majority).toFixed(1)}%), ${utility}`,
+      );
       points.push({ setting, name, privacy, accuracies, accuracy, losses, loss });
     }
   } finally {
@@ -138,9 +163,22 @@ export async function privacySweep(o: SweepOptions): Promise<{ points: SweepPoin
     task: o.task.name,
     notes: o.task.notes,
     model: { name: o.modelName, nLayer: o.model.config.nLayer, nEmbd: o.model.config.nEmbd },
-    run: { cut: o.cut, devices: o.devices, trainRows: o.trainRows, evalRows: o.evalRows, rounds: o.rounds, lr: o.lr, seeds: o.seeds, batchSize: o.batchSize, seqLen: o.seqLen, lora: `r=8, alpha 16, dropout 0.05 on ${o.targets.join(', ')}` },
+    run: {
+      cut: o.cut,
+      devices: o.devices,
+      trainRows: o.trainRows,
+      evalRows: o.evalRows,
+      rounds: o.rounds,
+      lr: o.lr,
+      seeds: o.seeds,
+      batchSize: o.batchSize,
+      seqLen: o.seqLen,
+      lora: `r=8, alpha 16, dropout 0.05 on ${o.targets.join(', ')}`,
+    },
     attack: { victimRows: o.victimRows, attackerRows: o.attackerRows, copies: 6, shortlist: 64 },
-    utility: generation(o.task) ? "the held-out completions' next-token loss (accuracy: none, no answers generated)" : 'classification accuracy, and the held-out loss',
+    utility: generation(o.task)
+      ? "the held-out completions' next-token loss (accuracy: none, no answers generated)"
+      : 'classification accuracy, and the held-out loss',
     baselineAccuracy: baseline,
     baselineLoss: undefended?.loss,
     points: points.map((p) => ({ ...p, accuracyDropPoints: 100 * (baseline - p.accuracy), lossIncrease: p.loss - (undefended?.loss ?? NaN) })),
@@ -148,14 +186,21 @@ export async function privacySweep(o: SweepOptions): Promise<{ points: SweepPoin
   await mkdir(o.out, { recursive: true });
   await writeFileAtomic(join(o.out, `frontier-${o.task.name}.json`), JSON.stringify(summary, null, 2) + '\n');
   // The plot puts accuracy against recovery: a generation task's loss is in the JSON and the README's table.
-  if (!generation(o.task)) await writeFileAtomic(join(o.out, `frontier-${o.task.name}.svg`), frontierPlot(`${o.task.name}: ${o.modelName}, cut ${o.cut}`, points, baseline));
+  if (!generation(o.task))
+    await writeFileAtomic(join(o.out, `frontier-${o.task.name}.svg`), frontierPlot(`${o.task.name}: ${o.modelName}, cut ${o.cut}`, points, baseline));
   return { points, baseline };
 }
 
 /** npm start's generated sentiment task (its generator and seed): 600 rows to train on, 400 held out. */
 export function generatedTask(): TaskData {
   const rows = syntheticSentiment(1000, 7).map((r) => ({ text: r.text, label: Number(r.label) }));
-  return { name: 'generated' as TaskData['name'], labels: ['0', '1'], train: rows.slice(400), eval: rows.slice(0, 400), notes: ["generated: npm start's sentiment task (core/data/synthetic.ts, seed 7): 600 training rows, 400 held out"] };
+  return {
+    name: 'generated' as TaskData['name'],
+    labels: ['0', '1'],
+    train: rows.slice(400),
+    eval: rows.slice(0, 400),
+    notes: ["generated: npm start's sentiment task (core/data/synthetic.ts, seed 7): 600 training rows, 400 held out"],
+  };
 }
 
 /** npm start's tiny random GPT-2 (5 blocks, n_embd 64, seed 0). */
@@ -170,4 +215,3 @@ export const SWEEP: DeviceSetting[] = [
   ...[1024, 256, 64, 32, 16, 8].map((epsilon): DeviceSetting => ({ kind: 'output', defence: { mechanism: 'metric', epsilon } })),
   ...[32, 16, 8, 4, 2].map((epsilon): DeviceSetting => ({ kind: 'sanitise', epsilon })),
 ];
-

@@ -16,7 +16,8 @@ describe('the attack suite', () => {
     return () => defenceKey(`pinned test key number ${n++} of the suite`);
   };
   const report = async (setting: DeviceSetting) => (await privacyReport(model, 2, [setting], attacker, victims, { seqLen: 24, copies: 6, keys: keys() }))[0];
-  const recoveries = (r: Awaited<ReturnType<typeof report>>) => Object.fromEntries(Object.entries(r.attacks).map(([k, v]) => [k, Number(v.recovery.toFixed(4))]));
+  const recoveries = (r: Awaited<ReturnType<typeof report>>) =>
+    Object.fromEntries(Object.entries(r.attacks).map(([k, v]) => [k, Number(v.recovery.toFixed(4))]));
 
   it('breaks undefended activations: the white-box search recovers the text, far above guessing', async () => {
     const r = await report({ kind: 'output', defence: LEVELS.off });

@@ -73,7 +73,13 @@ export interface DeviceSide {
   defend(batch: Batch, hidden: Float32Array, key: Uint8Array): void;
 }
 
-export async function deviceSide(model: Model, prefix: { run: PrefixRun; segment: string }, setting: DeviceSetting, tokenizer: Tokenizer, vocabulary: Int32Array): Promise<DeviceSide> {
+export async function deviceSide(
+  model: Model,
+  prefix: { run: PrefixRun; segment: string },
+  setting: DeviceSetting,
+  tokenizer: Tokenizer,
+  vocabulary: Int32Array,
+): Promise<DeviceSide> {
   const d = model.config.nEmbd;
   const calibration = encodeTexts(tokenizer, CALIBRATION_TEXTS, CALIBRATION_SEQ_LEN);
   const clip = calibrationClip(await prefix.run(calibration.ids, calibration.mask, calibration.rows, calibration.seq), calibration.mask, d);
@@ -89,7 +95,8 @@ export async function deviceSide(model: Model, prefix: { run: PrefixRun; segment
     inputIds(batch, key) {
       if (setting.kind !== 'sanitise') return batch.ids;
       let s = sanitisers.get(key);
-      if (!s) sanitisers.set(key, (s = sanitiser(candidates, setting.epsilon, key, new TextEncoder().encode(`${prefix.segment}\nsanitise ${setting.epsilon}`))));
+      if (!s)
+        sanitisers.set(key, (s = sanitiser(candidates, setting.epsilon, key, new TextEncoder().encode(`${prefix.segment}\nsanitise ${setting.epsilon}`))));
       return s(batch.ids, batch.mask, batch.rows, batch.seq);
     },
     defend(batch, hidden, key) {
@@ -146,7 +153,15 @@ export async function publicText(prefix: PrefixRun, tokenizer: Tokenizer, batch:
 const startTokens = (tokenizer: Tokenizer) => new Set([tokenizer.special.bos].filter((t): t is number => t !== undefined));
 
 /** Every attack on the victims' upload under the device's setting; the device's key is drawn here and never shown to the attacks. */
-export async function attackSuite(model: Model, prefix: PrefixRun, device: DeviceSide, tokenizer: Tokenizer, pub: PublicText, victims: Batch, o: SuiteOptions): Promise<SuiteResult> {
+export async function attackSuite(
+  model: Model,
+  prefix: PrefixRun,
+  device: DeviceSide,
+  tokenizer: Tokenizer,
+  pub: PublicText,
+  victims: Batch,
+  o: SuiteOptions,
+): Promise<SuiteResult> {
   const d = model.config.nEmbd;
   const key = o.keys ?? randomKey;
   const deviceKey = key();
@@ -234,14 +249,27 @@ export async function privacyReport(
   settings: readonly DeviceSetting[],
   attackerTexts: readonly TextInput[],
   victimTexts: readonly TextInput[],
-  { seqLen = 48, tokenizer = new GPT2Tokenizer() as Tokenizer, copies = 6, shortlist = 64, keys }: { seqLen?: number; tokenizer?: Tokenizer; keys?: () => Uint8Array } & Partial<SuiteOptions> = {},
+  {
+    seqLen = 48,
+    tokenizer = new GPT2Tokenizer() as Tokenizer,
+    copies = 6,
+    shortlist = 64,
+    keys,
+  }: { seqLen?: number; tokenizer?: Tokenizer; keys?: () => Uint8Array } & Partial<SuiteOptions> = {},
 ): Promise<SuiteResult[]> {
   const prefix = await ortPrefix(model, cut);
   try {
     const pub = await publicText(prefix.run, tokenizer, encodeTexts(tokenizer, attackerTexts, seqLen), model.config.nEmbd);
     const victims = encodeTexts(tokenizer, victimTexts, seqLen);
     const out: SuiteResult[] = [];
-    for (const setting of settings) out.push(await attackSuite(model, prefix.run, await deviceSide(model, prefix, setting, tokenizer, pub.vocabulary), tokenizer, pub, victims, { copies, shortlist, keys }));
+    for (const setting of settings)
+      out.push(
+        await attackSuite(model, prefix.run, await deviceSide(model, prefix, setting, tokenizer, pub.vocabulary), tokenizer, pub, victims, {
+          copies,
+          shortlist,
+          keys,
+        }),
+      );
     return out;
   } finally {
     await prefix.release();

@@ -45,7 +45,10 @@ describe('experiment provenance', () => {
     expect(await keptResults(dir, again.key, again.provenance)).toEqual({ kept: { methods: ['m'], ...made } });
 
     const otherWeights = new Map(model.params);
-    otherWeights.set('h.0.ln_1.weight', otherWeights.get('h.0.ln_1.weight')!.map((x, i) => (i === 0 ? x + 1e-3 : x)));
+    otherWeights.set(
+      'h.0.ln_1.weight',
+      otherWeights.get('h.0.ln_1.weight')!.map((x, i) => (i === 0 ? x + 1e-3 : x)),
+    );
     const cases: Array<[Partial<ExperimentOptions>, string]> = [
       [{ model: { ...model, params: otherWeights } }, 'made with a different model'],
       [{ task: { ...options.task, train: [{ text: 'good!', label: 1 }] } as ExperimentOptions['task'] }, 'made with a different data'],

@@ -29,7 +29,13 @@ function modelSha256(model: Model): string {
 /** The SHA-256 of a task's rows, once per task (compare asks for it for every experiment). */
 function dataSha256(task: ExperimentOptions['task']): string {
   let h = dataHashes.get(task);
-  if (!h) dataHashes.set(task, (h = createHash('sha256').update(JSON.stringify({ name: task.name, train: task.train, eval: task.eval })).digest('hex')));
+  if (!h)
+    dataHashes.set(
+      task,
+      (h = createHash('sha256')
+        .update(JSON.stringify({ name: task.name, train: task.train, eval: task.eval }))
+        .digest('hex')),
+    );
   return h;
 }
 
@@ -39,7 +45,21 @@ export async function provenance(o: ExperimentOptions): Promise<{ key: string; p
     data: dataSha256(o.task),
     partition: o.partition,
     methods: o.methods,
-    settings: { devices: o.devices, rounds: o.rounds, trainRows: o.trainRows, evalRows: o.evalRows, batchSize: o.batchSize, seqLen: o.seqLen, cut: o.cut, lr: o.lr, rank: o.rank, ordering: o.ordering, batchOrder: o.batchOrder, avgEvery: o.avgEvery, seed: o.seed },
+    settings: {
+      devices: o.devices,
+      rounds: o.rounds,
+      trainRows: o.trainRows,
+      evalRows: o.evalRows,
+      batchSize: o.batchSize,
+      seqLen: o.seqLen,
+      cut: o.cut,
+      lr: o.lr,
+      rank: o.rank,
+      ordering: o.ordering,
+      batchOrder: o.batchOrder,
+      avgEvery: o.avgEvery,
+      seed: o.seed,
+    },
   };
   return { key: createHash('sha256').update(JSON.stringify(p)).digest('hex'), provenance: p };
 }

@@ -26,9 +26,14 @@ export function accuracyPlot(title: string, results: readonly Pick<MethodResult,
   ];
   for (let t = 0; t <= 10; t += 2) {
     const yy = y(t / 10);
-    parts.push(`<line x1="${pad.left}" x2="${W - pad.right}" y1="${yy}" y2="${yy}" stroke="#ddd"/>`, `<text x="${pad.left - 8}" y="${yy + 4}" text-anchor="end">${t * 10}%</text>`);
+    parts.push(
+      `<line x1="${pad.left}" x2="${W - pad.right}" y1="${yy}" y2="${yy}" stroke="#ddd"/>`,
+      `<text x="${pad.left - 8}" y="${yy + 4}" text-anchor="end">${t * 10}%</text>`,
+    );
   }
-  const ticks = axis ? [0, 0.25, 0.5, 0.75, 1].map((f) => [f * xMax, axis.tick(f * xMax)] as const) : Array.from({ length: rounds }, (_, r) => [r, String(r + 1)] as const);
+  const ticks = axis
+    ? [0, 0.25, 0.5, 0.75, 1].map((f) => [f * xMax, axis.tick(f * xMax)] as const)
+    : Array.from({ length: rounds }, (_, r) => [r, String(r + 1)] as const);
   for (const [v, label] of ticks) parts.push(`<text x="${x(v)}" y="${H - pad.bottom + 18}" text-anchor="middle">${escape(label)}</text>`);
   parts.push(`<text x="${(pad.left + W - pad.right) / 2}" y="${H - 12}" text-anchor="middle">${escape(axis?.label ?? 'round')}</text>`);
   parts.push(`<text x="16" y="${H / 2}" text-anchor="middle" transform="rotate(-90 16 ${H / 2})">evaluation accuracy</text>`);
@@ -37,7 +42,9 @@ export function accuracyPlot(title: string, results: readonly Pick<MethodResult,
     const points = res.rounds.map((r, k) => `${x(at(res.method, k)).toFixed(1)},${y(r.accuracy).toFixed(1)}`).join(' ');
     parts.push(`<polyline fill="none" stroke="${color}" stroke-width="2" points="${points}"/>`);
     for (const p of points.split(' ')) parts.push(`<circle cx="${p.split(',')[0]}" cy="${p.split(',')[1]}" r="3" fill="${color}"/>`);
-    parts.push(`<line x1="${W - pad.right + 15}" x2="${W - pad.right + 35}" y1="${pad.top + 20 * i}" y2="${pad.top + 20 * i}" stroke="${color}" stroke-width="2"/>`);
+    parts.push(
+      `<line x1="${W - pad.right + 15}" x2="${W - pad.right + 35}" y1="${pad.top + 20 * i}" y2="${pad.top + 20 * i}" stroke="${color}" stroke-width="2"/>`,
+    );
     parts.push(`<text x="${W - pad.right + 40}" y="${pad.top + 20 * i + 4}">${escape(res.method)}</text>`);
   });
   parts.push('</svg>');
@@ -64,6 +71,7 @@ export function resultsTable(results: readonly MethodResult[]): string {
     );
   }
   lines.push('', `| round | ${results.map((r) => r.method).join(' | ')} |`, `|---|${results.map(() => '---|').join('')}`);
-  for (let k = 0; k < Math.max(...results.map((r) => r.rounds.length)); k++) lines.push(`| ${k + 1} | ${results.map((r) => (r.rounds[k] ? pct(r.rounds[k].accuracy) : '-')).join(' | ')} |`);
+  for (let k = 0; k < Math.max(...results.map((r) => r.rounds.length)); k++)
+    lines.push(`| ${k + 1} | ${results.map((r) => (r.rounds[k] ? pct(r.rounds[k].accuracy) : '-')).join(' | ')} |`);
   return lines.join('\n') + '\n';
 }

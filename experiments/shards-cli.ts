@@ -24,10 +24,24 @@ run(async () => {
   const task = await readTask(args.task as TaskName, args.datasets!);
   const rows = args.rows ? task.train.slice(0, int('rows', args.rows)) : task.train;
   const spec = parsePartition(args.partition!);
-  const parts = partition(rows.map((r) => r.label), int('devices', args.devices), spec, int('seed', args.seed, 0));
+  const parts = partition(
+    rows.map((r) => r.label),
+    int('devices', args.devices),
+    spec,
+    int('seed', args.seed, 0),
+  );
   const files = await writeShardFiles(args.out, rows, parts, task.labels);
   for (const n of task.notes) console.log(`note: ${n}`);
   console.log(`${task.name}, ${describePartition(spec)}, ${parts.length} devices (labels ${task.labels.join(',')}):\n`);
-  console.log(histogramTable(labelHistogram(rows.map((r) => r.label), parts, task.labels.length), task.labels));
+  console.log(
+    histogramTable(
+      labelHistogram(
+        rows.map((r) => r.label),
+        parts,
+        task.labels.length,
+      ),
+      task.labels,
+    ),
+  );
   console.log(`\nwrote ${files.join(', ')}`);
 });

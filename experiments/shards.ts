@@ -12,7 +12,9 @@ export async function writeShardFiles(dir: string, rows: readonly Example[], par
     const file = join(dir, `device-${d}.jsonl`);
     const lines = part.map((i) => {
       const r = rows[i];
-      return JSON.stringify(r.textPair === undefined ? { text: r.text, label: labels[r.label] } : { text: r.text, text_pair: r.textPair, label: labels[r.label] });
+      return JSON.stringify(
+        r.textPair === undefined ? { text: r.text, label: labels[r.label] } : { text: r.text, text_pair: r.textPair, label: labels[r.label] },
+      );
     });
     await writeFileAtomic(file, lines.join('\n') + '\n');
     files.push(file);

@@ -34,7 +34,11 @@ export function spread(values: number[]): Spread {
 }
 
 /** Runs (or keeps) `base` under each seed, in `base.out`/seed-N, and summarises. */
-export async function runSeeds(base: ExperimentOptions, seeds: number[], { fresh = false, log = (m: string) => process.stderr.write(`${m}\n`) } = {}): Promise<SeedStudy> {
+export async function runSeeds(
+  base: ExperimentOptions,
+  seeds: number[],
+  { fresh = false, log = (m: string) => process.stderr.write(`${m}\n`) } = {},
+): Promise<SeedStudy> {
   const runs: Array<Record<string, StoredResult>> = [];
   let majorityClass: number | undefined;
   let minutes = 0;

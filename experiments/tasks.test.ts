@@ -58,14 +58,17 @@ describe('the generated topic task', () => {
     const task = await readTask('topics', 'no-datasets-needed');
     expect([task.train.length, task.eval.length]).toEqual([TOPIC_TASK.train, TOPIC_TASK.eval]);
     expect(task.labels).toEqual(['0', '1', '2', '3']);
-    expect(task.notes[0]).toMatch(new RegExp(`^topics: generated .* ${TOPIC_TASK.signal} topic words a sentence, a paired topic's word in 30% of them, 5% of labels redrawn`));
+    expect(task.notes[0]).toMatch(
+      new RegExp(`^topics: generated .* ${TOPIC_TASK.signal} topic words a sentence, a paired topic's word in 30% of them, 5% of labels redrawn`),
+    );
     expect(await readTask('topics', 'elsewhere')).toEqual(task);
     for (const l of [0, 1, 2, 3]) expect(Math.abs(task.train.filter((r) => r.label === l).length / task.train.length - 0.25)).toBeLessThan(0.03);
   });
 
-  it('carries `signal` words of its topic, a paired topic\'s word at the confusion rate, and redrawn labels at the noise rate', () => {
+  it("carries `signal` words of its topic, a paired topic's word at the confusion rate, and redrawn labels at the noise rate", () => {
     for (const r of syntheticTopics(400, 1, { signal: 3, confusion: 0, labelNoise: 0 })) expect(topicsIn(r.text)).toEqual([0, 0, 0].map(() => Number(r.label)));
-    for (const r of syntheticTopics(400, 1, { signal: 1, confusion: 1, labelNoise: 0 })) expect(topicsIn(r.text).sort()).toEqual([Number(r.label), Number(r.label) ^ 1].sort());
+    for (const r of syntheticTopics(400, 1, { signal: 1, confusion: 1, labelNoise: 0 }))
+      expect(topicsIn(r.text).sort()).toEqual([Number(r.label), Number(r.label) ^ 1].sort());
     const noisy = syntheticTopics(4000, 2, { signal: 2, confusion: 0, labelNoise: 0.2 });
     const wrong = noisy.filter((r) => topicsIn(r.text)[0] !== Number(r.label)).length / noisy.length;
     expect(Math.abs(wrong - 0.2 * 0.75)).toBeLessThan(0.02); // a redrawn label is the right one a quarter of the time

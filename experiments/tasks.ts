@@ -32,13 +32,18 @@ export interface GenerationTaskData {
 /** GSM8K: only its training file is here, so it is split deterministically like MNLI, and outputs say so. */
 export async function readGsm8kTask(dir: string): Promise<GenerationTaskData> {
   const rows = (await readGsm8k(join(dir, 'gsm8k/train.jsonl'))).map((p) => gsm8kExample(p.question, p.answer));
-  const order = permutation(rows.map((_, i) => String(i)), new Random(20261203)).map(Number);
+  const order = permutation(
+    rows.map((_, i) => String(i)),
+    new Random(20261203),
+  ).map(Number);
   const cut = Math.round(rows.length * MNLI_TRAIN_SHARE);
   return {
     name: 'gsm8k',
     train: order.slice(0, cut).map((i) => rows[i]!),
     eval: order.slice(cut).map((i) => rows[i]!),
-    notes: [`GSM8K: only train.jsonl is available here; split deterministically (seed 20261203) into ${cut} training and ${rows.length - cut} evaluation problems`],
+    notes: [
+      `GSM8K: only train.jsonl is available here; split deterministically (seed 20261203) into ${cut} training and ${rows.length - cut} evaluation problems`,
+    ],
   };
 }
 
@@ -64,7 +69,9 @@ function topicTask(): TaskData {
     labels: [...TASKS.topics.labels],
     train: rows.slice(TOPIC_TASK.eval),
     eval: rows.slice(0, TOPIC_TASK.eval),
-    notes: [`topics: generated (core/data/synthetic.ts syntheticTopics, seed 20261203): 4 topics in 2 related pairs, ${TOPIC_TASK.signal} topic words a sentence, a paired topic's word in ${TOPIC_TASK.confusion * 100}% of them, ${TOPIC_TASK.labelNoise * 100}% of labels redrawn at random (the best possible accuracy is about ${(100 * (1 - TOPIC_TASK.labelNoise * 0.75)).toFixed(0)}%)`],
+    notes: [
+      `topics: generated (core/data/synthetic.ts syntheticTopics, seed 20261203): 4 topics in 2 related pairs, ${TOPIC_TASK.signal} topic words a sentence, a paired topic's word in ${TOPIC_TASK.confusion * 100}% of them, ${TOPIC_TASK.labelNoise * 100}% of labels redrawn at random (the best possible accuracy is about ${(100 * (1 - TOPIC_TASK.labelNoise * 0.75)).toFixed(0)}%)`,
+    ],
   };
 }
 
@@ -95,7 +102,10 @@ export async function readTask(name: TaskName, dir: string): Promise<TaskData> {
   const labels = [...t.labels];
   const train = await readRows(dir, t.train, labels);
   if (t.eval) return { name, labels, train, eval: await readRows(dir, t.eval, labels), notes: [] };
-  const order = permutation(train.map((_, i) => String(i)), new Random(20261126)).map(Number);
+  const order = permutation(
+    train.map((_, i) => String(i)),
+    new Random(20261126),
+  ).map(Number);
   const cut = Math.round(train.length * MNLI_TRAIN_SHARE);
   return {
     name,

@@ -72,9 +72,11 @@ export function serverConfig(argv: string[], env: Record<string, string | undefi
     if (value !== undefined && !allowed.includes(value as T)) fail(`${name} is ${JSON.stringify(value)}: use ${allowed.join(', ')}`);
     return value as T | undefined;
   };
-  if (env.SPLITFROZEN_TOKEN !== undefined && env.SPLITFROZEN_OPERATOR_TOKEN === undefined) fail('SPLITFROZEN_TOKEN is an old name: set SPLITFROZEN_OPERATOR_TOKEN instead');
+  if (env.SPLITFROZEN_TOKEN !== undefined && env.SPLITFROZEN_OPERATOR_TOKEN === undefined)
+    fail('SPLITFROZEN_TOKEN is an old name: set SPLITFROZEN_OPERATOR_TOKEN instead');
   const endpoint = env.SPLITFROZEN_S3_ENDPOINT || undefined;
-  if (endpoint && !/^https?:\/\/[^/]+/.test(endpoint)) fail(`SPLITFROZEN_S3_ENDPOINT is ${JSON.stringify(endpoint)}: set it to the storage's http(s) URL, or leave it unset for AWS S3`);
+  if (endpoint && !/^https?:\/\/[^/]+/.test(endpoint))
+    fail(`SPLITFROZEN_S3_ENDPOINT is ${JSON.stringify(endpoint)}: set it to the storage's http(s) URL, or leave it unset for AWS S3`);
   return {
     host: setting('host').value ?? '127.0.0.1',
     port: count('port', 'a port number, 0 to 65535 (0: any free port)', (n) => Number.isInteger(n) && n <= 65535) ?? 8080,

@@ -22,14 +22,27 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
   const log = config.log ?? ((m: string) => console.log(`[server] ${m}`));
   const backend = await initBackend(config.backend, config.wasmThreads ? { wasmThreads: config.wasmThreads } : {});
   const blocks = backend.blocks && { ...backend.blocks, threads: config.ortThreads ?? availableParallelism() };
-  const threads = backend.backend === 'wasm' ? ` on ${getThreadsCount()} thread(s)` : blocks ? ` (adapted blocks on onnxruntime-node, ${blocks.provider}, ${blocks.threads} thread(s); head, loss and AdamW on TensorFlow.js)` : '';
+  const threads =
+    backend.backend === 'wasm'
+      ? ` on ${getThreadsCount()} thread(s)`
+      : blocks
+        ? ` (adapted blocks on onnxruntime-node, ${blocks.provider}, ${blocks.threads} thread(s); head, loss and AdamW on TensorFlow.js)`
+        : '';
   const backendLine = `${backend.backend}${threads}${backend.skipped.map((s) => ` (skipped ${s.backend}: ${s.reason})`).join('')}`;
   log(`backend: ${backendLine}`);
   const memory = blocks && nativeMemoryWarning(blocks.provider);
   if (memory) log(memory);
   if (!config.operatorToken) throw new ConfigError('the operator token is empty: anyone could drive the server');
   if (!config.roundSecret) throw new ConfigError('the round secret is empty: device requests could be forged');
-  const runs = new RunRegistry({ store: new S3Store(config.s3), roundSecret: config.roundSecret, log, blocks, schedule: config.schedule, checkpointSeconds: config.checkpointSeconds, dataDirs: config.dataDirs });
+  const runs = new RunRegistry({
+    store: new S3Store(config.s3),
+    roundSecret: config.roundSecret,
+    log,
+    blocks,
+    schedule: config.schedule,
+    checkpointSeconds: config.checkpointSeconds,
+    dataDirs: config.dataDirs,
+  });
   await runs.init();
   const app = createApp(runs, config.operatorToken, log);
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {

@@ -29,7 +29,8 @@ import { scanForText } from './drill/scan.ts';
 import { privacyDrill } from './drill/privacy.ts';
 import { maliciousDrill } from './drill/malicious.ts';
 
-const USAGE = 'usage: npm run drill -- [--only privacy|malicious] [--kills 20] [--device-kills 3] [--concurrent 32] [--fuzz 240] [--fault-rate 0.15] [--seed 0] [--out docs/drills/drill-DATE.json]';
+const USAGE =
+  'usage: npm run drill -- [--only privacy|malicious] [--kills 20] [--device-kills 3] [--concurrent 32] [--fuzz 240] [--fault-rate 0.15] [--seed 0] [--out docs/drills/drill-DATE.json]';
 const args = cliArgs(USAGE, {
   kills: { type: 'string' },
   'device-kills': { type: 'string' },
@@ -57,7 +58,8 @@ async function report(result: { date: string } & Record<string, unknown>, sectio
 run(async () => {
   const seed = int('seed', args.seed, 0);
   const started = performance.now();
-  if (args.only !== undefined && args.only !== 'privacy' && args.only !== 'malicious') throw new Error(`--only: '${args.only}' is not a section that runs alone (privacy, malicious)\n${USAGE}`);
+  if (args.only !== undefined && args.only !== 'privacy' && args.only !== 'malicious')
+    throw new Error(`--only: '${args.only}' is not a section that runs alone (privacy, malicious)\n${USAGE}`);
   if (args.only === 'privacy') {
     log('privacy: every attack, undefended and at the default defence, and its cost in accuracy');
     const privacy = await privacyDrill({ log });
@@ -65,7 +67,10 @@ run(async () => {
   }
   if (args.only === 'malicious') {
     const maliciousDevices = await maliciousDrill({ log });
-    return report({ date: new Date().toISOString().slice(0, 10), maliciousDevices, wallSeconds: Math.round((performance.now() - started) / 1000) }, 'malicious');
+    return report(
+      { date: new Date().toISOString().slice(0, 10), maliciousDevices, wallSeconds: Math.round((performance.now() - started) / 1000) },
+      'malicious',
+    );
   }
   const dir = await localTempDir('drill');
   log('starting the local stack: S3 server behind a fault proxy, 3 device workers');
@@ -98,42 +103,104 @@ run(async () => {
     });
 
     log('server kills and storage faults during a 3-round GraB run');
-    const kills = await killDrill({ storage: stack.storage, proxy: stack.proxy!, roundSecret: stack.roundSecret, spec, rounds: 3, kills: int('kills', args.kills, 20), faultRate: Number(args['fault-rate'] ?? 0.15), seed, log });
+    const kills = await killDrill({
+      storage: stack.storage,
+      proxy: stack.proxy!,
+      roundSecret: stack.roundSecret,
+      spec,
+      rounds: 3,
+      kills: int('kills', args.kills, 20),
+      faultRate: Number(args['fault-rate'] ?? 0.15),
+      seed,
+      log,
+    });
 
     const store = new S3Store(stack.s3.config);
     const operatorToken = 'drill-operator-token';
     const server = await startServerProcess({ s3: stack.storage, roundSecret: stack.roundSecret, operatorToken, env: { SPLITFROZEN_BACKEND: 'wasm' } });
     try {
       const segment = await deviceSegment(model, cuts[0], 'fp32');
-      const valid = await buildRoundRequest(new S3Store(stack.storage), { runId: 'drill-valid', round: 0, deviceId: stack.devices[0].id, modelSha256: segment.sha256, cut: cuts[0], rows: rowsPerDevice, batchSize: 8, seqLen: 24, dtype: 'fp32', labels, padTokenId: model.config.padTokenId });
+      const valid = await buildRoundRequest(new S3Store(stack.storage), {
+        runId: 'drill-valid',
+        round: 0,
+        deviceId: stack.devices[0].id,
+        modelSha256: segment.sha256,
+        cut: cuts[0],
+        rows: rowsPerDevice,
+        batchSize: 8,
+        seqLen: 24,
+        dtype: 'fp32',
+        labels,
+        padTokenId: model.config.padTokenId,
+      });
 
       log('forged requests');
-      const forged = await forgedRequests({ device: stack.devices[0], other: stack.devices[1], masterSecret: stack.roundSecret, valid, serverUrl: server.url, repeat: 5 });
+      const forged = await forgedRequests({
+        device: stack.devices[0],
+        other: stack.devices[1],
+        masterSecret: stack.roundSecret,
+        valid,
+        serverUrl: server.url,
+        repeat: 5,
+      });
 
       log('fuzzed malformed requests');
       const owner = (d: (typeof stack.devices)[number]) => ({ authorization: `Bearer ${d.ownerToken}` });
       const snapshot = async () => {
-        const runs = (await (await fetch(new URL('/runs', server.url), { headers: { authorization: `Bearer ${operatorToken}` } })).json()).runs.map((r: { id: string }) => `run ${r.id}`);
+        const runs = (await (await fetch(new URL('/runs', server.url), { headers: { authorization: `Bearer ${operatorToken}` } })).json()).runs.map(
+          (r: { id: string }) => `run ${r.id}`,
+        );
         const d = stack.devices[0];
-        const shards = (await (await fetch(new URL('/shards', d.url), { headers: owner(d) })).json()).shards.map((s: { name: string; etag: string }) => `shard ${s.name} ${s.etag}`);
+        const shards = (await (await fetch(new URL('/shards', d.url), { headers: owner(d) })).json()).shards.map(
+          (s: { name: string; etag: string }) => `shard ${s.name} ${s.etag}`,
+        );
         const policy = `policy ${JSON.stringify(await (await fetch(new URL('/approvals', d.url), { headers: owner(d) })).json())}`;
         const objects: string[] = [];
         for await (const o of store.list('')) objects.push(`object ${o.key} ${o.size}`);
         return [...runs, ...shards, policy, ...objects];
       };
-      const fuzz = await fuzzRequests({ serverUrl: server.url, operatorToken, validSpec: JSON.parse(JSON.stringify(spec('fuzz'))), device: stack.devices[0], masterSecret: stack.roundSecret, validRound: valid, count: int('fuzz', args.fuzz, 240), seed, snapshot });
+      const fuzz = await fuzzRequests({
+        serverUrl: server.url,
+        operatorToken,
+        validSpec: JSON.parse(JSON.stringify(spec('fuzz'))),
+        device: stack.devices[0],
+        masterSecret: stack.roundSecret,
+        validRound: valid,
+        count: int('fuzz', args.fuzz, 240),
+        seed,
+        snapshot,
+      });
 
       log('device kills');
-      const deviceKills = await deviceKillDrill({ server: new ServerClient(server.url, operatorToken), devices: stack.devices, masterSecret: stack.roundSecret, spec, kills: int('device-kills', args['device-kills'], 3), log });
+      const deviceKills = await deviceKillDrill({
+        server: new ServerClient(server.url, operatorToken),
+        devices: stack.devices,
+        masterSecret: stack.roundSecret,
+        spec,
+        kills: int('device-kills', args['device-kills'], 3),
+        log,
+      });
 
       log('scanning storage for shard text');
-      const scan = await scanForText(store, shardTexts, evalRows.map((r) => r.text));
+      const scan = await scanForText(
+        store,
+        shardTexts,
+        evalRows.map((r) => r.text),
+      );
 
       log('privacy: every attack, undefended and at the default defence, and its cost in accuracy');
       const privacy = await privacyDrill({ log });
 
       log('devices uploading at once');
-      const crowd = await concurrentDrill({ storage: stack.s3.config, masterSecret: stack.roundSecret, model, rows: rows.slice(48, 72).map((r) => ({ text: r.text, label: r.label })), count: int('concurrent', args.concurrent, 32), dir: join(dir, 'crowd'), log });
+      const crowd = await concurrentDrill({
+        storage: stack.s3.config,
+        masterSecret: stack.roundSecret,
+        model,
+        rows: rows.slice(48, 72).map((r) => ({ text: r.text, label: r.label })),
+        count: int('concurrent', args.concurrent, 32),
+        dir: join(dir, 'crowd'),
+        log,
+      });
 
       log('lying devices beside honest ones');
       const maliciousDevices = await maliciousDrill({ log });

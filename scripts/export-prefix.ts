@@ -37,5 +37,14 @@ run(async () => {
   } else onnx = exportPrefix(model, options);
   await writeFileAtomic(args.out, onnx);
   if (tableFile) await writeFileAtomic(tableFile, serializeSafetensors(tokenTableTensors(tokenTable(model, weights))));
-  console.log(JSON.stringify({ wrote: args.out, bytes: onnx.byteLength, cut, weights, tokenTable: tableFile ?? null, externalData: args['external-data'] ? `${args.out}.data` : null }));
+  console.log(
+    JSON.stringify({
+      wrote: args.out,
+      bytes: onnx.byteLength,
+      cut,
+      weights,
+      tokenTable: tableFile ?? null,
+      externalData: args['external-data'] ? `${args.out}.data` : null,
+    }),
+  );
 });

@@ -74,7 +74,7 @@ function llama(): Model {
     nPositions: int('positions', args.positions, base.nPositions),
     numLabels: int('labels', args.labels, 2),
   });
-  if (args.vocab) fail('--vocab is fixed for --arch llama: Llama 3\'s tokenizer has 128256 tokens');
+  if (args.vocab) fail("--vocab is fixed for --arch llama: Llama 3's tokenizer has 128256 tokens");
   return initLlama(config, { seed: int('seed', args.seed, 0) });
 }
 

@@ -38,7 +38,8 @@ function serverSettings(env: Record<string, string | undefined>): { url: string;
   if (env.SPLITFROZEN_TOKEN !== undefined && !env.SPLITFROZEN_OPERATOR_TOKEN) fail('SPLITFROZEN_TOKEN is an old name: set SPLITFROZEN_OPERATOR_TOKEN instead');
   const token = env.SPLITFROZEN_OPERATOR_TOKEN || fail('SPLITFROZEN_OPERATOR_TOKEN is not set: it is the operator token the server was started with');
   const url = env.SPLITFROZEN_URL || 'http://127.0.0.1:8080';
-  if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) fail(`SPLITFROZEN_URL is ${JSON.stringify(url)}: set it to the server's http(s) URL, e.g. http://127.0.0.1:8080`);
+  if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol))
+    fail(`SPLITFROZEN_URL is ${JSON.stringify(url)}: set it to the server's http(s) URL, e.g. http://127.0.0.1:8080`);
   return { url, token };
 }
 
@@ -47,7 +48,18 @@ const { values: a } = (() => {
   try {
     return parseArgs({
       args: rest,
-      options: { spec: { type: 'string' }, id: { type: 'string' }, device: { type: 'string' }, cut: { type: 'string' }, weights: { type: 'string', default: 'fp32' }, run: { type: 'string' }, out: { type: 'string' }, round: { type: 'string', default: 'latest' }, merged: { type: 'boolean' }, model: { type: 'string' } },
+      options: {
+        spec: { type: 'string' },
+        id: { type: 'string' },
+        device: { type: 'string' },
+        cut: { type: 'string' },
+        weights: { type: 'string', default: 'fp32' },
+        run: { type: 'string' },
+        out: { type: 'string' },
+        round: { type: 'string', default: 'latest' },
+        merged: { type: 'boolean' },
+        model: { type: 'string' },
+      },
       strict: true,
     });
   } catch (e) {
@@ -73,7 +85,13 @@ run(async () => {
     const segment = await deviceSegment(model, cut, a.weights);
     // A segment of a family devices hold no tokenizer of runs with the folder's tokenizer.json, approved with it.
     const tokenizer = !familyOf(model.config).builtinTokenizer ? await sha256Hex(await readFile(join(a.model!, TOKENIZER_FILE))) : undefined;
-    return console.log(JSON.stringify({ sha256: segment.sha256, model: basename(a.model!), cut, tokenTable: segment.tokenTable?.sha256, weights: segment.weights?.sha256, tokenizer }, null, 2));
+    return console.log(
+      JSON.stringify(
+        { sha256: segment.sha256, model: basename(a.model!), cut, tokenTable: segment.tokenTable?.sha256, weights: segment.weights?.sha256, tokenizer },
+        null,
+        2,
+      ),
+    );
   }
   const { url, token } = serverSettings(process.env);
   const client = new ServerClient(url, token);
@@ -103,12 +121,17 @@ run(async () => {
     case 'watch': {
       const view = await client.waitIdle(runId(), (v) => {
         const p = v.progress;
-        if (p && process.stderr.isTTY) process.stderr.write(`\rround ${p.round}: ${p.phase} ${p.batchesTrained}/${p.batchesTotal} batches${p.lastLoss === undefined ? '' : ` loss ${p.lastLoss.toFixed(4)}`}   `);
+        if (p && process.stderr.isTTY)
+          process.stderr.write(
+            `\rround ${p.round}: ${p.phase} ${p.batchesTrained}/${p.batchesTotal} batches${p.lastLoss === undefined ? '' : ` loss ${p.lastLoss.toFixed(4)}`}   `,
+          );
       });
       if (process.stderr.isTTY) process.stderr.write('\n');
       console.log('| round | order | train loss | eval loss | eval accuracy | server train (s) | MB moved |\n|---|---|---|---|---|---|---|');
       for (const m of view.metrics) {
-        console.log(`| ${m.round} | ${m.order.join(' > ')} | ${m.trainLoss.toFixed(4)} | ${m.evalLoss?.toFixed(4) ?? '-'} | ${m.evalAccuracy === undefined ? '-' : (m.evalAccuracy * 100).toFixed(1) + '%'} | ${(m.serverTrainMs / 1000).toFixed(1)} | ${(m.bytesMoved / 2 ** 20).toFixed(2)} |`);
+        console.log(
+          `| ${m.round} | ${m.order.join(' > ')} | ${m.trainLoss.toFixed(4)} | ${m.evalLoss?.toFixed(4) ?? '-'} | ${m.evalAccuracy === undefined ? '-' : (m.evalAccuracy * 100).toFixed(1) + '%'} | ${(m.serverTrainMs / 1000).toFixed(1)} | ${(m.bytesMoved / 2 ** 20).toFixed(2)} |`,
+        );
       }
       if (view.progress?.phase === 'failed') fail(`round ${view.progress.round} failed: ${view.progress.error}`);
       return;

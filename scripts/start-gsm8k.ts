@@ -34,11 +34,13 @@ export function gsm8kRunTask(evalFile: string) {
   return { kind: 'generation', eval: { path: evalFile, format: 'jsonl' }, generate: { maxNewTokens: 48, limit: 4 } };
 }
 
-export const GSM8K_HEADER = '| round | client order | train loss | held-out loss | exact match | device forward (s) | server train (s) | server idle (s) | MB moved | devices reused | wall (s) |';
+export const GSM8K_HEADER =
+  '| round | client order | train loss | held-out loss | exact match | device forward (s) | server train (s) | server idle (s) | MB moved | devices reused | wall (s) |';
 
 /** The last round's generations: prompt, what the model wrote, the final number it gave and the right one. */
 export function printSamples(m: RoundMetrics): void {
   console.log('\n| prompt (start) | generated (start) | final number | expected |\n|---|---|---|---|');
   const cell = (t: string) => JSON.stringify(t.replace(/\s+/g, ' ').slice(0, 60)).slice(1, -1).replace(/\|/g, '\\|');
-  for (const s of m.samples ?? []) console.log(`| ${cell(s.prompt.replace(/^Question: /, ''))} | ${cell(s.generated)} | ${s.predicted ?? '-'} | ${s.expected ?? '-'} |`);
+  for (const s of m.samples ?? [])
+    console.log(`| ${cell(s.prompt.replace(/^Question: /, ''))} | ${cell(s.generated)} | ${s.predicted ?? '-'} | ${s.expected ?? '-'} |`);
 }

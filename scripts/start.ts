@@ -68,10 +68,16 @@ async function loadData(perDevice: number, evalRows: number): Promise<{ train: E
     const rows = syntheticSentiment(perDevice * DEVICES + evalRows, 7).map((r) => ({ text: r.text, label: Number(r.label) }));
     return { train: rows.slice(evalRows), evaluation: rows.slice(0, evalRows), labels, source: 'generated sentiment task' };
   }
-  const read = async (file: string) => parseShard(await readFile(join(args.data!, file)), 'tsv', labels, { maxBytes: 2 ** 30, maxRows: 10_000_000, maxFieldChars: 100_000 });
+  const read = async (file: string) =>
+    parseShard(await readFile(join(args.data!, file)), 'tsv', labels, { maxBytes: 2 ** 30, maxRows: 10_000_000, maxFieldChars: 100_000 });
   const train = await read('train.tsv');
   const evaluation = await read('dev.tsv');
-  return { train: train.slice(0, perDevice * DEVICES), evaluation: evaluation.slice(0, evalRows), labels, source: `${args.data} (train.tsv: first ${perDevice * DEVICES} rows, dev.tsv: first ${evalRows})` };
+  return {
+    train: train.slice(0, perDevice * DEVICES),
+    evaluation: evaluation.slice(0, evalRows),
+    labels,
+    source: `${args.data} (train.tsv: first ${perDevice * DEVICES} rows, dev.tsv: first ${evalRows})`,
+  };
 }
 
 function progressLine(view: RunView, rounds: number): string {
@@ -128,62 +134,117 @@ run(async () => {
     const tokenizer = gsm8k ? { tokenizer: await sha256Hex(await readFile(join(modelDir, 'tokenizer.json'))), generation: true } : undefined;
     const owners = args.defence === undefined ? {} : { defence: parseDefence(args.defence, '--defence') };
     await stack.approveSegments(model, basename(modelDir), cuts, weights, { ...tokenizer, ...owners });
-    console.log(`      each device's owner approved the segments of cuts ${DEFAULT_MIN_CUT}..${config.nLayer - 1} (by SHA-256; no device runs below cut ${DEFAULT_MIN_CUT})${gsm8k ? ', the tokenizer, and sending completions as token ids' : ''}`);
+    console.log(
+      `      each device's owner approved the segments of cuts ${DEFAULT_MIN_CUT}..${config.nLayer - 1} (by SHA-256; no device runs below cut ${DEFAULT_MIN_CUT})${gsm8k ? ', the tokenizer, and sending completions as token ids' : ''}`,
+    );
 
     const perDevice = int('rows-per-device', args['rows-per-device'], gsm8k ? 24 : 200);
     const evalCount = int('eval-rows', args['eval-rows'], gsm8k ? 16 : 200);
     const evalFile = join(DIR, 'gsm8k-heldout.jsonl');
-    const data = gsm8k ? { ...(await gsm8kData(args.data ?? GSM8K_DEFAULT, perDevice * DEVICES, evalCount, evalFile)), evaluation: [] as Example[], labels: [] as string[] } : await loadData(perDevice, evalCount);
-    step(3, `data: ${data.source}; ${data.train.length} training rows split over the devices as their owners' private shards${gsm8k ? '' : `, ${data.evaluation.length} held out`}`);
+    const data = gsm8k
+      ? { ...(await gsm8kData(args.data ?? GSM8K_DEFAULT, perDevice * DEVICES, evalCount, evalFile)), evaluation: [] as Example[], labels: [] as string[] }
+      : await loadData(perDevice, evalCount);
+    step(
+      3,
+      `data: ${data.source}; ${data.train.length} training rows split over the devices as their owners' private shards${gsm8k ? '' : `, ${data.evaluation.length} held out`}`,
+    );
     for (const [i, d] of stack.devices.entries()) {
       const mine = data.train.filter((_, r) => r % DEVICES === i);
       if (gsm8k) await d.uploadShard('private', mine as GenerationExample[], 'generation');
-      else await d.uploadShard('private', (mine as Example[]).map((r) => ({ text: r.text, text_pair: r.textPair, label: data.labels[r.label] })), data.labels);
+      else
+        await d.uploadShard(
+          'private',
+          (mine as Example[]).map((r) => ({ text: r.text, text_pair: r.textPair, label: data.labels[r.label] })),
+          data.labels,
+        );
       console.log(`      ${d.id}: ${mine.length} rows`);
     }
 
     step(4, 'training server: HTTP API on 127.0.0.1');
     const operatorToken = crypto.randomUUID();
-    server = await startServer({ host: '127.0.0.1', port: 0, operatorToken, roundSecret: stack.roundSecret, s3: stack.s3.config, backend: 'auto', log: process.env.SPLITFROZEN_DEBUG ? (m) => console.error(m) : () => {} });
+    server = await startServer({
+      host: '127.0.0.1',
+      port: 0,
+      operatorToken,
+      roundSecret: stack.roundSecret,
+      s3: stack.s3.config,
+      backend: 'auto',
+      log: process.env.SPLITFROZEN_DEBUG ? (m) => console.error(m) : () => {},
+    });
     console.log(`      backend: ${server.backend}`);
     console.log(`      live dashboard while this runs: ${server.url}/ (operator token ${operatorToken})`);
     const client = new ServerClient(server.url, operatorToken);
 
     const profiles = gsm8k ? GSM8K_PROFILES : PROFILES;
-    step(5, gsm8k ? `run: causal-LM LoRA r=8 on q/k/v/o_proj, loss on the answers only, ${args.ordering} client order (${args['batch-order']}), ${rounds} rounds` : `run: LoRA r=8 on c_attn, ${args.ordering} client order (${args['batch-order']}), ${rounds} rounds`);
+    step(
+      5,
+      gsm8k
+        ? `run: causal-LM LoRA r=8 on q/k/v/o_proj, loss on the answers only, ${args.ordering} client order (${args['batch-order']}), ${rounds} rounds`
+        : `run: LoRA r=8 on c_attn, ${args.ordering} client order (${args['batch-order']}), ${rounds} rounds`,
+    );
     const record = await client.createRun({
       model: modelDir,
-      task: gsm8k ? gsm8kRunTask(evalFile) : { labels: data.labels, evalRows: data.evaluation.map((r) => ({ text: r.text, text_pair: r.textPair, label: data.labels[r.label] })) },
+      task: gsm8k
+        ? gsm8kRunTask(evalFile)
+        : { labels: data.labels, evalRows: data.evaluation.map((r) => ({ text: r.text, text_pair: r.textPair, label: data.labels[r.label] })) },
       devices: stack.devices.map((d, i) => ({ id: d.id, url: d.url.href, profile: { ...profiles[i], weights } })),
       ordering: { kind: args.ordering },
-      lora: gsm8k ? { rank: 8, alpha: 16, dropout: 0.05, targets: ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj'] } : { rank: 8, alpha: 16, dropout: 0.05, targets: ['attn.c_attn'] },
+      lora: gsm8k
+        ? { rank: 8, alpha: 16, dropout: 0.05, targets: ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj'] }
+        : { rank: 8, alpha: 16, dropout: 0.05, targets: ['attn.c_attn'] },
       optimizer: { lr: gsm8k ? 0.003 : 0.01, warmupSteps: 5, schedule: 'linear' },
       // The server checks both orders and says what is wrong with either.
-      training: { batchSize: gsm8k ? 8 : 16, seqLen: gsm8k ? 192 : 48, dtype: 'fp32', seed: 0, rounds, batchOrder: args['batch-order'] as 'by-device' | 'interleaved' },
+      training: {
+        batchSize: gsm8k ? 8 : 16,
+        seqLen: gsm8k ? 192 : 48,
+        dtype: 'fp32',
+        seed: 0,
+        rounds,
+        batchOrder: args['batch-order'] as 'by-device' | 'interleaved',
+      },
     });
     // What each cut gives away: the server's held-out rows as the attacker's text, a sample of the device's shard as
     // the victim (npm start plays every owner, so it can score the attack on their text).
     const texts = (rows: Array<Example | GenerationExample>) => rows.map((r) => ('prompt' in r ? r.prompt : textInput(r)));
     const attacker = gsm8k ? texts(parseGenerationShard((await readFile(evalFile, 'utf8')).split('\n'), DEFAULT_LIMITS)) : texts(data.evaluation);
     const serverTokenizer = await readTokenizer(modelDir, config);
-    console.log('\n| device | profile | cut | est. memory | est. batch time | owner\'s defence | tokens a curious server recovers: undefended | at the owner\'s defence |\n|---|---|---|---|---|---|---|---|');
+    console.log(
+      "\n| device | profile | cut | est. memory | est. batch time | owner's defence | tokens a curious server recovers: undefended | at the owner's defence |\n|---|---|---|---|---|---|---|---|",
+    );
     for (const [i, d] of stack.devices.entries()) {
       const c = record.cuts[d.id];
       const sample = texts(data.train.filter((_, r) => r % DEVICES === i).slice(0, 50));
       // npm start plays every owner: it reads the defence each set for the segment of this device's cut.
       const policy = (await (await fetch(new URL('/approvals', d.url), { headers: { authorization: `Bearer ${d.ownerToken}` } })).json()) as DevicePolicy;
       const defence = defenceFor(policy, (await deviceSegment(model, c.cut, weights)).sha256);
-      const [undefended, owners] = (await privacyReport(model, c.cut, [LEVELS.off, defence].map((setting) => ({ kind: 'output', defence: setting })), attacker, sample, { seqLen: 48, tokenizer: serverTokenizer })).map((r) => r.strongest);
-      console.log(`| ${d.id} | ${profiles[i].gflops} GFLOP/s, ${profiles[i].maxBatchSeconds} s/batch, ${profiles[i].memoryMB} MB | ${c.cut} | ${c.memoryMB} MB | ${c.batchSeconds} s | ${describeDefence(defence)} | ${percent(undefended.recovery)} | ${percent(owners.recovery)} (guessing: ${percent(owners.majority)}) |`);
+      const [undefended, owners] = (
+        await privacyReport(
+          model,
+          c.cut,
+          [LEVELS.off, defence].map((setting) => ({ kind: 'output', defence: setting })),
+          attacker,
+          sample,
+          { seqLen: 48, tokenizer: serverTokenizer },
+        )
+      ).map((r) => r.strongest);
+      console.log(
+        `| ${d.id} | ${profiles[i].gflops} GFLOP/s, ${profiles[i].maxBatchSeconds} s/batch, ${profiles[i].memoryMB} MB | ${c.cut} | ${c.memoryMB} MB | ${c.batchSeconds} s | ${describeDefence(defence)} | ${percent(undefended.recovery)} | ${percent(owners.recovery)} (guessing: ${percent(owners.majority)}) |`,
+      );
     }
-    console.log(`(the strongest of four attacks${gsm8k ? ' on the questions' : ''}: nearest neighbour, white-box search, learned inversion, averaging copies; npm run privacy, docs/privacy/)`);
+    console.log(
+      `(the strongest of four attacks${gsm8k ? ' on the questions' : ''}: nearest neighbour, white-box search, learned inversion, averaging copies; npm run privacy, docs/privacy/)`,
+    );
     if (gsm8k) console.log("(a generation batch also carries each completion's token ids to the server: what the loss needs, and what the owners approved)");
     console.log(`adapters train on blocks ${record.deepestCut}..${config.nLayer - 1}; devices with shallower cuts are completed forward-only on the server\n`);
 
     const tty = process.stderr.isTTY;
     let lastLine = '';
     let view: RunView | undefined;
-    console.log(gsm8k ? GSM8K_HEADER : '| round | client order | train loss | eval loss | eval accuracy | device forward (s) | server train (s) | server idle (s) | MB moved | devices reused | wall (s) |');
+    console.log(
+      gsm8k
+        ? GSM8K_HEADER
+        : '| round | client order | train loss | eval loss | eval accuracy | device forward (s) | server train (s) | server idle (s) | MB moved | devices reused | wall (s) |',
+    );
     console.log('|---|---|---|---|---|---|---|---|---|---|---|');
     for (let r = 0; r < rounds; r++) {
       await client.trigger(record.id);
@@ -206,14 +267,20 @@ run(async () => {
     const last = view!.metrics.at(-1)!;
     if (gsm8k) {
       printSamples(last);
-      console.log(`      exact match after ${rounds} rounds: ${((last.evalAccuracy ?? 0) * 100).toFixed(1)}% of ${last.samples?.length ?? 0} generated answers; held-out loss ${last.evalLoss?.toFixed(3)} on ${last.evalRows} problems`);
+      console.log(
+        `      exact match after ${rounds} rounds: ${((last.evalAccuracy ?? 0) * 100).toFixed(1)}% of ${last.samples?.length ?? 0} generated answers; held-out loss ${last.evalLoss?.toFixed(3)} on ${last.evalRows} problems`,
+      );
       console.log('      (a tiny random model cannot solve GSM8K: what this shows is the machinery, loss falling and answers generated)');
     } else {
-      console.log(`      eval accuracy after ${rounds} rounds: ${((last.evalAccuracy ?? 0) * 100).toFixed(1)}% on ${last.evalRows} held-out rows (chance: ${(100 / data.labels.length).toFixed(0)}%)`);
+      console.log(
+        `      eval accuracy after ${rounds} rounds: ${((last.evalAccuracy ?? 0) * 100).toFixed(1)}% on ${last.evalRows} held-out rows (chance: ${(100 / data.labels.length).toFixed(0)}%)`,
+      );
     }
     console.log(`      PEFT adapter (round ${last.round}): ${out}/{${ADAPTER_CONFIG},${ADAPTER_WEIGHTS}}`);
     console.log(`      in storage: s3://${stack.s3.config.bucket}/runs/${record.id}/adapters/${last.round}/ (data kept under ${join(DIR, 'stack', 's3')})`);
-    console.log(`      against a running server: SPLITFROZEN_URL=<server> SPLITFROZEN_OPERATOR_TOKEN=<token> npm run cli -- pull --run ${record.id} --out ./adapter`);
+    console.log(
+      `      against a running server: SPLITFROZEN_URL=<server> SPLITFROZEN_OPERATOR_TOKEN=<token> npm run cli -- pull --run ${record.id} --out ./adapter`,
+    );
   } finally {
     await server?.close();
     await stack.stop();

@@ -40,19 +40,52 @@ describe('command-line tools', () => {
   });
 
   it('make-model --arch llama writes a Llama folder with its tokenizer that the loaders read back', async () => {
-    await cli('make-model.ts', '--arch', 'llama', '--out', join(dir, 'l'), '--layers', '2', '--embd', '32', '--heads', '4', '--kv-heads', '2', '--inner', '48', '--dtype', 'bf16');
+    await cli(
+      'make-model.ts',
+      '--arch',
+      'llama',
+      '--out',
+      join(dir, 'l'),
+      '--layers',
+      '2',
+      '--embd',
+      '32',
+      '--heads',
+      '4',
+      '--kv-heads',
+      '2',
+      '--inner',
+      '48',
+      '--dtype',
+      'bf16',
+    );
     const config = JSON.parse(await readFile(join(dir, 'l', 'config.json'), 'utf8'));
-    expect(config).toMatchObject({ architectures: ['LlamaForCausalLM'], model_type: 'llama', num_hidden_layers: 2, hidden_size: 32, num_key_value_heads: 2, vocab_size: 128256, tie_word_embeddings: true });
+    expect(config).toMatchObject({
+      architectures: ['LlamaForCausalLM'],
+      model_type: 'llama',
+      num_hidden_layers: 2,
+      hidden_size: 32,
+      num_key_value_heads: 2,
+      vocab_size: 128256,
+      tie_word_embeddings: true,
+    });
     const model = await readModelFolder(join(dir, 'l'));
     expect(model.params.get('layers.1.self_attn.k_proj.weight')!.length).toBe(2 * 8 * 32);
     const tokenizer = await readTokenizer(join(dir, 'l'), model.config);
-    expect(tokenizer.encodeRow('Janet has 3 apples.', 32).ids).toEqual([128000, 18820, 295, 706, 220, 18, 41776, 13]) // llama3-tokenizer-js's ids;
-    await expect(cli('make-model.ts', '--arch', 'llama', '--out', join(dir, 'x'), '--heads', '4', '--kv-heads', '3')).rejects.toMatchObject({ stderr: expect.stringContaining('--heads 4 must be a multiple of --kv-heads 3') });
+    expect(tokenizer.encodeRow('Janet has 3 apples.', 32).ids).toEqual([128000, 18820, 295, 706, 220, 18, 41776, 13]); // llama3-tokenizer-js's ids;
+    await expect(cli('make-model.ts', '--arch', 'llama', '--out', join(dir, 'x'), '--heads', '4', '--kv-heads', '3')).rejects.toMatchObject({
+      stderr: expect.stringContaining('--heads 4 must be a multiple of --kv-heads 3'),
+    });
     // Its prefix, weights as external data beside the graph, equals the float64 reference of the folder.
     await cli('export-prefix.ts', '--model', join(dir, 'l'), '--cut', '2', '--out', join(dir, 'l.onnx'), '--external-data');
-    const session = await ort.InferenceSession.create(join(dir, 'l.onnx'), { externalData: [{ path: 'l.onnx.data', data: await readFile(join(dir, 'l.onnx.data')) }] });
+    const session = await ort.InferenceSession.create(join(dir, 'l.onnx'), {
+      externalData: [{ path: 'l.onnx.data', data: await readFile(join(dir, 'l.onnx.data')) }],
+    });
     const ids = [128000, 18820, 295, 706];
-    const out = await session.run({ input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, 4]), attention_mask: new ort.Tensor('int64', new BigInt64Array(4).fill(1n), [1, 4]) });
+    const out = await session.run({
+      input_ids: new ort.Tensor('int64', BigInt64Array.from(ids, BigInt), [1, 4]),
+      attention_mask: new ort.Tensor('int64', new BigInt64Array(4).fill(1n), [1, 4]),
+    });
     expect(maxAbsDiff(out.hidden_states!.data as Float32Array, llamaReferenceHidden(model as LlamaModel, ids, [1, 1, 1, 1], 1, 4, 2))).toBeLessThan(1e-4);
   });
 
@@ -70,14 +103,19 @@ describe('command-line tools', () => {
     expect(maxAbsDiff(out.hidden_states.data as Float32Array, referenceHidden(model, ids, mask, 1, 4, 1))).toBeLessThan(1e-5);
   });
 
-  it('gives operators a device\'s own secret and owners the hashes of the segment they approve', async () => {
-    const { stdout } = await exec(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'splitfrozen.ts'), 'device-secret', '--device', 'dev-9'], { cwd: root, env: { ...process.env, SPLITFROZEN_ROUND_SECRET: 'master' } });
+  it("gives operators a device's own secret and owners the hashes of the segment they approve", async () => {
+    const { stdout } = await exec(process.execPath, ['--import', 'tsx', join(root, 'scripts', 'splitfrozen.ts'), 'device-secret', '--device', 'dev-9'], {
+      cwd: root,
+      env: { ...process.env, SPLITFROZEN_ROUND_SECRET: 'master' },
+    });
     expect(stdout.trim()).toBe(await deviceSecret('master', 'dev-9'));
     await cli('make-model.ts', '--out', join(dir, 's'), '--seed', '3', ...SMALL);
     const printed = JSON.parse((await cli('splitfrozen.ts', 'segment', '--model', join(dir, 's'), '--cut', '1', '--weights', 'int8')).stdout);
     const segment = await deviceSegment(asGpt2(await readModelFolder(join(dir, 's')), 'the test'), 1, 'int8');
     expect(printed).toEqual({ sha256: segment.sha256, model: 's', cut: 1, tokenTable: segment.tokenTable!.sha256, weights: segment.weights!.sha256 });
-    await expect(cli('splitfrozen.ts', 'segment', '--model', join(dir, 's'), '--cut', '2')).rejects.toMatchObject({ stderr: expect.stringContaining('--cut 2: the model has 2 blocks') });
+    await expect(cli('splitfrozen.ts', 'segment', '--model', join(dir, 's'), '--cut', '2')).rejects.toMatchObject({
+      stderr: expect.stringContaining('--cut 2: the model has 2 blocks'),
+    });
   });
 
   it('bad arguments fail with a message that says what to fix', async () => {

@@ -38,10 +38,30 @@ const SHOT = join(tmpdir(), 'splitfrozen-dashboard.png');
 describe.skipIf(missing)('dashboard in Chromium', () => {
   beforeAll(async () => {
     sys = await startSystem('test-dashboard', { rowsPerDevice: ROWS });
-    server = await startServer({ host: '127.0.0.1', port: 0, operatorToken: TOKEN, roundSecret: sys.stack.roundSecret, s3: sys.stack.s3.config, backend: 'wasm', log: () => {} });
+    server = await startServer({
+      host: '127.0.0.1',
+      port: 0,
+      operatorToken: TOKEN,
+      roundSecret: sys.stack.roundSecret,
+      s3: sys.stack.s3.config,
+      backend: 'wasm',
+      log: () => {},
+    });
     client = new ServerClient(server.url, TOKEN);
     // Without the background-networking flags Chromium keeps reaching for Google's services on a closed network.
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'] });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
+    });
   });
   afterAll(async () => {
     await browser?.close();
@@ -93,7 +113,9 @@ describe.skipIf(missing)('dashboard in Chromium', () => {
       phase = await page.evaluate(() => document.querySelector('#live .phase')?.textContent ?? '');
       phases.add(phase);
       if (phase !== 'training') continue;
-      const rows = await page.$$eval('#progress tbody tr', (trs) => trs.map((tr) => [tr.getAttribute('data-device')!, tr.querySelector('.batches')!.textContent!.trim()]));
+      const rows = await page.$$eval('#progress tbody tr', (trs) =>
+        trs.map((tr) => [tr.getAttribute('data-device')!, tr.querySelector('.batches')!.textContent!.trim()]),
+      );
       for (const [device, trained] of rows) seen.set(device, (seen.get(device) ?? new Set()).add(trained));
     }
     expect([...phases]).toEqual(expect.arrayContaining(['training', 'done']));
@@ -111,7 +133,8 @@ describe.skipIf(missing)('dashboard in Chromium', () => {
     const row0 = page.locator('#rounds tr[data-round="0"]');
     expect(await row0.locator('.accuracy').textContent()).toBe(`${(m0.evalAccuracy! * 100).toFixed(1)}%`);
     expect(await row0.textContent()).toContain(m0.trainLoss.toFixed(4));
-    for (const id of view.progress!.order) expect(await row0.locator('ol.plan').textContent()).toContain(`${id} cut ${view.cuts[id].cut}, ${BATCHES} batches, computed`);
+    for (const id of view.progress!.order)
+      expect(await row0.locator('ol.plan').textContent()).toContain(`${id} cut ${view.cuts[id].cut}, ${BATCHES} batches, computed`);
     expect(await page.textContent('#progress tr[data-device="device-1"] .batches')).toBe(` ${BATCHES}/${BATCHES}`);
 
     // Round 1 reuses round 0's activations: the plan says so, and the accuracy plot gains a point.

@@ -32,8 +32,14 @@ const SECRET = 'round-secret';
 const CUT = 2;
 const model = initLlama(llamaConfig({ nLayer: 3, nEmbd: 32, nHead: 4, nKvHead: 2, headDim: 8, nInner: 48, nPositions: 128 }), { seed: 6, normNoise: 0.1 });
 const PROBLEMS = [
-  { question: 'Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether?', answer: 'Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips altogether.\n#### 72' },
-  { question: 'Weng earns $12 an hour for babysitting. Yesterday, she did 50 minutes of babysitting. How much did she earn?', answer: 'Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute.\nShe earned 0.2 x 50 = $<<0.2*50=10>>10.\n#### 10' },
+  {
+    question: 'Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. How many clips did Natalia sell altogether?',
+    answer: 'Natalia sold 48/2 = <<48/2=24>>24 clips in May.\nNatalia sold 48+24 = <<48+24=72>>72 clips altogether.\n#### 72',
+  },
+  {
+    question: 'Weng earns $12 an hour for babysitting. Yesterday, she did 50 minutes of babysitting. How much did she earn?',
+    answer: 'Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute.\nShe earned 0.2 x 50 = $<<0.2*50=10>>10.\n#### 10',
+  },
   { question: 'What is 7 times 6? <|eot_id|>', answer: '7 x 6 = 42\n#### 42' },
 ];
 const files = llama3TokenizerFiles();
@@ -50,9 +56,20 @@ beforeAll(async () => {
   dir = await localTempDir('test-generation');
   s3 = await startS3({ directory: join(dir, 's3') });
   store = new S3Store(s3.config);
-  device = await startDevice({ id: 'dev-g', ownerToken: 'owner', masterSecret: SECRET, storageOrigins: [new URL(s3.config.endpoint!).origin], stateDir: join(dir, 'dev-g'), vars: { PIECE_BATCHES: '1' } });
+  device = await startDevice({
+    id: 'dev-g',
+    ownerToken: 'owner',
+    masterSecret: SECRET,
+    storageOrigins: [new URL(s3.config.endpoint!).origin],
+    stateDir: join(dir, 'dev-g'),
+    vars: { PIECE_BATCHES: '1' },
+  });
   client = new DeviceClient(device.url, 'dev-g', SECRET);
-  const up = await fetch(new URL('/shards/gsm8k?task=generation', device.url), { method: 'PUT', headers: { authorization: 'Bearer owner' }, body: PROBLEMS.map((p) => JSON.stringify(p)).join('\n') });
+  const up = await fetch(new URL('/shards/gsm8k?task=generation', device.url), {
+    method: 'PUT',
+    headers: { authorization: 'Bearer owner' },
+    body: PROBLEMS.map((p) => JSON.stringify(p)).join('\n'),
+  });
   expect(up.status).toBe(201);
 });
 
@@ -71,11 +88,32 @@ describe('a Llama generation round on workerd and S3', () => {
     await store.put(keys.segmentWeights(segment.weights!.sha256), segment.weights!.bytes);
     await store.put(keys.tokenizer(tokenizerSha), tokenizerBytes);
     // Defence off: the test compares the uploads with the prefix's own output (tests/device-round.test.ts checks the defence).
-    const approval = { sha256: segment.sha256, model: 'tiny-llama', cut: CUT, tokenTable: segment.tokenTable!.sha256, weights: segment.weights!.sha256, tokenizer: tokenizerSha, defence: LEVELS.off };
+    const approval = {
+      sha256: segment.sha256,
+      model: 'tiny-llama',
+      cut: CUT,
+      tokenTable: segment.tokenTable!.sha256,
+      weights: segment.weights!.sha256,
+      tokenizer: tokenizerSha,
+      defence: LEVELS.off,
+    };
     const request = (runId: string) =>
       buildRoundRequest(store, {
-        runId, round: 0, deviceId: 'dev-g', modelSha256: segment.sha256, tokenTableSha256: segment.tokenTable!.sha256, weightsSha256: segment.weights!.sha256, tokenizer: { sha256: tokenizerSha, bos: 128000, eos: 128001 },
-        task: 'generation', cut: CUT, rows: PROBLEMS.length, batchSize: 2, seqLen: 96, dtype: 'fp32', labels: [], padTokenId: 128001,
+        runId,
+        round: 0,
+        deviceId: 'dev-g',
+        modelSha256: segment.sha256,
+        tokenTableSha256: segment.tokenTable!.sha256,
+        weightsSha256: segment.weights!.sha256,
+        tokenizer: { sha256: tokenizerSha, bos: 128000, eos: 128001 },
+        task: 'generation',
+        cut: CUT,
+        rows: PROBLEMS.length,
+        batchSize: 2,
+        seqLen: 96,
+        dtype: 'fp32',
+        labels: [],
+        padTokenId: 128001,
       });
     await device.approve(approval);
     await expect(client.startRound(await request('run-refused'))).rejects.toThrow(/the owner has not allowed that/);

@@ -114,7 +114,10 @@ async function storedKeys(runId: string): Promise<string[]> {
 
 /** The same prefix on onnxruntime-node, on the same tokens the device should have used. */
 async function expectedHidden(rows: typeof ROWS, seqLen: number, padTokenId: number, pairs = true) {
-  const enc = new GPT2Tokenizer().encodeBatch(rows.map((r) => (pairs ? ([r.text, r.text_pair] as const) : r.text)), { maxLength: seqLen, padTokenId });
+  const enc = new GPT2Tokenizer().encodeBatch(
+    rows.map((r) => (pairs ? ([r.text, r.text_pair] as const) : r.text)),
+    { maxLength: seqLen, padTokenId },
+  );
   const session = await ort.InferenceSession.create(onnx);
   const shape = [enc.batch, enc.seq];
   const out = await session.run({
@@ -139,7 +142,16 @@ describe('a device round on workerd and S3', () => {
       expect(bytes.byteLength).toBe(entry.bytes);
       expect(await sha256Hex(bytes)).toBe(entry.sha256);
       const batch = decodeActivationBatch(bytes);
-      expect(batch).toMatchObject({ device: 'dev-a', runId: 'run-ok', round: 0, cut: CUT, batch: entry.index, rows: entry.rows, seqLen: entry.seqLen, nEmbd: config.nEmbd });
+      expect(batch).toMatchObject({
+        device: 'dev-a',
+        runId: 'run-ok',
+        round: 0,
+        cut: CUT,
+        batch: entry.index,
+        rows: entry.rows,
+        seqLen: entry.seqLen,
+        nEmbd: config.nEmbd,
+      });
       const rows = ROWS.slice(entry.index * 2, entry.index * 2 + 2);
       expect(Array.from(batch.labels)).toEqual(rows.map((r) => LABELS.indexOf(r.label)));
       const want = await expectedHidden(rows, request.seqLen, request.padTokenId);
@@ -178,7 +190,10 @@ describe('a device round on workerd and S3', () => {
     expect(tableGets[0].range).toBeFalsy();
     // onnxruntime-node on the same graph, fed from the whole table.
     const rows = ROWS.slice(0, 2);
-    const enc = new GPT2Tokenizer().encodeBatch(rows.map((r) => [r.text, r.text_pair] as const), { maxLength: 12, padTokenId: 50256 });
+    const enc = new GPT2Tokenizer().encodeBatch(
+      rows.map((r) => [r.text, r.text_pair] as const),
+      { maxLength: 12, padTokenId: 50256 },
+    );
     const session = await ort.InferenceSession.create(int8);
     const out = await session.run({
       inputs_embeds: new ort.Tensor('float32', lookupTokens(tokenTable(model, 'int8'), enc.ids), [enc.batch, enc.seq, config.nEmbd]),
@@ -198,7 +213,9 @@ describe('a device round on workerd and S3', () => {
     const wrong = await runRound(swapped);
     expect(wrong.error).toBe(`token table hash mismatch: expected ${tableSha}, got ${await sha256Hex(other)}`);
     expect(await storedKeys('run-table-bad')).toEqual([]);
-    await expect(client.startRound(await plan('run-table-none', { modelSha256: int8Sha }))).rejects.toThrow(`HTTP 403: token table (none) is not the one approved with segment ${int8Sha}`);
+    await expect(client.startRound(await plan('run-table-none', { modelSha256: int8Sha }))).rejects.toThrow(
+      `HTTP 403: token table (none) is not the one approved with segment ${int8Sha}`,
+    );
   });
 
   it('triggered twice, a round yields the same objects and no duplicates', async () => {
@@ -209,7 +226,9 @@ describe('a device round on workerd and S3', () => {
     expect(await storedKeys('run-ok')).toEqual(before);
     expect(await store.get(keys.activationBatch('run-ok', 'dev-a', 0, 1))).toEqual(bytes);
     // The same run and round with other settings is refused.
-    await expect(client.startRound(await plan('run-ok', { batchSize: 3 }))).rejects.toThrow(/HTTP 409: run run-ok round 0 was already started with different settings/);
+    await expect(client.startRound(await plan('run-ok', { batchSize: 3 }))).rejects.toThrow(
+      /HTTP 409: run run-ok round 0 was already started with different settings/,
+    );
   });
 
   it('fails the round, with the reason in its status, when the model segment hash does not match', async () => {
@@ -241,10 +260,12 @@ describe('a device round on workerd and S3', () => {
     few.uploads.batches.pop();
     expect((await runRound(few)).error).toBe('the shard makes 3 batches but the request holds 2 upload URLs');
     expect((await runRound(await plan('run-noshard', { shards: ['missing'] }))).error).toBe("no shard named 'missing' on this device");
-    expect((await runRound(await plan('run-labels', { labels: ['0', '1'] }))).error).toMatch(/shard 'nli' has labels \["entailment","neutral","contradiction"\], the round expects \["0","1"\]/);
+    expect((await runRound(await plan('run-labels', { labels: ['0', '1'] }))).error).toMatch(
+      /shard 'nli' has labels \["entailment","neutral","contradiction"\], the round expects \["0","1"\]/,
+    );
   });
 
-  it('keeps a long round\'s upload URLs one per stored value: a request with 4,000 of them (2.5 MB) runs', async () => {
+  it("keeps a long round's upload URLs one per stored value: a request with 4,000 of them (2.5 MB) runs", async () => {
     const long = await plan('run-long');
     const origin = new URL(proxy.url).origin;
     // URLs past the shard's 3 batches are never used; a round of thousands of batches would use them all.
@@ -270,7 +291,12 @@ describe("the owner's defence on a device", () => {
   /** Each stored batch of a run, decoded. */
   async function batchesOf(runId: string) {
     const manifest = JSON.parse(new TextDecoder().decode(await store.get(keys.activationManifest(runId, 'dev-a', 0)))) as ActivationManifest;
-    return { manifest, batches: await Promise.all(manifest.batches.map(async (b) => decodeActivationBatch((await store.get(keys.activationBatch(runId, 'dev-a', 0, b.index)))!))) };
+    return {
+      manifest,
+      batches: await Promise.all(
+        manifest.batches.map(async (b) => decodeActivationBatch((await store.get(keys.activationBatch(runId, 'dev-a', 0, b.index)))!)),
+      ),
+    };
   }
 
   it('applies the setting of the approval, whatever the request says, and names it in the manifest and every batch', async () => {
@@ -321,7 +347,9 @@ describe("the owner's defence on a device", () => {
         const inA = a[Math.floor(r / 2)];
         const rowA = r % 2;
         for (let p = 0; p < inA.seqLen && inA.mask[rowA * inA.seqLen + p]; p++, compared++) {
-          expect(b.hidden.subarray((r * b.seqLen + p) * d, (r * b.seqLen + p + 1) * d)).toEqual(inA.hidden.subarray((rowA * inA.seqLen + p) * d, (rowA * inA.seqLen + p + 1) * d));
+          expect(b.hidden.subarray((r * b.seqLen + p) * d, (r * b.seqLen + p + 1) * d)).toEqual(
+            inA.hidden.subarray((rowA * inA.seqLen + p) * d, (rowA * inA.seqLen + p + 1) * d),
+          );
         }
       }
       expect(compared).toBeGreaterThan(40);

@@ -32,7 +32,15 @@ const logs: string[] = [];
 
 beforeAll(async () => {
   sys = await startSystem('test-e2e');
-  server = await startServer({ host: '127.0.0.1', port: 0, operatorToken: 'op-token', roundSecret: sys.stack.roundSecret, s3: sys.stack.s3.config, backend: 'wasm', log: (m) => logs.push(m) });
+  server = await startServer({
+    host: '127.0.0.1',
+    port: 0,
+    operatorToken: 'op-token',
+    roundSecret: sys.stack.roundSecret,
+    s3: sys.stack.s3.config,
+    backend: 'wasm',
+    log: (m) => logs.push(m),
+  });
   client = new ServerClient(server.url, 'op-token');
 });
 afterAll(async () => {
@@ -40,8 +48,16 @@ afterAll(async () => {
   await sys?.close();
 });
 
-const status = (p: Promise<unknown>) => p.then(() => 200, (e: ApiError) => e.status);
-const message = (p: Promise<unknown>) => p.then(() => '', (e: ApiError) => e.message);
+const status = (p: Promise<unknown>) =>
+  p.then(
+    () => 200,
+    (e: ApiError) => e.status,
+  );
+const message = (p: Promise<unknown>) =>
+  p.then(
+    () => '',
+    (e: ApiError) => e.message,
+  );
 
 describe('training server over HTTP', () => {
   it('refuses a missing (401) or wrong (403) operator token', async () => {
@@ -55,16 +71,27 @@ describe('training server over HTTP', () => {
     expect(await message(client.createRun(sys.spec({ lora: { rank: 0 } })))).toMatch(/HTTP 400: field 'lora.rank': must be a positive integer, got 0/);
     expect(await message(client.createRun(sys.spec({ model: join(sys.dir, 'nowhere') })))).toMatch(/HTTP 400: .*\/nowhere\/config.json: not found/);
     // Files outside the server's data folders are refused without a word on whether they exist.
-    for (const model of ['/etc', '/nowhere/gpt2', '../../etc']) expect(await message(client.createRun(sys.spec({ model })))).toMatch(new RegExp(`HTTP 400: model ${model} is outside the server's data folders \\(.*\\): put it there, or set SPLITFROZEN_DATA_DIRS`));
+    for (const model of ['/etc', '/nowhere/gpt2', '../../etc'])
+      expect(await message(client.createRun(sys.spec({ model })))).toMatch(
+        new RegExp(`HTTP 400: model ${model} is outside the server's data folders \\(.*\\): put it there, or set SPLITFROZEN_DATA_DIRS`),
+      );
     const evalOutside = sys.spec({ task: { labels: ['0', '1'], eval: { path: '/etc/passwd', format: 'tsv' } } });
     expect(await message(client.createRun(evalOutside))).toMatch(/HTTP 400: task.eval.path \/etc\/passwd is outside the server's data folders/);
-    expect(await message(client.createRun(sys.spec({ ordering: { kind: 'fixed', order: ['device-1', 'ghost'] } })))).toMatch(/HTTP 400: field 'ordering.order': unknown device 'ghost'/);
-    expect(await message(client.createRun({ ...sys.spec(), devices: [{ id: 'd', url: 'ftp://x' }] }))).toMatch(/field 'devices\[0\].url': must be the device worker's http\(s\) URL/);
+    expect(await message(client.createRun(sys.spec({ ordering: { kind: 'fixed', order: ['device-1', 'ghost'] } })))).toMatch(
+      /HTTP 400: field 'ordering.order': unknown device 'ghost'/,
+    );
+    expect(await message(client.createRun({ ...sys.spec(), devices: [{ id: 'd', url: 'ftp://x' }] }))).toMatch(
+      /field 'devices\[0\].url': must be the device worker's http\(s\) URL/,
+    );
     expect(await status(client.run('no-such-run'))).toBe(404);
     const record = await client.createRun({ ...sys.spec(), id: 'run-404' });
-    expect(await message(fetch(new URL(`/runs/${record.id}/devices/ghost`, server.url), { headers: { authorization: 'Bearer op-token' } }).then(async (r) => { throw new ApiError(r.status, `${r.status} ${(await r.json()).error}`); }))).toBe(
-      '404 run run-404 has no device \'ghost\'; its devices are device-1, device-2',
-    );
+    expect(
+      await message(
+        fetch(new URL(`/runs/${record.id}/devices/ghost`, server.url), { headers: { authorization: 'Bearer op-token' } }).then(async (r) => {
+          throw new ApiError(r.status, `${r.status} ${(await r.json()).error}`);
+        }),
+      ),
+    ).toBe("404 run run-404 has no device 'ghost'; its devices are device-1, device-2");
     expect(await status(client.adapterFile(record.id, 0, ADAPTER_WEIGHTS))).toBe(404);
   });
 
@@ -78,7 +105,12 @@ describe('training server over HTTP', () => {
     expect(after0.progress?.phase, after0.progress?.error).toBe('done');
     const m0 = after0.metrics[0];
     expect(m0.steps).toBe(2 * Math.ceil(48 / 8));
-    expect(m0.devices.map((d) => [d.id, d.cut, d.batches, d.reused])).toEqual(expect.arrayContaining([['device-1', 1, 6, false], ['device-2', 2, 6, false]]));
+    expect(m0.devices.map((d) => [d.id, d.cut, d.batches, d.reused])).toEqual(
+      expect.arrayContaining([
+        ['device-1', 1, 6, false],
+        ['device-2', 2, 6, false],
+      ]),
+    );
     // A count of right answers over the held-out rows; round 1's is recomputed independently below.
     expect(m0.evalRows).toBe(sys.evalRows.length);
     expect(Number.isInteger(Math.round(m0.evalAccuracy! * m0.evalRows * 1e6) / 1e6)).toBe(true);
@@ -98,30 +130,51 @@ describe('training server over HTTP', () => {
     expect(m1.trainLoss).toBeLessThan(m0.trainLoss);
 
     // The pulled adapter, loaded into the TypeScript model, gives exactly the server's evaluation.
-    const files = { [ADAPTER_CONFIG]: await client.adapterFile(record.id, 'latest', ADAPTER_CONFIG), [ADAPTER_WEIGHTS]: await client.adapterFile(record.id, 1, ADAPTER_WEIGHTS) };
+    const files = {
+      [ADAPTER_CONFIG]: await client.adapterFile(record.id, 'latest', ADAPTER_CONFIG),
+      [ADAPTER_WEIGHTS]: await client.adapterFile(record.id, 1, ADAPTER_WEIGHTS),
+    };
     const model = asGpt2(await readModelFolder(sys.modelDir), 'the test');
     const adapter = parseAdapter(files, model.config);
-    const t = new Trainer(model, { lora: { rank: 4, alpha: 8, dropout: 0, targets: ['attn.c_attn'] }, optimizer: {}, schedule: { lr: 0, warmupSteps: 0, kind: 'constant' }, seed: 42 }, 2);
+    const t = new Trainer(
+      model,
+      { lora: { rank: 4, alpha: 8, dropout: 0, targets: ['attn.c_attn'] }, optimizer: {}, schedule: { lr: 0, warmupSteps: 0, kind: 'constant' }, seed: 42 },
+      2,
+    );
     t.loadAdapter(adapter);
     // Evaluated in the server's batches of 8, since padding length follows each batch.
     const logits = new Float32Array(sys.evalRows.length * 2);
     for (let i = 0; i < sys.evalRows.length; i += 8) {
-      const e = new GPT2Tokenizer().encodeBatch(sys.evalRows.slice(i, i + 8).map((r) => r.text), { maxLength: 24, padTokenId: model.config.padTokenId });
+      const e = new GPT2Tokenizer().encodeBatch(
+        sys.evalRows.slice(i, i + 8).map((r) => r.text),
+        { maxLength: 24, padTokenId: model.config.padTokenId },
+      );
       logits.set(await t.predictTokens(e.ids, e.attentionMask, e.batch, e.seq), i * 2);
     }
-    const mine = scoreLogits(logits, sys.evalRows.map((r) => Number(r.label)), 2);
+    const mine = scoreLogits(
+      logits,
+      sys.evalRows.map((r) => Number(r.label)),
+      2,
+    );
     expect(mine.accuracy).toBe(m1.evalAccuracy);
     expect(mine.loss).toBeCloseTo(m1.evalLoss!, 6);
     t.dispose();
 
     // The CLI pulls the same adapter, and merged full weights that predict what the adapter does.
     const out = join(sys.dir, 'pulled');
-    await promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/splitfrozen.ts', 'pull', '--run', record.id, '--out', out, '--merged', '--model', sys.modelDir], {
-      env: { ...process.env, SPLITFROZEN_URL: server.url, SPLITFROZEN_OPERATOR_TOKEN: 'op-token' },
-    });
+    await promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', 'scripts/splitfrozen.ts', 'pull', '--run', record.id, '--out', out, '--merged', '--model', sys.modelDir],
+      {
+        env: { ...process.env, SPLITFROZEN_URL: server.url, SPLITFROZEN_OPERATOR_TOKEN: 'op-token' },
+      },
+    );
     expect(new Uint8Array(await readFile(join(out, ADAPTER_WEIGHTS)))).toEqual(files[ADAPTER_WEIGHTS]);
     const merged = asGpt2(await readModelFolder(join(out, 'merged')), 'the test');
-    const e = new GPT2Tokenizer().encodeBatch(sys.evalRows.slice(0, 8).map((r) => r.text), { maxLength: 24, padTokenId: model.config.padTokenId });
+    const e = new GPT2Tokenizer().encodeBatch(
+      sys.evalRows.slice(0, 8).map((r) => r.text),
+      { maxLength: 24, padTokenId: model.config.padTokenId },
+    );
     const viaMerged = referenceClassify(merged, e.ids, e.attentionMask, e.batch, e.seq);
     expect(maxAbsDiff(viaMerged, logits.subarray(0, 16))).toBeLessThan(1e-4);
   });
@@ -131,22 +184,43 @@ describe('training server over HTTP', () => {
     // Real S3 client, nothing listening where it points.
     const runs = new RunRegistry({ store: new S3Store({ ...sys.stack.s3.config, endpoint: 'http://127.0.0.1:9' }), roundSecret: 'x', log: () => {} });
     const app = createApp(runs, 'op-token', (m) => log.push(m));
-    const res = await app.request('/runs', { method: 'POST', headers: { authorization: 'Bearer op-token', 'content-type': 'application/json' }, body: JSON.stringify(sys.spec()) });
+    const res = await app.request('/runs', {
+      method: 'POST',
+      headers: { authorization: 'Bearer op-token', 'content-type': 'application/json' },
+      body: JSON.stringify(sys.spec()),
+    });
     expect([res.status, await res.json()]).toEqual([503, { error: 'storage unavailable; try again' }]);
     expect(log.join('\n')).toMatch(/storage put 'runs\/.*\/run.json' failed/);
   });
 
   it('the CLI says what is missing', async () => {
-    const run = promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/splitfrozen.ts', 'trigger'], { env: { ...process.env, SPLITFROZEN_URL: server.url, SPLITFROZEN_OPERATOR_TOKEN: 'op-token' } });
+    const run = promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/splitfrozen.ts', 'trigger'], {
+      env: { ...process.env, SPLITFROZEN_URL: server.url, SPLITFROZEN_OPERATOR_TOKEN: 'op-token' },
+    });
     await expect(run).rejects.toMatchObject({ stderr: expect.stringContaining("--run is required for 'trigger'") });
-    const noToken = promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/splitfrozen.ts', 'runs'], { env: { ...process.env, SPLITFROZEN_OPERATOR_TOKEN: '' } });
+    const noToken = promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/splitfrozen.ts', 'runs'], {
+      env: { ...process.env, SPLITFROZEN_OPERATOR_TOKEN: '' },
+    });
     await expect(noToken).rejects.toMatchObject({ stderr: expect.stringContaining('SPLITFROZEN_OPERATOR_TOKEN is not set') });
   });
 
   it('the server refuses a backend or a setting it does not know, naming it and what would do', async () => {
-    const env = { ...process.env, SPLITFROZEN_OPERATOR_TOKEN: 'x', SPLITFROZEN_ROUND_SECRET: 'y', SPLITFROZEN_S3_BUCKET: 'b', SPLITFROZEN_S3_ACCESS_KEY_ID: 'a', SPLITFROZEN_S3_SECRET_ACCESS_KEY: 's' };
+    const env = {
+      ...process.env,
+      SPLITFROZEN_OPERATOR_TOKEN: 'x',
+      SPLITFROZEN_ROUND_SECRET: 'y',
+      SPLITFROZEN_S3_BUCKET: 'b',
+      SPLITFROZEN_S3_ACCESS_KEY_ID: 'a',
+      SPLITFROZEN_S3_SECRET_ACCESS_KEY: 's',
+    };
     const start = (...args: string[]) => promisify(execFile)(process.execPath, ['--import', 'tsx', 'gpu-server/main.ts', ...args], { env });
-    await expect(start('--backend', 'gpu')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('SPLITFROZEN_BACKEND (--backend) is "gpu": use auto, webgpu, tfjs-node-gpu, ort-webgpu, ort-cpu, tfjs-node, wasm, cpu') });
-    await expect(start('--checkpoint-seconds', 'often')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('SPLITFROZEN_CHECKPOINT_SECONDS (--checkpoint-seconds) is "often": set it to a number') });
+    await expect(start('--backend', 'gpu')).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('SPLITFROZEN_BACKEND (--backend) is "gpu": use auto, webgpu, tfjs-node-gpu, ort-webgpu, ort-cpu, tfjs-node, wasm, cpu'),
+    });
+    await expect(start('--checkpoint-seconds', 'often')).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('SPLITFROZEN_CHECKPOINT_SECONDS (--checkpoint-seconds) is "often": set it to a number'),
+    });
   });
 });

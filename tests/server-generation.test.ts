@@ -18,7 +18,10 @@ import { startStack, type RunningStack } from '../infra/local/stack.ts';
 
 const model = initLlama(llamaConfig({ nLayer: 3, nEmbd: 32, nHead: 4, nKvHead: 2, headDim: 8, nInner: 48, nPositions: 128 }), { seed: 1 });
 /** Small sums written the way GSM8K answers are. */
-const problem = (i: number) => ({ question: `What is ${i} plus ${i + 3}?`, answer: `${i} + ${i + 3} = <<${i}+${i + 3}=${2 * i + 3}>>${2 * i + 3}\n#### ${2 * i + 3}` });
+const problem = (i: number) => ({
+  question: `What is ${i} plus ${i + 3}?`,
+  answer: `${i} + ${i + 3} = <<${i}+${i + 3}=${2 * i + 3}>>${2 * i + 3}\n#### ${2 * i + 3}`,
+});
 
 let dir: string;
 let stack: RunningStack;
@@ -35,10 +38,24 @@ beforeAll(async () => {
   await writeLlama3Tokenizer(modelDir);
   const tokenizer = await sha256Hex(await readFile(join(modelDir, 'tokenizer.json')));
   await stack.approveSegments(model, 'tiny-llama', [1, 2], 'int8', { tokenizer, generation: true });
-  for (const [i, d] of stack.devices.entries()) await d.uploadShard('sums', Array.from({ length: 12 }, (_, k) => problem(20 * i + k)), 'generation');
+  for (const [i, d] of stack.devices.entries())
+    await d.uploadShard(
+      'sums',
+      Array.from({ length: 12 }, (_, k) => problem(20 * i + k)),
+      'generation',
+    );
   evalPath = join(dir, 'heldout.jsonl');
   await writeFile(evalPath, Array.from({ length: 4 }, (_, k) => JSON.stringify(problem(90 + k))).join('\n'));
-  server = await startServer({ host: '127.0.0.1', port: 0, operatorToken: 'op', roundSecret: stack.roundSecret, s3: stack.s3.config, backend: 'wasm', dataDirs: [dir], log: () => {} });
+  server = await startServer({
+    host: '127.0.0.1',
+    port: 0,
+    operatorToken: 'op',
+    roundSecret: stack.roundSecret,
+    s3: stack.s3.config,
+    backend: 'wasm',
+    dataDirs: [dir],
+    log: () => {},
+  });
   client = new ServerClient(server.url, 'op');
 });
 
@@ -50,7 +67,12 @@ afterAll(async () => {
 const spec = (over: Record<string, unknown> = {}) => ({
   model: modelDir,
   task: { kind: 'generation', eval: { path: evalPath }, generate: { maxNewTokens: 6, limit: 2 } },
-  devices: stack.devices.map((d, i) => ({ id: d.id, url: d.url.href, profile: { memoryMB: 256, gflops: 10, maxBatchSeconds: 10, weights: 'int8' }, cut: i + 1 })),
+  devices: stack.devices.map((d, i) => ({
+    id: d.id,
+    url: d.url.href,
+    profile: { memoryMB: 256, gflops: 10, maxBatchSeconds: 10, weights: 'int8' },
+    cut: i + 1,
+  })),
   ordering: { kind: 'fixed', order: stack.devices.map((d) => d.id) },
   lora: { rank: 4, alpha: 8, dropout: 0, targets: ['self_attn.q_proj', 'self_attn.v_proj', 'self_attn.o_proj'] },
   optimizer: { lr: 0.05, warmupSteps: 0, schedule: 'constant' },
@@ -60,10 +82,20 @@ const spec = (over: Record<string, unknown> = {}) => ({
 
 describe('a generation run over HTTP', () => {
   it('refuses what a generation run cannot be, naming the field', async () => {
-    const message = (p: Promise<unknown>) => p.then(() => '', (e: ApiError) => e.message);
-    expect(await message(client.createRun(spec({ lora: { rank: 4, targets: ['attn.c_attn'] } })))).toMatch(/HTTP 400: lora.targets: 'attn.c_attn' is not a Llama block linear; use some of self_attn.q_proj, /);
-    expect(await message(client.createRun(spec({ task: { kind: 'generation', labels: ['a', 'b'] } })))).toMatch(/HTTP 400: field 'task.labels': must be empty for a generation task/);
-    expect(await message(client.createRun(spec({ task: { kind: 'generation', eval: { path: evalPath, format: 'tsv' } } })))).toMatch(/HTTP 400: field 'task.eval.format': must be jsonl/);
+    const message = (p: Promise<unknown>) =>
+      p.then(
+        () => '',
+        (e: ApiError) => e.message,
+      );
+    expect(await message(client.createRun(spec({ lora: { rank: 4, targets: ['attn.c_attn'] } })))).toMatch(
+      /HTTP 400: lora.targets: 'attn.c_attn' is not a Llama block linear; use some of self_attn.q_proj, /,
+    );
+    expect(await message(client.createRun(spec({ task: { kind: 'generation', labels: ['a', 'b'] } })))).toMatch(
+      /HTTP 400: field 'task.labels': must be empty for a generation task/,
+    );
+    expect(await message(client.createRun(spec({ task: { kind: 'generation', eval: { path: evalPath, format: 'tsv' } } })))).toMatch(
+      /HTTP 400: field 'task.eval.format': must be jsonl/,
+    );
   });
 
   it('trains on the completions round after round, evaluates by generating, and writes a CAUSAL_LM adapter', async () => {
@@ -75,7 +107,10 @@ describe('a generation run over HTTP', () => {
       expect(view.progress?.phase, view.progress?.error).toBe('done');
     }
     const metrics = await client.metrics(record.id);
-    expect(metrics.map((m) => m.steps), JSON.stringify(metrics[0]!.devices)).toEqual([6, 6, 6]);
+    expect(
+      metrics.map((m) => m.steps),
+      JSON.stringify(metrics[0]!.devices),
+    ).toEqual([6, 6, 6]);
     // A random model's tied head starts near uniform over 128,256 tokens (ln = 11.76) and HF's init keeps its logits
     // small: the loss moves slowly (seen 11.67 -> 11.64). Without gradients it would not move at all: same data,
     // same order every round.
@@ -86,8 +121,16 @@ describe('a generation run over HTTP', () => {
     expect(samples.map((s) => s.expected)).toEqual(['183', '185']);
     expect(typeof samples[0]!.generated).toBe('string');
     expect(metrics[2]!.evalAccuracy).toBe(samples.filter((s) => s.correct).length / 2);
-    const files = { [ADAPTER_CONFIG]: await client.adapterFile(record.id, 'latest', ADAPTER_CONFIG), [ADAPTER_WEIGHTS]: await client.adapterFile(record.id, 'latest', ADAPTER_WEIGHTS) };
-    expect(JSON.parse(new TextDecoder().decode(files[ADAPTER_CONFIG]))).toMatchObject({ task_type: 'CAUSAL_LM', fan_in_fan_out: false, target_modules: ['q_proj', 'v_proj', 'o_proj'], layers_to_transform: [2] });
+    const files = {
+      [ADAPTER_CONFIG]: await client.adapterFile(record.id, 'latest', ADAPTER_CONFIG),
+      [ADAPTER_WEIGHTS]: await client.adapterFile(record.id, 'latest', ADAPTER_WEIGHTS),
+    };
+    expect(JSON.parse(new TextDecoder().decode(files[ADAPTER_CONFIG]))).toMatchObject({
+      task_type: 'CAUSAL_LM',
+      fan_in_fan_out: false,
+      target_modules: ['q_proj', 'v_proj', 'o_proj'],
+      layers_to_transform: [2],
+    });
     expect([...parseAdapter(files, model.config).a.keys()]).toEqual(['layers.2.self_attn.q_proj', 'layers.2.self_attn.v_proj', 'layers.2.self_attn.o_proj']);
   });
 });

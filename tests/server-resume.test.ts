@@ -18,7 +18,12 @@ let server: ServerProcess | undefined;
 /** The server as its own process, on the system's storage: killed with SIGKILL, then started again. */
 async function startServer(): Promise<ServerClient> {
   // A checkpoint after every batch, so the kill lands between checkpoints of a round in progress.
-  server = await startServerProcess({ s3: sys.stack.s3.config, roundSecret: sys.stack.roundSecret, operatorToken: 'op', env: { SPLITFROZEN_BACKEND: 'wasm', SPLITFROZEN_CHECKPOINT_SECONDS: '0' } });
+  server = await startServerProcess({
+    s3: sys.stack.s3.config,
+    roundSecret: sys.stack.roundSecret,
+    operatorToken: 'op',
+    env: { SPLITFROZEN_BACKEND: 'wasm', SPLITFROZEN_CHECKPOINT_SECONDS: '0' },
+  });
   return new ServerClient(server.url, 'op');
 }
 
@@ -68,7 +73,9 @@ describe('server restart', () => {
       const store = new S3Store(sys.stack.s3.config);
       const files = await Promise.all([0, 1].map(async (slot) => parseSafetensors((await store.get(keys.checkpoint(runId, slot)))!)));
       const newest = files.reduce((a, b) => (JSON.parse(b.metadata.meta).seq > JSON.parse(a.metadata.meta).seq ? b : a));
-      return Object.fromEntries([...newest.tensors].filter(([name]) => name.startsWith('update.')).map(([name, t]) => [name, Array.from(t.data as Float32Array)]));
+      return Object.fromEntries(
+        [...newest.tensors].filter(([name]) => name.startsWith('update.')).map(([name, t]) => [name, Array.from(t.data as Float32Array)]),
+      );
     };
     const [w, k] = [await updates('uninterrupted'), await updates('killed')];
     expect(Object.keys(w).sort()).toEqual(['update.device-1', 'update.device-2']);

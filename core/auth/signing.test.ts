@@ -13,9 +13,15 @@ describe('request signing', () => {
     expect(await verifyRequest(secret, 'dev-a', 'POST', '/rounds?x=1', asHeaders(h), '{"a":1}', now)).toEqual({ ok: false, reason: 'bad signature' });
     expect(await verifyRequest(secret, 'dev-a', 'GET', '/rounds', asHeaders(h), '{"a":1}', now)).toEqual({ ok: false, reason: 'bad signature' });
     expect(await verifyRequest('other', 'dev-a', 'POST', '/rounds', asHeaders(h), '{"a":1}', now)).toEqual({ ok: false, reason: 'bad signature' });
-    expect(await verifyRequest(secret, 'dev-a', 'POST', '/rounds', asHeaders(h), '{"a":1}', now + REPLAY_WINDOW_MS + 1)).toEqual({ ok: false, reason: 'timestamp outside the replay window' });
+    expect(await verifyRequest(secret, 'dev-a', 'POST', '/rounds', asHeaders(h), '{"a":1}', now + REPLAY_WINDOW_MS + 1)).toEqual({
+      ok: false,
+      reason: 'timestamp outside the replay window',
+    });
     const { [SIGNATURE_HEADER]: _, ...unsigned } = h;
-    expect(await verifyRequest(secret, 'dev-a', 'POST', '/rounds', asHeaders(unsigned), '{"a":1}', now)).toMatchObject({ ok: false, reason: expect.stringMatching(/^missing/) });
+    expect(await verifyRequest(secret, 'dev-a', 'POST', '/rounds', asHeaders(unsigned), '{"a":1}', now)).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/^missing/),
+    });
   });
 
   it('binds a request to one device: each has its own derived secret, and the device id is signed', async () => {

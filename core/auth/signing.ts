@@ -38,7 +38,14 @@ async function canonical(device: string, method: string, pathAndQuery: string, t
 }
 
 /** Headers that sign a request to one device. `secret`: that device's secret. */
-export async function signRequest(secret: string, device: string, method: string, pathAndQuery: string, body: Uint8Array | string = '', now = Date.now()): Promise<Record<string, string>> {
+export async function signRequest(
+  secret: string,
+  device: string,
+  method: string,
+  pathAndQuery: string,
+  body: Uint8Array | string = '',
+  now = Date.now(),
+): Promise<Record<string, string>> {
   const timestamp = String(now);
   const nonce = hex(crypto.getRandomValues(new Uint8Array(16)));
   return {

@@ -8,7 +8,10 @@ import { DEFAULT_LIMITS } from './shard.ts';
 
 describe('generation rows', () => {
   it('reads {prompt, completion} and GSM8K {question, answer} lines; errors name line and field', () => {
-    const rows = parseGenerationShard(['{"prompt":"2+2=","completion":" 4"}', '', '{"question":"How many?","answer":"3 + 4 = <<3+4=7>>7\\n#### 7"}'], DEFAULT_LIMITS);
+    const rows = parseGenerationShard(
+      ['{"prompt":"2+2=","completion":" 4"}', '', '{"question":"How many?","answer":"3 + 4 = <<3+4=7>>7\\n#### 7"}'],
+      DEFAULT_LIMITS,
+    );
     expect(rows).toEqual([{ prompt: '2+2=', completion: ' 4' }, gsm8kExample('How many?', '3 + 4 = <<3+4=7>>7\n#### 7')]);
     expect(rows[1]).toEqual({ prompt: 'Question: How many?\nAnswer:', completion: ' 3 + 4 = <<3+4=7>>7\n#### 7' });
     expect(() => parseGenerationShard(['{"prompt":"a"}'], DEFAULT_LIMITS)).toThrow("line 1: field 'completion' is missing");
@@ -27,12 +30,17 @@ describe('generation rows', () => {
   it('labels exactly the completion and end tokens (next-token), never the prompt or padding', () => {
     const files = llama3TokenizerFiles();
     const tok = tokenizerFromFiles(llamaConfig(), JSON.stringify(files.json), undefined);
-    const rows = [{ prompt: 'Question: 2+2?\nAnswer:', completion: ' 4\n#### 4' }, { prompt: 'Hi', completion: ' there' }];
+    const rows = [
+      { prompt: 'Question: 2+2?\nAnswer:', completion: ' 4\n#### 4' },
+      { prompt: 'Hi', completion: ' there' },
+    ];
     const b = encodeGenerationBatch(tok, rows, 64);
     const prompt0 = [128000, ...tok.encode(rows[0]!.prompt)];
     const completion0 = [...tok.encode(rows[0]!.completion), 128001];
     expect(Array.from(b.ids.subarray(0, prompt0.length + completion0.length))).toEqual([...prompt0, ...completion0]);
-    const labelled = Array.from(b.labels.subarray(0, b.seq)).map((l, t) => [t, l]).filter(([, l]) => l !== IGNORE_INDEX);
+    const labelled = Array.from(b.labels.subarray(0, b.seq))
+      .map((l, t) => [t, l])
+      .filter(([, l]) => l !== IGNORE_INDEX);
     expect(labelled.map(([, l]) => l)).toEqual(completion0); // each completion token and the end, predicted from the position before
     expect(labelled[0]![0]).toBe(prompt0.length - 1);
     const row1 = Array.from(b.labels.subarray(b.seq));

@@ -48,9 +48,11 @@ export function parseGenerationShard(lines: string[], limits: ShardLimits): Gene
     const [promptField, completionField] = 'question' in o || 'answer' in o ? ['question', 'answer'] : ['prompt', 'completion'];
     const field = (name: string): string => {
       const value = o[name];
-      if (typeof value !== 'string') throw new ShardError(400, `line ${line}: field '${name}' ${value === undefined ? 'is missing' : `must be a string, got ${typeof value}`}`);
+      if (typeof value !== 'string')
+        throw new ShardError(400, `line ${line}: field '${name}' ${value === undefined ? 'is missing' : `must be a string, got ${typeof value}`}`);
       if (value.trim() === '') throw new ShardError(400, `line ${line}: field '${name}' is empty`);
-      if (value.length > limits.maxFieldChars) throw new ShardError(400, `line ${line}: field '${name}' has ${value.length} characters; the limit is ${limits.maxFieldChars}`);
+      if (value.length > limits.maxFieldChars)
+        throw new ShardError(400, `line ${line}: field '${name}' has ${value.length} characters; the limit is ${limits.maxFieldChars}`);
       return value;
     };
     const prompt = field(promptField);
@@ -82,9 +84,15 @@ export function promptIds(tokenizer: Tokenizer, prompt: string): number[] {
  * most half of it for the prompt (its last tokens, after the start token) and loses the end of its completion; it
  * says so in `truncated`.
  */
-export function encodeGenerationBatch(tokenizer: Tokenizer, rows: readonly GenerationExample[], maxLength: number, padTokenId = tokenizer.special.pad): EncodedGenerationBatch {
+export function encodeGenerationBatch(
+  tokenizer: Tokenizer,
+  rows: readonly GenerationExample[],
+  maxLength: number,
+  padTokenId = tokenizer.special.pad,
+): EncodedGenerationBatch {
   const bos = tokenizer.special.bos === undefined ? [] : [tokenizer.special.bos];
-  if (!Number.isInteger(maxLength) || maxLength < bos.length + 2) throw new RangeError(`maxLength ${maxLength} is too small: a row needs its start, a prompt token and a completion token`);
+  if (!Number.isInteger(maxLength) || maxLength < bos.length + 2)
+    throw new RangeError(`maxLength ${maxLength} is too small: a row needs its start, a prompt token and a completion token`);
   const encoded = rows.map((r) => {
     let prompt = tokenizer.encode(r.prompt);
     const completion = [...tokenizer.encode(r.completion), tokenizer.special.eos];

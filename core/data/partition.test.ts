@@ -4,7 +4,13 @@ import { labelHistogram, partition, type PartitionSpec } from './partition.ts';
 
 const rng = new Random(3);
 const labels = Array.from({ length: 1000 }, () => Math.floor(rng.uniform() * 3));
-const specs: PartitionSpec[] = [{ kind: 'iid' }, { kind: 'dirichlet', alpha: 0.1 }, { kind: 'dirichlet', alpha: 100 }, { kind: 'extreme' }, { kind: 'quantity', alpha: 0.5 }];
+const specs: PartitionSpec[] = [
+  { kind: 'iid' },
+  { kind: 'dirichlet', alpha: 0.1 },
+  { kind: 'dirichlet', alpha: 100 },
+  { kind: 'extreme' },
+  { kind: 'quantity', alpha: 0.5 },
+];
 
 describe('partitioners', () => {
   it('place every sample exactly once, and the same seed gives the same shards', () => {

@@ -59,11 +59,17 @@ export function partition(labels: readonly number[], devices: number, spec: Part
     }
     case 'extreme': {
       const present = byClass.map((m, c) => (m.length ? c : -1)).filter((c) => c >= 0);
-      if (devices < present.length) throw new RangeError(`extreme imbalance gives each device one class: ${present.length} classes need at least ${present.length} devices, got ${devices}`);
+      if (devices < present.length)
+        throw new RangeError(
+          `extreme imbalance gives each device one class: ${present.length} classes need at least ${present.length} devices, got ${devices}`,
+        );
       // Device d holds class present[d mod C]; a class shared by several devices is split evenly between them.
       present.forEach((c, k) => {
         const holders = Array.from({ length: devices }, (_, d) => d).filter((d) => d % present.length === k);
-        split(byClass[c], holders.map(() => 1 / holders.length)).forEach((p, h) => parts[holders[h]].push(...p));
+        split(
+          byClass[c],
+          holders.map(() => 1 / holders.length),
+        ).forEach((p, h) => parts[holders[h]].push(...p));
       });
       break;
     }

@@ -65,9 +65,15 @@ describe('shard parsing', () => {
 
   it('refuses oversized shards, rows and fields (413 for size, 400 for a field)', () => {
     const limits: ShardLimits = { maxBytes: 100, maxRows: 2, maxFieldChars: 10 };
-    expect(error(() => parseShard(enc('x'.repeat(101)), 'jsonl', binary, limits))).toMatchObject({ status: 413, message: 'shard is 101 bytes; the limit is 100' });
+    expect(error(() => parseShard(enc('x'.repeat(101)), 'jsonl', binary, limits))).toMatchObject({
+      status: 413,
+      message: 'shard is 101 bytes; the limit is 100',
+    });
     const three = '{"text":"a","label":1}\n{"text":"b","label":1}\n{"text":"c","label":0}';
-    expect(error(() => parseShard(enc(three), 'jsonl', binary, limits))).toMatchObject({ status: 413, message: 'line 3: shard has more than 2 rows, the limit' });
+    expect(error(() => parseShard(enc(three), 'jsonl', binary, limits))).toMatchObject({
+      status: 413,
+      message: 'line 3: shard has more than 2 rows, the limit',
+    });
     expect(error(() => parseShard(enc('{"text":"abcdefghijk","label":1}'), 'jsonl', binary, limits))).toMatchObject({
       status: 400,
       message: "line 1: field 'text' has 11 characters; the limit is 10",

@@ -60,7 +60,8 @@ const FIELD_NAMES = { text: 'text', textPair: 'text_pair', label: 'label' } as c
 
 export function parseShard(bytes: Uint8Array, format: ShardFormat, labels: readonly string[], limits: ShardLimits = DEFAULT_LIMITS): Example[] {
   if (bytes.byteLength > limits.maxBytes) throw new ShardError(413, `shard is ${bytes.byteLength} bytes; the limit is ${limits.maxBytes}`);
-  if (labels.length < 2 || new Set(labels).size !== labels.length) throw new ShardError(400, `label set ${JSON.stringify(labels)} must hold at least two distinct labels`);
+  if (labels.length < 2 || new Set(labels).size !== labels.length)
+    throw new ShardError(400, `label set ${JSON.stringify(labels)} must hold at least two distinct labels`);
   const lines = decodeLines(bytes);
   const rows: Example[] = [];
   const add = (line: number, fields: { text?: unknown; textPair?: unknown; label?: unknown }, names: { text: string; textPair: string; label: string }) => {
@@ -107,7 +108,12 @@ export function parseShard(bytes: Uint8Array, format: ShardFormat, labels: reado
       if (ours && index[ours] === undefined) index[ours] = col;
     });
     if (index.text === undefined || index.label === undefined) {
-      throw new ShardError(400, `line 1: the TSV header ${JSON.stringify(header)} needs a text column (${Object.keys(TSV_COLUMNS).filter((k) => TSV_COLUMNS[k] === 'text').join(', ')}) and a label column (label, gold_label, Quality)`);
+      throw new ShardError(
+        400,
+        `line 1: the TSV header ${JSON.stringify(header)} needs a text column (${Object.keys(TSV_COLUMNS)
+          .filter((k) => TSV_COLUMNS[k] === 'text')
+          .join(', ')}) and a label column (label, gold_label, Quality)`,
+      );
     }
     const names = { text: header[index.text], textPair: index.textPair === undefined ? 'text_pair' : header[index.textPair], label: header[index.label] };
     lines.slice(1).forEach((raw, i) => {
@@ -146,7 +152,11 @@ export function decodeLines(bytes: Uint8Array): string[] {
 
 /** The stored form of a validated shard: one JSON object per line with the label as an index. */
 export function serializeRows(rows: readonly Example[]): string {
-  return rows.map((r) => JSON.stringify(r.textPair === undefined ? { text: r.text, label: r.label } : { text: r.text, text_pair: r.textPair, label: r.label })).join('\n') + '\n';
+  return (
+    rows
+      .map((r) => JSON.stringify(r.textPair === undefined ? { text: r.text, label: r.label } : { text: r.text, text_pair: r.textPair, label: r.label }))
+      .join('\n') + '\n'
+  );
 }
 
 export function deserializeRows(text: string): Example[] {

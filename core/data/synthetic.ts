@@ -6,7 +6,29 @@ import { Random } from '../random.ts';
 
 const POSITIVE = ['great', 'wonderful', 'superb', 'delightful', 'brilliant', 'moving', 'charming', 'excellent', 'joyful', 'clever'];
 const NEGATIVE = ['awful', 'dull', 'boring', 'terrible', 'clumsy', 'tedious', 'bland', 'mediocre', 'painful', 'lazy'];
-const FILLER = ['the', 'film', 'story', 'actors', 'plot', 'was', 'and', 'a', 'with', 'its', 'scenes', 'music', 'ending', 'director', 'script', 'this', 'of', 'in', 'cast', 'at', 'times'];
+const FILLER = [
+  'the',
+  'film',
+  'story',
+  'actors',
+  'plot',
+  'was',
+  'and',
+  'a',
+  'with',
+  'its',
+  'scenes',
+  'music',
+  'ending',
+  'director',
+  'script',
+  'this',
+  'of',
+  'in',
+  'cast',
+  'at',
+  'times',
+];
 
 export interface SyntheticRow {
   text: string;
@@ -44,7 +66,30 @@ export const TOPIC_WORDS: readonly (readonly string[])[] = [
   ['orbit', 'telescope', 'planet', 'comet', 'galaxy', 'rocket', 'lunar', 'nebula', 'asteroid', 'satellite'],
   ['enzyme', 'protein', 'cell', 'gene', 'molecule', 'bacteria', 'membrane', 'tissue', 'virus', 'neuron'],
 ];
-const NEUTRAL = ['the', 'a', 'of', 'and', 'to', 'in', 'was', 'report', 'new', 'said', 'on', 'about', 'after', 'week', 'people', 'many', 'first', 'last', 'with', 'today', 'group', 'local'];
+const NEUTRAL = [
+  'the',
+  'a',
+  'of',
+  'and',
+  'to',
+  'in',
+  'was',
+  'report',
+  'new',
+  'said',
+  'on',
+  'about',
+  'after',
+  'week',
+  'people',
+  'many',
+  'first',
+  'last',
+  'with',
+  'today',
+  'group',
+  'local',
+];
 
 /**
  * A generated 4-class topic task with controllable difficulty: neutral filler words and `signal` words of the row's

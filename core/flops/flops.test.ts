@@ -70,7 +70,14 @@ describe('FLOPs of a Llama block', () => {
     const r = flopsPerToken({ config: c, seqLen: T, cut: 1, head: 'lm', headTrainable: false });
     expect(r.blocks[0]!.forward).toBe(2 * weights + 2 * 2 * T * 32 * 64);
     expect(r.head.forward).toBe(2 * 2048 * 128256);
-    const lora = flopsPerToken({ config: c, seqLen: T, cut: 1, head: 'lm', headTrainable: false, lora: { rank: 16, targets: ['self_attn.q_proj', 'self_attn.v_proj'], from: 1 } });
+    const lora = flopsPerToken({
+      config: c,
+      seqLen: T,
+      cut: 1,
+      head: 'lm',
+      headTrainable: false,
+      lora: { rank: 16, targets: ['self_attn.q_proj', 'self_attn.v_proj'], from: 1 },
+    });
     expect(lora.blocks[1]!.forward - r.blocks[1]!.forward).toBe(2 * 16 * (2048 + 2048) + 2 * 16 * (2048 + 512));
     expect(lora.device.backward).toBe(0); // adapters from the cut up: the device runs no backward
   });

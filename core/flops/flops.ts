@@ -66,10 +66,19 @@ function linearOp(inp: number, out: number, rank: number): Op {
 
 function blockOps(c: ModelConfig, T: number, rankOf: (linear: string) => number): Op[] {
   // q k^T and probs v: each 2 T width per token forward, and each has two activation operands to differentiate.
-  return blockMatmuls(c).map((m) => ('attention' in m ? { forward: 2 * T * m.attention, inputGrad: 4 * T * m.attention, paramGrad: 0 } : linearOp(m.inp, m.out, rankOf(m.linear))));
+  return blockMatmuls(c).map((m) =>
+    'attention' in m ? { forward: 2 * T * m.attention, inputGrad: 4 * T * m.attention, paramGrad: 0 } : linearOp(m.inp, m.out, rankOf(m.linear)),
+  );
 }
 
-export function flopsPerToken({ config: c, seqLen: T, cut, lora, head = 'classification', headTrainable = head === 'classification' }: FlopOptions): FlopReport {
+export function flopsPerToken({
+  config: c,
+  seqLen: T,
+  cut,
+  lora,
+  head = 'classification',
+  headTrainable = head === 'classification',
+}: FlopOptions): FlopReport {
   if (!Number.isInteger(cut) || cut < 0 || cut > c.nLayer) throw new RangeError(`cut ${cut} is outside 0..${c.nLayer}`);
   const hasLora = (layer: number) => !!lora && layer >= (lora.from ?? 0) && layer < (lora.to ?? c.nLayer);
   const chain: Array<{ layer: number; ops: Op[] }> = [];
@@ -80,7 +89,11 @@ export function flopsPerToken({ config: c, seqLen: T, cut, lora, head = 'classif
   const headOp =
     head === 'lm'
       ? { ...linearOp(c.nEmbd, c.vocabSize, 0), paramGrad: 0 }
-      : { forward: (2 * c.nEmbd * c.numLabels) / T, inputGrad: (2 * c.nEmbd * c.numLabels) / T, paramGrad: headTrainable ? (2 * c.nEmbd * c.numLabels) / T : 0 };
+      : {
+          forward: (2 * c.nEmbd * c.numLabels) / T,
+          inputGrad: (2 * c.nEmbd * c.numLabels) / T,
+          paramGrad: headTrainable ? (2 * c.nEmbd * c.numLabels) / T : 0,
+        };
   if (head === 'lm' && headTrainable) throw new Error('the tied LM head is frozen here: set headTrainable false');
   chain.push({ layer: c.nLayer, ops: [headOp] });
 

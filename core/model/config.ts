@@ -26,7 +26,7 @@ export class ConfigError extends Error {
 
 /** The GPT-2 sizes released by OpenAI, as Hugging Face publishes them. */
 export const GPT2_SIZES = {
-  'gpt2': { nLayer: 12, nEmbd: 768, nHead: 12 },
+  gpt2: { nLayer: 12, nEmbd: 768, nHead: 12 },
   'gpt2-medium': { nLayer: 24, nEmbd: 1024, nHead: 16 },
   'gpt2-large': { nLayer: 36, nEmbd: 1280, nHead: 20 },
   'gpt2-xl': { nLayer: 48, nEmbd: 1600, nHead: 25 },
@@ -68,10 +68,7 @@ export function parseConfig(text: string, file = 'config.json'): GPT2Config {
 
 export function parseGpt2Config(raw: Record<string, unknown>, file: string): GPT2Config {
   if (raw.model_type !== 'gpt2') {
-    throw new ConfigError(
-      file,
-      `unsupported model_type ${JSON.stringify(raw.model_type)}: this version supports "gpt2" (Hugging Face GPT-2 checkpoints)`,
-    );
+    throw new ConfigError(file, `unsupported model_type ${JSON.stringify(raw.model_type)}: this version supports "gpt2" (Hugging Face GPT-2 checkpoints)`);
   }
   const int = (key: string, fallback?: number): number => {
     const v = raw[key] ?? fallback;

@@ -56,7 +56,10 @@ export const MODEL_TYPES = Object.keys(FAMILIES) as ModelType[];
 
 /** The names of the families that have a property, for messages: "Llama", "GPT-2, Llama". */
 export function familyNames(where: (f: Family) => boolean): string {
-  return MODEL_TYPES.map(familyOf).filter(where).map((f) => f.name).join(', ');
+  return MODEL_TYPES.map(familyOf)
+    .filter(where)
+    .map((f) => f.name)
+    .join(', ');
 }
 
 /** The family of a config (or of a model_type). */
@@ -69,7 +72,10 @@ export function parseModelConfig(text: string, file = 'config.json'): ModelConfi
   const raw = parseJsonObject(text, file);
   const type = raw.model_type;
   if (typeof type !== 'string' || !Object.hasOwn(FAMILIES, type)) {
-    throw new ConfigError(file, `unsupported model_type ${JSON.stringify(type)}: this version supports ${MODEL_TYPES.map((t) => JSON.stringify(t)).join(', ')} (Hugging Face ${MODEL_TYPES.map((t) => familyOf(t).name).join(' and ')} checkpoints)`);
+    throw new ConfigError(
+      file,
+      `unsupported model_type ${JSON.stringify(type)}: this version supports ${MODEL_TYPES.map((t) => JSON.stringify(t)).join(', ')} (Hugging Face ${MODEL_TYPES.map((t) => familyOf(t).name).join(' and ')} checkpoints)`,
+    );
   }
   return familyOf(type as ModelType).parseConfig(raw, file);
 }

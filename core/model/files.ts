@@ -55,9 +55,14 @@ export const SHARD_BYTES = 2 ** 31;
  * The folder's files one at a time (a Llama-3.2-3B checkpoint does not fit one buffer): config.json, then
  * model.safetensors or its shards and index. `dtype` BF16 writes weights as Meta publishes them.
  */
-export function* modelFiles(model: Model, { dtype = 'F32', shardBytes = SHARD_BYTES }: { dtype?: 'F32' | 'BF16'; shardBytes?: number } = {}): Generator<[string, Uint8Array]> {
+export function* modelFiles(
+  model: Model,
+  { dtype = 'F32', shardBytes = SHARD_BYTES }: { dtype?: 'F32' | 'BF16'; shardBytes?: number } = {},
+): Generator<[string, Uint8Array]> {
   yield [CONFIG_FILE, new TextEncoder().encode(JSON.stringify(modelConfigToJson(model.config), null, 2) + '\n')];
-  const tensors = [...paramsToTensors(paramLayout(model.config), model.params)].map(([name, t]) => [name, fromFloat32(t.data as Float32Array, t.shape, dtype)] as const);
+  const tensors = [...paramsToTensors(paramLayout(model.config), model.params)].map(
+    ([name, t]) => [name, fromFloat32(t.data as Float32Array, t.shape, dtype)] as const,
+  );
   const shards: Array<Array<readonly [string, Tensor]>> = [[]];
   let size = 0;
   for (const entry of tensors) {

@@ -60,7 +60,7 @@ function attention(model: GPT2Model, layer: number, x: Matrix, mask: ArrayLike<n
         }
         const max = Math.max(...scores);
         let sum = 0;
-        for (let j = 0; j < T; j++) sum += (scores[j] = Math.exp(scores[j] - max));
+        for (let j = 0; j < T; j++) sum += scores[j] = Math.exp(scores[j] - max);
         for (let c = 0; c < hd; c++) {
           let acc = 0;
           for (let j = 0; j < T; j++) acc += (scores[j] / sum) * qkv[(b * T + j) * 3 * d + 2 * d + h * hd + c];
@@ -84,7 +84,14 @@ function addInPlace(x: Matrix, y: Matrix): void {
 }
 
 /** Hidden states [B, T, d] after blocks [0, upTo): the device prefix's output at cut `upTo`. */
-export function referenceHidden(model: GPT2Model, ids: ArrayLike<number>, mask: ArrayLike<number>, B: number, T: number, upTo = model.config.nLayer): Float64Array {
+export function referenceHidden(
+  model: GPT2Model,
+  ids: ArrayLike<number>,
+  mask: ArrayLike<number>,
+  B: number,
+  T: number,
+  upTo = model.config.nLayer,
+): Float64Array {
   const { nEmbd: d, layerNormEpsilon: eps } = model.config;
   const wte = param(model, 'wte.weight');
   const wpe = param(model, 'wpe.weight');

@@ -56,7 +56,6 @@ export function paramShapes(c: GPT2Config): Map<string, number[]> {
   return shapes;
 }
 
-
 /** How GPT-2 sits in Hugging Face checkpoints: `transformer.` prefix, head beside it; mask buffers and the tied LM head carry nothing. */
 export function gpt2Layout(c: GPT2Config): ParamLayout {
   return {

@@ -24,7 +24,9 @@ export interface TokenTable {
 function rowOf(table: TokenTable, id: number, what: string): number {
   const row = table.index ? table.index.get(id) : id >= 0 && id < table.vocabSize ? id : undefined;
   if (row === undefined) {
-    throw new RangeError(`${what} = ${id} is ${table.index && id >= 0 && id < table.vocabSize ? 'not among the rows this table holds' : `outside the vocabulary [0, ${table.vocabSize})`}`);
+    throw new RangeError(
+      `${what} = ${id} is ${table.index && id >= 0 && id < table.vocabSize ? 'not among the rows this table holds' : `outside the vocabulary [0, ${table.vocabSize})`}`,
+    );
   }
   return row;
 }
@@ -83,7 +85,13 @@ export type ReadRange = (offset: number, length: number) => Promise<Uint8Array>;
  * (ids closer than `maxGap` rows share one read), each at a higher offset than the last, so `read` may also be a
  * single pass over a stream. A device holds the vocabulary its shard uses, not 50,257 rows.
  */
-export async function readTokenRows(read: ReadRange, fileLength: number, ids: Iterable<number | bigint>, file = 'token table', maxGap = 32): Promise<TokenTable> {
+export async function readTokenRows(
+  read: ReadRange,
+  fileLength: number,
+  ids: Iterable<number | bigint>,
+  file = 'token table',
+  maxGap = 32,
+): Promise<TokenTable> {
   const prefix = await read(0, HEADER_PREFIX_BYTES);
   const headerBytes = new Uint8Array(HEADER_PREFIX_BYTES + headerLength(prefix, file));
   headerBytes.set(prefix);
@@ -105,7 +113,7 @@ export async function readTokenRows(read: ReadRange, fileLength: number, ids: It
   }
   const rows = table.dtype === 'I8' ? new Int8Array(wanted.length * nEmbd) : new Float32Array(wanted.length * nEmbd);
   const index = new Map<number, number>();
-  for (let i = 0; i < wanted.length; ) {
+  for (let i = 0; i < wanted.length;) {
     let j = i;
     while (j + 1 < wanted.length && wanted[j + 1] - wanted[j] <= maxGap) j++;
     const [first, last] = [wanted[i], wanted[j]];
@@ -169,4 +177,3 @@ export async function streamTokenRows(
   while (await next());
   return rows;
 }
-

@@ -98,7 +98,10 @@ describe('ONNX device prefix', () => {
     it('with the int8 token table outside the graph, matches the in-graph int8 prefix', async () => {
       const [, b] = BATCHES[0];
       const inGraph = await runPrefix(ort, exportPrefix(model, { cut: 2, weights: 'int8' }), b);
-      const outside = await runPrefix(ort, exportPrefix(model, { cut: 2, weights: 'int8', tokenEmbedding: 'input' }), b, { tokenEmbedding: 'input', weights: 'int8' });
+      const outside = await runPrefix(ort, exportPrefix(model, { cut: 2, weights: 'int8', tokenEmbedding: 'input' }), b, {
+        tokenEmbedding: 'input',
+        weights: 'int8',
+      });
       expect(maxAbsDiff(inGraph, outside)).toBeLessThan(1e-5);
     });
   });
@@ -113,7 +116,6 @@ describe('ONNX device prefix', () => {
     expect(() => exportPrefix(model, { cut: TINY.nLayer + 1 })).toThrow(/cut 5 is out of range.*cuts 0\.\.4/);
     expect(() => exportPrefix(model, { cut: -1 })).toThrow(/out of range/);
   });
-
 
   it('a table of only the tokens in use, read by byte ranges, looks up the same rows as the whole table', async () => {
     for (const weights of ['fp32', 'int8'] as const) {
@@ -148,7 +150,7 @@ describe('ONNX device prefix', () => {
     expect(offsets).toEqual([...offsets].sort((a, b) => a - b));
   });
 
-  it('takes a table\'s rows from one pass over the whole file, in chunks of any size, every byte seen', async () => {
+  it("takes a table's rows from one pass over the whole file, in chunks of any size, every byte seen", async () => {
     const whole = tokenTable(model, 'int8');
     const file = serializeSafetensors(tokenTableTensors(whole));
     const chunked = (bytes: Uint8Array, size: number) =>
@@ -167,4 +169,3 @@ describe('ONNX device prefix', () => {
     await expect(streamTokenRows(chunked(file.slice(0, file.length - 500), 64), file.length, [90])).rejects.toThrow(/ended at byte \d+, \d+ expected/);
   });
 });
-

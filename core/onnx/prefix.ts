@@ -56,7 +56,11 @@ export function exportPrefix(model: Model, options: PrefixOptions): Uint8Array {
  * The same prefix with its weights as ONNX external data (one file, `location`): what lets a block of
  * Llama-3.2-1B's size fit a Worker (docs/stack.md: 86 MB at load instead of 177 MB).
  */
-export function exportPrefixExternal(model: Model, options: PrefixOptions, location = PREFIX_DATA_LOCATION): { onnx: Uint8Array; data: Uint8Array; location: string } {
+export function exportPrefixExternal(
+  model: Model,
+  options: PrefixOptions,
+  location = PREFIX_DATA_LOCATION,
+): { onnx: Uint8Array; data: Uint8Array; location: string } {
   const { g, build } = prefixGraph(model, options);
   return { ...g.buildExternal(build, location), location };
 }

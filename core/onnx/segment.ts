@@ -27,5 +27,11 @@ export async function deviceSegment(model: Model, cut: number, weights: PrefixWe
   }
   const { onnx, data } = exportPrefixExternal(model, { cut, weights, tokenEmbedding: 'input' }, PREFIX_DATA_LOCATION);
   const table = serializeSafetensors(tokenTableTensors(tokenTable(model, 'int8')));
-  return { cut, onnx, sha256: await sha256Hex(onnx), tokenTable: { bytes: table, sha256: await sha256Hex(table) }, weights: { bytes: data, sha256: await sha256Hex(data) } };
+  return {
+    cut,
+    onnx,
+    sha256: await sha256Hex(onnx),
+    tokenTable: { bytes: table, sha256: await sha256Hex(table) },
+    weights: { bytes: data, sha256: await sha256Hex(data) },
+  };
 }

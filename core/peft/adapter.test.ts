@@ -9,10 +9,31 @@ type PeftJson = Record<string, unknown>;
 
 /** The fields PeftConfig and LoraConfig declare (peft/config.py, peft/tuners/lora/config.py). */
 const LORA_FIELDS = new Set([
-  'peft_type', 'task_type', 'base_model_name_or_path', 'revision', 'inference_mode', 'auto_mapping',
-  'r', 'target_modules', 'exclude_modules', 'lora_alpha', 'lora_dropout', 'fan_in_fan_out', 'bias', 'use_rslora',
-  'modules_to_save', 'init_lora_weights', 'layers_to_transform', 'layers_pattern', 'rank_pattern', 'alpha_pattern',
-  'megatron_config', 'megatron_core', 'loftq_config', 'use_dora', 'layer_replication',
+  'peft_type',
+  'task_type',
+  'base_model_name_or_path',
+  'revision',
+  'inference_mode',
+  'auto_mapping',
+  'r',
+  'target_modules',
+  'exclude_modules',
+  'lora_alpha',
+  'lora_dropout',
+  'fan_in_fan_out',
+  'bias',
+  'use_rslora',
+  'modules_to_save',
+  'init_lora_weights',
+  'layers_to_transform',
+  'layers_pattern',
+  'rank_pattern',
+  'alpha_pattern',
+  'megatron_config',
+  'megatron_core',
+  'loftq_config',
+  'use_dora',
+  'layer_replication',
 ]);
 
 /** Python's truthiness for the JSON values these fields take. */
@@ -52,13 +73,41 @@ function moduleNames(c: ModelConfig): string[] {
   const layers = Array.from({ length: c.nLayer }, (_, i) => i);
   if (c.modelType === 'llama') {
     const block = ['', '.self_attn', '.mlp', '.mlp.act_fn', '.input_layernorm', '.post_attention_layernorm', ...LLAMA_LINEARS.map((l) => `.${l}`)];
-    return ['model', 'model.embed_tokens', 'model.layers', ...layers.flatMap((i) => block.map((m) => `model.layers.${i}${m}`)), 'model.norm', 'model.rotary_emb', 'lm_head'];
+    return [
+      'model',
+      'model.embed_tokens',
+      'model.layers',
+      ...layers.flatMap((i) => block.map((m) => `model.layers.${i}${m}`)),
+      'model.norm',
+      'model.rotary_emb',
+      'lm_head',
+    ];
   }
-  const block = ['', '.ln_1', '.attn', '.attn.attn_dropout', '.attn.resid_dropout', '.ln_2', '.mlp', '.mlp.act', '.mlp.dropout', ...GPT2_LINEARS.map((l) => `.${l}`)];
-  return ['transformer', 'transformer.wte', 'transformer.wpe', 'transformer.drop', 'transformer.h', ...layers.flatMap((i) => block.map((m) => `transformer.h.${i}${m}`)), 'transformer.ln_f', 'score'];
+  const block = [
+    '',
+    '.ln_1',
+    '.attn',
+    '.attn.attn_dropout',
+    '.attn.resid_dropout',
+    '.ln_2',
+    '.mlp',
+    '.mlp.act',
+    '.mlp.dropout',
+    ...GPT2_LINEARS.map((l) => `.${l}`),
+  ];
+  return [
+    'transformer',
+    'transformer.wte',
+    'transformer.wpe',
+    'transformer.drop',
+    'transformer.h',
+    ...layers.flatMap((i) => block.map((m) => `transformer.h.${i}${m}`)),
+    'transformer.ln_f',
+    'score',
+  ];
 }
 
-const nonEmptySubsets = <T,>(xs: T[]): T[][] => Array.from({ length: 2 ** xs.length - 1 }, (_, m) => xs.filter((_, i) => ((m + 1) >> i) & 1));
+const nonEmptySubsets = <T>(xs: T[]): T[][] => Array.from({ length: 2 ** xs.length - 1 }, (_, m) => xs.filter((_, i) => ((m + 1) >> i) & 1));
 
 function adapter(c: ModelConfig, targets: string[], layers: number[]): AdapterWeights {
   const rank = 2;
@@ -81,14 +130,19 @@ const SUFFIXES = [0, 1, 10].map((k) => Array.from({ length: 12 - k }, (_, i) => 
 
 describe('PEFT adapter_config.json', () => {
   it('the checker refuses what LoraConfig refuses: a regex target_modules with layers_to_transform or layers_pattern', () => {
-    expect(peftRefusal({ target_modules: '.*\\.(attn\\.c_attn|mlp\\.c_proj)', layers_to_transform: [2, 3], layers_pattern: 'h' })).toMatch(/layers_to_transform/);
+    expect(peftRefusal({ target_modules: '.*\\.(attn\\.c_attn|mlp\\.c_proj)', layers_to_transform: [2, 3], layers_pattern: 'h' })).toMatch(
+      /layers_to_transform/,
+    );
     expect(peftRefusal({ target_modules: '.*\\.c_attn', layers_pattern: 'h' })).toMatch(/layers_pattern/);
     expect(peftRefusal({ target_modules: ['c_attn'], layers_to_transform: [], layers_pattern: 'h' })).toMatch(/must also be specified/);
     expect(peftRefusal({ target_modules: ['c_attn'], layers_to_transform: [2], layers_pattern: 'h', lora_rank: 4 })).toMatch(/lora_rank/);
     expect(peftRefusal({ target_modules: ['c_attn'], layers_to_transform: [2], layers_pattern: 'h' })).toBeUndefined();
   });
 
-  for (const [family, c, linears] of [['GPT-2', GPT2, GPT2_LINEARS], ['Llama', LLAMA, LLAMA_LINEARS]] as const) {
+  for (const [family, c, linears] of [
+    ['GPT-2', GPT2, GPT2_LINEARS],
+    ['Llama', LLAMA, LLAMA_LINEARS],
+  ] as const) {
     it(`${family}: every set of targets on every trained suffix is a config PEFT accepts, taking exactly the modules the weights file has`, () => {
       for (const targets of nonEmptySubsets([...linears])) {
         for (const layers of SUFFIXES) {
@@ -109,7 +163,8 @@ describe('PEFT adapter_config.json', () => {
   }
 
   it('names a c_proj by its path only when the other c_proj is not adapted', () => {
-    const targetModules = (targets: string[]) => JSON.parse(new TextDecoder().decode(adapterFiles(adapter(GPT2, targets, [2, 3]), GPT2, 'base')[ADAPTER_CONFIG])).target_modules;
+    const targetModules = (targets: string[]) =>
+      JSON.parse(new TextDecoder().decode(adapterFiles(adapter(GPT2, targets, [2, 3]), GPT2, 'base')[ADAPTER_CONFIG])).target_modules;
     expect(targetModules(['attn.c_attn', 'mlp.c_proj'])).toEqual(['c_attn', 'mlp.c_proj']);
     expect(targetModules(['attn.c_proj', 'mlp.c_proj'])).toEqual(['c_proj']);
     expect(targetModules(['attn.c_attn', 'mlp.c_fc'])).toEqual(['c_attn', 'c_fc']);

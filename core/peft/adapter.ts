@@ -49,7 +49,10 @@ function transpose(m: Float32Array, rows: number, cols: number): Float32Array {
  */
 function targetModules(targets: string[], config: ModelConfig): string[] {
   const leaf = (t: string) => t.split('.').at(-1)!;
-  const everyOneOf = (name: string) => blockLinears(config).filter((t) => leaf(t) === name).every((t) => targets.includes(t));
+  const everyOneOf = (name: string) =>
+    blockLinears(config)
+      .filter((t) => leaf(t) === name)
+      .every((t) => targets.includes(t));
   return [...new Set(targets.map((t) => (everyOneOf(leaf(t)) ? leaf(t) : t)))];
 }
 
@@ -104,7 +107,8 @@ export function parseAdapter(files: Record<string, Uint8Array>, config: ModelCon
   }
   if (c.peft_type !== 'LORA') throw new Error(`${cfgFile}: peft_type ${JSON.stringify(c.peft_type)} is not "LORA"`);
   const family = familyOf(config);
-  if (c.fan_in_fan_out !== family.fanInFanOut) throw new Error(`${cfgFile}: fan_in_fan_out must be ${family.fanInFanOut} for ${family.name}'s ${family.fanInFanOut ? 'Conv1D' : 'nn.Linear'} layers`);
+  if (c.fan_in_fan_out !== family.fanInFanOut)
+    throw new Error(`${cfgFile}: fan_in_fan_out must be ${family.fanInFanOut} for ${family.name}'s ${family.fanInFanOut ? 'Conv1D' : 'nn.Linear'} layers`);
   const rank = c.r as number;
   if (!Number.isSafeInteger(rank) || rank < 1) throw new Error(`${cfgFile}: field 'r' must be a positive integer`);
   const { tensors } = parseSafetensors(files[ADAPTER_WEIGHTS], wFile);
@@ -112,12 +116,15 @@ export function parseAdapter(files: Record<string, Uint8Array>, config: ModelCon
   const b = new Map<string, Float32Array>();
   const targets = new Set<string>();
   const linears = blockLinears(config);
-  const pattern = new RegExp(`^${peftPrefix(config).replaceAll('.', '\\.')}${blockPath(config, 0).split('.')[0]}\\.(\\d+)\\.(${linears.map((l) => l.replace('.', '\\.')).join('|')})\\.lora_([AB])\\.weight$`);
+  const pattern = new RegExp(
+    `^${peftPrefix(config).replaceAll('.', '\\.')}${blockPath(config, 0).split('.')[0]}\\.(\\d+)\\.(${linears.map((l) => l.replace('.', '\\.')).join('|')})\\.lora_([AB])\\.weight$`,
+  );
   const layers = new Set<number>();
   let head: Float32Array | undefined;
   for (const [name, t] of tensors) {
     if (name === HEAD_KEY) {
-      if (t.shape.join() !== [config.numLabels, config.nEmbd].join()) throw new Error(`${wFile}: tensor '${name}' has shape ${JSON.stringify(t.shape)}, the model needs [${config.numLabels}, ${config.nEmbd}]`);
+      if (t.shape.join() !== [config.numLabels, config.nEmbd].join())
+        throw new Error(`${wFile}: tensor '${name}' has shape ${JSON.stringify(t.shape)}, the model needs [${config.numLabels}, ${config.nEmbd}]`);
       head = t.data as Float32Array;
       continue;
     }

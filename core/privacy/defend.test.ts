@@ -59,23 +59,35 @@ describe('the device defence', () => {
 
   it('draws other noise for another key, segment or setting (copies under two settings never cancel)', () => {
     const base = () => causalHidden([[5, 9, 2]], 3);
-    const outputs = [run(gaussian), run(gaussian, { key: defenceKey('another secret of thirty-two chars') }), run(gaussian, { segment: 'b'.repeat(64) }), run({ ...gaussian, epsilon: 8 })].map((r) => {
+    const outputs = [
+      run(gaussian),
+      run(gaussian, { key: defenceKey('another secret of thirty-two chars') }),
+      run(gaussian, { segment: 'b'.repeat(64) }),
+      run({ ...gaussian, epsilon: 8 }),
+    ].map((r) => {
       const x = base();
       defendHidden(x.hidden, x.ids, x.mask, 1, 3, d, r);
       return Array.from(x.hidden);
     });
     const clean = Array.from(base().hidden);
-    for (let i = 0; i < outputs.length; i++) for (let j = i + 1; j < outputs.length; j++) {
-      // Noise of two settings differs in direction too: not one a multiple of the other.
-      const di = outputs[i].map((v, k) => v - clean[k]);
-      const dj = outputs[j].map((v, k) => v - clean[k]);
-      const cos = di.reduce((s, v, k) => s + v * dj[k], 0) / Math.hypot(...di) / Math.hypot(...dj);
-      expect(Math.abs(cos)).toBeLessThan(0.9);
-    }
+    for (let i = 0; i < outputs.length; i++)
+      for (let j = i + 1; j < outputs.length; j++) {
+        // Noise of two settings differs in direction too: not one a multiple of the other.
+        const di = outputs[i].map((v, k) => v - clean[k]);
+        const dj = outputs[j].map((v, k) => v - clean[k]);
+        const cos = di.reduce((s, v, k) => s + v * dj[k], 0) / Math.hypot(...di) / Math.hypot(...dj);
+        expect(Math.abs(cos)).toBeLessThan(0.9);
+      }
   });
 
   it('zeroes padding (no copies of a real vector) and clips every real vector before the noise', () => {
-    const x = causalHidden([[5, 9], [1, 2, 3, 4]], 4);
+    const x = causalHidden(
+      [
+        [5, 9],
+        [1, 2, 3, 4],
+      ],
+      4,
+    );
     for (let i = 0; i < x.hidden.length; i++) x.hidden[i] *= 100;
     defendHidden(x.hidden, x.ids, x.mask, 2, 4, d, run({ mechanism: 'none' }));
     expect(Array.from(x.hidden.subarray(2 * d, 4 * d)).every((v) => v === 0)).toBe(true);

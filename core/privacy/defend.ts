@@ -55,8 +55,17 @@ export function defenceContext(run: Omit<DefenceRun, 'key'>): Uint8Array {
  * Applies the defence in place to hidden [rows, seq, d] with token ids and mask [rows, seq] (right-padded rows: real
  * positions first, as every tokenizer of the project pads).
  */
-export function defendHidden(hidden: Float32Array, ids: ArrayLike<number>, mask: ArrayLike<number>, rows: number, seq: number, d: number, run: DefenceRun): void {
-  if (hidden.length !== rows * seq * d || ids.length !== rows * seq || mask.length !== rows * seq) throw new Error(`defence: hidden ${hidden.length}, ids ${ids.length}, mask ${mask.length} do not fit [${rows}, ${seq}, ${d}]`);
+export function defendHidden(
+  hidden: Float32Array,
+  ids: ArrayLike<number>,
+  mask: ArrayLike<number>,
+  rows: number,
+  seq: number,
+  d: number,
+  run: DefenceRun,
+): void {
+  if (hidden.length !== rows * seq * d || ids.length !== rows * seq || mask.length !== rows * seq)
+    throw new Error(`defence: hidden ${hidden.length}, ids ${ids.length}, mask ${mask.length} do not fit [${rows}, ${seq}, ${d}]`);
   const { defence, clip, key } = run;
   const context = defenceContext(run);
   const sigma = defence.mechanism === 'gaussian' ? gaussianScale(defence, clip) : 0;

@@ -44,7 +44,8 @@ export function gaussianDelta(epsilon: number, sigma: number, sensitivity: numbe
 
 /** The least sigma that makes the Gaussian mechanism (epsilon, delta)-DP for this sensitivity. */
 export function gaussianSigma(epsilon: number, delta: number, sensitivity: number): number {
-  if (!(epsilon > 0) || !(delta > 0 && delta < 1) || !(sensitivity > 0)) throw new RangeError(`gaussianSigma: epsilon ${epsilon} and sensitivity ${sensitivity} must be > 0, delta ${delta} in (0, 1)`);
+  if (!(epsilon > 0) || !(delta > 0 && delta < 1) || !(sensitivity > 0))
+    throw new RangeError(`gaussianSigma: epsilon ${epsilon} and sensitivity ${sensitivity} must be > 0, delta ${delta} in (0, 1)`);
   // delta falls as sigma grows: bisect log(sigma).
   let [lo, hi] = [Math.log(sensitivity * 1e-6), Math.log(sensitivity * 1e6)];
   for (let i = 0; i < 200; i++) {

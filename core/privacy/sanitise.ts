@@ -31,7 +31,12 @@ function distance(a: Float32Array, b: Float32Array): number {
 }
 
 /** The sanitiser for a vocabulary and epsilon; its result maps a batch's ids [rows, seq] (with mask) to sanitised ids. */
-export function sanitiser(c: Candidates, epsilon: number, key: Uint8Array, context: Uint8Array): (ids: Int32Array, mask: ArrayLike<number>, rows: number, seq: number) => Int32Array {
+export function sanitiser(
+  c: Candidates,
+  epsilon: number,
+  key: Uint8Array,
+  context: Uint8Array,
+): (ids: Int32Array, mask: ArrayLike<number>, rows: number, seq: number) => Int32Array {
   const unit = meanDistance(c);
   const table = Array.from(c.tokens, (t) => c.embedding(t));
   const cdfs = new Map<number, Float64Array>();

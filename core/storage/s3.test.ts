@@ -21,13 +21,17 @@ afterAll(async () => {
 });
 
 // Each conformance case gets an empty store: a fresh bucket on the same real server.
-objectStoreConformance('S3Store on s3rver', async () => {
-  const bucket = `test-${++n}`;
-  const { accessKeyId, secretAccessKey, endpoint } = server.config;
-  const client = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId, secretAccessKey } });
-  await client.send(new CreateBucketCommand({ Bucket: bucket }));
-  return new S3Store({ ...server.config, bucket });
-}, { checksPresignedKey: false });
+objectStoreConformance(
+  'S3Store on s3rver',
+  async () => {
+    const bucket = `test-${++n}`;
+    const { accessKeyId, secretAccessKey, endpoint } = server.config;
+    const client = new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, credentials: { accessKeyId, secretAccessKey } });
+    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+    return new S3Store({ ...server.config, bucket });
+  },
+  { checksPresignedKey: false },
+);
 
 describe('S3Store errors', () => {
   it('names the operation and key when the server cannot be reached', async () => {

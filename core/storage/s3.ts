@@ -1,12 +1,5 @@
 /** ObjectStore over the S3 API (@aws-sdk/client-s3): AWS S3, Cloudflare R2, MinIO, and the local s3rver. */
-import {
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-} from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { readUpTo } from '../streams/read-up-to.ts';
 import { ObjectTooLarge, StorageError, type GetOptions, type ObjectInfo, type ObjectStore } from './store.ts';
@@ -70,7 +63,8 @@ export class S3Store implements ObjectStore {
       const bytes = await readUpTo(stream, maxBytes);
       if (!bytes) throw new ObjectTooLarge(key, maxBytes);
       // A body cut short after its headers promised all of it: a transfer fault, worth another try by the caller.
-      if (out.ContentLength !== undefined && bytes.byteLength !== out.ContentLength) throw new Error(`body cut short: ${bytes.byteLength} of ${out.ContentLength} bytes`);
+      if (out.ContentLength !== undefined && bytes.byteLength !== out.ContentLength)
+        throw new Error(`body cut short: ${bytes.byteLength} of ${out.ContentLength} bytes`);
       return bytes;
     } catch (e) {
       if (e instanceof ObjectTooLarge) throw e;
@@ -109,10 +103,14 @@ export class S3Store implements ObjectStore {
   }
 
   presignPut(key: string, expiresInSeconds: number): Promise<string> {
-    return this.call('presign put', key, () => getSignedUrl(this.client, new PutObjectCommand({ Bucket: this.bucket, Key: key }), { expiresIn: expiresInSeconds }));
+    return this.call('presign put', key, () =>
+      getSignedUrl(this.client, new PutObjectCommand({ Bucket: this.bucket, Key: key }), { expiresIn: expiresInSeconds }),
+    );
   }
 
   presignGet(key: string, expiresInSeconds: number): Promise<string> {
-    return this.call('presign get', key, () => getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), { expiresIn: expiresInSeconds }));
+    return this.call('presign get', key, () =>
+      getSignedUrl(this.client, new GetObjectCommand({ Bucket: this.bucket, Key: key }), { expiresIn: expiresInSeconds }),
+    );
   }
 }

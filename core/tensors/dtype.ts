@@ -3,15 +3,7 @@
 export type DType = 'F64' | 'F32' | 'F16' | 'BF16' | 'I64' | 'I32' | 'I16' | 'I8' | 'U8' | 'BOOL';
 
 /** The array that holds each dtype's elements. 16-bit floats are kept as raw bits; see toFloat32. */
-export type TensorData =
-  | Float64Array
-  | Float32Array
-  | Uint16Array
-  | BigInt64Array
-  | Int32Array
-  | Int16Array
-  | Int8Array
-  | Uint8Array;
+export type TensorData = Float64Array | Float32Array | Uint16Array | BigInt64Array | Int32Array | Int16Array | Int8Array | Uint8Array;
 
 interface DTypeInfo {
   bytes: number;

@@ -74,17 +74,23 @@ describe('safetensors', () => {
     expect(() => parseSafetensors(handMade({ w: { dtype: 'F8', shape: [1], data_offsets: [0, 1] } }, new Uint8Array(1)), f)).toThrow(
       /x\.safetensors: tensor 'w': unsupported or missing dtype "F8"/,
     );
-    expect(() => parseSafetensors(handMade({ w: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, new Uint8Array(4)), f)).toThrow(/tensor 'w'.*shape \[-1\]/);
+    expect(() => parseSafetensors(handMade({ w: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, new Uint8Array(4)), f)).toThrow(
+      /tensor 'w'.*shape \[-1\]/,
+    );
     expect(() => parseSafetensors(handMade({ w: { dtype: 'F32', shape: [2], data_offsets: [0, 4] } }, new Uint8Array(4)), f)).toThrow(
       /tensor 'w': data_offsets span 4 bytes but F32\[2\] needs 8/,
     );
-    expect(() => parseSafetensors(handMade({ w: { dtype: 'F32', shape: [1], data_offsets: [4] } }, new Uint8Array(4)), f)).toThrow(/tensor 'w': corrupt header: data_offsets/);
+    expect(() => parseSafetensors(handMade({ w: { dtype: 'F32', shape: [1], data_offsets: [4] } }, new Uint8Array(4)), f)).toThrow(
+      /tensor 'w': corrupt header: data_offsets/,
+    );
     const overlap = { a: { dtype: 'F32', shape: [2], data_offsets: [0, 8] }, b: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } };
     expect(() => parseSafetensors(handMade(overlap, new Uint8Array(8)), f)).toThrow(/tensor 'b': corrupt header: data overlaps tensor 'a'/);
     expect(() => parseSafetensors(handMade({ __metadata__: { a: 1 } }), f)).toThrow(/__metadata__/);
   });
 
   it('refuses to write a tensor whose data does not match its shape', () => {
-    expect(() => serializeSafetensors({ w: { dtype: 'F32', shape: [3], data: new Float32Array(2) } })).toThrow(/tensor 'w': holds 8 bytes but F32\[3\] needs 12/);
+    expect(() => serializeSafetensors({ w: { dtype: 'F32', shape: [3], data: new Float32Array(2) } })).toThrow(
+      /tensor 'w': holds 8 bytes but F32\[3\] needs 12/,
+    );
   });
 });

@@ -84,12 +84,7 @@ export function parseSafetensorsHeader(bytes: Uint8Array, fileLength = bytes.byt
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       fail(`corrupt header: shape ${JSON.stringify(shape)} is not a list of non-negative integers`, name);
     }
-    if (
-      !Array.isArray(offsets) ||
-      offsets.length !== 2 ||
-      !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) ||
-      offsets[0] > offsets[1]
-    ) {
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0) || offsets[0] > offsets[1]) {
       fail(`corrupt header: data_offsets ${JSON.stringify(offsets)} is not [begin, end]`, name);
     }
     const [begin, end] = offsets as [number, number];
@@ -128,10 +123,7 @@ export function typedView(bytes: Uint8Array, offset: number, dtype: DType, lengt
 }
 
 /** Serialises tensors (in the given order) into safetensors bytes. */
-export function serializeSafetensors(
-  tensors: Map<string, Tensor> | Record<string, Tensor>,
-  metadata?: Record<string, string>,
-): Uint8Array {
+export function serializeSafetensors(tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): Uint8Array {
   const entries = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = metadata;

@@ -17,7 +17,11 @@ describe('Llama 3 tokenizer.json through Tokenizers.js', () => {
   const tok = tokenizerFromFiles(llamaConfig(), JSON.stringify(files.json), JSON.stringify(files.config));
 
   it.skipIf(DATASETS.missing)("gives llama3-tokenizer-js's ids on GSM8K questions and answers", () => {
-    const rows = readFileSync(new URL('gsm8k/train.jsonl', DATASETS.url), 'utf8').trimEnd().split('\n').slice(0, 400).map((l) => JSON.parse(l));
+    const rows = readFileSync(new URL('gsm8k/train.jsonl', DATASETS.url), 'utf8')
+      .trimEnd()
+      .split('\n')
+      .slice(0, 400)
+      .map((l) => JSON.parse(l));
     let tokens = 0;
     for (const { question, answer } of rows) {
       for (const text of [question, answer, `Question: ${question}\nAnswer: ${answer}`]) {
@@ -50,7 +54,7 @@ describe('Llama 3 tokenizer.json through Tokenizers.js', () => {
 });
 
 describe.skipIf(GPT2_FILES.missing || DATASETS.missing)('GPT-2 tokenizer.json through Tokenizers.js', () => {
-  it('gives js-tiktoken\'s ids on every SST-2 dev sentence, from the tokenizer.json Hugging Face publishes', () => {
+  it("gives js-tiktoken's ids on every SST-2 dev sentence, from the tokenizer.json Hugging Face publishes", () => {
     const vocab = JSON.parse(readFileSync(new URL('vocab.json', GPT2_FILES.url), 'utf8'));
     const merges = readFileSync(new URL('merges.txt', GPT2_FILES.url), 'utf8').split('\n').slice(1).filter(Boolean);
     const json = {
@@ -78,6 +82,8 @@ describe('tokenizer files that are wrong', () => {
   it('names the file and what is wrong', () => {
     expect(() => tokenizerFromFiles(llamaConfig(), '{"model":', undefined, 'm/tokenizer.json')).toThrow(/^m\/tokenizer\.json: not valid JSON/);
     expect(() => tokenizerFromFiles(llamaConfig(), '{"version":"1.0"}', undefined, 'm/tokenizer.json')).toThrow("m/tokenizer.json: no 'model' object");
-    expect(() => tokenizerFromFiles({ ...llamaConfig(), vocabSize: 128000 }, JSON.stringify(files.json), undefined, 'm/tokenizer.json')).toThrow('m/tokenizer.json: the bos token 128000 is outside the model\'s vocabulary (128000)');
+    expect(() => tokenizerFromFiles({ ...llamaConfig(), vocabSize: 128000 }, JSON.stringify(files.json), undefined, 'm/tokenizer.json')).toThrow(
+      "m/tokenizer.json: the bos token 128000 is outside the model's vocabulary (128000)",
+    );
   });
 });

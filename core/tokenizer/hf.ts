@@ -56,7 +56,11 @@ export function specialTokens(c: ModelConfig): SpecialTokens {
 export function tokenizerFromFiles(config: ModelConfig, tokenizerJson: string, tokenizerConfig: string | undefined, file = TOKENIZER_FILE): HfTokenizer {
   const json = parseJsonObject(tokenizerJson, file);
   if (!json.model || typeof json.model !== 'object') throw new Error(`${file}: no 'model' object: not a Hugging Face tokenizer.json`);
-  const tokenizer = new HfTokenizer(json, tokenizerConfig === undefined ? {} : parseJsonObject(tokenizerConfig, file.replace(TOKENIZER_FILE, TOKENIZER_CONFIG_FILE)), specialTokens(config));
+  const tokenizer = new HfTokenizer(
+    json,
+    tokenizerConfig === undefined ? {} : parseJsonObject(tokenizerConfig, file.replace(TOKENIZER_FILE, TOKENIZER_CONFIG_FILE)),
+    specialTokens(config),
+  );
   for (const [name, id] of Object.entries(tokenizer.special)) {
     if (id !== undefined && id >= config.vocabSize) throw new Error(`${file}: the ${name} token ${id} is outside the model's vocabulary (${config.vocabSize})`);
   }

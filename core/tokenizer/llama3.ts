@@ -14,7 +14,9 @@ export function llama3TokenizerFiles(): { json: Record<string, unknown>; config:
   llama3.vocabById.forEach((token, id) => {
     if (id < FIRST_SPECIAL) vocab[token] = id;
   });
-  const added = llama3.vocabById.slice(FIRST_SPECIAL).map((content, i) => ({ id: FIRST_SPECIAL + i, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
+  const added = llama3.vocabById
+    .slice(FIRST_SPECIAL)
+    .map((content, i) => ({ id: FIRST_SPECIAL + i, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true }));
   const bos = llama3.vocabById[FIRST_SPECIAL]!;
   const json = {
     version: '1.0',
@@ -36,13 +38,29 @@ export function llama3TokenizerFiles(): { json: Record<string, unknown>; config:
         {
           type: 'TemplateProcessing',
           single: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }],
-          pair: [{ SpecialToken: { id: bos, type_id: 0 } }, { Sequence: { id: 'A', type_id: 0 } }, { SpecialToken: { id: bos, type_id: 1 } }, { Sequence: { id: 'B', type_id: 1 } }],
+          pair: [
+            { SpecialToken: { id: bos, type_id: 0 } },
+            { Sequence: { id: 'A', type_id: 0 } },
+            { SpecialToken: { id: bos, type_id: 1 } },
+            { Sequence: { id: 'B', type_id: 1 } },
+          ],
           special_tokens: { [bos]: { id: bos, ids: [FIRST_SPECIAL], tokens: [bos] } },
         },
       ],
     },
     decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: true, vocab, merges: [...llama3.merges.keys()] },
+    model: {
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: false,
+      byte_fallback: false,
+      ignore_merges: true,
+      vocab,
+      merges: [...llama3.merges.keys()],
+    },
   };
   const config = {
     bos_token: bos,

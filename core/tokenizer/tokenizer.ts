@@ -63,7 +63,10 @@ export abstract class Tokenizer {
     return { ids: [...bos, ...a, this.special.separator, ...b], truncated };
   }
 
-  encodeBatch(inputs: readonly TextInput[], { maxLength, padding = 'longest', paddingSide = 'right', padTokenId = this.special.pad }: BatchOptions): EncodedBatch {
+  encodeBatch(
+    inputs: readonly TextInput[],
+    { maxLength, padding = 'longest', paddingSide = 'right', padTokenId = this.special.pad }: BatchOptions,
+  ): EncodedBatch {
     const rows = inputs.map((input) => this.encodeRow(input, maxLength));
     const seq = padding === 'max_length' ? maxLength : Math.max(1, ...rows.map((r) => r.ids.length));
     const ids = new Int32Array(rows.length * seq).fill(padTokenId);

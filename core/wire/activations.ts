@@ -51,7 +51,8 @@ export function decodeActivationBatch(bytes: Uint8Array, name = 'activation batc
   if (hidden.shape.length !== 3) fail(`tensor 'hidden_states' has shape ${JSON.stringify(hidden.shape)}, expected [rows, seq, d]`);
   const [rows, seqLen, nEmbd] = hidden.shape;
   if (mask.dtype !== 'I32' || mask.shape.join() !== [rows, seqLen].join()) fail(`tensor 'attention_mask' must be I32 [${rows}, ${seqLen}]`);
-  if (labels.dtype !== 'I32' || (labels.shape.join() !== String(rows) && labels.shape.join() !== [rows, seqLen].join())) fail(`tensor 'labels' must be I32 [${rows}] or [${rows}, ${seqLen}]`);
+  if (labels.dtype !== 'I32' || (labels.shape.join() !== String(rows) && labels.shape.join() !== [rows, seqLen].join()))
+    fail(`tensor 'labels' must be I32 [${rows}] or [${rows}, ${seqLen}]`);
   const num = (key: string) => {
     const v = Number(metadata[key]);
     return Number.isSafeInteger(v) ? v : fail(`metadata '${key}' missing or not an integer`);

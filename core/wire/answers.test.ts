@@ -29,10 +29,16 @@ describe("a device's answers", () => {
 
   it("refuses a policy that is not one an owner can set, as the device itself checks an owner's approvals", () => {
     const approval = { sha256: 'a'.repeat(64), model: 'm', cut: 2 };
-    expect(parseDevicePolicy({ minCut: 2, approvals: [approval], defence: 'medium' })).toEqual({ minCut: 2, approvals: [approval], defence: { mechanism: 'gaussian', epsilon: 8, delta: 1e-5 } });
+    expect(parseDevicePolicy({ minCut: 2, approvals: [approval], defence: 'medium' })).toEqual({
+      minCut: 2,
+      approvals: [approval],
+      defence: { mechanism: 'gaussian', epsilon: 8, delta: 1e-5 },
+    });
     expect(() => parseDevicePolicy({})).toThrow("policy: field 'minCut' must be an integer >= 1");
     expect(() => parseDevicePolicy({ minCut: 2, approvals: {} })).toThrow("policy: field 'approvals' must be a list of at most 1000");
-    expect(() => parseDevicePolicy({ minCut: 2, approvals: [{ ...approval, cut: 1 }], defence: 'off' })).toThrow(/^policy: approvals\[0\]: approval: field 'cut' must be an integer >= 2/);
+    expect(() => parseDevicePolicy({ minCut: 2, approvals: [{ ...approval, cut: 1 }], defence: 'off' })).toThrow(
+      /^policy: approvals\[0\]: approval: field 'cut' must be an integer >= 2/,
+    );
     expect(() => parseDevicePolicy({ minCut: 2, approvals: [], defence: 'none at all' })).toThrow(/^policy: field 'defence': 'none at all' is not a level/);
   });
 
@@ -46,7 +52,9 @@ describe("a device's answers", () => {
     expect(status.failures[0]).toBe(status.error);
     expect(() => parseRoundStatus({ state: 'done', batchesDone: 0, batchesTotal: 1 }, asked)).toThrow(/^round status: field 'state' /);
     expect(() => parseRoundStatus({ state: 'running', batchesDone: -1, batchesTotal: 1 }, asked)).toThrow(/^round status: field 'batchesDone' /);
-    expect(() => parseRoundStatus({ state: 'running', batchesDone: 0, batchesTotal: 1, failures: Array(101).fill('x') }, asked)).toThrow(/^round status: field 'failures' /);
+    expect(() => parseRoundStatus({ state: 'running', batchesDone: 0, batchesTotal: 1, failures: Array(101).fill('x') }, asked)).toThrow(
+      /^round status: field 'failures' /,
+    );
   });
 
   it('makes any text safe to log: control, format and separator characters escaped, length bounded', () => {

@@ -66,7 +66,8 @@ export function parseDevicePolicy(value: unknown): DevicePolicy {
   const p = value as Record<string, unknown>;
   if (typeof p !== 'object' || p === null || Array.isArray(p)) throw new AnswerError('policy: not a JSON object');
   if (!Number.isSafeInteger(p.minCut) || (p.minCut as number) < LOWEST_CUT) throw new AnswerError(`policy: field 'minCut' must be an integer >= ${LOWEST_CUT}`);
-  if (!Array.isArray(p.approvals) || p.approvals.length > ANSWER_LIMITS.approvals) throw new AnswerError(`policy: field 'approvals' must be a list of at most ${ANSWER_LIMITS.approvals}`);
+  if (!Array.isArray(p.approvals) || p.approvals.length > ANSWER_LIMITS.approvals)
+    throw new AnswerError(`policy: field 'approvals' must be a list of at most ${ANSWER_LIMITS.approvals}`);
   const minCut = p.minCut as number;
   const approvals = p.approvals.map((a, i) => {
     try {

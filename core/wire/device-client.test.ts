@@ -43,7 +43,9 @@ describe('device client against a lying device', () => {
   });
 
   it('stops reading an answer longer than any answer needs', async () => {
-    const error = await client().roundStatus('big', 0).catch((e: Error) => e.message);
+    const error = await client()
+      .roundStatus('big', 0)
+      .catch((e: Error) => e.message);
     expect(error).toBe(`device liar GET /rounds/big/0: answer longer than the ${MAX_ANSWER_BYTES} bytes any answer needs`);
   });
 
@@ -53,7 +55,9 @@ describe('device client against a lying device', () => {
   });
 
   it("keeps a device's error text on one line, escaped", async () => {
-    const error = await client().roundStatus('error', 0).catch((e: Error) => e.message);
+    const error = await client()
+      .roundStatus('error', 0)
+      .catch((e: Error) => e.message);
     expect(error).toBe('device liar GET /rounds/error/0: HTTP 500: failed\\u{a}[server] forged line\\u{1b}[31m');
   });
 });

@@ -45,12 +45,25 @@ export class DeviceClient {
   /** A signed call; the answer is read up to MAX_ANSWER_BYTES and returned unchecked, for the caller's schema. */
   private async call(method: string, path: string, body?: unknown): Promise<unknown> {
     const text = body === undefined ? '' : JSON.stringify(body);
-    const headers = { ...(await signRequest(await this.secret, this.device, method, path, text)), ...(body === undefined ? {} : { 'content-type': 'application/json' }) };
+    const headers = {
+      ...(await signRequest(await this.secret, this.device, method, path, text)),
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    };
     // A device that never answers must not hold the server: every call has a deadline. Nor may it send the server's
     // signed request elsewhere: redirects are refused.
-    const res = await fetch(new URL(path, this.url), { method, headers, body: body === undefined ? undefined : text, signal: AbortSignal.timeout(this.timeoutMs), redirect: 'error' });
+    const res = await fetch(new URL(path, this.url), {
+      method,
+      headers,
+      body: body === undefined ? undefined : text,
+      signal: AbortSignal.timeout(this.timeoutMs),
+      redirect: 'error',
+    });
     const answer = await readJson(res, `device ${this.device} ${method} ${path}`);
-    if (!res.ok) throw new DeviceError(res.status, `device ${this.device} ${method} ${path}: HTTP ${res.status}: ${untrustedText((answer as { error?: unknown } | undefined)?.error ?? 'no details')}`);
+    if (!res.ok)
+      throw new DeviceError(
+        res.status,
+        `device ${this.device} ${method} ${path}: HTTP ${res.status}: ${untrustedText((answer as { error?: unknown } | undefined)?.error ?? 'no details')}`,
+      );
     return answer;
   }
 

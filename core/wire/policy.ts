@@ -54,7 +54,8 @@ export function parseApproval(value: unknown, minCut: number): SegmentApproval {
   if (typeof a.sha256 !== 'string' || !SHA256.test(a.sha256)) fail('sha256', 'must be a hex SHA-256');
   if (typeof a.model !== 'string' || !a.model || a.model.length > 200) fail('model', 'must name the base model (1 to 200 characters)');
   if (!Number.isSafeInteger(a.cut) || (a.cut as number) < minCut) fail('cut', `must be an integer >= ${minCut} (this device's minimum cut)`);
-  for (const field of ['tokenTable', 'weights', 'tokenizer']) if (a[field] !== undefined && (typeof a[field] !== 'string' || !SHA256.test(a[field] as string))) fail(field, 'must be a hex SHA-256');
+  for (const field of ['tokenTable', 'weights', 'tokenizer'])
+    if (a[field] !== undefined && (typeof a[field] !== 'string' || !SHA256.test(a[field] as string))) fail(field, 'must be a hex SHA-256');
   if (a.generation !== undefined && typeof a.generation !== 'boolean') fail('generation', 'must be true or false');
   let defence: Defence | undefined;
   try {
@@ -78,7 +79,8 @@ export function parseApproval(value: unknown, minCut: number): SegmentApproval {
 export function parseMinCut(value: string | undefined): number {
   if (value === undefined || value === '') return DEFAULT_MIN_CUT;
   const n = Number(value);
-  if (!Number.isSafeInteger(n) || n < LOWEST_CUT) throw new Error(`MIN_CUT is ${JSON.stringify(value)}: set an integer >= ${LOWEST_CUT} (default ${DEFAULT_MIN_CUT})`);
+  if (!Number.isSafeInteger(n) || n < LOWEST_CUT)
+    throw new Error(`MIN_CUT is ${JSON.stringify(value)}: set an integer >= ${LOWEST_CUT} (default ${DEFAULT_MIN_CUT})`);
   return n;
 }
 
@@ -88,14 +90,20 @@ export function defenceFor(policy: DevicePolicy, segment: string): Defence {
 }
 
 /** Why the owner's policy refuses this segment at this cut, or undefined when it allows it. */
-export function segmentRefusal(policy: DevicePolicy, segment: { sha256: string; cut: number; tokenTable?: string; weights?: string; tokenizer?: string; task?: RoundTask }): string | undefined {
+export function segmentRefusal(
+  policy: DevicePolicy,
+  segment: { sha256: string; cut: number; tokenTable?: string; weights?: string; tokenizer?: string; task?: RoundTask },
+): string | undefined {
   if (segment.cut < policy.minCut) return `cut ${segment.cut} is below this device's minimum cut ${policy.minCut}, set by its owner`;
   const approval = policy.approvals.find((a) => a.sha256 === segment.sha256);
   if (!approval) return `model segment ${segment.sha256} is not approved by this device's owner (PUT /approvals/${segment.sha256})`;
   if (approval.cut !== segment.cut) return `model segment ${segment.sha256} is approved for cut ${approval.cut}, not ${segment.cut}`;
-  if (approval.tokenTable !== segment.tokenTable) return `token table ${segment.tokenTable ?? '(none)'} is not the one approved with segment ${segment.sha256} (${approval.tokenTable ?? 'none'})`;
-  if (approval.weights !== segment.weights) return `weights ${segment.weights ?? '(in the graph)'} are not the ones approved with segment ${segment.sha256} (${approval.weights ?? 'in the graph'})`;
-  if (approval.tokenizer !== segment.tokenizer) return `tokenizer ${segment.tokenizer ?? '(built-in GPT-2)'} is not the one approved with segment ${segment.sha256} (${approval.tokenizer ?? 'built-in GPT-2'})`;
+  if (approval.tokenTable !== segment.tokenTable)
+    return `token table ${segment.tokenTable ?? '(none)'} is not the one approved with segment ${segment.sha256} (${approval.tokenTable ?? 'none'})`;
+  if (approval.weights !== segment.weights)
+    return `weights ${segment.weights ?? '(in the graph)'} are not the ones approved with segment ${segment.sha256} (${approval.weights ?? 'in the graph'})`;
+  if (approval.tokenizer !== segment.tokenizer)
+    return `tokenizer ${segment.tokenizer ?? '(built-in GPT-2)'} is not the one approved with segment ${segment.sha256} (${approval.tokenizer ?? 'built-in GPT-2'})`;
   if (segment.task === 'generation' && !approval.generation) {
     return `generation rounds send each completion's token ids to the server; the owner has not allowed that for segment ${segment.sha256} (approve it with "generation": true)`;
   }
@@ -107,10 +115,14 @@ export function segmentRefusal(policy: DevicePolicy, segment: { sha256: string; 
  * http is allowed only on 127.0.0.1, for the local stack.
  */
 export function parseStorageOrigins(value: string | undefined): string[] {
-  const origins = (value ?? '').split(',').map((s) => s.trim()).filter(Boolean);
+  const origins = (value ?? '')
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const o of origins) {
     const url = URL.canParse(o) ? new URL(o) : undefined;
-    if (!url || url.origin !== o || !secureOrLocal(url)) throw new Error(`STORAGE_ORIGINS holds ${JSON.stringify(o)}: list origins such as https://<account>.r2.cloudflarestorage.com (http only for 127.0.0.1)`);
+    if (!url || url.origin !== o || !secureOrLocal(url))
+      throw new Error(`STORAGE_ORIGINS holds ${JSON.stringify(o)}: list origins such as https://<account>.r2.cloudflarestorage.com (http only for 127.0.0.1)`);
   }
   return origins;
 }
@@ -134,7 +146,8 @@ export function urlRefusal(origins: readonly string[], request: RoundRequest): s
     const url = URL.canParse(value) ? new URL(value) : undefined;
     if (!url) return `${field} is not a URL`;
     if (url.username || url.password) return `${field} carries credentials`;
-    if (!secureOrLocal(url) || !origins.includes(url.origin)) return `${field} is on ${url.origin}, not on this device's storage origins (${origins.join(', ')})`;
+    if (!secureOrLocal(url) || !origins.includes(url.origin))
+      return `${field} is on ${url.origin}, not on this device's storage origins (${origins.join(', ')})`;
   }
   return undefined;
 }

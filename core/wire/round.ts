@@ -116,14 +116,23 @@ export function parseRoundRequest(value: unknown): RoundRequest {
   }
   const tok = r.tokenizer as Record<string, unknown> | undefined;
   const tokenId = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
-  if (tok !== undefined && (typeof tok?.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(tok.sha256) || typeof tok.url !== 'string' || !tokenId(tok.eos) || (tok.bos !== undefined && !tokenId(tok.bos)))) {
+  if (
+    tok !== undefined &&
+    (typeof tok?.sha256 !== 'string' ||
+      !/^[0-9a-f]{64}$/.test(tok.sha256) ||
+      typeof tok.url !== 'string' ||
+      !tokenId(tok.eos) ||
+      (tok.bos !== undefined && !tokenId(tok.bos)))
+  ) {
     fail('tokenizer', 'must hold a hex sha256, a url, and token ids eos (and bos)');
   }
   if (r.dtype !== 'fp32' && r.dtype !== 'fp16') fail('dtype', 'must be "fp32" or "fp16"');
   const task = r.task ?? 'classification';
   if (task !== 'classification' && task !== 'generation') fail('task', 'must be "classification" or "generation"');
-  if (task === 'classification' && (!Array.isArray(r.labels) || r.labels.length < 2 || !r.labels.every((l) => typeof l === 'string'))) fail('labels', 'must list at least two labels');
-  if (task === 'generation' && r.labels !== undefined && !(Array.isArray(r.labels) && r.labels.length === 0)) fail('labels', 'must be empty for a generation round');
+  if (task === 'classification' && (!Array.isArray(r.labels) || r.labels.length < 2 || !r.labels.every((l) => typeof l === 'string')))
+    fail('labels', 'must list at least two labels');
+  if (task === 'generation' && r.labels !== undefined && !(Array.isArray(r.labels) && r.labels.length === 0))
+    fail('labels', 'must be empty for a generation round');
   if (r.shards !== undefined && (!Array.isArray(r.shards) || !r.shards.every((s) => typeof s === 'string'))) fail('shards', 'must be a list of shard names');
   const uploads = r.uploads as Record<string, unknown> | undefined;
   if (!Array.isArray(uploads?.batches) || !uploads.batches.every((u) => typeof u === 'string')) fail('uploads.batches', 'must be a list of URLs');
@@ -134,7 +143,16 @@ export function parseRoundRequest(value: unknown): RoundRequest {
     model: { sha256: model!.sha256 as string, url: model!.url as string },
     tokenTable: table && { sha256: table.sha256 as string, url: table.url as string },
     ...(weights ? { weights: { sha256: weights.sha256 as string, url: weights.url as string } } : {}),
-    ...(tok ? { tokenizer: { sha256: tok.sha256 as string, url: tok.url as string, eos: tok.eos as number, ...(tok.bos === undefined ? {} : { bos: tok.bos as number }) } } : {}),
+    ...(tok
+      ? {
+          tokenizer: {
+            sha256: tok.sha256 as string,
+            url: tok.url as string,
+            eos: tok.eos as number,
+            ...(tok.bos === undefined ? {} : { bos: tok.bos as number }),
+          },
+        }
+      : {}),
     task: task as RoundTask,
     cut: int('cut', 0),
     batchSize: int('batchSize', 1),

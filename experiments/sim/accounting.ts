@@ -62,7 +62,11 @@ export function methodCosts(method: MethodName, s: CostSetup): MethodCosts {
     case 'fedlora': {
       // The whole model, head included, trains on the device; the server only averages.
       const f = flopsPerToken({ config: c, seqLen: s.seqLen, cut: c.nLayer, lora: { ...s.lora, from: 0 }, ...head });
-      return { device: f.total, server: { forward: 0, backward: 0 }, devicePeakMemoryMB: mem(embeddings + c.nLayer * blockParams(c) + c.nLayer * storedPerBlock + loraState(c.nLayer)) };
+      return {
+        device: f.total,
+        server: { forward: 0, backward: 0 },
+        devicePeakMemoryMB: mem(embeddings + c.nLayer * blockParams(c) + c.nLayer * storedPerBlock + loraState(c.nLayer)),
+      };
     }
   }
 }

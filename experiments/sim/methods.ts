@@ -83,14 +83,25 @@ class Sim {
     readonly tokenizer?: Tokenizer,
   ) {
     const task = data.prompts ? 'causal-lm' : 'classification';
-    this.trainer = new Trainer(model, { lora: spec.lora, optimizer: {}, schedule: { lr: spec.lr, warmupSteps: 0, kind: 'constant' }, seed: spec.seed }, loraFrom, { task });
+    this.trainer = new Trainer(
+      model,
+      { lora: spec.lora, optimizer: {}, schedule: { lr: spec.lr, warmupSteps: 0, kind: 'constant' }, seed: spec.seed },
+      loraFrom,
+      { task },
+    );
   }
 
   /** The batch as the trainer takes it: hidden states at `cut`, from the frozen prefix, computed once. */
   atCut(b: TokenBatch, cut: number): TrainBatch {
     let t = this.cache.get(b);
     if (!t) {
-      const prefix = (ids: Int32Array) => tf.tidy(() => this.trainer.net.hidden(tf.tensor2d(ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), cut).dataSync() as Float32Array);
+      const prefix = (ids: Int32Array) =>
+        tf.tidy(
+          () =>
+            this.trainer.net
+              .hidden(tf.tensor2d(ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), cut)
+              .dataSync() as Float32Array,
+        );
       const hidden = this.spec.device && cut === this.spec.cut ? this.spec.device(b, prefix) : prefix(b.ids);
       this.cache.set(b, (t = { cut, rows: b.rows, seqLen: b.seqLen, hidden, mask: b.mask, labels: b.labels }));
     }
@@ -134,7 +145,10 @@ const GENERATE_TOKENS = 32;
 
 /** A device's batches in a new order each round, the same for every method. */
 export function roundBatches(d: SimDevice, round: number, seed: number): TokenBatch[] {
-  return permutation(d.batches.map((_, i) => String(i)), new Random(seed * 131 + round * 17 + d.rows)).map((i) => d.batches[Number(i)]);
+  return permutation(
+    d.batches.map((_, i) => String(i)),
+    new Random(seed * 131 + round * 17 + d.rows),
+  ).map((i) => d.batches[Number(i)]);
 }
 
 /** Weighted average of adapters (FedAvg). */
@@ -151,13 +165,28 @@ export function averageAdapters(adapters: AdapterWeights[], weights: number[]): 
 
 const tokensOf = (d: SimDevice) => d.batches.reduce((a, b) => a + b.rows * b.seqLen, 0);
 
-export async function runMethod(method: MethodName, model: Model, data: SimData, spec: SimSpec, onRound?: (r: RoundResult) => void, tokenizer?: Tokenizer): Promise<MethodResult> {
+export async function runMethod(
+  method: MethodName,
+  model: Model,
+  data: SimData,
+  spec: SimSpec,
+  onRound?: (r: RoundResult) => void,
+  tokenizer?: Tokenizer,
+): Promise<MethodResult> {
   const started = performance.now();
   const devices = data.devices.filter((d) => d.rows > 0);
   // A fixed order names every device; devices a partition left without rows take no part.
-  const ordering = spec.ordering.kind === 'fixed' ? { ...spec.ordering, order: spec.ordering.order.filter((id) => devices.some((d) => d.id === id)) } : spec.ordering;
+  const ordering =
+    spec.ordering.kind === 'fixed' ? { ...spec.ordering, order: spec.ordering.order.filter((id) => devices.some((d) => d.id === id)) } : spec.ordering;
   const { cut } = spec;
-  const setup = { config: model.config, cut, seqLen: Math.max(...devices.flatMap((d) => d.batches.map((b) => b.seqLen))), batchSize: Math.max(...devices.flatMap((d) => d.batches.map((b) => b.rows))), lora: spec.lora, generation: data.prompts !== undefined };
+  const setup = {
+    config: model.config,
+    cut,
+    seqLen: Math.max(...devices.flatMap((d) => d.batches.map((b) => b.seqLen))),
+    batchSize: Math.max(...devices.flatMap((d) => d.batches.map((b) => b.rows))),
+    lora: spec.lora,
+    generation: data.prompts !== undefined,
+  };
   const costs = methodCosts(method, setup);
   const sim = new Sim(model, data, spec, method === 'fedlora' || method === 'splitlora' ? 0 : cut, tokenizer);
   const t = sim.trainer;
@@ -171,7 +200,8 @@ export async function runMethod(method: MethodName, model: Model, data: SimData,
   let stepsSinceAverage = 0;
   // GraB orders each round by what every device's training did to the adapters in the previous one.
   const grab = spec.ordering.kind === 'grab';
-  if (grab && spec.batchOrder === 'interleaved') throw new Error("GraB orders the devices by each one's own update to the adapters: it cannot be interleaved (use by-device)");
+  if (grab && spec.batchOrder === 'interleaved')
+    throw new Error("GraB orders the devices by each one's own update to the adapters: it cannot be interleaved (use by-device)");
 
   let trainMs = 0;
   const step = (b: TrainBatch) => {
@@ -196,7 +226,11 @@ export async function runMethod(method: MethodName, model: Model, data: SimData,
           for (const id of order) {
             const before = grab ? t.flatAdapters() : undefined;
             for (const b of sim.batches(byId.get(id)!, round)) losses.push(step(sim.atCut(b, cut)));
-            if (before) updates.set(id, t.flatAdapters().map((x, i) => x - before[i]));
+            if (before)
+              updates.set(
+                id,
+                t.flatAdapters().map((x, i) => x - before[i]),
+              );
           }
         // Activations go up once: later rounds reuse them (the prefix is frozen).
         if (round === 0) for (const id of order) bytesUp += tokensOf(byId.get(id)!) * model.config.nEmbd * spec.wireBytes;
@@ -212,14 +246,23 @@ export async function runMethod(method: MethodName, model: Model, data: SimData,
           t.resetOptimizer();
           const before = grab ? t.flatAdapters() : undefined;
           for (const b of sim.batches(d, round)) losses.push(step(sim.atCut(b, from)));
-          if (before) updates.set(id, t.flatAdapters().map((x, i) => x - before[i]));
+          if (before)
+            updates.set(
+              id,
+              t.flatAdapters().map((x, i) => x - before[i]),
+            );
           local.push(t.exportAdapter());
           if (method === 'fedlora') {
             bytesDown += adapterBytes(setup, model.config.nLayer);
             bytesUp += adapterBytes(setup, model.config.nLayer);
           } else if (round === 0) bytesUp += tokensOf(d) * model.config.nEmbd * spec.wireBytes;
         }
-        t.loadAdapter(averageAdapters(local, order.map((id) => byId.get(id)!.rows)));
+        t.loadAdapter(
+          averageAdapters(
+            local,
+            order.map((id) => byId.get(id)!.rows),
+          ),
+        );
         break;
       }
       case 'splitlora': {
@@ -229,7 +272,10 @@ export async function runMethod(method: MethodName, model: Model, data: SimData,
           b: new Map([...w.b].filter(([k]) => layerOk(Number(k.split('.')[1])))),
         });
         const average = () => {
-          const avg = averageAdapters(order.map((id) => deviceCopies.get(id) ?? below(t.exportAdapter(), (l) => l < cut)), order.map((id) => byId.get(id)!.rows));
+          const avg = averageAdapters(
+            order.map((id) => deviceCopies.get(id) ?? below(t.exportAdapter(), (l) => l < cut)),
+            order.map((id) => byId.get(id)!.rows),
+          );
           for (const id of order) deviceCopies.set(id, avg);
           // Every device sends its adapters up and gets the average back.
           const size = 4 * [...avg.a.values(), ...avg.b.values()].reduce((a, x) => a + x.length, 0);
@@ -251,13 +297,23 @@ export async function runMethod(method: MethodName, model: Model, data: SimData,
             bytesUp += activations;
             bytesDown += activations;
             if (++stepsSinceAverage >= spec.avgEvery) {
-              deviceCopies.set(id, below(t.exportAdapter(), (l) => l < cut));
+              deviceCopies.set(
+                id,
+                below(t.exportAdapter(), (l) => l < cut),
+              );
               average();
               loadPartial(t, deviceCopies.get(id)!);
             }
           }
-          if (before) updates.set(id, t.flatAdapters().map((x, i) => x - before[i]));
-          deviceCopies.set(id, below(t.exportAdapter(), (l) => l < cut));
+          if (before)
+            updates.set(
+              id,
+              t.flatAdapters().map((x, i) => x - before[i]),
+            );
+          deviceCopies.set(
+            id,
+            below(t.exportAdapter(), (l) => l < cut),
+          );
         }
         average();
         break;
@@ -265,7 +321,13 @@ export async function runMethod(method: MethodName, model: Model, data: SimData,
     }
     previous = { order, updates };
     const { accuracy, loss } = await sim.evaluate();
-    const r = { round, accuracy, loss, trainLoss: losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length), wallMs: Math.round(performance.now() - roundStart) };
+    const r = {
+      round,
+      accuracy,
+      loss,
+      trainLoss: losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length),
+      wallMs: Math.round(performance.now() - roundStart),
+    };
     rounds.push(r);
     onRound?.(r);
     await new Promise((resolve) => setImmediate(resolve));
@@ -314,7 +376,10 @@ function gradientAtCut(t: Trainer, b: TrainBatch, cut: number): number {
     const g = tf.grad((h: tf.Tensor) => {
       const final = t.net.blocksForward(h as tf.Tensor3D, mask, cut, undefined, adapters);
       if (t.task === 'causal-lm') return t.net.lmLoss(final, b.labels);
-      return tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(b.labels, 'int32'), t.net.config.numLabels), tf.matMul(t.net.pool(final, mask), t.head!, false, true));
+      return tf.losses.softmaxCrossEntropy(
+        tf.oneHot(tf.tensor1d(b.labels, 'int32'), t.net.config.numLabels),
+        tf.matMul(t.net.pool(final, mask), t.head!, false, true),
+      );
     })(atCut);
     return tf.norm(g).dataSync()[0];
   });

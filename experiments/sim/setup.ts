@@ -59,9 +59,15 @@ export interface SetupOptions {
  * evaluation batches, and `generate` held-out prompts to complete. Only label-free partitions apply (iid, quantity).
  */
 export function setUpGenerationSimulation(task: GenerationTaskData, tokenizer: Tokenizer, o: SetupOptions & { generate: number }): SimData {
-  if (o.partition.kind !== 'iid' && o.partition.kind !== 'quantity') throw new Error(`partition '${describePartition(o.partition)}' skews labels; a generation task has none: use iid or quantity:ALPHA`);
+  if (o.partition.kind !== 'iid' && o.partition.kind !== 'quantity')
+    throw new Error(`partition '${describePartition(o.partition)}' skews labels; a generation task has none: use iid or quantity:ALPHA`);
   const train = task.train.slice(0, o.trainRows);
-  const parts = partition(train.map(() => 0), o.devices, o.partition, o.seed);
+  const parts = partition(
+    train.map(() => 0),
+    o.devices,
+    o.partition,
+    o.seed,
+  );
   const batches = (rows: readonly GenerationExample[]): TokenBatch[] => {
     const out: TokenBatch[] = [];
     for (let i = 0; i < rows.length; i += o.batchSize) {
@@ -92,7 +98,18 @@ export function setUpSimulation(task: TaskData, o: SetupOptions, tokenizer: Toke
   return {
     task,
     partition: describePartition(o.partition),
-    devices: parts.map((p, d) => ({ id: `device-${d}`, rows: p.length, batches: tokenBatches(tokenizer, p.map((i) => train[i]), o.batchSize, o.seqLen, o.padTokenId), histogram: hist[d] })),
+    devices: parts.map((p, d) => ({
+      id: `device-${d}`,
+      rows: p.length,
+      batches: tokenBatches(
+        tokenizer,
+        p.map((i) => train[i]),
+        o.batchSize,
+        o.seqLen,
+        o.padTokenId,
+      ),
+      histogram: hist[d],
+    })),
     evaluation: tokenBatches(tokenizer, task.eval.slice(0, o.evalRows), o.batchSize, o.seqLen, o.padTokenId),
     evalRows: Math.min(o.evalRows, task.eval.length),
   };

@@ -16,8 +16,18 @@ const config = gpt2Config({ nLayer: 3, nEmbd: 32, nHead: 4, nPositions: 32 });
 const model = initModel(config, { seed: 2 });
 const rows = syntheticSentiment(120, 5).map((r) => ({ text: r.text, label: Number(r.label) }));
 const task: TaskData = { name: 'sst2', labels: ['0', '1'], train: rows.slice(40), eval: rows.slice(0, 40), notes: [] };
-const spec: SimSpec = { cut: 1, rounds: 1, lora: { rank: 4, alpha: 8, dropout: 0, targets: ['attn.c_attn'] }, lr: 0.01, seed: 3, ordering: { kind: 'fixed', order: ['device-0', 'device-1'] }, avgEvery: 3, wireBytes: 2 };
-const data = (devices: number) => setUpSimulation(task, { devices, partition: { kind: 'iid' }, trainRows: 80, evalRows: 40, batchSize: 8, seqLen: 16, padTokenId: config.padTokenId, seed: 0 });
+const spec: SimSpec = {
+  cut: 1,
+  rounds: 1,
+  lora: { rank: 4, alpha: 8, dropout: 0, targets: ['attn.c_attn'] },
+  lr: 0.01,
+  seed: 3,
+  ordering: { kind: 'fixed', order: ['device-0', 'device-1'] },
+  avgEvery: 3,
+  wireBytes: 2,
+};
+const data = (devices: number) =>
+  setUpSimulation(task, { devices, partition: { kind: 'iid' }, trainRows: 80, evalRows: 40, batchSize: 8, seqLen: 16, padTokenId: config.padTokenId, seed: 0 });
 
 describe('simulation methods, one round on a tiny model', () => {
   beforeAll(() => initBackend('wasm'));
@@ -28,7 +38,9 @@ describe('simulation methods, one round on a tiny model', () => {
     // The same training by hand: LoRA on the whole model, the device's batches from the embeddings up.
     const t = new Trainer(model, { lora: spec.lora, optimizer: {}, schedule: { lr: spec.lr, warmupSteps: 0, kind: 'constant' }, seed: spec.seed }, 0);
     for (const b of roundBatches(d.devices[0], 0, spec.seed)) {
-      const hidden = tf.tidy(() => t.net.hidden(tf.tensor2d(b.ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), 0).dataSync() as Float32Array);
+      const hidden = tf.tidy(
+        () => t.net.hidden(tf.tensor2d(b.ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), 0).dataSync() as Float32Array,
+      );
       t.trainStep({ cut: 0, rows: b.rows, seqLen: b.seqLen, hidden, mask: b.mask, labels: b.labels });
     }
     const mine = t.exportAdapter();
@@ -64,7 +76,12 @@ describe('simulation methods, one round on a tiny model', () => {
       const lists = d.devices.map((dev) => roundBatches(dev, 0, spec.seed));
       for (const [device, i] of turns) {
         const b = lists[device]![i]!;
-        const hidden = tf.tidy(() => t.net.hidden(tf.tensor2d(b.ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), spec.cut).dataSync() as Float32Array);
+        const hidden = tf.tidy(
+          () =>
+            t.net
+              .hidden(tf.tensor2d(b.ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), spec.cut)
+              .dataSync() as Float32Array,
+        );
         t.trainStep({ cut: spec.cut, rows: b.rows, seqLen: b.seqLen, hidden, mask: b.mask, labels: b.labels });
       }
       const w = t.exportAdapter();
@@ -100,7 +117,9 @@ describe('simulation methods, one round on a tiny model', () => {
   it('the FLOP accounting equals a count of the matrix multiplications a training step runs', async () => {
     const t = new Trainer(model, { lora: spec.lora, optimizer: {}, schedule: { lr: 0.01, warmupSteps: 0, kind: 'constant' }, seed: 0 }, 1);
     const [b] = tokenBatches(new GPT2Tokenizer(), rows.slice(0, 8), 8, 16, config.padTokenId);
-    const hidden = tf.tidy(() => t.net.hidden(tf.tensor2d(b.ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), 1).dataSync() as Float32Array);
+    const hidden = tf.tidy(
+      () => t.net.hidden(tf.tensor2d(b.ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), 1).dataSync() as Float32Array,
+    );
     const counted = await countMatmulFlops(() => t.trainStep({ cut: 1, rows: b.rows, seqLen: b.seqLen, hidden, mask: b.mask, labels: b.labels }));
     const f = flopsPerToken({ config, seqLen: b.seqLen, cut: 1, lora: { rank: 4, targets: ['attn.c_attn'], from: 1 } });
     const accounted = (f.server.forward + f.server.backward) * b.rows * b.seqLen;

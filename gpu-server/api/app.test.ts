@@ -41,24 +41,46 @@ afterAll(async () => {
   await w?.close();
 });
 
-const failure = (p: Promise<unknown>) => p.then(() => 'no error', (e: ApiError) => `${e.status} ${e.message}`);
+const failure = (p: Promise<unknown>) =>
+  p.then(
+    () => 'no error',
+    (e: ApiError) => `${e.status} ${e.message}`,
+  );
 const post = (path: string, body: string, headers: Record<string, string> = { 'content-type': 'application/json' }) =>
-  fetch(new URL(path, url), { method: 'POST', headers: { authorization: 'Bearer op', ...headers }, body }).then(async (r) => [r.status, (await r.json()).error]);
+  fetch(new URL(path, url), { method: 'POST', headers: { authorization: 'Bearer op', ...headers }, body }).then(async (r) => [
+    r.status,
+    (await r.json()).error,
+  ]);
 
 describe('operator API', () => {
   it('serves an OpenAPI document with exactly the routes the client calls, each behind the operator token', async () => {
     const doc = await (await fetch(new URL('/openapi.json', url))).json();
-    const documented = Object.entries(doc.paths as Record<string, Record<string, { security?: unknown }>>).flatMap(([path, ops]) => Object.keys(ops).map((m) => `${m} ${path}`));
-    expect(documented.sort()).toEqual(Object.values(routes).map((r) => `${r.method} ${r.path}`).sort());
-    for (const ops of Object.values(doc.paths as Record<string, Record<string, { security?: unknown }>>)) for (const op of Object.values(ops)) expect(op.security).toEqual([{ operatorToken: [] }]);
-    expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['RunSpec', 'CreateRun', 'RunRecord', 'RunView', 'RoundProgress', 'RoundMetrics', 'RoundPlan', 'DeviceView', 'Error']));
+    const documented = Object.entries(doc.paths as Record<string, Record<string, { security?: unknown }>>).flatMap(([path, ops]) =>
+      Object.keys(ops).map((m) => `${m} ${path}`),
+    );
+    expect(documented.sort()).toEqual(
+      Object.values(routes)
+        .map((r) => `${r.method} ${r.path}`)
+        .sort(),
+    );
+    for (const ops of Object.values(doc.paths as Record<string, Record<string, { security?: unknown }>>))
+      for (const op of Object.values(ops)) expect(op.security).toEqual([{ operatorToken: [] }]);
+    expect(Object.keys(doc.components.schemas)).toEqual(
+      expect.arrayContaining(['RunSpec', 'CreateRun', 'RunRecord', 'RunView', 'RoundProgress', 'RoundMetrics', 'RoundPlan', 'DeviceView', 'Error']),
+    );
     expect(doc.components.securitySchemes.operatorToken).toMatchObject({ type: 'http', scheme: 'bearer' });
   });
 
   it('validates requests at the edge: 400 naming each wrong field, 415 for a body that is not JSON, 401/403 for the token', async () => {
-    expect(await post('/runs', JSON.stringify({ ...w.spec(), lora: { rank: 0 }, training: { batchSize: -1 } }))).toEqual([400, "field 'lora.rank': must be a positive integer, got 0; field 'training.batchSize': must be a positive integer, got -1"]);
+    expect(await post('/runs', JSON.stringify({ ...w.spec(), lora: { rank: 0 }, training: { batchSize: -1 } }))).toEqual([
+      400,
+      "field 'lora.rank': must be a positive integer, got 0; field 'training.batchSize': must be a positive integer, got -1",
+    ]);
     expect(await post('/runs', '{not json')).toEqual([400, 'Malformed JSON in request body']);
-    expect(await post('/runs', JSON.stringify(w.spec()), { 'content-type': 'text/plain' })).toEqual([415, 'send the body as JSON, with content-type: application/json']);
+    expect(await post('/runs', JSON.stringify(w.spec()), { 'content-type': 'text/plain' })).toEqual([
+      415,
+      'send the body as JSON, with content-type: application/json',
+    ]);
     expect(await failure(client.round('nope', -1))).toMatch(/^400 GET \/runs\/nope\/rounds\/-1: HTTP 400: field 'round': must be|^400 .*field 'round'/);
     expect((await fetch(new URL('/runs', url))).status).toBe(401);
     expect(await failure(new ServerClient(url, 'wrong').runs())).toBe('403 GET /runs: HTTP 403: wrong operator token');
@@ -74,7 +96,10 @@ describe('operator API', () => {
     expect(done.progress?.phase).toBe('done');
     expect((await client.round('api-run', 0)).plan.order.sort()).toEqual(['device-1', 'device-2']);
     expect((await client.metrics('api-run'))[0].steps).toBe(4);
-    expect((await client.devices('api-run')).devices.map((d) => [d.id, d.cut, d.reachable, d.rows])).toEqual([['device-1', 1, true, 8], ['device-2', 2, true, 8]]);
+    expect((await client.devices('api-run')).devices.map((d) => [d.id, d.cut, d.reachable, d.rows])).toEqual([
+      ['device-1', 1, true, 8],
+      ['device-2', 2, true, 8],
+    ]);
     expect(JSON.parse(new TextDecoder().decode(await client.adapterFile('api-run', 'latest', ADAPTER_CONFIG))).peft_type).toBe('LORA');
     expect(await failure(client.trigger('api-run'))).toMatch(/^409 .*has done its 1 planned round/);
     expect(await failure(client.cancel('api-run'))).toBe('409 POST /runs/api-run/cancel: HTTP 409: run api-run has no round running');
@@ -85,6 +110,8 @@ describe('operator API', () => {
 
   it('the client refuses an answer that does not match the API, naming the field', async () => {
     const drifted = await listen(new Hono().get('/runs', (c) => c.json({ runs: [{ id: 'r', createdAt: 'now', devices: 'two', rounds: 1 }] })).fetch);
-    expect(await failure(new ServerClient(drifted, 'op').runs())).toBe("200 GET /runs: the answer does not match the API's schema: field 'runs[0].devices': Invalid input: expected number, received string, got \"two\"");
+    expect(await failure(new ServerClient(drifted, 'op').runs())).toBe(
+      "200 GET /runs: the answer does not match the API's schema: field 'runs[0].devices': Invalid input: expected number, received string, got \"two\"",
+    );
   });
 });

@@ -27,7 +27,11 @@ export function createApp(runs: RunRegistry, operatorToken: string, log: (m: str
   });
   app.route('/', dashboard());
   app.get('/health', (c) => c.json({ ok: true, role: 'splitfrozen-server' }));
-  app.openAPIRegistry.registerComponent('securitySchemes', 'operatorToken', { type: 'http', scheme: 'bearer', description: 'The operator token (SPLITFROZEN_OPERATOR_TOKEN).' });
+  app.openAPIRegistry.registerComponent('securitySchemes', 'operatorToken', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'The operator token (SPLITFROZEN_OPERATOR_TOKEN).',
+  });
   app.doc31('/openapi.json', { openapi: '3.1.0', info: { title: 'splitfrozen training server', version: '1' } });
 
   const auth = async (c: Parameters<Parameters<typeof app.use>[1]>[0], next: () => Promise<void>) => {
@@ -56,7 +60,9 @@ export function createApp(runs: RunRegistry, operatorToken: string, log: (m: str
     const { id, ...spec } = c.req.valid('json');
     return c.json(await runs.create(spec, id), 201);
   });
-  app.openapi(routes.listRuns, (c) => c.json({ runs: runs.list().map((r) => ({ id: r.id, createdAt: r.createdAt, devices: r.spec.devices.length, rounds: r.spec.training.rounds })) }, 200));
+  app.openapi(routes.listRuns, (c) =>
+    c.json({ runs: runs.list().map((r) => ({ id: r.id, createdAt: r.createdAt, devices: r.spec.devices.length, rounds: r.spec.training.rounds })) }, 200),
+  );
   app.openapi(routes.getRun, async (c) => c.json(await runs.view(c.req.valid('param').id), 200));
   app.openapi(routes.deleteRun, async (c) => c.json(await runs.delete(c.req.valid('param').id), 200));
   app.openapi(routes.triggerRound, async (c) => c.json({ round: await runs.trigger(c.req.valid('param').id) }, 202));

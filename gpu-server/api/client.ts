@@ -48,7 +48,10 @@ export class ServerClient {
         throw new ApiError(0, `cannot reach the server at ${this.url} (${e.message}${cause}): is it running? (npm run server, or SPLITFROZEN_URL)`);
       });
     if (!res.ok) {
-      const detail = await res.json().then((j: { error?: string }) => j.error, () => res.statusText);
+      const detail = await res.json().then(
+        (j: { error?: string }) => j.error,
+        () => res.statusText,
+      );
       throw new ApiError(res.status, `${method} ${path}: HTTP ${res.status}: ${detail}`);
     }
     return res;
@@ -57,11 +60,16 @@ export class ServerClient {
   /** The answer, checked against the route's declared success schema. */
   private async json<T>(route: Route, params?: Record<string, string | number>, body?: unknown): Promise<T> {
     const res = await this.call(route, params, body);
-    const declared = (route.responses as Record<number, { content?: Record<string, { schema: z.ZodType }> }>)[res.status]?.content?.['application/json']?.schema;
+    const declared = (route.responses as Record<number, { content?: Record<string, { schema: z.ZodType }> }>)[res.status]?.content?.['application/json']
+      ?.schema;
     if (!declared) throw new ApiError(res.status, `${route.method.toUpperCase()} ${route.path}: HTTP ${res.status} is not an answer the API declares`);
     const value: unknown = await res.json();
     const parsed = declared.safeParse(value);
-    if (!parsed.success) throw new ApiError(res.status, `${route.method.toUpperCase()} ${route.path}: the answer does not match the API's schema: ${describeIssues(parsed.error, value)}`);
+    if (!parsed.success)
+      throw new ApiError(
+        res.status,
+        `${route.method.toUpperCase()} ${route.path}: the answer does not match the API's schema: ${describeIssues(parsed.error, value)}`,
+      );
     return parsed.data as T;
   }
 

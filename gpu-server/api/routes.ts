@@ -19,7 +19,11 @@ const common = {
 const security = [{ operatorToken: [] }];
 
 const RunId = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: 'run-20261203-ab12' }) });
-const RoundNumber = z.coerce.number().int().nonnegative().openapi({ param: { name: 'round', in: 'path' }, example: 0 });
+const RoundNumber = z.coerce
+  .number()
+  .int()
+  .nonnegative()
+  .openapi({ param: { name: 'round', in: 'path' }, example: 0 });
 
 export const RunViewSchema = RunRecordSchema.extend({
   running: z.boolean(),
@@ -27,7 +31,9 @@ export const RunViewSchema = RunRecordSchema.extend({
   metrics: z.array(RoundMetricsSchema),
 }).openapi('RunView');
 
-export const RoundViewSchema = z.object({ plan: RoundPlanSchema, progress: RoundProgressSchema.nullable(), metrics: RoundMetricsSchema.nullable() }).openapi('RoundView');
+export const RoundViewSchema = z
+  .object({ plan: RoundPlanSchema, progress: RoundProgressSchema.nullable(), metrics: RoundMetricsSchema.nullable() })
+  .openapi('RoundView');
 
 export const DeviceViewSchema = z
   .object({
@@ -54,17 +60,39 @@ export const routes = {
     summary: 'Create a run',
     security,
     request: { body: { required: true, content: { 'application/json': { schema: CreateRunSchema } } } },
-    responses: { 201: json(RunRecordSchema, 'The run, with each device\'s cut.'), 400: error('The spec is wrong; the message names the field.'), 409: error('A run with this id exists.'), ...common },
+    responses: {
+      201: json(RunRecordSchema, "The run, with each device's cut."),
+      400: error('The spec is wrong; the message names the field.'),
+      409: error('A run with this id exists.'),
+      ...common,
+    },
   }),
-  listRuns: createRoute({ method: 'get', path: '/runs', summary: 'List runs', security, responses: { 200: json(z.object({ runs: z.array(RunSummarySchema) }), 'The runs.'), ...common } }),
-  getRun: createRoute({ method: 'get', path: '/runs/{id}', summary: 'A run, its live progress and its metrics', security, request: { params: RunId }, responses: { 200: json(RunViewSchema, 'The run.'), 404: error('No such run.'), ...common } }),
+  listRuns: createRoute({
+    method: 'get',
+    path: '/runs',
+    summary: 'List runs',
+    security,
+    responses: { 200: json(z.object({ runs: z.array(RunSummarySchema) }), 'The runs.'), ...common },
+  }),
+  getRun: createRoute({
+    method: 'get',
+    path: '/runs/{id}',
+    summary: 'A run, its live progress and its metrics',
+    security,
+    request: { params: RunId },
+    responses: { 200: json(RunViewSchema, 'The run.'), 404: error('No such run.'), ...common },
+  }),
   deleteRun: createRoute({
     method: 'delete',
     path: '/runs/{id}',
     summary: 'Delete a run and everything stored under it (cancelling its round first)',
     security,
     request: { params: RunId },
-    responses: { 200: json(z.object({ deleted: z.number().openapi({ description: 'Objects removed from storage.' }) }), 'Deleted.'), 404: error('No such run.'), ...common },
+    responses: {
+      200: json(z.object({ deleted: z.number().openapi({ description: 'Objects removed from storage.' }) }), 'Deleted.'),
+      404: error('No such run.'),
+      ...common,
+    },
   }),
   triggerRound: createRoute({
     method: 'post',
@@ -72,7 +100,12 @@ export const routes = {
     summary: 'Start the next round (or resume an unfinished one)',
     security,
     request: { params: RunId },
-    responses: { 202: json(z.object({ round: z.number() }), 'Started.'), 404: error('No such run.'), 409: error('A round is running, or the planned rounds are all done.'), ...common },
+    responses: {
+      202: json(z.object({ round: z.number() }), 'Started.'),
+      404: error('No such run.'),
+      409: error('A round is running, or the planned rounds are all done.'),
+      ...common,
+    },
   }),
   cancelRound: createRoute({
     method: 'post',
@@ -80,11 +113,37 @@ export const routes = {
     summary: 'Stop the running round at its next batch boundary, keeping what trained',
     security,
     request: { params: RunId },
-    responses: { 200: json(z.object({ progress: RoundProgressSchema }), 'Stopped; the adapter of what trained is under the round.'), 404: error('No such run.'), 409: error('No round running.'), ...common },
+    responses: {
+      200: json(z.object({ progress: RoundProgressSchema }), 'Stopped; the adapter of what trained is under the round.'),
+      404: error('No such run.'),
+      409: error('No round running.'),
+      ...common,
+    },
   }),
-  getRound: createRoute({ method: 'get', path: '/runs/{id}/rounds/{round}', summary: "A round's plan, progress and metrics", security, request: { params: RunId.extend({ round: RoundNumber }) }, responses: { 200: json(RoundViewSchema, 'The round.'), 404: error('No such run or round.'), ...common } }),
-  getMetrics: createRoute({ method: 'get', path: '/runs/{id}/metrics', summary: "Every finished round's metrics", security, request: { params: RunId }, responses: { 200: json(z.object({ metrics: z.array(RoundMetricsSchema) }), 'The metrics.'), 404: error('No such run.'), ...common } }),
-  listDevices: createRoute({ method: 'get', path: '/runs/{id}/devices', summary: "The run's devices and whether they answer", security, request: { params: RunId }, responses: { 200: json(z.object({ devices: z.array(DeviceViewSchema) }), 'The devices.'), 404: error('No such run.'), ...common } }),
+  getRound: createRoute({
+    method: 'get',
+    path: '/runs/{id}/rounds/{round}',
+    summary: "A round's plan, progress and metrics",
+    security,
+    request: { params: RunId.extend({ round: RoundNumber }) },
+    responses: { 200: json(RoundViewSchema, 'The round.'), 404: error('No such run or round.'), ...common },
+  }),
+  getMetrics: createRoute({
+    method: 'get',
+    path: '/runs/{id}/metrics',
+    summary: "Every finished round's metrics",
+    security,
+    request: { params: RunId },
+    responses: { 200: json(z.object({ metrics: z.array(RoundMetricsSchema) }), 'The metrics.'), 404: error('No such run.'), ...common },
+  }),
+  listDevices: createRoute({
+    method: 'get',
+    path: '/runs/{id}/devices',
+    summary: "The run's devices and whether they answer",
+    security,
+    request: { params: RunId },
+    responses: { 200: json(z.object({ devices: z.array(DeviceViewSchema) }), 'The devices.'), 404: error('No such run.'), ...common },
+  }),
   getDevice: createRoute({
     method: 'get',
     path: '/runs/{id}/devices/{device}',
@@ -104,6 +163,10 @@ export const routes = {
         file: z.string().openapi({ param: { name: 'file', in: 'path' }, example: 'adapter_config.json' }),
       }),
     },
-    responses: { 200: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } }, description: 'The file.' }, 404: error('No such run, round or file.'), ...common },
+    responses: {
+      200: { content: { 'application/octet-stream': { schema: z.string().openapi({ format: 'binary' }) } }, description: 'The file.' },
+      404: error('No such run, round or file.'),
+      ...common,
+    },
   }),
 };

@@ -41,7 +41,12 @@ function build(make, tag, attrs, children) {
     if (typeof v === 'function') e.addEventListener(k, v);
     else if (v !== undefined && v !== false) e.setAttribute(k, String(v));
   }
-  e.append(...children.flat(Infinity).filter((c) => c !== undefined && c !== null && c !== false).map((c) => (c instanceof Node ? c : String(c))));
+  e.append(
+    ...children
+      .flat(Infinity)
+      .filter((c) => c !== undefined && c !== null && c !== false)
+      .map((c) => (c instanceof Node ? c : String(c))),
+  );
   return e;
 }
 const h = (tag, attrs, ...children) => build((t) => document.createElement(t), tag, attrs, children);
@@ -167,7 +172,10 @@ function summary(run) {
     ['model', `${run.modelName} (${spec.model})`],
     ['task', spec.task.kind === 'classification' ? `classification: ${spec.task.labels.join(', ')}` : 'generation'],
     ['client order', spec.ordering.kind],
-    ['LoRA', `rank ${spec.lora.rank}, alpha ${spec.lora.alpha}${spec.lora.targets ? ` on ${spec.lora.targets.join(', ')}` : ''}; adapters on blocks from ${run.deepestCut}`],
+    [
+      'LoRA',
+      `rank ${spec.lora.rank}, alpha ${spec.lora.alpha}${spec.lora.targets ? ` on ${spec.lora.targets.join(', ')}` : ''}; adapters on blocks from ${run.deepestCut}`,
+    ],
     ['batches', `${spec.training.batchSize} x ${spec.training.seqLen} tokens, ${spec.training.dtype}`],
     ['rounds', `${run.metrics.length} of ${spec.training.rounds} done${run.running ? `, round ${run.progress?.round} running` : ''}`],
     ['server', `train ${seconds(total('serverTrainMs'))}, idle ${seconds(total('serverIdleMs'))}`],
@@ -177,7 +185,11 @@ function summary(run) {
     'section',
     { id: 'summary' },
     h('h2', {}, `Run ${run.id}`),
-    h('dl', {}, facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)])),
+    h(
+      'dl',
+      {},
+      facts.map(([k, v]) => [h('dt', {}, k), h('dd', {}, v)]),
+    ),
     h(
       'table',
       { id: 'devices' },
@@ -188,7 +200,14 @@ function summary(run) {
         spec.devices.map((d) => {
           const c = run.cuts[d.id] ?? {};
           const why = c.planned ? `planner: ~${c.memoryMB} MB, ~${c.batchSeconds} s a batch` : 'the run spec';
-          return h('tr', { 'data-device': d.id }, h('td', {}, d.id), h('td', { class: 'num' }, c.cut), h('td', {}, why), h('td', {}, `${d.profile.memoryMB} MB, ${d.profile.gflops} GFLOP/s, ${d.profile.maxBatchSeconds} s a batch, ${d.profile.weights}`));
+          return h(
+            'tr',
+            { 'data-device': d.id },
+            h('td', {}, d.id),
+            h('td', { class: 'num' }, c.cut),
+            h('td', {}, why),
+            h('td', {}, `${d.profile.memoryMB} MB, ${d.profile.gflops} GFLOP/s, ${d.profile.maxBatchSeconds} s a batch, ${d.profile.weights}`),
+          );
         }),
       ),
     ),
@@ -216,7 +235,15 @@ function liveRound(run) {
     h(
       'table',
       { id: 'progress' },
-      h('thead', {}, h('tr', {}, ['device', 'cut', 'activations', 'state', 'trained', 'bytes', 'forward', 'error'].map((t) => h('th', {}, t)))),
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          ['device', 'cut', 'activations', 'state', 'trained', 'bytes', 'forward', 'error'].map((t) => h('th', {}, t)),
+        ),
+      ),
       h(
         'tbody',
         {},
@@ -231,7 +258,12 @@ function liveRound(run) {
             h('td', { class: 'num' }, d.cut),
             h('td', {}, activations),
             h('td', {}, h('span', { class: `state ${d.state}` }, d.state)),
-            h('td', { class: 'batches' }, h('progress', { max: d.batches || 1, value: d.trained }), ` ${d.trained}/${d.batches}${d.refused ? `, ${d.refused} refused` : ''}`),
+            h(
+              'td',
+              { class: 'batches' },
+              h('progress', { max: d.batches || 1, value: d.trained }),
+              ` ${d.trained}/${d.batches}${d.refused ? `, ${d.refused} refused` : ''}`,
+            ),
             h('td', { class: 'num' }, bytes(d.bytes)),
             h('td', { class: 'num' }, seconds(d.forwardMs)),
             h('td', { class: 'error' }, d.error ?? ''),
@@ -273,7 +305,12 @@ function plots(run) {
       'figure',
       { id: 'accuracy-rounds' },
       h('figcaption', {}, run.spec.task.kind === 'generation' ? 'Exact match after each round' : 'Eval accuracy after each round'),
-      plot([{ name: 'accuracy', cls: 'accuracy', points: ends.map(([t, m]) => [t, m.evalAccuracy]), labels: ends.map(([, m]) => `r${m.round}`) }], 'seconds of rounds', percent, [0, 1]),
+      plot(
+        [{ name: 'accuracy', cls: 'accuracy', points: ends.map(([t, m]) => [t, m.evalAccuracy]), labels: ends.map(([, m]) => `r${m.round}`) }],
+        'seconds of rounds',
+        percent,
+        [0, 1],
+      ),
     ),
   );
 }
@@ -293,7 +330,10 @@ function plot(series, xLabel, yFormat, yRange) {
   const W = 440;
   const H = 220;
   const [L, R, T, B] = [56, 12, 12, 36];
-  const kept = series.map((sr) => ({ ...sr, points: sr.points.map((pt, i) => [...pt, sr.labels?.[i]]).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)) }));
+  const kept = series.map((sr) => ({
+    ...sr,
+    points: sr.points.map((pt, i) => [...pt, sr.labels?.[i]]).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)),
+  }));
   const all = kept.flatMap((sr) => sr.points);
   if (all.length === 0) return h('p', { class: 'muted empty' }, 'no points yet');
   const span = (values, range) => {
@@ -301,23 +341,40 @@ function plot(series, xLabel, yFormat, yRange) {
     if (hi - lo < 1e-9) [lo, hi] = [lo - (Math.abs(lo) || 1) * 0.05, hi + (Math.abs(hi) || 1) * 0.05];
     return [lo, hi];
   };
-  const [x0, x1] = span(all.map(([x]) => x), all.length === 1 ? undefined : [Math.min(0, ...all.map(([x]) => x)), Math.max(...all.map(([x]) => x))]);
-  const [y0, y1] = span(all.map(([, y]) => y), yRange);
+  const [x0, x1] = span(
+    all.map(([x]) => x),
+    all.length === 1 ? undefined : [Math.min(0, ...all.map(([x]) => x)), Math.max(...all.map(([x]) => x))],
+  );
+  const [y0, y1] = span(
+    all.map(([, y]) => y),
+    yRange,
+  );
   const X = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
   const Y = (y) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
   const fixed = (v) => v.toFixed(1);
   return s(
     'svg',
     { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': series.map((sr) => sr.name).join(', ') },
-    ticks(y0, y1, 4).map((v) => [s('line', { class: 'grid', x1: L, x2: W - R, y1: fixed(Y(v)), y2: fixed(Y(v)) }), s('text', { class: 'tick', x: L - 6, y: fixed(Y(v) + 4), 'text-anchor': 'end' }, yFormat(v))]),
+    ticks(y0, y1, 4).map((v) => [
+      s('line', { class: 'grid', x1: L, x2: W - R, y1: fixed(Y(v)), y2: fixed(Y(v)) }),
+      s('text', { class: 'tick', x: L - 6, y: fixed(Y(v) + 4), 'text-anchor': 'end' }, yFormat(v)),
+    ]),
     ticks(x0, x1, 5).map((v) => s('text', { class: 'tick', x: fixed(X(v)), y: H - B + 16, 'text-anchor': 'middle' }, Number(v.toPrecision(4)))),
     s('line', { class: 'axis', x1: L, x2: W - R, y1: H - B, y2: H - B }),
     s('line', { class: 'axis', x1: L, x2: L, y1: T, y2: H - B }),
     s('text', { class: 'label', x: (L + W - R) / 2, y: H - 4, 'text-anchor': 'middle' }, xLabel),
     kept.map((sr) => [
-      s('path', { class: `line ${sr.cls}`, d: sr.points.map(([x, y], i) => `${i ? 'L' : 'M'}${fixed(X(x))},${fixed(Y(y))}`).join(''), 'data-points': sr.points.length }),
+      s('path', {
+        class: `line ${sr.cls}`,
+        d: sr.points.map(([x, y], i) => `${i ? 'L' : 'M'}${fixed(X(x))},${fixed(Y(y))}`).join(''),
+        'data-points': sr.points.length,
+      }),
       // Dots where there are few enough to tell apart; always for a single point, which a path alone does not show.
-      sr.points.length <= 60 ? sr.points.map(([x, y, label]) => s('circle', { class: `dot ${sr.cls}`, cx: fixed(X(x)), cy: fixed(Y(y)), r: 3 }, s('title', {}, `${label ? `${label}: ` : ''}${yFormat(y)}`))) : [],
+      sr.points.length <= 60
+        ? sr.points.map(([x, y, label]) =>
+            s('circle', { class: `dot ${sr.cls}`, cx: fixed(X(x)), cy: fixed(Y(y)), r: 3 }, s('title', {}, `${label ? `${label}: ` : ''}${yFormat(y)}`)),
+          )
+        : [],
     ]),
   );
 }
@@ -333,7 +390,15 @@ function roundsTableView(run) {
     h(
       'table',
       { id: 'rounds' },
-      h('thead', {}, h('tr', {}, head.map((t) => h('th', {}, t)))),
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          head.map((t) => h('th', {}, t)),
+        ),
+      ),
       h(
         'tbody',
         {},
@@ -370,7 +435,13 @@ function planCell(plan, round) {
     plan.order.map((id) => {
       const d = plan.devices[id];
       const cached = d.sourceRound !== round;
-      return h('li', { class: cached ? 'cached' : 'computed' }, h('b', {}, id), ` cut ${d.cut}, ${d.batches} batches, `, cached ? `cached from round ${d.sourceRound}` : 'computed');
+      return h(
+        'li',
+        { class: cached ? 'cached' : 'computed' },
+        h('b', {}, id),
+        ` cut ${d.cut}, ${d.batches} batches, `,
+        cached ? `cached from round ${d.sourceRound}` : 'computed',
+      );
     }),
     Object.entries(plan.skipped).map(([id, why]) => h('li', { class: 'skipped' }, h('b', {}, id), ` skipped: ${why}`)),
   );
@@ -383,7 +454,12 @@ function timeBar(m) {
   return h(
     'span',
     { class: 'timebar' },
-    s('svg', { viewBox: '0 0 120 10', width: 120, height: 10 }, s('rect', { class: 'train', x: 0, y: 0, width: train.toFixed(1), height: 10 }), s('rect', { class: 'idle', x: train.toFixed(1), y: 0, width: (120 - train).toFixed(1), height: 10 })),
+    s(
+      'svg',
+      { viewBox: '0 0 120 10', width: 120, height: 10 },
+      s('rect', { class: 'train', x: 0, y: 0, width: train.toFixed(1), height: 10 }),
+      s('rect', { class: 'idle', x: train.toFixed(1), y: 0, width: (120 - train).toFixed(1), height: 10 }),
+    ),
     ` ${seconds(m.serverTrainMs)} / ${seconds(m.serverIdleMs)}`,
   );
 }

@@ -16,7 +16,8 @@ const FILES: Record<string, { body: string; type: string }> = {
 // Device ids and errors shown on the page come from configuration and remote devices: even if one slipped past the
 // page's escaping, no inline or foreign script would run, and no other site may frame the page.
 const HEADERS = {
-  'content-security-policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
+  'content-security-policy':
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'",
   'x-content-type-options': 'nosniff',
   'referrer-policy': 'no-referrer',
   'cache-control': 'no-cache',

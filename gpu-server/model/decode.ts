@@ -23,9 +23,15 @@ export interface DecodeOptions {
 export type DecodeStep = (tokens: readonly number[], cached: number, keep: boolean) => Promise<Float32Array>;
 
 /** Continues `prompt` (token ids, starting with BOS if the model expects one); returns only the new tokens. */
-export async function decode(prompt: readonly number[], { maxNewTokens, temperature = 0, topK, seed = 0, stop = [], cache = true }: DecodeOptions, maxPositions: number, step: DecodeStep): Promise<number[]> {
+export async function decode(
+  prompt: readonly number[],
+  { maxNewTokens, temperature = 0, topK, seed = 0, stop = [], cache = true }: DecodeOptions,
+  maxPositions: number,
+  step: DecodeStep,
+): Promise<number[]> {
   if (prompt.length === 0) throw new Error('generate needs a prompt of at least one token');
-  if (prompt.length + maxNewTokens > maxPositions) throw new RangeError(`prompt (${prompt.length}) + maxNewTokens (${maxNewTokens}) exceeds the model's max_position_embeddings (${maxPositions})`);
+  if (prompt.length + maxNewTokens > maxPositions)
+    throw new RangeError(`prompt (${prompt.length}) + maxNewTokens (${maxNewTokens}) exceeds the model's max_position_embeddings (${maxPositions})`);
   const rng = new Random(seed);
   const tokens = [...prompt];
   for (let s = 0; s < maxNewTokens; s++) {
@@ -41,7 +47,11 @@ export function pickToken(logits: Float32Array, temperature: number, topK: numbe
   let best = 0;
   for (let i = 1; i < logits.length; i++) if (logits[i]! > logits[best]!) best = i;
   if (!(temperature > 0)) return best;
-  const order = topK ? Array.from(logits.keys()).sort((a, b) => logits[b]! - logits[a]!).slice(0, topK) : Array.from(logits.keys());
+  const order = topK
+    ? Array.from(logits.keys())
+        .sort((a, b) => logits[b]! - logits[a]!)
+        .slice(0, topK)
+    : Array.from(logits.keys());
   const weights = order.map((i) => Math.exp((logits[i]! - logits[best]!) / temperature));
   let u = rng.uniform() * weights.reduce((a, w) => a + w, 0);
   for (let j = 0; j < order.length; j++) if ((u -= weights[j]!) <= 0) return order[j]!;

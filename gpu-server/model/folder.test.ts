@@ -35,7 +35,10 @@ describe('reading a model folder', () => {
       const folder = await copy(`link-${file}`);
       await rm(join(folder, file));
       await symlink(join(dir, 'secret'), join(folder, file));
-      const error = await readModelFolder(folder).then(() => undefined, (e: Error) => e.message);
+      const error = await readModelFolder(folder).then(
+        () => undefined,
+        (e: Error) => e.message,
+      );
       expect(error).toBe(`${join(folder, file)} is a symbolic link to ${join(dir, 'secret')}; the server follows none: copy the file into the folder`);
     }
     const folder = await copy('link-tokenizer');
@@ -48,7 +51,9 @@ describe('reading a model folder', () => {
     await writeFile(join(folder, 'config.json'), `{\n  "model_type": "gpt2",\n  "n_embd": ${SECRET}\n}\n`);
     await expect(readModelFolder(folder)).rejects.toThrow(new Error(`${join(folder, 'config.json')}: not valid JSON at line 3, column 13 (InvalidSymbol)`));
     await writeFile(join(folder, 'tokenizer.json'), `{"model": {"vocab": {"a": 0, ${SECRET}}}}`);
-    await expect(readTokenizer(folder, config)).rejects.toThrow(new Error(`${join(folder, 'tokenizer.json')}: not valid JSON at line 1, column 30 (InvalidSymbol)`));
+    await expect(readTokenizer(folder, config)).rejects.toThrow(
+      new Error(`${join(folder, 'tokenizer.json')}: not valid JSON at line 1, column 30 (InvalidSymbol)`),
+    );
   });
 
   it("names where a safetensors header's JSON breaks, and never quotes it", async () => {
@@ -58,7 +63,9 @@ describe('reading a model folder', () => {
     new DataView(bytes.buffer).setBigUint64(0, BigInt(header.byteLength), true);
     bytes.set(header, 8);
     await writeFile(join(folder, 'model.safetensors'), bytes);
-    await expect(readModelFolder(folder)).rejects.toThrow(new Error(`${join(folder, 'model.safetensors')}, its header: not valid JSON at line 1, column 16 (InvalidSymbol)`));
+    await expect(readModelFolder(folder)).rejects.toThrow(
+      new Error(`${join(folder, 'model.safetensors')}, its header: not valid JSON at line 1, column 16 (InvalidSymbol)`),
+    );
   });
 
   it('refuses an index that names a weights file outside the folder', async () => {

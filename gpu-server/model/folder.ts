@@ -24,7 +24,9 @@ async function readChecked(dir: string, file: string): Promise<Buffer> {
   // O_NOFOLLOW: no symbolic link, even one put there after the run was created.
   const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW).catch(async (e: NodeJS.ErrnoException) => {
     if (e.code !== 'ELOOP') throw e;
-    throw new Error(`${path} is a symbolic link to ${await realpath(path).catch(() => 'nowhere (a loop or a missing file)')}; the server follows none: copy the file into the folder`);
+    throw new Error(
+      `${path} is a symbolic link to ${await realpath(path).catch(() => 'nowhere (a loop or a missing file)')}; the server follows none: copy the file into the folder`,
+    );
   });
   try {
     const bytes = await handle.readFile();
@@ -58,7 +60,8 @@ function readIfPresent(dir: string, file: string): Promise<Buffer | undefined> {
 /** The folder's tokenizer.json (any family); a GPT-2 folder without one gets GPT-2's BPE through js-tiktoken. */
 export async function readTokenizer(dir: string, config: ModelConfig): Promise<Tokenizer> {
   const json = await readIfPresent(dir, TOKENIZER_FILE);
-  if (json !== undefined) return tokenizerFromFiles(config, json.toString('utf8'), (await readIfPresent(dir, TOKENIZER_CONFIG_FILE))?.toString('utf8'), join(dir, TOKENIZER_FILE));
+  if (json !== undefined)
+    return tokenizerFromFiles(config, json.toString('utf8'), (await readIfPresent(dir, TOKENIZER_CONFIG_FILE))?.toString('utf8'), join(dir, TOKENIZER_FILE));
   if (familyOf(config).builtinTokenizer) return new GPT2Tokenizer();
   throw new Error(`${join(dir, TOKENIZER_FILE)}: not found; a ${familyOf(config).name} folder needs its tokenizer.json (npm run make-model writes one)`);
 }

@@ -7,7 +7,23 @@
 import * as tf from '@tensorflow/tfjs';
 import type { GPT2Config } from '../../core/model/config.ts';
 import { BLOCK_LINEARS, linearShape, param, type BlockLinear, type GPT2Model } from '../../core/model/weights.ts';
-import { attentionMask, dropout, gelu, geluBackward, lowRank, lowRankBackward, normalize, normalizeBackward, positionIds, type Adapters, type AttentionMask, type BlockAdapters, type FrozenLinear, type Linear, type Normalized } from './ops.ts';
+import {
+  attentionMask,
+  dropout,
+  gelu,
+  geluBackward,
+  lowRank,
+  lowRankBackward,
+  normalize,
+  normalizeBackward,
+  positionIds,
+  type Adapters,
+  type AttentionMask,
+  type BlockAdapters,
+  type FrozenLinear,
+  type Linear,
+  type Normalized,
+} from './ops.ts';
 
 /** A layer norm's weight and bias: tensors, or variables where they train. */
 export interface LayerNorm<V extends tf.Tensor1D = tf.Tensor1D> {
@@ -29,13 +45,22 @@ export interface GPT2Weights<L extends Linear, V extends tf.Tensor1D = tf.Tensor
 }
 
 /** Uploads blocks [firstBlock, n) and ln_f: each norm vector through `vector`, each linear through `linear`. */
-export function uploadWeights<L extends Linear, V extends tf.Tensor1D>(model: GPT2Model, firstBlock: number, vector: (t: tf.Tensor1D) => V, linear: (weight: tf.Tensor2D, bias: tf.Tensor1D) => L): GPT2Weights<L, V> {
+export function uploadWeights<L extends Linear, V extends tf.Tensor1D>(
+  model: GPT2Model,
+  firstBlock: number,
+  vector: (t: tf.Tensor1D) => V,
+  linear: (weight: tf.Tensor2D, bias: tf.Tensor1D) => L,
+): GPT2Weights<L, V> {
   const c = model.config;
-  const ln = (prefix: string): LayerNorm<V> => ({ weight: vector(tf.tensor1d(param(model, `${prefix}.weight`))), bias: vector(tf.tensor1d(param(model, `${prefix}.bias`))) });
+  const ln = (prefix: string): LayerNorm<V> => ({
+    weight: vector(tf.tensor1d(param(model, `${prefix}.weight`))),
+    bias: vector(tf.tensor1d(param(model, `${prefix}.bias`))),
+  });
   const blocks = Array.from({ length: c.nLayer }, (_, i) => {
     if (i < firstBlock) return undefined;
     const linears = {} as Record<BlockLinear, L>;
-    for (const name of BLOCK_LINEARS) linears[name] = linear(tf.tensor2d(param(model, `h.${i}.${name}.weight`), linearShape(c, name)), tf.tensor1d(param(model, `h.${i}.${name}.bias`)));
+    for (const name of BLOCK_LINEARS)
+      linears[name] = linear(tf.tensor2d(param(model, `h.${i}.${name}.weight`), linearShape(c, name)), tf.tensor1d(param(model, `h.${i}.${name}.bias`)));
     return { linears, ln1: ln(`h.${i}.ln_1`), ln2: ln(`h.${i}.ln_2`) };
   });
   return { config: c, blocks, lnF: ln('ln_f') };
@@ -66,7 +91,14 @@ export function layerNorm(x: tf.Tensor2D, ln: LayerNorm, c: GPT2Config): tf.Tens
  * Token + position embeddings: ids and mask [B, T] int32 -> [B, T, d]. `rows` picks rows of a table: tf.gather, or
  * ops.gatherRows where the tables train.
  */
-export function embed(c: GPT2Config, wte: tf.Tensor2D, wpe: tf.Tensor2D, ids: tf.Tensor2D, mask: tf.Tensor2D, rows: (table: tf.Tensor2D, ids: tf.Tensor) => tf.Tensor): tf.Tensor3D {
+export function embed(
+  c: GPT2Config,
+  wte: tf.Tensor2D,
+  wpe: tf.Tensor2D,
+  ids: tf.Tensor2D,
+  mask: tf.Tensor2D,
+  rows: (table: tf.Tensor2D, ids: tf.Tensor) => tf.Tensor,
+): tf.Tensor3D {
   const T = ids.shape[1];
   if (T > c.nPositions) throw new RangeError(`sequence length ${T} exceeds the model's n_positions (${c.nPositions}): truncate the input`);
   return tf.tidy(() => tf.add(rows(wte, ids), rows(wpe, positionIds(mask))) as tf.Tensor3D);
@@ -113,7 +145,14 @@ function merge(t: tf.Tensor): tf.Tensor2D {
  * A block on x [B*T, d]. `taped`: no autodiff tape runs (trainForward's step), so each adapted linear keeps x A for
  * blockBackward rather than have it recomputed there; the tape is complete only then.
  */
-function forward(block: Block<Linear>, x: tf.Tensor2D, shape: BatchShape, attn: AttentionMask, adapters: BlockAdapters, taped: boolean): { y: tf.Tensor2D; tape: BlockTape } {
+function forward(
+  block: Block<Linear>,
+  x: tf.Tensor2D,
+  shape: BatchShape,
+  attn: AttentionMask,
+  adapters: BlockAdapters,
+  taped: boolean,
+): { y: tf.Tensor2D; tape: BlockTape } {
   const adapted: BlockTape['adapted'] = {};
   const linear = (name: BlockLinear, input: tf.Tensor2D) => {
     const y = block.linears[name].apply(input);
@@ -139,7 +178,14 @@ function forward(block: Block<Linear>, x: tf.Tensor2D, shape: BatchShape, attn: 
 }
 
 /** Blocks [from, to) on hidden states [B, T, d], with adapters if given, differentiable by autodiff. */
-export function blocksForward(w: GPT2Weights<Linear>, hidden: tf.Tensor3D, mask: tf.Tensor2D, from: number, to = w.config.nLayer, adapters?: Adapters): tf.Tensor3D {
+export function blocksForward(
+  w: GPT2Weights<Linear>,
+  hidden: tf.Tensor3D,
+  mask: tf.Tensor2D,
+  from: number,
+  to = w.config.nLayer,
+  adapters?: Adapters,
+): tf.Tensor3D {
   const [B, T, d] = hidden.shape;
   const shape = { config: w.config, B, T };
   const attn = attentionMask(mask, w.config.nHead, d / w.config.nHead);
@@ -150,7 +196,8 @@ export function blocksForward(w: GPT2Weights<Linear>, hidden: tf.Tensor3D, mask:
 }
 
 /** A block's output and the tape for blockBackward. */
-export const tapedBlockForward = (block: Block<FrozenLinear>, x: tf.Tensor2D, shape: BatchShape, attn: AttentionMask, adapters: BlockAdapters) => forward(block, x, shape, attn, adapters, true);
+export const tapedBlockForward = (block: Block<FrozenLinear>, x: tf.Tensor2D, shape: BatchShape, attn: AttentionMask, adapters: BlockAdapters) =>
+  forward(block, x, shape, attn, adapters, true);
 
 /** A tape's tensors rebuilt by `f` in one fixed order, so that a list of them maps back onto the same fields. */
 function mapTape(t: BlockTape, f: <R extends tf.Tensor>(x: R) => R): BlockTape {
@@ -209,7 +256,10 @@ export function blockBackward(block: Block<FrozenLinear>, dy: tf.Tensor2D, tape:
   const dOut = heads(dMerged, shape);
   const dp = tf.matMul(dOut, v, false, true);
   const dScores = tf.mul(tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true))), tape.scale);
-  const dqkv = tf.concat<tf.Tensor2D>([tf.matMul(dScores, k), tf.matMul(dScores, q, true), tf.matMul(p, dOut, true)].map((t) => merge(t)), 1);
+  const dqkv = tf.concat<tf.Tensor2D>(
+    [tf.matMul(dScores, k), tf.matMul(dScores, q, true), tf.matMul(p, dOut, true)].map((t) => merge(t)),
+    1,
+  );
   const da = linear('attn.c_attn', dqkv);
   return { dx: da && (tf.add(dx2, layerNorm(da, block.ln1, tape.ln1)) as tf.Tensor2D), grads };
 }

@@ -17,7 +17,12 @@ export class TrainableGPT2 {
 
   constructor(model: GPT2Model) {
     const c = (this.config = model.config);
-    this.weights = uploadWeights(model, 0, (t) => tf.variable(t), (weight, bias) => new TrainableLinear(weight, bias));
+    this.weights = uploadWeights(
+      model,
+      0,
+      (t) => tf.variable(t),
+      (weight, bias) => new TrainableLinear(weight, bias),
+    );
     const table = (name: string, rows: number) => tf.variable(tf.tensor2d(param(model, name), [rows, c.nEmbd]));
     this.wte = table('wte.weight', c.vocabSize);
     this.wpe = table('wpe.weight', c.nPositions);
@@ -44,7 +49,10 @@ export class TrainableGPT2 {
     ]);
     for (let i = 0; i < this.config.nLayer; i++) {
       const b = blockAt(this.weights, i);
-      for (const [n, ln] of [['ln_1', b.ln1], ['ln_2', b.ln2]] as const) {
+      for (const [n, ln] of [
+        ['ln_1', b.ln1],
+        ['ln_2', b.ln2],
+      ] as const) {
         out.set(`h.${i}.${n}.weight`, ln.weight);
         out.set(`h.${i}.${n}.bias`, ln.bias);
       }

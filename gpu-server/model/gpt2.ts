@@ -12,7 +12,19 @@
 import * as tf from '@tensorflow/tfjs';
 import { BLOCK_LINEARS, param, SCORE, type GPT2Model } from '../../core/model/weights.ts';
 import type { GPT2Config } from '../../core/model/config.ts';
-import { blockAt, blockBackward, blocksForward, disposeWeights, embed, layerNorm, savedTape, tapedBlockForward, tapeTensors, uploadWeights, type GPT2Weights } from './gpt2-block.ts';
+import {
+  blockAt,
+  blockBackward,
+  blocksForward,
+  disposeWeights,
+  embed,
+  layerNorm,
+  savedTape,
+  tapedBlockForward,
+  tapeTensors,
+  uploadWeights,
+  type GPT2Weights,
+} from './gpt2-block.ts';
 import { attentionMask, chunkedLmLoss, FrozenLinear, labelledRows, lastTokens, type Adapters } from './ops.ts';
 
 export class TfGPT2 {
@@ -28,7 +40,12 @@ export class TfGPT2 {
   constructor(model: GPT2Model, { firstBlock = 0 }: { firstBlock?: number } = {}) {
     this.model = model;
     const c = (this.config = model.config);
-    this.weights = uploadWeights(model, firstBlock, (t) => t, (weight, bias) => new FrozenLinear(weight, bias));
+    this.weights = uploadWeights(
+      model,
+      firstBlock,
+      (t) => t,
+      (weight, bias) => new FrozenLinear(weight, bias),
+    );
     const score = model.params.get(SCORE);
     if (score) {
       const scoreT = tf.tensor2d(score, [c.numLabels, c.nEmbd]); // nn.Linear layout [out, in]
@@ -100,7 +117,14 @@ export class TfGPT2 {
    * Loss and gradients of `variables` (adapters, and any head the loss uses) for training adapters on blocks
    * [from, n) through the hand-written backward; `loss` maps the final hidden states to a scalar.
    */
-  lossAndGradients(hidden: tf.Tensor3D, mask: tf.Tensor2D, from: number, adapters: Adapters, variables: tf.Variable[], loss: (final: tf.Tensor3D) => tf.Scalar): { loss: tf.Scalar; grads: Record<string, tf.Tensor> } {
+  lossAndGradients(
+    hidden: tf.Tensor3D,
+    mask: tf.Tensor2D,
+    from: number,
+    adapters: Adapters,
+    variables: tf.Variable[],
+    loss: (final: tf.Tensor3D) => tf.Scalar,
+  ): { loss: tf.Scalar; grads: Record<string, tf.Tensor> } {
     const { value, grads } = tf.variableGrads(() => loss(this.trainForward(hidden, mask, from, adapters)), variables);
     return { loss: value, grads };
   }

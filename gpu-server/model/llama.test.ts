@@ -15,8 +15,20 @@ import { chunkedLmLoss } from './ops.ts';
 
 const V = 97;
 const config = llamaConfig({
-  nLayer: 3, nEmbd: 32, nHead: 4, nKvHead: 2, headDim: 8, nInner: 48, vocabSize: V, nPositions: 64, bosTokenId: 1, eosTokenIds: [2], padTokenId: 0,
-  ropeTheta: 10000, ropeScaling: { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 16 }, tieWordEmbeddings: false,
+  nLayer: 3,
+  nEmbd: 32,
+  nHead: 4,
+  nKvHead: 2,
+  headDim: 8,
+  nInner: 48,
+  vocabSize: V,
+  nPositions: 64,
+  bosTokenId: 1,
+  eosTokenIds: [2],
+  padTokenId: 0,
+  ropeTheta: 10000,
+  ropeScaling: { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 16 },
+  tieWordEmbeddings: false,
 });
 const model = initLlama(config, { seed: 3, normNoise: 0.2 });
 for (const [name, p] of model.params) if (/(q_proj|k_proj|embed_tokens|lm_head)/.test(name)) p.forEach((v, i) => (p[i] = v * 10));
@@ -69,10 +81,11 @@ describe('TF.js Llama (wasm backend) against the float64 reference', () => {
   });
 
   it.each([1, 3])('hidden states at cut %i equal the reference (1e-4), left- and right-padded', (cut) => {
-    for (const b of [right, left]) expect(maxAbsDiff(net.hidden(t2(b.ids, b), t2(b.mask, b), cut).dataSync(), llamaReferenceHidden(model, b.ids, b.mask, b.B, b.T, cut))).toBeLessThan(1e-4);
+    for (const b of [right, left])
+      expect(maxAbsDiff(net.hidden(t2(b.ids, b), t2(b.mask, b), cut).dataSync(), llamaReferenceHidden(model, b.ids, b.mask, b.B, b.T, cut))).toBeLessThan(1e-4);
   });
 
-  it('LoRA on every attention projection: the loss of a batch from the cut equals the merged model\'s float64 loss, and the checkpointed backward\'s gradients equal plain autodiff', () => {
+  it("LoRA on every attention projection: the loss of a batch from the cut equals the merged model's float64 loss, and the checkpointed backward's gradients equal plain autodiff", () => {
     const lora = new LoraAdapters(config, { rank: 4, alpha: 8, dropout: 0, targets: TARGETS, from: 1 }, 1);
     const w = randomAdapter(lora, 2);
     loadInto(lora, w);
@@ -96,10 +109,18 @@ describe('TF.js Llama (wasm backend) against the float64 reference', () => {
   it('the chunked LM loss equals the whole-vocabulary softmax cross-entropy, value and gradient, for any chunk size', () => {
     const rng = new Random(9);
     const N = 37;
-    const h = tf.tensor2d(Float32Array.from({ length: N * 32 }, () => rng.normal()), [N, 32]);
-    const w = tf.tensor2d(Float32Array.from({ length: V * 32 }, () => rng.normal() * 0.3), [V, 32]);
+    const h = tf.tensor2d(
+      Float32Array.from({ length: N * 32 }, () => rng.normal()),
+      [N, 32],
+    );
+    const w = tf.tensor2d(
+      Float32Array.from({ length: V * 32 }, () => rng.normal() * 0.3),
+      [V, 32],
+    );
     const labels = Int32Array.from({ length: N }, () => Math.floor(rng.uniform() * V));
-    const whole = tf.valueAndGrad((x: tf.Tensor) => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(labels, 'int32'), V), tf.matMul(x as tf.Tensor2D, w, false, true)) as tf.Scalar)(h);
+    const whole = tf.valueAndGrad(
+      (x: tf.Tensor) => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.tensor1d(labels, 'int32'), V), tf.matMul(x as tf.Tensor2D, w, false, true)) as tf.Scalar,
+    )(h);
     const wT = tf.transpose(w); // the head outlives the step, as the model's does
     for (const chunk of [1, 8, 64]) {
       const got = tf.valueAndGrad((x: tf.Tensor) => chunkedLmLoss(x as tf.Tensor2D, wT, w, labels, chunk))(h);
@@ -108,7 +129,7 @@ describe('TF.js Llama (wasm backend) against the float64 reference', () => {
     }
   });
 
-  it('greedy generation with the KV cache gives the tokens of recomputing the whole sequence, and of the float64 reference\'s argmax', async () => {
+  it("greedy generation with the KV cache gives the tokens of recomputing the whole sequence, and of the float64 reference's argmax", async () => {
     const lora = new LoraAdapters(config, { rank: 4, alpha: 8, dropout: 0, targets: TARGETS, from: 1 }, 1);
     const w = randomAdapter(lora, 4);
     loadInto(lora, w);
@@ -120,7 +141,17 @@ describe('TF.js Llama (wasm backend) against the float64 reference', () => {
     const tokens = [...prompt];
     for (let s = 0; s < 12; s++) {
       const T = tokens.length;
-      const logits = llamaReferenceLogits(merged, llamaReferenceHidden(merged, tokens, tokens.map(() => 1), 1, T), T).subarray((T - 1) * V);
+      const logits = llamaReferenceLogits(
+        merged,
+        llamaReferenceHidden(
+          merged,
+          tokens,
+          tokens.map(() => 1),
+          1,
+          T,
+        ),
+        T,
+      ).subarray((T - 1) * V);
       tokens.push(logits.indexOf(Math.max(...logits)));
     }
     expect(cached).toEqual(tokens.slice(prompt.length));
@@ -141,13 +172,22 @@ describe('TF.js Llama (wasm backend) against the float64 reference', () => {
 });
 
 describe('PEFT adapters for LlamaForCausalLM', () => {
-  it('writes PEFT\'s keys and config (CAUSAL_LM, fan_in_fan_out false) and reads them back; the merged weights give the adapted model', async () => {
+  it("writes PEFT's keys and config (CAUSAL_LM, fan_in_fan_out false) and reads them back; the merged weights give the adapted model", async () => {
     await initBackend('wasm');
     const lora = new LoraAdapters(config, { rank: 4, alpha: 8, dropout: 0.05, targets: ['self_attn.q_proj', 'self_attn.v_proj'], from: 1 }, 1);
     const w = { ...randomAdapter(lora, 6), dropout: 0.05 };
     const files = adapterFiles(w, config, 'tiny-llama');
     const peft = JSON.parse(new TextDecoder().decode(files['adapter_config.json']));
-    expect(peft).toMatchObject({ peft_type: 'LORA', task_type: 'CAUSAL_LM', fan_in_fan_out: false, target_modules: ['q_proj', 'v_proj'], layers_pattern: 'layers', layers_to_transform: [1, 2], r: 4, lora_alpha: 8 });
+    expect(peft).toMatchObject({
+      peft_type: 'LORA',
+      task_type: 'CAUSAL_LM',
+      fan_in_fan_out: false,
+      target_modules: ['q_proj', 'v_proj'],
+      layers_pattern: 'layers',
+      layers_to_transform: [1, 2],
+      r: 4,
+      lora_alpha: 8,
+    });
     const back = parseAdapter(files, config);
     expect(back.targets).toEqual(['self_attn.q_proj', 'self_attn.v_proj']);
     for (const [k, a] of w.a) expect(back.a.get(k)).toEqual(a);
@@ -158,7 +198,9 @@ describe('PEFT adapters for LlamaForCausalLM', () => {
     const mergedNet = new TfLlama(mergeAdapter(model, back));
     const withAdapter = tf.tidy(() => net.blocksForward(net.embed(t2(right.ids, right)), t2(right.mask, right), 0, undefined, lora.adapters(false)).dataSync());
     expect(maxAbsDiff(mergedNet.hidden(t2(right.ids, right), t2(right.mask, right)).dataSync(), withAdapter)).toBeLessThan(1e-4);
-    expect(() => parseAdapter({ ...files, 'adapter_config.json': new TextEncoder().encode(JSON.stringify({ ...peft, fan_in_fan_out: true })) }, config, 'a')).toThrow("a/adapter_config.json: fan_in_fan_out must be false for Llama's nn.Linear layers");
+    expect(() =>
+      parseAdapter({ ...files, 'adapter_config.json': new TextEncoder().encode(JSON.stringify({ ...peft, fan_in_fan_out: true })) }, config, 'a'),
+    ).toThrow("a/adapter_config.json: fan_in_fan_out must be false for Llama's nn.Linear layers");
     net.dispose();
     mergedNet.dispose();
     lora.dispose();

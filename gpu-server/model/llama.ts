@@ -14,7 +14,19 @@ import { ropeInvFreq } from '../../core/model/llama/reference.ts';
 import { LLAMA_LINEARS, llamaLinearShape, LM_HEAD, type LlamaLinear, type LlamaModel } from '../../core/model/llama/weights.ts';
 import { requireParam } from '../../core/model/params.ts';
 import { decode, type DecodeOptions, type DecodeStep } from './decode.ts';
-import { attentionMask, chunkedLmLoss, dropout, FrozenLinear, labelledRows, lastTokens, lowRank, positionIds, type Adapters, type AttentionMask, type BlockAdapters } from './ops.ts';
+import {
+  attentionMask,
+  chunkedLmLoss,
+  dropout,
+  FrozenLinear,
+  labelledRows,
+  lastTokens,
+  lowRank,
+  positionIds,
+  type Adapters,
+  type AttentionMask,
+  type BlockAdapters,
+} from './ops.ts';
 
 interface Block {
   inputNorm: tf.Tensor1D;
@@ -116,7 +128,16 @@ export class TfLlama {
    * Block i on x [B*n, d] (n positions per row). `past` holds the keys and values of earlier positions (a KV
    * cache); the block returns its output and the keys and values including the new positions.
    */
-  private block(i: number, x: tf.Tensor2D, B: number, n: number, attn: AttentionMask, rotary: Rotary, adapters: BlockAdapters, past?: { k: tf.Tensor4D; v: tf.Tensor4D }) {
+  private block(
+    i: number,
+    x: tf.Tensor2D,
+    B: number,
+    n: number,
+    attn: AttentionMask,
+    rotary: Rotary,
+    adapters: BlockAdapters,
+    past?: { k: tf.Tensor4D; v: tf.Tensor4D },
+  ) {
     const block = this.blocks[i];
     if (!block) throw new Error(`block ${i} is below this model's first block; it runs on the device`);
     const { nHead: H, nKvHead: KV, headDim: hd } = this.config;
@@ -136,7 +157,10 @@ export class TfLlama {
     let v = heads(linear('self_attn.v_proj', h), KV, false);
     if (past) [k, v] = [tf.concat([past.k, k], 2), tf.concat([past.v, v], 2)];
     const p = tf.softmax(tf.add(tf.mul(tf.matMul(q, this.repeatKv(k), false, true), attn.scale), attn.fill));
-    const o = tf.matMul(p, this.repeatKv(v)).transpose([0, 2, 1, 3]).reshape([B * n, H * hd]) as tf.Tensor2D;
+    const o = tf
+      .matMul(p, this.repeatKv(v))
+      .transpose([0, 2, 1, 3])
+      .reshape([B * n, H * hd]) as tf.Tensor2D;
     const x2 = tf.add(x, linear('self_attn.o_proj', o)) as tf.Tensor2D;
     const h2 = this.rmsNorm(x2, block.postNorm);
     const gate = linear('mlp.gate_proj', h2);
@@ -162,7 +186,14 @@ export class TfLlama {
    * from above (gradient checkpointing, as explicit top-level gradient calls: TF.js cannot nest them inside a custom
    * gradient). The hidden states get no gradient (nothing goes back to devices). The caller disposes the results.
    */
-  lossAndGradients(hidden: tf.Tensor3D, mask: tf.Tensor2D, from: number, adapters: Adapters, variables: tf.Variable[], loss: (final: tf.Tensor3D) => tf.Scalar): { loss: tf.Scalar; grads: Record<string, tf.Tensor> } {
+  lossAndGradients(
+    hidden: tf.Tensor3D,
+    mask: tf.Tensor2D,
+    from: number,
+    adapters: Adapters,
+    variables: tf.Variable[],
+    loss: (final: tf.Tensor3D) => tf.Scalar,
+  ): { loss: tf.Scalar; grads: Record<string, tf.Tensor> } {
     const [B, T, d] = hidden.shape;
     const attn = attentionMask(mask, this.config.nHead, this.config.headDim);
     const rotary = this.rotary(positionIds(mask));

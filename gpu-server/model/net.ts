@@ -7,5 +7,7 @@ export type ServerNet = TfGPT2 | TfLlama;
 
 /** Uploads blocks [firstBlock, n) and the heads; blocks below firstBlock run on the devices. */
 export function serverNet(model: Model, { firstBlock = 0 }: { firstBlock?: number } = {}): ServerNet {
-  return model.config.modelType === 'llama' ? new TfLlama({ ...model, config: model.config }, { firstBlock }) : new TfGPT2({ ...model, config: model.config }, { firstBlock });
+  return model.config.modelType === 'llama'
+    ? new TfLlama({ ...model, config: model.config }, { firstBlock })
+    : new TfGPT2({ ...model, config: model.config }, { firstBlock });
 }

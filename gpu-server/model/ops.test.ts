@@ -17,7 +17,9 @@ describe('differentiable steps (wasm backend) against the plain ops', () => {
     const loss = (f: (x: tf.Tensor2D) => tf.Tensor) => (x: tf.Tensor) => tf.sum(tf.mul(f(x as tf.Tensor2D), dy));
     const plain = (x: tf.Tensor2D) => tf.add(tf.matMul(x, w), b);
     expect(maxAbsDiff(frozen.apply(x).dataSync(), plain(x).dataSync())).toBeLessThan(1e-6);
-    const got = tf.grad(loss((x) => frozen.apply(x)))(x).dataSync();
+    const got = tf
+      .grad(loss((x) => frozen.apply(x)))(x)
+      .dataSync();
     const want = tf.grad(loss(plain))(x).dataSync();
     expect(maxAbsDiff(got, want)).toBeLessThan(1e-5);
   });
@@ -27,8 +29,16 @@ describe('differentiable steps (wasm backend) against the plain ops', () => {
     const dy = tf.randomNormal([5, 7], 0, 1, 'float32', 10);
     const plain = (v: tf.Tensor) => tf.mul(tf.mul(v, 0.5), tf.add(1, tf.tanh(tf.mul(tf.add(v, tf.mul(tf.pow(v, 3), 0.044715)), Math.sqrt(2 / Math.PI)))));
     expect(maxAbsDiff(gelu(x).dataSync(), plain(x).dataSync())).toBeLessThan(1e-5);
-    const g = (f: (v: tf.Tensor) => tf.Tensor) => tf.grad((v: tf.Tensor) => tf.sum(tf.mul(f(v), dy)))(x).dataSync();
-    expect(maxAbsDiff(g((v) => gelu(v as tf.Tensor2D)), g(plain))).toBeLessThan(1e-4);
+    const g = (f: (v: tf.Tensor) => tf.Tensor) =>
+      tf
+        .grad((v: tf.Tensor) => tf.sum(tf.mul(f(v), dy)))(x)
+        .dataSync();
+    expect(
+      maxAbsDiff(
+        g((v) => gelu(v as tf.Tensor2D)),
+        g(plain),
+      ),
+    ).toBeLessThan(1e-4);
   });
 
   it('the low-rank term (x A) B gives the value and gradients of autodiff of plain MatMuls (1e-5)', () => {
@@ -36,7 +46,8 @@ describe('differentiable steps (wasm backend) against the plain ops', () => {
     const a = tf.randomNormal([8, 3], 0, 1, 'float32', 12) as tf.Tensor2D;
     const b = tf.randomNormal([3, 5], 0, 1, 'float32', 13) as tf.Tensor2D;
     const dy = tf.randomNormal([6, 5], 0, 1, 'float32', 14);
-    const loss = (f: (x: tf.Tensor2D, a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor) => (x: tf.Tensor, a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(f(x as tf.Tensor2D, a as tf.Tensor2D, b as tf.Tensor2D), dy));
+    const loss = (f: (x: tf.Tensor2D, a: tf.Tensor2D, b: tf.Tensor2D) => tf.Tensor) => (x: tf.Tensor, a: tf.Tensor, b: tf.Tensor) =>
+      tf.sum(tf.mul(f(x as tf.Tensor2D, a as tf.Tensor2D, b as tf.Tensor2D), dy));
     const plain = (x: tf.Tensor2D, a: tf.Tensor2D, b: tf.Tensor2D) => tf.matMul(tf.matMul(x, a), b);
     expect(maxAbsDiff(lowRank(x, a, b).dataSync(), plain(x, a, b).dataSync())).toBeLessThan(1e-5);
     const got = tf.grads(loss(lowRank))([x, a, b]);
@@ -49,11 +60,26 @@ describe('differentiable steps (wasm backend) against the plain ops', () => {
 
   it('rows of a table give the gradient of a plain one-hot product, repeated ids summed', () => {
     const table = tf.randomNormal([7, 4], 0, 1, 'float32', 15) as tf.Tensor2D;
-    const ids = tf.tensor2d([[1, 3, 3], [0, 3, 6]], [2, 3], 'int32');
+    const ids = tf.tensor2d(
+      [
+        [1, 3, 3],
+        [0, 3, 6],
+      ],
+      [2, 3],
+      'int32',
+    );
     const dy = tf.randomNormal([2, 3, 4], 0, 1, 'float32', 16);
     const plain = (t: tf.Tensor2D) => tf.matMul(tf.oneHot(ids.reshape([-1]), 7), t).reshape([2, 3, 4]);
     expect(maxAbsDiff(gatherRows(table, ids).dataSync(), plain(table).dataSync())).toBe(0);
-    const g = (f: (t: tf.Tensor2D) => tf.Tensor) => tf.grad((t: tf.Tensor) => tf.sum(tf.mul(f(t as tf.Tensor2D), dy)))(table).dataSync();
-    expect(maxAbsDiff(g((t) => gatherRows(t, ids)), g(plain))).toBeLessThan(1e-5);
+    const g = (f: (t: tf.Tensor2D) => tf.Tensor) =>
+      tf
+        .grad((t: tf.Tensor) => tf.sum(tf.mul(f(t as tf.Tensor2D), dy)))(table)
+        .dataSync();
+    expect(
+      maxAbsDiff(
+        g((t) => gatherRows(t, ids)),
+        g(plain),
+      ),
+    ).toBeLessThan(1e-5);
   });
 });

@@ -236,7 +236,12 @@ export function labelledRows(final: tf.Tensor3D, labels: Int32Array): { rows: tf
 export function chunkedLmLoss(h: tf.Tensor2D, headT: tf.Tensor2D, head: tf.Tensor2D, labels: Int32Array, chunk = 64): tf.Scalar {
   const [N] = h.shape;
   if (labels.length !== N) throw new Error(`${labels.length} labels for ${N} rows`);
-  const parts = (x: tf.Tensor2D) => Array.from({ length: Math.ceil(N / chunk) }, (_, i) => [i * chunk, Math.min(chunk, N - i * chunk)] as const).map(([at, n]) => ({ at, n, x: tf.slice(x, [at, 0], [n, -1]) as tf.Tensor2D }));
+  const parts = (x: tf.Tensor2D) =>
+    Array.from({ length: Math.ceil(N / chunk) }, (_, i) => [i * chunk, Math.min(chunk, N - i * chunk)] as const).map(([at, n]) => ({
+      at,
+      n,
+      x: tf.slice(x, [at, 0], [n, -1]) as tf.Tensor2D,
+    }));
   const oneHot = (at: number, n: number) => tf.oneHot(tf.tensor1d(labels.subarray(at, at + n), 'int32'), head.shape[0]);
   const fn = tf.customGrad((x, save) => {
     (save as tf.GradSaveFunc)([x as tf.Tensor2D]);
@@ -253,7 +258,9 @@ export function chunkedLmLoss(h: tf.Tensor2D, headT: tf.Tensor2D, head: tf.Tenso
       gradFunc: (dy, [xs]) =>
         tf.tidy(() => {
           const scale = tf.div(dy, N);
-          return tf.concat(parts(xs as tf.Tensor2D).map(({ at, n, x: rows }) => tf.mul(tf.matMul(tf.sub(tf.softmax(tf.matMul(rows, headT)), oneHot(at, n)), head), scale)));
+          return tf.concat(
+            parts(xs as tf.Tensor2D).map(({ at, n, x: rows }) => tf.mul(tf.matMul(tf.sub(tf.softmax(tf.matMul(rows, headT)), oneHot(at, n)), head), scale)),
+          );
         }),
     };
   }) as (x: tf.Tensor2D) => tf.Scalar;

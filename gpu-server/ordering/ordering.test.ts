@@ -34,7 +34,9 @@ describe('client orderings', () => {
   });
 
   it('a fixed order must list each device once', () => {
-    expect(() => orderFor({ kind: 'fixed', order: ['a', 'b'] }, { round: 0, devices, seed: 0 })).toThrow(/the fixed order must list every device once: missing c, d, e, f, g/);
+    expect(() => orderFor({ kind: 'fixed', order: ['a', 'b'] }, { round: 0, devices, seed: 0 })).toThrow(
+      /the fixed order must list every device once: missing c, d, e, f, g/,
+    );
     expect(() => orderFor({ kind: 'fixed', order: [...devices, 'zz'] }, { round: 0, devices, seed: 0 })).toThrow(/unknown zz/);
   });
 
@@ -58,7 +60,10 @@ describe('client orderings', () => {
     let after = 0;
     for (let seed = 0; seed < 20; seed++) {
       const vs = updates(9, 64, 100 + seed);
-      before += largestPrefixSum(vs, vs.map((_, i) => i));
+      before += largestPrefixSum(
+        vs,
+        vs.map((_, i) => i),
+      );
       after += largestPrefixSum(vs, pairBalance(vs));
     }
     expect(after).toBeLessThan(before);

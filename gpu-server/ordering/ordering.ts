@@ -5,11 +5,7 @@
  */
 import { Random } from '../../core/random.ts';
 
-export type OrderingSpec =
-  | { kind: 'random-reshuffle' }
-  | { kind: 'shuffle-once' }
-  | { kind: 'fixed'; order: string[] }
-  | { kind: 'grab'; order?: string[] };
+export type OrderingSpec = { kind: 'random-reshuffle' } | { kind: 'shuffle-once' } | { kind: 'fixed'; order: string[] } | { kind: 'grab'; order?: string[] };
 
 export interface OrderingInput {
   round: number;
@@ -32,7 +28,9 @@ function checkPermutation(order: readonly string[], devices: readonly string[], 
   const missing = devices.filter((d) => !order.includes(d));
   const extra = order.filter((d) => !devices.includes(d));
   if (missing.length || extra.length || new Set(order).size !== order.length) {
-    throw new Error(`${what} must list every device once: ${[missing.length ? `missing ${missing.join(', ')}` : '', extra.length ? `unknown ${extra.join(', ')}` : ''].filter(Boolean).join('; ') || 'duplicates'}`);
+    throw new Error(
+      `${what} must list every device once: ${[missing.length ? `missing ${missing.join(', ')}` : '', extra.length ? `unknown ${extra.join(', ')}` : ''].filter(Boolean).join('; ') || 'duplicates'}`,
+    );
   }
   return [...order];
 }
@@ -48,11 +46,13 @@ export function orderFor(spec: OrderingSpec, input: OrderingInput): string[] {
     case 'grab': {
       if (!input.previous) return spec.order ? checkPermutation(spec.order, input.devices, 'the initial GraB order') : [...input.devices];
       const { order, updates } = input.previous;
-      return pairBalance(order.map((d) => {
-        const u = updates.get(d);
-        if (!u) throw new Error(`GraB needs the previous round's update of device ${d}`);
-        return u;
-      })).map((i) => order[i]);
+      return pairBalance(
+        order.map((d) => {
+          const u = updates.get(d);
+          if (!u) throw new Error(`GraB needs the previous round's update of device ${d}`);
+          return u;
+        }),
+      ).map((i) => order[i]);
     }
   }
 }

@@ -24,7 +24,23 @@ import { gatherRows } from './rows.ts';
 v8.setFlagsFromString('--expose-gc');
 
 /** Grouped-query attention (4 heads on 2), 3 blocks. */
-const tinyLlama = () => initLlama(llamaConfig({ nLayer: 3, nEmbd: 32, nHead: 4, nKvHead: 2, headDim: 8, nInner: 48, vocabSize: 97, nPositions: 64, bosTokenId: 1, eosTokenIds: [2], padTokenId: 0 }), { seed: 2, normNoise: 0.1 });
+const tinyLlama = () =>
+  initLlama(
+    llamaConfig({
+      nLayer: 3,
+      nEmbd: 32,
+      nHead: 4,
+      nKvHead: 2,
+      headDim: 8,
+      nInner: 48,
+      vocabSize: 97,
+      nPositions: 64,
+      bosTokenId: 1,
+      eosTokenIds: [2],
+      padTokenId: 0,
+    }),
+    { seed: 2, normNoise: 0.1 },
+  );
 const gc = vm.runInNewContext('gc') as () => void;
 
 const ORT = { provider: 'cpu' as const, threads: 1 };
@@ -39,7 +55,7 @@ describe('onnxruntime blocks (ort-cpu)', () => {
     ['all four linears', false, ALL, 1],
     ['only mlp.c_proj (the backward stops above attention)', false, ['mlp.c_proj'] as BlockLinear[], 1],
     ['all four linears, LoRA dropout, the last block alone adapted', true, ALL, 2],
-  ])('one step gives the cpu backend\'s loss and LoRA gradients within 1e-4 (relative): %s', async (_, training, targets, deepestCut) => {
+  ])("one step gives the cpu backend's loss and LoRA gradients within 1e-4 (relative): %s", async (_, training, targets, deepestCut) => {
     await initBackend('cpu');
     const cpu = await tinyStepGradients({ training, targets, deepestCut });
     const ort = await tinyStepGradients({ training, targets, deepestCut, blocks: ORT });
@@ -59,7 +75,10 @@ describe('onnxruntime blocks (ort-cpu)', () => {
     const rng = new Random(7);
     const random = (n: number) => Float32Array.from({ length: n }, () => rng.normal());
     const perBlock: BlockArrays[] = [];
-    for (const i of [1, 2]) perBlock[i] = Object.fromEntries(targets.map((t) => [t, { a: random(linearInOut(model.config, t)[0] * 2), b: random(2 * linearInOut(model.config, t)[1]) }]));
+    for (const i of [1, 2])
+      perBlock[i] = Object.fromEntries(
+        targets.map((t) => [t, { a: random(linearInOut(model.config, t)[0] * 2), b: random(2 * linearInOut(model.config, t)[1]) }]),
+      );
     const hidden = Float32Array.from({ length: B * T * d }, () => rng.normal());
     // Right padding: the last tokens sit at different positions.
     const rows = lastTokenIndex(batch.mask, B, T).map((t, b) => b * T + t);
@@ -123,33 +142,55 @@ describe('onnxruntime blocks (ort-cpu)', () => {
     ['only mlp.down_proj (the backward stops above the MLP)', ['mlp.down_proj'], false, 'causal-lm', 1],
     // A classifier's last block runs pooled: with dx, and as the lowest adapted block.
     ['classification, every linear, LoRA dropout', EVERY_LLAMA_LINEAR, true, 'classification', 1],
-    ['classification, q/k/v/o, the last block alone adapted', ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj'], false, 'classification', 2],
-  ] as const)("Llama (GQA, llama3 rope, causal-LM loss over chunks of the LM head or a classifier, a frozen block below the cut): one step equals TF.js cpu within 1e-4: %s", async (_, targets, training, task, deepestCut) => {
-    await initBackend('cpu');
-    const llama = tinyLlama();
-    const [B, T] = [5, 12];
-    const rng = new Random(4);
-    // Left padding in the first row: its positions (and so its rotary angles) start at the first real token; right
-    // padding in the second: its last token is not the last position.
-    const mask = Int32Array.from({ length: B * T }, (_, i) => (i < 2 || (i >= T + 9 && i < 2 * T) ? 0 : 1));
-    // 40 labelled rows: two runs of the LM head graph (32 rows each at most).
-    const labels = task === 'classification' ? Int32Array.from({ length: B }, (_, i) => i % 2) : Int32Array.from({ length: B * T }, (_, i) => (i % 3 === 0 ? IGNORE_INDEX : (i * 7) % 97));
-    // Cut 0 under a deeper cut: the blocks below it run frozen (onnxruntime's inference graph) before the adapted ones.
-    const batch = { cut: 0, rows: B, seqLen: T, hidden: Float32Array.from({ length: B * T * 32 }, () => rng.normal()), mask, labels };
-    const step = async (blocks?: typeof ORT) => {
-      const t = new Trainer(llama, { lora: { rank: 2, alpha: 4, dropout: training ? 0.2 : 0, targets: [...targets] }, optimizer: {}, schedule: { lr: 0.01, warmupSteps: 0, kind: 'constant' }, seed: 5 }, deepestCut, { task, blocks });
-      for (const [key, b] of t.lora.b) b.assign(tf.randomNormal(b.shape, 0, 0.1, 'float32', key.length));
-      const { loss, grads } = await t.lossAndGradientsAsync(batch, training);
-      const out = { loss: loss.dataSync()[0]!, grads: t.variables().map((v) => grads[v.name]!.dataSync() as Float32Array) };
-      tf.dispose([loss, ...Object.values(grads)]);
-      t.dispose();
-      return out;
-    };
-    const cpu = await step();
-    const ort = await step(ORT);
-    const diff = maxRelativeDifference(ort, cpu);
-    expect(diff).toBeLessThan(1e-4);
-    // Two implementations ran: float32 rounding differs somewhere.
-    expect(diff).toBeGreaterThan(0);
-  });
+    [
+      'classification, q/k/v/o, the last block alone adapted',
+      ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj'],
+      false,
+      'classification',
+      2,
+    ],
+  ] as const)(
+    'Llama (GQA, llama3 rope, causal-LM loss over chunks of the LM head or a classifier, a frozen block below the cut): one step equals TF.js cpu within 1e-4: %s',
+    async (_, targets, training, task, deepestCut) => {
+      await initBackend('cpu');
+      const llama = tinyLlama();
+      const [B, T] = [5, 12];
+      const rng = new Random(4);
+      // Left padding in the first row: its positions (and so its rotary angles) start at the first real token; right
+      // padding in the second: its last token is not the last position.
+      const mask = Int32Array.from({ length: B * T }, (_, i) => (i < 2 || (i >= T + 9 && i < 2 * T) ? 0 : 1));
+      // 40 labelled rows: two runs of the LM head graph (32 rows each at most).
+      const labels =
+        task === 'classification'
+          ? Int32Array.from({ length: B }, (_, i) => i % 2)
+          : Int32Array.from({ length: B * T }, (_, i) => (i % 3 === 0 ? IGNORE_INDEX : (i * 7) % 97));
+      // Cut 0 under a deeper cut: the blocks below it run frozen (onnxruntime's inference graph) before the adapted ones.
+      const batch = { cut: 0, rows: B, seqLen: T, hidden: Float32Array.from({ length: B * T * 32 }, () => rng.normal()), mask, labels };
+      const step = async (blocks?: typeof ORT) => {
+        const t = new Trainer(
+          llama,
+          {
+            lora: { rank: 2, alpha: 4, dropout: training ? 0.2 : 0, targets: [...targets] },
+            optimizer: {},
+            schedule: { lr: 0.01, warmupSteps: 0, kind: 'constant' },
+            seed: 5,
+          },
+          deepestCut,
+          { task, blocks },
+        );
+        for (const [key, b] of t.lora.b) b.assign(tf.randomNormal(b.shape, 0, 0.1, 'float32', key.length));
+        const { loss, grads } = await t.lossAndGradientsAsync(batch, training);
+        const out = { loss: loss.dataSync()[0]!, grads: t.variables().map((v) => grads[v.name]!.dataSync() as Float32Array) };
+        tf.dispose([loss, ...Object.values(grads)]);
+        t.dispose();
+        return out;
+      };
+      const cpu = await step();
+      const ort = await step(ORT);
+      const diff = maxRelativeDifference(ort, cpu);
+      expect(diff).toBeLessThan(1e-4);
+      // Two implementations ran: float32 rounding differs somewhere.
+      expect(diff).toBeGreaterThan(0);
+    },
+  );
 });

@@ -55,7 +55,17 @@ export interface Tape {
 /** Keys and values of the positions seen so far, by block. */
 export type KvCache = Array<{ k: ort.Tensor; v: ort.Tensor }>;
 
-type Graph = 'forward' | 'backward' | 'backward-lowest' | 'forward-pooled' | 'backward-pooled' | 'backward-lowest-pooled' | 'infer-adapted' | 'infer-frozen' | 'lm-loss' | 'lm-logits';
+type Graph =
+  | 'forward'
+  | 'backward'
+  | 'backward-lowest'
+  | 'forward-pooled'
+  | 'backward-pooled'
+  | 'backward-lowest-pooled'
+  | 'infer-adapted'
+  | 'infer-frozen'
+  | 'lm-loss'
+  | 'lm-logits';
 
 /** Rows of the LM head per run: 32 x 128,256 logits (16 MB) at Llama-3's vocabulary, never a batch's all at once. */
 const LM_HEAD_ROWS = 32;
@@ -135,7 +145,9 @@ export class OrtBlocks {
       const [inp, outDim] = this.family.linearInOut(linear);
       out[`${linear}.lora_A`] = f32(a, [inp, this.spec.rank]);
       out[`${linear}.lora_B`] = f32(b, [this.spec.rank, outDim]);
-      if (keep) out[`${linear}.keep`] = pooled && this.family.pooled!.linears.includes(linear) ? f32(gatherRows(keep, pooled, inp), [pooled.length, inp]) : f32(keep, [B * T, inp]);
+      if (keep)
+        out[`${linear}.keep`] =
+          pooled && this.family.pooled!.linears.includes(linear) ? f32(gatherRows(keep, pooled, inp), [pooled.length, inp]) : f32(keep, [B * T, inp]);
     }
     return out;
   }
@@ -156,7 +168,13 @@ export class OrtBlocks {
    * rows (b T + t) the loss reads, one a batch row; the last block then runs pooled (the family's pooled graphs),
    * and y is those rows' [B, d].
    */
-  async forward(hidden: Float32Array, mask: Int32Array, [B, T]: [number, number], adapters: BlockArrays[], pooled?: Int32Array): Promise<{ y: Float32Array; tape: Tape }> {
+  async forward(
+    hidden: Float32Array,
+    mask: Int32Array,
+    [B, T]: [number, number],
+    adapters: BlockArrays[],
+    pooled?: Int32Array,
+  ): Promise<{ y: Float32Array; tape: Tape }> {
     const d = this.family.nEmbd;
     const shared = this.family.shared(mask, B, T);
     const wholeShapes = this.family.savedShapes(B, T);
@@ -183,7 +201,12 @@ export class OrtBlocks {
    * Returns the output and, with `cache`, every block's keys and values including these positions (without it they
    * are not fetched: onnxruntime-node copies every output it returns).
    */
-  async infer(x: Float32Array, mask: Int32Array, [B, T]: [number, number], { from, to = this.nLayer, adapters, past, cache: keep = false }: { from: number; to?: number; adapters?: BlockArrays[]; past?: KvCache; cache?: boolean }): Promise<{ y: Float32Array; cache: KvCache }> {
+  async infer(
+    x: Float32Array,
+    mask: Int32Array,
+    [B, T]: [number, number],
+    { from, to = this.nLayer, adapters, past, cache: keep = false }: { from: number; to?: number; adapters?: BlockArrays[]; past?: KvCache; cache?: boolean },
+  ): Promise<{ y: Float32Array; cache: KvCache }> {
     const K = mask.length / B;
     const shared = this.family.shared(mask, B, K, T);
     const empty = f32(new Float32Array(0), this.family.cacheShape(B, 0));
@@ -192,7 +215,14 @@ export class OrtBlocks {
     for (let i = from; i < to; i++) {
       const ads = adapters?.[i];
       const session = await this.session(ads ? 'infer-adapted' : 'infer-frozen');
-      const feeds = this.feeds(session, { x: h, ...shared, ...this.weights[i], ...(ads ? this.adapterTensors(i, ads, B, T) : {}), past_k: past?.[i]?.k ?? empty, past_v: past?.[i]?.v ?? empty });
+      const feeds = this.feeds(session, {
+        x: h,
+        ...shared,
+        ...this.weights[i],
+        ...(ads ? this.adapterTensors(i, ads, B, T) : {}),
+        past_k: past?.[i]?.k ?? empty,
+        past_v: past?.[i]?.v ?? empty,
+      });
       const out = await (keep ? session.run(feeds) : session.run(feeds, ['y']));
       h = out.y!;
       if (keep) cache[i] = { k: out.present_k!, v: out.present_v! };
@@ -226,7 +256,12 @@ export class OrtBlocks {
         outputs[`${linear}.lora_B.grad`] = this.buffer(`grad.${i}.${linear}.B`, [this.spec.rank, out]);
       }
       await session.run(this.feeds(session, { dy, ...this.weights[i], ...tape.tensors[i] }), outputs);
-      grads[i] = Object.fromEntries(this.spec.targets.map((linear) => [linear, [outputs[`${linear}.lora_A.grad`]!.data as Float32Array, outputs[`${linear}.lora_B.grad`]!.data as Float32Array]]));
+      grads[i] = Object.fromEntries(
+        this.spec.targets.map((linear) => [
+          linear,
+          [outputs[`${linear}.lora_A.grad`]!.data as Float32Array, outputs[`${linear}.lora_B.grad`]!.data as Float32Array],
+        ]),
+      );
       if (i > this.from) dy = f32(outputs.dx!.data as Float32Array, [B, T, d]);
     }
     return grads;
@@ -241,7 +276,14 @@ export class OrtBlocks {
    * final hidden states but each row's last token (a classification head), so the last block runs on those rows
    * alone where the family has pooled graphs (the rest of what `loss` sees is zeros: it reads none of it).
    */
-  async lossAndGradients(hidden: tf.Tensor3D, mask: tf.Tensor2D, adapters: Adapters, variables: tf.Variable[], loss: (final: tf.Tensor3D) => tf.Scalar, { labels, lastTokens = false }: { labels?: Int32Array; lastTokens?: boolean } = {}): Promise<{ loss: tf.Scalar; grads: Record<string, tf.Tensor> }> {
+  async lossAndGradients(
+    hidden: tf.Tensor3D,
+    mask: tf.Tensor2D,
+    adapters: Adapters,
+    variables: tf.Variable[],
+    loss: (final: tf.Tensor3D) => tf.Scalar,
+    { labels, lastTokens = false }: { labels?: Int32Array; lastTokens?: boolean } = {},
+  ): Promise<{ loss: tf.Scalar; grads: Record<string, tf.Tensor> }> {
     const [B, T, d] = hidden.shape;
     const byName: Array<Record<string, { a: tf.Variable; b: tf.Variable }>> = [];
     const perBlock = this.adapterArrays(adapters, B * T, (i, linear, ad) => ((byName[i] ??= {})[linear] = { a: ad.a as tf.Variable, b: ad.b as tf.Variable }));
@@ -254,7 +296,10 @@ export class OrtBlocks {
     if (labels && this.family.lmHead) ({ loss: value, dFinal } = await this.lmLoss(y, labels, d));
     else {
       const final = tf.tidy(() => tf.variable(tf.tensor3d(pooled ? scatterRows(y, pooled, B * T, d) : y, [B, T, d])));
-      ({ value, grads } = tf.variableGrads(() => loss(final), [final, ...variables.filter((v) => !byName.some((b) => b && Object.values(b).some((x) => x.a === v || x.b === v)))]));
+      ({ value, grads } = tf.variableGrads(
+        () => loss(final),
+        [final, ...variables.filter((v) => !byName.some((b) => b && Object.values(b).some((x) => x.a === v || x.b === v)))],
+      ));
       const dAll = grads[final.name]!.dataSync() as Float32Array;
       dFinal = pooled ? gatherRows(dAll, pooled, d) : dAll;
       tf.dispose([final, grads[final.name]!]);
@@ -280,7 +325,11 @@ export class OrtBlocks {
     for (let i = this.from; i < this.nLayer; i++) {
       perBlock[i] = {};
       for (const [linear, ad] of Object.entries(adapters(i, rows))) {
-        perBlock[i]![linear] = { a: ad!.a.dataSync() as Float32Array, b: ad!.b.dataSync() as Float32Array, keep: ad!.keep?.dataSync() as Float32Array | undefined };
+        perBlock[i]![linear] = {
+          a: ad!.a.dataSync() as Float32Array,
+          b: ad!.b.dataSync() as Float32Array,
+          keep: ad!.keep?.dataSync() as Float32Array | undefined,
+        };
         each?.(i, linear, ad!);
         ad!.keep?.dispose();
       }
@@ -300,7 +349,10 @@ export class OrtBlocks {
     return decode(prompt, options, maxPositions, async (tokens, cached, keep) => {
       const fresh = tokens.slice(cached);
       const n = fresh.length;
-      const x = this.family.embed(fresh, Int32Array.from(fresh, (_, i) => cached + i));
+      const x = this.family.embed(
+        fresh,
+        Int32Array.from(fresh, (_, i) => cached + i),
+      );
       const { y, cache } = await this.infer(x, new Int32Array(cached + n).fill(1), [1, n], { from: 0, adapters, past: cached ? past : undefined, cache: keep });
       past = keep ? cache : undefined;
       return this.logits(y.subarray((n - 1) * d));
@@ -311,7 +363,12 @@ export class OrtBlocks {
   async lmEvalLoss(y: Float32Array, labels: Int32Array): Promise<number> {
     let sum = 0;
     const count = await this.labelledChunks(y, labels, async (chunk, rows) => {
-      sum += scoreLogits(await this.logits(rows), chunk.map((r) => labels[r]!), this.vocabSize).loss * chunk.length;
+      sum +=
+        scoreLogits(
+          await this.logits(rows),
+          chunk.map((r) => labels[r]!),
+          this.vocabSize,
+        ).loss * chunk.length;
     });
     return sum / count;
   }
@@ -344,10 +401,18 @@ export class OrtBlocks {
       (await s).endProfiling();
       const dir = tmpdir();
       for (const file of (await readdir(dir)).filter((f) => f.startsWith(`splitfrozen-ort-${process.pid}-${graph}_`))) {
-        const events = JSON.parse(await readFile(join(dir, file), 'utf8')) as Array<{ cat?: string; name: string; ts: number; dur: number; args?: { op_name?: string } }>;
+        const events = JSON.parse(await readFile(join(dir, file), 'utf8')) as Array<{
+          cat?: string;
+          name: string;
+          ts: number;
+          dur: number;
+          args?: { op_name?: string };
+        }>;
         const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').sort((a, b) => a.ts - b.ts);
         const from = runs[Math.floor((runs.length * warmUp) / (warmUp + steps))]?.ts ?? Infinity;
-        for (const e of events) if (e.cat === 'Node' && e.name.endsWith('_kernel_time') && e.ts >= from) byOp.set(`${graph}\t${e.args?.op_name}`, (byOp.get(`${graph}\t${e.args?.op_name}`) ?? 0) + e.dur / 1000 / steps);
+        for (const e of events)
+          if (e.cat === 'Node' && e.name.endsWith('_kernel_time') && e.ts >= from)
+            byOp.set(`${graph}\t${e.args?.op_name}`, (byOp.get(`${graph}\t${e.args?.op_name}`) ?? 0) + e.dur / 1000 / steps);
         await rm(join(dir, file));
       }
     }
@@ -366,7 +431,11 @@ export class OrtBlocks {
     const dFinal = new Float32Array(y.length);
     let sum = 0;
     const count = await this.labelledChunks(y, labels, async (chunk, rows, total) => {
-      const targets = new ort.Tensor('int64', BigInt64Array.from(chunk, (r) => BigInt(labels[r]!)), [chunk.length]);
+      const targets = new ort.Tensor(
+        'int64',
+        BigInt64Array.from(chunk, (r) => BigInt(labels[r]!)),
+        [chunk.length],
+      );
       const out = await session.run(this.feeds(session, { rows: f32(rows, [chunk.length, d]), targets, ...this.family.lmHead!.weights }));
       sum += (out.loss!.data as Float32Array)[0]!;
       // The graph's loss is a sum over its rows: the mean's gradient is 1 / M of it.

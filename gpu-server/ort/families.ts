@@ -15,7 +15,15 @@ import { GPT2_BLOCK_WEIGHTS, GPT2_POOLED_LINEARS, gpt2BackwardGraph, gpt2Forward
 import { POOLED_ROWS } from './pooled-graph.ts';
 import type { LoraGraphSpec } from './lora-graph.ts';
 import { gatherRows } from './rows.ts';
-import { LLAMA_BLOCK_WEIGHTS, LLAMA_POOLED_LINEARS, llamaBackwardGraph, llamaForwardGraph, llamaLmHeadGraph, llamaSavedNames, llamaSavedShapes } from './llama-graphs.ts';
+import {
+  LLAMA_BLOCK_WEIGHTS,
+  LLAMA_POOLED_LINEARS,
+  llamaBackwardGraph,
+  llamaForwardGraph,
+  llamaLmHeadGraph,
+  llamaSavedNames,
+  llamaSavedShapes,
+} from './llama-graphs.ts';
 
 export interface BlockFamily {
   nEmbd: number;
@@ -67,13 +75,25 @@ export function blockFamily(model: Model, lora: LoraGraphSpec): BlockFamily {
       cacheShape: (B, P) => [B, c.nKvHead, 1, P, c.headDim],
       embed: (ids) => lookupTokens(table, ids),
       backwardGraph: (needDx, pooled) => llamaBackwardGraph(c, lora, needDx, pooled),
-      weights: (i) => Object.fromEntries(LLAMA_BLOCK_WEIGHTS.map((name) => [name, f32(param(`layers.${i}.${name}`), name.endsWith('layernorm.weight') ? [c.nEmbd] : llamaLinearShape(c, name.replace(/\.weight$/, '') as LlamaLinear))])),
+      weights: (i) =>
+        Object.fromEntries(
+          LLAMA_BLOCK_WEIGHTS.map((name) => [
+            name,
+            f32(
+              param(`layers.${i}.${name}`),
+              name.endsWith('layernorm.weight') ? [c.nEmbd] : llamaLinearShape(c, name.replace(/\.weight$/, '') as LlamaLinear),
+            ),
+          ]),
+        ),
       saved: llamaSavedNames(c, lora),
       savedShapes: (B, T, pooled) => llamaSavedShapes(c, lora, B, T, pooled),
       lmHead: {
         graph: (output) => llamaLmHeadGraph(c, output),
         // The token table when tied; onnxruntime reads the checkpoint's own buffer, no copy.
-        weights: { 'norm.weight': f32(param('norm.weight'), [c.nEmbd]), head: f32(param(c.tieWordEmbeddings ? 'embed_tokens.weight' : LM_HEAD), [c.vocabSize, c.nEmbd]) },
+        weights: {
+          'norm.weight': f32(param('norm.weight'), [c.nEmbd]),
+          head: f32(param(c.tieWordEmbeddings ? 'embed_tokens.weight' : LM_HEAD), [c.vocabSize, c.nEmbd]),
+        },
       },
       shared: (mask, B, K, T = K) => {
         const m = attentionArrays(mask, B, K, c.headDim, T);
@@ -135,7 +155,11 @@ function pickRows(t: ort.Tensor, rows: Int32Array, dims: number[]): ort.Tensor {
 
 /** The pooled rows (b T + t) and, from the whole batch's mask in `shared`, their queries' rows of it, as `dims`. */
 function pooledMask(shared: Record<string, ort.Tensor>, B: number, T: number, rows: Int32Array, dims: number[]): Record<string, ort.Tensor> {
-  return { scale: pickRows(shared.scale!, rows, dims), fill: pickRows(shared.fill!, rows, dims), [POOLED_ROWS]: new ort.Tensor('int64', BigInt64Array.from(rows, BigInt), [B]) };
+  return {
+    scale: pickRows(shared.scale!, rows, dims),
+    fill: pickRows(shared.fill!, rows, dims),
+    [POOLED_ROWS]: new ort.Tensor('int64', BigInt64Array.from(rows, BigInt), [B]),
+  };
 }
 
 /**

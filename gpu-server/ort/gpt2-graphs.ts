@@ -18,7 +18,20 @@ interface BlockGraphSpec extends LoraGraphSpec {
 }
 
 /** The block's frozen weights, as both graphs take them. */
-export const GPT2_BLOCK_WEIGHTS = ['ln_1.weight', 'ln_1.bias', 'attn.c_attn.weight', 'attn.c_attn.bias', 'attn.c_proj.weight', 'attn.c_proj.bias', 'ln_2.weight', 'ln_2.bias', 'mlp.c_fc.weight', 'mlp.c_fc.bias', 'mlp.c_proj.weight', 'mlp.c_proj.bias'] as const;
+export const GPT2_BLOCK_WEIGHTS = [
+  'ln_1.weight',
+  'ln_1.bias',
+  'attn.c_attn.weight',
+  'attn.c_attn.bias',
+  'attn.c_proj.weight',
+  'attn.c_proj.bias',
+  'ln_2.weight',
+  'ln_2.bias',
+  'mlp.c_fc.weight',
+  'mlp.c_fc.bias',
+  'mlp.c_proj.weight',
+  'mlp.c_proj.bias',
+] as const;
 
 /** What the forward can save for the backward, beyond each adapted linear's x A. */
 const SAVED = ['xhat1', 'rstd1', 'q', 'k', 'v', 'p', 'attn_out', 'xhat2', 'rstd2', 'h'] as const;
@@ -38,7 +51,11 @@ function inputsOf(spec: BlockGraphSpec, { inference = false, pooled = false } = 
   });
   const lora = spec.targets.flatMap((t) => {
     const [inp, out] = linearShape(c, t);
-    return [{ name: `${t}.lora_A`, type: FLOAT, dims: [inp, spec.rank] }, { name: `${t}.lora_B`, type: FLOAT, dims: [spec.rank, out] }, ...(spec.dropout ? [{ name: `${t}.keep`, type: FLOAT, dims: ['tokens', inp] }] : [])];
+    return [
+      { name: `${t}.lora_A`, type: FLOAT, dims: [inp, spec.rank] },
+      { name: `${t}.lora_B`, type: FLOAT, dims: [spec.rank, out] },
+      ...(spec.dropout ? [{ name: `${t}.keep`, type: FLOAT, dims: ['tokens', inp] }] : []),
+    ];
   });
   // Broadcast over heads: [B, 1, T, T] (inference: [B, 1, T, P + T]; pooled: [B, 1, 1, T], each row's last token).
   const mask = ['scale', 'fill'].map((name) => ({ name, type: FLOAT, dims: ['batch', 1, pooled ? 1 : 'sequence', inference ? 'keys' : 'sequence'] }));
@@ -63,7 +80,18 @@ export const GPT2_POOLED_LINEARS: readonly BlockLinear[] = ['attn.c_proj', 'mlp.
 export function gpt2SavedShapes(c: GPT2Config, spec: LoraGraphSpec, B: number, T: number, pooled = false): Record<string, number[]> {
   const [d, H, N] = [c.nEmbd, c.nHead, B * T];
   const [hd, Q, M] = [d / H, pooled ? 1 : T, pooled ? B : N];
-  const shapes: Record<string, number[]> = { xhat1: [N, d], rstd1: [N, 1], q: [B, H, Q, hd], k: [B, H, T, hd], v: [B, H, T, hd], p: [B, H, Q, T], attn_out: [M, d], xhat2: [M, d], rstd2: [M, 1], h: [M, c.nInner] };
+  const shapes: Record<string, number[]> = {
+    xhat1: [N, d],
+    rstd1: [N, 1],
+    q: [B, H, Q, hd],
+    k: [B, H, T, hd],
+    v: [B, H, T, hd],
+    p: [B, H, Q, T],
+    attn_out: [M, d],
+    xhat2: [M, d],
+    rstd2: [M, 1],
+    h: [M, c.nInner],
+  };
   for (const t of spec.targets) shapes[`${t}.xa`] = [GPT2_POOLED_LINEARS.includes(t as BlockLinear) ? M : N, spec.rank];
   return shapes;
 }
@@ -86,7 +114,10 @@ function ops(g: GraphBuilder, spec: BlockGraphSpec, like: string) {
     },
     affine: (xhat: string, ln: 'ln_1' | 'ln_2') => g.op('Add', [g.op('Mul', [xhat, `${ln}.weight`]), `${ln}.bias`]),
     /** Rows [N, d] -> heads [B, H, T, hd] (pooled: rows [B, d] -> [B, H, 1, hd]) and back. */
-    heads: (t: string, pooled = false) => g.op('Transpose', [g.op('Reshape', [t, pooled ? g.ints([-1, 1, c.nHead, hd]) : g.op('Concat', [batchAndTime(), g.ints([c.nHead, hd])], { axis: 0 })])], { perm: [0, 2, 1, 3] }),
+    heads: (t: string, pooled = false) =>
+      g.op('Transpose', [g.op('Reshape', [t, pooled ? g.ints([-1, 1, c.nHead, hd]) : g.op('Concat', [batchAndTime(), g.ints([c.nHead, hd])], { axis: 0 })])], {
+        perm: [0, 2, 1, 3],
+      }),
     merge: (t: string) => g.op('Reshape', [g.op('Transpose', [t], { perm: [0, 2, 1, 3] }), g.ints([-1, d])]),
     rows: (t: string) => g.op('Reshape', [t, g.ints([-1, d])]),
     unrows: (t: string) => g.op('Reshape', [t, g.op('Shape', [like])]),
@@ -110,7 +141,9 @@ export function gpt2ForwardGraph(c: GPT2Config, loraSpec: LoraGraphSpec, { infer
   const linear = (name: BlockLinear, input: string) => loraForward(g, spec, name, input, g.op('Gemm', [input, `${name}.weight`, `${name}.bias`]), saved);
   const x = o.rows('x');
   const ln1 = o.normalize(x);
-  const [qRows, kNew, vNew] = g.node('Split', [linear('attn.c_attn', o.affine(ln1.xhat, 'ln_1')), g.ints([d, d, d])], { axis: 1 }, 3).map((t, i) => (i > 0 ? o.heads(t) : t));
+  const [qRows, kNew, vNew] = g
+    .node('Split', [linear('attn.c_attn', o.affine(ln1.xhat, 'ln_1')), g.ints([d, d, d])], { axis: 1 }, 3)
+    .map((t, i) => (i > 0 ? o.heads(t) : t));
   const q = pooled ? o.heads(pool(g, qRows!), true) : o.heads(qRows!);
   const [k, v] = inference ? [g.op('Concat', ['past_k', kNew!], { axis: 2 }), g.op('Concat', ['past_v', vNew!], { axis: 2 })] : [kNew!, vNew!];
   const p = g.op('Softmax', [g.op('Add', [g.op('Mul', [g.op('MatMul', [q, g.op('Transpose', [k], { perm: [0, 1, 3, 2] })]), 'scale']), 'fill'])], { axis: -1 });
@@ -205,7 +238,13 @@ function backward(spec: BlockGraphSpec, needDx: boolean, pooled = false): { byte
     name: `gpt2_block_backward${needDx ? '' : '_lowest'}${pooled ? '_pooled' : ''}`,
     opset: OPSET,
     metadata: {},
-    inputs: [{ name: 'dy', type: FLOAT, dims: pooled ? ['batch', d] : ['batch', 'sequence', d] }, ...mask, ...weights, ...lora, ...candidates(spec).map((name) => ({ name: s(name), type: FLOAT }))].filter((i) => used.has(i.name)),
+    inputs: [
+      { name: 'dy', type: FLOAT, dims: pooled ? ['batch', d] : ['batch', 'sequence', d] },
+      ...mask,
+      ...weights,
+      ...lora,
+      ...candidates(spec).map((name) => ({ name: s(name), type: FLOAT })),
+    ].filter((i) => used.has(i.name)),
     outputs: outputs.map((x) => ({ ...x, type: FLOAT })),
   });
   return { bytes, used };

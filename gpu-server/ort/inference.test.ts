@@ -14,9 +14,26 @@ import { initBackend } from '../tf/backend.ts';
 import { Trainer, type TrainSpec } from '../train/trainer.ts';
 import { mergeAdapter } from '../../core/peft/adapter.ts';
 
-const config = llamaConfig({ nLayer: 3, nEmbd: 32, nHead: 4, nKvHead: 2, headDim: 8, nInner: 48, vocabSize: 97, nPositions: 64, bosTokenId: 1, eosTokenIds: [2], padTokenId: 0 });
+const config = llamaConfig({
+  nLayer: 3,
+  nEmbd: 32,
+  nHead: 4,
+  nKvHead: 2,
+  headDim: 8,
+  nInner: 48,
+  vocabSize: 97,
+  nPositions: 64,
+  bosTokenId: 1,
+  eosTokenIds: [2],
+  padTokenId: 0,
+});
 const llama = initLlama(config, { seed: 2, normNoise: 0.1 });
-const spec: TrainSpec = { lora: { rank: 4, alpha: 8, dropout: 0.1, targets: ['self_attn.q_proj', 'self_attn.v_proj', 'mlp.down_proj'] }, optimizer: {}, schedule: { lr: 0.01, warmupSteps: 0, kind: 'constant' }, seed: 5 };
+const spec: TrainSpec = {
+  lora: { rank: 4, alpha: 8, dropout: 0.1, targets: ['self_attn.q_proj', 'self_attn.v_proj', 'mlp.down_proj'] },
+  optimizer: {},
+  schedule: { lr: 0.01, warmupSteps: 0, kind: 'constant' },
+  seed: 5,
+};
 const ORT = { provider: 'cpu' as const, threads: 1 };
 
 /** A TF.js trainer and an onnxruntime one with the same random adapters (B non-zero, so that they matter). */
@@ -61,7 +78,17 @@ describe('evaluation and generation on onnxruntime (Llama)', () => {
     const tokens = [...prompt];
     for (let s = 0; s < 12; s++) {
       const T = tokens.length;
-      const logits = llamaReferenceLogits(merged, llamaReferenceHidden(merged, tokens, tokens.map(() => 1), 1, T), T).subarray((T - 1) * config.vocabSize);
+      const logits = llamaReferenceLogits(
+        merged,
+        llamaReferenceHidden(
+          merged,
+          tokens,
+          tokens.map(() => 1),
+          1,
+          T,
+        ),
+        T,
+      ).subarray((T - 1) * config.vocabSize);
       tokens.push(logits.indexOf(Math.max(...logits)));
     }
     expect(cached).toEqual(tokens.slice(prompt.length));
@@ -70,7 +97,7 @@ describe('evaluation and generation on onnxruntime (Llama)', () => {
     ort.dispose();
   });
 
-  it('sampled generation is seeded and the same as TF.js\'s, with and without the cache; an end token stops it', async () => {
+  it("sampled generation is seeded and the same as TF.js's, with and without the cache; an end token stops it", async () => {
     const { tfjs, ort } = pair();
     const options = { maxNewTokens: 16, temperature: 1.5, topK: 20, seed: 7, stop: [] };
     const a = await ort.generate([1, 30, 31], options);
@@ -83,7 +110,7 @@ describe('evaluation and generation on onnxruntime (Llama)', () => {
     ort.dispose();
   });
 
-  it('TF.js holds no block when they run on onnxruntime: less than one block\'s weights in its memory', () => {
+  it("TF.js holds no block when they run on onnxruntime: less than one block's weights in its memory", () => {
     const before = tf.memory().numBytes;
     const ort = new Trainer(llama, spec, 1, { task: 'causal-lm', blocks: ORT });
     const onOrt = tf.memory().numBytes - before;

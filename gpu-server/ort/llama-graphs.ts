@@ -20,20 +20,38 @@ export const LLAMA_BLOCK_WEIGHTS = [...NORMS, ...LLAMA_LINEARS.map((l) => `${l}.
 const SAVED = ['xn1', 'r1', 'q', 'k', 'v', 'p', 'attn_out', 'xn2', 'r2', 'gate', 'up'] as const;
 
 /** Backward meets the linears top down; those on one level share their input. */
-const LEVEL: Record<LlamaLinear, number> = { 'mlp.down_proj': 0, 'mlp.gate_proj': 1, 'mlp.up_proj': 1, 'self_attn.o_proj': 2, 'self_attn.q_proj': 3, 'self_attn.k_proj': 3, 'self_attn.v_proj': 3 };
+const LEVEL: Record<LlamaLinear, number> = {
+  'mlp.down_proj': 0,
+  'mlp.gate_proj': 1,
+  'mlp.up_proj': 1,
+  'self_attn.o_proj': 2,
+  'self_attn.q_proj': 3,
+  'self_attn.k_proj': 3,
+  'self_attn.v_proj': 3,
+};
 
 function inputsOf(c: LlamaConfig, spec: LoraGraphSpec, { inference = false, pooled = false } = {}) {
-  const weights = LLAMA_BLOCK_WEIGHTS.map((name) => ({ name, type: FLOAT, dims: name.endsWith('layernorm.weight') ? [c.nEmbd] : llamaLinearShape(c, name.replace(/\.weight$/, '') as LlamaLinear) }));
+  const weights = LLAMA_BLOCK_WEIGHTS.map((name) => ({
+    name,
+    type: FLOAT,
+    dims: name.endsWith('layernorm.weight') ? [c.nEmbd] : llamaLinearShape(c, name.replace(/\.weight$/, '') as LlamaLinear),
+  }));
   const lora = spec.targets.flatMap((t) => {
     const [out, inp] = llamaLinearShape(c, t as LlamaLinear);
-    return [{ name: `${t}.lora_A`, type: FLOAT, dims: [inp, spec.rank] }, { name: `${t}.lora_B`, type: FLOAT, dims: [spec.rank, out] }, ...(spec.dropout ? [{ name: `${t}.keep`, type: FLOAT, dims: ['tokens', inp] }] : [])];
+    return [
+      { name: `${t}.lora_A`, type: FLOAT, dims: [inp, spec.rank] },
+      { name: `${t}.lora_B`, type: FLOAT, dims: [spec.rank, out] },
+      ...(spec.dropout ? [{ name: `${t}.keep`, type: FLOAT, dims: ['tokens', inp] }] : []),
+    ];
   });
   // Broadcast over key/value heads and the query heads of each: [B, 1, 1, T, T] (inference: [B, 1, 1, T, P + T];
   // pooled: [B, 1, 1, 1, T]) and [B, 1, 1, T, hd] (pooled: the keys' and, at the pooled rows, the queries').
   const shared = [
     ...['scale', 'fill'].map((name) => ({ name, type: FLOAT, dims: ['batch', 1, 1, pooled ? 1 : 'sequence', inference ? 'keys' : 'sequence'] })),
     ...['cos', 'sin'].map((name) => ({ name, type: FLOAT, dims: ['batch', 1, 1, 'sequence', c.headDim] })),
-    ...(pooled ? [...POOLED_ROTARY.map((name) => ({ name, type: FLOAT, dims: ['batch', 1, 1, 1, c.headDim] })), { name: POOLED_ROWS, type: DT.INT64, dims: ['batch'] }] : []),
+    ...(pooled
+      ? [...POOLED_ROTARY.map((name) => ({ name, type: FLOAT, dims: ['batch', 1, 1, 1, c.headDim] })), { name: POOLED_ROWS, type: DT.INT64, dims: ['batch'] }]
+      : []),
   ];
   return { weights, lora, shared };
 }
@@ -51,7 +69,19 @@ export function llamaSavedNames(c: LlamaConfig, spec: LoraGraphSpec): string[] {
 export function llamaSavedShapes(c: LlamaConfig, spec: LoraGraphSpec, B: number, T: number, pooled = false): Record<string, number[]> {
   const { nEmbd: d, nKvHead: KV, headDim: hd, nInner } = c;
   const [rep, N, Q, M] = [c.nHead / KV, B * T, pooled ? 1 : T, pooled ? B : B * T];
-  const shapes: Record<string, number[]> = { xn1: [N, d], r1: [N, 1], q: [B, KV, rep, Q, hd], k: [B, KV, 1, T, hd], v: [B, KV, 1, T, hd], p: [B, KV, rep, Q, T], attn_out: [M, c.nHead * hd], xn2: [M, d], r2: [M, 1], gate: [M, nInner], up: [M, nInner] };
+  const shapes: Record<string, number[]> = {
+    xn1: [N, d],
+    r1: [N, 1],
+    q: [B, KV, rep, Q, hd],
+    k: [B, KV, 1, T, hd],
+    v: [B, KV, 1, T, hd],
+    p: [B, KV, rep, Q, T],
+    attn_out: [M, c.nHead * hd],
+    xn2: [M, d],
+    r2: [M, 1],
+    gate: [M, nInner],
+    up: [M, nInner],
+  };
   for (const t of spec.targets) shapes[`${t}.xa`] = [LLAMA_POOLED_LINEARS.includes(t as LlamaLinear) ? M : N, spec.rank];
   return shapes;
 }
@@ -73,7 +103,11 @@ function ops(g: GraphBuilder, c: LlamaConfig, spec: LoraGraphSpec, like: string)
     unrows: (t: string) => g.op('Reshape', [t, g.op('Shape', [like])]),
     /** Rows [N, heads * hd] -> [B, KV, heads / KV, T, hd] (pooled: rows [B, heads * hd] -> T = 1), and back. */
     heads: (t: string, perKv: number, pooled = false) =>
-      g.op('Transpose', [g.op('Reshape', [t, pooled ? g.ints([-1, 1, KV, perKv, hd]) : g.op('Concat', [batchAndTime(), g.ints([KV, perKv, hd])], { axis: 0 })])], { perm: [0, 2, 3, 1, 4] }),
+      g.op(
+        'Transpose',
+        [g.op('Reshape', [t, pooled ? g.ints([-1, 1, KV, perKv, hd]) : g.op('Concat', [batchAndTime(), g.ints([KV, perKv, hd])], { axis: 0 })])],
+        { perm: [0, 2, 3, 1, 4] },
+      ),
     merge: (t: string, width: number) => g.op('Reshape', [g.op('Transpose', [t], { perm: [0, 3, 1, 2, 4] }), g.ints([-1, width])]),
     /** HF's rotate_half, [a, b] -> [-b, a], and its transpose [a, b] -> [b, -a]. */
     rotateHalf: (t: string, transpose: boolean) => {
@@ -82,7 +116,9 @@ function ops(g: GraphBuilder, c: LlamaConfig, spec: LoraGraphSpec, like: string)
     },
     /** x -> (x r, r), r = 1 / sqrt(mean(x^2) + eps). */
     rms: (x: string) => {
-      const r = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [g.op('ReduceMean', [g.op('Mul', [x, x]), g.ints([-1])], { keepdims: 1 }), g.float(c.rmsNormEps)])])]);
+      const r = g.op('Reciprocal', [
+        g.op('Sqrt', [g.op('Add', [g.op('ReduceMean', [g.op('Mul', [x, x]), g.ints([-1])], { keepdims: 1 }), g.float(c.rmsNormEps)])]),
+      ]);
       return { xn: g.op('Mul', [x, r]), r };
     },
   };
@@ -109,7 +145,9 @@ export function llamaForwardGraph(c: LlamaConfig, spec: LoraGraphSpec, { inferen
   const kNew = rope(o.heads(linear('self_attn.k_proj', h), 1));
   const vNew = o.heads(linear('self_attn.v_proj', h), 1);
   const [k, v] = inference ? [g.op('Concat', ['past_k', kNew], { axis: 3 }), g.op('Concat', ['past_v', vNew], { axis: 3 })] : [kNew, vNew];
-  const p = g.op('Softmax', [g.op('Add', [g.op('Mul', [g.op('MatMul', [q, g.op('Transpose', [k], { perm: [0, 1, 2, 4, 3] })]), 'scale']), 'fill'])], { axis: -1 });
+  const p = g.op('Softmax', [g.op('Add', [g.op('Mul', [g.op('MatMul', [q, g.op('Transpose', [k], { perm: [0, 1, 2, 4, 3] })]), 'scale']), 'fill'])], {
+    axis: -1,
+  });
   const attnOut = o.merge(g.op('MatMul', [p, v]), H * hd);
   const x2 = g.op('Add', [pooled ? pool(g, x) : x, linear('self_attn.o_proj', attnOut)]);
   const n2 = o.rms(x2);
@@ -149,7 +187,8 @@ function backward(c: LlamaConfig, spec: LoraGraphSpec, needDx: boolean, pooled =
   /** dout [N, out] -> dx [N, in] (when needed), and the adapter's gradients into `outputs`. */
   const linear = (name: LlamaLinear, dout: string, input: () => string): string | undefined =>
     loraBackward(g, spec, name, dout, needDx || LEVEL[name] < lowest ? g.op('Gemm', [dout, `${name}.weight`]) : undefined, input, outputs);
-  const sum = (terms: Array<string | undefined>) => terms.filter((t): t is string => t !== undefined).reduce<string | undefined>((a, t) => (a ? g.op('Add', [a, t]) : t), undefined);
+  const sum = (terms: Array<string | undefined>) =>
+    terms.filter((t): t is string => t !== undefined).reduce<string | undefined>((a, t) => (a ? g.op('Add', [a, t]) : t), undefined);
   /** y = x r w: dx = r (dxn - xn mean(dxn xn)), dxn = dout w. */
   const rmsBackward = (dout: string, weight: string, xn: string, r: string) => {
     const dxn = g.op('Mul', [dout, weight]);
@@ -166,7 +205,11 @@ function backward(c: LlamaConfig, spec: LoraGraphSpec, needDx: boolean, pooled =
   const dh2 =
     da &&
     sum([
-      linear('mlp.gate_proj', g.op('Mul', [g.op('Mul', [da, up]), g.op('Mul', [sg, g.op('Add', [g.float(1), g.op('Mul', [gate, g.op('Sub', [g.float(1), sg])])])])]), h2),
+      linear(
+        'mlp.gate_proj',
+        g.op('Mul', [g.op('Mul', [da, up]), g.op('Mul', [sg, g.op('Add', [g.float(1), g.op('Mul', [gate, g.op('Sub', [g.float(1), sg])])])])]),
+        h2,
+      ),
       linear('mlp.up_proj', g.op('Mul', [da, silu]), h2),
     ]);
   if (dh2) {
@@ -187,7 +230,11 @@ function backward(c: LlamaConfig, spec: LoraGraphSpec, needDx: boolean, pooled =
       const h = once(() => g.op('Mul', [s('xn1'), 'input_layernorm.weight']));
       // Pooled: the queries' gradient and the residual's reach the pooled rows only.
       const dqRows = pooled ? unpool(g, zerosFor(g, s('xn1'), H * hd), o.merge(dq, H * hd)) : o.merge(dq, H * hd);
-      const dh = sum([linear('self_attn.q_proj', dqRows, h), linear('self_attn.k_proj', o.merge(dk, KV * hd), h), linear('self_attn.v_proj', o.merge(dv, KV * hd), h)]);
+      const dh = sum([
+        linear('self_attn.q_proj', dqRows, h),
+        linear('self_attn.k_proj', o.merge(dk, KV * hd), h),
+        linear('self_attn.v_proj', o.merge(dv, KV * hd), h),
+      ]);
       if (dh && needDx) {
         const dNorm = rmsBackward(dh, 'input_layernorm.weight', s('xn1'), s('r1'));
         outputs.unshift({ name: 'dx', from: pooled ? unpool(g, dNorm, dx2) : o.unrows(g.op('Add', [dx2, dNorm])) });
@@ -200,7 +247,13 @@ function backward(c: LlamaConfig, spec: LoraGraphSpec, needDx: boolean, pooled =
     name: `llama_block_backward${needDx ? '' : '_lowest'}${pooled ? '_pooled' : ''}`,
     opset: OPSET,
     metadata: {},
-    inputs: [{ name: 'dy', type: FLOAT, dims: pooled ? ['batch', c.nEmbd] : ['batch', 'sequence', c.nEmbd] }, ...shared, ...weights, ...lora, ...candidates(spec).map((name) => ({ name: s(name), type: FLOAT }))].filter((i) => used.has(i.name)),
+    inputs: [
+      { name: 'dy', type: FLOAT, dims: pooled ? ['batch', c.nEmbd] : ['batch', 'sequence', c.nEmbd] },
+      ...shared,
+      ...weights,
+      ...lora,
+      ...candidates(spec).map((name) => ({ name: s(name), type: FLOAT })),
+    ].filter((i) => used.has(i.name)),
     outputs: outputs.map((x) => ({ ...x, type: FLOAT })),
   });
   return { bytes, used };
@@ -221,7 +274,9 @@ function once(make: () => string): () => string {
  */
 export function llamaLmHeadGraph(c: LlamaConfig, output: 'logits' | 'loss'): Uint8Array {
   const g = new GraphBuilder();
-  const r = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [g.op('ReduceMean', [g.op('Mul', ['rows', 'rows']), g.ints([-1])], { keepdims: 1 }), g.float(c.rmsNormEps)])])]);
+  const r = g.op('Reciprocal', [
+    g.op('Sqrt', [g.op('Add', [g.op('ReduceMean', [g.op('Mul', ['rows', 'rows']), g.ints([-1])], { keepdims: 1 }), g.float(c.rmsNormEps)])]),
+  ]);
   const xn = g.op('Mul', ['rows', r]);
   const logits = g.op('Gemm', [g.op('Mul', [xn, 'norm.weight']), 'head'], { transB: 1 });
   const weights = [
@@ -230,7 +285,13 @@ export function llamaLmHeadGraph(c: LlamaConfig, output: 'logits' | 'loss'): Uin
   ];
   const rows = { name: 'rows', type: FLOAT, dims: ['rows', c.nEmbd] };
   if (output === 'logits') {
-    return g.build({ name: 'llama_lm_head_logits', opset: OPSET, metadata: {}, inputs: [rows, ...weights], outputs: [{ name: 'logits', from: logits, type: FLOAT, dims: ['rows', c.vocabSize] }] });
+    return g.build({
+      name: 'llama_lm_head_logits',
+      opset: OPSET,
+      metadata: {},
+      inputs: [rows, ...weights],
+      outputs: [{ name: 'logits', from: logits, type: FLOAT, dims: ['rows', c.vocabSize] }],
+    });
   }
   const [loss, logProb] = g.node('SoftmaxCrossEntropyLoss', [logits, 'targets'], { reduction: 'sum' }, 2);
   // d loss / d logits = softmax - onehot.

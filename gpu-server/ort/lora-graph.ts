@@ -25,10 +25,21 @@ export function loraForward(g: GraphBuilder, spec: LoraGraphSpec, name: string, 
  * x A read from the forward's saved tensors), and dx: the frozen product's `dx` (undefined when not needed) plus the
  * low-rank term's.
  */
-export function loraBackward(g: GraphBuilder, spec: LoraGraphSpec, name: string, dout: string, dx: string | undefined, input: () => string, outputs: Array<{ name: string; from: string }>): string | undefined {
+export function loraBackward(
+  g: GraphBuilder,
+  spec: LoraGraphSpec,
+  name: string,
+  dout: string,
+  dx: string | undefined,
+  input: () => string,
+  outputs: Array<{ name: string; from: string }>,
+): string | undefined {
   if (!spec.targets.includes(name)) return dx;
   const dxa = g.op('Gemm', [dout, `${name}.lora_B`], { transB: 1, alpha: spec.scale });
-  outputs.push({ name: `${name}.lora_A.grad`, from: g.op('Gemm', [keep(g, spec, input(), name), dxa], { transA: 1 }) }, { name: `${name}.lora_B.grad`, from: g.op('Gemm', [`saved.${name}.xa`, dout], { transA: 1, alpha: spec.scale }) });
+  outputs.push(
+    { name: `${name}.lora_A.grad`, from: g.op('Gemm', [keep(g, spec, input(), name), dxa], { transA: 1 }) },
+    { name: `${name}.lora_B.grad`, from: g.op('Gemm', [`saved.${name}.xa`, dout], { transA: 1, alpha: spec.scale }) },
+  );
   if (!dx) return undefined;
   if (!spec.dropout) return g.op('Gemm', [dxa, `${name}.lora_A`, dx], { transB: 1, beta: 1 });
   return g.op('Add', [dx, g.op('Mul', [g.op('Gemm', [dxa, `${name}.lora_A`], { transB: 1 }), `${name}.keep`])]);

@@ -12,7 +12,11 @@ import { readFileSync } from 'node:fs';
 export const GLIBC_TUNABLES: string = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).config.glibcTunables;
 
 /** A line for the server's log where onnxruntime's CPU provider runs without the settings; undefined where it does. */
-export function nativeMemoryWarning(provider: 'cpu' | 'webgpu', env: Record<string, string | undefined> = process.env, platform: string = process.platform): string | undefined {
+export function nativeMemoryWarning(
+  provider: 'cpu' | 'webgpu',
+  env: Record<string, string | undefined> = process.env,
+  platform: string = process.platform,
+): string | undefined {
   if (provider !== 'cpu' || platform !== 'linux' || env.GLIBC_TUNABLES?.includes('malloc.trim_threshold')) return undefined;
   return `onnxruntime's CPU steps run about 25% slower without glibc's malloc settings: start the server with npm run server, or set GLIBC_TUNABLES=${GLIBC_TUNABLES}`;
 }

@@ -11,7 +11,8 @@ export const POOLED_ROWS = 'pooled_rows';
 export const pool = (g: GraphBuilder, t: string): string => g.op('Gather', [t, POOLED_ROWS]);
 
 /** `into` [N, n] with t [B, n] added at the pooled rows: gradients back to every row. */
-export const unpool = (g: GraphBuilder, into: string, t: string): string => g.op('ScatterND', [into, g.op('Unsqueeze', [POOLED_ROWS, g.ints([1])]), t], { reduction: 'add' });
+export const unpool = (g: GraphBuilder, into: string, t: string): string =>
+  g.op('ScatterND', [into, g.op('Unsqueeze', [POOLED_ROWS, g.ints([1])]), t], { reduction: 'add' });
 
 /** Zeros [N, n] of the rows of `like` [N, ...]: what a gradient that reaches only the pooled rows is unpooled into. */
 export const zerosFor = (g: GraphBuilder, like: string, n: number): string =>

@@ -33,7 +33,8 @@ export async function calibrateCut(trainer: Trainer, tokenizer: Tokenizer, padTo
 /** The largest norm any position of an upload under this defence may have, or why the manifest's clip is refused. */
 export function uploadNormBound(cal: CutCalibration, defence: Defence, clip: number | undefined, dims: number): number | string {
   if (defence.mechanism === 'none') return CLEAN_NORM_HEADROOM * cal.maxNorm;
-  if (clip === undefined || !(clip <= CLIP_TOLERANCE * cal.clip)) return `the manifest's clip ${clip} is more than ${CLIP_TOLERANCE}x the segment's clip ${cal.clip} (from the calibration text)`;
+  if (clip === undefined || !(clip <= CLIP_TOLERANCE * cal.clip))
+    return `the manifest's clip ${clip} is more than ${CLIP_TOLERANCE}x the segment's clip ${cal.clip} (from the calibration text)`;
   // Clipped positions are at most the clip (fp16 rounding aside), then noise is added.
   return clip * 1.001 + noiseNormBound(defence, clip, dims);
 }

@@ -14,11 +14,27 @@ async function vouched(runId: string, objects: Uint8Array[], over: Record<string
     await store.put(keys.activationBatch(runId, 'dev', 0, i), bytes);
     batches.push({ index: i, rows: 2, seqLen: 3, bytes: bytes.byteLength, sha256: await sha256Hex(bytes), ...batch(i) });
   }
-  const manifest = { version: 1, device: 'dev', runId, round: 0, cut: 2, dtype: 'fp32', modelSha256: 'x', rows: 2 * objects.length, defence: { mechanism: 'none' }, batches, ...over };
+  const manifest = {
+    version: 1,
+    device: 'dev',
+    runId,
+    round: 0,
+    cut: 2,
+    dtype: 'fp32',
+    modelSha256: 'x',
+    rows: 2 * objects.length,
+    defence: { mechanism: 'none' },
+    batches,
+    ...over,
+  };
   await store.put(keys.activationManifest(runId, 'dev', 0), JSON.stringify(manifest));
 }
 
-const failure = (runId: string, batches = 1) => drain(activationFeed(store, src(runId, batches))).then(() => 'accepted', (e: Error) => e.message);
+const failure = (runId: string, batches = 1) =>
+  drain(activationFeed(store, src(runId, batches))).then(
+    () => 'accepted',
+    (e: Error) => e.message,
+  );
 
 describe('activation feed against a lying device', () => {
   it('refuses huge finite hidden states that a plain finiteness check lets through', async () => {
@@ -61,7 +77,9 @@ describe('activation feed against a lying device', () => {
     const rejected: string[] = [];
     expect(await drain(activationFeed(store, src('r-f64', 2), { onReject: (_, why) => rejected.push(why) }))).toEqual([1]);
     expect(rejected[0]).toMatch(/tensor 'hidden_states' is F64: activations travel as F32 or F16$/);
-    const fp16Run = await drain(activationFeed(store, { ...src('r-f64', 2), dtype: 'fp16' }, { onReject: (_, why) => rejected.push(why) })).catch((e: Error) => e.message);
+    const fp16Run = await drain(activationFeed(store, { ...src('r-f64', 2), dtype: 'fp16' }, { onReject: (_, why) => rejected.push(why) })).catch(
+      (e: Error) => e.message,
+    );
     expect(fp16Run).toBe('device dev round 0: the manifest says dtype "fp32", the run\'s is fp16');
   });
 
@@ -93,7 +111,9 @@ describe('activation feed against a lying device', () => {
     const cancel = new AbortController();
     const started = performance.now();
     setTimeout(() => cancel.abort(), 50);
-    const error = await drain(activationFeed(store, src('r-stall', 1), { pollMs: 1000, deadlineMs: 60_000, signal: cancel.signal })).catch((e: Error) => e.message);
+    const error = await drain(activationFeed(store, src('r-stall', 1), { pollMs: 1000, deadlineMs: 60_000, signal: cancel.signal })).catch(
+      (e: Error) => e.message,
+    );
     expect(error).toBe('device dev round 0: cancelled');
     expect(performance.now() - started).toBeLessThan(1000);
   });

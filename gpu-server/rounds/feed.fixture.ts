@@ -25,9 +25,25 @@ afterAll(async () => {
 });
 
 export const D = 8;
-export function batchBytes(runId: string, index: number, { cut = 2, device = 'dev', rows = 2, seq = 3, label = index % 2, labels = new Int32Array(rows).fill(label), hidden = (i: number) => index + i / 100 } = {}) {
+export function batchBytes(
+  runId: string,
+  index: number,
+  { cut = 2, device = 'dev', rows = 2, seq = 3, label = index % 2, labels = new Int32Array(rows).fill(label), hidden = (i: number) => index + i / 100 } = {},
+) {
   return encodeActivationBatch(
-    { device, runId, round: 0, cut, batch: index, rows, seqLen: seq, nEmbd: D, hidden: Float32Array.from({ length: rows * seq * D }, (_, i) => hidden(i)), mask: new Int32Array(rows * seq).fill(1), labels },
+    {
+      device,
+      runId,
+      round: 0,
+      cut,
+      batch: index,
+      rows,
+      seqLen: seq,
+      nEmbd: D,
+      hidden: Float32Array.from({ length: rows * seq * D }, (_, i) => hidden(i)),
+      mask: new Int32Array(rows * seq).fill(1),
+      labels,
+    },
     'fp32',
   );
 }
@@ -41,7 +57,18 @@ export async function writeRound(runId: string, n: number, { alter = new Map<num
     await store.put(keys.activationBatch(runId, 'dev', 0, i), alter.get(i) ?? bytes);
     if (delayMs) await new Promise((r) => setTimeout(r, delayMs));
   }
-  const manifest: ActivationManifest = { version: 1, device: 'dev', runId, round: 0, cut, dtype: 'fp32', modelSha256: 'x', rows: 2 * n, defence: { mechanism: 'none' }, batches: entries };
+  const manifest: ActivationManifest = {
+    version: 1,
+    device: 'dev',
+    runId,
+    round: 0,
+    cut,
+    dtype: 'fp32',
+    modelSha256: 'x',
+    rows: 2 * n,
+    defence: { mechanism: 'none' },
+    batches: entries,
+  };
   await store.put(keys.activationManifest(runId, 'dev', 0), JSON.stringify(manifest));
 }
 
@@ -67,4 +94,3 @@ export async function drain(feed: AsyncIterable<{ batch: number }>) {
   for await (const b of feed) out.push(b.batch);
   return out;
 }
-

@@ -101,7 +101,15 @@ export async function retried<T>(what: string, fn: () => Promise<T>, attempts = 
 }
 
 export async function* activationFeed(store: ObjectStore, src: FeedSource, opts: FeedOptions = {}): AsyncGenerator<VerifiedBatch> {
-  const { prefetch = DEFAULT_PREFETCH, pollMs = 100, skip = new Set<string>(), onReject = () => {}, attempts = 4, backoffMs = 100, deadlineMs = 30 * 60_000 } = opts;
+  const {
+    prefetch = DEFAULT_PREFETCH,
+    pollMs = 100,
+    skip = new Set<string>(),
+    onReject = () => {},
+    attempts = 4,
+    backoffMs = 100,
+    deadlineMs = 30 * 60_000,
+  } = opts;
   const prefix = keys.activations(src.runId, src.deviceId, src.round);
   const manifestKey = keys.activationManifest(src.runId, src.deviceId, src.round);
   const downloads = new Map<string, Promise<Uint8Array | undefined>>();
@@ -135,9 +143,10 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
           onReject(o.key, `${o.size} bytes`);
           throw failed(`the manifest is ${o.size} bytes, more than any manifest needs (${MAX_MANIFEST_BYTES})`);
         }
-        manifestBytes = (await fetchKey(o.key, MAX_MANIFEST_BYTES).catch((e: Error) => {
-          throw failed(e.message);
-        })) ?? new Uint8Array(0);
+        manifestBytes =
+          (await fetchKey(o.key, MAX_MANIFEST_BYTES).catch((e: Error) => {
+            throw failed(e.message);
+          })) ?? new Uint8Array(0);
       } else if (!skip.has(o.key) && downloads.size < prefetch && o.size <= src.maxBatchBytes) fetchKey(o.key, src.maxBatchBytes);
     }
     if (manifestBytes) break;
@@ -250,8 +259,15 @@ function parseManifest(bytes: Uint8Array, src: FeedSource): ActivationManifest |
   let rows = 0;
   for (const [i, b] of m.batches.entries()) {
     const whole = (v: unknown, max: number) => Number.isSafeInteger(v) && (v as number) > 0 && (v as number) <= max;
-    if (typeof b !== 'object' || b === null || b.index !== i) return `the manifest's batch ${i} has index ${JSON.stringify(b?.index)}: indices must be 0..${src.batches - 1} in order`;
-    if (!whole(b.rows, src.batchSize) || !whole(b.seqLen, src.seqLen) || !whole(b.bytes, Number.MAX_SAFE_INTEGER) || typeof b.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(b.sha256)) {
+    if (typeof b !== 'object' || b === null || b.index !== i)
+      return `the manifest's batch ${i} has index ${JSON.stringify(b?.index)}: indices must be 0..${src.batches - 1} in order`;
+    if (
+      !whole(b.rows, src.batchSize) ||
+      !whole(b.seqLen, src.seqLen) ||
+      !whole(b.bytes, Number.MAX_SAFE_INTEGER) ||
+      typeof b.sha256 !== 'string' ||
+      !/^[0-9a-f]{64}$/.test(b.sha256)
+    ) {
       return `the manifest's batch ${i} needs rows in 1..${src.batchSize}, seqLen in 1..${src.seqLen}, bytes and a hex sha256`;
     }
     rows += b.rows;
@@ -262,11 +278,19 @@ function parseManifest(bytes: Uint8Array, src: FeedSource): ActivationManifest |
   } catch (e) {
     return (e as Error).message;
   }
-  if (m.defence.mechanism !== 'none' && !(typeof m.clip === 'number' && m.clip > 0 && Number.isFinite(m.clip))) return `the manifest's defence clips, but its clip is ${JSON.stringify(m.clip)}`;
+  if (m.defence.mechanism !== 'none' && !(typeof m.clip === 'number' && m.clip > 0 && Number.isFinite(m.clip)))
+    return `the manifest's defence clips, but its clip is ${JSON.stringify(m.clip)}`;
   return m;
 }
 
-async function verify(bytes: Uint8Array, entry: ManifestBatch, src: FeedSource, key: string, defence: string, normBound: number): Promise<VerifiedBatch | string> {
+async function verify(
+  bytes: Uint8Array,
+  entry: ManifestBatch,
+  src: FeedSource,
+  key: string,
+  defence: string,
+  normBound: number,
+): Promise<VerifiedBatch | string> {
   if (bytes.byteLength !== entry.bytes) return `size ${bytes.byteLength} differs from the manifest's ${entry.bytes}`;
   if ((await sha256Hex(bytes)) !== entry.sha256) return 'SHA-256 differs from the manifest';
   let b: ActivationBatch;
@@ -275,7 +299,8 @@ async function verify(bytes: Uint8Array, entry: ManifestBatch, src: FeedSource, 
   } catch (e) {
     return (e as Error).message;
   }
-  if (b.device !== src.deviceId || b.runId !== src.runId || b.round !== src.round || b.batch !== entry.index) return `metadata says ${b.device}/${b.runId}/round ${b.round}/batch ${b.batch}`;
+  if (b.device !== src.deviceId || b.runId !== src.runId || b.round !== src.round || b.batch !== entry.index)
+    return `metadata says ${b.device}/${b.runId}/round ${b.round}/batch ${b.batch}`;
   if (b.cut !== src.cut) return `cut ${b.cut}, the plan says ${src.cut}`;
   if ((b.defence ?? canonicalDefence({ mechanism: 'none' })) !== defence) return `defence ${b.defence ?? 'none'}, the manifest says ${defence}`;
   if (b.dtype !== src.dtype) return `hidden states are ${b.dtype}, the run's dtype is ${src.dtype}`;
@@ -289,6 +314,7 @@ async function verify(bytes: Uint8Array, entry: ManifestBatch, src: FeedSource, 
   if (perToken && b.labels.every((l) => l === IGNORE_INDEX)) return 'no position carries a label: nothing to learn from';
   // NaN, infinities and finite values past what the model gives at this cut (3e38 overflows the next block's norm).
   const over = positionOver(b.hidden, b.nEmbd, normBound);
-  if (over >= 0) return `position ${over}'s hidden state is not finite or its norm exceeds ${normBound.toPrecision(4)}, the bound at cut ${src.cut} under its defence`;
+  if (over >= 0)
+    return `position ${over}'s hidden state is not finite or its norm exceeds ${normBound.toPrecision(4)}, the bound at cut ${src.cut} under its defence`;
   return { ...b, key, bytes: bytes.byteLength };
 }

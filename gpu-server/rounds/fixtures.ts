@@ -72,7 +72,17 @@ export class InProcessDevice implements DeviceApi {
     this.reach();
     this.requests.push(r);
     this.requestedAt.push(performance.now());
-    const status: RoundStatus = { device: this.id, runId: r.runId, round: r.round, state: 'running', batchesDone: 0, batchesTotal: r.uploads.batches.length, failures: [], tokens: 0, forwardMs: 0 };
+    const status: RoundStatus = {
+      device: this.id,
+      runId: r.runId,
+      round: r.round,
+      state: 'running',
+      batchesDone: 0,
+      batchesTotal: r.uploads.batches.length,
+      failures: [],
+      tokens: 0,
+      forwardMs: 0,
+    };
     this.statuses.set(`${r.runId}/${r.round}`, status);
     this.working.push(this.compute(r, status).catch((e: Error) => Object.assign(status, { state: 'failed', error: e.message })));
     return { ...status };
@@ -97,8 +107,26 @@ export class InProcessDevice implements DeviceApi {
       const labels = Int32Array.from({ length: rows }, (_, j) => (i + j) % 2);
       // Hidden states that carry the label, so that training has something to learn, at the norms the fixture
       // models give at their cuts (about 0.2: the server refuses hidden states far beyond what the model gives).
-      const hidden = Float32Array.from({ length: rows * seqLen * nEmbd }, (_, k) => HIDDEN_SCALE * (rng.normal() * 0.5 + (labels[Math.floor(k / (seqLen * nEmbd))] ? 0.5 : -0.5)));
-      const bytes = encodeActivationBatch({ device: this.id, runId: r.runId, round: r.round, cut: r.cut, batch: i, rows, seqLen, nEmbd, hidden, mask: new Int32Array(rows * seqLen).fill(1), labels }, r.dtype);
+      const hidden = Float32Array.from(
+        { length: rows * seqLen * nEmbd },
+        (_, k) => HIDDEN_SCALE * (rng.normal() * 0.5 + (labels[Math.floor(k / (seqLen * nEmbd))] ? 0.5 : -0.5)),
+      );
+      const bytes = encodeActivationBatch(
+        {
+          device: this.id,
+          runId: r.runId,
+          round: r.round,
+          cut: r.cut,
+          batch: i,
+          rows,
+          seqLen,
+          nEmbd,
+          hidden,
+          mask: new Int32Array(rows * seqLen).fill(1),
+          labels,
+        },
+        r.dtype,
+      );
       // Batch i is uploaded (i + 1) x batchDelayMs after the start: making it counts towards the device's pace.
       const wait = started + (i + 1) * this.batchDelayMs - performance.now();
       if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
@@ -106,7 +134,18 @@ export class InProcessDevice implements DeviceApi {
       batches.push({ index: i, rows, seqLen, bytes: bytes.byteLength, sha256: await sha256Hex(bytes) });
       status.batchesDone++;
     }
-    const manifest: ActivationManifest = { version: 1, device: this.id, runId: r.runId, round: r.round, cut: r.cut, dtype: r.dtype, modelSha256: r.model.sha256, rows: this.rows, defence: { mechanism: 'none' }, batches };
+    const manifest: ActivationManifest = {
+      version: 1,
+      device: this.id,
+      runId: r.runId,
+      round: r.round,
+      cut: r.cut,
+      dtype: r.dtype,
+      modelSha256: r.model.sha256,
+      rows: this.rows,
+      defence: { mechanism: 'none' },
+      batches,
+    };
     await fetch(r.uploads.manifest, { method: 'PUT', body: JSON.stringify(manifest) });
     status.state = 'complete';
     this.completedAt.push(performance.now());
@@ -127,7 +166,13 @@ export interface World {
  * GPT-2 of other sizes on request) and a device per cut (device-1, device-2, ...: by default at cuts 1 and 2), each
  * holding `rows` rows.
  */
-export async function world({ rows = 16, batchDelayMs = 0, family = 'gpt2', cuts = [1, 2], gpt2 = {} }: { rows?: number; batchDelayMs?: number; family?: 'gpt2' | 'llama'; cuts?: number[]; gpt2?: Partial<GPT2Config> } = {}): Promise<World> {
+export async function world({
+  rows = 16,
+  batchDelayMs = 0,
+  family = 'gpt2',
+  cuts = [1, 2],
+  gpt2 = {},
+}: { rows?: number; batchDelayMs?: number; family?: 'gpt2' | 'llama'; cuts?: number[]; gpt2?: Partial<GPT2Config> } = {}): Promise<World> {
   const store = new MemoryStore();
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = serve({ fetch: store.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
@@ -135,7 +180,10 @@ export async function world({ rows = 16, batchDelayMs = 0, family = 'gpt2', cuts
   store.baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const dir = await mkdtemp(join(tmpdir(), 'splitfrozen-rounds-'));
   const modelDir = join(dir, `tiny-${family}`);
-  const model = family === 'llama' ? initLlama(llamaConfig({ nLayer: 3, nEmbd: WIDTH, nHead: 4, nKvHead: 2, headDim: 8, nInner: 64, nPositions: 64 }), { seed: 0 }) : initModel(gpt2Config({ nLayer: 3, nEmbd: WIDTH, nHead: 4, nPositions: 32, ...gpt2 }), { seed: 0 });
+  const model =
+    family === 'llama'
+      ? initLlama(llamaConfig({ nLayer: 3, nEmbd: WIDTH, nHead: 4, nKvHead: 2, headDim: 8, nInner: 64, nPositions: 64 }), { seed: 0 })
+      : initModel(gpt2Config({ nLayer: 3, nEmbd: WIDTH, nHead: 4, nPositions: 32, ...gpt2 }), { seed: 0 });
   await writeModelFolder(modelDir, model);
   if (family === 'llama') await writeLlama3Tokenizer(modelDir);
   // A Llama's owners approve its tokenizer too (GPT-2's is built into the device).
@@ -143,7 +191,10 @@ export async function world({ rows = 16, batchDelayMs = 0, family = 'gpt2', cuts
   const devices = new Map<string, InProcessDevice>();
   for (const [i, cut] of cuts.entries()) {
     const seg = await deviceSegment(model, cut, 'fp32');
-    devices.set(`device-${i + 1}`, new InProcessDevice(`device-${i + 1}`, rows, [{ sha256: seg.sha256, model: `tiny-${family}`, cut, ...tokenizer }], batchDelayMs, model.config.nEmbd));
+    devices.set(
+      `device-${i + 1}`,
+      new InProcessDevice(`device-${i + 1}`, rows, [{ sha256: seg.sha256, model: `tiny-${family}`, cut, ...tokenizer }], batchDelayMs, model.config.nEmbd),
+    );
   }
   return {
     store,

@@ -19,13 +19,25 @@ function batch(seed: number, rows: number, flip = false): TrainBatch {
   const seqLen = 6;
   const labels = Int32Array.from({ length: rows }, () => (rng.uniform() < 0.5 ? 0 : 1));
   // The label as a direction with zero mean over the features (the next block's layer norm removes a mean).
-  const hidden = Float32Array.from({ length: rows * seqLen * D }, (_, k) => 0.05 * (rng.normal() * 0.5 + (labels[Math.floor(k / (seqLen * D))] ? 0.5 : -0.5) * (k % D < D / 2 ? 1 : -1)));
+  const hidden = Float32Array.from(
+    { length: rows * seqLen * D },
+    (_, k) => 0.05 * (rng.normal() * 0.5 + (labels[Math.floor(k / (seqLen * D))] ? 0.5 : -0.5) * (k % D < D / 2 ? 1 : -1)),
+  );
   return { cut: CUT, rows, seqLen, hidden, mask: new Int32Array(rows * seqLen).fill(1), labels: flip ? labels.map((l) => 1 - l) : labels };
 }
 
 const held = batch(1, 64);
 function trainer(): Trainer {
-  return new Trainer(model, { lora: { rank: 4, alpha: 8, dropout: 0, targets: ['attn.c_attn'] }, optimizer: { weightDecay: 0, clipNorm: 1 }, schedule: { lr: 0.01, warmupSteps: 0, kind: 'constant' }, seed: 1 }, CUT);
+  return new Trainer(
+    model,
+    {
+      lora: { rank: 4, alpha: 8, dropout: 0, targets: ['attn.c_attn'] },
+      optimizer: { weightDecay: 0, clipNorm: 1 },
+      schedule: { lr: 0.01, warmupSteps: 0, kind: 'constant' },
+      seed: 1,
+    },
+    CUT,
+  );
 }
 
 /** A device's 24 batches of 8 rows; a poisoner's labels are all flipped. */
@@ -71,7 +83,8 @@ describe('device guard', () => {
   it('is off at maxLossRise 0, in interleaved order and without held-out rows', () => {
     const t = trainer();
     const rows = syntheticSentiment(8, 1).map((r) => ({ text: r.text, label: Number(r.label) }));
-    const spec = (limits: object, training: object = {}) => parseRunSpec({ model: 'm', task: { labels: ['0', '1'] }, devices: [{ id: 'a', url: 'http://a' }], limits, training });
+    const spec = (limits: object, training: object = {}) =>
+      parseRunSpec({ model: 'm', task: { labels: ['0', '1'] }, devices: [{ id: 'a', url: 'http://a' }], limits, training });
     const tokenizer = new GPT2Tokenizer();
     expect(DeviceGuard.of(t, tokenizer, spec({}), rows)).toBeInstanceOf(DeviceGuard);
     expect(DeviceGuard.of(t, tokenizer, spec({ maxLossRise: 0 }), rows)).toBeUndefined();

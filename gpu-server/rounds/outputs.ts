@@ -20,7 +20,15 @@ export async function writeAdapter(s: RunState, opts: RoundOptions, { model, tra
   for (const [file, bytes] of Object.entries(files)) await opts.store.put(keys.adapter(s.record.id, round, file), bytes);
 }
 
-export async function writeOutputs(s: RunState, opts: RoundOptions, loaded: Loaded, plan: RoundPlan, progress: RoundProgress, training: Training, startedAt: number): Promise<RoundMetrics> {
+export async function writeOutputs(
+  s: RunState,
+  opts: RoundOptions,
+  loaded: Loaded,
+  plan: RoundPlan,
+  progress: RoundProgress,
+  training: Training,
+  startedAt: number,
+): Promise<RoundMetrics> {
   const { record } = s;
   progress.phase = 'evaluating';
   const evaluation = await evaluate(s, loaded);
@@ -35,7 +43,18 @@ export async function writeOutputs(s: RunState, opts: RoundOptions, loaded: Load
     evalAccuracy: evaluation?.accuracy,
     evalRows: loaded.evalRows.length,
     samples: evaluation?.samples,
-    devices: Object.entries(progress.devices).map(([id, p]) => ({ id, cut: p.cut, state: p.state, batches: p.trained, refused: p.refused, reused: p.reused, forwardMs: p.forwardMs, bytes: p.bytes, defence: p.defence, error: p.error })),
+    devices: Object.entries(progress.devices).map(([id, p]) => ({
+      id,
+      cut: p.cut,
+      state: p.state,
+      batches: p.trained,
+      refused: p.refused,
+      reused: p.reused,
+      forwardMs: p.forwardMs,
+      bytes: p.bytes,
+      defence: p.defence,
+      error: p.error,
+    })),
     serverTrainMs: Math.round(training.trainMs),
     serverIdleMs: Math.round(training.wallMs - training.trainMs),
     bytesMoved: Object.values(progress.devices).reduce((a, p) => a + p.bytes, 0),
@@ -51,6 +70,7 @@ function evaluate(s: RunState, { trainer, tokenizer, evalRows }: Loaded) {
   if (evalRows.length === 0) return undefined;
   const { spec } = s.record;
   const { batchSize, seqLen } = spec.training;
-  if (spec.task.kind === 'generation') return evaluateGeneration(trainer, tokenizer, evalRows as GenerationExample[], { batchSize, seqLen, ...spec.task.generate });
+  if (spec.task.kind === 'generation')
+    return evaluateGeneration(trainer, tokenizer, evalRows as GenerationExample[], { batchSize, seqLen, ...spec.task.generate });
   return evaluateClassification(trainer, tokenizer, evalRows as Example[], batchSize, seqLen);
 }

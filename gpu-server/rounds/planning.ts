@@ -85,7 +85,8 @@ export async function planOrResume(s: RunState, opts: RoundOptions, { model, tra
 
 /** The round's progress as the plan sets it out: every device waiting, or skipped with the reason. */
 export function progressFor(s: RunState, plan: RoundPlan, progress: RoundProgress): void {
-  for (const [id, reason] of Object.entries(plan.skipped)) progress.devices[id] = { cut: s.record.cuts[id].cut, state: 'skipped', reused: false, batches: 0, trained: 0, bytes: 0, error: reason };
+  for (const [id, reason] of Object.entries(plan.skipped))
+    progress.devices[id] = { cut: s.record.cuts[id].cut, state: 'skipped', reused: false, batches: 0, trained: 0, bytes: 0, error: reason };
   for (const id of plan.order) {
     const d = plan.devices[id];
     progress.devices[id] = { cut: d.cut, state: 'waiting', reused: d.sourceRound !== plan.round, batches: d.batches, trained: 0, bytes: 0 };

@@ -22,8 +22,19 @@ afterEach(async () => {
   await w?.close();
 });
 
-function registry(options: { checkpointSeconds?: number; schedule?: 'pipelined' | 'stop-and-wait'; blocks?: { provider: 'cpu'; threads: number }; store?: ObjectStore } = {}): RunRegistry {
-  const r = new RunRegistry({ store: w.store, roundSecret: 'secret', log: () => {}, pollMs: 5, dataDirs: [w.dir], device: (d) => w.devices.get(d.id)!, checkpointSeconds: 0, ...options });
+function registry(
+  options: { checkpointSeconds?: number; schedule?: 'pipelined' | 'stop-and-wait'; blocks?: { provider: 'cpu'; threads: number }; store?: ObjectStore } = {},
+): RunRegistry {
+  const r = new RunRegistry({
+    store: w.store,
+    roundSecret: 'secret',
+    log: () => {},
+    pollMs: 5,
+    dataDirs: [w.dir],
+    device: (d) => w.devices.get(d.id)!,
+    checkpointSeconds: 0,
+    ...options,
+  });
   registries.push(r);
   return r;
 }
@@ -35,7 +46,7 @@ async function keysUnder(prefix: string): Promise<string[]> {
 }
 
 describe('a round in phases, on in-memory storage', () => {
-  it('exports a cut\'s segment once however many devices share the cut (they are planned all at once)', async () => {
+  it("exports a cut's segment once however many devices share the cut (they are planned all at once)", async () => {
     w = await world({ rows: 8, cuts: [2, 2, 2, 2, 2, 2] });
     // Each export stores its segment once it is made (a HEAD, then a PUT if absent): one export, one HEAD.
     const heads: string[] = [];
@@ -112,7 +123,10 @@ describe('a round in phases, on in-memory storage', () => {
     await runs.idle('r-stall');
     const view = await runs.view('r-stall');
     expect(view.progress?.phase, view.progress?.error).toBe('done');
-    expect(view.progress?.devices['device-1']).toMatchObject({ state: 'failed', error: 'device device-1 round 0: no manifest after 1 s (limits.uploadSeconds)' });
+    expect(view.progress?.devices['device-1']).toMatchObject({
+      state: 'failed',
+      error: 'device device-1 round 0: no manifest after 1 s (limits.uploadSeconds)',
+    });
     expect(view.progress?.devices['device-2']).toMatchObject({ state: 'trained', trained: 2 });
     expect(performance.now() - started).toBeLessThan(10_000);
 
@@ -125,36 +139,44 @@ describe('a round in phases, on in-memory storage', () => {
     expect(performance.now() - asked).toBeLessThan(2_000);
   });
 
-  it.each(['by-device', 'interleaved'] as const)('cancels at a batch boundary, keeps what trained, is not resumed by a restart, and resumes when triggered (%s)', async (batchOrder) => {
-    w = await world({ rows: 16, batchDelayMs: 40 });
-    let runs = registry();
-    await runs.create(parseRunSpec(w.spec({ ordering: { kind: 'fixed', order: ['device-1', 'device-2'] }, training: { batchSize: 4, seqLen: 6, rounds: 2, seed: 1, batchOrder } })), 'r1');
-    await runs.trigger('r1');
-    while (((await runs.view('r1')).progress?.batchesTrained ?? 0) < 2) await new Promise((r) => setTimeout(r, 5));
-    const stopped = await runs.cancel('r1');
-    expect(stopped.phase).toBe('cancelled');
-    expect(stopped.batchesTrained).toBeGreaterThanOrEqual(2);
-    expect(stopped.batchesTrained).toBeLessThan(8);
-    expect((await runs.view('r1')).running).toBe(false);
-    // What trained is the round's adapter; the round itself is not done.
-    expect(await w.store.head(keys.adapter('r1', 0, 'adapter_model.safetensors'))).toBeDefined();
-    expect(await w.store.head(keys.roundDone('r1', 0))).toBeUndefined();
-    expect(await runs.metrics('r1')).toEqual([]);
+  it.each(['by-device', 'interleaved'] as const)(
+    'cancels at a batch boundary, keeps what trained, is not resumed by a restart, and resumes when triggered (%s)',
+    async (batchOrder) => {
+      w = await world({ rows: 16, batchDelayMs: 40 });
+      let runs = registry();
+      await runs.create(
+        parseRunSpec(
+          w.spec({ ordering: { kind: 'fixed', order: ['device-1', 'device-2'] }, training: { batchSize: 4, seqLen: 6, rounds: 2, seed: 1, batchOrder } }),
+        ),
+        'r1',
+      );
+      await runs.trigger('r1');
+      while (((await runs.view('r1')).progress?.batchesTrained ?? 0) < 2) await new Promise((r) => setTimeout(r, 5));
+      const stopped = await runs.cancel('r1');
+      expect(stopped.phase).toBe('cancelled');
+      expect(stopped.batchesTrained).toBeGreaterThanOrEqual(2);
+      expect(stopped.batchesTrained).toBeLessThan(8);
+      expect((await runs.view('r1')).running).toBe(false);
+      // What trained is the round's adapter; the round itself is not done.
+      expect(await w.store.head(keys.adapter('r1', 0, 'adapter_model.safetensors'))).toBeDefined();
+      expect(await w.store.head(keys.roundDone('r1', 0))).toBeUndefined();
+      expect(await runs.metrics('r1')).toEqual([]);
 
-    // A restarted server leaves a cancelled round alone.
-    runs = registry();
-    await runs.init();
-    expect((await runs.view('r1')).running).toBe(false);
-    expect((await runs.view('r1')).cancelled?.round).toBe(0);
+      // A restarted server leaves a cancelled round alone.
+      runs = registry();
+      await runs.init();
+      expect((await runs.view('r1')).running).toBe(false);
+      expect((await runs.view('r1')).cancelled?.round).toBe(0);
 
-    // Triggered again, it resumes from the checkpoint: every batch trained exactly once over the two parts.
-    expect(await runs.trigger('r1')).toBe(0);
-    await runs.idle('r1');
-    const view = await runs.view('r1');
-    expect(view.progress?.phase, view.progress?.error).toBe('done');
-    expect(view.metrics[0].steps).toBe(8);
-    expect(view.cancelled).toBeUndefined();
-  });
+      // Triggered again, it resumes from the checkpoint: every batch trained exactly once over the two parts.
+      expect(await runs.trigger('r1')).toBe(0);
+      await runs.idle('r1');
+      const view = await runs.view('r1');
+      expect(view.progress?.phase, view.progress?.error).toBe('done');
+      expect(view.metrics[0].steps).toBe(8);
+      expect(view.cancelled).toBeUndefined();
+    },
+  );
 
   it('deletes a run (cancelling its round) and everything stored under it, and nothing of other runs', async () => {
     w = await world({ rows: 16, batchDelayMs: 20 });
@@ -190,7 +212,10 @@ describe('a round in phases, on in-memory storage', () => {
       return metas.sort((a, b) => b.seq - a.seq)[0].consumed.map((k) => k.split('/')[3]);
     };
     const ordering = { kind: 'fixed' as const, order: ['device-2', 'device-1'] };
-    for (const [id, batchOrder] of [['mixed', 'interleaved'], ['apart', 'by-device']] as const) {
+    for (const [id, batchOrder] of [
+      ['mixed', 'interleaved'],
+      ['apart', 'by-device'],
+    ] as const) {
       await runs.create(parseRunSpec(w.spec({ ordering, training: { batchSize: 4, seqLen: 8, rounds: 1, batchOrder } })), id);
       await runs.trigger(id);
       await runs.idle(id);
@@ -248,7 +273,9 @@ describe('a round in phases, on in-memory storage', () => {
 
   it('a round with the adapted blocks on onnxruntime (ort-cpu) writes the adapter a TensorFlow.js round writes', async () => {
     w = await world({ rows: 8 });
-    const spec = parseRunSpec(w.spec({ ordering: { kind: 'fixed', order: ['device-1', 'device-2'] }, training: { batchSize: 4, seqLen: 6, rounds: 1, seed: 1 } }));
+    const spec = parseRunSpec(
+      w.spec({ ordering: { kind: 'fixed', order: ['device-1', 'device-2'] }, training: { batchSize: 4, seqLen: 6, rounds: 1, seed: 1 } }),
+    );
     const adapter = async (runs: RunRegistry, id: string) => {
       await runs.create(spec, id);
       await runs.trigger(id);
@@ -282,7 +309,13 @@ describe('a round in phases, on in-memory storage', () => {
     expect(m!.evalLoss).toBeGreaterThan(0);
     expect(m!.evalAccuracy! * 6).toBeCloseTo(Math.round(m!.evalAccuracy! * 6), 9);
     const config = JSON.parse(new TextDecoder().decode(await runs.adapterFile('l1', 0, 'adapter_config.json')));
-    expect(config).toMatchObject({ task_type: 'SEQ_CLS', fan_in_fan_out: false, layers_pattern: 'layers', modules_to_save: ['score'], target_modules: ['q_proj', 'v_proj'] });
+    expect(config).toMatchObject({
+      task_type: 'SEQ_CLS',
+      fan_in_fan_out: false,
+      layers_pattern: 'layers',
+      modules_to_save: ['score'],
+      target_modules: ['q_proj', 'v_proj'],
+    });
     const tensors = parseSafetensors(await runs.adapterFile('l1', 0, 'adapter_model.safetensors'), 'l1').tensors;
     expect(tensors.get('base_model.model.score.weight')!.shape).toEqual([2, 32]);
     expect(tensors.has('base_model.model.model.layers.2.self_attn.q_proj.lora_A.weight')).toBe(true);

@@ -27,10 +27,14 @@ export async function runRound(s: RunState, opts: RoundOptions, round: number): 
   if (training.cancelled) {
     await writeAdapter(s, opts, loaded, round);
     progress.phase = 'cancelled';
-    log(`run ${record.id} round ${round}: cancelled after ${training.losses.length} batches; the adapter of what trained is under round ${round}, and triggering the run again resumes the round`);
+    log(
+      `run ${record.id} round ${round}: cancelled after ${training.losses.length} batches; the adapter of what trained is under round ${round}, and triggering the run again resumes the round`,
+    );
     return;
   }
   const metrics = await writeOutputs(s, opts, loaded, plan, progress, training, startedAt);
   progress.phase = 'done';
-  log(`run ${record.id} round ${round}: trained ${metrics.steps} batches, loss ${metrics.trainLoss.toFixed(4)}${metrics.evalAccuracy !== undefined ? `, eval accuracy ${(metrics.evalAccuracy * 100).toFixed(1)}%` : ''}`);
+  log(
+    `run ${record.id} round ${round}: trained ${metrics.steps} batches, loss ${metrics.trainLoss.toFixed(4)}${metrics.evalAccuracy !== undefined ? `, eval accuracy ${(metrics.evalAccuracy * 100).toFixed(1)}%` : ''}`,
+  );
 }

@@ -34,5 +34,7 @@ export async function startDevice(s: RunState, opts: RoundOptions, { model }: Lo
     expiresInSeconds: opts.urlSeconds,
   });
   // A device slow to answer holds the round for limits.callSeconds at most, and a cancel not at all.
-  await abortable(deviceApi(s, opts, id).startRound(request), s.cancel?.signal).catch((e: Error) => Object.assign(progress.devices[id], { state: 'failed', error: e.message }));
+  await abortable(deviceApi(s, opts, id).startRound(request), s.cancel?.signal).catch((e: Error) =>
+    Object.assign(progress.devices[id], { state: 'failed', error: e.message }),
+  );
 }

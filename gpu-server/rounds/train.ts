@@ -59,11 +59,15 @@ export async function trainDevices(
   const phaseStart = performance.now();
   const todo = previous?.complete ? [] : plan.order;
   // The bound on what a device's hidden states may be, per cut, from the model itself.
-  for (const cut of new Set(todo.map((id) => plan.devices[id].cut))) if (!s.calibrations.has(cut)) s.calibrations.set(cut, await calibrateCut(trainer, tokenizer, model.config.padTokenId, cut));
+  for (const cut of new Set(todo.map((id) => plan.devices[id].cut)))
+    if (!s.calibrations.has(cut)) s.calibrations.set(cut, await calibrateCut(trainer, tokenizer, model.config.padTokenId, cut));
   for (const id of todo.filter((d) => finished.has(d))) {
     // Trained before the server was restarted: its batches and its GraB update are in the checkpoint.
     const d = plan.devices[id];
-    Object.assign(progress.devices[id], { state: 'trained', trained: [...consumed].filter((k) => k.startsWith(keys.activations(record.id, id, d.sourceRound))).length });
+    Object.assign(progress.devices[id], {
+      state: 'trained',
+      trained: [...consumed].filter((k) => k.startsWith(keys.activations(record.id, id, d.sourceRound))).length,
+    });
   }
   const pending = todo.filter((d) => !finished.has(d));
 
@@ -111,7 +115,11 @@ export async function trainDevices(
   const feed = (id: string, prefetch = opts.prefetch) => {
     const d = plan.devices[id];
     const dp = progress.devices[id];
-    const shuffle = (batches: unknown[]) => permutation(batches.map((_, i) => String(i)), new Random(spec.training.seed * 31 + round * 7 + hashString(id))).map(Number);
+    const shuffle = (batches: unknown[]) =>
+      permutation(
+        batches.map((_, i) => String(i)),
+        new Random(spec.training.seed * 31 + round * 7 + hashString(id)),
+      ).map(Number);
     return activationFeed(
       opts.store,
       {
@@ -173,11 +181,20 @@ export async function trainDevices(
       Object.assign(dp, { state: 'failed', error: failure.message });
       opts.log?.(`run ${record.id}: ${failure.message}`);
     } else throw failure;
-    if (current?.device === id) s.updates.set(id, trainer.flatAdapters().map((x, i) => x - current!.adapters[i]));
+    if (current?.device === id)
+      s.updates.set(
+        id,
+        trainer.flatAdapters().map((x, i) => x - current!.adapters[i]),
+      );
     finished.add(id);
     current = undefined;
     if (dp.trained > 0) await checkpoint(false);
-    if (plan.devices[id].sourceRound === round) dp.forwardMs = (await deviceApi(s, opts, id).roundStatus(record.id, round).catch(() => undefined))?.forwardMs;
+    if (plan.devices[id].sourceRound === round)
+      dp.forwardMs = (
+        await deviceApi(s, opts, id)
+          .roundStatus(record.id, round)
+          .catch(() => undefined)
+      )?.forwardMs;
   };
   const stopAndWait = (opts.schedule ?? 'pipelined') === 'stop-and-wait';
   const guard = DeviceGuard.of(trainer, tokenizer, spec, evalRows);
@@ -196,7 +213,7 @@ export async function trainDevices(
     for (const { id } of rotation) progress.devices[id].state = 'training';
     try {
       while (rotation.length > 0 && !cancelled()) {
-        for (let i = 0; i < rotation.length && !cancelled(); ) {
+        for (let i = 0; i < rotation.length && !cancelled();) {
           const { id, batches } = rotation[i];
           let next: IteratorResult<VerifiedBatch>;
           try {

@@ -7,7 +7,12 @@ import { initBackend } from '../tf/backend.ts';
 import { Trainer, type TrainBatch } from '../train/trainer.ts';
 import { loadCheckpoint, saveCheckpoint, type CheckpointMeta } from './checkpoint.ts';
 
-const spec = { lora: { rank: 2, alpha: 4, dropout: 0, targets: ['attn.c_attn'] }, optimizer: {}, schedule: { lr: 0.01, warmupSteps: 0, kind: 'constant' as const }, seed: 3 };
+const spec = {
+  lora: { rank: 2, alpha: 4, dropout: 0, targets: ['attn.c_attn'] },
+  optimizer: {},
+  schedule: { lr: 0.01, warmupSteps: 0, kind: 'constant' as const },
+  seed: 3,
+};
 const trainer = () => new Trainer(tinyModel(), spec, 2);
 const meta = (seq: number): CheckpointMeta => ({ seq, round: 0, complete: false, consumed: [`k${seq}`], losses: [seq], finished: [] });
 
@@ -15,7 +20,14 @@ function batch(seed: number): TrainBatch {
   const rng = new Random(seed);
   const rows = 2;
   const seqLen = 5;
-  return { cut: 2, rows, seqLen, hidden: Float32Array.from({ length: rows * seqLen * TINY.nEmbd }, () => rng.normal()), mask: new Int32Array(rows * seqLen).fill(1), labels: Int32Array.from([0, 2]) };
+  return {
+    cut: 2,
+    rows,
+    seqLen,
+    hidden: Float32Array.from({ length: rows * seqLen * TINY.nEmbd }, () => rng.normal()),
+    mask: new Int32Array(rows * seqLen).fill(1),
+    labels: Int32Array.from([0, 2]),
+  };
 }
 
 beforeAll(() => initBackend('cpu'));

@@ -32,14 +32,19 @@ export interface DeviceStart {
   adapters: Float32Array;
 }
 
-
-
 /** Read without blocking: on a GPU the reads queue behind the steps in flight. */
 async function f32(t: tf.Tensor): Promise<Tensor> {
   return { dtype: 'F32', shape: t.shape, data: (await t.data()) as Float32Array };
 }
 
-export async function saveCheckpoint(store: ObjectStore, runId: string, trainer: Trainer, meta: CheckpointMeta, updates: ReadonlyMap<string, Float32Array>, start?: DeviceStart): Promise<void> {
+export async function saveCheckpoint(
+  store: ObjectStore,
+  runId: string,
+  trainer: Trainer,
+  meta: CheckpointMeta,
+  updates: ReadonlyMap<string, Float32Array>,
+  start?: DeviceStart,
+): Promise<void> {
   const tensors: Record<string, Tensor> = {};
   for (const [i, v] of trainer.variables().entries()) {
     tensors[`param.${i}`] = await f32(v);
@@ -62,7 +67,12 @@ export interface LoadedCheckpoint {
 }
 
 /** Restores the trainer from the run's checkpoint; undefined when the run has none yet. */
-export async function loadCheckpoint(store: ObjectStore, runId: string, trainer: Trainer, log: (m: string) => void = () => {}): Promise<LoadedCheckpoint | undefined> {
+export async function loadCheckpoint(
+  store: ObjectStore,
+  runId: string,
+  trainer: Trainer,
+  log: (m: string) => void = () => {},
+): Promise<LoadedCheckpoint | undefined> {
   let newest: { key: string; file: ReturnType<typeof parseSafetensors>; seq: number } | undefined;
   for (const slot of [0, 1]) {
     const key = keys.checkpoint(runId, slot);
@@ -87,7 +97,10 @@ export async function loadCheckpoint(store: ObjectStore, runId: string, trainer:
     const m = tensors.get(`adam.m.${i}`);
     const s = tensors.get(`adam.v.${i}`);
     if (m && s) {
-      for (const [store_, t] of [[trainer.opt.m, m], [trainer.opt.v, s]] as const) {
+      for (const [store_, t] of [
+        [trainer.opt.m, m],
+        [trainer.opt.v, s],
+      ] as const) {
         const existing = store_.get(v.name);
         if (existing) existing.assign(tf.tensor(t.data as Float32Array, v.shape));
         else store_.set(v.name, tf.variable(tf.tensor(t.data as Float32Array, v.shape), false));

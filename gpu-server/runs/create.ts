@@ -43,7 +43,8 @@ async function build(id: string, spec: RunSpec, dataDirs: readonly string[]): Pr
     throw new Error(`the model's classification head has ${c.numLabels} labels, the task ${spec.task.labels.length}`);
   }
   if (!generation) model.config = { ...c, numLabels: spec.task.labels.length };
-  if (generation && !familyOf(c).generation) throw new Error(`generation tasks run on ${familyNames((f) => f.generation)} models; ${spec.model} is ${familyOf(c).name}`);
+  if (generation && !familyOf(c).generation)
+    throw new Error(`generation tasks run on ${familyNames((f) => f.generation)} models; ${spec.model} is ${familyOf(c).name}`);
   // LoRA targets: the family's linears; PEFT's defaults for the family when not given.
   const linears = blockLinears(c);
   const targets = spec.lora.targets ?? [...familyOf(c).defaultTargets];

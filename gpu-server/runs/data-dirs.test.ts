@@ -45,9 +45,15 @@ describe('data paths a run spec names', () => {
   });
 
   it('says the same of a path below a link whether or not it exists', async () => {
-    const message = (path: string) => checkDataPath(path, [data], 'model').then(() => 'accepted', (e: Error) => e.message.replace(path, 'PATH'));
+    const message = (path: string) =>
+      checkDataPath(path, [data], 'model').then(
+        () => 'accepted',
+        (e: Error) => e.message.replace(path, 'PATH'),
+      );
     const exists = await message(join(data, 'linked-dir', 'secret.jsonl'));
-    expect(exists).toBe(`model PATH resolves to ${join(elsewhere, 'secret.jsonl')} through a symbolic link, and the server follows none in its data folders: put the files themselves there`);
+    expect(exists).toBe(
+      `model PATH resolves to ${join(elsewhere, 'secret.jsonl')} through a symbolic link, and the server follows none in its data folders: put the files themselves there`,
+    );
     expect((await message(join(data, 'linked-dir', 'missing.jsonl'))).replace('missing', 'secret')).toBe(exists);
   });
 

@@ -31,8 +31,14 @@ export async function checkDataPath(path: string, dirs: readonly string[], field
   const roots = await Promise.all(dirs.map(async (d) => ({ given: resolve(d), real: await realpath(d).catch(() => resolve(d)) })));
   const abs = resolve(path);
   const root = roots.find((r) => inside(abs, r.given)) ?? roots.find((r) => inside(abs, r.real));
-  if (!root) throw new Error(`${field} ${path} is outside the server's data folders (${roots.map((r) => r.real).join(', ')}): put it there, or set SPLITFROZEN_DATA_DIRS`);
+  if (!root)
+    throw new Error(
+      `${field} ${path} is outside the server's data folders (${roots.map((r) => r.real).join(', ')}): put it there, or set SPLITFROZEN_DATA_DIRS`,
+    );
   const real = await realOrAncestor(abs);
   const plain = join(root.real, relative(inside(abs, root.given) ? root.given : root.real, abs));
-  if (real !== plain) throw new Error(`${field} ${path} resolves to ${real} through a symbolic link, and the server follows none in its data folders: put the files themselves there`);
+  if (real !== plain)
+    throw new Error(
+      `${field} ${path} resolves to ${real} through a symbolic link, and the server follows none in its data folders: put the files themselves there`,
+    );
 }

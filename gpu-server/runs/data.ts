@@ -18,7 +18,9 @@ async function evalFile(path: string): Promise<Uint8Array> {
     }
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new Error(`task.eval.path ${path}: ${code === 'ENOENT' ? 'not found' : code === 'ELOOP' ? 'is a symbolic link, which the server does not follow' : (e as Error).message}`);
+    throw new Error(
+      `task.eval.path ${path}: ${code === 'ENOENT' ? 'not found' : code === 'ELOOP' ? 'is a symbolic link, which the server does not follow' : (e as Error).message}`,
+    );
   }
 }
 

@@ -37,7 +37,13 @@ export async function sweep(store: ObjectStore, id: string): Promise<number> {
 }
 
 export async function deleteRun(opts: RoundOptions, record: RunRecord, round: number | undefined): Promise<number> {
-  const tombstone: Tombstone = { id: record.id, deletedAt: new Date().toISOString(), round, devices: record.spec.devices, urlsExpire: Date.now() + (opts.urlSeconds ?? 3600) * 1000 };
+  const tombstone: Tombstone = {
+    id: record.id,
+    deletedAt: new Date().toISOString(),
+    round,
+    devices: record.spec.devices,
+    urlsExpire: Date.now() + (opts.urlSeconds ?? 3600) * 1000,
+  };
   await putJson(opts.store, keys.deletedRun(record.id), tombstone);
   const n = await sweep(opts.store, record.id);
   void finishDeletion(opts, tombstone);
@@ -49,7 +55,16 @@ export async function finishDeletion(opts: RoundOptions, t: Tombstone): Promise<
   const device = (d: Tombstone['devices'][number]): DeviceApi => opts.device!(d, opts.roundSecret, LIMIT_DEFAULTS.callSeconds * 1000);
   const computing = async () => {
     if (t.round === undefined) return false;
-    const states = await Promise.all(t.devices.map((d) => device(d).roundStatus(t.id, t.round!).then((s) => s.state, () => 'unknown')));
+    const states = await Promise.all(
+      t.devices.map((d) =>
+        device(d)
+          .roundStatus(t.id, t.round!)
+          .then(
+            (s) => s.state,
+            () => 'unknown',
+          ),
+      ),
+    );
     return states.includes('running');
   };
   try {

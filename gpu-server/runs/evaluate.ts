@@ -18,14 +18,24 @@ export interface Evaluation {
   samples?: GenerationSample[];
 }
 
-export async function evaluateClassification(trainer: Trainer, tokenizer: Tokenizer, rows: readonly Example[], batchSize: number, seqLen: number): Promise<Evaluation> {
+export async function evaluateClassification(
+  trainer: Trainer,
+  tokenizer: Tokenizer,
+  rows: readonly Example[],
+  batchSize: number,
+  seqLen: number,
+): Promise<Evaluation> {
   const classes = trainer.net.config.numLabels;
   const logits = new Float32Array(rows.length * classes);
   for (let i = 0; i < rows.length; i += batchSize) {
     const enc = tokenizer.encodeBatch(rows.slice(i, i + batchSize).map(textInput), { maxLength: seqLen, padTokenId: trainer.net.config.padTokenId });
     logits.set(await trainer.predictTokens(enc.ids, enc.attentionMask, enc.batch, enc.seq), i * classes);
   }
-  const { loss, accuracy } = scoreLogits(logits, rows.map((r) => r.label), classes);
+  const { loss, accuracy } = scoreLogits(
+    logits,
+    rows.map((r) => r.label),
+    classes,
+  );
   return { loss, accuracy };
 }
 
@@ -59,13 +69,23 @@ export function generationBatches(tokenizer: Tokenizer, rows: readonly Generatio
 }
 
 /** A greedy completion of a prompt (token ids), decoded without its end token, and the final number it gives. */
-export async function complete(trainer: Trainer, tokenizer: Tokenizer, prompt: readonly number[], maxNewTokens: number): Promise<{ generated: string; predicted?: string }> {
+export async function complete(
+  trainer: Trainer,
+  tokenizer: Tokenizer,
+  prompt: readonly number[],
+  maxNewTokens: number,
+): Promise<{ generated: string; predicted?: string }> {
   const stop = [tokenizer.special.eos];
   const generated = tokenizer.decode((await trainer.generate(prompt, { maxNewTokens, stop })).filter((id) => !stop.includes(id)));
   return { generated, predicted: finalNumber(generated) };
 }
 
-export async function evaluateGeneration(trainer: Trainer, tokenizer: Tokenizer, rows: readonly GenerationExample[], o: { batchSize: number; seqLen: number; maxNewTokens: number; limit: number }): Promise<Evaluation> {
+export async function evaluateGeneration(
+  trainer: Trainer,
+  tokenizer: Tokenizer,
+  rows: readonly GenerationExample[],
+  o: { batchSize: number; seqLen: number; maxNewTokens: number; limit: number },
+): Promise<Evaluation> {
   const batches = generationBatches(tokenizer, rows, o.batchSize, o.seqLen);
   const samples: GenerationSample[] = [];
   for (const row of rows.slice(0, o.limit)) {

@@ -26,17 +26,24 @@ const view = (id: string, shards: ShardSummary[] | Error, approved = true): Devi
 describe('round planner', () => {
   it('plans the devices that can take part, in the given order, and says why the others cannot', async () => {
     const store = new MemoryStore();
-    const views = [view('a', [shard('s1', 10), shard('other', 5, 'e', ['x', 'y'])]), view('b', new Error('connect ECONNREFUSED')), view('c', [shard('s1', 3)], false)];
+    const views = [
+      view('a', [shard('s1', 10), shard('other', 5, 'e', ['x', 'y'])]),
+      view('b', new Error('connect ECONNREFUSED')),
+      view('c', [shard('s1', 3)], false),
+    ];
     const plan = await planRound(store, 'r', spec, 0, views, 0, new Map());
     expect(plan.order).toEqual(['a']);
     // Only the shard with the task's labels is used: 10 rows in batches of 4.
     expect(plan.devices.a).toMatchObject({ shards: ['s1'], rows: 10, batches: 3, sourceRound: 0, cut: 2 });
-    expect(plan.skipped).toEqual({ b: 'unreachable: connect ECONNREFUSED', c: `refused by its owner: model segment ${sha('1')} is not approved by this device's owner (PUT /approvals/${sha('1')})` });
+    expect(plan.skipped).toEqual({
+      b: 'unreachable: connect ECONNREFUSED',
+      c: `refused by its owner: model segment ${sha('1')} is not approved by this device's owner (PUT /approvals/${sha('1')})`,
+    });
     const none = await planRound(store, 'r', spec, 0, [view('a', [shard('other', 5, 'e', ['x', 'y'])])], 0, new Map());
     expect(none.skipped.a).toBe('holds no shard with the task\'s labels ["0","1"]');
   });
 
-  it('reuses an earlier round\'s activations only while shards, segment and batching are the same and they are stored', async () => {
+  it("reuses an earlier round's activations only while shards, segment and batching are the same and they are stored", async () => {
     const store = new MemoryStore();
     const round0 = await planRound(store, 'r', spec, 0, [view('a', [shard('s1', 8)]), view('c', [shard('s1', 8)])], 0, new Map());
     await putJson(store, keys.plan('r', 0), round0);
@@ -51,10 +58,30 @@ describe('round planner', () => {
   });
 
   it("leaves out a device whose claimed rows pass the run's cap or its owner's declared count, before any URL is made", async () => {
-    const capped = parseRunSpec({ ...spec, devices: [{ id: 'a', url: 'http://a' }, { id: 'b', url: 'http://b', rows: 100 }, { id: 'c', url: 'http://c' }], ordering: { kind: 'random-reshuffle' }, limits: { maxRowsPerDevice: 1000 } });
-    const plan = await planRound(new MemoryStore(), 'r', capped, 0, [view('a', [shard('s1', 400_000)]), view('b', [shard('s1', 101)]), view('c', [shard('s1', 1000)])], 0, new Map());
+    const capped = parseRunSpec({
+      ...spec,
+      devices: [
+        { id: 'a', url: 'http://a' },
+        { id: 'b', url: 'http://b', rows: 100 },
+        { id: 'c', url: 'http://c' },
+      ],
+      ordering: { kind: 'random-reshuffle' },
+      limits: { maxRowsPerDevice: 1000 },
+    });
+    const plan = await planRound(
+      new MemoryStore(),
+      'r',
+      capped,
+      0,
+      [view('a', [shard('s1', 400_000)]), view('b', [shard('s1', 101)]), view('c', [shard('s1', 1000)])],
+      0,
+      new Map(),
+    );
     expect(plan.order).toEqual(['c']);
-    expect(plan.skipped).toEqual({ a: 'claims 400000 rows, more than the run allows a device (limits.maxRowsPerDevice 1000)', b: 'claims 101 rows, more than its owner declared (devices[].rows 100)' });
+    expect(plan.skipped).toEqual({
+      a: 'claims 400000 rows, more than the run allows a device (limits.maxRowsPerDevice 1000)',
+      b: 'claims 101 rows, more than its owner declared (devices[].rows 100)',
+    });
     // The default cap: 4M rows (4 GB of presigned URLs, before the cap) are refused as well.
     const plain = await planRound(new MemoryStore(), 'r', spec, 0, [view('a', [shard('s1', 4_000_000)])], 0, new Map());
     expect(plain.skipped.a).toBe('claims 4000000 rows, more than the run allows a device (limits.maxRowsPerDevice 20000)');

@@ -34,7 +34,22 @@ export async function activationFingerprint(spec: RunSpec, d: DeviceView & { sha
   const shards = [...d.shards].sort((a, b) => a.name.localeCompare(b.name)).map((s) => [s.name, s.rows, s.etag]);
   const { batchSize, seqLen, dtype } = spec.training;
   const tokenizer = d.tokenizerSha256 ?? 'r50k_base';
-  return sha256Hex(JSON.stringify({ shards, model: d.modelSha256, table: d.tokenTableSha256 ?? null, weights: d.weightsSha256 ?? null, cut: d.cut, batchSize, seqLen, dtype, task: spec.task.kind, labels: spec.task.labels, padTokenId, tokenizer }));
+  return sha256Hex(
+    JSON.stringify({
+      shards,
+      model: d.modelSha256,
+      table: d.tokenTableSha256 ?? null,
+      weights: d.weightsSha256 ?? null,
+      cut: d.cut,
+      batchSize,
+      seqLen,
+      dtype,
+      task: spec.task.kind,
+      labels: spec.task.labels,
+      padTokenId,
+      tokenizer,
+    }),
+  );
 }
 
 export async function planRound(
@@ -63,7 +78,14 @@ export async function planRound(
       continue;
     }
     // The device would refuse it anyway; saying why here tells the operator what its owner must approve.
-    const refusal = segmentRefusal(v.policy, { sha256: v.modelSha256, cut: v.cut, tokenTable: v.tokenTableSha256, weights: v.weightsSha256, tokenizer: v.tokenizerSha256, task: spec.task.kind });
+    const refusal = segmentRefusal(v.policy, {
+      sha256: v.modelSha256,
+      cut: v.cut,
+      tokenTable: v.tokenTableSha256,
+      weights: v.weightsSha256,
+      tokenizer: v.tokenizerSha256,
+      task: spec.task.kind,
+    });
     if (refusal) {
       skipped[v.id] = `refused by its owner: ${refusal}`;
       continue;
@@ -71,7 +93,8 @@ export async function planRound(
     const usable = v.shards.filter((s) => (s.task ?? 'classification') === spec.task.kind && s.labels.join('\n') === spec.task.labels.join('\n'));
     const rows = usable.reduce((a, s) => a + s.rows, 0);
     if (rows === 0) {
-      skipped[v.id] = spec.task.kind === 'generation' ? 'holds no generation shard' : `holds no shard with the task's labels ${JSON.stringify(spec.task.labels)}`;
+      skipped[v.id] =
+        spec.task.kind === 'generation' ? 'holds no generation shard' : `holds no shard with the task's labels ${JSON.stringify(spec.task.labels)}`;
       continue;
     }
     // Claimed counts decide the upload URLs, the batches and the learning-rate schedule: bounded before any is made.
@@ -94,7 +117,17 @@ export async function planRound(
       }
     }
     const shards = usable.map((s) => s.name).sort();
-    devices[v.id] = { cut: v.cut, modelSha256: v.modelSha256, tokenTableSha256: v.tokenTableSha256, weightsSha256: v.weightsSha256, shards, rows, batches: Math.ceil(rows / spec.training.batchSize), fingerprint, sourceRound };
+    devices[v.id] = {
+      cut: v.cut,
+      modelSha256: v.modelSha256,
+      tokenTableSha256: v.tokenTableSha256,
+      weightsSha256: v.weightsSha256,
+      shards,
+      rows,
+      batches: Math.ceil(rows / spec.training.batchSize),
+      fingerprint,
+      sourceRound,
+    };
   }
   const ids = Object.keys(devices);
   const last = previous.at(-1);

@@ -81,7 +81,9 @@ export class RunRegistry {
     const { record, model, tokenizer } = await newRun(id, spec, this.opts.dataDirs ?? [process.cwd()]);
     await putJson(this.opts.store, keys.run(id), record);
     this.runs.set(id, { record, model, tokenizer, updates: new Map(), segments: new Map(), calibrations: new Map() });
-    this.log(`run ${id}: created; cuts ${JSON.stringify(Object.fromEntries(Object.entries(record.cuts).map(([k, v]) => [k, v.cut])))}, adapters on blocks ${record.deepestCut}..${model.config.nLayer - 1}`);
+    this.log(
+      `run ${id}: created; cuts ${JSON.stringify(Object.fromEntries(Object.entries(record.cuts).map(([k, v]) => [k, v.cut])))}, adapters on blocks ${record.deepestCut}..${model.config.nLayer - 1}`,
+    );
     return record;
   }
 
@@ -115,7 +117,8 @@ export class RunRegistry {
 
   async adapterFile(id: string, round: number | 'latest', file: string): Promise<Uint8Array> {
     this.state(id);
-    if (file !== ADAPTER_CONFIG && file !== ADAPTER_WEIGHTS) throw new NotFound(`no adapter file '${file}': there are ${ADAPTER_CONFIG} and ${ADAPTER_WEIGHTS}`);
+    if (file !== ADAPTER_CONFIG && file !== ADAPTER_WEIGHTS)
+      throw new NotFound(`no adapter file '${file}': there are ${ADAPTER_CONFIG} and ${ADAPTER_WEIGHTS}`);
     const r = round === 'latest' ? (await this.metrics(id)).at(-1)?.round : round;
     const bytes = r === undefined ? undefined : await this.opts.store.get(keys.adapter(id, r, file));
     if (!bytes) throw new NotFound(`run ${id} has no adapter for round ${round} yet`);

@@ -9,7 +9,10 @@ import { SpecError } from './errors.ts';
 // One message per rule, whichever check fails (type, integer, sign).
 const rule = (message: string) => ({ error: message });
 const positiveInt = z.number(rule('must be a positive integer')).int(rule('must be a positive integer')).positive(rule('must be a positive integer'));
-const nonNegativeInt = z.number(rule('must be a non-negative integer')).int(rule('must be a non-negative integer')).nonnegative(rule('must be a non-negative integer'));
+const nonNegativeInt = z
+  .number(rule('must be a non-negative integer'))
+  .int(rule('must be a non-negative integer'))
+  .nonnegative(rule('must be a non-negative integer'));
 const positive = z.number(rule('must be a positive number')).positive(rule('must be a positive number'));
 const nonNegative = z.number(rule('must be a non-negative number')).nonnegative(rule('must be a non-negative number'));
 
@@ -28,7 +31,10 @@ const CapacityProfileSchema = z
     memoryMB: positive.default(128).openapi({ description: 'Memory the prefix may use, in MB (a Cloudflare Worker has 128).' }),
     gflops: positive.default(10).openapi({ description: 'Sustained forward throughput, GFLOP/s (onnxruntime-web in workerd on one core: ~10-25).' }),
     maxBatchSeconds: positive.default(30).openapi({ description: "Longest a batch's forward pass may take, in seconds." }),
-    weights: z.enum(['fp32', 'int8']).default('fp32').openapi({ description: 'Prefix weights: int8 keeps the token table outside the graph (needed by GPT-2 small in 128 MB).' }),
+    weights: z
+      .enum(['fp32', 'int8'])
+      .default('fp32')
+      .openapi({ description: 'Prefix weights: int8 keeps the token table outside the graph (needed by GPT-2 small in 128 MB).' }),
   })
   .openapi('CapacityProfile');
 
@@ -45,12 +51,16 @@ const DeviceSpecSchema = z
 const EvalExampleSchema = z.object({ text: z.string(), text_pair: z.string().optional(), label: z.string() });
 
 const OrderingSchema = z
-  .discriminatedUnion('kind', [
-    z.object({ kind: z.literal('random-reshuffle') }),
-    z.object({ kind: z.literal('shuffle-once') }),
-    z.object({ kind: z.literal('fixed'), order: z.array(z.string()) }),
-    z.object({ kind: z.literal('grab'), order: z.array(z.string()).optional() }),
-  ], { error: 'must be one of random-reshuffle, shuffle-once, fixed (with order), grab' })
+  .discriminatedUnion(
+    'kind',
+    [
+      z.object({ kind: z.literal('random-reshuffle') }),
+      z.object({ kind: z.literal('shuffle-once') }),
+      z.object({ kind: z.literal('fixed'), order: z.array(z.string()) }),
+      z.object({ kind: z.literal('grab'), order: z.array(z.string()).optional() }),
+    ],
+    { error: 'must be one of random-reshuffle, shuffle-once, fixed (with order), grab' },
+  )
   .openapi('Ordering', { description: 'In which order the server trains on the devices each round.' });
 
 /** What the run allows one device: no answer, count or delay of a device can cost the run more than these. */
@@ -58,73 +68,102 @@ export const LIMIT_DEFAULTS = { maxRowsPerDevice: 20_000, callSeconds: 30, uploa
 
 const LimitsSchema = z
   .object({
-    maxRowsPerDevice: positiveInt.default(LIMIT_DEFAULTS.maxRowsPerDevice).openapi({ description: "Most rows a device may claim; one that claims more is left out of the round. Bounds the upload URLs, batches and learning-rate schedule one device can ask for." }),
+    maxRowsPerDevice: positiveInt.default(LIMIT_DEFAULTS.maxRowsPerDevice).openapi({
+      description:
+        'Most rows a device may claim; one that claims more is left out of the round. Bounds the upload URLs, batches and learning-rate schedule one device can ask for.',
+    }),
     callSeconds: positive.default(LIMIT_DEFAULTS.callSeconds).openapi({ description: 'Longest the server waits for any one answer of a device.' }),
-    uploadSeconds: positive.default(LIMIT_DEFAULTS.uploadSeconds).openapi({ description: "Longest the server waits for a device's uploads (its completion manifest) once the device is due: a device that stalls costs the round this much at most." }),
-    maxLossRise: nonNegative.default(LIMIT_DEFAULTS.maxLossRise).openapi({ description: "by-device order: a device whose batches raise the held-out loss by more than this (nats) is rolled back, adapters and optimizer as before it. 0 turns the check off." }),
-    guardRows: positiveInt.default(LIMIT_DEFAULTS.guardRows).openapi({ description: 'Held-out rows the rollback check evaluates on (the first of the evaluation set).' }),
+    uploadSeconds: positive.default(LIMIT_DEFAULTS.uploadSeconds).openapi({
+      description:
+        "Longest the server waits for a device's uploads (its completion manifest) once the device is due: a device that stalls costs the round this much at most.",
+    }),
+    maxLossRise: nonNegative.default(LIMIT_DEFAULTS.maxLossRise).openapi({
+      description:
+        'by-device order: a device whose batches raise the held-out loss by more than this (nats) is rolled back, adapters and optimizer as before it. 0 turns the check off.',
+    }),
+    guardRows: positiveInt
+      .default(LIMIT_DEFAULTS.guardRows)
+      .openapi({ description: 'Held-out rows the rollback check evaluates on (the first of the evaluation set).' }),
   })
   .default(LIMIT_DEFAULTS)
   .openapi('Limits');
 
-const RunSpecFields = z
-  .object({
-    model: z.string(rule('must be the path of a model folder (GPT-2 or Llama) on the server')).min(1, rule('must be the path of a model folder (GPT-2 or Llama) on the server')).openapi({ description: 'A model folder in the Hugging Face layout (GPT-2 or Llama), on the server.' }),
-    task: z
-      .object({
-        kind: z.enum(['classification', 'generation']).default('classification').openapi({ description: 'classification: labelled text, a head on the last token. generation: prompts and completions (loss on the completion), evaluated by generating.' }),
-        labels: z.array(z.string()).default([]).openapi({ description: 'The label set (classification; empty for generation).' }),
-        eval: z
-          .object({ path: z.string(), format: z.enum(['tsv', 'jsonl']).optional(), limit: positiveInt.optional() })
-          .optional()
-          .openapi({ description: 'Held-out data on the server: a GLUE TSV or JSON-lines file (generation: {prompt, completion} or GSM8K {question, answer} lines).' }),
-        evalRows: z.array(EvalExampleSchema).optional().openapi({ description: 'Inline held-out rows (classification).' }),
-        generate: z.object({ maxNewTokens: positiveInt.default(96), limit: nonNegativeInt.default(8) }).default({ maxNewTokens: 96, limit: 8 }).openapi({ description: "Generation's evaluation: greedy completions of the first `limit` held-out prompts." }),
-      })
-      .transform((t) => ({ ...t, eval: t.eval && { ...t.eval, format: t.eval.format ?? (t.eval.path.endsWith('.tsv') ? ('tsv' as const) : ('jsonl' as const)) } })),
-    devices: z.array(DeviceSpecSchema).min(1, 'must list at least one device'),
-    ordering: OrderingSchema.default({ kind: 'random-reshuffle' }),
-    lora: z
-      .object({
-        rank: positiveInt.default(8),
-        alpha: positive.optional().openapi({ description: 'Default: twice the rank.' }),
-        dropout: z.number(rule('must be in [0, 1)')).min(0, rule('must be in [0, 1)')).lt(1, rule('must be in [0, 1)')).default(0.05),
-        targets: z.array(z.string()).min(1).optional().openapi({ description: "Block linears by module path (e.g. attn.c_attn, self_attn.q_proj); the family's default (GPT-2 attn.c_attn, Llama q_proj and v_proj) when not given." }),
-      })
-      .default({ rank: 8, dropout: 0.05 })
-      .transform((l) => ({ ...l, alpha: l.alpha ?? 2 * l.rank })),
-    optimizer: z
-      .object({
-        lr: positive.default(2e-3),
-        weightDecay: nonNegative.default(0.01),
-        clipNorm: nonNegative.default(1),
-        warmupSteps: nonNegativeInt.default(0),
-        schedule: z.enum(['constant', 'linear', 'cosine']).default('linear'),
-      })
-      .default({ lr: 2e-3, weightDecay: 0.01, clipNorm: 1, warmupSteps: 0, schedule: 'linear' }),
-    training: z
-      .object({
-        batchSize: positiveInt.default(16),
-        seqLen: positiveInt.default(64),
-        dtype: z.enum(['fp32', 'fp16']).default('fp32'),
-        seed: nonNegativeInt.default(0),
-        rounds: positiveInt.default(3),
-        batchOrder: z
-          .enum(['by-device', 'interleaved'])
-          .default('by-device')
-          .openapi({ description: "by-device: each device's batches together, device after device in the client order. interleaved: one batch of each device in turn, in that order (a round then mixes the devices' data, which holds up under label skew; the round waits for the slowest device's next batch)." }),
-      })
-      .default({ batchSize: 16, seqLen: 64, dtype: 'fp32', seed: 0, rounds: 3, batchOrder: 'by-device' }),
-    limits: LimitsSchema,
-  });
+const RunSpecFields = z.object({
+  model: z
+    .string(rule('must be the path of a model folder (GPT-2 or Llama) on the server'))
+    .min(1, rule('must be the path of a model folder (GPT-2 or Llama) on the server'))
+    .openapi({ description: 'A model folder in the Hugging Face layout (GPT-2 or Llama), on the server.' }),
+  task: z
+    .object({
+      kind: z.enum(['classification', 'generation']).default('classification').openapi({
+        description:
+          'classification: labelled text, a head on the last token. generation: prompts and completions (loss on the completion), evaluated by generating.',
+      }),
+      labels: z.array(z.string()).default([]).openapi({ description: 'The label set (classification; empty for generation).' }),
+      eval: z
+        .object({ path: z.string(), format: z.enum(['tsv', 'jsonl']).optional(), limit: positiveInt.optional() })
+        .optional()
+        .openapi({
+          description: 'Held-out data on the server: a GLUE TSV or JSON-lines file (generation: {prompt, completion} or GSM8K {question, answer} lines).',
+        }),
+      evalRows: z.array(EvalExampleSchema).optional().openapi({ description: 'Inline held-out rows (classification).' }),
+      generate: z
+        .object({ maxNewTokens: positiveInt.default(96), limit: nonNegativeInt.default(8) })
+        .default({ maxNewTokens: 96, limit: 8 })
+        .openapi({ description: "Generation's evaluation: greedy completions of the first `limit` held-out prompts." }),
+    })
+    .transform((t) => ({
+      ...t,
+      eval: t.eval && { ...t.eval, format: t.eval.format ?? (t.eval.path.endsWith('.tsv') ? ('tsv' as const) : ('jsonl' as const)) },
+    })),
+  devices: z.array(DeviceSpecSchema).min(1, 'must list at least one device'),
+  ordering: OrderingSchema.default({ kind: 'random-reshuffle' }),
+  lora: z
+    .object({
+      rank: positiveInt.default(8),
+      alpha: positive.optional().openapi({ description: 'Default: twice the rank.' }),
+      dropout: z.number(rule('must be in [0, 1)')).min(0, rule('must be in [0, 1)')).lt(1, rule('must be in [0, 1)')).default(0.05),
+      targets: z.array(z.string()).min(1).optional().openapi({
+        description:
+          "Block linears by module path (e.g. attn.c_attn, self_attn.q_proj); the family's default (GPT-2 attn.c_attn, Llama q_proj and v_proj) when not given.",
+      }),
+    })
+    .default({ rank: 8, dropout: 0.05 })
+    .transform((l) => ({ ...l, alpha: l.alpha ?? 2 * l.rank })),
+  optimizer: z
+    .object({
+      lr: positive.default(2e-3),
+      weightDecay: nonNegative.default(0.01),
+      clipNorm: nonNegative.default(1),
+      warmupSteps: nonNegativeInt.default(0),
+      schedule: z.enum(['constant', 'linear', 'cosine']).default('linear'),
+    })
+    .default({ lr: 2e-3, weightDecay: 0.01, clipNorm: 1, warmupSteps: 0, schedule: 'linear' }),
+  training: z
+    .object({
+      batchSize: positiveInt.default(16),
+      seqLen: positiveInt.default(64),
+      dtype: z.enum(['fp32', 'fp16']).default('fp32'),
+      seed: nonNegativeInt.default(0),
+      rounds: positiveInt.default(3),
+      batchOrder: z.enum(['by-device', 'interleaved']).default('by-device').openapi({
+        description:
+          "by-device: each device's batches together, device after device in the client order. interleaved: one batch of each device in turn, in that order (a round then mixes the devices' data, which holds up under label skew; the round waits for the slowest device's next batch).",
+      }),
+    })
+    .default({ batchSize: 16, seqLen: 64, dtype: 'fp32', seed: 0, rounds: 3, batchOrder: 'by-device' }),
+  limits: LimitsSchema,
+});
 
 /** What one field cannot check alone. */
 function crossCheck(r: z.output<typeof RunSpecFields>, ctx: z.RefinementCtx): void {
   const issue = (path: Array<string | number>, message: string) => ctx.addIssue({ code: 'custom', path, message });
   const { kind, labels, eval: evalFile, evalRows } = r.task;
-  if (kind === 'classification' && (labels.length < 2 || new Set(labels).size !== labels.length)) issue(['task', 'labels'], 'must list at least two distinct labels');
+  if (kind === 'classification' && (labels.length < 2 || new Set(labels).size !== labels.length))
+    issue(['task', 'labels'], 'must list at least two distinct labels');
   if (kind === 'generation' && labels.length > 0) issue(['task', 'labels'], 'must be empty for a generation task');
-  if (kind === 'generation' && evalRows) issue(['task', 'evalRows'], "is for classification; a generation task's held-out rows come from task.eval (JSON lines)");
+  if (kind === 'generation' && evalRows)
+    issue(['task', 'evalRows'], "is for classification; a generation task's held-out rows come from task.eval (JSON lines)");
   if (kind === 'generation' && evalFile?.format === 'tsv') issue(['task', 'eval', 'format'], 'must be jsonl for a generation task');
   evalRows?.forEach((row, i) => labels.includes(row.label) || issue(['task', 'evalRows', i, 'label'], `'${row.label}' is not one of task.labels`));
   const ids = r.devices.map((d) => d.id);
@@ -133,7 +172,8 @@ function crossCheck(r: z.output<typeof RunSpecFields>, ctx: z.RefinementCtx): vo
   const order = 'order' in r.ordering ? r.ordering.order : undefined;
   const unknown = order?.find((d) => !ids.includes(d));
   if (unknown !== undefined) issue(['ordering', 'order'], `unknown device '${unknown}'`);
-  if (r.ordering.kind === 'grab' && r.training.batchOrder === 'interleaved') issue(['training', 'batchOrder'], "cannot be interleaved with GraB, which orders the devices by each one's own update to the adapters: use by-device");
+  if (r.ordering.kind === 'grab' && r.training.batchOrder === 'interleaved')
+    issue(['training', 'batchOrder'], "cannot be interleaved with GraB, which orders the devices by each one's own update to the adapters: use by-device");
 }
 
 export const RunSpecSchema = RunSpecFields.superRefine(crossCheck).openapi('RunSpec');

@@ -10,11 +10,16 @@ export const RunRecordSchema = z
     id: z.string(),
     spec: RunSpecSchema,
     createdAt: z.string(),
-    cuts: z.record(z.string(), z.object({ cut: z.number(), memoryMB: z.number().optional(), batchSeconds: z.number().optional(), planned: z.boolean() })).openapi({ description: 'Each device\'s cut, and how the planner chose it.' }),
+    cuts: z
+      .record(z.string(), z.object({ cut: z.number(), memoryMB: z.number().optional(), batchSeconds: z.number().optional(), planned: z.boolean() }))
+      .openapi({ description: "Each device's cut, and how the planner chose it." }),
     deepestCut: z.number(),
     modelName: z.string(),
     totalSteps: z.number().optional().openapi({ description: 'Optimizer steps the learning-rate schedule spans: rounds x batches, fixed at the first round.' }),
-    cancelled: z.object({ round: z.number(), at: z.string() }).optional().openapi({ description: 'Set when the operator cancelled a round: a restarted server does not resume it; triggering the run again does.' }),
+    cancelled: z
+      .object({ round: z.number(), at: z.string() })
+      .optional()
+      .openapi({ description: 'Set when the operator cancelled a round: a restarted server does not resume it; triggering the run again does.' }),
   })
   .openapi('RunRecord');
 
@@ -41,14 +46,22 @@ export const RoundProgressSchema = z
     batchesTotal: z.number(),
     batchesTrained: z.number(),
     lastLoss: z.number().optional(),
-    losses: z.array(z.object({ ms: z.number(), loss: z.number() })).openapi({ description: "Every trained batch's loss, with the milliseconds since the round started." }),
+    losses: z
+      .array(z.object({ ms: z.number(), loss: z.number() }))
+      .openapi({ description: "Every trained batch's loss, with the milliseconds since the round started." }),
     devices: z.record(z.string(), DeviceProgressSchema),
     rejected: z.array(z.string()).openapi({ description: 'Objects the poller refused, with the reason: never trained on.' }),
     error: z.string().optional(),
   })
   .openapi('RoundProgress');
 
-export const GenerationSampleSchema = z.object({ prompt: z.string(), generated: z.string(), expected: z.string().optional(), predicted: z.string().optional(), correct: z.boolean() });
+export const GenerationSampleSchema = z.object({
+  prompt: z.string(),
+  generated: z.string(),
+  expected: z.string().optional(),
+  predicted: z.string().optional(),
+  correct: z.boolean(),
+});
 
 export const RoundMetricsSchema = z
   .object({
@@ -61,7 +74,18 @@ export const RoundMetricsSchema = z
     evalRows: z.number(),
     samples: z.array(GenerationSampleSchema).optional(),
     devices: z.array(
-      z.object({ id: z.string(), cut: z.number(), state: DeviceProgressSchema.shape.state.optional(), batches: z.number(), refused: z.number().optional(), reused: z.boolean(), forwardMs: z.number().optional(), bytes: z.number(), defence: z.string().optional(), error: z.string().optional() }),
+      z.object({
+        id: z.string(),
+        cut: z.number(),
+        state: DeviceProgressSchema.shape.state.optional(),
+        batches: z.number(),
+        refused: z.number().optional(),
+        reused: z.boolean(),
+        forwardMs: z.number().optional(),
+        bytes: z.number(),
+        defence: z.string().optional(),
+        error: z.string().optional(),
+      }),
     ),
     serverTrainMs: z.number(),
     serverIdleMs: z.number(),
@@ -80,7 +104,9 @@ export const PlannedDeviceSchema = z.object({
   rows: z.number(),
   batches: z.number(),
   fingerprint: z.string().openapi({ description: 'Identifies the activations: shards (by etag), segment, cut, batching and tokenization.' }),
-  sourceRound: z.number().openapi({ description: 'The round whose stored activations are trained on: this one, or an earlier one with the same fingerprint (the activation cache).' }),
+  sourceRound: z.number().openapi({
+    description: 'The round whose stored activations are trained on: this one, or an earlier one with the same fingerprint (the activation cache).',
+  }),
 });
 
 export const RoundPlanSchema = z

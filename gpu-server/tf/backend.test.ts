@@ -82,6 +82,7 @@ describe('TensorFlow.js backend selection', () => {
     const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script]);
     expect(JSON.parse(stdout.trim().split('\n').at(-1)!)).toEqual({ threads: 1, product: [3, 3, 3, 3] });
     // A bad thread count fails whichever backend is asked for, rather than sending auto past wasm to cpu.
-    for (const wanted of ['auto', 'wasm'] as const) await expect(initBackend(wanted, { wasmThreads: 1.5 })).rejects.toThrow('WASM threads must be an integer from 1 to 8, got 1.5');
+    for (const wanted of ['auto', 'wasm'] as const)
+      await expect(initBackend(wanted, { wasmThreads: 1.5 })).rejects.toThrow('WASM threads must be an integer from 1 to 8, got 1.5');
   });
 });

@@ -33,7 +33,9 @@ export interface BackendChoice {
 /** Runs an ES module script in a child Node: undefined when it succeeds, else what it printed on stderr (or why it failed). */
 function failureOf(script: string, timeoutMs: number): Promise<string | undefined> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: timeoutMs }, (error, _stdout, stderr) => resolve(error ? stderr || error.message : undefined));
+    execFile(process.execPath, ['--input-type=module', '-e', script], { timeout: timeoutMs }, (error, _stdout, stderr) =>
+      resolve(error ? stderr || error.message : undefined),
+    );
   });
 }
 
@@ -47,7 +49,10 @@ async function probeWebGpu(): Promise<void> {
   const script = `const { create } = await import(${JSON.stringify(dawn)}); process.exitCode = (await create([]).requestAdapter()) ? 0 : 3;`;
   const stderr = await failureOf(script, 30_000);
   if (stderr === undefined) return;
-  const detail = stderr.split('\n').find((line) => line.trim())?.replace(/^\s*(Warning|Error): /, '');
+  const detail = stderr
+    .split('\n')
+    .find((line) => line.trim())
+    ?.replace(/^\s*(Warning|Error): /, '');
   throw new Error(`no WebGPU adapter on this host${detail ? ` (${detail.trim()})` : ''}`);
 }
 
@@ -64,7 +69,10 @@ async function probeOrt(provider: OrtOptions['provider']): Promise<void> {
   if (stderr === undefined) return;
   const line = stderr.split('\n').find((l) => /error/i.test(l)) ?? stderr.split('\n').find((l) => l.trim());
   // onnxruntime's messages start with the source location of its build: the reason follows it.
-  const detail = line?.replace(/^.*?(<lambda\(\)>|\]) /, '').trim().slice(0, 200);
+  const detail = line
+    ?.replace(/^.*?(<lambda\(\)>|\]) /, '')
+    .trim()
+    .slice(0, 200);
   throw new Error(`onnxruntime's webgpu provider did not start${detail ? ` (${detail})` : ''}`);
 }
 
@@ -112,7 +120,13 @@ async function tryBackend(name: BackendName, threads: number): Promise<OrtOption
 /** A graph whose one node copies its input: enough to know a provider starts. */
 function identityGraph(): Uint8Array {
   const g = new GraphBuilder();
-  return g.build({ name: 'probe', opset: 18, metadata: {}, inputs: [{ name: 'x', type: DT.FLOAT, dims: [1] }], outputs: [{ name: 'y', from: g.op('Identity', ['x']), type: DT.FLOAT, dims: [1] }] });
+  return g.build({
+    name: 'probe',
+    opset: 18,
+    metadata: {},
+    inputs: [{ name: 'x', type: DT.FLOAT, dims: [1] }],
+    outputs: [{ name: 'y', from: g.op('Identity', ['x']), type: DT.FLOAT, dims: [1] }],
+  });
 }
 
 function skipReason(backend: BackendName, err: NodeJS.ErrnoException): string {
@@ -126,7 +140,10 @@ function skipReason(backend: BackendName, err: NodeJS.ErrnoException): string {
 }
 
 /** `wasmThreads`: threads of the WASM backend (default: every core, at most 8); only its first start counts. */
-export async function initBackend(wanted: BackendName | 'auto' = 'auto', { wasmThreads = Math.min(availableParallelism(), MAX_WASM_THREADS) } = {}): Promise<BackendChoice> {
+export async function initBackend(
+  wanted: BackendName | 'auto' = 'auto',
+  { wasmThreads = Math.min(availableParallelism(), MAX_WASM_THREADS) } = {},
+): Promise<BackendChoice> {
   // Checked before any backend is tried: under auto a bad setting would otherwise only skip wasm for the cpu backend.
   if (!(Number.isInteger(wasmThreads) && wasmThreads >= 1 && wasmThreads <= MAX_WASM_THREADS)) {
     throw new RangeError(`WASM threads must be an integer from 1 to ${MAX_WASM_THREADS}, got ${wasmThreads}`);

@@ -17,8 +17,14 @@ const cases: Array<{ a: number[]; b: number[]; transposeA?: boolean; transposeB?
 async function product(backend: 'wasm' | 'cpu', c: (typeof cases)[number]) {
   await initBackend(backend);
   const size = (s: number[]) => s.reduce((x, y) => x * y, 1);
-  const a = tf.tensor(Array.from({ length: size(c.a) }, (_, i) => Math.sin(i * 0.7)), c.a);
-  const b = tf.tensor(Array.from({ length: size(c.b) }, (_, i) => Math.cos(i * 0.3)), c.b);
+  const a = tf.tensor(
+    Array.from({ length: size(c.a) }, (_, i) => Math.sin(i * 0.7)),
+    c.a,
+  );
+  const b = tf.tensor(
+    Array.from({ length: size(c.b) }, (_, i) => Math.cos(i * 0.3)),
+    c.b,
+  );
   const out = tf.matMul(a, b, c.transposeA, c.transposeB);
   const result = { shape: out.shape, values: Array.from(out.dataSync()) };
   tf.dispose([a, b, out]);
@@ -26,7 +32,7 @@ async function product(backend: 'wasm' | 'cpu', c: (typeof cases)[number]) {
 }
 
 describe('wasm kernels', () => {
-  it('are the replacements, not the package\'s own', async () => {
+  it("are the replacements, not the package's own", async () => {
     await initBackend('wasm');
     expect(tf.getKernel('BatchMatMul', 'wasm')?.kernelFunc.name).toBe('batchMatMulOnXnnpack');
     const x = tf.tensor([1, 2, 3]);
@@ -51,8 +57,14 @@ describe('wasm kernels', () => {
   it('keeps its gradient: autodiff of a batched product matches the cpu backend', async () => {
     const grads = async (backend: 'wasm' | 'cpu') => {
       await initBackend(backend);
-      const q = tf.tensor4d(Array.from({ length: 2 * 2 * 3 * 4 }, (_, i) => Math.sin(i)), [2, 2, 3, 4]);
-      const k = tf.tensor4d(Array.from({ length: 2 * 2 * 3 * 4 }, (_, i) => Math.cos(i)), [2, 2, 3, 4]);
+      const q = tf.tensor4d(
+        Array.from({ length: 2 * 2 * 3 * 4 }, (_, i) => Math.sin(i)),
+        [2, 2, 3, 4],
+      );
+      const k = tf.tensor4d(
+        Array.from({ length: 2 * 2 * 3 * 4 }, (_, i) => Math.cos(i)),
+        [2, 2, 3, 4],
+      );
       const g = tf.grads((x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.square(tf.matMul(x, y, false, true))))([q, k]);
       return g.map((t) => Array.from(t.dataSync()));
     };

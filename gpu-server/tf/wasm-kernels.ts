@@ -83,7 +83,8 @@ function batchMatMulOnXnnpack() {
     const pb = plain(b, attrs.transposeB);
     const [m, k] = pa.shape.slice(-2);
     const n = pb.shape.at(-1)!;
-    if (pb.shape.at(-2) !== k) throw new Error(`Error in matMul: inner shapes (${k}) and (${pb.shape.at(-2)}) of tensors with shapes ${a.shape} and ${b.shape} must match`);
+    if (pb.shape.at(-2) !== k)
+      throw new Error(`Error in matMul: inner shapes (${k}) and (${pb.shape.at(-2)}) of tensors with shapes ${a.shape} and ${b.shape} must match`);
     const out = backend.makeOutput([...batchA, m, n], 'float32');
     const base = [pa, pb, out].map((t) => backend.getMemoryOffset(t.dataId));
     const sizes = [m * k, k * n, m * n];

@@ -19,17 +19,21 @@ describe('training on each CPU backend', () => {
     expect(maxRelativeDifference({ ...wasm, grads: wasm.grads.map((g, i) => (i === 1 ? g.map((x) => x * 1.001) : g)) }, cpu)).toBeGreaterThan(1e-4);
   });
 
-  it.each(['wasm', 'cpu'] as const)('%s: memory is the same after 1,000 steps as after the first', async (backend) => {
-    await initBackend(backend);
-    const t = new Trainer(model, { ...spec, lora: { ...spec.lora, dropout: 0.1 } }, 1);
-    t.trainStep(batch);
-    const after1 = tf.memory();
-    for (let i = 1; i < 1000; i++) t.trainStep(batch);
-    const after1000 = tf.memory();
-    expect(after1000.numTensors).toBe(after1.numTensors);
-    expect(after1000.numBytes).toBe(after1.numBytes);
-    t.dispose();
-    await initBackend('wasm');
-    // A memory test, not a timed one: on a busy 2-core machine the wasm backend's threads wait on each other.
-  }, 300_000);
+  it.each(['wasm', 'cpu'] as const)(
+    '%s: memory is the same after 1,000 steps as after the first',
+    async (backend) => {
+      await initBackend(backend);
+      const t = new Trainer(model, { ...spec, lora: { ...spec.lora, dropout: 0.1 } }, 1);
+      t.trainStep(batch);
+      const after1 = tf.memory();
+      for (let i = 1; i < 1000; i++) t.trainStep(batch);
+      const after1000 = tf.memory();
+      expect(after1000.numTensors).toBe(after1.numTensors);
+      expect(after1000.numBytes).toBe(after1.numBytes);
+      t.dispose();
+      await initBackend('wasm');
+      // A memory test, not a timed one: on a busy 2-core machine the wasm backend's threads wait on each other.
+    },
+    300_000,
+  );
 });

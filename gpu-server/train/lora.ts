@@ -61,7 +61,10 @@ export class LoraAdapters {
       for (const linear of this.spec.targets) {
         const a = this.a.get(loraKey(this.config, layer, linear));
         if (!a) continue;
-        const keep = training && this.spec.dropout > 0 ? tf.tidy(() => tf.dropout(tf.ones([rows, a.shape[0]]), this.spec.dropout, undefined, seed * 1009 + call++)) as tf.Tensor2D : undefined;
+        const keep =
+          training && this.spec.dropout > 0
+            ? (tf.tidy(() => tf.dropout(tf.ones([rows, a.shape[0]]), this.spec.dropout, undefined, seed * 1009 + call++)) as tf.Tensor2D)
+            : undefined;
         out[linear] = { a, b: this.b.get(loraKey(this.config, layer, linear))!, scale: this.scale, keep };
       }
       return out;

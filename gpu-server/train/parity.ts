@@ -18,7 +18,12 @@ export interface StepGradients {
 /** The tiny model, training spec and batch of the comparison (also what the memory-stability test trains on). */
 export function tinySetup() {
   const config = gpt2Config({ nLayer: 3, nEmbd: 16, nHead: 2, nPositions: 16 });
-  const spec: TrainSpec = { lora: { rank: 2, alpha: 4, dropout: 0, targets: ['attn.c_attn', 'mlp.c_fc'] }, optimizer: {}, schedule: { lr: 0.01, warmupSteps: 0, kind: 'constant' }, seed: 2 };
+  const spec: TrainSpec = {
+    lora: { rank: 2, alpha: 4, dropout: 0, targets: ['attn.c_attn', 'mlp.c_fc'] },
+    optimizer: {},
+    schedule: { lr: 0.01, warmupSteps: 0, kind: 'constant' },
+    seed: 2,
+  };
   const rng = new Random(3);
   const batch: TrainBatch = {
     cut: 1,
@@ -36,7 +41,12 @@ export function tinySetup() {
  * `training`: with LoRA dropout, whose multipliers every backend draws the same. `targets`: other adapted linears.
  * `deepestCut`: the adapted blocks start there (default 1: the batch's own cut; 2: only the last block is adapted).
  */
-export async function tinyStepGradients({ blocks, training = false, targets, deepestCut = 1 }: { blocks?: OrtOptions; training?: boolean; targets?: string[]; deepestCut?: number } = {}): Promise<StepGradients> {
+export async function tinyStepGradients({
+  blocks,
+  training = false,
+  targets,
+  deepestCut = 1,
+}: { blocks?: OrtOptions; training?: boolean; targets?: string[]; deepestCut?: number } = {}): Promise<StepGradients> {
   const { model, spec, batch } = tinySetup();
   const t = new Trainer(model, { ...spec, lora: { ...spec.lora, targets: targets ?? spec.lora.targets, dropout: training ? 0.2 : 0 } }, deepestCut, { blocks });
   // B starts at zero, so give the adapters values that make every gradient non-trivial.

@@ -3,7 +3,7 @@ import { Random } from '../../core/random.ts';
 import { scoreLogits } from './score.ts';
 
 describe('scoreLogits', () => {
-  it('gives the float64 cross-entropy and argmax of rows as wide as Llama 3\'s vocabulary', () => {
+  it("gives the float64 cross-entropy and argmax of rows as wide as Llama 3's vocabulary", () => {
     const [rows, V] = [3, 128256];
     const rng = new Random(1);
     const logits = Float32Array.from({ length: rows * V }, () => rng.normal() * 4);

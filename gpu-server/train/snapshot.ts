@@ -22,7 +22,10 @@ export function snapshotTrainer(trainer: Trainer): TrainerSnapshot {
     restore() {
       vars.forEach((x, i) => x.assign(params[i]));
       // Moments made after the snapshot (a first step) go back to not existing, as before it.
-      for (const [saved, live] of [[m, trainer.opt.m], [v, trainer.opt.v]] as const) {
+      for (const [saved, live] of [
+        [m, trainer.opt.m],
+        [v, trainer.opt.v],
+      ] as const) {
         for (const [k, x] of live) {
           const s = saved.get(k);
           if (s) x.assign(s);

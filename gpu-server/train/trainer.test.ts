@@ -96,7 +96,7 @@ describe('LoRA trainer', () => {
   it.each([
     ['TensorFlow.js', undefined],
     ['onnxruntime', { provider: 'cpu' as const, threads: 1 }],
-  ])("skips a step a lying batch makes non-finite, adapters and head as they were, and trains on after it: %s", async (_, blocks) => {
+  ])('skips a step a lying batch makes non-finite, adapters and head as they were, and trains on after it: %s', async (_, blocks) => {
     const t = new Trainer(model, spec(), DEEPEST, { blocks });
     await t.step(atCut(data, DEEPEST)).result();
     const before = t.exportAdapter();
@@ -119,7 +119,10 @@ describe('LoRA trainer', () => {
     ['onnxruntime', { provider: 'cpu' as const, threads: 1 }],
   ])('gives the hidden states at a cut as a device computes them (float64 reference): %s', async (_, blocks) => {
     const t = new Trainer(model, spec(), DEEPEST, { blocks });
-    for (const cut of [0, 1, DEEPEST]) expect(maxAbsDiff(await t.hiddenAt(data.ids, data.mask, data.B, data.T, cut), referenceHidden(model, data.ids, data.mask, data.B, data.T, cut))).toBeLessThan(1e-4);
+    for (const cut of [0, 1, DEEPEST])
+      expect(
+        maxAbsDiff(await t.hiddenAt(data.ids, data.mask, data.B, data.T, cut), referenceHidden(model, data.ids, data.mask, data.B, data.T, cut)),
+      ).toBeLessThan(1e-4);
     t.dispose();
   });
 
@@ -169,7 +172,16 @@ describe('LoRA trainer', () => {
     for (let i = 0; i < 5; i++) t.trainStep(atCut(data, 1));
     const files = adapterFiles(t.exportAdapter(), TINY, 'tiny-gpt2');
     const config = JSON.parse(new TextDecoder().decode(files[ADAPTER_CONFIG]));
-    expect(config).toMatchObject({ peft_type: 'LORA', task_type: 'SEQ_CLS', r: 4, lora_alpha: 8, fan_in_fan_out: true, layers_to_transform: [2, 3], modules_to_save: ['score'], base_model_name_or_path: 'tiny-gpt2' });
+    expect(config).toMatchObject({
+      peft_type: 'LORA',
+      task_type: 'SEQ_CLS',
+      r: 4,
+      lora_alpha: 8,
+      fan_in_fan_out: true,
+      layers_to_transform: [2, 3],
+      modules_to_save: ['score'],
+      base_model_name_or_path: 'tiny-gpt2',
+    });
     expect(config).toMatchObject({ target_modules: ['c_attn', 'mlp.c_proj'], layers_pattern: 'h' }); // only one of the two c_proj: by its path
     const keys = [...parseSafetensors(files[ADAPTER_WEIGHTS]).tensors.keys()];
     expect(keys).toContain('base_model.model.transformer.h.2.attn.c_attn.lora_A.weight');
@@ -193,7 +205,9 @@ describe('LoRA trainer', () => {
     const t = new Trainer(model, spec(), DEEPEST);
     const files = adapterFiles(t.exportAdapter(), TINY, 'x');
     const wrong = { ...TINY, nEmbd: 16, nHead: 2, nInner: 32 };
-    expect(() => parseAdapter(files, wrong, 'out')).toThrow(/^out\/adapter_model\.safetensors: tensor 'base_model\.model\.(transformer\.h\.2\.attn\.c_attn\.lora_A\.weight|score\.weight)' has shape/);
+    expect(() => parseAdapter(files, wrong, 'out')).toThrow(
+      /^out\/adapter_model\.safetensors: tensor 'base_model\.model\.(transformer\.h\.2\.attn\.c_attn\.lora_A\.weight|score\.weight)' has shape/,
+    );
     const bad = { ...files, [ADAPTER_CONFIG]: new TextEncoder().encode('{"peft_type":"IA3"}') };
     expect(() => parseAdapter(bad, TINY, 'out')).toThrow('out/adapter_config.json: peft_type "IA3" is not "LORA"');
     t.dispose();
@@ -201,15 +215,42 @@ describe('LoRA trainer', () => {
 });
 
 describe('causal-LM trainer on a Llama (completion tokens only)', () => {
-  const llama = initLlama(llamaConfig({ nLayer: 3, nEmbd: 32, nHead: 4, nKvHead: 2, headDim: 8, nInner: 48, vocabSize: 97, nPositions: 64, bosTokenId: 1, eosTokenIds: [2], padTokenId: 0 }), { seed: 2, normNoise: 0.1 });
+  const llama = initLlama(
+    llamaConfig({
+      nLayer: 3,
+      nEmbd: 32,
+      nHead: 4,
+      nKvHead: 2,
+      headDim: 8,
+      nInner: 48,
+      vocabSize: 97,
+      nPositions: 64,
+      bosTokenId: 1,
+      eosTokenIds: [2],
+      padTokenId: 0,
+    }),
+    { seed: 2, normNoise: 0.1 },
+  );
   const rows = batch([10, 7, 12, 9], 12, 'right', 3, 97);
   // Labels: next tokens of the second half of each row (the "completion"); prompts and padding carry none.
   const labels = new Int32Array(rows.B * rows.T).fill(IGNORE_INDEX);
   rows.lengths.forEach((n, r) => {
     for (let t = Math.floor(n / 2); t + 1 < n; t++) labels[r * rows.T + t] = rows.ids[r * rows.T + t + 1]!;
   });
-  const lmBatch = (cut: number): TrainBatch => ({ cut, rows: rows.B, seqLen: rows.T, hidden: Float32Array.from(llamaReferenceHidden(llama, rows.ids, rows.mask, rows.B, rows.T, cut)), mask: rows.mask, labels });
-  const lmSpec: TrainSpec = { lora: { rank: 4, alpha: 8, dropout: 0.1, targets: ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj'] }, optimizer: {}, schedule: { lr: 0.01, warmupSteps: 0, kind: 'constant' }, seed: 5 };
+  const lmBatch = (cut: number): TrainBatch => ({
+    cut,
+    rows: rows.B,
+    seqLen: rows.T,
+    hidden: Float32Array.from(llamaReferenceHidden(llama, rows.ids, rows.mask, rows.B, rows.T, cut)),
+    mask: rows.mask,
+    labels,
+  });
+  const lmSpec: TrainSpec = {
+    lora: { rank: 4, alpha: 8, dropout: 0.1, targets: ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj'] },
+    optimizer: {},
+    schedule: { lr: 0.01, warmupSteps: 0, kind: 'constant' },
+    seed: 5,
+  };
 
   beforeAll(() => initBackend('wasm'));
 
@@ -225,7 +266,10 @@ describe('causal-LM trainer on a Llama (completion tokens only)', () => {
     expect(after).toBeLessThan(before - 0.2); // seen 4.50 -> 4.18: a random model's tied head starts near uniform
     const w = t.exportAdapter();
     expect(w.head).toBeUndefined();
-    expect(JSON.parse(new TextDecoder().decode(adapterFiles(w, llama.config, 'tiny')[ADAPTER_CONFIG]))).toMatchObject({ task_type: 'CAUSAL_LM', modules_to_save: null });
+    expect(JSON.parse(new TextDecoder().decode(adapterFiles(w, llama.config, 'tiny')[ADAPTER_CONFIG]))).toMatchObject({
+      task_type: 'CAUSAL_LM',
+      modules_to_save: null,
+    });
     expect(() => t.trainStep({ ...lmBatch(1), labels: new Int32Array(4) })).toThrow('a causal-lm batch of 4 x 12 needs 48 labels, got 4');
     expect(await t.generate([1, 5, 9], { maxNewTokens: 4, stop: [] })).toHaveLength(4);
     t.dispose();

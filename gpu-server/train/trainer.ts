@@ -65,7 +65,12 @@ export class Trainer {
    * only ever sees hidden states from cuts at or above k can hold blocks from k and save their memory. `blocks`: the
    * blocks run on onnxruntime (every one, over the checkpoint's arrays), and TensorFlow.js holds the heads only.
    */
-  constructor(model: Model, spec: TrainSpec, deepestCut: number, { firstBlock = 0, task = 'classification', blocks }: { firstBlock?: number; task?: Task; blocks?: OrtOptions } = {}) {
+  constructor(
+    model: Model,
+    spec: TrainSpec,
+    deepestCut: number,
+    { firstBlock = 0, task = 'classification', blocks }: { firstBlock?: number; task?: Task; blocks?: OrtOptions } = {},
+  ) {
     const c = model.config;
     this.spec = spec;
     this.task = task;
@@ -120,7 +125,9 @@ export class Trainer {
 
   /** Mean cross-entropy of a batch and its gradients by variable name; the caller disposes them. */
   lossAndGradients(b: TrainBatch, training: boolean): { loss: tf.Scalar; grads: Record<string, tf.Tensor> } {
-    return this.withBatch(b, training, (atCut, mask, adapters, loss) => this.net.lossAndGradients(atCut, mask, this.deepestCut, adapters, this.variables(), loss));
+    return this.withBatch(b, training, (atCut, mask, adapters, loss) =>
+      this.net.lossAndGradients(atCut, mask, this.deepestCut, adapters, this.variables(), loss),
+    );
   }
 
   /** The same on onnxruntime's blocks when the server runs them there. */
@@ -128,12 +135,19 @@ export class Trainer {
     if (!this.ort) return this.lossAndGradients(b, training);
     const ort = this.ort;
     this.checkCut(b);
-    if (b.cut < this.deepestCut) b = { ...b, cut: this.deepestCut, hidden: (await ort.infer(b.hidden, b.mask, [b.rows, b.seqLen], { from: b.cut, to: this.deepestCut })).y };
-    return this.withBatch(b, training, (atCut, mask, adapters, loss) => ort.lossAndGradients(atCut, mask, adapters, this.variables(), loss, this.task === 'causal-lm' ? { labels: b.labels } : { lastTokens: true }));
+    if (b.cut < this.deepestCut)
+      b = { ...b, cut: this.deepestCut, hidden: (await ort.infer(b.hidden, b.mask, [b.rows, b.seqLen], { from: b.cut, to: this.deepestCut })).y };
+    return this.withBatch(b, training, (atCut, mask, adapters, loss) =>
+      ort.lossAndGradients(atCut, mask, adapters, this.variables(), loss, this.task === 'causal-lm' ? { labels: b.labels } : { lastTokens: true }),
+    );
   }
 
   /** A batch's tensors at the deepest cut, its adapters and its loss for `f`, disposed after it (also after a promise). */
-  private withBatch<R>(b: TrainBatch, training: boolean, f: (atCut: tf.Tensor3D, mask: tf.Tensor2D, adapters: Adapters, loss: (final: tf.Tensor3D) => tf.Scalar) => R): R {
+  private withBatch<R>(
+    b: TrainBatch,
+    training: boolean,
+    f: (atCut: tf.Tensor3D, mask: tf.Tensor2D, adapters: Adapters, loss: (final: tf.Tensor3D) => tf.Scalar) => R,
+  ): R {
     const want = this.task === 'causal-lm' ? b.rows * b.seqLen : b.rows;
     if (b.labels.length !== want) throw new Error(`a ${this.task} batch of ${b.rows} x ${b.seqLen} needs ${want} labels, got ${b.labels.length}`);
     const mask = tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32');
@@ -162,7 +176,10 @@ export class Trainer {
     };
     if (!this.ort) return new PendingStep(apply(this.lossAndGradients(b, true)), lr);
     this.queued++;
-    const stats = this.queue.then(() => this.lossAndGradientsAsync(b, true)).then(apply).finally(() => this.queued--);
+    const stats = this.queue
+      .then(() => this.lossAndGradientsAsync(b, true))
+      .then(apply)
+      .finally(() => this.queued--);
     this.queue = stats.catch(() => undefined);
     return new PendingStep(stats, lr);
   }
@@ -175,7 +192,13 @@ export class Trainer {
   /** Final hidden states [rows, seqLen, d] of a batch at any cut, adapters applied, no dropout. */
   private async final(b: TrainBatch): Promise<Float32Array> {
     this.checkCut(b);
-    if (this.ort) return (await this.ort.infer(b.hidden, b.mask, [b.rows, b.seqLen], { from: b.cut, adapters: this.ort.adapterArrays(this.lora.adapters(false), b.rows * b.seqLen) })).y;
+    if (this.ort)
+      return (
+        await this.ort.infer(b.hidden, b.mask, [b.rows, b.seqLen], {
+          from: b.cut,
+          adapters: this.ort.adapterArrays(this.lora.adapters(false), b.rows * b.seqLen),
+        })
+      ).y;
     return tf.tidy(() => {
       const mask = tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32');
       return this.net.blocksForward(this.toDeepestCut(b, mask), mask, this.deepestCut, undefined, this.lora.adapters(false)).dataSync() as Float32Array;
@@ -184,7 +207,9 @@ export class Trainer {
 
   /** Token ids as a batch at cut 0 (their embeddings): the server runs the device blocks itself on held-out text. */
   private embedded(ids: Int32Array, mask: Int32Array, rows: number, seqLen: number, labels: Int32Array = new Int32Array(0)): TrainBatch {
-    const hidden = this.ort ? this.ort.embed(ids, mask, rows, seqLen) : tf.tidy(() => this.net.hidden(tf.tensor2d(ids, [rows, seqLen], 'int32'), tf.tensor2d(mask, [rows, seqLen], 'int32'), 0).dataSync() as Float32Array);
+    const hidden = this.ort
+      ? this.ort.embed(ids, mask, rows, seqLen)
+      : tf.tidy(() => this.net.hidden(tf.tensor2d(ids, [rows, seqLen], 'int32'), tf.tensor2d(mask, [rows, seqLen], 'int32'), 0).dataSync() as Float32Array);
     return { cut: 0, rows, seqLen, hidden, mask, labels };
   }
 
@@ -193,14 +218,21 @@ export class Trainer {
     const b = this.embedded(ids, mask, rows, seqLen);
     if (cut === 0) return b.hidden;
     if (this.ort) return (await this.ort.infer(b.hidden, mask, [rows, seqLen], { from: 0, to: cut })).y;
-    return tf.tidy(() => this.net.blocksForward(tf.tensor3d(b.hidden, [rows, seqLen, this.net.config.nEmbd]), tf.tensor2d(mask, [rows, seqLen], 'int32'), 0, cut).dataSync() as Float32Array);
+    return tf.tidy(
+      () =>
+        this.net
+          .blocksForward(tf.tensor3d(b.hidden, [rows, seqLen, this.net.config.nEmbd]), tf.tensor2d(mask, [rows, seqLen], 'int32'), 0, cut)
+          .dataSync() as Float32Array,
+    );
   }
 
   /** The mean loss of a batch at any cut, adapters applied, no dropout (held-out loss of causal-lm runs). */
   async evalLoss(b: TrainBatch): Promise<number> {
     const final = await this.final(b);
     if (this.ort && this.task === 'causal-lm' && this.ort.hasLmHead) return this.ort.lmEvalLoss(final, b.labels);
-    return tf.tidy(() => this.loss(tf.tensor3d(final, [b.rows, b.seqLen, this.net.config.nEmbd]), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), b.labels).dataSync()[0]!);
+    return tf.tidy(
+      () => this.loss(tf.tensor3d(final, [b.rows, b.seqLen, this.net.config.nEmbd]), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), b.labels).dataSync()[0]!,
+    );
   }
 
   /** The mean loss of token ids through the whole model (held-out completions): labels as in a causal-lm batch. */
@@ -213,13 +245,21 @@ export class Trainer {
     const c = this.net.config;
     if (!familyOf(c).generation) throw new Error(`generation runs on ${familyNames((f) => f.generation)} models; this is ${familyOf(c).name}`);
     if (!this.ort) return (this.net as TfLlama).generate(prompt, { ...options, adapters: this.lora.adapters(false) });
-    return this.ort.generate(prompt, { ...options, stop: options.stop ?? familyOf(c).stopTokens(c) }, this.ort.adapterArrays(this.lora.adapters(false), 1), c.nPositions);
+    return this.ort.generate(
+      prompt,
+      { ...options, stop: options.stop ?? familyOf(c).stopTokens(c) },
+      this.ort.adapterArrays(this.lora.adapters(false), 1),
+      c.nPositions,
+    );
   }
 
   /** Classification logits [rows, classes] of a batch at any cut, adapters applied, no dropout. */
   async predict(b: TrainBatch): Promise<Float32Array> {
     const final = await this.final(b);
-    return tf.tidy(() => this.logits(tf.tensor3d(final, [b.rows, b.seqLen, this.net.config.nEmbd]), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32')).dataSync() as Float32Array);
+    return tf.tidy(
+      () =>
+        this.logits(tf.tensor3d(final, [b.rows, b.seqLen, this.net.config.nEmbd]), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32')).dataSync() as Float32Array,
+    );
   }
 
   /** Token ids through the whole model (the server holds it all): evaluation on the operator's held-out text. */

@@ -31,7 +31,13 @@ export interface RunningDevice {
   /** Approves a model segment as this device's owner (PUT /approvals/{sha256}). */
   approve(approval: SegmentApproval): Promise<void>;
   /** Approves the segment the server exports for `cut` of `model`, exported here as its owner would. */
-  approveSegment(model: Model, modelName: string, cut: number, weights: PrefixWeights, also?: Partial<Pick<SegmentApproval, 'tokenizer' | 'generation' | 'defence'>>): Promise<SegmentApproval>;
+  approveSegment(
+    model: Model,
+    modelName: string,
+    cut: number,
+    weights: PrefixWeights,
+    also?: Partial<Pick<SegmentApproval, 'tokenizer' | 'generation' | 'defence'>>,
+  ): Promise<SegmentApproval>;
   /**
    * Uploads JSON-lines rows as this device's owner: a classification shard with its label set, or a generation
    * shard ('generation'); throws with the worker's message unless it is stored.
@@ -82,7 +88,11 @@ export async function startDevice(options: DeviceOptions): Promise<RunningDevice
   let worker = await start(0);
   const url = await worker.url;
   const approve = async ({ sha256, ...approval }: SegmentApproval) => {
-    const res = await fetch(new URL(`/approvals/${sha256}`, url), { method: 'PUT', headers: { authorization: `Bearer ${options.ownerToken}` }, body: JSON.stringify(approval) });
+    const res = await fetch(new URL(`/approvals/${sha256}`, url), {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${options.ownerToken}` },
+      body: JSON.stringify(approval),
+    });
     if (res.status !== 201) throw new Error(`approving segment ${sha256} on ${options.id}: HTTP ${res.status} ${await res.text()}`);
   };
   return {
@@ -99,7 +109,11 @@ export async function startDevice(options: DeviceOptions): Promise<RunningDevice
     uploadShard: async (name, rows, labels) => {
       const query = labels === 'generation' ? 'task=generation' : `format=jsonl${labels ? `&labels=${labels.map(encodeURIComponent).join(',')}` : ''}`;
       const body = rows.map((r) => JSON.stringify(r)).join('\n');
-      const res = await fetch(new URL(`/shards/${encodeURIComponent(name)}?${query}`, url), { method: 'PUT', headers: { authorization: `Bearer ${options.ownerToken}` }, body });
+      const res = await fetch(new URL(`/shards/${encodeURIComponent(name)}?${query}`, url), {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${options.ownerToken}` },
+        body,
+      });
       if (res.status !== 201) throw new Error(`uploading shard '${name}' to ${options.id}: HTTP ${res.status} ${await res.text()}`);
     },
     restart: async () => {

@@ -16,7 +16,12 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
-export async function startServerProcess(options: { s3: S3Config; roundSecret: string; operatorToken: string; env?: Record<string, string> }): Promise<ServerProcess> {
+export async function startServerProcess(options: {
+  s3: S3Config;
+  roundSecret: string;
+  operatorToken: string;
+  env?: Record<string, string>;
+}): Promise<ServerProcess> {
   const { s3 } = options;
   const child = spawn(process.execPath, ['--import', 'tsx', 'gpu-server/main.ts'], {
     env: {

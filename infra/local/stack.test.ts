@@ -29,7 +29,11 @@ describe('local stack', () => {
       expect(await (await fetch(new URL('/health', d.url))).json()).toMatchObject({ device: d.id });
     }
     // A shard uploaded to one device is not on the other, and the other's owner token does not open it.
-    const put = await fetch(new URL('/shards/mine?format=jsonl', a.url), { method: 'PUT', headers: { authorization: `Bearer ${a.ownerToken}` }, body: '{"text":"x","label":1}' });
+    const put = await fetch(new URL('/shards/mine?format=jsonl', a.url), {
+      method: 'PUT',
+      headers: { authorization: `Bearer ${a.ownerToken}` },
+      body: '{"text":"x","label":1}',
+    });
     expect(put.status).toBe(201);
     expect((await (await fetch(new URL('/shards', b.url), { headers: { authorization: `Bearer ${b.ownerToken}` } })).json()).shards).toEqual([]);
     expect((await fetch(new URL('/shards', a.url), { headers: { authorization: `Bearer ${b.ownerToken}` } })).status).toBe(403);

@@ -30,7 +30,13 @@ export interface RunningStack {
   devices: RunningDevice[];
   roundSecret: string;
   /** Every device's owner approves the segments of these cuts of `model` (RunningDevice.approveSegment). */
-  approveSegments(model: Model, modelName: string, cuts: number[], weights?: PrefixWeights, also?: Parameters<RunningDevice['approveSegment']>[4]): Promise<void>;
+  approveSegments(
+    model: Model,
+    modelName: string,
+    cuts: number[],
+    weights?: PrefixWeights,
+    also?: Parameters<RunningDevice['approveSegment']>[4],
+  ): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -38,7 +44,14 @@ function token(): string {
   return Array.from(crypto.getRandomValues(new Uint8Array(24)), (b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-export async function startStack({ dir = '.local/stack', devices: count, roundSecret = token(), s3Port = 0, deviceVars, faultProxy }: StackOptions): Promise<RunningStack> {
+export async function startStack({
+  dir = '.local/stack',
+  devices: count,
+  roundSecret = token(),
+  s3Port = 0,
+  deviceVars,
+  faultProxy,
+}: StackOptions): Promise<RunningStack> {
   const root = resolve(dir);
   const started: Array<{ stop(): Promise<void> }> = [];
   const stop = async () => {
@@ -56,7 +69,14 @@ export async function startStack({ dir = '.local/stack', devices: count, roundSe
     const devices: RunningDevice[] = [];
     for (let i = 0; i < count; i++) {
       const id = `device-${i + 1}`;
-      const device = await startDevice({ id, ownerToken: token(), masterSecret: roundSecret, storageOrigins, stateDir: join(root, 'devices', id), vars: deviceVars });
+      const device = await startDevice({
+        id,
+        ownerToken: token(),
+        masterSecret: roundSecret,
+        storageOrigins,
+        stateDir: join(root, 'devices', id),
+        vars: deviceVars,
+      });
       started.push(device);
       devices.push(device);
     }

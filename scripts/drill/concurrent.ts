@@ -21,7 +21,15 @@ export interface ConcurrentResult {
   wallSeconds: number;
 }
 
-export async function concurrentDrill(o: { storage: S3Config; masterSecret: string; model: GPT2Model; rows: Array<{ text: string; label: string }>; count: number; dir: string; log: (m: string) => void }): Promise<ConcurrentResult> {
+export async function concurrentDrill(o: {
+  storage: S3Config;
+  masterSecret: string;
+  model: GPT2Model;
+  rows: Array<{ text: string; label: string }>;
+  count: number;
+  dir: string;
+  log: (m: string) => void;
+}): Promise<ConcurrentResult> {
   const store = new S3Store(o.storage);
   const cut = 2;
   const segment = await deviceSegment(o.model, cut, 'fp32');
@@ -32,7 +40,14 @@ export async function concurrentDrill(o: { storage: S3Config; masterSecret: stri
   try {
     for (let i = 0; i < o.count; i++) {
       const id = `crowd-${i}`;
-      const d = await startDevice({ id, ownerToken: `owner-${i}`, masterSecret: o.masterSecret, storageOrigins: [new URL(o.storage.endpoint!).origin], stateDir: join(o.dir, id), vars: { PIECE_BATCHES: '4' } });
+      const d = await startDevice({
+        id,
+        ownerToken: `owner-${i}`,
+        masterSecret: o.masterSecret,
+        storageOrigins: [new URL(o.storage.endpoint!).origin],
+        stateDir: join(o.dir, id),
+        vars: { PIECE_BATCHES: '4' },
+      });
       devices.push(d);
       await d.uploadShard('private', o.rows, ['0', '1']);
       await d.approve({ sha256: segment.sha256, model: 'drill-model', cut });
@@ -43,7 +58,21 @@ export async function concurrentDrill(o: { storage: S3Config; masterSecret: stri
     const clients = devices.map((d) => new DeviceClient(d.url, d.id, o.masterSecret));
     await Promise.all(
       devices.map(async (d, i) =>
-        clients[i].startRound(await buildRoundRequest(store, { runId: 'crowd', round: 0, deviceId: d.id, modelSha256: segment.sha256, cut, rows: o.rows.length, batchSize, seqLen: 24, dtype: 'fp32', labels: ['0', '1'], padTokenId: o.model.config.padTokenId })),
+        clients[i].startRound(
+          await buildRoundRequest(store, {
+            runId: 'crowd',
+            round: 0,
+            deviceId: d.id,
+            modelSha256: segment.sha256,
+            cut,
+            rows: o.rows.length,
+            batchSize,
+            seqLen: 24,
+            dtype: 'fp32',
+            labels: ['0', '1'],
+            padTokenId: o.model.config.padTokenId,
+          }),
+        ),
       ),
     );
     await Promise.all(devices.map((d, i) => clients[i].waitForRound('crowd', 0, { timeoutMs: 600_000 })));

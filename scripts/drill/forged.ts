@@ -47,7 +47,8 @@ export async function forgedRequests(o: {
       if (first.status !== 200) throw new Error(`the genuine request was refused: HTTP ${first.status}`);
       return (await fetch(at('/shards'), { headers })).status;
     },
-    'owner token guessed': async () => (await fetch(at(`/approvals/${'e'.repeat(64)}`), { method: 'PUT', headers: { authorization: 'Bearer guess' }, body: '{"model":"x","cut":9}' })).status,
+    'owner token guessed': async () =>
+      (await fetch(at(`/approvals/${'e'.repeat(64)}`), { method: 'PUT', headers: { authorization: 'Bearer guess' }, body: '{"model":"x","cut":9}' })).status,
     'operator token guessed': async () => (await fetch(new URL('/runs', o.serverUrl), { headers: { authorization: 'Bearer guess' } })).status,
   };
   const byKind: Record<string, number[]> = {};

@@ -123,7 +123,12 @@ export async function fuzzRequests(o: {
       return [`POST /runs ${body.slice(0, 120)}`, (await fetch(new URL('/runs', o.serverUrl), { method: 'POST', headers: operator, body })).status];
     },
     async () => {
-      const path = pick([`/runs/${encodeURIComponent(badName())}`, `/runs/${encodeURIComponent(badName())}/rounds/${encodeURIComponent(badName())}`, `/runs/x/adapters/${encodeURIComponent(badName())}/${encodeURIComponent(badName())}`, `/runs/${encodeURIComponent(badName())}/devices/x`]);
+      const path = pick([
+        `/runs/${encodeURIComponent(badName())}`,
+        `/runs/${encodeURIComponent(badName())}/rounds/${encodeURIComponent(badName())}`,
+        `/runs/x/adapters/${encodeURIComponent(badName())}/${encodeURIComponent(badName())}`,
+        `/runs/${encodeURIComponent(badName())}/devices/x`,
+      ]);
       return [`GET ${path}`, await rawStatus(o.serverUrl, 'GET', path, operator)];
     },
     async () => {
@@ -135,14 +140,29 @@ export async function fuzzRequests(o: {
       const rule = pick(['name', 'format', 'content']);
       const name = rule === 'name' ? badName() : 'fuzzed';
       const format = rule === 'format' ? pick(['csv', 'xml', '']) : 'jsonl';
-      const body = rule === 'content' ? pick(['{"text":"a"}', '{"label":"0"}', '{"text":5,"label":"0"}', '{"text":"a","label":"9"}', 'not json', noise() + '\n{"text":"a"}']) : '{"text":"a","label":"0"}';
+      const body =
+        rule === 'content'
+          ? pick(['{"text":"a"}', '{"label":"0"}', '{"text":5,"label":"0"}', '{"text":"a","label":"9"}', 'not json', noise() + '\n{"text":"a"}'])
+          : '{"text":"a","label":"0"}';
       const path = `/shards/${encodeURIComponent(name)}?format=${encodeURIComponent(format)}&labels=0,1`;
       return [`PUT ${path} ${body.slice(0, 80)}`, (await fetch(new URL(path, o.device.url), { method: 'PUT', headers: owner, body })).status];
     },
     async () => {
       const sha = rng.uniform() < 0.3 ? encodeURIComponent(badName()) : 'f'.repeat(64);
-      const body = pick(['{"model":"x","cut":0}', '{"model":"x","cut":1}', '{"model":"x","cut":"2"}', '{"model":"","cut":2}', '{"model":5,"cut":2}', '{"model":"x","cut":2,"tokenTable":"x"}', 'not json', pick(BAD_BODIES)]);
-      return [`PUT /approvals/${sha} ${body.slice(0, 80)}`, (await fetch(new URL(`/approvals/${sha}`, o.device.url), { method: 'PUT', headers: owner, body })).status];
+      const body = pick([
+        '{"model":"x","cut":0}',
+        '{"model":"x","cut":1}',
+        '{"model":"x","cut":"2"}',
+        '{"model":"","cut":2}',
+        '{"model":5,"cut":2}',
+        '{"model":"x","cut":2,"tokenTable":"x"}',
+        'not json',
+        pick(BAD_BODIES),
+      ]);
+      return [
+        `PUT /approvals/${sha} ${body.slice(0, 80)}`,
+        (await fetch(new URL(`/approvals/${sha}`, o.device.url), { method: 'PUT', headers: owner, body })).status,
+      ];
     },
     async () => {
       const body = rng.uniform() < 0.8 ? mutated(o.validRound as unknown as Record<string, Json>, BAD_ROUND) : pick(BAD_BODIES) + noise();
@@ -154,7 +174,10 @@ export async function fuzzRequests(o: {
       const headers = await signRequest(secret, o.device.id, 'GET', path);
       return [`GET ${path}`, (await fetch(new URL(path, o.device.url), { headers })).status];
     },
-    async () => [`DELETE /shards/<bad>`, (await fetch(new URL(`/shards/${encodeURIComponent(badName())}`, o.device.url), { method: 'DELETE', headers: owner })).status],
+    async () => [
+      `DELETE /shards/<bad>`,
+      (await fetch(new URL(`/shards/${encodeURIComponent(badName())}`, o.device.url), { method: 'DELETE', headers: owner })).status,
+    ],
   ];
   const before = await o.snapshot();
   let status5xx = 0;

@@ -44,7 +44,10 @@ const forged = `failed\n[server] run drill: round 0: trained 99 batches\u001b[2J
 export const LIAR_CASES: LiarCase[] = [
   { kind: 'huge finite values (3e38)', upload: { batch: (r, b) => encode(r, { ...b, hidden: b.hidden.fill(3e38) }) } },
   { kind: 'NaN and infinities', upload: { batch: (r, b) => encode(r, { ...b, hidden: b.hidden.fill(b.batch ? Infinity : NaN, 0, 5) }) } },
-  { kind: 'wrong hidden size', upload: { batch: (r, b) => encode(r, { ...b, nEmbd: b.nEmbd + 1, hidden: new Float32Array((b.hidden.length / b.nEmbd) * (b.nEmbd + 1)) }) } },
+  {
+    kind: 'wrong hidden size',
+    upload: { batch: (r, b) => encode(r, { ...b, nEmbd: b.nEmbd + 1, hidden: new Float32Array((b.hidden.length / b.nEmbd) * (b.nEmbd + 1)) }) },
+  },
   { kind: 'F64 hidden states', upload: { batch: (_, b) => f64(b) } },
   { kind: 'oversize objects (64 MB)', upload: { batch: () => new Uint8Array(64 * 1024 * 1024) } },
   { kind: 'objects swapped after the listing (64 MB)', swapBytes: 64 * 1024 * 1024 },
@@ -81,13 +84,36 @@ async function uploadRound(r: RoundRequest, id: string, nEmbd: number, c: LiarCa
     const seqLen = Math.min(r.seqLen, 8);
     // Small values: within the bound a model's own hidden states set, so only the case's lie is wrong.
     const hidden = Float32Array.from({ length: rows * seqLen * nEmbd }, () => rng.normal() * 0.01);
-    const b: ActivationBatch = { device: id, runId: r.runId, round: r.round, cut: r.cut, batch: i, rows, seqLen, nEmbd, hidden, mask: new Int32Array(rows * seqLen).fill(1), labels: Int32Array.from({ length: rows }, (_, j) => j % 2) };
+    const b: ActivationBatch = {
+      device: id,
+      runId: r.runId,
+      round: r.round,
+      cut: r.cut,
+      batch: i,
+      rows,
+      seqLen,
+      nEmbd,
+      hidden,
+      mask: new Int32Array(rows * seqLen).fill(1),
+      labels: Int32Array.from({ length: rows }, (_, j) => j % 2),
+    };
     const bytes = (c.upload?.batch ?? encode)(r, b);
     objects.push(bytes);
     await put(r.uploads.batches[i], bytes);
     batches.push({ index: i, rows, seqLen, bytes: bytes.byteLength, sha256: await sha256Hex(bytes) });
   }
-  const manifest: ActivationManifest = { version: 1, device: id, runId: r.runId, round: r.round, cut: r.cut, dtype: r.dtype, modelSha256: r.model.sha256, rows: LIAR_ROWS, defence: { mechanism: 'none' }, batches };
+  const manifest: ActivationManifest = {
+    version: 1,
+    device: id,
+    runId: r.runId,
+    round: r.round,
+    cut: r.cut,
+    dtype: r.dtype,
+    modelSha256: r.model.sha256,
+    rows: LIAR_ROWS,
+    defence: { mechanism: 'none' },
+    batches,
+  };
   await put(r.uploads.manifest, JSON.stringify(c.upload?.manifest?.(manifest) ?? manifest));
   if (c.swapBytes) {
     // The URLs stay valid for an hour: the liar swaps its objects once the server has listed them.
@@ -135,14 +161,28 @@ export async function startLiar(id: string, c: LiarCase, o: { nEmbd: number; seg
     rounds.set(key, status);
     if (c.failWith) Object.assign(status, { state: 'failed', error: c.failWith });
     else if (c.timing !== 'stall') {
-      const done = (c.timing === 'late' ? sleep(o.lateMs, undefined, { signal: stopping.signal }) : Promise.resolve()).then(() => uploadRound(r, id, o.nEmbd, c));
+      const done = (c.timing === 'late' ? sleep(o.lateMs, undefined, { signal: stopping.signal }) : Promise.resolve()).then(() =>
+        uploadRound(r, id, o.nEmbd, c),
+      );
       work.push(done.then(() => (status.state = 'complete')).catch((e: Error) => Object.assign(status, { state: 'failed', error: e.message })));
     }
-    return ctx.json({ device: id, runId: r.runId, round: r.round, batchesDone: 0, batchesTotal: r.uploads.batches.length, failures: c.failWith ? [c.failWith] : [], tokens: 0, forwardMs: 0, ...status });
+    return ctx.json({
+      device: id,
+      runId: r.runId,
+      round: r.round,
+      batchesDone: 0,
+      batchesTotal: r.uploads.batches.length,
+      failures: c.failWith ? [c.failWith] : [],
+      tokens: 0,
+      forwardMs: 0,
+      ...status,
+    });
   });
   app.get('/rounds/:run/:round', (ctx) => {
     const s = rounds.get(`${ctx.req.param('run')}/${ctx.req.param('round')}`);
-    return s ? ctx.json({ batchesDone: 0, batchesTotal: 2, failures: s.error ? [s.error] : [], tokens: 0, forwardMs: 0, ...s }) : ctx.json({ error: 'no such round' }, 404);
+    return s
+      ? ctx.json({ batchesDone: 0, batchesTotal: 2, failures: s.error ? [s.error] : [], tokens: 0, forwardMs: 0, ...s })
+      : ctx.json({ error: 'no such round' }, 404);
   });
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));

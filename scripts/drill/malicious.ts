@@ -66,7 +66,8 @@ export async function maliciousDrill({ log }: { log: (m: string) => void }): Pro
     const rows = syntheticSentiment(2 * 80 + 32, 5);
     for (const [i, d] of stack.devices.entries()) await d.uploadShard('private', rows.slice(32 + i * 80, 32 + (i + 1) * 80), labels);
     const segment = { sha256: (await deviceSegment(model, cut, 'fp32')).sha256, cut };
-    for (const [i, c] of LIAR_CASES.entries()) liars.push(await startLiar(`liar-${String(i + 1).padStart(2, '0')}`, c, { nEmbd: model.config.nEmbd, segment, lateMs: 4 * LIMITS.uploadSeconds * 1000 }));
+    for (const [i, c] of LIAR_CASES.entries())
+      liars.push(await startLiar(`liar-${String(i + 1).padStart(2, '0')}`, c, { nEmbd: model.config.nEmbd, segment, lateMs: 4 * LIMITS.uploadSeconds * 1000 }));
     const honest = stack.devices.map((d) => ({ id: d.id, url: d.url.href, cut }));
     const spec = (id: string, devices: Array<{ id: string; url: string; cut: number }>, ordering: object = { kind: 'random-reshuffle' }) => ({
       id,
@@ -83,19 +84,29 @@ export async function maliciousDrill({ log }: { log: (m: string) => void }): Pro
     log('malicious devices: a round with the honest devices alone');
     const alone = await round(stack, 'drill-honest', (c) => c.createRun(spec('drill-honest', honest)), log);
     log(`malicious devices: a round with ${liars.length} lying devices beside them`);
-    const withLiars = await round(stack, 'drill-liars', (c) => c.createRun(spec('drill-liars', [...honest, ...liars.map((l) => ({ id: l.id, url: l.url, cut }))])), log);
+    const withLiars = await round(
+      stack,
+      'drill-liars',
+      (c) => c.createRun(spec('drill-liars', [...honest, ...liars.map((l) => ({ id: l.id, url: l.url, cut }))])),
+      log,
+    );
 
     log('malicious devices: a cancel while a device stalls');
     const staller = liars.find((l) => l.kind === 'stalls after accepting')!;
     let cancelMs = NaN;
-    await round(stack, 'drill-cancel', async (c) => {
-      await c.createRun(spec('drill-cancel', [{ id: staller.id, url: staller.url, cut }, ...honest], { kind: 'fixed', order: [staller.id] }));
-      await c.trigger('drill-cancel');
-      await sleep(3000);
-      const t0 = performance.now();
-      await c.cancel('drill-cancel');
-      cancelMs = Math.round(performance.now() - t0);
-    }, log);
+    await round(
+      stack,
+      'drill-cancel',
+      async (c) => {
+        await c.createRun(spec('drill-cancel', [{ id: staller.id, url: staller.url, cut }, ...honest], { kind: 'fixed', order: [staller.id] }));
+        await c.trigger('drill-cancel');
+        await sleep(3000);
+        const t0 = performance.now();
+        await c.cancel('drill-cancel');
+        cancelMs = Math.round(performance.now() - t0);
+      },
+      log,
+    );
 
     const trained = (v: RunView, id: string) => v.metrics[0]?.devices.find((d) => d.id === id)?.batches ?? 0;
     const planned = 80 / 8;
@@ -131,7 +142,12 @@ export async function maliciousDrill({ log }: { log: (m: string) => void }): Pro
  * log scanned.
  */
 async function round(stack: RunningStack, id: string, drive: (c: ServerClient) => Promise<unknown>, log: (m: string) => void): Promise<RoundResult> {
-  const server = await startServerProcess({ s3: stack.storage, roundSecret: stack.roundSecret, operatorToken: 'drill-op', env: { SPLITFROZEN_BACKEND: 'wasm' } });
+  const server = await startServerProcess({
+    s3: stack.storage,
+    roundSecret: stack.roundSecret,
+    operatorToken: 'drill-op',
+    env: { SPLITFROZEN_BACKEND: 'wasm' },
+  });
   let forgedLines = 0;
   createInterface({ input: server.child.stdout! }).on('line', (line) => FORGED_LINE.test(line) && forgedLines++);
   const client = new ServerClient(server.url, 'drill-op');
@@ -140,7 +156,12 @@ async function round(stack: RunningStack, id: string, drive: (c: ServerClient) =
     if ((await client.run(id)).progress === null) await client.trigger(id);
     const view = await client.waitIdle(id, undefined, 500);
     log(`  round ${view.progress?.phase}: ${view.progress?.batchesTrained} batches trained, ${view.progress?.rejected.length} objects refused`);
-    const crashed = server.child.exitCode !== null || !(await fetch(new URL('/health', server.url)).then((r) => r.ok, () => false));
+    const crashed =
+      server.child.exitCode !== null ||
+      !(await fetch(new URL('/health', server.url)).then(
+        (r) => r.ok,
+        () => false,
+      ));
     const nonFinite = view.progress?.phase === 'done' ? countNonFinite(await client.adapterFile(id, 'latest', ADAPTER_WEIGHTS)) : 0;
     const status = await readFile(`/proc/${server.child.pid}/status`, 'utf8');
     const peakRssMB = Math.round(Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024);

@@ -17,13 +17,15 @@ afterAll(async () => {
   if (dir) await rm(dir, { recursive: true, force: true });
 });
 
-describe('the drill\'s scan of storage for shard text', () => {
-  it('finds any 8-token window of a shard row inside any object, and not the operator\'s own text', async () => {
+describe("the drill's scan of storage for shard text", () => {
+  it("finds any 8-token window of a shard row inside any object, and not the operator's own text", async () => {
     const store = new S3Store(s3.config);
     const row = 'my neighbour told me the clinic moved to the old bakery on elm street';
     await store.put('runs/a/activations.bin', new Uint8Array([0, 1, 2, 255]));
     await store.put('runs/a/run.json', JSON.stringify({ evalRows: ['the film was fine and the music was fine too'] }));
-    expect((await scanForText(store, [row, 'the film was fine and the music was fine too'], ['the film was fine and the music was fine too'])).found).toEqual([]);
+    expect((await scanForText(store, [row, 'the film was fine and the music was fine too'], ['the film was fine and the music was fine too'])).found).toEqual(
+      [],
+    );
     await store.put('runs/a/leak.bin', Buffer.concat([Buffer.from([7, 7]), Buffer.from('xx the clinic moved to the old bakery on elm yy'), Buffer.from([0])]));
     const scan = await scanForText(store, [row], []);
     expect(scan.objects).toBe(3);

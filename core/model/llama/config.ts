@@ -73,25 +73,30 @@ export function llamaConfig(overrides: Partial<LlamaConfig> = {}): LlamaConfig {
 export function parseLlamaConfig(raw: Record<string, unknown>, file: string): LlamaConfig {
   const int = (key: string, fallback?: number): number => {
     const v = raw[key] ?? fallback;
-    if (!Number.isSafeInteger(v) || (v as number) <= 0) throw new ConfigError(file, `field '${key}' must be a positive integer, got ${JSON.stringify(raw[key])}`);
+    if (!Number.isSafeInteger(v) || (v as number) <= 0)
+      throw new ConfigError(file, `field '${key}' must be a positive integer, got ${JSON.stringify(raw[key])}`);
     return v as number;
   };
   const positive = (v: unknown, key: string): number => {
     if (typeof v !== 'number' || !(v > 0)) throw new ConfigError(file, `field '${key}' must be a positive number, got ${JSON.stringify(v)}`);
     return v;
   };
-  if ((raw.hidden_act ?? 'silu') !== 'silu') throw new ConfigError(file, `field 'hidden_act' is ${JSON.stringify(raw.hidden_act)}; only "silu" (Llama's SwiGLU) is supported`);
-  for (const key of ['attention_bias', 'mlp_bias']) if (raw[key] === true) throw new ConfigError(file, `field '${key}' = true is not supported (Llama has no biases)`);
+  if ((raw.hidden_act ?? 'silu') !== 'silu')
+    throw new ConfigError(file, `field 'hidden_act' is ${JSON.stringify(raw.hidden_act)}; only "silu" (Llama's SwiGLU) is supported`);
+  for (const key of ['attention_bias', 'mlp_bias'])
+    if (raw[key] === true) throw new ConfigError(file, `field '${key}' = true is not supported (Llama has no biases)`);
   const nEmbd = int('hidden_size');
   const nHead = int('num_attention_heads');
   const nKvHead = int('num_key_value_heads', nHead);
   if (nHead % nKvHead !== 0) throw new ConfigError(file, `num_attention_heads (${nHead}) must be a multiple of num_key_value_heads (${nKvHead})`);
-  if (raw.head_dim == null && nEmbd % nHead !== 0) throw new ConfigError(file, `hidden_size (${nEmbd}) must be divisible by num_attention_heads (${nHead}), or head_dim given`);
+  if (raw.head_dim == null && nEmbd % nHead !== 0)
+    throw new ConfigError(file, `hidden_size (${nEmbd}) must be divisible by num_attention_heads (${nHead}), or head_dim given`);
   const headDim = int('head_dim', nEmbd / nHead);
   if (headDim % 2 !== 0) throw new ConfigError(file, `head_dim (${headDim}) must be even for rotary embeddings`);
   const vocabSize = int('vocab_size');
   const tokenId = (key: string, v: unknown): number => {
-    if (!Number.isSafeInteger(v) || (v as number) < 0 || (v as number) >= vocabSize) throw new ConfigError(file, `field '${key}' must be a token id below vocab_size (${vocabSize}), got ${JSON.stringify(v)}`);
+    if (!Number.isSafeInteger(v) || (v as number) < 0 || (v as number) >= vocabSize)
+      throw new ConfigError(file, `field '${key}' must be a token id below vocab_size (${vocabSize}), got ${JSON.stringify(v)}`);
     return v as number;
   };
   const eos = raw.eos_token_id ?? LLAMA3_TOKENS.endOfText;
@@ -124,12 +129,19 @@ function parseRopeScaling(raw: unknown, file: string): Llama3RopeScaling | null 
   const r = raw as Record<string, unknown>;
   const type = r.rope_type ?? r.type;
   if (type === 'default') return null;
-  if (type !== 'llama3') throw new ConfigError(file, `rope_scaling of type ${JSON.stringify(type)} is not supported; "llama3" (Llama 3.1/3.2) and "default" are`);
+  if (type !== 'llama3')
+    throw new ConfigError(file, `rope_scaling of type ${JSON.stringify(type)} is not supported; "llama3" (Llama 3.1/3.2) and "default" are`);
   const num = (key: string): number => {
-    if (typeof r[key] !== 'number' || !((r[key] as number) > 0)) throw new ConfigError(file, `field 'rope_scaling.${key}' must be a positive number, got ${JSON.stringify(r[key])}`);
+    if (typeof r[key] !== 'number' || !((r[key] as number) > 0))
+      throw new ConfigError(file, `field 'rope_scaling.${key}' must be a positive number, got ${JSON.stringify(r[key])}`);
     return r[key] as number;
   };
-  const scaling = { factor: num('factor'), lowFreqFactor: num('low_freq_factor'), highFreqFactor: num('high_freq_factor'), originalMaxPositions: num('original_max_position_embeddings') };
+  const scaling = {
+    factor: num('factor'),
+    lowFreqFactor: num('low_freq_factor'),
+    highFreqFactor: num('high_freq_factor'),
+    originalMaxPositions: num('original_max_position_embeddings'),
+  };
   if (scaling.highFreqFactor <= scaling.lowFreqFactor) throw new ConfigError(file, "field 'rope_scaling.high_freq_factor' must exceed low_freq_factor");
   return scaling;
 }
@@ -151,7 +163,13 @@ export function llamaConfigToJson(c: LlamaConfig): Record<string, unknown> {
     vocab_size: c.vocabSize,
     rms_norm_eps: c.rmsNormEps,
     rope_theta: c.ropeTheta,
-    rope_scaling: s && { rope_type: 'llama3', factor: s.factor, low_freq_factor: s.lowFreqFactor, high_freq_factor: s.highFreqFactor, original_max_position_embeddings: s.originalMaxPositions },
+    rope_scaling: s && {
+      rope_type: 'llama3',
+      factor: s.factor,
+      low_freq_factor: s.lowFreqFactor,
+      high_freq_factor: s.highFreqFactor,
+      original_max_position_embeddings: s.originalMaxPositions,
+    },
     tie_word_embeddings: c.tieWordEmbeddings,
     attention_bias: false,
     mlp_bias: false,

@@ -16,16 +16,30 @@ const golden = JSON.parse(readFileSync(new URL('./golden.json', import.meta.url)
 function goldenModel(): LlamaModel {
   const g = golden.config;
   const config = llamaConfig({
-    nLayer: g.layers, nEmbd: g.d, nHead: g.heads, nKvHead: g.kv, headDim: g.hd, nInner: g.inner, vocabSize: g.vocab, nPositions: 64,
-    rmsNormEps: g.eps, ropeTheta: g.theta, tieWordEmbeddings: false, bosTokenId: 1, eosTokenIds: [2], padTokenId: 0,
+    nLayer: g.layers,
+    nEmbd: g.d,
+    nHead: g.heads,
+    nKvHead: g.kv,
+    headDim: g.hd,
+    nInner: g.inner,
+    vocabSize: g.vocab,
+    nPositions: 64,
+    rmsNormEps: g.eps,
+    ropeTheta: g.theta,
+    tieWordEmbeddings: false,
+    bosTokenId: 1,
+    eosTokenIds: [2],
+    padTokenId: 0,
     ropeScaling: { factor: g.factor, lowFreqFactor: g.low, highFreqFactor: g.high, originalMaxPositions: g.original },
   });
   const params = new Map<string, Float32Array>();
-  [...llamaParamShapes(config)].filter(([name]) => name !== 'score.weight').forEach(([name, shape], n) => {
-    const p = new Float32Array(shape.reduce((a, b) => a * b, 1));
-    for (let k = 0; k < p.length; k++) p[k] = (shape.length === 1 ? 1 : 0) + 0.3 * Math.sin(0.37 * k + n);
-    params.set(name, p);
-  });
+  [...llamaParamShapes(config)]
+    .filter(([name]) => name !== 'score.weight')
+    .forEach(([name, shape], n) => {
+      const p = new Float32Array(shape.reduce((a, b) => a * b, 1));
+      for (let k = 0; k < p.length; k++) p[k] = (shape.length === 1 ? 1 : 0) + 0.3 * Math.sin(0.37 * k + n);
+      params.set(name, p);
+    });
   return { config, params };
 }
 
@@ -45,7 +59,13 @@ const memory = (files: Record<string, Uint8Array>): ModelSource => ({
 describe('Llama reference forward', () => {
   it('llama3 rope scaling: hand-computed inverse frequencies', () => {
     // head_dim 8, theta 10000: base 1, 0.1, 0.01, 0.001 -> wavelengths 6.28, 62.8, 628, 6283 against 16/4 = 4 and 16/1 = 16.
-    const c = llamaConfig({ nEmbd: 8, nHead: 1, headDim: 8, ropeTheta: 10000, ropeScaling: { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 16 } });
+    const c = llamaConfig({
+      nEmbd: 8,
+      nHead: 1,
+      headDim: 8,
+      ropeTheta: 10000,
+      ropeScaling: { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 16 },
+    });
     const smooth = (16 / (2 * Math.PI) - 1) / 3; // 6.28 is between 4 and 16: interpolated
     expectClose(ropeInvFreq(c), [(1 - smooth) / 8 + smooth, 0.1 / 8, 0.01 / 8, 0.001 / 8], 1e-15);
     expect(Array.from(ropeInvFreq({ ...c, ropeScaling: null }))).toEqual([1, 0.1, 0.01, 0.001].map((f, i) => 1 / 10000 ** ((2 * i) / 8)));
@@ -65,7 +85,22 @@ describe('Llama reference forward', () => {
   });
 
   it('grouped-query attention equals multi-head attention with each key/value head repeated', () => {
-    const gqa = initLlama(llamaConfig({ nLayer: 1, nEmbd: 16, nHead: 4, nKvHead: 2, headDim: 4, nInner: 32, vocabSize: 50, nPositions: 16, bosTokenId: 1, eosTokenIds: [2], padTokenId: 0 }), { seed: 4, normNoise: 0.2 });
+    const gqa = initLlama(
+      llamaConfig({
+        nLayer: 1,
+        nEmbd: 16,
+        nHead: 4,
+        nKvHead: 2,
+        headDim: 4,
+        nInner: 32,
+        vocabSize: 50,
+        nPositions: 16,
+        bosTokenId: 1,
+        eosTokenIds: [2],
+        padTokenId: 0,
+      }),
+      { seed: 4, normNoise: 0.2 },
+    );
     const mha: LlamaModel = { config: { ...gqa.config, nKvHead: 4 }, params: new Map(gqa.params) };
     for (const proj of ['k_proj', 'v_proj']) {
       const w = gqa.params.get(`layers.0.self_attn.${proj}.weight`)!; // [2 heads * 4, 16]
@@ -80,7 +115,10 @@ describe('Llama reference forward', () => {
 });
 
 describe('Llama checkpoints in the Hugging Face layout', () => {
-  const model = initLlama(llamaConfig({ nLayer: 2, nEmbd: 16, nHead: 4, nKvHead: 2, nInner: 24, vocabSize: 60, nPositions: 32, bosTokenId: 1, eosTokenIds: [2, 3], padTokenId: 2 }), { seed: 2, normNoise: 0.1 });
+  const model = initLlama(
+    llamaConfig({ nLayer: 2, nEmbd: 16, nHead: 4, nKvHead: 2, nInner: 24, vocabSize: 60, nPositions: 32, bosTokenId: 1, eosTokenIds: [2, 3], padTokenId: 2 }),
+    { seed: 2, normNoise: 0.1 },
+  );
 
   it('round-trips config.json and model.safetensors, with the model. prefix and a tied head', async () => {
     const files = Object.fromEntries(modelFiles(model));
@@ -102,12 +140,14 @@ describe('Llama checkpoints in the Hugging Face layout', () => {
     const shard = (part: string[]) => serializeSafetensors(new Map(part.map((n) => [n, bf16.get(n)!])));
     const half = Math.floor(names.length / 2);
     const weightMap = Object.fromEntries(names.map((n, i) => [n, i < half ? 'model-00001-of-00002.safetensors' : 'model-00002-of-00002.safetensors']));
-    const loaded = await loadModel(memory({
-      'config.json': Object.fromEntries(modelFiles(model))['config.json'],
-      'model.safetensors.index.json': new TextEncoder().encode(JSON.stringify({ metadata: {}, weight_map: weightMap })),
-      'model-00001-of-00002.safetensors': shard(names.slice(0, half)),
-      'model-00002-of-00002.safetensors': shard(names.slice(half)),
-    }));
+    const loaded = await loadModel(
+      memory({
+        'config.json': Object.fromEntries(modelFiles(model))['config.json'],
+        'model.safetensors.index.json': new TextEncoder().encode(JSON.stringify({ metadata: {}, weight_map: weightMap })),
+        'model-00001-of-00002.safetensors': shard(names.slice(0, half)),
+        'model-00002-of-00002.safetensors': shard(names.slice(half)),
+      }),
+    );
     const q = model.params.get('layers.1.self_attn.q_proj.weight')!;
     expectClose(loaded.params.get('layers.1.self_attn.q_proj.weight')!, q, 2 ** -8);
     expect(loaded.params.has('lm_head.weight')).toBe(false);
@@ -128,16 +168,38 @@ describe('Llama checkpoints in the Hugging Face layout', () => {
     expect([...(await loadModel(memory(Object.fromEntries(modelFiles(untied))))).params.keys()]).toContain('lm_head.weight');
     const tensors = paramsToTensors(llamaLayout(untied.config), untied.params);
     tensors.delete('lm_head.weight');
-    await expect(loadModel(memory({ 'config.json': Object.fromEntries(modelFiles(untied))['config.json'], 'model.safetensors': serializeSafetensors(tensors) }))).rejects.toThrow("mem/model.safetensors: tensor 'lm_head.weight': missing");
+    await expect(
+      loadModel(memory({ 'config.json': Object.fromEntries(modelFiles(untied))['config.json'], 'model.safetensors': serializeSafetensors(tensors) })),
+    ).rejects.toThrow("mem/model.safetensors: tensor 'lm_head.weight': missing");
   });
 
   it("parses Llama-3.2-1B's published config.json and refuses what it does not implement, by field", () => {
     const published = {
-      architectures: ['LlamaForCausalLM'], attention_bias: false, attention_dropout: 0.0, bos_token_id: 128000, eos_token_id: 128001, head_dim: 64,
-      hidden_act: 'silu', hidden_size: 2048, initializer_range: 0.02, intermediate_size: 8192, max_position_embeddings: 131072, mlp_bias: false,
-      model_type: 'llama', num_attention_heads: 32, num_hidden_layers: 16, num_key_value_heads: 8, pretraining_tp: 1, rms_norm_eps: 1e-5,
+      architectures: ['LlamaForCausalLM'],
+      attention_bias: false,
+      attention_dropout: 0.0,
+      bos_token_id: 128000,
+      eos_token_id: 128001,
+      head_dim: 64,
+      hidden_act: 'silu',
+      hidden_size: 2048,
+      initializer_range: 0.02,
+      intermediate_size: 8192,
+      max_position_embeddings: 131072,
+      mlp_bias: false,
+      model_type: 'llama',
+      num_attention_heads: 32,
+      num_hidden_layers: 16,
+      num_key_value_heads: 8,
+      pretraining_tp: 1,
+      rms_norm_eps: 1e-5,
       rope_scaling: { factor: 32.0, high_freq_factor: 4.0, low_freq_factor: 1.0, original_max_position_embeddings: 8192, rope_type: 'llama3' },
-      rope_theta: 500000.0, tie_word_embeddings: true, torch_dtype: 'bfloat16', transformers_version: '4.45.0.dev0', use_cache: true, vocab_size: 128256,
+      rope_theta: 500000.0,
+      tie_word_embeddings: true,
+      torch_dtype: 'bfloat16',
+      transformers_version: '4.45.0.dev0',
+      use_cache: true,
+      vocab_size: 128256,
     };
     const c = parseModelConfig(JSON.stringify(published)) as LlamaConfig;
     expect(c).toEqual(llamaConfig());

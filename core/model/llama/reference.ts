@@ -100,7 +100,7 @@ function attention(model: LlamaModel, layer: number, x: Matrix, pos: Int32Array,
         }
         const max = Math.max(...scores);
         let sum = 0;
-        for (let j = 0; j < T; j++) sum += (scores[j] = Math.exp(scores[j] - max));
+        for (let j = 0; j < T; j++) sum += scores[j] = Math.exp(scores[j] - max);
         for (let e = 0; e < hd; e++) {
           let acc = 0;
           for (let j = 0; j < T; j++) acc += (scores[j] / sum) * v[((b * T + j) * KV + kvh) * hd + e];
@@ -117,7 +117,13 @@ const silu = (x: number) => x / (1 + Math.exp(-x));
 function mlp(model: LlamaModel, layer: number, x: Matrix, rows: number): Matrix {
   const gate = project(model, layer, 'mlp.gate_proj', x, rows);
   const up = project(model, layer, 'mlp.up_proj', x, rows);
-  return project(model, layer, 'mlp.down_proj', gate.map((g, i) => silu(g) * up[i]), rows);
+  return project(
+    model,
+    layer,
+    'mlp.down_proj',
+    gate.map((g, i) => silu(g) * up[i]),
+    rows,
+  );
 }
 
 function addInPlace(x: Matrix, y: Matrix): void {
@@ -125,7 +131,14 @@ function addInPlace(x: Matrix, y: Matrix): void {
 }
 
 /** Hidden states [B, T, d] after blocks [0, upTo): the device prefix's output at cut `upTo`. */
-export function llamaReferenceHidden(model: LlamaModel, ids: ArrayLike<number>, mask: ArrayLike<number>, B: number, T: number, upTo = model.config.nLayer): Float64Array {
+export function llamaReferenceHidden(
+  model: LlamaModel,
+  ids: ArrayLike<number>,
+  mask: ArrayLike<number>,
+  B: number,
+  T: number,
+  upTo = model.config.nLayer,
+): Float64Array {
   const { nEmbd: d, rmsNormEps: eps } = model.config;
   const table = requireParam(model.params, 'embed_tokens.weight');
   const pos = positionIds(mask, B, T);

@@ -12,7 +12,15 @@ export interface LlamaModel {
 }
 
 /** The linear layers of a block, as PEFT's target_modules name them (`q_proj`, ...) under their module path. */
-export const LLAMA_LINEARS = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj'] as const;
+export const LLAMA_LINEARS = [
+  'self_attn.q_proj',
+  'self_attn.k_proj',
+  'self_attn.v_proj',
+  'self_attn.o_proj',
+  'mlp.gate_proj',
+  'mlp.up_proj',
+  'mlp.down_proj',
+] as const;
 export type LlamaLinear = (typeof LLAMA_LINEARS)[number];
 
 /** nn.Linear shape [out, in]. */

@@ -9,12 +9,26 @@ import { lookupTokens, tokenTable } from '../embedding.ts';
 import { exportPrefix, exportPrefixExternal, PREFIX_OUTPUT, type PrefixOptions } from '../prefix.ts';
 
 ortWeb.env.wasm.numThreads = 1;
-const RUNTIMES = [['onnxruntime-node', ortNode], ['onnxruntime-web (wasm, 1 thread)', ortWeb]] as const;
+const RUNTIMES = [
+  ['onnxruntime-node', ortNode],
+  ['onnxruntime-web (wasm, 1 thread)', ortWeb],
+] as const;
 
 // Grouped-query attention (4 query heads on 2 key/value heads), llama3 rope scaling within the sequence's range.
 const config = llamaConfig({
-  nLayer: 3, nEmbd: 32, nHead: 4, nKvHead: 2, headDim: 8, nInner: 48, vocabSize: 97, nPositions: 64, bosTokenId: 1, eosTokenIds: [2], padTokenId: 0,
-  ropeTheta: 10000, ropeScaling: { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 16 },
+  nLayer: 3,
+  nEmbd: 32,
+  nHead: 4,
+  nKvHead: 2,
+  headDim: 8,
+  nInner: 48,
+  vocabSize: 97,
+  nPositions: 64,
+  bosTokenId: 1,
+  eosTokenIds: [2],
+  padTokenId: 0,
+  ropeTheta: 10000,
+  ropeScaling: { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 16 },
 });
 const model = initLlama(config, { seed: 5, normNoise: 0.2 });
 for (const [name, p] of model.params) if (/(q_proj|k_proj|embed_tokens)/.test(name)) p.forEach((v, i) => (p[i] = v * 10)); // sharp attention
@@ -31,7 +45,8 @@ async function run(ort: typeof ortNode | typeof ortWeb, options: PrefixOptions, 
   } else session = await ort.InferenceSession.create(exportPrefix(model, options));
   const ids = BigInt64Array.from(b.ids, BigInt);
   const feeds: Record<string, unknown> = { attention_mask: new ort.Tensor('int64', BigInt64Array.from(b.mask, BigInt), [b.B, b.T]) };
-  if (options.tokenEmbedding === 'input') feeds.inputs_embeds = new ort.Tensor('float32', lookupTokens(tokenTable(model, options.weights ?? 'fp32'), ids), [b.B, b.T, config.nEmbd]);
+  if (options.tokenEmbedding === 'input')
+    feeds.inputs_embeds = new ort.Tensor('float32', lookupTokens(tokenTable(model, options.weights ?? 'fp32'), ids), [b.B, b.T, config.nEmbd]);
   else feeds.input_ids = new ort.Tensor('int64', ids, [b.B, b.T]);
   const hidden = (await session.run(feeds as never))[PREFIX_OUTPUT]!;
   expect(hidden.dims).toEqual([b.B, b.T, config.nEmbd]);
@@ -59,7 +74,10 @@ describe.each(RUNTIMES)('Llama device prefix on %s', (_, ort) => {
 
   it('int8 weights with the token table outside the graph stay within 1% of the reference', async () => {
     for (const b of BATCHES) {
-      const err = relativeError(await run(ort, { cut: 3, weights: 'int8', tokenEmbedding: 'input' }, b), llamaReferenceHidden(model, b.ids, b.mask, b.B, b.T, 3));
+      const err = relativeError(
+        await run(ort, { cut: 3, weights: 'int8', tokenEmbedding: 'input' }, b),
+        llamaReferenceHidden(model, b.ids, b.mask, b.B, b.T, 3),
+      );
       expect(err).toBeLessThan(0.01);
       expect(err).toBeGreaterThan(0);
     }

@@ -15,8 +15,17 @@ export interface AttackScore {
  * Scores guesses [rows, seq] against the real tokens on the mask's real positions, leaving out `skip` (start tokens,
  * which every row begins with and which say nothing of the text).
  */
-export function scoreGuesses(guessed: ArrayLike<number>, actual: ArrayLike<number>, mask: ArrayLike<number>, rows: number, seq: number, majorityToken: number, skip: ReadonlySet<number> = new Set()): AttackScore {
-  if (guessed.length !== rows * seq || actual.length !== rows * seq || mask.length !== rows * seq) throw new Error(`score: ${guessed.length} guesses, ${actual.length} tokens, ${mask.length} mask entries for [${rows}, ${seq}]`);
+export function scoreGuesses(
+  guessed: ArrayLike<number>,
+  actual: ArrayLike<number>,
+  mask: ArrayLike<number>,
+  rows: number,
+  seq: number,
+  majorityToken: number,
+  skip: ReadonlySet<number> = new Set(),
+): AttackScore {
+  if (guessed.length !== rows * seq || actual.length !== rows * seq || mask.length !== rows * seq)
+    throw new Error(`score: ${guessed.length} guesses, ${actual.length} tokens, ${mask.length} mask entries for [${rows}, ${seq}]`);
   let [hits, majority, tokens, half] = [0, 0, 0, 0];
   for (let r = 0; r < rows; r++) {
     let [rowHits, rowTokens] = [0, 0];

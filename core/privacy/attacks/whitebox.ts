@@ -29,7 +29,8 @@ export async function whiteBoxSearch(received: Activations, prefix: PrefixRun, o
   const rank = o.vocabulary.length > shortlist ? shortlister(o, shortlist) : () => o.vocabulary;
   for (let p = 0; p < Math.max(0, ...lengths); p++) {
     const jobs: Array<{ row: number; token: number }> = [];
-    for (let r = 0; r < rows; r++) if (lengths[r] > p) for (const token of rank(hidden.subarray((r * seq + p) * d, (r * seq + p + 1) * d))) jobs.push({ row: r, token });
+    for (let r = 0; r < rows; r++)
+      if (lengths[r] > p) for (const token of rank(hidden.subarray((r * seq + p) * d, (r * seq + p + 1) * d))) jobs.push({ row: r, token });
     const best = new Map<number, { token: number; distance: number }>();
     const len = p + 1;
     for (let start = 0; start < jobs.length; start += chunk) {

@@ -44,6 +44,4 @@ export const serverOnly = createMiddleware<{ Bindings: Env }>(async (c, next) =>
 });
 
 /** Listing shards: the owner, or the server planning a round (names and row counts only). */
-export const ownerOrServer = createMiddleware<{ Bindings: Env }>(async (c, next) =>
-  c.req.header('authorization') ? ownerOnly(c, next) : serverOnly(c, next),
-);
+export const ownerOrServer = createMiddleware<{ Bindings: Env }>(async (c, next) => (c.req.header('authorization') ? ownerOnly(c, next) : serverOnly(c, next)));

@@ -37,7 +37,6 @@ export async function roundTokenizer(r: Request): Promise<Tokenizer> {
   return new HfTokenizer(JSON.parse(new TextDecoder().decode(bytes)), {}, { bos, eos, separator: eos, pad: r.padTokenId }, { decoder: false });
 }
 
-
 /** A batch's token ids [batch, seq], mask and labels: one per row, or one per position (generation). */
 export interface EncodedRows {
   batch: number;
@@ -61,7 +60,11 @@ export function encodeCalibration(tokenizer: Tokenizer, r: Request): EncodedRows
 }
 
 /** Encoded rows through the prefix: the output tensor [batch, seq, d], the caller's to dispose once read. */
-async function runPrefix(session: ort.InferenceSession, enc: EncodedRows, table: TokenTable | undefined): Promise<{ output: ort.Tensor; hidden: Float32Array; d: number; forwardMs: number }> {
+async function runPrefix(
+  session: ort.InferenceSession,
+  enc: EncodedRows,
+  table: TokenTable | undefined,
+): Promise<{ output: ort.Tensor; hidden: Float32Array; d: number; forwardMs: number }> {
   const shape = [enc.batch, enc.seq];
   const feeds: Record<string, ort.Tensor> = { attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), shape) };
   if (session.inputNames.includes('inputs_embeds')) {

@@ -16,7 +16,14 @@ let secret: string;
 const STORAGE = 'http://127.0.0.1:9';
 beforeAll(async () => {
   dir = await localTempDir('test-device');
-  device = await startDevice({ id: 'device-t', ownerToken: 'owner-token', masterSecret: 'round-secret', storageOrigins: [STORAGE], stateDir: dir, vars: { MAX_SHARD_BYTES: '4096', MAX_SHARD_ROWS: '50' } });
+  device = await startDevice({
+    id: 'device-t',
+    ownerToken: 'owner-token',
+    masterSecret: 'round-secret',
+    storageOrigins: [STORAGE],
+    stateDir: dir,
+    vars: { MAX_SHARD_BYTES: '4096', MAX_SHARD_ROWS: '50' },
+  });
   secret = await deviceSecret('round-secret', 'device-t');
 });
 afterAll(async () => {
@@ -26,8 +33,10 @@ afterAll(async () => {
 
 const at = (path: string) => new URL(path, device.url);
 const owner = { authorization: 'Bearer owner-token' };
-const upload = (name: string, body: string, query = 'format=jsonl', headers: Record<string, string> = owner) => fetch(at(`/shards/${name}?${query}`), { method: 'PUT', headers, body });
-const listing = async () => (await (await fetch(at('/shards'), { headers: owner })).json()).shards as Array<{ name: string; rows: number; task: string; etag: string }>;
+const upload = (name: string, body: string, query = 'format=jsonl', headers: Record<string, string> = owner) =>
+  fetch(at(`/shards/${name}?${query}`), { method: 'PUT', headers, body });
+const listing = async () =>
+  (await (await fetch(at('/shards'), { headers: owner })).json()).shards as Array<{ name: string; rows: number; task: string; etag: string }>;
 
 describe('device worker under workerd', () => {
   it('answers health checks with its own device id', async () => {
@@ -122,7 +131,10 @@ describe('device worker under workerd', () => {
     const forged = await signRequest('not-the-secret', 'device-t', 'POST', '/rounds', '');
     const over = new Uint8Array(MAX_SIGNED_BODY_BYTES + 1);
     const declared = await fetch(at('/rounds'), { method: 'POST', headers: forged, body: over });
-    expect([declared.status, (await declared.json()).error]).toEqual([413, `request body over ${MAX_SIGNED_BODY_BYTES} bytes, the most a signed request may carry`]);
+    expect([declared.status, (await declared.json()).error]).toEqual([
+      413,
+      `request body over ${MAX_SIGNED_BODY_BYTES} bytes, the most a signed request may carry`,
+    ]);
     // Chunked: no length declared, so only reading tells.
     const chunk = new Uint8Array(2 ** 20);
     let chunks = 0;
@@ -164,7 +176,8 @@ describe('device worker under workerd', () => {
     const approvals = () => fetch(at('/approvals'), { headers: owner }).then((r) => r.json());
     // Unless the owner sets one per segment, uploads carry the device's defence: DEFENCE, by default the default level.
     expect(await approvals()).toEqual({ minCut: 2, approvals: [], defence: LEVELS[DEFAULT_LEVEL] });
-    const approve = (hash: string, body: object, headers: Record<string, string> = owner) => fetch(at(`/approvals/${hash}`), { method: 'PUT', headers, body: JSON.stringify(body) });
+    const approve = (hash: string, body: object, headers: Record<string, string> = owner) =>
+      fetch(at(`/approvals/${hash}`), { method: 'PUT', headers, body: JSON.stringify(body) });
     // Only the owner approves, and never below the minimum cut.
     expect((await approve(sha('a'), { model: 'gpt2', cut: 2 }, {})).status).toBe(401);
     const low = await approve(sha('a'), { model: 'gpt2', cut: 1 });
@@ -173,37 +186,77 @@ describe('device worker under workerd', () => {
     expect((await approve(sha('b'), { model: 'gpt2', cut: 3, tokenTable: sha('c'), defence: 'high' })).status).toBe(201);
     expect((await approvals()).approvals.find((a: { sha256: string }) => a.sha256 === sha('b')).defence).toEqual(LEVELS.high);
     const unknown = await approve(sha('b'), { model: 'gpt2', cut: 3, defence: { mechanism: 'gaussian', epsilon: 8 } });
-    expect([unknown.status, (await unknown.json()).error]).toEqual([400, "approval: field defence: delta must be a number in (0, 0.01)"]);
+    expect([unknown.status, (await unknown.json()).error]).toEqual([400, 'approval: field defence: delta must be a number in (0, 0.01)']);
     // The server reads the policy to plan.
     expect((await new DeviceClient(device.url, 'device-t', 'round-secret').policy()).approvals.map((a) => a.sha256).sort()).toEqual([sha('a'), sha('b')]);
 
     const round = (over: Record<string, unknown>) => ({
-      runId: 'r-policy', round: 0, model: { sha256: sha('a'), url: `${STORAGE}/m` }, cut: 2, batchSize: 2, seqLen: 8, dtype: 'fp32',
-      labels: ['0', '1'], padTokenId: 0, uploads: { batches: [`${STORAGE}/b0`], manifest: `${STORAGE}/m.json` }, ...over,
+      runId: 'r-policy',
+      round: 0,
+      model: { sha256: sha('a'), url: `${STORAGE}/m` },
+      cut: 2,
+      batchSize: 2,
+      seqLen: 8,
+      dtype: 'fp32',
+      labels: ['0', '1'],
+      padTokenId: 0,
+      uploads: { batches: [`${STORAGE}/b0`], manifest: `${STORAGE}/m.json` },
+      ...over,
     });
     const refusal = async (over: Record<string, unknown>) => {
       const body = JSON.stringify(round(over));
       const res = await fetch(at('/rounds'), { method: 'POST', headers: { ...(await signRequest(secret, 'device-t', 'POST', '/rounds', body)) }, body });
       return [res.status, (await res.json()).error];
     };
-    expect(await refusal({ model: { sha256: sha('d'), url: `${STORAGE}/m` } })).toEqual([403, `model segment ${sha('d')} is not approved by this device's owner (PUT /approvals/${sha('d')})`]);
+    expect(await refusal({ model: { sha256: sha('d'), url: `${STORAGE}/m` } })).toEqual([
+      403,
+      `model segment ${sha('d')} is not approved by this device's owner (PUT /approvals/${sha('d')})`,
+    ]);
     expect(await refusal({ cut: 0 })).toEqual([403, "cut 0 is below this device's minimum cut 2, set by its owner"]);
     expect(await refusal({ cut: 3 })).toEqual([403, `model segment ${sha('a')} is approved for cut 2, not 3`]);
-    expect(await refusal({ model: { sha256: sha('b'), url: `${STORAGE}/m` }, cut: 3 })).toEqual([403, `token table (none) is not the one approved with segment ${sha('b')} (${sha('c')})`]);
+    expect(await refusal({ model: { sha256: sha('b'), url: `${STORAGE}/m` }, cut: 3 })).toEqual([
+      403,
+      `token table (none) is not the one approved with segment ${sha('b')} (${sha('c')})`,
+    ]);
     // A generation round sends completions' token ids: only where the owner allowed it, with the tokenizer approved.
-    expect(await refusal({ task: 'generation', labels: [] })).toEqual([403, `generation rounds send each completion's token ids to the server; the owner has not allowed that for segment ${sha('a')} (approve it with "generation": true)`]);
+    expect(await refusal({ task: 'generation', labels: [] })).toEqual([
+      403,
+      `generation rounds send each completion's token ids to the server; the owner has not allowed that for segment ${sha('a')} (approve it with "generation": true)`,
+    ]);
     expect((await approve(sha('e'), { model: 'llama', cut: 2, tokenizer: sha('f'), generation: true })).status).toBe(201);
     const tokenizer = { sha256: sha('f'), url: `${STORAGE}/t.json`, bos: 1, eos: 2 };
-    expect(await refusal({ model: { sha256: sha('e'), url: `${STORAGE}/m` }, task: 'generation', labels: [] })).toEqual([403, `tokenizer (built-in GPT-2) is not the one approved with segment ${sha('e')} (${sha('f')})`]);
-    expect(await refusal({ model: { sha256: sha('e'), url: `${STORAGE}/m` }, task: 'generation', labels: [], tokenizer: { ...tokenizer, url: 'https://attacker.example/t.json' } })).toEqual([403, `tokenizer.url is on https://attacker.example, not on this device's storage origins (${STORAGE})`]);
+    expect(await refusal({ model: { sha256: sha('e'), url: `${STORAGE}/m` }, task: 'generation', labels: [] })).toEqual([
+      403,
+      `tokenizer (built-in GPT-2) is not the one approved with segment ${sha('e')} (${sha('f')})`,
+    ]);
+    expect(
+      await refusal({
+        model: { sha256: sha('e'), url: `${STORAGE}/m` },
+        task: 'generation',
+        labels: [],
+        tokenizer: { ...tokenizer, url: 'https://attacker.example/t.json' },
+      }),
+    ).toEqual([403, `tokenizer.url is on https://attacker.example, not on this device's storage origins (${STORAGE})`]);
     expect((await fetch(at(`/approvals/${sha('e')}`), { method: 'DELETE', headers: owner })).status).toBe(204);
     // Weights beside the graph (ONNX external data) run only as the ones approved with it.
     expect((await approve(sha('9'), { model: 'llama', cut: 2, weights: sha('8') })).status).toBe(201);
-    expect(await refusal({ model: { sha256: sha('9'), url: `${STORAGE}/m` } })).toEqual([403, `weights (in the graph) are not the ones approved with segment ${sha('9')} (${sha('8')})`]);
-    expect(await refusal({ model: { sha256: sha('9'), url: `${STORAGE}/m` }, weights: { sha256: sha('7'), url: `${STORAGE}/w` } })).toEqual([403, `weights ${sha('7')} are not the ones approved with segment ${sha('9')} (${sha('8')})`]);
+    expect(await refusal({ model: { sha256: sha('9'), url: `${STORAGE}/m` } })).toEqual([
+      403,
+      `weights (in the graph) are not the ones approved with segment ${sha('9')} (${sha('8')})`,
+    ]);
+    expect(await refusal({ model: { sha256: sha('9'), url: `${STORAGE}/m` }, weights: { sha256: sha('7'), url: `${STORAGE}/w` } })).toEqual([
+      403,
+      `weights ${sha('7')} are not the ones approved with segment ${sha('9')} (${sha('8')})`,
+    ]);
     expect((await fetch(at(`/approvals/${sha('9')}`), { method: 'DELETE', headers: owner })).status).toBe(204);
-    expect(await refusal({ model: { sha256: sha('a'), url: 'https://attacker.example/m' } })).toEqual([403, `model.url is on https://attacker.example, not on this device's storage origins (${STORAGE})`]);
-    expect(await refusal({ uploads: { batches: ['http://10.0.0.1:9/b0'], manifest: `${STORAGE}/m.json` } })).toEqual([403, `uploads.batches[0] is on http://10.0.0.1:9, not on this device's storage origins (${STORAGE})`]);
+    expect(await refusal({ model: { sha256: sha('a'), url: 'https://attacker.example/m' } })).toEqual([
+      403,
+      `model.url is on https://attacker.example, not on this device's storage origins (${STORAGE})`,
+    ]);
+    expect(await refusal({ uploads: { batches: ['http://10.0.0.1:9/b0'], manifest: `${STORAGE}/m.json` } })).toEqual([
+      403,
+      `uploads.batches[0] is on http://10.0.0.1:9, not on this device's storage origins (${STORAGE})`,
+    ]);
     // Revoked: refused again.
     expect((await fetch(at(`/approvals/${sha('a')}`), { method: 'DELETE', headers: owner })).status).toBe(204);
     expect((await refusal({}))[0]).toBe(403);
@@ -211,12 +264,34 @@ describe('device worker under workerd', () => {
   });
 
   it('refuses to upload under a defence without its own DEFENCE_SECRET (a key the server could know would undo the noise)', async () => {
-    const keyless = await startDevice({ id: 'device-k', ownerToken: 'owner-token', masterSecret: 'round-secret', storageOrigins: [STORAGE], stateDir: `${dir}-k`, vars: { DEFENCE_SECRET: 'too short' } });
+    const keyless = await startDevice({
+      id: 'device-k',
+      ownerToken: 'owner-token',
+      masterSecret: 'round-secret',
+      storageOrigins: [STORAGE],
+      stateDir: `${dir}-k`,
+      vars: { DEFENCE_SECRET: 'too short' },
+    });
     try {
       const sha = 'a'.repeat(64);
-      expect((await fetch(new URL(`/approvals/${sha}`, keyless.url), { method: 'PUT', headers: owner, body: JSON.stringify({ model: 'gpt2', cut: 2 }) })).status).toBe(201);
-      const request = { runId: 'r-key', round: 0, model: { sha256: sha, url: `${STORAGE}/m` }, cut: 2, batchSize: 2, seqLen: 8, dtype: 'fp32', labels: ['0', '1'], padTokenId: 0, uploads: { batches: [`${STORAGE}/b0`], manifest: `${STORAGE}/m.json` } };
-      await expect(new DeviceClient(keyless.url, 'device-k', 'round-secret').startRound(request as never)).rejects.toThrow("HTTP 403: this device's owner set a defence but no DEFENCE_SECRET of 32+ characters");
+      expect(
+        (await fetch(new URL(`/approvals/${sha}`, keyless.url), { method: 'PUT', headers: owner, body: JSON.stringify({ model: 'gpt2', cut: 2 }) })).status,
+      ).toBe(201);
+      const request = {
+        runId: 'r-key',
+        round: 0,
+        model: { sha256: sha, url: `${STORAGE}/m` },
+        cut: 2,
+        batchSize: 2,
+        seqLen: 8,
+        dtype: 'fp32',
+        labels: ['0', '1'],
+        padTokenId: 0,
+        uploads: { batches: [`${STORAGE}/b0`], manifest: `${STORAGE}/m.json` },
+      };
+      await expect(new DeviceClient(keyless.url, 'device-k', 'round-secret').startRound(request as never)).rejects.toThrow(
+        "HTTP 403: this device's owner set a defence but no DEFENCE_SECRET of 32+ characters",
+      );
     } finally {
       await keyless.stop();
       await rm(`${dir}-k`, { recursive: true, force: true });
@@ -224,16 +299,28 @@ describe('device worker under workerd', () => {
   });
 
   it('a misconfigured device (APPROVED_SEGMENTS not JSON) answers 500, naming the setting and the fix to its owner only', async () => {
-    const broken = await startDevice({ id: 'device-b', ownerToken: 'owner-token', masterSecret: 'round-secret', storageOrigins: [STORAGE], stateDir: `${dir}-b`, vars: { APPROVED_SEGMENTS: 'not json' } });
+    const broken = await startDevice({
+      id: 'device-b',
+      ownerToken: 'owner-token',
+      masterSecret: 'round-secret',
+      storageOrigins: [STORAGE],
+      stateDir: `${dir}-b`,
+      vars: { APPROVED_SEGMENTS: 'not json' },
+    });
     try {
       const res = await fetch(new URL('/approvals', broken.url), { headers: owner });
-      expect([res.status, await res.json()]).toEqual([500, { error: 'this device is misconfigured: APPROVED_SEGMENTS is not JSON: set a JSON list of {sha256, model, cut, ...}, or remove it' }]);
+      expect([res.status, await res.json()]).toEqual([
+        500,
+        { error: 'this device is misconfigured: APPROVED_SEGMENTS is not JSON: set a JSON list of {sha256, model, cut, ...}, or remove it' },
+      ]);
       const anyone = await fetch(new URL('/health', broken.url));
-      expect([anyone.status, await anyone.json()]).toEqual([500, { error: "this device is misconfigured; its owner sees why (the owner's requests, or wrangler tail)" }]);
+      expect([anyone.status, await anyone.json()]).toEqual([
+        500,
+        { error: "this device is misconfigured; its owner sees why (the owner's requests, or wrangler tail)" },
+      ]);
     } finally {
       await broken.stop();
       await rm(`${dir}-b`, { recursive: true, force: true });
     }
   });
 });
-

@@ -20,7 +20,15 @@ app.use(async (c, next) => {
   } catch (e) {
     if (!(e instanceof SettingsError)) throw e;
     console.error(`misconfigured: ${e.message}`);
-    return c.json({ error: ownerVerdict(c) === 'ok' ? `this device is misconfigured: ${e.message}` : "this device is misconfigured; its owner sees why (the owner's requests, or wrangler tail)" }, 500);
+    return c.json(
+      {
+        error:
+          ownerVerdict(c) === 'ok'
+            ? `this device is misconfigured: ${e.message}`
+            : "this device is misconfigured; its owner sees why (the owner's requests, or wrangler tail)",
+      },
+      500,
+    );
   }
   await next();
 });

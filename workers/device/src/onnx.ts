@@ -59,7 +59,9 @@ async function fetchVerified(what: string, field: string, url: string, sha256: s
 async function load(sha256: string, url: string, weights?: { sha256: string; url: string }): Promise<ort.InferenceSession> {
   configure();
   const bytes = await fetchVerified('model segment', 'model.url', url, sha256);
-  const externalData = weights ? [{ path: PREFIX_DATA_LOCATION, data: await fetchVerified('segment weights', 'weights.url', weights.url, weights.sha256) }] : undefined;
+  const externalData = weights
+    ? [{ path: PREFIX_DATA_LOCATION, data: await fetchVerified('segment weights', 'weights.url', weights.url, weights.sha256) }]
+    : undefined;
   // Errors only: onnxruntime's optimizer notes are not the device owner's concern.
   return ort.InferenceSession.create(bytes, { logSeverityLevel: 3, ...(externalData ? { externalData } : {}) });
 }

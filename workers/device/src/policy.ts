@@ -41,7 +41,14 @@ export async function roundPolicy(env: Env, request: Omit<RoundRequest, 'uploads
   const policy = await loadPolicy(env);
   const defence = defenceFor(policy, request.model.sha256);
   const refusal =
-    segmentRefusal(policy, { sha256: request.model.sha256, cut: request.cut, tokenTable: request.tokenTable?.sha256, weights: request.weights?.sha256, tokenizer: request.tokenizer?.sha256, task: request.task }) ??
+    segmentRefusal(policy, {
+      sha256: request.model.sha256,
+      cut: request.cut,
+      tokenTable: request.tokenTable?.sha256,
+      weights: request.weights?.sha256,
+      tokenizer: request.tokenizer?.sha256,
+      task: request.task,
+    }) ??
     (defence.mechanism !== 'none' && (env.DEFENCE_SECRET ?? '').length < DEFENCE_SECRET_CHARS
       ? `this device's owner set a defence but no DEFENCE_SECRET of ${DEFENCE_SECRET_CHARS}+ characters (wrangler secret put DEFENCE_SECRET; keep it: a new one lets a server average old and new uploads)`
       : undefined);

@@ -61,8 +61,14 @@ let secret: string;
 const config = gpt2Config({ nLayer: 3, nEmbd: 32, nHead: 4, nPositions: 64 });
 const model = initModel(config, { seed: 1, paramNoise: 0.1 });
 // The same graph with other weights: negated matrices quantize with the same scales, so only the external data differs.
-const negated = { ...model, params: new Map([...model.params].map(([name, w]) => [name, /\.(c_attn|c_proj|c_fc)\.weight$/.test(name) ? w.map((v) => -v) : w])) } as GPT2Model;
-const ids = new GPT2Tokenizer().encodeBatch(ROWS.map((r) => r.text), { maxLength: 16, padTokenId: 0 }).ids;
+const negated = {
+  ...model,
+  params: new Map([...model.params].map(([name, w]) => [name, /\.(c_attn|c_proj|c_fc)\.weight$/.test(name) ? w.map((v) => -v) : w])),
+} as GPT2Model;
+const ids = new GPT2Tokenizer().encodeBatch(
+  ROWS.map((r) => r.text),
+  { maxLength: 16, padTokenId: 0 },
+).ids;
 // A model whose vocabulary ends at one of the shard's own token ids: the round fails on that id.
 const PRIVATE_ID = Math.max(...ids);
 const small = initModel(gpt2Config({ nLayer: 3, nEmbd: 32, nHead: 4, nPositions: 64, vocabSize: PRIVATE_ID, padTokenId: 0 }), { seed: 2, paramNoise: 0.1 });
@@ -72,7 +78,14 @@ beforeAll(async () => {
   dir = await localTempDir('test-device-rounds');
   elsewhere = await startStorage();
   storage = await startStorage(() => elsewhere.origin);
-  device = await startDevice({ id: 'device-r', ownerToken: 'owner', masterSecret: SECRET, storageOrigins: [storage.origin], stateDir: join(dir, 'device'), vars: { UPLOAD_ATTEMPTS: '2', UPLOAD_BACKOFF_MS: '10' } });
+  device = await startDevice({
+    id: 'device-r',
+    ownerToken: 'owner',
+    masterSecret: SECRET,
+    storageOrigins: [storage.origin],
+    stateDir: join(dir, 'device'),
+    vars: { UPLOAD_ATTEMPTS: '2', UPLOAD_BACKOFF_MS: '10' },
+  });
   secret = await deviceSecret(SECRET, 'device-r');
   await device.uploadShard('private', ROWS, ['0', '1']);
   segments = { a: await deviceSegment(model, 2, 'int8'), b: await deviceSegment(negated, 2, 'int8'), small: await deviceSegment(small, 2, 'int8') };
@@ -105,7 +118,15 @@ function request(runId: string, segment: keyof typeof segments, paths: Paths = {
   const s = segments[segment];
   const url = (what: keyof Paths, plain: string) => `${storage.origin}${paths[what] ?? plain}`;
   return {
-    runId, round: 0, task: 'classification', cut: 2, batchSize: 2, seqLen: 16, dtype: 'fp32', labels: ['0', '1'], padTokenId: 0,
+    runId,
+    round: 0,
+    task: 'classification',
+    cut: 2,
+    batchSize: 2,
+    seqLen: 16,
+    dtype: 'fp32',
+    labels: ['0', '1'],
+    padTokenId: 0,
     model: { sha256: s.sha256, url: url('graph', `/${segment}/graph`) },
     weights: { sha256: s.weights!.sha256, url: url('weights', `/${segment}/weights`) },
     tokenTable: { sha256: s.tokenTable!.sha256, url: url('table', `/${segment}/table`) },
@@ -116,7 +137,11 @@ function request(runId: string, segment: keyof typeof segments, paths: Paths = {
 /** Starts a round, signed as the server, and waits for it to end. */
 async function run(r: RoundRequest): Promise<RoundStatus> {
   const body = JSON.stringify(r);
-  const started = await fetch(new URL('/rounds', device.url), { method: 'POST', headers: await signRequest(secret, 'device-r', 'POST', '/rounds', body), body });
+  const started = await fetch(new URL('/rounds', device.url), {
+    method: 'POST',
+    headers: await signRequest(secret, 'device-r', 'POST', '/rounds', body),
+    body,
+  });
   expect(started.status, await started.clone().text()).toBe(202);
   for (const deadline = Date.now() + 60_000; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 100))) {
     const path = `/rounds/${r.runId}/0`;

@@ -45,7 +45,9 @@ const batchKey = (b: number) => `batch:${b}`;
 export function workHash(r: RoundRequest): Promise<string> {
   const { uploads: _uploads, model, tokenTable, weights, tokenizer, ...rest } = r;
   const tokens = tokenizer && { sha256: tokenizer.sha256, bos: tokenizer.bos ?? null, eos: tokenizer.eos };
-  return sha256Hex(JSON.stringify({ ...rest, model: model.sha256, tokenTable: tokenTable?.sha256 ?? null, weights: weights?.sha256 ?? null, tokenizer: tokens ?? null }));
+  return sha256Hex(
+    JSON.stringify({ ...rest, model: model.sha256, tokenTable: tokenTable?.sha256 ?? null, weights: weights?.sha256 ?? null, tokenizer: tokens ?? null }),
+  );
 }
 
 export class RoundRunner extends DurableObject<Env> {
@@ -79,7 +81,17 @@ export class RoundRunner extends DurableObject<Env> {
       request: withoutUploads(request),
       urls: request.uploads.batches.length,
       workHash: hash,
-      status: { device: this.env.DEVICE_ID, runId: request.runId, round: request.round, state: 'running', batchesDone: 0, batchesTotal: 0, failures: [], tokens: 0, forwardMs: 0 },
+      status: {
+        device: this.env.DEVICE_ID,
+        runId: request.runId,
+        round: request.round,
+        state: 'running',
+        batchesDone: 0,
+        batchesTotal: 0,
+        failures: [],
+        tokens: 0,
+        forwardMs: 0,
+      },
     };
     await this.save(fresh);
     return { status: fresh.status };
@@ -148,14 +160,25 @@ export class RoundRunner extends DurableObject<Env> {
       this.table = await step("the shard's token table rows", () => shardTokenTable(tokenTable, ids));
     }
     job.clip ??= await step('the calibration text through the segment', () => segmentClip(model, this.calibration!, this.table));
-    const defenceRun = { defence, clip: job.clip, segment: r.model.sha256, key: defence.mechanism === 'none' ? new Uint8Array(0) : defenceKey(this.env.DEFENCE_SECRET!) };
+    const defenceRun = {
+      defence,
+      clip: job.clip,
+      segment: r.model.sha256,
+      key: defence.mechanism === 'none' ? new Uint8Array(0) : defenceKey(this.env.DEFENCE_SECRET!),
+    };
     const { uploadAttempts: attempts, uploadBackoffMs: backoffMs, pieceBatches } = deviceSettings(this.env);
     const onFailure = (what: string) => (attempt: number, reason: string) => {
       job.status.failures = [...job.status.failures, `${what}, attempt ${attempt}: ${reason}`].slice(-MAX_FAILURES);
     };
     const end = Math.min(total, job.status.batchesDone + pieceBatches);
     for (let b = job.status.batchesDone; b < end; b++) {
-      const { bytes, rows: n, seqLen, tokens, forwardMs } = await step(`batch ${b}`, () => forwardBatch(model, encoded[b]!, r, this.env.DEVICE_ID, b, this.table, defenceRun));
+      const {
+        bytes,
+        rows: n,
+        seqLen,
+        tokens,
+        forwardMs,
+      } = await step(`batch ${b}`, () => forwardBatch(model, encoded[b]!, r, this.env.DEVICE_ID, b, this.table, defenceRun));
       await putWithRetry(`uploads.batches[${b}]`, await url(urlKey(b)), bytes, { attempts, backoffMs, onFailure: onFailure(`batch ${b}`) }).catch((e) => {
         throw new RoundError(`upload of batch ${b}: ${(e as Error).message}`);
       });
@@ -185,7 +208,11 @@ export class RoundRunner extends DurableObject<Env> {
       ...(defence.mechanism === 'none' ? {} : { clip: job.clip }),
       batches,
     };
-    await putWithRetry('uploads.manifest', await url('url:manifest'), JSON.stringify(manifest), { attempts, backoffMs, onFailure: onFailure('manifest') }).catch((e) => {
+    await putWithRetry('uploads.manifest', await url('url:manifest'), JSON.stringify(manifest), {
+      attempts,
+      backoffMs,
+      onFailure: onFailure('manifest'),
+    }).catch((e) => {
       throw new RoundError(`upload of the manifest: ${(e as Error).message}`);
     });
     job.status.state = 'complete';
@@ -194,7 +221,12 @@ export class RoundRunner extends DurableObject<Env> {
 
   /** The rows of the round's shards (all of the round's task; by default every shard of that task). */
   private async loadRows(r: Job['request']): Promise<Row[]> {
-    const names = r.shards ?? (await step("the list of this device's shards", () => listShards(this.env))).filter((s) => s.task === r.task).map((s) => s.name).sort();
+    const names =
+      r.shards ??
+      (await step("the list of this device's shards", () => listShards(this.env)))
+        .filter((s) => s.task === r.task)
+        .map((s) => s.name)
+        .sort();
     if (names.length === 0) throw new RoundError(`this device holds no ${r.task} shards`);
     const rows: Row[] = [];
     for (const name of names) {

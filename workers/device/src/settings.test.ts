@@ -7,9 +7,32 @@ const sha = 'a'.repeat(64);
 describe('device settings', () => {
   it('fills in the defaults and reads what is given', () => {
     const s = deviceSettings(base);
-    expect([s.minCut, s.labels, s.pieceBatches, s.uploadAttempts, s.uploadBackoffMs, s.storageOrigins, s.approvedSegments]).toEqual([2, ['0', '1'], 4, 4, 200, [], []]);
-    const t = deviceSettings({ ...base, MIN_CUT: '3', LABELS: 'neg, pos', PIECE_BATCHES: '2', MAX_SHARD_ROWS: '50', STORAGE_ORIGINS: 'https://x.r2.cloudflarestorage.com', APPROVED_SEGMENTS: JSON.stringify([{ sha256: sha, model: 'gpt2', cut: 3 }]) });
-    expect([t.minCut, t.labels, t.pieceBatches, t.shardLimits.maxRows, t.storageOrigins, t.approvedSegments]).toEqual([3, ['neg', 'pos'], 2, 50, ['https://x.r2.cloudflarestorage.com'], [{ sha256: sha, model: 'gpt2', cut: 3 }]]);
+    expect([s.minCut, s.labels, s.pieceBatches, s.uploadAttempts, s.uploadBackoffMs, s.storageOrigins, s.approvedSegments]).toEqual([
+      2,
+      ['0', '1'],
+      4,
+      4,
+      200,
+      [],
+      [],
+    ]);
+    const t = deviceSettings({
+      ...base,
+      MIN_CUT: '3',
+      LABELS: 'neg, pos',
+      PIECE_BATCHES: '2',
+      MAX_SHARD_ROWS: '50',
+      STORAGE_ORIGINS: 'https://x.r2.cloudflarestorage.com',
+      APPROVED_SEGMENTS: JSON.stringify([{ sha256: sha, model: 'gpt2', cut: 3 }]),
+    });
+    expect([t.minCut, t.labels, t.pieceBatches, t.shardLimits.maxRows, t.storageOrigins, t.approvedSegments]).toEqual([
+      3,
+      ['neg', 'pos'],
+      2,
+      50,
+      ['https://x.r2.cloudflarestorage.com'],
+      [{ sha256: sha, model: 'gpt2', cut: 3 }],
+    ]);
   });
 
   it('refuses each bad value by name with the fix, instead of falling back to a default', () => {
@@ -21,7 +44,10 @@ describe('device settings', () => {
       [{ LABELS: 'yes' }, /^LABELS is "yes": list two or more distinct labels/],
       [{ STORAGE_ORIGINS: 'http://example.com' }, /^STORAGE_ORIGINS holds "http:\/\/example.com"/],
       [{ APPROVED_SEGMENTS: '{' }, /^APPROVED_SEGMENTS is not JSON/],
-      [{ APPROVED_SEGMENTS: JSON.stringify([{ sha256: sha, model: 'gpt2', cut: 1 }]) }, /^APPROVED_SEGMENTS\[0\]: approval: field 'cut' must be an integer >= 2/],
+      [
+        { APPROVED_SEGMENTS: JSON.stringify([{ sha256: sha, model: 'gpt2', cut: 1 }]) },
+        /^APPROVED_SEGMENTS\[0\]: approval: field 'cut' must be an integer >= 2/,
+      ],
       [{ DEVICE_ID: '' }, /^DEVICE_ID is not set/],
       [{ DEVICE_ID: '../x' }, /^DEVICE_ID '\.\.\/x' is not a valid id/],
       [{ OWNER_TOKEN: '' }, /^OWNER_TOKEN is not set: wrangler secret put OWNER_TOKEN/],

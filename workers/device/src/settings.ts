@@ -54,11 +54,16 @@ export interface DeviceSettings {
 
 export class SettingsError extends Error {}
 
-function positive(env: DeviceVars, name: 'MAX_SHARD_BYTES' | 'MAX_SHARD_ROWS' | 'PIECE_BATCHES' | 'UPLOAD_ATTEMPTS' | 'UPLOAD_BACKOFF_MS', fallback: number): number {
+function positive(
+  env: DeviceVars,
+  name: 'MAX_SHARD_BYTES' | 'MAX_SHARD_ROWS' | 'PIECE_BATCHES' | 'UPLOAD_ATTEMPTS' | 'UPLOAD_BACKOFF_MS',
+  fallback: number,
+): number {
   const v = env[name];
   if (v === undefined || v === '') return fallback;
   const n = Number(v);
-  if (!Number.isSafeInteger(n) || n <= 0) throw new SettingsError(`${name} is ${JSON.stringify(v)}: set a positive integer (default ${fallback}), or remove it`);
+  if (!Number.isSafeInteger(n) || n <= 0)
+    throw new SettingsError(`${name} is ${JSON.stringify(v)}: set a positive integer (default ${fallback}), or remove it`);
   return n;
 }
 
@@ -80,7 +85,9 @@ export function deviceSettings(env: DeviceVars): DeviceSettings {
     try {
       return parseDefence(v.startsWith('{') ? JSON.parse(v) : v, 'DEFENCE');
     } catch (e) {
-      throw new SettingsError(`${(e as Error).message}: set DEFENCE to ${Object.keys(LEVELS).join(', ')} or a JSON setting (default ${DEFAULT_LEVEL}), or remove it`);
+      throw new SettingsError(
+        `${(e as Error).message}: set DEFENCE to ${Object.keys(LEVELS).join(', ')} or a JSON setting (default ${DEFAULT_LEVEL}), or remove it`,
+      );
     }
   });
   const approvedSegments = wrap(() => {
@@ -101,7 +108,8 @@ export function deviceSettings(env: DeviceVars): DeviceSettings {
     });
   });
   const labels = (env.LABELS ?? '0,1').split(',').map((l) => l.trim());
-  if (labels.length < 2 || labels.some((l) => !l) || new Set(labels).size !== labels.length) throw new SettingsError(`LABELS is ${JSON.stringify(env.LABELS)}: list two or more distinct labels, comma-separated (default 0,1)`);
+  if (labels.length < 2 || labels.some((l) => !l) || new Set(labels).size !== labels.length)
+    throw new SettingsError(`LABELS is ${JSON.stringify(env.LABELS)}: list two or more distinct labels, comma-separated (default 0,1)`);
   return {
     deviceId: env.DEVICE_ID,
     minCut,
@@ -109,7 +117,11 @@ export function deviceSettings(env: DeviceVars): DeviceSettings {
     approvedSegments,
     storageOrigins: wrap(() => parseStorageOrigins(env.STORAGE_ORIGINS)),
     labels,
-    shardLimits: { ...DEFAULT_LIMITS, maxBytes: positive(env, 'MAX_SHARD_BYTES', DEFAULT_LIMITS.maxBytes), maxRows: positive(env, 'MAX_SHARD_ROWS', DEFAULT_LIMITS.maxRows) },
+    shardLimits: {
+      ...DEFAULT_LIMITS,
+      maxBytes: positive(env, 'MAX_SHARD_BYTES', DEFAULT_LIMITS.maxBytes),
+      maxRows: positive(env, 'MAX_SHARD_ROWS', DEFAULT_LIMITS.maxRows),
+    },
     pieceBatches: positive(env, 'PIECE_BATCHES', 4),
     uploadAttempts: positive(env, 'UPLOAD_ATTEMPTS', 4),
     uploadBackoffMs: positive(env, 'UPLOAD_BACKOFF_MS', 200),

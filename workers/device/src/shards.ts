@@ -51,7 +51,15 @@ export async function listShards(env: Env): Promise<ShardInfo[]> {
       const meta = o.customMetadata ?? {};
       const name = o.key.slice('shards/'.length, -'.jsonl'.length);
       const etag = hex(hmac(sha256, etagSecret, utf8(`${name}\n${o.etag}`)));
-      out.push({ name, rows: Number(meta.rows), task: taskOf(meta), labels: JSON.parse(meta.labels ?? '[]'), bytes: o.size, uploaded: o.uploaded.toISOString(), etag });
+      out.push({
+        name,
+        rows: Number(meta.rows),
+        task: taskOf(meta),
+        labels: JSON.parse(meta.labels ?? '[]'),
+        bytes: o.size,
+        uploaded: o.uploaded.toISOString(),
+        etag,
+      });
     }
     cursor = page.truncated ? page.cursor : undefined;
   } while (cursor);
@@ -66,7 +74,15 @@ export async function loadShard(env: Env, name: string): Promise<ShardRows | und
   const obj = await env.SHARDS.get(key(name));
   if (!obj) return undefined;
   const text = await obj.text();
-  if (taskOf(obj.customMetadata ?? {}) === 'generation') return { task: 'generation', rows: text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as GenerationExample), labels: [] };
+  if (taskOf(obj.customMetadata ?? {}) === 'generation')
+    return {
+      task: 'generation',
+      rows: text
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as GenerationExample),
+      labels: [],
+    };
   return { task: 'classification', rows: deserializeRows(text), labels: JSON.parse(obj.customMetadata?.labels ?? '[]') };
 }
 
@@ -85,7 +101,8 @@ shards.put('/:name', ownerOnly, async (c) => {
   if (task !== 'classification' && task !== 'generation') return c.json({ error: `task '${task}' is not classification or generation` }, 400);
   const format = c.req.query('format') ?? (c.req.header('content-type')?.includes('tab-separated') ? 'tsv' : 'jsonl');
   if (format !== 'jsonl' && format !== 'tsv') return c.json({ error: `format '${format}' is not jsonl or tsv` }, 400);
-  if (task === 'generation' && format !== 'jsonl') return c.json({ error: 'a generation shard is JSON lines ({prompt, completion} or {question, answer})' }, 400);
+  if (task === 'generation' && format !== 'jsonl')
+    return c.json({ error: 'a generation shard is JSON lines ({prompt, completion} or {question, answer})' }, 400);
   const labels = task === 'generation' ? [] : (c.req.query('labels')?.split(',') ?? deviceSettings(c.env).labels);
   const limits = deviceSettings(c.env).shardLimits;
   const declared = Number(c.req.header('content-length'));

@@ -14,6 +14,7 @@ import { ropeInvFreq } from '../../core/model/llama/reference.ts';
 import { LLAMA_LINEARS, llamaLinearShape, LM_HEAD, type LlamaLinear, type LlamaModel } from '../../core/model/llama/weights.ts';
 import { requireParam } from '../../core/model/params.ts';
 import { decode, type DecodeOptions, type DecodeStep } from './decode.ts';
+import { repeatKv, rotaryTables, rotate, type Rotary } from './rotary.ts';
 import {
   attentionMask,
   chunkedLmLoss,
@@ -32,12 +33,6 @@ interface Block {
   inputNorm: tf.Tensor1D;
   postNorm: tf.Tensor1D;
   linears: Record<LlamaLinear, FrozenLinear>;
-}
-
-/** Rotary cos and sin for each row of a forward, [rows, 1, head_dim]. */
-interface Rotary {
-  cos: tf.Tensor3D;
-  sin: tf.Tensor3D;
 }
 
 export interface GenerateOptions extends DecodeOptions {
@@ -100,30 +95,6 @@ export class TfLlama {
     return tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), this.config.rmsNormEps))), weight);
   }
 
-  /** Positions [B, n] (consumed) -> rotary cos/sin per row. */
-  private rotary(positions: tf.Tensor2D): Rotary {
-    return tf.tidy(() => {
-      const freqs = tf.matMul(tf.cast(positions.reshape([-1, 1]), 'float32'), this.invFreq);
-      positions.dispose();
-      const angles = tf.expandDims<tf.Tensor3D>(tf.concat([freqs, freqs], 1), 1);
-      return { cos: tf.cos(angles), sin: tf.sin(angles) };
-    });
-  }
-
-  /** Rows [R, heads, hd] rotated as HF's rotate_half: pairs (i, i + hd/2). */
-  private rotate(t: tf.Tensor3D, { cos, sin }: Rotary): tf.Tensor3D {
-    const half = this.config.headDim / 2;
-    const [first, second] = tf.split(t, [half, half], 2);
-    return tf.add(tf.mul(t, cos), tf.mul(tf.concat([tf.neg(second!), first!], 2), sin));
-  }
-
-  /** [B, KV, K, hd] -> [B, H, K, hd]: each key/value head repeated for the query heads that share it (rank-3 Tile: TF.js has its gradient). */
-  private repeatKv(t: tf.Tensor4D): tf.Tensor4D {
-    const [B, KV, K, hd] = t.shape;
-    const rep = this.config.nHead / KV;
-    return rep === 1 ? t : (tf.tile(t.reshape([B * KV, 1, K * hd]), [1, rep, 1]).reshape([B, KV * rep, K, hd]) as tf.Tensor4D);
-  }
-
   /**
    * Block i on x [B*n, d] (n positions per row). `past` holds the keys and values of earlier positions (a KV
    * cache); the block returns its output and the keys and values including the new positions.
@@ -147,18 +118,18 @@ export class TfLlama {
       return ad ? (tf.add(y, tf.mul(lowRank(dropout(input, ad.keep), ad.a, ad.b), ad.scale)) as tf.Tensor2D) : y;
     };
     // [B*n, heads * hd] -> [B, heads, n, hd]
-    const heads = (t: tf.Tensor2D, count: number, rotate: boolean) => {
+    const heads = (t: tf.Tensor2D, count: number, rotated: boolean) => {
       const rows = t.reshape([B * n, count, hd]) as tf.Tensor3D;
-      return (rotate ? this.rotate(rows, rotary) : rows).reshape([B, n, count, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
+      return (rotated ? rotate(rows, rotary) : rows).reshape([B, n, count, hd]).transpose([0, 2, 1, 3]) as tf.Tensor4D;
     };
     const h = this.rmsNorm(x, block.inputNorm);
     const q = heads(linear('self_attn.q_proj', h), H, true);
     let k = heads(linear('self_attn.k_proj', h), KV, true);
     let v = heads(linear('self_attn.v_proj', h), KV, false);
     if (past) [k, v] = [tf.concat([past.k, k], 2), tf.concat([past.v, v], 2)];
-    const p = tf.softmax(tf.add(tf.mul(tf.matMul(q, this.repeatKv(k), false, true), attn.scale), attn.fill));
+    const p = tf.softmax(tf.add(tf.mul(tf.matMul(q, repeatKv(k, this.config.nHead), false, true), attn.scale), attn.fill));
     const o = tf
-      .matMul(p, this.repeatKv(v))
+      .matMul(p, repeatKv(v, this.config.nHead))
       .transpose([0, 2, 1, 3])
       .reshape([B * n, H * hd]) as tf.Tensor2D;
     const x2 = tf.add(x, linear('self_attn.o_proj', o)) as tf.Tensor2D;
@@ -172,7 +143,7 @@ export class TfLlama {
   blocksForward(hidden: tf.Tensor3D, mask: tf.Tensor2D, from: number, to = this.config.nLayer, adapters?: Adapters): tf.Tensor3D {
     const [B, T, d] = hidden.shape;
     const attn = attentionMask(mask, this.config.nHead, this.config.headDim);
-    const rotary = this.rotary(positionIds(mask));
+    const rotary = rotaryTables(this.invFreq, positionIds(mask));
     let x = hidden.reshape([B * T, d]) as tf.Tensor2D;
     for (let i = from; i < to; i++) x = this.block(i, x, B, T, attn, rotary, adapters?.(i, B * T) ?? {}).y;
     tf.dispose([attn.scale, attn.fill, rotary.cos, rotary.sin]);
@@ -196,7 +167,7 @@ export class TfLlama {
   ): { loss: tf.Scalar; grads: Record<string, tf.Tensor> } {
     const [B, T, d] = hidden.shape;
     const attn = attentionMask(mask, this.config.nHead, this.config.headDim);
-    const rotary = this.rotary(positionIds(mask));
+    const rotary = rotaryTables(this.invFreq, positionIds(mask));
     const n = this.config.nLayer;
     const perBlock = Array.from({ length: n - from }, (_, j) => {
       const ads = adapters(from + j, B * T);
@@ -272,7 +243,7 @@ export class TfLlama {
       const logits = tf.tidy(() => {
         let x = this.embed(tf.tensor2d(fresh, [1, n], 'int32')).reshape([n, this.config.nEmbd]) as tf.Tensor2D;
         const attn = attentionMask(tf.ones([1, cached + n], 'int32') as tf.Tensor2D, this.config.nHead, this.config.headDim, n);
-        const rotary = this.rotary(tf.range(cached, cached + n, 1, 'int32').reshape([1, n]) as tf.Tensor2D);
+        const rotary = rotaryTables(this.invFreq, tf.range(cached, cached + n, 1, 'int32').reshape([1, n]) as tf.Tensor2D);
         const next: Array<{ k: tf.Tensor4D; v: tf.Tensor4D }> = [];
         for (let i = 0; i < this.config.nLayer; i++) {
           const out = this.block(i, x, 1, n, attn, rotary, adapters?.(i, n) ?? {}, past?.[i]);

@@ -15,15 +15,8 @@ import { GPT2_BLOCK_WEIGHTS, GPT2_POOLED_LINEARS, gpt2BackwardGraph, gpt2Forward
 import { POOLED_ROWS } from './pooled-graph.ts';
 import type { LoraGraphSpec } from './lora-graph.ts';
 import { gatherRows } from './rows.ts';
-import {
-  LLAMA_BLOCK_WEIGHTS,
-  LLAMA_POOLED_LINEARS,
-  llamaBackwardGraph,
-  llamaForwardGraph,
-  llamaLmHeadGraph,
-  llamaSavedNames,
-  llamaSavedShapes,
-} from './llama-graphs.ts';
+import { LLAMA_BLOCK_WEIGHTS, LLAMA_POOLED_LINEARS, llamaBackwardGraph, llamaForwardGraph, llamaSavedNames, llamaSavedShapes } from './llama-graphs.ts';
+import { llamaLmHeadGraph } from './llama-head-graph.ts';
 
 export interface BlockFamily {
   nEmbd: number;

@@ -7,14 +7,12 @@
  * swaps into storage is read past it.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
-import { IGNORE_INDEX } from '../../core/data/generation.ts';
-import { sha256Hex } from '../../core/auth/signing.ts';
 import { keys } from '../../core/storage/keys.ts';
 import { ObjectTooLarge, type ObjectStore } from '../../core/storage/store.ts';
-import { decodeActivationBatch, type ActivationBatch } from '../../core/wire/activations.ts';
+import type { ActivationBatch } from '../../core/wire/activations.ts';
 import type { ActivationDType, ActivationManifest, ManifestBatch, RoundStatus } from '../../core/wire/round.ts';
-import { canonicalDefence, parseDefence, type Defence } from '../../core/privacy/defence.ts';
-import { positionOver } from './bounds.ts';
+import { canonicalDefence, type Defence } from '../../core/privacy/defence.ts';
+import { parseManifest, verify } from './checks.ts';
 
 export interface FeedSource {
   runId: string;
@@ -239,82 +237,4 @@ async function listAll(store: ObjectStore, prefix: string, after: string | undef
   const out = [];
   for await (const o of store.list(prefix, after)) out.push(o);
   return out;
-}
-
-/** The manifest, checked against the plan, or what is wrong with it. */
-function parseManifest(bytes: Uint8Array, src: FeedSource): ActivationManifest | string {
-  let m: ActivationManifest;
-  try {
-    m = JSON.parse(new TextDecoder().decode(bytes));
-  } catch (e) {
-    return `the manifest is not JSON (${bytes.byteLength} bytes): ${(e as Error).message}`;
-  }
-  if (typeof m !== 'object' || m === null || m.version !== 1 || !Array.isArray(m.batches)) return 'the manifest is not a version-1 activation manifest';
-  if (m.device !== src.deviceId || m.runId !== src.runId || m.round !== src.round) return `the manifest is for ${m.device}/${m.runId}/${m.round}`;
-  if (m.cut !== src.cut) return `the manifest says cut ${m.cut}, the plan says ${src.cut}`;
-  if (m.modelSha256 !== src.modelSha256) return `the manifest names segment ${JSON.stringify(m.modelSha256)}, the plan ${src.modelSha256}`;
-  if (m.dtype !== src.dtype) return `the manifest says dtype ${JSON.stringify(m.dtype)}, the run's is ${src.dtype}`;
-  if (m.batches.length !== src.batches) return `the manifest lists ${m.batches.length} batches, the plan ${src.batches}`;
-  if (m.rows !== src.rows) return `the manifest says ${JSON.stringify(m.rows)} rows, the plan ${src.rows}`;
-  let rows = 0;
-  for (const [i, b] of m.batches.entries()) {
-    const whole = (v: unknown, max: number) => Number.isSafeInteger(v) && (v as number) > 0 && (v as number) <= max;
-    if (typeof b !== 'object' || b === null || b.index !== i)
-      return `the manifest's batch ${i} has index ${JSON.stringify(b?.index)}: indices must be 0..${src.batches - 1} in order`;
-    if (
-      !whole(b.rows, src.batchSize) ||
-      !whole(b.seqLen, src.seqLen) ||
-      !whole(b.bytes, Number.MAX_SAFE_INTEGER) ||
-      typeof b.sha256 !== 'string' ||
-      !/^[0-9a-f]{64}$/.test(b.sha256)
-    ) {
-      return `the manifest's batch ${i} needs rows in 1..${src.batchSize}, seqLen in 1..${src.seqLen}, bytes and a hex sha256`;
-    }
-    rows += b.rows;
-  }
-  if (rows !== m.rows) return `the manifest's batches hold ${rows} rows, it says ${m.rows}`;
-  try {
-    m.defence = parseDefence(m.defence, "the manifest's defence");
-  } catch (e) {
-    return (e as Error).message;
-  }
-  if (m.defence.mechanism !== 'none' && !(typeof m.clip === 'number' && m.clip > 0 && Number.isFinite(m.clip)))
-    return `the manifest's defence clips, but its clip is ${JSON.stringify(m.clip)}`;
-  return m;
-}
-
-async function verify(
-  bytes: Uint8Array,
-  entry: ManifestBatch,
-  src: FeedSource,
-  key: string,
-  defence: string,
-  normBound: number,
-): Promise<VerifiedBatch | string> {
-  if (bytes.byteLength !== entry.bytes) return `size ${bytes.byteLength} differs from the manifest's ${entry.bytes}`;
-  if ((await sha256Hex(bytes)) !== entry.sha256) return 'SHA-256 differs from the manifest';
-  let b: ActivationBatch;
-  try {
-    b = decodeActivationBatch(bytes, key);
-  } catch (e) {
-    return (e as Error).message;
-  }
-  if (b.device !== src.deviceId || b.runId !== src.runId || b.round !== src.round || b.batch !== entry.index)
-    return `metadata says ${b.device}/${b.runId}/round ${b.round}/batch ${b.batch}`;
-  if (b.cut !== src.cut) return `cut ${b.cut}, the plan says ${src.cut}`;
-  if ((b.defence ?? canonicalDefence({ mechanism: 'none' })) !== defence) return `defence ${b.defence ?? 'none'}, the manifest says ${defence}`;
-  if (b.dtype !== src.dtype) return `hidden states are ${b.dtype}, the run's dtype is ${src.dtype}`;
-  if (b.nEmbd !== src.nEmbd) return `hidden size ${b.nEmbd}, the model's is ${src.nEmbd}`;
-  if (b.rows !== entry.rows || b.seqLen !== entry.seqLen) return `shape [${b.rows}, ${b.seqLen}] differs from the manifest's [${entry.rows}, ${entry.seqLen}]`;
-  // A NaN or an infinity would reach the adapters and every checkpoint after; a label outside the task, the loss.
-  const { perToken, classes } = src.labels;
-  if (b.labels.length !== (perToken ? b.rows * b.seqLen : b.rows)) return `${b.labels.length} labels; the task needs one per ${perToken ? 'position' : 'row'}`;
-  const label = b.labels.findIndex((l) => !((l >= 0 && l < classes) || (perToken && l === IGNORE_INDEX)));
-  if (label >= 0) return `${perToken ? 'position' : 'row'} ${label}'s label ${b.labels[label]} is outside the task's [0, ${classes})`;
-  if (perToken && b.labels.every((l) => l === IGNORE_INDEX)) return 'no position carries a label: nothing to learn from';
-  // NaN, infinities and finite values past what the model gives at this cut (3e38 overflows the next block's norm).
-  const over = positionOver(b.hidden, b.nEmbd, normBound);
-  if (over >= 0)
-    return `position ${over}'s hidden state is not finite or its norm exceeds ${normBound.toPrecision(4)}, the bound at cut ${src.cut} under its defence`;
-  return { ...b, key, bytes: bytes.byteLength };
 }

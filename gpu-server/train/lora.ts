@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { blockLinears, blockPath, linearInOut, type ModelConfig } from '../../core/model/family.ts';
+import type { AdapterWeights } from '../../core/peft/adapter.ts';
 import { Random } from '../../core/random.ts';
 import type { Adapters, BlockAdapters } from '../model/ops.ts';
 
@@ -73,6 +74,37 @@ export class LoraAdapters {
 
   variables(): tf.Variable[] {
     return [...this.a.values(), ...this.b.values()];
+  }
+
+  /** The adapters as PEFT files carry them (core/peft/adapter.ts), without a head. */
+  weights(): Omit<AdapterWeights, 'head'> {
+    const s = this.spec;
+    const read = (m: Map<string, tf.Variable>) => new Map([...m].map(([k, v]) => [k, v.dataSync() as Float32Array]));
+    const layers = Array.from({ length: this.config.nLayer - s.from }, (_, i) => s.from + i);
+    return { rank: s.rank, alpha: s.alpha, dropout: s.dropout, targets: s.targets, layers, a: read(this.a), b: read(this.b) };
+  }
+
+  /** Every value as one flat vector, A's then B's. */
+  flat(): Float32Array {
+    const parts = this.variables().map((v) => v.dataSync() as Float32Array);
+    const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
+    let at = 0;
+    for (const p of parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  }
+
+  /** Takes the values of adapter weights that fit these adapters; throws naming an adapter they lack. */
+  load(w: Pick<AdapterWeights, 'a' | 'b'>): void {
+    for (const [key, v] of this.a) {
+      const a = w.a.get(key);
+      const b = w.b.get(key);
+      if (!a || !b) throw new Error(`the adapter has no weights for ${key}`);
+      v.assign(tf.tensor2d(a, v.shape));
+      this.b.get(key)!.assign(tf.tensor2d(b, this.b.get(key)!.shape));
+    }
   }
 
   dispose(): void {

@@ -13,34 +13,15 @@ import type { AdapterWeights } from '../../core/peft/adapter.ts';
 import type { DecodeOptions } from '../model/decode.ts';
 import type { TfLlama } from '../model/llama.ts';
 import { serverNet, type ServerNet } from '../model/net.ts';
-import { AdamW, type AdamWSpec } from './adamw.ts';
+import { AdamW } from './adamw.ts';
 import { PendingStep, type StepResult } from './pending-step.ts';
 import { OrtBlocks, type OpTime, type OrtOptions } from '../ort/blocks.ts';
 import type { Adapters } from '../model/ops.ts';
-import { LoraAdapters, type LoraSpec } from './lora.ts';
-import { learningRate, type ScheduleSpec } from './schedule.ts';
+import { LoraAdapters } from './lora.ts';
+import { learningRate } from './schedule.ts';
+import type { Task, TrainBatch, TrainSpec } from './batch.ts';
 
-export interface TrainSpec {
-  lora: Omit<LoraSpec, 'from'>;
-  optimizer: Partial<AdamWSpec>;
-  schedule: ScheduleSpec;
-  seed: number;
-}
-
-export type Task = 'classification' | 'causal-lm';
-
-/**
- * One batch as the trainer consumes it: hidden states at `cut` [rows, seqLen, d], mask, and labels: [rows] class
- * indices (classification) or [rows * seqLen] next-token ids, IGNORE_INDEX where no loss is taken (causal-lm).
- */
-export interface TrainBatch {
-  cut: number;
-  rows: number;
-  seqLen: number;
-  hidden: Float32Array;
-  mask: Int32Array;
-  labels: Int32Array;
-}
+export type { Task, TrainBatch, TrainSpec } from './batch.ts';
 
 export class Trainer {
   readonly net: ServerNet;
@@ -274,30 +255,12 @@ export class Trainer {
   }
 
   exportAdapter(): AdapterWeights {
-    const s = this.lora.spec;
-    const read = (m: Map<string, tf.Variable>) => new Map([...m].map(([k, v]) => [k, v.dataSync() as Float32Array]));
-    return {
-      rank: s.rank,
-      alpha: s.alpha,
-      dropout: s.dropout,
-      targets: s.targets,
-      layers: Array.from({ length: this.net.config.nLayer - s.from }, (_, i) => s.from + i),
-      a: read(this.lora.a),
-      b: read(this.lora.b),
-      head: this.head?.dataSync() as Float32Array | undefined,
-    };
+    return { ...this.lora.weights(), head: this.head?.dataSync() as Float32Array | undefined };
   }
 
   /** The adapters' values as one flat vector (GraB balances differences of these). */
   flatAdapters(): Float32Array {
-    const parts = this.lora.variables().map((v) => v.dataSync() as Float32Array);
-    const out = new Float32Array(parts.reduce((a, p) => a + p.length, 0));
-    let at = 0;
-    for (const p of parts) {
-      out.set(p, at);
-      at += p.length;
-    }
-    return out;
+    return this.lora.flat();
   }
 
   /** Forgets AdamW's moments and step: a device starting local training from the global adapters. */
@@ -309,13 +272,7 @@ export class Trainer {
   }
 
   loadAdapter(w: AdapterWeights): void {
-    for (const [key, v] of this.lora.a) {
-      const a = w.a.get(key);
-      const b = w.b.get(key);
-      if (!a || !b) throw new Error(`the adapter has no weights for ${key}`);
-      v.assign(tf.tensor2d(a, v.shape));
-      this.lora.b.get(key)!.assign(tf.tensor2d(b, this.lora.b.get(key)!.shape));
-    }
+    this.lora.load(w);
     if (w.head) this.classifier().assign(tf.tensor2d(w.head, this.classifier().shape));
   }
 

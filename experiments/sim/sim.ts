@@ -1,0 +1,126 @@
+/**
+ * What every simulated method shares: the run's settings, one trainer on the model, each batch's hidden states at a
+ * cut computed once, the held-out evaluation, the devices' batch order each round, and FedAvg.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { Model } from '../../core/model/family.ts';
+import type { AdapterWeights } from '../../core/peft/adapter.ts';
+import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
+import { Random } from '../../core/random.ts';
+import { permutation, type OrderingSpec } from '../../gpu-server/ordering/ordering.ts';
+import { scoreLogits } from '../../gpu-server/train/score.ts';
+import { Trainer, type TrainBatch } from '../../gpu-server/train/trainer.ts';
+import { complete, completionLoss } from '../../gpu-server/runs/evaluate.ts';
+import type { BatchOrder } from '../device-time.ts';
+import type { SimData, SimDevice, TokenBatch } from './setup.ts';
+
+export interface SimSpec {
+  cut: number;
+  rounds: number;
+  lora: { rank: number; alpha: number; dropout: number; targets: string[] };
+  lr: number;
+  seed: number;
+  ordering: OrderingSpec;
+  /** SplitFrozen: each device's batches together (by-device, the default) or one batch of each device in turn. */
+  batchOrder?: BatchOrder;
+  /** SplitLoRA: steps between averagings of the device adapters. */
+  avgEvery: number;
+  /** Bytes per activation value on the wire: 2 (fp16) as the device worker sends them. */
+  wireBytes: number;
+  /** What a device does around its prefix before the upload (a defence: experiments/privacy-sweep.ts); the plain prefix when absent. */
+  device?: (b: TokenBatch, prefix: (ids: Int32Array) => Float32Array) => Float32Array;
+}
+
+export class Sim {
+  readonly trainer: Trainer;
+  private readonly cache = new Map<TokenBatch, TrainBatch>();
+
+  constructor(
+    readonly model: Model,
+    readonly data: SimData,
+    readonly spec: SimSpec,
+    /** Where adapters start: LoRA on blocks [loraFrom, n). */
+    readonly loraFrom: number,
+    /** Generation: decodes what the model writes for the exact-match score. */
+    readonly tokenizer?: Tokenizer,
+  ) {
+    const task = data.prompts ? 'causal-lm' : 'classification';
+    this.trainer = new Trainer(
+      model,
+      { lora: spec.lora, optimizer: {}, schedule: { lr: spec.lr, warmupSteps: 0, kind: 'constant' }, seed: spec.seed },
+      loraFrom,
+      { task },
+    );
+  }
+
+  /** The batch as the trainer takes it: hidden states at `cut`, from the frozen prefix, computed once. */
+  atCut(b: TokenBatch, cut: number): TrainBatch {
+    let t = this.cache.get(b);
+    if (!t) {
+      const prefix = (ids: Int32Array) =>
+        tf.tidy(
+          () =>
+            this.trainer.net
+              .hidden(tf.tensor2d(ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), cut)
+              .dataSync() as Float32Array,
+        );
+      const hidden = this.spec.device && cut === this.spec.cut ? this.spec.device(b, prefix) : prefix(b.ids);
+      this.cache.set(b, (t = { cut, rows: b.rows, seqLen: b.seqLen, hidden, mask: b.mask, labels: b.labels }));
+    }
+    return t;
+  }
+
+  batches(d: SimDevice, round: number): TokenBatch[] {
+    return roundBatches(d, round, this.spec.seed);
+  }
+
+  async evaluate(): Promise<{ accuracy: number; loss: number }> {
+    if (this.data.prompts) return this.evaluateGeneration(this.data.prompts);
+    const classes = (this.data.task as { labels: string[] }).labels.length;
+    const logits: number[] = [];
+    const labels: number[] = [];
+    for (const b of this.data.evaluation) {
+      logits.push(...(await this.trainer.predictTokens(b.ids, b.mask, b.rows, b.seqLen)));
+      labels.push(...b.labels);
+    }
+    const { accuracy, loss } = scoreLogits(Float32Array.from(logits), labels, classes);
+    return { accuracy, loss };
+  }
+
+  /** Held-out completion loss (per labelled token), and greedy completions scored by their final number. */
+  private async evaluateGeneration(prompts: NonNullable<SimData['prompts']>): Promise<{ accuracy: number; loss: number }> {
+    let correct = 0;
+    for (const p of prompts) {
+      const { predicted } = await complete(this.trainer, this.tokenizer!, p.ids, GENERATE_TOKENS);
+      if (predicted !== undefined && predicted === p.expected) correct++;
+    }
+    return { accuracy: prompts.length ? correct / prompts.length : NaN, loss: await completionLoss(this.trainer, this.data.evaluation) };
+  }
+
+  dispose(): void {
+    this.trainer.dispose();
+  }
+}
+
+/** Tokens a simulated evaluation generates per held-out prompt. */
+const GENERATE_TOKENS = 32;
+
+/** A device's batches in a new order each round, the same for every method. */
+export function roundBatches(d: SimDevice, round: number, seed: number): TokenBatch[] {
+  return permutation(
+    d.batches.map((_, i) => String(i)),
+    new Random(seed * 131 + round * 17 + d.rows),
+  ).map((i) => d.batches[Number(i)]);
+}
+
+/** Weighted average of adapters (FedAvg). */
+export function averageAdapters(adapters: AdapterWeights[], weights: number[]): AdapterWeights {
+  const total = weights.reduce((a, b) => a + b, 0);
+  const avg = (pick: (w: AdapterWeights) => Float32Array) => {
+    const out = new Float32Array(pick(adapters[0]).length);
+    adapters.forEach((w, i) => pick(w).forEach((x, j) => (out[j] += (x * weights[i]) / total)));
+    return out;
+  };
+  const map = (m: Map<string, Float32Array>, which: 'a' | 'b') => new Map([...m.keys()].map((k) => [k, avg((w) => w[which].get(k)!)]));
+  return { ...adapters[0], a: map(adapters[0].a, 'a'), b: map(adapters[0].b, 'b'), head: adapters[0].head && avg((w) => w.head!) };
+}

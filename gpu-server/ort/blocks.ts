@@ -1,95 +1,46 @@
 /**
- * A model's blocks on onnxruntime-node, through its family's graphs (families.ts: gpt2-graphs.ts, llama-graphs.ts),
+ * A model's blocks on onnxruntime-node, through its family's graphs (families.ts; one session per graph: sessions.ts),
  * one session per graph for every block (weights are inputs, over the checkpoint's own buffers). Training: the
  * adapted blocks' forward and backward, the tapes kept between the two as onnxruntime tensors; TensorFlow.js keeps
  * the classification head, its loss and AdamW. Inference: any blocks forward (frozen ones below the deepest cut,
  * adapted ones above it), with a KV cache for generation, and the LM head's logits.
  */
 import * as tf from '@tensorflow/tfjs';
-import { readdir, readFile, rm } from 'node:fs/promises';
-import { availableParallelism, tmpdir } from 'node:os';
-import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import type { Model } from '../../core/model/family.ts';
 import { lastTokenIndex, positionIds } from '../../core/model/masking.ts';
 import { decode, type DecodeOptions } from '../model/decode.ts';
-import { labelledPositions, type Adapters, type LinearAdapter } from '../model/ops.ts';
-import { scoreLogits } from '../train/score.ts';
+import type { Adapters, LinearAdapter } from '../model/ops.ts';
 import { blockFamily, type BlockFamily } from './families.ts';
+import { OrtLmHead } from './lm-head.ts';
+import { GraphSessions } from './sessions.ts';
+import type { BlockArrays, KvCache, OpTime, OrtOptions, Tape } from './types.ts';
+
+export type { BlockArrays, KvCache, OpTime, OrtOptions, Tape } from './types.ts';
 import type { LoraGraphSpec } from './lora-graph.ts';
 import { gatherRows, scatterRows } from './rows.ts';
-
-export interface OrtOptions {
-  /** 'cpu' or 'webgpu' (onnxruntime-node's bundled provider). */
-  provider: 'cpu' | 'webgpu';
-  /** Threads of onnxruntime's CPU kernels (default: every core; onnxruntime's own default takes physical cores only). */
-  threads?: number;
-  /** Record every node's time (onnxruntime's profiler) for profile(). */
-  profile?: boolean;
-}
-
-/** Time by operator over the steps run, from onnxruntime's profiler. */
-export interface OpTime {
-  graph: string;
-  op: string;
-  ms: number;
-  share: number;
-}
-
-/** One adapted linear's weights and dropout multiplier for a step, as flat arrays. */
-interface AdapterArrays {
-  a: Float32Array;
-  b: Float32Array;
-  keep?: Float32Array;
-}
-
-export type BlockArrays = Record<string, AdapterArrays>;
-
-export interface Tape {
-  tensors: Array<Record<string, ort.Tensor>>;
-  shape: [number, number];
-  /** The pooled rows (b T + t), when the last block ran on them alone. */
-  pooled?: Int32Array;
-}
-
-/** Keys and values of the positions seen so far, by block. */
-export type KvCache = Array<{ k: ort.Tensor; v: ort.Tensor }>;
-
-type Graph =
-  | 'forward'
-  | 'backward'
-  | 'backward-lowest'
-  | 'forward-pooled'
-  | 'backward-pooled'
-  | 'backward-lowest-pooled'
-  | 'infer-adapted'
-  | 'infer-frozen'
-  | 'lm-loss'
-  | 'lm-logits';
-
-/** Rows of the LM head per run: 32 x 128,256 logits (16 MB) at Llama-3's vocabulary, never a batch's all at once. */
-const LM_HEAD_ROWS = 32;
 
 const f32 = (data: Float32Array, dims: number[]): ort.Tensor => new ort.Tensor('float32', data, dims);
 
 export class OrtBlocks {
-  private readonly sessions = new Map<string, Promise<ort.InferenceSession>>();
+  private readonly graphs: GraphSessions;
+  private readonly head: OrtLmHead;
   private readonly weights: Array<Record<string, ort.Tensor>> = [];
   private readonly arena = new Map<string, Float32Array>();
 
   private readonly family: BlockFamily;
   private readonly nLayer: number;
-  private readonly vocabSize: number;
 
   constructor(
     model: Model,
     readonly from: number,
     private readonly spec: LoraGraphSpec,
-    private readonly options: OrtOptions,
+    options: OrtOptions,
   ) {
     this.family = blockFamily(model, spec);
     this.nLayer = model.config.nLayer;
-    this.vocabSize = model.config.vocabSize;
+    this.graphs = new GraphSessions(this.family, options);
+    this.head = new OrtLmHead(this.graphs, this.family, model.config.vocabSize);
     // Views of the checkpoint's arrays: holding every block costs no memory.
     for (let i = 0; i < this.nLayer; i++) this.weights[i] = this.family.weights(i);
   }
@@ -97,45 +48,6 @@ export class OrtBlocks {
   /** Whether the family's LM head runs here (Llama's; GPT-2's causal-LM loss stays on TensorFlow.js). */
   get hasLmHead(): boolean {
     return this.family.lmHead !== undefined;
-  }
-
-  private graph(kind: Graph): Uint8Array {
-    const f = this.family;
-    if (kind === 'lm-loss' || kind === 'lm-logits') {
-      if (!f.lmHead) throw new Error('this family has no LM head graph on onnxruntime (GPT-2 runs train classifiers)');
-      return f.lmHead.graph(kind === 'lm-loss' ? 'loss' : 'logits');
-    }
-    if (kind === 'infer-adapted' || kind === 'infer-frozen') return f.inferenceGraph(kind === 'infer-adapted');
-    const pooled = kind.endsWith('-pooled');
-    return kind.startsWith('forward') ? f.forwardGraph(pooled) : f.backwardGraph(!kind.startsWith('backward-lowest'), pooled);
-  }
-
-  private session(kind: Graph): Promise<ort.InferenceSession> {
-    let s = this.sessions.get(kind);
-    if (!s) {
-      const bytes = this.graph(kind);
-      s = ort.InferenceSession.create(bytes, {
-        executionProviders: [this.options.provider],
-        intraOpNumThreads: this.options.threads ?? availableParallelism(),
-        graphOptimizationLevel: 'all',
-        // No spin-waiting between runs: the step's JS and TF.js's wasm threads (the head, AdamW) run between them, and
-        // on few cores onnxruntime's spinning threads took their time (2 cores: steps 5-10% faster without).
-        ...(this.options.provider === 'cpu' ? { extra: { session: { intra_op: { allow_spinning: '0' } } } } : {}),
-        ...(this.options.profile ? { enableProfiling: true, profileFilePrefix: join(tmpdir(), `splitfrozen-ort-${process.pid}-${kind}`) } : {}),
-      });
-      this.sessions.set(kind, s);
-    }
-    return s;
-  }
-
-  private feeds(session: ort.InferenceSession, values: Record<string, ort.Tensor>): Record<string, ort.Tensor> {
-    const out: Record<string, ort.Tensor> = {};
-    for (const name of session.inputNames) {
-      const v = values[name];
-      if (!v) throw new Error(`onnxruntime block graph: no value for input '${name}'`);
-      out[name] = v;
-    }
-    return out;
   }
 
   /** `pooled`: the block runs pooled, and the linears after its attention see those rows only (their dropout's too). */
@@ -182,13 +94,13 @@ export class OrtBlocks {
     const tape: Tape = { tensors: [], shape: [B, T], pooled };
     for (let i = this.from; i < this.nLayer; i++) {
       const pool = i === this.nLayer - 1 ? pooled : undefined;
-      const session = await this.session(pool ? 'forward-pooled' : 'forward');
+      const session = await this.graphs.session(pool ? 'forward-pooled' : 'forward');
       const inputs = pool ? this.family.pooled!.shared(shared, B, T, pool) : shared;
       const shapes = pool ? this.family.savedShapes(B, T, true) : wholeShapes;
       const ads = this.adapterTensors(i, adapters[i]!, B, T, pool);
       const outputs: Record<string, ort.Tensor> = { y: this.buffer(`y.${i}`, pool ? [B, d] : [B, T, d]) };
       for (const name of this.family.saved) outputs[`saved.${name}`] = this.buffer(`saved.${i}.${name}`, shapes[name]!);
-      await session.run(this.feeds(session, { x, ...inputs, ...this.weights[i], ...ads }), outputs);
+      await session.run(this.graphs.feeds(session, { x, ...inputs, ...this.weights[i], ...ads }), outputs);
       tape.tensors[i] = { ...inputs, ...ads, ...outputs };
       x = outputs.y!;
     }
@@ -214,8 +126,8 @@ export class OrtBlocks {
     const cache: KvCache = [];
     for (let i = from; i < to; i++) {
       const ads = adapters?.[i];
-      const session = await this.session(ads ? 'infer-adapted' : 'infer-frozen');
-      const feeds = this.feeds(session, {
+      const session = await this.graphs.session(ads ? 'infer-adapted' : 'infer-frozen');
+      const feeds = this.graphs.feeds(session, {
         x: h,
         ...shared,
         ...this.weights[i],
@@ -230,14 +142,6 @@ export class OrtBlocks {
     return { y: h.data as Float32Array, cache };
   }
 
-  /** Next-token logits [M, V] of final hidden states [M, d] (the final norm and the LM head). */
-  async logits(rows: Float32Array): Promise<Float32Array> {
-    const session = await this.session('lm-logits');
-    const d = this.family.nEmbd;
-    const out = await session.run(this.feeds(session, { rows: f32(rows, [rows.length / d, d]), ...this.family.lmHead!.weights }));
-    return out.logits!.data as Float32Array;
-  }
-
   /** The adapters' gradients [dA, dB] by block and linear, from the final hidden states' gradient (as forward's y). */
   async backward(dFinal: Float32Array, tape: Tape): Promise<Array<Record<string, [Float32Array, Float32Array]>>> {
     const d = this.family.nEmbd;
@@ -246,7 +150,7 @@ export class OrtBlocks {
     let dy = f32(dFinal, tape.pooled ? [B, d] : [B, T, d]);
     for (let i = this.nLayer - 1; i >= this.from; i--) {
       const pooled = tape.pooled && i === this.nLayer - 1 ? '-pooled' : '';
-      const session = await this.session(`${i > this.from ? 'backward' : 'backward-lowest'}${pooled}`);
+      const session = await this.graphs.session(`${i > this.from ? 'backward' : 'backward-lowest'}${pooled}`);
       const outputs: Record<string, ort.Tensor> = {};
       // A pooled block's dx comes as rows [B T, d]: the same memory as [B, T, d].
       if (i > this.from) outputs.dx = this.buffer(`dx.${i % 2}`, pooled ? [B * T, d] : [B, T, d]);
@@ -255,7 +159,7 @@ export class OrtBlocks {
         outputs[`${linear}.lora_A.grad`] = this.buffer(`grad.${i}.${linear}.A`, [inp, this.spec.rank]);
         outputs[`${linear}.lora_B.grad`] = this.buffer(`grad.${i}.${linear}.B`, [this.spec.rank, out]);
       }
-      await session.run(this.feeds(session, { dy, ...this.weights[i], ...tape.tensors[i] }), outputs);
+      await session.run(this.graphs.feeds(session, { dy, ...this.weights[i], ...tape.tensors[i] }), outputs);
       grads[i] = Object.fromEntries(
         this.spec.targets.map((linear) => [
           linear,
@@ -293,7 +197,7 @@ export class OrtBlocks {
     let value: tf.Scalar;
     let dFinal: Float32Array;
     let grads: Record<string, tf.Tensor> = {};
-    if (labels && this.family.lmHead) ({ loss: value, dFinal } = await this.lmLoss(y, labels, d));
+    if (labels && this.family.lmHead) ({ loss: value, dFinal } = await this.head.loss(y, labels, d));
     else {
       const final = tf.tidy(() => tf.variable(tf.tensor3d(pooled ? scatterRows(y, pooled, B * T, d) : y, [B, T, d])));
       ({ value, grads } = tf.variableGrads(
@@ -355,100 +259,26 @@ export class OrtBlocks {
       );
       const { y, cache } = await this.infer(x, new Int32Array(cached + n).fill(1), [1, n], { from: 0, adapters, past: cached ? past : undefined, cache: keep });
       past = keep ? cache : undefined;
-      return this.logits(y.subarray((n - 1) * d));
+      return this.head.logits(y.subarray((n - 1) * d));
     });
   }
 
-  /** The mean next-token loss of the labelled rows of final hidden states y [B*T, d], LM_HEAD_ROWS rows of logits at a time. */
-  async lmEvalLoss(y: Float32Array, labels: Int32Array): Promise<number> {
-    let sum = 0;
-    const count = await this.labelledChunks(y, labels, async (chunk, rows) => {
-      sum +=
-        scoreLogits(
-          await this.logits(rows),
-          chunk.map((r) => labels[r]!),
-          this.vocabSize,
-        ).loss * chunk.length;
-    });
-    return sum / count;
+  /** Next-token logits [M, V] of final hidden states [M, d] (the final norm and the LM head). */
+  logits(rows: Float32Array): Promise<Float32Array> {
+    return this.head.logits(rows);
   }
 
-  /**
-   * The labelled positions of y [B*T, d] (labelledPositions: at least one) in chunks of LM_HEAD_ROWS, each with its
-   * rows of y gathered [chunk, d] and the count of all labelled positions, for `f` one after the other. Returns that
-   * count.
-   */
-  private async labelledChunks(y: Float32Array, labels: Int32Array, f: (chunk: number[], rows: Float32Array, total: number) => Promise<void>): Promise<number> {
-    const d = this.family.nEmbd;
-    const picked = labelledPositions(labels);
-    for (let at = 0; at < picked.length; at += LM_HEAD_ROWS) {
-      const chunk = picked.slice(at, at + LM_HEAD_ROWS);
-      const rows = new Float32Array(chunk.length * d);
-      chunk.forEach((r, i) => rows.set(y.subarray(r * d, (r + 1) * d), i * d));
-      await f(chunk, rows, picked.length);
-    }
-    return picked.length;
+  /** The mean next-token loss of the labelled rows of final hidden states y [B*T, d]. */
+  lmEvalLoss(y: Float32Array, labels: Int32Array): Promise<number> {
+    return this.head.evalLoss(y, labels);
   }
 
-  /**
-   * Ends profiling: kernel time a step by graph and operator, largest first, over the last `steps` of `warmUp + steps`
-   * steps run alike (each runs every session as often), so that warm-up is left out. The profiler's files are removed.
-   */
-  async profile({ steps = 1, warmUp = 0 } = {}): Promise<OpTime[]> {
-    if (!this.options.profile) throw new Error('profile() needs OrtBlocks created with { profile: true }');
-    const byOp = new Map<string, number>();
-    for (const [graph, s] of this.sessions) {
-      (await s).endProfiling();
-      const dir = tmpdir();
-      for (const file of (await readdir(dir)).filter((f) => f.startsWith(`splitfrozen-ort-${process.pid}-${graph}_`))) {
-        const events = JSON.parse(await readFile(join(dir, file), 'utf8')) as Array<{
-          cat?: string;
-          name: string;
-          ts: number;
-          dur: number;
-          args?: { op_name?: string };
-        }>;
-        const runs = events.filter((e) => e.cat === 'Session' && e.name === 'model_run').sort((a, b) => a.ts - b.ts);
-        const from = runs[Math.floor((runs.length * warmUp) / (warmUp + steps))]?.ts ?? Infinity;
-        for (const e of events)
-          if (e.cat === 'Node' && e.name.endsWith('_kernel_time') && e.ts >= from)
-            byOp.set(`${graph}\t${e.args?.op_name}`, (byOp.get(`${graph}\t${e.args?.op_name}`) ?? 0) + e.dur / 1000 / steps);
-        await rm(join(dir, file));
-      }
-    }
-    const total = [...byOp.values()].reduce((a, b) => a + b, 0);
-    return [...byOp]
-      .map(([key, ms]) => ({ graph: key.split('\t')[0]!, op: key.split('\t')[1]!, ms: Math.round(ms), share: Number((ms / total).toFixed(3)) }))
-      .sort((a, b) => b.ms - a.ms);
+  /** Kernel time a step by graph and operator (sessions.ts), for a blocks made with { profile: true }. */
+  profile(over?: { steps?: number; warmUp?: number }): Promise<OpTime[]> {
+    return this.graphs.profile(over);
   }
 
-  /**
-   * The mean next-token loss of the labelled rows of y [B*T, d] and y's gradient, on the LM head graph, LM_HEAD_ROWS
-   * rows per run.
-   */
-  private async lmLoss(y: Float32Array, labels: Int32Array, d: number): Promise<{ loss: tf.Scalar; dFinal: Float32Array }> {
-    const session = await this.session('lm-loss');
-    const dFinal = new Float32Array(y.length);
-    let sum = 0;
-    const count = await this.labelledChunks(y, labels, async (chunk, rows, total) => {
-      const targets = new ort.Tensor(
-        'int64',
-        BigInt64Array.from(chunk, (r) => BigInt(labels[r]!)),
-        [chunk.length],
-      );
-      const out = await session.run(this.feeds(session, { rows: f32(rows, [chunk.length, d]), targets, ...this.family.lmHead!.weights }));
-      sum += (out.loss!.data as Float32Array)[0]!;
-      // The graph's loss is a sum over its rows: the mean's gradient is 1 / M of it.
-      const dRows = out.drows!.data as Float32Array;
-      chunk.forEach((r, i) => {
-        for (let j = 0; j < d; j++) dFinal[r * d + j] = dRows[i * d + j]! / total;
-      });
-    });
-    return { loss: tf.scalar(sum / count), dFinal };
-  }
-
-  async release(): Promise<void> {
-    for (const s of this.sessions.values()) await (await s).release();
-    this.sessions.clear();
+  release(): Promise<void> {
+    return this.graphs.release();
   }
 }

@@ -84,8 +84,12 @@ describe.skipIf(missing)('dashboard in Chromium', () => {
     expect(res.headers.get('content-security-policy')).toContain("script-src 'self'");
     expect(await res.text()).not.toContain('run-dash');
     // Device ids and errors reach the page from configuration and remote devices: never parsed as markup.
-    const script = await readFile(new URL('../gpu-server/dashboard/dashboard.js', import.meta.url), 'utf8');
-    expect(script).not.toMatch(/innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
+    for (const file of ['dashboard.js', 'render.js', 'rounds.js']) {
+      const script = await readFile(new URL(`../gpu-server/dashboard/${file}`, import.meta.url), 'utf8');
+      expect(script, file).not.toMatch(/innerHTML|outerHTML|insertAdjacentHTML|document\.write/);
+      // Served, each as the page loads it.
+      expect((await fetch(new URL(`/${file}`, server.url))).headers.get('content-type')).toContain('text/javascript');
+    }
   });
 
   it('shows the reason for a wrong token, and no run data', async () => {

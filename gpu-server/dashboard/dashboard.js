@@ -1,13 +1,14 @@
 /**
- * The dashboard's one script: asks for the operator token once (kept in this tab's sessionStorage, never in the URL),
+ * The dashboard's script (with render.js and rounds.js): asks for the operator token once (kept in this tab's sessionStorage, never in the URL),
  * then polls the JSON API (once a second while the selected run has a round going) and redraws. Every text that comes
  * from the server goes in as a text node or attribute value, never as markup: device ids and errors come from
  * configuration and from remote devices.
  */
+import { bytes, h, loss, plots, seconds } from './render.js';
+import { roundsOf, roundsTableView } from './rounds.js';
 const TOKEN_KEY = 'splitfrozen.operatorToken';
 const LIVE_MS = 1000;
 const IDLE_MS = 2000;
-const SVG = 'http://www.w3.org/2000/svg';
 
 const $ = (id) => document.getElementById(id);
 // The hash holds the selected run's id, so a reload or a shared link opens the same run (never the token).
@@ -33,37 +34,6 @@ async function api(path) {
   if (res.status === 401 || res.status === 403) throw new Refused(body.error ?? `HTTP ${res.status}`);
   if (!res.ok) throw new Error(`${path}: HTTP ${res.status}${body.error ? `: ${body.error}` : ''}`);
   return body;
-}
-
-function build(make, tag, attrs, children) {
-  const e = make(tag);
-  for (const [k, v] of Object.entries(attrs ?? {})) {
-    if (typeof v === 'function') e.addEventListener(k, v);
-    else if (v !== undefined && v !== false) e.setAttribute(k, String(v));
-  }
-  e.append(
-    ...children
-      .flat(Infinity)
-      .filter((c) => c !== undefined && c !== null && c !== false)
-      .map((c) => (c instanceof Node ? c : String(c))),
-  );
-  return e;
-}
-const h = (tag, attrs, ...children) => build((t) => document.createElement(t), tag, attrs, children);
-const s = (tag, attrs, ...children) => build((t) => document.createElementNS(SVG, t), tag, attrs, children);
-
-const seconds = (ms) => (ms === undefined ? '-' : `${(ms / 1000).toFixed(1)} s`);
-const percent = (x) => (x === undefined || x === null ? '-' : `${(x * 100).toFixed(1)}%`);
-const loss = (x) => (x === undefined || x === null || !Number.isFinite(x) ? '-' : x.toFixed(4));
-function bytes(n) {
-  if (n < 1024) return `${n} B`;
-  const units = ['KB', 'MB', 'GB', 'TB'];
-  let i = -1;
-  do {
-    n /= 1024;
-    i++;
-  } while (n >= 1024 && i < units.length - 1);
-  return `${n.toFixed(n < 10 ? 2 : 1)} ${units[i]}`;
 }
 
 function signOut(reason) {
@@ -118,13 +88,6 @@ async function refresh() {
   timer = setTimeout(refresh, live ? LIVE_MS : IDLE_MS);
 }
 
-/** Rounds with metrics, and the round in progress once it is planned. */
-function roundsOf(run) {
-  const rounds = run.metrics.map((m) => m.round);
-  if (run.progress && run.progress.phase !== 'planning' && !rounds.includes(run.progress.round)) rounds.push(run.progress.round);
-  return rounds;
-}
-
 async function fetchPlans(run) {
   const missing = roundsOf(run).filter((r) => !plans.has(`${run.id}/${r}`));
   await Promise.all(
@@ -162,7 +125,7 @@ function runsTable(runs) {
 }
 
 function runView(run) {
-  return [summary(run), liveRound(run), plots(run), roundsTableView(run)];
+  return [summary(run), liveRound(run), plots(run), roundsTableView(run, plans)];
 }
 
 function summary(run) {
@@ -271,196 +234,6 @@ function liveRound(run) {
         }),
       ),
     ),
-  );
-}
-
-function plots(run) {
-  const p = run.progress;
-  let wall = 0;
-  // Each finished round at the time it ended, counted in rounds' wall time since the first round began.
-  const ends = run.metrics.map((m) => [(wall += m.wallMs) / 1000, m]);
-  return h(
-    'section',
-    { id: 'plots' },
-    h(
-      'figure',
-      { id: 'loss-live' },
-      h('figcaption', {}, p ? `Training loss in round ${p.round}, by batch` : 'Training loss'),
-      plot([{ name: 'batch loss', cls: 'train', points: (p?.losses ?? []).map((l) => [l.ms / 1000, l.loss]) }], 'seconds into the round', loss),
-    ),
-    h(
-      'figure',
-      { id: 'loss-rounds' },
-      h('figcaption', {}, 'Loss after each round', h('span', { class: 'key train' }, 'train'), h('span', { class: 'key eval' }, 'eval')),
-      plot(
-        [
-          { name: 'train', cls: 'train', points: ends.map(([t, m]) => [t, m.trainLoss]), labels: ends.map(([, m]) => `r${m.round}`) },
-          { name: 'eval', cls: 'eval', points: ends.map(([t, m]) => [t, m.evalLoss]) },
-        ],
-        'seconds of rounds',
-        loss,
-      ),
-    ),
-    h(
-      'figure',
-      { id: 'accuracy-rounds' },
-      h('figcaption', {}, run.spec.task.kind === 'generation' ? 'Exact match after each round' : 'Eval accuracy after each round'),
-      plot(
-        [{ name: 'accuracy', cls: 'accuracy', points: ends.map(([t, m]) => [t, m.evalAccuracy]), labels: ends.map(([, m]) => `r${m.round}`) }],
-        'seconds of rounds',
-        percent,
-        [0, 1],
-      ),
-    ),
-  );
-}
-
-/** Round numbers, about `n` of them, covering [lo, hi]. */
-function ticks(lo, hi, n) {
-  const raw = (hi - lo) / n;
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((f) => f * mag).find((x) => x >= raw);
-  const out = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
-  return out;
-}
-
-/** A line plot as inline SVG; points with a non-finite coordinate are left out. */
-function plot(series, xLabel, yFormat, yRange) {
-  const W = 440;
-  const H = 220;
-  const [L, R, T, B] = [56, 12, 12, 36];
-  const kept = series.map((sr) => ({
-    ...sr,
-    points: sr.points.map((pt, i) => [...pt, sr.labels?.[i]]).filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y)),
-  }));
-  const all = kept.flatMap((sr) => sr.points);
-  if (all.length === 0) return h('p', { class: 'muted empty' }, 'no points yet');
-  const span = (values, range) => {
-    let [lo, hi] = range ?? [Math.min(...values), Math.max(...values)];
-    if (hi - lo < 1e-9) [lo, hi] = [lo - (Math.abs(lo) || 1) * 0.05, hi + (Math.abs(hi) || 1) * 0.05];
-    return [lo, hi];
-  };
-  const [x0, x1] = span(
-    all.map(([x]) => x),
-    all.length === 1 ? undefined : [Math.min(0, ...all.map(([x]) => x)), Math.max(...all.map(([x]) => x))],
-  );
-  const [y0, y1] = span(
-    all.map(([, y]) => y),
-    yRange,
-  );
-  const X = (x) => L + ((x - x0) / (x1 - x0)) * (W - L - R);
-  const Y = (y) => T + (1 - (y - y0) / (y1 - y0)) * (H - T - B);
-  const fixed = (v) => v.toFixed(1);
-  return s(
-    'svg',
-    { viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': series.map((sr) => sr.name).join(', ') },
-    ticks(y0, y1, 4).map((v) => [
-      s('line', { class: 'grid', x1: L, x2: W - R, y1: fixed(Y(v)), y2: fixed(Y(v)) }),
-      s('text', { class: 'tick', x: L - 6, y: fixed(Y(v) + 4), 'text-anchor': 'end' }, yFormat(v)),
-    ]),
-    ticks(x0, x1, 5).map((v) => s('text', { class: 'tick', x: fixed(X(v)), y: H - B + 16, 'text-anchor': 'middle' }, Number(v.toPrecision(4)))),
-    s('line', { class: 'axis', x1: L, x2: W - R, y1: H - B, y2: H - B }),
-    s('line', { class: 'axis', x1: L, x2: L, y1: T, y2: H - B }),
-    s('text', { class: 'label', x: (L + W - R) / 2, y: H - 4, 'text-anchor': 'middle' }, xLabel),
-    kept.map((sr) => [
-      s('path', {
-        class: `line ${sr.cls}`,
-        d: sr.points.map(([x, y], i) => `${i ? 'L' : 'M'}${fixed(X(x))},${fixed(Y(y))}`).join(''),
-        'data-points': sr.points.length,
-      }),
-      // Dots where there are few enough to tell apart; always for a single point, which a path alone does not show.
-      sr.points.length <= 60
-        ? sr.points.map(([x, y, label]) =>
-            s('circle', { class: `dot ${sr.cls}`, cx: fixed(X(x)), cy: fixed(Y(y)), r: 3 }, s('title', {}, `${label ? `${label}: ` : ''}${yFormat(y)}`)),
-          )
-        : [],
-    ]),
-  );
-}
-
-function roundsTableView(run) {
-  const byRound = new Map(run.metrics.map((m) => [m.round, m]));
-  const rounds = roundsOf(run).sort((a, b) => b - a);
-  const head = ['round', 'plan: order, cuts, activations', 'train loss', 'eval loss', 'eval accuracy', 'server train / idle', 'moved', 'wall'];
-  return h(
-    'section',
-    {},
-    h('h2', {}, 'Rounds'),
-    h(
-      'table',
-      { id: 'rounds' },
-      h(
-        'thead',
-        {},
-        h(
-          'tr',
-          {},
-          head.map((t) => h('th', {}, t)),
-        ),
-      ),
-      h(
-        'tbody',
-        {},
-        rounds.map((r) => {
-          const m = byRound.get(r);
-          const plan = plans.get(`${run.id}/${r}`);
-          return h(
-            'tr',
-            { 'data-round': r },
-            h('td', { class: 'num' }, r),
-            h('td', {}, planCell(plan, r)),
-            m
-              ? [
-                  h('td', { class: 'num' }, loss(m.trainLoss)),
-                  h('td', { class: 'num' }, loss(m.evalLoss)),
-                  h('td', { class: 'num accuracy' }, percent(m.evalAccuracy)),
-                  h('td', {}, timeBar(m)),
-                  h('td', { class: 'num' }, bytes(m.bytesMoved)),
-                  h('td', { class: 'num' }, seconds(m.wallMs)),
-                ]
-              : h('td', { colspan: head.length - 2, class: 'muted' }, run.progress?.round === r ? run.progress.phase : 'no metrics'),
-          );
-        }),
-      ),
-    ),
-  );
-}
-
-function planCell(plan, round) {
-  if (!plan) return h('span', { class: 'muted' }, 'no plan');
-  return h(
-    'ol',
-    { class: 'plan' },
-    plan.order.map((id) => {
-      const d = plan.devices[id];
-      const cached = d.sourceRound !== round;
-      return h(
-        'li',
-        { class: cached ? 'cached' : 'computed' },
-        h('b', {}, id),
-        ` cut ${d.cut}, ${d.batches} batches, `,
-        cached ? `cached from round ${d.sourceRound}` : 'computed',
-      );
-    }),
-    Object.entries(plan.skipped).map(([id, why]) => h('li', { class: 'skipped' }, h('b', {}, id), ` skipped: ${why}`)),
-  );
-}
-
-/** The server's training time against its idle time (waiting on devices or storage) in the round, as one bar. */
-function timeBar(m) {
-  const total = m.serverTrainMs + m.serverIdleMs || 1;
-  const train = (m.serverTrainMs / total) * 120;
-  return h(
-    'span',
-    { class: 'timebar' },
-    s(
-      'svg',
-      { viewBox: '0 0 120 10', width: 120, height: 10 },
-      s('rect', { class: 'train', x: 0, y: 0, width: train.toFixed(1), height: 10 }),
-      s('rect', { class: 'idle', x: train.toFixed(1), y: 0, width: (120 - train).toFixed(1), height: 10 }),
-    ),
-    ` ${seconds(m.serverTrainMs)} / ${seconds(m.serverIdleMs)}`,
   );
 }
 

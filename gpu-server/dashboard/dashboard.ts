@@ -1,5 +1,5 @@
 /**
- * The operator's live dashboard: a static page (HTML, one ES module, CSS) that holds no run data itself. It asks for
+ * The operator's live dashboard: a static page (HTML, three ES modules, CSS) that holds no run data itself. It asks for
  * the operator token once and polls the token-protected JSON API, so serving it needs no authentication of its own.
  */
 import { readFileSync } from 'node:fs';
@@ -10,6 +10,8 @@ const asset = (name: string) => readFileSync(new URL(name, import.meta.url), 'ut
 const FILES: Record<string, { body: string; type: string }> = {
   '/': { body: asset('index.html'), type: 'text/html; charset=utf-8' },
   '/dashboard.js': { body: asset('dashboard.js'), type: 'text/javascript; charset=utf-8' },
+  '/render.js': { body: asset('render.js'), type: 'text/javascript; charset=utf-8' },
+  '/rounds.js': { body: asset('rounds.js'), type: 'text/javascript; charset=utf-8' },
   '/dashboard.css': { body: asset('dashboard.css'), type: 'text/css; charset=utf-8' },
 };
 

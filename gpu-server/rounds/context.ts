@@ -81,6 +81,11 @@ export interface RunState {
   progress?: RoundProgress;
 }
 
+/** The round schedule the server runs (pipelined unless told otherwise), resolved in this one place. */
+export function scheduleOf(opts: RoundOptions): 'pipelined' | 'stop-and-wait' {
+  return opts.schedule ?? 'pipelined';
+}
+
 export function deviceApi(s: RunState, opts: RoundOptions, deviceId: string): DeviceApi {
   const d = s.record.spec.devices.find((x) => x.id === deviceId);
   if (!d) throw new NotFound(`run ${s.record.id} has no device '${deviceId}'; its devices are ${s.record.spec.devices.map((x) => x.id).join(', ')}`);

@@ -7,6 +7,7 @@
  * swaps into storage is read past it.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
+import { withRetries } from '../../core/retry.ts';
 import { keys } from '../../core/storage/keys.ts';
 import { ObjectTooLarge, type ObjectStore } from '../../core/storage/store.ts';
 import type { ActivationBatch } from '../../core/wire/activations.ts';
@@ -87,15 +88,9 @@ const MAX_MANIFEST_BYTES = 16 * 1024 * 1024;
  * stays too large: it is not asked for again.
  */
 export async function retried<T>(what: string, fn: () => Promise<T>, attempts = 4, backoffMs = 100): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn();
-    } catch (e) {
-      if (e instanceof ObjectTooLarge) throw e;
-      if (attempt >= attempts) throw new Error(`${what} failed after ${attempts} attempts: ${(e as Error).message}`, { cause: e });
-      await sleep(backoffMs * 2 ** (attempt - 1));
-    }
-  }
+  return withRetries(fn, { attempts, backoffMs, permanent: (e) => e instanceof ObjectTooLarge }).catch((e: Error) => {
+    throw e instanceof ObjectTooLarge ? e : new Error(`${what} failed after ${attempts} attempts: ${e.message}`, { cause: e });
+  });
 }
 
 export async function* activationFeed(store: ObjectStore, src: FeedSource, opts: FeedOptions = {}): AsyncGenerator<VerifiedBatch> {

@@ -4,7 +4,7 @@
  * Everything a round needs is in storage, so a restarted server resumes an unfinished round where its checkpoint says.
  */
 import type { RoundProgress } from '../runs/types.ts';
-import { loadRun, type RoundOptions, type RunState } from './context.ts';
+import { loadRun, scheduleOf, type RoundOptions, type RunState } from './context.ts';
 import { writeAdapter, writeOutputs } from './outputs.ts';
 import { planOrResume, progressFor } from './planning.ts';
 import { startDevice } from './start.ts';
@@ -22,7 +22,7 @@ export async function runRound(s: RunState, opts: RoundOptions, round: number): 
   log(`run ${record.id} round ${round}: order ${plan.order.join(' > ')}${Object.keys(plan.skipped).length ? `; skipped ${JSON.stringify(plan.skipped)}` : ''}`);
 
   const start = (id: string) => startDevice(s, opts, loaded, plan, progress, id);
-  if ((opts.schedule ?? 'pipelined') === 'pipelined') await Promise.all(plan.order.map(start));
+  if (scheduleOf(opts) === 'pipelined') await Promise.all(plan.order.map(start));
   const training = await trainDevices(s, opts, loaded, plan, progress, start, startedAt);
   if (training.cancelled) {
     await writeAdapter(s, opts, loaded, round);

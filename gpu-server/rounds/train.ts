@@ -11,7 +11,7 @@ import type { RoundPlan } from '../runs/plan.ts';
 import { saveCheckpoint, type DeviceStart } from '../runs/checkpoint.ts';
 import type { RoundProgress } from '../runs/types.ts';
 import type { PendingStep } from '../train/pending-step.ts';
-import { deviceApi, type Loaded, type RoundOptions, type RunState } from './context.ts';
+import { deviceApi, scheduleOf, type Loaded, type RoundOptions, type RunState } from './context.ts';
 import { untrustedText } from '../../core/wire/untrusted.ts';
 import { calibrateCut, uploadNormBound } from './bounds.ts';
 import { DeviceGuard, type GuardMark } from './guard.ts';
@@ -196,7 +196,7 @@ export async function trainDevices(
           .catch(() => undefined)
       )?.forwardMs;
   };
-  const stopAndWait = (opts.schedule ?? 'pipelined') === 'stop-and-wait';
+  const stopAndWait = scheduleOf(opts) === 'stop-and-wait';
   const guard = DeviceGuard.of(trainer, tokenizer, spec, evalRows);
   let mark: GuardMark | undefined;
 

@@ -1,4 +1,5 @@
 /** PUT through a presigned URL, retried with exponential backoff; every failed attempt is reported. */
+import { withRetries } from '../../../core/retry.ts';
 import { RoundError } from './errors.ts';
 import { storageFetch, StorageRedirect } from './storage.ts';
 
@@ -8,20 +9,21 @@ export async function putWithRetry(
   body: Uint8Array | string,
   { attempts, backoffMs, onFailure }: { attempts: number; backoffMs: number; onFailure: (attempt: number, reason: string) => void },
 ): Promise<void> {
-  for (let attempt = 1; ; attempt++) {
-    let reason: string;
-    try {
+  let reason = '';
+  await withRetries(
+    async () => {
       const res = await storageFetch(field, url, { method: 'PUT', body });
-      if (res.ok) return;
-      reason = `HTTP ${res.status}`;
-    } catch (e) {
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+    },
+    {
+      attempts,
+      backoffMs,
       // A redirect is the storage's answer, not a passing failure: trying again would get it again.
-      if (e instanceof StorageRedirect) throw e;
+      permanent: (e) => e instanceof StorageRedirect,
       // fetch's own errors speak of the connection, never of the body.
-      reason = (e as Error).message;
-    }
-    onFailure(attempt, reason);
-    if (attempt >= attempts) throw new RoundError(`failed after ${attempts} attempts: ${reason}`);
-    await new Promise((resolve) => setTimeout(resolve, backoffMs * 2 ** (attempt - 1)));
-  }
+      onFailure: (attempt, e) => onFailure(attempt, (reason = (e as Error).message)),
+    },
+  ).catch((e) => {
+    throw e instanceof StorageRedirect ? e : new RoundError(`failed after ${attempts} attempts: ${reason}`);
+  });
 }

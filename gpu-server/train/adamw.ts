@@ -28,9 +28,9 @@ export class AdamW {
 
   /**
    * Applies one update with learning rate `lr`; returns the gradients' global norm before clipping and whether the
-   * update was applied (1) or not (0), both scalar tensors, read by the caller when it wants them. A non-finite loss,
-   * gradient norm, moment or parameter leaves every parameter and moment as it was (a lying batch cannot turn the
-   * adapters into NaN); its step still counts, which only moves the bias correction and schedule on by one.
+   * update was applied (1) or not (0), both scalar tensors, read by the caller when it wants them. A non-finite loss
+   * or gradient norm leaves every parameter and moment as it was (a lying batch cannot turn the adapters into NaN);
+   * its step still counts, which only moves the bias correction and schedule on by one.
    */
   apply(params: tf.Variable[], grads: Record<string, tf.Tensor>, lr: number, loss?: tf.Scalar): { norm: tf.Scalar; applied: tf.Scalar } {
     const { beta1, beta2, eps, weightDecay, clipNorm } = this.spec;
@@ -49,13 +49,16 @@ export class AdamW {
         const vHat = tf.div(v2, 1 - beta2 ** t);
         return { p, m, v, m2, v2, p2: tf.sub(tf.mul(p, 1 - lr * weightDecay), tf.mul(tf.div(mHat, tf.add(tf.sqrt(vHat), eps)), lr)) };
       });
-      // One sum over everything that must be finite: a NaN or an infinity anywhere makes it non-finite (finite values
-      // that sum past float32's range would too, which no real loss, norm, moment and parameters come near).
-      const ok = tf.isFinite(tf.addN([norm, ...(loss ? [loss] : []), ...next.flatMap((n) => [tf.sum(n.p2), tf.sum(n.v2)])]));
+      // The loss and the gradients' norm finite is enough: a finite norm bounds every squared gradient, so the moments
+      // and the update stay finite too (a gradient whose square overflows makes the norm infinite).
+      const ok = tf.isFinite(loss ? tf.add(norm, loss) : norm);
       for (const { p, m, v, m2, v2, p2 } of next) {
-        m.assign(tf.where(ok, m2, m));
-        v.assign(tf.where(ok, v2, v));
-        p.assign(tf.where(ok, p2, p));
+        // The scalar verdict spread over the parameter's shape: where() with a scalar condition takes a slow path
+        // on the WASM backend (1.4 ms against 0.13 ms for 8 x 1152).
+        const keep = tf.logicalOr(tf.cast(tf.zerosLike(p), 'bool'), ok);
+        m.assign(tf.where(keep, m2, m));
+        v.assign(tf.where(keep, v2, v));
+        p.assign(tf.where(keep, p2, p));
       }
       return { norm: tf.keep(norm), applied: tf.keep(tf.cast(ok, 'float32') as tf.Scalar) };
     });

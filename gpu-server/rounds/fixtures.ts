@@ -107,7 +107,7 @@ export class InProcessDevice implements DeviceApi {
       const labels = Int32Array.from({ length: rows }, (_, j) => (i + j) % 2);
       // Hidden states that carry the label, so that training has something to learn, at norms within what the server
       // accepts of the fixture models at their cuts (about 8x their own) and not so small that onnxruntime's backward
-      // meets subnormal floats (at a fifth of this scale a step took twice as long: bench:pipeline).
+      // slows down (at a quarter of this scale a step took twice as long in bench:pipeline, most likely subnormal floats).
       const hidden = Float32Array.from(
         { length: rows * seqLen * nEmbd },
         (_, k) => HIDDEN_SCALE * (rng.normal() * 0.5 + (labels[Math.floor(k / (seqLen * nEmbd))] ? 0.5 : -0.5)),

@@ -21,16 +21,25 @@ export const CALIBRATION_TEXTS = [
 /** The calibration text's sequence length: the same for every party, whatever a round's seqLen. */
 export const CALIBRATION_SEQ_LEN = 32;
 
+/** The norms of the hidden states [positions, d] at the real positions of `mask`, in position order. */
+export function realPositionNorms(hidden: Float32Array, mask: ArrayLike<number>, d: number): number[] {
+  const norms: number[] = [];
+  for (let p = 0; p < mask.length; p++) if (mask[p]) norms.push(norm(hidden.subarray(p * d, (p + 1) * d)));
+  return norms;
+}
+
 /**
  * The clip norm of a segment: the median norm of its hidden states over the calibration text's real positions,
  * rounded to three significant digits so that runtimes whose float results differ in the last bits agree on it.
  */
 export function calibrationClip(hidden: Float32Array, mask: ArrayLike<number>, d: number): number {
-  const norms: number[] = [];
-  for (let p = 0; p < mask.length; p++) if (mask[p]) norms.push(norm(hidden.subarray(p * d, (p + 1) * d)));
+  return medianClip(realPositionNorms(hidden, mask, d));
+}
+
+/** calibrationClip from the real positions' norms. */
+export function medianClip(norms: readonly number[]): number {
   if (!norms.length) throw new Error('calibration: no real positions');
-  norms.sort((a, b) => a - b);
-  const median = norms[Math.floor(norms.length / 2)];
+  const median = [...norms].sort((a, b) => a - b)[Math.floor(norms.length / 2)];
   if (!(median > 0) || !Number.isFinite(median)) throw new Error(`calibration: the segment's median norm is ${median}`);
   return Number(median.toPrecision(3));
 }
@@ -101,7 +110,8 @@ export function defendHidden(
   }
 }
 
-function norm(v: ArrayLike<number>): number {
+/** A vector's Euclidean norm, in float64. */
+export function norm(v: ArrayLike<number>): number {
   let s = 0;
   for (let k = 0; k < v.length; k++) s += v[k] * v[k];
   return Math.sqrt(s);

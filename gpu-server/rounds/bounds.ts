@@ -5,7 +5,7 @@
  * the batch as a lie.
  */
 import { noiseNormBound, type Defence } from '../../core/privacy/defence.ts';
-import { CALIBRATION_SEQ_LEN, CALIBRATION_TEXTS, calibrationClip } from '../../core/privacy/defend.ts';
+import { CALIBRATION_SEQ_LEN, CALIBRATION_TEXTS, medianClip, norm, realPositionNorms } from '../../core/privacy/defend.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 import type { Trainer } from '../train/trainer.ts';
 
@@ -24,10 +24,8 @@ export interface CutCalibration {
 export async function calibrateCut(trainer: Trainer, tokenizer: Tokenizer, padTokenId: number, cut: number): Promise<CutCalibration> {
   const enc = tokenizer.encodeBatch(CALIBRATION_TEXTS, { maxLength: CALIBRATION_SEQ_LEN, padTokenId });
   const hidden = await trainer.hiddenAt(enc.ids, enc.attentionMask, enc.batch, enc.seq, cut);
-  const d = hidden.length / enc.attentionMask.length;
-  let maxNorm = 0;
-  for (let p = 0; p < enc.attentionMask.length; p++) if (enc.attentionMask[p]) maxNorm = Math.max(maxNorm, norm(hidden.subarray(p * d, (p + 1) * d)));
-  return { clip: calibrationClip(hidden, enc.attentionMask, d), maxNorm };
+  const norms = realPositionNorms(hidden, enc.attentionMask, hidden.length / enc.attentionMask.length);
+  return { clip: medianClip(norms), maxNorm: Math.max(...norms) };
 }
 
 /** The largest norm any position of an upload under this defence may have, or why the manifest's clip is refused. */
@@ -43,10 +41,4 @@ export function uploadNormBound(cal: CutCalibration, defence: Defence, clip: num
 export function positionOver(hidden: Float32Array, dims: number, bound: number): number {
   for (let p = 0; p * dims < hidden.length; p++) if (!(norm(hidden.subarray(p * dims, (p + 1) * dims)) <= bound)) return p;
   return -1;
-}
-
-function norm(v: Float32Array): number {
-  let s = 0;
-  for (let k = 0; k < v.length; k++) s += v[k] * v[k];
-  return Math.sqrt(s);
 }

@@ -61,13 +61,18 @@ export async function trainDevices(
   // The bound on what a device's hidden states may be, per cut, from the model itself.
   for (const cut of new Set(todo.map((id) => plan.devices[id].cut)))
     if (!s.calibrations.has(cut)) s.calibrations.set(cut, await calibrateCut(trainer, tokenizer, model.config.padTokenId, cut));
+  /** A batch of a device never trained on: counted, named in the device table (the first) and the round's list, logged. */
+  const refuse = (device: RoundProgress['devices'][string], key: string, reason: string) => {
+    device.refused = (device.refused ?? 0) + 1;
+    device.error ??= `refused ${key.split('/').pop()}: ${reason}`;
+    progress.rejected.push(`${key}: ${reason}`);
+    opts.log?.(`run ${record.id}: rejected ${key}: ${reason}`);
+  };
+  /** The keys of a device's batches already trained on in this round (before a restart, or so far). */
+  const consumedOf = (id: string) => [...consumed].filter((k) => k.startsWith(keys.activations(record.id, id, plan.devices[id].sourceRound)));
   for (const id of todo.filter((d) => finished.has(d))) {
     // Trained before the server was restarted: its batches and its GraB update are in the checkpoint.
-    const d = plan.devices[id];
-    Object.assign(progress.devices[id], {
-      state: 'trained',
-      trained: [...consumed].filter((k) => k.startsWith(keys.activations(record.id, id, d.sourceRound))).length,
-    });
+    Object.assign(progress.devices[id], { state: 'trained', trained: consumedOf(id).length });
   }
   const pending = todo.filter((d) => !finished.has(d));
 
@@ -87,11 +92,7 @@ export async function trainDevices(
     consumed.add(key);
     if (!applied) {
       // The step guard kept the adapters as they were: the batch counts as refused, never as trained.
-      device.refused = (device.refused ?? 0) + 1;
-      const why = `${key}: its step's loss, gradient or update was not finite; skipped, the adapters unchanged`;
-      device.error ??= `refused ${why.split('/').pop()}`;
-      progress.rejected.push(why);
-      opts.log?.(`run ${record.id}: ${why}`);
+      refuse(device, key, "its step's loss, gradient or update was not finite; skipped, the adapters unchanged");
       return;
     }
     losses.push(loss);
@@ -147,15 +148,8 @@ export async function trainDevices(
         order: shuffle,
         skip: consumed,
         deviceStatus: d.sourceRound === round ? () => deviceApi(s, opts, id).roundStatus(record.id, round) : undefined,
-        onReject: (key, why) => {
-          // A reason may quote what the device wrote: bounded and escaped once, here, for the API, log and dashboard.
-          const reason = untrustedText(why);
-          dp.refused = (dp.refused ?? 0) + 1;
-          // The device table names the first refusal; the round's list holds them all.
-          dp.error ??= `refused ${key.split('/').pop()}: ${reason}`;
-          progress.rejected.push(`${key}: ${reason}`);
-          opts.log?.(`run ${record.id}: rejected ${key}: ${reason}`);
-        },
+        // A reason may quote what the device wrote: bounded and escaped once, here, for the API, log and dashboard.
+        onReject: (key, why) => refuse(dp, key, untrustedText(why)),
         onManifest: (m) => Object.assign(dp, { bytes: m.batches.reduce((a, b) => a + b.bytes, 0), defence: describeDefence(m.defence) }),
       },
     );
@@ -251,8 +245,7 @@ export async function trainDevices(
       // from its checkpoint rather than from the adapters as they are now.
       if (spec.ordering.kind === 'grab' && current?.device !== id) current = { device: id, adapters: trainer.flatAdapters() };
       // A device resumed mid-way after a restart has no mark: the state before its first batch was not kept.
-      const prefix = keys.activations(record.id, id, plan.devices[id].sourceRound);
-      if (guard && ![...consumed].some((k) => k.startsWith(prefix))) mark = await guard.mark(id);
+      if (guard && consumedOf(id).length === 0) mark = await guard.mark(id);
       let failure: unknown;
       try {
         for await (const batch of feed(id)) {

@@ -78,7 +78,6 @@ export interface RunningLiar {
 async function uploadRound(r: RoundRequest, id: string, nEmbd: number, c: LiarCase): Promise<void> {
   const rng = new Random(7);
   const batches = [];
-  const objects: Uint8Array[] = [];
   for (let i = 0; i < r.uploads.batches.length; i++) {
     const rows = Math.min(r.batchSize, LIAR_ROWS - i * r.batchSize);
     const seqLen = Math.min(r.seqLen, 8);
@@ -98,7 +97,6 @@ async function uploadRound(r: RoundRequest, id: string, nEmbd: number, c: LiarCa
       labels: Int32Array.from({ length: rows }, (_, j) => j % 2),
     };
     const bytes = (c.upload?.batch ?? encode)(r, b);
-    objects.push(bytes);
     await put(r.uploads.batches[i], bytes);
     batches.push({ index: i, rows, seqLen, bytes: bytes.byteLength, sha256: await sha256Hex(bytes) });
   }

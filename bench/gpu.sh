@@ -21,7 +21,7 @@ cp -r node_modules/onnxruntime-node/package.json node_modules/onnxruntime-node/d
 cp -r node_modules/onnxruntime-node/bin/napi-v6/linux/x64 "$ort/node_modules/onnxruntime-node/bin/napi-v6/linux/"
 cp -r node_modules/onnxruntime-common "$ort/node_modules/"
 cp -r "$wasm/package.json" "$wasm/wasm-out" "$ort/$wasm/"
-cp "$wasm"/dist/*.wasm gpu-server/tf/wasm-pthread-worker.cjs "$ort/"
+cp "$wasm"/dist/*.wasm gpu-server/backends/tfjs/wasm-pthread-worker.cjs "$ort/"
 tar -C "$ort" -cJf .gpu-build/ort.tar.xz .
 ../shared/tools/gpu/pack .gpu-build/bench-train.mjs .gpu-build/ort.tar.xz ../shared/anchors/torch_server_step.py
 cat <<'CALL'

@@ -14,7 +14,7 @@ import { world } from '../gpu-server/rounds/fixtures.ts';
 import { RunRegistry } from '../gpu-server/runs/registry.ts';
 import { parseRunSpec } from '../gpu-server/runs/spec.ts';
 import type { RoundMetrics } from '../gpu-server/runs/types.ts';
-import { initBackend } from '../gpu-server/tf/backend.ts';
+import { initBackend } from '../gpu-server/backends/tfjs/runtime.ts';
 import { printReport } from './report.ts';
 
 const args = cliArgs('usage: npm run bench:pipeline -- [--batches 32] [--repeats 2]', { batches: { type: 'string' }, repeats: { type: 'string' } });
@@ -24,12 +24,12 @@ const REPEATS = int('repeats', args.repeats, 2);
 const [BATCH, SEQ] = [8, 64];
 /** Each device's time per batch as a multiple of the server's step: faster than the server, as fast, and slower. */
 const PACE = [0.5, 1, 2];
-const gpt2 = { nLayer: 4, nEmbd: 384, nHead: 6, nPositions: SEQ };
+const shape = { layers: 4, embd: 384, heads: 6, positions: SEQ };
 
 const backend = await initBackend('auto');
 log(`server backend: ${backend.backend}`);
 // Every device at the same cut, so that every batch costs the server the same step (the model's assumption).
-const w = await world({ rows: BATCHES * BATCH, cuts: PACE.map(() => 2), gpt2 });
+const w = await world({ rows: BATCHES * BATCH, cuts: PACE.map(() => 2), shape });
 try {
   const order = [...w.devices.keys()];
   const spec = parseRunSpec(
@@ -61,7 +61,7 @@ try {
   };
 
   // Devices at full speed first: the server's step time, which the devices' declared speeds are set from.
-  log(`warm-up: ${order.length} devices x ${BATCHES} batches of ${BATCH} x ${SEQ}, GPT-2 ${gpt2.nLayer} blocks of width ${gpt2.nEmbd}, cut 2`);
+  log(`warm-up: ${order.length} devices x ${BATCHES} batches of ${BATCH} x ${SEQ}, GPT-2 ${shape.layers} blocks of width ${shape.embd}, cut 2`);
   const warm = await round('pipelined', 0);
   const stepMs = warm.serverTrainMs / warm.steps;
   const deviceBatchMs = order.map((id, i) => (w.devices.get(id)!.batchDelayMs = Math.round(PACE[i]! * stepMs)));
@@ -106,7 +106,7 @@ try {
       batchesPerDevice: BATCHES,
       batch: BATCH,
       seq: SEQ,
-      model: gpt2,
+      model: shape,
       cut: 2,
       backend: backend.backend,
       serverStepMs: Math.round(stepMs),

@@ -17,18 +17,18 @@ import { cpus } from 'node:os';
 import { promisify } from 'node:util';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { gpt2Config } from '../core/model/config.ts';
+import { gpt2Config } from '../core/model/gpt2/config.ts';
 import { llamaConfig } from '../core/model/llama/config.ts';
 import { initLlama } from '../core/model/llama/init.ts';
-import { initModel } from '../core/model/init.ts';
+import { initModel } from '../core/model/gpt2/init.ts';
 import { Random } from '../core/random.ts';
-import { BACKENDS, initBackend, type BackendName } from '../gpu-server/tf/backend.ts';
+import { BACKENDS, initBackend, type BackendName } from '../gpu-server/backends/tfjs/runtime.ts';
 import { Trainer, type TrainBatch, type TrainSpec } from '../gpu-server/train/trainer.ts';
 import type { PendingStep } from '../gpu-server/train/pending-step.ts';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { kernelProfile, type KernelTime } from './profile.ts';
 import { maxRelativeDifference, tinyStepGradients } from '../gpu-server/train/parity.ts';
-import type { OpTime, OrtOptions } from '../gpu-server/ort/blocks.ts';
+import type { OpTime, OrtOptions } from '../gpu-server/backends/onnxruntime/blocks.ts';
 import { cliArgs, fail, int } from '../infra/cli.ts';
 
 const args = cliArgs(

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { describePartition, type PartitionSpec } from '../core/data/partition.ts';
 import { writeFileAtomic } from '../gpu-server/model/folder.ts';
 import type { OrderingSpec } from '../gpu-server/ordering/ordering.ts';
-import { initBackend } from '../gpu-server/tf/backend.ts';
+import { initBackend } from '../gpu-server/backends/tfjs/runtime.ts';
 import { cliArgs, int, run } from '../infra/cli.ts';
 import { modelledTime, timeTable, type ExperimentOptions } from './experiment.ts';
 import { loadBaseModel, parseMethods } from './options.ts';

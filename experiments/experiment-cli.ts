@@ -1,5 +1,5 @@
 /** npm run experiment — one task, one partition, the methods side by side: results.json, results.md, accuracy.svg. */
-import { initBackend } from '../gpu-server/tf/backend.ts';
+import { initBackend } from '../gpu-server/backends/tfjs/runtime.ts';
 import type { OrderingSpec } from '../gpu-server/ordering/ordering.ts';
 import { cliArgs, fail, int, run } from '../infra/cli.ts';
 import { runExperiment } from './experiment.ts';

@@ -1,7 +1,7 @@
 /** Command-line settings shared by `npm run experiment` and `npm run compare`. */
 import type { PartitionSpec } from '../core/data/partition.ts';
-import { initModel } from '../core/model/init.ts';
-import { gpt2Config } from '../core/model/config.ts';
+import { initModel } from '../core/model/gpt2/init.ts';
+import { gpt2Config } from '../core/model/gpt2/config.ts';
 import { familyNames, familyOf, type Model } from '../core/model/family.ts';
 import { llamaConfig, TINY_LLAMA } from '../core/model/llama/config.ts';
 import { initLlama } from '../core/model/llama/init.ts';

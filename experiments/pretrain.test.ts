@@ -1,8 +1,8 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { syntheticSentiment } from '../core/data/synthetic.ts';
-import { initBackend } from '../gpu-server/tf/backend.ts';
+import { initBackend } from '../gpu-server/backends/tfjs/runtime.ts';
 import { GPT2Tokenizer } from '../core/tokenizer/gpt2.ts';
-import { initModel } from '../core/model/init.ts';
+import { initModel } from '../core/model/gpt2/init.ts';
 import { pretrain } from './pretrain.ts';
 
 describe('pretraining a small base model', () => {

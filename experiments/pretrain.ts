@@ -6,12 +6,12 @@
  * Rows of tokens outside that set keep their initial values in the saved model.
  */
 import * as tf from '@tensorflow/tfjs';
-import { gpt2Config, type GPT2Config } from '../core/model/config.ts';
-import { initModel } from '../core/model/init.ts';
-import type { GPT2Model } from '../core/model/weights.ts';
+import { gpt2Config, type GPT2Config } from '../core/model/gpt2/config.ts';
+import { initModel } from '../core/model/gpt2/init.ts';
+import type { GPT2Model } from '../core/model/gpt2/weights.ts';
 import { Random } from '../core/random.ts';
 import { END_OF_TEXT, GPT2Tokenizer } from '../core/tokenizer/gpt2.ts';
-import { TrainableGPT2 } from '../gpu-server/model/gpt2-trainable.ts';
+import { TrainableGPT2 } from '../gpu-server/backends/tfjs/gpt2-trainable.ts';
 import { AdamW } from '../gpu-server/train/adamw.ts';
 import { lmLoss } from '../gpu-server/train/lm.ts';
 import { learningRate } from '../gpu-server/train/schedule.ts';

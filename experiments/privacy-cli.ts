@@ -3,7 +3,7 @@
  * undefended and under a defence; with --sweep, the frontier of privacy against accuracy (docs/privacy/).
  */
 import { DEFAULT_LEVEL, LEVELS, parseDefence } from '../core/privacy/defence.ts';
-import { initBackend } from '../gpu-server/tf/backend.ts';
+import { initBackend } from '../gpu-server/backends/tfjs/runtime.ts';
 import { readModelFolder, readTokenizer } from '../gpu-server/model/folder.ts';
 import { cliArgs, fail, int, run } from '../infra/cli.ts';
 import { percent, privacyReport, type DeviceSetting, type SuiteResult } from './privacy.ts';

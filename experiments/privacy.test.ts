@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { syntheticSentiment } from '../core/data/synthetic.ts';
-import { gpt2Config } from '../core/model/config.ts';
-import { initModel } from '../core/model/init.ts';
+import { gpt2Config } from '../core/model/gpt2/config.ts';
+import { initModel } from '../core/model/gpt2/init.ts';
 import { LEVELS } from '../core/privacy/defence.ts';
 import { defenceKey } from '../core/privacy/stream.ts';
 import { privacyReport, type DeviceSetting } from './privacy.ts';

@@ -2,8 +2,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { gpt2Config } from '../core/model/config.ts';
-import { initModel } from '../core/model/init.ts';
+import { gpt2Config } from '../core/model/gpt2/config.ts';
+import { initModel } from '../core/model/gpt2/init.ts';
 import type { ExperimentOptions } from './experiment.ts';
 import { keptResults, provenance } from './provenance.ts';
 

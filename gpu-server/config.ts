@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import type { S3Config } from '../core/storage/s3.ts';
-import { BACKENDS, type BackendName } from './tf/backend.ts';
+import { BACKENDS, type BackendName } from './backends/tfjs/runtime.ts';
 
 export interface ServerConfig {
   host: string;

@@ -7,8 +7,8 @@ import { createApp } from './api/app.ts';
 import { RunRegistry } from './runs/registry.ts';
 import { ConfigError, type ServerConfig } from './config.ts';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
-import { initBackend } from './tf/backend.ts';
-import { nativeMemoryWarning } from './ort/native-memory.ts';
+import { initBackend } from './backends/tfjs/runtime.ts';
+import { nativeMemoryWarning } from './backends/onnxruntime/native-memory.ts';
 
 export interface RunningServer {
   url: string;

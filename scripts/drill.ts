@@ -9,8 +9,8 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { syntheticSentiment } from '../core/data/synthetic.ts';
-import { gpt2Config } from '../core/model/config.ts';
-import { initModel } from '../core/model/init.ts';
+import { gpt2Config } from '../core/model/gpt2/config.ts';
+import { initModel } from '../core/model/gpt2/init.ts';
 import { deviceSegment } from '../core/onnx/segment.ts';
 import { S3Store } from '../core/storage/s3.ts';
 import { writeModelFolder } from '../gpu-server/model/folder.ts';

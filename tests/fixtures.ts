@@ -1,7 +1,7 @@
 /** Shared test data: a tiny GPT-2 whose every parameter matters, and padded batches of random tokens. */
-import { gpt2Config, type GPT2Config } from '../core/model/config.ts';
-import { initModel } from '../core/model/init.ts';
-import type { GPT2Model } from '../core/model/weights.ts';
+import { gpt2Config, type GPT2Config } from '../core/model/gpt2/config.ts';
+import { initModel } from '../core/model/gpt2/init.ts';
+import type { GPT2Model } from '../core/model/gpt2/weights.ts';
 import { Random } from '../core/random.ts';
 
 export const TINY: GPT2Config = gpt2Config({ nLayer: 4, nEmbd: 32, nHead: 4, nInner: 64, nPositions: 32, vocabSize: 97, numLabels: 3, padTokenId: 0 });
@@ -69,3 +69,11 @@ export function realRows(x: ArrayLike<number>, mask: ArrayLike<number>, d: numbe
   for (let r = 0; r < mask.length; r++) if (mask[r]) for (let i = 0; i < d; i++) out.push(x[r * d + i]);
   return out;
 }
+
+/**
+ * The int8 prefix's stated tolerance: relative error of the hidden states at the cut against the float64 reference.
+ * onnxruntime-web (what devices run) stays within 1% (seen: 0.3%). onnxruntime-node's x86 kernels on a CPU without
+ * VNNI (AVX2 only) add up pairs of u8 x s8 products in 16 bits, which saturate: seen 2.1% at cut 4 of the tiny GPT-2
+ * on such a machine, so native runs are held to 3%.
+ */
+export const INT8_TOLERANCE = { web: 0.01, native: 0.03 } as const;

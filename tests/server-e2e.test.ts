@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { GPT2Tokenizer } from '../core/tokenizer/gpt2.ts';
-import { referenceClassify } from '../core/model/reference.ts';
+import { referenceClassify } from '../core/model/gpt2/reference.ts';
 import { maxAbsDiff } from './fixtures.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, parseAdapter } from '../core/peft/adapter.ts';

@@ -11,7 +11,7 @@ import { llamaConfig } from '../core/model/llama/config.ts';
 import { initLlama } from '../core/model/llama/init.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, parseAdapter } from '../core/peft/adapter.ts';
 import { ApiError, ServerClient } from '../gpu-server/api/client.ts';
-import { writeLlama3Tokenizer, writeModelFolder } from '../gpu-server/model/folder.ts';
+import { writeTokenizer, writeModelFolder } from '../gpu-server/model/folder.ts';
 import { startServer, type RunningServer } from '../gpu-server/server.ts';
 import { localTempDir } from '../infra/local/paths.ts';
 import { startStack, type RunningStack } from '../infra/local/stack.ts';
@@ -35,7 +35,7 @@ beforeAll(async () => {
   stack = await startStack({ dir: join(dir, 'stack'), devices: 2, deviceVars: { PIECE_BATCHES: '4', MIN_CUT: '1' } });
   modelDir = join(dir, 'tiny-llama');
   await writeModelFolder(modelDir, model);
-  await writeLlama3Tokenizer(modelDir);
+  await writeTokenizer(modelDir, model.config);
   const tokenizer = await sha256Hex(await readFile(join(modelDir, 'tokenizer.json')));
   await stack.approveSegments(model, 'tiny-llama', [1, 2], 'int8', { tokenizer, generation: true });
   for (const [i, d] of stack.devices.entries())

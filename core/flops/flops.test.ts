@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { gpt2Config } from '../model/config.ts';
-import { BLOCK_LINEARS, paramShapes } from '../model/weights.ts';
+import { gpt2Config } from '../model/gpt2/config.ts';
+import { BLOCK_LINEARS, paramShapes } from '../model/gpt2/weights.ts';
 import { llamaConfig } from '../model/llama/config.ts';
 import { llamaParamShapes } from '../model/llama/weights.ts';
 import { flopsPerToken } from './flops.ts';

@@ -4,13 +4,16 @@
  * else asks the family of a config what it needs and never compares family names.
  */
 import type { SpecialTokens } from '../tokenizer/tokenizer.ts';
-import { ConfigError, parseJsonObject, type GPT2Config } from './config.ts';
+import { ConfigError, parseJsonObject } from './config-json.ts';
+import type { GPT2Config } from './gpt2/config.ts';
 import { GPT2_FAMILY } from './gpt2/family.ts';
 import type { LlamaConfig } from './llama/config.ts';
 import { LLAMA_FAMILY } from './llama/family.ts';
 import type { LlamaModel } from './llama/weights.ts';
-import type { ParamLayout } from './params.ts';
-import type { GPT2Model } from './weights.ts';
+import type { PrefixContext } from '../onnx/prefix-context.ts';
+import type { ParamLayout, Params } from './params.ts';
+import type { ShapeOptions } from './shape.ts';
+import type { GPT2Model } from './gpt2/weights.ts';
 
 export type ModelConfig = GPT2Config | LlamaConfig;
 export type Model = GPT2Model | LlamaModel;
@@ -48,6 +51,14 @@ export interface Family<C extends ModelConfig = ModelConfig> {
   stopTokens(c: C): number[];
   /** What an adapter merged into the base makes, in words. */
   merged: string;
+  /** The device prefix's blocks [0, cut) as ONNX nodes over the token embeddings (core/onnx/prefix.ts builds the rest). */
+  /** A randomly initialised model of a shape (make-model, fixtures); throws naming the option that does not fit. */
+  make(o: ShapeOptions): { config: C; params: Params };
+  /** How make-model stores weights unless told: as the family's published checkpoints of that shape are stored. */
+  storedDtype(o: ShapeOptions): 'F32' | 'BF16';
+  /** The tokenizer files a generated model folder gets (tokenizer.json, tokenizer_config.json), where devices need one. */
+  tokenizerFiles?(): { json: Record<string, unknown>; config: Record<string, unknown> };
+  prefixBlocks(ctx: PrefixContext, model: { config: C; params: Params }, tokens: string, cut: number): string;
 }
 
 const FAMILIES = { gpt2: GPT2_FAMILY, llama: LLAMA_FAMILY } as const satisfies { [T in ModelType]: Family<Extract<ModelConfig, { modelType: T }>> };
@@ -128,4 +139,9 @@ export function linearInOut(c: ModelConfig, linear: string): [number, number] {
   const m = blockMatmuls(c).find((x) => 'linear' in x && x.linear === linear);
   if (!m || !('linear' in m)) throw new Error(`'${linear}' is not a ${c.modelType} block linear: use ${blockLinears(c).join(', ')}`);
   return [m.inp, m.out];
+}
+
+/** A randomly initialised model of a family and shape; throws naming the option that does not fit. */
+export function makeModel(type: ModelType, o: ShapeOptions): Model {
+  return familyOf(type).make(o) as Model;
 }

@@ -1,11 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { parseSafetensors, serializeSafetensors } from '../tensors/safetensors.ts';
 import { fromFloat32, type Tensor } from '../tensors/tensor.ts';
-import { configToJson, parseConfig } from './config.ts';
+import { configToJson, parseConfig } from './gpt2/config.ts';
 import { parseModelConfig } from './family.ts';
 import { CONFIG_FILE, loadModel, modelFiles, WEIGHTS_FILE, type ModelSource } from './files.ts';
-import { initModel } from './init.ts';
-import { paramsToTensors, SCORE } from './weights.ts';
+import { initModel } from './gpt2/init.ts';
+import { paramsToTensors, SCORE } from './gpt2/weights.ts';
 import { TINY } from '../../tests/fixtures.ts';
 
 function memorySource(files: Record<string, Uint8Array>): ModelSource {

@@ -2,7 +2,7 @@
  * The device prefix as an ONNX graph: token embeddings and blocks [0, cut) of any family, written from TypeScript.
  * Inputs `input_ids` [B, T] int64 and `attention_mask` [B, T] int64; output `hidden_states` [B, T, d] float32 at the
  * cut. Same padding conventions as every other implementation (core/model/masking.ts). The blocks themselves are the
- * family's (blocks/gpt2.ts, blocks/llama.ts); what surrounds them is shared here.
+ * family's (`Family.prefixBlocks`, in its folder); what surrounds them is shared here.
  *
  * weights 'int8': every block linear is stored as int8 with a per-column scale and runs as DynamicQuantizeMatMul
  * (measured 2-3x faster than dequantize-then-MatMul in onnxruntime-web, and smaller); the token embedding table is
@@ -13,12 +13,11 @@
  * which otherwise holds it several times over in WebAssembly memory: that is what lets GPT-2 small's int8 prefix
  * fit a Worker's 128 MB.
  */
-import type { Model } from '../model/family.ts';
+import { familyOf, type Model } from '../model/family.ts';
 import { requireParam } from '../model/params.ts';
-import { gpt2Block, gpt2Positions } from './blocks/gpt2.ts';
-import { llamaBlock, llamaShared } from './blocks/llama.ts';
 import { tokenTableName } from './embedding.ts';
 import { DT, GraphBuilder } from './graph.ts';
+import type { PrefixContext } from './prefix-context.ts';
 import { quantizeInt8 } from './quantize.ts';
 
 export type PrefixWeights = 'fp32' | 'int8';
@@ -33,19 +32,6 @@ export const PREFIX_OPSET = 20;
 export const PREFIX_OUTPUT = 'hidden_states';
 /** Where a segment's graph finds its external weights: the name a session is given them under. */
 export const PREFIX_DATA_LOCATION = 'prefix.onnx.data';
-
-/** What a family's block needs from the graph around it. */
-export interface PrefixContext {
-  g: GraphBuilder;
-  /** A float32 parameter of the model as an initializer. */
-  f32(name: string, dims: number[]): string;
-  /** x @ W (+ bias) with W given as [in, out], in the prefix's weight format; `name` names the initializers. */
-  linear(x: string, name: string, w: Float32Array, inp: number, out: number, bias?: Float32Array): string;
-  /** Position ids [B, T]: real tokens counted, max(cumsum(mask) - 1, 0). */
-  positions: string;
-  /** allowed[b, 0, i, j] = j <= i and mask[b, j], bool [B, 1, T, T]. */
-  allowed: string;
-}
 
 export function exportPrefix(model: Model, options: PrefixOptions): Uint8Array {
   const { g, build } = prefixGraph(model, options);
@@ -114,15 +100,7 @@ function prefixGraph(model: Model, { cut, weights = 'fp32', tokenEmbedding = 'gr
   };
   const ctx: PrefixContext = { g, f32, linear, positions, allowed: cut > 0 ? attentionAllowed() : '' };
 
-  let x: string;
-  if (c.modelType === 'llama') {
-    x = tokens;
-    const shared = cut > 0 ? llamaShared(ctx, c) : undefined;
-    for (let i = 0; i < cut; i++) x = llamaBlock(ctx, { ...model, config: c }, shared!, x, i);
-  } else {
-    x = g.op('Add', [tokens, gpt2Positions(ctx, c)]);
-    for (let i = 0; i < cut; i++) x = gpt2Block(ctx, { ...model, config: c }, x, i);
-  }
+  const x = familyOf(c).prefixBlocks(ctx, model, tokens, cut);
 
   const inputs =
     tokenEmbedding === 'input'

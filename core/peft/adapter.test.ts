@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { gpt2Config } from '../model/config.ts';
+import { gpt2Config } from '../model/gpt2/config.ts';
 import { llamaConfig } from '../model/llama/config.ts';
 import { blockPath, linearInOut, type ModelConfig } from '../model/family.ts';
 import { parseSafetensors } from '../tensors/safetensors.ts';

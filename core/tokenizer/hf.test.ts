@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import llama3 from 'llama3-tokenizer-js';
 import { describe, expect, it } from 'vitest';
 import { sharedFolder } from '../../tests/shared-data.ts';
-import { gpt2Config } from '../model/config.ts';
+import { gpt2Config } from '../model/gpt2/config.ts';
 import { llamaConfig } from '../model/llama/config.ts';
 import { GPT2Tokenizer } from './gpt2.ts';
 import { tokenizerFromFiles } from './hf.ts';

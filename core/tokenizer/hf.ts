@@ -4,7 +4,7 @@
  * encoded by a copy of the tokenizer that knows no added tokens, so `<|eot_id|>` written in a shard stays text.
  */
 import { Tokenizer as HfTokenizerJs } from '@huggingface/tokenizers';
-import { parseJsonObject } from '../model/config.ts';
+import { parseJsonObject } from '../model/config-json.ts';
 import { familyOf, type ModelConfig } from '../model/family.ts';
 import { Tokenizer, type SpecialTokens } from './tokenizer.ts';
 

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADAPTER_CONFIG } from '../../core/peft/adapter.ts';
 import { world, type World } from '../rounds/fixtures.ts';
 import { RunRegistry } from '../runs/registry.ts';
-import { initBackend } from '../tf/backend.ts';
+import { initBackend } from '../backends/tfjs/runtime.ts';
 import { createApp } from './app.ts';
 import { ApiError, ServerClient } from './client.ts';
 import { routes } from './routes.ts';

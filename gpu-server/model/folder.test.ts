@@ -1,8 +1,8 @@
 import { cp, mkdir, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { gpt2Config } from '../../core/model/config.ts';
-import { initModel } from '../../core/model/init.ts';
+import { gpt2Config } from '../../core/model/gpt2/config.ts';
+import { initModel } from '../../core/model/gpt2/init.ts';
 import { localTempDir } from '../../infra/local/paths.ts';
 import { readModelFolder, readTokenizer, writeModelFolder } from './folder.ts';
 

@@ -13,7 +13,6 @@ import { llamaConfig, TINY_LLAMA } from '../../core/model/llama/config.ts';
 import { initLlama } from '../../core/model/llama/init.ts';
 import { GPT2Tokenizer } from '../../core/tokenizer/gpt2.ts';
 import { TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, tokenizerFromFiles } from '../../core/tokenizer/hf.ts';
-import { llama3TokenizerFiles } from '../../core/tokenizer/llama3.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 
 /** The bytes of a file of the folder (a Buffer is a Uint8Array: no copy), checked to parse; ENOENT as thrown. */
@@ -78,9 +77,11 @@ export async function writeModelFolder(dir: string, model: Model, options?: Para
   for (const [file, bytes] of modelFiles(model, options)) await writeFileAtomic(join(dir, file), bytes);
 }
 
-/** Llama 3's tokenizer.json and tokenizer_config.json, for a generated Llama folder. */
-export async function writeLlama3Tokenizer(dir: string): Promise<void> {
-  const { json, config } = llama3TokenizerFiles();
+/** The family's tokenizer.json and tokenizer_config.json, for a generated model folder (none for a family whose devices hold theirs). */
+export async function writeTokenizer(dir: string, model: ModelConfig): Promise<void> {
+  const files = familyOf(model).tokenizerFiles?.();
+  if (!files) return;
+  const { json, config } = files;
   await writeFileAtomic(join(dir, TOKENIZER_FILE), JSON.stringify(json));
   await writeFileAtomic(join(dir, TOKENIZER_CONFIG_FILE), JSON.stringify(config, null, 2) + '\n');
 }
@@ -110,6 +111,7 @@ function checkParses(path: string, bytes: Uint8Array): void {
 
 /** npm start's tiny Llama (TINY_LLAMA: Llama 3's vocabulary and tokenizer, random weights), as a model folder. */
 export async function writeTinyLlama(dir: string): Promise<void> {
-  await writeModelFolder(dir, initLlama(llamaConfig(TINY_LLAMA), { seed: 0 }));
-  await writeLlama3Tokenizer(dir);
+  const model = initLlama(llamaConfig(TINY_LLAMA), { seed: 0 });
+  await writeModelFolder(dir, model);
+  await writeTokenizer(dir, model.config);
 }

@@ -14,7 +14,7 @@ import { evaluationRows, generationEvalRows } from '../runs/data.ts';
 import { NotFound } from '../runs/errors.ts';
 import type { DeviceSpec } from '../runs/spec.ts';
 import type { RoundProgress, RunRecord } from '../runs/types.ts';
-import type { OrtOptions } from '../ort/blocks.ts';
+import type { OrtOptions } from '../backends/onnxruntime/blocks.ts';
 import { Trainer } from '../train/trainer.ts';
 import type { CutCalibration } from './bounds.ts';
 

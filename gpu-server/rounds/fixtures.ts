@@ -10,10 +10,8 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { sha256Hex } from '../../core/auth/signing.ts';
-import { gpt2Config, type GPT2Config } from '../../core/model/config.ts';
-import { initModel } from '../../core/model/init.ts';
-import { llamaConfig } from '../../core/model/llama/config.ts';
-import { initLlama } from '../../core/model/llama/init.ts';
+import { familyOf, makeModel, type ModelType } from '../../core/model/family.ts';
+import type { ShapeOptions } from '../../core/model/shape.ts';
 import { deviceSegment } from '../../core/onnx/segment.ts';
 import { Random } from '../../core/random.ts';
 import { MemoryStore } from '../../core/storage/memory.ts';
@@ -21,12 +19,17 @@ import { encodeActivationBatch } from '../../core/wire/activations.ts';
 import type { ShardSummary } from '../../core/wire/device-client.ts';
 import type { DevicePolicy } from '../../core/wire/policy.ts';
 import type { ActivationManifest, RoundRequest, RoundStatus } from '../../core/wire/round.ts';
-import { writeLlama3Tokenizer, writeModelFolder } from '../model/folder.ts';
+import { writeModelFolder, writeTokenizer } from '../model/folder.ts';
 import type { RunSpecInput } from '../runs/spec.ts';
 import type { DeviceApi } from './context.ts';
 
 /** The fixture models' width (by default): the in-process devices' hidden states have it. */
 const WIDTH = 32;
+/** Each family's tiny shape: 3 blocks of width 32. */
+const TINY: Record<ModelType, ShapeOptions> = {
+  gpt2: { layers: 3, embd: WIDTH, heads: 4, positions: 32 },
+  llama: { layers: 3, embd: WIDTH, heads: 4, kvHeads: 2, inner: 64, positions: 64 },
+};
 const HIDDEN_SCALE = 0.2;
 
 export class InProcessDevice implements DeviceApi {
@@ -172,8 +175,8 @@ export async function world({
   batchDelayMs = 0,
   family = 'gpt2',
   cuts = [1, 2],
-  gpt2 = {},
-}: { rows?: number; batchDelayMs?: number; family?: 'gpt2' | 'llama'; cuts?: number[]; gpt2?: Partial<GPT2Config> } = {}): Promise<World> {
+  shape = {},
+}: { rows?: number; batchDelayMs?: number; family?: ModelType; cuts?: number[]; shape?: ShapeOptions } = {}): Promise<World> {
   const store = new MemoryStore();
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const s = serve({ fetch: store.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
@@ -181,14 +184,11 @@ export async function world({
   store.baseUrl = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
   const dir = await mkdtemp(join(tmpdir(), 'splitfrozen-rounds-'));
   const modelDir = join(dir, `tiny-${family}`);
-  const model =
-    family === 'llama'
-      ? initLlama(llamaConfig({ nLayer: 3, nEmbd: WIDTH, nHead: 4, nKvHead: 2, headDim: 8, nInner: 64, nPositions: 64 }), { seed: 0 })
-      : initModel(gpt2Config({ nLayer: 3, nEmbd: WIDTH, nHead: 4, nPositions: 32, ...gpt2 }), { seed: 0 });
+  const model = makeModel(family, { ...TINY[family], ...shape });
   await writeModelFolder(modelDir, model);
-  if (family === 'llama') await writeLlama3Tokenizer(modelDir);
-  // A Llama's owners approve its tokenizer too (GPT-2's is built into the device).
-  const tokenizer = family === 'llama' ? { tokenizer: await sha256Hex(await readFile(join(modelDir, 'tokenizer.json'))) } : {};
+  await writeTokenizer(modelDir, model.config);
+  // Owners approve the tokenizer a device fetches (none where the device holds its own).
+  const tokenizer = familyOf(family).builtinTokenizer ? {} : { tokenizer: await sha256Hex(await readFile(join(modelDir, 'tokenizer.json'))) };
   const devices = new Map<string, InProcessDevice>();
   for (const [i, cut] of cuts.entries()) {
     const seg = await deviceSegment(model, cut, 'fp32');
@@ -206,7 +206,7 @@ export async function world({
       model: modelDir,
       task: { labels: ['0', '1'] },
       devices: [...devices.keys()].map((id, i) => ({ id, url: `http://${id}.invalid`, cut: cuts[i]! })),
-      lora: { rank: 2, alpha: 4, dropout: 0, targets: family === 'llama' ? ['self_attn.q_proj', 'self_attn.v_proj'] : ['attn.c_attn'] },
+      lora: { rank: 2, alpha: 4, dropout: 0, targets: [...familyOf(family).defaultTargets] },
       optimizer: { lr: 0.01, schedule: 'constant' },
       training: { batchSize: 4, seqLen: 6, rounds: 2, seed: 1 },
       ...overrides,

@@ -1,11 +1,11 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { gpt2Config } from '../../core/model/config.ts';
-import { initModel } from '../../core/model/init.ts';
+import { gpt2Config } from '../../core/model/gpt2/config.ts';
+import { initModel } from '../../core/model/gpt2/init.ts';
 import { Random } from '../../core/random.ts';
 import { syntheticSentiment } from '../../core/data/synthetic.ts';
 import { GPT2Tokenizer } from '../../core/tokenizer/gpt2.ts';
 import { parseRunSpec } from '../runs/spec.ts';
-import { initBackend } from '../tf/backend.ts';
+import { initBackend } from '../backends/tfjs/runtime.ts';
 import { Trainer, type TrainBatch } from '../train/trainer.ts';
 import { DeviceGuard } from './guard.ts';
 

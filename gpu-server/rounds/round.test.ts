@@ -11,7 +11,7 @@ import { RunRegistry } from '../runs/registry.ts';
 import type { RunRecord } from '../runs/types.ts';
 import { parseRunSpec } from '../runs/spec.ts';
 import { parseSafetensors } from '../../core/tensors/safetensors.ts';
-import { initBackend } from '../tf/backend.ts';
+import { initBackend } from '../backends/tfjs/runtime.ts';
 import { world, type World } from './fixtures.ts';
 
 let w: World;

@@ -3,7 +3,7 @@ import { Random } from '../../core/random.ts';
 import { MemoryStore } from '../../core/storage/memory.ts';
 import { keys } from '../../core/storage/keys.ts';
 import { tinyModel, TINY } from '../../tests/fixtures.ts';
-import { initBackend } from '../tf/backend.ts';
+import { initBackend } from '../backends/tfjs/runtime.ts';
 import { Trainer, type TrainBatch } from '../train/trainer.ts';
 import { loadCheckpoint, saveCheckpoint, type CheckpointMeta } from './checkpoint.ts';
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { gpt2Config } from '../../core/model/config.ts';
+import { gpt2Config } from '../../core/model/gpt2/config.ts';
 import { planCut, prefixEstimate } from './cuts.ts';
 
 const small = gpt2Config();

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { initBackend } from '../tf/backend.ts';
+import { initBackend } from '../backends/tfjs/runtime.ts';
 import { AdamW, type AdamWSpec } from './adamw.ts';
 import { learningRate } from './schedule.ts';
 

@@ -1,7 +1,7 @@
 /** The training step is the same computation on every backend, and holds no more memory after 1,000 steps than after one. */
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { initBackend } from '../tf/backend.ts';
+import { initBackend } from '../backends/tfjs/runtime.ts';
 import { maxRelativeDifference, tinySetup, tinyStepGradients } from './parity.ts';
 import { Trainer } from './trainer.ts';
 

@@ -1,6 +1,6 @@
 /** The causal language-modelling loss: mean cross-entropy of each next token whose mask is 1. */
 import * as tf from '@tensorflow/tfjs';
-import type { TrainableGPT2 } from '../model/gpt2-trainable.ts';
+import type { TrainableGPT2 } from '../backends/tfjs/gpt2-trainable.ts';
 
 export function lmLoss(net: TrainableGPT2, ids: tf.Tensor2D, mask: tf.Tensor2D): tf.Scalar {
   const [B, T] = ids.shape;

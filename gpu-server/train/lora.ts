@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { blockLinears, blockPath, linearInOut, type ModelConfig } from '../../core/model/family.ts';
 import type { AdapterWeights } from '../../core/peft/adapter.ts';
 import { Random } from '../../core/random.ts';
-import type { Adapters, BlockAdapters } from '../model/ops.ts';
+import type { Adapters, BlockAdapters } from '../backends/tfjs/ops.ts';
 
 export interface LoraSpec {
   rank: number;

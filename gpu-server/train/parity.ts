@@ -3,10 +3,10 @@
  * 1e-4 relative (tested on the CPU backends; bench:train --parity checks the others, a GPU among them).
  */
 import * as tf from '@tensorflow/tfjs';
-import { gpt2Config } from '../../core/model/config.ts';
-import { initModel } from '../../core/model/init.ts';
+import { gpt2Config } from '../../core/model/gpt2/config.ts';
+import { initModel } from '../../core/model/gpt2/init.ts';
 import { Random } from '../../core/random.ts';
-import type { OrtOptions } from '../ort/blocks.ts';
+import type { OrtOptions } from '../backends/onnxruntime/blocks.ts';
 import { Trainer, type TrainBatch, type TrainSpec } from './trainer.ts';
 
 export interface StepGradients {

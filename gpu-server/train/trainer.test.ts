@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { referenceClassify, referenceHidden } from '../../core/model/reference.ts';
-import { SCORE, type GPT2Model } from '../../core/model/weights.ts';
+import { referenceClassify, referenceHidden } from '../../core/model/gpt2/reference.ts';
+import { SCORE, type GPT2Model } from '../../core/model/gpt2/weights.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterFiles, mergeAdapter, parseAdapter, type AdapterWeights } from '../../core/peft/adapter.ts';
 import { parseSafetensors } from '../../core/tensors/safetensors.ts';
 import { Random } from '../../core/random.ts';
@@ -10,7 +10,7 @@ import { llamaConfig } from '../../core/model/llama/config.ts';
 import { initLlama } from '../../core/model/llama/init.ts';
 import { llamaReferenceHidden } from '../../core/model/llama/reference.ts';
 import { IGNORE_INDEX } from '../../core/data/generation.ts';
-import { initBackend } from '../tf/backend.ts';
+import { initBackend } from '../backends/tfjs/runtime.ts';
 import { scoreLogits } from './score.ts';
 import { Trainer, type TrainBatch, type TrainSpec } from './trainer.ts';
 

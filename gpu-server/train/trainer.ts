@@ -7,16 +7,16 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { familyNames, familyOf, type Model } from '../../core/model/family.ts';
-import { initClassificationHead } from '../../core/model/init.ts';
+import { initClassificationHead } from '../../core/model/gpt2/init.ts';
 import { SCORE } from '../../core/model/params.ts';
 import type { AdapterWeights } from '../../core/peft/adapter.ts';
 import type { DecodeOptions } from '../model/decode.ts';
-import type { TfLlama } from '../model/llama.ts';
-import { serverNet, type ServerNet } from '../model/net.ts';
+import type { TfLlama } from '../backends/tfjs/llama.ts';
+import { serverNet, type ServerNet } from '../backends/tfjs/net.ts';
 import { AdamW } from './adamw.ts';
 import { PendingStep, type StepResult } from './pending-step.ts';
-import { OrtBlocks, type OpTime, type OrtOptions } from '../ort/blocks.ts';
-import type { Adapters } from '../model/ops.ts';
+import { OrtBlocks, type OpTime, type OrtOptions } from '../backends/onnxruntime/blocks.ts';
+import type { Adapters } from '../backends/tfjs/ops.ts';
 import { LoraAdapters } from './lora.ts';
 import { learningRate } from './schedule.ts';
 import type { Task, TrainBatch, TrainSpec } from './batch.ts';

@@ -6,7 +6,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import type { S3Config } from '../../core/storage/s3.ts';
 import { stopChild } from './s3.ts';
-import { GLIBC_TUNABLES } from '../../gpu-server/ort/native-memory.ts';
+import { GLIBC_TUNABLES } from '../../gpu-server/backends/onnxruntime/native-memory.ts';
 
 export interface ServerProcess {
   url: string;
@@ -26,7 +26,7 @@ export async function startServerProcess(options: {
   const child = spawn(process.execPath, ['--import', 'tsx', 'gpu-server/main.ts'], {
     env: {
       ...process.env,
-      // As npm run server starts it (gpu-server/ort/native-memory.ts).
+      // As npm run server starts it (gpu-server/backends/onnxruntime/native-memory.ts).
       GLIBC_TUNABLES,
       SPLITFROZEN_PORT: '0',
       SPLITFROZEN_OPERATOR_TOKEN: options.operatorToken,

@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path';
 import { sha256Hex } from '../../core/auth/signing.ts';
-import type { GPT2Model } from '../../core/model/weights.ts';
+import type { GPT2Model } from '../../core/model/gpt2/weights.ts';
 import { deviceSegment } from '../../core/onnx/segment.ts';
 import { keys } from '../../core/storage/keys.ts';
 import type { S3Config } from '../../core/storage/s3.ts';

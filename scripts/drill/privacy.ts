@@ -6,7 +6,7 @@
 import { DEFAULT_LEVEL, describeDefence, LEVELS } from '../../core/privacy/defence.ts';
 import { DEFAULT_MIN_CUT } from '../../core/wire/policy.ts';
 import { GPT2Tokenizer } from '../../core/tokenizer/gpt2.ts';
-import { initBackend } from '../../gpu-server/tf/backend.ts';
+import { initBackend } from '../../gpu-server/backends/tfjs/runtime.ts';
 import type { SuiteResult } from '../../experiments/privacy.ts';
 import { demoModel, generatedTask, sweepPoints, type SweepOptions } from '../../experiments/privacy-sweep.ts';
 

@@ -1,11 +1,13 @@
 /**
- * GPT-2 as a family of the project: what the rest of the code asks of it. Its config, weights, reference forward and
- * initialisation are core/model/{config,weights,reference,init}.ts.
+ * GPT-2 as a family of the project: what the rest of the code asks of it. Its config, weights, reference forward,
+ * initialisation and ONNX prefix blocks are the files beside this one.
  */
 import { GPT2_SPECIAL } from '../../tokenizer/gpt2.ts';
-import { configToJson, parseGpt2Config, type GPT2Config } from '../config.ts';
+import { configToJson, parseGpt2Config, type GPT2Config } from './config.ts';
 import type { Family } from '../family.ts';
-import { BLOCK_LINEARS, gpt2Layout, linearShape, type BlockLinear } from '../weights.ts';
+import { makeGpt2 } from './make.ts';
+import { gpt2PrefixBlocks } from './prefix-graph.ts';
+import { BLOCK_LINEARS, gpt2Layout, linearShape, type BlockLinear } from './weights.ts';
 
 export const GPT2_FAMILY: Family<GPT2Config> = {
   modelType: 'gpt2',
@@ -29,5 +31,8 @@ export const GPT2_FAMILY: Family<GPT2Config> = {
   specialTokens: (c) => ({ ...GPT2_SPECIAL, pad: c.padTokenId }),
   generation: false,
   stopTokens: () => [GPT2_SPECIAL.eos],
+  make: makeGpt2,
+  storedDtype: () => 'F32',
+  prefixBlocks: gpt2PrefixBlocks,
   merged: 'a plain GPT-2 for sequence classification',
 };

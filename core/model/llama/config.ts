@@ -2,7 +2,7 @@
  * Llama configuration as plain data, read from a Hugging Face `config.json` (LlamaConfig). Only what changes the math
  * is kept; a field that would change it in a way this project does not implement is refused by name.
  */
-import { ConfigError } from '../config.ts';
+import { ConfigError } from '../config-json.ts';
 
 /** rope_scaling of rope_type "llama3" (Llama 3.1 / 3.2): long wavelengths slowed by `factor`, smoothly in between. */
 export interface Llama3RopeScaling {

@@ -1,5 +1,8 @@
 /** Llama (3.x) as a family of the project: what the rest of the code asks of it. */
+import { llama3TokenizerFiles } from '../../tokenizer/llama3.ts';
 import type { Family } from '../family.ts';
+import { makeLlama } from './make.ts';
+import { llamaPrefixBlocks } from './prefix-graph.ts';
 import { llamaConfigToJson, parseLlamaConfig, type LlamaConfig } from './config.ts';
 import { LLAMA_LINEARS, llamaLayout, llamaLinearShape, type LlamaLinear } from './weights.ts';
 
@@ -29,5 +32,11 @@ export const LLAMA_FAMILY: Family<LlamaConfig> = {
   specialTokens: (c) => ({ bos: c.bosTokenId, eos: c.eosTokenIds[0]!, separator: c.eosTokenIds[0]!, pad: c.padTokenId }),
   generation: true,
   stopTokens: (c) => c.eosTokenIds,
+  make: makeLlama,
+  // Meta publishes Llama in bfloat16; tiny models stay float32.
+  storedDtype: (o) => (o.size ? 'BF16' : 'F32'),
+  // Llama 3's tokenizer (its 128,256-token vocabulary), which devices fetch from the folder.
+  tokenizerFiles: llama3TokenizerFiles,
+  prefixBlocks: llamaPrefixBlocks,
   merged: 'a plain LlamaForCausalLM',
 };

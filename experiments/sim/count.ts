@@ -4,8 +4,8 @@ import * as tf from '@tensorflow/tfjs';
 const MATMULS = new Set(['BatchMatMul', 'MatMul', '_FusedMatMul']);
 
 export async function countMatmulFlops(fn: () => unknown): Promise<number> {
-  const profile = await tf.profile(() => {
-    fn();
+  const profile = await tf.profile(async () => {
+    await fn();
     return [];
   });
   let flops = 0;

@@ -94,9 +94,9 @@ export async function runMethod(
     throw new Error("GraB orders the devices by each one's own update to the adapters: it cannot be interleaved (use by-device)");
 
   let trainMs = 0;
-  const step = (b: TrainBatch) => {
+  const step = async (b: TrainBatch) => {
     const t0 = performance.now();
-    const { loss } = t.trainStep(b);
+    const { loss } = await t.trainStep(b);
     trainMs += performance.now() - t0;
     return loss;
   };
@@ -111,11 +111,11 @@ export async function runMethod(
         if (spec.batchOrder === 'interleaved') {
           // As the server interleaves: one batch of each device in the client order, until every device's run out.
           const lists = order.map((id) => sim.batches(byId.get(id)!, round));
-          for (let i = 0; lists.some((l) => i < l.length); i++) for (const l of lists) if (i < l.length) losses.push(step(sim.atCut(l[i]!, cut)));
+          for (let i = 0; lists.some((l) => i < l.length); i++) for (const l of lists) if (i < l.length) losses.push(await step(sim.atCut(l[i]!, cut)));
         } else
           for (const id of order) {
             const before = grab ? t.flatAdapters() : undefined;
-            for (const b of sim.batches(byId.get(id)!, round)) losses.push(step(sim.atCut(b, cut)));
+            for (const b of sim.batches(byId.get(id)!, round)) losses.push(await step(sim.atCut(b, cut)));
             if (before)
               updates.set(
                 id,
@@ -135,7 +135,7 @@ export async function runMethod(
           t.loadAdapter(global);
           t.resetOptimizer();
           const before = grab ? t.flatAdapters() : undefined;
-          for (const b of sim.batches(d, round)) losses.push(step(sim.atCut(b, from)));
+          for (const b of sim.batches(d, round)) losses.push(await step(sim.atCut(b, from)));
           if (before)
             updates.set(
               id,
@@ -182,7 +182,7 @@ export async function runMethod(
             const batch = sim.atCut(b, 0);
             // The gradient the server sends the device: d loss / d hidden at the cut, measured once per round.
             if (losses.length === 0) cutGradientNorm = gradientAtCut(t, batch, cut);
-            losses.push(step(batch));
+            losses.push(await step(batch));
             const activations = b.rows * b.seqLen * model.config.nEmbd * spec.wireBytes;
             bytesUp += activations;
             bytesDown += activations;

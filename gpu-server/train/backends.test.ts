@@ -24,9 +24,9 @@ describe('training on each CPU backend', () => {
     async (backend) => {
       await initBackend(backend);
       const t = new Trainer(model, { ...spec, lora: { ...spec.lora, dropout: 0.1 } }, 1);
-      t.trainStep(batch);
+      await t.trainStep(batch);
       const after1 = tf.memory();
-      for (let i = 1; i < 1000; i++) t.trainStep(batch);
+      for (let i = 1; i < 1000; i++) await t.trainStep(batch);
       const after1000 = tf.memory();
       expect(after1000.numTensors).toBe(after1.numTensors);
       expect(after1000.numBytes).toBe(after1.numBytes);

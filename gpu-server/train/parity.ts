@@ -52,7 +52,7 @@ export async function tinyStepGradients({
   // B starts at zero, so give the adapters values that make every gradient non-trivial.
   const w = t.exportAdapter();
   t.loadAdapter({ ...w, b: new Map([...w.b].map(([k, v]) => [k, v.map((_, i) => Math.sin(i) * 0.1)])) });
-  const { loss, grads } = await t.lossAndGradientsAsync(batch, training);
+  const { loss, grads } = await t.lossAndGradients(batch, training);
   const out = { loss: loss.dataSync()[0]!, grads: t.variables().map((v) => grads[v.name]!.dataSync() as Float32Array) };
   tf.dispose([loss, ...Object.values(grads)]);
   t.dispose();

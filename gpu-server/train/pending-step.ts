@@ -9,22 +9,17 @@ export interface StepResult {
   applied: boolean;
 }
 
-/** A training step issued to the backend (or queued for onnxruntime's blocks), read once. */
+/** A training step queued on the trainer, read once. */
 export class PendingStep {
   private read: Promise<StepResult> | undefined;
 
   constructor(
-    private readonly stats: tf.Tensor1D | Promise<tf.Tensor1D>,
+    private readonly stats: Promise<tf.Tensor1D>,
     readonly lr: number,
   ) {}
 
   result(): Promise<StepResult> {
-    return (this.read ??= Promise.resolve(this.stats).then(async (s) => this.done(s, await s.data())));
-  }
-
-  resultSync(): StepResult {
-    if (this.stats instanceof Promise) throw new Error("this step runs on onnxruntime's blocks: await result()");
-    return this.done(this.stats, this.stats.dataSync());
+    return (this.read ??= this.stats.then(async (s) => this.done(s, await s.data())));
   }
 
   private done(stats: tf.Tensor1D, values: ArrayLike<number>): StepResult {

@@ -68,11 +68,11 @@ describe('LoRA trainer', () => {
     t.dispose();
   });
 
-  it('gradients equal finite differences of the float64 reference loss', () => {
+  it('gradients equal finite differences of the float64 reference loss', async () => {
     const t = new Trainer(model, spec(), DEEPEST);
     const w = randomAdapter(t, 2);
     t.loadAdapter(w);
-    const { loss, grads } = t.lossAndGradients(atCut(data, 1), false);
+    const { loss, grads } = await t.lossAndGradients(atCut(data, 1), false);
     expect(loss.dataSync()[0]).toBeCloseTo(referenceLoss(w), 5);
     const eps = 1e-3;
     const probe = (name: string, get: (w: AdapterWeights) => Float32Array, index: number, tfName: string) => {
@@ -126,18 +126,19 @@ describe('LoRA trainer', () => {
     t.dispose();
   });
 
-  it('trains: the loss falls, the same seed gives the same weights, and no tensors leak', () => {
-    const run = () => {
+  it('trains: the loss falls, the same seed gives the same weights, and no tensors leak', async () => {
+    const run = async () => {
       const t = new Trainer(model, { ...spec({ dropout: 0.1 }), schedule: { lr: 0.05, warmupSteps: 2, kind: 'linear', totalSteps: 30 } }, DEEPEST);
       const before = tf.memory().numTensors;
-      const losses = Array.from({ length: 30 }, () => t.trainStep(atCut(data, 1)).loss);
+      const losses: number[] = [];
+      for (let i = 0; i < 30; i++) losses.push((await t.trainStep(atCut(data, 1))).loss);
       expect(tf.memory().numTensors).toBe(before + 2 * t.variables().length); // Adam's m and v, created on first use
       const w = t.exportAdapter();
       t.dispose();
       return { losses, w };
     };
-    const a = run();
-    const b = run();
+    const a = await run();
+    const b = await run();
     expect(a.losses[29]).toBeLessThan(a.losses[0] * 0.5);
     expect(b.losses).toEqual(a.losses);
     expect(b.w.b.get('h.3.mlp.c_proj')).toEqual(a.w.b.get('h.3.mlp.c_proj'));
@@ -169,7 +170,7 @@ describe('LoRA trainer', () => {
 
   it('writes PEFT adapters that load back to the same predictions, and merge into plain GPT-2 weights', async () => {
     const t = new Trainer(model, spec({ dropout: 0.1 }), DEEPEST);
-    for (let i = 0; i < 5; i++) t.trainStep(atCut(data, 1));
+    for (let i = 0; i < 5; i++) await t.trainStep(atCut(data, 1));
     const files = adapterFiles(t.exportAdapter(), TINY, 'tiny-gpt2');
     const config = JSON.parse(new TextDecoder().decode(files[ADAPTER_CONFIG]));
     expect(config).toMatchObject({
@@ -258,9 +259,9 @@ describe('causal-LM trainer on a Llama (completion tokens only)', () => {
     const t = new Trainer(llama, lmSpec, 1, { task: 'causal-lm' });
     expect(t.head).toBeUndefined();
     const before = await t.evalLoss(lmBatch(1));
-    t.trainStep(lmBatch(1));
+    await t.trainStep(lmBatch(1));
     const tensors = tf.memory().numTensors;
-    for (let i = 0; i < 30; i++) t.trainStep(lmBatch(1));
+    for (let i = 0; i < 30; i++) await t.trainStep(lmBatch(1));
     expect(tf.memory().numTensors).toBe(tensors);
     const after = await t.evalLoss(lmBatch(1));
     expect(after).toBeLessThan(before - 0.2); // seen 4.50 -> 4.18: a random model's tied head starts near uniform
@@ -270,7 +271,7 @@ describe('causal-LM trainer on a Llama (completion tokens only)', () => {
       task_type: 'CAUSAL_LM',
       modules_to_save: null,
     });
-    expect(() => t.trainStep({ ...lmBatch(1), labels: new Int32Array(4) })).toThrow('a causal-lm batch of 4 x 12 needs 48 labels, got 4');
+    await expect(t.trainStep({ ...lmBatch(1), labels: new Int32Array(4) })).rejects.toThrow('a causal-lm batch of 4 x 12 needs 48 labels, got 4');
     expect(await t.generate([1, 5, 9], { maxNewTokens: 4, stop: [] })).toHaveLength(4);
     t.dispose();
   });

@@ -11,12 +11,12 @@ import { initClassificationHead } from '../../core/model/gpt2/init.ts';
 import { SCORE } from '../../core/model/params.ts';
 import type { AdapterWeights } from '../../core/peft/adapter.ts';
 import type { DecodeOptions } from '../model/decode.ts';
-import type { TfLlama } from '../backends/tfjs/llama.ts';
-import { serverNet, type ServerNet } from '../backends/tfjs/net.ts';
+import type { Backend, Gradients, LossHead } from '../backends/backend.ts';
+import { openBackend } from '../backends/open.ts';
+import type { OpTime, OrtOptions } from '../backends/onnxruntime/types.ts';
+import type { ServerNet } from '../backends/tfjs/net.ts';
 import { AdamW } from './adamw.ts';
 import { PendingStep, type StepResult } from './pending-step.ts';
-import { OrtBlocks, type OpTime, type OrtOptions } from '../backends/onnxruntime/blocks.ts';
-import type { Adapters } from '../backends/tfjs/ops.ts';
 import { LoraAdapters } from './lora.ts';
 import { learningRate } from './schedule.ts';
 import type { Task, TrainBatch, TrainSpec } from './batch.ts';
@@ -24,6 +24,7 @@ import type { Task, TrainBatch, TrainSpec } from './batch.ts';
 export type { Task, TrainBatch, TrainSpec } from './batch.ts';
 
 export class Trainer {
+  /** The TensorFlow.js net that holds the heads (and, on the TensorFlow.js backend, the blocks). */
   readonly net: ServerNet;
   readonly task: Task;
   readonly lora: LoraAdapters;
@@ -33,11 +34,9 @@ export class Trainer {
   readonly spec: TrainSpec;
   /** Blocks below this run on devices or forward-only; adapters start here. */
   readonly deepestCut: number;
-  /** The adapted blocks' forward and backward on onnxruntime, when the server runs them there. */
-  private readonly ort: OrtBlocks | undefined;
-  /** Where the adapted blocks run, in words. */
-  readonly blocksOn: string;
-  /** Steps on onnxruntime are asynchronous: each waits for the one before it. */
+  /** Where the blocks run (backends/backend.ts). */
+  private readonly backend: Backend;
+  /** Steps run one after another: each waits for the one before it. */
   private queue: Promise<unknown> = Promise.resolve();
   private queued = 0;
 
@@ -56,19 +55,18 @@ export class Trainer {
     this.spec = spec;
     this.task = task;
     this.deepestCut = deepestCut;
-    // On onnxruntime, TensorFlow.js holds no block (only the heads): the blocks live once, in native memory.
-    this.net = serverNet(model, { firstBlock: blocks ? c.nLayer : firstBlock });
+    ({ backend: this.backend, heads: this.net } = openBackend(model, deepestCut, spec.lora, { firstBlock, blocks }));
     this.lora = new LoraAdapters(c, { ...spec.lora, from: deepestCut }, spec.seed);
     if (task === 'classification') {
       const head = model.params.get(SCORE) ?? initClassificationHead(c, spec.seed + 1);
       this.head = tf.variable(tf.tensor2d(head, [c.numLabels, c.nEmbd]), true);
     }
     this.opt = new AdamW(spec.optimizer);
-    if (blocks) {
-      const { targets, rank, alpha, dropout } = spec.lora;
-      this.ort = new OrtBlocks(model, deepestCut, { targets, rank, scale: alpha / rank, dropout: dropout > 0 }, blocks);
-    }
-    this.blocksOn = blocks ? `onnxruntime (${blocks.provider})` : 'TensorFlow.js';
+  }
+
+  /** Where the adapted blocks run, in words. */
+  get blocksOn(): string {
+    return this.backend.name;
   }
 
   variables(): tf.Variable[] {
@@ -95,143 +93,91 @@ export class Trainer {
     if (b.cut > this.deepestCut) throw new Error(`a batch cut at ${b.cut} is above the run's deepest cut ${this.deepestCut}`);
   }
 
-  /** Hidden states at the deepest cut: frozen blocks run without a tape. */
-  private toDeepestCut(b: TrainBatch, mask: tf.Tensor2D): tf.Tensor3D {
-    this.checkCut(b);
-    return tf.tidy(() => {
-      const h = tf.tensor3d(b.hidden, [b.rows, b.seqLen, this.net.config.nEmbd]);
-      return b.cut === this.deepestCut ? h : this.net.blocksForward(h, mask, b.cut, this.deepestCut);
-    });
-  }
-
   /** Mean cross-entropy of a batch and its gradients by variable name; the caller disposes them. */
-  lossAndGradients(b: TrainBatch, training: boolean): { loss: tf.Scalar; grads: Record<string, tf.Tensor> } {
-    return this.withBatch(b, training, (atCut, mask, adapters, loss) =>
-      this.net.lossAndGradients(atCut, mask, this.deepestCut, adapters, this.variables(), loss),
-    );
-  }
-
-  /** The same on onnxruntime's blocks when the server runs them there. */
-  async lossAndGradientsAsync(b: TrainBatch, training: boolean): Promise<{ loss: tf.Scalar; grads: Record<string, tf.Tensor> }> {
-    if (!this.ort) return this.lossAndGradients(b, training);
-    const ort = this.ort;
+  async lossAndGradients(b: TrainBatch, training: boolean): Promise<Gradients> {
     this.checkCut(b);
-    if (b.cut < this.deepestCut)
-      b = { ...b, cut: this.deepestCut, hidden: (await ort.infer(b.hidden, b.mask, [b.rows, b.seqLen], { from: b.cut, to: this.deepestCut })).y };
-    return this.withBatch(b, training, (atCut, mask, adapters, loss) =>
-      ort.lossAndGradients(atCut, mask, adapters, this.variables(), loss, this.task === 'causal-lm' ? { labels: b.labels } : { lastTokens: true }),
-    );
-  }
-
-  /** A batch's tensors at the deepest cut, its adapters and its loss for `f`, disposed after it (also after a promise). */
-  private withBatch<R>(
-    b: TrainBatch,
-    training: boolean,
-    f: (atCut: tf.Tensor3D, mask: tf.Tensor2D, adapters: Adapters, loss: (final: tf.Tensor3D) => tf.Scalar) => R,
-  ): R {
     const want = this.task === 'causal-lm' ? b.rows * b.seqLen : b.rows;
     if (b.labels.length !== want) throw new Error(`a ${this.task} batch of ${b.rows} x ${b.seqLen} needs ${want} labels, got ${b.labels.length}`);
     const mask = tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32');
-    const atCut = this.toDeepestCut(b, mask);
     // Dropout masks are seeded by the step, so a run resumed from a checkpoint repeats them exactly.
     const adapters = this.lora.adapters(training, this.spec.seed * 7919 + this.opt.step);
-    const dispose = () => tf.dispose([mask, atCut]);
-    const out = f(atCut, mask, adapters, (final) => this.loss(final, mask, b.labels));
-    if (out instanceof Promise) return out.finally(dispose) as R;
-    dispose();
-    return out;
+    const head: LossHead = {
+      loss: (final) => this.loss(final, mask, b.labels),
+      ...(this.task === 'causal-lm' ? { labels: b.labels } : { lastTokens: true }),
+    };
+    try {
+      return await this.backend.lossAndGradients(b, this.deepestCut, adapters, this.variables(), head);
+    } finally {
+      mask.dispose();
+    }
   }
 
   /**
-   * Issues one training step and returns without reading anything back: on a GPU the step is queued, and its loss
-   * and gradient norm (one 2-float readback) are read by `result()` while the next step runs. Everything else
-   * (weights, adapters, optimizer state, the batch once uploaded) stays on the backend.
+   * Queues one training step and returns at once: the step runs after the one before it, and its loss and gradient
+   * norm (one 2-float readback) are read by `result()`, while the next step runs. Everything else (weights,
+   * adapters, optimizer state) stays on the backend.
    */
   step(b: TrainBatch): PendingStep {
+    // Checked now, so that a bad batch throws here rather than in the queue.
+    this.checkCut(b);
     const lr = learningRate(this.spec.schedule, this.opt.step + this.queued);
-    const apply = ({ loss, grads }: { loss: tf.Scalar; grads: Record<string, tf.Tensor> }) => {
+    const apply = ({ loss, grads }: Gradients) => {
       const { norm, applied } = this.opt.apply(this.variables(), grads, lr, loss);
       const stats = tf.stack([loss, norm, applied]) as tf.Tensor1D;
       tf.dispose([loss, norm, applied, ...Object.values(grads)]);
       return stats;
     };
-    if (!this.ort) return new PendingStep(apply(this.lossAndGradients(b, true)), lr);
     this.queued++;
     const stats = this.queue
-      .then(() => this.lossAndGradientsAsync(b, true))
+      .then(() => this.lossAndGradients(b, true))
       .then(apply)
       .finally(() => this.queued--);
     this.queue = stats.catch(() => undefined);
     return new PendingStep(stats, lr);
   }
 
-  /** One training step, waiting for it (for callers that run step after step on a CPU backend). */
-  trainStep(b: TrainBatch): StepResult {
-    return this.step(b).resultSync();
+  /** One training step, waiting for it. */
+  trainStep(b: TrainBatch): Promise<StepResult> {
+    return this.step(b).result();
   }
 
   /** Final hidden states [rows, seqLen, d] of a batch at any cut, adapters applied, no dropout. */
-  private async final(b: TrainBatch): Promise<Float32Array> {
+  private final(b: TrainBatch): Promise<Float32Array> {
     this.checkCut(b);
-    if (this.ort)
-      return (
-        await this.ort.infer(b.hidden, b.mask, [b.rows, b.seqLen], {
-          from: b.cut,
-          adapters: this.ort.adapterArrays(this.lora.adapters(false), b.rows * b.seqLen),
-        })
-      ).y;
-    return tf.tidy(() => {
-      const mask = tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32');
-      return this.net.blocksForward(this.toDeepestCut(b, mask), mask, this.deepestCut, undefined, this.lora.adapters(false)).dataSync() as Float32Array;
-    });
+    return this.backend.forward(b, undefined, this.lora.adapters(false));
   }
 
   /** Token ids as a batch at cut 0 (their embeddings): the server runs the device blocks itself on held-out text. */
-  private embedded(ids: Int32Array, mask: Int32Array, rows: number, seqLen: number, labels: Int32Array = new Int32Array(0)): TrainBatch {
-    const hidden = this.ort
-      ? this.ort.embed(ids, mask, rows, seqLen)
-      : tf.tidy(() => this.net.hidden(tf.tensor2d(ids, [rows, seqLen], 'int32'), tf.tensor2d(mask, [rows, seqLen], 'int32'), 0).dataSync() as Float32Array);
-    return { cut: 0, rows, seqLen, hidden, mask, labels };
+  private async embedded(ids: Int32Array, mask: Int32Array, rows: number, seqLen: number, labels: Int32Array = new Int32Array(0)): Promise<TrainBatch> {
+    return { cut: 0, rows, seqLen, hidden: await this.backend.embed(ids, mask, rows, seqLen), mask, labels };
   }
 
   /** Hidden states [rows, seqLen, d] of token ids at `cut`, through the frozen blocks below it: what a device uploads. */
   async hiddenAt(ids: Int32Array, mask: Int32Array, rows: number, seqLen: number, cut: number): Promise<Float32Array> {
-    const b = this.embedded(ids, mask, rows, seqLen);
-    if (cut === 0) return b.hidden;
-    if (this.ort) return (await this.ort.infer(b.hidden, mask, [rows, seqLen], { from: 0, to: cut })).y;
-    return tf.tidy(
-      () =>
-        this.net
-          .blocksForward(tf.tensor3d(b.hidden, [rows, seqLen, this.net.config.nEmbd]), tf.tensor2d(mask, [rows, seqLen], 'int32'), 0, cut)
-          .dataSync() as Float32Array,
-    );
+    const b = await this.embedded(ids, mask, rows, seqLen);
+    return cut === 0 ? b.hidden : this.backend.forward(b, cut);
   }
 
   /** The mean loss of a batch at any cut, adapters applied, no dropout (held-out loss of causal-lm runs). */
   async evalLoss(b: TrainBatch): Promise<number> {
     const final = await this.final(b);
-    if (this.ort && this.task === 'causal-lm' && this.ort.hasLmHead) return this.ort.lmEvalLoss(final, b.labels);
+    if (this.task === 'causal-lm' && this.backend.lmLoss) return this.backend.lmLoss(final, b.labels);
     return tf.tidy(
       () => this.loss(tf.tensor3d(final, [b.rows, b.seqLen, this.net.config.nEmbd]), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), b.labels).dataSync()[0]!,
     );
   }
 
   /** The mean loss of token ids through the whole model (held-out completions): labels as in a causal-lm batch. */
-  tokenLoss(ids: Int32Array, attentionMask: Int32Array, labels: Int32Array, rows: number, seqLen: number): Promise<number> {
-    return this.evalLoss(this.embedded(ids, attentionMask, rows, seqLen, labels));
+  async tokenLoss(ids: Int32Array, attentionMask: Int32Array, labels: Int32Array, rows: number, seqLen: number): Promise<number> {
+    return this.evalLoss(await this.embedded(ids, attentionMask, rows, seqLen, labels));
   }
 
   /** Continues a prompt (token ids) with the adapters applied: the base model plus what training learnt. */
   async generate(prompt: readonly number[], options: DecodeOptions): Promise<number[]> {
     const c = this.net.config;
-    if (!familyOf(c).generation) throw new Error(`generation runs on ${familyNames((f) => f.generation)} models; this is ${familyOf(c).name}`);
-    if (!this.ort) return (this.net as TfLlama).generate(prompt, { ...options, adapters: this.lora.adapters(false) });
-    return this.ort.generate(
-      prompt,
-      { ...options, stop: options.stop ?? familyOf(c).stopTokens(c) },
-      this.ort.adapterArrays(this.lora.adapters(false), 1),
-      c.nPositions,
-    );
+    const family = familyOf(c);
+    if (!family.generation) throw new Error(`generation runs on ${familyNames((f) => f.generation)} models; this is ${family.name}`);
+    return this.backend.generate(prompt, { ...options, stop: options.stop ?? family.stopTokens(c) }, this.lora.adapters(false));
   }
 
   /** Classification logits [rows, classes] of a batch at any cut, adapters applied, no dropout. */
@@ -244,14 +190,14 @@ export class Trainer {
   }
 
   /** Token ids through the whole model (the server holds it all): evaluation on the operator's held-out text. */
-  predictTokens(ids: Int32Array, attentionMask: Int32Array, rows: number, seqLen: number): Promise<Float32Array> {
-    return this.predict(this.embedded(ids, attentionMask, rows, seqLen));
+  async predictTokens(ids: Int32Array, attentionMask: Int32Array, rows: number, seqLen: number): Promise<Float32Array> {
+    return this.predict(await this.embedded(ids, attentionMask, rows, seqLen));
   }
 
   /** Where the adapted blocks' time went on onnxruntime (a trainer made with blocks: { profile: true }). */
   onnxruntimeProfile(over?: { steps: number; warmUp: number }): Promise<OpTime[]> {
-    if (!this.ort) throw new Error(`the adapted blocks run on ${this.blocksOn}, not onnxruntime`);
-    return this.ort.profile(over);
+    if (!this.backend.profile) throw new Error(`the adapted blocks run on ${this.blocksOn}, not onnxruntime`);
+    return this.backend.profile(over);
   }
 
   exportAdapter(): AdapterWeights {
@@ -277,7 +223,7 @@ export class Trainer {
   }
 
   dispose(): void {
-    void this.ort?.release();
+    this.backend.dispose();
     this.net.dispose();
     this.lora.dispose();
     this.head?.dispose();

@@ -179,7 +179,7 @@ describe('onnxruntime blocks (ort-cpu)', () => {
           { task, blocks },
         );
         for (const [key, b] of t.lora.b) b.assign(tf.randomNormal(b.shape, 0, 0.1, 'float32', key.length));
-        const { loss, grads } = await t.lossAndGradientsAsync(batch, training);
+        const { loss, grads } = await t.lossAndGradients(batch, training);
         const out = { loss: loss.dataSync()[0]!, grads: t.variables().map((v) => grads[v.name]!.dataSync() as Float32Array) };
         tf.dispose([loss, ...Object.values(grads)]);
         t.dispose();

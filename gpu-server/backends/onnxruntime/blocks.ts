@@ -10,6 +10,7 @@ import * as ort from 'onnxruntime-node';
 import type { Model } from '../../../core/model/family.ts';
 import { lastTokenIndex, positionIds } from '../../../core/model/masking.ts';
 import { decode, type DecodeOptions } from '../../model/decode.ts';
+import type { Gradients, LossHead } from '../backend.ts';
 import type { Adapters, LinearAdapter } from '../tfjs/ops.ts';
 import { blockFamily, type BlockFamily } from './families.ts';
 import { OrtLmHead } from './lm-head.ts';
@@ -181,19 +182,18 @@ export class OrtBlocks {
    * alone where the family has pooled graphs (the rest of what `loss` sees is zeros: it reads none of it).
    */
   async lossAndGradients(
-    hidden: tf.Tensor3D,
-    mask: tf.Tensor2D,
+    hidden: Float32Array,
+    maskArray: Int32Array,
+    [B, T]: [number, number],
     adapters: Adapters,
     variables: tf.Variable[],
-    loss: (final: tf.Tensor3D) => tf.Scalar,
-    { labels, lastTokens = false }: { labels?: Int32Array; lastTokens?: boolean } = {},
-  ): Promise<{ loss: tf.Scalar; grads: Record<string, tf.Tensor> }> {
-    const [B, T, d] = hidden.shape;
+    { loss, labels, lastTokens = false }: LossHead,
+  ): Promise<Gradients> {
+    const d = this.family.nEmbd;
     const byName: Array<Record<string, { a: tf.Variable; b: tf.Variable }>> = [];
     const perBlock = this.adapterArrays(adapters, B * T, (i, linear, ad) => ((byName[i] ??= {})[linear] = { a: ad.a as tf.Variable, b: ad.b as tf.Variable }));
-    const maskArray = mask.dataSync() as Int32Array;
     const pooled = lastTokens && this.family.pooled ? lastTokenIndex(maskArray, B, T).map((t, b) => b * T + t) : undefined;
-    const { y, tape } = await this.forward(hidden.dataSync() as Float32Array, maskArray, [B, T], perBlock, pooled);
+    const { y, tape } = await this.forward(hidden, maskArray, [B, T], perBlock, pooled);
     let value: tf.Scalar;
     let dFinal: Float32Array;
     let grads: Record<string, tf.Tensor> = {};

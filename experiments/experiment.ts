@@ -4,45 +4,18 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { histogramTable, type PartitionSpec } from '../core/data/partition.ts';
+import { histogramTable } from '../core/data/partition.ts';
 import { familyOf, type Model } from '../core/model/family.ts';
-import type { Tokenizer } from '../core/tokenizer/tokenizer.ts';
 import { writeFileAtomic } from '../gpu-server/model/folder.ts';
-import type { OrderingSpec } from '../gpu-server/ordering/ordering.ts';
 import { DEVICE_PROFILES, methodRoundSeconds, type BatchOrder, type DeviceProfile, type Schedule } from './device-time.ts';
+import type { ExperimentOptions } from './experiment-options.ts';
 import { provenance } from './provenance.ts';
+
+export type { ExperimentOptions } from './experiment-options.ts';
 import { accuracyPlot, resultsTable } from './report.ts';
-import type { MethodName } from './sim/accounting.ts';
 import { runMethod, type MethodResult, type SimSpec } from './sim/methods.ts';
 import { setUpGenerationSimulation, setUpSimulation } from './sim/setup.ts';
 import type { GenerationTaskData, TaskData } from './tasks.ts';
-
-export interface ExperimentOptions {
-  /** A classification task, or GSM8K (generation: causal-LM on a Llama, evaluated by generating; needs `tokenizer`). */
-  task: TaskData | GenerationTaskData;
-  model: Model;
-  tokenizer?: Tokenizer;
-  modelName: string;
-  partition: PartitionSpec;
-  methods: MethodName[];
-  devices: number;
-  rounds: number;
-  trainRows: number;
-  evalRows: number;
-  batchSize: number;
-  seqLen: number;
-  cut: number;
-  lr: number;
-  rank: number;
-  ordering: OrderingSpec;
-  /** SplitFrozen's batches: device after device (the default) or interleaved. */
-  batchOrder?: BatchOrder;
-  avgEvery: number;
-  seed: number;
-  out: string;
-  command: string;
-  log?: (m: string) => void;
-}
 
 export async function runExperiment(o: ExperimentOptions): Promise<{ results: MethodResult[]; summary: Record<string, unknown> }> {
   const log = o.log ?? ((m: string) => process.stderr.write(`${m}\n`));

@@ -1,6 +1,19 @@
 /** The privacy frontier as an SVG: accuracy against the strongest attack's recovery, one curve per defence. */
 import { COLORS, escape } from './report.ts';
-import type { SweepPoint } from './privacy-sweep.ts';
+import type { DeviceSetting, SuiteResult } from './privacy.ts';
+
+/** One defence setting's point of the frontier: what the attacks recovered and what the model kept. */
+export interface SweepPoint {
+  setting: DeviceSetting;
+  name: string;
+  privacy: SuiteResult;
+  /** Final-round accuracy per seed, and their mean (classification). */
+  accuracies: number[];
+  accuracy: number;
+  /** Final-round held-out loss per seed, and their mean (for generation: the completions' next-token loss). */
+  losses: number[];
+  loss: number;
+}
 
 /** The curve a setting belongs to, and the label of its point. */
 function family(p: SweepPoint): { curve: string; label: string } {

@@ -14,18 +14,10 @@ import type { Model } from '../core/model/family.ts';
 import { defenceKey } from '../core/privacy/stream.ts';
 import type { Tokenizer } from '../core/tokenizer/tokenizer.ts';
 import { writeFileAtomic } from '../gpu-server/model/folder.ts';
-import {
-  attackSuite,
-  deviceSide,
-  describeSetting,
-  encodeTexts,
-  ortPrefix,
-  publicText,
-  type DeviceSetting,
-  type DeviceSide,
-  type SuiteResult,
-} from './privacy.ts';
-import { frontierPlot } from './privacy-plot.ts';
+import { attackSuite, deviceSide, describeSetting, encodeTexts, ortPrefix, publicText, type DeviceSetting, type DeviceSide } from './privacy.ts';
+import { frontierPlot, type SweepPoint } from './privacy-plot.ts';
+
+export type { SweepPoint } from './privacy-plot.ts';
 import { runMethod, type SimSpec } from './sim/methods.ts';
 import { setUpGenerationSimulation, setUpSimulation } from './sim/setup.ts';
 import type { GenerationTaskData, TaskData } from './tasks.ts';
@@ -56,18 +48,6 @@ export interface SweepOptions {
   out: string;
   command: string;
   log: (m: string) => void;
-}
-
-export interface SweepPoint {
-  setting: DeviceSetting;
-  name: string;
-  privacy: SuiteResult;
-  /** Final-round accuracy per seed, and their mean (classification). */
-  accuracies: number[];
-  accuracy: number;
-  /** Final-round held-out loss per seed, and their mean (for generation: the completions' next-token loss). */
-  losses: number[];
-  loss: number;
 }
 
 const generation = (task: SweepOptions['task']): task is GenerationTaskData => !('labels' in task);

@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Model } from '../core/model/family.ts';
-import type { ExperimentOptions } from './experiment.ts';
+import type { ExperimentOptions } from './experiment-options.ts';
 
 export type Provenance = Record<string, unknown>;
 

@@ -9,7 +9,7 @@ import type { Tensor } from '../tensors/tensor.ts';
 import { familyOf, type Model, type ModelConfig } from '../model/family.ts';
 import { requireParam } from '../model/params.ts';
 import { quantizeInt8 } from './quantize.ts';
-import type { PrefixWeights } from './prefix.ts';
+import type { PrefixWeights } from './prefix-context.ts';
 
 export interface TokenTable {
   vocabSize: number;

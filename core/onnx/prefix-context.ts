@@ -1,6 +1,9 @@
 /** What a family's prefix blocks need from the graph around them (core/onnx/prefix.ts builds it). */
 import type { GraphBuilder } from './graph.ts';
 
+/** How the prefix stores its weights: float32, or int8 with per-column (linears) and per-row (token table) scales. */
+export type PrefixWeights = 'fp32' | 'int8';
+
 export interface PrefixContext {
   g: GraphBuilder;
   /** A float32 parameter of the model as an initializer. */

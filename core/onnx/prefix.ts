@@ -17,10 +17,10 @@ import { familyOf, type Model } from '../model/family.ts';
 import { requireParam } from '../model/params.ts';
 import { tokenTableName } from './embedding.ts';
 import { DT, GraphBuilder } from './graph.ts';
-import type { PrefixContext } from './prefix-context.ts';
+import type { PrefixContext, PrefixWeights } from './prefix-context.ts';
 import { quantizeInt8 } from './quantize.ts';
 
-export type PrefixWeights = 'fp32' | 'int8';
+export type { PrefixWeights } from './prefix-context.ts';
 
 export interface PrefixOptions {
   cut: number;

@@ -5,10 +5,20 @@
  */
 import { z } from 'zod';
 import { parseDefence, type Defence } from '../privacy/defence.ts';
-import type { ShardSummary } from './device-client.ts';
 import { LOWEST_CUT, parseApproval, type DevicePolicy } from './policy.ts';
-import type { RoundStatus } from './round.ts';
+import type { RoundStatus, RoundTask } from './round.ts';
 import { untrustedText } from './untrusted.ts';
+
+/** A shard as a device lists it (checked against the schema below before anything reads it). */
+export interface ShardSummary {
+  name: string;
+  rows: number;
+  /** The shard's task (devices before generation existed list none: classification). */
+  task?: RoundTask;
+  labels: string[];
+  /** Changes whenever the shard's content does. */
+  etag: string;
+}
 
 /** A device's answer that fails its schema: the device is left out, not retried. */
 export class AnswerError extends Error {

@@ -1,23 +1,15 @@
 /** The training server's side of the device API: signed calls to a device worker. */
 import { deviceSecret, signRequest } from '../auth/signing.ts';
 import { readUpTo } from '../streams/read-up-to.ts';
-import { parseDevicePolicy, parseRoundStatus, parseShardListing } from './answers.ts';
+import { parseDevicePolicy, parseRoundStatus, parseShardListing, type ShardSummary } from './answers.ts';
 import type { DevicePolicy } from './policy.ts';
-import type { RoundRequest, RoundStatus, RoundTask } from './round.ts';
+import type { RoundRequest, RoundStatus } from './round.ts';
 import { untrustedText } from './untrusted.ts';
 
 /** The largest answer read from a device: a listing of a thousand shards is well under it. */
 export const MAX_ANSWER_BYTES = 4 * 1024 * 1024;
 
-export interface ShardSummary {
-  name: string;
-  rows: number;
-  /** The shard's task (devices before generation existed list none: classification). */
-  task?: RoundTask;
-  labels: string[];
-  /** Changes whenever the shard's content does. */
-  etag: string;
-}
+export type { ShardSummary } from './answers.ts';
 
 export class DeviceError extends Error {
   constructor(

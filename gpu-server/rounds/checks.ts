@@ -7,10 +7,41 @@
 import { IGNORE_INDEX } from '../../core/data/generation.ts';
 import { sha256Hex } from '../../core/auth/signing.ts';
 import { decodeActivationBatch, type ActivationBatch } from '../../core/wire/activations.ts';
-import type { ActivationManifest, ManifestBatch } from '../../core/wire/round.ts';
-import { canonicalDefence, parseDefence } from '../../core/privacy/defence.ts';
+import type { ActivationDType, ActivationManifest, ManifestBatch } from '../../core/wire/round.ts';
+import { canonicalDefence, parseDefence, type Defence } from '../../core/privacy/defence.ts';
 import { positionOver } from './bounds.ts';
-import type { FeedSource, VerifiedBatch } from './feed.ts';
+
+export interface FeedSource {
+  runId: string;
+  deviceId: string;
+  /** The round whose activations are read: an earlier one when the server reuses cached activations. */
+  round: number;
+  cut: number;
+  nEmbd: number;
+  /**
+   * What a batch's labels must be: one class per row in [0, classes), or (perToken) one next-token id per position
+   * in [0, classes) or IGNORE_INDEX, with at least one labelled position.
+   */
+  labels: { perToken: boolean; classes: number };
+  /** The batches the plan expects: the manifest must list exactly indices 0..batches-1. */
+  batches: number;
+  /** What the manifest must say as the plan does: the segment, the dtype, the rows in all. */
+  modelSha256: string;
+  dtype: ActivationDType;
+  rows: number;
+  /** The most rows and positions a batch may have (the run's batch size; its seqLen within the model's positions). */
+  batchSize: number;
+  seqLen: number;
+  /** The largest norm a position may have under the manifest's defence (bounds.ts), or why its clip is refused. */
+  normBound: (defence: Defence, clip: number | undefined) => number | string;
+  /** The largest object a batch of the plan can be: nothing larger is downloaded. */
+  maxBatchBytes: number;
+}
+
+export interface VerifiedBatch extends ActivationBatch {
+  key: string;
+  bytes: number;
+}
 
 /** The manifest, checked against the plan, or what is wrong with it. */
 export function parseManifest(bytes: Uint8Array, src: FeedSource): ActivationManifest | string {

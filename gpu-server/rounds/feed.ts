@@ -10,47 +10,16 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { withRetries } from '../../core/retry.ts';
 import { keys } from '../../core/storage/keys.ts';
 import { ObjectTooLarge, type ObjectStore } from '../../core/storage/store.ts';
-import type { ActivationBatch } from '../../core/wire/activations.ts';
-import type { ActivationDType, ActivationManifest, ManifestBatch, RoundStatus } from '../../core/wire/round.ts';
-import { canonicalDefence, type Defence } from '../../core/privacy/defence.ts';
-import { parseManifest, verify } from './checks.ts';
+import type { ActivationManifest, ManifestBatch, RoundStatus } from '../../core/wire/round.ts';
+import { canonicalDefence } from '../../core/privacy/defence.ts';
+import { parseManifest, verify, type FeedSource, type VerifiedBatch } from './checks.ts';
 
-export interface FeedSource {
-  runId: string;
-  deviceId: string;
-  /** The round whose activations are read: an earlier one when the server reuses cached activations. */
-  round: number;
-  cut: number;
-  nEmbd: number;
-  /**
-   * What a batch's labels must be: one class per row in [0, classes), or (perToken) one next-token id per position
-   * in [0, classes) or IGNORE_INDEX, with at least one labelled position.
-   */
-  labels: { perToken: boolean; classes: number };
-  /** The batches the plan expects: the manifest must list exactly indices 0..batches-1. */
-  batches: number;
-  /** What the manifest must say as the plan does: the segment, the dtype, the rows in all. */
-  modelSha256: string;
-  dtype: ActivationDType;
-  rows: number;
-  /** The most rows and positions a batch may have (the run's batch size; its seqLen within the model's positions). */
-  batchSize: number;
-  seqLen: number;
-  /** The largest norm a position may have under the manifest's defence (bounds.ts), or why its clip is refused. */
-  normBound: (defence: Defence, clip: number | undefined) => number | string;
-  /** The largest object a batch of the plan can be: nothing larger is downloaded. */
-  maxBatchBytes: number;
-}
+export type { FeedSource, VerifiedBatch } from './checks.ts';
 
 /** The largest activation object of a batch: fp32 hidden states, int32 masks and labels, and a generous header. */
 export function maxBatchBytes(batchSize: number, seqLen: number, nEmbd: number): number {
   // Per position: the hidden state, the mask and (generation) a label.
   return batchSize * seqLen * (nEmbd * 4 + 8) + batchSize * 4 + 64 * 1024;
-}
-
-export interface VerifiedBatch extends ActivationBatch {
-  key: string;
-  bytes: number;
 }
 
 /** Batches a feed downloads ahead of the one being trained on, unless told otherwise. */

@@ -4,7 +4,7 @@
  */
 import { GPT2_SPECIAL } from '../../tokenizer/gpt2.ts';
 import { configToJson, parseGpt2Config, type GPT2Config } from './config.ts';
-import type { Family } from '../family.ts';
+import type { Family } from '../family-type.ts';
 import { makeGpt2 } from './make.ts';
 import { gpt2PrefixBlocks } from './prefix-graph.ts';
 import { BLOCK_LINEARS, gpt2Layout, linearShape, type BlockLinear } from './weights.ts';

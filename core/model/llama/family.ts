@@ -1,6 +1,6 @@
 /** Llama (3.x) as a family of the project: what the rest of the code asks of it. */
 import { llama3TokenizerFiles } from '../../tokenizer/llama3.ts';
-import type { Family } from '../family.ts';
+import type { Family } from '../family-type.ts';
 import { makeLlama } from './make.ts';
 import { llamaPrefixBlocks } from './prefix-graph.ts';
 import { llamaConfigToJson, parseLlamaConfig, type LlamaConfig } from './config.ts';

@@ -1,21 +1,9 @@
 import type { NonceGuard } from './nonces.ts';
 import type { RoundRunner } from './runner.ts';
-import type { DeviceVars } from './settings.ts';
+import type { Bindings } from './bindings.ts';
 
 /** The device worker's bindings (wrangler.toml) and secrets (`wrangler secret put`), as given; settings.ts checks them. */
-export interface Env extends DeviceVars {
-  /**
-   * This device's own secret, derived from the training server's master secret and DEVICE_ID
-   * (`npm run cli -- device-secret --device ID`); the server signs this device's requests with it.
-   */
-  ROUND_SECRET?: string;
-  /**
-   * The key of this device's defence noise (core/privacy/stream.ts), known to no one but the device: not derived
-   * from the server's secret, or the server could subtract the noise. Set once by the owner and kept.
-   */
-  DEFENCE_SECRET?: string;
-  /** Private: shards live here and nowhere else. */
-  SHARDS: R2Bucket;
+export interface Env extends Bindings {
   ROUNDS: DurableObjectNamespace<RoundRunner>;
   NONCES: DurableObjectNamespace<NonceGuard>;
 }

@@ -1,9 +1,9 @@
 /** Remembers the nonces of signed requests for the replay window, so each signed request is accepted once. */
 import { DurableObject } from 'cloudflare:workers';
 import { REPLAY_WINDOW_MS } from '../../../core/auth/signing.ts';
-import type { Env } from './env.ts';
+import type { Bindings } from './bindings.ts';
 
-export class NonceGuard extends DurableObject<Env> {
+export class NonceGuard extends DurableObject<Bindings> {
   /** True the first time a nonce is seen; false for a replay. */
   async claim(nonce: string, timestamp: number): Promise<boolean> {
     const key = `n:${nonce}`;

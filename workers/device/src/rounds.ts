@@ -3,7 +3,7 @@ import { Hono } from 'hono';
 import { parseRoundRequest } from '../../../core/wire/round.ts';
 import { serverOnly } from './auth.ts';
 import type { Env } from './env.ts';
-import { refusalOf } from './policy.ts';
+import { refusalOf } from './policy-store.ts';
 
 export const rounds = new Hono<{ Bindings: Env }>();
 

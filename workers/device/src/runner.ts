@@ -9,15 +9,15 @@
 import { DurableObject } from 'cloudflare:workers';
 import { sha256Hex } from '../../../core/auth/signing.ts';
 import type { ActivationManifest, ManifestBatch, RoundRequest, RoundStatus } from '../../../core/wire/round.ts';
-import type { Env } from './env.ts';
+import type { Bindings } from './bindings.ts';
 import { deviceSettings } from './settings.ts';
 import type { TokenTable } from '../../../core/onnx/embedding.ts';
 import { encodeCalibration, encodeRows, forwardBatch, roundTokenizer, segmentClip, type EncodedRows, type Row } from './forward.ts';
 import { session, shardTokenTable } from './onnx.ts';
-import { roundPolicy } from './policy.ts';
+import { roundPolicy } from './policy-store.ts';
 import { canonicalDefence } from '../../../core/privacy/defence.ts';
 import { defenceKey } from '../../../core/privacy/stream.ts';
-import { listShards, loadShard } from './shards.ts';
+import { listShards, loadShard } from './shard-store.ts';
 import { putWithRetry } from './upload.ts';
 import { reportable, RoundError, step } from './errors.ts';
 
@@ -50,7 +50,7 @@ export function workHash(r: RoundRequest): Promise<string> {
   );
 }
 
-export class RoundRunner extends DurableObject<Env> {
+export class RoundRunner extends DurableObject<Bindings> {
   private rows: Row[] | undefined;
   /**
    * The shard's batches as token ids, made once per round before the model segment is loaded: a large tokenizer

@@ -1,0 +1,57 @@
+/** The owner's policy as stored in the device's bucket, and what it says of a round (policy.ts serves it). */
+import { defenceFor, parseApproval, segmentRefusal, urlRefusal, type DevicePolicy, type SegmentApproval } from '../../../core/wire/policy.ts';
+import type { Defence } from '../../../core/privacy/defence.ts';
+import type { RoundRequest } from '../../../core/wire/round.ts';
+import type { Bindings } from './bindings.ts';
+import { deviceSettings } from './settings.ts';
+
+export const approvalKey = (sha256: string) => `approvals/${sha256}.json`;
+
+export async function loadPolicy(env: Bindings): Promise<DevicePolicy> {
+  const { minCut, approvedSegments, defence } = deviceSettings(env);
+  const approvals: SegmentApproval[] = [...approvedSegments];
+  let cursor: string | undefined;
+  do {
+    const page = await env.SHARDS.list({ prefix: 'approvals/', cursor });
+    for (const o of page.objects) {
+      const stored = await env.SHARDS.get(o.key);
+      // Checked against today's MIN_CUT when a round names it (segmentRefusal), not against the one it was stored under.
+      if (stored) approvals.push(parseApproval(await stored.json(), 0));
+    }
+    cursor = page.truncated ? page.cursor : undefined;
+  } while (cursor);
+  return { minCut, approvals, defence };
+}
+
+/** The least length of DEFENCE_SECRET: the key of the defence's noise, which no one else may guess. */
+export const DEFENCE_SECRET_CHARS = 32;
+
+/**
+ * What the owner's policy says of the request's segment: why it is refused (or undefined), and the defence its
+ * uploads carry. The defence comes from the owner alone (the approval, else DEFENCE): no request can lower it.
+ */
+export async function roundPolicy(env: Bindings, request: Omit<RoundRequest, 'uploads'>): Promise<{ refusal?: string; defence: Defence }> {
+  const policy = await loadPolicy(env);
+  const defence = defenceFor(policy, request.model.sha256);
+  const refusal =
+    segmentRefusal(policy, {
+      sha256: request.model.sha256,
+      cut: request.cut,
+      tokenTable: request.tokenTable?.sha256,
+      weights: request.weights?.sha256,
+      tokenizer: request.tokenizer?.sha256,
+      task: request.task,
+    }) ??
+    (defence.mechanism !== 'none' && (env.DEFENCE_SECRET ?? '').length < DEFENCE_SECRET_CHARS
+      ? `this device's owner set a defence but no DEFENCE_SECRET of ${DEFENCE_SECRET_CHARS}+ characters (wrangler secret put DEFENCE_SECRET; keep it: a new one lets a server average old and new uploads)`
+      : undefined);
+  return { refusal, defence };
+}
+
+/**
+ * Why this device's owner does not allow the request to run, or undefined: checked before a round starts (nothing
+ * is fetched before). The segment is checked again before each piece of a round, so a revoked approval stops it.
+ */
+export async function refusalOf(env: Bindings, request: RoundRequest): Promise<string | undefined> {
+  return (await roundPolicy(env, request)).refusal ?? urlRefusal(deviceSettings(env).storageOrigins, request);
+}

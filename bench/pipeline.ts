@@ -3,14 +3,14 @@
  * feed, trainer on the auto backend, checkpoints) trains one round of the same work pipelined (every device starts at
  * once; the server trains device i while the later ones compute) and stop-and-wait (the next device is asked only
  * after the server has trained the previous one). The devices are in-process stand-ins of a declared speed
- * (gpu-server/rounds/fixtures.ts: they sleep for their batch time instead of computing, so they take no core from
+ * (tests/support/round-world.ts: they sleep for their batch time instead of computing, so they take no core from
  * the server; device workers themselves are measured by bench:device and bench:worker). Each schedule's training
  * wall time beside the makespan the device-time model (experiments/device-time.ts) predicts from the measured step
  * time and the declared device speeds. JSON on stdout, progress on stderr.
  */
 import { cliArgs, int } from '../infra/cli.ts';
 import { roundMakespan } from '../experiments/device-time.ts';
-import { world } from '../gpu-server/rounds/fixtures.ts';
+import { world } from '../tests/support/round-world.ts';
 import { RunRegistry } from '../gpu-server/runs/registry.ts';
 import { parseRunSpec } from '../gpu-server/runs/spec.ts';
 import type { RoundMetrics } from '../gpu-server/runs/types.ts';

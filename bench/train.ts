@@ -27,7 +27,7 @@ import { Trainer, type TrainBatch, type TrainSpec } from '../gpu-server/train/tr
 import type { PendingStep } from '../gpu-server/train/pending-step.ts';
 import { getThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { kernelProfile, type KernelTime } from './profile.ts';
-import { maxRelativeDifference, tinyStepGradients } from '../gpu-server/train/parity.ts';
+import { maxRelativeDifference, tinyStepGradients } from '../tests/support/step-parity.ts';
 import type { OpTime, OrtOptions } from '../gpu-server/backends/onnxruntime/blocks.ts';
 import { cliArgs, fail, int } from '../infra/cli.ts';
 

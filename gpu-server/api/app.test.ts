@@ -7,7 +7,7 @@ import { Hono } from 'hono';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADAPTER_CONFIG } from '../../core/peft/adapter.ts';
-import { world, type World } from '../rounds/fixtures.ts';
+import { world, type World } from '../../tests/support/round-world.ts';
 import { RunRegistry } from '../runs/registry.ts';
 import { initBackend } from '../backends/tfjs/runtime.ts';
 import { createApp } from './app.ts';

@@ -12,7 +12,7 @@ import type { RunRecord } from '../runs/types.ts';
 import { parseRunSpec } from '../runs/spec.ts';
 import { parseSafetensors } from '../../core/tensors/safetensors.ts';
 import { initBackend } from '../backends/tfjs/runtime.ts';
-import { world, type World } from './fixtures.ts';
+import { world, type World } from '../../tests/support/round-world.ts';
 
 let w: World;
 const registries: RunRegistry[] = [];

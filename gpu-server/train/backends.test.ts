@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { initBackend } from '../backends/tfjs/runtime.ts';
-import { maxRelativeDifference, tinySetup, tinyStepGradients } from './parity.ts';
+import { maxRelativeDifference, tinySetup, tinyStepGradients } from '../../tests/support/step-parity.ts';
 import { Trainer } from './trainer.ts';
 
 const { model, spec, batch } = tinySetup();

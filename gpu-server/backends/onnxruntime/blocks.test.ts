@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { MemoryStore } from '../../../core/storage/memory.ts';
 import { loadCheckpoint, saveCheckpoint } from '../../runs/checkpoint.ts';
 import { initBackend } from '../tfjs/runtime.ts';
-import { maxRelativeDifference, tinySetup, tinyStepGradients } from '../../train/parity.ts';
+import { maxRelativeDifference, tinySetup, tinyStepGradients } from '../../../tests/support/step-parity.ts';
 import { Trainer } from '../../train/trainer.ts';
 import type { BlockLinear } from '../../../core/model/gpt2/weights.ts';
 import { linearInOut } from '../../../core/model/family.ts';

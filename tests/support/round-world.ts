@@ -19,9 +19,9 @@ import { encodeActivationBatch } from '../../core/wire/activations.ts';
 import type { ShardSummary } from '../../core/wire/device-client.ts';
 import type { DevicePolicy } from '../../core/wire/policy.ts';
 import type { ActivationManifest, RoundRequest, RoundStatus } from '../../core/wire/round.ts';
-import { writeModelFolder, writeTokenizer } from '../model/folder.ts';
-import type { RunSpecInput } from '../runs/spec.ts';
-import type { DeviceApi } from './context.ts';
+import { writeModelFolder, writeTokenizer } from '../../gpu-server/model/folder.ts';
+import type { RunSpecInput } from '../../gpu-server/runs/spec.ts';
+import type { DeviceApi } from '../../gpu-server/rounds/context.ts';
 
 /** The fixture models' width (by default): the in-process devices' hidden states have it. */
 const WIDTH = 32;

@@ -6,8 +6,8 @@ import * as tf from '@tensorflow/tfjs';
 import { gpt2Config } from '../../core/model/gpt2/config.ts';
 import { initModel } from '../../core/model/gpt2/init.ts';
 import { Random } from '../../core/random.ts';
-import type { OrtOptions } from '../backends/onnxruntime/blocks.ts';
-import { Trainer, type TrainBatch, type TrainSpec } from './trainer.ts';
+import type { OrtOptions } from '../../gpu-server/backends/onnxruntime/blocks.ts';
+import { Trainer, type TrainBatch, type TrainSpec } from '../../gpu-server/train/trainer.ts';
 
 export interface StepGradients {
   loss: number;

@@ -6,7 +6,7 @@
  * batch against the manifest's SHA-256s before training on it: gpu-server/rounds/feed.ts), so a device's compute
  * overlaps the server's work on the devices before it, never on itself.
  */
-import type { RunSpec } from '../gpu-server/runs/spec.ts';
+import type { BatchOrder } from '../gpu-server/ordering/turns.ts';
 
 export interface DeviceWork {
   id: string;
@@ -24,7 +24,7 @@ export interface Makespan {
 
 export type Schedule = 'pipelined' | 'stop-and-wait';
 /** The run setting training.batchOrder (gpu-server/runs/spec.ts). */
-export type BatchOrder = RunSpec['training']['batchOrder'];
+export type { BatchOrder } from '../gpu-server/ordering/turns.ts';
 
 /**
  * The round's makespan: devices in `order`, the server's step `serverSecondsPerBatch`. Interleaved (one batch of each

@@ -14,6 +14,7 @@ import type { Model } from '../../core/model/family.ts';
 import type { AdapterWeights } from '../../core/peft/adapter.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 import { orderFor } from '../../gpu-server/ordering/ordering.ts';
+import { inOrder, turns } from '../../gpu-server/ordering/turns.ts';
 import { Trainer, type TrainBatch } from '../../gpu-server/train/trainer.ts';
 import type { MethodWork } from '../device-time.ts';
 import { adapterBytes, methodCosts, type MethodName } from './accounting.ts';
@@ -107,24 +108,25 @@ export async function runMethod(
     const byId = new Map(devices.map((d) => [d.id, d]));
     const updates = new Map<string, Float32Array>();
     switch (method) {
-      case 'splitfrozen':
-        if (spec.batchOrder === 'interleaved') {
-          // As the server interleaves: one batch of each device in the client order, until every device's run out.
-          const lists = order.map((id) => sim.batches(byId.get(id)!, round));
-          for (let i = 0; lists.some((l) => i < l.length); i++) for (const l of lists) if (i < l.length) losses.push(await step(sim.atCut(l[i]!, cut)));
-        } else
-          for (const id of order) {
-            const before = grab ? t.flatAdapters() : undefined;
-            for (const b of sim.batches(byId.get(id)!, round)) losses.push(await step(sim.atCut(b, cut)));
-            if (before)
-              updates.set(
-                id,
-                t.flatAdapters().map((x, i) => x - before[i]),
-              );
-          }
+      case 'splitfrozen': {
+        // The server's own schedule (by device, or one batch of each device in turn), over the devices' batches.
+        let before: Float32Array | undefined;
+        const open = async (id: string) => {
+          before = grab ? t.flatAdapters() : undefined;
+          return inOrder(sim.batches(byId.get(id)!, round));
+        };
+        for await (const turn of turns(order, spec.batchOrder ?? 'by-device', open)) {
+          if ('batch' in turn) losses.push(await step(sim.atCut(turn.batch, cut)));
+          else if (before)
+            updates.set(
+              turn.device,
+              t.flatAdapters().map((x, i) => x - before![i]),
+            );
+        }
         // Activations go up once: later rounds reuse them (the prefix is frozen).
         if (round === 0) for (const id of order) bytesUp += tokensOf(byId.get(id)!) * model.config.nEmbd * spec.wireBytes;
         break;
+      }
       case 'splitfrozen-parallel':
       case 'fedlora': {
         const global = t.exportAdapter();

@@ -6,8 +6,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { Model } from '../../core/model/family.ts';
 import type { AdapterWeights } from '../../core/peft/adapter.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
-import { Random } from '../../core/random.ts';
-import { permutation, type OrderingSpec } from '../../gpu-server/ordering/ordering.ts';
+import { type OrderingSpec } from '../../gpu-server/ordering/ordering.ts';
+import { deviceBatchOrder } from '../../gpu-server/ordering/turns.ts';
 import { scoreLogits } from '../../gpu-server/train/score.ts';
 import { Trainer, type TrainBatch } from '../../gpu-server/train/trainer.ts';
 import { complete, completionLoss } from '../../gpu-server/runs/evaluate.ts';
@@ -107,10 +107,7 @@ const GENERATE_TOKENS = 32;
 
 /** A device's batches in a new order each round, the same for every method. */
 export function roundBatches(d: SimDevice, round: number, seed: number): TokenBatch[] {
-  return permutation(
-    d.batches.map((_, i) => String(i)),
-    new Random(seed * 131 + round * 17 + d.rows),
-  ).map((i) => d.batches[Number(i)]);
+  return deviceBatchOrder(d.batches.length, { seed, round, device: d.id }).map((i) => d.batches[i]!);
 }
 
 /** Weighted average of adapters (FedAvg). */

@@ -3,10 +3,9 @@
  * turn), each device's batches as the poller verifies them, checkpointing as it goes. A resumed round skips what its
  * checkpoint says was trained; a cancelled one stops at the next batch boundary with a checkpoint of what it trained.
  */
-import { Random } from '../../core/random.ts';
 import { keys } from '../../core/storage/keys.ts';
 import { describeDefence } from '../../core/privacy/defence.ts';
-import { permutation } from '../ordering/ordering.ts';
+import { deviceBatchOrder, turns } from '../ordering/turns.ts';
 import type { RoundPlan } from '../runs/plan.ts';
 import { saveCheckpoint, type DeviceStart } from '../runs/checkpoint.ts';
 import type { RoundProgress } from '../runs/types.ts';
@@ -116,11 +115,7 @@ export async function trainDevices(
   const feed = (id: string, prefetch = opts.prefetch) => {
     const d = plan.devices[id];
     const dp = progress.devices[id];
-    const shuffle = (batches: unknown[]) =>
-      permutation(
-        batches.map((_, i) => String(i)),
-        new Random(spec.training.seed * 31 + round * 7 + hashString(id)),
-      ).map(Number);
+    const shuffle = (batches: unknown[]) => deviceBatchOrder(batches.length, { seed: spec.training.seed, round, device: id });
     return activationFeed(
       opts.store,
       {
@@ -194,83 +189,49 @@ export async function trainDevices(
   const guard = DeviceGuard.of(trainer, tokenizer, spec, evalRows);
   let mark: GuardMark | undefined;
 
-  if (spec.training.batchOrder === 'interleaved') {
-    // Every device's feed at once, one batch from each in the client order in turn; a device leaves the rotation
-    // when its batches run out or it fails. Stop-and-wait: the devices compute first, then the server trains.
+  const batchOrder = spec.training.batchOrder;
+  let share = opts.prefetch;
+  if (batchOrder === 'interleaved') {
+    // Stop-and-wait: the devices compute first, then the server trains.
     if (stopAndWait) for (const id of pending) await startDevice(id);
     // The rotation comes back to a device only after a batch of each other one: its feed needs a share of the
     // prefetch window (one batch at least), not all of it, so the batches downloaded ahead stay at the window's size
     // until the devices outnumber it.
-    const live = pending.filter((id) => progress.devices[id].state !== 'failed');
-    const share = Math.max(1, Math.floor((opts.prefetch ?? DEFAULT_PREFETCH) / live.length));
-    const rotation = live.map((id) => ({ id, batches: feed(id, share) }));
-    for (const { id } of rotation) progress.devices[id].state = 'training';
-    try {
-      while (rotation.length > 0 && !cancelled()) {
-        for (let i = 0; i < rotation.length && !cancelled();) {
-          const { id, batches } = rotation[i];
-          let next: IteratorResult<VerifiedBatch>;
-          try {
-            next = await batches.next();
-          } catch (e) {
-            rotation.splice(i, 1);
-            await finish(id, e);
-            continue;
-          }
-          if (next.done) {
-            rotation.splice(i, 1);
-            await finish(id);
-            continue;
-          }
-          await train(next.value, id);
-          i++;
-        }
-      }
-    } finally {
-      await Promise.all(rotation.map((r) => r.batches.return(undefined)));
+    const live = pending.filter((id) => progress.devices[id].state !== 'failed').length;
+    share = Math.max(1, Math.floor((opts.prefetch ?? DEFAULT_PREFETCH) / Math.max(1, live)));
+  }
+  /** A device's turn comes (by device: after the one before it; interleaved: all at the start). */
+  const open = async (id: string) => {
+    if (cancelled()) return undefined;
+    if (stopAndWait && batchOrder === 'by-device') await startDevice(id);
+    const dp = progress.devices[id];
+    if (dp.state === 'failed') return undefined;
+    dp.state = 'training';
+    started.add(id);
+    // GraB's update for this device is measured from the adapters it started from, which a resumed round reads
+    // from its checkpoint rather than from the adapters as they are now.
+    if (spec.ordering.kind === 'grab' && current?.device !== id) current = { device: id, adapters: trainer.flatAdapters() };
+    // A device resumed mid-way after a restart has no mark: the state before its first batch was not kept.
+    if (guard && consumedOf(id).length === 0) mark = await guard.mark(id);
+    return feed(id, share);
+  };
+  const started = new Set<string>();
+  for await (const turn of turns(pending, batchOrder, open)) {
+    if ('batch' in turn) await train(turn.batch, turn.device);
+    else {
+      started.delete(turn.device);
+      await finish(turn.device, turn.failure);
     }
-    await settle();
-    if (cancelled()) {
-      for (const { id } of rotation) progress.devices[id].state = 'waiting';
-      if (rotation.some(({ id }) => progress.devices[id].trained > 0)) await checkpoint(false);
-    }
-  } else {
-    for (const id of pending) {
-      if (cancelled()) break;
-      if (stopAndWait) await startDevice(id);
-      const dp = progress.devices[id];
-      if (dp.state === 'failed') continue;
-      dp.state = 'training';
-      // GraB's update for this device is measured from the adapters it started from, which a resumed round reads
-      // from its checkpoint rather than from the adapters as they are now.
-      if (spec.ordering.kind === 'grab' && current?.device !== id) current = { device: id, adapters: trainer.flatAdapters() };
-      // A device resumed mid-way after a restart has no mark: the state before its first batch was not kept.
-      if (guard && consumedOf(id).length === 0) mark = await guard.mark(id);
-      let failure: unknown;
-      try {
-        for await (const batch of feed(id)) {
-          await train(batch, id);
-          if (cancelled()) break;
-        }
-      } catch (e) {
-        failure = e;
-      }
-      await finish(id, failure);
-      if (cancelled()) {
-        if (dp.trained > 0) await checkpoint(false);
-        break;
-      }
-    }
+    if (cancelled()) break;
+  }
+  await settle();
+  if (cancelled()) {
+    // The devices cut short: waiting, to train their remaining batches when the round is triggered again.
+    for (const id of started) await finish(id);
+    if (pending.some((id) => progress.devices[id].trained > 0)) await checkpoint(false);
   }
   const wallMs = performance.now() - phaseStart;
   if (cancelled()) return { losses, trainMs, wallMs, cancelled: true };
   if (!previous?.complete) await checkpoint(true);
   return { losses, trainMs, wallMs, cancelled: false };
-}
-
-/** A device id as a seed: its batch order differs from other devices' and stays the same across restarts. */
-function hashString(s: string): number {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619) >>> 0;
-  return h % 100_000;
 }

@@ -102,7 +102,7 @@ try {
       rows.slice(from, from + BATCH).map((r) => r.text),
       { maxLength: SEQ, padTokenId: 0 },
     );
-    const shape = [enc.batch, enc.seq];
+    const shape = [enc.rows, enc.seqLen];
     const feeds = {
       input_ids: new ort.Tensor('int64', BigInt64Array.from(enc.ids, BigInt), shape),
       attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), shape),

@@ -32,7 +32,7 @@ export interface Batch {
 
 export function encodeTexts(tokenizer: Tokenizer, texts: readonly TextInput[], seqLen: number): Batch {
   const enc = tokenizer.encodeBatch(texts, { maxLength: seqLen });
-  return { ids: enc.ids, mask: enc.attentionMask, rows: enc.batch, seq: enc.seq };
+  return { ids: enc.ids, mask: enc.attentionMask, rows: enc.rows, seq: enc.seqLen };
 }
 
 /** The prefix [0, cut) on onnxruntime-node, run in chunks of rows. */

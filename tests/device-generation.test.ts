@@ -129,14 +129,14 @@ describe('a Llama generation round on workerd and S3', () => {
       const batch = decodeActivationBatch((await store.get(keys.activationBatch('run-gen', 'dev-g', 0, b)))!);
       const rows = PROBLEMS.slice(b * 2, b * 2 + 2).map((p) => gsm8kExample(p.question, p.answer));
       const want = encodeGenerationBatch(tokenizer, rows, 96, 128001);
-      expect(batch.seqLen).toBe(want.seq);
+      expect(batch.seqLen).toBe(want.seqLen);
       expect(Array.from(batch.labels)).toEqual(Array.from(want.labels));
       // The labels are the completion's tokens and the end token; the question never leaves as ids.
       const labelled = Array.from(batch.labels).filter((l) => l !== IGNORE_INDEX);
       expect(labelled).toEqual(rows.flatMap((row) => [...tokenizer.encode(row.completion), 128001]));
       const out = await session.run({
-        inputs_embeds: new ort.Tensor('float32', lookupTokens(table, want.ids), [want.batch, want.seq, 32]),
-        attention_mask: new ort.Tensor('int64', BigInt64Array.from(want.attentionMask, BigInt), [want.batch, want.seq]),
+        inputs_embeds: new ort.Tensor('float32', lookupTokens(table, want.ids), [want.rows, want.seqLen, 32]),
+        attention_mask: new ort.Tensor('int64', BigInt64Array.from(want.attentionMask, BigInt), [want.rows, want.seqLen]),
       });
       expect(maxAbsDiff(batch.hidden, paddingZeroed(out[PREFIX_OUTPUT]!.data as Float32Array, want.attentionMask, 32))).toBeLessThan(1e-5);
     }

@@ -119,12 +119,12 @@ async function expectedHidden(rows: typeof ROWS, seqLen: number, padTokenId: num
     { maxLength: seqLen, padTokenId },
   );
   const session = await ort.InferenceSession.create(onnx);
-  const shape = [enc.batch, enc.seq];
+  const shape = [enc.rows, enc.seqLen];
   const out = await session.run({
     input_ids: new ort.Tensor('int64', BigInt64Array.from(enc.ids, BigInt), shape),
     attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), shape),
   });
-  return { hidden: out[PREFIX_OUTPUT].data as Float32Array, mask: enc.attentionMask, seq: enc.seq };
+  return { hidden: out[PREFIX_OUTPUT].data as Float32Array, mask: enc.attentionMask, seq: enc.seqLen };
 }
 
 describe('a device round on workerd and S3', () => {
@@ -196,8 +196,8 @@ describe('a device round on workerd and S3', () => {
     );
     const session = await ort.InferenceSession.create(int8);
     const out = await session.run({
-      inputs_embeds: new ort.Tensor('float32', lookupTokens(tokenTable(model, 'int8'), enc.ids), [enc.batch, enc.seq, config.nEmbd]),
-      attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), [enc.batch, enc.seq]),
+      inputs_embeds: new ort.Tensor('float32', lookupTokens(tokenTable(model, 'int8'), enc.ids), [enc.rows, enc.seqLen, config.nEmbd]),
+      attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), [enc.rows, enc.seqLen]),
     });
     const got = decodeActivationBatch((await store.get(keys.activationBatch('run-table', 'dev-a', 0, 0)))!);
     // Dynamic int8 quantization of activations may round a value differently in the two runtimes' kernels, so int8

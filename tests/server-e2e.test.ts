@@ -149,7 +149,7 @@ describe('training server over HTTP', () => {
         sys.evalRows.slice(i, i + 8).map((r) => r.text),
         { maxLength: 24, padTokenId: model.config.padTokenId },
       );
-      logits.set(await t.predictTokens(e.ids, e.attentionMask, e.batch, e.seq), i * 2);
+      logits.set(await t.predictTokens(e.ids, e.attentionMask, e.rows, e.seqLen), i * 2);
     }
     const mine = scoreLogits(
       logits,
@@ -175,7 +175,7 @@ describe('training server over HTTP', () => {
       sys.evalRows.slice(0, 8).map((r) => r.text),
       { maxLength: 24, padTokenId: model.config.padTokenId },
     );
-    const viaMerged = referenceClassify(merged, e.ids, e.attentionMask, e.batch, e.seq);
+    const viaMerged = referenceClassify(merged, e.ids, e.attentionMask, e.rows, e.seqLen);
     expect(maxAbsDiff(viaMerged, logits.subarray(0, 16))).toBeLessThan(1e-4);
   });
 

@@ -38,14 +38,14 @@ describe('generation rows', () => {
     const prompt0 = [128000, ...tok.encode(rows[0]!.prompt)];
     const completion0 = [...tok.encode(rows[0]!.completion), 128001];
     expect(Array.from(b.ids.subarray(0, prompt0.length + completion0.length))).toEqual([...prompt0, ...completion0]);
-    const labelled = Array.from(b.labels.subarray(0, b.seq))
+    const labelled = Array.from(b.labels.subarray(0, b.seqLen))
       .map((l, t) => [t, l])
       .filter(([, l]) => l !== IGNORE_INDEX);
     expect(labelled.map(([, l]) => l)).toEqual(completion0); // each completion token and the end, predicted from the position before
     expect(labelled[0]![0]).toBe(prompt0.length - 1);
-    const row1 = Array.from(b.labels.subarray(b.seq));
+    const row1 = Array.from(b.labels.subarray(b.seqLen));
     expect(row1.filter((l) => l !== IGNORE_INDEX)).toEqual([...tok.encode(' there'), 128001]);
-    expect(Array.from(b.attentionMask.subarray(b.seq)).filter(Boolean)).toHaveLength(1 + tok.encode('Hi').length + tok.encode(' there').length + 1);
+    expect(Array.from(b.attentionMask.subarray(b.seqLen)).filter(Boolean)).toHaveLength(1 + tok.encode('Hi').length + tok.encode(' there').length + 1);
     const gpt2 = new GPT2Tokenizer();
     const short = encodeGenerationBatch(gpt2, [{ prompt: 'a b', completion: ' c d e f g' }], 4);
     expect(short.truncated).toEqual([true]);

@@ -5,7 +5,7 @@
  * the completion's token ids, IGNORE_INDEX elsewhere. Those ids are what the server learns of the text.
  */
 import { parseJson } from '../json/parse.ts';
-import type { Tokenizer } from '../tokenizer/tokenizer.ts';
+import type { EncodedBatch, Tokenizer } from '../tokenizer/tokenizer.ts';
 import { ShardError, type ShardLimits } from './shard.ts';
 
 export interface GenerationExample {
@@ -64,14 +64,9 @@ export function parseGenerationShard(lines: string[], limits: ShardLimits): Gene
   return rows;
 }
 
-export interface EncodedGenerationBatch {
-  batch: number;
-  seq: number;
-  ids: Int32Array;
-  attentionMask: Int32Array;
-  /** [batch * seq]: at position t, the token at t + 1 when that is a completion token (or the end token); else IGNORE_INDEX. */
+export interface EncodedGenerationBatch extends EncodedBatch {
+  /** [rows * seqLen]: at position t, the token at t + 1 when that is a completion token (or the end token); else IGNORE_INDEX. */
   labels: Int32Array;
-  truncated: boolean[];
 }
 
 /** A prompt as the model is given it to complete: its start token (if the family has one), then the prompt's ids. */
@@ -111,5 +106,5 @@ export function encodeGenerationBatch(
     attentionMask.fill(1, r * seq, r * seq + e.ids.length);
     for (let t = e.promptLength - 1; t + 1 < e.ids.length; t++) labels[r * seq + t] = e.ids[t + 1]!;
   });
-  return { batch: rows.length, seq, ids, attentionMask, labels, truncated: encoded.map((e) => e.truncated) };
+  return { rows: rows.length, seqLen: seq, ids, attentionMask, labels, truncated: encoded.map((e) => e.truncated) };
 }

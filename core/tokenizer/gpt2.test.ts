@@ -64,11 +64,11 @@ describe('GPT-2 tokenizer', () => {
   it('pads right or left with a mask, to the longest row or to maxLength', () => {
     const texts = ['a b c d', 'x'];
     const right = tok.encodeBatch(texts, { maxLength: 16 });
-    expect([right.batch, right.seq]).toEqual([2, 4]);
+    expect([right.rows, right.seqLen]).toEqual([2, 4]);
     expect(Array.from(right.attentionMask)).toEqual([1, 1, 1, 1, 1, 0, 0, 0]);
     expect(Array.from(right.ids.slice(4))).toEqual([...tok.encode('x'), END_OF_TEXT, END_OF_TEXT, END_OF_TEXT]);
     const left = tok.encodeBatch(texts, { maxLength: 6, padding: 'max_length', paddingSide: 'left', padTokenId: 0 });
-    expect(left.seq).toBe(6);
+    expect(left.seqLen).toBe(6);
     expect(Array.from(left.attentionMask.slice(6))).toEqual([0, 0, 0, 0, 0, 1]);
     expect(Array.from(left.ids.slice(6))).toEqual([0, 0, 0, 0, 0, ...tok.encode('x')]);
   });

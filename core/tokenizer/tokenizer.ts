@@ -16,10 +16,11 @@ export interface BatchOptions {
   padTokenId?: number;
 }
 
+/** Token ids of `rows` texts padded to `seqLen` positions. */
 export interface EncodedBatch {
-  batch: number;
-  seq: number;
-  /** [batch, seq] row-major. */
+  rows: number;
+  seqLen: number;
+  /** [rows, seqLen] row-major. */
   ids: Int32Array;
   attentionMask: Int32Array;
   /** Whether each row lost tokens to truncation. */
@@ -76,6 +77,6 @@ export abstract class Tokenizer {
       ids.set(row.ids, start);
       attentionMask.fill(1, start, start + row.ids.length);
     });
-    return { batch: rows.length, seq, ids, attentionMask, truncated: rows.map((r) => r.truncated) };
+    return { rows: rows.length, seqLen: seq, ids, attentionMask, truncated: rows.map((r) => r.truncated) };
   }
 }

@@ -11,7 +11,8 @@ export interface ActivationBatch {
   runId: string;
   round: number;
   cut: number;
-  batch: number;
+  /** The batch's index in its device's round (0, 1, ...); `rows` counts its rows. */
+  index: number;
   /** [rows, seqLen, d] */
   hidden: Float32Array;
   mask: Int32Array;
@@ -33,7 +34,7 @@ export function encodeActivationBatch(b: ActivationBatch, dtype: ActivationDType
       attention_mask: { dtype: 'I32', shape: [b.rows, b.seqLen], data: b.mask },
       labels: { dtype: 'I32', shape: b.labels.length === b.rows * b.seqLen && b.labels.length !== b.rows ? [b.rows, b.seqLen] : [b.rows], data: b.labels },
     },
-    { device: b.device, run: b.runId, round: String(b.round), cut: String(b.cut), batch: String(b.batch), ...(b.defence ? { defence: b.defence } : {}) },
+    { device: b.device, run: b.runId, round: String(b.round), cut: String(b.cut), batch: String(b.index), ...(b.defence ? { defence: b.defence } : {}) },
   );
 }
 
@@ -62,7 +63,7 @@ export function decodeActivationBatch(bytes: Uint8Array, name = 'activation batc
     runId: metadata.run ?? fail("metadata 'run' missing"),
     round: num('round'),
     cut: num('cut'),
-    batch: num('batch'),
+    index: num('batch'),
     hidden: toFloat32(hidden),
     mask: mask.data as Int32Array,
     labels: labels.data as Int32Array,

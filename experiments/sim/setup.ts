@@ -37,7 +37,7 @@ export function tokenBatches(tokenizer: Tokenizer, rows: readonly Example[], bat
   for (let i = 0; i < rows.length; i += batchSize) {
     const chunk = rows.slice(i, i + batchSize);
     const enc = tokenizer.encodeBatch(chunk.map(textInput), { maxLength: seqLen, padTokenId });
-    out.push({ ids: enc.ids, mask: enc.attentionMask, labels: Int32Array.from(chunk, (r) => r.label), rows: enc.batch, seqLen: enc.seq });
+    out.push({ ids: enc.ids, mask: enc.attentionMask, labels: Int32Array.from(chunk, (r) => r.label), rows: enc.rows, seqLen: enc.seqLen });
   }
   return out;
 }
@@ -72,7 +72,7 @@ export function setUpGenerationSimulation(task: GenerationTaskData, tokenizer: T
     const out: TokenBatch[] = [];
     for (let i = 0; i < rows.length; i += o.batchSize) {
       const enc = encodeGenerationBatch(tokenizer, rows.slice(i, i + o.batchSize), o.seqLen, o.padTokenId);
-      out.push({ ids: enc.ids, mask: enc.attentionMask, labels: enc.labels, rows: enc.batch, seqLen: enc.seq });
+      out.push({ ids: enc.ids, mask: enc.attentionMask, labels: enc.labels, rows: enc.rows, seqLen: enc.seqLen });
     }
     return out;
   };

@@ -23,7 +23,7 @@ export interface CutCalibration {
 
 export async function calibrateCut(trainer: Trainer, tokenizer: Tokenizer, padTokenId: number, cut: number): Promise<CutCalibration> {
   const enc = tokenizer.encodeBatch(CALIBRATION_TEXTS, { maxLength: CALIBRATION_SEQ_LEN, padTokenId });
-  const hidden = await trainer.hiddenAt(enc.ids, enc.attentionMask, enc.batch, enc.seq, cut);
+  const hidden = await trainer.hiddenAt(enc.ids, enc.attentionMask, enc.rows, enc.seqLen, cut);
   const norms = realPositionNorms(hidden, enc.attentionMask, hidden.length / enc.attentionMask.length);
   return { clip: medianClip(norms), maxNorm: Math.max(...norms) };
 }

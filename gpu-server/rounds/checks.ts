@@ -101,8 +101,8 @@ export async function verify(
   } catch (e) {
     return (e as Error).message;
   }
-  if (b.device !== src.deviceId || b.runId !== src.runId || b.round !== src.round || b.batch !== entry.index)
-    return `metadata says ${b.device}/${b.runId}/round ${b.round}/batch ${b.batch}`;
+  if (b.device !== src.deviceId || b.runId !== src.runId || b.round !== src.round || b.index !== entry.index)
+    return `metadata says ${b.device}/${b.runId}/round ${b.round}/batch ${b.index}`;
   if (b.cut !== src.cut) return `cut ${b.cut}, the plan says ${src.cut}`;
   if ((b.defence ?? canonicalDefence({ mechanism: 'none' })) !== defence) return `defence ${b.defence ?? 'none'}, the manifest says ${defence}`;
   if (b.dtype !== src.dtype) return `hidden states are ${b.dtype}, the run's dtype is ${src.dtype}`;

@@ -36,7 +36,7 @@ export function batchBytes(
       runId,
       round: 0,
       cut,
-      batch: index,
+      index: index,
       rows,
       seqLen: seq,
       nEmbd: D,
@@ -89,8 +89,8 @@ export const src = (runId: string, batches = 5): FeedSource => ({
   seqLen: 3,
   normBound: () => 1000,
 });
-export async function drain(feed: AsyncIterable<{ batch: number }>) {
+export async function drain(feed: AsyncIterable<{ index: number }>) {
   const out = [];
-  for await (const b of feed) out.push(b.batch);
+  for await (const b of feed) out.push(b.index);
   return out;
 }

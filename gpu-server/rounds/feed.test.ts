@@ -102,7 +102,7 @@ describe('activation feed (poller)', () => {
       const feed = activationFeed(flaky, src('r-flaky'), { prefetch: 4, backoffMs: 1, attempts: 3 });
       const error = await (async () => {
         for await (const b of feed) {
-          got.push(b.batch);
+          got.push(b.index);
           await new Promise((r) => setTimeout(r, 20)); // training, while batch 3's download fails in the background
         }
       })().catch((e: Error) => e.message);

@@ -29,7 +29,7 @@ export async function evaluateClassification(
   const logits = new Float32Array(rows.length * classes);
   for (let i = 0; i < rows.length; i += batchSize) {
     const enc = tokenizer.encodeBatch(rows.slice(i, i + batchSize).map(textInput), { maxLength: seqLen, padTokenId: trainer.net.config.padTokenId });
-    logits.set(await trainer.predictTokens(enc.ids, enc.attentionMask, enc.batch, enc.seq), i * classes);
+    logits.set(await trainer.predictTokens(enc.ids, enc.attentionMask, enc.rows, enc.seqLen), i * classes);
   }
   const { loss, accuracy } = scoreLogits(
     logits,
@@ -64,7 +64,7 @@ export async function completionLoss(trainer: Trainer, batches: readonly Labelle
 export function generationBatches(tokenizer: Tokenizer, rows: readonly GenerationExample[], batchSize: number, seqLen: number): LabelledTokens[] {
   return Array.from({ length: Math.ceil(rows.length / batchSize) }, (_, i) => {
     const enc = encodeGenerationBatch(tokenizer, rows.slice(i * batchSize, (i + 1) * batchSize), seqLen);
-    return { ids: enc.ids, mask: enc.attentionMask, labels: enc.labels, rows: enc.batch, seqLen: enc.seq };
+    return { ids: enc.ids, mask: enc.attentionMask, labels: enc.labels, rows: enc.rows, seqLen: enc.seqLen };
   });
 }
 

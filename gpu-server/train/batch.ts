@@ -2,6 +2,7 @@
 import type { AdamWSpec } from './adamw.ts';
 import type { LoraSpec } from './lora.ts';
 import type { ScheduleSpec } from './schedule.ts';
+import type { HiddenBatch } from '../backends/backend.ts';
 
 export interface TrainSpec {
   lora: Omit<LoraSpec, 'from'>;
@@ -16,11 +17,6 @@ export type Task = 'classification' | 'causal-lm';
  * One batch as the trainer consumes it: hidden states at `cut` [rows, seqLen, d], mask, and labels: [rows] class
  * indices (classification) or [rows * seqLen] next-token ids, IGNORE_INDEX where no loss is taken (causal-lm).
  */
-export interface TrainBatch {
-  cut: number;
-  rows: number;
-  seqLen: number;
-  hidden: Float32Array;
-  mask: Int32Array;
+export interface TrainBatch extends HiddenBatch {
   labels: Int32Array;
 }

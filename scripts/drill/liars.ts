@@ -43,7 +43,7 @@ const forged = `failed\n[server] run drill: round 0: trained 99 batches\u001b[2J
 
 export const LIAR_CASES: LiarCase[] = [
   { kind: 'huge finite values (3e38)', upload: { batch: (r, b) => encode(r, { ...b, hidden: b.hidden.fill(3e38) }) } },
-  { kind: 'NaN and infinities', upload: { batch: (r, b) => encode(r, { ...b, hidden: b.hidden.fill(b.batch ? Infinity : NaN, 0, 5) }) } },
+  { kind: 'NaN and infinities', upload: { batch: (r, b) => encode(r, { ...b, hidden: b.hidden.fill(b.index ? Infinity : NaN, 0, 5) }) } },
   {
     kind: 'wrong hidden size',
     upload: { batch: (r, b) => encode(r, { ...b, nEmbd: b.nEmbd + 1, hidden: new Float32Array((b.hidden.length / b.nEmbd) * (b.nEmbd + 1)) }) },
@@ -88,7 +88,7 @@ async function uploadRound(r: RoundRequest, id: string, nEmbd: number, c: LiarCa
       runId: r.runId,
       round: r.round,
       cut: r.cut,
-      batch: i,
+      index: i,
       rows,
       seqLen,
       nEmbd,
@@ -129,7 +129,7 @@ function f64(b: ActivationBatch): Uint8Array {
       attention_mask: { dtype: 'I32', shape: [b.rows, b.seqLen], data: b.mask },
       labels: { dtype: 'I32', shape: [b.rows], data: b.labels },
     },
-    { device: b.device, run: b.runId, round: String(b.round), cut: String(b.cut), batch: String(b.batch) },
+    { device: b.device, run: b.runId, round: String(b.round), cut: String(b.cut), batch: String(b.index) },
   );
 }
 

@@ -121,7 +121,7 @@ export class InProcessDevice implements DeviceApi {
           runId: r.runId,
           round: r.round,
           cut: r.cut,
-          batch: i,
+          index: i,
           rows,
           seqLen,
           nEmbd,

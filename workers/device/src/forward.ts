@@ -37,10 +37,10 @@ export async function roundTokenizer(r: Request): Promise<Tokenizer> {
   return new HfTokenizer(JSON.parse(new TextDecoder().decode(bytes)), {}, { bos, eos, separator: eos, pad: r.padTokenId }, { decoder: false });
 }
 
-/** A batch's token ids [batch, seq], mask and labels: one per row, or one per position (generation). */
+/** A batch's token ids [rows, seqLen], mask and labels: one per row, or one per position (generation). */
 export interface EncodedRows {
-  batch: number;
-  seq: number;
+  rows: number;
+  seqLen: number;
   ids: Int32Array;
   attentionMask: Int32Array;
   labels: Int32Array;
@@ -56,7 +56,7 @@ export function encodeRows(tokenizer: Tokenizer, rows: readonly Row[], r: Reques
 /** The calibration text as the round encodes text: what fixes the segment's clip norm. */
 export function encodeCalibration(tokenizer: Tokenizer, r: Request): EncodedRows {
   const enc = tokenizer.encodeBatch(CALIBRATION_TEXTS, { maxLength: CALIBRATION_SEQ_LEN, padTokenId: r.padTokenId });
-  return { ...enc, labels: new Int32Array(enc.batch) };
+  return { ...enc, labels: new Int32Array(enc.rows) };
 }
 
 /** Encoded rows through the prefix: the output tensor [batch, seq, d], the caller's to dispose once read. */
@@ -65,7 +65,7 @@ async function runPrefix(
   enc: EncodedRows,
   table: TokenTable | undefined,
 ): Promise<{ output: ort.Tensor; hidden: Float32Array; d: number; forwardMs: number }> {
-  const shape = [enc.batch, enc.seq];
+  const shape = [enc.rows, enc.seqLen];
   const feeds: Record<string, ort.Tensor> = { attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), shape) };
   if (session.inputNames.includes('inputs_embeds')) {
     if (!table) throw new RoundError('the model segment takes inputs_embeds: the round request needs a tokenTable');
@@ -103,24 +103,24 @@ export async function forwardBatch(
 ): Promise<{ bytes: Uint8Array; rows: number; seqLen: number; tokens: number; forwardMs: number }> {
   const { output, hidden, d, forwardMs } = await runPrefix(session, enc, table);
   // In place: the output's buffer is this call's own until it is disposed below.
-  defendHidden(hidden, enc.ids, enc.attentionMask, enc.batch, enc.seq, d, defence);
+  defendHidden(hidden, enc.ids, enc.attentionMask, enc.rows, enc.seqLen, d, defence);
   const bytes = encodeActivationBatch(
     {
       device,
       runId: request.runId,
       round: request.round,
       cut: request.cut,
-      batch,
+      index: batch,
       hidden,
       mask: enc.attentionMask,
       labels: enc.labels,
-      rows: enc.batch,
-      seqLen: enc.seq,
+      rows: enc.rows,
+      seqLen: enc.seqLen,
       nEmbd: d,
       defence: canonicalDefence(defence.defence),
     },
     request.dtype,
   );
   output.dispose();
-  return { bytes, rows: enc.batch, seqLen: enc.seq, tokens: enc.attentionMask.reduce((a, m) => a + m, 0), forwardMs };
+  return { bytes, rows: enc.rows, seqLen: enc.seqLen, tokens: enc.attentionMask.reduce((a, m) => a + m, 0), forwardMs };
 }

@@ -18,7 +18,7 @@ import { deviceSegment } from '../core/onnx/segment.ts';
 import { llamaConfig } from '../core/model/llama/config.ts';
 import { initLlama } from '../core/model/llama/init.ts';
 import { parseSafetensors } from '../core/tensors/safetensors.ts';
-import { writeTokenizer } from '../gpu-server/model/folder.ts';
+import { writeTokenizer } from '../gpu-server/model-folder/folder.ts';
 import { keys } from '../core/storage/keys.ts';
 import { S3Store } from '../core/storage/s3.ts';
 import { GPT2Tokenizer } from '../core/tokenizer/gpt2.ts';

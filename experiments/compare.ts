@@ -15,7 +15,7 @@ import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { describePartition, type PartitionSpec } from '../core/data/partition.ts';
-import { writeFileAtomic } from '../gpu-server/model/folder.ts';
+import { writeFileAtomic } from '../gpu-server/model-folder/folder.ts';
 import type { OrderingSpec } from '../gpu-server/ordering/ordering.ts';
 import { initBackend } from '../gpu-server/backends/tfjs/runtime.ts';
 import { cliArgs, int, run } from '../infra/cli.ts';

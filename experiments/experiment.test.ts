@@ -13,7 +13,7 @@ import { writeShardFiles } from './shards.ts';
 import { loadBaseModel, parseMethods, parsePartition } from './options.ts';
 import type { GenerationTaskData, TaskData } from './tasks.ts';
 import { gsm8kExample } from '../core/data/generation.ts';
-import { writeModelFolder } from '../gpu-server/model/folder.ts';
+import { writeModelFolder } from '../gpu-server/model-folder/folder.ts';
 
 let dir: string;
 beforeAll(async () => {

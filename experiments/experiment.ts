@@ -6,7 +6,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { histogramTable } from '../core/data/partition.ts';
 import { familyOf, type Model } from '../core/model/family.ts';
-import { writeFileAtomic } from '../gpu-server/model/folder.ts';
+import { writeFileAtomic } from '../gpu-server/model-folder/folder.ts';
 import { DEVICE_PROFILES, methodRoundSeconds, type BatchOrder, type DeviceProfile, type Schedule } from './device-time.ts';
 import type { ExperimentOptions } from './experiment-options.ts';
 import { provenance } from './provenance.ts';

@@ -8,7 +8,7 @@ import { initLlama } from '../core/model/llama/init.ts';
 import { llama3TokenizerFiles } from '../core/tokenizer/llama3.ts';
 import { HfTokenizer, specialTokens } from '../core/tokenizer/hf.ts';
 import type { Tokenizer } from '../core/tokenizer/tokenizer.ts';
-import { readModelFolder, readTokenizer } from '../gpu-server/model/folder.ts';
+import { readModelFolder, readTokenizer } from '../gpu-server/model-folder/folder.ts';
 import { METHODS, type MethodName } from './sim/accounting.ts';
 
 export function parsePartition(text: string): PartitionSpec {

@@ -1,6 +1,6 @@
 /** npm run pretrain — a small GPT-2 pretrained on the tasks' training text, saved in the Hugging Face layout. */
 import { join } from 'node:path';
-import { writeModelFolder, writeFileAtomic } from '../gpu-server/model/folder.ts';
+import { writeModelFolder, writeFileAtomic } from '../gpu-server/model-folder/folder.ts';
 import { initBackend } from '../gpu-server/backends/tfjs/runtime.ts';
 import { cliArgs, fail, int, run } from '../infra/cli.ts';
 import { pretrain } from './pretrain.ts';

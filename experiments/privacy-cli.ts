@@ -4,14 +4,14 @@
  */
 import { DEFAULT_LEVEL, LEVELS, parseDefence } from '../core/privacy/defence.ts';
 import { initBackend } from '../gpu-server/backends/tfjs/runtime.ts';
-import { readModelFolder, readTokenizer } from '../gpu-server/model/folder.ts';
+import { readModelFolder, readTokenizer } from '../gpu-server/model-folder/folder.ts';
 import { cliArgs, fail, int, run } from '../infra/cli.ts';
 import { percent, privacyReport, type DeviceSetting, type SuiteResult } from './privacy.ts';
 import { demoModel, generatedTask, privacySweep, SWEEP, textOf } from './privacy-sweep.ts';
 import { readGsm8kTask, readTask, TASKS, type TaskName } from './tasks.ts';
 import { join } from 'node:path';
 import { LOCAL_DIR } from '../infra/local/paths.ts';
-import { writeTinyLlama } from '../gpu-server/model/folder.ts';
+import { writeTinyLlama } from '../gpu-server/model-folder/folder.ts';
 import { familyOf } from '../core/model/family.ts';
 
 const USAGE = `usage: npm run privacy -- [--model DIR] [--cut 2] [--defence ${Object.keys(LEVELS).join('|')}|JSON] [--task generated|gsm8k|sst2|mrpc|mnli]

@@ -13,7 +13,7 @@ import { initModel } from '../core/model/gpt2/init.ts';
 import type { Model } from '../core/model/family.ts';
 import { defenceKey } from '../core/privacy/stream.ts';
 import type { Tokenizer } from '../core/tokenizer/tokenizer.ts';
-import { writeFileAtomic } from '../gpu-server/model/folder.ts';
+import { writeFileAtomic } from '../gpu-server/model-folder/folder.ts';
 import { attackSuite, deviceSide, describeSetting, encodeTexts, ortPrefix, publicText, type DeviceSetting, type DeviceSide } from './privacy.ts';
 import { frontierPlot, type SweepPoint } from './privacy-plot.ts';
 

@@ -2,7 +2,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Example } from '../core/data/shard.ts';
-import { writeFileAtomic } from '../gpu-server/model/folder.ts';
+import { writeFileAtomic } from '../gpu-server/model-folder/folder.ts';
 
 /** One JSON-lines file per device, `device-{i}.jsonl`, with labels written as the task's label names. */
 export async function writeShardFiles(dir: string, rows: readonly Example[], parts: readonly number[][], labels: readonly string[]): Promise<string[]> {

@@ -13,7 +13,7 @@ import { gpt2Config } from '../core/model/gpt2/config.ts';
 import { initModel } from '../core/model/gpt2/init.ts';
 import { deviceSegment } from '../core/onnx/segment.ts';
 import { S3Store } from '../core/storage/s3.ts';
-import { writeModelFolder } from '../gpu-server/model/folder.ts';
+import { writeModelFolder } from '../gpu-server/model-folder/folder.ts';
 import { buildRoundRequest } from '../gpu-server/rounds/request.ts';
 import { localTempDir } from '../infra/local/paths.ts';
 import { startServerProcess } from '../infra/local/server-process.ts';

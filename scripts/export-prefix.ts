@@ -2,7 +2,7 @@
 import { exportPrefix, exportPrefixExternal, type PrefixWeights } from '../core/onnx/prefix.ts';
 import { tokenTable, tokenTableTensors } from '../core/onnx/embedding.ts';
 import { serializeSafetensors } from '../core/tensors/safetensors.ts';
-import { readModelFolder, writeFileAtomic } from '../gpu-server/model/folder.ts';
+import { readModelFolder, writeFileAtomic } from '../gpu-server/model-folder/folder.ts';
 import { basename, dirname, join } from 'node:path';
 import { cliArgs, fail, int, run } from '../infra/cli.ts';
 

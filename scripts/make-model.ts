@@ -5,7 +5,7 @@
  */
 import { familyOf, makeModel, MODEL_TYPES, type ModelType } from '../core/model/family.ts';
 import type { ShapeOptions } from '../core/model/shape.ts';
-import { writeModelFolder, writeTokenizer } from '../gpu-server/model/folder.ts';
+import { writeModelFolder, writeTokenizer } from '../gpu-server/model-folder/folder.ts';
 import { cliArgs, fail, int, run } from '../infra/cli.ts';
 
 const USAGE = `usage: npm run make-model -- --out DIR [--arch gpt2|llama] [--size NAME]

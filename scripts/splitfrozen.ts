@@ -12,7 +12,7 @@ import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, mergeAdapter, parseAdapter } from '../
 import { ServerClient } from '../gpu-server/api/client.ts';
 import { familyOf, type Model } from '../core/model/family.ts';
 import { TOKENIZER_FILE } from '../core/tokenizer/hf.ts';
-import { copyTokenizer, readModelFolder, writeModelFolder } from '../gpu-server/model/folder.ts';
+import { copyTokenizer, readModelFolder, writeModelFolder } from '../gpu-server/model-folder/folder.ts';
 import { fail, run } from '../infra/cli.ts';
 
 const USAGE = `usage: npm run cli -- COMMAND [options]

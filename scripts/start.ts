@@ -15,7 +15,7 @@ import { initModel } from '../core/model/gpt2/init.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../core/peft/adapter.ts';
 import { DEFAULT_MIN_CUT } from '../core/wire/policy.ts';
 import { ServerClient, type RunView } from '../gpu-server/api/client.ts';
-import { readModelFolder, readTokenizer, writeModelFolder, writeTinyLlama } from '../gpu-server/model/folder.ts';
+import { readModelFolder, readTokenizer, writeModelFolder, writeTinyLlama } from '../gpu-server/model-folder/folder.ts';
 import { sha256Hex } from '../core/auth/signing.ts';
 import { GSM8K_DEFAULT, GSM8K_HEADER, GSM8K_PROFILES, gsm8kData, gsm8kRunTask, printSamples } from './start-gsm8k.ts';
 import type { RoundMetrics } from '../gpu-server/runs/types.ts';

@@ -8,7 +8,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { deviceSecret } from '../core/auth/signing.ts';
 import { deviceSegment } from '../core/onnx/segment.ts';
 import { asGpt2 } from '../core/model/family.ts';
-import { readModelFolder, readTokenizer } from '../gpu-server/model/folder.ts';
+import { readModelFolder, readTokenizer } from '../gpu-server/model-folder/folder.ts';
 import { referenceHidden } from '../core/model/gpt2/reference.ts';
 import { llamaReferenceHidden } from '../core/model/llama/reference.ts';
 import type { LlamaModel } from '../core/model/llama/weights.ts';

@@ -16,7 +16,7 @@ import { S3Store } from '../core/storage/s3.ts';
 import { getJson } from '../core/storage/json.ts';
 import { ApiError, ServerClient } from '../gpu-server/api/client.ts';
 import { asGpt2 } from '../core/model/family.ts';
-import { readModelFolder } from '../gpu-server/model/folder.ts';
+import { readModelFolder } from '../gpu-server/model-folder/folder.ts';
 import type { RoundPlan } from '../gpu-server/runs/plan.ts';
 import { createApp } from '../gpu-server/api/app.ts';
 import { RunRegistry } from '../gpu-server/runs/registry.ts';

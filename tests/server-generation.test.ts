@@ -11,7 +11,7 @@ import { llamaConfig } from '../core/model/llama/config.ts';
 import { initLlama } from '../core/model/llama/init.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, parseAdapter } from '../core/peft/adapter.ts';
 import { ApiError, ServerClient } from '../gpu-server/api/client.ts';
-import { writeTokenizer, writeModelFolder } from '../gpu-server/model/folder.ts';
+import { writeTokenizer, writeModelFolder } from '../gpu-server/model-folder/folder.ts';
 import { startServer, type RunningServer } from '../gpu-server/server.ts';
 import { localTempDir } from '../infra/local/paths.ts';
 import { startStack, type RunningStack } from '../infra/local/stack.ts';

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { syntheticSentiment } from '../core/data/synthetic.ts';
 import { gpt2Config } from '../core/model/gpt2/config.ts';
 import { initModel } from '../core/model/gpt2/init.ts';
-import { writeModelFolder } from '../gpu-server/model/folder.ts';
+import { writeModelFolder } from '../gpu-server/model-folder/folder.ts';
 import { localTempDir } from '../infra/local/paths.ts';
 import { startStack, type RunningStack } from '../infra/local/stack.ts';
 

@@ -8,7 +8,7 @@
  * onnxruntime-node, CPU or WebGPU). open.ts picks one.
  */
 import type * as tf from '@tensorflow/tfjs';
-import type { DecodeOptions } from '../model/decode.ts';
+import type { DecodeOptions } from './decode.ts';
 import type { OpTime } from './onnxruntime/types.ts';
 import type { Adapters } from './tfjs/ops.ts';
 

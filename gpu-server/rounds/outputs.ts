@@ -11,7 +11,8 @@ import { evaluateClassification, evaluateGeneration } from '../runs/evaluate.ts'
 import { writeRoundMetrics } from '../runs/metrics.ts';
 import type { RoundPlan } from '../runs/plan.ts';
 import type { RoundMetrics, RoundProgress } from '../runs/types.ts';
-import type { Loaded, RoundOptions, RunState } from './context.ts';
+import type { RoundOptions } from './context.ts';
+import type { Loaded, RunState } from '../runs/state.ts';
 import type { Training } from './train.ts';
 
 /** The adapters as they are now, in the PEFT layout, under the round's key (a cancelled round writes these only). */

@@ -14,7 +14,8 @@ import type { ObjectStore } from '../../core/storage/store.ts';
 import { TOKENIZER_FILE } from '../../core/tokenizer/hf.ts';
 import { planRound, type DeviceView, type RoundPlan } from '../runs/plan.ts';
 import type { RoundProgress } from '../runs/types.ts';
-import { deviceApi, type Loaded, type RoundOptions, type RunState, type SegmentRef } from './context.ts';
+import { deviceApi, type RoundOptions } from './context.ts';
+import { type Loaded, type RunState, type SegmentRef } from '../runs/state.ts';
 
 /** Content-addressed: what is stored under a hash never changes, so an existing object is left as it is. */
 async function putOnce(store: ObjectStore, key: string, bytes: Uint8Array, type?: string): Promise<void> {

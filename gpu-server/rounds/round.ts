@@ -4,7 +4,8 @@
  * Everything a round needs is in storage, so a restarted server resumes an unfinished round where its checkpoint says.
  */
 import type { RoundProgress } from '../runs/types.ts';
-import { loadRun, scheduleOf, type RoundOptions, type RunState } from './context.ts';
+import { scheduleOf, type RoundOptions } from './context.ts';
+import { loadRun, type RunState } from '../runs/state.ts';
 import { writeAdapter, writeOutputs } from './outputs.ts';
 import { planOrResume, progressFor } from './planning.ts';
 import { startDevice } from './start.ts';

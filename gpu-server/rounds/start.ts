@@ -7,7 +7,8 @@ import { buildRoundRequest } from './request.ts';
 import type { RoundPlan } from '../runs/plan.ts';
 import type { RoundProgress } from '../runs/types.ts';
 import { abortable } from './feed.ts';
-import { deviceApi, type Loaded, type RoundOptions, type RunState } from './context.ts';
+import { deviceApi, type RoundOptions } from './context.ts';
+import { type Loaded, type RunState } from '../runs/state.ts';
 
 export async function startDevice(s: RunState, opts: RoundOptions, { model }: Loaded, plan: RoundPlan, progress: RoundProgress, id: string): Promise<void> {
   const { record } = s;

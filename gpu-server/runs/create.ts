@@ -6,7 +6,7 @@ import { basename } from 'node:path';
 import { familyNames, familyOf, blockLinears, type Model } from '../../core/model/family.ts';
 import { StorageError } from '../../core/storage/store.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
-import { readModelFolder, readTokenizer } from '../model/folder.ts';
+import { readModelFolder, readTokenizer } from '../model-folder/folder.ts';
 import { planCut } from './cuts.ts';
 import { checkDataPath } from './data-dirs.ts';
 import { SpecError } from './errors.ts';

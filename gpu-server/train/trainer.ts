@@ -10,7 +10,7 @@ import { familyNames, familyOf, type Model } from '../../core/model/family.ts';
 import { initClassificationHead } from '../../core/model/gpt2/init.ts';
 import { SCORE } from '../../core/model/params.ts';
 import type { AdapterWeights } from '../../core/peft/adapter.ts';
-import type { DecodeOptions } from '../model/decode.ts';
+import type { DecodeOptions } from '../backends/decode.ts';
 import type { Backend, Gradients, LossHead } from '../backends/backend.ts';
 import { openBackend } from '../backends/open.ts';
 import type { OpTime, OrtOptions } from '../backends/onnxruntime/types.ts';

@@ -16,7 +16,7 @@ import { deviceSegment } from '../../core/onnx/segment.ts';
 import { ADAPTER_WEIGHTS } from '../../core/peft/adapter.ts';
 import { parseSafetensors } from '../../core/tensors/safetensors.ts';
 import { ServerClient } from '../../gpu-server/api/client.ts';
-import { writeModelFolder } from '../../gpu-server/model/folder.ts';
+import { writeModelFolder } from '../../gpu-server/model-folder/folder.ts';
 import type { RunView } from '../../gpu-server/runs/registry.ts';
 import { localTempDir } from '../../infra/local/paths.ts';
 import { startServerProcess } from '../../infra/local/server-process.ts';

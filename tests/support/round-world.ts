@@ -19,7 +19,7 @@ import { encodeActivationBatch } from '../../core/wire/activations.ts';
 import type { ShardSummary } from '../../core/wire/device-client.ts';
 import type { DevicePolicy } from '../../core/wire/policy.ts';
 import type { ActivationManifest, RoundRequest, RoundStatus } from '../../core/wire/round.ts';
-import { writeModelFolder, writeTokenizer } from '../../gpu-server/model/folder.ts';
+import { writeModelFolder, writeTokenizer } from '../../gpu-server/model-folder/folder.ts';
 import type { RunSpecInput } from '../../gpu-server/runs/spec.ts';
 import type { DeviceApi } from '../../gpu-server/rounds/context.ts';
 

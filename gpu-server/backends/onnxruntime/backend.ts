@@ -6,7 +6,7 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import type { Model } from '../../../core/model/family.ts';
-import type { DecodeOptions } from '../../model/decode.ts';
+import type { DecodeOptions } from '../decode.ts';
 import type { Backend, Gradients, HiddenBatch, LossHead } from '../backend.ts';
 import type { Adapters } from '../tfjs/ops.ts';
 import { OrtBlocks, type OrtOptions } from './blocks.ts';

@@ -9,7 +9,7 @@ import * as tf from '@tensorflow/tfjs';
 import * as ort from 'onnxruntime-node';
 import type { Model } from '../../../core/model/family.ts';
 import { lastTokenIndex, positionIds } from '../../../core/model/masking.ts';
-import { decode, type DecodeOptions } from '../../model/decode.ts';
+import { decode, type DecodeOptions } from '../decode.ts';
 import type { Gradients, LossHead } from '../backend.ts';
 import type { Adapters, LinearAdapter } from '../tfjs/ops.ts';
 import { blockFamily, type BlockFamily } from './families.ts';

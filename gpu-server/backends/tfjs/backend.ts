@@ -4,7 +4,7 @@
  * per-block checkpointing (Llama); the net also holds the heads, which the trainer uses in every backend.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { DecodeOptions } from '../../model/decode.ts';
+import type { DecodeOptions } from '../decode.ts';
 import type { Backend, Gradients, HiddenBatch, LossHead } from '../backend.ts';
 import type { ServerNet } from './net.ts';
 import type { Adapters } from './ops.ts';

@@ -13,7 +13,7 @@ import type { LlamaConfig } from '../../../core/model/llama/config.ts';
 import { ropeInvFreq } from '../../../core/model/llama/reference.ts';
 import { LLAMA_LINEARS, llamaLinearShape, LM_HEAD, type LlamaLinear, type LlamaModel } from '../../../core/model/llama/weights.ts';
 import { requireParam } from '../../../core/model/params.ts';
-import { decode, type DecodeOptions, type DecodeStep } from '../../model/decode.ts';
+import { decode, type DecodeOptions, type DecodeStep } from '../decode.ts';
 import { repeatKv, rotaryTables, rotate, type Rotary } from './rotary.ts';
 import {
   attentionMask,

@@ -2,6 +2,7 @@
 import type { ObjectStore } from '../../core/storage/store.ts';
 import { DeviceClient } from '../../core/wire/device-client.ts';
 import type { RunState } from '../runs/state.ts';
+import { DEFAULT_PREFETCH } from './feed.ts';
 import { NotFound } from '../runs/errors.ts';
 import type { DeviceSpec } from '../runs/spec.ts';
 import type { OrtOptions } from '../backends/onnxruntime/blocks.ts';
@@ -33,15 +34,29 @@ export interface RoundOptions {
   device?: (d: DeviceSpec, roundSecret: string, timeoutMs: number) => DeviceApi;
 }
 
-/** The round schedule the server runs (pipelined unless told otherwise), resolved in this one place. */
-export function scheduleOf(opts: RoundOptions): 'pipelined' | 'stop-and-wait' {
-  return opts.schedule ?? 'pipelined';
+/** Round options with their defaults filled in. */
+export type ResolvedRoundOptions = RoundOptions &
+  Required<Pick<RoundOptions, 'prefetch' | 'urlSeconds' | 'schedule' | 'checkpointSeconds' | 'dataDirs' | 'device'>>;
+
+/** Fills in every default of the round options, once: RunRegistry resolves its options when it is made. */
+export function resolveRoundOptions(given: RoundOptions): ResolvedRoundOptions {
+  const set = Object.fromEntries(Object.entries(given).filter(([, v]) => v !== undefined)) as RoundOptions;
+  return {
+    prefetch: DEFAULT_PREFETCH,
+    // Presigned URLs outlive a round's uploads (limits.uploadSeconds is 900 by default).
+    urlSeconds: 3600,
+    schedule: 'pipelined',
+    checkpointSeconds: 30,
+    dataDirs: [process.cwd()],
+    device: (d, secret, timeoutMs) => new DeviceClient(d.url, d.id, secret, timeoutMs),
+    ...set,
+  };
 }
 
-export function deviceApi(s: RunState, opts: RoundOptions, deviceId: string): DeviceApi {
+export function deviceApi(s: RunState, opts: ResolvedRoundOptions, deviceId: string): DeviceApi {
   const d = s.record.spec.devices.find((x) => x.id === deviceId);
   if (!d) throw new NotFound(`run ${s.record.id} has no device '${deviceId}'; its devices are ${s.record.spec.devices.map((x) => x.id).join(', ')}`);
   // A device's answer may take the run's limits.callSeconds at most.
   const timeoutMs = s.record.spec.limits.callSeconds * 1000;
-  return opts.device ? opts.device(d, opts.roundSecret, timeoutMs) : new DeviceClient(d.url, d.id, opts.roundSecret, timeoutMs);
+  return opts.device(d, opts.roundSecret, timeoutMs);
 }

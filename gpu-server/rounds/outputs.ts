@@ -11,19 +11,19 @@ import { evaluateClassification, evaluateGeneration } from '../runs/evaluate.ts'
 import { writeRoundMetrics } from '../runs/metrics.ts';
 import type { RoundPlan } from '../runs/plan.ts';
 import type { RoundMetrics, RoundProgress } from '../runs/types.ts';
-import type { RoundOptions } from './context.ts';
+import type { ResolvedRoundOptions } from './context.ts';
 import type { Loaded, RunState } from '../runs/state.ts';
 import type { Training } from './train.ts';
 
 /** The adapters as they are now, in the PEFT layout, under the round's key (a cancelled round writes these only). */
-export async function writeAdapter(s: RunState, opts: RoundOptions, { model, trainer }: Loaded, round: number): Promise<void> {
+export async function writeAdapter(s: RunState, opts: ResolvedRoundOptions, { model, trainer }: Loaded, round: number): Promise<void> {
   const files = adapterFiles(trainer.exportAdapter(), model.config, s.record.modelName);
   for (const [file, bytes] of Object.entries(files)) await opts.store.put(keys.adapter(s.record.id, round, file), bytes);
 }
 
 export async function writeOutputs(
   s: RunState,
-  opts: RoundOptions,
+  opts: ResolvedRoundOptions,
   loaded: Loaded,
   plan: RoundPlan,
   progress: RoundProgress,

@@ -14,7 +14,7 @@ import type { ObjectStore } from '../../core/storage/store.ts';
 import { TOKENIZER_FILE } from '../../core/tokenizer/hf.ts';
 import { planRound, type DeviceView, type RoundPlan } from '../runs/plan.ts';
 import type { RoundProgress } from '../runs/types.ts';
-import { deviceApi, type RoundOptions } from './context.ts';
+import { deviceApi, type ResolvedRoundOptions } from './context.ts';
 import { type Loaded, type RunState, type SegmentRef } from '../runs/state.ts';
 
 /** Content-addressed: what is stored under a hash never changes, so an existing object is left as it is. */
@@ -23,7 +23,7 @@ async function putOnce(store: ObjectStore, key: string, bytes: Uint8Array, type?
 }
 
 /** The model folder's tokenizer.json in storage, for devices that do not hold the family's tokenizer; null for GPT-2. */
-export async function tokenizerRef(s: RunState, opts: RoundOptions, model: Model): Promise<RunState['tokenizerRef']> {
+export async function tokenizerRef(s: RunState, opts: ResolvedRoundOptions, model: Model): Promise<RunState['tokenizerRef']> {
   if (s.tokenizerRef !== undefined) return s.tokenizerRef;
   if (familyOf(model.config).builtinTokenizer) return (s.tokenizerRef = null);
   const bytes = await readFile(join(s.record.spec.model, TOKENIZER_FILE));
@@ -38,7 +38,7 @@ export async function tokenizerRef(s: RunState, opts: RoundOptions, model: Model
  * type. The export itself is cached, not its result: devices are planned all at once, and twenty devices at one cut
  * must not export (and hold) twenty copies.
  */
-function segment(s: RunState, opts: RoundOptions, model: Model, cut: number, weights: 'fp32' | 'int8'): Promise<SegmentRef> {
+function segment(s: RunState, opts: ResolvedRoundOptions, model: Model, cut: number, weights: 'fp32' | 'int8'): Promise<SegmentRef> {
   const id = `${cut}:${weights}`;
   let seg = s.segments.get(id);
   if (!seg) {
@@ -56,7 +56,7 @@ function segment(s: RunState, opts: RoundOptions, model: Model, cut: number, wei
   return seg;
 }
 
-export async function planOrResume(s: RunState, opts: RoundOptions, { model, trainer }: Loaded, round: number): Promise<RoundPlan> {
+export async function planOrResume(s: RunState, opts: ResolvedRoundOptions, { model, trainer }: Loaded, round: number): Promise<RoundPlan> {
   const { record } = s;
   const { spec } = record;
   // Resumed rounds need it too: their devices are asked to start again.

@@ -4,14 +4,14 @@
  * Everything a round needs is in storage, so a restarted server resumes an unfinished round where its checkpoint says.
  */
 import type { RoundProgress } from '../runs/types.ts';
-import { scheduleOf, type RoundOptions } from './context.ts';
+import type { ResolvedRoundOptions } from './context.ts';
 import { loadRun, type RunState } from '../runs/state.ts';
 import { writeAdapter, writeOutputs } from './outputs.ts';
 import { planOrResume, progressFor } from './planning.ts';
 import { startDevice } from './start.ts';
 import { trainDevices } from './train.ts';
 
-export async function runRound(s: RunState, opts: RoundOptions, round: number): Promise<void> {
+export async function runRound(s: RunState, opts: ResolvedRoundOptions, round: number): Promise<void> {
   const { record } = s;
   const log = opts.log ?? (() => {});
   const startedAt = performance.now();
@@ -23,7 +23,7 @@ export async function runRound(s: RunState, opts: RoundOptions, round: number): 
   log(`run ${record.id} round ${round}: order ${plan.order.join(' > ')}${Object.keys(plan.skipped).length ? `; skipped ${JSON.stringify(plan.skipped)}` : ''}`);
 
   const start = (id: string) => startDevice(s, opts, loaded, plan, progress, id);
-  if (scheduleOf(opts) === 'pipelined') await Promise.all(plan.order.map(start));
+  if (opts.schedule === 'pipelined') await Promise.all(plan.order.map(start));
   const training = await trainDevices(s, opts, loaded, plan, progress, start, startedAt);
   if (training.cancelled) {
     await writeAdapter(s, opts, loaded, round);

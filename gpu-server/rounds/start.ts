@@ -7,10 +7,17 @@ import { buildRoundRequest } from './request.ts';
 import type { RoundPlan } from '../runs/plan.ts';
 import type { RoundProgress } from '../runs/types.ts';
 import { abortable } from './feed.ts';
-import { deviceApi, type RoundOptions } from './context.ts';
+import { deviceApi, type ResolvedRoundOptions } from './context.ts';
 import { type Loaded, type RunState } from '../runs/state.ts';
 
-export async function startDevice(s: RunState, opts: RoundOptions, { model }: Loaded, plan: RoundPlan, progress: RoundProgress, id: string): Promise<void> {
+export async function startDevice(
+  s: RunState,
+  opts: ResolvedRoundOptions,
+  { model }: Loaded,
+  plan: RoundPlan,
+  progress: RoundProgress,
+  id: string,
+): Promise<void> {
   const { record } = s;
   const { spec } = record;
   const d = plan.devices[id];

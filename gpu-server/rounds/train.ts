@@ -10,12 +10,12 @@ import type { RoundPlan } from '../runs/plan.ts';
 import { saveCheckpoint, type DeviceStart } from '../runs/checkpoint.ts';
 import type { RoundProgress } from '../runs/types.ts';
 import type { PendingStep } from '../train/pending-step.ts';
-import { deviceApi, scheduleOf, type RoundOptions } from './context.ts';
+import { deviceApi, type ResolvedRoundOptions } from './context.ts';
 import { type Loaded, type RunState } from '../runs/state.ts';
 import { untrustedText } from '../../core/wire/untrusted.ts';
 import { calibrateCut, uploadNormBound } from './bounds.ts';
 import { DeviceGuard, type GuardMark } from './guard.ts';
-import { activationFeed, DEFAULT_PREFETCH, DeviceRoundFailed, maxBatchBytes, type VerifiedBatch } from './feed.ts';
+import { activationFeed, DeviceRoundFailed, maxBatchBytes, type VerifiedBatch } from './feed.ts';
 
 export interface Training {
   losses: number[];
@@ -27,7 +27,7 @@ export interface Training {
 
 export async function trainDevices(
   s: RunState,
-  opts: RoundOptions,
+  opts: ResolvedRoundOptions,
   { model, trainer, tokenizer, evalRows }: Loaded,
   plan: RoundPlan,
   progress: RoundProgress,
@@ -45,7 +45,7 @@ export async function trainDevices(
   let seq = s.checkpoint?.seq ?? 0;
   // Checkpoints cost a readback of the adapters and optimizer state and a PUT: at most one per checkpointSeconds
   // within a device's batches, and one after each device.
-  const checkpointMs = (opts.checkpointSeconds ?? 30) * 1000;
+  const checkpointMs = opts.checkpointSeconds * 1000;
   let lastCheckpoint = performance.now();
   const checkpoint = (complete: boolean) => {
     lastCheckpoint = performance.now();
@@ -186,7 +186,7 @@ export async function trainDevices(
           .catch(() => undefined)
       )?.forwardMs;
   };
-  const stopAndWait = scheduleOf(opts) === 'stop-and-wait';
+  const stopAndWait = opts.schedule === 'stop-and-wait';
   const guard = DeviceGuard.of(trainer, tokenizer, spec, evalRows);
   let mark: GuardMark | undefined;
 
@@ -199,7 +199,7 @@ export async function trainDevices(
     // prefetch window (one batch at least), not all of it, so the batches downloaded ahead stay at the window's size
     // until the devices outnumber it.
     const live = pending.filter((id) => progress.devices[id].state !== 'failed').length;
-    share = Math.max(1, Math.floor((opts.prefetch ?? DEFAULT_PREFETCH) / Math.max(1, live)));
+    share = Math.max(1, Math.floor(opts.prefetch / Math.max(1, live)));
   }
   /** A device's turn comes (by device: after the one before it; interleaved: all at the start). */
   const open = async (id: string) => {

@@ -7,7 +7,7 @@
 import { getJson, putJson } from '../../core/storage/json.ts';
 import { keys } from '../../core/storage/keys.ts';
 import type { ObjectStore } from '../../core/storage/store.ts';
-import type { DeviceApi, RoundOptions } from '../rounds/context.ts';
+import type { DeviceApi, ResolvedRoundOptions } from '../rounds/context.ts';
 import { LIMIT_DEFAULTS } from './spec.ts';
 import type { RunRecord } from './types.ts';
 
@@ -36,13 +36,13 @@ export async function sweep(store: ObjectStore, id: string): Promise<number> {
   return n;
 }
 
-export async function deleteRun(opts: RoundOptions, record: RunRecord, round: number | undefined): Promise<number> {
+export async function deleteRun(opts: ResolvedRoundOptions, record: RunRecord, round: number | undefined): Promise<number> {
   const tombstone: Tombstone = {
     id: record.id,
     deletedAt: new Date().toISOString(),
     round,
     devices: record.spec.devices,
-    urlsExpire: Date.now() + (opts.urlSeconds ?? 3600) * 1000,
+    urlsExpire: Date.now() + opts.urlSeconds * 1000,
   };
   await putJson(opts.store, keys.deletedRun(record.id), tombstone);
   const n = await sweep(opts.store, record.id);
@@ -51,7 +51,7 @@ export async function deleteRun(opts: RoundOptions, record: RunRecord, round: nu
 }
 
 /** Waits until no device is still computing the run's last round (or its URLs have expired), then sweeps again. */
-export async function finishDeletion(opts: RoundOptions, t: Tombstone): Promise<void> {
+export async function finishDeletion(opts: ResolvedRoundOptions, t: Tombstone): Promise<void> {
   const device = (d: Tombstone['devices'][number]): DeviceApi => opts.device!(d, opts.roundSecret, LIMIT_DEFAULTS.callSeconds * 1000);
   const computing = async () => {
     if (t.round === undefined) return false;

@@ -5,10 +5,9 @@
  */
 import { setMaxListeners } from 'node:events';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../../core/peft/adapter.ts';
-import { DeviceClient } from '../../core/wire/device-client.ts';
 import { getJson, putJson } from '../../core/storage/json.ts';
 import { checkId, keys } from '../../core/storage/keys.ts';
-import { deviceApi, type RoundOptions } from '../rounds/context.ts';
+import { deviceApi, resolveRoundOptions, type ResolvedRoundOptions, type RoundOptions } from '../rounds/context.ts';
 import { unload, type RunState } from './state.ts';
 import { runRound } from '../rounds/round.ts';
 import { newRun, newRunId } from './create.ts';
@@ -42,11 +41,11 @@ export class RunRegistry {
   private readonly runs = new Map<string, RunState>();
   private readonly log: (m: string) => void;
 
-  private readonly opts: RoundOptions & Required<Pick<RoundOptions, 'device'>>;
+  private readonly opts: ResolvedRoundOptions;
 
   constructor(opts: RoundOptions) {
     this.log = opts.log ?? ((m) => console.log(`[server] ${m}`));
-    this.opts = { device: (d, secret, timeoutMs) => new DeviceClient(d.url, d.id, secret, timeoutMs), ...opts, log: this.log };
+    this.opts = resolveRoundOptions({ ...opts, log: this.log });
   }
 
   /** Loads the runs in storage and resumes any round a previous server left unfinished (unless it was cancelled). */
@@ -79,7 +78,7 @@ export class RunRegistry {
       throw new SpecError(`field 'id': ${(e as Error).message}`);
     }
     if (this.runs.has(id)) throw new Conflict(`run ${id} exists`);
-    const { record, model, tokenizer } = await newRun(id, spec, this.opts.dataDirs ?? [process.cwd()]);
+    const { record, model, tokenizer } = await newRun(id, spec, this.opts.dataDirs);
     await putJson(this.opts.store, keys.run(id), record);
     this.runs.set(id, { record, model, tokenizer, updates: new Map(), segments: new Map(), calibrations: new Map() });
     this.log(

@@ -1,12 +1,13 @@
 /**
  * A generation round of a Llama on real parts: a device worker under workerd with a GSM8K shard, s3rver, a tiny
  * Llama's int8 prefix with its token table outside the graph and its weights as ONNX external data, and Llama 3's tokenizer.json fetched by the device.
- * The batches must carry the activations onnxruntime-node computes on the same tokens, and exactly the completion's
+ * The batches must carry the activations onnxruntime-web (the device's runtime, whose WASM kernels compute the same on
+ * any CPU) computes on the same tokens, and exactly the completion's
  * token ids as labels; the round must be refused until the owner allows generation.
  */
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import * as ort from 'onnxruntime-node';
+import * as ort from 'onnxruntime-web';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../core/auth/signing.ts';
 import { encodeGenerationBatch, gsm8kExample, IGNORE_INDEX } from '../core/data/generation.ts';
@@ -26,6 +27,9 @@ import { startDevice, type RunningDevice } from '../infra/local/device.ts';
 import { localTempDir } from '../infra/local/paths.ts';
 import { startS3, type RunningS3 } from '../infra/local/s3.ts';
 import { maxAbsDiff, paddingZeroed } from './fixtures.ts';
+
+// One thread, as a Worker runs it.
+ort.env.wasm.numThreads = 1;
 import { LEVELS } from '../core/privacy/defence.ts';
 
 const SECRET = 'round-secret';

@@ -6,6 +6,7 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import * as ortWeb from 'onnxruntime-web';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { deviceSecret, sha256Hex, signRequest } from '../core/auth/signing.ts';
 import { gpt2Config } from '../core/model/gpt2/config.ts';
@@ -24,6 +25,9 @@ import { startDevice, type RunningDevice } from '../infra/local/device.ts';
 import { startS3, type RunningS3 } from '../infra/local/s3.ts';
 import { startFaultProxy, type FaultProxy } from '../infra/local/fault-proxy.ts';
 import { maxAbsDiff, paddingZeroed } from './fixtures.ts';
+
+// One thread, as a Worker runs it.
+ortWeb.env.wasm.numThreads = 1;
 import { localTempDir } from '../infra/local/paths.ts';
 import { CALIBRATION_SEQ_LEN, CALIBRATION_TEXTS, calibrationClip } from '../core/privacy/defend.ts';
 import { canonicalDefence, gaussianScale, LEVELS } from '../core/privacy/defence.ts';
@@ -147,7 +151,7 @@ describe('a device round on workerd and S3', () => {
         runId: 'run-ok',
         round: 0,
         cut: CUT,
-        batch: entry.index,
+        index: entry.index,
         rows: entry.rows,
         seqLen: entry.seqLen,
         nEmbd: config.nEmbd,
@@ -188,22 +192,21 @@ describe('a device round on workerd and S3', () => {
     const tableGets = proxy.seen.slice(seenBefore).filter((r) => r.method === 'GET' && r.path.endsWith(`${tableSha}.safetensors`));
     expect(tableGets).toHaveLength(1);
     expect(tableGets[0].range).toBeFalsy();
-    // onnxruntime-node on the same graph, fed from the whole table.
+    // onnxruntime-web (the device's runtime, whose WASM kernels compute the same on any CPU) on the same graph, fed from
+    // the whole table.
     const rows = ROWS.slice(0, 2);
     const enc = new GPT2Tokenizer().encodeBatch(
       rows.map((r) => [r.text, r.text_pair] as const),
       { maxLength: 12, padTokenId: 50256 },
     );
-    const session = await ort.InferenceSession.create(int8);
+    const session = await ortWeb.InferenceSession.create(int8);
     const out = await session.run({
-      inputs_embeds: new ort.Tensor('float32', lookupTokens(tokenTable(model, 'int8'), enc.ids), [enc.rows, enc.seqLen, config.nEmbd]),
-      attention_mask: new ort.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), [enc.rows, enc.seqLen]),
+      inputs_embeds: new ortWeb.Tensor('float32', lookupTokens(tokenTable(model, 'int8'), enc.ids), [enc.rows, enc.seqLen, config.nEmbd]),
+      attention_mask: new ortWeb.Tensor('int64', BigInt64Array.from(enc.attentionMask, BigInt), [enc.rows, enc.seqLen]),
     });
     const got = decodeActivationBatch((await store.get(keys.activationBatch('run-table', 'dev-a', 0, 0)))!);
-    // Dynamic int8 quantization of activations may round a value differently in the two runtimes' kernels, so int8
-    // agrees to 1e-3 of the activations' scale rather than fp32's 1e-5.
-    const want = out[PREFIX_OUTPUT].data as Float32Array;
-    expect(maxAbsDiff(got.hidden, want)).toBeLessThan(1e-3 * Math.max(...want.map(Math.abs)));
+    const want = out[PREFIX_OUTPUT]!.data as Float32Array;
+    expect(maxAbsDiff(got.hidden, want)).toBeLessThan(1e-5);
 
     // Bytes that are not the approved table fail the round before any activation is computed.
     const other = serializeSafetensors(tokenTableTensors(tokenTable(model, 'fp32')));

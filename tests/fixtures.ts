@@ -77,3 +77,14 @@ export function realRows(x: ArrayLike<number>, mask: ArrayLike<number>, d: numbe
  * on such a machine, so native runs are held to 3%.
  */
 export const INT8_TOLERANCE = { web: 0.01, native: 0.03 } as const;
+
+/** ||a - b|| / ||b||: an error relative to the reference's size. */
+export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i]! - b[i]!) ** 2;
+    den += b[i]! ** 2;
+  }
+  return Math.sqrt(num / den);
+}

@@ -3,7 +3,7 @@ import * as ortWeb from 'onnxruntime-web';
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { referenceHidden } from '../model/gpt2/reference.ts';
-import { batch, INT8_TOLERANCE, leftPadded, maxAbsDiff, tinyModel, TINY, type Batch } from '../../tests/fixtures.ts';
+import { batch, INT8_TOLERANCE, relativeError, leftPadded, maxAbsDiff, tinyModel, TINY, type Batch } from '../../tests/fixtures.ts';
 import { initBackend } from '../../gpu-server/backends/tfjs/runtime.ts';
 import { TfGPT2 } from '../../gpu-server/backends/tfjs/gpt2.ts';
 import { exportPrefix, PREFIX_OUTPUT, type PrefixOptions } from './prefix.ts';
@@ -42,17 +42,6 @@ async function runPrefix(ort: Ort, bytes: Uint8Array, b: Batch, options: Pick<Pr
   const hidden = out[PREFIX_OUTPUT];
   expect(hidden.dims).toEqual([b.B, b.T, TINY.nEmbd]);
   return hidden.data as Float32Array;
-}
-
-/** ||a - b|| / ||b||: the int8 prefix's error, relative to the size of the hidden states. */
-function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
 }
 
 describe('ONNX device prefix', () => {

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { llamaConfig } from './config.ts';
 import { initLlama } from './init.ts';
 import { llamaReferenceHidden } from './reference.ts';
-import { batch, INT8_TOLERANCE, leftPadded, maxAbsDiff, type Batch } from '../../../tests/fixtures.ts';
+import { batch, INT8_TOLERANCE, relativeError, leftPadded, maxAbsDiff, type Batch } from '../../../tests/fixtures.ts';
 import { lookupTokens, tokenTable } from '../../onnx/embedding.ts';
 import { exportPrefix, exportPrefixExternal, PREFIX_OUTPUT, type PrefixOptions } from '../../onnx/prefix.ts';
 
@@ -51,13 +51,6 @@ async function run(ort: typeof ortNode | typeof ortWeb, options: PrefixOptions, 
   const hidden = (await session.run(feeds as never))[PREFIX_OUTPUT]!;
   expect(hidden.dims).toEqual([b.B, b.T, config.nEmbd]);
   return hidden.data as Float32Array;
-}
-
-function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) [num, den] = [num + (a[i]! - b[i]!) ** 2, den + b[i]! ** 2];
-  return Math.sqrt(num / den);
 }
 
 describe.each(RUNTIMES)('Llama device prefix on %s', (_, ort) => {

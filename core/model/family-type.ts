@@ -22,6 +22,8 @@ export interface Family<C extends ModelConfig = ModelConfig> {
   name: string;
   parseConfig(raw: Record<string, unknown>, file: string): C;
   configToJson(c: C): Record<string, unknown>;
+  /** The dotted keys of configToJson's numbers that Hugging Face holds as floats (written `500000.0`, not `500000`). */
+  floatFields: readonly string[];
   layout(c: C): ParamLayout;
   /** A block's linears by module path, as LoRA targets and PEFT keys name them, in forward order. */
   linears: readonly string[];

@@ -3,6 +3,7 @@
  * every family's loader needs (unexpected, misshapen, non-float, duplicate or missing tensors), named by file and tensor.
  */
 import { SafetensorsError } from '../tensors/safetensors.ts';
+import type { DType, TensorData } from '../tensors/dtype.ts';
 import { toFloat32, type Tensor } from '../tensors/tensor.ts';
 
 export type Params = Map<string, Float32Array>;
@@ -26,8 +27,19 @@ export interface ParamLayout {
   ignored: RegExp;
 }
 
-export function paramsFromTensors(layout: ParamLayout, tensors: Map<string, Tensor>, file: string): Params {
-  const params: Params = new Map();
+/** A checkpoint's tensor: its dtype and shape from the header, its data read when asked (a byte range of a file). */
+export interface StoredTensor {
+  dtype: DType;
+  shape: number[];
+  read(): Promise<TensorData>;
+}
+
+/**
+ * The family's parameters from a checkpoint's tensors, as float32: every name, shape and dtype is checked first, then
+ * each tensor is read and converted in turn, so a checkpoint in 16-bit floats is never held twice over.
+ */
+export async function paramsFromTensors(layout: ParamLayout, tensors: Map<string, StoredTensor>, file: string): Promise<Params> {
+  const wanted = new Map<string, [string, StoredTensor]>();
   for (const [rawName, tensor] of tensors) {
     const name = rawName.startsWith(layout.prefix) ? rawName.slice(layout.prefix.length) : rawName;
     if (layout.ignored.test(name)) continue;
@@ -37,12 +49,14 @@ export function paramsFromTensors(layout: ParamLayout, tensors: Map<string, Tens
       throw new SafetensorsError(file, `shape ${JSON.stringify(tensor.shape)} does not match ${JSON.stringify(shape)} expected from config.json`, rawName);
     }
     if (!['F32', 'F16', 'BF16', 'F64'].includes(tensor.dtype)) throw new SafetensorsError(file, `dtype ${tensor.dtype} is not a floating-point type`, rawName);
-    if (params.has(name)) throw new SafetensorsError(file, `stored twice (with and without the ${layout.prefix} prefix)`, rawName);
-    params.set(name, toFloat32(tensor));
+    if (wanted.has(name)) throw new SafetensorsError(file, `stored twice (with and without the ${layout.prefix} prefix)`, rawName);
+    wanted.set(name, [rawName, tensor]);
   }
   for (const name of layout.shapes.keys()) {
-    if (!params.has(name) && !layout.optional.has(name)) throw new SafetensorsError(file, 'missing', name);
+    if (!wanted.has(name) && !layout.optional.has(name)) throw new SafetensorsError(file, 'missing', name);
   }
+  const params: Params = new Map();
+  for (const [name, [, t]] of wanted) params.set(name, toFloat32({ dtype: t.dtype, shape: t.shape, data: await t.read() }));
   return params;
 }
 

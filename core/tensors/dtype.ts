@@ -80,3 +80,34 @@ export function floatToBfloat16(value: number): number {
   if ((x & 0x7fffffff) > 0x7f800000) return (x >>> 16) | 0x40;
   return ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff;
 }
+
+// Whole arrays, element by element into a preallocated array: TypedArray.from(source, fn) first collects the values
+// into a list, which a checkpoint's largest tensor (Llama-3.2-1B's token table: 263M values) does not fit.
+
+/** float32 values as bfloat16 bits, round to nearest even (NaN stays NaN). */
+export function toBfloat16Array(values: Float32Array): Uint16Array {
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = floatToBfloat16(values[i]!);
+  return out;
+}
+
+/** bfloat16 bits as float32 values. */
+export function fromBfloat16Array(bits: Uint16Array): Float32Array {
+  const out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) out[i] = bfloat16ToFloat(bits[i]!);
+  return out;
+}
+
+/** float32 values as IEEE half bits, round to nearest even. */
+export function toHalfArray(values: Float32Array): Uint16Array {
+  const out = new Uint16Array(values.length);
+  for (let i = 0; i < values.length; i++) out[i] = floatToHalf(values[i]!);
+  return out;
+}
+
+/** IEEE half bits as float32 values. */
+export function fromHalfArray(bits: Uint16Array): Float32Array {
+  const out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) out[i] = halfToFloat(bits[i]!);
+  return out;
+}

@@ -3,8 +3,8 @@
  * a JSON header {name: {dtype, shape, data_offsets}, __metadata__?: {string: string}}, then the raw data.
  * Every error names the file and, where there is one, the tensor.
  */
-import { DTYPES, isDType, type DType } from './dtype.ts';
-import { byteLength, numel, type Tensor } from './tensor.ts';
+import { DTYPES, isDType, type DType, type TensorData } from './dtype.ts';
+import { numel, type Tensor } from './tensor.ts';
 
 export interface SafetensorsFile {
   tensors: Map<string, Tensor>;
@@ -122,35 +122,57 @@ export function typedView(bytes: Uint8Array, offset: number, dtype: DType, lengt
   return make(copy.buffer, 0, length);
 }
 
-/** Serialises tensors (in the given order) into safetensors bytes. */
-export function serializeSafetensors(tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): Uint8Array {
-  const entries = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
+/** A tensor to write: its dtype and shape now, its data when the writer reaches it (converted then, one at a time). */
+export interface PendingTensor {
+  dtype: DType;
+  shape: number[];
+  data(): TensorData;
+}
+
+/** The bytes of a safetensors file a piece at a time: the header, then each tensor's data, made as it is reached. */
+export function* safetensorsChunks(tensors: ReadonlyArray<readonly [string, PendingTensor]>, metadata?: Record<string, string>): Generator<Uint8Array> {
   const header: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) header.__metadata__ = metadata;
   let offset = 0;
-  for (const [name, t] of entries) {
-    const size = byteLength(t);
-    if (t.data.byteLength !== size) {
-      throw new SafetensorsError('serialize', `holds ${t.data.byteLength} bytes but ${t.dtype}${JSON.stringify(t.shape)} needs ${size}`, name);
-    }
+  for (const [name, t] of tensors) {
+    const size = numel(t.shape) * DTYPES[t.dtype].bytes;
     header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + size] };
     offset += size;
   }
-  let json = new TextEncoder().encode(JSON.stringify(header));
+  const json = new TextEncoder().encode(JSON.stringify(header));
   // Pad the header with spaces so the data starts 8-byte aligned, as the reference implementation does.
-  const padded = Math.ceil(json.byteLength / 8) * 8;
-  if (padded !== json.byteLength) {
-    const p = new Uint8Array(padded).fill(0x20);
-    p.set(json);
-    json = p;
+  const start = new Uint8Array(8 + Math.ceil(json.byteLength / 8) * 8).fill(0x20);
+  new DataView(start.buffer).setBigUint64(0, BigInt(start.byteLength - 8), true);
+  start.set(json, 8);
+  yield start;
+  for (const [name, t] of tensors) {
+    const data = t.data();
+    const size = numel(t.shape) * DTYPES[t.dtype].bytes;
+    if (data.byteLength !== size)
+      throw new SafetensorsError('serialize', `holds ${data.byteLength} bytes but ${t.dtype}${JSON.stringify(t.shape)} needs ${size}`, name);
+    yield new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   }
-  const out = new Uint8Array(8 + json.byteLength + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(json.byteLength), true);
-  out.set(json, 8);
-  let at = 8 + json.byteLength;
-  for (const [, t] of entries) {
-    out.set(new Uint8Array(t.data.buffer, t.data.byteOffset, t.data.byteLength), at);
-    at += t.data.byteLength;
+}
+
+/** Serialises tensors (in the given order) into safetensors bytes. */
+export function serializeSafetensors(tensors: Map<string, Tensor> | Record<string, Tensor>, metadata?: Record<string, string>): Uint8Array {
+  const entries = tensors instanceof Map ? [...tensors] : Object.entries(tensors);
+  return concatBytes(
+    safetensorsChunks(
+      entries.map(([name, t]) => [name, { dtype: t.dtype, shape: t.shape, data: () => t.data }] as const),
+      metadata,
+    ),
+  );
+}
+
+/** Pieces of bytes as one array. */
+export function concatBytes(chunks: Iterable<Uint8Array>): Uint8Array {
+  const all = [...chunks];
+  const out = new Uint8Array(all.reduce((n, c) => n + c.byteLength, 0));
+  let at = 0;
+  for (const c of all) {
+    out.set(c, at);
+    at += c.byteLength;
   }
   return out;
 }

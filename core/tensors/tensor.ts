@@ -1,4 +1,4 @@
-import { bfloat16ToFloat, DTYPES, floatToBfloat16, floatToHalf, halfToFloat, type DType, type TensorData } from './dtype.ts';
+import { DTYPES, fromBfloat16Array, fromHalfArray, toBfloat16Array, toHalfArray, type DType, type TensorData } from './dtype.ts';
 
 /** A host tensor: row-major data plus its dtype and shape. */
 export interface Tensor {
@@ -23,9 +23,9 @@ export function toFloat32(t: Tensor): Float32Array {
     case 'F64':
       return Float32Array.from(t.data as Float64Array);
     case 'F16':
-      return Float32Array.from(t.data as Uint16Array, halfToFloat);
+      return fromHalfArray(t.data as Uint16Array);
     case 'BF16':
-      return Float32Array.from(t.data as Uint16Array, bfloat16ToFloat);
+      return fromBfloat16Array(t.data as Uint16Array);
     default:
       throw new Error(`tensor of dtype ${t.dtype} is not floating point`);
   }
@@ -39,9 +39,9 @@ export function fromFloat32(values: Float32Array, shape: number[], dtype: 'F32' 
     case 'F64':
       return { dtype, shape, data: Float64Array.from(values) };
     case 'F16':
-      return { dtype, shape, data: Uint16Array.from(values, floatToHalf) };
+      return { dtype, shape, data: toHalfArray(values) };
     case 'BF16':
-      return { dtype, shape, data: Uint16Array.from(values, floatToBfloat16) };
+      return { dtype, shape, data: toBfloat16Array(values) };
   }
 }
 

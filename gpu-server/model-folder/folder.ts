@@ -4,10 +4,10 @@
  * never quoted: whatever a run spec points at is read here, so an error must not become a way to read a file.
  */
 import { constants } from 'node:fs';
-import { mkdir, open, realpath, rename, writeFile } from 'node:fs/promises';
+import { mkdir, open, realpath, rename, writeFile, type FileHandle } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { parseJson } from '../../core/json/parse.ts';
-import { loadModel, modelFiles, WEIGHTS_INDEX_FILE, type ModelSource } from '../../core/model/files.ts';
+import { loadModel, modelFileChunks, WEIGHTS_INDEX_FILE, type ModelSource } from '../../core/model/files.ts';
 import { familyOf, type Model, type ModelConfig } from '../../core/model/family.ts';
 import { llamaConfig, TINY_LLAMA } from '../../core/model/llama/config.ts';
 import { initLlama } from '../../core/model/llama/init.ts';
@@ -15,35 +15,73 @@ import { GPT2Tokenizer } from '../../core/tokenizer/gpt2.ts';
 import { TOKENIZER_CONFIG_FILE, TOKENIZER_FILE, tokenizerFromFiles } from '../../core/tokenizer/hf.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 
-/** The bytes of a file of the folder (a Buffer is a Uint8Array: no copy), checked to parse; ENOENT as thrown. */
-async function readChecked(dir: string, file: string): Promise<Buffer> {
+/** A file of the folder opened for reading: no symbolic link, no path out of the folder; ENOENT as thrown. */
+async function openChecked(dir: string, file: string): Promise<FileHandle> {
   // Besides the fixed names, only the index names files (its shards): one with a path in it would lead out of the folder.
   if (file !== basename(file) || file === '..') throw new Error(`${join(dir, WEIGHTS_INDEX_FILE)} names a weights file outside the folder`);
   const path = join(dir, file);
   // O_NOFOLLOW: no symbolic link, even one put there after the run was created.
-  const handle = await open(path, constants.O_RDONLY | constants.O_NOFOLLOW).catch(async (e: NodeJS.ErrnoException) => {
+  return open(path, constants.O_RDONLY | constants.O_NOFOLLOW).catch(async (e: NodeJS.ErrnoException) => {
     if (e.code !== 'ELOOP') throw e;
     throw new Error(
       `${path} is a symbolic link to ${await realpath(path).catch(() => 'nowhere (a loop or a missing file)')}; the server follows none: copy the file into the folder`,
     );
   });
+}
+
+/** The bytes of a file of the folder (a Buffer is a Uint8Array: no copy), checked to parse; ENOENT as thrown. */
+async function readChecked(dir: string, file: string): Promise<Buffer> {
+  const handle = await openChecked(dir, file);
   try {
     const bytes = await handle.readFile();
-    checkParses(path, bytes);
+    checkParses(join(dir, file), bytes);
     return bytes;
   } finally {
     await handle.close();
   }
 }
 
+/** Bytes [start, end) of a file of the folder; the start of a safetensors file is checked to parse (its header). */
+async function readRange(dir: string, file: string, start: number, end: number): Promise<Uint8Array> {
+  const handle = await openChecked(dir, file);
+  try {
+    // A fresh buffer of its own: aligned for any dtype's view.
+    const bytes = new Uint8Array(end - start);
+    for (let at = 0; at < bytes.byteLength;) {
+      const { bytesRead } = await handle.read(bytes, at, bytes.byteLength - at, start + at);
+      if (bytesRead === 0) throw new Error(`${join(dir, file)}: ended at byte ${start + at}, before ${end}`);
+      at += bytesRead;
+    }
+    if (start === 0) checkParses(join(dir, file), bytes);
+    return bytes;
+  } finally {
+    await handle.close();
+  }
+}
+
+const notFound = (dir: string, file: string) => (e: NodeJS.ErrnoException) => {
+  if (e.code !== 'ENOENT') throw e;
+  throw new Error(`${join(dir, file)}: not found; a model folder holds config.json and model.safetensors (make one with npm run make-model)`);
+};
+
+/** A model folder as a source that reads checkpoints a tensor at a time. */
 export function folderSource(dir: string): ModelSource {
   return {
     path: (file) => join(dir, file),
-    read: (file) =>
-      readChecked(dir, file).catch((e: NodeJS.ErrnoException) => {
-        if (e.code !== 'ENOENT') throw e;
-        throw new Error(`${join(dir, file)}: not found; a model folder holds config.json and model.safetensors (make one with npm run make-model)`);
-      }),
+    read: (file) => readChecked(dir, file).catch(notFound(dir, file)),
+    ranges: {
+      size: (file) =>
+        openChecked(dir, file)
+          .then(async (handle) => {
+            try {
+              return (await handle.stat()).size;
+            } finally {
+              await handle.close();
+            }
+          })
+          .catch(notFound(dir, file)),
+      read: (file, start, end) => readRange(dir, file, start, end),
+    },
   };
 }
 
@@ -66,15 +104,16 @@ export async function readTokenizer(dir: string, config: ModelConfig): Promise<T
 }
 
 /** Writes each file beside its final name and renames it into place, so a crash never leaves a half-written file. */
-export async function writeFileAtomic(path: string, bytes: Uint8Array | string): Promise<void> {
+export async function writeFileAtomic(path: string, bytes: Uint8Array | string | Iterable<Uint8Array>): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}`;
   await writeFile(tmp, bytes);
   await rename(tmp, path);
 }
 
-export async function writeModelFolder(dir: string, model: Model, options?: Parameters<typeof modelFiles>[1]): Promise<void> {
+/** Writes a model folder a piece at a time (each tensor converted as its turn comes), each file renamed into place. */
+export async function writeModelFolder(dir: string, model: Model, options?: Parameters<typeof modelFileChunks>[1]): Promise<void> {
   await mkdir(dir, { recursive: true });
-  for (const [file, bytes] of modelFiles(model, options)) await writeFileAtomic(join(dir, file), bytes);
+  for (const [file, chunks] of modelFileChunks(model, options)) await writeFileAtomic(join(dir, file), chunks);
 }
 
 /** The family's tokenizer.json and tokenizer_config.json, for a generated model folder (none for a family whose devices hold theirs). */

@@ -119,6 +119,5 @@ export function configToJson(c: GPT2Config): Record<string, unknown> {
     attn_pdrop: 0.1,
     initializer_range: 0.02,
     scale_attn_weights: true,
-    torch_dtype: 'float32',
   };
 }

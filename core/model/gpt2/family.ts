@@ -14,6 +14,7 @@ export const GPT2_FAMILY: Family<GPT2Config> = {
   name: 'GPT-2',
   parseConfig: parseGpt2Config,
   configToJson,
+  floatFields: ['layer_norm_epsilon', 'resid_pdrop', 'embd_pdrop', 'attn_pdrop', 'initializer_range'],
   layout: gpt2Layout,
   linears: BLOCK_LINEARS,
   // Conv1D keeps [in, out].

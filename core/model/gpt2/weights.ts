@@ -4,7 +4,7 @@
  */
 import type { Tensor } from '../../tensors/tensor.ts';
 import type { GPT2Config } from './config.ts';
-import { paramsFromTensors as readParams, paramsToTensors as writeParams, requireParam, SCORE, type ParamLayout, type Params } from '../params.ts';
+import { paramsToTensors as writeParams, requireParam, SCORE, type ParamLayout, type Params } from '../params.ts';
 
 export { SCORE } from '../params.ts';
 export type { Params } from '../params.ts';
@@ -66,14 +66,6 @@ export function gpt2Layout(c: GPT2Config): ParamLayout {
     optional: new Set([SCORE]),
     ignored: /^(h\.\d+\.attn\.(bias|masked_bias)|lm_head\.weight)$/,
   };
-}
-
-/**
- * Reads GPT-2 parameters from safetensors tensors, with or without the `transformer.` prefix.
- * A checkpoint without `score.weight` (GPT2Model, GPT2LMHeadModel) loads without a classification head.
- */
-export function paramsFromTensors(config: GPT2Config, tensors: Map<string, Tensor>, file = 'model.safetensors'): Params {
-  return readParams(gpt2Layout(config), tensors, file);
 }
 
 /** Parameters as tensors under the names GPT2ForSequenceClassification saves (`transformer.` prefix, `score.weight`). */

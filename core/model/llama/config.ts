@@ -179,8 +179,14 @@ export function llamaConfigToJson(c: LlamaConfig): Record<string, unknown> {
     use_cache: true,
     bos_token_id: c.bosTokenId,
     eos_token_id: c.eosTokenIds.length === 1 ? c.eosTokenIds[0] : c.eosTokenIds,
-    pad_token_id: c.padTokenId,
-    num_labels: c.numLabels,
-    torch_dtype: 'float32',
+    // As transformers writes a config: what differs from the defaults a reader assumes (no pad token: the first end
+    // token; two labels), and a label map rather than num_labels.
+    ...(c.padTokenId === c.eosTokenIds[0] ? {} : { pad_token_id: c.padTokenId }),
+    ...(c.numLabels === 2
+      ? {}
+      : {
+          id2label: Object.fromEntries(Array.from({ length: c.numLabels }, (_, i) => [String(i), `LABEL_${i}`])),
+          label2id: Object.fromEntries(Array.from({ length: c.numLabels }, (_, i) => [`LABEL_${i}`, i])),
+        }),
   };
 }

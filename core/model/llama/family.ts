@@ -11,6 +11,15 @@ export const LLAMA_FAMILY: Family<LlamaConfig> = {
   name: 'Llama',
   parseConfig: parseLlamaConfig,
   configToJson: llamaConfigToJson,
+  floatFields: [
+    'rms_norm_eps',
+    'rope_theta',
+    'attention_dropout',
+    'initializer_range',
+    'rope_scaling.factor',
+    'rope_scaling.low_freq_factor',
+    'rope_scaling.high_freq_factor',
+  ],
   layout: llamaLayout,
   linears: LLAMA_LINEARS,
   // nn.Linear keeps [out, in].

@@ -47,12 +47,12 @@ export const LM_HEAD = 'lm_head.weight';
 
 export function llamaParamShapes(c: LlamaConfig): Map<string, number[]> {
   const shapes = new Map<string, number[]>([['embed_tokens.weight', [c.vocabSize, c.nEmbd]]]);
+  // A block's modules in the order LlamaDecoderLayer registers them (its state_dict's order, which decides how
+  // save_pretrained splits shards): attention, MLP, then the two norms.
   for (let i = 0; i < c.nLayer; i++) {
+    for (const linear of LLAMA_LINEARS) shapes.set(`layers.${i}.${linear}.weight`, llamaLinearShape(c, linear));
     shapes.set(`layers.${i}.input_layernorm.weight`, [c.nEmbd]);
-    for (const linear of LLAMA_LINEARS) {
-      shapes.set(`layers.${i}.${linear}.weight`, llamaLinearShape(c, linear));
-      if (linear === 'self_attn.o_proj') shapes.set(`layers.${i}.post_attention_layernorm.weight`, [c.nEmbd]);
-    }
+    shapes.set(`layers.${i}.post_attention_layernorm.weight`, [c.nEmbd]);
   }
   shapes.set('norm.weight', [c.nEmbd]);
   if (!c.tieWordEmbeddings) shapes.set(LM_HEAD, [c.vocabSize, c.nEmbd]);

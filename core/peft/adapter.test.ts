@@ -2,8 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { gpt2Config } from '../model/gpt2/config.ts';
 import { llamaConfig } from '../model/llama/config.ts';
 import { blockPath, linearInOut, type ModelConfig } from '../model/family.ts';
-import { parseSafetensors } from '../tensors/safetensors.ts';
-import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterFiles, parseAdapter, type AdapterWeights } from './adapter.ts';
+import { parseSafetensors, serializeSafetensors } from '../tensors/safetensors.ts';
+import { readFileSync } from 'node:fs';
+import { makeModel } from '../model/family.ts';
+import { fromFloat32 } from '../tensors/tensor.ts';
+import { maxAbsDiff } from '../../tests/fixtures.ts';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterFiles, mergeAdapter, parseAdapter, type AdapterWeights } from './adapter.ts';
 
 type PeftJson = Record<string, unknown>;
 
@@ -168,5 +172,72 @@ describe('PEFT adapter_config.json', () => {
     expect(targetModules(['attn.c_attn', 'mlp.c_proj'])).toEqual(['c_attn', 'mlp.c_proj']);
     expect(targetModules(['attn.c_proj', 'mlp.c_proj'])).toEqual(['c_proj']);
     expect(targetModules(['attn.c_attn', 'mlp.c_fc'])).toEqual(['c_attn', 'c_fc']);
+  });
+});
+
+describe('an adapter as PEFT reads it', () => {
+  // core/peft/golden_adapter.py: PEFT's rules written plainly in Python, on weights from a formula.
+  const golden = JSON.parse(readFileSync(new URL('./golden-adapter.json', import.meta.url), 'utf8')) as {
+    shape: Record<string, number>;
+    config: Record<string, unknown>;
+    tensors: Record<string, { shape: number[]; values: number[] }>;
+    deltas: Record<string, number[]>;
+  };
+  const base = makeModel('llama', golden.shape);
+  const files = (config: Record<string, unknown> = golden.config, dtype: 'BF16' | 'F16' | 'F32' = 'BF16') => ({
+    [ADAPTER_CONFIG]: new TextEncoder().encode(JSON.stringify(config)),
+    [ADAPTER_WEIGHTS]: serializeSafetensors(
+      new Map(Object.entries(golden.tensors).map(([name, t]) => [name, fromFloat32(Float32Array.from(t.values), t.shape, dtype)])),
+      { format: 'pt' },
+    ),
+  });
+  /** What merging changed in each adapted weight. */
+  const deltas = (config?: Record<string, unknown>, dtype?: 'BF16' | 'F16' | 'F32') => {
+    const merged = mergeAdapter(base, parseAdapter(files(config, dtype), base.config));
+    return Object.fromEntries(Object.keys(golden.deltas).map((name) => [name, merged.params.get(name)!.map((x, i) => x - base.params.get(name)![i]!)]));
+  };
+
+  it('merges rsLoRA with a rank_pattern, an alpha_pattern and BF16 tensors as PEFT does', () => {
+    for (const [name, got] of Object.entries(deltas())) expect(maxAbsDiff(got, golden.deltas[name]!), name).toBeLessThan(1e-6);
+    // The same tensors as F16 and F32 (they are bfloat16 values, exact in both) merge the same.
+    for (const dtype of ['F16', 'F32'] as const)
+      for (const [name, got] of Object.entries(deltas(undefined, dtype))) expect(maxAbsDiff(got, golden.deltas[name]!)).toBeLessThan(1e-6);
+  });
+
+  it("follows LoraConfig's defaults and scales: lora_alpha 8 when absent, alpha / r without rsLoRA", () => {
+    const { lora_alpha: _alpha, ...rest } = golden.config;
+    const got = deltas({ ...rest, use_rslora: false });
+    // Each module's scale against the golden's (alpha / sqrt(r)): q_proj 8/4 vs 8/2... as PEFT computes them.
+    const ratio: Record<string, number> = {
+      'layers.0.self_attn.q_proj.weight': 8 / 4 / (4 / Math.sqrt(4)),
+      'layers.0.self_attn.v_proj.weight': 8 / 2 / (4 / Math.sqrt(2)),
+      'layers.1.self_attn.q_proj.weight': 8 / 4 / (4 / Math.sqrt(4)),
+      'layers.1.self_attn.v_proj.weight': 6 / 2 / (6 / Math.sqrt(2)),
+    };
+    for (const [name, want] of Object.entries(golden.deltas))
+      expect(
+        maxAbsDiff(
+          got[name]!,
+          want.map((x) => x * ratio[name]!),
+        ),
+        name,
+      ).toBeLessThan(1e-6);
+  });
+
+  it('an adapter read without its rank_pattern does not fit: each module is checked against its own rank', () => {
+    const { rank_pattern: _ranks, ...rest } = golden.config;
+    expect(() => parseAdapter(files(rest), base.config, 'a')).toThrow(
+      "a/adapter_model.safetensors: tensor 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight' has shape [4,8], expected [2,8]",
+    );
+  });
+
+  it.each([
+    [{ use_dora: true }, 'use_dora true asks for DoRA'],
+    [{ bias: 'all' }, 'bias "all" asks for trained biases'],
+    [{ lora_bias: true }, 'lora_bias true asks for a bias on lora_B'],
+    [{ modules_to_save: ['lm_head'] }, 'modules_to_save ["lm_head"]: only the classification head'],
+    [{ trainable_token_indices: [5] }, 'trainable_token_indices [5] asks for trained token embeddings'],
+  ])('refuses by name what it cannot merge exactly: %j', (extra, message) => {
+    expect(() => parseAdapter(files({ ...golden.config, ...extra }), base.config, 'a')).toThrow(`a/adapter_config.json: ${message}`);
   });
 });

@@ -9,7 +9,7 @@
  * Here A is kept as [in, r] and B as [r, out], i.e. the transposes of PEFT's tensors.
  */
 import { parseSafetensors, serializeSafetensors } from '../tensors/safetensors.ts';
-import type { Tensor } from '../tensors/tensor.ts';
+import { toFloat32, type Tensor } from '../tensors/tensor.ts';
 import { familyOf, blockLinears, blockPath, linearInOut, paramLayout, type Model, type ModelConfig } from '../model/family.ts';
 import { SCORE } from '../model/params.ts';
 
@@ -29,6 +29,8 @@ export interface AdapterWeights {
   b: Map<string, Float32Array>;
   /** The trained classification head [num_labels, n_embd] (PEFT modules_to_save). */
   head?: Float32Array;
+  /** Each module's scale where it is not alpha / rank (an adapter read with rank_pattern, alpha_pattern or rsLoRA). */
+  scales?: Map<string, number>;
 }
 
 const HEAD_KEY = `base_model.model.${SCORE}`;
@@ -93,7 +95,34 @@ export function adapterFiles(w: AdapterWeights, config: ModelConfig, baseModel: 
   };
 }
 
-/** Reads a PEFT adapter for this model; errors name the file and the tensor or field. */
+/**
+ * LoraConfig's fields that change what an adapter computes beyond plain LoRA, with the value that means "not used":
+ * an adapter that uses any is refused by name rather than merged wrongly.
+ */
+const UNSUPPORTED: Array<[field: string, unused: (v: unknown) => boolean, what: string]> = [
+  ['use_dora', (v) => v === undefined || v === false, 'DoRA (weight-decomposed LoRA)'],
+  ['bias', (v) => v === undefined || v === 'none', 'trained biases'],
+  ['lora_bias', (v) => v === undefined || v === false, 'a bias on lora_B'],
+  ['layer_replication', (v) => v == null, 'replicated layers'],
+  ['trainable_token_indices', (v) => v == null, 'trained token embeddings'],
+  ['target_parameters', (v) => v == null || (Array.isArray(v) && v.length === 0), 'LoRA on parameters rather than modules'],
+  ['use_qalora', (v) => v === undefined || v === false, 'QA-LoRA'],
+  ['alora_invocation_tokens', (v) => v == null, 'activated LoRA'],
+  ['megatron_config', (v) => v == null, 'Megatron parallel layers'],
+];
+
+/** PEFT's get_pattern_key: the first pattern that matches the module's name as a whole or as its dotted suffix. */
+function patternFor(patterns: Record<string, number>, module: string): number | undefined {
+  const key = Object.keys(patterns).find((k) => new RegExp(`^(.*\\.)?(${k})$`).test(module));
+  return key === undefined ? undefined : patterns[key];
+}
+
+/**
+ * Reads a PEFT LoRA adapter for this model as PEFT itself reads it: LoraConfig's defaults (r 8, lora_alpha 8), each
+ * module's rank and alpha from rank_pattern and alpha_pattern, its scale alpha / r (alpha / sqrt(r) with use_rslora),
+ * tensors in F32, F16 or BF16. What it cannot merge exactly is refused by name. Errors name the file and the tensor or
+ * field.
+ */
 export function parseAdapter(files: Record<string, Uint8Array>, config: ModelConfig, folder = 'adapter'): AdapterWeights {
   const cfgFile = `${folder}/${ADAPTER_CONFIG}`;
   const wFile = `${folder}/${ADAPTER_WEIGHTS}`;
@@ -107,13 +136,39 @@ export function parseAdapter(files: Record<string, Uint8Array>, config: ModelCon
   }
   if (c.peft_type !== 'LORA') throw new Error(`${cfgFile}: peft_type ${JSON.stringify(c.peft_type)} is not "LORA"`);
   const family = familyOf(config);
-  if (c.fan_in_fan_out !== family.fanInFanOut)
+  if ((c.fan_in_fan_out ?? false) !== family.fanInFanOut)
     throw new Error(`${cfgFile}: fan_in_fan_out must be ${family.fanInFanOut} for ${family.name}'s ${family.fanInFanOut ? 'Conv1D' : 'nn.Linear'} layers`);
-  const rank = c.r as number;
-  if (!Number.isSafeInteger(rank) || rank < 1) throw new Error(`${cfgFile}: field 'r' must be a positive integer`);
+  for (const [field, unused, what] of UNSUPPORTED)
+    if (!unused(c[field])) throw new Error(`${cfgFile}: ${field} ${JSON.stringify(c[field])} asks for ${what}, which this version cannot merge`);
+  const modulesToSave = c.modules_to_save ?? null;
+  if (modulesToSave !== null && JSON.stringify(modulesToSave) !== '["score"]')
+    throw new Error(`${cfgFile}: modules_to_save ${JSON.stringify(modulesToSave)}: only the classification head ["score"] is supported`);
+  const positive = (field: string, v: unknown, fallback: number): number => {
+    const n = v ?? fallback;
+    if (typeof n !== 'number' || !(n > 0)) throw new Error(`${cfgFile}: field '${field}' must be a positive number, got ${JSON.stringify(v)}`);
+    return n;
+  };
+  const patterns = (field: string): Record<string, number> => {
+    const p = c[field] ?? {};
+    if (typeof p !== 'object' || p === null || Array.isArray(p)) throw new Error(`${cfgFile}: field '${field}' must map module patterns to numbers`);
+    for (const [k, v] of Object.entries(p)) positive(`${field}.${k}`, v, 0);
+    return p as Record<string, number>;
+  };
+  // LoraConfig's defaults, not ours: an adapter that leaves them out was trained with them.
+  const rank = positive('r', c.r, 8);
+  if (!Number.isSafeInteger(rank)) throw new Error(`${cfgFile}: field 'r' must be a positive integer`);
+  const alpha = positive('lora_alpha', c.lora_alpha, 8);
+  const rslora = c.use_rslora === true;
+  const rankPattern = patterns('rank_pattern');
+  const alphaPattern = patterns('alpha_pattern');
   const { tensors } = parseSafetensors(files[ADAPTER_WEIGHTS], wFile);
+  const floats = (name: string, t: Tensor): Float32Array => {
+    if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16') throw new Error(`${wFile}: tensor '${name}' is ${t.dtype}; expected F32, F16 or BF16`);
+    return toFloat32(t);
+  };
   const a = new Map<string, Float32Array>();
   const b = new Map<string, Float32Array>();
+  const scales = new Map<string, number>();
   const targets = new Set<string>();
   const linears = blockLinears(config);
   const pattern = new RegExp(
@@ -125,7 +180,7 @@ export function parseAdapter(files: Record<string, Uint8Array>, config: ModelCon
     if (name === HEAD_KEY) {
       if (t.shape.join() !== [config.numLabels, config.nEmbd].join())
         throw new Error(`${wFile}: tensor '${name}' has shape ${JSON.stringify(t.shape)}, the model needs [${config.numLabels}, ${config.nEmbd}]`);
-      head = t.data as Float32Array;
+      head = floats(name, t);
       continue;
     }
     const m = pattern.exec(name);
@@ -133,13 +188,17 @@ export function parseAdapter(files: Record<string, Uint8Array>, config: ModelCon
     const layer = Number(m[1]);
     const linear = m[2]!;
     if (layer >= config.nLayer) throw new Error(`${wFile}: tensor '${name}' is for layer ${layer}; the model has ${config.nLayer}`);
-    if (t.dtype !== 'F32') throw new Error(`${wFile}: tensor '${name}' is ${t.dtype}; expected F32`);
-    const [inp, out] = linearInOut(config, linear);
-    const want = m[3] === 'A' ? [rank, inp] : [out, rank];
-    if (t.shape.join() !== want.join()) throw new Error(`${wFile}: tensor '${name}' has shape ${JSON.stringify(t.shape)}, expected ${JSON.stringify(want)}`);
     const key = `${blockPath(config, layer)}.${linear}`;
-    if (m[3] === 'A') a.set(key, transpose(t.data as Float32Array, rank, inp));
-    else b.set(key, transpose(t.data as Float32Array, out, rank));
+    // The module's name as PEFT matches patterns against it: its path in the base model.
+    const module = `${paramLayout(config).prefix}${key}`;
+    const r = patternFor(rankPattern, module) ?? rank;
+    const moduleAlpha = patternFor(alphaPattern, module) ?? alpha;
+    const [inp, out] = linearInOut(config, linear);
+    const want = m[3] === 'A' ? [r, inp] : [out, r];
+    if (t.shape.join() !== want.join()) throw new Error(`${wFile}: tensor '${name}' has shape ${JSON.stringify(t.shape)}, expected ${JSON.stringify(want)}`);
+    if (m[3] === 'A') a.set(key, transpose(floats(name, t), r, inp));
+    else b.set(key, transpose(floats(name, t), out, r));
+    scales.set(key, rslora ? moduleAlpha / Math.sqrt(r) : moduleAlpha / r);
     targets.add(linear);
     layers.add(layer);
   }
@@ -148,7 +207,8 @@ export function parseAdapter(files: Record<string, Uint8Array>, config: ModelCon
   }
   return {
     rank,
-    alpha: Number(c.lora_alpha ?? rank),
+    alpha,
+    scales,
     dropout: Number(c.lora_dropout ?? 0),
     targets: linears.filter((t) => targets.has(t)),
     layers: [...layers].sort((x, y) => x - y),
@@ -164,18 +224,20 @@ export function parseAdapter(files: Record<string, Uint8Array>, config: ModelCon
  */
 export function mergeAdapter<M extends Model>(model: M, w: AdapterWeights): M {
   const params = new Map(model.params);
-  const scale = w.alpha / w.rank;
   // Conv1D (fan_in_fan_out) keeps W as [in, out]; nn.Linear keeps [out, in].
   const outMajor = !familyOf(model.config).fanInFanOut;
   for (const [key, a] of w.a) {
     const linear = key.split('.').slice(2).join('.');
     const [inp, out] = linearInOut(model.config, linear);
+    // Each module's own rank and scale where the adapter has them (PEFT's rank_pattern, alpha_pattern, rsLoRA).
+    const rank = a.length / inp;
+    const scale = w.scales?.get(key) ?? w.alpha / w.rank;
     const merged = Float32Array.from(params.get(`${key}.weight`)!);
     const bm = w.b.get(key)!;
     for (let i = 0; i < inp; i++) {
       for (let o = 0; o < out; o++) {
         let s = 0;
-        for (let r = 0; r < w.rank; r++) s += a[i * w.rank + r]! * bm[r * out + o]!;
+        for (let r = 0; r < rank; r++) s += a[i * rank + r]! * bm[r * out + o]!;
         merged[outMajor ? o * inp + i : i * out + o] += s * scale;
       }
     }

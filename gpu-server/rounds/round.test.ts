@@ -74,6 +74,8 @@ describe('a round in phases, on in-memory storage', () => {
     const [d1, d2] = [w.devices.get('device-1')!, w.devices.get('device-2')!];
     expect(Math.max(d1.requestedAt[0], d2.requestedAt[0])).toBeLessThan(Math.min(d1.completedAt[0], d2.completedAt[0]));
     expect(await keysUnder('runs/r1/adapters/0/')).toEqual(['runs/r1/adapters/0/adapter_config.json', 'runs/r1/adapters/0/adapter_model.safetensors']);
+    // PEFT's AutoPeftModel loads the base from where the spec named it.
+    expect(JSON.parse(new TextDecoder().decode(await runs.adapterFile('r1', 0, 'adapter_config.json'))).base_model_name_or_path).toBe(w.modelDir);
     expect(await w.store.head(keys.roundDone('r1', 0))).toBeDefined();
     const record = await getJson<RunRecord>(w.store, keys.run('r1'));
     expect(record?.totalSteps).toBe(2 * 8);
@@ -298,7 +300,12 @@ describe('a round in phases, on in-memory storage', () => {
     w = await world({ rows: 8, family: 'llama' });
     const evalRows = Array.from({ length: 6 }, (_, i) => ({ text: `held-out row ${i} ${i % 2 ? 'good' : 'bad'}`, label: String(i % 2) }));
     const runs = registry({ blocks: { provider: 'cpu', threads: 1 } });
-    await runs.create(parseRunSpec(w.spec({ task: { labels: ['0', '1'], evalRows }, training: { batchSize: 4, seqLen: 6, rounds: 1, seed: 1 } })), 'l1');
+    await runs.create(
+      parseRunSpec(
+        w.spec({ baseModel: 'meta-llama/Llama-3.2-1B', task: { labels: ['0', '1'], evalRows }, training: { batchSize: 4, seqLen: 6, rounds: 1, seed: 1 } }),
+      ),
+      'l1',
+    );
     await runs.trigger('l1');
     await runs.idle('l1');
     const view = await runs.view('l1');
@@ -310,6 +317,7 @@ describe('a round in phases, on in-memory storage', () => {
     expect(m!.evalAccuracy! * 6).toBeCloseTo(Math.round(m!.evalAccuracy! * 6), 9);
     const config = JSON.parse(new TextDecoder().decode(await runs.adapterFile('l1', 0, 'adapter_config.json')));
     expect(config).toMatchObject({
+      base_model_name_or_path: 'meta-llama/Llama-3.2-1B',
       task_type: 'SEQ_CLS',
       fan_in_fan_out: false,
       layers_pattern: 'layers',

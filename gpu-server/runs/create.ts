@@ -2,7 +2,6 @@
  * A new run from the operator's spec: the files it names checked against the server's data folders, the model folder
  * read, LoRA targets checked against the family's linears, and each device's cut planned from its profile.
  */
-import { basename } from 'node:path';
 import { familyNames, familyOf, blockLinears, type Model } from '../../core/model/family.ts';
 import { StorageError } from '../../core/storage/store.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
@@ -68,7 +67,8 @@ async function build(id: string, spec: RunSpec, dataDirs: readonly string[]): Pr
     createdAt: new Date().toISOString(),
     cuts,
     deepestCut: Math.max(...Object.values(cuts).map((x) => x.cut)),
-    modelName: basename(spec.model),
+    // What PEFT loads as the adapters' base: the name the operator gave, or the folder as the spec names it.
+    modelName: spec.baseModel ?? spec.model,
   };
   return { record, model, tokenizer };
 }

@@ -93,6 +93,14 @@ const RunSpecFields = z.object({
     .string(rule('must be the path of a model folder (GPT-2 or Llama) on the server'))
     .min(1, rule('must be the path of a model folder (GPT-2 or Llama) on the server'))
     .openapi({ description: 'A model folder in the Hugging Face layout (GPT-2 or Llama), on the server.' }),
+  baseModel: z
+    .string(rule('must name the base model, as a Hugging Face hub id (meta-llama/Llama-3.2-1B) or a path'))
+    .min(1, rule('must name the base model, as a Hugging Face hub id (meta-llama/Llama-3.2-1B) or a path'))
+    .optional()
+    .openapi({
+      description:
+        "What the adapters' adapter_config.json names as their base (base_model_name_or_path, which PEFT's AutoPeftModel loads): a Hugging Face hub id such as meta-llama/Llama-3.2-1B, or a path. Default: `model` as given.",
+    }),
   task: z
     .object({
       kind: z.enum(['classification', 'generation']).default('classification').openapi({

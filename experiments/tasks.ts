@@ -6,7 +6,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { finalNumber, gsm8kExample, type GenerationExample } from '../core/data/generation.ts';
+import { gsm8kExample, type GenerationExample } from '../core/data/generation.ts';
+import { openaiAnswer } from '../core/data/gsm8k.ts';
 import { parseShard, type Example } from '../core/data/shard.ts';
 import { permutation } from '../gpu-server/ordering/ordering.ts';
 import { Random } from '../core/random.ts';
@@ -141,7 +142,7 @@ export async function readGsm8k(path: string): Promise<MathProblem[]> {
       }
       if (typeof v.question !== 'string') throw new Error(`${path}: line ${n}: field 'question' must be a string`);
       if (typeof v.answer !== 'string') throw new Error(`${path}: line ${n}: field 'answer' must be a string`);
-      const final = /####\s*\S+\s*$/.test(v.answer) ? finalNumber(v.answer) : undefined;
+      const final = /####\s*\S+\s*$/.test(v.answer) ? openaiAnswer(v.answer) : undefined;
       if (final === undefined) throw new Error(`${path}: line ${n}: field 'answer' does not end with "#### <number>"`);
       return { question: v.question, answer: v.answer, final };
     });

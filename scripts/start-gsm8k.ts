@@ -35,12 +35,14 @@ export function gsm8kRunTask(evalFile: string) {
 }
 
 export const GSM8K_HEADER =
-  '| round | client order | train loss | held-out loss | exact match | device forward (s) | server train (s) | server idle (s) | MB moved | devices reused | wall (s) |';
+  '| round | client order | train loss | held-out loss | exact match (strict-match) | device forward (s) | server train (s) | server idle (s) | MB moved | devices reused | wall (s) |';
 
-/** The last round's generations: prompt, what the model wrote, the final number it gave and the right one. */
+/** The last round's generations: prompt, what the model wrote, the answer each of the harness's filters took, the right one. */
 export function printSamples(m: RoundMetrics): void {
-  console.log('\n| prompt (start) | generated (start) | final number | expected |\n|---|---|---|---|');
+  console.log('\n| prompt (start) | generated (start) | strict-match | flexible-extract | expected |\n|---|---|---|---|---|');
   const cell = (t: string) => JSON.stringify(t.replace(/\s+/g, ' ').slice(0, 60)).slice(1, -1).replace(/\|/g, '\\|');
   for (const s of m.samples ?? [])
-    console.log(`| ${cell(s.prompt.replace(/^Question: /, ''))} | ${cell(s.generated)} | ${s.predicted ?? '-'} | ${s.expected ?? '-'} |`);
+    console.log(
+      `| ${cell(s.prompt.replace(/^Question: /, ''))} | ${cell(s.generated)} | ${s.predicted ?? '-'} | ${s.flexible ?? '-'} | ${s.expected ?? '-'} |`,
+    );
 }

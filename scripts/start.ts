@@ -268,7 +268,7 @@ run(async () => {
     if (gsm8k) {
       printSamples(last);
       console.log(
-        `      exact match after ${rounds} rounds: ${((last.evalAccuracy ?? 0) * 100).toFixed(1)}% of ${last.samples?.length ?? 0} generated answers; held-out loss ${last.evalLoss?.toFixed(3)} on ${last.evalRows} problems`,
+        `      exact match after ${rounds} rounds (lm-evaluation-harness's gsm8k scoring): strict-match ${((last.evalExactMatch?.strict ?? 0) * 100).toFixed(1)}%, flexible-extract ${((last.evalExactMatch?.flexible ?? 0) * 100).toFixed(1)}% of ${last.samples?.length ?? 0} generated answers; held-out loss ${last.evalLoss?.toFixed(3)} on ${last.evalRows} problems`,
       );
       console.log('      (a tiny random model cannot solve GSM8K: what this shows is the machinery, loss falling and answers generated)');
     } else {

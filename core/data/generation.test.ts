@@ -3,7 +3,7 @@ import { llama3TokenizerFiles } from '../tokenizer/llama3.ts';
 import { tokenizerFromFiles } from '../tokenizer/hf.ts';
 import { llamaConfig } from '../model/llama/config.ts';
 import { GPT2Tokenizer } from '../tokenizer/gpt2.ts';
-import { encodeGenerationBatch, finalNumber, gsm8kExample, IGNORE_INDEX, parseGenerationShard } from './generation.ts';
+import { encodeGenerationBatch, gsm8kExample, IGNORE_INDEX, parseGenerationShard } from './generation.ts';
 import { DEFAULT_LIMITS } from './shard.ts';
 
 describe('generation rows', () => {
@@ -18,13 +18,6 @@ describe('generation rows', () => {
     expect(() => parseGenerationShard(['{"question":"a","answer":5}'], DEFAULT_LIMITS)).toThrow("line 1: field 'answer' must be a string, got number");
     expect(() => parseGenerationShard(['{"prompt":"a",'], DEFAULT_LIMITS)).toThrow(/^line 1: not valid JSON/);
     expect(() => parseGenerationShard(['', ' '], DEFAULT_LIMITS)).toThrow('shard has no rows');
-  });
-
-  it('takes the final number after ####, else the last number written', () => {
-    expect(finalNumber('She sold 48/2 = 24 clips.\n#### 1,072')).toBe('1072');
-    expect(finalNumber('so the answer is 18.50 dollars')).toBe('18.5');
-    expect(finalNumber('#### -3')).toBe('-3');
-    expect(finalNumber('no numbers here')).toBeUndefined();
   });
 
   it('labels exactly the completion and end tokens (next-token), never the prompt or padding', () => {

@@ -21,16 +21,6 @@ export function gsm8kExample(question: string, answer: string): GenerationExampl
   return { prompt: `Question: ${question}\nAnswer:`, completion: ` ${answer}` };
 }
 
-/** The final answer of a GSM8K-style text: the number after "####", else the last number written; commas dropped. */
-export function finalNumber(text: string): string | undefined {
-  const marked = /####\s*(-?[\d,]*\.?\d+)/.exec(text);
-  const numbers = text.match(/-?[\d,]*\.?\d+/g);
-  const raw = marked?.[1] ?? numbers?.at(-1);
-  if (raw === undefined) return undefined;
-  const n = Number(raw.replace(/,/g, ''));
-  return Number.isFinite(n) ? String(n) : undefined;
-}
-
 /** Parses generation rows from JSON lines; every error names the line and field (400) or the size (413). */
 export function parseGenerationShard(lines: string[], limits: ShardLimits): GenerationExample[] {
   const rows: GenerationExample[] = [];

@@ -1,5 +1,5 @@
 /** What a simulation runs on: the devices' tokenized shards and the evaluation split, from one task and partition. */
-import { encodeGenerationBatch, finalNumber, promptIds, type GenerationExample } from '../../core/data/generation.ts';
+import { encodeGenerationBatch, promptIds, type GenerationExample } from '../../core/data/generation.ts';
 import { textInput, type Example } from '../../core/data/shard.ts';
 import { describePartition, labelHistogram, partition, type PartitionSpec } from '../../core/data/partition.ts';
 import { GPT2Tokenizer } from '../../core/tokenizer/gpt2.ts';
@@ -29,7 +29,8 @@ export interface SimData {
   evaluation: TokenBatch[];
   evalRows: number;
   /** Generation: the held-out prompts (token ids) to complete, with the final number each should reach. */
-  prompts?: Array<{ ids: number[]; expected?: string }>;
+  /** Held-out prompts, each with its reference completion ("... #### 72"). */
+  prompts?: Array<{ ids: number[]; reference: string }>;
 }
 
 export function tokenBatches(tokenizer: Tokenizer, rows: readonly Example[], batchSize: number, seqLen: number, padTokenId: number): TokenBatch[] {
@@ -83,7 +84,7 @@ export function setUpGenerationSimulation(task: GenerationTaskData, tokenizer: T
     devices: parts.map((p, d) => ({ id: `device-${d}`, rows: p.length, batches: batches(p.map((i) => train[i]!)), histogram: [p.length] })),
     evaluation: batches(held),
     evalRows: held.length,
-    prompts: held.slice(0, o.generate).map((r) => ({ ids: promptIds(tokenizer, r.prompt), expected: finalNumber(r.completion) })),
+    prompts: held.slice(0, o.generate).map((r) => ({ ids: promptIds(tokenizer, r.prompt), reference: r.completion })),
   };
 }
 

@@ -11,6 +11,7 @@ import { deviceBatchOrder } from '../../gpu-server/ordering/turns.ts';
 import { scoreLogits } from '../../gpu-server/train/score.ts';
 import { Trainer, type TrainBatch } from '../../gpu-server/train/trainer.ts';
 import { complete, completionLoss } from '../../gpu-server/runs/evaluate.ts';
+import { exactMatch } from '../../core/data/gsm8k.ts';
 import type { BatchOrder } from '../device-time.ts';
 import type { SimData, SimDevice, TokenBatch } from './setup.ts';
 
@@ -87,12 +88,12 @@ export class Sim {
     return { accuracy, loss };
   }
 
-  /** Held-out completion loss (per labelled token), and greedy completions scored by their final number. */
+  /** Held-out completion loss (per labelled token), and greedy completions scored as the server scores them (strict-match). */
   private async evaluateGeneration(prompts: NonNullable<SimData['prompts']>): Promise<{ accuracy: number; loss: number }> {
     let correct = 0;
     for (const p of prompts) {
-      const { predicted } = await complete(this.trainer, this.tokenizer!, p.ids, GENERATE_TOKENS);
-      if (predicted !== undefined && predicted === p.expected) correct++;
+      const { strict } = await complete(this.trainer, this.tokenizer!, p.ids, GENERATE_TOKENS);
+      if (exactMatch(strict, p.reference)) correct++;
     }
     return { accuracy: prompts.length ? correct / prompts.length : NaN, loss: await completionLoss(this.trainer, this.data.evaluation) };
   }

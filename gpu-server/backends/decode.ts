@@ -12,6 +12,8 @@ export interface DecodeOptions {
   seed?: number;
   /** Stop after any of these (default: the config's EOS tokens). */
   stop?: readonly number[];
+  /** Stop once this says the new tokens so far are enough (a stop sequence in their text, as evaluation harnesses stop). */
+  until?: (generated: readonly number[]) => boolean;
   /** false recomputes the whole sequence at every step (for tests: the cache must not change a token). */
   cache?: boolean;
 }
@@ -25,7 +27,7 @@ export type DecodeStep = (tokens: readonly number[], cached: number, keep: boole
 /** Continues `prompt` (token ids, starting with BOS if the model expects one); returns only the new tokens. */
 export async function decode(
   prompt: readonly number[],
-  { maxNewTokens, temperature = 0, topK, seed = 0, stop = [], cache = true }: DecodeOptions,
+  { maxNewTokens, temperature = 0, topK, seed = 0, stop = [], until, cache = true }: DecodeOptions,
   maxPositions: number,
   step: DecodeStep,
 ): Promise<number[]> {
@@ -37,7 +39,7 @@ export async function decode(
   for (let s = 0; s < maxNewTokens; s++) {
     const token = pickToken(await step(tokens, cache && s > 0 ? tokens.length - 1 : 0, cache), temperature, topK, rng);
     tokens.push(token);
-    if (stop.includes(token)) break;
+    if (stop.includes(token) || until?.(tokens.slice(prompt.length))) break;
   }
   return tokens.slice(prompt.length);
 }

@@ -42,6 +42,7 @@ export async function writeOutputs(
     trainLoss: losses.length ? losses.reduce((a, b) => a + b, 0) / losses.length : NaN,
     evalLoss: evaluation?.loss,
     evalAccuracy: evaluation?.accuracy,
+    evalExactMatch: evaluation?.exactMatch,
     evalRows: loaded.evalRows.length,
     samples: evaluation?.samples,
     devices: Object.entries(progress.devices).map(([id, p]) => ({

@@ -1,10 +1,11 @@
 /**
  * A round's evaluation on the operator's held-out rows, through the whole model with the adapters (the server holds
  * every block). Classification: cross-entropy and accuracy. Generation: the completions' loss, and greedy
- * completions of the first prompts scored by exact match of the final number (GSM8K's rule), with the texts kept so
- * that people can read what the model writes.
+ * completions of the first prompts scored as lm-evaluation-harness scores GSM8K (strict-match and flexible-extract
+ * exact match, core/data/gsm8k.ts), with the texts kept so that people can read what the model writes.
  */
-import { encodeGenerationBatch, finalNumber, promptIds, type GenerationExample } from '../../core/data/generation.ts';
+import { encodeGenerationBatch, promptIds, type GenerationExample } from '../../core/data/generation.ts';
+import { exactMatch, flexibleExtract, GSM8K_UNTIL, openaiAnswer, strictMatch, untilStop } from '../../core/data/gsm8k.ts';
 import { textInput, type Example } from '../../core/data/shard.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 import { scoreLogits } from '../train/score.ts';
@@ -13,8 +14,10 @@ import type { GenerationSample } from './types.ts';
 
 export interface Evaluation {
   loss: number;
-  /** Classification accuracy, or generation's exact-match rate over the generated samples. */
+  /** Classification accuracy, or generation's exact match by lm-evaluation-harness's strict-match filter. */
   accuracy: number;
+  /** Generation: exact match by each of the harness's gsm8k filters. */
+  exactMatch?: { strict: number; flexible: number };
   samples?: GenerationSample[];
 }
 
@@ -68,16 +71,21 @@ export function generationBatches(tokenizer: Tokenizer, rows: readonly Generatio
   });
 }
 
-/** A greedy completion of a prompt (token ids), decoded without its end token, and the final number it gives. */
+/**
+ * A greedy completion of a prompt (token ids) as lm-evaluation-harness's gsm8k generates one: until the end token or
+ * any of its stop sequences ("Question:", ...), cut there; then its two filters' answers.
+ */
 export async function complete(
   trainer: Trainer,
   tokenizer: Tokenizer,
   prompt: readonly number[],
   maxNewTokens: number,
-): Promise<{ generated: string; predicted?: string }> {
+): Promise<{ generated: string; strict: string; flexible: string }> {
   const stop = [tokenizer.special.eos];
-  const generated = tokenizer.decode((await trainer.generate(prompt, { maxNewTokens, stop })).filter((id) => !stop.includes(id)));
-  return { generated, predicted: finalNumber(generated) };
+  const until = (ids: readonly number[]) => GSM8K_UNTIL.some((s) => tokenizer.decode([...ids]).includes(s));
+  const ids = await trainer.generate(prompt, { maxNewTokens, stop, until });
+  const generated = untilStop(tokenizer.decode(ids.filter((id) => !stop.includes(id))));
+  return { generated, strict: strictMatch(generated), flexible: flexibleExtract(generated) };
 }
 
 export async function evaluateGeneration(
@@ -89,9 +97,23 @@ export async function evaluateGeneration(
   const batches = generationBatches(tokenizer, rows, o.batchSize, o.seqLen);
   const samples: GenerationSample[] = [];
   for (const row of rows.slice(0, o.limit)) {
-    const { generated, predicted } = await complete(trainer, tokenizer, promptIds(tokenizer, row.prompt), o.maxNewTokens);
-    const expected = finalNumber(row.completion);
-    samples.push({ prompt: row.prompt, generated, expected, predicted, correct: predicted !== undefined && predicted === expected });
+    const { generated, strict, flexible } = await complete(trainer, tokenizer, promptIds(tokenizer, row.prompt), o.maxNewTokens);
+    // The reference is the whole completion ("... #### 72"), which exact_match's regexes reduce to its answer.
+    samples.push({
+      prompt: row.prompt,
+      generated,
+      expected: openaiAnswer(row.completion),
+      predicted: strict,
+      correct: exactMatch(strict, row.completion),
+      flexible,
+      flexibleCorrect: exactMatch(flexible, row.completion),
+    });
   }
-  return { loss: await completionLoss(trainer, batches), accuracy: samples.length ? samples.filter((s) => s.correct).length / samples.length : NaN, samples };
+  const rate = (correct: (s: GenerationSample) => boolean) => (samples.length ? samples.filter(correct).length / samples.length : NaN);
+  return {
+    loss: await completionLoss(trainer, batches),
+    accuracy: rate((s) => s.correct),
+    exactMatch: { strict: rate((s) => s.correct), flexible: rate((s) => s.flexibleCorrect === true) },
+    samples,
+  };
 }

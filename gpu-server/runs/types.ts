@@ -58,9 +58,11 @@ export const RoundProgressSchema = z
 export const GenerationSampleSchema = z.object({
   prompt: z.string(),
   generated: z.string(),
-  expected: z.string().optional(),
-  predicted: z.string().optional(),
-  correct: z.boolean(),
+  expected: z.string().optional().openapi({ description: "The reference's answer, as OpenAI's grade-school-math extract_answer reads it." }),
+  predicted: z.string().optional().openapi({ description: "The answer lm-evaluation-harness's strict-match filter takes ('#### N'), or '[invalid]'." }),
+  correct: z.boolean().openapi({ description: 'strict-match exact match' }),
+  flexible: z.string().optional().openapi({ description: 'The answer its flexible-extract filter takes (the last number).' }),
+  flexibleCorrect: z.boolean().optional().openapi({ description: 'flexible-extract exact match' }),
 });
 
 export const RoundMetricsSchema = z
@@ -70,7 +72,14 @@ export const RoundMetricsSchema = z
     steps: z.number(),
     trainLoss: z.number(),
     evalLoss: z.number().optional(),
-    evalAccuracy: z.number().optional().openapi({ description: "Classification accuracy, or generation's exact match on the generated samples." }),
+    evalAccuracy: z
+      .number()
+      .optional()
+      .openapi({ description: "Classification accuracy, or generation's exact match by lm-evaluation-harness's gsm8k strict-match filter." }),
+    evalExactMatch: z
+      .object({ strict: z.number(), flexible: z.number() })
+      .optional()
+      .openapi({ description: "Generation: exact match by each of lm-evaluation-harness's gsm8k filters (strict-match, flexible-extract)." }),
     evalRows: z.number(),
     samples: z.array(GenerationSampleSchema).optional(),
     devices: z.array(

@@ -8,7 +8,7 @@ import { paramsToTensors } from '../params.ts';
 import { llamaConfig, llamaConfigToJson, type LlamaConfig } from './config.ts';
 import { initLlama } from './init.ts';
 import { llamaReferenceHidden, llamaReferenceLogits, ropeInvFreq } from './reference.ts';
-import { llamaLayout, llamaParamShapes, type LlamaModel } from './weights.ts';
+import { llamaLayout, llamaForwardOrder, type LlamaModel } from './weights.ts';
 
 const golden = JSON.parse(readFileSync(new URL('./golden.json', import.meta.url), 'utf8'));
 
@@ -32,17 +32,10 @@ function goldenModel(): LlamaModel {
     padTokenId: 0,
     ropeScaling: { factor: g.factor, lowFreqFactor: g.low, highFreqFactor: g.high, originalMaxPositions: g.original },
   });
-  // golden.py numbers the tensors as shapes() lists them: per block the input norm, q, k, v, o, the post-attention
-  // norm, gate, up, down (the forward's order, not the checkpoint's).
-  const forwardOrder = ['input_layernorm', 'self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'post_attention_layernorm', 'mlp'];
-  const rank = (name: string) => forwardOrder.findIndex((m) => name.includes(`.${m}`));
   const params = new Map<string, Float32Array>();
-  [...llamaParamShapes(config)]
+  // golden.py numbers the tensors as the forward uses them.
+  llamaForwardOrder(config)
     .filter(([name]) => name !== 'score.weight')
-    .sort(([a], [b]) => {
-      const layer = (n: string) => (n.startsWith('layers.') ? Number(n.split('.')[1]) : n.startsWith('embed') ? -1 : Infinity);
-      return layer(a) - layer(b) || rank(a) - rank(b);
-    })
     .forEach(([name, shape], n) => {
       const p = new Float32Array(shape.reduce((a, b) => a * b, 1));
       for (let k = 0; k < p.length; k++) p[k] = (shape.length === 1 ? 1 : 0) + 0.3 * Math.sin(0.37 * k + n);

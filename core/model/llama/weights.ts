@@ -60,6 +60,22 @@ export function llamaParamShapes(c: LlamaConfig): Map<string, number[]> {
   return shapes;
 }
 
+/**
+ * The parameters in the order the forward uses them (per block: input norm, attention, post-attention norm, MLP), which
+ * is the order initialisation draws them in, so that a seed gives the weights it always gave.
+ */
+export function llamaForwardOrder(c: LlamaConfig): Array<[string, number[]]> {
+  const shapes = llamaParamShapes(c);
+  const names = ['embed_tokens.weight'];
+  for (let i = 0; i < c.nLayer; i++) {
+    const linear = (l: string) => `layers.${i}.${l}.weight`;
+    names.push(`layers.${i}.input_layernorm.weight`, ...LLAMA_LINEARS.slice(0, 4).map(linear));
+    names.push(`layers.${i}.post_attention_layernorm.weight`, ...LLAMA_LINEARS.slice(4).map(linear));
+  }
+  names.push('norm.weight', LM_HEAD, SCORE);
+  return names.filter((n) => shapes.has(n)).map((n) => [n, shapes.get(n)!]);
+}
+
 /** How Llama sits in checkpoints: `model.` prefix, heads beside it; rotary buffers and a tied head carry nothing. */
 export function llamaLayout(c: LlamaConfig): ParamLayout {
   return {

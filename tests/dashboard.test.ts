@@ -45,6 +45,9 @@ describe.skipIf(missing)('dashboard in Chromium', () => {
       roundSecret: sys.stack.roundSecret,
       s3: sys.stack.s3.config,
       backend: 'wasm',
+      // A checkpoint after every batch: training lasts long enough for the page's one-second refresh to see it
+      // part-way, even when a loaded machine's devices upload all their batches at once.
+      checkpointSeconds: 0,
       log: () => {},
     });
     client = new ServerClient(server.url, TOKEN);

@@ -1,5 +1,5 @@
 /** LoRA in the block graphs of every family: its spec, and a linear's forward and backward around the frozen product. */
-import type { GraphBuilder } from '../../../core/onnx/graph.ts';
+import type { GraphBuilder } from './graph.ts';
 
 export interface LoraGraphSpec {
   /** The adapted linears, and LoRA's rank and scale (alpha / rank). */

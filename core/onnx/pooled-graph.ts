@@ -3,7 +3,7 @@
  * per batch row (its last token), so the last block computes every row's keys and values and the rest (queries,
  * attention, the output projection, the MLP) for those rows only. POOLED_ROWS is an input: the rows' b T + t.
  */
-import type { GraphBuilder } from '../../../core/onnx/graph.ts';
+import type { GraphBuilder } from './graph.ts';
 
 export const POOLED_ROWS = 'pooled_rows';
 

@@ -6,11 +6,11 @@
  * session serves every block and a step never rebuilds one. Tokens are rows ([B*T, n]) so that every linear is one
  * Gemm with its bias, and LoRA's low-rank term adds into it (Gemm's C) instead of through extra passes.
  */
-import type { GPT2Config } from '../../../core/model/gpt2/config.ts';
-import { linearShape, type BlockLinear } from '../../../core/model/gpt2/weights.ts';
-import { DT, GraphBuilder } from '../../../core/onnx/graph.ts';
-import { loraBackward, loraForward, type LoraGraphSpec } from './lora-graph.ts';
-import { pool, POOLED_ROWS, unpool, zerosFor } from './pooled-graph.ts';
+import type { GPT2Config } from './config.ts';
+import { linearShape, type BlockLinear } from './weights.ts';
+import { DT, GraphBuilder } from '../../onnx/graph.ts';
+import { loraBackward, loraForward, type LoraGraphSpec } from '../../onnx/lora-graph.ts';
+import { pool, POOLED_ROWS, unpool, zerosFor } from '../../onnx/pooled-graph.ts';
 
 interface BlockGraphSpec extends LoraGraphSpec {
   config: GPT2Config;

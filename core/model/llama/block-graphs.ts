@@ -1,15 +1,15 @@
 /**
- * A Llama block's training step as two ONNX graphs, as gpt2-graphs.ts does GPT-2's: RMSNorm, rotary embeddings
+ * A Llama block's training step as two ONNX graphs, as core/model/gpt2/block-graphs.ts does GPT-2's: RMSNorm, rotary embeddings
  * (cos and sin are inputs, computed once per batch from the position ids), grouped-query attention laid out
  * [B, KV, rep, T, hd] so that MatMul's broadcasting pairs each key/value head with its query heads (its gradients sum
  * over them), SwiGLU, no biases. Weights stay as published, nn.Linear's [out, in]: Gemm's transB reads them.
  * The math is what TfLlama computes (gpu-server/backends/tfjs/llama.ts), differentiated by hand.
  */
-import type { LlamaConfig } from '../../../core/model/llama/config.ts';
-import { LLAMA_LINEARS, llamaLinearShape, type LlamaLinear } from '../../../core/model/llama/weights.ts';
-import { DT, GraphBuilder } from '../../../core/onnx/graph.ts';
-import { loraBackward, loraForward, type LoraGraphSpec } from './lora-graph.ts';
-import { pool, POOLED_ROWS, unpool, zerosFor } from './pooled-graph.ts';
+import type { LlamaConfig } from './config.ts';
+import { LLAMA_LINEARS, llamaLinearShape, type LlamaLinear } from './weights.ts';
+import { DT, GraphBuilder } from '../../onnx/graph.ts';
+import { loraBackward, loraForward, type LoraGraphSpec } from '../../onnx/lora-graph.ts';
+import { pool, POOLED_ROWS, unpool, zerosFor } from '../../onnx/pooled-graph.ts';
 
 export const OPSET = 18;
 const FLOAT = DT.FLOAT;

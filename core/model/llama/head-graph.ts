@@ -1,7 +1,7 @@
-/** Llama's final norm and LM head as an ONNX graph, beside its blocks' (llama-graphs.ts). */
-import type { LlamaConfig } from '../../../core/model/llama/config.ts';
-import { DT, GraphBuilder } from '../../../core/onnx/graph.ts';
-import { OPSET } from './llama-graphs.ts';
+/** Llama's final norm and LM head as an ONNX graph, beside its blocks' (block-graphs.ts). */
+import type { LlamaConfig } from './config.ts';
+import { DT, GraphBuilder } from '../../onnx/graph.ts';
+import { OPSET } from './block-graphs.ts';
 
 const FLOAT = DT.FLOAT;
 

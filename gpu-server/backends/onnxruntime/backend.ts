@@ -10,7 +10,7 @@ import type { DecodeOptions } from '../decode.ts';
 import type { Backend, Gradients, HiddenBatch, LossHead } from '../backend.ts';
 import type { Adapters } from '../tfjs/ops.ts';
 import { OrtBlocks, type OrtOptions } from './blocks.ts';
-import type { LoraGraphSpec } from './lora-graph.ts';
+import type { LoraGraphSpec } from '../../../core/onnx/lora-graph.ts';
 
 export class OrtBackend implements Backend {
   readonly name: string;

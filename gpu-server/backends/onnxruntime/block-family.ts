@@ -9,8 +9,8 @@ import { linearInOut, type Model } from '../../../core/model/family.ts';
 import { MASKED_SCORE, positionIds } from '../../../core/model/masking.ts';
 import { requireParam } from '../../../core/model/params.ts';
 import { tokenTable } from '../../../core/onnx/embedding.ts';
-import type { LoraGraphSpec } from './lora-graph.ts';
-import { POOLED_ROWS } from './pooled-graph.ts';
+import type { LoraGraphSpec } from '../../../core/onnx/lora-graph.ts';
+import { POOLED_ROWS } from '../../../core/onnx/pooled-graph.ts';
 import { gatherRows } from './rows.ts';
 
 export interface BlockFamily {

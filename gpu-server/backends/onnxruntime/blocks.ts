@@ -18,7 +18,7 @@ import { GraphSessions } from './sessions.ts';
 import type { BlockArrays, KvCache, OpTime, OrtOptions, Tape } from './types.ts';
 
 export type { BlockArrays, KvCache, OpTime, OrtOptions, Tape } from './types.ts';
-import type { LoraGraphSpec } from './lora-graph.ts';
+import type { LoraGraphSpec } from '../../../core/onnx/lora-graph.ts';
 import { gatherRows, scatterRows } from './rows.ts';
 
 const f32 = (data: Float32Array, dims: number[]): ort.Tensor => new ort.Tensor('float32', data, dims);

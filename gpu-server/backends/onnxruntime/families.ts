@@ -3,7 +3,7 @@ import type { Model, ModelType } from '../../../core/model/family.ts';
 import type { BlockFamily } from './block-family.ts';
 import { gpt2BlockFamily } from './gpt2-family.ts';
 import { llamaBlockFamily } from './llama-family.ts';
-import type { LoraGraphSpec } from './lora-graph.ts';
+import type { LoraGraphSpec } from '../../../core/onnx/lora-graph.ts';
 
 export type { BlockFamily } from './block-family.ts';
 

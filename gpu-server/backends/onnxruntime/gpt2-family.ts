@@ -3,8 +3,15 @@ import type { GPT2Model } from '../../../core/model/gpt2/weights.ts';
 import { BLOCK_LINEARS, linearShape, type BlockLinear } from '../../../core/model/gpt2/weights.ts';
 import { lookupTokens } from '../../../core/onnx/embedding.ts';
 import { attentionArrays, f32, familyBasics, pooledMask, type BlockFamily } from './block-family.ts';
-import { GPT2_BLOCK_WEIGHTS, GPT2_POOLED_LINEARS, gpt2BackwardGraph, gpt2ForwardGraph, gpt2SavedNames, gpt2SavedShapes } from './gpt2-graphs.ts';
-import type { LoraGraphSpec } from './lora-graph.ts';
+import {
+  GPT2_BLOCK_WEIGHTS,
+  GPT2_POOLED_LINEARS,
+  gpt2BackwardGraph,
+  gpt2ForwardGraph,
+  gpt2SavedNames,
+  gpt2SavedShapes,
+} from '../../../core/model/gpt2/block-graphs.ts';
+import type { LoraGraphSpec } from '../../../core/onnx/lora-graph.ts';
 
 export function gpt2BlockFamily(model: GPT2Model, lora: LoraGraphSpec): BlockFamily {
   const c = model.config;

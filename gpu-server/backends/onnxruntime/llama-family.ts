@@ -5,9 +5,16 @@ import { ropeInvFreq } from '../../../core/model/llama/reference.ts';
 import { llamaLinearShape, LM_HEAD, type LlamaLinear } from '../../../core/model/llama/weights.ts';
 import { lookupTokens } from '../../../core/onnx/embedding.ts';
 import { attentionArrays, f32, familyBasics, pickRows, pooledMask, queryPositions, type BlockFamily } from './block-family.ts';
-import type { LoraGraphSpec } from './lora-graph.ts';
-import { LLAMA_BLOCK_WEIGHTS, LLAMA_POOLED_LINEARS, llamaBackwardGraph, llamaForwardGraph, llamaSavedNames, llamaSavedShapes } from './llama-graphs.ts';
-import { llamaLmHeadGraph } from './llama-head-graph.ts';
+import type { LoraGraphSpec } from '../../../core/onnx/lora-graph.ts';
+import {
+  LLAMA_BLOCK_WEIGHTS,
+  LLAMA_POOLED_LINEARS,
+  llamaBackwardGraph,
+  llamaForwardGraph,
+  llamaSavedNames,
+  llamaSavedShapes,
+} from '../../../core/model/llama/block-graphs.ts';
+import { llamaLmHeadGraph } from '../../../core/model/llama/head-graph.ts';
 
 export function llamaBlockFamily(model: LlamaModel, lora: LoraGraphSpec): BlockFamily {
   const c = model.config;

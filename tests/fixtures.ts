@@ -1,10 +1,33 @@
-/** Shared test data: a tiny GPT-2 whose every parameter matters, and padded batches of random tokens. */
+/** Shared test data: a tiny GPT-2 and a tiny Llama whose every parameter matters, and padded batches of random tokens. */
 import { gpt2Config, type GPT2Config } from '../core/model/gpt2/config.ts';
 import { initModel } from '../core/model/gpt2/init.ts';
 import type { GPT2Model } from '../core/model/gpt2/weights.ts';
+import { llamaConfig, type LlamaConfig } from '../core/model/llama/config.ts';
+import { initLlama } from '../core/model/llama/init.ts';
+import type { LlamaModel } from '../core/model/llama/weights.ts';
 import { Random } from '../core/random.ts';
 
 export const TINY: GPT2Config = gpt2Config({ nLayer: 4, nEmbd: 32, nHead: 4, nInner: 64, nPositions: 32, vocabSize: 97, numLabels: 3, padTokenId: 0 });
+
+/** A tiny Llama: 3 blocks of width 32, grouped-query attention (4 query heads on 2 key/value heads), 97 tokens. */
+export const TINY_LLAMA: LlamaConfig = llamaConfig({
+  nLayer: 3,
+  nEmbd: 32,
+  nHead: 4,
+  nKvHead: 2,
+  headDim: 8,
+  nInner: 48,
+  vocabSize: 97,
+  nPositions: 64,
+  bosTokenId: 1,
+  eosTokenIds: [2],
+  padTokenId: 0,
+});
+
+/** TINY_LLAMA's random weights, with norms away from 1 so that every parameter matters. */
+export function tinyLlama(seed = 2, config: LlamaConfig = TINY_LLAMA): LlamaModel {
+  return initLlama(config, { seed, normNoise: 0.1 });
+}
 
 export function tinyModel(seed = 1, config: GPT2Config = TINY): GPT2Model {
   // Larger-than-default weights so that attention patterns and layer norms are far from trivial.

@@ -5,9 +5,7 @@ import { SCORE, type GPT2Model } from '../../core/model/gpt2/weights.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, adapterFiles, mergeAdapter, parseAdapter, type AdapterWeights } from '../../core/peft/adapter.ts';
 import { parseSafetensors } from '../../core/tensors/safetensors.ts';
 import { Random } from '../../core/random.ts';
-import { batch, leftPadded, maxAbsDiff, tinyModel, TINY, type Batch } from '../../tests/fixtures.ts';
-import { llamaConfig } from '../../core/model/llama/config.ts';
-import { initLlama } from '../../core/model/llama/init.ts';
+import { batch, leftPadded, maxAbsDiff, tinyLlama, tinyModel, TINY, type Batch } from '../../tests/fixtures.ts';
 import { llamaReferenceHidden } from '../../core/model/llama/reference.ts';
 import { IGNORE_INDEX } from '../../core/data/generation.ts';
 import { initBackend } from '../backends/tfjs/runtime.ts';
@@ -216,22 +214,7 @@ describe('LoRA trainer', () => {
 });
 
 describe('causal-LM trainer on a Llama (completion tokens only)', () => {
-  const llama = initLlama(
-    llamaConfig({
-      nLayer: 3,
-      nEmbd: 32,
-      nHead: 4,
-      nKvHead: 2,
-      headDim: 8,
-      nInner: 48,
-      vocabSize: 97,
-      nPositions: 64,
-      bosTokenId: 1,
-      eosTokenIds: [2],
-      padTokenId: 0,
-    }),
-    { seed: 2, normNoise: 0.1 },
-  );
+  const llama = tinyLlama();
   const rows = batch([10, 7, 12, 9], 12, 'right', 3, 97);
   // Labels: next tokens of the second half of each row (the "completion"); prompts and padding carry none.
   const labels = new Int32Array(rows.B * rows.T).fill(IGNORE_INDEX);

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { llamaConfig } from './config.ts';
 import { initLlama } from './init.ts';
 import { llamaReferenceHidden } from './reference.ts';
-import { batch, INT8_TOLERANCE, relativeError, leftPadded, maxAbsDiff, type Batch } from '../../../tests/fixtures.ts';
+import { batch, INT8_TOLERANCE, leftPadded, maxAbsDiff, relativeError, TINY_LLAMA, type Batch } from '../../../tests/fixtures.ts';
 import { lookupTokens, tokenTable } from '../../onnx/embedding.ts';
 import { exportPrefix, exportPrefixExternal, PREFIX_OUTPUT, type PrefixOptions } from '../../onnx/prefix.ts';
 
@@ -16,17 +16,7 @@ const RUNTIMES = [
 
 // Grouped-query attention (4 query heads on 2 key/value heads), llama3 rope scaling within the sequence's range.
 const config = llamaConfig({
-  nLayer: 3,
-  nEmbd: 32,
-  nHead: 4,
-  nKvHead: 2,
-  headDim: 8,
-  nInner: 48,
-  vocabSize: 97,
-  nPositions: 64,
-  bosTokenId: 1,
-  eosTokenIds: [2],
-  padTokenId: 0,
+  ...TINY_LLAMA,
   ropeTheta: 10000,
   ropeScaling: { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 16 },
 });

@@ -14,33 +14,14 @@ import { Trainer } from '../../train/trainer.ts';
 import type { BlockLinear } from '../../../core/model/gpt2/weights.ts';
 import { linearInOut } from '../../../core/model/family.ts';
 import { IGNORE_INDEX } from '../../../core/data/generation.ts';
-import { llamaConfig } from '../../../core/model/llama/config.ts';
-import { initLlama } from '../../../core/model/llama/init.ts';
 import { Random } from '../../../core/random.ts';
 import { lastTokenIndex } from '../../../core/model/masking.ts';
 import { OrtBlocks, type BlockArrays } from './blocks.ts';
 import { gatherRows } from './rows.ts';
+import { tinyLlama } from '../../../tests/fixtures.ts';
 
 v8.setFlagsFromString('--expose-gc');
 
-/** Grouped-query attention (4 heads on 2), 3 blocks. */
-const tinyLlama = () =>
-  initLlama(
-    llamaConfig({
-      nLayer: 3,
-      nEmbd: 32,
-      nHead: 4,
-      nKvHead: 2,
-      headDim: 8,
-      nInner: 48,
-      vocabSize: 97,
-      nPositions: 64,
-      bosTokenId: 1,
-      eosTokenIds: [2],
-      padTokenId: 0,
-    }),
-    { seed: 2, normNoise: 0.1 },
-  );
 const gc = vm.runInNewContext('gc') as () => void;
 
 const ORT = { provider: 'cpu' as const, threads: 1 };

@@ -6,28 +6,15 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { IGNORE_INDEX } from '../../../core/data/generation.ts';
-import { llamaConfig } from '../../../core/model/llama/config.ts';
-import { initLlama } from '../../../core/model/llama/init.ts';
 import { llamaReferenceHidden, llamaReferenceLogits } from '../../../core/model/llama/reference.ts';
 import { Random } from '../../../core/random.ts';
 import { initBackend } from '../tfjs/runtime.ts';
 import { Trainer, type TrainSpec } from '../../train/trainer.ts';
 import { mergeAdapter } from '../../../core/peft/adapter.ts';
+import { TINY_LLAMA, tinyLlama } from '../../../tests/fixtures.ts';
 
-const config = llamaConfig({
-  nLayer: 3,
-  nEmbd: 32,
-  nHead: 4,
-  nKvHead: 2,
-  headDim: 8,
-  nInner: 48,
-  vocabSize: 97,
-  nPositions: 64,
-  bosTokenId: 1,
-  eosTokenIds: [2],
-  padTokenId: 0,
-});
-const llama = initLlama(config, { seed: 2, normNoise: 0.1 });
+const config = TINY_LLAMA;
+const llama = tinyLlama();
 const spec: TrainSpec = {
   lora: { rank: 4, alpha: 8, dropout: 0.1, targets: ['self_attn.q_proj', 'self_attn.v_proj', 'mlp.down_proj'] },
   optimizer: {},

@@ -6,7 +6,7 @@ import { llamaReferenceHidden, llamaReferenceLogits } from '../../../core/model/
 import type { LlamaModel } from '../../../core/model/llama/weights.ts';
 import { adapterFiles, mergeAdapter, parseAdapter, type AdapterWeights } from '../../../core/peft/adapter.ts';
 import { Random } from '../../../core/random.ts';
-import { batch, leftPadded, maxAbsDiff } from '../../../tests/fixtures.ts';
+import { batch, leftPadded, maxAbsDiff, TINY_LLAMA } from '../../../tests/fixtures.ts';
 import { initBackend } from './runtime.ts';
 import { LoraAdapters } from '../../train/lora.ts';
 import { TfLlama } from './llama.ts';
@@ -15,17 +15,7 @@ import { chunkedLmLoss } from './ops.ts';
 
 const V = 97;
 const config = llamaConfig({
-  nLayer: 3,
-  nEmbd: 32,
-  nHead: 4,
-  nKvHead: 2,
-  headDim: 8,
-  nInner: 48,
-  vocabSize: V,
-  nPositions: 64,
-  bosTokenId: 1,
-  eosTokenIds: [2],
-  padTokenId: 0,
+  ...TINY_LLAMA,
   ropeTheta: 10000,
   ropeScaling: { factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositions: 16 },
   tieWordEmbeddings: false,

@@ -33,30 +33,38 @@ export interface ModelSource {
   ranges?: { size(file: string): Promise<number>; read(file: string, start: number, end: number): Promise<Uint8Array> };
 }
 
-/** A safetensors file's tensors, each read when asked. */
-async function storedTensors(source: ModelSource, file: string): Promise<Map<string, StoredTensor>> {
+/**
+ * A safetensors file of the source, found: its length (where the source reads ranges) or its bytes, which is what
+ * fails for a missing file; then its tensors, each read when asked.
+ */
+async function weightsFile(source: ModelSource, file: string): Promise<() => Promise<Map<string, StoredTensor>>> {
   const path = source.path(file);
   if (!source.ranges) {
-    const { tensors } = parseSafetensors(await source.read(file), path);
-    return new Map([...tensors].map(([name, t]) => [name, { dtype: t.dtype, shape: t.shape, read: async () => t.data }]));
+    const bytes = await source.read(file);
+    return async () => {
+      const { tensors } = parseSafetensors(bytes, path);
+      return new Map([...tensors].map(([name, t]) => [name, { dtype: t.dtype, shape: t.shape, read: async () => t.data }]));
+    };
   }
   const { size, read } = source.ranges;
   const fileLength = await size(file);
-  const length = headerLength(await read(file, 0, Math.min(fileLength, HEADER_PREFIX_BYTES)), path);
-  const { entries, dataStart } = parseSafetensorsHeader(await read(file, 0, Math.min(fileLength, HEADER_PREFIX_BYTES + length)), fileLength, path);
-  return new Map(
-    entries.map((e) => [
-      e.name,
-      { dtype: e.dtype, shape: e.shape, read: async () => typedView(await read(file, dataStart + e.begin, dataStart + e.end), 0, e.dtype, numel(e.shape)) },
-    ]),
-  );
+  return async () => {
+    const length = headerLength(await read(file, 0, Math.min(fileLength, HEADER_PREFIX_BYTES)), path);
+    const { entries, dataStart } = parseSafetensorsHeader(await read(file, 0, Math.min(fileLength, HEADER_PREFIX_BYTES + length)), fileLength, path);
+    return new Map(
+      entries.map((e) => [
+        e.name,
+        { dtype: e.dtype, shape: e.shape, read: async () => typedView(await read(file, dataStart + e.begin, dataStart + e.end), 0, e.dtype, numel(e.shape)) },
+      ]),
+    );
+  };
 }
 
 /** The checkpoint's tensors, from one file or from the shards its index names. */
 async function readTensors(source: ModelSource): Promise<{ tensors: Map<string, StoredTensor>; file: string }> {
-  const exists = (file: string) => (source.ranges ? source.ranges.size(file) : source.read(file));
+  let single: () => Promise<Map<string, StoredTensor>>;
   try {
-    await exists(WEIGHTS_FILE);
+    single = await weightsFile(source, WEIGHTS_FILE);
   } catch (missing) {
     const index = await source.read(WEIGHTS_INDEX_FILE).catch(() => Promise.reject(missing));
     const indexPath = source.path(WEIGHTS_INDEX_FILE);
@@ -69,11 +77,11 @@ async function readTensors(source: ModelSource): Promise<{ tensors: Map<string, 
     if (!weightMap || typeof weightMap !== 'object') throw new Error(`${indexPath}: no 'weight_map' object`);
     const tensors = new Map<string, StoredTensor>();
     for (const shard of new Set(Object.values(weightMap as Record<string, string>))) {
-      for (const [name, t] of await storedTensors(source, shard)) tensors.set(name, t);
+      for (const [name, t] of await (await weightsFile(source, shard))()) tensors.set(name, t);
     }
     return { tensors, file: indexPath };
   }
-  return { tensors: await storedTensors(source, WEIGHTS_FILE), file: source.path(WEIGHTS_FILE) };
+  return { tensors: await single(), file: source.path(WEIGHTS_FILE) };
 }
 
 export async function loadModel(source: ModelSource): Promise<Model> {

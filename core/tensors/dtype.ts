@@ -84,30 +84,19 @@ export function floatToBfloat16(value: number): number {
 // Whole arrays, element by element into a preallocated array: TypedArray.from(source, fn) first collects the values
 // into a list, which a checkpoint's largest tensor (Llama-3.2-1B's token table: 263M values) does not fit.
 
-/** float32 values as bfloat16 bits, round to nearest even (NaN stays NaN). */
-export function toBfloat16Array(values: Float32Array): Uint16Array {
-  const out = new Uint16Array(values.length);
-  for (let i = 0; i < values.length; i++) out[i] = floatToBfloat16(values[i]!);
-  return out;
+function convert<T extends Uint16Array | Float32Array>(from: ArrayLike<number>, to: T, f: (x: number) => number): T {
+  for (let i = 0; i < from.length; i++) to[i] = f(from[i]!);
+  return to;
 }
+
+/** float32 values as bfloat16 bits, round to nearest even (NaN stays NaN). */
+export const toBfloat16Array = (values: Float32Array): Uint16Array => convert(values, new Uint16Array(values.length), floatToBfloat16);
 
 /** bfloat16 bits as float32 values. */
-export function fromBfloat16Array(bits: Uint16Array): Float32Array {
-  const out = new Float32Array(bits.length);
-  for (let i = 0; i < bits.length; i++) out[i] = bfloat16ToFloat(bits[i]!);
-  return out;
-}
+export const fromBfloat16Array = (bits: Uint16Array): Float32Array => convert(bits, new Float32Array(bits.length), bfloat16ToFloat);
 
 /** float32 values as IEEE half bits, round to nearest even. */
-export function toHalfArray(values: Float32Array): Uint16Array {
-  const out = new Uint16Array(values.length);
-  for (let i = 0; i < values.length; i++) out[i] = floatToHalf(values[i]!);
-  return out;
-}
+export const toHalfArray = (values: Float32Array): Uint16Array => convert(values, new Uint16Array(values.length), floatToHalf);
 
 /** IEEE half bits as float32 values. */
-export function fromHalfArray(bits: Uint16Array): Float32Array {
-  const out = new Float32Array(bits.length);
-  for (let i = 0; i < bits.length; i++) out[i] = halfToFloat(bits[i]!);
-  return out;
-}
+export const fromHalfArray = (bits: Uint16Array): Float32Array => convert(bits, new Float32Array(bits.length), halfToFloat);

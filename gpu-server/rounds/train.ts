@@ -201,6 +201,8 @@ export async function trainDevices(
     const live = pending.filter((id) => progress.devices[id].state !== 'failed').length;
     share = Math.max(1, Math.floor(opts.prefetch / Math.max(1, live)));
   }
+  /** The devices whose batches were opened and have not ended. */
+  const started = new Set<string>();
   /** A device's turn comes (by device: after the one before it; interleaved: all at the start). */
   const open = async (id: string) => {
     if (cancelled()) return undefined;
@@ -216,7 +218,6 @@ export async function trainDevices(
     if (guard && consumedOf(id).length === 0) mark = await guard.mark(id);
     return feed(id, share);
   };
-  const started = new Set<string>();
   for await (const turn of turns(pending, batchOrder, open)) {
     if ('batch' in turn) await train(turn.batch, turn.device);
     else {

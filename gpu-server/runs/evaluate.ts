@@ -82,7 +82,10 @@ export async function complete(
   maxNewTokens: number,
 ): Promise<{ generated: string; strict: string; flexible: string }> {
   const stop = [tokenizer.special.eos];
-  const until = (ids: readonly number[]) => GSM8K_UNTIL.some((s) => tokenizer.decode([...ids]).includes(s));
+  const until = (ids: readonly number[]) => {
+    const text = tokenizer.decode([...ids]);
+    return GSM8K_UNTIL.some((s) => text.includes(s));
+  };
   const ids = await trainer.generate(prompt, { maxNewTokens, stop, until });
   const generated = untilStop(tokenizer.decode(ids.filter((id) => !stop.includes(id))));
   return { generated, strict: strictMatch(generated), flexible: flexibleExtract(generated) };

@@ -17,15 +17,12 @@ export class OrtBackend implements Backend {
   private readonly blocks: OrtBlocks;
   readonly lmLoss?: (final: Float32Array, labels: Int32Array) => Promise<number>;
 
+  private readonly maxPositions: number;
+
   /** `from`: the lowest adapted block (the run's deepest cut). */
-  constructor(
-    model: Model,
-    from: number,
-    lora: LoraGraphSpec,
-    options: OrtOptions,
-    private readonly maxPositions = model.config.nPositions,
-  ) {
+  constructor(model: Model, from: number, lora: LoraGraphSpec, options: OrtOptions) {
     this.blocks = new OrtBlocks(model, from, lora, options);
+    this.maxPositions = model.config.nPositions;
     this.name = `onnxruntime (${options.provider})`;
     if (this.blocks.hasLmHead) this.lmLoss = (final, labels) => this.blocks.lmEvalLoss(final, labels);
   }

@@ -12,14 +12,12 @@
  * Llama-3.2-1B's width beside the PyTorch CPU anchor torch_cpu_llama_step.py. JSON on stdout.
  */
 import { printReport } from './report.ts';
-import { execFile } from 'node:child_process';
+import { runAnchor, type AnchorResult } from './anchor.ts';
+import { llamaStep } from './train-llama.ts';
 import { cpus } from 'node:os';
-import { promisify } from 'node:util';
 import { join, resolve } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { gpt2Config } from '../core/model/gpt2/config.ts';
-import { llamaConfig } from '../core/model/llama/config.ts';
-import { initLlama } from '../core/model/llama/init.ts';
 import { initModel } from '../core/model/gpt2/init.ts';
 import { Random } from '../core/random.ts';
 import { BACKENDS, initBackend, type BackendName } from '../gpu-server/backends/tfjs/runtime.ts';
@@ -145,35 +143,25 @@ let reference: Record<string, unknown> = { skipped: 'not with --small' };
 if (!args.small) {
   const gpu = args.reference === 'gpu';
   log(`reference: PyTorch ${gpu ? `GPU anchor, batch ${B}` : `CPU anchor, ${cpus().length} threads`}`);
-  try {
-    const anchor = async (env: NodeJS.ProcessEnv) => {
-      // Debian's OpenBLAS picks a slow generic kernel when these are set.
-      delete env.OPENBLAS_CORETYPE;
-      delete env.OPENBLAS_L2_SIZE;
-      const script = join(args.anchors!, gpu ? 'torch_server_step.py' : 'torch_cpu_server_step.py');
-      const { stdout } = await promisify(execFile)(gpu ? 'python3' : '/usr/bin/python3', [script, String(gpu ? B : cpus().length)], { env, timeout: 600_000 });
-      return JSON.parse(stdout.trim().split('\n').at(-1)!) as { fp32?: { tokens_per_s?: number } };
-    };
-    // PyTorch as installed, and (where this run has them) under glibc's malloc settings that onnxruntime gets: they
-    // speed it up too. The ratio is taken to the faster of the two.
-    const { GLIBC_TUNABLES: tunables, ...plain } = process.env;
-    const runs = [
-      { glibcTunables: null, ...(await anchor({ ...plain })) },
-      ...(tunables && !gpu ? [{ glibcTunables: tunables, ...(await anchor({ ...process.env })) }] : []),
-    ];
-    reference = { ...runs.reduce((a, b) => (Number(b.fp32?.tokens_per_s) > Number(a.fp32?.tokens_per_s) ? b : a)), ...(runs.length > 1 ? { runs } : {}) };
-  } catch (e) {
-    const why = String((e as { stderr?: string }).stderr || (e as Error).message);
-    reference = {
-      skipped:
-        /No module named 'torch'|ENOENT/.test(why) && !gpu
-          ? 'needs Debian python3-torch: apt-get install -y python3-torch libopenblas0-pthread'
-          : why.trim().split('\n').at(-1),
-    };
-  }
+  const script = join(args.anchors!, gpu ? 'torch_server_step.py' : 'torch_cpu_server_step.py');
+  const anchor = (env: NodeJS.ProcessEnv) => runAnchor(script, [gpu ? B : cpus().length], { python: gpu ? 'python3' : '/usr/bin/python3', env });
+  // PyTorch as installed, and (where this run has them) under glibc's malloc settings that onnxruntime gets: they
+  // speed it up too. The ratio is taken to the faster of the two.
+  const { GLIBC_TUNABLES: tunables, ...plain } = process.env;
+  const runs = [{ glibcTunables: null, ...(await anchor(plain)) }, ...(tunables && !gpu ? [{ glibcTunables: tunables, ...(await anchor(process.env)) }] : [])];
+  const tps = (r: AnchorResult) => Number((r as { fp32?: { tokens_per_s?: number } }).fp32?.tokens_per_s);
+  const ran = runs.filter((r) => Number.isFinite(tps(r)));
+  reference = ran.length
+    ? { ...ran.reduce((x, y) => (tps(y) > tps(x) ? y : x)), ...(ran.length > 1 ? { runs } : {}) }
+    : { skipped: String((runs[0] as { skipped?: string }).skipped) };
 }
 const refTps = Number((reference as { fp32?: { tokens_per_s?: number } }).fp32?.tokens_per_s);
-const llama = args.small ? { skipped: 'not with --small' } : await llamaStep();
+const llamaBackend = (args.backends!.split(',') as BackendName[]).find((x) => results[x] && !('skipped' in results[x]!));
+const llama = args.small
+  ? { skipped: 'not with --small' }
+  : llamaBackend
+    ? await llamaStep({ backend: llamaBackend, blocks: LLAMA_BLOCKS, warmUp: WARM_UP, steps: STEPS, anchors: args.anchors!, log })
+    : { skipped: 'no backend initialised' };
 printReport('server training step', {
   shape: {
     nLayer: config.nLayer,
@@ -195,104 +183,3 @@ printReport('server training step', {
     : 'no reference run',
   llama,
 });
-
-/**
- * The server's causal-LM step at Llama-3.2-1B's width (d 2048, GQA 32/8, SwiGLU 8192, tied LM head over 128,256
- * tokens), LoRA r=16 on q_proj and v_proj, loss on every token, batch 2 x 128: the shape of the PyTorch anchor
- * torch_cpu_llama_step.py, run beside it, two server blocks (--llama-blocks: all 16 are Llama-3.2-1B's whole server
- * side). On the WASM backend this does not fit: the tied LM head is 1 GB in fp32, held as [V, d] and [d, V] (both
- * MatMuls plain) and packed once more by XNNPACK for each, past WebAssembly's 4 GB before the blocks; the result then
- * says so. Under ort-*, the blocks and the head run on onnxruntime in native memory, and TF.js holds neither.
- */
-async function llamaStep() {
-  const [b, t] = [2, 128];
-  const c = llamaConfig({ nLayer: LLAMA_BLOCKS });
-  const backend = (args.backends!.split(',') as BackendName[]).find((x) => results[x] && !('skipped' in results[x]!));
-  if (!backend) return { skipped: 'no backend initialised' };
-  const { blocks } = await initBackend(backend);
-  log(`llama: Llama-3.2-1B width, ${LLAMA_BLOCKS} server blocks, batch ${b} x ${t}, on ${backend}`);
-  const model = initLlama(c, { seed: 2 });
-  const r = new Random(2);
-  let ours: Record<string, unknown>;
-  try {
-    // On onnxruntime the blocks' weights live there only (a Trainer's TF.js model then holds the heads alone).
-    const trainer = new Trainer(
-      model,
-      {
-        lora: { rank: 16, alpha: 32, dropout: 0, targets: ['self_attn.q_proj', 'self_attn.v_proj'] },
-        optimizer: {},
-        schedule: { lr: 2e-4, warmupSteps: 0, kind: 'constant' },
-        seed: 0,
-      },
-      0,
-      { task: 'causal-lm', blocks },
-    );
-    const step: TrainBatch = {
-      cut: 0,
-      rows: b,
-      seqLen: t,
-      hidden: Float32Array.from({ length: b * t * c.nEmbd }, () => r.normal()),
-      mask: new Int32Array(b * t).fill(1),
-      labels: Int32Array.from({ length: b * t }, (_, i) => (i * 7919) % c.vocabSize),
-    };
-    await trainer.step(step).result();
-    const started = performance.now();
-    await trainer.step(step).result();
-    const ms = performance.now() - started;
-    // Greedy decoding with the KV cache through every block and the LM head (evaluation's generation): the prompt in
-    // one pass, then a token per pass.
-    const [promptTokens, newTokens] = [32, 16];
-    const decodeStarted = performance.now();
-    await trainer.generate(
-      Array.from({ length: promptTokens }, (_, i) => (i * 7919) % c.vocabSize),
-      { maxNewTokens: newTokens, stop: [] },
-    );
-    const decodeMs = performance.now() - decodeStarted;
-    trainer.dispose();
-    tf.disposeVariables();
-    const generation = {
-      promptTokens,
-      newTokens,
-      msPerNewToken: Math.round(decodeMs / newTokens),
-      note: 'the 32-token prompt pass included; no PyTorch decoding anchor: absolute only',
-    };
-    ours = { backend, tokensPerSecond: Number(((b * t) / (ms / 1000)).toFixed(1)), msPerStep: Math.round(ms), generation };
-  } catch (e) {
-    ours = { backend, failed: (e as Error).message.split('\n')[0] };
-  }
-  let torch: Record<string, unknown>;
-  try {
-    const env = { ...process.env };
-    delete env.OPENBLAS_CORETYPE;
-    delete env.OPENBLAS_L2_SIZE;
-    const { stdout } = await promisify(execFile)(
-      '/usr/bin/python3',
-      [join(args.anchors!, 'torch_cpu_llama_step.py'), String(cpus().length), String(LLAMA_BLOCKS), String(b), String(t)],
-      { env, timeout: 900_000 },
-    );
-    torch = JSON.parse(stdout.trim().split('\n').at(-1)!);
-  } catch (e) {
-    const why = String((e as { stderr?: string }).stderr || (e as Error).message);
-    torch = {
-      skipped: /No module named 'torch'|ENOENT/.test(why)
-        ? 'needs Debian python3-torch: apt-get install -y python3-torch libopenblas0-pthread'
-        : why.trim().split('\n').at(-1),
-    };
-  }
-  const torchTps = Number((torch as { tokens_per_s?: number }).tokens_per_s ?? (torch as { fp32?: { tokens_per_s?: number } }).fp32?.tokens_per_s);
-  return {
-    shape: {
-      width: 'Llama-3.2-1B (d 2048, 32/8 heads, SwiGLU 8192, vocab 128256, tied head)',
-      serverBlocks: LLAMA_BLOCKS,
-      lora: 'r=16, alpha 32 on q_proj, v_proj',
-      loss: 'every token',
-      batch: b,
-      seq: t,
-    },
-    blocksNote: `${LLAMA_BLOCKS} of Llama-3.2-1B's 16 blocks and its LM head. On WASM the head alone (1 GB in fp32, held as [V, d] and [d, V], each packed again by XNNPACK) nears WebAssembly's 4 GB: no number of blocks fits beside it`,
-    ours,
-    torchCpu: torch,
-    ratioToTorch:
-      Number.isFinite(torchTps) && 'tokensPerSecond' in ours ? Number(((ours.tokensPerSecond as number) / torchTps).toFixed(3)) : 'no reference run',
-  };
-}

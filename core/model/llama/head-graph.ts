@@ -33,10 +33,13 @@ export function llamaLmHeadGraph(c: LlamaConfig, output: 'logits' | 'loss'): Uin
       outputs: [{ name: 'logits', from: logits, type: FLOAT, dims: ['rows', c.vocabSize] }],
     });
   }
-  const [loss, logProb] = g.node('SoftmaxCrossEntropyLoss', [logits, 'targets'], { reduction: 'sum' }, 2);
-  // d loss / d logits = softmax - onehot.
-  const onehot = g.op('OneHot', ['targets', g.ints([c.vocabSize], true), g.initializer('onehot_values', FLOAT, [2], Float32Array.from([0, 1]))], { axis: -1 });
-  const dLogits = g.op('Sub', [g.op('Exp', [logProb!]), onehot]);
+  // One pass for the log-probabilities; the loss gathers the targets' and the gradient softmax - onehot subtracts 1 at
+  // the targets in place of a [M, V] one-hot and a subtraction over it.
+  const logProb = g.op('LogSoftmax', [logits], { axis: -1 });
+  const at = g.op('Unsqueeze', ['targets', g.ints([1])]);
+  const loss = g.op('Neg', [g.op('ReduceSum', [g.op('GatherElements', [logProb, at], { axis: 1 })], { keepdims: 0 })]);
+  const minusOne = g.op('Expand', [g.float(-1), g.op('Shape', [at])]);
+  const dLogits = g.op('ScatterElements', [g.op('Exp', [logProb]), at, minusOne], { axis: 1, reduction: 'add' });
   const dxn = g.op('Mul', [g.op('Gemm', [dLogits, 'head']), 'norm.weight']);
   const drows = g.op('Mul', [r, g.op('Sub', [dxn, g.op('Mul', [xn, g.op('ReduceMean', [g.op('Mul', [dxn, xn]), g.ints([-1])], { keepdims: 1 })])])]);
   return g.build({
@@ -45,7 +48,7 @@ export function llamaLmHeadGraph(c: LlamaConfig, output: 'logits' | 'loss'): Uin
     metadata: {},
     inputs: [rows, { name: 'targets', type: DT.INT64, dims: ['rows'] }, ...weights],
     outputs: [
-      { name: 'loss', from: loss!, type: FLOAT, dims: [] },
+      { name: 'loss', from: loss, type: FLOAT, dims: [] },
       { name: 'drows', from: drows, type: FLOAT, dims: ['rows', c.nEmbd] },
     ],
   });

@@ -41,7 +41,7 @@ export class OrtBlocks {
     this.family = blockFamily(model, spec);
     this.nLayer = model.config.nLayer;
     this.graphs = new GraphSessions(this.family, options);
-    this.head = new OrtLmHead(this.graphs, this.family, model.config.vocabSize);
+    this.head = new OrtLmHead(this.graphs, this.family, model.config.vocabSize, options.lmHeadLogitsBytes);
     // Views of the checkpoint's arrays: holding every block costs no memory.
     for (let i = 0; i < this.nLayer; i++) this.weights[i] = this.family.weights(i);
   }

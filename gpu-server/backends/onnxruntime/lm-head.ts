@@ -6,17 +6,27 @@ import { scoreLogits } from '../../train/score.ts';
 import type { BlockFamily } from './families.ts';
 import type { GraphSessions } from './sessions.ts';
 
-/** Rows of the LM head per run: 32 x 128,256 logits (16 MB) at Llama-3's vocabulary, never a batch's all at once. */
-const LM_HEAD_ROWS = 32;
+/**
+ * Logits one run of the LM head holds by default: 128 MiB, 261 rows at Llama 3's 128,256-token vocabulary. Each run
+ * streams the whole head (1 GB at Llama-3.2-1B) through two products, so the fewer the runs the better: at 32 rows a
+ * run Llama-3.2-1B's head took 1.7x as long for a batch of 2 x 128 as in one run of 256 rows.
+ */
+const LM_HEAD_LOGITS_BYTES = 128 * 2 ** 20;
 
 const f32 = (data: Float32Array, dims: number[]): ort.Tensor => new ort.Tensor('float32', data, dims);
 
 export class OrtLmHead {
+  /** Rows of the LM head per run. */
+  private readonly rowsPerRun: number;
+
   constructor(
     private readonly graphs: GraphSessions,
     private readonly family: BlockFamily,
     private readonly vocabSize: number,
-  ) {}
+    logitsBytes = LM_HEAD_LOGITS_BYTES,
+  ) {
+    this.rowsPerRun = Math.max(1, Math.floor(logitsBytes / (4 * vocabSize)));
+  }
 
   /** Next-token logits [M, V] of final hidden states [M, d] (the final norm and the LM head). */
   async logits(rows: Float32Array): Promise<Float32Array> {
@@ -26,7 +36,7 @@ export class OrtLmHead {
     return out.logits!.data as Float32Array;
   }
 
-  /** The mean next-token loss of the labelled rows of final hidden states y [B*T, d], LM_HEAD_ROWS rows of logits at a time. */
+  /** The mean next-token loss of the labelled rows of final hidden states y [B*T, d], rowsPerRun rows of logits at a time. */
   async evalLoss(y: Float32Array, labels: Int32Array): Promise<number> {
     let sum = 0;
     const count = await this.labelledChunks(y, labels, async (chunk, rows) => {
@@ -41,15 +51,15 @@ export class OrtLmHead {
   }
 
   /**
-   * The labelled positions of y [B*T, d] (labelledPositions: at least one) in chunks of LM_HEAD_ROWS, each with its
+   * The labelled positions of y [B*T, d] (labelledPositions: at least one) in chunks of rowsPerRun, each with its
    * rows of y gathered [chunk, d] and the count of all labelled positions, for `f` one after the other. Returns that
    * count.
    */
   private async labelledChunks(y: Float32Array, labels: Int32Array, f: (chunk: number[], rows: Float32Array, total: number) => Promise<void>): Promise<number> {
     const d = this.family.nEmbd;
     const picked = labelledPositions(labels);
-    for (let at = 0; at < picked.length; at += LM_HEAD_ROWS) {
-      const chunk = picked.slice(at, at + LM_HEAD_ROWS);
+    for (let at = 0; at < picked.length; at += this.rowsPerRun) {
+      const chunk = picked.slice(at, at + this.rowsPerRun);
       const rows = new Float32Array(chunk.length * d);
       chunk.forEach((r, i) => rows.set(y.subarray(r * d, (r + 1) * d), i * d));
       await f(chunk, rows, picked.length);
@@ -58,7 +68,7 @@ export class OrtLmHead {
   }
 
   /**
-   * The mean next-token loss of the labelled rows of y [B*T, d] and y's gradient, on the LM head graph, LM_HEAD_ROWS
+   * The mean next-token loss of the labelled rows of y [B*T, d] and y's gradient, on the LM head graph, rowsPerRun
    * rows per run.
    */
   async loss(y: Float32Array, labels: Int32Array, d: number): Promise<{ loss: tf.Scalar; dFinal: Float32Array }> {

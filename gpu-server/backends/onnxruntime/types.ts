@@ -8,6 +8,11 @@ export interface OrtOptions {
   threads?: number;
   /** Record every node's time (onnxruntime's profiler) for profile(). */
   profile?: boolean;
+  /**
+   * Bytes of logits one run of the LM head may hold (default 128 MiB: 261 rows at Llama 3's vocabulary). Larger
+   * batches take several runs; each run streams the whole head through two products, so fewer runs are faster.
+   */
+  lmHeadLogitsBytes?: number;
 }
 
 /** Time by operator over the steps run, from onnxruntime's profiler. */

@@ -17,6 +17,9 @@ import { Random } from '../core/random.ts';
 import { initBackend, type BackendName } from '../gpu-server/backends/tfjs/runtime.ts';
 import { Trainer, type TrainBatch } from '../gpu-server/train/trainer.ts';
 import { runAnchor } from './anchor.ts';
+import { flopsPerToken } from '../core/flops/flops.ts';
+import { DT, GraphBuilder } from '../core/onnx/graph.ts';
+import * as ort from 'onnxruntime-node';
 
 const [ROWS, SEQ] = [2, 128];
 const [PROMPT_TOKENS, NEW_TOKENS] = [32, 16];
@@ -77,6 +80,51 @@ async function ours({ backend, blocks: nBlocks, warmUp, steps, log }: Options): 
   }
 }
 
+/**
+ * The best rate of one onnxruntime Gemm on this machine, at the step's two largest shapes: the MLP's ([M, d] by
+ * [8192, d] transposed) and the LM head's ([M, d] by [V, d] transposed). Every method here does the same matrix
+ * products, so this rate over PyTorch's step rate bounds the ratio any implementation of the step could reach.
+ */
+async function gemmGflops(c: ReturnType<typeof llamaConfig>, threads: number): Promise<number> {
+  const M = ROWS * SEQ;
+  let best = 0;
+  for (const n of [c.nInner, c.vocabSize]) {
+    const g = new GraphBuilder();
+    const y = g.op('Gemm', ['x', 'w'], { transB: 1 });
+    const graph = g.build({
+      name: 'gemm',
+      opset: 18,
+      metadata: {},
+      inputs: [
+        { name: 'x', type: DT.FLOAT, dims: [M, c.nEmbd] },
+        { name: 'w', type: DT.FLOAT, dims: [n, c.nEmbd] },
+      ],
+      outputs: [{ name: 'y', from: y, type: DT.FLOAT, dims: [M, n] }],
+    });
+    const session = await ort.InferenceSession.create(graph, { intraOpNumThreads: threads, extra: { session: { intra_op: { allow_spinning: '0' } } } });
+    const r = new Random(3);
+    const feeds = {
+      x: new ort.Tensor(
+        'float32',
+        Float32Array.from({ length: M * c.nEmbd }, () => r.normal()),
+        [M, c.nEmbd],
+      ),
+      w: new ort.Tensor(
+        'float32',
+        Float32Array.from({ length: n * c.nEmbd }, () => r.normal()),
+        [n, c.nEmbd],
+      ),
+    };
+    for (let i = 0; i < 4; i++) {
+      const started = performance.now();
+      await session.run(feeds);
+      best = Math.max(best, (2 * M * c.nEmbd * n) / ((performance.now() - started) / 1000) / 1e9);
+    }
+    await session.release();
+  }
+  return Number(best.toFixed(1));
+}
+
 export async function llamaStep(options: Options): Promise<Record<string, unknown>> {
   const mine = await ours(options);
   const threads = cpus().length;
@@ -86,6 +134,19 @@ export async function llamaStep(options: Options): Promise<Record<string, unknow
   const torchTps = Number((step as { fp32?: { tokens_per_s?: number } }).fp32?.tokens_per_s);
   const torchMsPerToken = Number((decoding as { ms_per_new_token?: number }).ms_per_new_token);
   const ratio = (x: number) => (Number.isFinite(x) ? Number(x.toFixed(3)) : 'no reference run');
+  // The step's matrix products (core/flops): the blocks' forward and backward and the LM head's, per token.
+  const c = llamaConfig({ nLayer: options.blocks });
+  const flops = flopsPerToken({
+    config: c,
+    seqLen: SEQ,
+    cut: 0,
+    lora: { rank: 16, targets: ['self_attn.q_proj', 'self_attn.v_proj'] },
+    head: 'lm',
+    headTrainable: false,
+  });
+  const gflopPerStep = ((flops.total.forward + flops.total.backward) * ROWS * SEQ) / 1e9;
+  const effective = (tokensPerSecond: number) => Number(((gflopPerStep * tokensPerSecond) / (ROWS * SEQ)).toFixed(1));
+  const gemm = await gemmGflops(c, threads);
   return {
     shape: {
       width: 'Llama-3.2-1B (d 2048, 32/8 heads, SwiGLU 8192, vocab 128256, tied head)',
@@ -98,6 +159,13 @@ export async function llamaStep(options: Options): Promise<Record<string, unknow
     },
     ours: mine,
     torchCpu: { step, decoding },
+    matrixProducts: {
+      gflopPerStep: Number(gflopPerStep.toFixed(1)),
+      effectiveGflops: { ours: effective(Number(mine.tokensPerSecond)), torch: effective(torchTps) },
+      gemmGflops: gemm,
+      note: "effective: the step's matrix-product FLOPs over its time; gemmGflops: the best rate of one onnxruntime Gemm at the step's shapes in this run. Every implementation does the same products, so gemmGflops / torch's effective rate bounds the tokens/s ratio any could reach here",
+      ratioBound: ratio(gemm / effective(torchTps)),
+    },
     ratioToTorch: {
       tokensPerSecond: ratio(Number(mine.tokensPerSecond) / torchTps),
       // Above 1: we decode faster (PyTorch's ms per token over ours).

@@ -11,7 +11,9 @@ import { llamaConfig } from '../core/model/llama/config.ts';
 import { initLlama } from '../core/model/llama/init.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, parseAdapter } from '../core/peft/adapter.ts';
 import { ApiError, ServerClient } from '../gpu-server/api/client.ts';
-import { writeTokenizer, writeModelFolder } from '../gpu-server/model-folder/folder.ts';
+import { readTokenizer, writeTokenizer, writeModelFolder } from '../gpu-server/model-folder/folder.ts';
+import { fewshotContexts } from '../core/data/fewshot.ts';
+import { gsm8kExample, promptIds } from '../core/data/generation.ts';
 import { startServer, type RunningServer } from '../gpu-server/server.ts';
 import { localTempDir } from '../infra/local/paths.ts';
 import { startStack, type RunningStack } from '../infra/local/stack.ts';
@@ -66,7 +68,7 @@ afterAll(async () => {
 
 const spec = (over: Record<string, unknown> = {}) => ({
   model: modelDir,
-  task: { kind: 'generation', eval: { path: evalPath }, generate: { maxNewTokens: 6, limit: 2 } },
+  task: { kind: 'generation', eval: { path: evalPath }, generate: { maxNewTokens: 6, limit: 2, fewshot: { count: 2 } } },
   devices: stack.devices.map((d, i) => ({
     id: d.id,
     url: d.url.href,
@@ -96,6 +98,10 @@ describe('a generation run over HTTP', () => {
     expect(await message(client.createRun(spec({ task: { kind: 'generation', eval: { path: evalPath, format: 'tsv' } } })))).toMatch(
       /HTTP 400: field 'task.eval.format': must be jsonl/,
     );
+    // The harness's 5 shots, drawn from the 4 held-out rows themselves (each row's own left out): too few.
+    expect(await message(client.createRun(spec({ task: { kind: 'generation', eval: { path: evalPath } } })))).toMatch(
+      /HTTP 400: task.generate.fewshot: 5 few-shot examples need a pool of at least 6 rows; it has 4/,
+    );
   });
 
   it('trains on the completions round after round, evaluates by generating, and writes a CAUSAL_LM adapter', async () => {
@@ -119,6 +125,14 @@ describe('a generation run over HTTP', () => {
     const samples = metrics[2]!.samples!;
     expect(samples.map((s) => s.prompt)).toEqual([0, 1].map((k) => `Question: ${problem(90 + k).question}\nAnswer:`));
     expect(samples.map((s) => s.expected)).toEqual(['183', '185']);
+    // Each prompt came after two shots drawn as the harness draws them (the held-out file is the pool, a row never
+    // its own shot), cut at the start to leave maxNewTokens of the model's 128 positions.
+    const tokenizer = await readTokenizer(modelDir, model.config);
+    const held = Array.from({ length: 4 }, (_, k) => gsm8kExample(problem(90 + k).question, problem(90 + k).answer));
+    const contexts = fewshotContexts(held.slice(0, 2), held, 2);
+    expect(samples.map((s) => s.promptTokens)).toEqual(held.slice(0, 2).map((r, i) => Math.min(promptIds(tokenizer, contexts[i] + r.prompt).length, 128 - 6)));
+    expect(samples.every((s) => s.promptTokens! > promptIds(tokenizer, s.prompt).length)).toBe(true);
+    expect(metrics[2]!.evalExactMatch?.shots).toBe(2);
     expect(typeof samples[0]!.generated).toBe('string');
     expect(metrics[2]!.evalAccuracy).toBe(samples.filter((s) => s.correct).length / 2);
     const files = {

@@ -68,11 +68,11 @@ export async function writeOutputs(
   return metrics;
 }
 
-function evaluate(s: RunState, { trainer, tokenizer, evalRows }: Loaded) {
+function evaluate(s: RunState, { trainer, tokenizer, evalRows, evalContexts }: Loaded) {
   if (evalRows.length === 0) return undefined;
   const { spec } = s.record;
   const { batchSize, seqLen } = spec.training;
   if (spec.task.kind === 'generation')
-    return evaluateGeneration(trainer, tokenizer, evalRows as GenerationExample[], { batchSize, seqLen, ...spec.task.generate });
+    return evaluateGeneration(trainer, tokenizer, evalRows as GenerationExample[], evalContexts, { batchSize, seqLen, ...spec.task.generate });
   return evaluateClassification(trainer, tokenizer, evalRows as Example[], batchSize, seqLen);
 }

@@ -8,6 +8,7 @@ import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 import { readModelFolder, readTokenizer } from '../model-folder/folder.ts';
 import { planCut } from './cuts.ts';
 import { checkDataPath } from './data-dirs.ts';
+import { generationEval } from './data.ts';
 import { SpecError } from './errors.ts';
 import type { RunSpec } from './spec.ts';
 import type { RunRecord } from './types.ts';
@@ -35,6 +36,10 @@ export async function newRun(id: string, spec: RunSpec, dataDirs: readonly strin
 async function build(id: string, spec: RunSpec, dataDirs: readonly string[]): Promise<NewRun> {
   await checkDataPath(spec.model, dataDirs, 'model');
   if (spec.task.eval) await checkDataPath(spec.task.eval.path, dataDirs, 'task.eval.path');
+  const shotsFrom = spec.task.generate.fewshot.path;
+  if (shotsFrom) await checkDataPath(shotsFrom, dataDirs, 'task.generate.fewshot.path');
+  // Held-out rows and the shots drawn for them, read now so that a bad file or too few rows fail here, not in a round.
+  if (spec.task.kind === 'generation') await generationEval(spec);
   const model = await readModelFolder(spec.model);
   const c = model.config;
   const generation = spec.task.kind === 'generation';

@@ -16,8 +16,8 @@ export interface Evaluation {
   loss: number;
   /** Classification accuracy, or generation's exact match by lm-evaluation-harness's strict-match filter. */
   accuracy: number;
-  /** Generation: exact match by each of the harness's gsm8k filters. */
-  exactMatch?: { strict: number; flexible: number };
+  /** Generation: exact match by each of the harness's gsm8k filters, and the shots before each prompt. */
+  exactMatch?: { strict: number; flexible: number; shots: number };
   samples?: GenerationSample[];
 }
 
@@ -72,15 +72,20 @@ export function generationBatches(tokenizer: Tokenizer, rows: readonly Generatio
 }
 
 /**
- * A greedy completion of a prompt (token ids) as lm-evaluation-harness's gsm8k generates one: until the end token or
- * any of its stop sequences ("Question:", ...), cut there; then its two filters' answers.
+ * A greedy completion of a prompt (token ids) as lm-evaluation-harness's gsm8k generates one: the prompt's last
+ * tokens where it and maxNewTokens exceed the model's positions (the harness truncates contexts on the left), then
+ * until the end token or any of its stop sequences ("Question:", ...), cut there; then its two filters' answers.
  */
 export async function complete(
   trainer: Trainer,
   tokenizer: Tokenizer,
   prompt: readonly number[],
   maxNewTokens: number,
-): Promise<{ generated: string; strict: string; flexible: string }> {
+): Promise<{ generated: string; strict: string; flexible: string; promptTokens: number }> {
+  const room = trainer.net.config.nPositions - maxNewTokens;
+  if (room < 1)
+    throw new RangeError(`task.generate.maxNewTokens ${maxNewTokens} leaves no room for a prompt in the model's ${trainer.net.config.nPositions} positions`);
+  if (prompt.length > room) prompt = prompt.slice(prompt.length - room);
   const stop = [tokenizer.special.eos];
   const until = (ids: readonly number[]) => {
     const text = tokenizer.decode([...ids]);
@@ -88,22 +93,25 @@ export async function complete(
   };
   const ids = await trainer.generate(prompt, { maxNewTokens, stop, until });
   const generated = untilStop(tokenizer.decode(ids.filter((id) => !stop.includes(id))));
-  return { generated, strict: strictMatch(generated), flexible: flexibleExtract(generated) };
+  return { generated, strict: strictMatch(generated), flexible: flexibleExtract(generated), promptTokens: prompt.length };
 }
 
 export async function evaluateGeneration(
   trainer: Trainer,
   tokenizer: Tokenizer,
   rows: readonly GenerationExample[],
-  o: { batchSize: number; seqLen: number; maxNewTokens: number; limit: number },
+  contexts: readonly string[],
+  o: { batchSize: number; seqLen: number; maxNewTokens: number; limit: number; fewshot: { count: number } },
 ): Promise<Evaluation> {
   const batches = generationBatches(tokenizer, rows, o.batchSize, o.seqLen);
   const samples: GenerationSample[] = [];
-  for (const row of rows.slice(0, o.limit)) {
-    const { generated, strict, flexible } = await complete(trainer, tokenizer, promptIds(tokenizer, row.prompt), o.maxNewTokens);
+  for (const [i, row] of rows.slice(0, o.limit).entries()) {
+    const prompt = promptIds(tokenizer, (contexts[i] ?? '') + row.prompt);
+    const { generated, strict, flexible, promptTokens } = await complete(trainer, tokenizer, prompt, o.maxNewTokens);
     // The reference is the whole completion ("... #### 72"), which exact_match's regexes reduce to its answer.
     samples.push({
       prompt: row.prompt,
+      promptTokens,
       generated,
       expected: openaiAnswer(row.completion),
       predicted: strict,
@@ -116,7 +124,7 @@ export async function evaluateGeneration(
   return {
     loss: await completionLoss(trainer, batches),
     accuracy: rate((s) => s.correct),
-    exactMatch: { strict: rate((s) => s.correct), flexible: rate((s) => s.flexibleCorrect === true) },
+    exactMatch: { strict: rate((s) => s.correct), flexible: rate((s) => s.flexibleCorrect === true), shots: o.fewshot.count },
     samples,
   };
 }

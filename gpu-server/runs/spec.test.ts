@@ -15,7 +15,12 @@ describe('run spec', () => {
   it('fills in every default, the LoRA alpha from the rank and the eval format from the file name', () => {
     const s = parseRunSpec({ ...base, lora: { rank: 4 }, task: { labels: ['0', '1'], eval: { path: 'dev.tsv' } } });
     expect(s.lora).toEqual({ rank: 4, alpha: 8, dropout: 0.05 });
-    expect(s.task).toEqual({ kind: 'classification', labels: ['0', '1'], eval: { path: 'dev.tsv', format: 'tsv' }, generate: { maxNewTokens: 96, limit: 8 } });
+    expect(s.task).toEqual({
+      kind: 'classification',
+      labels: ['0', '1'],
+      eval: { path: 'dev.tsv', format: 'tsv' },
+      generate: { maxNewTokens: 96, limit: 8, fewshot: { count: 5, seed: 1234 } },
+    });
     expect(s.devices[0].profile).toEqual({ memoryMB: 128, gflops: 10, maxBatchSeconds: 30, weights: 'fp32' });
     expect([s.ordering, s.optimizer, s.training]).toEqual([
       { kind: 'random-reshuffle' },

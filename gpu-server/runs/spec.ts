@@ -5,6 +5,7 @@
 import { z } from '@hono/zod-openapi';
 import { checkId } from '../../core/storage/keys.ts';
 import { SpecError } from './errors.ts';
+import { FEWSHOT_SEED } from '../../core/data/fewshot.ts';
 
 // One message per rule, whichever check fails (type, integer, sign).
 const rule = (message: string) => ({ error: message });
@@ -116,9 +117,25 @@ const RunSpecFields = z.object({
         }),
       evalRows: z.array(EvalExampleSchema).optional().openapi({ description: 'Inline held-out rows (classification).' }),
       generate: z
-        .object({ maxNewTokens: positiveInt.default(96), limit: nonNegativeInt.default(8) })
-        .default({ maxNewTokens: 96, limit: 8 })
-        .openapi({ description: "Generation's evaluation: greedy completions of the first `limit` held-out prompts." }),
+        .object({
+          maxNewTokens: positiveInt.default(96),
+          limit: nonNegativeInt.default(8),
+          fewshot: z
+            .object({
+              count: nonNegativeInt.default(5).openapi({ description: "Shots before each prompt (lm-evaluation-harness's gsm8k: 5; 0: zero-shot)." }),
+              path: z.string().optional().openapi({
+                description:
+                  "The split shots are drawn from (JSON lines, as task.eval): GSM8K's train split, as the harness draws. Default: the held-out file itself, a row's own example never among its shots.",
+              }),
+              seed: nonNegativeInt.default(FEWSHOT_SEED).openapi({ description: "The draws' seed (the harness's fewshot_random_seed, 1234)." }),
+            })
+            .default({ count: 5, seed: FEWSHOT_SEED }),
+        })
+        .default({ maxNewTokens: 96, limit: 8, fewshot: { count: 5, seed: FEWSHOT_SEED } })
+        .openapi({
+          description:
+            "Generation's evaluation: greedy completions of the first `limit` held-out prompts, each after few-shot examples as lm-evaluation-harness builds them (a prompt longer than the model's positions less maxNewTokens keeps its end, as the harness truncates).",
+        }),
     })
     .transform((t) => ({
       ...t,

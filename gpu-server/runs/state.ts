@@ -12,7 +12,7 @@ import { readModelFolder, readTokenizer } from '../model-folder/folder.ts';
 import type { CutCalibration } from '../rounds/bounds.ts';
 import { Trainer } from '../train/trainer.ts';
 import { loadCheckpoint, type CheckpointMeta, type DeviceStart } from './checkpoint.ts';
-import { evaluationRows, generationEvalRows } from './data.ts';
+import { evaluationRows, generationEval } from './data.ts';
 import type { RoundProgress, RunRecord } from './types.ts';
 
 export interface RunState {
@@ -23,6 +23,8 @@ export interface RunState {
   tokenizerRef?: { sha256: string; bos?: number; eos: number } | null;
   trainer?: Trainer;
   evalRows?: Example[] | GenerationExample[];
+  /** Generation: the few-shot context of each held-out row evaluation completes. */
+  evalContexts?: string[];
   /** GraB: what training on each device did to the adapters in the last round. */
   updates: Map<string, Float32Array>;
   checkpoint?: CheckpointMeta;
@@ -42,6 +44,7 @@ export interface Loaded {
   tokenizer: Tokenizer;
   trainer: Trainer;
   evalRows: Example[] | GenerationExample[];
+  evalContexts: string[];
 }
 
 /** A device segment in storage: the graph's SHA-256, and its token table's and external weights' where it has them. */
@@ -68,7 +71,10 @@ export async function loadRun(s: RunState, opts: LoadOptions): Promise<Loaded> {
     if (!generation) s.model.config = { ...s.model.config, numLabels: record.spec.task.labels.length };
   }
   s.tokenizer ??= await readTokenizer(record.spec.model, s.model.config);
-  s.evalRows ??= generation ? await generationEvalRows(record.spec) : await evaluationRows(record.spec);
+  if (!s.evalRows) {
+    if (generation) ({ rows: s.evalRows, contexts: s.evalContexts } = await generationEval(record.spec));
+    else s.evalRows = await evaluationRows(record.spec);
+  }
   if (!s.trainer) {
     const { lora, optimizer, training } = record.spec;
     s.trainer = new Trainer(
@@ -90,7 +96,7 @@ export async function loadRun(s: RunState, opts: LoadOptions): Promise<Loaded> {
       s.deviceStart = loaded.start;
     }
   }
-  return { model: s.model, tokenizer: s.tokenizer, trainer: s.trainer, evalRows: s.evalRows };
+  return { model: s.model, tokenizer: s.tokenizer, trainer: s.trainer, evalRows: s.evalRows, evalContexts: s.evalContexts ?? [] };
 }
 
 /** Forgets the trainer and what its checkpoint said: the next round reloads them from storage. */

@@ -56,7 +56,12 @@ export const RoundProgressSchema = z
   .openapi('RoundProgress');
 
 export const GenerationSampleSchema = z.object({
-  prompt: z.string(),
+  prompt: z.string().openapi({ description: 'The held-out prompt (without its few-shot examples).' }),
+  promptTokens: z
+    .number()
+    .int()
+    .optional()
+    .openapi({ description: "Tokens the model was given: the few-shot examples and the prompt, their start cut where they exceed the model's positions." }),
   generated: z.string(),
   expected: z.string().optional().openapi({ description: "The reference's answer, as OpenAI's grade-school-math extract_answer reads it." }),
   predicted: z.string().optional().openapi({ description: "The answer lm-evaluation-harness's strict-match filter takes ('#### N'), or '[invalid]'." }),
@@ -76,10 +81,10 @@ export const RoundMetricsSchema = z
       .number()
       .optional()
       .openapi({ description: "Classification accuracy, or generation's exact match by lm-evaluation-harness's gsm8k strict-match filter." }),
-    evalExactMatch: z
-      .object({ strict: z.number(), flexible: z.number() })
-      .optional()
-      .openapi({ description: "Generation: exact match by each of lm-evaluation-harness's gsm8k filters (strict-match, flexible-extract)." }),
+    evalExactMatch: z.object({ strict: z.number(), flexible: z.number(), shots: z.number().int().optional() }).optional().openapi({
+      description:
+        "Generation: exact match by each of lm-evaluation-harness's gsm8k filters (strict-match, flexible-extract), and the few-shot examples before each prompt.",
+    }),
     evalRows: z.number(),
     samples: z.array(GenerationSampleSchema).optional(),
     devices: z.array(

@@ -3,16 +3,17 @@
  * SPLITFROZEN_URL (default http://127.0.0.1:8080) and SPLITFROZEN_OPERATOR_TOKEN (the server's operator token) say
  * where and who.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { deviceSecret, sha256Hex } from '../core/auth/signing.ts';
 import { deviceSegment } from '../core/onnx/segment.ts';
-import { ADAPTER_CONFIG, ADAPTER_WEIGHTS, mergeAdapter, parseAdapter } from '../core/peft/adapter.ts';
+import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../core/peft/adapter.ts';
 import { ServerClient } from '../gpu-server/api/client.ts';
-import { familyOf, type Model } from '../core/model/family.ts';
+import { pullAdapter, writeMerged } from '../gpu-server/api/pull.ts';
+import { familyOf } from '../core/model/family.ts';
 import { TOKENIZER_FILE } from '../core/tokenizer/hf.ts';
-import { copyTokenizer, readModelFolder, writeModelFolder } from '../gpu-server/model-folder/folder.ts';
+import { readModelFolder } from '../gpu-server/model-folder/folder.ts';
 import { fail, run } from '../infra/cli.ts';
 
 const USAGE = `usage: npm run cli -- COMMAND [options]
@@ -144,24 +145,12 @@ run(async () => {
       if (!a.out) fail(`--out is required\n\n${USAGE}`);
       const round = a.round === 'latest' ? 'latest' : Number(a.round);
       if (round !== 'latest' && !(Number.isSafeInteger(round) && round >= 0)) fail(`--round is '${a.round}': use a round number or latest`);
-      const files: Record<string, Uint8Array> = {};
-      await mkdir(a.out, { recursive: true });
-      for (const file of [ADAPTER_CONFIG, ADAPTER_WEIGHTS]) {
-        files[file] = await client.adapterFile(runId(), round, file);
-        await writeFile(join(a.out, file), files[file]);
-      }
+      const files = await pullAdapter(client, runId(), round, a.out);
       console.log(`wrote ${join(a.out, ADAPTER_CONFIG)} and ${join(a.out, ADAPTER_WEIGHTS)}`);
       if (a.merged) {
         if (!a.model) fail('--merged needs --model DIR: the base model the run was trained from');
-        const base = await readModelFolder(a.model);
-        const { task } = (await client.run(runId())).spec;
-        // A classification run trained a head for its labels; a generation run keeps the LM head.
-        const model = (task.kind === 'generation' ? base : { ...base, config: { ...base.config, numLabels: task.labels.length } }) as Model;
-        const merged = mergeAdapter(model, parseAdapter(files, model.config, a.out));
-        await writeModelFolder(join(a.out, 'merged'), merged);
-        await copyTokenizer(a.model, join(a.out, 'merged'));
-        const kind = familyOf(merged.config).merged;
-        console.log(`wrote merged weights to ${join(a.out, 'merged')} (config.json + model.safetensors, ${kind})`);
+        const { dir, kind } = await writeMerged(a.model, files, (await client.run(runId())).spec.task, a.out);
+        console.log(`wrote merged weights to ${dir} (config.json + model.safetensors, ${kind})`);
       }
       return;
     }

@@ -4,6 +4,7 @@
  * devices' generation shards, and a run whose evaluation generates answers and scores their final number.
  */
 import { readFile, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseGenerationShard, type GenerationExample } from '../core/data/generation.ts';
 import type { RoundMetrics } from '../gpu-server/runs/types.ts';
@@ -17,7 +18,11 @@ export const GSM8K_PROFILES = [
   { memoryMB: 256, gflops: 5, maxBatchSeconds: 1 },
 ];
 
-/** GSM8K problems: the first rows for the devices' shards, the next ones held out (written where the server reads them). */
+/**
+ * GSM8K problems: the first rows for the devices' shards, the next ones held out, written where the server reads them
+ * (`evalFile`), with the whole train split beside it (`shotsFile(evalFile)`), which evaluation draws its few-shot
+ * examples from as lm-evaluation-harness does.
+ */
 export async function gsm8kData(path: string, trainRows: number, evalRows: number, evalFile: string): Promise<{ train: GenerationExample[]; source: string }> {
   const text = await readFile(path, 'utf8').catch((e: NodeJS.ErrnoException) => {
     throw new Error(`${path}: ${e.code === 'ENOENT' ? 'not found; give GSM8K JSON lines with --data (see ../shared/datasets/README.md)' : e.message}`);
@@ -27,15 +32,20 @@ export async function gsm8kData(path: string, trainRows: number, evalRows: numbe
   if (rows.length < trainRows + evalRows) throw new Error(`${path}: ${rows.length} problems, ${trainRows + evalRows} needed`);
   const held = lines.slice(trainRows, trainRows + evalRows);
   await writeFile(evalFile, held.join('\n') + '\n');
+  await writeFile(shotsFile(evalFile), text);
   return { train: rows.slice(0, trainRows), source: `${path} (first ${trainRows} problems for the devices, the next ${evalRows} held out)` };
 }
 
-export function gsm8kRunTask(evalFile: string) {
-  return { kind: 'generation', eval: { path: evalFile, format: 'jsonl' }, generate: { maxNewTokens: 48, limit: 4 } };
+/** Where gsm8kData writes the train split that few-shot examples come from. */
+const shotsFile = (evalFile: string) => join(dirname(evalFile), 'gsm8k-train.jsonl');
+
+/** The run's task: held-out problems, answers generated after the harness's 5 shots from the train split. */
+export function gsm8kRunTask(evalFile: string, generate = { maxNewTokens: 48, limit: 4 }) {
+  return { kind: 'generation', eval: { path: evalFile, format: 'jsonl' }, generate: { ...generate, fewshot: { count: 5, path: shotsFile(evalFile) } } };
 }
 
 export const GSM8K_HEADER =
-  '| round | client order | train loss | held-out loss | exact match (strict-match) | device forward (s) | server train (s) | server idle (s) | MB moved | devices reused | wall (s) |';
+  '| round | client order | train loss | held-out loss | exact match (strict-match, 5-shot) | device forward (s) | server train (s) | server idle (s) | MB moved | devices reused | wall (s) |';
 
 /** The last round's generations: prompt, what the model wrote, the answer each of the harness's filters took, the right one. */
 export function printSamples(m: RoundMetrics): void {

@@ -5,7 +5,7 @@
  * with --data, else a small generated task. --task gsm8k: a tiny Llama-3-shaped model fine-tuned on a GSM8K sample as a
  * causal LM, evaluated by generating answers.
  */
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { DEFAULT_LIMITS, parseShard, textInput, type Example } from '../core/data/shard.ts';
 import { parseGenerationShard, type GenerationExample } from '../core/data/generation.ts';
@@ -15,10 +15,11 @@ import { initModel } from '../core/model/gpt2/init.ts';
 import { ADAPTER_CONFIG, ADAPTER_WEIGHTS } from '../core/peft/adapter.ts';
 import { DEFAULT_MIN_CUT } from '../core/wire/policy.ts';
 import { ServerClient, type RunView } from '../gpu-server/api/client.ts';
+import { pullAdapter } from '../gpu-server/api/pull.ts';
 import { readModelFolder, readTokenizer, writeModelFolder, writeTinyLlama } from '../gpu-server/model-folder/folder.ts';
 import { sha256Hex } from '../core/auth/signing.ts';
 import { GSM8K_DEFAULT, GSM8K_HEADER, GSM8K_PROFILES, gsm8kData, gsm8kRunTask, printSamples } from './start-gsm8k.ts';
-import type { RoundMetrics } from '../gpu-server/runs/types.ts';
+import { followRound, roundRow } from './round-progress.ts';
 import { startServer } from '../gpu-server/server.ts';
 import { LOCAL_DIR } from '../infra/local/paths.ts';
 import { startStack } from '../infra/local/stack.ts';
@@ -53,7 +54,6 @@ const args = cliArgs(USAGE, {
 const DIR = resolve(LOCAL_DIR, 'start');
 const DEVICES = 3;
 const step = (n: number, msg: string) => console.log(`\n[${n}/6] ${msg}`);
-const seconds = (ms: number | undefined) => (ms === undefined ? '-' : (ms / 1000).toFixed(1));
 
 // Simulated capacity profiles: a slow, a middling and a fast device, so the planner gives each its own cut.
 const PROFILES = [
@@ -78,25 +78,6 @@ async function loadData(perDevice: number, evalRows: number): Promise<{ train: E
     labels,
     source: `${args.data} (train.tsv: first ${perDevice * DEVICES} rows, dev.tsv: first ${evalRows})`,
   };
-}
-
-function progressLine(view: RunView, rounds: number): string {
-  const p = view.progress;
-  if (!p) return '';
-  const width = 30;
-  const done = p.batchesTotal ? Math.round((width * p.batchesTrained) / p.batchesTotal) : 0;
-  // Device after device one trains at a time; interleaved, all of them.
-  const device = Object.entries(p.devices)
-    .filter(([, d]) => d.state === 'training')
-    .map(([id]) => id)
-    .join(', ');
-  return `round ${p.round + 1}/${rounds} [${'#'.repeat(done)}${'.'.repeat(width - done)}] ${p.batchesTrained}/${p.batchesTotal} batches ${p.phase}${device ? ` on ${device}` : ''}${p.lastLoss === undefined ? '' : ` loss ${p.lastLoss.toFixed(4)}`}`;
-}
-
-function roundRow(m: RoundMetrics): string {
-  const timed = m.devices.filter((d) => d.forwardMs !== undefined);
-  const forward = timed.length ? timed.reduce((a, d) => a + d.forwardMs!, 0) : undefined;
-  return `| ${m.round} | ${m.order.join(' > ')} | ${m.trainLoss.toFixed(4)} | ${m.evalLoss?.toFixed(4) ?? '-'} | ${m.evalAccuracy === undefined ? '-' : (m.evalAccuracy * 100).toFixed(1) + '%'} | ${seconds(forward)} | ${seconds(m.serverTrainMs)} | ${seconds(m.serverIdleMs)} | ${(m.bytesMoved / 2 ** 20).toFixed(2)} | ${m.devices.filter((d) => d.reused).length}/${m.devices.length} | ${seconds(m.wallMs)} |`;
 }
 
 run(async () => {
@@ -237,8 +218,6 @@ run(async () => {
     if (gsm8k) console.log("(a generation batch also carries each completion's token ids to the server: what the loss needs, and what the owners approved)");
     console.log(`adapters train on blocks ${record.deepestCut}..${config.nLayer - 1}; devices with shallower cuts are completed forward-only on the server\n`);
 
-    const tty = process.stderr.isTTY;
-    let lastLine = '';
     let view: RunView | undefined;
     console.log(
       gsm8k
@@ -247,28 +226,18 @@ run(async () => {
     );
     console.log('|---|---|---|---|---|---|---|---|---|---|---|');
     for (let r = 0; r < rounds; r++) {
-      await client.trigger(record.id);
-      view = await client.waitIdle(record.id, (v) => {
-        const line = progressLine(v, rounds);
-        if (!line || line === lastLine) return;
-        lastLine = line;
-        if (tty) process.stderr.write(`\r${line}`);
-        else if (v.progress?.phase !== 'training' || v.progress.batchesTrained % 10 === 0) process.stderr.write(`${line}\n`);
-      });
-      if (tty) process.stderr.write('\r\x1b[K');
-      if (view.progress?.phase === 'failed') throw new Error(`round ${view.progress.round} failed: ${view.progress.error}`);
+      view = await followRound(client, record.id, rounds);
       console.log(roundRow(view.metrics.at(-1)!));
     }
 
     step(6, 'adapter');
     const out = join(DIR, 'adapter');
-    await mkdir(out, { recursive: true });
-    for (const file of [ADAPTER_CONFIG, ADAPTER_WEIGHTS]) await writeFile(join(out, file), await client.adapterFile(record.id, 'latest', file));
+    await pullAdapter(client, record.id, 'latest', out);
     const last = view!.metrics.at(-1)!;
     if (gsm8k) {
       printSamples(last);
       console.log(
-        `      exact match after ${rounds} rounds (lm-evaluation-harness's gsm8k scoring): strict-match ${((last.evalExactMatch?.strict ?? 0) * 100).toFixed(1)}%, flexible-extract ${((last.evalExactMatch?.flexible ?? 0) * 100).toFixed(1)}% of ${last.samples?.length ?? 0} generated answers; held-out loss ${last.evalLoss?.toFixed(3)} on ${last.evalRows} problems`,
+        `      exact match after ${rounds} rounds (lm-evaluation-harness's gsm8k: ${last.evalExactMatch?.shots ?? 0}-shot prompts, its two filters): strict-match ${((last.evalExactMatch?.strict ?? 0) * 100).toFixed(1)}%, flexible-extract ${((last.evalExactMatch?.flexible ?? 0) * 100).toFixed(1)}% of ${last.samples?.length ?? 0} generated answers; held-out loss ${last.evalLoss?.toFixed(3)} on ${last.evalRows} problems`,
       );
       console.log('      (a tiny random model cannot solve GSM8K: what this shows is the machinery, loss falling and answers generated)');
     } else {

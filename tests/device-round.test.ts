@@ -137,6 +137,9 @@ describe('a device round on workerd and S3', () => {
     const status = await runRound(request);
     expect(status).toMatchObject({ state: 'complete', batchesDone: 3, batchesTotal: 3, failures: [] });
     expect(status.forwardMs).toBeGreaterThan(0);
+    // The Worker's own figure of its memory: onnxruntime's WebAssembly heap, whole 64 KB pages.
+    expect(status.wasmMemoryBytes! % 65536).toBe(0);
+    expect(status.wasmMemoryBytes).toBeGreaterThan(0);
     const manifest = JSON.parse(new TextDecoder().decode(await store.get(keys.activationManifest('run-ok', 'dev-a', 0)))) as ActivationManifest;
     expect(manifest).toMatchObject({ device: 'dev-a', runId: 'run-ok', round: 0, cut: CUT, dtype: 'fp32', modelSha256: modelSha, rows: 5 });
     expect(manifest.batches.map((b) => b.rows)).toEqual([2, 2, 1]);

@@ -51,6 +51,8 @@ describe("a device's answers", () => {
     expect(status.error).toMatch(/^boom\\u\{a\}\[server\] run r1: round 0 done\\u\{1b\}\[2J/);
     expect(status.failures[0]).toBe(status.error);
     expect(() => parseRoundStatus({ state: 'done', batchesDone: 0, batchesTotal: 1 }, asked)).toThrow(/^round status: field 'state' /);
+    expect(parseRoundStatus({ state: 'running', batchesDone: 1, batchesTotal: 2, wasmMemoryBytes: 2 ** 20 }, asked).wasmMemoryBytes).toBe(2 ** 20);
+    expect(() => parseRoundStatus({ state: 'running', batchesDone: 1, batchesTotal: 2, wasmMemoryBytes: -1 }, asked)).toThrow(/field 'wasmMemoryBytes' /);
     expect(() => parseRoundStatus({ state: 'running', batchesDone: -1, batchesTotal: 1 }, asked)).toThrow(/^round status: field 'batchesDone' /);
     expect(() => parseRoundStatus({ state: 'running', batchesDone: 0, batchesTotal: 1, failures: Array(101).fill('x') }, asked)).toThrow(
       /^round status: field 'failures' /,

@@ -48,6 +48,7 @@ const StatusSchema = z.object({
   failures: z.array(z.unknown()).max(ANSWER_LIMITS.failures).default([]),
   tokens: count.default(0),
   forwardMs: z.number().nonnegative().finite().default(0),
+  wasmMemoryBytes: count.optional(),
   error: z.unknown().optional(),
 });
 
@@ -108,6 +109,7 @@ export function parseRoundStatus(value: unknown, asked: { device: string; runId:
     failures: s.failures.map((f) => untrustedText(f)),
     tokens: s.tokens,
     forwardMs: s.forwardMs,
+    ...(s.wasmMemoryBytes === undefined ? {} : { wasmMemoryBytes: s.wasmMemoryBytes }),
     ...(s.error === undefined ? {} : { error: untrustedText(s.error) }),
   };
 }

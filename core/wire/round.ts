@@ -57,6 +57,8 @@ export interface RoundStatus {
   /** Real (unpadded) tokens run through the prefix so far, and the time the forward passes took. */
   tokens: number;
   forwardMs: number;
+  /** The device's own figure of its memory: onnxruntime's WebAssembly memory after the last batch (never shrinks). */
+  wasmMemoryBytes?: number;
   /** Why the round failed, when it did. */
   error?: string;
 }

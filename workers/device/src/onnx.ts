@@ -12,14 +12,24 @@ import { RoundError } from './errors.ts';
 import { storageFetch } from './storage.ts';
 
 let configured = false;
+// onnxruntime's WebAssembly memories, imported or exported: the one figure of its own memory a Worker can read.
+const memories = new Set<WebAssembly.Memory>();
+
+/** Bytes of WebAssembly memory onnxruntime holds; linear memory never shrinks, so this is also its peak. */
+export function wasmMemoryBytes(): number {
+  let bytes = 0;
+  for (const m of memories) bytes += m.buffer.byteLength;
+  return bytes;
+}
 
 function configure(): void {
   if (configured) return;
   configured = true;
   const instantiate = WebAssembly.instantiate.bind(WebAssembly);
   WebAssembly.instantiate = (async (source: BufferSource | WebAssembly.Module, imports?: WebAssembly.Imports) => {
-    if (source instanceof WebAssembly.Module) return instantiate(source, imports);
-    return { instance: await instantiate(ortWasm, imports), module: ortWasm };
+    const instance = await instantiate(source instanceof WebAssembly.Module ? source : ortWasm, imports);
+    for (const o of [...Object.values(imports ?? {}), instance.exports]) for (const v of Object.values(o)) if (v instanceof WebAssembly.Memory) memories.add(v);
+    return source instanceof WebAssembly.Module ? instance : { instance, module: ortWasm };
   }) as typeof WebAssembly.instantiate;
   ort.env.wasm.numThreads = 1;
   ort.env.wasm.proxy = false;

@@ -13,7 +13,7 @@ import type { Bindings } from './bindings.ts';
 import { deviceSettings } from './settings.ts';
 import type { TokenTable } from '../../../core/onnx/embedding.ts';
 import { encodeCalibration, encodeRows, forwardBatch, roundTokenizer, segmentClip, type EncodedRows, type Row } from './forward.ts';
-import { session, shardTokenTable } from './onnx.ts';
+import { session, shardTokenTable, wasmMemoryBytes } from './onnx.ts';
 import { roundPolicy } from './policy-store.ts';
 import { canonicalDefence } from '../../../core/privacy/defence.ts';
 import { defenceKey } from '../../../core/privacy/stream.ts';
@@ -186,6 +186,7 @@ export class RoundRunner extends DurableObject<Bindings> {
       job.status.batchesDone = b + 1;
       job.status.tokens += tokens;
       job.status.forwardMs += forwardMs;
+      job.status.wasmMemoryBytes = wasmMemoryBytes();
       // One write for the batch's entry and the job: both or neither.
       await this.ctx.storage.put({ [batchKey(b)]: entry, job });
     }

@@ -15,6 +15,7 @@ import { familyOf } from '../core/model/family.ts';
 import { TOKENIZER_FILE } from '../core/tokenizer/hf.ts';
 import { readModelFolder } from '../gpu-server/model-folder/folder.ts';
 import { fail, run } from '../infra/cli.ts';
+import { parseJson } from '../core/json/parse.ts';
 
 const USAGE = `usage: npm run cli -- COMMAND [options]
   runs                                   list runs
@@ -104,9 +105,9 @@ run(async () => {
       if (!a.spec) fail(`--spec is required\n\n${USAGE}`);
       let spec: Record<string, unknown>;
       try {
-        spec = JSON.parse(await readFile(a.spec, 'utf8'));
+        spec = parseJson(await readFile(a.spec, 'utf8'), a.spec) as Record<string, unknown>;
       } catch (e) {
-        return fail(`${a.spec}: ${(e as Error).message}`);
+        return fail((e as Error).message);
       }
       const record = await client.createRun(a.id ? { ...spec, id: a.id } : spec);
       return console.log(JSON.stringify({ id: record.id, cuts: record.cuts, deepestCut: record.deepestCut }, null, 2));

@@ -13,6 +13,7 @@ import { initBackend } from '../backends/tfjs/runtime.ts';
 import { createApp } from './app.ts';
 import { ApiError, ServerClient } from './client.ts';
 import { routes } from './routes.ts';
+import { Validator } from '@seriousme/openapi-schema-validator';
 
 let w: World;
 let runs: RunRegistry;
@@ -71,12 +72,42 @@ describe('operator API', () => {
     expect(doc.components.securitySchemes.operatorToken).toMatchObject({ type: 'http', scheme: 'bearer' });
   });
 
+  it('serves an OpenAPI 3.1 document that a maintained validator accepts: path parameters required, nullable only where meant', async () => {
+    const doc = await (await fetch(new URL('/openapi.json', url))).json();
+    const result = await new Validator().validate(doc);
+    expect(result.errors ?? [], JSON.stringify(result.errors)).toEqual([]);
+    expect(result.valid).toBe(true);
+    for (const [path, ops] of Object.entries(
+      doc.paths as Record<string, Record<string, { parameters?: Array<{ in: string; name: string; required?: boolean }> }>>,
+    ))
+      for (const op of Object.values(ops)) for (const p of op.parameters ?? []) if (p.in === 'path') expect(p.required, `${path} {${p.name}}`).toBe(true);
+    // Null only where a field means it: a run's live progress before any round, a round's when it is not running and
+    // its metrics before it ends; never the shared components (a nullable RoundProgress was, before).
+    const nullable: string[] = [];
+    const walk = (v: unknown, at: string): void => {
+      if (!v || typeof v !== 'object') return;
+      const type = (v as { type?: unknown }).type;
+      if (type === 'null' || (Array.isArray(type) && type.includes('null'))) nullable.push(at);
+      for (const [k, x] of Object.entries(v)) walk(x, `${at}/${k}`);
+    };
+    walk(doc, '');
+    expect(nullable.sort()).toEqual([
+      '/components/schemas/RoundView/properties/metrics/allOf/1',
+      '/components/schemas/RoundView/properties/progress/allOf/1',
+      '/components/schemas/RunView/allOf/1/properties/progress/anyOf/1',
+    ]);
+  });
+
   it('validates requests at the edge: 400 naming each wrong field, 415 for a body that is not JSON, 401/403 for the token', async () => {
     expect(await post('/runs', JSON.stringify({ ...w.spec(), lora: { rank: 0 }, training: { batchSize: -1 } }))).toEqual([
       400,
       "field 'lora.rank': must be a positive integer, got 0; field 'training.batchSize': must be a positive integer, got -1",
     ]);
-    expect(await post('/runs', '{not json')).toEqual([400, 'Malformed JSON in request body']);
+    expect(await post('/runs', '{\n  "model": "m",\n  "task": }')).toEqual([400, 'the run spec: not valid JSON at line 3, column 11 (ValueExpected)']);
+    expect(await post('/runs', JSON.stringify({ ...w.spec(), trainig: { dtype: 'fp16' } }))).toEqual([
+      400,
+      "field 'trainig': unknown key; did you mean 'training'?",
+    ]);
     expect(await post('/runs', JSON.stringify(w.spec()), { 'content-type': 'text/plain' })).toEqual([
       415,
       'send the body as JSON, with content-type: application/json',

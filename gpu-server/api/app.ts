@@ -10,7 +10,9 @@ import { timingSafeEqual } from '../../core/auth/signing.ts';
 import { dashboard } from '../dashboard/dashboard.ts';
 import { Conflict, NotFound, SpecError, StorageError } from '../runs/errors.ts';
 import type { RunRegistry } from '../runs/registry.ts';
-import { describeIssues } from '../runs/spec.ts';
+import { describeIssues } from '../runs/issues.ts';
+import { CreateRunSchema } from '../runs/spec.ts';
+import { parseJson } from '../../core/json/parse.ts';
 import { routes } from './routes.ts';
 
 export function createApp(runs: RunRegistry, operatorToken: string, log: (m: string) => void = console.error): OpenAPIHono {
@@ -22,7 +24,8 @@ export function createApp(runs: RunRegistry, operatorToken: string, log: (m: str
       if (result.success) return;
       // The body is parsed already (Hono caches it): its wrong values are quoted back.
       const body = result.target === 'json' ? await c.req.json().catch(() => undefined) : undefined;
-      return c.json({ error: describeIssues(result.error, body) }, 400);
+      // POST /runs is the one body: its unknown keys are named with the key most likely meant.
+      return c.json({ error: describeIssues(result.error, body, result.target === 'json' ? CreateRunSchema : undefined) }, 400);
     },
   });
   app.route('/', dashboard());
@@ -43,6 +46,16 @@ export function createApp(runs: RunRegistry, operatorToken: string, log: (m: str
   };
   app.use('/runs', auth);
   app.use('/runs/*', auth);
+  // A body that is not JSON: 400 naming the line and column where it stops being JSON (Hono's own says only "malformed").
+  app.post('/runs', async (c, next) => {
+    if (!/^application\/json\b/.test(c.req.header('content-type') ?? '')) return next();
+    try {
+      parseJson(await c.req.text(), 'the run spec');
+    } catch (e) {
+      return c.json({ error: (e as Error).message }, 400);
+    }
+    await next();
+  });
 
   app.onError((e, c) => {
     if (e instanceof NotFound) return c.json({ error: e.message }, 404);

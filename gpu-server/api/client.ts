@@ -5,7 +5,7 @@
  */
 import type { z } from '@hono/zod-openapi';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describeIssues } from '../runs/spec.ts';
+import { describeIssues } from '../runs/issues.ts';
 import type { RoundMetrics, RoundProgress, RunRecord } from '../runs/types.ts';
 import { routes, type DeviceViewSchema, type RoundViewSchema, type RunSummarySchema, type RunViewSchema } from './routes.ts';
 

@@ -19,15 +19,19 @@ const common = {
 const security = [{ operatorToken: [] }];
 
 const RunId = z.object({ id: z.string().openapi({ param: { name: 'id', in: 'path' }, example: 'run-20261203-ab12' }) });
-const RoundNumber = z.coerce
-  .number()
-  .int()
-  .nonnegative()
-  .openapi({ param: { name: 'round', in: 'path' }, example: 0 });
+// A path segment is text: a pattern, then a number (z.coerce would document it as optional and nullable).
+const RoundNumber = z
+  .string()
+  .regex(/^(0|[1-9][0-9]*)$/, 'must be a round number (0, 1, ...)')
+  .transform(Number)
+  .openapi({ param: { name: 'round', in: 'path' }, example: '0' });
 
 export const RunViewSchema = RunRecordSchema.extend({
   running: z.boolean(),
-  progress: RoundProgressSchema.nullable().openapi({ description: 'The latest round started since the server did: live while it runs.' }),
+  // A union, not .nullable().openapi(): that would make the RoundProgress component itself nullable wherever it is used.
+  progress: z
+    .union([RoundProgressSchema, z.null()])
+    .openapi({ description: 'The latest round started since the server did: live while it runs; null before any.' }),
   metrics: z.array(RoundMetricsSchema),
 }).openapi('RunView');
 

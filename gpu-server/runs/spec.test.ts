@@ -30,6 +30,19 @@ describe('run spec', () => {
     expect(parseRunSpec({ ...base, task: { kind: 'generation', eval: { path: 'gsm8k.jsonl' } } }).task.eval?.format).toBe('jsonl');
   });
 
+  it('refuses keys it does not know, naming the key most likely meant', () => {
+    // Stripped silently before: the run trained on the defaults (fp32 where fp16 was asked).
+    expect(refusal({ ...base, trainig: { dtype: 'fp16' } })).toBe("field 'trainig': unknown key; did you mean 'training'?");
+    expect(refusal({ ...base, lora: { rnak: 4 } })).toBe("field 'lora.rnak': unknown key; did you mean 'rank'?");
+    expect(refusal({ ...base, devices: [{ ...base.devices[0], profile: { memoryMb: 64 } }] })).toBe(
+      "field 'devices[0].profile.memoryMb': unknown key; did you mean 'memoryMB'?",
+    );
+    expect(refusal({ ...base, task: { labels: ['0', '1'], generate: { fewshot: { shots: 3 } } } })).toBe(
+      "field 'task.generate.fewshot.shots': unknown key; known keys here: count, path, seed",
+    );
+    expect(refusal({ ...base, ordering: { kind: 'fixed', order: ['d1'], oder: [] } })).toBe("field 'ordering.oder': unknown key; did you mean 'order'?");
+  });
+
   it('refuses each wrong field by name, with what it got', () => {
     const cases: Array<[unknown, string]> = [
       [{ ...base, model: '' }, 'field \'model\': must be the path of a model folder (GPT-2 or Llama) on the server, got ""'],

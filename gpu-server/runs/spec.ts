@@ -5,6 +5,7 @@
 import { z } from '@hono/zod-openapi';
 import { checkId } from '../../core/storage/keys.ts';
 import { SpecError } from './errors.ts';
+import { describeIssues } from './issues.ts';
 import { FEWSHOT_SEED } from '../../core/data/fewshot.ts';
 
 // One message per rule, whichever check fails (type, integer, sign).
@@ -28,7 +29,7 @@ const id = (kind: string) =>
 
 /** What a device can afford: the planner gives it the deepest cut that fits (gpu-server/runs/cuts.ts). */
 const CapacityProfileSchema = z
-  .object({
+  .strictObject({
     memoryMB: positive.default(128).openapi({ description: 'Memory the prefix may use, in MB (a Cloudflare Worker has 128).' }),
     gflops: positive.default(10).openapi({ description: 'Sustained forward throughput, GFLOP/s (onnxruntime-web in workerd on one core: ~10-25).' }),
     maxBatchSeconds: positive.default(30).openapi({ description: "Longest a batch's forward pass may take, in seconds." }),
@@ -40,7 +41,7 @@ const CapacityProfileSchema = z
   .openapi('CapacityProfile');
 
 const DeviceSpecSchema = z
-  .object({
+  .strictObject({
     id: id('device'),
     url: z.string().regex(/^https?:\/\//, "must be the device worker's http(s) URL"),
     profile: CapacityProfileSchema.default({ memoryMB: 128, gflops: 10, maxBatchSeconds: 30, weights: 'fp32' }),
@@ -49,16 +50,16 @@ const DeviceSpecSchema = z
   })
   .openapi('DeviceSpec');
 
-const EvalExampleSchema = z.object({ text: z.string(), text_pair: z.string().optional(), label: z.string() });
+const EvalExampleSchema = z.strictObject({ text: z.string(), text_pair: z.string().optional(), label: z.string() });
 
 const OrderingSchema = z
   .discriminatedUnion(
     'kind',
     [
-      z.object({ kind: z.literal('random-reshuffle') }),
-      z.object({ kind: z.literal('shuffle-once') }),
-      z.object({ kind: z.literal('fixed'), order: z.array(z.string()) }),
-      z.object({ kind: z.literal('grab'), order: z.array(z.string()).optional() }),
+      z.strictObject({ kind: z.literal('random-reshuffle') }),
+      z.strictObject({ kind: z.literal('shuffle-once') }),
+      z.strictObject({ kind: z.literal('fixed'), order: z.array(z.string()) }),
+      z.strictObject({ kind: z.literal('grab'), order: z.array(z.string()).optional() }),
     ],
     { error: 'must be one of random-reshuffle, shuffle-once, fixed (with order), grab' },
   )
@@ -68,7 +69,7 @@ const OrderingSchema = z
 export const LIMIT_DEFAULTS = { maxRowsPerDevice: 20_000, callSeconds: 30, uploadSeconds: 900, maxLossRise: 0.5, guardRows: 64 };
 
 const LimitsSchema = z
-  .object({
+  .strictObject({
     maxRowsPerDevice: positiveInt.default(LIMIT_DEFAULTS.maxRowsPerDevice).openapi({
       description:
         'Most rows a device may claim; one that claims more is left out of the round. Bounds the upload URLs, batches and learning-rate schedule one device can ask for.',
@@ -89,7 +90,7 @@ const LimitsSchema = z
   .default(LIMIT_DEFAULTS)
   .openapi('Limits');
 
-const RunSpecFields = z.object({
+const RunSpecFields = z.strictObject({
   model: z
     .string(rule('must be the path of a model folder (GPT-2 or Llama) on the server'))
     .min(1, rule('must be the path of a model folder (GPT-2 or Llama) on the server'))
@@ -103,25 +104,25 @@ const RunSpecFields = z.object({
         "What the adapters' adapter_config.json names as their base (base_model_name_or_path, which PEFT's AutoPeftModel loads): a Hugging Face hub id such as meta-llama/Llama-3.2-1B, or a path. Default: `model` as given.",
     }),
   task: z
-    .object({
+    .strictObject({
       kind: z.enum(['classification', 'generation']).default('classification').openapi({
         description:
           'classification: labelled text, a head on the last token. generation: prompts and completions (loss on the completion), evaluated by generating.',
       }),
       labels: z.array(z.string()).default([]).openapi({ description: 'The label set (classification; empty for generation).' }),
       eval: z
-        .object({ path: z.string(), format: z.enum(['tsv', 'jsonl']).optional(), limit: positiveInt.optional() })
+        .strictObject({ path: z.string(), format: z.enum(['tsv', 'jsonl']).optional(), limit: positiveInt.optional() })
         .optional()
         .openapi({
           description: 'Held-out data on the server: a GLUE TSV or JSON-lines file (generation: {prompt, completion} or GSM8K {question, answer} lines).',
         }),
       evalRows: z.array(EvalExampleSchema).optional().openapi({ description: 'Inline held-out rows (classification).' }),
       generate: z
-        .object({
+        .strictObject({
           maxNewTokens: positiveInt.default(96),
           limit: nonNegativeInt.default(8),
           fewshot: z
-            .object({
+            .strictObject({
               count: nonNegativeInt.default(5).openapi({ description: "Shots before each prompt (lm-evaluation-harness's gsm8k: 5; 0: zero-shot)." }),
               path: z.string().optional().openapi({
                 description:
@@ -144,7 +145,7 @@ const RunSpecFields = z.object({
   devices: z.array(DeviceSpecSchema).min(1, 'must list at least one device'),
   ordering: OrderingSchema.default({ kind: 'random-reshuffle' }),
   lora: z
-    .object({
+    .strictObject({
       rank: positiveInt.default(8),
       alpha: positive.optional().openapi({ description: 'Default: twice the rank.' }),
       dropout: z.number(rule('must be in [0, 1)')).min(0, rule('must be in [0, 1)')).lt(1, rule('must be in [0, 1)')).default(0.05),
@@ -156,7 +157,7 @@ const RunSpecFields = z.object({
     .default({ rank: 8, dropout: 0.05 })
     .transform((l) => ({ ...l, alpha: l.alpha ?? 2 * l.rank })),
   optimizer: z
-    .object({
+    .strictObject({
       lr: positive.default(2e-3),
       weightDecay: nonNegative.default(0.01),
       clipNorm: nonNegative.default(1),
@@ -165,7 +166,7 @@ const RunSpecFields = z.object({
     })
     .default({ lr: 2e-3, weightDecay: 0.01, clipNorm: 1, warmupSteps: 0, schedule: 'linear' }),
   training: z
-    .object({
+    .strictObject({
       batchSize: positiveInt.default(16),
       seqLen: positiveInt.default(64),
       dtype: z.enum(['fp32', 'fp16']).default('fp32'),
@@ -214,20 +215,8 @@ export type RunSpec = z.output<typeof RunSpecSchema>;
 export type DeviceSpec = RunSpec['devices'][number];
 export type CapacityProfile = DeviceSpec['profile'];
 
-/** One line per problem, each naming its field: "field 'lora.rank': must be ..., got 0". */
-export function describeIssues(error: z.ZodError, input: unknown): string {
-  return error.issues
-    .map((i) => {
-      const field = i.path.reduce<string>((a, p) => (typeof p === 'number' ? `${a}[${p}]` : a ? `${a}.${String(p)}` : String(p)), '');
-      const got = i.path.reduce<unknown>((v, p) => (v && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[p as PropertyKey] : undefined), input);
-      const shown = i.code === 'custom' || got === undefined ? '' : `, got ${JSON.stringify(got)}`;
-      return `field '${field || 'run'}': ${i.message}${shown}`;
-    })
-    .join('; ');
-}
-
 export function parseRunSpec(value: unknown): RunSpec {
   const parsed = RunSpecSchema.safeParse(value);
-  if (!parsed.success) throw new SpecError(describeIssues(parsed.error, value));
+  if (!parsed.success) throw new SpecError(describeIssues(parsed.error, value, RunSpecSchema));
   return parsed.data;
 }

@@ -23,6 +23,11 @@ export function roundRow(m: RoundMetrics): string {
   return `| ${m.round} | ${m.order.join(' > ')} | ${m.trainLoss.toFixed(4)} | ${m.evalLoss?.toFixed(4) ?? '-'} | ${m.evalAccuracy === undefined ? '-' : (m.evalAccuracy * 100).toFixed(1) + '%'} | ${seconds(forward)} | ${seconds(m.serverTrainMs)} | ${seconds(m.serverIdleMs)} | ${(m.bytesMoved / 2 ** 20).toFixed(2)} | ${m.devices.filter((d) => d.reused).length}/${m.devices.length} | ${seconds(m.wallMs)} |`;
 }
 
+/** The devices a round did not train on (skipped, failed, rolled back), each with why: an adapter they leave unchanged. */
+export function untrained(m: RoundMetrics): string[] {
+  return m.devices.filter((d) => d.state !== 'trained').map((d) => `      ${d.id}: ${d.state}${d.error ? ` (${d.error})` : ''}`);
+}
+
 export interface FollowOptions {
   /** More to show after the bar: the devices' own progress, memory. */
   extra?: () => string;

@@ -21,8 +21,8 @@ export async function processMemory(pid: number): Promise<ProcessMemory | undefi
   return rssMB === undefined || peakMB === undefined ? undefined : { rssMB, peakMB };
 }
 
-/** The processes below `pid` (children, theirs, ...) whose name (comm) is `name`. */
-export async function descendantsNamed(pid: number, name: string): Promise<number[]> {
+/** The processes below `pid` (children, theirs, ...), with their names (comm). */
+export async function descendants(pid: number): Promise<Array<{ pid: number; name: string }>> {
   const parents = new Map<number, number>();
   const names = new Map<number, string>();
   for (const entry of await readdir('/proc').catch(() => [])) {
@@ -35,7 +35,12 @@ export async function descendantsNamed(pid: number, name: string): Promise<numbe
     parents.set(Number(entry), Number(stat.slice(close + 2).split(' ')[1]));
   }
   const below = (p: number): boolean => p === pid || (parents.has(p) && p !== 1 && below(parents.get(p)!));
-  return [...names].filter(([p, n]) => n === name && p !== pid && below(parents.get(p)!)).map(([p]) => p);
+  return [...names].filter(([p]) => p !== pid && below(parents.get(p)!)).map(([p, name]) => ({ pid: p, name }));
+}
+
+/** The processes below `pid` whose name (comm) is `name`. */
+export async function descendantsNamed(pid: number, name: string): Promise<number[]> {
+  return (await descendants(pid)).filter((d) => d.name === name).map((d) => d.pid);
 }
 
 /**

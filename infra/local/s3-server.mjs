@@ -9,3 +9,6 @@ console.log(JSON.stringify({ port: actual }));
 const stop = () => server.close().then(() => process.exit(0));
 process.on('SIGTERM', stop);
 process.on('SIGINT', stop);
+// The parent holds the other end of stdin: when it is gone (stopped, killed, or ended by a library's exit hook before
+// it could stop this server), stop too rather than run on as an orphan.
+process.stdin.on('end', stop).resume();

@@ -19,7 +19,8 @@ export async function startS3({ directory, bucket = 'splitfrozen', port = 0 }: {
   await mkdir(directory, { recursive: true });
   const script = fileURLToPath(new URL('s3-server.mjs', import.meta.url));
   // s3rver builds list continuation tokens with a cipher that Node 17+ keeps behind the legacy OpenSSL provider.
-  const child = spawn(process.execPath, ['--openssl-legacy-provider', script, directory, bucket, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  // Its stdin is a pipe from this process: when this process ends, however it ends, the server sees the pipe close and stops.
+  const child = spawn(process.execPath, ['--openssl-legacy-provider', script, directory, bucket, String(port)], { stdio: ['pipe', 'pipe', 'inherit'] });
   const ready = await new Promise<{ port: number }>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`the S3 server exited with code ${code} before it was ready (is port ${port} free?)`)));
     createInterface({ input: child.stdout! }).once('line', (line) => resolve(JSON.parse(line)));

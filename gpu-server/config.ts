@@ -1,6 +1,8 @@
 /**
  * The training server's configuration: flags and SPLITFROZEN_* environment variables read in one place into one
- * typed object (a flag wins over its variable). Every bad or missing value is refused with its name and the fix.
+ * typed object (a flag wins over its variable). Every bad or missing value is refused with its name and the fix, all
+ * of them at once. S3 credentials come from SPLITFROZEN_S3_ACCESS_KEY_ID and _SECRET_ACCESS_KEY, or when neither is set,
+ * from the AWS SDK's default credential chain.
  */
 import { parseArgs } from 'node:util';
 import type { S3Config } from '../core/storage/s3.ts';
@@ -32,7 +34,9 @@ export const SERVER_USAGE = `usage: npm run server -- [--host H] [--port P] [--b
 Each flag may be given as its variable instead (SPLITFROZEN_HOST, SPLITFROZEN_PORT, SPLITFROZEN_BACKEND, ...); secrets only as variables:
   SPLITFROZEN_OPERATOR_TOKEN        the bearer token of the HTTP API, the dashboard and the CLI
   SPLITFROZEN_ROUND_SECRET          the master round secret; devices' ROUND_SECRETs derive from it (npm run cli -- device-secret)
-  SPLITFROZEN_S3_BUCKET, SPLITFROZEN_S3_ACCESS_KEY_ID, SPLITFROZEN_S3_SECRET_ACCESS_KEY, SPLITFROZEN_S3_ENDPOINT, SPLITFROZEN_S3_REGION
+  SPLITFROZEN_S3_BUCKET, SPLITFROZEN_S3_ENDPOINT (unset for AWS S3), SPLITFROZEN_S3_REGION (else AWS_REGION, AWS_DEFAULT_REGION)
+  SPLITFROZEN_S3_ACCESS_KEY_ID, SPLITFROZEN_S3_SECRET_ACCESS_KEY, SPLITFROZEN_S3_SESSION_TOKEN: a key for the bucket; with
+                                    neither of the first two, the AWS SDK's default chain (AWS_* variables, AWS_PROFILE, roles)
   SPLITFROZEN_DATA_DIRS             ':'-separated folders run specs may name files in (default: the working folder)`;
 
 const FLAGS = {
@@ -47,6 +51,8 @@ const FLAGS = {
 
 /** The server's settings from command-line flags and the environment. */
 export function serverConfig(argv: string[], env: Record<string, string | undefined>): ServerConfig {
+  const problems: string[] = [];
+  const fail = (message: string): undefined => void problems.push(message);
   let flags: Partial<Record<keyof typeof FLAGS, string>>;
   try {
     flags = parseArgs({ args: argv, options: FLAGS, strict: true, allowPositionals: false }).values;
@@ -59,7 +65,7 @@ export function serverConfig(argv: string[], env: Record<string, string | undefi
     const value = flags[flag] ?? env[name];
     return { value: value === '' ? undefined : value, name: `${name} (--${flag})` };
   };
-  const secret = (name: string, hint: string) => env[name] || fail(`${name} is not set: ${hint}`);
+  const secret = (name: string, hint: string) => env[name] || (fail(`${name} is not set: ${hint}`) ?? '');
   const count = (flag: keyof typeof FLAGS, rule: string, ok: (n: number) => boolean) => {
     const { value, name } = setting(flag);
     if (value === undefined) return undefined;
@@ -77,7 +83,12 @@ export function serverConfig(argv: string[], env: Record<string, string | undefi
   const endpoint = env.SPLITFROZEN_S3_ENDPOINT || undefined;
   if (endpoint && !/^https?:\/\/[^/]+/.test(endpoint))
     fail(`SPLITFROZEN_S3_ENDPOINT is ${JSON.stringify(endpoint)}: set it to the storage's http(s) URL, or leave it unset for AWS S3`);
-  return {
+  const [keyId, keySecret] = [env.SPLITFROZEN_S3_ACCESS_KEY_ID || undefined, env.SPLITFROZEN_S3_SECRET_ACCESS_KEY || undefined];
+  if (!keyId !== !keySecret)
+    fail(
+      `${keyId ? 'SPLITFROZEN_S3_SECRET_ACCESS_KEY' : 'SPLITFROZEN_S3_ACCESS_KEY_ID'} is not set, but ${keyId ? 'SPLITFROZEN_S3_ACCESS_KEY_ID' : 'SPLITFROZEN_S3_SECRET_ACCESS_KEY'} is: set both, or neither to use the AWS SDK's credential chain (AWS_ACCESS_KEY_ID, AWS_PROFILE, an instance role)`,
+    );
+  const config: ServerConfig = {
     host: setting('host').value ?? '127.0.0.1',
     port: count('port', 'a port number, 0 to 65535 (0: any free port)', (n) => Number.isInteger(n) && n <= 65535) ?? 8080,
     operatorToken: secret('SPLITFROZEN_OPERATOR_TOKEN', 'choose a secret; the CLI and the dashboard send it'),
@@ -85,9 +96,13 @@ export function serverConfig(argv: string[], env: Record<string, string | undefi
     s3: {
       bucket: secret('SPLITFROZEN_S3_BUCKET', 'the bucket for activations, checkpoints and adapters'),
       endpoint,
-      region: env.SPLITFROZEN_S3_REGION || (endpoint?.includes('r2.cloudflarestorage.com') ? 'auto' : 'us-east-1'),
-      accessKeyId: secret('SPLITFROZEN_S3_ACCESS_KEY_ID', 'an access key with read/write on the bucket'),
-      secretAccessKey: secret('SPLITFROZEN_S3_SECRET_ACCESS_KEY', 'the secret of that access key'),
+      region:
+        env.SPLITFROZEN_S3_REGION ||
+        (endpoint?.includes('r2.cloudflarestorage.com') ? 'auto' : undefined) ||
+        env.AWS_REGION ||
+        env.AWS_DEFAULT_REGION ||
+        'us-east-1',
+      ...(keyId && keySecret ? { accessKeyId: keyId, secretAccessKey: keySecret, sessionToken: env.SPLITFROZEN_S3_SESSION_TOKEN || undefined } : {}),
     },
     backend: oneOf('backend', ['auto', ...BACKENDS]) ?? 'auto',
     checkpointSeconds: count('checkpoint-seconds', 'a number of seconds between checkpoints within a round, 0 for after every batch', () => true),
@@ -96,8 +111,6 @@ export function serverConfig(argv: string[], env: Record<string, string | undefi
     schedule: oneOf('schedule', ['pipelined', 'stop-and-wait']),
     dataDirs: env.SPLITFROZEN_DATA_DIRS ? env.SPLITFROZEN_DATA_DIRS.split(':').filter(Boolean) : undefined,
   };
-}
-
-function fail(message: string): never {
-  throw new ConfigError(message);
+  if (problems.length) throw new ConfigError(problems.length === 1 ? problems[0]! : `${problems.length} settings to fix:\n  ${problems.join('\n  ')}`);
+  return config;
 }

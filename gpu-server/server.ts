@@ -30,6 +30,11 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
         : '';
   const backendLine = `${backend.backend}${threads}${backend.skipped.map((s) => ` (skipped ${s.backend}: ${s.reason})`).join('')}`;
   log(`backend: ${backendLine}`);
+  const { bucket, endpoint, region, accessKeyId } = config.s3;
+  // Which credentials, never their values.
+  log(
+    `storage: bucket ${bucket} at ${endpoint ?? `AWS S3 (${region})`}, ${accessKeyId ? 'key from SPLITFROZEN_S3_ACCESS_KEY_ID' : "credentials from the AWS SDK's default chain"}`,
+  );
   const memory = blocks && nativeMemoryWarning(blocks.provider);
   if (memory) log(memory);
   if (!config.operatorToken) throw new ConfigError('the operator token is empty: anyone could drive the server');

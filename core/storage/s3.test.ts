@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
@@ -32,6 +32,45 @@ objectStoreConformance(
   },
   { checksPresignedKey: false },
 );
+
+describe('S3Store credentials', () => {
+  const vars = [
+    'AWS_ACCESS_KEY_ID',
+    'AWS_SECRET_ACCESS_KEY',
+    'AWS_SESSION_TOKEN',
+    'AWS_PROFILE',
+    'AWS_SHARED_CREDENTIALS_FILE',
+    'AWS_CONFIG_FILE',
+    'AWS_EC2_METADATA_DISABLED',
+  ];
+  const saved = Object.fromEntries(vars.map((v) => [v, process.env[v]]));
+  afterAll(() => {
+    for (const v of vars)
+      if (saved[v] === undefined) delete process.env[v];
+      else process.env[v] = saved[v];
+  });
+
+  it("takes the AWS SDK's default chain when given no key: AWS_* variables, then a profile's shared credentials", async () => {
+    const { accessKeyId: _id, secretAccessKey: _secret, ...noKey } = server.config;
+    const store = () => new S3Store({ ...noKey, bucket: 'splitfrozen' });
+    for (const v of vars) delete process.env[v];
+    process.env.AWS_CONFIG_FILE = process.env.AWS_SHARED_CREDENTIALS_FILE = join(dir, 'absent');
+    // Nothing for the chain to find (no variables, no files, no instance metadata): refused before any request.
+    process.env.AWS_EC2_METADATA_DISABLED = 'true';
+    await expect(store().put('chain/env.json', '{}')).rejects.toThrow(/storage put 'chain\/env.json' failed.*Could not load credentials/s);
+    Object.assign(process.env, { AWS_ACCESS_KEY_ID: 'S3RVER', AWS_SECRET_ACCESS_KEY: 'S3RVER' });
+    await store().put('chain/env.json', '{"from":"env"}');
+    expect(new TextDecoder().decode((await store().get('chain/env.json'))!)).toBe('{"from":"env"}');
+    // No variables: a named profile in a shared credentials file.
+    delete process.env.AWS_ACCESS_KEY_ID;
+    delete process.env.AWS_SECRET_ACCESS_KEY;
+    process.env.AWS_SHARED_CREDENTIALS_FILE = join(dir, 'credentials');
+    await writeFile(process.env.AWS_SHARED_CREDENTIALS_FILE, '[splitfrozen]\naws_access_key_id = S3RVER\naws_secret_access_key = S3RVER\n');
+    process.env.AWS_PROFILE = 'splitfrozen';
+    await store().put('chain/profile.json', '{"from":"profile"}');
+    expect(new TextDecoder().decode((await store().get('chain/profile.json'))!)).toBe('{"from":"profile"}');
+  });
+});
 
 describe('S3Store errors', () => {
   it('names the operation and key when the server cannot be reached', async () => {

@@ -10,8 +10,15 @@ export interface S3Config {
   endpoint?: string;
   /** 'auto' for R2. */
   region?: string;
-  accessKeyId: string;
-  secretAccessKey: string;
+  /**
+   * A static key: both or neither. Neither: the AWS SDK's default credential chain (AWS_ACCESS_KEY_ID,
+   * AWS_SECRET_ACCESS_KEY and AWS_SESSION_TOKEN; AWS_PROFILE's shared files, SSO and web identity; container and
+   * instance roles), which is where S3 users keep credentials.
+   */
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  /** With a temporary key. */
+  sessionToken?: string;
   /** Path-style URLs (bucket in the path): needed by MinIO and the local server; on by default with an endpoint. */
   forcePathStyle?: boolean;
 }
@@ -31,7 +38,10 @@ export class S3Store implements ObjectStore {
       endpoint: config.endpoint,
       region: config.region ?? 'us-east-1',
       forcePathStyle: config.forcePathStyle ?? config.endpoint !== undefined,
-      credentials: { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey },
+      credentials:
+        config.accessKeyId && config.secretAccessKey
+          ? { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey, sessionToken: config.sessionToken }
+          : undefined,
       // The SDK's default checksums frame streamed bodies as aws-chunked, which some servers store verbatim.
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',

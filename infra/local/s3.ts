@@ -6,8 +6,8 @@ import { fileURLToPath } from 'node:url';
 import type { S3Config } from '../../core/storage/s3.ts';
 
 export interface RunningS3 {
-  /** Connection settings for S3Store. */
-  config: S3Config;
+  /** Connection settings for S3Store: s3rver's fixed key. */
+  config: S3Config & Required<Pick<S3Config, 'accessKeyId' | 'secretAccessKey'>>;
   port: number;
   stop(): Promise<void>;
 }

@@ -1,4 +1,5 @@
 /** The training server as a process: storage, TensorFlow.js backend, the run registry and the HTTP API. */
+import { logRequest, serverLogger } from './log.ts';
 import { serve } from '@hono/node-server';
 import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
@@ -19,7 +20,9 @@ export interface RunningServer {
 }
 
 export async function startServer(config: ServerConfig): Promise<RunningServer> {
-  const log = config.log ?? ((m: string) => console.log(`[server] ${m}`));
+  // A caller's own log takes the messages alone (tests, scripts); by default pino, with a line per request.
+  const logger = config.log ? undefined : serverLogger();
+  const log = config.log ?? ((m: string) => logger!.info(m));
   const backend = await initBackend(config.backend, config.wasmThreads ? { wasmThreads: config.wasmThreads } : {});
   const blocks = backend.blocks && { ...backend.blocks, threads: config.ortThreads ?? availableParallelism() };
   const threads =
@@ -49,7 +52,8 @@ export async function startServer(config: ServerConfig): Promise<RunningServer> 
     dataDirs: config.dataDirs,
   });
   await runs.init();
-  const app = createApp(runs, config.operatorToken, log);
+  // The app logs only what went wrong inside it: at error level.
+  const app = createApp(runs, config.operatorToken, config.log ?? ((m) => logger!.error(m)), logger && ((line) => logRequest(logger, line)));
   const server = await new Promise<ReturnType<typeof serve>>((resolve) => {
     const fetch = (req: Request, env: { incoming: { url?: string } }) => dotSegmentRefusal(env.incoming.url) ?? app.fetch(req, env);
     const s = serve({ fetch, hostname: config.host, port: config.port }, () => resolve(s));

@@ -13,6 +13,7 @@ import { initBackend } from '../backends/tfjs/runtime.ts';
 import { createApp } from './app.ts';
 import { ApiError, ServerClient } from './client.ts';
 import { routes } from './routes.ts';
+import type { RequestLine } from '../log.ts';
 import { Validator } from '@seriousme/openapi-schema-validator';
 
 let w: World;
@@ -29,11 +30,19 @@ async function listen(fetch: (r: Request) => Response | Promise<Response>): Prom
 
 let url: string;
 let client: ServerClient;
+const requests: RequestLine[] = [];
 beforeAll(async () => {
   await initBackend('cpu');
   w = await world({ rows: 8 });
   runs = new RunRegistry({ store: w.store, roundSecret: 's', log: () => {}, pollMs: 5, dataDirs: [w.dir], device: (d) => w.devices.get(d.id)! });
-  url = await listen(createApp(runs, 'op', () => {}).fetch);
+  url = await listen(
+    createApp(
+      runs,
+      'op',
+      () => {},
+      (line) => requests.push(line),
+    ).fetch,
+  );
   client = new ServerClient(url, 'op');
 });
 afterAll(async () => {
@@ -96,6 +105,17 @@ describe('operator API', () => {
       '/components/schemas/RoundView/properties/progress/allOf/1',
       '/components/schemas/RunView/allOf/1/properties/progress/anyOf/1',
     ]);
+  });
+
+  it('logs one line per request: method, path, status and duration, never the token or the query', async () => {
+    requests.length = 0;
+    await fetch(new URL('/runs?token=secret-in-query', url), { headers: { authorization: 'Bearer op' } });
+    await fetch(new URL('/runs', url), { headers: { authorization: 'Bearer wrong-secret' } });
+    expect(requests.map(({ ms, ...r }) => [r, typeof ms])).toEqual([
+      [{ method: 'GET', path: '/runs', status: 200 }, 'number'],
+      [{ method: 'GET', path: '/runs', status: 403 }, 'number'],
+    ]);
+    expect(JSON.stringify(requests)).not.toMatch(/secret|Bearer|op"/);
   });
 
   it('validates requests at the edge: 400 naming each wrong field, 415 for a body that is not JSON, 401/403 for the token', async () => {

@@ -13,9 +13,15 @@ import type { RunRegistry } from '../runs/registry.ts';
 import { describeIssues } from '../runs/issues.ts';
 import { CreateRunSchema } from '../runs/spec.ts';
 import { parseJson } from '../../core/json/parse.ts';
+import type { RequestLine } from '../log.ts';
 import { routes } from './routes.ts';
 
-export function createApp(runs: RunRegistry, operatorToken: string, log: (m: string) => void = console.error): OpenAPIHono {
+export function createApp(
+  runs: RunRegistry,
+  operatorToken: string,
+  log: (m: string) => void = console.error,
+  request?: (line: RequestLine) => void,
+): OpenAPIHono {
   // An empty token would let in any request that sends "Authorization: Bearer " with nothing after it.
   if (!operatorToken) throw new Error('the operator token is empty');
   const app = new OpenAPIHono({
@@ -28,6 +34,12 @@ export function createApp(runs: RunRegistry, operatorToken: string, log: (m: str
       return c.json({ error: describeIssues(result.error, body, result.target === 'json' ? CreateRunSchema : undefined) }, 400);
     },
   });
+  if (request)
+    app.use('*', async (c, next) => {
+      const started = performance.now();
+      await next();
+      request({ method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(performance.now() - started) });
+    });
   app.route('/', dashboard());
   app.get('/health', (c) => c.json({ ok: true, role: 'splitfrozen-server' }));
   app.openAPIRegistry.registerComponent('securitySchemes', 'operatorToken', {

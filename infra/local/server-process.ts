@@ -42,7 +42,7 @@ export async function startServerProcess(options: {
   const url = await new Promise<string>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`server exited with ${code}`)));
     createInterface({ input: child.stdout! }).on('line', (line) => {
-      const m = /listening on (http:\/\/\S+)/.exec(line);
+      const m = /listening on (http:\/\/[^\s"]+)/.exec(line);
       if (m) resolve(m[1]);
     });
   });

@@ -118,6 +118,18 @@ describe('command-line tools', () => {
     });
   });
 
+  it('the operator CLI has help for each command, with its exit codes, and refuses an unknown command with exit 2', async () => {
+    const all = (await cli('splitfrozen.ts', '--help')).stdout;
+    for (const command of ['runs', 'create', 'trigger', 'cancel', 'delete', 'watch', 'metrics', 'devices', 'pull', 'device-secret', 'segment'])
+      expect(all).toMatch(new RegExp(`^  ${command} `, 'm'));
+    expect(all).toContain('exit codes: 0 done; 1 the server refused or failed');
+    const pull = (await cli('splitfrozen.ts', 'pull', '--help')).stdout;
+    expect(pull).toMatch(/^usage: npm run cli -- pull --run ID --out DIR \[--round N\|latest\] \[--merged --model DIR\]\n/);
+    expect(pull).toContain('exit codes:');
+    expect(pull).not.toContain('device-secret');
+    await expect(cli('splitfrozen.ts', 'pul')).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining("unknown command 'pul'") });
+  });
+
   it('bad arguments fail with a message that says what to fix', async () => {
     await expect(cli('make-model.ts', '--out', join(dir, 'x'), '--embd', '10', '--heads', '3')).rejects.toMatchObject({
       stderr: expect.stringContaining('--embd 10 must be divisible by --heads 3'),

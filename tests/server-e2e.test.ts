@@ -160,6 +160,22 @@ describe('training server over HTTP', () => {
     expect(mine.loss).toBeCloseTo(m1.evalLoss!, 6);
     t.dispose();
 
+    // watch in a log (not a terminal): a line per change, then the table; the round is over, so one line.
+    const env = { ...process.env, SPLITFROZEN_URL: server.url, SPLITFROZEN_OPERATOR_TOKEN: 'op-token' };
+    const watched = await promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/splitfrozen.ts', 'watch', '--run', record.id], { env });
+    expect(watched.stderr).toMatch(/^round 1: done \d+\/\d+ batches loss \d+\.\d{4}\n$/);
+    expect(watched.stdout.split('\n').filter((l) => /^\| \d+ \|/.test(l))).toHaveLength(2);
+    // pull --merged without its base model is refused before anything is written (exit 2, the usage error's code).
+    const refused = join(sys.dir, 'not-pulled');
+    await expect(
+      promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/splitfrozen.ts', 'pull', '--run', record.id, '--out', refused, '--merged'], { env }),
+    ).rejects.toMatchObject({ code: 2, stderr: expect.stringContaining('--merged needs --model DIR') });
+    await expect(readFile(join(refused, ADAPTER_WEIGHTS))).rejects.toThrow(/ENOENT/);
+    // The server's refusal exits 1.
+    await expect(
+      promisify(execFile)(process.execPath, ['--import', 'tsx', 'scripts/splitfrozen.ts', 'metrics', '--run', 'no-such-run'], { env }),
+    ).rejects.toMatchObject({ code: 1, stderr: expect.stringContaining('404') });
+
     // The CLI pulls the same adapter, and merged full weights that predict what the adapter does.
     const out = join(sys.dir, 'pulled');
     await promisify(execFile)(

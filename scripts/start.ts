@@ -5,6 +5,7 @@
  * with --data, else a small generated task. --task gsm8k: a tiny Llama-3-shaped model fine-tuned on a GSM8K sample as a
  * causal LM, evaluated by generating answers.
  */
+import { withRetries } from '../core/retry.ts';
 import { readFile, rm } from 'node:fs/promises';
 import { basename, join, resolve } from 'node:path';
 import { DEFAULT_LIMITS, parseShard, textInput, type Example } from '../core/data/shard.ts';
@@ -196,7 +197,11 @@ run(async () => {
       const c = record.cuts[d.id];
       const sample = texts(data.train.filter((_, r) => r % DEVICES === i).slice(0, 50));
       // npm start plays every owner: it reads the defence each set for the segment of this device's cut.
-      const policy = (await (await fetch(new URL('/approvals', d.url), { headers: { authorization: `Bearer ${d.ownerToken}` } })).json()) as DevicePolicy;
+      // Retried: under a loaded CI machine one such call to workerd failed in passing ("fetch failed").
+      const policy = await withRetries(
+        async () => (await (await fetch(new URL('/approvals', d.url), { headers: { authorization: `Bearer ${d.ownerToken}` } })).json()) as DevicePolicy,
+        { attempts: 4, backoffMs: 500 },
+      );
       const defence = defenceFor(policy, (await deviceSegment(model, c.cut, weights)).sha256);
       const [undefended, owners] = (
         await privacyReport(

@@ -112,10 +112,10 @@ export async function sweepPoints(o: SweepOptions): Promise<SweepPoint[]> {
   const victims = rows(o.task.train, o.victimRows);
   const points: SweepPoint[] = [];
   try {
-    const pub = await publicText(prefix.run, o.tokenizer, rows(o.task.eval, o.attackerRows), model.config.nEmbd);
+    const pub = await publicText(prefix.run, o.tokenizer, rows(o.task.eval, o.attackerRows), model.config.nEmbd, rows(o.task.eval, o.task.eval.length));
     for (const setting of o.settings) {
       const name = describeSetting(setting);
-      const device = await deviceSide(model, prefix, setting, o.tokenizer, pub.vocabulary);
+      const device = await deviceSide(model, prefix, setting, o.tokenizer, pub);
       const privacy = await attackSuite(model, prefix.run, device, o.tokenizer, pub, victims, { copies: 6, shortlist: 64 });
       const { accuracies, losses } = await utilityUnder(o, device);
       const [accuracy, loss] = [mean(accuracies), mean(losses)];

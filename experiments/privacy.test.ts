@@ -54,10 +54,26 @@ describe('the attack suite', () => {
     const r = await report({ kind: 'sanitise', epsilon: 2 });
     expect(recoveries(r)).toMatchInlineSnapshot(`
       {
-        "adaptive": 0.0588,
-        "learned": 0.0535,
-        "nearest": 0.0642,
-        "whitebox": 0.0588,
+        "adaptive": 0.0321,
+        "informed": 0.0481,
+        "learned": 0.0267,
+        "nearest": 0.0481,
+        "whitebox": 0.0321,
+      }
+    `);
+  });
+
+  it('against randomised response in groups: the attacker who knows the groups is pinned too, and the text leaves only as its groups', async () => {
+    const r = await report({ kind: 'groups', epsilon: 0, minSize: 8 });
+    expect(r.attacks.informed).toBeDefined();
+    expect(r.strongest.recovery).toBeLessThan(0.2);
+    expect(recoveries(r)).toMatchInlineSnapshot(`
+      {
+        "adaptive": 0.0749,
+        "informed": 0.1176,
+        "learned": 0.107,
+        "nearest": 0.0695,
+        "whitebox": 0.0749,
       }
     `);
   });

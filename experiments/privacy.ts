@@ -16,7 +16,10 @@ import { mostFrequent, scoreGuesses, type AttackScore } from '../core/privacy/at
 import { whiteBoxSearch } from '../core/privacy/attacks/whitebox.ts';
 import { calibrationClip, CALIBRATION_SEQ_LEN, CALIBRATION_TEXTS, defendHidden } from '../core/privacy/defend.ts';
 import { describeDefence, type Defence } from '../core/privacy/defence.ts';
-import { sanitiser } from '../core/privacy/sanitise.ts';
+import { sanitiser, santext, type TokenMechanism } from '../core/privacy/sanitise.ts';
+import { groupMechanism } from '../core/privacy/groups.ts';
+import { groupsFromText } from '../core/privacy/groups-from-text.ts';
+import { posteriorDecoder } from '../core/privacy/attacks/posterior.ts';
 import { defenceKey } from '../core/privacy/stream.ts';
 import { sha256Hex } from '../core/auth/signing.ts';
 import { GPT2Tokenizer } from '../core/tokenizer/gpt2.ts';
@@ -55,11 +58,15 @@ export async function ortPrefix(model: Model, cut: number): Promise<{ run: Prefi
   return { run, segment: await sha256Hex(bytes), release: () => session.release() };
 }
 
-/** What the owner set on a device: a defence on the hidden states, or token sanitisation before the prefix. */
-export type DeviceSetting = { kind: 'output'; defence: Defence } | { kind: 'sanitise'; epsilon: number };
+/**
+ * What the owner set on a device: a defence on the hidden states, or token sanitisation before the prefix (SanText
+ * over the public vocabulary, or randomised response within groups of at least minSize tokens built from public text).
+ */
+export type DeviceSetting = { kind: 'output'; defence: Defence } | { kind: 'sanitise'; epsilon: number } | { kind: 'groups'; epsilon: number; minSize: number };
 
 export function describeSetting(s: DeviceSetting): string {
-  return s.kind === 'output' ? describeDefence(s.defence) : `sanitise eps ${s.epsilon}`;
+  if (s.kind === 'output') return describeDefence(s.defence);
+  return s.kind === 'sanitise' ? `sanitise eps ${s.epsilon}` : `groups of ${s.minSize}+ eps ${s.epsilon}`;
 }
 
 /** A device's side of an upload under a setting, for any key (the device's, the attacker's own, fresh ones). */
@@ -67,6 +74,8 @@ export interface DeviceSide {
   setting: DeviceSetting;
   /** The clip norm of the segment (calibration text), where the setting clips. */
   clip?: number;
+  /** The sanitisation before the prefix, if any, and the tokens it may take as input: public, as the attacker knows it. */
+  sanitising?: { mechanism: TokenMechanism; sources: Int32Array };
   /** Token ids as they enter the prefix. */
   inputIds(batch: Batch, key: Uint8Array): Int32Array;
   /** In place: the hidden states as they leave the device. */
@@ -78,7 +87,7 @@ export async function deviceSide(
   prefix: { run: PrefixRun; segment: string },
   setting: DeviceSetting,
   tokenizer: Tokenizer,
-  vocabulary: Int32Array,
+  pub: PublicText,
 ): Promise<DeviceSide> {
   const d = model.config.nEmbd;
   const calibration = encodeTexts(tokenizer, CALIBRATION_TEXTS, CALIBRATION_SEQ_LEN);
@@ -87,22 +96,40 @@ export async function deviceSide(
   const run = { defence, clip, segment: prefix.segment };
   const table = model.params.get(tokenTableName(model.config))!;
   const keep = new Set([tokenizer.special.bos, tokenizer.special.eos].filter((t): t is number => t !== undefined));
-  const candidates = { tokens: vocabulary.filter((t) => !keep.has(t)), embedding: (t: number) => table.subarray(t * d, (t + 1) * d), keep };
+  const sanitising = sanitisingOf(setting, pub, keep, tokenizer, (t) => table.subarray(t * d, (t + 1) * d));
   const sanitisers = new Map<Uint8Array, ReturnType<typeof sanitiser>>();
   return {
     setting,
     clip: defence.mechanism === 'none' ? undefined : clip,
+    sanitising,
     inputIds(batch, key) {
-      if (setting.kind !== 'sanitise') return batch.ids;
+      if (!sanitising) return batch.ids;
       let s = sanitisers.get(key);
-      if (!s)
-        sanitisers.set(key, (s = sanitiser(candidates, setting.epsilon, key, new TextEncoder().encode(`${prefix.segment}\nsanitise ${setting.epsilon}`))));
+      if (!s) sanitisers.set(key, (s = sanitiser(sanitising.mechanism, key, new TextEncoder().encode(`${prefix.segment}\n${describeSetting(setting)}`))));
       return s(batch.ids, batch.mask, batch.rows, batch.seq);
     },
     defend(batch, hidden, key) {
       defendHidden(hidden, batch.ids, batch.mask, batch.rows, batch.seq, d, { ...run, key });
     },
   };
+}
+
+/** A setting's sanitisation, built from the attacker's public text as a device's public tables are. */
+function sanitisingOf(
+  setting: DeviceSetting,
+  pub: PublicText,
+  keep: ReadonlySet<number>,
+  tokenizer: Tokenizer,
+  embedding: (t: number) => Float32Array,
+): DeviceSide['sanitising'] {
+  if (setting.kind === 'sanitise') {
+    const tokens = pub.vocabulary.filter((t) => !keep.has(t));
+    return { mechanism: santext({ tokens, embedding, keep }, setting.epsilon), sources: tokens };
+  }
+  if (setting.kind !== 'groups') return undefined;
+  const placeholder = tokenizer.special.eos ?? tokenizer.special.pad ?? 0;
+  const groups = groupsFromText(pub.rows, { minSize: setting.minSize, skip: keep, placeholder });
+  return { mechanism: groupMechanism(groups, setting.epsilon, keep), sources: Int32Array.from(groups.groups.flat()) };
 }
 
 /** Runs the device's side on a batch: its upload under `key`. */
@@ -126,7 +153,8 @@ const randomKey = () => defenceKey(crypto.getRandomValues(new Uint8Array(32)));
 export interface SuiteResult {
   setting: string;
   clip?: number;
-  attacks: { nearest: AttackScore; whitebox: AttackScore; learned: AttackScore; adaptive: AttackScore };
+  /** informed: against sanitisation, the white-box search's tokens turned into their likeliest originals (posterior.ts). */
+  attacks: { nearest: AttackScore; whitebox: AttackScore; learned: AttackScore; adaptive: AttackScore; informed?: AttackScore };
   /** The adaptive attack on copies whose noise is drawn afresh each time (the design the derived noise replaces). */
   adaptiveFreshNoise?: AttackScore;
   /** Whether every copy the adaptive attacker collected was bit-equal to the first upload. */
@@ -143,11 +171,17 @@ export interface PublicText {
   vocabulary: Int32Array;
   /** Its most frequent token but the start token: the majority baseline's guess. */
   majority: number;
+  /**
+   * All the public text's rows as tokens (the batch's, or more where the task has more): what groups of similar
+   * tokens are built from, and the prior of the attacker who decodes sanitised tokens; public, so both sides hold it.
+   */
+  rows: Int32Array[];
 }
 
-export async function publicText(prefix: PrefixRun, tokenizer: Tokenizer, batch: Batch, d: number): Promise<PublicText> {
+export async function publicText(prefix: PrefixRun, tokenizer: Tokenizer, batch: Batch, d: number, more: Batch = batch): Promise<PublicText> {
   const clean = referenceOf(batch, await prefix(batch.ids, batch.mask, batch.rows, batch.seq), d);
-  return { batch, clean, vocabulary: Int32Array.from(new Set(clean.tokens)), majority: mostFrequent(clean.tokens, startTokens(tokenizer)) };
+  const rows = Array.from({ length: more.rows }, (_, r) => more.ids.slice(r * more.seq, r * more.seq + rowLength(more.mask, r, more.seq)));
+  return { batch, clean, vocabulary: Int32Array.from(new Set(clean.tokens)), majority: mostFrequent(clean.tokens, startTokens(tokenizer)), rows };
 }
 
 const startTokens = (tokenizer: Tokenizer) => new Set([tokenizer.special.bos].filter((t): t is number => t !== undefined));
@@ -182,6 +216,9 @@ export async function attackSuite(
     whitebox: score(wbGuesses),
     learned: score(decode(trainDecoder(defended), received)),
     adaptive: score(adaptive),
+    ...(device.sanitising
+      ? { informed: score(posteriorDecoder(device.sanitising.mechanism, concat(pub.rows), [...device.sanitising.sources, ...pub.vocabulary])(wbGuesses)) }
+      : {}),
   };
   const noisy = device.setting.kind === 'output' && device.setting.defence.mechanism !== 'none';
   const adaptiveFreshNoise = noisy ? score(await whitebox(averageCopies(await collectCopies(device, prefix, victims, key, o.copies, d)))) : undefined;
@@ -195,6 +232,8 @@ export async function attackSuite(
     strongest: { attack: name, recovery: best.recovery, majority: best.majority, rowsHalf: best.rowsHalf },
   };
 }
+
+const concat = (rows: Int32Array[]) => Int32Array.from(rows.flatMap((r) => Array.from(r)));
 
 /** Each real position's hidden state with its token (start tokens included: public, and a candidate like any). */
 function referenceOf(batch: Batch, hidden: Float32Array, d: number): Reference {
@@ -264,7 +303,7 @@ export async function privacyReport(
     const out: SuiteResult[] = [];
     for (const setting of settings)
       out.push(
-        await attackSuite(model, prefix.run, await deviceSide(model, prefix, setting, tokenizer, pub.vocabulary), tokenizer, pub, victims, {
+        await attackSuite(model, prefix.run, await deviceSide(model, prefix, setting, tokenizer, pub), tokenizer, pub, victims, {
           copies,
           shortlist,
           keys,

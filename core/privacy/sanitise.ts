@@ -1,12 +1,44 @@
 /**
- * Token sanitisation before the prefix (SanText, Yue et al. 2021): each token x is replaced by a token y of the
- * candidate vocabulary with probability proportional to exp(-epsilon * dist(x, y) / 2), dist the Euclidean distance
- * between their input embeddings over the candidates' mean pairwise distance. That is epsilon-metric-LDP per token:
- * what any attack then recovers is the sanitised text, and an original token survives with the probability the
- * mechanism keeps it. The draws are derived like the noise (stream.ts), so a re-upload sanitises alike.
+ * Token sanitisation before the prefix: each token x is replaced by a token drawn from the mechanism's output
+ * distribution for x, so that what any attack on the hidden states recovers is the sanitised text. The draws are
+ * derived like the noise (stream.ts), so a re-upload sanitises alike. Two mechanisms share this sampler:
+ * - SanText (Yue et al. 2021, here): y with probability proportional to exp(-epsilon * dist(x, y) / 2) over a
+ *   candidate vocabulary, dist the Euclidean distance between input embeddings over their mean pairwise distance:
+ *   epsilon-metric-LDP per token;
+ * - randomised response within public groups of similar tokens (groups.ts).
  */
 import { positionSeeds, SeededStream } from './stream.ts';
 import { rowLength } from './attacks/activations.ts';
+
+/** A token's output distribution: its possible replacements and their cumulative probabilities (last one 1). */
+export interface Outputs {
+  tokens: Int32Array;
+  cdf: Float64Array;
+}
+
+/** A sanitisation mechanism: each token's output distribution, or undefined for tokens left as they are. */
+export interface TokenMechanism {
+  outputs(token: number): Outputs | undefined;
+}
+
+/** What the mechanism turns x into: each output token with its probability. */
+export function distribution(m: TokenMechanism, x: number): Map<number, number> {
+  const o = m.outputs(x);
+  const out = new Map<number, number>();
+  if (!o) return out.set(x, 1);
+  o.tokens.forEach((y, i) => out.set(y, (out.get(y) ?? 0) + o.cdf[i] - (i ? o.cdf[i - 1] : 0)));
+  return out;
+}
+
+/** Cumulative probabilities from unnormalised weights. */
+export function cumulative(weights: ArrayLike<number>): Float64Array {
+  const out = new Float64Array(weights.length);
+  let total = 0;
+  for (let i = 0; i < weights.length; i++) out[i] = total += weights[i];
+  for (let i = 0; i < out.length; i++) out[i] /= total;
+  out[out.length - 1] = 1;
+  return out;
+}
 
 export interface Candidates {
   tokens: Int32Array;
@@ -16,44 +48,41 @@ export interface Candidates {
   keep: ReadonlySet<number>;
 }
 
-/** The candidates' mean pairwise distance: the unit epsilon's distances are measured in. */
-function meanDistance(c: Candidates): number {
-  const rows = Array.from(c.tokens, (t) => c.embedding(t));
-  let [sum, pairs] = [0, 0];
-  for (let i = 0; i < rows.length; i++) for (let j = i + 1; j < rows.length; j++, pairs++) sum += distance(rows[i], rows[j]);
-  return pairs ? sum / pairs : 1;
-}
-
 function distance(a: Float32Array, b: Float32Array): number {
   let s = 0;
   for (let k = 0; k < a.length; k++) s += (a[k] - b[k]) ** 2;
   return Math.sqrt(s);
 }
 
-/** The sanitiser for a vocabulary and epsilon; its result maps a batch's ids [rows, seq] (with mask) to sanitised ids. */
+/** SanText's mechanism over a candidate vocabulary at epsilon. */
+export function santext(c: Candidates, epsilon: number): TokenMechanism {
+  const table = Array.from(c.tokens, (t) => c.embedding(t));
+  // The candidates' mean pairwise distance: the unit epsilon's distances are measured in.
+  let [sum, pairs] = [0, 0];
+  for (let i = 0; i < table.length; i++) for (let j = i + 1; j < table.length; j++, pairs++) sum += distance(table[i], table[j]);
+  const unit = pairs ? sum / pairs : 1;
+  const cache = new Map<number, Outputs>();
+  return {
+    outputs(x) {
+      if (c.keep.has(x)) return undefined;
+      let out = cache.get(x);
+      if (!out) {
+        const e = c.embedding(x);
+        const logits = table.map((row) => (-epsilon * distance(e, row)) / unit / 2);
+        const top = Math.max(...logits);
+        cache.set(x, (out = { tokens: c.tokens, cdf: cumulative(logits.map((l) => Math.exp(l - top))) }));
+      }
+      return out;
+    },
+  };
+}
+
+/** The sanitiser of a mechanism under a device key; its result maps a batch's ids [rows, seq] (with mask) to sanitised ids. */
 export function sanitiser(
-  c: Candidates,
-  epsilon: number,
+  mechanism: TokenMechanism,
   key: Uint8Array,
   context: Uint8Array,
 ): (ids: Int32Array, mask: ArrayLike<number>, rows: number, seq: number) => Int32Array {
-  const unit = meanDistance(c);
-  const table = Array.from(c.tokens, (t) => c.embedding(t));
-  const cdfs = new Map<number, Float64Array>();
-  const cdf = (x: number) => {
-    let out = cdfs.get(x);
-    if (!out) {
-      const e = c.embedding(x);
-      const logits = table.map((row) => (-epsilon * distance(e, row)) / unit / 2);
-      const top = Math.max(...logits);
-      out = new Float64Array(logits.length);
-      let total = 0;
-      logits.forEach((l, i) => (out![i] = total += Math.exp(l - top)));
-      for (let i = 0; i < out.length; i++) out[i] /= total;
-      cdfs.set(x, out);
-    }
-    return out;
-  };
   const stream = new SeededStream(key, 1);
   return (ids, mask, rows, seq) => {
     const out = Int32Array.from(ids);
@@ -61,13 +90,12 @@ export function sanitiser(
       const length = rowLength(mask, r, seq);
       const seeds = positionSeeds(key, context, ids.subarray(r * seq, r * seq + length), length);
       for (let p = 0; p < length; p++) {
-        const x = ids[r * seq + p];
-        if (c.keep.has(x)) continue;
+        const o = mechanism.outputs(ids[r * seq + p]);
+        if (!o) continue;
         const u = stream.reset(seeds[p]).uniform();
-        const probs = cdf(x);
         let i = 0;
-        while (i < probs.length - 1 && probs[i] < u) i++;
-        out[r * seq + p] = c.tokens[i];
+        while (i < o.cdf.length - 1 && o.cdf[i] < u) i++;
+        out[r * seq + p] = o.tokens[i];
       }
     }
     return out;

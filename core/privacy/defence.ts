@@ -10,10 +10,25 @@
  *   epsilon / 2C (a uniform direction, a Gamma(d, 1 / epsilon') length): epsilon-metric-DP, so epsilon-LDP per
  *   position with delta 0.
  * A row of T positions composes T such releases (at most T epsilon): the promise is per token, not per text.
+ *
+ * One defence acts before the prefix instead, on the tokens: groups (groups.ts), randomised response within public
+ * groups of similar tokens the owner approved, named by their SHA-256; epsilon-indistinguishable within a group,
+ * the group itself in clear. Its hidden states are those of the sanitised text, unclipped and without noise.
  */
 import { gaussianSigma } from './dp.ts';
 
-export type Defence = { mechanism: 'none' } | { mechanism: 'gaussian'; epsilon: number; delta: number } | { mechanism: 'metric'; epsilon: number };
+export type Defence =
+  | { mechanism: 'none' }
+  | { mechanism: 'gaussian'; epsilon: number; delta: number }
+  | { mechanism: 'metric'; epsilon: number }
+  | { mechanism: 'groups'; epsilon: number; groups: string };
+
+/** The defences that add noise to the hidden states (and clip them first). */
+export type OutputNoise = Extract<Defence, { mechanism: 'gaussian' | 'metric' }>;
+export const addsNoise = (d: Defence): d is OutputNoise => d.mechanism === 'gaussian' || d.mechanism === 'metric';
+
+/** The largest epsilon a groups setting may name: beyond it a token all but always stays itself. */
+export const MAX_GROUPS_EPSILON = 20;
 
 /**
  * The named settings an owner picks from: points of the measured frontier (docs/privacy/README.md gives each one's
@@ -36,8 +51,14 @@ export function parseDefence(value: unknown, field = 'defence'): Defence {
   }
   const d = value as Record<string, unknown>;
   if (typeof d !== 'object' || d === null || Array.isArray(d)) throw new Error(`${field}: must be a level name or {"mechanism", "epsilon", "delta"}`);
-  if (!['none', 'gaussian', 'metric'].includes(d.mechanism as string)) throw new Error(`${field}: mechanism must be "none", "gaussian" or "metric"`);
-  const allowed = d.mechanism === 'gaussian' ? ['mechanism', 'epsilon', 'delta'] : d.mechanism === 'metric' ? ['mechanism', 'epsilon'] : ['mechanism'];
+  if (!['none', 'gaussian', 'metric', 'groups'].includes(d.mechanism as string))
+    throw new Error(`${field}: mechanism must be "none", "gaussian", "metric" or "groups"`);
+  const allowed = {
+    gaussian: ['mechanism', 'epsilon', 'delta'],
+    metric: ['mechanism', 'epsilon'],
+    groups: ['mechanism', 'epsilon', 'groups'],
+    none: ['mechanism'],
+  }[d.mechanism as Defence['mechanism']];
   const unknown = Object.keys(d).filter((k) => !allowed.includes(k));
   if (unknown.length) throw new Error(`${field}: unknown field '${unknown[0]}' for mechanism ${JSON.stringify(d.mechanism)} (fields: ${allowed.join(', ')})`);
   const epsilon = () => {
@@ -50,6 +71,14 @@ export function parseDefence(value: unknown, field = 'defence'): Defence {
     case 'gaussian': {
       if (typeof d.delta !== 'number' || !(d.delta > 0 && d.delta < 0.01)) throw new Error(`${field}: delta must be a number in (0, 0.01)`);
       return { mechanism: 'gaussian', epsilon: epsilon(), delta: d.delta };
+    }
+    case 'groups': {
+      // epsilon 0 is allowed here: a token's group is all that leaves.
+      if (typeof d.epsilon !== 'number' || !(d.epsilon >= 0 && d.epsilon <= MAX_GROUPS_EPSILON))
+        throw new Error(`${field}: epsilon must be a number in [0, ${MAX_GROUPS_EPSILON}] for groups`);
+      if (typeof d.groups !== 'string' || !/^[0-9a-f]{64}$/.test(d.groups))
+        throw new Error(`${field}: groups must be the hex SHA-256 the device answered to PUT /groups`);
+      return { mechanism: 'groups', epsilon: d.epsilon, groups: d.groups };
     }
     default:
       return { mechanism: 'metric', epsilon: epsilon() };
@@ -69,13 +98,25 @@ export function sameDefence(a: Defence, b: Defence): boolean {
 export function canonicalDefence(d: Defence): string {
   if (d.mechanism === 'gaussian') return JSON.stringify({ mechanism: d.mechanism, epsilon: d.epsilon, delta: d.delta });
   if (d.mechanism === 'metric') return JSON.stringify({ mechanism: d.mechanism, epsilon: d.epsilon });
+  if (d.mechanism === 'groups') return JSON.stringify({ mechanism: d.mechanism, epsilon: d.epsilon, groups: d.groups });
   return JSON.stringify({ mechanism: 'none' });
 }
 
 /** Human-readable, for tables: "gaussian eps 16, delta 1e-5 (medium)". */
 export function describeDefence(d: Defence): string {
   const level = levelOf(d);
-  const text = d.mechanism === 'none' ? 'none' : d.mechanism === 'gaussian' ? `gaussian eps ${d.epsilon}, delta ${d.delta}` : `metric eps ${d.epsilon}`;
+  const text = (() => {
+    switch (d.mechanism) {
+      case 'none':
+        return 'none';
+      case 'gaussian':
+        return `gaussian eps ${d.epsilon}, delta ${d.delta}`;
+      case 'metric':
+        return `metric eps ${d.epsilon}`;
+      case 'groups':
+        return `groups ${d.groups.slice(0, 8)} eps ${d.epsilon}`;
+    }
+  })();
   return level ? `${level}: ${text}` : text;
 }
 
@@ -86,7 +127,7 @@ export function gaussianScale(d: Extract<Defence, { mechanism: 'gaussian' }>, cl
 
 /** The expected noise norm over the clip norm, in d dimensions: about the noise-to-signal ratio R. */
 export function noiseToSignal(d: Defence, dims: number): number {
-  if (d.mechanism === 'none') return 0;
+  if (!addsNoise(d)) return 0;
   if (d.mechanism === 'gaussian') return gaussianScale(d, 1) * Math.sqrt(dims);
   // The Gamma(d, 2C / epsilon) length has mean 2Cd / epsilon.
   return (2 * dims) / d.epsilon;
@@ -98,7 +139,7 @@ export function noiseToSignal(d: Defence, dims: number): number {
  * Gamma(d, 2C / epsilon) length's Chernoff bound at d + 10 sqrt(d) + 50.
  */
 export function noiseNormBound(d: Defence, clip: number, dims: number): number {
-  if (d.mechanism === 'none') return 0;
+  if (!addsNoise(d)) return 0;
   if (d.mechanism === 'gaussian') return gaussianScale(d, clip) * (Math.sqrt(dims) + 10);
   return ((2 * clip) / d.epsilon) * (dims + 10 * Math.sqrt(dims) + 50);
 }

@@ -4,6 +4,7 @@ import { gaussianDelta } from './dp.ts';
 import { calibrationClip, defendHidden, type DefenceRun } from './defend.ts';
 import { gaussianScale, LEVELS, parseDefence, type Defence } from './defence.ts';
 import { defenceKey } from './stream.ts';
+import { paddingZeroed } from '../../tests/fixtures.ts';
 
 const d = 16;
 const key = defenceKey('a device secret of thirty-two chars!');
@@ -138,5 +139,17 @@ describe('the owner setting', () => {
     expect(() => parseDefence({ mechanism: 'gaussian', epsilon: 8, delta: 1e-5, sigma: 0 })).toThrow("unknown field 'sigma'");
     expect(() => parseDefence({ mechanism: 'laplace', epsilon: 8 })).toThrow('mechanism must be');
     expect(() => parseDefence({ mechanism: 'metric', epsilon: -1 })).toThrow('epsilon must be');
+    const groups = { mechanism: 'groups', epsilon: 0, groups: 'ab'.repeat(32) };
+    expect(parseDefence(groups)).toEqual(groups);
+    expect(() => parseDefence({ ...groups, groups: 'mine' })).toThrow('groups must be the hex SHA-256 the device answered to PUT /groups');
+    expect(() => parseDefence({ ...groups, epsilon: 21 })).toThrow('epsilon must be a number in [0, 20] for groups');
+    expect(() => parseDefence({ ...groups, delta: 1e-5 })).toThrow('unknown field \'delta\' for mechanism "groups"');
+  });
+
+  it('groups add no noise after the prefix: real vectors leave as they are, padding as zeros', () => {
+    const { hidden, ids, mask } = causalHidden([[5, 6, 7], [8]], 4);
+    const out = Float32Array.from(hidden);
+    defendHidden(out, ids, mask, 2, 4, d, run({ mechanism: 'groups', epsilon: 0, groups: 'ab'.repeat(32) }));
+    expect(out).toEqual(paddingZeroed(hidden, mask, d));
   });
 });

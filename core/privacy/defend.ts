@@ -3,7 +3,7 @@
  * Every real position is clipped and noised (defence.ts); padding positions are zeroed: the server ignores them, and
  * uploaded as they come out of the prefix they would be copies of one vector of the row, free extra views of it.
  */
-import { canonicalDefence, gaussianScale, type Defence } from './defence.ts';
+import { addsNoise, canonicalDefence, gaussianScale, type Defence, type OutputNoise } from './defence.ts';
 import { positionSeeds, SeededStream } from './stream.ts';
 import { rowLength } from './attacks/activations.ts';
 
@@ -77,6 +77,7 @@ export function defendHidden(
     throw new Error(`defence: hidden ${hidden.length}, ids ${ids.length}, mask ${mask.length} do not fit [${rows}, ${seq}, ${d}]`);
   const { defence, clip, key } = run;
   const context = defenceContext(run);
+  const noise = addsNoise(defence);
   const sigma = defence.mechanism === 'gaussian' ? gaussianScale(defence, clip) : 0;
   const stream = new SeededStream(key, defence.mechanism === 'gaussian' ? d + 1 : 2 * d + 2);
   const z = new Float64Array(d);
@@ -84,14 +85,14 @@ export function defendHidden(
     const length = rowLength(mask, r, seq);
     for (let p = length; p < seq; p++) if (mask[r * seq + p]) throw new Error(`defence: row ${r} is not right-padded (position ${p} is real after padding)`);
     const rowIds = Array.from({ length }, (_, p) => ids[r * seq + p]);
-    const seeds = defence.mechanism === 'none' ? [] : positionSeeds(key, context, rowIds, length);
+    const seeds = noise ? positionSeeds(key, context, rowIds, length) : [];
     for (let p = 0; p < seq; p++) {
       const v = hidden.subarray((r * seq + p) * d, (r * seq + p + 1) * d);
       if (p >= length) {
         v.fill(0);
         continue;
       }
-      if (defence.mechanism === 'none') continue;
+      if (!noise) continue;
       const size = norm(v);
       if (size > clip) for (let k = 0; k < d; k++) v[k] *= clip / size;
       stream.reset(seeds[p]).normals(z);
@@ -103,7 +104,7 @@ export function defendHidden(
         for (let k = 0; k < d; k++) length2 += z[k] * z[k];
         let gamma = 0;
         for (let k = 0; k < d; k++) gamma -= Math.log(stream.uniform());
-        const scale = (gamma * 2 * clip) / defence.epsilon / Math.sqrt(length2);
+        const scale = (gamma * 2 * clip) / (defence as OutputNoise).epsilon / Math.sqrt(length2);
         for (let k = 0; k < d; k++) v[k] += scale * z[k];
       }
     }

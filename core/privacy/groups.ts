@@ -11,6 +11,9 @@
  * minimum of tokens, and no token lies in two groups (CusText's per-token sets may overlap, and a token whose set is
  * its own tells itself).
  */
+import { sha256 } from '@noble/hashes/sha2.js';
+import { bytesToHex } from '@noble/hashes/utils.js';
+import { canonicalDefence, type Defence } from './defence.ts';
 import { cumulative, type Outputs, type TokenMechanism } from './sanitise.ts';
 
 /** The groups a device sanitises with, as the owner approves them. */
@@ -54,4 +57,20 @@ export function groupMechanism(g: TokenGroups, epsilon: number, keep: ReadonlySe
   }
   const placeholder: Outputs = { tokens: Int32Array.of(g.placeholder), cdf: Float64Array.of(1) };
   return { outputs: (x) => (keep.has(x) ? undefined : (byToken.get(x) ?? placeholder)) };
+}
+
+/** One spelling of a set of groups: each group's tokens ascending, groups by their first token. What its SHA-256 names. */
+export function canonicalGroups(g: TokenGroups): string {
+  const groups = g.groups.map((x) => [...x].sort((a, b) => a - b)).sort((a, b) => a[0] - b[0]);
+  return JSON.stringify({ groups, placeholder: g.placeholder });
+}
+
+/** The SHA-256 (hex) of canonicalGroups: how an owner's setting names its groups. */
+export function groupsSha256(g: TokenGroups): string {
+  return bytesToHex(sha256(new TextEncoder().encode(canonicalGroups(g))));
+}
+
+/** What a sanitising device's draws hang on: the segment and the setting (the groups' hash in it). */
+export function groupsContext(segment: string, defence: Defence): Uint8Array {
+  return new TextEncoder().encode(`${segment}\n${canonicalDefence(defence)}`);
 }

@@ -4,7 +4,7 @@
  * from what a device says. Values beyond it (3e38 in every position overflows the next block's norm into NaN) mark
  * the batch as a lie.
  */
-import { noiseNormBound, type Defence } from '../../core/privacy/defence.ts';
+import { addsNoise, noiseNormBound, type Defence } from '../../core/privacy/defence.ts';
 import { CALIBRATION_SEQ_LEN, CALIBRATION_TEXTS, medianClip, norm, realPositionNorms } from '../../core/privacy/defend.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 import type { Trainer } from '../train/trainer.ts';
@@ -30,7 +30,8 @@ export async function calibrateCut(trainer: Trainer, tokenizer: Tokenizer, padTo
 
 /** The largest norm any position of an upload under this defence may have, or why the manifest's clip is refused. */
 export function uploadNormBound(cal: CutCalibration, defence: Defence, clip: number | undefined, dims: number): number | string {
-  if (defence.mechanism === 'none') return CLEAN_NORM_HEADROOM * cal.maxNorm;
+  // Undefended, or sanitised before the prefix: the hidden states of real tokens, unclipped.
+  if (!addsNoise(defence)) return CLEAN_NORM_HEADROOM * cal.maxNorm;
   if (clip === undefined || !(clip <= CLIP_TOLERANCE * cal.clip))
     return `the manifest's clip ${clip} is more than ${CLIP_TOLERANCE}x the segment's clip ${cal.clip} (from the calibration text)`;
   // Clipped positions are at most the clip (fp16 rounding aside), then noise is added.

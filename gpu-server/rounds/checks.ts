@@ -8,7 +8,7 @@ import { IGNORE_INDEX } from '../../core/data/generation.ts';
 import { sha256Hex } from '../../core/auth/signing.ts';
 import { decodeActivationBatch, type ActivationBatch } from '../../core/wire/activations.ts';
 import type { ActivationDType, ActivationManifest, ManifestBatch } from '../../core/wire/round.ts';
-import { canonicalDefence, parseDefence, type Defence } from '../../core/privacy/defence.ts';
+import { addsNoise, canonicalDefence, parseDefence, type Defence } from '../../core/privacy/defence.ts';
 import { positionOver } from './bounds.ts';
 
 export interface FeedSource {
@@ -80,7 +80,7 @@ export function parseManifest(bytes: Uint8Array, src: FeedSource): ActivationMan
   } catch (e) {
     return (e as Error).message;
   }
-  if (m.defence.mechanism !== 'none' && !(typeof m.clip === 'number' && m.clip > 0 && Number.isFinite(m.clip)))
+  if (addsNoise(m.defence) && !(typeof m.clip === 'number' && m.clip > 0 && Number.isFinite(m.clip)))
     return `the manifest's defence clips, but its clip is ${JSON.stringify(m.clip)}`;
   return m;
 }

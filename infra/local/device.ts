@@ -9,6 +9,7 @@ import type { Model } from '../../core/model/family.ts';
 import type { PrefixWeights } from '../../core/onnx/prefix.ts';
 import { deviceSegment } from '../../core/onnx/segment.ts';
 import type { SegmentApproval } from '../../core/wire/policy.ts';
+import type { TokenGroups } from '../../core/privacy/groups.ts';
 import { LOCAL_DIR } from './paths.ts';
 
 export interface DeviceOptions {
@@ -22,6 +23,8 @@ export interface DeviceOptions {
   stateDir: string;
   /** wrangler.toml vars to override (PIECE_BATCHES, UPLOAD_ATTEMPTS, LABELS, ...). */
   vars?: Record<string, string>;
+  /** The owner's key of the defence's randomness: random unless a test must reproduce what the device draws. */
+  defenceSecret?: string;
 }
 
 export interface RunningDevice {
@@ -30,6 +33,8 @@ export interface RunningDevice {
   ownerToken: string;
   /** Approves a model segment as this device's owner (PUT /approvals/{sha256}). */
   approve(approval: SegmentApproval): Promise<void>;
+  /** Loads public groups of similar tokens for the groups defence, as the owner would; returns their SHA-256. */
+  putGroups(groups: TokenGroups): Promise<string>;
   /** Approves the segment the server exports for `cut` of `model`, exported here as its owner would. */
   approveSegment(
     model: Model,
@@ -72,7 +77,7 @@ export async function startDevice(options: DeviceOptions): Promise<RunningDevice
     OWNER_TOKEN: secret(options.ownerToken),
     ROUND_SECRET: secret(await deviceSecret(options.masterSecret, options.id)),
     // The owner's own key of the defence noise: random here, as an owner would make it, and never the server's.
-    DEFENCE_SECRET: secret(Array.from(crypto.getRandomValues(new Uint8Array(24)), (b) => b.toString(16).padStart(2, '0')).join('')),
+    DEFENCE_SECRET: secret(options.defenceSecret ?? Array.from(crypto.getRandomValues(new Uint8Array(24)), (b) => b.toString(16).padStart(2, '0')).join('')),
     STORAGE_ORIGINS: text(options.storageOrigins.join(',')),
     ...Object.fromEntries(Object.entries(options.vars ?? {}).map(([k, v]) => [k, text(v)])),
   };
@@ -100,6 +105,15 @@ export async function startDevice(options: DeviceOptions): Promise<RunningDevice
     url,
     ownerToken: options.ownerToken,
     approve,
+    putGroups: async (groups) => {
+      const res = await fetch(new URL('/groups', url), {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${options.ownerToken}` },
+        body: JSON.stringify(groups),
+      });
+      if (res.status !== 201) throw new Error(`loading groups on ${options.id}: HTTP ${res.status} ${await res.text()}`);
+      return ((await res.json()) as { sha256: string }).sha256;
+    },
     approveSegment: async (model, modelName, cut, weights, also = {}) => {
       const segment = await deviceSegment(model, cut, weights);
       const approval = { sha256: segment.sha256, model: modelName, cut, tokenTable: segment.tokenTable?.sha256, weights: segment.weights?.sha256, ...also };

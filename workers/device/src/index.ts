@@ -5,6 +5,7 @@
 import { Hono } from 'hono';
 import type { Env } from './env.ts';
 import { approvals } from './policy.ts';
+import { groups } from './groups.ts';
 import { deviceSettings, SettingsError } from './settings.ts';
 import { ownerVerdict } from './auth.ts';
 import { rounds } from './rounds.ts';
@@ -36,6 +37,7 @@ app.get('/health', (c) => c.json({ ok: true, device: c.env.DEVICE_ID, role: 'spl
 app.route('/shards', shards);
 app.route('/rounds', rounds);
 app.route('/approvals', approvals);
+app.route('/groups', groups);
 // Internal messages can name keys or settings: the caller learns only that it failed; the device's log keeps why.
 app.onError((e, c) => {
   console.error(e);

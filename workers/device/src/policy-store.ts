@@ -4,6 +4,7 @@ import type { Defence } from '../../../core/privacy/defence.ts';
 import type { RoundRequest } from '../../../core/wire/round.ts';
 import type { Bindings } from './bindings.ts';
 import { deviceSettings } from './settings.ts';
+import { groupsKey } from './groups-store.ts';
 
 export const approvalKey = (sha256: string) => `approvals/${sha256}.json`;
 
@@ -44,6 +45,9 @@ export async function roundPolicy(env: Bindings, request: Omit<RoundRequest, 'up
     }) ??
     (defence.mechanism !== 'none' && (env.DEFENCE_SECRET ?? '').length < DEFENCE_SECRET_CHARS
       ? `this device's owner set a defence but no DEFENCE_SECRET of ${DEFENCE_SECRET_CHARS}+ characters (wrangler secret put DEFENCE_SECRET; keep it: a new one lets a server average old and new uploads)`
+      : undefined) ??
+    (defence.mechanism === 'groups' && !(await env.SHARDS.head(groupsKey(defence.groups)))
+      ? `this device's owner set the groups defence with groups ${defence.groups}, which this device does not hold (PUT /groups with the table)`
       : undefined);
   return { refusal, defence };
 }

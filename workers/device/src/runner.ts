@@ -15,7 +15,10 @@ import type { TokenTable } from '../../../core/onnx/embedding.ts';
 import { encodeCalibration, encodeRows, forwardBatch, roundTokenizer, segmentClip, type EncodedRows, type Row } from './forward.ts';
 import { session, shardTokenTable, wasmMemoryBytes } from './onnx.ts';
 import { roundPolicy } from './policy-store.ts';
-import { canonicalDefence } from '../../../core/privacy/defence.ts';
+import { addsNoise, canonicalDefence, type Defence } from '../../../core/privacy/defence.ts';
+import { groupMechanism, groupsContext } from '../../../core/privacy/groups.ts';
+import { sanitiser } from '../../../core/privacy/sanitise.ts';
+import { loadGroups } from './groups-store.ts';
 import { defenceKey } from '../../../core/privacy/stream.ts';
 import { listShards, loadShard } from './shard-store.ts';
 import { putWithRetry } from './upload.ts';
@@ -57,6 +60,11 @@ export class RoundRunner extends DurableObject<Bindings> {
    * (Llama 3's holds ~70 MB of JS heap) is then let go and never shares the Worker's 128 MB with the session.
    */
   private batches: EncodedRows[] | undefined;
+  /** Tokens no sanitisation replaces: the round tokenizer's start and end tokens, the same in every row. */
+  private keep: ReadonlySet<number> | undefined;
+  /** The batches as they enter the prefix under the defence `inputsFor` names: sanitised, or the batches themselves. */
+  private inputs: EncodedRows[] | undefined;
+  private inputsFor: string | undefined;
   /** The token rows of the whole shard, taken from one pass over the whole table (see shardTokenTable). */
   private table: TokenTable | undefined;
   /** The calibration text, encoded with the round's tokenizer: fixes the segment's clip norm. */
@@ -95,6 +103,15 @@ export class RoundRunner extends DurableObject<Bindings> {
     };
     await this.save(fresh);
     return { status: fresh.status };
+  }
+
+  /** The batches as the owner's defence lets them enter the prefix: each token replaced within its group, or as they are. */
+  private async sanitised(defence: Defence, segment: string, batches: EncodedRows[]): Promise<EncodedRows[]> {
+    if (defence.mechanism !== 'groups') return batches;
+    const table = await loadGroups(this.env, defence.groups);
+    if (!table) throw new RoundError(`the owner's groups ${defence.groups} are no longer on this device`);
+    const sanitise = sanitiser(groupMechanism(table, defence.epsilon, this.keep!), defenceKey(this.env.DEFENCE_SECRET!), groupsContext(segment, defence));
+    return batches.map((b) => ({ ...b, ids: sanitise(b.ids, b.attentionMask, b.rows, b.seqLen) }));
   }
 
   private async storeUrls(r: RoundRequest): Promise<void> {
@@ -144,9 +161,14 @@ export class RoundRunner extends DurableObject<Bindings> {
         batches.push(await step(`tokenizing batch ${b}`, () => encodeRows(tokenizer, slice, r)));
       }
       this.calibration = await step('tokenizing the calibration text', () => encodeCalibration(tokenizer, r));
+      this.keep = new Set([tokenizer.special.bos, tokenizer.special.eos].filter((t): t is number => t !== undefined));
       this.batches = batches;
     }
-    const encoded = this.batches;
+    if (this.inputsFor !== job.defence) {
+      this.inputs = await step("the owner's sanitisation", () => this.sanitised(defence, r.model.sha256, this.batches!));
+      Object.assign(this, { inputsFor: job.defence, table: undefined });
+    }
+    const encoded = this.inputs!;
     const total = Math.ceil(rows.length / r.batchSize);
     job.status.batchesTotal = total;
     if (job.urls < total) throw new RoundError(`the shard makes ${total} batches but the request holds ${job.urls} upload URLs`);
@@ -206,7 +228,7 @@ export class RoundRunner extends DurableObject<Bindings> {
       modelSha256: r.model.sha256,
       rows: rows.length,
       defence,
-      ...(defence.mechanism === 'none' ? {} : { clip: job.clip }),
+      ...(addsNoise(defence) ? { clip: job.clip } : {}),
       batches,
     };
     await putWithRetry('uploads.manifest', await url('url:manifest'), JSON.stringify(manifest), {

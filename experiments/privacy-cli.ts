@@ -7,20 +7,21 @@ import { initBackend } from '../gpu-server/backends/tfjs/runtime.ts';
 import { readModelFolder, readTokenizer } from '../gpu-server/model-folder/folder.ts';
 import { cliArgs, fail, int, run } from '../infra/cli.ts';
 import { percent, privacyReport, type DeviceSetting, type SuiteResult } from './privacy.ts';
-import { demoModel, generatedTask, privacySweep, SWEEP, textOf } from './privacy-sweep.ts';
+import { demoModel, generatedTask, GROUPS_DEFAULT, privacySweep, publicGeneratedText, SWEEP, textOf } from './privacy-sweep.ts';
 import { readGsm8kTask, readTask, TASKS, type TaskName } from './tasks.ts';
 import { join } from 'node:path';
 import { LOCAL_DIR } from '../infra/local/paths.ts';
 import { writeTinyLlama } from '../gpu-server/model-folder/folder.ts';
 import { familyOf } from '../core/model/family.ts';
 
-const USAGE = `usage: npm run privacy -- [--model DIR] [--cut 2] [--defence ${Object.keys(LEVELS).join('|')}|JSON] [--task generated|gsm8k|sst2|mrpc|mnli]
+const USAGE = `usage: npm run privacy -- [--model DIR] [--cut 2] [--defence ${Object.keys(LEVELS).join('|')}|groups|JSON] [--task generated|gsm8k|sst2|mrpc|mnli]
        [--attacker-rows 200] [--victim-rows 50] [--seq 48] [--datasets ../shared/datasets]
        npm run privacy -- --sweep [--levels] [--task generated|gsm8k|sst2] [--model DIR] [--out docs/privacy] [--seeds 3] [--rounds 6]
 The attacker's text is the task's evaluation split (public), the victims' rows its training split. Without --model:
 the tiny random GPT-2 of npm start (5 blocks, n_embd 64). --sweep: every defence over its settings, the strongest
 attack's recovery against accuracy when the server fine-tunes on the defended activations (--levels: the named
-levels only).`;
+levels only, and groups). --defence groups: randomised response at epsilon 0 within groups of 8+ similar tokens built
+from the public text (what npm start's owners approve on the generated task).`;
 const args = cliArgs(USAGE, {
   model: { type: 'string' },
   cut: { type: 'string' },
@@ -79,7 +80,7 @@ run(async () => {
       modelName:
         args.model ?? (gsm8k ? "npm start's tiny random Llama (4 blocks, hidden 64, Llama 3's vocabulary)" : 'tiny random GPT-2 (5 blocks, n_embd 64, seed 0)'),
       tokenizer,
-      settings: args.levels ? Object.values(LEVELS).map((defence): DeviceSetting => ({ kind: 'output', defence })) : SWEEP,
+      settings: args.levels ? [...Object.values(LEVELS).map((defence): DeviceSetting => ({ kind: 'output', defence })), GROUPS_DEFAULT] : SWEEP,
       cut,
       devices: 3,
       // GSM8K as npm start -- --task gsm8k runs it: 16 problems a device, sequences of 192 tokens.
@@ -93,25 +94,30 @@ run(async () => {
       seqLen: gsm8k ? 192 : seqLen,
       victimRows: int('victim-rows', args['victim-rows'], gsm8k ? 24 : 50),
       attackerRows: int('attacker-rows', args['attacker-rows'], gsm8k ? 16 : 200),
+      ...(args.task === 'generated' ? { publicTexts: publicGeneratedText() } : {}),
       out: args.out!,
       command: `npm run privacy -- ${process.argv.slice(2).join(' ')}`,
       log: (m) => console.log(m),
     });
     return;
   }
-  let defence;
+  let setting: DeviceSetting;
   try {
-    defence = parseDefence(args.defence!.startsWith('{') ? JSON.parse(args.defence!) : args.defence, '--defence');
+    setting =
+      args.defence === 'groups'
+        ? GROUPS_DEFAULT
+        : { kind: 'output', defence: parseDefence(args.defence!.startsWith('{') ? JSON.parse(args.defence!) : args.defence, '--defence') };
   } catch (e) {
     fail((e as Error).message);
   }
   const attacker = task.eval.slice(0, int('attacker-rows', args['attacker-rows'], 200)).map(textOf);
   const victims = task.train.slice(0, int('victim-rows', args['victim-rows'], 50)).map(textOf);
-  const settings: DeviceSetting[] = [
-    { kind: 'output', defence: LEVELS.off },
-    { kind: 'output', defence },
-  ];
-  for (const r of await privacyReport(model, cut, settings, attacker, victims, { seqLen: gsm8k ? 192 : seqLen, tokenizer })) {
+  const settings: DeviceSetting[] = [{ kind: 'output', defence: LEVELS.off }, setting];
+  for (const r of await privacyReport(model, cut, settings, attacker, victims, {
+    seqLen: gsm8k ? 192 : seqLen,
+    tokenizer,
+    publicTexts: args.task === 'generated' ? publicGeneratedText() : task.eval.map(textOf),
+  })) {
     console.log(
       `\n${task.name}, cut ${cut}, defence ${r.setting}${r.clip ? ` (clip ${r.clip})` : ''}: ${attacker.length} public rows, ${victims.length} victim rows\n`,
     );

@@ -12,6 +12,7 @@ import { gpt2Config } from '../core/model/gpt2/config.ts';
 import { initModel } from '../core/model/gpt2/init.ts';
 import type { Model } from '../core/model/family.ts';
 import { defenceKey } from '../core/privacy/stream.ts';
+import { MIN_GROUP_SIZE } from '../core/privacy/groups.ts';
 import type { Tokenizer } from '../core/tokenizer/tokenizer.ts';
 import { writeFileAtomic } from '../gpu-server/model-folder/folder.ts';
 import { attackSuite, deviceSide, describeSetting, encodeTexts, ortPrefix, publicText, type DeviceSetting, type DeviceSide } from './privacy.ts';
@@ -45,6 +46,11 @@ export interface SweepOptions {
   /** Rows of the devices' shards the attacks run on, and of public text (the evaluation split) the attacker holds. */
   victimRows: number;
   attackerRows: number;
+  /**
+   * Public text of the task's kind that groups of similar tokens are built from (and the attacker's prior): the
+   * task's evaluation split unless given.
+   */
+  publicTexts?: TextInput[];
   out: string;
   command: string;
   log: (m: string) => void;
@@ -112,7 +118,8 @@ export async function sweepPoints(o: SweepOptions): Promise<SweepPoint[]> {
   const victims = rows(o.task.train, o.victimRows);
   const points: SweepPoint[] = [];
   try {
-    const pub = await publicText(prefix.run, o.tokenizer, rows(o.task.eval, o.attackerRows), model.config.nEmbd, rows(o.task.eval, o.task.eval.length));
+    const more = o.publicTexts ? encodeTexts(o.tokenizer, o.publicTexts, o.seqLen) : rows(o.task.eval, o.task.eval.length);
+    const pub = await publicText(prefix.run, o.tokenizer, rows(o.task.eval, o.attackerRows), model.config.nEmbd, more);
     for (const setting of o.settings) {
       const name = describeSetting(setting);
       const device = await deviceSide(model, prefix, setting, o.tokenizer, pub);
@@ -183,10 +190,28 @@ export function generatedTask(): TaskData {
   };
 }
 
+/**
+ * Public text of the generated task's kind, apart from every split of npm start and the sweep (another seed of the
+ * generator): what groups of similar tokens are built from. 1,000 rows: from 200, words of both polarities share groups.
+ */
+export function publicGeneratedText(): string[] {
+  return syntheticSentiment(1000, 11).map((r) => r.text);
+}
+
 /** npm start's tiny random GPT-2 (5 blocks, n_embd 64, seed 0). */
 export function demoModel(): Model {
   return initModel(gpt2Config({ nLayer: 5, nEmbd: 64, nHead: 4, nPositions: 64 }), { seed: 0 });
 }
+
+/**
+ * The group size npm start's owners build with: groups of 8 (the least a device takes) leave the task's frequent
+ * filler words in small groups, where the best guess is right one time in ten; from 12, the two polarities share a
+ * group (docs/privacy/README.md).
+ */
+export const GROUPS_DEFAULT_SIZE = 10;
+
+/** npm start's owners' default on the generated task: randomised response at epsilon 0 in groups built from public text. */
+export const GROUPS_DEFAULT: DeviceSetting = { kind: 'groups', epsilon: 0, minSize: GROUPS_DEFAULT_SIZE };
 
 /** The settings swept: each defence from weak to strong, and none. */
 export const SWEEP: DeviceSetting[] = [
@@ -194,4 +219,7 @@ export const SWEEP: DeviceSetting[] = [
   ...[4096, 256, 64, 32, 16, 8, 4].map((epsilon): DeviceSetting => ({ kind: 'output', defence: { mechanism: 'gaussian', epsilon, delta: 1e-5 } })),
   ...[1024, 256, 64, 32, 16, 8].map((epsilon): DeviceSetting => ({ kind: 'output', defence: { mechanism: 'metric', epsilon } })),
   ...[32, 16, 8, 4, 2].map((epsilon): DeviceSetting => ({ kind: 'sanitise', epsilon })),
+  ...[2, 1, 0].map((epsilon): DeviceSetting => ({ kind: 'groups', epsilon, minSize: MIN_GROUP_SIZE })),
+  ...[1, 0.5, 0].map((epsilon): DeviceSetting => ({ kind: 'groups', epsilon, minSize: GROUPS_DEFAULT_SIZE })),
+  { kind: 'groups', epsilon: 0, minSize: 12 },
 ];

@@ -17,7 +17,7 @@ import { whiteBoxSearch } from '../core/privacy/attacks/whitebox.ts';
 import { calibrationClip, CALIBRATION_SEQ_LEN, CALIBRATION_TEXTS, defendHidden } from '../core/privacy/defend.ts';
 import { describeDefence, type Defence } from '../core/privacy/defence.ts';
 import { sanitiser, santext, type TokenMechanism } from '../core/privacy/sanitise.ts';
-import { groupMechanism } from '../core/privacy/groups.ts';
+import { groupMechanism, type TokenGroups } from '../core/privacy/groups.ts';
 import { groupsFromText } from '../core/privacy/groups-from-text.ts';
 import { posteriorDecoder } from '../core/privacy/attacks/posterior.ts';
 import { defenceKey } from '../core/privacy/stream.ts';
@@ -60,9 +60,11 @@ export async function ortPrefix(model: Model, cut: number): Promise<{ run: Prefi
 
 /**
  * What the owner set on a device: a defence on the hidden states, or token sanitisation before the prefix (SanText
- * over the public vocabulary, or randomised response within groups of at least minSize tokens built from public text).
+ * over the public vocabulary, or randomised response within groups of at least minSize tokens: the owner's `table`, or
+ * groups built from the public text).
  */
-export type DeviceSetting = { kind: 'output'; defence: Defence } | { kind: 'sanitise'; epsilon: number } | { kind: 'groups'; epsilon: number; minSize: number };
+export type DeviceSetting =
+  { kind: 'output'; defence: Defence } | { kind: 'sanitise'; epsilon: number } | { kind: 'groups'; epsilon: number; minSize: number; table?: TokenGroups };
 
 export function describeSetting(s: DeviceSetting): string {
   if (s.kind === 'output') return describeDefence(s.defence);
@@ -127,9 +129,14 @@ function sanitisingOf(
     return { mechanism: santext({ tokens, embedding, keep }, setting.epsilon), sources: tokens };
   }
   if (setting.kind !== 'groups') return undefined;
-  const placeholder = tokenizer.special.eos ?? tokenizer.special.pad ?? 0;
-  const groups = groupsFromText(pub.rows, { minSize: setting.minSize, skip: keep, placeholder });
+  const groups = setting.table ?? publicGroups(tokenizer, pub.rows, setting.minSize);
   return { mechanism: groupMechanism(groups, setting.epsilon, keep), sources: Int32Array.from(groups.groups.flat()) };
+}
+
+/** Groups of at least minSize similar tokens from public text's token rows, as an owner would load them (start and end tokens apart). */
+export function publicGroups(tokenizer: Tokenizer, rows: readonly Int32Array[], minSize: number): TokenGroups {
+  const skip = new Set([tokenizer.special.bos, tokenizer.special.eos].filter((t): t is number => t !== undefined));
+  return groupsFromText(rows, { minSize, skip, placeholder: tokenizer.special.eos ?? tokenizer.special.pad ?? 0 });
 }
 
 /** Runs the device's side on a batch: its upload under `key`. */
@@ -180,8 +187,18 @@ export interface PublicText {
 
 export async function publicText(prefix: PrefixRun, tokenizer: Tokenizer, batch: Batch, d: number, more: Batch = batch): Promise<PublicText> {
   const clean = referenceOf(batch, await prefix(batch.ids, batch.mask, batch.rows, batch.seq), d);
-  const rows = Array.from({ length: more.rows }, (_, r) => more.ids.slice(r * more.seq, r * more.seq + rowLength(more.mask, r, more.seq)));
-  return { batch, clean, vocabulary: Int32Array.from(new Set(clean.tokens)), majority: mostFrequent(clean.tokens, startTokens(tokenizer)), rows };
+  return {
+    batch,
+    clean,
+    vocabulary: Int32Array.from(new Set(clean.tokens)),
+    majority: mostFrequent(clean.tokens, startTokens(tokenizer)),
+    rows: tokenRows(more),
+  };
+}
+
+/** A batch's rows as token lists, real positions only. */
+export function tokenRows(b: Batch): Int32Array[] {
+  return Array.from({ length: b.rows }, (_, r) => b.ids.slice(r * b.seq, r * b.seq + rowLength(b.mask, r, b.seq)));
 }
 
 const startTokens = (tokenizer: Tokenizer) => new Set([tokenizer.special.bos].filter((t): t is number => t !== undefined));
@@ -281,7 +298,10 @@ async function collectCopies(device: DeviceSide, prefix: PrefixRun, victims: Bat
   return out;
 }
 
-/** The whole suite for one model and cut under each setting, from texts (GPT-2's BPE by default): one prefix, one public reference. */
+/**
+ * The whole suite for one model and cut under each setting, from texts (GPT-2's BPE by default): one prefix, one
+ * public reference. `publicTexts`: all the public text (groups are built from it), the attacker's texts by default.
+ */
 export async function privacyReport(
   model: Model,
   cut: number,
@@ -294,11 +314,14 @@ export async function privacyReport(
     copies = 6,
     shortlist = 64,
     keys,
-  }: { seqLen?: number; tokenizer?: Tokenizer; keys?: () => Uint8Array } & Partial<SuiteOptions> = {},
+    publicTexts = attackerTexts,
+  }: { seqLen?: number; tokenizer?: Tokenizer; keys?: () => Uint8Array; publicTexts?: readonly TextInput[] } & Partial<SuiteOptions> = {},
 ): Promise<SuiteResult[]> {
   const prefix = await ortPrefix(model, cut);
   try {
-    const pub = await publicText(prefix.run, tokenizer, encodeTexts(tokenizer, attackerTexts, seqLen), model.config.nEmbd);
+    const encoded = encodeTexts(tokenizer, attackerTexts, seqLen);
+    const more = publicTexts === attackerTexts ? encoded : encodeTexts(tokenizer, publicTexts, seqLen);
+    const pub = await publicText(prefix.run, tokenizer, encoded, model.config.nEmbd, more);
     const victims = encodeTexts(tokenizer, victimTexts, seqLen);
     const out: SuiteResult[] = [];
     for (const setting of settings)

@@ -25,7 +25,9 @@ import { startServer } from '../gpu-server/server.ts';
 import { LOCAL_DIR } from '../infra/local/paths.ts';
 import { startStack } from '../infra/local/stack.ts';
 import { percent, privacyReport } from '../experiments/privacy.ts';
-import { describeDefence, LEVELS, parseDefence } from '../core/privacy/defence.ts';
+import { describeDefence, LEVELS } from '../core/privacy/defence.ts';
+import { DEFENCE_CHOICES, ownersDefence } from './start-defence.ts';
+import { publicGeneratedText } from '../experiments/privacy-sweep.ts';
 import { defenceFor, type DevicePolicy } from '../core/wire/policy.ts';
 import { deviceSegment } from '../core/onnx/segment.ts';
 import { cliArgs, int, run } from '../infra/cli.ts';
@@ -34,12 +36,13 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 process.env.WRANGLER_LOG ??= 'warn';
 
 const USAGE = `usage: npm start -- [--task classification|gsm8k] [--data PATH] [--model DIR] [--rounds N] [--rows-per-device N] [--eval-rows N] [--ordering random-reshuffle|shuffle-once|grab]
-       [--batch-order by-device|interleaved] [--defence off|low|medium|high]
+       [--batch-order by-device|interleaved] [--defence ${DEFENCE_CHOICES}]
 --data: classification reads train.tsv and dev.tsv of a GLUE task folder (e.g. ../shared/datasets/glue/SST-2), without it a
   small generated task is used; gsm8k reads GSM8K JSON lines (default ../shared/datasets/gsm8k/train.jsonl).
 --model uses a model folder in the Hugging Face layout (GPT-2 for classification, Llama for gsm8k, e.g. downloaded from the
   Hub) instead of a tiny random one.
---defence: the defence each owner approves their segments with (default: the devices' own, medium; docs/privacy/README.md).`;
+--defence: the defence each owner approves their segments with (default on the generated task: groups, randomised response
+  within groups of similar tokens built from public text; elsewhere the devices' own, medium; docs/privacy/README.md).`;
 const args = cliArgs(USAGE, {
   task: { type: 'string', default: 'classification' },
   data: { type: 'string' },
@@ -114,8 +117,13 @@ run(async () => {
     // GSM8K they also approve the tokenizer and that completions' token ids go to the server.
     const cuts = Array.from({ length: config.nLayer - DEFAULT_MIN_CUT }, (_, i) => DEFAULT_MIN_CUT + i);
     const tokenizer = gsm8k ? { tokenizer: await sha256Hex(await readFile(join(modelDir, 'tokenizer.json'))), generation: true } : undefined;
-    const owners = args.defence === undefined ? {} : { defence: parseDefence(args.defence, '--defence') };
-    await stack.approveSegments(model, basename(modelDir), cuts, weights, { ...tokenizer, ...owners });
+    const serverTokenizer = await readTokenizer(modelDir, config);
+    const generated = !gsm8k && !args.data;
+    const owners = ownersDefence(args.defence, { generated, tokenizer: serverTokenizer });
+    for (const d of stack.devices) {
+      const approval = { ...tokenizer, ...(await owners.approval(d)) };
+      for (const cut of cuts) await d.approveSegment(model, basename(modelDir), cut, weights, approval);
+    }
     console.log(
       `      each device's owner approved the segments of cuts ${DEFAULT_MIN_CUT}..${config.nLayer - 1} (by SHA-256; no device runs below cut ${DEFAULT_MIN_CUT})${gsm8k ? ', the tokenizer, and sending completions as token ids' : ''}`,
     );
@@ -189,7 +197,6 @@ run(async () => {
     // the victim (npm start plays every owner, so it can score the attack on their text).
     const texts = (rows: Array<Example | GenerationExample>) => rows.map((r) => ('prompt' in r ? r.prompt : textInput(r)));
     const attacker = gsm8k ? texts(parseGenerationShard((await readFile(evalFile, 'utf8')).split('\n'), DEFAULT_LIMITS)) : texts(data.evaluation);
-    const serverTokenizer = await readTokenizer(modelDir, config);
     console.log(
       "\n| device | profile | cut | est. memory | est. batch time | owner's defence | tokens a curious server recovers: undefended | at the owner's defence |\n|---|---|---|---|---|---|---|---|",
     );
@@ -203,22 +210,19 @@ run(async () => {
         { attempts: 4, backoffMs: 500 },
       );
       const defence = defenceFor(policy, (await deviceSegment(model, c.cut, weights)).sha256);
-      const [undefended, owners] = (
-        await privacyReport(
-          model,
-          c.cut,
-          [LEVELS.off, defence].map((setting) => ({ kind: 'output', defence: setting })),
-          attacker,
-          sample,
-          { seqLen: 48, tokenizer: serverTokenizer },
-        )
+      const [undefended, atOwners] = (
+        await privacyReport(model, c.cut, [{ kind: 'output', defence: LEVELS.off }, owners.setting(defence)], attacker, sample, {
+          seqLen: 48,
+          tokenizer: serverTokenizer,
+          ...(generated ? { publicTexts: publicGeneratedText() } : {}),
+        })
       ).map((r) => r.strongest);
       console.log(
-        `| ${d.id} | ${profiles[i].gflops} GFLOP/s, ${profiles[i].maxBatchSeconds} s/batch, ${profiles[i].memoryMB} MB | ${c.cut} | ${c.memoryMB} MB | ${c.batchSeconds} s | ${describeDefence(defence)} | ${percent(undefended.recovery)} | ${percent(owners.recovery)} (guessing: ${percent(owners.majority)}) |`,
+        `| ${d.id} | ${profiles[i].gflops} GFLOP/s, ${profiles[i].maxBatchSeconds} s/batch, ${profiles[i].memoryMB} MB | ${c.cut} | ${c.memoryMB} MB | ${c.batchSeconds} s | ${describeDefence(defence)} | ${percent(undefended.recovery)} | ${percent(atOwners.recovery)} (guessing: ${percent(atOwners.majority)}) |`,
       );
     }
     console.log(
-      `(the strongest of four attacks${gsm8k ? ' on the questions' : ''}: nearest neighbour, white-box search, learned inversion, averaging copies; npm run privacy, docs/privacy/)`,
+      `(the strongest attack${gsm8k ? ' on the questions' : ''}: nearest neighbour, white-box search, learned inversion, averaging copies, and against groups the likeliest original of each token found; npm run privacy, docs/privacy/)`,
     );
     if (gsm8k) console.log("(a generation batch also carries each completion's token ids to the server: what the loss needs, and what the owners approved)");
     console.log(`adapters train on blocks ${record.deepestCut}..${config.nLayer - 1}; devices with shallower cuts are completed forward-only on the server\n`);

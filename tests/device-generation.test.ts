@@ -5,8 +5,6 @@
  * any CPU) computes on the same tokens, and exactly the completion's
  * token ids as labels; the round must be refused until the owner allows generation.
  */
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import * as ort from 'onnxruntime-web';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../core/auth/signing.ts';
@@ -17,15 +15,14 @@ import { lookupTokens, tokenTable } from '../core/onnx/embedding.ts';
 import { PREFIX_DATA_LOCATION, PREFIX_OUTPUT } from '../core/onnx/prefix.ts';
 import { deviceSegment } from '../core/onnx/segment.ts';
 import { keys } from '../core/storage/keys.ts';
-import { S3Store } from '../core/storage/s3.ts';
+import type { S3Store } from '../core/storage/s3.ts';
 import { HfTokenizer } from '../core/tokenizer/hf.ts';
 import { llama3TokenizerFiles } from '../core/tokenizer/llama3.ts';
 import { decodeActivationBatch } from '../core/wire/activations.ts';
-import { DeviceClient } from '../core/wire/device-client.ts';
+import type { DeviceClient } from '../core/wire/device-client.ts';
 import { buildRoundRequest } from '../gpu-server/rounds/request.ts';
-import { startDevice, type RunningDevice } from '../infra/local/device.ts';
-import { localTempDir } from '../infra/local/paths.ts';
-import { startS3, type RunningS3 } from '../infra/local/s3.ts';
+import type { RunningDevice } from '../infra/local/device.ts';
+import { startOneDevice, type OneDevice } from './support/one-device.ts';
 import { maxAbsDiff, paddingZeroed } from './fixtures.ts';
 
 // One thread, as a Worker runs it.
@@ -50,38 +47,18 @@ const files = llama3TokenizerFiles();
 const tokenizerBytes = new TextEncoder().encode(JSON.stringify(files.json));
 const tokenizer = new HfTokenizer(files.json, {}, { bos: 128000, eos: 128001, separator: 128001, pad: 128001 });
 
-let dir: string;
-let s3: RunningS3;
+let world: OneDevice;
 let store: S3Store;
 let device: RunningDevice;
 let client: DeviceClient;
 
 beforeAll(async () => {
-  dir = await localTempDir('test-generation');
-  s3 = await startS3({ directory: join(dir, 's3') });
-  store = new S3Store(s3.config);
-  device = await startDevice({
-    id: 'dev-g',
-    ownerToken: 'owner',
-    masterSecret: SECRET,
-    storageOrigins: [new URL(s3.config.endpoint!).origin],
-    stateDir: join(dir, 'dev-g'),
-    vars: { PIECE_BATCHES: '1' },
-  });
-  client = new DeviceClient(device.url, 'dev-g', SECRET);
-  const up = await fetch(new URL('/shards/gsm8k?task=generation', device.url), {
-    method: 'PUT',
-    headers: { authorization: 'Bearer owner' },
-    body: PROBLEMS.map((p) => JSON.stringify(p)).join('\n'),
-  });
-  expect(up.status).toBe(201);
+  const body = PROBLEMS.map((p) => JSON.stringify(p)).join('\n');
+  world = await startOneDevice('dev-g', SECRET, { path: 'gsm8k?task=generation', body }, { vars: { PIECE_BATCHES: '1' } });
+  ({ store, device, client } = world);
 });
 
-afterAll(async () => {
-  await device?.stop();
-  await s3?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => world?.stop());
 
 describe('a Llama generation round on workerd and S3', () => {
   it('is refused until the owner allows generation, then carries the prefix activations and exactly the completion tokens as labels', async () => {

@@ -4,8 +4,6 @@
  * so what it uploads is the prefix's output on the sanitised text, never on the owner's. Reproduced here with the
  * device's own key, which only a test (playing the owner) holds.
  */
-import { rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sha256Hex } from '../core/auth/signing.ts';
@@ -17,15 +15,14 @@ import { groupMechanism, groupsContext, groupsSha256, type TokenGroups } from '.
 import { sanitiser } from '../core/privacy/sanitise.ts';
 import { defenceKey } from '../core/privacy/stream.ts';
 import { keys } from '../core/storage/keys.ts';
-import { S3Store } from '../core/storage/s3.ts';
+import type { S3Store } from '../core/storage/s3.ts';
 import { GPT2Tokenizer } from '../core/tokenizer/gpt2.ts';
 import { decodeActivationBatch } from '../core/wire/activations.ts';
-import { DeviceClient } from '../core/wire/device-client.ts';
+import type { DeviceClient } from '../core/wire/device-client.ts';
 import type { ActivationManifest } from '../core/wire/round.ts';
 import { buildRoundRequest } from '../gpu-server/rounds/request.ts';
-import { startDevice, type RunningDevice } from '../infra/local/device.ts';
-import { localTempDir } from '../infra/local/paths.ts';
-import { startS3, type RunningS3 } from '../infra/local/s3.ts';
+import type { RunningDevice } from '../infra/local/device.ts';
+import { startOneDevice, type OneDevice } from './support/one-device.ts';
 import { maxAbsDiff, paddingZeroed } from './fixtures.ts';
 
 const SECRET = 'round-secret';
@@ -53,42 +50,21 @@ function groupsOfShard(): TokenGroups {
   return { groups, placeholder: EOS };
 }
 
-let dir: string;
-let s3: RunningS3;
+let world: OneDevice;
 let store: S3Store;
-let device: RunningDevice;
 let client: DeviceClient;
+let device: RunningDevice;
 let modelSha: string;
 
 beforeAll(async () => {
-  dir = await localTempDir('test-groups');
-  s3 = await startS3({ directory: join(dir, 's3') });
-  store = new S3Store(s3.config);
-  device = await startDevice({
-    id: 'dev-g',
-    ownerToken: 'owner',
-    masterSecret: SECRET,
-    storageOrigins: [new URL(s3.config.endpoint!).origin],
-    stateDir: join(dir, 'dev-g'),
-    vars: { LABELS: '0,1' },
-    defenceSecret: DEFENCE_SECRET,
-  });
-  client = new DeviceClient(device.url, 'dev-g', SECRET);
-  const up = await fetch(new URL('/shards/reviews?format=jsonl', device.url), {
-    method: 'PUT',
-    headers: { authorization: 'Bearer owner' },
-    body: ROWS.map((r) => JSON.stringify(r)).join('\n'),
-  });
-  expect(up.status).toBe(201);
+  const body = ROWS.map((r) => JSON.stringify(r)).join('\n');
+  world = await startOneDevice('dev-g', SECRET, { path: 'reviews?format=jsonl', body }, { vars: { LABELS: '0,1' }, defenceSecret: DEFENCE_SECRET });
+  ({ store, client, device } = world);
   modelSha = await sha256Hex(onnx);
   await store.put(keys.devicePrefix(modelSha, CUT), onnx);
 });
 
-afterAll(async () => {
-  await device?.stop();
-  await s3?.stop();
-  if (dir) await rm(dir, { recursive: true, force: true });
-});
+afterAll(() => world?.stop());
 
 const plan = (runId: string, batchSize = 2) =>
   buildRoundRequest(store, {

@@ -1,14 +1,24 @@
 /**
  * The drill's privacy section: every attack of the suite on npm start's model and task at the default minimum cut,
- * undefended and at the devices' default defence, and what that defence costs the task's accuracy when the server
- * fine-tunes on the defended activations (the SplitFrozen simulation, the devices' own defence code).
+ * undefended, at the default defence of npm start's owners on this task (randomised response at epsilon 0 within
+ * groups built from public text) and at the devices' own default without groups (DEFAULT_LEVEL), and what each costs
+ * the task's accuracy when the server fine-tunes on the defended activations (the SplitFrozen simulation, the
+ * devices' own defence code).
  */
 import { DEFAULT_LEVEL, describeDefence, LEVELS } from '../../core/privacy/defence.ts';
 import { DEFAULT_MIN_CUT } from '../../core/wire/policy.ts';
 import { GPT2Tokenizer } from '../../core/tokenizer/gpt2.ts';
 import { initBackend } from '../../gpu-server/backends/tfjs/runtime.ts';
 import type { SuiteResult } from '../../experiments/privacy.ts';
-import { demoModel, generatedTask, sweepPoints, type SweepOptions } from '../../experiments/privacy-sweep.ts';
+import {
+  demoModel,
+  generatedTask,
+  GROUPS_DEFAULT,
+  publicGeneratedText,
+  sweepPoints,
+  type SweepOptions,
+  type SweepPoint,
+} from '../../experiments/privacy-sweep.ts';
 
 const round4 = (x: number) => Number(x.toFixed(4));
 
@@ -31,10 +41,7 @@ export async function privacyDrill({ seeds = 3, log }: { seeds?: number; log: (m
     model: demoModel(),
     modelName: 'tiny random GPT-2 of npm start',
     tokenizer: new GPT2Tokenizer(),
-    settings: [
-      { kind: 'output', defence: LEVELS.off },
-      { kind: 'output', defence: LEVELS[DEFAULT_LEVEL] },
-    ],
+    settings: [{ kind: 'output', defence: LEVELS.off }, GROUPS_DEFAULT, { kind: 'output', defence: LEVELS[DEFAULT_LEVEL] }],
     cut: DEFAULT_MIN_CUT,
     devices: 3,
     trainRows: 600,
@@ -47,24 +54,34 @@ export async function privacyDrill({ seeds = 3, log }: { seeds?: number; log: (m
     seqLen: 48,
     victimRows: 50,
     attackerRows: 200,
+    publicTexts: publicGeneratedText(),
     out: '',
     command: 'npm run drill',
     log,
   };
-  const [off, defended] = await sweepPoints(options);
+  const [off, groups, level] = await sweepPoints(options);
+  const cost = (p: SweepPoint) => ({
+    accuracy: round4(p.accuracy),
+    accuracyDropPoints: Number((100 * (off.accuracy - p.accuracy)).toFixed(1)),
+    accuracySeeds: p.accuracies.map(round4),
+  });
   return {
-    attackCount: Object.keys(off.privacy.attacks).length,
+    // Every attack run against a sanitising setting: the four, and the one that decodes sanitised tokens.
+    attackCount: Object.keys(groups.privacy.attacks).length,
     cut: DEFAULT_MIN_CUT,
     task: options.task.notes[0],
     undefended: { ...figures(off.privacy), accuracy: round4(off.accuracy) },
     defaultDefence: {
+      setting: `${groups.name}: randomised response within groups of similar tokens built from public text (npm start's owners' default on this task)`,
+      ...figures(groups.privacy),
+      ...cost(groups),
+    },
+    withoutGroups: {
       level: DEFAULT_LEVEL,
-      setting: describeDefence(LEVELS[DEFAULT_LEVEL]),
-      clip: defended.privacy.clip,
-      ...figures(defended.privacy),
-      accuracy: round4(defended.accuracy),
-      accuracyDropPoints: Number((100 * (off.accuracy - defended.accuracy)).toFixed(1)),
-      accuracySeeds: defended.accuracies.map(round4),
+      setting: `${describeDefence(LEVELS[DEFAULT_LEVEL])}: a device's default where its owner loaded no groups`,
+      clip: level.privacy.clip,
+      ...figures(level.privacy),
+      ...cost(level),
     },
   };
 }

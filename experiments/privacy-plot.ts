@@ -18,7 +18,7 @@ export interface SweepPoint {
 /** The curve a setting belongs to, and the label of its point. */
 function family(p: SweepPoint): { curve: string; label: string } {
   if (p.setting.kind === 'sanitise') return { curve: 'token sanitisation (SanText)', label: `ε${p.setting.epsilon}` };
-  if (p.setting.kind === 'groups') return { curve: `randomised response in groups of ${p.setting.minSize}+`, label: `ε${p.setting.epsilon}` };
+  if (p.setting.kind === 'groups') return { curve: `groups of ${p.setting.minSize}+ tokens (RR)`, label: `ε${p.setting.epsilon}` };
   const d = p.setting.defence;
   if (d.mechanism === 'none') return { curve: 'none', label: 'none' };
   return { curve: d.mechanism === 'gaussian' ? 'clipped Gaussian (DP-Forward)' : 'metric DP (multivariate Laplace)', label: `ε${d.epsilon}` };

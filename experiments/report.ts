@@ -1,7 +1,7 @@
 /** Experiment outputs: a markdown table and SVG plots of accuracy against round, or against modelled time, per method. */
 import type { MethodResult } from './sim/methods.ts';
 
-export const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e'];
+export const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b', '#e377c2', '#17becf'];
 
 /** Where each round's point goes on the x axis: its index (the default), or e.g. the modelled time at its end. */
 export interface XAxis {

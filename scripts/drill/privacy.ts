@@ -34,7 +34,7 @@ function figures(r: SuiteResult) {
   };
 }
 
-export async function privacyDrill({ seeds = 3, log }: { seeds?: number; log: (m: string) => void }) {
+export async function privacyDrill({ seeds = 10, log }: { seeds?: number; log: (m: string) => void }) {
   await initBackend('auto');
   const options: SweepOptions = {
     task: generatedTask(),
@@ -60,17 +60,24 @@ export async function privacyDrill({ seeds = 3, log }: { seeds?: number; log: (m
     log,
   };
   const [off, groups, level] = await sweepPoints(options);
-  const cost = (p: SweepPoint) => ({
-    accuracy: round4(p.accuracy),
-    accuracyDropPoints: Number((100 * (off.accuracy - p.accuracy)).toFixed(1)),
-    accuracySeeds: p.accuracies.map(round4),
-  });
+  // One seed's accuracy swings by ~10 points either way: the drop is read per seed, paired with the undefended run.
+  const cost = (p: SweepPoint) => {
+    const drops = p.accuracies.map((a, i) => 100 * (off.accuracies[i] - a));
+    const mean = drops.reduce((x, y) => x + y, 0) / drops.length;
+    const sd = Math.sqrt(drops.reduce((x, y) => x + (y - mean) ** 2, 0) / Math.max(1, drops.length - 1));
+    return {
+      accuracy: round4(p.accuracy),
+      accuracyDropPoints: Number(mean.toFixed(1)),
+      accuracyDropStandardError: Number((sd / Math.sqrt(drops.length)).toFixed(1)),
+      accuracySeeds: p.accuracies.map(round4),
+    };
+  };
   return {
     // Every attack run against a sanitising setting: the four, and the one that decodes sanitised tokens.
     attackCount: Object.keys(groups.privacy.attacks).length,
     cut: DEFAULT_MIN_CUT,
     task: options.task.notes[0],
-    undefended: { ...figures(off.privacy), accuracy: round4(off.accuracy) },
+    undefended: { ...figures(off.privacy), accuracy: round4(off.accuracy), accuracySeeds: off.accuracies.map(round4) },
     defaultDefence: {
       setting: `${groups.name}: randomised response within groups of similar tokens built from public text (npm start's owners' default on this task)`,
       ...figures(groups.privacy),

@@ -178,7 +178,7 @@ async function defenceCost(onnx: Uint8Array) {
     placeholder: config.vocabSize - 1,
   };
   const groups: Defence = { mechanism: 'groups', epsilon: 0, groups: groupsSha256(table) };
-  const sanitise = sanitiser(groupMechanism(table, 0, new Set([table.placeholder])), run.key, groupsContext(run.segment, groups));
+  const sanitise = sanitiser(groupMechanism(table, 0), run.key, groupsContext(groups));
   const [plain, defended, sanitised]: number[][] = [[], [], []];
   for (let i = 0; i <= RUNS; i++) {
     let start = performance.now();

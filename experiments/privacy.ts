@@ -130,13 +130,13 @@ function sanitisingOf(
   }
   if (setting.kind !== 'groups') return undefined;
   const groups = setting.table ?? publicGroups(tokenizer, pub.rows, setting.minSize);
-  return { mechanism: groupMechanism(groups, setting.epsilon, keep), sources: Int32Array.from(groups.groups.flat()) };
+  return { mechanism: groupMechanism(groups, setting.epsilon), sources: Int32Array.from(groups.groups.flat()) };
 }
 
 /** Groups of at least minSize similar tokens from public text's token rows, as an owner would load them (start and end tokens apart). */
 export function publicGroups(tokenizer: Tokenizer, rows: readonly Int32Array[], minSize: number): TokenGroups {
-  const skip = new Set([tokenizer.special.bos, tokenizer.special.eos].filter((t): t is number => t !== undefined));
-  return groupsFromText(rows, { minSize, skip, placeholder: tokenizer.special.eos ?? tokenizer.special.pad ?? 0 });
+  const keep = [tokenizer.special.bos, tokenizer.special.eos].filter((t): t is number => t !== undefined);
+  return { ...groupsFromText(rows, { minSize, skip: new Set(keep), placeholder: tokenizer.special.eos ?? tokenizer.special.pad ?? 0 }), keep };
 }
 
 /** Runs the device's side on a batch: its upload under `key`. */

@@ -116,7 +116,7 @@ describe('the groups defence on a device', () => {
     expect(status.state).toBe('complete');
     expect(manifest!.defence).toEqual(defence);
     expect(manifest!.clip).toBeUndefined();
-    const sanitise = sanitiser(groupMechanism(table, 0, new Set([EOS])), defenceKey(DEFENCE_SECRET), groupsContext(modelSha, defence));
+    const sanitise = sanitiser(groupMechanism(table, 0), defenceKey(DEFENCE_SECRET), groupsContext(defence));
     const session = await ort.InferenceSession.create(onnx);
     let [replaced, real] = [0, 0];
     for (const [i, batch] of batches!.entries()) {

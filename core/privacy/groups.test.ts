@@ -9,8 +9,8 @@ import { defenceKey } from './stream.ts';
 const key = defenceKey('a device secret of thirty-two chars!');
 const context = new TextEncoder().encode('segment\ngroups');
 const eight = (from: number) => Array.from({ length: 8 }, (_, i) => from + i);
-const table: TokenGroups = { groups: [eight(10), eight(20)], placeholder: 0 };
 const START = 1;
+const table: TokenGroups = { groups: [eight(10), eight(20)], placeholder: 0, keep: [START] };
 
 describe('groups a device is handed', () => {
   it('are refused by name when they could give a token away', () => {
@@ -23,13 +23,18 @@ describe('groups a device is handed', () => {
     expect(check({ groups: [[...eight(10), 0]], placeholder: 0 })).toThrow(/holds the placeholder 0/);
     expect(check({ groups: [eight(10)], placeholder: -1 })).toThrow(/groups.placeholder/);
     expect(check({ groups: 'all' })).toThrow(/must be \{"groups"/);
+    expect(check({ ...table, keep: [10] })).toThrow(/groups\[0\]: holds 10, which groups.keep lets through unchanged/);
+    expect(check({ ...table, keep: Array.from({ length: 17 }, (_, i) => 80 + i) })).toThrow(/groups.keep: must be an array of at most 16/);
+    expect(() => checkGroups({ groups: [Array.from({ length: 5000 }, (_, i) => i + 1)], placeholder: 0 }, { vocabSize: 10_000 })).toThrow(
+      /5000 tokens, more than 4096/,
+    );
   });
 });
 
 describe('randomised response within groups', () => {
   it('keeps a token with probability e^eps / (e^eps + K - 1): what epsilon states, measured over 4000 draws', () => {
     const epsilon = 1;
-    const m = groupMechanism(table, epsilon, new Set([START]));
+    const m = groupMechanism(table, epsilon);
     const stated = Math.exp(epsilon) / (Math.exp(epsilon) + 7);
     expect(distribution(m, 12).get(12)).toBeCloseTo(stated, 12);
     expect(distribution(m, 12).get(13)).toBeCloseTo(1 / (Math.exp(epsilon) + 7), 12);
@@ -53,7 +58,7 @@ describe('randomised response within groups', () => {
   });
 
   it('sanitises a row alike in any batch layout, and keeps start tokens', () => {
-    const m = groupMechanism(table, 0, new Set([START]));
+    const m = groupMechanism(table, 0);
     const s = sanitiser(m, key, context);
     const row = [START, 10, 11, 12, 20, 21, 22];
     const alone = s(Int32Array.from(row), new Int32Array(7).fill(1), 1, 7);
@@ -63,6 +68,10 @@ describe('randomised response within groups', () => {
     const mask = Int32Array.from(padded, (_, i) => (i < 3 || (i >= 10 && i < 17) ? 1 : 0));
     expect(Array.from(s(padded, mask, 2, 10).subarray(10, 17))).toEqual(Array.from(alone));
     expect(alone[0]).toBe(START);
+    // The start token is the table's to keep, and no draw hangs on it: a round that adds none replaces alike.
+    expect(Array.from(s(Int32Array.from(row.slice(1)), new Int32Array(6).fill(1), 1, 6))).toEqual(Array.from(alone.subarray(1)));
+    // Only the owner's table keeps a token: without it in keep, the start token is of no group and leaves as the placeholder.
+    expect(groupMechanism({ ...table, keep: [] }, 0).outputs(START)!.tokens).toEqual(Int32Array.of(0));
     // Another key sanitises otherwise (the draws are the device's own).
     const other = sanitiser(m, defenceKey('another device secret, 32 chars!!'), context);
     const many = Int32Array.from({ length: 64 }, (_, i) => (i === 0 ? START : 10 + (i % 8)));
@@ -72,7 +81,7 @@ describe('randomised response within groups', () => {
 
 describe('the attacker who knows the groups', () => {
   it('guesses the likeliest original of each sanitised token: the prior times P(y | x)', () => {
-    const m = groupMechanism(table, 1, new Set([START]));
+    const m = groupMechanism(table, 1);
     // Public text: token 10 five times as frequent as the others of its group; 20..27 equally rare.
     const pub = [...Array(50).fill(10), ...eight(11).slice(0, 7), ...eight(20)];
     const decode = posteriorDecoder(m, pub, [...table.groups.flat()]);

@@ -88,14 +88,20 @@ export function sanitiser(
     const out = Int32Array.from(ids);
     for (let r = 0; r < rows; r++) {
       const length = rowLength(mask, r, seq);
-      const seeds = positionSeeds(key, context, ids.subarray(r * seq, r * seq + length), length);
-      for (let p = 0; p < length; p++) {
-        const o = mechanism.outputs(ids[r * seq + p]);
-        if (!o) continue;
-        const u = stream.reset(seeds[p]).uniform();
-        let i = 0;
-        while (i < o.cdf.length - 1 && o.cdf[i] < u) i++;
-        out[r * seq + p] = o.tokens[i];
+      // The seeds chain over the replaced tokens only: a start token the round adds (or not) changes no draw.
+      const replaced = Array.from({ length }, (_, p) => r * seq + p).filter((i) => mechanism.outputs(ids[i]));
+      const seeds = positionSeeds(
+        key,
+        context,
+        replaced.map((i) => ids[i]),
+        replaced.length,
+      );
+      for (const [k, i] of replaced.entries()) {
+        const o = mechanism.outputs(ids[i])!;
+        const u = stream.reset(seeds[k]).uniform();
+        let j = 0;
+        while (j < o.cdf.length - 1 && o.cdf[j] < u) j++;
+        out[i] = o.tokens[j];
       }
     }
     return out;

@@ -60,8 +60,6 @@ export class RoundRunner extends DurableObject<Bindings> {
    * (Llama 3's holds ~70 MB of JS heap) is then let go and never shares the Worker's 128 MB with the session.
    */
   private batches: EncodedRows[] | undefined;
-  /** Tokens no sanitisation replaces: the round tokenizer's start and end tokens, the same in every row. */
-  private keep: ReadonlySet<number> | undefined;
   /** The batches as they enter the prefix under the defence `inputsFor` names: sanitised, or the batches themselves. */
   private inputs: EncodedRows[] | undefined;
   private inputsFor: string | undefined;
@@ -106,11 +104,11 @@ export class RoundRunner extends DurableObject<Bindings> {
   }
 
   /** The batches as the owner's defence lets them enter the prefix: each token replaced within its group, or as they are. */
-  private async sanitised(defence: Defence, segment: string, batches: EncodedRows[]): Promise<EncodedRows[]> {
+  private async sanitised(defence: Defence, batches: EncodedRows[]): Promise<EncodedRows[]> {
     if (defence.mechanism !== 'groups') return batches;
     const table = await loadGroups(this.env, defence.groups);
     if (!table) throw new RoundError(`the owner's groups ${defence.groups} are no longer on this device`);
-    const sanitise = sanitiser(groupMechanism(table, defence.epsilon, this.keep!), defenceKey(this.env.DEFENCE_SECRET!), groupsContext(segment, defence));
+    const sanitise = sanitiser(groupMechanism(table, defence.epsilon), defenceKey(this.env.DEFENCE_SECRET!), groupsContext(defence));
     return batches.map((b) => ({ ...b, ids: sanitise(b.ids, b.attentionMask, b.rows, b.seqLen) }));
   }
 
@@ -161,11 +159,10 @@ export class RoundRunner extends DurableObject<Bindings> {
         batches.push(await step(`tokenizing batch ${b}`, () => encodeRows(tokenizer, slice, r)));
       }
       this.calibration = await step('tokenizing the calibration text', () => encodeCalibration(tokenizer, r));
-      this.keep = new Set([tokenizer.special.bos, tokenizer.special.eos].filter((t): t is number => t !== undefined));
       this.batches = batches;
     }
     if (this.inputsFor !== job.defence) {
-      this.inputs = await step("the owner's sanitisation", () => this.sanitised(defence, r.model.sha256, this.batches!));
+      this.inputs = await step("the owner's sanitisation", () => this.sanitised(defence, this.batches!));
       Object.assign(this, { inputsFor: job.defence, table: undefined });
     }
     const encoded = this.inputs!;

@@ -47,7 +47,7 @@ function groupsOfShard(): TokenGroups {
   const groups: number[][] = [];
   for (let i = 0; i + 8 <= tokens.length; i += 8) groups.push(tokens.slice(i, i + 8));
   groups.at(-1)!.push(...tokens.slice(groups.length * 8));
-  return { groups, placeholder: EOS };
+  return { groups, placeholder: EOS, keep: [EOS] };
 }
 
 let world: OneDevice;
@@ -106,6 +106,12 @@ describe('the groups defence on a device', () => {
     });
     expect(small.status).toBe(400);
     expect(await small.json()).toEqual({ error: "groups[0]: 3 tokens, fewer than the owner's minimum of 8 (a small group gives its tokens away)" });
+    const extra = await fetch(new URL('/groups', device.url), {
+      method: 'PUT',
+      headers: { authorization: 'Bearer owner' },
+      body: JSON.stringify({ ...table, epsilon: 0 }),
+    });
+    expect(await extra.json()).toEqual({ error: "groups: unknown field 'epsilon' (fields: groups, placeholder, keep)" });
     const anyone = await fetch(new URL('/groups', device.url), { method: 'PUT', body: JSON.stringify(table) });
     expect(anyone.status).toBe(401);
     expect(await device.putGroups(table)).toBe(defence.groups);

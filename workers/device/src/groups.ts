@@ -20,8 +20,8 @@ groups.put('/', ownerOnly, async (c) => {
   let table: TokenGroups;
   try {
     table = JSON.parse(new TextDecoder().decode(body)) as TokenGroups;
-    const unknown = Object.keys(table ?? {}).filter((k) => k !== 'groups' && k !== 'placeholder');
-    if (unknown.length) throw new Error(`groups: unknown field '${unknown[0]}' (fields: groups, placeholder)`);
+    const unknown = Object.keys(table ?? {}).filter((k) => !['groups', 'placeholder', 'keep'].includes(k));
+    if (unknown.length) throw new Error(`groups: unknown field '${unknown[0]}' (fields: groups, placeholder, keep)`);
     checkGroups(table, { vocabSize: MAX_TOKEN_ID, minSize: MIN_GROUP_SIZE });
   } catch (e) {
     return c.json({ error: (e as Error).message }, 400);

@@ -173,10 +173,9 @@ async function defenceCost(onnx: Uint8Array) {
   };
   // The groups defence: GPT-2's whole vocabulary in groups of 8, each token replaced within its group before the prefix.
   const vocab = Array.from({ length: config.vocabSize - 1 }, (_, t) => t);
-  const table = {
-    groups: Array.from({ length: Math.floor(vocab.length / 8) }, (_, g) => vocab.slice(8 * g, g === Math.floor(vocab.length / 8) - 1 ? undefined : 8 * g + 8)),
-    placeholder: config.vocabSize - 1,
-  };
+  const table = { groups: Array.from({ length: Math.floor(vocab.length / 8) }, (_, g) => vocab.slice(8 * g, 8 * g + 8)), placeholder: config.vocabSize - 1 };
+  // The vocabulary's last few tokens join the last group.
+  table.groups.at(-1)!.push(...vocab.slice(8 * table.groups.length));
   const groups: Defence = { mechanism: 'groups', epsilon: 0, groups: groupsSha256(table) };
   const sanitise = sanitiser(groupMechanism(table, 0), run.key, groupsContext(groups));
   const [plain, defended, sanitised]: number[][] = [[], [], []];

@@ -20,7 +20,7 @@ const USAGE = `usage: npm run privacy -- [--model DIR] [--cut 2] [--defence ${Ob
 The attacker's text is the task's evaluation split (public), the victims' rows its training split. Without --model:
 the tiny random GPT-2 of npm start (5 blocks, n_embd 64). --sweep: every defence over its settings, the strongest
 attack's recovery against accuracy when the server fine-tunes on the defended activations (--levels: the named
-levels only, and groups). --defence groups: randomised response at epsilon 0 within groups of 8+ similar tokens built
+levels only, and groups). --defence groups: randomised response at epsilon 0 within groups of 10+ similar tokens built
 from the public text (what npm start's owners approve on the generated task).`;
 const args = cliArgs(USAGE, {
   model: { type: 'string' },

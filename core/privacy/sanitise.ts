@@ -89,15 +89,16 @@ export function sanitiser(
     for (let r = 0; r < rows; r++) {
       const length = rowLength(mask, r, seq);
       // The seeds chain over the replaced tokens only: a start token the round adds (or not) changes no draw.
-      const replaced = Array.from({ length }, (_, p) => r * seq + p).filter((i) => mechanism.outputs(ids[i]));
+      const replaced = Array.from({ length }, (_, p) => ({ i: r * seq + p, o: mechanism.outputs(ids[r * seq + p]) })).filter(
+        (x): x is { i: number; o: Outputs } => x.o !== undefined,
+      );
       const seeds = positionSeeds(
         key,
         context,
-        replaced.map((i) => ids[i]),
+        replaced.map(({ i }) => ids[i]),
         replaced.length,
       );
-      for (const [k, i] of replaced.entries()) {
-        const o = mechanism.outputs(ids[i])!;
+      for (const [k, { i, o }] of replaced.entries()) {
         const u = stream.reset(seeds[k]).uniform();
         let j = 0;
         while (j < o.cdf.length - 1 && o.cdf[j] < u) j++;

@@ -25,6 +25,15 @@ describe('server settings', () => {
     ]);
   });
 
+  it('refuses a SPLITFROZEN_ variable it does not know, naming the one most likely meant', () => {
+    expect(refusal([], { ...complete, SPLITFROZEN_S3_BUCKE: 'b', SPLITFROZEN_URL: 'http://127.0.0.1:8080' })).toEqual([
+      "SPLITFROZEN_S3_BUCKE is not a setting: did you mean 'SPLITFROZEN_S3_BUCKET'?",
+    ]);
+    expect(refusal([], { ...complete, SPLITFROZEN_COLOUR: 'on' })).toEqual([
+      expect.stringMatching(/^SPLITFROZEN_COLOUR is not a setting: the settings are SPLITFROZEN_HOST, /),
+    ]);
+  });
+
   it("takes a static S3 key when both halves are set, else the AWS SDK's credential chain, and refuses half a key", () => {
     expect(
       serverConfig([], { ...complete, SPLITFROZEN_S3_ACCESS_KEY_ID: 'k', SPLITFROZEN_S3_SECRET_ACCESS_KEY: 's', SPLITFROZEN_S3_SESSION_TOKEN: 't' }).s3,

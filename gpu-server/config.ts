@@ -5,6 +5,7 @@
  * from the AWS SDK's default credential chain.
  */
 import { parseArgs } from 'node:util';
+import { suggest } from '../core/json/suggest.ts';
 import type { S3Config } from '../core/storage/s3.ts';
 import { BACKENDS, type BackendName } from './backends/tfjs/runtime.ts';
 
@@ -49,6 +50,20 @@ const FLAGS = {
   schedule: { type: 'string' },
 } as const;
 
+/** Every SPLITFROZEN_* variable the server reads, and the CLI's (an operator's shell may hold both). */
+const KNOWN_VARIABLES = [
+  ...Object.keys(FLAGS).map((f) => `SPLITFROZEN_${f.toUpperCase().replace(/-/g, '_')}`),
+  ...['OPERATOR_TOKEN', 'ROUND_SECRET', 'DATA_DIRS', 'URL', 'DEBUG'].map((n) => `SPLITFROZEN_${n}`),
+  ...['BUCKET', 'ENDPOINT', 'REGION', 'ACCESS_KEY_ID', 'SECRET_ACCESS_KEY', 'SESSION_TOKEN'].map((n) => `SPLITFROZEN_S3_${n}`),
+];
+
+/** The known variable meant, compared without the prefix all share (else every name is near every other). */
+function unknownVariableHint(name: string): string {
+  const strip = (n: string) => n.slice('SPLITFROZEN_'.length);
+  const near = suggest(strip(name), KNOWN_VARIABLES.map(strip));
+  return near ? `did you mean 'SPLITFROZEN_${near}'?` : `the settings are ${KNOWN_VARIABLES.join(', ')}`;
+}
+
 /** The server's settings from command-line flags and the environment. */
 export function serverConfig(argv: string[], env: Record<string, string | undefined>): ServerConfig {
   const problems: string[] = [];
@@ -80,6 +95,9 @@ export function serverConfig(argv: string[], env: Record<string, string | undefi
   };
   if (env.SPLITFROZEN_TOKEN !== undefined && env.SPLITFROZEN_OPERATOR_TOKEN === undefined)
     fail('SPLITFROZEN_TOKEN is an old name: set SPLITFROZEN_OPERATOR_TOKEN instead');
+  // A misspelt variable would leave its setting at the default without a word.
+  for (const name of Object.keys(env).filter((n) => n.startsWith('SPLITFROZEN_') && !KNOWN_VARIABLES.includes(n) && n !== 'SPLITFROZEN_TOKEN'))
+    fail(`${name} is not a setting: ${unknownVariableHint(name)}`);
   const endpoint = env.SPLITFROZEN_S3_ENDPOINT || undefined;
   if (endpoint && !/^https?:\/\/[^/]+/.test(endpoint))
     fail(`SPLITFROZEN_S3_ENDPOINT is ${JSON.stringify(endpoint)}: set it to the storage's http(s) URL, or leave it unset for AWS S3`);

@@ -109,9 +109,9 @@ describe('the groups defence on a device', () => {
     const extra = await fetch(new URL('/groups', device.url), {
       method: 'PUT',
       headers: { authorization: 'Bearer owner' },
-      body: JSON.stringify({ ...table, epsilon: 0 }),
+      body: JSON.stringify({ ...table, kep: [] }),
     });
-    expect(await extra.json()).toEqual({ error: "groups: unknown field 'epsilon' (fields: groups, placeholder, keep)" });
+    expect(await extra.json()).toEqual({ error: "groups: unknown field 'kep'; did you mean 'keep'?" });
     const anyone = await fetch(new URL('/groups', device.url), { method: 'PUT', body: JSON.stringify(table) });
     expect(anyone.status).toBe(401);
     expect(await device.putGroups(table)).toBe(defence.groups);

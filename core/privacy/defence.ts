@@ -15,6 +15,7 @@
  * groups of similar tokens the owner approved, named by their SHA-256; epsilon-indistinguishable within a group,
  * the group itself in clear. Its hidden states are those of the sanitised text, unclipped and without noise.
  */
+import { refuseUnknownKeys } from '../json/suggest.ts';
 import { gaussianSigma } from './dp.ts';
 
 export type Defence =
@@ -59,8 +60,7 @@ export function parseDefence(value: unknown, field = 'defence'): Defence {
     groups: ['mechanism', 'epsilon', 'groups'],
     none: ['mechanism'],
   }[d.mechanism as Defence['mechanism']];
-  const unknown = Object.keys(d).filter((k) => !allowed.includes(k));
-  if (unknown.length) throw new Error(`${field}: unknown field '${unknown[0]}' for mechanism ${JSON.stringify(d.mechanism)} (fields: ${allowed.join(', ')})`);
+  refuseUnknownKeys(d, allowed, `${field} (mechanism ${JSON.stringify(d.mechanism)})`);
   const epsilon = () => {
     if (typeof d.epsilon !== 'number' || !(d.epsilon > 0 && d.epsilon <= 1e4)) throw new Error(`${field}: epsilon must be a number in (0, 10000]`);
     return d.epsilon;

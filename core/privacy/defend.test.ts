@@ -136,14 +136,17 @@ describe('the owner setting', () => {
     expect(parseDefence({ mechanism: 'metric', epsilon: 8 })).toEqual({ mechanism: 'metric', epsilon: 8 });
     expect(() => parseDefence('maximum')).toThrow("'maximum' is not a level");
     expect(() => parseDefence({ mechanism: 'gaussian', epsilon: 8 })).toThrow('delta must be');
-    expect(() => parseDefence({ mechanism: 'gaussian', epsilon: 8, delta: 1e-5, sigma: 0 })).toThrow("unknown field 'sigma'");
+    expect(() => parseDefence({ mechanism: 'gaussian', epsilon: 8, delta: 1e-5, sigma: 0 })).toThrow(
+      `defence (mechanism "gaussian"): unknown field 'sigma'; fields: mechanism, epsilon, delta`,
+    );
+    expect(() => parseDefence({ mechanism: 'gaussian', epsilon: 8, detla: 1e-5 })).toThrow("unknown field 'detla'; did you mean 'delta'?");
     expect(() => parseDefence({ mechanism: 'laplace', epsilon: 8 })).toThrow('mechanism must be');
     expect(() => parseDefence({ mechanism: 'metric', epsilon: -1 })).toThrow('epsilon must be');
     const groups = { mechanism: 'groups', epsilon: 0, groups: 'ab'.repeat(32) };
     expect(parseDefence(groups)).toEqual(groups);
     expect(() => parseDefence({ ...groups, groups: 'mine' })).toThrow('groups must be the hex SHA-256 the device answered to PUT /groups');
     expect(() => parseDefence({ ...groups, epsilon: 21 })).toThrow('epsilon must be a number in [0, 20] for groups');
-    expect(() => parseDefence({ ...groups, delta: 1e-5 })).toThrow('unknown field \'delta\' for mechanism "groups"');
+    expect(() => parseDefence({ ...groups, delta: 1e-5 })).toThrow(`(mechanism "groups"): unknown field 'delta'; fields: mechanism, epsilon, groups`);
   });
 
   it('groups add no noise after the prefix: real vectors leave as they are, padding as zeros', () => {

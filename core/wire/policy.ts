@@ -4,6 +4,7 @@
  * owner's minimum cut, and the device fetches and uploads only through URLs on the storage origins it was given.
  * The cut a request names is only a label; what protects the text is that the owner approved the graph itself.
  */
+import { refuseUnknownKeys } from '../json/suggest.ts';
 import { parseDefence, type Defence } from '../privacy/defence.ts';
 import type { RoundRequest, RoundTask } from './round.ts';
 
@@ -44,6 +45,8 @@ export interface DevicePolicy {
 
 export const SHA256 = /^[0-9a-f]{64}$/;
 
+const APPROVAL_FIELDS = ['sha256', 'model', 'cut', 'tokenTable', 'weights', 'tokenizer', 'generation', 'defence'];
+
 /** Checks an approval's shape; returns it typed, or throws naming the field. */
 export function parseApproval(value: unknown, minCut: number): SegmentApproval {
   const a = value as Record<string, unknown>;
@@ -51,6 +54,7 @@ export function parseApproval(value: unknown, minCut: number): SegmentApproval {
     throw new Error(`approval: field '${field}' ${message}`);
   };
   if (typeof a !== 'object' || a === null || Array.isArray(a)) throw new Error('approval: not a JSON object');
+  refuseUnknownKeys(a, APPROVAL_FIELDS, 'approval');
   if (typeof a.sha256 !== 'string' || !SHA256.test(a.sha256)) fail('sha256', 'must be a hex SHA-256');
   if (typeof a.model !== 'string' || !a.model || a.model.length > 200) fail('model', 'must name the base model (1 to 200 characters)');
   if (!Number.isSafeInteger(a.cut) || (a.cut as number) < minCut) fail('cut', `must be an integer >= ${minCut} (this device's minimum cut)`);

@@ -7,6 +7,8 @@
 import { Hono } from 'hono';
 import { checkGroups, groupsSha256, canonicalGroups, MIN_GROUP_SIZE, type TokenGroups } from '../../../core/privacy/groups.ts';
 import { groupsKey, MAX_GROUPS_BYTES, MAX_TOKEN_ID } from './groups-store.ts';
+import { parseJson } from '../../../core/json/parse.ts';
+import { refuseUnknownKeys } from '../../../core/json/suggest.ts';
 import { SHA256 } from '../../../core/wire/policy.ts';
 import { ownerOnly, ownerOrServer } from './auth.ts';
 import { boundedBody } from './body.ts';
@@ -19,9 +21,9 @@ groups.put('/', ownerOnly, async (c) => {
   if (!body) return c.json({ error: `groups: more than ${MAX_GROUPS_BYTES} bytes` }, 413);
   let table: TokenGroups;
   try {
-    table = JSON.parse(new TextDecoder().decode(body)) as TokenGroups;
-    const unknown = Object.keys(table ?? {}).filter((k) => !['groups', 'placeholder', 'keep'].includes(k));
-    if (unknown.length) throw new Error(`groups: unknown field '${unknown[0]}' (fields: groups, placeholder, keep)`);
+    table = parseJson(new TextDecoder().decode(body), 'groups') as TokenGroups;
+    if (typeof table === 'object' && table !== null)
+      refuseUnknownKeys(table as unknown as Record<string, unknown>, ['groups', 'placeholder', 'keep'], 'groups');
     checkGroups(table, { vocabSize: MAX_TOKEN_ID, minSize: MIN_GROUP_SIZE });
   } catch (e) {
     return c.json({ error: (e as Error).message }, 400);

@@ -187,6 +187,11 @@ describe('device worker under workerd', () => {
     expect((await approvals()).approvals.find((a: { sha256: string }) => a.sha256 === sha('b')).defence).toEqual(LEVELS.high);
     const unknown = await approve(sha('b'), { model: 'gpt2', cut: 3, defence: { mechanism: 'gaussian', epsilon: 8 } });
     expect([unknown.status, (await unknown.json()).error]).toEqual([400, 'approval: field defence: delta must be a number in (0, 0.01)']);
+    // A misspelt field is refused with the one meant, not dropped (the owner would believe generation allowed).
+    const misspelt = await approve(sha('b'), { model: 'gpt2', cut: 3, generaton: true });
+    expect([misspelt.status, (await misspelt.json()).error]).toEqual([400, "approval: unknown field 'generaton'; did you mean 'generation'?"]);
+    const broken = await fetch(at(`/approvals/${sha('b')}`), { method: 'PUT', headers: owner, body: '{"model": "gpt2",\n "cut": 3,}' });
+    expect([broken.status, (await broken.json()).error]).toEqual([400, 'approval: not valid JSON at line 2, column 11 (PropertyNameExpected)']);
     // The server reads the policy to plan.
     expect((await new DeviceClient(device.url, 'device-t', 'round-secret').policy()).approvals.map((a) => a.sha256).sort()).toEqual([sha('a'), sha('b')]);
 

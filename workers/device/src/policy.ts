@@ -5,6 +5,7 @@
  * owner changes it.
  */
 import { Hono } from 'hono';
+import { parseJson } from '../../../core/json/parse.ts';
 import { parseApproval, SHA256, type SegmentApproval } from '../../../core/wire/policy.ts';
 import { ownerOnly, ownerOrServer } from './auth.ts';
 import type { Env } from './env.ts';
@@ -20,7 +21,7 @@ approvals.put('/:sha256', ownerOnly, async (c) => {
   if (!SHA256.test(sha256)) return c.json({ error: `'${sha256}' is not a hex SHA-256` }, 400);
   let approval: SegmentApproval;
   try {
-    approval = parseApproval({ ...(await c.req.json()), sha256 }, deviceSettings(c.env).minCut);
+    approval = parseApproval({ ...(parseJson(await c.req.text(), 'approval') as object), sha256 }, deviceSettings(c.env).minCut);
   } catch (e) {
     return c.json({ error: (e as Error).message }, 400);
   }

@@ -24,6 +24,7 @@ import { startServer, type RunningServer } from '../gpu-server/server.ts';
 import { scoreLogits } from '../gpu-server/train/score.ts';
 import { Trainer } from '../gpu-server/train/trainer.ts';
 import { startSystem, type TestSystem } from './system.ts';
+import type { DevicePolicy } from '../core/wire/policy.ts';
 
 let sys: TestSystem;
 let server: RunningServer;
@@ -83,6 +84,19 @@ describe('training server over HTTP', () => {
     expect(await message(client.createRun({ ...sys.spec(), devices: [{ id: 'd', url: 'ftp://x' }] }))).toMatch(
       /field 'devices\[0\].url': must be the device worker's http\(s\) URL/,
     );
+    // A cut the owner never approved fails at creation, naming what the owner approved (it failed at the first round).
+    const d2 = sys.stack.devices[1]!;
+    const owner = { authorization: `Bearer ${d2.ownerToken}` };
+    const policy = (await (await fetch(new URL('/approvals', d2.url), { headers: owner })).json()) as DevicePolicy;
+    const atCut2 = policy.approvals.find((a) => a.cut === 2)!;
+    expect((await fetch(new URL(`/approvals/${atCut2.sha256}`, d2.url), { method: 'DELETE', headers: owner })).status).toBe(204);
+    try {
+      expect(await message(client.createRun(sys.spec()))).toMatch(
+        /HTTP 400: device device-2: cut 2 is not approved \(its owner approved cut 1\); pin an approved cut/,
+      );
+    } finally {
+      await d2.approve(atCut2);
+    }
     expect(await status(client.run('no-such-run'))).toBe(404);
     const record = await client.createRun({ ...sys.spec(), id: 'run-404' });
     expect(

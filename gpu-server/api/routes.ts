@@ -48,6 +48,7 @@ export const DeviceViewSchema = z
     planned: z.boolean(),
     memoryMB: z.number().optional(),
     batchSeconds: z.number().optional(),
+    unchecked: z.string().optional(),
     reachable: z.boolean(),
     rows: z.number().optional(),
     shards: z.array(z.object({ name: z.string(), rows: z.number() })).optional(),

@@ -11,7 +11,19 @@ export const RunRecordSchema = z
     spec: RunSpecSchema,
     createdAt: z.string(),
     cuts: z
-      .record(z.string(), z.object({ cut: z.number(), memoryMB: z.number().optional(), batchSeconds: z.number().optional(), planned: z.boolean() }))
+      .record(
+        z.string(),
+        z.object({
+          cut: z.number(),
+          memoryMB: z.number().optional(),
+          batchSeconds: z.number().optional(),
+          planned: z.boolean(),
+          unchecked: z
+            .string()
+            .optional()
+            .openapi({ description: "Why the cut was not checked against the owner's approvals at creation (the device did not answer)." }),
+        }),
+      )
       .openapi({ description: "Each device's cut, and how the planner chose it." }),
     deepestCut: z.number(),
     modelName: z.string(),

@@ -22,12 +22,12 @@ export interface BundleSize {
   fits: boolean;
 }
 
-export async function measureBundle(env = ''): Promise<BundleSize> {
+export async function measureBundle(env = '', config = 'wrangler.toml'): Promise<BundleSize> {
   offlineWranglerEnv();
   const out = await localTempDir('bundle');
   try {
     const wrangler = resolve('node_modules/wrangler/bin/wrangler.js');
-    await promisify(execFile)(process.execPath, [wrangler, 'deploy', '--dry-run', '--outdir', out, `--env=${env}`], { env: process.env });
+    await promisify(execFile)(process.execPath, [wrangler, 'deploy', '--dry-run', '--outdir', out, `--env=${env}`, '--config', config], { env: process.env });
     const files = [];
     for (const name of (await readdir(out)).filter((n) => !n.endsWith('.map') && n !== 'README.md')) {
       const bytes = await readFile(join(out, name));

@@ -36,6 +36,22 @@ export interface DeviceVars {
   UPLOAD_BACKOFF_MS?: string;
 }
 
+/** The settings a deployment gives as plain vars, and those it must give as secrets (checked by deploy:device). */
+export const DEVICE_VARS = [
+  'DEVICE_ID',
+  'MIN_CUT',
+  'APPROVED_SEGMENTS',
+  'DEFENCE',
+  'STORAGE_ORIGINS',
+  'LABELS',
+  'MAX_SHARD_BYTES',
+  'MAX_SHARD_ROWS',
+  'PIECE_BATCHES',
+  'UPLOAD_ATTEMPTS',
+  'UPLOAD_BACKOFF_MS',
+] as const satisfies ReadonlyArray<keyof DeviceVars>;
+export const DEVICE_SECRETS = ['OWNER_TOKEN', 'ROUND_SECRET', 'DEFENCE_SECRET'] as const;
+
 export interface DeviceSettings {
   deviceId: string;
   minCut: number;

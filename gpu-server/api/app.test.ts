@@ -103,6 +103,7 @@ describe('operator API', () => {
     expect(nullable.sort()).toEqual([
       '/components/schemas/RoundView/properties/metrics/allOf/1',
       '/components/schemas/RoundView/properties/progress/allOf/1',
+      '/components/schemas/RunSummary/properties/accuracy',
       '/components/schemas/RunView/allOf/1/properties/progress/anyOf/1',
     ]);
   });
@@ -160,7 +161,11 @@ describe('operator API', () => {
   });
 
   it('the client refuses an answer that does not match the API, naming the field', async () => {
-    const drifted = await listen(new Hono().get('/runs', (c) => c.json({ runs: [{ id: 'r', createdAt: 'now', devices: 'two', rounds: 1 }] })).fetch);
+    const drifted = await listen(
+      new Hono().get('/runs', (c) =>
+        c.json({ runs: [{ id: 'r', createdAt: 'now', devices: 'two', rounds: 1, roundsDone: 0, status: 'ready', accuracy: null }] }),
+      ).fetch,
+    );
     expect(await failure(new ServerClient(drifted, 'op').runs())).toBe(
       "200 GET /runs: the answer does not match the API's schema: field 'runs[0].devices': Invalid input: expected number, received string, got \"two\"",
     );

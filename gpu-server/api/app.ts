@@ -85,9 +85,7 @@ export function createApp(
     const { id, ...spec } = c.req.valid('json');
     return c.json(await runs.create(spec, id), 201);
   });
-  app.openapi(routes.listRuns, (c) =>
-    c.json({ runs: runs.list().map((r) => ({ id: r.id, createdAt: r.createdAt, devices: r.spec.devices.length, rounds: r.spec.training.rounds })) }, 200),
-  );
+  app.openapi(routes.listRuns, async (c) => c.json({ runs: await runs.summaries() }, 200));
   app.openapi(routes.getRun, async (c) => c.json(await runs.view(c.req.valid('param').id), 200));
   app.openapi(routes.deleteRun, async (c) => c.json(await runs.delete(c.req.valid('param').id), 200));
   app.openapi(routes.triggerRound, async (c) => c.json({ round: await runs.trigger(c.req.valid('param').id) }, 202));

@@ -5,6 +5,7 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { CreateRunSchema } from '../runs/spec.ts';
+import { RUN_STATUSES } from '../runs/summary.ts';
 import { RoundMetricsSchema, RoundPlanSchema, RoundProgressSchema, RunRecordSchema } from '../runs/types.ts';
 
 const ErrorSchema = z.object({ error: z.string() }).openapi('Error');
@@ -56,7 +57,23 @@ export const DeviceViewSchema = z
   })
   .openapi('DeviceView');
 
-export const RunSummarySchema = z.object({ id: z.string(), createdAt: z.string(), devices: z.number(), rounds: z.number() });
+export const RunSummarySchema = z
+  .object({
+    id: z.string(),
+    createdAt: z.string(),
+    devices: z.number(),
+    rounds: z.number().openapi({ description: 'Rounds planned (training.rounds).' }),
+    roundsDone: z.number(),
+    status: z.enum(RUN_STATUSES).openapi({
+      description:
+        'running: a round is in progress; failed: its last round failed (trigger resumes it); cancelled: the operator stopped it; done: all planned rounds finished; ready: the next round can be triggered.',
+    }),
+    accuracy: z
+      .number()
+      .nullable()
+      .openapi({ description: "The last finished round's eval accuracy (generation: strict-match exact match); null before any." }),
+  })
+  .openapi('RunSummary');
 
 export const routes = {
   createRun: createRoute({

@@ -64,6 +64,7 @@ export async function writeOutputs(
     rejected: progress.rejected.length,
   };
   await writeRoundMetrics(opts.store, record.id, metrics);
+  s.lastMetrics = metrics;
   await putJson(opts.store, keys.roundDone(record.id, plan.round), metrics);
   return metrics;
 }

@@ -10,6 +10,7 @@ import { writeAdapter, writeOutputs } from './outputs.ts';
 import { planOrResume, progressFor } from './planning.ts';
 import { startDevice } from './start.ts';
 import { trainDevices } from './train.ts';
+import { watchUploads } from './uploads.ts';
 
 export async function runRound(s: RunState, opts: ResolvedRoundOptions, round: number): Promise<void> {
   const { record } = s;
@@ -24,7 +25,8 @@ export async function runRound(s: RunState, opts: ResolvedRoundOptions, round: n
 
   const start = (id: string) => startDevice(s, opts, loaded, plan, progress, id);
   if (opts.schedule === 'pipelined') await Promise.all(plan.order.map(start));
-  const training = await trainDevices(s, opts, loaded, plan, progress, start, startedAt);
+  const uploads = watchUploads(opts.store, record.id, plan, progress);
+  const training = await trainDevices(s, opts, loaded, plan, progress, start, startedAt).finally(() => uploads.stop());
   if (training.cancelled) {
     await writeAdapter(s, opts, loaded, round);
     progress.phase = 'cancelled';

@@ -15,6 +15,7 @@ import { newRun, newRunId } from './create.ts';
 import { deleteRun, finishDeletion, tombstones } from './delete.ts';
 import { Conflict, NotFound, SpecError } from './errors.ts';
 import { readMetrics } from './metrics.ts';
+import { runSummary, type RunSummary } from './summary.ts';
 import type { RoundPlan } from './plan.ts';
 import { parseRunSpec, type RunSpec } from './spec.ts';
 import type { RoundMetrics, RoundProgress, RunRecord } from './types.ts';
@@ -106,6 +107,16 @@ export class RunRegistry {
 
   list(): RunRecord[] {
     return [...this.runs.values()].map((s) => s.record);
+  }
+
+  /** Each run in one line: status and last accuracy (metrics read once per run, then kept as rounds finish). */
+  async summaries(): Promise<RunSummary[]> {
+    return Promise.all(
+      [...this.runs.values()].map(async (s) => {
+        if (s.lastMetrics === undefined) s.lastMetrics = (await readMetrics(this.opts.store, s.record.id)).at(-1) ?? null;
+        return runSummary(s, s.lastMetrics ?? undefined);
+      }),
+    );
   }
 
   private state(id: string): RunState {

@@ -13,7 +13,7 @@ import type { CutCalibration } from '../rounds/bounds.ts';
 import { Trainer } from '../train/trainer.ts';
 import { loadCheckpoint, type CheckpointMeta, type DeviceStart } from './checkpoint.ts';
 import { evaluationRows, generationEval } from './data.ts';
-import type { RoundProgress, RunRecord } from './types.ts';
+import type { RoundMetrics, RoundProgress, RunRecord } from './types.ts';
 
 export interface RunState {
   record: RunRecord;
@@ -37,6 +37,8 @@ export interface RunState {
   /** Aborted by a cancel: the round stops at the next batch boundary. */
   cancel?: AbortController;
   progress?: RoundProgress;
+  /** The last finished round's metrics, once read (null: none yet): the runs list shows them on every refresh. */
+  lastMetrics?: RoundMetrics | null;
 }
 
 export interface Loaded {

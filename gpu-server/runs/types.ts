@@ -40,6 +40,10 @@ export const DeviceProgressSchema = z.object({
   state: z.enum(['waiting', 'training', 'trained', 'failed', 'skipped', 'rolled-back']),
   reused: z.boolean(),
   batches: z.number(),
+  uploaded: z
+    .number()
+    .optional()
+    .openapi({ description: "The device's batches in storage so far, as the server lists them (all of them when reused from an earlier round)." }),
   trained: z.number(),
   bytes: z.number(),
   forwardMs: z.number().optional(),

@@ -1,0 +1,61 @@
+/**
+ * Each device's uploads as storage shows them, while the round trains: the server trains device after device, and
+ * without this a device computing its batches in parallel showed nothing until its turn came ("0 of 188"). The count
+ * is the server's own observation (batch objects listed under the device's prefix), not the device's claim, and is
+ * capped at the batches planned: a device that uploads more objects moves no number past its plan.
+ */
+import { keys } from '../../core/storage/keys.ts';
+import type { ObjectStore } from '../../core/storage/store.ts';
+import type { RoundPlan } from '../runs/plan.ts';
+import type { RoundProgress } from '../runs/types.ts';
+
+/** How often storage is listed: a display, so a few seconds behind is fine. */
+export const UPLOADS_WATCH_MS = 2_000;
+const BATCH_OBJECT = /\/\d{6}\.safetensors$/;
+
+/** Counts each device's uploaded batches into progress.devices[id].uploaded until stop() is called. */
+export function watchUploads(
+  store: ObjectStore,
+  runId: string,
+  plan: RoundPlan,
+  progress: RoundProgress,
+  everyMs = UPLOADS_WATCH_MS,
+): { stop(): Promise<void> } {
+  const after = new Map<string, string>();
+  const seen = new Map<string, number>();
+  // A device whose activations come from an earlier round's cache has them all already.
+  for (const id of plan.order) if (plan.devices[id]!.sourceRound !== plan.round) progress.devices[id]!.uploaded = plan.devices[id]!.batches;
+  const computing = () => plan.order.filter((id) => plan.devices[id]!.sourceRound === plan.round && (seen.get(id) ?? 0) < plan.devices[id]!.batches);
+  const look = async () => {
+    for (const id of computing()) {
+      const dp = progress.devices[id]!;
+      if (dp.state === 'failed' || dp.state === 'skipped') continue;
+      const prefix = keys.activations(runId, id, plan.round);
+      let n = seen.get(id) ?? 0;
+      for await (const o of store.list(prefix, after.get(id))) {
+        after.set(id, o.key);
+        if (BATCH_OBJECT.test(o.key)) n++;
+      }
+      seen.set(id, n);
+      dp.uploaded = Math.min(n, plan.devices[id]!.batches);
+    }
+  };
+  let running = true;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let wake = () => {};
+  const loop = (async () => {
+    while (running && computing().length) {
+      // A failed listing leaves the count where it was: the round's own reads retry and report storage faults.
+      await look().catch(() => {});
+      if (running) await new Promise<void>((resolve) => ((wake = resolve), (timer = setTimeout(resolve, everyMs))));
+    }
+  })();
+  return {
+    async stop() {
+      running = false;
+      clearTimeout(timer);
+      wake();
+      await loop;
+    },
+  };
+}

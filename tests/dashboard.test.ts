@@ -1,7 +1,9 @@
 /**
  * The dashboard in a real headless browser (Debian's Chromium) against the local stack: a wrong token shows the
- * server's reason and no run data; with the right one the page follows a running round (phase, each device's batches
- * trained moving), then shows the finished round's loss curve, its metrics and the next round's cached activations.
+ * server's reason and no run data; with the right one the operator starts rounds from the page, which follows them
+ * (phase, each device's batches uploaded and trained), then shows the finished round's loss curve, its metrics by
+ * round, the runs list's status and accuracy and the next round's cached activations; a round is cancelled from its
+ * button.
  * Writes a screenshot under the OS temp folder; `SPLITFROZEN_SCREENSHOT=docs/dashboard.png npx vitest run
  * tests/dashboard.test.ts` also copies it there (the README's picture).
  */
@@ -111,7 +113,10 @@ describe.skipIf(missing)('dashboard in Chromium', () => {
     expect(await page.isVisible('#login')).toBe(false);
     expect(await page.textContent('#live')).toContain('No round since the server started.');
 
-    await client.trigger('run-dash');
+    // The operator starts the round from the page: its button calls the API with the token typed in.
+    expect(await page.textContent('#trigger')).toBe('Start round 0');
+    expect(await page.isDisabled('#cancel')).toBe(true);
+    await page.click('#trigger');
     // Read the page as an operator would, until the round is done: the phase and each device's "trained/batches".
     const seen = new Map<string, Set<string>>();
     const phases = new Set<string>();
@@ -121,9 +126,17 @@ describe.skipIf(missing)('dashboard in Chromium', () => {
       phases.add(phase);
       if (phase !== 'training') continue;
       const rows = await page.$$eval('#progress tbody tr', (trs) =>
-        trs.map((tr) => [tr.getAttribute('data-device')!, tr.querySelector('.batches')!.textContent!.trim()]),
+        trs.map((tr) => [
+          tr.getAttribute('data-device')!,
+          tr.querySelector('.batches')!.textContent!.trim(),
+          tr.querySelector('.uploaded')!.textContent!.trim(),
+        ]),
       );
-      for (const [device, trained] of rows) seen.set(device, (seen.get(device) ?? new Set()).add(trained));
+      for (const [device, trained, uploaded] of rows) {
+        seen.set(device, (seen.get(device) ?? new Set()).add(trained));
+        // A device's uploads as the server lists them: never behind what it trained.
+        expect(Number(uploaded.split('/')[0]), `${device}: uploaded ${uploaded}, trained ${trained}`).toBeGreaterThanOrEqual(Number(trained.split('/')[0]));
+      }
     }
     expect([...phases]).toEqual(expect.arrayContaining(['training', 'done']));
     expect([...seen.keys()].sort()).toEqual(['device-1', 'device-2']);
@@ -143,18 +156,48 @@ describe.skipIf(missing)('dashboard in Chromium', () => {
     for (const id of view.progress!.order)
       expect(await row0.locator('ol.plan').textContent()).toContain(`${id} cut ${view.cuts[id].cut}, ${BATCHES} batches, computed`);
     expect(await page.textContent('#progress tr[data-device="device-1"] .batches')).toBe(` ${BATCHES}/${BATCHES}`);
+    expect(await page.textContent('#progress tr[data-device="device-2"] .uploaded')).toBe(` ${BATCHES}/${BATCHES}`);
+    // The runs list: where the run stands and its last accuracy.
+    const listed = page.locator('#runs tr[data-run="run-dash"]');
+    await expect.poll(() => listed.locator('.status').textContent()).toBe('ready');
+    expect(await listed.textContent()).toContain('1 of 2');
+    expect(await listed.locator('.accuracy').textContent()).toBe(`${(m0.evalAccuracy! * 100).toFixed(1)}%`);
 
-    // Round 1 reuses round 0's activations: the plan says so, and the accuracy plot gains a point.
-    await client.trigger('run-dash');
+    // Round 1 reuses round 0's activations: the plan says so, and the accuracy plot (by round) gains a point.
+    await expect.poll(() => page.textContent('#trigger')).toBe('Start round 1');
+    await page.click('#trigger');
+    await expect.poll(() => page.textContent('#said')).toBe('round 1 started');
     await client.waitIdle('run-dash', undefined, 100);
     await expect.poll(async () => page.$$('#accuracy-rounds circle').then((c) => c.length)).toBe(2);
     expect(await page.textContent('#rounds tr[data-round="1"] ol.plan')).toContain('cached from round 0');
     // The server writes a round's metrics before it marks the round done: a refresh between the two shows the second
     // point with the phase still 'evaluating', and the page (still polling, the run was running) shows 'done' next.
     await expect.poll(() => page.textContent('#live .phase')).toBe('done');
+    expect(await page.$$eval('#accuracy-rounds .tick', (ts) => ts.map((t) => t.textContent)).then((t) => t.slice(-2))).toEqual(['0', '1']);
+    await expect.poll(() => listed.locator('.status').textContent()).toBe('done');
+    // Every planned round is done: the page offers no further round.
+    expect(await page.isDisabled('#trigger')).toBe(true);
 
     await page.screenshot({ path: SHOT, fullPage: true });
     if (process.env.SPLITFROZEN_SCREENSHOT) await copyFile(SHOT, process.env.SPLITFROZEN_SCREENSHOT);
+    await page.close();
+  });
+
+  it('cancels a running round from its button, and the runs list says so', async () => {
+    // Batches of 2: 80 a device, long enough to be cancelled part-way.
+    await client.createRun({ ...sys.spec({ training: { batchSize: 2, seqLen: 24, dtype: 'fp32', seed: 1, rounds: 1 } }), id: 'run-cancel' });
+    const page = await open(TOKEN);
+    await page.click('#runs [data-run="run-cancel"] button');
+    await expect.poll(() => page.textContent('#trigger')).toBe('Start round 0');
+    await page.click('#trigger');
+    await expect.poll(() => page.isEnabled('#cancel'), { timeout: 30_000 }).toBe(true);
+    await page.click('#cancel');
+    await expect.poll(() => page.textContent('#said'), { timeout: 15_000 }).toMatch(/^round 0 (cancelled|stopping)$/);
+    await expect.poll(() => page.textContent('#live .phase'), { timeout: 15_000 }).toBe('cancelled');
+    await expect.poll(() => page.textContent('#runs tr[data-run="run-cancel"] .status')).toBe('cancelled');
+    // A cancelled round is resumed, not restarted.
+    expect(await page.textContent('#trigger')).toBe('Resume round 0');
+    expect((await client.run('run-cancel')).progress!.batchesTrained).toBeLessThan(160);
     await page.close();
   });
 });

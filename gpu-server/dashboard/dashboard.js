@@ -4,7 +4,7 @@
  * from the server goes in as a text node or attribute value, never as markup: device ids and errors come from
  * configuration and from remote devices.
  */
-import { bytes, h, loss, plots, seconds } from './render.js';
+import { bytes, h, loss, percent, plots, seconds } from './render.js';
 import { roundsOf, roundsTableView } from './rounds.js';
 const TOKEN_KEY = 'splitfrozen.operatorToken';
 const LIVE_MS = 1000;
@@ -28,8 +28,8 @@ let again = false;
 
 class Refused extends Error {}
 
-async function api(path) {
-  const res = await fetch(path, { headers: { authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY)}` }, cache: 'no-store' });
+async function api(path, method = 'GET') {
+  const res = await fetch(path, { method, headers: { authorization: `Bearer ${sessionStorage.getItem(TOKEN_KEY)}` }, cache: 'no-store' });
   const body = await res.json().catch(() => ({}));
   if (res.status === 401 || res.status === 403) throw new Refused(body.error ?? `HTTP ${res.status}`);
   if (!res.ok) throw new Error(`${path}: HTTP ${res.status}${body.error ? `: ${body.error}` : ''}`);
@@ -106,7 +106,15 @@ function runsTable(runs) {
     refresh();
   };
   return [
-    h('thead', {}, h('tr', {}, h('th', {}, 'run'), h('th', {}, 'created'), h('th', {}, 'devices'), h('th', {}, 'rounds planned'))),
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        ['run', 'created', 'status', 'rounds done', 'last accuracy', 'devices'].map((t) => h('th', {}, t)),
+      ),
+    ),
     h(
       'tbody',
       {},
@@ -116,8 +124,10 @@ function runsTable(runs) {
           { class: r.id === selected ? 'selected' : undefined, 'data-run': r.id },
           h('td', {}, h('button', { type: 'button', class: 'link', click: select(r.id) }, r.id)),
           h('td', {}, new Date(r.createdAt).toLocaleString()),
+          h('td', {}, h('span', { class: `status ${r.status}` }, r.status)),
+          h('td', { class: 'num' }, `${r.roundsDone} of ${r.rounds}`),
+          h('td', { class: 'num accuracy' }, percent(r.accuracy)),
           h('td', { class: 'num' }, r.devices),
-          h('td', { class: 'num' }, r.rounds),
         ),
       ),
     ),
@@ -125,21 +135,74 @@ function runsTable(runs) {
 }
 
 function runView(run) {
-  return [summary(run), liveRound(run), plots(run), roundsTableView(run, plans)];
+  return [summary(run), controls(run), liveRound(run), plots(run), roundsTableView(run, plans)];
+}
+
+// What the last button press answered, until another run is shown.
+let said = { run: undefined, text: '', error: false };
+
+/** Start the next round, or cancel the running one: the API's own calls, with the operator's token. */
+function controls(run) {
+  const next = run.metrics.length;
+  const done = next >= run.spec.training.rounds && !run.running;
+  const act = (method, path, ok) => async (e) => {
+    e.currentTarget.disabled = true;
+    try {
+      const answer = await api(`/runs/${encodeURIComponent(run.id)}${path}`, method);
+      said = { run: run.id, text: ok(answer), error: false };
+    } catch (err) {
+      if (err instanceof Refused) return signOut(err.message);
+      said = { run: run.id, text: err.message, error: true };
+    }
+    refresh();
+  };
+  return h(
+    'section',
+    { id: 'controls' },
+    h(
+      'button',
+      {
+        type: 'button',
+        id: 'trigger',
+        disabled: run.running || done,
+        title: done ? `all ${run.spec.training.rounds} planned rounds are done` : undefined,
+        click: act('POST', '/rounds', (a) => `round ${a.round} started`),
+      },
+      done
+        ? `All ${run.spec.training.rounds} rounds done`
+        : run.progress && !run.running && ['failed', 'cancelled'].includes(run.progress.phase)
+          ? `Resume round ${run.progress.round}`
+          : `Start round ${next}`,
+    ),
+    h(
+      'button',
+      {
+        type: 'button',
+        id: 'cancel',
+        disabled: !run.running,
+        click: act('POST', '/cancel', (a) => `round ${a.progress.round} ${a.progress.phase === 'cancelled' ? 'cancelled' : 'stopping'}`),
+      },
+      'Cancel round',
+    ),
+    said.run === run.id && said.text ? h('span', { id: 'said', class: said.error ? 'error' : 'muted' }, said.text) : '',
+  );
 }
 
 function summary(run) {
   const { spec } = run;
   const total = (key) => run.metrics.reduce((a, m) => a + m[key], 0);
   const facts = [
-    ['model', `${run.modelName} (${spec.model})`],
+    ['model', run.modelName === spec.model ? spec.model : `${run.modelName} (${spec.model})`],
     ['task', spec.task.kind === 'classification' ? `classification: ${spec.task.labels.join(', ')}` : 'generation'],
     ['client order', spec.ordering.kind],
     [
       'LoRA',
       `rank ${spec.lora.rank}, alpha ${spec.lora.alpha}${spec.lora.targets ? ` on ${spec.lora.targets.join(', ')}` : ''}; adapters on blocks from ${run.deepestCut}`,
     ],
-    ['batches', `${spec.training.batchSize} x ${spec.training.seqLen} tokens, ${spec.training.dtype}`],
+    [
+      'batches',
+      `${spec.training.batchSize} rows of up to ${spec.training.seqLen} tokens; activations uploaded as ${spec.training.dtype === 'fp16' ? 'fp16 (half the bytes)' : 'fp32'}`,
+    ],
     ['rounds', `${run.metrics.length} of ${spec.training.rounds} done${run.running ? `, round ${run.progress?.round} running` : ''}`],
     ['server', `train ${seconds(total('serverTrainMs'))}, idle ${seconds(total('serverIdleMs'))}`],
     ['moved', bytes(total('bytesMoved'))],
@@ -162,7 +225,7 @@ function summary(run) {
         {},
         spec.devices.map((d) => {
           const c = run.cuts[d.id] ?? {};
-          const why = c.planned ? `planner: ~${c.memoryMB} MB, ~${c.batchSeconds} s a batch` : 'the run spec';
+          const why = `${c.planned ? `planner: ~${c.memoryMB} MB, ~${c.batchSeconds} s a batch` : 'the run spec'}${c.unchecked ? `; not checked against the owner's approvals (${c.unchecked})` : ''}`;
           return h(
             'tr',
             { 'data-device': d.id },
@@ -190,7 +253,7 @@ function liveRound(run) {
       'p',
       {},
       h('progress', { max: p.batchesTotal || 1, value: p.batchesTrained }),
-      ` ${p.batchesTrained}/${p.batchesTotal} batches trained`,
+      ` ${p.batchesTrained}/${p.batchesTotal} batches trained, ${Object.values(p.devices).reduce((a, d) => a + (d.uploaded ?? 0), 0)} uploaded`,
       p.lastLoss === undefined ? '' : `, last loss ${loss(p.lastLoss)}`,
       p.rejected.length ? `, ${p.rejected.length} objects refused` : '',
     ),
@@ -204,7 +267,9 @@ function liveRound(run) {
         h(
           'tr',
           {},
-          ['device', 'cut', 'activations', 'state', 'trained', 'bytes', 'forward', 'error'].map((t) => h('th', {}, t)),
+          ['device', 'cut', 'activations', 'state', 'uploaded by the device', 'trained by the server', 'bytes', 'device forward', 'error'].map((t) =>
+            h('th', {}, t),
+          ),
         ),
       ),
       h(
@@ -221,6 +286,11 @@ function liveRound(run) {
             h('td', { class: 'num' }, d.cut),
             h('td', {}, activations),
             h('td', {}, h('span', { class: `state ${d.state}` }, d.state)),
+            h(
+              'td',
+              { class: 'uploaded' },
+              d.state === 'skipped' ? '-' : [h('progress', { max: d.batches || 1, value: d.uploaded ?? 0 }), ` ${d.uploaded ?? 0}/${d.batches}`],
+            ),
             h(
               'td',
               { class: 'batches' },

@@ -34,9 +34,8 @@ export function bytes(n) {
 
 export function plots(run) {
   const p = run.progress;
-  let wall = 0;
-  // Each finished round at the time it ended, counted in rounds' wall time since the first round began.
-  const ends = run.metrics.map((m) => [(wall += m.wallMs) / 1000, m]);
+  // Rounds are the unit of training: each finished round's metrics at its round number.
+  const ends = run.metrics.map((m) => [m.round, m]);
   return h(
     'section',
     { id: 'plots' },
@@ -44,7 +43,7 @@ export function plots(run) {
       'figure',
       { id: 'loss-live' },
       h('figcaption', {}, p ? `Training loss in round ${p.round}, by batch` : 'Training loss'),
-      plot([{ name: 'batch loss', cls: 'train', points: (p?.losses ?? []).map((l) => [l.ms / 1000, l.loss]) }], 'seconds into the round', loss),
+      plot([{ name: 'batch loss', cls: 'train', points: (p?.losses ?? []).map((l, i) => [i + 1, l.loss]) }], 'batch trained', loss),
     ),
     h(
       'figure',
@@ -55,7 +54,7 @@ export function plots(run) {
           { name: 'train', cls: 'train', points: ends.map(([t, m]) => [t, m.trainLoss]), labels: ends.map(([, m]) => `r${m.round}`) },
           { name: 'eval', cls: 'eval', points: ends.map(([t, m]) => [t, m.evalLoss]) },
         ],
-        'seconds of rounds',
+        'round',
         loss,
       ),
     ),
@@ -65,7 +64,7 @@ export function plots(run) {
       h('figcaption', {}, run.spec.task.kind === 'generation' ? 'Exact match after each round' : 'Eval accuracy after each round'),
       plot(
         [{ name: 'accuracy', cls: 'accuracy', points: ends.map(([t, m]) => [t, m.evalAccuracy]), labels: ends.map(([, m]) => `r${m.round}`) }],
-        'seconds of rounds',
+        'round',
         percent,
         [0, 1],
       ),
@@ -83,8 +82,8 @@ export function ticks(lo, hi, n) {
   return out;
 }
 
-/** A line plot as inline SVG; points with a non-finite coordinate are left out. */
-export function plot(series, xLabel, yFormat, yRange) {
+/** A line plot as inline SVG; points with a non-finite coordinate are left out. Counted x axes tick whole numbers. */
+export function plot(series, xLabel, yFormat, yRange, xCounted = true) {
   const W = 440;
   const H = 220;
   const [L, R, T, B] = [56, 12, 12, 36];
@@ -117,7 +116,9 @@ export function plot(series, xLabel, yFormat, yRange) {
       s('line', { class: 'grid', x1: L, x2: W - R, y1: fixed(Y(v)), y2: fixed(Y(v)) }),
       s('text', { class: 'tick', x: L - 6, y: fixed(Y(v) + 4), 'text-anchor': 'end' }, yFormat(v)),
     ]),
-    ticks(x0, x1, 5).map((v) => s('text', { class: 'tick', x: fixed(X(v)), y: H - B + 16, 'text-anchor': 'middle' }, Number(v.toPrecision(4)))),
+    ticks(x0, x1, 5)
+      .filter((v) => !xCounted || Number.isInteger(v))
+      .map((v) => s('text', { class: 'tick', x: fixed(X(v)), y: H - B + 16, 'text-anchor': 'middle' }, Number(v.toPrecision(4)))),
     s('line', { class: 'axis', x1: L, x2: W - R, y1: H - B, y2: H - B }),
     s('line', { class: 'axis', x1: L, x2: L, y1: T, y2: H - B }),
     s('text', { class: 'label', x: (L + W - R) / 2, y: H - 4, 'text-anchor': 'middle' }, xLabel),

@@ -90,6 +90,8 @@ export async function trainDevices(
     const { loss, applied } = await step.result();
     trainMs += performance.now() - t0;
     consumed.add(key);
+    // A batch read was uploaded: the count of uploads (listed every few seconds) is never behind what trained.
+    device.uploaded = Math.max(device.uploaded ?? 0, device.trained + (device.refused ?? 0) + 1);
     if (!applied) {
       // The step guard kept the adapters as they were: the batch counts as refused, never as trained.
       refuse(device, key, "its step's loss, gradient or update was not finite; skipped, the adapters unchanged");

@@ -13,7 +13,7 @@ import type { RoundProgress } from '../runs/types.ts';
 export const UPLOADS_WATCH_MS = 2_000;
 const BATCH_OBJECT = /\/\d{6}\.safetensors$/;
 
-/** Counts each device's uploaded batches into progress.devices[id].uploaded until stop() is called. */
+/** Counts each device's uploaded batches into progress.devices[id].uploaded until stop() (which counts once more). */
 export function watchUploads(
   store: ObjectStore,
   runId: string,
@@ -37,7 +37,7 @@ export function watchUploads(
         if (BATCH_OBJECT.test(o.key)) n++;
       }
       seen.set(id, n);
-      dp.uploaded = Math.min(n, plan.devices[id]!.batches);
+      dp.uploaded = Math.max(dp.uploaded ?? 0, Math.min(n, plan.devices[id]!.batches));
     }
   };
   let running = true;
@@ -56,6 +56,8 @@ export function watchUploads(
       clearTimeout(timer);
       wake();
       await loop;
+      // The last uploads may have come after the last listing: one more, so the round ends with the true count.
+      await look().catch(() => {});
     },
   };
 }

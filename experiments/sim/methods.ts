@@ -175,10 +175,12 @@ export async function runMethod(
           bytesDown += size * order.length;
           stepsSinceAverage = 0;
         };
+        // Every device starts the round from the device-side adapters as they stand (the last average), not from
+        // the previous device's: before its first average, a device has no copy of its own.
+        const atStart = below(t.exportAdapter(), (l) => l < cut);
         for (const id of order) {
           const d = byId.get(id)!;
-          const mine = deviceCopies.get(id);
-          if (mine) loadPartial(t, mine);
+          loadPartial(t, deviceCopies.get(id) ?? atStart);
           const before = grab ? t.flatAdapters() : undefined;
           for (const b of sim.batches(d, round)) {
             const batch = sim.atCut(b, 0);
@@ -208,6 +210,8 @@ export async function runMethod(
           );
         }
         average();
+        // Evaluated, and trained on next round, with the average every device now holds (it kept the last device's).
+        loadPartial(t, deviceCopies.get(order[0]!)!);
         break;
       }
     }

@@ -67,6 +67,44 @@ describe('simulation methods, one round on a tiny model', () => {
     expect(splitlora.final.b.get('h.2.attn.c_attn')).not.toEqual(splitfrozen.final.b.get('h.2.attn.c_attn'));
   });
 
+  it("SplitLoRA ends its round on the average of the devices' adapters below the cut, each device starting from the round's", async () => {
+    const d = data(2);
+    const s = { ...spec, avgEvery: 1000 };
+    const ran = await runMethod('splitlora', model, d, s);
+    // The same round by hand: each device from the adapters below the cut as the round began, the server's part
+    // carried on from device to device, then the devices' copies averaged by their rows.
+    const t = new Trainer(model, { lora: spec.lora, optimizer: {}, schedule: { lr: spec.lr, warmupSteps: 0, kind: 'constant' }, seed: spec.seed }, 0);
+    const isBelow = (k: string) => Number(k.split('.')[1]) < spec.cut;
+    const belowCut = () => {
+      const w = t.exportAdapter();
+      return { a: new Map([...w.a].filter(([k]) => isBelow(k))), b: new Map([...w.b].filter(([k]) => isBelow(k))) };
+    };
+    const load = (part: { a: Map<string, Float32Array>; b: Map<string, Float32Array> }) => {
+      const w = t.exportAdapter();
+      t.loadAdapter({ ...w, a: new Map([...w.a, ...part.a]), b: new Map([...w.b, ...part.b]) });
+    };
+    const start = belowCut();
+    const copies: Array<ReturnType<typeof belowCut>> = [];
+    for (const dev of d.devices) {
+      load(start);
+      for (const b of roundBatches(dev, 0, spec.seed)) {
+        const hidden = tf.tidy(
+          () => t.net.hidden(tf.tensor2d(b.ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), 0).dataSync() as Float32Array,
+        );
+        await t.trainStep({ cut: 0, rows: b.rows, seqLen: b.seqLen, hidden, mask: b.mask, labels: b.labels });
+      }
+      copies.push(belowCut());
+    }
+    const rows = d.devices.map((dev) => dev.rows);
+    const mean = (k: string) => copies[0]!.b.get(k)!.map((x, i) => (x * rows[0]! + copies[1]!.b.get(k)![i]! * rows[1]!) / (rows[0]! + rows[1]!));
+    const got = ran.final.b.get('h.0.attn.c_attn')!;
+    const want = mean('h.0.attn.c_attn');
+    for (let i = 0; i < want.length; i++) expect(got[i]).toBeCloseTo(want[i]!, 6);
+    // The server's part is the one trained device after device.
+    expect(ran.final.b.get('h.2.attn.c_attn')).toEqual(t.exportAdapter().b.get('h.2.attn.c_attn'));
+    t.dispose();
+  });
+
   it('SplitFrozen interleaved trains one batch of each device in turn (the same steps by hand), by-device device after device', async () => {
     const d = data(3);
     const order = ['device-2', 'device-0', 'device-1'];

@@ -1,10 +1,12 @@
 /** What an experiment runs: the task, model, partition, methods and training settings (experiment.ts runs it). */
 import type { PartitionSpec } from '../core/data/partition.ts';
-import type { Model } from '../core/model/family.ts';
+import { familyOf, type Model } from '../core/model/family.ts';
 import type { Tokenizer } from '../core/tokenizer/tokenizer.ts';
 import type { OrderingSpec } from '../gpu-server/ordering/ordering.ts';
 import type { BatchOrder } from './device-time.ts';
+import { ADAMW_DEFAULTS } from '../gpu-server/train/adamw.ts';
 import type { MethodName } from './sim/accounting.ts';
+import type { SimSpec } from './sim/sim.ts';
 import type { GenerationTaskData, TaskData } from './tasks.ts';
 
 export interface ExperimentOptions {
@@ -32,4 +34,20 @@ export interface ExperimentOptions {
   out: string;
   command: string;
   log?: (m: string) => void;
+}
+
+/** Every training setting the methods run with, resolved once from the options: what results record and are keyed by. */
+export function simSpec(o: ExperimentOptions): SimSpec {
+  return {
+    cut: o.cut,
+    rounds: o.rounds,
+    lora: { rank: o.rank, alpha: 2 * o.rank, dropout: 0.05, targets: [...familyOf(o.model.config).defaultTargets] },
+    lr: o.lr,
+    optimizer: ADAMW_DEFAULTS,
+    seed: o.seed,
+    ordering: o.ordering,
+    batchOrder: o.batchOrder,
+    avgEvery: o.avgEvery,
+    wireBytes: 2,
+  };
 }

@@ -8,12 +8,12 @@ import { histogramTable } from '../core/data/partition.ts';
 import { familyOf, type Model } from '../core/model/family.ts';
 import { writeFileAtomic } from '../gpu-server/model-folder/folder.ts';
 import { DEVICE_PROFILES, methodRoundSeconds, type BatchOrder, type DeviceProfile, type Schedule } from './device-time.ts';
-import type { ExperimentOptions } from './experiment-options.ts';
-import { provenance } from './provenance.ts';
+import { simSpec, type ExperimentOptions } from './experiment-options.ts';
+import { commitOf, provenance } from './provenance.ts';
 
 export type { ExperimentOptions } from './experiment-options.ts';
 import { accuracyPlot, resultsTable } from './report.ts';
-import { runMethod, type MethodResult, type SimSpec } from './sim/methods.ts';
+import { runMethod, type MethodResult } from './sim/methods.ts';
 import { setUpGenerationSimulation, setUpSimulation } from './sim/setup.ts';
 import type { GenerationTaskData, TaskData } from './tasks.ts';
 
@@ -47,18 +47,8 @@ export async function runExperiment(o: ExperimentOptions): Promise<{ results: Me
     generation ? ['rows'] : (o.task as TaskData).labels,
   );
   log(histogram);
-  const targets = [...familyOf(model.config).defaultTargets];
-  const spec: SimSpec = {
-    cut: o.cut,
-    rounds: o.rounds,
-    lora: { rank: o.rank, alpha: 2 * o.rank, dropout: 0.05, targets },
-    lr: o.lr,
-    seed: o.seed,
-    ordering: o.ordering,
-    batchOrder: o.batchOrder,
-    avgEvery: o.avgEvery,
-    wireBytes: 2,
-  };
+  const spec = simSpec(o);
+  const targets = spec.lora.targets;
   const results: MethodResult[] = [];
   for (const method of o.methods) {
     const r = await runMethod(
@@ -94,6 +84,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<{ results: Me
     modelledTime: modelledTime(results),
     // compare keeps these results only while everything that made them is the same.
     ...(await provenance(o)),
+    commit: commitOf(),
   };
   await mkdir(o.out, { recursive: true });
   await writeFileAtomic(join(o.out, 'results.json'), JSON.stringify(summary, null, 2) + '\n');

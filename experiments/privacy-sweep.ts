@@ -4,6 +4,7 @@
  * activations as a real run does (the SplitFrozen simulation, experiments/sim, its devices applying the defence
  * with their own keys). Writes frontier.json and frontier.svg.
  */
+import { ADAMW_DEFAULTS } from '../gpu-server/train/adamw.ts';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { textInput } from '../core/data/shard.ts';
@@ -92,6 +93,7 @@ export async function utilityUnder(o: SweepOptions, device: DeviceSide): Promise
       rounds: o.rounds,
       lora: { rank: 8, alpha: 16, dropout: 0.05, targets: o.targets },
       lr: o.lr,
+      optimizer: ADAMW_DEFAULTS,
       seed,
       ordering: { kind: 'random-reshuffle' },
       avgEvery: 1,

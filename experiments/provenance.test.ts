@@ -1,11 +1,12 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { gpt2Config } from '../core/model/gpt2/config.ts';
 import { initModel } from '../core/model/gpt2/init.ts';
 import type { ExperimentOptions } from './experiment.ts';
-import { keptResults, provenance } from './provenance.ts';
+import { ADAMW_DEFAULTS } from '../gpu-server/train/adamw.ts';
+import { codeSha256, commitOf, keptResults, provenance } from './provenance.ts';
 
 const dirs: string[] = [];
 afterAll(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
@@ -60,7 +61,31 @@ describe('experiment provenance', () => {
       expect(p.key).not.toBe(made.key);
       expect(await keptResults(dir, p.key, p.provenance)).toEqual({ rerun: why });
     }
+    // Every hyperparameter the methods ran with is in the key, not only those the command line sets.
+    expect(made.provenance.settings).toMatchObject({
+      lora: { rank: 2, alpha: 4, dropout: 0.05, targets: ['attn.c_attn'] },
+      optimizer: ADAMW_DEFAULTS,
+      wireBytes: 2,
+    });
+    expect(made.provenance.code).toMatch(/^[0-9a-f]{64}$/);
     await writeFile(join(dir, 'results.json'), JSON.stringify({ methods: [] }));
     expect(await keptResults(dir, made.key, made.provenance)).toEqual({ rerun: 'results made before they were keyed by what made them' });
+  });
+
+  it('keys the code by the content of its sources, not its tests, and records the commit beside it', async () => {
+    const tree = async (files: Record<string, string>) => {
+      const root = await mkdtemp(join(tmpdir(), 'splitfrozen-code-'));
+      dirs.push(root);
+      await mkdir(join(root, 'src'));
+      for (const [name, text] of Object.entries(files)) await writeFile(join(root, 'src', name), text);
+      return root;
+    };
+    const first = await codeSha256(await tree({ 'method.ts': 'export const lr = 0.01;\n', 'method.test.ts': 'a test\n' }), ['src']);
+    // A test or a document changes nothing; an edit of a source changes the key.
+    const tests = await tree({ 'method.ts': 'export const lr = 0.01;\n', 'method.test.ts': 'another test\n', 'notes.md': 'words\n' });
+    expect(await codeSha256(tests, ['src'])).toBe(first);
+    expect(await codeSha256(await tree({ 'method.ts': 'export const lr = 0.02;\n', 'method.test.ts': 'a test\n' }), ['src'])).not.toBe(first);
+    expect(commitOf('/')).toBe('unknown'); // not a git checkout
+    expect(commitOf()).toMatch(/^[0-9a-f]{40}(\+changes)?$/);
   });
 });

@@ -1,13 +1,54 @@
 /**
- * What made an experiment's results: the base model's weights, the task's rows, the partition, the methods and
- * every setting, each by value or SHA-256, and one key over them all. Results are kept only under the same key: any
- * difference runs the experiment again (never relabels old numbers).
+ * What made an experiment's results: the base model's weights, the task's rows, the partition, the methods, every
+ * training setting the methods ran with, and the code that ran them, each by value or SHA-256, and one key over them
+ * all. Results are kept only under the same key: any difference runs the experiment again (never relabels old
+ * numbers). The code is keyed by its content (the sources the methods run, not their tests or docs), and the commit
+ * is recorded beside it: results are committed after the commit that made them, so a commit cannot be the key.
  */
-import { readFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import type { Model } from '../core/model/family.ts';
-import type { ExperimentOptions } from './experiment-options.ts';
+import { simSpec, type ExperimentOptions } from './experiment-options.ts';
+
+/** The sources an experiment's numbers depend on: the model, the trainer and the methods, and the locked packages. */
+export const CODE_DIRS = ['core', 'gpu-server', 'experiments'];
+const SOURCE = /\.(ts|js|mjs)$/;
+const codeHashes = new Map<string, Promise<string>>();
+
+/** The SHA-256 over the code under `dirs` (sources, not tests) and the lockfile, by path and content; once per process. */
+export function codeSha256(root = '.', dirs = CODE_DIRS): Promise<string> {
+  const id = JSON.stringify([root, dirs]);
+  let h = codeHashes.get(id);
+  if (!h) {
+    h = (async () => {
+      const files: string[] = [];
+      for (const dir of dirs)
+        for (const f of await readdir(join(root, dir), { recursive: true }))
+          if (SOURCE.test(f) && !f.endsWith('.test.ts') && !f.split(/[\\/]/).includes('node_modules')) files.push(join(dir, f));
+      const hash = createHash('sha256');
+      for (const f of [...files.sort(), 'package-lock.json']) {
+        const bytes = await readFile(join(root, f)).catch(() => undefined);
+        if (bytes) hash.update(`${f}\0${bytes.byteLength}\0`).update(bytes);
+      }
+      return hash.digest('hex');
+    })();
+    codeHashes.set(id, h);
+  }
+  return h;
+}
+
+/** The commit checked out, with '+changes' when the code differs from it; 'unknown' outside a git checkout. */
+export function commitOf(root = '.'): string {
+  try {
+    const git = (...args: string[]) => execFileSync('git', args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const changed = git('status', '--porcelain', '--', ...CODE_DIRS, 'package-lock.json');
+    return `${git('rev-parse', 'HEAD')}${changed ? '+changes' : ''}`;
+  } catch {
+    return 'unknown';
+  }
+}
 
 export type Provenance = Record<string, unknown>;
 
@@ -47,19 +88,13 @@ export async function provenance(o: ExperimentOptions): Promise<{ key: string; p
     methods: o.methods,
     settings: {
       devices: o.devices,
-      rounds: o.rounds,
       trainRows: o.trainRows,
       evalRows: o.evalRows,
       batchSize: o.batchSize,
       seqLen: o.seqLen,
-      cut: o.cut,
-      lr: o.lr,
-      rank: o.rank,
-      ordering: o.ordering,
-      batchOrder: o.batchOrder,
-      avgEvery: o.avgEvery,
-      seed: o.seed,
+      ...simSpec(o),
     },
+    code: await codeSha256(),
   };
   return { key: createHash('sha256').update(JSON.stringify(p)).digest('hex'), provenance: p };
 }

@@ -5,6 +5,7 @@ import { flopsPerToken } from '../../core/flops/flops.ts';
 import { gpt2Config } from '../../core/model/gpt2/config.ts';
 import { initModel } from '../../core/model/gpt2/init.ts';
 import { initBackend } from '../../gpu-server/backends/tfjs/runtime.ts';
+import { ADAMW_DEFAULTS } from '../../gpu-server/train/adamw.ts';
 import { Trainer } from '../../gpu-server/train/trainer.ts';
 import type { TaskData } from '../tasks.ts';
 import { countMatmulFlops } from './count.ts';
@@ -21,6 +22,7 @@ const spec: SimSpec = {
   rounds: 1,
   lora: { rank: 4, alpha: 8, dropout: 0, targets: ['attn.c_attn'] },
   lr: 0.01,
+  optimizer: ADAMW_DEFAULTS,
   seed: 3,
   ordering: { kind: 'fixed', order: ['device-0', 'device-1'] },
   avgEvery: 3,

@@ -12,6 +12,7 @@ import { scoreLogits } from '../../gpu-server/train/score.ts';
 import { Trainer, type TrainBatch } from '../../gpu-server/train/trainer.ts';
 import { complete, completionLoss } from '../../gpu-server/runs/evaluate.ts';
 import { exactMatch } from '../../core/data/gsm8k.ts';
+import type { AdamWSpec } from '../../gpu-server/train/adamw.ts';
 import type { BatchOrder } from '../device-time.ts';
 import type { SimData, SimDevice, TokenBatch } from './setup.ts';
 
@@ -19,7 +20,10 @@ export interface SimSpec {
   cut: number;
   rounds: number;
   lora: { rank: number; alpha: number; dropout: number; targets: string[] };
+  /** The learning rate, constant (no warm-up, no decay). */
   lr: number;
+  /** AdamW's settings (gpu-server/train/adamw.ts), as every method's trainer uses them. */
+  optimizer: AdamWSpec;
   seed: number;
   ordering: OrderingSpec;
   /** SplitFrozen: each device's batches together (by-device, the default) or one batch of each device in turn. */
@@ -48,7 +52,7 @@ export class Sim {
     const task = data.prompts ? 'causal-lm' : 'classification';
     this.trainer = new Trainer(
       model,
-      { lora: spec.lora, optimizer: {}, schedule: { lr: spec.lr, warmupSteps: 0, kind: 'constant' }, seed: spec.seed },
+      { lora: spec.lora, optimizer: spec.optimizer, schedule: { lr: spec.lr, warmupSteps: 0, kind: 'constant' }, seed: spec.seed },
       loraFrom,
       { task },
     );

@@ -21,7 +21,7 @@ import { initBackend } from '../gpu-server/backends/tfjs/runtime.ts';
 import { cliArgs, int, run } from '../infra/cli.ts';
 import { modelledTime, timeTable, type ExperimentOptions } from './experiment.ts';
 import { loadBaseModel, parseMethods } from './options.ts';
-import { pm, runSeeds, verdict, type SeedStudy, type StoredResult } from './study.ts';
+import { decideClaims, pm, runSeeds, type Claim, type SeedStudy, type StoredResult } from './study.ts';
 import { readTask, type TaskName } from './tasks.ts';
 
 const USAGE = `usage: npm run compare -- [--out docs/experiments] [--model .local/models/pretrained] [--topics-model random] [--topics-rounds 8] [--tasks topics,sst2,mrpc,mnli]
@@ -227,19 +227,18 @@ function topicSection(studies: TopicStudy[], seeds: number[], base: string): str
           `| ${describePartition(s.partition)} | ${s.methods.majorityClass === undefined ? '-' : `${(100 * s.methods.majorityClass).toFixed(1)}%`} | ${methods.map((m) => pm(accuracy[m]!)).join(' | ')} | [accuracy](${rel(s, `seed-${seeds[0]}/accuracy.svg`)}), [time on phones](${rel(s, `seed-${seeds[0]}/time-phone.svg`)}) |`,
       ),
     '',
-    '### The claims, checked in direction',
+    '### The claims, tested',
     '',
-    'A claim is *supported* where the difference of the means exceeds the spread of the difference (the two standard deviations combined), *contradicted* where it exceeds it the other way, and *undecided* otherwise, and also where neither method rises above the majority class by that spread (constant predictors differ by noise).',
+    `Each claim is a paired t-test (two-sided) of the two methods' final accuracies across the ${seeds.length} seeds (a seed is one draw of partition, initialisation and batch order, run by both methods), the p-values corrected by Holm's step-down over all the claims below at once. A claim is *supported* where its adjusted p is below 0.05 and the difference goes its way, *contradicted* where it goes the other way, and *cannot decide* otherwise, and also where neither method rises above the majority class (constant predictors differ by noise) or there is one seed.`,
     '',
-    '| claim | partition | difference (points) | spread | verdict |',
-    '|---|---|---|---|---|',
+    '| claim | partition | difference (points) | t | p | Holm-adjusted p | verdict |',
+    '|---|---|---|---|---|---|---|',
   ];
+  const claims: Array<Claim & { text: string; partition: string }> = [];
   const claim = (text: string, a: string, b: string, pick: (s: TopicStudy) => SeedStudy['accuracy']) => {
     for (const s of studies) {
       const acc = pick(s);
-      if (!acc[a] || !acc[b]) continue;
-      const v = verdict(acc[a]!, acc[b]!, s.methods.majorityClass);
-      lines.push(`| ${text} | ${describePartition(s.partition)} | ${(100 * v.difference).toFixed(1)} | ${(100 * v.spread).toFixed(1)} | ${v.verdict} |`);
+      if (acc[a] && acc[b]) claims.push({ text, partition: describePartition(s.partition), a: acc[a]!, b: acc[b]!, floor: s.methods.majorityClass });
     }
   };
   claim('SplitFrozen beats FedLoRA (the paper: up to +69.4% under extreme imbalance)', 'splitfrozen', 'fedlora', (s) => s.methods.accuracy);
@@ -261,6 +260,12 @@ function topicSection(studies: TopicStudy[], seeds: number[], base: string): str
   claim('GraB beats random reshuffling', 'grab', 'random-reshuffle', (s) => orderingAccuracy(s));
   claim('random reshuffling beats shuffle-once', 'random-reshuffle', 'shuffle-once', (s) => orderingAccuracy(s));
   claim('random reshuffling beats a fixed order', 'random-reshuffle', 'fixed', (s) => orderingAccuracy(s));
+  const p = (x: number) => (Number.isNaN(x) ? '-' : x < 0.001 ? x.toExponential(1) : x.toFixed(3));
+  decideClaims(claims).forEach((d, i) =>
+    lines.push(
+      `| ${claims[i]!.text} | ${claims[i]!.partition} | ${(100 * d.difference).toFixed(1)} | ${Number.isFinite(d.t) ? d.t.toFixed(2) : d.t} | ${p(d.p)} | ${p(d.adjusted)} | ${d.verdict} |`,
+    ),
+  );
   lines.push(
     '',
     '### Client orderings (SplitFrozen, equal work)',

@@ -1,12 +1,14 @@
 /**
  * One experiment over several seeds (each seed: its own partition draw, initialisation and batch order), kept or run
  * again by its provenance like every experiment, and what the seeds agree on: each method's final accuracy as mean
- * and spread, and whether a claimed difference between two methods stands out of that spread.
+ * and spread, and whether claimed differences between methods stand, by paired tests across the seeds corrected for
+ * the number of claims.
  */
 import { join } from 'node:path';
 import { runExperiment, type ExperimentOptions } from './experiment.ts';
 import { keptResults, provenance } from './provenance.ts';
 import type { MethodResult } from './sim/methods.ts';
+import { holm, pairedTTest, type PairedTest } from './stats.ts';
 
 export type StoredResult = Omit<MethodResult, 'final'>;
 
@@ -66,17 +68,36 @@ export async function runSeeds(
 
 export type Verdict = 'supports' | 'contradicts' | 'cannot decide';
 
+export interface Claim {
+  /** The method claimed better, and the other: final accuracy per seed, in the same seed order. */
+  a: Spread;
+  b: Spread;
+  /** The majority class: methods that do not rise above it differ by noise, and are not tested. */
+  floor?: number;
+}
+
+export interface Decision extends PairedTest {
+  /** Holm-adjusted over every claim tested together; NaN where the claim was not tested. */
+  adjusted: number;
+  verdict: Verdict;
+}
+
 /**
- * Whether `a` beats `b` beyond the seeds' spread: the difference of the means against the spread of the
- * difference (the two standard deviations combined). Nothing is decided with one seed (no spread), nor where
- * neither method rises above `floor` (the majority class) by that spread: constant predictors differ by noise.
+ * Each claim tested by a paired t-test across seeds (two-sided), the p-values corrected by Holm's step-down over all
+ * the claims at once; a claim stands (or falls) where its adjusted p is below `alpha`. Untested: fewer than 2
+ * seeds, or neither method's mean above the floor.
  */
-export function verdict(a: Spread, b: Spread, floor = -Infinity): { verdict: Verdict; difference: number; spread: number } {
-  const difference = a.mean - b.mean;
-  const s = Math.hypot(a.std, b.std);
-  const learnt = Math.max(a.mean, b.mean) > floor + s;
-  const decided = a.values.length > 1 && b.values.length > 1 && learnt && Math.abs(difference) > s;
-  return { verdict: !decided ? 'cannot decide' : difference > 0 ? 'supports' : 'contradicts', difference, spread: s };
+export function decideClaims(claims: readonly Claim[], alpha = 0.05): Decision[] {
+  const tests = claims.map(({ a, b, floor = -Infinity }) => {
+    const test = pairedTTest(a.values, b.values);
+    return Math.max(a.mean, b.mean) > floor ? test : { ...test, p: NaN };
+  });
+  const adjusted = holm(tests.map((t) => t.p));
+  return tests.map((t, i) => {
+    const q = adjusted[i]!;
+    const verdict: Verdict = !(q < alpha) ? 'cannot decide' : t.difference > 0 ? 'supports' : 'contradicts';
+    return { ...t, adjusted: q, verdict };
+  });
 }
 
 export const pm = (s: Spread) => `${(100 * s.mean).toFixed(1)} ± ${(100 * s.std).toFixed(1)}%`;

@@ -132,7 +132,8 @@ export function methodRoundSeconds(
   const perBatch = (d: { batches: number; tokens: number }) => d.tokens / Math.max(d.batches, 1);
   switch (method) {
     case 'splitfrozen':
-    case 'splitfrozen-parallel': {
+    case 'splitfrozen-parallel':
+    case 'centralized': {
       // Activations computed and sent once; later rounds train on them again.
       const devices = w.devices.map((d, i) => ({
         id: String(i),
@@ -148,8 +149,12 @@ export function methodRoundSeconds(
       return roundMakespan(devices, server(tokensPerBatch), schedule, batchOrder).seconds;
     }
     case 'fedlora':
-      // Every device at once: the global adapters down, a pass over its data, its adapters up; averaging is free.
-      return Math.max(...w.devices.map((d) => down(w.adapterBytes) + compute(d.tokens) + up(w.adapterBytes)));
+    case 'fedprox':
+    case 'scaffold':
+    case 'fedsgd':
+      // Every device at once: the global adapters down, a pass over its data (FedSGD: one batch), its adapters up
+      // (SCAFFOLD's adapterBytes count its control variate too); averaging is free.
+      return Math.max(...w.devices.map((d) => down(w.adapterBytes) + compute(method === 'fedsgd' ? perBatch(d) : d.tokens) + up(w.adapterBytes)));
     case 'splitlora': {
       // Devices at once, a batch at a time: forward, activations up, the server's step, the gradient down,
       // backward, and the device adapters' averaging every avgEvery steps; the server takes one batch at a time.

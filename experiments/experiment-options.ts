@@ -48,6 +48,7 @@ export function simSpec(o: ExperimentOptions): SimSpec {
     ordering: o.ordering,
     batchOrder: o.batchOrder,
     avgEvery: o.avgEvery,
+    proxMu: 0.01,
     wireBytes: 2,
   };
 }

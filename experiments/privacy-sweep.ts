@@ -97,6 +97,7 @@ export async function utilityUnder(o: SweepOptions, device: DeviceSide): Promise
       seed,
       ordering: { kind: 'random-reshuffle' },
       avgEvery: 1,
+      proxMu: 0.01,
       wireBytes: 4,
       device: (b, run) => {
         const batch = { ids: b.ids, mask: b.mask, rows: b.rows, seq: b.seqLen };

@@ -8,8 +8,18 @@
 import { flopsPerToken, type PassFlops } from '../../core/flops/flops.ts';
 import { familyOf, blockLinearWeights, linearInOut, type ModelConfig } from '../../core/model/family.ts';
 
-export type MethodName = 'splitfrozen' | 'splitfrozen-parallel' | 'fedlora' | 'splitlora';
-export const METHODS: MethodName[] = ['splitfrozen', 'fedlora', 'splitlora', 'splitfrozen-parallel'];
+export type MethodName = 'splitfrozen' | 'splitfrozen-parallel' | 'fedlora' | 'splitlora' | 'fedsgd' | 'fedprox' | 'scaffold' | 'centralized';
+export const METHODS: MethodName[] = ['splitfrozen', 'fedlora', 'splitlora', 'splitfrozen-parallel', 'fedsgd', 'fedprox', 'scaffold', 'centralized'];
+
+/** Methods in which each device trains LoRA on the whole model and the server averages (FedAvg and its variants). */
+export function trainsWholeModel(m: MethodName): boolean {
+  return m === 'fedlora' || m === 'fedsgd' || m === 'fedprox' || m === 'scaffold';
+}
+
+/** Methods whose trainer holds LoRA from the embeddings up (the device's blocks train too). */
+export function trainsFromEmbeddings(m: MethodName): boolean {
+  return trainsWholeModel(m) || m === 'splitlora';
+}
 
 export interface CostSetup {
   config: ModelConfig;
@@ -50,8 +60,10 @@ export function methodCosts(method: MethodName, s: CostSetup): MethodCosts {
   const loraState = (layers: number) => 4 * loraParams(s, layers);
   const mem = (floats: number) => (4 * floats) / MB;
   switch (method) {
+    // The centralized bound's rows reach the server through the same frozen prefix, run once.
     case 'splitfrozen':
-    case 'splitfrozen-parallel': {
+    case 'splitfrozen-parallel':
+    case 'centralized': {
       const f = flopsPerToken({ config: c, seqLen: s.seqLen, cut: s.cut, lora: { ...s.lora, from: s.cut }, ...head });
       return { device: f.device, server: f.server, devicePeakMemoryMB: mem(embeddings + s.cut * blockParams(c) + 2 * layerActivations) };
     }
@@ -59,7 +71,10 @@ export function methodCosts(method: MethodName, s: CostSetup): MethodCosts {
       const f = flopsPerToken({ config: c, seqLen: s.seqLen, cut: s.cut, lora: { ...s.lora, from: 0 }, ...head });
       return { device: f.device, server: f.server, devicePeakMemoryMB: mem(embeddings + s.cut * blockParams(c) + s.cut * storedPerBlock + loraState(s.cut)) };
     }
-    case 'fedlora': {
+    case 'fedlora':
+    case 'fedsgd':
+    case 'fedprox':
+    case 'scaffold': {
       // The whole model, head included, trains on the device; the server only averages.
       const f = flopsPerToken({ config: c, seqLen: s.seqLen, cut: c.nLayer, lora: { ...s.lora, from: 0 }, ...head });
       return {

@@ -7,7 +7,10 @@
  * - fedlora: each device trains LoRA on the whole model locally for one pass over its data; the server averages the
  *   adapters weighted by data size (FedAvg);
  * - splitlora: devices train LoRA on their prefix and the server on the rest, the gradient at the cut goes back to the
- *   device, and the device adapters are averaged every `avgEvery` steps.
+ *   device, and the device adapters are averaged every `avgEvery` steps;
+ * - fedsgd, fedprox, scaffold: FedLoRA with one local step a round, with FedProx's proximal term, with SCAFFOLD's
+ *   control variates (experiments/sim/federated.ts);
+ * - centralized: the upper bound: every device's rows pooled and mixed at the server, trained from the cut.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Model } from '../../core/model/family.ts';
@@ -15,14 +18,15 @@ import type { AdapterWeights } from '../../core/peft/adapter.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 import { orderFor } from '../../gpu-server/ordering/ordering.ts';
 import { inOrder, turns } from '../../gpu-server/ordering/turns.ts';
-import { Trainer, type TrainBatch } from '../../gpu-server/train/trainer.ts';
+import { Trainer, type GradientAdjustment, type TrainBatch } from '../../gpu-server/train/trainer.ts';
+import { ControlVariates, federatedRound } from './federated.ts';
 import type { MethodWork } from '../device-time.ts';
-import { adapterBytes, methodCosts, type MethodName } from './accounting.ts';
+import { adapterBytes, methodCosts, trainsFromEmbeddings, trainsWholeModel, type MethodName } from './accounting.ts';
 import type { SimData, SimDevice } from './setup.ts';
 
 export type { SimSpec } from './sim.ts';
-export { averageAdapters, roundBatches } from './sim.ts';
-import { averageAdapters, Sim, type SimSpec } from './sim.ts';
+export { averageAdapters, pooledBatches, roundBatches } from './sim.ts';
+import { averageAdapters, pooledBatches, Sim, type SimSpec } from './sim.ts';
 
 export interface RoundResult {
   round: number;
@@ -79,7 +83,8 @@ export async function runMethod(
     generation: data.prompts !== undefined,
   };
   const costs = methodCosts(method, setup);
-  const sim = new Sim(model, data, spec, method === 'fedlora' || method === 'splitlora' ? 0 : cut, tokenizer);
+  const sim = new Sim(model, data, spec, trainsFromEmbeddings(method) ? 0 : cut, tokenizer);
+  const controls = new ControlVariates();
   const t = sim.trainer;
   const rounds: RoundResult[] = [];
   let previous: { order: string[]; updates: Map<string, Float32Array> } | undefined;
@@ -95,9 +100,9 @@ export async function runMethod(
     throw new Error("GraB orders the devices by each one's own update to the adapters: it cannot be interleaved (use by-device)");
 
   let trainMs = 0;
-  const step = async (b: TrainBatch) => {
+  const step = async (b: TrainBatch, adjust?: GradientAdjustment) => {
     const t0 = performance.now();
-    const { loss } = await t.trainStep(b);
+    const { loss } = await t.trainStep(b, adjust);
     trainMs += performance.now() - t0;
     return loss;
   };
@@ -127,34 +132,41 @@ export async function runMethod(
         if (round === 0) for (const id of order) bytesUp += tokensOf(byId.get(id)!) * model.config.nEmbd * spec.wireBytes;
         break;
       }
+      case 'centralized': {
+        // The upper bound: every device's rows pooled at the server and mixed into new batches each round, trained
+        // from the cut as SplitFrozen trains (the same steps over the same rows).
+        for (const b of pooledBatches(devices, round, spec.seed, model.config.padTokenId)) losses.push(await step(sim.atCut(b, cut)));
+        break;
+      }
       case 'splitfrozen-parallel':
-      case 'fedlora': {
-        const global = t.exportAdapter();
-        const local: AdapterWeights[] = [];
-        const from = method === 'fedlora' ? 0 : cut;
-        for (const id of order) {
-          const d = byId.get(id)!;
-          t.loadAdapter(global);
-          t.resetOptimizer();
-          const before = grab ? t.flatAdapters() : undefined;
-          for (const b of sim.batches(d, round)) losses.push(await step(sim.atCut(b, from)));
-          if (before)
-            updates.set(
-              id,
-              t.flatAdapters().map((x, i) => x - before[i]),
-            );
-          local.push(t.exportAdapter());
-          if (method === 'fedlora') {
-            bytesDown += adapterBytes(setup, model.config.nLayer);
-            bytesUp += adapterBytes(setup, model.config.nLayer);
-          } else if (round === 0) bytesUp += tokensOf(d) * model.config.nEmbd * spec.wireBytes;
-        }
-        t.loadAdapter(
-          averageAdapters(
-            local,
-            order.map((id) => byId.get(id)!.rows),
-          ),
+      case 'fedlora':
+      case 'fedsgd':
+      case 'fedprox':
+      case 'scaffold': {
+        const from = method === 'splitfrozen-parallel' ? cut : 0;
+        const trained = await federatedRound(
+          method,
+          t,
+          {
+            order,
+            rows: (id) => byId.get(id)!.rows,
+            batches: (id) => sim.batches(byId.get(id)!, round),
+            step: (b, adjust) => step(sim.atCut(b, from), adjust),
+            updated: grab ? (id, delta) => updates.set(id, delta) : undefined,
+          },
+          { mu: spec.proxMu, lr: spec.lr, controls },
         );
+        losses.push(...trained);
+        for (const id of order) {
+          if (method === 'splitfrozen-parallel') {
+            if (round === 0) bytesUp += tokensOf(byId.get(id)!) * model.config.nEmbd * spec.wireBytes;
+            continue;
+          }
+          // SCAFFOLD sends its control variate beside the adapters, both ways.
+          const bytes = adapterBytes(setup, model.config.nLayer) * (method === 'scaffold' ? 2 : 1);
+          bytesDown += bytes;
+          bytesUp += bytes;
+        }
         break;
       }
       case 'splitlora': {
@@ -230,9 +242,12 @@ export async function runMethod(
   }
   const final = t.exportAdapter();
   sim.dispose();
-  const deviceTokens = devices.reduce((a, d) => a + tokensOf(d), 0) / devices.length;
-  // SplitFrozen's devices compute their activations once; every other method's devices work every round.
-  const deviceRounds = method === 'splitfrozen' || method === 'splitfrozen-parallel' ? 1 : spec.rounds;
+  controls.dispose();
+  // FedSGD's devices take one batch a round; every other method's devices go over all their data.
+  const deviceTokens = devices.reduce((a, d) => a + (method === 'fedsgd' ? tokensOf(d) / Math.max(1, d.batches.length) : tokensOf(d)), 0) / devices.length;
+  // SplitFrozen's devices compute their activations once (the centralized bound's prefix runs once too); every other
+  // method's devices work every round.
+  const deviceRounds = method === 'splitfrozen' || method === 'splitfrozen-parallel' || method === 'centralized' ? 1 : spec.rounds;
   return {
     method,
     rounds,
@@ -249,7 +264,7 @@ export async function runMethod(
       devices: devices.map((d) => ({ batches: d.batches.length, tokens: tokensOf(d) })),
       perToken: { deviceForward: costs.device.forward, deviceBackward: costs.device.backward, server: costs.server.forward + costs.server.backward },
       activationBytesPerToken: model.config.nEmbd * spec.wireBytes,
-      adapterBytes: method === 'fedlora' ? adapterBytes(setup, model.config.nLayer) : adapterBytes(setup, cut),
+      adapterBytes: trainsWholeModel(method) ? adapterBytes(setup, model.config.nLayer) * (method === 'scaffold' ? 2 : 1) : adapterBytes(setup, cut),
       avgEvery: spec.avgEvery,
       devicePeakMemoryMB: costs.devicePeakMemoryMB,
     },

@@ -1,35 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { syntheticSentiment } from '../../core/data/synthetic.ts';
 import { flopsPerToken } from '../../core/flops/flops.ts';
-import { gpt2Config } from '../../core/model/gpt2/config.ts';
-import { initModel } from '../../core/model/gpt2/init.ts';
 import { initBackend } from '../../gpu-server/backends/tfjs/runtime.ts';
-import { ADAMW_DEFAULTS } from '../../gpu-server/train/adamw.ts';
 import { Trainer } from '../../gpu-server/train/trainer.ts';
-import type { TaskData } from '../tasks.ts';
 import { countMatmulFlops } from './count.ts';
-import { roundBatches, runMethod, type SimSpec } from './methods.ts';
+import { roundBatches, runMethod } from './methods.ts';
 import { GPT2Tokenizer } from '../../core/tokenizer/gpt2.ts';
-import { setUpSimulation, tokenBatches } from './setup.ts';
-
-const config = gpt2Config({ nLayer: 3, nEmbd: 32, nHead: 4, nPositions: 32 });
-const model = initModel(config, { seed: 2 });
-const rows = syntheticSentiment(120, 5).map((r) => ({ text: r.text, label: Number(r.label) }));
-const task: TaskData = { name: 'sst2', labels: ['0', '1'], train: rows.slice(40), eval: rows.slice(0, 40), notes: [] };
-const spec: SimSpec = {
-  cut: 1,
-  rounds: 1,
-  lora: { rank: 4, alpha: 8, dropout: 0, targets: ['attn.c_attn'] },
-  lr: 0.01,
-  optimizer: ADAMW_DEFAULTS,
-  seed: 3,
-  ordering: { kind: 'fixed', order: ['device-0', 'device-1'] },
-  avgEvery: 3,
-  wireBytes: 2,
-};
-const data = (devices: number) =>
-  setUpSimulation(task, { devices, partition: { kind: 'iid' }, trainRows: 80, evalRows: 40, batchSize: 8, seqLen: 16, padTokenId: config.padTokenId, seed: 0 });
+import { tokenBatches } from './setup.ts';
+import { config, data, handTrainer, model, rows, spec, stepByHand } from './tiny.fixture.ts';
 
 describe('simulation methods, one round on a tiny model', () => {
   beforeAll(() => initBackend('wasm'));
@@ -38,13 +16,8 @@ describe('simulation methods, one round on a tiny model', () => {
     const d = data(1);
     const fed = await runMethod('fedlora', model, d, { ...spec, ordering: { kind: 'fixed', order: ['device-0'] } });
     // The same training by hand: LoRA on the whole model, the device's batches from the embeddings up.
-    const t = new Trainer(model, { lora: spec.lora, optimizer: {}, schedule: { lr: spec.lr, warmupSteps: 0, kind: 'constant' }, seed: spec.seed }, 0);
-    for (const b of roundBatches(d.devices[0], 0, spec.seed)) {
-      const hidden = tf.tidy(
-        () => t.net.hidden(tf.tensor2d(b.ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), 0).dataSync() as Float32Array,
-      );
-      await t.trainStep({ cut: 0, rows: b.rows, seqLen: b.seqLen, hidden, mask: b.mask, labels: b.labels });
-    }
+    const t = handTrainer(0);
+    for (const b of roundBatches(d.devices[0]!, 0, spec.seed)) await stepByHand(t, b, 0);
     const mine = t.exportAdapter();
     expect(fed.final.b.get('h.2.attn.c_attn')).toEqual(mine.b.get('h.2.attn.c_attn'));
     expect(fed.final.head).toEqual(mine.head);
@@ -75,7 +48,7 @@ describe('simulation methods, one round on a tiny model', () => {
     const ran = await runMethod('splitlora', model, d, s);
     // The same round by hand: each device from the adapters below the cut as the round began, the server's part
     // carried on from device to device, then the devices' copies averaged by their rows.
-    const t = new Trainer(model, { lora: spec.lora, optimizer: {}, schedule: { lr: spec.lr, warmupSteps: 0, kind: 'constant' }, seed: spec.seed }, 0);
+    const t = handTrainer(0);
     const isBelow = (k: string) => Number(k.split('.')[1]) < spec.cut;
     const belowCut = () => {
       const w = t.exportAdapter();
@@ -89,12 +62,7 @@ describe('simulation methods, one round on a tiny model', () => {
     const copies: Array<ReturnType<typeof belowCut>> = [];
     for (const dev of d.devices) {
       load(start);
-      for (const b of roundBatches(dev, 0, spec.seed)) {
-        const hidden = tf.tidy(
-          () => t.net.hidden(tf.tensor2d(b.ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), 0).dataSync() as Float32Array,
-        );
-        await t.trainStep({ cut: 0, rows: b.rows, seqLen: b.seqLen, hidden, mask: b.mask, labels: b.labels });
-      }
+      for (const b of roundBatches(dev, 0, spec.seed)) await stepByHand(t, b, 0);
       copies.push(belowCut());
     }
     const rows = d.devices.map((dev) => dev.rows);
@@ -112,18 +80,9 @@ describe('simulation methods, one round on a tiny model', () => {
     const order = ['device-2', 'device-0', 'device-1'];
     const s = { ...spec, ordering: { kind: 'fixed' as const, order } };
     const byHand = async (turns: Array<[number, number]>) => {
-      const t = new Trainer(model, { lora: spec.lora, optimizer: {}, schedule: { lr: spec.lr, warmupSteps: 0, kind: 'constant' }, seed: spec.seed }, spec.cut);
+      const t = handTrainer(spec.cut);
       const lists = d.devices.map((dev) => roundBatches(dev, 0, spec.seed));
-      for (const [device, i] of turns) {
-        const b = lists[device]![i]!;
-        const hidden = tf.tidy(
-          () =>
-            t.net
-              .hidden(tf.tensor2d(b.ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), spec.cut)
-              .dataSync() as Float32Array,
-        );
-        await t.trainStep({ cut: spec.cut, rows: b.rows, seqLen: b.seqLen, hidden, mask: b.mask, labels: b.labels });
-      }
+      for (const [device, i] of turns) await stepByHand(t, lists[device]![i]!, spec.cut);
       const w = t.exportAdapter();
       t.dispose();
       return w;

@@ -6,12 +6,14 @@ import * as tf from '@tensorflow/tfjs';
 import type { Model } from '../../core/model/family.ts';
 import type { AdapterWeights } from '../../core/peft/adapter.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
-import { type OrderingSpec } from '../../gpu-server/ordering/ordering.ts';
 import { deviceBatchOrder } from '../../gpu-server/ordering/turns.ts';
+import { permutation, type OrderingSpec } from '../../gpu-server/ordering/ordering.ts';
+import { Random } from '../../core/random.ts';
 import { scoreLogits } from '../../gpu-server/train/score.ts';
 import { Trainer, type TrainBatch } from '../../gpu-server/train/trainer.ts';
 import { complete, completionLoss } from '../../gpu-server/runs/evaluate.ts';
 import { exactMatch } from '../../core/data/gsm8k.ts';
+import { IGNORE_INDEX } from '../../core/data/generation.ts';
 import type { AdamWSpec } from '../../gpu-server/train/adamw.ts';
 import type { BatchOrder } from '../device-time.ts';
 import type { SimData, SimDevice, TokenBatch } from './setup.ts';
@@ -30,6 +32,8 @@ export interface SimSpec {
   batchOrder?: BatchOrder;
   /** SplitLoRA: steps between averagings of the device adapters. */
   avgEvery: number;
+  /** FedProx: the weight mu of its proximal term mu/2 |w - w_global|^2. */
+  proxMu: number;
   /** Bytes per activation value on the wire: 2 (fp16) as the device worker sends them. */
   wireBytes: number;
   /** What a device does around its prefix before the upload (a defence: experiments/privacy-sweep.ts); the plain prefix when absent. */
@@ -113,6 +117,37 @@ const GENERATE_TOKENS = 32;
 /** A device's batches in a new order each round, the same for every method. */
 export function roundBatches(d: SimDevice, round: number, seed: number): TokenBatch[] {
   return deviceBatchOrder(d.batches.length, { seed, round, device: d.id }).map((i) => d.batches[i]!);
+}
+
+/**
+ * The centralized bound's batches of a round: every device's rows pooled, shuffled (a new order each round, the same
+ * for every run of a seed) and cut into batches of the devices' batch size, so a batch mixes devices' rows. Rows keep
+ * their tokens, padded on the right to the batch's longest (pad id, mask 0, generation labels ignored).
+ */
+export function pooledBatches(devices: readonly SimDevice[], round: number, seed: number, padTokenId: number): TokenBatch[] {
+  const all = devices.flatMap((d) => d.batches);
+  const size = Math.max(...all.map((b) => b.rows));
+  const rows = all.flatMap((b) => Array.from({ length: b.rows }, (_, r) => ({ b, r, perRow: b.labels.length / b.rows })));
+  const order = permutation(
+    rows.map((_, i) => String(i)),
+    new Random(seed * 31 + round * 7 + 1_000_003),
+  ).map(Number);
+  const out: TokenBatch[] = [];
+  for (let start = 0; start < order.length; start += size) {
+    const picked = order.slice(start, start + size).map((i) => rows[i]!);
+    const seqLen = Math.max(...picked.map((x) => x.b.seqLen));
+    const perRow = picked[0]!.perRow > 1 ? seqLen : 1;
+    const ids = new Int32Array(picked.length * seqLen).fill(padTokenId);
+    const mask = new Int32Array(picked.length * seqLen);
+    const labels = new Int32Array(picked.length * perRow).fill(IGNORE_INDEX);
+    picked.forEach(({ b, r, perRow: own }, i) => {
+      ids.set(b.ids.subarray(r * b.seqLen, (r + 1) * b.seqLen), i * seqLen);
+      mask.set(b.mask.subarray(r * b.seqLen, (r + 1) * b.seqLen), i * seqLen);
+      labels.set(b.labels.subarray(r * own, (r + 1) * own), i * perRow);
+    });
+    out.push({ ids, mask, labels, rows: picked.length, seqLen });
+  }
+  return out;
 }
 
 /** Weighted average of adapters (FedAvg). */

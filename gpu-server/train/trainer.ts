@@ -1,4 +1,10 @@
 /**
+ * A change to a step's gradients before the optimizer sees them, by variable name (the experiments' FedProx and
+ * SCAFFOLD correct local steps so); tensors it makes are disposed after the step.
+ */
+export type GradientAdjustment = (params: tf.Variable[], grads: Record<string, tf.Tensor>) => Record<string, tf.Tensor>;
+
+/**
  * The server's training step, for any family: hidden states a device computed at its cut go through the frozen
  * blocks up to the deepest cut of the run (forward only, no tape), then through the blocks that carry LoRA and the
  * head: the final norm and a classification head (task 'classification': one label per row), or the final norm and
@@ -117,14 +123,15 @@ export class Trainer {
    * norm (one 2-float readback) are read by `result()`, while the next step runs. Everything else (weights,
    * adapters, optimizer state) stays on the backend.
    */
-  step(b: TrainBatch): PendingStep {
+  step(b: TrainBatch, adjust?: GradientAdjustment): PendingStep {
     // Checked now, so that a bad batch throws here rather than in the queue.
     this.checkCut(b);
     const lr = learningRate(this.spec.schedule, this.opt.step + this.queued);
     const apply = ({ loss, grads }: Gradients) => {
-      const { norm, applied } = this.opt.apply(this.variables(), grads, lr, loss);
+      const used = adjust ? tf.tidy(() => adjust(this.variables(), grads)) : grads;
+      const { norm, applied } = this.opt.apply(this.variables(), used, lr, loss);
       const stats = tf.stack([loss, norm, applied]) as tf.Tensor1D;
-      tf.dispose([loss, norm, applied, ...Object.values(grads)]);
+      tf.dispose([loss, norm, applied, ...Object.values(grads), ...(adjust ? Object.values(used) : [])]);
       return stats;
     };
     this.queued++;
@@ -137,8 +144,8 @@ export class Trainer {
   }
 
   /** One training step, waiting for it. */
-  trainStep(b: TrainBatch): Promise<StepResult> {
-    return this.step(b).result();
+  trainStep(b: TrainBatch, adjust?: GradientAdjustment): Promise<StepResult> {
+    return this.step(b, adjust).result();
   }
 
   /** Final hidden states [rows, seqLen, d] of a batch at any cut, adapters applied, no dropout. */

@@ -1,0 +1,91 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initBackend } from '../../gpu-server/backends/tfjs/runtime.ts';
+import { averageAdapters, pooledBatches, roundBatches, runMethod } from './methods.ts';
+import type { TokenBatch } from './setup.ts';
+import { config, data, handTrainer, model, spec, stepByHand } from './tiny.fixture.ts';
+
+const one = { ...spec, ordering: { kind: 'fixed' as const, order: ['device-0'] } };
+
+/** Local training by hand: a fresh trainer (and AdamW) from the initial adapters over `batches`. */
+async function byHand(batches: TokenBatch[], cut = 0) {
+  const t = handTrainer(cut);
+  for (const b of batches) await stepByHand(t, b, cut);
+  const w = t.exportAdapter();
+  t.dispose();
+  return w;
+}
+const distance = (a: Float32Array, b: Float32Array) => Math.hypot(...a.map((x, i) => x - b[i]!));
+
+describe('the federated comparators, on a tiny model', () => {
+  beforeAll(() => initBackend('wasm'));
+
+  it('FedSGD: each device one local step from the global adapters, then their average by rows', async () => {
+    const d = data(2);
+    const ran = await runMethod('fedsgd', model, d, spec);
+    const locals = await Promise.all(d.devices.map((dev) => byHand(roundBatches(dev, 0, spec.seed).slice(0, 1))));
+    const want = averageAdapters(
+      locals,
+      d.devices.map((dev) => dev.rows),
+    );
+    const got = ran.final.b.get('h.2.attn.c_attn')!;
+    want.b.get('h.2.attn.c_attn')!.forEach((x, i) => expect(got[i]).toBeCloseTo(x, 6));
+    // One batch a round of device work, against a pass over the data.
+    expect(ran.deviceForwardFlops).toBeLessThan((await runMethod('fedlora', model, d, spec)).deviceForwardFlops / 2);
+  });
+
+  it('FedProx is FedLoRA at mu 0, and its proximal term keeps the local adapters near the global ones', async () => {
+    const d = data(1);
+    const fedlora = await runMethod('fedlora', model, d, one);
+    expect((await runMethod('fedprox', model, d, { ...one, proxMu: 0 })).final.b).toEqual(fedlora.final.b);
+    const start = (await byHand([])).b.get('h.2.attn.c_attn')!;
+    const moved = (w: Map<string, Float32Array>) => distance(w.get('h.2.attn.c_attn')!, start);
+    const held = await runMethod('fedprox', model, d, { ...one, proxMu: 1000 });
+    expect(moved(held.final.b)).toBeLessThan(moved(fedlora.final.b) / 2);
+  });
+
+  it('SCAFFOLD corrects nothing in its first round or with one device, and steers later rounds where devices differ', async () => {
+    const skewed = data(2, 'extreme');
+    const first = await runMethod('scaffold', model, skewed, spec);
+    expect(first.final.b).toEqual((await runMethod('fedlora', model, skewed, spec)).final.b);
+    const alone = data(1);
+    expect((await runMethod('scaffold', model, alone, { ...one, rounds: 2 })).final.b).toEqual(
+      (await runMethod('fedlora', model, alone, { ...one, rounds: 2 })).final.b,
+    );
+    const two = { ...spec, rounds: 2 };
+    expect((await runMethod('scaffold', model, skewed, two)).final.b).not.toEqual((await runMethod('fedlora', model, skewed, two)).final.b);
+    // Its control variate travels with the adapters.
+    expect(first.bytesUpPerDevice).toBe(2 * (await runMethod('fedlora', model, skewed, spec)).bytesUpPerDevice);
+  });
+});
+
+describe('the centralized bound', () => {
+  beforeAll(() => initBackend('wasm'));
+
+  it('trains from the cut on the pooled batches, as by hand', async () => {
+    const d = data(2, 'extreme');
+    const ran = await runMethod('centralized', model, d, spec);
+    expect(ran.final.head).toEqual((await byHand(pooledBatches(d.devices, 0, spec.seed, config.padTokenId), spec.cut)).head);
+  });
+
+  it("pools every device's rows into new mixed batches each round, each row once", () => {
+    const d = data(2, 'extreme');
+    // One class a device: any device's batch holds one label.
+    for (const dev of d.devices) for (const b of dev.batches) expect(new Set(b.labels).size).toBe(1);
+    const pooled = pooledBatches(d.devices, 0, spec.seed, config.padTokenId);
+    expect(pooled.some((b) => new Set(b.labels).size === 2)).toBe(true);
+    // Each row's real tokens (mask 1) and label, whatever the padding around them.
+    const key = (bs: TokenBatch[]) =>
+      bs
+        .flatMap((b) =>
+          Array.from(
+            { length: b.rows },
+            (_, r) => `${[...b.ids.subarray(r * b.seqLen, (r + 1) * b.seqLen)].filter((_, j) => b.mask[r * b.seqLen + j]).join(',')}:${b.labels[r]}`,
+          ),
+        )
+        .sort()
+        .join('|');
+    expect(key(pooled)).toBe(key(d.devices.flatMap((dev) => dev.batches)));
+    expect(pooledBatches(d.devices, 1, spec.seed, config.padTokenId)[0]!.ids).not.toEqual(pooled[0]!.ids);
+    expect(pooledBatches(d.devices, 0, spec.seed, config.padTokenId)[0]!.ids).toEqual(pooled[0]!.ids);
+  });
+});

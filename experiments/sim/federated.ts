@@ -1,0 +1,127 @@
+/**
+ * The methods in which every device trains its own copy of the adapters from the same global ones and the server
+ * averages the copies, weighted by the devices' rows (FedAvg):
+ * - fedlora: a pass over the device's data a round, LoRA on the whole model;
+ * - fedsgd: one local step a round (the device's first batch of the round), LoRA on the whole model;
+ * - fedprox: fedlora with FedProx's proximal term mu/2 |w - w_global|^2, its gradient mu (w - w_global) added to each
+ *   local step's;
+ * - scaffold: fedlora with SCAFFOLD's control variates (option II): each local step's gradient corrected by c - c_i;
+ *   after K steps at learning rate lr, c_i becomes c_i - c + (w_global - w_i) / (K lr), and c moves by the devices'
+ *   mean change of c_i;
+ * - splitfrozen-parallel: SplitFrozen's ablation: per-device server adapters from the cut, averaged.
+ * Optimizer state: each device starts its local training with a fresh AdamW (a device keeps no state between rounds,
+ * and a copy must not inherit another device's moments); FedProx's and SCAFFOLD's corrections are applied to the
+ * gradient AdamW takes (their analyses assume plain SGD; with AdamW they are the usual practical variant).
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { AdapterWeights } from '../../core/peft/adapter.ts';
+import type { GradientAdjustment, Trainer } from '../../gpu-server/train/trainer.ts';
+import type { TokenBatch } from './setup.ts';
+import { averageAdapters } from './sim.ts';
+
+export const FEDERATED = ['fedlora', 'fedsgd', 'fedprox', 'scaffold', 'splitfrozen-parallel'] as const;
+export type FederatedMethod = (typeof FEDERATED)[number];
+
+type Named = Map<string, tf.Tensor>;
+
+/** What a federated round needs of the simulation: the devices in order, their round's batches, and a step. */
+export interface FederatedRound {
+  order: readonly string[];
+  rows: (id: string) => number;
+  batches: (id: string) => TokenBatch[];
+  step: (b: TokenBatch, adjust?: GradientAdjustment) => Promise<number>;
+  /** GraB: what each device's local training did to the adapters. */
+  updated?: (id: string, delta: Float32Array) => void;
+}
+
+/** SCAFFOLD's control variates across rounds: the server's c and each device's c_i (zero at first). */
+export class ControlVariates {
+  private server: Named | undefined;
+  private readonly devices = new Map<string, Named>();
+
+  private zeros(t: Trainer): Named {
+    return new Map(t.variables().map((v) => [v.name, tf.zerosLike(v)]));
+  }
+
+  of(t: Trainer, id: string): { c: Named; ci: Named } {
+    this.server ??= this.zeros(t);
+    if (!this.devices.has(id)) this.devices.set(id, this.zeros(t));
+    return { c: this.server, ci: this.devices.get(id)! };
+  }
+
+  /** c_i+ from the device's K steps; returns c_i+ - c_i for the server's update. */
+  update(t: Trainer, id: string, global: Named, steps: number, lr: number): Named {
+    const { c, ci } = this.of(t, id);
+    const next = new Map(
+      t.variables().map((v) => [
+        v.name,
+        tf.tidy(() =>
+          ci
+            .get(v.name)!
+            .sub(c.get(v.name)!)
+            .add(
+              global
+                .get(v.name)!
+                .sub(v)
+                .div(steps * lr),
+            ),
+        ),
+      ]),
+    );
+    const delta = new Map([...next].map(([k, x]) => [k, x.sub(ci.get(k)!)]));
+    tf.dispose([...ci.values()]);
+    this.devices.set(id, next);
+    return delta;
+  }
+
+  /** c += the mean of the devices' changes. */
+  moveServer(deltas: Named[], devices: number): void {
+    if (!this.server || deltas.length === 0) return;
+    const moved = new Map([...this.server].map(([k, x]) => [k, tf.tidy(() => x.add(tf.addN(deltas.map((d) => d.get(k)!)).div(devices)))]));
+    tf.dispose([...this.server.values(), ...deltas.flatMap((d) => [...d.values()])]);
+    this.server = moved;
+  }
+
+  dispose(): void {
+    tf.dispose([...(this.server?.values() ?? []), ...[...this.devices.values()].flatMap((m) => [...m.values()])]);
+  }
+}
+
+/** One round of a federated method on trainer `t`; returns the devices' training losses. */
+export async function federatedRound(
+  method: FederatedMethod,
+  t: Trainer,
+  r: FederatedRound,
+  o: { mu: number; lr: number; controls: ControlVariates },
+): Promise<number[]> {
+  const start = t.exportAdapter();
+  const local: AdapterWeights[] = [];
+  const losses: number[] = [];
+  const deltas: Named[] = [];
+  for (const id of r.order) {
+    t.loadAdapter(start);
+    t.resetOptimizer();
+    const global: Named = new Map(t.variables().map((v) => [v.name, v.clone()]));
+    const batches = method === 'fedsgd' ? r.batches(id).slice(0, 1) : r.batches(id);
+    let adjust: GradientAdjustment | undefined;
+    if (method === 'fedprox')
+      adjust = (params, grads) => Object.fromEntries(params.map((p) => [p.name, grads[p.name]!.add(p.sub(global.get(p.name)!).mul(o.mu))]));
+    if (method === 'scaffold') {
+      const { c, ci } = o.controls.of(t, id);
+      adjust = (params, grads) => Object.fromEntries(params.map((p) => [p.name, grads[p.name]!.add(c.get(p.name)!.sub(ci.get(p.name)!))]));
+    }
+    const before = r.updated ? t.flatAdapters() : undefined;
+    for (const b of batches) losses.push(await r.step(b, adjust));
+    if (before)
+      r.updated!(
+        id,
+        t.flatAdapters().map((x, i) => x - before[i]!),
+      );
+    if (method === 'scaffold') deltas.push(o.controls.update(t, id, global, Math.max(1, batches.length), o.lr));
+    tf.dispose([...global.values()]);
+    local.push(t.exportAdapter());
+  }
+  if (method === 'scaffold') o.controls.moveServer(deltas, r.order.length);
+  t.loadAdapter(averageAdapters(local, r.order.map(r.rows)));
+  return losses;
+}

@@ -6,27 +6,28 @@
  * - splitfrozen-parallel: the ablation: per-device server adapters from the same start, averaged after each round;
  * - fedlora: each device trains LoRA on the whole model locally for one pass over its data; the server averages the
  *   adapters weighted by data size (FedAvg);
- * - splitlora: devices train LoRA on their prefix and the server on the rest, the gradient at the cut goes back to the
- *   device, and the device adapters are averaged every `avgEvery` steps;
+ * - splitlora: devices train LoRA on their prefix in parallel and the server on the rest, a batch of each device in
+ *   turn, the gradient at the cut goes back to the device, and the device adapters are averaged every `avgEvery`
+ *   steps and at the round's end (experiments/sim/splitlora.ts);
  * - fedsgd, fedprox, scaffold: FedLoRA with one local step a round, with FedProx's proximal term, with SCAFFOLD's
  *   control variates (experiments/sim/federated.ts);
  * - centralized: the upper bound: every device's rows pooled and mixed at the server, trained from the cut.
  */
-import * as tf from '@tensorflow/tfjs';
 import type { Model } from '../../core/model/family.ts';
 import type { AdapterWeights } from '../../core/peft/adapter.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 import { orderFor } from '../../gpu-server/ordering/ordering.ts';
 import { inOrder, turns } from '../../gpu-server/ordering/turns.ts';
-import { Trainer, type GradientAdjustment, type TrainBatch } from '../../gpu-server/train/trainer.ts';
+import type { GradientAdjustment, TrainBatch } from '../../gpu-server/train/trainer.ts';
 import { ControlVariates, federatedRound } from './federated.ts';
+import { splitLoraRound } from './splitlora.ts';
 import type { MethodWork } from '../device-time.ts';
 import { adapterBytes, methodCosts, trainsFromEmbeddings, trainsWholeModel, type MethodName } from './accounting.ts';
 import type { SimData, SimDevice } from './setup.ts';
 
 export type { SimSpec } from './sim.ts';
 export { averageAdapters, pooledBatches, roundBatches } from './sim.ts';
-import { averageAdapters, pooledBatches, Sim, type SimSpec } from './sim.ts';
+import { pooledBatches, Sim, type SimSpec } from './sim.ts';
 
 export interface RoundResult {
   round: number;
@@ -91,11 +92,9 @@ export async function runMethod(
   let cutGradientNorm = 0;
   let bytesUp = 0;
   let bytesDown = 0;
-  // SplitLoRA: each device's copy of the adapters below the cut.
-  const deviceCopies = new Map<string, AdapterWeights>();
-  let stepsSinceAverage = 0;
   // GraB orders each round by what every device's training did to the adapters in the previous one.
   const grab = spec.ordering.kind === 'grab';
+  if (grab && method === 'splitlora') throw new Error("SplitLoRA's devices train in parallel: there is no client order for GraB to balance");
   if (grab && spec.batchOrder === 'interleaved')
     throw new Error("GraB orders the devices by each one's own update to the adapters: it cannot be interleaved (use by-device)");
 
@@ -170,60 +169,21 @@ export async function runMethod(
         break;
       }
       case 'splitlora': {
-        const below = (w: AdapterWeights, layerOk: (l: number) => boolean) => ({
-          ...w,
-          a: new Map([...w.a].filter(([k]) => layerOk(Number(k.split('.')[1])))),
-          b: new Map([...w.b].filter(([k]) => layerOk(Number(k.split('.')[1])))),
+        const traffic = await splitLoraRound(t, {
+          order,
+          rows: (id) => byId.get(id)!.rows,
+          batches: (id) => sim.batches(byId.get(id)!, round),
+          atEmbeddings: (b) => sim.atCut(b, 0),
+          step,
+          cut,
+          avgEvery: spec.avgEvery,
+          wireBytes: spec.wireBytes,
+          nEmbd: model.config.nEmbd,
         });
-        const average = () => {
-          const avg = averageAdapters(
-            order.map((id) => deviceCopies.get(id) ?? below(t.exportAdapter(), (l) => l < cut)),
-            order.map((id) => byId.get(id)!.rows),
-          );
-          for (const id of order) deviceCopies.set(id, avg);
-          // Every device sends its adapters up and gets the average back.
-          const size = 4 * [...avg.a.values(), ...avg.b.values()].reduce((a, x) => a + x.length, 0);
-          bytesUp += size * order.length;
-          bytesDown += size * order.length;
-          stepsSinceAverage = 0;
-        };
-        // Every device starts the round from the device-side adapters as they stand (the last average), not from
-        // the previous device's: before its first average, a device has no copy of its own.
-        const atStart = below(t.exportAdapter(), (l) => l < cut);
-        for (const id of order) {
-          const d = byId.get(id)!;
-          loadPartial(t, deviceCopies.get(id) ?? atStart);
-          const before = grab ? t.flatAdapters() : undefined;
-          for (const b of sim.batches(d, round)) {
-            const batch = sim.atCut(b, 0);
-            // The gradient the server sends the device: d loss / d hidden at the cut, measured once per round.
-            if (losses.length === 0) cutGradientNorm = gradientAtCut(t, batch, cut);
-            losses.push(await step(batch));
-            const activations = b.rows * b.seqLen * model.config.nEmbd * spec.wireBytes;
-            bytesUp += activations;
-            bytesDown += activations;
-            if (++stepsSinceAverage >= spec.avgEvery) {
-              deviceCopies.set(
-                id,
-                below(t.exportAdapter(), (l) => l < cut),
-              );
-              average();
-              loadPartial(t, deviceCopies.get(id)!);
-            }
-          }
-          if (before)
-            updates.set(
-              id,
-              t.flatAdapters().map((x, i) => x - before[i]),
-            );
-          deviceCopies.set(
-            id,
-            below(t.exportAdapter(), (l) => l < cut),
-          );
-        }
-        average();
-        // Evaluated, and trained on next round, with the average every device now holds (it kept the last device's).
-        loadPartial(t, deviceCopies.get(order[0]!)!);
+        losses.push(...traffic.losses);
+        bytesUp += traffic.bytesUp;
+        bytesDown += traffic.bytesDown;
+        if (round === 0) cutGradientNorm = traffic.cutGradientNorm;
         break;
       }
     }
@@ -270,28 +230,4 @@ export async function runMethod(
     },
     final,
   };
-}
-
-/** Loads the device part (the blocks below the cut) of an adapter, leaving the server's part as it is. */
-function loadPartial(t: Trainer, w: AdapterWeights): void {
-  const current = t.exportAdapter();
-  t.loadAdapter({ ...current, a: new Map([...current.a, ...w.a]), b: new Map([...current.b, ...w.b]), head: current.head });
-}
-
-/** The norm of d loss / d (hidden states at the cut) for a batch: what SplitLoRA's server sends back to a device. */
-function gradientAtCut(t: Trainer, b: TrainBatch, cut: number): number {
-  return tf.tidy(() => {
-    const mask = tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32');
-    const adapters = t.lora.adapters(false);
-    const atCut = t.net.blocksForward(tf.tensor3d(b.hidden, [b.rows, b.seqLen, t.net.config.nEmbd]), mask, 0, cut, adapters);
-    const g = tf.grad((h: tf.Tensor) => {
-      const final = t.net.blocksForward(h as tf.Tensor3D, mask, cut, undefined, adapters);
-      if (t.task === 'causal-lm') return t.net.lmLoss(final, b.labels);
-      return tf.losses.softmaxCrossEntropy(
-        tf.oneHot(tf.tensor1d(b.labels, 'int32'), t.net.config.numLabels),
-        tf.matMul(t.net.pool(final, mask), t.head!, false, true),
-      );
-    })(atCut);
-    return tf.norm(g).dataSync()[0];
-  });
 }

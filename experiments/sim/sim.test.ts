@@ -42,35 +42,37 @@ describe('simulation methods, one round on a tiny model', () => {
     expect(splitlora.final.b.get('h.2.attn.c_attn')).not.toEqual(splitfrozen.final.b.get('h.2.attn.c_attn'));
   });
 
-  it("SplitLoRA ends its round on the average of the devices' adapters below the cut, each device starting from the round's", async () => {
+  it('SplitLoRA runs its devices in parallel, each on its own copy below the cut, and ends its round on their average', async () => {
     const d = data(2);
-    const s = { ...spec, avgEvery: 1000 };
-    const ran = await runMethod('splitlora', model, d, s);
-    // The same round by hand: each device from the adapters below the cut as the round began, the server's part
-    // carried on from device to device, then the devices' copies averaged by their rows.
+    const ran = await runMethod('splitlora', model, d, { ...spec, avgEvery: 1000 });
+    // The same round by hand: step i of each device in the round's order, then step i + 1; each device on its own copy
+    // of the adapters below the cut (all from the round's start), the server's part carried on from batch to batch;
+    // at the end the copies averaged by their rows.
     const t = handTrainer(0);
     const isBelow = (k: string) => Number(k.split('.')[1]) < spec.cut;
-    const belowCut = () => {
+    const part = () => {
       const w = t.exportAdapter();
       return { a: new Map([...w.a].filter(([k]) => isBelow(k))), b: new Map([...w.b].filter(([k]) => isBelow(k))) };
     };
-    const load = (part: { a: Map<string, Float32Array>; b: Map<string, Float32Array> }) => {
+    const load = (p: ReturnType<typeof part>) => {
       const w = t.exportAdapter();
-      t.loadAdapter({ ...w, a: new Map([...w.a, ...part.a]), b: new Map([...w.b, ...part.b]) });
+      t.loadAdapter({ ...w, a: new Map([...w.a, ...p.a]), b: new Map([...w.b, ...p.b]) });
     };
-    const start = belowCut();
-    const copies: Array<ReturnType<typeof belowCut>> = [];
-    for (const dev of d.devices) {
-      load(start);
-      for (const b of roundBatches(dev, 0, spec.seed)) await stepByHand(t, b, 0);
-      copies.push(belowCut());
-    }
+    const copies = d.devices.map(part);
+    const lists = d.devices.map((dev) => roundBatches(dev, 0, spec.seed));
+    for (let i = 0; i < Math.max(...lists.map((l) => l.length)); i++)
+      for (const [k, list] of lists.entries()) {
+        if (!list[i]) continue;
+        load(copies[k]!);
+        await stepByHand(t, list[i]!, 0);
+        copies[k] = part();
+      }
     const rows = d.devices.map((dev) => dev.rows);
-    const mean = (k: string) => copies[0]!.b.get(k)!.map((x, i) => (x * rows[0]! + copies[1]!.b.get(k)![i]! * rows[1]!) / (rows[0]! + rows[1]!));
-    const got = ran.final.b.get('h.0.attn.c_attn')!;
-    const want = mean('h.0.attn.c_attn');
+    const key = 'h.0.attn.c_attn';
+    const want = copies[0]!.b.get(key)!.map((x, i) => (x * rows[0]! + copies[1]!.b.get(key)![i]! * rows[1]!) / (rows[0]! + rows[1]!));
+    const got = ran.final.b.get(key)!;
     for (let i = 0; i < want.length; i++) expect(got[i]).toBeCloseTo(want[i]!, 6);
-    // The server's part is the one trained device after device.
+    // The server's part is the one trained batch after batch.
     expect(ran.final.b.get('h.2.attn.c_attn')).toEqual(t.exportAdapter().b.get('h.2.attn.c_attn'));
     t.dispose();
   });

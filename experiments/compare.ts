@@ -174,7 +174,7 @@ run(async () => {
           '|---|---|---|' + methods.map(() => '---|').join('') + '---|---|---|',
           ...glueRows,
           '',
-          'Device compute is forward plus backward FLOPs per device over the run (SplitFrozen computes its activations once and reuses them).',
+          "Device compute is forward plus backward FLOPs per device over the whole run. The arithmetic, plainly: SplitFrozen's devices run only the forward pass, and only in the first round (later rounds reuse the activations). A reduction r in a round therefore becomes 1 - (1 - r) / R over R rounds: against SplitLoRA's forward and backward (about twice the forward) r is about -50% a round, which over 4 rounds reads -87.5%. The per-round figure is the one to set beside a method that must recompute.",
           '',
         ]
       : []),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { DEVICE_PROFILES, methodRoundSeconds, roundMakespan, type MethodWork } from './device-time.ts';
+import { breakEvenDevices, DEVICE_PROFILES, methodRoundSeconds, roundMakespan, type MethodWork } from './device-time.ts';
 
 describe('the device-time model of a round', () => {
   // Two devices of 3 batches, 2 s a batch; the server trains a batch in 1 s.
@@ -72,5 +72,26 @@ describe("a method's round time on a device profile (worked by hand)", () => {
     expect(methodRoundSeconds('fedlora', work(2e6), workers, 3e9, 0)).toBeUndefined();
     expect(methodRoundSeconds('splitfrozen', { ...work(0), devicePeakMemoryMB: 200 }, workers, 3e9, 0)).toBeUndefined();
     expect(methodRoundSeconds('splitfrozen', work(0), workers, 3e9, 0)).toBeGreaterThan(0);
+  });
+
+  it('break-even: the devices at which SplitFrozen, its server training them one after another, takes as long (worked by hand)', () => {
+    // n devices alike: SplitFrozen's first round lands the first device at 1.1 s, then trains 2n batches of 0.5 s:
+    // 1.1 + n, and n a later round; FedLoRA takes 5 s a round whatever n: 1.1 + n >= 5 from n = 4; over two rounds
+    // 1.1 + 2n >= 10 from n = 5. SplitLoRA takes max(8.2, n) a round: 1.1 + n >= 8.2 from n = 8.
+    const fedlora = { method: 'fedlora', work: work(2e6) };
+    expect(breakEvenDevices(work(0), fedlora, profile, 3e9, 1)).toBe(4);
+    expect(breakEvenDevices(work(0), fedlora, profile, 3e9, 2)).toBe(5);
+    expect(breakEvenDevices(work(0), { method: 'splitlora', work: work(2e6) }, profile, 3e9, 1)).toBe(8);
+    // A server 1,000 times faster moves it past what is searched; a method that does not fit has none.
+    expect(breakEvenDevices(work(0), fedlora, profile, 3e12, 1, 1000)).toBeUndefined();
+    expect(
+      breakEvenDevices(
+        work(0),
+        fedlora,
+        DEVICE_PROFILES.find((p) => p.name === 'workers')!,
+        3e9,
+        1,
+      ),
+    ).toBeUndefined();
   });
 });

@@ -172,3 +172,56 @@ export function methodRoundSeconds(
       throw new Error(`no time model for method '${method}'`);
   }
 }
+
+/** Seconds a method takes over `rounds` rounds, or undefined where it does not fit the device. */
+export function methodSeconds(method: string, w: MethodWork, profile: DeviceProfile, serverFlops: number, rounds: number): number | undefined {
+  let total = 0;
+  for (let k = 0; k < rounds; k++) {
+    const s = methodRoundSeconds(method, w, profile, serverFlops, k);
+    if (s === undefined) return undefined;
+    total += s;
+  }
+  return total;
+}
+
+/** The same work spread over `n` devices alike, each with the average device's batches and tokens. */
+export function withDevices(w: MethodWork, n: number): MethodWork {
+  const avg = (pick: (d: MethodWork['devices'][number]) => number) => w.devices.reduce((a, d) => a + pick(d), 0) / Math.max(1, w.devices.length);
+  const device = { batches: Math.max(1, Math.round(avg((d) => d.batches))), tokens: avg((d) => d.tokens) };
+  return { ...w, devices: Array.from({ length: n }, () => device) };
+}
+
+/**
+ * The fewest devices (alike, each with the average device's data) at which SplitFrozen's modelled time over `rounds`
+ * reaches another method's: its server trains every device's batches one after another, so its time grows with the
+ * devices, while federated devices train at once. Undefined where it stays below up to `max` devices, or where
+ * either method does not fit the device.
+ */
+export function breakEvenDevices(
+  splitfrozen: MethodWork,
+  other: { method: string; work: MethodWork },
+  profile: DeviceProfile,
+  serverFlops: number,
+  rounds: number,
+  max = 100_000,
+): number | undefined {
+  const slower = (n: number) => {
+    const sf = methodSeconds('splitfrozen', withDevices(splitfrozen, n), profile, serverFlops, rounds);
+    const o = methodSeconds(other.method, withDevices(other.work, n), profile, serverFlops, rounds);
+    return sf === undefined || o === undefined ? undefined : sf >= o;
+  };
+  if (slower(1) === undefined) return undefined;
+  let hi = 1;
+  while (!slower(hi)) {
+    if (hi >= max) return undefined;
+    hi = Math.min(max, hi * 2);
+  }
+  let lo = Math.floor(hi / 2);
+  // slower(lo) is false (or lo is 0), slower(hi) true: the first n between.
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (slower(mid)) hi = mid;
+    else lo = mid;
+  }
+  return hi;
+}

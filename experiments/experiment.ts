@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { histogramTable } from '../core/data/partition.ts';
 import { familyOf, type Model } from '../core/model/family.ts';
 import { writeFileAtomic } from '../gpu-server/model-folder/folder.ts';
-import { DEVICE_PROFILES, methodRoundSeconds, type BatchOrder, type DeviceProfile, type Schedule } from './device-time.ts';
+import { breakEvenDevices, DEVICE_PROFILES, methodRoundSeconds, type BatchOrder, type DeviceProfile, type Schedule } from './device-time.ts';
 import { simSpec, type ExperimentOptions } from './experiment-options.ts';
 import { commitOf, provenance } from './provenance.ts';
 
@@ -167,6 +167,17 @@ export function modelledTime(results: readonly Timed[], server?: { gflops: numbe
     splitfrozenStopAndWait: byProfile('splitfrozen', sf, 'stop-and-wait'),
     // The same work with its batches interleaved: only when the server starts training differs.
     splitfrozenInterleaved: byProfile('splitfrozen', sf, 'pipelined', 'interleaved'),
+    // Where SplitFrozen's server-bound rounds stop paying: devices (alike) at which it takes as long as another method.
+    breakEven: Object.fromEntries(
+      DEVICE_PROFILES.map((p) => [
+        p.name,
+        Object.fromEntries(
+          results
+            .filter((r) => r.method === 'fedlora' || r.method === 'splitlora')
+            .map((r) => [r.method, breakEvenDevices(sf.work, r, p, serverFlops, sf.rounds.length) ?? null]),
+        ),
+      ]),
+    ),
   };
 }
 
@@ -182,6 +193,15 @@ export function timeTable(t: NonNullable<ReturnType<typeof modelledTime>>): stri
     `| splitfrozen, interleaved | ${DEVICE_PROFILES.map((p) => cell(t.splitfrozenInterleaved[p.name]!)).join(' | ')} |`,
     '',
     ...DEVICE_PROFILES.map((p) => `- ${p.name}: ${p.source}`),
+    '',
+    `Break-even (devices alike, each with this run's average data; SplitFrozen's time grows with the devices, its server training them one after another): ${DEVICE_PROFILES.map(
+      (p) =>
+        `${p.name}: ${
+          Object.entries(t.breakEven[p.name] ?? {})
+            .map(([m, n]) => (n === null ? `${m} not reached within 100,000 devices (or a method does not fit)` : `as slow as ${m} from ${n} devices`))
+            .join(', ') || '-'
+        }`,
+    ).join('; ')}.`,
     '',
   ].join('\n');
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { breakEvenDevices, DEVICE_PROFILES, methodRoundSeconds, roundMakespan, type MethodWork } from './device-time.ts';
+import { breakEvenDevices, DEVICE_PROFILES, methodRoundSeconds, paretoSlowdowns, roundMakespan, withSlowdowns, type MethodWork } from './device-time.ts';
 
 describe('the device-time model of a round', () => {
   // Two devices of 3 batches, 2 s a batch; the server trains a batch in 1 s.
@@ -93,5 +93,19 @@ describe("a method's round time on a device profile (worked by hand)", () => {
         1,
       ),
     ).toBeUndefined();
+  });
+
+  it('a straggler: FedLoRA waits for it; SplitFrozen only where its batches are next (worked by hand)', () => {
+    // Device b three times slower. FedLoRA: 1 s down, 3 x 3 s compute, 3 x 1 s up: 13 s. SplitFrozen, round 0: a lands
+    // at 1.1 s and is trained by 2.1; b lands at 3 x 1.1 = 3.3 and is trained by 4.3; later rounds do not see it.
+    const slow = (w: MethodWork) => withSlowdowns(w, [1, 3]);
+    expect(methodRoundSeconds('fedlora', slow(work(2e6)), profile, 3e9, 0)).toBeCloseTo(13, 9);
+    expect(methodRoundSeconds('splitfrozen', slow(work(0)), profile, 3e9, 0)).toBeCloseTo(4.3, 9);
+    expect(methodRoundSeconds('splitfrozen', slow(work(0)), profile, 3e9, 1)).toBeCloseTo(2, 9);
+    // Heavy-tailed draws: at least 1, the same for a seed, about one in ten above 10^(1/1.5) = 4.64.
+    const draws = paretoSlowdowns(20_000, 1.5, 0);
+    expect(Math.min(...draws)).toBeGreaterThanOrEqual(1);
+    expect(paretoSlowdowns(5, 1.5, 0)).toEqual(draws.slice(0, 5));
+    expect(draws.filter((x) => x > 4.6416).length / draws.length).toBeCloseTo(0.1, 2);
   });
 });

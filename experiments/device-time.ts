@@ -7,6 +7,7 @@
  * overlaps the server's work on the devices before it, never on itself.
  */
 import type { BatchOrder } from '../gpu-server/ordering/turns.ts';
+import { Random } from '../core/random.ts';
 
 export interface DeviceWork {
   id: string;
@@ -95,7 +96,8 @@ export const DEVICE_PROFILES: readonly DeviceProfile[] = [
 
 /** What a method's run asked of its devices and server (experiments/sim/methods.ts fills it in). */
 export interface MethodWork {
-  devices: Array<{ batches: number; tokens: number }>;
+  /** Each device's batches and tokens, and how many times slower than its profile it runs (a straggler: > 1). */
+  devices: Array<{ batches: number; tokens: number; slowdown?: number }>;
   /** FLOPs per token: a device's forward and backward, the server's training. */
   perToken: { deviceForward: number; deviceBackward: number; server: number };
   /** Bytes of activations (up) or of their gradient (down) per token. */
@@ -123,10 +125,12 @@ export function methodRoundSeconds(
 ): number | undefined {
   const backward = w.perToken.deviceBackward > 0;
   if (w.devicePeakMemoryMB > profile.memoryMB || (backward && profile.backwardGflops === 0)) return undefined;
-  const compute = (tokens: number) =>
-    (tokens * w.perToken.deviceForward) / (profile.forwardGflops * 1e9) +
-    (backward ? (tokens * w.perToken.deviceBackward) / (profile.backwardGflops * 1e9) : 0);
-  const up = (bytes: number) => (8 * bytes) / (profile.uplinkMbps * 1e6);
+  // A straggler computes and uploads `slowdown` times slower than its profile.
+  const compute = (tokens: number, slowdown = 1) =>
+    slowdown *
+    ((tokens * w.perToken.deviceForward) / (profile.forwardGflops * 1e9) +
+      (backward ? (tokens * w.perToken.deviceBackward) / (profile.backwardGflops * 1e9) : 0));
+  const up = (bytes: number, slowdown = 1) => (slowdown * 8 * bytes) / (profile.uplinkMbps * 1e6);
   const down = (bytes: number) => (8 * bytes) / (profile.downlinkMbps * 1e6);
   const server = (tokens: number) => (tokens * w.perToken.server) / serverFlops;
   const perBatch = (d: { batches: number; tokens: number }) => d.tokens / Math.max(d.batches, 1);
@@ -138,7 +142,7 @@ export function methodRoundSeconds(
       const devices = w.devices.map((d, i) => ({
         id: String(i),
         batches: d.batches,
-        secondsPerBatch: round === 0 ? compute(perBatch(d)) + up(perBatch(d) * w.activationBytesPerToken) : 0,
+        secondsPerBatch: round === 0 ? compute(perBatch(d), d.slowdown) + up(perBatch(d) * w.activationBytesPerToken, d.slowdown) : 0,
       }));
       const tokensPerBatch =
         w.devices.reduce((a, d) => a + d.tokens, 0) /
@@ -154,17 +158,19 @@ export function methodRoundSeconds(
     case 'fedsgd':
       // Every device at once: the global adapters down, a pass over its data (FedSGD: one batch), its adapters up
       // (SCAFFOLD's adapterBytes count its control variate too); averaging is free.
-      return Math.max(...w.devices.map((d) => down(w.adapterBytes) + compute(method === 'fedsgd' ? perBatch(d) : d.tokens) + up(w.adapterBytes)));
+      return Math.max(
+        ...w.devices.map((d) => down(w.adapterBytes) + compute(method === 'fedsgd' ? perBatch(d) : d.tokens, d.slowdown) + up(w.adapterBytes, d.slowdown)),
+      );
     case 'splitlora': {
       // Devices at once, a batch at a time: forward, activations up, the server's step, the gradient down,
       // backward, and the device adapters' averaging every avgEvery steps; the server takes one batch at a time.
       const chain = w.devices.map(
         (d) =>
-          compute(d.tokens) +
-          up(d.tokens * w.activationBytesPerToken) +
+          compute(d.tokens, d.slowdown) +
+          up(d.tokens * w.activationBytesPerToken, d.slowdown) +
           server(d.tokens) +
           down(d.tokens * w.activationBytesPerToken) +
-          (d.batches / w.avgEvery) * (up(w.adapterBytes) + down(w.adapterBytes)),
+          (d.batches / w.avgEvery) * (up(w.adapterBytes, d.slowdown) + down(w.adapterBytes)),
       );
       return Math.max(...chain, server(w.devices.reduce((a, d) => a + d.tokens, 0)));
     }
@@ -224,4 +230,18 @@ export function breakEvenDevices(
     else lo = mid;
   }
   return hi;
+}
+
+/**
+ * Heavy-tailed slowdowns for `n` devices: Pareto draws of shape `alpha` (at least 1; alpha 1.5 makes one device in
+ * ten over 4.6 times slower and one in a hundred over 21), seeded.
+ */
+export function paretoSlowdowns(n: number, alpha: number, seed: number): number[] {
+  const rng = new Random(seed * 2_654_435 + 97);
+  return Array.from({ length: n }, () => (1 - rng.uniform()) ** (-1 / alpha));
+}
+
+/** The work with each device slowed down as given. */
+export function withSlowdowns(w: MethodWork, slowdowns: readonly number[]): MethodWork {
+  return { ...w, devices: w.devices.map((d, i) => ({ ...d, slowdown: slowdowns[i] ?? 1 })) };
 }

@@ -10,8 +10,16 @@ const USAGE = `usage: npm run experiment -- --task sst2|mrpc|mnli|topics|gsm8k -
        [--model DIR|random] [--methods splitfrozen,fedlora,splitlora,splitfrozen-parallel] [--devices 6] [--rounds 4]
        [--train-rows 960] [--eval-rows 400] [--batch 16] [--seq 64] [--cut 2] [--lr 0.003] [--rank 8]
        [--ordering random-reshuffle|shuffle-once|grab] [--batch-order by-device|interleaved] [--avg-every 10] [--seed 0] [--datasets ../shared/datasets]
+       [--participation 1] [--dropout 0]   (many devices: the share sampled each round, and the share of those that drop out)
 gsm8k: causal-LM fine-tuning of a Llama (--model a Llama folder, default a small random one: random), evaluated by
 generating answers (exact match of the final number); iid or quantity partitions only.`;
+/** A share in (0, 1], or [0, 1) for one that may be none. */
+function share(name: string, text: string, zeroAllowed: boolean): number {
+  const x = Number(text);
+  if (!(zeroAllowed ? x >= 0 && x < 1 : x > 0 && x <= 1)) fail(`--${name} must be a number in ${zeroAllowed ? '[0, 1)' : '(0, 1]'}, got '${text}'`);
+  return x;
+}
+
 const args = cliArgs(USAGE, {
   task: { type: 'string' },
   partition: { type: 'string', default: 'iid' },
@@ -30,6 +38,8 @@ const args = cliArgs(USAGE, {
   ordering: { type: 'string', default: 'random-reshuffle' },
   'batch-order': { type: 'string', default: 'by-device' },
   'avg-every': { type: 'string' },
+  participation: { type: 'string', default: '1' },
+  dropout: { type: 'string', default: '0' },
   seed: { type: 'string' },
   datasets: { type: 'string', default: '../shared/datasets' },
 });
@@ -61,6 +71,7 @@ run(async () => {
     ordering: { kind: args.ordering } as OrderingSpec,
     batchOrder: args['batch-order'] === 'interleaved' ? 'interleaved' : undefined,
     avgEvery: int('avg-every', args['avg-every'], 10),
+    participation: { fraction: share('participation', args.participation!, false), dropout: share('dropout', args.dropout!, true) },
     seed: int('seed', args.seed, 0),
     out: args.out,
     command: `npm run experiment -- ${process.argv.slice(2).join(' ')}`,

@@ -1,4 +1,5 @@
 /** What an experiment runs: the task, model, partition, methods and training settings (experiment.ts runs it). */
+import { EVERY_DEVICE, type Participation } from './sim/participation.ts';
 import type { PartitionSpec } from '../core/data/partition.ts';
 import { familyOf, type Model } from '../core/model/family.ts';
 import type { Tokenizer } from '../core/tokenizer/tokenizer.ts';
@@ -30,6 +31,8 @@ export interface ExperimentOptions {
   /** SplitFrozen's batches: device after device (the default) or interleaved. */
   batchOrder?: BatchOrder;
   avgEvery: number;
+  /** Partial participation and dropouts among many devices; every device delivers by default. */
+  participation?: Participation;
   seed: number;
   out: string;
   command: string;
@@ -49,6 +52,7 @@ export function simSpec(o: ExperimentOptions): SimSpec {
     batchOrder: o.batchOrder,
     avgEvery: o.avgEvery,
     proxMu: 0.01,
+    participation: o.participation ?? EVERY_DEVICE,
     wireBytes: 2,
   };
 }

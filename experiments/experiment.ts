@@ -7,7 +7,16 @@ import { join } from 'node:path';
 import { histogramTable } from '../core/data/partition.ts';
 import { familyOf, type Model } from '../core/model/family.ts';
 import { writeFileAtomic } from '../gpu-server/model-folder/folder.ts';
-import { breakEvenDevices, DEVICE_PROFILES, methodRoundSeconds, type BatchOrder, type DeviceProfile, type Schedule } from './device-time.ts';
+import {
+  breakEvenDevices,
+  DEVICE_PROFILES,
+  methodRoundSeconds,
+  paretoSlowdowns,
+  withSlowdowns,
+  type BatchOrder,
+  type DeviceProfile,
+  type Schedule,
+} from './device-time.ts';
 import { simSpec, type ExperimentOptions } from './experiment-options.ts';
 import { commitOf, provenance } from './provenance.ts';
 
@@ -143,6 +152,9 @@ type Timed = Pick<MethodResult, 'method' | 'rounds' | 'work' | 'serverFlops' | '
  * process), or `server` as measured elsewhere (bench:train). Null where the method does not fit the device.
  * SplitFrozen's stop-and-wait ablation and its interleaved batch order beside it.
  */
+/** Device speeds in the stragglers' rows: Pareto slowdowns of this shape (one device in ten over 4.6 times slower). */
+const STRAGGLER_ALPHA = 1.5;
+
 export function modelledTime(results: readonly Timed[], server?: { gflops: number; source: string }) {
   const sf = results.find((r) => r.method === 'splitfrozen');
   if (!sf || sf.trainMs === 0) return undefined;
@@ -167,6 +179,11 @@ export function modelledTime(results: readonly Timed[], server?: { gflops: numbe
     splitfrozenStopAndWait: byProfile('splitfrozen', sf, 'stop-and-wait'),
     // The same work with its batches interleaved: only when the server starts training differs.
     splitfrozenInterleaved: byProfile('splitfrozen', sf, 'pipelined', 'interleaved'),
+    // The same rounds with heavy-tailed device speeds (Pareto, shape STRAGGLER_ALPHA; the same draws for every method).
+    stragglerAlpha: STRAGGLER_ALPHA,
+    withStragglers: Object.fromEntries(
+      results.map((r) => [r.method, byProfile(r.method, { ...r, work: withSlowdowns(r.work, paretoSlowdowns(r.work.devices.length, STRAGGLER_ALPHA, 0)) })]),
+    ),
     // Where SplitFrozen's server-bound rounds stop paying: devices (alike) at which it takes as long as another method.
     breakEven: Object.fromEntries(
       DEVICE_PROFILES.map((p) => [
@@ -191,6 +208,9 @@ export function timeTable(t: NonNullable<ReturnType<typeof modelledTime>>): stri
     ...Object.entries(t.byMethod).map(([m, v]) => `| ${m} | ${DEVICE_PROFILES.map((p) => cell(v[p.name]!)).join(' | ')} |`),
     `| splitfrozen, stop-and-wait | ${DEVICE_PROFILES.map((p) => cell(t.splitfrozenStopAndWait[p.name]!)).join(' | ')} |`,
     `| splitfrozen, interleaved | ${DEVICE_PROFILES.map((p) => cell(t.splitfrozenInterleaved[p.name]!)).join(' | ')} |`,
+    ...Object.entries(t.withStragglers).map(
+      ([m, v]) => `| ${m}, stragglers (Pareto ${t.stragglerAlpha} slowdowns) | ${DEVICE_PROFILES.map((p) => cell(v[p.name]!)).join(' | ')} |`,
+    ),
     '',
     ...DEVICE_PROFILES.map((p) => `- ${p.name}: ${p.source}`),
     '',

@@ -4,6 +4,7 @@
  * activations as a real run does (the SplitFrozen simulation, experiments/sim, its devices applying the defence
  * with their own keys). Writes frontier.json and frontier.svg.
  */
+import { EVERY_DEVICE } from './sim/participation.ts';
 import { ADAMW_DEFAULTS } from '../gpu-server/train/adamw.ts';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -98,6 +99,7 @@ export async function utilityUnder(o: SweepOptions, device: DeviceSide): Promise
       ordering: { kind: 'random-reshuffle' },
       avgEvery: 1,
       proxMu: 0.01,
+      participation: EVERY_DEVICE,
       wireBytes: 4,
       device: (b, run) => {
         const batch = { ids: b.ids, mask: b.mask, rows: b.rows, seq: b.seqLen };

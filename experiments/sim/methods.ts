@@ -16,11 +16,12 @@
 import type { Model } from '../../core/model/family.ts';
 import type { AdapterWeights } from '../../core/peft/adapter.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
-import { orderFor } from '../../gpu-server/ordering/ordering.ts';
+import { orderPresent } from '../../gpu-server/ordering/ordering.ts';
 import { inOrder, turns } from '../../gpu-server/ordering/turns.ts';
 import type { GradientAdjustment, TrainBatch } from '../../gpu-server/train/trainer.ts';
 import { ControlVariates, federatedRound } from './federated.ts';
 import { splitLoraRound } from './splitlora.ts';
+import { delivering } from './participation.ts';
 import type { MethodWork } from '../device-time.ts';
 import { adapterBytes, methodCosts, trainsFromEmbeddings, trainsWholeModel, type MethodName } from './accounting.ts';
 import type { SimData, SimDevice } from './setup.ts';
@@ -35,6 +36,8 @@ export interface RoundResult {
   accuracy: number;
   loss: number;
   trainLoss: number;
+  /** Devices whose data the round trained on (fewer than all where devices are sampled or drop out). */
+  devices: number;
   wallMs: number;
 }
 
@@ -92,6 +95,8 @@ export async function runMethod(
   let cutGradientNorm = 0;
   let bytesUp = 0;
   let bytesDown = 0;
+  // The round in which each device's activations first reached the server (SplitFrozen's cache).
+  const uploaded = new Map<string, number>();
   // GraB orders each round by what every device's training did to the adapters in the previous one.
   const grab = spec.ordering.kind === 'grab';
   if (grab && method === 'splitlora') throw new Error("SplitLoRA's devices train in parallel: there is no client order for GraB to balance");
@@ -108,85 +113,103 @@ export async function runMethod(
   for (let round = 0; round < spec.rounds; round++) {
     const roundStart = performance.now();
     const losses: number[] = [];
-    const order = orderFor(ordering, { round, devices: devices.map((d) => d.id), seed: spec.seed, previous });
+    const here = delivering(
+      devices.map((d) => d.id),
+      round,
+      spec.seed,
+      spec.participation,
+    );
+    // SplitFrozen's server trains on every device whose activations it holds, here this round or not; the bound on
+    // every row; the other methods on the devices that deliver.
+    for (const id of here) if (!uploaded.has(id)) uploaded.set(id, round);
+    const trainedOn =
+      method === 'centralized'
+        ? devices.map((d) => d.id)
+        : method === 'splitfrozen' || method === 'splitfrozen-parallel'
+          ? devices.map((d) => d.id).filter((id) => uploaded.has(id))
+          : here;
+    const order = orderPresent(ordering, { round, devices: trainedOn, seed: spec.seed, previous });
     const byId = new Map(devices.map((d) => [d.id, d]));
+    const uploadsNow = order.filter((id) => uploaded.get(id) === round);
     const updates = new Map<string, Float32Array>();
-    switch (method) {
-      case 'splitfrozen': {
-        // The server's own schedule (by device, or one batch of each device in turn), over the devices' batches.
-        let before: Float32Array | undefined;
-        const open = async (id: string) => {
-          before = grab ? t.flatAdapters() : undefined;
-          return inOrder(sim.batches(byId.get(id)!, round));
-        };
-        for await (const turn of turns(order, spec.batchOrder ?? 'by-device', open)) {
-          if ('batch' in turn) losses.push(await step(sim.atCut(turn.batch, cut)));
-          else if (before)
-            updates.set(
-              turn.device,
-              t.flatAdapters().map((x, i) => x - before![i]),
-            );
+    // A round in which no device delivers trains nothing (it is still evaluated).
+    if (order.length > 0)
+      switch (method) {
+        case 'splitfrozen': {
+          // The server's own schedule (by device, or one batch of each device in turn), over the devices' batches.
+          let before: Float32Array | undefined;
+          const open = async (id: string) => {
+            before = grab ? t.flatAdapters() : undefined;
+            return inOrder(sim.batches(byId.get(id)!, round));
+          };
+          for await (const turn of turns(order, spec.batchOrder ?? 'by-device', open)) {
+            if ('batch' in turn) losses.push(await step(sim.atCut(turn.batch, cut)));
+            else if (before)
+              updates.set(
+                turn.device,
+                t.flatAdapters().map((x, i) => x - before![i]),
+              );
+          }
+          // Activations go up once: later rounds reuse them (the prefix is frozen).
+          for (const id of uploadsNow) bytesUp += tokensOf(byId.get(id)!) * model.config.nEmbd * spec.wireBytes;
+          break;
         }
-        // Activations go up once: later rounds reuse them (the prefix is frozen).
-        if (round === 0) for (const id of order) bytesUp += tokensOf(byId.get(id)!) * model.config.nEmbd * spec.wireBytes;
-        break;
-      }
-      case 'centralized': {
-        // The upper bound: every device's rows pooled at the server and mixed into new batches each round, trained
-        // from the cut as SplitFrozen trains (the same steps over the same rows).
-        for (const b of pooledBatches(devices, round, spec.seed, model.config.padTokenId)) losses.push(await step(sim.atCut(b, cut)));
-        break;
-      }
-      case 'splitfrozen-parallel':
-      case 'fedlora':
-      case 'fedsgd':
-      case 'fedprox':
-      case 'scaffold': {
-        const from = method === 'splitfrozen-parallel' ? cut : 0;
-        const trained = await federatedRound(
-          method,
-          t,
-          {
+        case 'centralized': {
+          // The upper bound: every device's rows pooled at the server and mixed into new batches each round, trained
+          // from the cut as SplitFrozen trains (the same steps over the same rows).
+          for (const b of pooledBatches(devices, round, spec.seed, model.config.padTokenId)) losses.push(await step(sim.atCut(b, cut)));
+          break;
+        }
+        case 'splitfrozen-parallel':
+        case 'fedlora':
+        case 'fedsgd':
+        case 'fedprox':
+        case 'scaffold': {
+          const from = method === 'splitfrozen-parallel' ? cut : 0;
+          const trained = await federatedRound(
+            method,
+            t,
+            {
+              order,
+              rows: (id) => byId.get(id)!.rows,
+              batches: (id) => sim.batches(byId.get(id)!, round),
+              step: (b, adjust) => step(sim.atCut(b, from), adjust),
+              updated: grab ? (id, delta) => updates.set(id, delta) : undefined,
+            },
+            { mu: spec.proxMu, lr: spec.lr, controls },
+          );
+          losses.push(...trained);
+          for (const id of order) {
+            if (method === 'splitfrozen-parallel') {
+              if (uploadsNow.includes(id)) bytesUp += tokensOf(byId.get(id)!) * model.config.nEmbd * spec.wireBytes;
+              continue;
+            }
+            // SCAFFOLD sends its control variate beside the adapters, both ways.
+            const bytes = adapterBytes(setup, model.config.nLayer) * (method === 'scaffold' ? 2 : 1);
+            bytesDown += bytes;
+            bytesUp += bytes;
+          }
+          break;
+        }
+        case 'splitlora': {
+          const traffic = await splitLoraRound(t, {
             order,
             rows: (id) => byId.get(id)!.rows,
             batches: (id) => sim.batches(byId.get(id)!, round),
-            step: (b, adjust) => step(sim.atCut(b, from), adjust),
-            updated: grab ? (id, delta) => updates.set(id, delta) : undefined,
-          },
-          { mu: spec.proxMu, lr: spec.lr, controls },
-        );
-        losses.push(...trained);
-        for (const id of order) {
-          if (method === 'splitfrozen-parallel') {
-            if (round === 0) bytesUp += tokensOf(byId.get(id)!) * model.config.nEmbd * spec.wireBytes;
-            continue;
-          }
-          // SCAFFOLD sends its control variate beside the adapters, both ways.
-          const bytes = adapterBytes(setup, model.config.nLayer) * (method === 'scaffold' ? 2 : 1);
-          bytesDown += bytes;
-          bytesUp += bytes;
+            atEmbeddings: (b) => sim.atCut(b, 0),
+            step,
+            cut,
+            avgEvery: spec.avgEvery,
+            wireBytes: spec.wireBytes,
+            nEmbd: model.config.nEmbd,
+          });
+          losses.push(...traffic.losses);
+          bytesUp += traffic.bytesUp;
+          bytesDown += traffic.bytesDown;
+          if (round === 0) cutGradientNorm = traffic.cutGradientNorm;
+          break;
         }
-        break;
       }
-      case 'splitlora': {
-        const traffic = await splitLoraRound(t, {
-          order,
-          rows: (id) => byId.get(id)!.rows,
-          batches: (id) => sim.batches(byId.get(id)!, round),
-          atEmbeddings: (b) => sim.atCut(b, 0),
-          step,
-          cut,
-          avgEvery: spec.avgEvery,
-          wireBytes: spec.wireBytes,
-          nEmbd: model.config.nEmbd,
-        });
-        losses.push(...traffic.losses);
-        bytesUp += traffic.bytesUp;
-        bytesDown += traffic.bytesDown;
-        if (round === 0) cutGradientNorm = traffic.cutGradientNorm;
-        break;
-      }
-    }
     previous = { order, updates };
     const { accuracy, loss } = await sim.evaluate();
     const r = {
@@ -194,6 +217,7 @@ export async function runMethod(
       accuracy,
       loss,
       trainLoss: losses.reduce((a, b) => a + b, 0) / Math.max(1, losses.length),
+      devices: order.length,
       wallMs: Math.round(performance.now() - roundStart),
     };
     rounds.push(r);

@@ -17,6 +17,7 @@ import { IGNORE_INDEX } from '../../core/data/generation.ts';
 import type { AdamWSpec } from '../../gpu-server/train/adamw.ts';
 import type { BatchOrder } from '../device-time.ts';
 import type { SimData, SimDevice, TokenBatch } from './setup.ts';
+import type { Participation } from './participation.ts';
 
 export interface SimSpec {
   cut: number;
@@ -34,6 +35,8 @@ export interface SimSpec {
   avgEvery: number;
   /** FedProx: the weight mu of its proximal term mu/2 |w - w_global|^2. */
   proxMu: number;
+  /** Which devices deliver each round (experiments/sim/participation.ts); every device by default. */
+  participation: Participation;
   /** Bytes per activation value on the wire: 2 (fp16) as the device worker sends them. */
   wireBytes: number;
   /** What a device does around its prefix before the upload (a defence: experiments/privacy-sweep.ts); the plain prefix when absent. */

@@ -1,4 +1,5 @@
 /** The simulation tests' world: a tiny GPT-2, generated sentiment rows, a one-round spec, and a step taken by hand. */
+import { EVERY_DEVICE } from './participation.ts';
 import * as tf from '@tensorflow/tfjs';
 import { syntheticSentiment } from '../../core/data/synthetic.ts';
 import { gpt2Config } from '../../core/model/gpt2/config.ts';
@@ -23,6 +24,7 @@ export const spec: SimSpec = {
   ordering: { kind: 'fixed', order: ['device-0', 'device-1'] },
   avgEvery: 3,
   proxMu: 0.01,
+  participation: EVERY_DEVICE,
   wireBytes: 2,
 };
 

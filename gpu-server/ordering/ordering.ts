@@ -57,6 +57,25 @@ export function orderFor(spec: OrderingSpec, input: OrderingInput): string[] {
   }
 }
 
+/**
+ * The order of a round in which only some of the run's devices take part (others were skipped, unreachable or not
+ * sampled): a fixed or initial order keeps its devices that are here, the others after them; GraB balances the
+ * devices it has a previous update of (at least two), and those it has none of (new, or absent last round) come last.
+ */
+export function orderPresent(spec: OrderingSpec, input: OrderingInput): string[] {
+  const ids = input.devices;
+  const { previous } = input;
+  const balanced = spec.kind === 'grab' && previous ? previous.order.filter((d) => ids.includes(d) && previous.updates.has(d)) : [];
+  if (spec.kind === 'grab' && balanced.length >= 2)
+    return [
+      ...orderFor(spec, { ...input, devices: balanced, previous: { order: balanced, updates: previous!.updates } }),
+      ...ids.filter((d) => !balanced.includes(d)),
+    ];
+  const given = spec.kind === 'fixed' || spec.kind === 'grab' ? spec.order : undefined;
+  const here = given ? { ...spec, order: [...given.filter((d) => ids.includes(d)), ...ids.filter((d) => !given.includes(d))] } : spec;
+  return orderFor(here as OrderingSpec, { ...input, previous: undefined });
+}
+
 /** Subtracts the mean vector. */
 export function centred(vectors: readonly Float32Array[]): Float32Array[] {
   const n = vectors.length;

@@ -10,7 +10,7 @@ import type { ObjectStore } from '../../core/storage/store.ts';
 import { AnswerError } from '../../core/wire/answers.ts';
 import type { ShardSummary } from '../../core/wire/device-client.ts';
 import { segmentRefusal, type DevicePolicy } from '../../core/wire/policy.ts';
-import { orderFor } from '../ordering/ordering.ts';
+import { orderPresent } from '../ordering/ordering.ts';
 import type { RunSpec } from './spec.ts';
 import type { PlannedDevice, RoundPlan } from './types.ts';
 
@@ -132,24 +132,16 @@ export async function planRound(
   const ids = Object.keys(devices);
   const last = previous.at(-1);
   // GraB balances the previous round's updates; devices that have none yet (new, or skipped) come last.
-  const balanced = last ? last.order.filter((d) => ids.includes(d) && previousUpdates.has(d)) : [];
-  const rest = ids.filter((d) => !balanced.includes(d));
-  const order =
-    spec.ordering.kind === 'grab' && balanced.length >= 2
-      ? [...orderFor(spec.ordering, { round, devices: balanced, seed: spec.training.seed, previous: { order: balanced, updates: previousUpdates } }), ...rest]
-      : orderFor(withDevices(spec.ordering, ids), { round, devices: ids, seed: spec.training.seed });
+  const order = orderPresent(spec.ordering, {
+    round,
+    devices: ids,
+    seed: spec.training.seed,
+    previous: last ? { order: last.order, updates: previousUpdates } : undefined,
+  });
   return { round, order, devices, skipped, createdAt: new Date().toISOString() };
 }
 
 /** Why a device's answer could not be used: it did not answer, or it answered what no honest device would. */
 function unusable(e: Error): string {
   return e instanceof AnswerError ? `answered wrongly: ${e.message}` : `unreachable: ${e.message}`;
-}
-
-/** A given order restricted to the devices taking part, with any others after it. */
-function withDevices(spec: RunSpec['ordering'], ids: string[]): RunSpec['ordering'] {
-  if (spec.kind !== 'fixed' && spec.kind !== 'grab') return spec;
-  if (!spec.order) return spec;
-  const given = spec.order.filter((d) => ids.includes(d));
-  return { ...spec, order: [...given, ...ids.filter((d) => !given.includes(d))] };
 }

@@ -45,6 +45,11 @@ describe('partitioners', () => {
     const hist = labelHistogram(labels, partition(labels, 6, { kind: 'extreme' }, 0), 3);
     for (const h of hist) expect(h.filter((x) => x > 0)).toHaveLength(1);
     expect(() => partition(labels, 2, { kind: 'extreme' }, 0)).toThrow(/3 classes need at least 3 devices, got 2/);
+    // Each seed deals the classes to devices anew: the partition is not the same for every seed.
+    const classOf = (seed: number) => labelHistogram(labels, partition(labels, 3, { kind: 'extreme' }, seed), 3).map((h) => h.findIndex((x) => x > 0));
+    const dealings = new Set(Array.from({ length: 10 }, (_, seed) => classOf(seed).join(',')));
+    expect(dealings.size).toBeGreaterThan(1);
+    for (const d of dealings) expect([...d.split(',')].sort()).toEqual(['0', '1', '2']);
   });
 
   it('quantity skew varies sizes but keeps labels mixed', () => {

@@ -63,8 +63,10 @@ export function partition(labels: readonly number[], devices: number, spec: Part
         throw new RangeError(
           `extreme imbalance gives each device one class: ${present.length} classes need at least ${present.length} devices, got ${devices}`,
         );
-      // Device d holds class present[d mod C]; a class shared by several devices is split evenly between them.
-      present.forEach((c, k) => {
+      // Device d holds class present[perm[d mod C]], the permutation drawn from the seed (so each seed deals the
+      // classes to other devices); a class shared by several devices is split evenly between them.
+      const dealt = shuffled(present.length, rng).map((k) => present[k]!);
+      dealt.forEach((c, k) => {
         const holders = Array.from({ length: devices }, (_, d) => d).filter((d) => d % present.length === k);
         split(
           byClass[c],

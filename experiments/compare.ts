@@ -21,16 +21,19 @@ import { initBackend } from '../gpu-server/backends/tfjs/runtime.ts';
 import { cliArgs, int, run } from '../infra/cli.ts';
 import { modelledTime, timeTable, type ExperimentOptions } from './experiment.ts';
 import { loadBaseModel, parseMethods } from './options.ts';
-import { decideClaims, pm, runSeeds, type Claim, type SeedStudy, type StoredResult } from './study.ts';
+import { runSeeds, type SeedStudy } from './study.ts';
 import { readTask, type TaskName } from './tasks.ts';
+import { sweepLearningRates } from './sweep.ts';
+import { glueRow, INTERLEAVED, topicSection } from './compare-report.ts';
 
 const USAGE = `usage: npm run compare -- [--out docs/experiments] [--model .local/models/pretrained] [--topics-model random] [--topics-rounds 8] [--tasks topics,sst2,mrpc,mnli]
-       [--methods splitfrozen,fedlora,splitlora,splitfrozen-parallel] [--seeds 0,1,2] [--rounds 4] [--train-rows 720]
-       [--eval-rows 300] [--devices 6] [--fresh]
+       [--methods splitfrozen,fedlora,splitlora,splitfrozen-parallel] [--seeds 0,1,2,3,4] [--rounds 4] [--train-rows 720]
+       [--eval-rows 300] [--devices 6] [--sweep-lrs 0.001,0.003,0.01|none] [--fresh]
 --seeds applies to the topic task, which runs on --topics-model (a random small GPT-2 unless given: see the README it
 writes); the GLUE tasks run seed 0 on --model. An experiment whose results.json in --out was made from
 the same base model (by SHA-256), data, partition, methods and settings is kept; any difference runs it again, as
---fresh does.`;
+--fresh does. On the topic task each method's learning rate is first chosen among --sweep-lrs on a validation split
+carved from the training rows (seed 0), and every seed then trains at it; the test split is touched only by those runs.`;
 const args = cliArgs(USAGE, {
   out: { type: 'string', default: 'docs/experiments' },
   model: { type: 'string', default: '.local/models/pretrained' },
@@ -38,7 +41,8 @@ const args = cliArgs(USAGE, {
   'topics-rounds': { type: 'string' },
   tasks: { type: 'string', default: 'topics,sst2,mrpc,mnli' },
   methods: { type: 'string', default: 'splitfrozen,fedlora,splitlora,splitfrozen-parallel' },
-  seeds: { type: 'string', default: '0,1,2' },
+  seeds: { type: 'string', default: '0,1,2,3,4' },
+  'sweep-lrs': { type: 'string', default: '0.001,0.003,0.01' },
   rounds: { type: 'string' },
   'train-rows': { type: 'string' },
   'eval-rows': { type: 'string' },
@@ -67,6 +71,8 @@ run(async () => {
   const { model, name, tokenizer } = await loadBaseModel(args.model!);
   const methods = parseMethods(args.methods!);
   const seeds = args.seeds!.split(',').map((s) => int('seeds', s, 0));
+  const rates = args['sweep-lrs'] === 'none' ? [] : args['sweep-lrs']!.split(',').map(Number);
+  if (rates.some((r) => !(r > 0 && r < 1))) throw new Error(`--sweep-lrs lists learning rates in (0, 1), or is none: got '${args['sweep-lrs']}'`);
   const devices = int('devices', args.devices, 6);
   const topicsBase = await loadBaseModel(args['topics-model']!);
   const options = (task: ExperimentOptions['task'], partition: PartitionSpec, out: string): ExperimentOptions => ({
@@ -102,7 +108,10 @@ run(async () => {
       const studies = [];
       for (const partition of STUDY_PARTITIONS) {
         const out = join(args.out!, `topics-${folder(partition)}`);
-        const methodsStudy = await runSeeds(options(task, partition, out), seeds, { fresh: args.fresh });
+        const sweep = rates.length ? await sweepLearningRates(options(task, partition, out), rates, args.fresh) : undefined;
+        const lrByMethod = sweep?.chosen;
+        const splitfrozenLr = lrByMethod?.splitfrozen ?? options(task, partition, out).lr;
+        const methodsStudy = await runSeeds({ ...options(task, partition, out), lrByMethod }, seeds, { fresh: args.fresh });
         // Client orderings for SplitFrozen at equal work: the same batches, only the order of the devices changes.
         // The methods' runs use random reshuffling already: their SplitFrozen is that ordering's.
         const orderings: Record<string, SeedStudy> = {};
@@ -113,7 +122,7 @@ run(async () => {
             continue;
           }
           orderings[ordering.kind] = await runSeeds(
-            { ...options(task, partition, join(out, 'orderings', ordering.kind)), methods: ['splitfrozen'], ordering },
+            { ...options(task, partition, join(out, 'orderings', ordering.kind)), methods: ['splitfrozen'], ordering, lr: splitfrozenLr },
             seeds,
             { fresh: args.fresh },
           );
@@ -121,12 +130,12 @@ run(async () => {
         }
         // The same devices in random reshuffling, their batches interleaved (training.batchOrder on the server).
         orderings[INTERLEAVED] = await runSeeds(
-          { ...options(task, partition, join(out, 'orderings', INTERLEAVED)), methods: ['splitfrozen'], batchOrder: 'interleaved' },
+          { ...options(task, partition, join(out, 'orderings', INTERLEAVED)), methods: ['splitfrozen'], batchOrder: 'interleaved', lr: splitfrozenLr },
           seeds,
           { fresh: args.fresh },
         );
         minutes += orderings[INTERLEAVED]!.minutes;
-        studies.push({ partition, out, methods: methodsStudy, orderings });
+        studies.push({ partition, out, methods: methodsStudy, orderings, sweep });
       }
       sections.push(topicSection(studies, seeds, topicsBase.name));
       // Modelled time hardly depends on the partition: the IID experiment's first seed, with the simulation's server
@@ -184,7 +193,6 @@ run(async () => {
 });
 
 /** SplitFrozen's batches interleaved (one batch of each device in turn), under random reshuffling of the devices. */
-const INTERLEAVED = 'interleaved';
 
 /** The client orderings compared: random reshuffling, shuffle-once, a fixed order (device index) and GraB. */
 function clientOrderings(devices: number): OrderingSpec[] {
@@ -194,108 +202,4 @@ function clientOrderings(devices: number): OrderingSpec[] {
     { kind: 'fixed', order: Array.from({ length: devices }, (_, i) => `device-${i}`) },
     { kind: 'grab' },
   ];
-}
-
-interface TopicStudy {
-  partition: PartitionSpec;
-  out: string;
-  methods: SeedStudy;
-  orderings: Record<string, SeedStudy>;
-}
-
-/** Each method's accuracy over the seeds, and SplitFrozen's with its batches interleaved beside them. */
-function withInterleaved(s: TopicStudy): SeedStudy['accuracy'] {
-  return { ...s.methods.accuracy, 'splitfrozen, interleaved': s.orderings[INTERLEAVED]!.accuracy.splitfrozen! };
-}
-
-function topicSection(studies: TopicStudy[], seeds: number[], base: string): string {
-  const methods = Object.keys(withInterleaved(studies[0]!));
-  const rel = (s: TopicStudy, path: string) => `${s.out.split('/').pop()}/${path}`;
-  const lines = [
-    `## The task with signal: generated topics (${seeds.length} seeds: ${seeds.join(', ')})`,
-    '',
-    `Base model: ${base === 'random' ? "a random small GPT-2 (4 blocks, n_embd 64; experiments/options.ts). The pretrained base read a sentence's topic poorly (30% after 4 IID rounds against 25% chance, tried with 2 topic words a sentence before this run), likely because a classifier on a causal model reads the last token, whose attention pretraining makes local, while a random base's near-uniform attention makes the last token a bag of the sentence's words, on which the topics separate (a hypothesis, not measured)" : base}.`,
-    '',
-    "Final-round accuracy, mean ± standard deviation over the seeds (each seed draws its own partition, initialisation and batch order). *splitfrozen, interleaved*: the server takes one batch of each device in turn, in the client order (the run setting `training.batchOrder: 'interleaved'`), where every other column trains device after device:",
-    '',
-    `| partition | majority class | ${methods.join(' | ')} | plots (seed ${seeds[0]}) |`,
-    `|---|---|${methods.map(() => '---|').join('')}---|`,
-    ...studies
-      .map((s) => [s, withInterleaved(s)] as const)
-      .map(
-        ([s, accuracy]) =>
-          `| ${describePartition(s.partition)} | ${s.methods.majorityClass === undefined ? '-' : `${(100 * s.methods.majorityClass).toFixed(1)}%`} | ${methods.map((m) => pm(accuracy[m]!)).join(' | ')} | [accuracy](${rel(s, `seed-${seeds[0]}/accuracy.svg`)}), [time on phones](${rel(s, `seed-${seeds[0]}/time-phone.svg`)}) |`,
-      ),
-    '',
-    '### The claims, tested',
-    '',
-    `Each claim is a paired t-test (two-sided) of the two methods' final accuracies across the ${seeds.length} seeds (a seed is one draw of partition, initialisation and batch order, run by both methods), the p-values corrected by Holm's step-down over all the claims below at once. A claim is *supported* where its adjusted p is below 0.05 and the difference goes its way, *contradicted* where it goes the other way, and *cannot decide* otherwise, and also where neither method rises above the majority class (constant predictors differ by noise) or there is one seed.`,
-    '',
-    '| claim | partition | difference (points) | t | p | Holm-adjusted p | verdict |',
-    '|---|---|---|---|---|---|---|',
-  ];
-  const claims: Array<Claim & { text: string; partition: string }> = [];
-  const claim = (text: string, a: string, b: string, pick: (s: TopicStudy) => SeedStudy['accuracy']) => {
-    for (const s of studies) {
-      const acc = pick(s);
-      if (acc[a] && acc[b]) claims.push({ text, partition: describePartition(s.partition), a: acc[a]!, b: acc[b]!, floor: s.methods.majorityClass });
-    }
-  };
-  claim('SplitFrozen beats FedLoRA (the paper: up to +69.4% under extreme imbalance)', 'splitfrozen', 'fedlora', (s) => s.methods.accuracy);
-  claim('SplitFrozen, its batches interleaved, beats FedLoRA', 'splitfrozen, interleaved', 'fedlora', withInterleaved);
-  claim("interleaving the devices' batches beats device after device (SplitFrozen)", 'splitfrozen, interleaved', 'splitfrozen', withInterleaved);
-  claim('SplitFrozen beats SplitLoRA', 'splitfrozen', 'splitlora', (s) => s.methods.accuracy);
-  claim(
-    'sequential training (SplitFrozen) beats parallel training with averaging, more so as heterogeneity grows',
-    'splitfrozen',
-    'splitfrozen-parallel',
-    (s) => s.methods.accuracy,
-  );
-  claim(
-    'sequential training one batch a visit (SplitFrozen, interleaved) beats parallel training with averaging',
-    'splitfrozen, interleaved',
-    'splitfrozen-parallel',
-    withInterleaved,
-  );
-  claim('GraB beats random reshuffling', 'grab', 'random-reshuffle', (s) => orderingAccuracy(s));
-  claim('random reshuffling beats shuffle-once', 'random-reshuffle', 'shuffle-once', (s) => orderingAccuracy(s));
-  claim('random reshuffling beats a fixed order', 'random-reshuffle', 'fixed', (s) => orderingAccuracy(s));
-  const p = (x: number) => (Number.isNaN(x) ? '-' : x < 0.001 ? x.toExponential(1) : x.toFixed(3));
-  decideClaims(claims).forEach((d, i) =>
-    lines.push(
-      `| ${claims[i]!.text} | ${claims[i]!.partition} | ${(100 * d.difference).toFixed(1)} | ${Number.isFinite(d.t) ? d.t.toFixed(2) : d.t} | ${p(d.p)} | ${p(d.adjusted)} | ${d.verdict} |`,
-    ),
-  );
-  lines.push(
-    '',
-    '### Client orderings (SplitFrozen, equal work)',
-    '',
-    `| partition | ${Object.keys(studies[0]!.orderings)
-      .map((o) => `${o} accuracy | ${o} train loss`)
-      .join(' | ')} |`,
-    `|---|${Object.keys(studies[0]!.orderings)
-      .map(() => '---|---|')
-      .join('')}`,
-    ...studies.map(
-      (s) =>
-        `| ${describePartition(s.partition)} | ${Object.values(s.orderings)
-          .map((o) => `${pm(o.accuracy.splitfrozen!)} | ${o.trainLoss.splitfrozen!.mean.toFixed(3)} ± ${o.trainLoss.splitfrozen!.std.toFixed(3)}`)
-          .join(' | ')} |`,
-    ),
-    '',
-  );
-  return lines.join('\n');
-}
-
-function orderingAccuracy(s: TopicStudy): SeedStudy['accuracy'] {
-  return Object.fromEntries(Object.entries(s.orderings).map(([k, o]) => [k, o.accuracy.splitfrozen!]));
-}
-
-function glueRow(task: string, partition: string, out: string, results: StoredResult[], majority?: number): string {
-  const final = (r: StoredResult) => r.rounds.at(-1)!.accuracy;
-  const by = new Map(results.map((r) => [r.method, r]));
-  const sf = by.get('splitfrozen');
-  const compute = (r?: StoredResult) => (r ? r.deviceForwardFlops + r.deviceBackwardFlops : undefined);
-  const reduction = (other?: StoredResult) => (sf && other ? `-${((1 - compute(sf)! / compute(other)!) * 100).toFixed(1)}%` : '-');
-  return `| ${task} | ${partition} | ${majority === undefined ? '-' : `${(majority * 100).toFixed(1)}%`} | ${results.map((r) => `${(final(r) * 100).toFixed(1)}%`).join(' | ')} | ${reduction(by.get('splitlora'))} | ${reduction(by.get('fedlora'))} | [${out.split('/').pop()}](${out.split('/').pop()}/seed-0/results.md) |`;
 }

@@ -26,6 +26,8 @@ export interface ExperimentOptions {
   seqLen: number;
   cut: number;
   lr: number;
+  /** A learning rate per method (from a validation sweep: experiments/sweep.ts), where it differs from `lr`. */
+  lrByMethod?: Partial<Record<MethodName, number>>;
   rank: number;
   ordering: OrderingSpec;
   /** SplitFrozen's batches: device after device (the default) or interleaved. */

@@ -64,7 +64,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<{ results: Me
       method,
       model,
       data,
-      spec,
+      { ...spec, lr: o.lrByMethod?.[method] ?? spec.lr },
       (round) =>
         log(
           `   ${method} round ${round.round + 1}/${o.rounds}: ${generation ? 'exact match' : 'accuracy'} ${(round.accuracy * 100).toFixed(1)}%, train loss ${round.trainLoss.toFixed(4)} (${(round.wallMs / 1000).toFixed(1)} s)`,

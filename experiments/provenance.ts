@@ -93,6 +93,7 @@ export async function provenance(o: ExperimentOptions): Promise<{ key: string; p
       batchSize: o.batchSize,
       seqLen: o.seqLen,
       ...simSpec(o),
+      lrByMethod: o.lrByMethod ?? {},
     },
     code: await codeSha256(),
   };

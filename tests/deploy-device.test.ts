@@ -50,7 +50,7 @@ describe('npm run deploy:device', () => {
       /splitfrozen-device-eu-1 \(device device-eu-1\): [\d.]+ MB gzipped; bucket splitfrozen-device-eu-1-shards \(eu\); placed near aws:eu-central-1/,
     );
     expect(r.out).toContain('would run: wrangler r2 bucket create splitfrozen-device-eu-1-shards --jurisdiction eu');
-    expect(r.out).toContain('would run: wrangler deploy --env device-eu-1');
+    expect(r.out).toContain('would run: wrangler deploy --env device-eu-1 --secrets-file <secrets file>');
   });
 
   it('stops before the first change when not logged in', async () => {

@@ -14,8 +14,15 @@ function distance(a: string, b: string): number {
   return d[a.length]![b.length]!;
 }
 
+/** Names longer than this are nobody's slip: no suggestion is sought (its cost grows with the name's length). */
+const MAX_NAME = 64;
+
+/** A name as a message shows it: cut at MAX_NAME characters (a name may come from a peer). */
+export const shownName = (name: string) => (name.length > MAX_NAME ? `${name.slice(0, MAX_NAME)}...` : name);
+
 /** The known name nearest `name`, if near enough to be a slip (a third of its length, at least 2 edits). */
 export function suggest(name: string, known: readonly string[]): string | undefined {
+  if (name.length > MAX_NAME) return undefined;
   const ranked = known.map((k) => ({ k, d: distance(name.toLowerCase(), k.toLowerCase()) })).sort((x, y) => x.d - y.d);
   const best = ranked[0];
   return best && best.d <= Math.max(2, Math.floor(name.length / 3)) ? best.k : undefined;
@@ -30,5 +37,5 @@ export function knownHint(name: string, known: readonly string[], what = 'known 
 /** Throws "`where`: unknown field 'x'; did you mean 'y'?" for the first key of `value` not in `known`. */
 export function refuseUnknownKeys(value: Record<string, unknown>, known: readonly string[], where: string): void {
   const key = Object.keys(value).find((k) => !known.includes(k));
-  if (key !== undefined) throw new Error(`${where}: unknown field '${key}'; ${knownHint(key, known, 'fields')}`);
+  if (key !== undefined) throw new Error(`${where}: unknown field '${shownName(key)}'; ${knownHint(key, known, 'fields')}`);
 }

@@ -36,8 +36,16 @@ describe("a device's answers", () => {
     });
     expect(() => parseDevicePolicy({})).toThrow("policy: field 'minCut' must be an integer >= 1");
     expect(() => parseDevicePolicy({ minCut: 2, approvals: {} })).toThrow("policy: field 'approvals' must be a list of at most 1000");
-    expect(() => parseDevicePolicy({ minCut: 2, approvals: [{ ...approval, cut: 1 }], defence: 'off' })).toThrow(
-      /^policy: approvals\[0\]: approval: field 'cut' must be an integer >= 2/,
+    // An approval below a minimum cut the owner raised later is read (the planner leaves it unused), and a newer
+    // device's extra field is dropped, not the device.
+    expect(parseDevicePolicy({ minCut: 2, approvals: [{ ...approval, cut: 1, future: true }], defence: 'off' }).approvals).toEqual([{ ...approval, cut: 1 }]);
+    expect(() => parseDevicePolicy({ minCut: 2, approvals: [{ ...approval, cut: 0 }], defence: 'off' })).toThrow(
+      /^policy: approvals\[0\]: approval: field 'cut' must be an integer >= 1/,
+    );
+    // A field name a megabyte long is refused at once, shown cut short, with no suggestion sought.
+    const huge = 'x'.repeat(1_000_000);
+    expect(() => parseDevicePolicy({ minCut: 2, approvals: [], defence: { mechanism: 'none', [huge]: 1 } })).toThrow(
+      `unknown field '${'x'.repeat(64)}...'; fields: mechanism`,
     );
     expect(() => parseDevicePolicy({ minCut: 2, approvals: [], defence: 'none at all' })).toThrow(/^policy: field 'defence': 'none at all' is not a level/);
   });

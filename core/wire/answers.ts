@@ -80,9 +80,11 @@ export function parseDevicePolicy(value: unknown): DevicePolicy {
   if (!Array.isArray(p.approvals) || p.approvals.length > ANSWER_LIMITS.approvals)
     throw new AnswerError(`policy: field 'approvals' must be a list of at most ${ANSWER_LIMITS.approvals}`);
   const minCut = p.minCut as number;
+  // Approvals below a minimum cut the owner raised later stay on the device, unused: read, and left to the
+  // planner's filter, rather than failing the whole answer.
   const approvals = p.approvals.map((a, i) => {
     try {
-      return parseApproval(a, minCut);
+      return parseApproval(a, LOWEST_CUT, false);
     } catch (e) {
       throw new AnswerError(`policy: approvals[${i}]: ${untrustedText((e as Error).message, 200)}`);
     }

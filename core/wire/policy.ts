@@ -47,14 +47,18 @@ export const SHA256 = /^[0-9a-f]{64}$/;
 
 const APPROVAL_FIELDS = ['sha256', 'model', 'cut', 'tokenTable', 'weights', 'tokenizer', 'generation', 'defence'];
 
-/** Checks an approval's shape; returns it typed, or throws naming the field. */
-export function parseApproval(value: unknown, minCut: number): SegmentApproval {
+/**
+ * Checks an approval's shape; returns it typed, or throws naming the field. Strict (the default) where an owner
+ * writes one: a field it does not know is refused. Lenient where the server reads a device's answer: a newer
+ * device's extra field is dropped, not the device.
+ */
+export function parseApproval(value: unknown, minCut: number, strict = true): SegmentApproval {
   const a = value as Record<string, unknown>;
   const fail = (field: string, message: string): never => {
     throw new Error(`approval: field '${field}' ${message}`);
   };
   if (typeof a !== 'object' || a === null || Array.isArray(a)) throw new Error('approval: not a JSON object');
-  refuseUnknownKeys(a, APPROVAL_FIELDS, 'approval');
+  if (strict) refuseUnknownKeys(a, APPROVAL_FIELDS, 'approval');
   if (typeof a.sha256 !== 'string' || !SHA256.test(a.sha256)) fail('sha256', 'must be a hex SHA-256');
   if (typeof a.model !== 'string' || !a.model || a.model.length > 200) fail('model', 'must name the base model (1 to 200 characters)');
   if (!Number.isSafeInteger(a.cut) || (a.cut as number) < minCut) fail('cut', `must be an integer >= ${minCut} (this device's minimum cut)`);

@@ -99,6 +99,10 @@ describe('a round in phases, on in-memory storage', () => {
     await expect(runs.trigger('r1')).rejects.toThrow(/has done its 1 planned round\(s\) \(training.rounds\): create a new run/);
     await expect(runs.view('ghost')).rejects.toThrow(NotFound);
     await expect(runs.cancel('r1')).rejects.toThrow(/has no round running/);
+    // Two creations of one id at once (each asks the devices first): one run, the other refused.
+    const twice = await Promise.allSettled([0, 1].map(() => runs.create(parseRunSpec(w.spec()), 'r-twice')));
+    expect(twice.map((r) => r.status).sort()).toEqual(['fulfilled', 'rejected']);
+    expect((twice.find((r) => r.status === 'rejected') as PromiseRejectedResult).reason).toBeInstanceOf(Conflict);
   });
 
   it('skips an unreachable device with the reason and trains the others', async () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { gpt2Config } from '../../core/model/gpt2/config.ts';
 import type { DevicePolicy, SegmentApproval } from '../../core/wire/policy.ts';
+import { AnswerError } from '../../core/wire/answers.ts';
 import { checkApprovedCuts } from './approved-cuts.ts';
 import { planCut } from './cuts.ts';
 import { parseRunSpec } from './spec.ts';
@@ -78,11 +79,15 @@ describe('cuts checked against the owners at run creation', () => {
     expect((await checkApprovedCuts(spec, small, cuts, async () => policy([approval(3, { generation: true })]))).d1!.cut).toBe(3);
   });
 
-  it('leaves a device that does not answer unchecked, saying so, for the round planner to check', async () => {
+  it('leaves a device that does not answer, or answers wrongly, unchecked, saying which, for the round planner to check', async () => {
     const { spec, cuts } = setup([{ id: 'd1', cut: 3 }]);
     const checked = await checkApprovedCuts(spec, small, cuts, async () => {
       throw new Error('connection refused');
     });
-    expect(checked.d1).toEqual({ cut: 3, planned: false, unchecked: 'device did not answer: connection refused' });
+    expect(checked.d1).toEqual({ cut: 3, planned: false, unchecked: 'unreachable: connection refused' });
+    const wrong = await checkApprovedCuts(spec, small, cuts, async () => {
+      throw new AnswerError("policy: field 'minCut' must be an integer >= 1");
+    });
+    expect(wrong.d1!.unchecked).toBe("answered wrongly: policy: field 'minCut' must be an integer >= 1");
   });
 });

@@ -1,11 +1,13 @@
 /**
  * Cuts checked against what each device's owner approved, when a run is created, so that a cut no owner would run
- * fails now and says what to approve, not at the first round. The planner moves a device's capacity cut to the
- * deepest one at or above it that its owner approved; a cut the operator pinned must be approved as it is. A device
- * that does not answer now is left unchecked (it may be offline): its record says so, and each round's planner checks
- * the segment itself, by SHA-256, before asking the device to run it.
+ * fails now and says what to approve, not at the first round. A device's capacity cut (the deepest its memory and
+ * time allow) becomes the deepest cut at or below it that its owner approved; a cut the operator pinned must be
+ * approved as it is. Cuts are compared by number: the approvals name segments by SHA-256, which only an export of the
+ * segment gives, and each round's planner checks that before asking the device to run it. A device that does not
+ * answer now is left unchecked (it may be offline), and its record says so.
  */
 import type { ModelConfig } from '../../core/model/family.ts';
+import { AnswerError } from '../../core/wire/answers.ts';
 import type { DevicePolicy } from '../../core/wire/policy.ts';
 import { prefixEstimate } from './cuts.ts';
 import type { RunSpec } from './spec.ts';
@@ -61,7 +63,11 @@ export async function checkApprovedCuts(spec: RunSpec, config: ModelConfig, cuts
     spec.devices.map(async (d) => {
       const given = cuts[d.id]!;
       const policy = await policyOf(d.id).catch((e: Error) => e);
-      if (policy instanceof Error) return [d.id, { ...given, unchecked: `device did not answer: ${policy.message}` }] as const;
+      if (policy instanceof Error)
+        return [
+          d.id,
+          { ...given, unchecked: policy instanceof AnswerError ? `answered wrongly: ${policy.message}` : `unreachable: ${policy.message}` },
+        ] as const;
       try {
         return [d.id, checkDevice(d, given, policy, spec, config)] as const;
       } catch (e) {

@@ -41,6 +41,7 @@ export type DeviceView = RunSpec['devices'][number] &
 
 export class RunRegistry {
   private readonly runs = new Map<string, RunState>();
+  private readonly creating = new Set<string>();
   private readonly log: (m: string) => void;
 
   private readonly opts: ResolvedRoundOptions;
@@ -79,7 +80,18 @@ export class RunRegistry {
     } catch (e) {
       throw new SpecError(`field 'id': ${(e as Error).message}`);
     }
-    if (this.runs.has(id)) throw new Conflict(`run ${id} exists`);
+    if (this.runs.has(id) || this.creating.has(id)) throw new Conflict(`run ${id} exists`);
+    // Creation reads the model and asks every device (seconds): the id is held meanwhile, so a second request for
+    // it is refused rather than racing this one.
+    this.creating.add(id);
+    try {
+      return await this.build(id, spec);
+    } finally {
+      this.creating.delete(id);
+    }
+  }
+
+  private async build(id: string, spec: RunSpec): Promise<RunRecord> {
     const { record, model, tokenizer } = await newRun(id, spec, this.opts.dataDirs);
     const timeoutMs = Math.min(record.spec.limits.callSeconds, POLICY_SECONDS) * 1000;
     const policyOf = (deviceId: string) =>

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { checkDeviceEnv, deploySteps, readWranglerToml } from './device-env.ts';
+import { checkDeviceEnv, deploySteps, readWranglerToml, secretsToSet } from './device-env.ts';
 
 const shipped = readFileSync('wrangler.toml', 'utf8');
 /** The shipped configuration with its placeholders filled in, as an operator would. */
@@ -93,20 +93,15 @@ describe('a device deployment read from wrangler.toml', () => {
     expect(checkDeviceEnv(readWranglerToml(commented), 'device-us-1').bucket).toBe('splitfrozen-device-us-1-shards');
   });
 
-  it('creates the bucket in its jurisdiction, sets secrets made once only the first time, then deploys', () => {
+  it('creates the bucket in its jurisdiction, then deploys with its secrets in one step; secrets made once stay', () => {
     const plan = checkDeviceEnv(readWranglerToml(filled), 'device-eu-1');
-    expect(deploySteps(plan, [], false).map((s) => s.join(' '))).toEqual([
+    expect(deploySteps(plan, '/tmp/s.json').map((s) => s.join(' '))).toEqual([
       'r2 bucket create splitfrozen-device-eu-1-shards --jurisdiction eu',
-      'secret put OWNER_TOKEN --env device-eu-1',
-      'secret put ROUND_SECRET --env device-eu-1',
-      'secret put DEFENCE_SECRET --env device-eu-1',
-      'deploy --env device-eu-1',
+      'deploy --env device-eu-1 --secrets-file /tmp/s.json',
     ]);
-    // Deployed again: the owner's token and the defence key stay as they are.
-    expect(deploySteps(plan, ['OWNER_TOKEN', 'ROUND_SECRET', 'DEFENCE_SECRET'], false).map((s) => s.slice(0, 3).join(' '))).toEqual([
-      'r2 bucket create',
-      'secret put ROUND_SECRET',
-      'deploy --env device-eu-1',
-    ]);
+    expect(secretsToSet([], false)).toEqual(['OWNER_TOKEN', 'ROUND_SECRET', 'DEFENCE_SECRET']);
+    // Deployed again: the owner's token and the defence key stay as they are, unless a new owner token is given.
+    expect(secretsToSet(['OWNER_TOKEN', 'ROUND_SECRET', 'DEFENCE_SECRET'], false)).toEqual(['ROUND_SECRET']);
+    expect(secretsToSet(['OWNER_TOKEN', 'ROUND_SECRET', 'DEFENCE_SECRET'], true)).toEqual(['OWNER_TOKEN', 'ROUND_SECRET']);
   });
 });

@@ -123,16 +123,24 @@ export function checkDeviceEnv(config: Table, env: string | undefined, file = 'w
   return { env, name, deviceId, bucket: bucket!.bucket_name as string, jurisdiction, placement: placement.region as string | undefined, notes };
 }
 
-/** The platform commands a deploy runs, in order (`secrets` names the device's secrets already set). */
-export function deploySteps(plan: DevicePlan, secrets: readonly string[], ownerTokenGiven: boolean): string[][] {
-  const env = ['--env', plan.env];
+/** The secrets a deploy sets: the round secret always, the owner's token and the defence key only the first time. */
+export function secretsToSet(existing: readonly string[], ownerTokenGiven: boolean): string[] {
+  return [
+    // The owner's token is made once: deploying again must not lock the owner out of their device.
+    ...(ownerTokenGiven || !existing.includes('OWNER_TOKEN') ? ['OWNER_TOKEN'] : []),
+    'ROUND_SECRET',
+    // The key of the defence's draws is made once: a new key would let a server average old and new uploads of a row.
+    ...(existing.includes('DEFENCE_SECRET') ? [] : ['DEFENCE_SECRET']),
+  ];
+}
+
+/**
+ * The platform commands a deploy runs, in order: the shard bucket, then the Worker with its secrets in one deploy
+ * (`--secrets-file`), so a failed deploy leaves the running version and its secrets as they were.
+ */
+export function deploySteps(plan: DevicePlan, secretsFile: string): string[][] {
   return [
     ['r2', 'bucket', 'create', plan.bucket, ...(plan.jurisdiction ? ['--jurisdiction', plan.jurisdiction] : [])],
-    // The owner's token is made once: deploying again must not lock the owner out of their device.
-    ...(ownerTokenGiven || !secrets.includes('OWNER_TOKEN') ? [['secret', 'put', 'OWNER_TOKEN', ...env]] : []),
-    ['secret', 'put', 'ROUND_SECRET', ...env],
-    // The key of the defence's draws is made once: a new key would let a server average old and new uploads of a row.
-    ...(secrets.includes('DEFENCE_SECRET') ? [] : [['secret', 'put', 'DEFENCE_SECRET', ...env]]),
-    ['deploy', ...env],
+    ['deploy', '--env', plan.env, '--secrets-file', secretsFile],
   ];
 }

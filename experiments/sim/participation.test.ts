@@ -48,7 +48,15 @@ describe('partial participation in the methods', () => {
     const d = data(4);
     const participation = { fraction: 0.5, dropout: 0 };
     const run = await runMethod('fedlora', model, d, { ...spec, rounds: 3, ordering: { kind: 'grab' }, participation });
-    const each = [0, 1, 2].map((r) => delivering(d.devices.map((x) => x.id), r, spec.seed, participation).length);
+    const each = [0, 1, 2].map(
+      (r) =>
+        delivering(
+          d.devices.map((x) => x.id),
+          r,
+          spec.seed,
+          participation,
+        ).length,
+    );
     expect(run.rounds.map((r) => r.devices)).toEqual(each);
   });
 });

@@ -218,7 +218,9 @@ export function timeTable(t: NonNullable<ReturnType<typeof modelledTime>>): stri
       (p) =>
         `${p.name}: ${
           Object.entries(t.breakEven[p.name] ?? {})
-            .map(([m, n]) => (n === null ? `${m} not reached within 100,000 devices (or a method does not fit)` : `as slow as ${m} from ${n} devices`))
+            .map(([m, n]) =>
+              n === null ? `${m} not reached within 100,000 devices (or a method does not fit)` : `as slow as ${m} from ${n} device${n === 1 ? '' : 's'}`,
+            )
             .join(', ') || '-'
         }`,
     ).join('; ')}.`,

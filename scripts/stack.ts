@@ -3,6 +3,7 @@
  * it. The npm script execs tsx, which passes both signals on to this process: under a plain `sh -c`, npm's SIGTERM
  * ended the shell and left the S3 server and workerd running.
  */
+import { descendants } from '../infra/local/proc-memory.ts';
 import { startStack } from '../infra/local/stack.ts';
 import { cliArgs, int, run } from '../infra/cli.ts';
 
@@ -26,6 +27,18 @@ run(async () => {
       });
   });
   const stack = await startStack({ devices: int('devices', args.devices, 2), dir: args.dir, s3Port: int('s3-port', args['s3-port'], 0) });
+  // What the stack started (workerd, the S3 server, wrangler's esbuild service), listed once it is up and ended as
+  // this process exits: a part whose own shutdown leaves a child behind (esbuild was seen left running after a
+  // SIGINT on a loaded machine) leaves no orphan.
+  const children = await descendants(process.pid);
+  process.on('exit', () => {
+    for (const { pid } of children)
+      try {
+        process.kill(pid, 'SIGTERM');
+      } catch {
+        // Already gone.
+      }
+  });
   const { endpoint, bucket, region, accessKeyId, secretAccessKey } = stack.s3.config;
   console.log(`\nS3 (s3rver): ${endpoint}  bucket ${bucket}\nFor the training server (npm run server), paste:`);
   const exports = {

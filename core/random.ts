@@ -54,6 +54,16 @@ export class Random {
     return g.map((x) => x / sum);
   }
 
+  /** The indices 0..n-1 in a uniformly random order (Fisher-Yates, from the end). */
+  shuffled(n: number): number[] {
+    const idx = Array.from({ length: n }, (_, i) => i);
+    for (let i = n - 1; i > 0; i--) {
+      const j = Math.floor(this.uniform() * (i + 1));
+      [idx[i], idx[j]] = [idx[j]!, idx[i]!];
+    }
+    return idx;
+  }
+
   fillNormal(out: Float32Array, std: number, mean = 0): Float32Array {
     for (let i = 0; i < out.length; i++) out[i] = mean + std * this.normal();
     return out;

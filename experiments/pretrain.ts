@@ -67,12 +67,7 @@ export function pretrain(texts: readonly string[], o: PretrainOptions): { model:
 
   const ids = Int32Array.from(stream, (id) => compact.get(id) ?? RARE);
   const sequences = Math.floor(ids.length / o.seqLen);
-  const order = Array.from({ length: sequences }, (_, i) => i);
-  const rng = new Random(o.seed);
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = Math.floor(rng.uniform() * (i + 1));
-    [order[i], order[j]] = [order[j], order[i]];
-  }
+  const order = new Random(o.seed).shuffled(sequences);
   const held = Math.max(1, Math.round(sequences * (o.holdout ?? 0.02)));
   const validation = order.slice(0, held);
   const training = order.slice(held);

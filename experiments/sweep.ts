@@ -12,12 +12,7 @@ import type { TaskData } from './tasks.ts';
 
 /** The task with its evaluation rows drawn from its training rows (a seeded share), which it then trains without. */
 export function validationTask(task: TaskData, share = 0.2, seed = 20_261_207): TaskData {
-  const rng = new Random(seed);
-  const order = task.train.map((_, i) => i);
-  for (let i = order.length - 1; i > 0; i--) {
-    const j = Math.floor(rng.uniform() * (i + 1));
-    [order[i], order[j]] = [order[j]!, order[i]!];
-  }
+  const order = new Random(seed).shuffled(task.train.length);
   const held = new Set(order.slice(0, Math.round(task.train.length * share)));
   return {
     ...task,

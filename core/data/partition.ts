@@ -26,30 +26,21 @@ function split<T>(items: T[], weights: number[]): T[][] {
   return out;
 }
 
-function shuffled(n: number, rng: Random): number[] {
-  const idx = Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(rng.uniform() * (i + 1));
-    [idx[i], idx[j]] = [idx[j], idx[i]];
-  }
-  return idx;
-}
-
 /** Indices of `labels` for each of `devices` shards. */
 export function partition(labels: readonly number[], devices: number, spec: PartitionSpec, seed: number): number[][] {
   if (!Number.isSafeInteger(devices) || devices < 1) throw new RangeError(`devices must be a positive integer, got ${devices}`);
   const rng = new Random(seed);
   const classes = Math.max(...labels) + 1;
   const byClass = Array.from({ length: classes }, () => [] as number[]);
-  for (const i of shuffled(labels.length, rng)) byClass[labels[i]].push(i);
+  for (const i of rng.shuffled(labels.length)) byClass[labels[i]].push(i);
   const parts = Array.from({ length: devices }, () => [] as number[]);
   switch (spec.kind) {
     case 'iid':
-      split(shuffled(labels.length, rng), Array(devices).fill(1 / devices)).forEach((p, d) => parts[d].push(...p));
+      split(rng.shuffled(labels.length), Array(devices).fill(1 / devices)).forEach((p, d) => parts[d].push(...p));
       break;
     case 'quantity': {
       if (!(spec.alpha > 0)) throw new RangeError(`quantity skew needs alpha > 0, got ${spec.alpha}`);
-      split(shuffled(labels.length, rng), rng.dirichlet(spec.alpha, devices)).forEach((p, d) => parts[d].push(...p));
+      split(rng.shuffled(labels.length), rng.dirichlet(spec.alpha, devices)).forEach((p, d) => parts[d].push(...p));
       break;
     }
     case 'dirichlet': {
@@ -65,7 +56,7 @@ export function partition(labels: readonly number[], devices: number, spec: Part
         );
       // Device d holds class present[perm[d mod C]], the permutation drawn from the seed (so each seed deals the
       // classes to other devices); a class shared by several devices is split evenly between them.
-      const dealt = shuffled(present.length, rng).map((k) => present[k]!);
+      const dealt = rng.shuffled(present.length).map((k) => present[k]!);
       dealt.forEach((c, k) => {
         const holders = Array.from({ length: devices }, (_, d) => d).filter((d) => d % present.length === k);
         split(

@@ -7,7 +7,7 @@ import type { Model } from '../../core/model/family.ts';
 import type { AdapterWeights } from '../../core/peft/adapter.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 import { deviceBatchOrder } from '../../gpu-server/ordering/turns.ts';
-import { permutation, type OrderingSpec } from '../../gpu-server/ordering/ordering.ts';
+import type { OrderingSpec } from '../../gpu-server/ordering/ordering.ts';
 import { Random } from '../../core/random.ts';
 import { scoreLogits } from '../../gpu-server/train/score.ts';
 import { Trainer, type TrainBatch } from '../../gpu-server/train/trainer.ts';
@@ -131,10 +131,7 @@ export function pooledBatches(devices: readonly SimDevice[], round: number, seed
   const all = devices.flatMap((d) => d.batches);
   const size = Math.max(...all.map((b) => b.rows));
   const rows = all.flatMap((b) => Array.from({ length: b.rows }, (_, r) => ({ b, r, perRow: b.labels.length / b.rows })));
-  const order = permutation(
-    rows.map((_, i) => String(i)),
-    new Random(seed * 31 + round * 7 + 1_000_003),
-  ).map(Number);
+  const order = new Random(seed * 31 + round * 7 + 1_000_003).shuffled(rows.length);
   const out: TokenBatch[] = [];
   for (let start = 0; start < order.length; start += size) {
     const picked = order.slice(start, start + size).map((i) => rows[i]!);

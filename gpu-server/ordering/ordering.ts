@@ -16,12 +16,7 @@ export interface OrderingInput {
 }
 
 export function permutation(items: readonly string[], rng: Random): string[] {
-  const out = [...items];
-  for (let i = out.length - 1; i > 0; i--) {
-    const j = Math.floor(rng.uniform() * (i + 1));
-    [out[i], out[j]] = [out[j], out[i]];
-  }
-  return out;
+  return rng.shuffled(items.length).map((i) => items[i]!);
 }
 
 function checkPermutation(order: readonly string[], devices: readonly string[], what: string): string[] {

@@ -108,16 +108,17 @@ run(async () => {
       const studies = [];
       for (const partition of STUDY_PARTITIONS) {
         const out = join(args.out!, `topics-${folder(partition)}`);
-        const sweep = rates.length ? await sweepLearningRates(options(task, partition, out), rates, args.fresh) : undefined;
+        const base = options(task, partition, out);
+        const sweep = rates.length ? await sweepLearningRates(base, rates, args.fresh) : undefined;
         const lrByMethod = sweep?.chosen;
-        const splitfrozenLr = lrByMethod?.splitfrozen ?? options(task, partition, out).lr;
-        const methodsStudy = await runSeeds({ ...options(task, partition, out), lrByMethod }, seeds, { fresh: args.fresh });
+        const splitfrozenLr = lrByMethod?.splitfrozen ?? base.lr;
+        const methodsStudy = await runSeeds({ ...base, lrByMethod }, seeds, { fresh: args.fresh });
         // Client orderings for SplitFrozen at equal work: the same batches, only the order of the devices changes.
         // The methods' runs use random reshuffling already: their SplitFrozen is that ordering's.
         const orderings: Record<string, SeedStudy> = {};
         minutes += methodsStudy.minutes;
         for (const ordering of clientOrderings(devices)) {
-          if (ordering.kind === options(task, partition, out).ordering.kind && methodsStudy.accuracy.splitfrozen) {
+          if (ordering.kind === base.ordering.kind && methodsStudy.accuracy.splitfrozen) {
             orderings[ordering.kind] = methodsStudy;
             continue;
           }

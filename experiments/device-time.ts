@@ -179,15 +179,24 @@ export function methodRoundSeconds(
   }
 }
 
-/** Seconds a method takes over `rounds` rounds, or undefined where it does not fit the device. */
-export function methodSeconds(method: string, w: MethodWork, profile: DeviceProfile, serverFlops: number, rounds: number): number | undefined {
+/** Seconds from the start to the end of each of `rounds` rounds, or undefined where the method does not fit the device. */
+export function cumulativeSeconds(
+  method: string,
+  w: MethodWork,
+  profile: DeviceProfile,
+  serverFlops: number,
+  rounds: number,
+  schedule: Schedule = 'pipelined',
+  batchOrder?: BatchOrder,
+): number[] | undefined {
   let total = 0;
+  const out: number[] = [];
   for (let k = 0; k < rounds; k++) {
-    const s = methodRoundSeconds(method, w, profile, serverFlops, k);
+    const s = methodRoundSeconds(method, w, profile, serverFlops, k, schedule, batchOrder);
     if (s === undefined) return undefined;
-    total += s;
+    out.push((total += s));
   }
-  return total;
+  return out;
 }
 
 /** The same work spread over `n` devices alike, each with the average device's batches and tokens. */
@@ -212,8 +221,8 @@ export function breakEvenDevices(
   max = 100_000,
 ): number | undefined {
   const slower = (n: number) => {
-    const sf = methodSeconds('splitfrozen', withDevices(splitfrozen, n), profile, serverFlops, rounds);
-    const o = methodSeconds(other.method, withDevices(other.work, n), profile, serverFlops, rounds);
+    const sf = cumulativeSeconds('splitfrozen', withDevices(splitfrozen, n), profile, serverFlops, rounds)?.at(-1);
+    const o = cumulativeSeconds(other.method, withDevices(other.work, n), profile, serverFlops, rounds)?.at(-1);
     return sf === undefined || o === undefined ? undefined : sf >= o;
   };
   if (slower(1) === undefined) return undefined;

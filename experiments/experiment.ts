@@ -10,7 +10,7 @@ import { writeFileAtomic } from '../gpu-server/model-folder/folder.ts';
 import {
   breakEvenDevices,
   DEVICE_PROFILES,
-  methodRoundSeconds,
+  cumulativeSeconds,
   paretoSlowdowns,
   withSlowdowns,
   type BatchOrder,
@@ -159,16 +159,8 @@ export function modelledTime(results: readonly Timed[], server?: { gflops: numbe
   const sf = results.find((r) => r.method === 'splitfrozen');
   if (!sf || sf.trainMs === 0) return undefined;
   const serverFlops = server ? server.gflops * 1e9 : sf.serverFlops / (sf.trainMs / 1000);
-  const cumulative = (method: string, r: Timed, p: DeviceProfile, schedule: Schedule = 'pipelined', batchOrder?: BatchOrder) => {
-    let total = 0;
-    const out: number[] = [];
-    for (let k = 0; k < r.rounds.length; k++) {
-      const s = methodRoundSeconds(method, r.work, p, serverFlops, k, schedule, batchOrder);
-      if (s === undefined) return null;
-      out.push(Number((total += s).toPrecision(4)));
-    }
-    return out;
-  };
+  const cumulative = (method: string, r: Timed, p: DeviceProfile, schedule?: Schedule, batchOrder?: BatchOrder) =>
+    cumulativeSeconds(method, r.work, p, serverFlops, r.rounds.length, schedule, batchOrder)?.map((t) => Number(t.toPrecision(4))) ?? null;
   const byProfile = (method: string, r: Timed, schedule?: Schedule, batchOrder?: BatchOrder) =>
     Object.fromEntries(DEVICE_PROFILES.map((p) => [p.name, cumulative(method, r, p, schedule, batchOrder)]));
   return {

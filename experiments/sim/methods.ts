@@ -87,6 +87,10 @@ export async function runMethod(
     generation: data.prompts !== undefined,
   };
   const costs = methodCosts(method, setup);
+  // What a device exchanges with the server: the whole model's adapters (with SCAFFOLD's control variate beside
+  // them), or those of its blocks; and its activations, once.
+  const exchangedBytes = trainsWholeModel(method) ? adapterBytes(setup, model.config.nLayer) * (method === 'scaffold' ? 2 : 1) : adapterBytes(setup, cut);
+  const activationBytes = (d: SimDevice) => tokensOf(d) * model.config.nEmbd * spec.wireBytes;
   const sim = new Sim(model, data, spec, trainsFromEmbeddings(method) ? 0 : cut, tokenizer);
   const controls = new ControlVariates();
   const t = sim.trainer;
@@ -150,8 +154,6 @@ export async function runMethod(
                 t.flatAdapters().map((x, i) => x - before![i]),
               );
           }
-          // Activations go up once: later rounds reuse them (the prefix is frozen).
-          for (const id of uploadsNow) bytesUp += tokensOf(byId.get(id)!) * model.config.nEmbd * spec.wireBytes;
           break;
         }
         case 'centralized': {
@@ -179,15 +181,9 @@ export async function runMethod(
             { mu: spec.proxMu, lr: spec.lr, controls },
           );
           losses.push(...trained);
-          for (const id of order) {
-            if (method === 'splitfrozen-parallel') {
-              if (uploadsNow.includes(id)) bytesUp += tokensOf(byId.get(id)!) * model.config.nEmbd * spec.wireBytes;
-              continue;
-            }
-            // SCAFFOLD sends its control variate beside the adapters, both ways.
-            const bytes = adapterBytes(setup, model.config.nLayer) * (method === 'scaffold' ? 2 : 1);
-            bytesDown += bytes;
-            bytesUp += bytes;
+          if (trainsWholeModel(method)) {
+            bytesDown += exchangedBytes * order.length;
+            bytesUp += exchangedBytes * order.length;
           }
           break;
         }
@@ -210,6 +206,8 @@ export async function runMethod(
           break;
         }
       }
+    // SplitFrozen's activations go up once, when a device first delivers: later rounds reuse them (the prefix is frozen).
+    if (method === 'splitfrozen' || method === 'splitfrozen-parallel') for (const id of uploadsNow) bytesUp += activationBytes(byId.get(id)!);
     previous = { order, updates };
     const { accuracy, loss } = await sim.evaluate();
     const r = {
@@ -248,7 +246,7 @@ export async function runMethod(
       devices: devices.map((d) => ({ batches: d.batches.length, tokens: tokensOf(d) })),
       perToken: { deviceForward: costs.device.forward, deviceBackward: costs.device.backward, server: costs.server.forward + costs.server.backward },
       activationBytesPerToken: model.config.nEmbd * spec.wireBytes,
-      adapterBytes: trainsWholeModel(method) ? adapterBytes(setup, model.config.nLayer) * (method === 'scaffold' ? 2 : 1) : adapterBytes(setup, cut),
+      adapterBytes: exchangedBytes,
       avgEvery: spec.avgEvery,
       devicePeakMemoryMB: costs.devicePeakMemoryMB,
     },

@@ -55,7 +55,7 @@ describe('cuts checked against the owners at run creation', () => {
       { id: 'd3', cut: 3 },
     ]);
     const policies: Record<string, DevicePolicy> = { d1: policy([approval(3)]), d2: policy([approval(3)]), d3: policy([approval(3)]) };
-    expect(await refusal(checkApprovedCuts(spec, small, cuts, async (id) => policies[id]!))).toBe(
+    expect(await refusal(checkApprovedCuts(spec, small, cuts, async (d) => policies[d.id]!))).toBe(
       "device d1: cut 4 is not approved (its owner approved cut 3); pin an approved cut, or its owner approves a segment with PUT /approvals/<sha256> on the device (npm run cli -- segment --model <dir> --cut K prints it); device d2: cut 1 is below its owner's minimum cut 2",
     );
   });

@@ -16,7 +16,8 @@ import type { RunRecord } from './types.ts';
 /** The longest a creation waits for a device's policy: an offline device must not hold the request for long. */
 export const POLICY_SECONDS = 5;
 
-export type PolicyOf = (deviceId: string) => Promise<DevicePolicy>;
+/** How a device's policy is asked for (bounded in time by the caller). */
+export type PolicyOf = (device: RunSpec['devices'][number]) => Promise<DevicePolicy>;
 
 /** The cuts the owner's approvals allow for this run's task, shallowest first. */
 export function approvedCuts(policy: DevicePolicy, spec: RunSpec): number[] {
@@ -62,7 +63,7 @@ export async function checkApprovedCuts(spec: RunSpec, config: ModelConfig, cuts
   const checked = await Promise.all(
     spec.devices.map(async (d) => {
       const given = cuts[d.id]!;
-      const policy = await policyOf(d.id).catch((e: Error) => e);
+      const policy = await policyOf(d).catch((e: Error) => e);
       if (policy instanceof Error)
         return [
           d.id,

@@ -1,11 +1,13 @@
 /**
  * A new run from the operator's spec: the files it names checked against the server's data folders, the model folder
- * read, LoRA targets checked against the family's linears, and each device's cut planned from its profile.
+ * read, LoRA targets checked against the family's linears, and each device's cut planned from its profile and
+ * checked against its owner's approvals.
  */
 import { familyNames, familyOf, blockLinears, type Model } from '../../core/model/family.ts';
 import { StorageError } from '../../core/storage/store.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 import { readModelFolder, readTokenizer } from '../model-folder/folder.ts';
+import { checkApprovedCuts, type PolicyOf } from './approved-cuts.ts';
 import { planCut } from './cuts.ts';
 import { checkDataPath } from './data-dirs.ts';
 import { generationEval } from './data.ts';
@@ -24,16 +26,16 @@ export function newRunId(): string {
 }
 
 /** Every failure here is the spec's (a path, a model folder, a target, a cut): thrown as SpecError. */
-export async function newRun(id: string, spec: RunSpec, dataDirs: readonly string[]): Promise<NewRun> {
+export async function newRun(id: string, spec: RunSpec, dataDirs: readonly string[], policyOf: PolicyOf): Promise<NewRun> {
   try {
-    return await build(id, spec, dataDirs);
+    return await build(id, spec, dataDirs, policyOf);
   } catch (e) {
     if (e instanceof StorageError || e instanceof SpecError) throw e;
     throw new SpecError((e as Error).message);
   }
 }
 
-async function build(id: string, spec: RunSpec, dataDirs: readonly string[]): Promise<NewRun> {
+async function build(id: string, spec: RunSpec, dataDirs: readonly string[], policyOf: PolicyOf): Promise<NewRun> {
   await checkDataPath(spec.model, dataDirs, 'model');
   if (spec.task.eval) await checkDataPath(spec.task.eval.path, dataDirs, 'task.eval.path');
   const shotsFrom = spec.task.generate.fewshot.path;
@@ -56,16 +58,18 @@ async function build(id: string, spec: RunSpec, dataDirs: readonly string[]): Pr
   if (unknown) throw new Error(`lora.targets: '${unknown}' is not a ${familyOf(c).name} block linear; use some of ${linears.join(', ')}`);
   spec = { ...spec, lora: { ...spec.lora, targets } };
   const tokenizer = await readTokenizer(spec.model, c);
-  const cuts: RunRecord['cuts'] = {};
+  const planned: RunRecord['cuts'] = {};
   for (const d of spec.devices) {
     if (d.cut !== undefined) {
       if (d.cut >= c.nLayer) throw new Error(`device ${d.id}: cut ${d.cut} leaves the server no block (the model has ${c.nLayer})`);
-      cuts[d.id] = { cut: d.cut, planned: false };
+      planned[d.id] = { cut: d.cut, planned: false };
     } else {
       const e = planCut(c, d.profile, spec.training.batchSize, spec.training.seqLen, d.id);
-      cuts[d.id] = { cut: e.cut, memoryMB: Math.round(e.memoryMB), batchSeconds: Number(e.batchSeconds.toPrecision(3)), planned: true };
+      planned[d.id] = { cut: e.cut, memoryMB: Math.round(e.memoryMB), batchSeconds: Number(e.batchSeconds.toPrecision(3)), planned: true };
     }
   }
+  // Checked against what the owners approved, so that a cut no owner would run fails here, not at a round.
+  const cuts = await checkApprovedCuts(spec, c, planned, policyOf);
   const record: RunRecord = {
     id,
     spec,

@@ -10,7 +10,7 @@ import { checkId, keys } from '../../core/storage/keys.ts';
 import { deviceApi, resolveRoundOptions, type ResolvedRoundOptions, type RoundOptions } from '../rounds/context.ts';
 import { unload, type RunState } from './state.ts';
 import { runRound } from '../rounds/round.ts';
-import { checkApprovedCuts, POLICY_SECONDS } from './approved-cuts.ts';
+import { POLICY_SECONDS } from './approved-cuts.ts';
 import { newRun, newRunId } from './create.ts';
 import { deleteRun, finishDeletion, tombstones } from './delete.ts';
 import { Conflict, NotFound, SpecError } from './errors.ts';
@@ -92,22 +92,10 @@ export class RunRegistry {
   }
 
   private async build(id: string, spec: RunSpec): Promise<RunRecord> {
-    const { record, model, tokenizer } = await newRun(id, spec, this.opts.dataDirs);
-    const timeoutMs = Math.min(record.spec.limits.callSeconds, POLICY_SECONDS) * 1000;
-    const policyOf = (deviceId: string) =>
-      this.opts
-        .device(
-          record.spec.devices.find((d) => d.id === deviceId)!,
-          this.opts.roundSecret,
-          timeoutMs,
-        )
-        .policy();
-    try {
-      record.cuts = await checkApprovedCuts(record.spec, model.config, record.cuts, policyOf);
-    } catch (e) {
-      throw new SpecError((e as Error).message);
-    }
-    record.deepestCut = Math.max(...Object.values(record.cuts).map((x) => x.cut));
+    // A device's policy may take the run's limits.callSeconds, and POLICY_SECONDS at most: an offline device must not
+    // hold the request for long.
+    const timeoutMs = Math.min(spec.limits.callSeconds, POLICY_SECONDS) * 1000;
+    const { record, model, tokenizer } = await newRun(id, spec, this.opts.dataDirs, (d) => this.opts.device(d, this.opts.roundSecret, timeoutMs).policy());
     for (const [device, c] of Object.entries(record.cuts)) if (c.unchecked) this.log(`run ${id}: device ${device}'s cut ${c.cut} is unchecked: ${c.unchecked}`);
     await putJson(this.opts.store, keys.run(id), record);
     this.runs.set(id, { record, model, tokenizer, updates: new Map(), segments: new Map(), calibrations: new Map() });

@@ -1,8 +1,8 @@
 /**
  * Each device's uploads as storage shows them, while the round trains: the server trains device after device, and
  * without this a device computing its batches in parallel showed nothing until its turn came ("0 of 188"). The count
- * is the server's own observation (batch objects listed under the device's prefix), not the device's claim, and is
- * capped at the batches planned: a device that uploads more objects moves no number past its plan.
+ * is the server's own observation (objects listed under the device's prefix), not the device's claim, and counts
+ * only the keys of the batches planned: a device that uploads more objects moves no number past its plan.
  */
 import { keys } from '../../core/storage/keys.ts';
 import type { ObjectStore } from '../../core/storage/store.ts';
@@ -11,7 +11,6 @@ import type { RoundProgress } from '../runs/types.ts';
 
 /** How often storage is listed: a display, so a few seconds behind is fine. */
 export const UPLOADS_WATCH_MS = 2_000;
-const BATCH_OBJECT = /\/\d{6}\.safetensors$/;
 
 /** Counts each device's uploaded batches into progress.devices[id].uploaded until stop() (which counts once more). */
 export function watchUploads(
@@ -22,6 +21,10 @@ export function watchUploads(
   everyMs = UPLOADS_WATCH_MS,
 ): { stop(): Promise<void> } {
   const after = new Map<string, string>();
+  // The keys a device's planned batches go to (keys.activationBatch): objects under any other name count for none.
+  const batchKeys = new Map(
+    plan.order.map((id) => [id, new Set(Array.from({ length: plan.devices[id]!.batches }, (_, b) => keys.activationBatch(runId, id, plan.round, b)))]),
+  );
   const seen = new Map<string, number>();
   // A device whose activations come from an earlier round's cache has them all already.
   for (const id of plan.order) if (plan.devices[id]!.sourceRound !== plan.round) progress.devices[id]!.uploaded = plan.devices[id]!.batches;
@@ -34,10 +37,10 @@ export function watchUploads(
       let n = seen.get(id) ?? 0;
       for await (const o of store.list(prefix, after.get(id))) {
         after.set(id, o.key);
-        if (BATCH_OBJECT.test(o.key)) n++;
+        if (batchKeys.get(id)!.has(o.key)) n++;
       }
       seen.set(id, n);
-      dp.uploaded = Math.max(dp.uploaded ?? 0, Math.min(n, plan.devices[id]!.batches));
+      dp.uploaded = Math.max(dp.uploaded ?? 0, n);
     }
   };
   let running = true;

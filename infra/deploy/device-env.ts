@@ -30,6 +30,7 @@ export class DeployError extends Error {}
 
 type Table = Record<string, unknown>;
 const table = (v: unknown): Table => (v && typeof v === 'object' && !Array.isArray(v) ? (v as Table) : {});
+const list = <T = Table>(v: unknown): T[] => (Array.isArray(v) ? (v as T[]) : []);
 
 /** wrangler.toml as data, or a DeployError at the line and column where it stops being TOML. */
 export function readWranglerToml(text: string, file = 'wrangler.toml'): Table {
@@ -42,7 +43,7 @@ export function readWranglerToml(text: string, file = 'wrangler.toml'): Table {
 }
 
 function bucketOf(e: Table): Table | undefined {
-  return (Array.isArray(e.r2_buckets) ? (e.r2_buckets as Table[]) : []).find((b) => b.binding === 'SHARDS');
+  return list(e.r2_buckets).find((b) => b.binding === 'SHARDS');
 }
 
 /** The named environment's deployment, or a DeployError listing every problem. */
@@ -65,13 +66,14 @@ export function checkDeviceEnv(config: Table, env: string | undefined, file = 'w
     problems.push(`${at}: set workers_dev = true or routes; without either nothing reaches the deployed device`);
 
   const vars = table(e.vars);
+  const bucket = bucketOf(e);
   for (const key of Object.keys(vars)) {
     if ((DEVICE_SECRETS as readonly string[]).includes(key))
       problems.push(`${at} vars.${key} is a secret: remove it here; deploy:device sets it with wrangler secret put`);
     else if (!(DEVICE_VARS as readonly string[]).includes(key))
       problems.push(`${at} vars.${key} is not a device setting: ${knownHint(key, DEVICE_VARS, 'the settings are')}`);
   }
-  const placeholders = Object.entries({ ...vars, name, bucket_name: bucketOf(e)?.bucket_name }).filter(([, v]) => typeof v === 'string' && PLACEHOLDER.test(v));
+  const placeholders = Object.entries({ ...vars, name, bucket_name: bucket?.bucket_name }).filter(([, v]) => typeof v === 'string' && PLACEHOLDER.test(v));
   for (const [key, v] of placeholders) problems.push(`${at} ${key} holds a placeholder (${String(v).match(PLACEHOLDER)![0]}): replace it with the real value`);
   if (!placeholders.length) {
     try {
@@ -86,19 +88,18 @@ export function checkDeviceEnv(config: Table, env: string | undefined, file = 'w
     }
   }
 
-  const bucket = bucketOf(e);
   if (typeof bucket?.bucket_name !== 'string' || !bucket.bucket_name)
     problems.push(`${at} r2_buckets: bind SHARDS to the device's own bucket ({ binding = "SHARDS", bucket_name = "splitfrozen-${env}-shards" })`);
   const jurisdiction = bucket?.jurisdiction as string | undefined;
   if (jurisdiction !== undefined && !JURISDICTIONS.includes(jurisdiction))
     problems.push(`${at} r2_buckets SHARDS jurisdiction is ${JSON.stringify(jurisdiction)}: use ${JURISDICTIONS.join(' or ')}, or remove it`);
 
-  const bound = Array.isArray(table(e.durable_objects).bindings) ? (table(e.durable_objects).bindings as Table[]) : [];
+  const bound = list(table(e.durable_objects).bindings);
   for (const [binding, cls] of Object.entries(DURABLE_OBJECTS))
     if (!bound.some((b) => b.name === binding && b.class_name === cls))
       problems.push(`${at} durable_objects.bindings lacks { name = "${binding}", class_name = "${cls}" } (environments do not inherit them)`);
 
-  const required = Array.isArray(table(e.secrets).required) ? (table(e.secrets).required as string[]) : [];
+  const required = list<string>(table(e.secrets).required);
   const missing = DEVICE_SECRETS.filter((s) => !required.includes(s));
   if (missing.length) problems.push(`${at} secrets.required lacks ${missing.join(', ')}: declare ${JSON.stringify([...DEVICE_SECRETS])} (not inherited)`);
   if (table(e.observability).enabled !== true && table(config.observability).enabled !== true)

@@ -12,12 +12,16 @@ export const INTERLEAVED = 'interleaved';
 
 export interface TopicStudy {
   partition: PartitionSpec;
+  /** What sets the study apart where it is more than its partition (many devices, participation). */
+  label?: string;
   out: string;
   methods: SeedStudy;
   orderings: Record<string, SeedStudy>;
   /** The learning rates chosen on the validation split, where swept. */
   sweep?: Sweep;
 }
+
+const where = (s: TopicStudy) => s.label ?? describePartition(s.partition);
 
 /** Each method's accuracy over the seeds, and SplitFrozen's with its batches interleaved beside them. */
 function withInterleaved(s: TopicStudy): SeedStudy['accuracy'] {
@@ -26,7 +30,8 @@ function withInterleaved(s: TopicStudy): SeedStudy['accuracy'] {
 
 /** The validation accuracy of each method at each swept rate, and the rate chosen. */
 function sweepTable(studies: TopicStudy[]): string[] {
-  const swept = studies.filter((s) => s.sweep);
+  // The many-devices study trains at the rates chosen for its partition: listed once.
+  const swept = studies.filter((s) => s.sweep && !s.label);
   if (!swept.length) return [];
   const rates = Object.keys(Object.values(swept[0]!.sweep!.accuracy)[0] ?? {});
   return [
@@ -43,6 +48,15 @@ function sweepTable(studies: TopicStudy[]): string[] {
       ),
     ),
     '',
+    ...swept
+      .filter((s) => s.sweep!.proxMu)
+      .map(
+        (s) =>
+          `FedProx's mu on ${describePartition(s.partition)}, at its chosen rate: ${Object.entries(s.sweep!.proxMu!.accuracy)
+            .map(([mu, a]) => `mu ${mu}: ${(100 * a).toFixed(1)}%`)
+            .join(', ')}; chosen ${s.sweep!.proxMu!.chosen}.`,
+      ),
+    '',
   ];
 }
 
@@ -56,13 +70,13 @@ export function topicSection(studies: TopicStudy[], seeds: number[], base: strin
     '',
     "Final-round accuracy, mean ± standard deviation over the seeds (each seed draws its own partition, initialisation and batch order). *splitfrozen, interleaved*: the server takes one batch of each device in turn, in the client order (the run setting `training.batchOrder: 'interleaved'`), where every other column trains device after device:",
     '',
-    `| partition | majority class | ${methods.join(' | ')} | plots (seed ${seeds[0]}) |`,
+    `| setting | majority class | ${methods.join(' | ')} | plots (mean over the seeds) |`,
     `|---|---|${methods.map(() => '---|').join('')}---|`,
     ...studies
       .map((s) => [s, withInterleaved(s)] as const)
       .map(
         ([s, accuracy]) =>
-          `| ${describePartition(s.partition)} | ${s.methods.majorityClass === undefined ? '-' : `${(100 * s.methods.majorityClass).toFixed(1)}%`} | ${methods.map((m) => pm(accuracy[m]!)).join(' | ')} | [accuracy](${rel(s, `seed-${seeds[0]}/accuracy.svg`)}), [time on phones](${rel(s, `seed-${seeds[0]}/time-phone.svg`)}) |`,
+          `| ${where(s)} | ${s.methods.majorityClass === undefined ? '-' : `${(100 * s.methods.majorityClass).toFixed(1)}%`} | ${methods.map((m) => pm(accuracy[m]!)).join(' | ')} | [by round](${rel(s, 'accuracy.svg')}), [by modelled time on laptops](${rel(s, 'time-laptop.svg')}), [on phones](${rel(s, 'time-phone.svg')}) |`,
       ),
     '',
     ...sweepTable(studies),
@@ -70,14 +84,14 @@ export function topicSection(studies: TopicStudy[], seeds: number[], base: strin
     '',
     `Each claim is a paired t-test (two-sided) of the two methods' final accuracies across the ${seeds.length} seeds (a seed is one draw of partition, initialisation and batch order, run by both methods), the p-values corrected by Holm's step-down over all the claims below at once. A claim is *supported* where its adjusted p is below 0.05 and the difference goes its way, *contradicted* where it goes the other way, and *cannot decide* otherwise, and also where neither method rises above the majority class (constant predictors differ by noise) or there is one seed.`,
     '',
-    '| claim | partition | difference (points) | t | p | Holm-adjusted p | verdict |',
+    '| claim | setting | difference (points) | t | p | Holm-adjusted p | verdict |',
     '|---|---|---|---|---|---|---|',
   ];
   const claims: Array<Claim & { text: string; partition: string }> = [];
   const claim = (text: string, a: string, b: string, pick: (s: TopicStudy) => SeedStudy['accuracy']) => {
     for (const s of studies) {
       const acc = pick(s);
-      if (acc[a] && acc[b]) claims.push({ text, partition: describePartition(s.partition), a: acc[a]!, b: acc[b]!, floor: s.methods.majorityClass });
+      if (acc[a] && acc[b]) claims.push({ text, partition: where(s), a: acc[a]!, b: acc[b]!, floor: s.methods.majorityClass });
     }
   };
   claim('SplitFrozen beats FedLoRA (the paper: up to +69.4% under extreme imbalance)', 'splitfrozen', 'fedlora', (s) => s.methods.accuracy);
@@ -113,22 +127,16 @@ export function topicSection(studies: TopicStudy[], seeds: number[], base: strin
       `| ${claims[i]!.text} | ${claims[i]!.partition} | ${(100 * d.difference).toFixed(1)} | ${Number.isFinite(d.t) ? d.t.toFixed(2) : d.t} | ${p(d.p)} | ${p(d.adjusted)} | ${d.verdict} |`,
     ),
   );
+  const orderings = [...new Set(studies.flatMap((s) => Object.keys(s.orderings)))];
+  const cell = (o?: SeedStudy) =>
+    o ? `${pm(o.accuracy.splitfrozen!)} | ${o.trainLoss.splitfrozen!.mean.toFixed(3)} ± ${o.trainLoss.splitfrozen!.std.toFixed(3)}` : '- | -';
   lines.push(
     '',
     '### Client orderings (SplitFrozen, equal work)',
     '',
-    `| partition | ${Object.keys(studies[0]!.orderings)
-      .map((o) => `${o} accuracy | ${o} train loss`)
-      .join(' | ')} |`,
-    `|---|${Object.keys(studies[0]!.orderings)
-      .map(() => '---|---|')
-      .join('')}`,
-    ...studies.map(
-      (s) =>
-        `| ${describePartition(s.partition)} | ${Object.values(s.orderings)
-          .map((o) => `${pm(o.accuracy.splitfrozen!)} | ${o.trainLoss.splitfrozen!.mean.toFixed(3)} ± ${o.trainLoss.splitfrozen!.std.toFixed(3)}`)
-          .join(' | ')} |`,
-    ),
+    `| setting | ${orderings.map((o) => `${o} accuracy | ${o} train loss`).join(' | ')} |`,
+    `|---|${orderings.map(() => '---|---|').join('')}`,
+    ...studies.map((s) => `| ${where(s)} | ${orderings.map((o) => cell(s.orderings[o])).join(' | ')} |`),
     '',
   );
   return lines.join('\n');
@@ -145,4 +153,14 @@ export function glueRow(task: string, partition: string, out: string, results: S
   const compute = (r?: StoredResult) => (r ? r.deviceForwardFlops + r.deviceBackwardFlops : undefined);
   const reduction = (other?: StoredResult) => (sf && other ? `-${((1 - compute(sf)! / compute(other)!) * 100).toFixed(1)}%` : '-');
   return `| ${task} | ${partition} | ${majority === undefined ? '-' : `${(majority * 100).toFixed(1)}%`} | ${results.map((r) => `${(final(r) * 100).toFixed(1)}%`).join(' | ')} | ${reduction(by.get('splitlora'))} | ${reduction(by.get('fedlora'))} | [${out.split('/').pop()}](${out.split('/').pop()}/seed-0/results.md) |`;
+}
+
+/** Each method's accuracy by round, the mean over the seeds (SplitFrozen interleaved beside them): for plots. */
+export function meanCurves(s: TopicStudy): Array<{ method: string; rounds: Array<{ accuracy: number }> }> {
+  const runs = (study: SeedStudy, method: string) => study.runs.map((r) => r[method]!.rounds);
+  const mean = (runs: Array<Array<{ accuracy: number }>>) => runs[0]!.map((_, k) => ({ accuracy: runs.reduce((a, r) => a + r[k]!.accuracy, 0) / runs.length }));
+  return [
+    ...Object.keys(s.methods.accuracy).map((m) => ({ method: m, rounds: mean(runs(s.methods, m)) })),
+    { method: 'splitfrozen, interleaved', rounds: mean(runs(s.orderings[INTERLEAVED]!, 'splitfrozen')) },
+  ];
 }

@@ -1,13 +1,15 @@
 /**
- * npm run compare — the whole comparison, on one pretrained small base model (made first if missing), sized to
- * finish within an hour on a 2-core machine:
- * - the generated topic task (the task with signal: experiments/tasks.ts): SplitFrozen, FedLoRA, SplitLoRA and the
- *   parallel ablation under IID, Dirichlet(0.5), Dirichlet(0.1) and extreme partitions over several seeds, client
- *   orderings at equal work, each paper claim checked in direction against the seeds' spread, and modelled training
- *   time per device class;
- * - SST-2, MRPC and MNLI under IID, Dirichlet(0.1) and extreme partitions (one seed).
- * Every experiment is kept or run again by its provenance (experiments/provenance.ts); the summary goes to
- * --out/README.md with the exact command.
+ * npm run compare — the whole comparison, on small models, in pieces that each keep their results:
+ * - the generated topic task (the task with signal: experiments/tasks.ts), 6 devices: SplitFrozen (device after
+ *   device, and its batches interleaved), FedLoRA, SplitLoRA, the parallel ablation, FedSGD, FedProx, SCAFFOLD and the
+ *   centralized bound under IID, Dirichlet(0.1) and extreme partitions over 5 seeds, each method at the learning rate
+ *   (and FedProx at the mu) a validation sweep chose; client orderings at equal work; each paper claim decided by a
+ *   paired test across the seeds, Holm-corrected; modelled training time per device class with the break-even
+ *   device counts;
+ * - many devices (50 by default): a share sampled each round, some dropping out, stragglers in the time model;
+ * - SST-2, MRPC and MNLI under the same partitions (one seed), where asked with --tasks.
+ * Every experiment is kept or run again by its provenance (experiments/provenance.ts), so a piece run alone
+ * (--partitions, --many-devices 0, --tasks) is kept by the full command, which then only writes --out/README.md.
  */
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
@@ -20,28 +22,39 @@ import type { OrderingSpec } from '../gpu-server/ordering/ordering.ts';
 import { initBackend } from '../gpu-server/backends/tfjs/runtime.ts';
 import { cliArgs, int, run } from '../infra/cli.ts';
 import { modelledTime, timeTable, type ExperimentOptions } from './experiment.ts';
-import { loadBaseModel, parseMethods } from './options.ts';
+import { loadBaseModel, parseMethods, parseParticipation, parsePartition } from './options.ts';
+import { METHODS } from './sim/accounting.ts';
 import { runSeeds, type SeedStudy } from './study.ts';
 import { readTask, type TaskName } from './tasks.ts';
-import { sweepLearningRates } from './sweep.ts';
-import { glueRow, INTERLEAVED, topicSection } from './compare-report.ts';
+import { sweepLearningRates, type Sweep } from './sweep.ts';
+import { glueRow, INTERLEAVED, meanCurves, topicSection, type TopicStudy } from './compare-report.ts';
+import { accuracyPlot } from './report.ts';
+import { DEVICE_PROFILES } from './device-time.ts';
 
-const USAGE = `usage: npm run compare -- [--out docs/experiments] [--model .local/models/pretrained] [--topics-model random] [--topics-rounds 8] [--tasks topics,sst2,mrpc,mnli]
-       [--methods splitfrozen,fedlora,splitlora,splitfrozen-parallel] [--seeds 0,1,2,3,4] [--rounds 4] [--train-rows 720]
-       [--eval-rows 300] [--devices 6] [--sweep-lrs 0.001,0.003,0.01|none] [--fresh]
+const USAGE = `usage: npm run compare -- [--out docs/experiments] [--model .local/models/pretrained] [--topics-model random] [--topics-rounds 8] [--tasks topics]
+       [--methods ${METHODS.join(',')}] [--seeds 0,1,2,3,4]
+       [--partitions iid,dirichlet:0.1,extreme] [--many-devices 50] [--participation 0.5] [--dropout 0.1]
+       [--rounds 4] [--train-rows 720] [--eval-rows 300] [--devices 6] [--sweep-lrs 0.001,0.003,0.01|none] [--fresh]
 --seeds applies to the topic task, which runs on --topics-model (a random small GPT-2 unless given: see the README it
-writes); the GLUE tasks run seed 0 on --model. An experiment whose results.json in --out was made from
-the same base model (by SHA-256), data, partition, methods and settings is kept; any difference runs it again, as
---fresh does. On the topic task each method's learning rate is first chosen among --sweep-lrs on a validation split
-carved from the training rows (seed 0), and every seed then trains at it; the test split is touched only by those runs.`;
+writes); the GLUE tasks (--tasks topics,sst2,mrpc,mnli) run seed 0 on --model. An experiment whose results.json in
+--out was made from the same base model (by SHA-256), data, partition, methods, settings and code is kept; any
+difference runs it again, as --fresh does. On the topic task each method's learning rate (and FedProx's mu) is first
+chosen on a validation split carved from the training rows (seed 0), and every seed then trains at it; the test
+split is touched only by those runs. --many-devices N adds the topic task on N devices (Dirichlet(0.1), 32 rows each)
+with --participation of them sampled a round and --dropout of those dropping out, at the rates chosen for
+Dirichlet(0.1); 0 leaves it out.`;
 const args = cliArgs(USAGE, {
   out: { type: 'string', default: 'docs/experiments' },
   model: { type: 'string', default: '.local/models/pretrained' },
   'topics-model': { type: 'string', default: 'random' },
   'topics-rounds': { type: 'string' },
-  tasks: { type: 'string', default: 'topics,sst2,mrpc,mnli' },
-  methods: { type: 'string', default: 'splitfrozen,fedlora,splitlora,splitfrozen-parallel' },
+  tasks: { type: 'string', default: 'topics' },
+  methods: { type: 'string', default: METHODS.join(',') },
   seeds: { type: 'string', default: '0,1,2,3,4' },
+  partitions: { type: 'string', default: 'iid,dirichlet:0.1,extreme' },
+  'many-devices': { type: 'string', default: '50' },
+  participation: { type: 'string', default: '0.5' },
+  dropout: { type: 'string', default: '0.1' },
   'sweep-lrs': { type: 'string', default: '0.001,0.003,0.01' },
   rounds: { type: 'string' },
   'train-rows': { type: 'string' },
@@ -50,9 +63,9 @@ const args = cliArgs(USAGE, {
   datasets: { type: 'string', default: '../shared/datasets' },
   fresh: { type: 'boolean' },
 });
-const GLUE_PARTITIONS: PartitionSpec[] = [{ kind: 'iid' }, { kind: 'dirichlet', alpha: 0.1 }, { kind: 'extreme' }];
-/** From no label skew to one class per device: heterogeneity grows along this list. */
-const STUDY_PARTITIONS: PartitionSpec[] = [{ kind: 'iid' }, { kind: 'dirichlet', alpha: 0.5 }, { kind: 'dirichlet', alpha: 0.1 }, { kind: 'extreme' }];
+/** The many-devices study's partition, and the rows each of its devices holds. */
+const MANY_PARTITION: PartitionSpec = { kind: 'dirichlet', alpha: 0.1 };
+const MANY_ROWS_PER_DEVICE = 32;
 /** A real server's training throughput: onnxruntime on these 2 cores, GPT-2 small's step at 512 tokens/s x 293 MFLOP a token. */
 const SERVER_GFLOPS = 150;
 const SERVER_SOURCE =
@@ -101,55 +114,70 @@ run(async () => {
   const notes = new Set<string>();
   let minutes = 0;
   const glueRows: string[] = [];
+  const partitions = args.partitions!.split(',').map(parsePartition);
+  const manyDevices = int('many-devices', args['many-devices'], 0);
+  const fresh = args.fresh;
+  /** Every method at its chosen rate over the seeds, and SplitFrozen's client orderings and interleaved batches. */
+  const topicStudy = async (base: ExperimentOptions, sweep: Sweep | undefined, orderings: OrderingSpec[], label?: string): Promise<TopicStudy> => {
+    const splitfrozenLr = sweep?.chosen.splitfrozen ?? base.lr;
+    const methodsStudy = await runSeeds({ ...base, lrByMethod: sweep?.chosen, proxMu: sweep?.proxMu?.chosen }, seeds, { fresh });
+    minutes += methodsStudy.minutes;
+    // Client orderings for SplitFrozen at equal work: the same batches, only the order of the devices changes.
+    // The methods' runs use random reshuffling already: their SplitFrozen is that ordering's.
+    const byOrdering: Record<string, SeedStudy> = {};
+    const splitfrozenOnly = (out: string, o: Partial<ExperimentOptions>) =>
+      runSeeds({ ...base, out: join(base.out, 'orderings', out), methods: ['splitfrozen'], lr: splitfrozenLr, ...o }, seeds, { fresh });
+    for (const ordering of orderings) {
+      byOrdering[ordering.kind] =
+        ordering.kind === base.ordering.kind && methodsStudy.accuracy.splitfrozen ? methodsStudy : await splitfrozenOnly(ordering.kind, { ordering });
+      if (byOrdering[ordering.kind] !== methodsStudy) minutes += byOrdering[ordering.kind]!.minutes;
+    }
+    // The same devices in random reshuffling, their batches interleaved (training.batchOrder on the server).
+    byOrdering[INTERLEAVED] = await splitfrozenOnly(INTERLEAVED, { batchOrder: 'interleaved' });
+    minutes += byOrdering[INTERLEAVED]!.minutes;
+    return { partition: base.partition, label, out: base.out, methods: methodsStudy, orderings: byOrdering, sweep };
+  };
   for (const taskName of args.tasks!.split(',') as TaskName[]) {
     const task = await readTask(taskName, args.datasets!);
     task.notes.forEach((n) => notes.add(n));
     if (taskName === 'topics') {
-      const studies = [];
-      for (const partition of STUDY_PARTITIONS) {
-        const out = join(args.out!, `topics-${folder(partition)}`);
-        const base = options(task, partition, out);
-        const sweep = rates.length ? await sweepLearningRates(base, rates, args.fresh) : undefined;
-        const lrByMethod = sweep?.chosen;
-        const splitfrozenLr = lrByMethod?.splitfrozen ?? base.lr;
-        const methodsStudy = await runSeeds({ ...base, lrByMethod }, seeds, { fresh: args.fresh });
-        // Client orderings for SplitFrozen at equal work: the same batches, only the order of the devices changes.
-        // The methods' runs use random reshuffling already: their SplitFrozen is that ordering's.
-        const orderings: Record<string, SeedStudy> = {};
-        minutes += methodsStudy.minutes;
-        for (const ordering of clientOrderings(devices)) {
-          if (ordering.kind === base.ordering.kind && methodsStudy.accuracy.splitfrozen) {
-            orderings[ordering.kind] = methodsStudy;
-            continue;
-          }
-          orderings[ordering.kind] = await runSeeds(
-            { ...options(task, partition, join(out, 'orderings', ordering.kind)), methods: ['splitfrozen'], ordering, lr: splitfrozenLr },
-            seeds,
-            { fresh: args.fresh },
-          );
-          minutes += orderings[ordering.kind]!.minutes;
-        }
-        // The same devices in random reshuffling, their batches interleaved (training.batchOrder on the server).
-        orderings[INTERLEAVED] = await runSeeds(
-          { ...options(task, partition, join(out, 'orderings', INTERLEAVED)), methods: ['splitfrozen'], batchOrder: 'interleaved', lr: splitfrozenLr },
-          seeds,
-          { fresh: args.fresh },
-        );
-        minutes += orderings[INTERLEAVED]!.minutes;
-        studies.push({ partition, out, methods: methodsStudy, orderings, sweep });
+      const sweepFor = (base: ExperimentOptions) => (rates.length ? sweepLearningRates(base, rates, fresh) : Promise.resolve(undefined));
+      const studies: TopicStudy[] = [];
+      for (const partition of partitions) {
+        const base = options(task, partition, join(args.out!, `topics-${folder(partition)}`));
+        studies.push(await topicStudy(base, await sweepFor(base), clientOrderings(devices)));
       }
+      const timed: Array<[string, TopicStudy]> = studies.length ? [[`${devices} devices, ${describePartition(studies[0]!.partition)}`, studies[0]!]] : [];
+      if (manyDevices > 0) {
+        const participation = parseParticipation(args.participation!, args.dropout!);
+        const label = `${manyDevices} devices, ${describePartition(MANY_PARTITION)}, ${participation.fraction * 100}% sampled a round, ${participation.dropout * 100}% of those dropping out`;
+        // The rates chosen for the same partition on 6 devices: a sweep of its own would double the study.
+        const sweep = await sweepFor(options(task, MANY_PARTITION, join(args.out!, `topics-${folder(MANY_PARTITION)}`)));
+        const base = {
+          ...options(task, MANY_PARTITION, join(args.out!, `topics-many-${manyDevices}`)),
+          devices: manyDevices,
+          trainRows: Math.min(task.train.length, manyDevices * MANY_ROWS_PER_DEVICE),
+          participation,
+        };
+        const many = await topicStudy(base, sweep, [{ kind: 'random-reshuffle' }, { kind: 'grab' }], label);
+        studies.push(many);
+        timed.push([label, many]);
+      }
+      for (const study of studies) await writeStudyPlots(study, `topics, ${study.label ?? describePartition(study.partition)}`, seeds.length);
       sections.push(topicSection(studies, seeds, topicsBase.name));
-      // Modelled time hardly depends on the partition: the IID experiment's first seed, with the simulation's server
-      // and with a real one's measured speed.
-      const first = Object.values(studies[0]!.methods.runs[0]!);
-      const tables = [modelledTime(first), modelledTime(first, { gflops: SERVER_GFLOPS, source: SERVER_SOURCE })].map((t) =>
-        t ? timeTable(t) : 'No modelled time: it needs the splitfrozen run.',
-      );
-      sections.push(`### Modelled training time (${describePartition(studies[0]!.partition)}, seed ${seeds[0]})\n\n${tables.join('\n')}`);
+      // Modelled time: each study's first seed, with the server's speed as measured in this process for the model
+      // trained here, and with a real server's measured speed.
+      for (const [label, study] of timed) {
+        const first = Object.values(study.methods.runs[0]!);
+        const tables = [modelledTime(first), modelledTime(first, { gflops: SERVER_GFLOPS, source: SERVER_SOURCE })].map((t) =>
+          t ? timeTable(t) : 'No modelled time: it needs the splitfrozen run.',
+        );
+        sections.push(`### Modelled training time (${label}, seed ${seeds[0]})\n\n${tables.join('\n')}`);
+      }
     } else {
-      for (const partition of GLUE_PARTITIONS) {
+      for (const partition of partitions) {
         const out = join(args.out!, `${taskName}-${folder(partition)}`);
-        const s = await runSeeds(options(task, partition, out), [0], { fresh: args.fresh });
+        const s = await runSeeds(options(task, partition, out), [0], { fresh });
         minutes += s.minutes;
         glueRows.push(glueRow(taskName, describePartition(partition), out, Object.values(s.runs[0]!), s.majorityClass));
       }
@@ -193,8 +221,6 @@ run(async () => {
   console.log(readme);
 });
 
-/** SplitFrozen's batches interleaved (one batch of each device in turn), under random reshuffling of the devices. */
-
 /** The client orderings compared: random reshuffling, shuffle-once, a fixed order (device index) and GraB. */
 function clientOrderings(devices: number): OrderingSpec[] {
   return [
@@ -203,4 +229,28 @@ function clientOrderings(devices: number): OrderingSpec[] {
     { kind: 'fixed', order: Array.from({ length: devices }, (_, i) => `device-${i}`) },
     { kind: 'grab' },
   ];
+}
+
+/** A study's accuracy by round, and against seed 0's modelled time on each device class: the mean over the seeds. */
+async function writeStudyPlots(study: TopicStudy, title: string, seeds: number): Promise<void> {
+  const curves = meanCurves(study);
+  await writeFileAtomic(join(study.out, 'accuracy.svg'), accuracyPlot(`${title}: mean of ${seeds} seeds`, curves));
+  const time = modelledTime(Object.values(study.methods.runs[0]!));
+  if (!time) return;
+  for (const p of DEVICE_PROFILES) {
+    const seconds = (m: string) => (m === `splitfrozen, ${INTERLEAVED}` ? time.splitfrozenInterleaved : time.byMethod[m])?.[p.name];
+    const axis = {
+      label: `modelled training time on ${p.name}-class devices (s; seed 0's)`,
+      at: (m: string, k: number) => seconds(m)![k]!,
+      tick: (v: number) => v.toPrecision(3),
+    };
+    await writeFileAtomic(
+      join(study.out, `time-${p.name}.svg`),
+      accuracyPlot(
+        `${title}: ${p.name}`,
+        curves.filter((c) => seconds(c.method)),
+        axis,
+      ),
+    );
+  }
 }

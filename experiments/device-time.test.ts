@@ -95,6 +95,19 @@ describe("a method's round time on a device profile (worked by hand)", () => {
     ).toBeUndefined();
   });
 
+  it('partial participation: a round waits only for the devices that deliver; SplitFrozen computes a device once, when it first delivers (worked by hand)', () => {
+    // Round 0: only a delivers; round 1: only b (slowed 3 times); round 2: neither.
+    const some = (w: MethodWork): MethodWork => ({ ...withSlowdowns(w, [1, 3]), delivering: [[0], [1], []] });
+    // FedLoRA: round 0 a alone, 5 s; round 1 b alone, 1 + 9 + 3 = 13 s; round 2 nothing to wait for.
+    expect([0, 1, 2].map((k) => methodRoundSeconds('fedlora', some(work(2e6)), profile, 3e9, k))).toEqual([5, 13, 0]);
+    // SplitFrozen: round 0 a lands at 1.1 s, trained by 2.1; round 1 a trains at once (1 s) while b lands at 3.3 and
+    // is trained by 4.3; round 2 trains both, 2 s.
+    const sf = [0, 1, 2].map((k) => methodRoundSeconds('splitfrozen', some(work(0)), profile, 3e9, k)!);
+    [2.1, 4.3, 2].forEach((want, k) => expect(sf[k]).toBeCloseTo(want, 9));
+    // The centralized bound holds every row from the start, whoever delivers.
+    expect(methodRoundSeconds('centralized', some(work(0)), profile, 3e9, 1)).toBeCloseTo(2, 9);
+  });
+
   it('a straggler: FedLoRA waits for it; SplitFrozen only where its batches are next (worked by hand)', () => {
     // Device b three times slower. FedLoRA: 1 s down, 3 x 3 s compute, 3 x 1 s up: 13 s. SplitFrozen, round 0: a lands
     // at 1.1 s and is trained by 2.1; b lands at 3 x 1.1 = 3.3 and is trained by 4.3; later rounds do not see it.

@@ -107,6 +107,8 @@ export interface MethodWork {
   /** SplitLoRA: steps between averagings of the device adapters. */
   avgEvery: number;
   devicePeakMemoryMB: number;
+  /** Each round's devices that delivered (indices into `devices`), where not every device took part in every round. */
+  delivering?: number[][];
 }
 
 /**
@@ -134,21 +136,26 @@ export function methodRoundSeconds(
   const down = (bytes: number) => (8 * bytes) / (profile.downlinkMbps * 1e6);
   const server = (tokens: number) => (tokens * w.perToken.server) / serverFlops;
   const perBatch = (d: { batches: number; tokens: number }) => d.tokens / Math.max(d.batches, 1);
+  // The devices that deliver this round (all, unless the run sampled them or they dropped out).
+  const here = w.delivering?.[round]?.map((i) => w.devices[i]!) ?? w.devices;
   switch (method) {
     case 'splitfrozen':
     case 'splitfrozen-parallel':
     case 'centralized': {
-      // Activations computed and sent once; later rounds train on them again.
-      const devices = w.devices.map((d, i) => ({
+      // Activations computed and sent once, in the round a device first delivers (the bound: all in the first);
+      // the server trains every device whose activations it holds, every round.
+      const first = firstDelivery(w, method === 'centralized');
+      const held = w.devices.map((d, i) => ({ d, i })).filter(({ i }) => first[i]! <= round);
+      const devices = held.map(({ d, i }) => ({
         id: String(i),
         batches: d.batches,
-        secondsPerBatch: round === 0 ? compute(perBatch(d), d.slowdown) + up(perBatch(d) * w.activationBytesPerToken, d.slowdown) : 0,
+        secondsPerBatch: first[i] === round ? compute(perBatch(d), d.slowdown) + up(perBatch(d) * w.activationBytesPerToken, d.slowdown) : 0,
       }));
       const tokensPerBatch =
-        w.devices.reduce((a, d) => a + d.tokens, 0) /
+        held.reduce((a, { d }) => a + d.tokens, 0) /
         Math.max(
-          w.devices.reduce((a, d) => a + d.batches, 0),
           1,
+          devices.reduce((a, d) => a + d.batches, 0),
         );
       return roundMakespan(devices, server(tokensPerBatch), schedule, batchOrder).seconds;
     }
@@ -156,15 +163,14 @@ export function methodRoundSeconds(
     case 'fedprox':
     case 'scaffold':
     case 'fedsgd':
-      // Every device at once: the global adapters down, a pass over its data (FedSGD: one batch), its adapters up
-      // (SCAFFOLD's adapterBytes count its control variate too); averaging is free.
-      return Math.max(
-        ...w.devices.map((d) => down(w.adapterBytes) + compute(method === 'fedsgd' ? perBatch(d) : d.tokens, d.slowdown) + up(w.adapterBytes, d.slowdown)),
-      );
+      // Every delivering device at once: the global adapters down, a pass over its data (FedSGD: its gradient over
+      // the same rows), its adapters (or gradient) up (SCAFFOLD's adapterBytes count its control variate too);
+      // averaging is free.
+      return Math.max(0, ...here.map((d) => down(w.adapterBytes) + compute(d.tokens, d.slowdown) + up(w.adapterBytes, d.slowdown)));
     case 'splitlora': {
       // Devices at once, a batch at a time: forward, activations up, the server's step, the gradient down,
       // backward, and the device adapters' averaging every avgEvery steps; the server takes one batch at a time.
-      const chain = w.devices.map(
+      const chain = here.map(
         (d) =>
           compute(d.tokens, d.slowdown) +
           up(d.tokens * w.activationBytesPerToken, d.slowdown) +
@@ -172,11 +178,18 @@ export function methodRoundSeconds(
           down(d.tokens * w.activationBytesPerToken) +
           (d.batches / w.avgEvery) * (up(w.adapterBytes, d.slowdown) + down(w.adapterBytes)),
       );
-      return Math.max(...chain, server(w.devices.reduce((a, d) => a + d.tokens, 0)));
+      return Math.max(...chain, server(here.reduce((a, d) => a + d.tokens, 0)));
     }
     default:
       throw new Error(`no time model for method '${method}'`);
   }
+}
+
+/** The round in which each device first delivered (Infinity: never); round 0 for all where every device always did. */
+function firstDelivery(w: MethodWork, everyoneFirst: boolean): number[] {
+  const first = w.devices.map(() => (w.delivering && !everyoneFirst ? Infinity : 0));
+  if (!everyoneFirst) w.delivering?.forEach((ids, round) => ids.forEach((i) => (first[i] = Math.min(first[i]!, round))));
+  return first;
 }
 
 /** Seconds from the start to the end of each of `rounds` rounds, or undefined where the method does not fit the device. */
@@ -203,7 +216,7 @@ export function cumulativeSeconds(
 export function withDevices(w: MethodWork, n: number): MethodWork {
   const avg = (pick: (d: MethodWork['devices'][number]) => number) => w.devices.reduce((a, d) => a + pick(d), 0) / Math.max(1, w.devices.length);
   const device = { batches: Math.max(1, Math.round(avg((d) => d.batches))), tokens: avg((d) => d.tokens) };
-  return { ...w, devices: Array.from({ length: n }, () => device) };
+  return { ...w, devices: Array.from({ length: n }, () => device), delivering: undefined };
 }
 
 /**

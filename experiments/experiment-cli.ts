@@ -3,7 +3,7 @@ import { initBackend } from '../gpu-server/backends/tfjs/runtime.ts';
 import type { OrderingSpec } from '../gpu-server/ordering/ordering.ts';
 import { cliArgs, fail, int, run } from '../infra/cli.ts';
 import { runExperiment } from './experiment.ts';
-import { loadBaseModel, parseMethods, parsePartition } from './options.ts';
+import { loadBaseModel, parseMethods, parseParticipation, parsePartition } from './options.ts';
 import { readGsm8kTask, readTask, TASKS, type TaskName } from './tasks.ts';
 
 const USAGE = `usage: npm run experiment -- --task sst2|mrpc|mnli|topics|gsm8k --partition iid|dirichlet:ALPHA|extreme|quantity:ALPHA --out DIR
@@ -13,13 +13,6 @@ const USAGE = `usage: npm run experiment -- --task sst2|mrpc|mnli|topics|gsm8k -
        [--participation 1] [--dropout 0]   (many devices: the share sampled each round, and the share of those that drop out)
 gsm8k: causal-LM fine-tuning of a Llama (--model a Llama folder, default a small random one: random), evaluated by
 generating answers (exact match of the final number); iid or quantity partitions only.`;
-/** A share in (0, 1], or [0, 1) for one that may be none. */
-function share(name: string, text: string, zeroAllowed: boolean): number {
-  const x = Number(text);
-  if (!(zeroAllowed ? x >= 0 && x < 1 : x > 0 && x <= 1)) fail(`--${name} must be a number in ${zeroAllowed ? '[0, 1)' : '(0, 1]'}, got '${text}'`);
-  return x;
-}
-
 const args = cliArgs(USAGE, {
   task: { type: 'string' },
   partition: { type: 'string', default: 'iid' },
@@ -71,7 +64,7 @@ run(async () => {
     ordering: { kind: args.ordering } as OrderingSpec,
     batchOrder: args['batch-order'] === 'interleaved' ? 'interleaved' : undefined,
     avgEvery: int('avg-every', args['avg-every'], 10),
-    participation: { fraction: share('participation', args.participation!, false), dropout: share('dropout', args.dropout!, true) },
+    participation: parseParticipation(args.participation!, args.dropout!),
     seed: int('seed', args.seed, 0),
     out: args.out,
     command: `npm run experiment -- ${process.argv.slice(2).join(' ')}`,

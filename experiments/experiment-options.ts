@@ -10,6 +10,9 @@ import type { MethodName } from './sim/accounting.ts';
 import type { SimSpec } from './sim/sim.ts';
 import type { GenerationTaskData, TaskData } from './tasks.ts';
 
+/** FedProx's mu where no sweep chose one: among the values its authors report on their benchmarks. */
+export const DEFAULT_PROX_MU = 0.01;
+
 export interface ExperimentOptions {
   /** A classification task, or GSM8K (generation: causal-LM on a Llama, evaluated by generating; needs `tokenizer`). */
   task: TaskData | GenerationTaskData;
@@ -29,6 +32,8 @@ export interface ExperimentOptions {
   /** A learning rate per method (from a validation sweep: experiments/sweep.ts), where it differs from `lr`. */
   lrByMethod?: Partial<Record<MethodName, number>>;
   rank: number;
+  /** FedProx's mu (from a validation sweep: experiments/sweep.ts); 0.01 unless given. */
+  proxMu?: number;
   ordering: OrderingSpec;
   /** SplitFrozen's batches: device after device (the default) or interleaved. */
   batchOrder?: BatchOrder;
@@ -53,7 +58,7 @@ export function simSpec(o: ExperimentOptions): SimSpec {
     ordering: o.ordering,
     batchOrder: o.batchOrder,
     avgEvery: o.avgEvery,
-    proxMu: 0.01,
+    proxMu: o.proxMu ?? DEFAULT_PROX_MU,
     participation: o.participation ?? EVERY_DEVICE,
     wireBytes: 2,
   };

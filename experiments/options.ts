@@ -10,12 +10,24 @@ import { HfTokenizer, specialTokens } from '../core/tokenizer/hf.ts';
 import type { Tokenizer } from '../core/tokenizer/tokenizer.ts';
 import { readModelFolder, readTokenizer } from '../gpu-server/model-folder/folder.ts';
 import { METHODS, type MethodName } from './sim/accounting.ts';
+import type { Participation } from './sim/participation.ts';
+import { fail } from '../infra/cli.ts';
 
 export function parsePartition(text: string): PartitionSpec {
   const [kind, value] = text.split(':');
   if (kind === 'iid' || kind === 'extreme') return { kind };
   if ((kind === 'dirichlet' || kind === 'quantity') && Number(value) > 0) return { kind, alpha: Number(value) };
   throw new Error(`partition '${text}' is not iid, extreme, dirichlet:ALPHA or quantity:ALPHA`);
+}
+
+/** --participation (a share in (0, 1]) and --dropout (a share in [0, 1)). */
+export function parseParticipation(fraction: string, dropout: string): Participation {
+  const share = (name: string, text: string, zeroAllowed: boolean) => {
+    const x = Number(text);
+    if (!(zeroAllowed ? x >= 0 && x < 1 : x > 0 && x <= 1)) fail(`--${name} must be a number in ${zeroAllowed ? '[0, 1)' : '(0, 1]'}, got '${text}'`);
+    return x;
+  };
+  return { fraction: share('participation', fraction, false), dropout: share('dropout', dropout, true) };
 }
 
 export function parseMethods(text: string): MethodName[] {

@@ -5,6 +5,7 @@
  * with their own keys). Writes frontier.json and frontier.svg.
  */
 import { EVERY_DEVICE } from './sim/participation.ts';
+import { DEFAULT_PROX_MU } from './experiment-options.ts';
 import { ADAMW_DEFAULTS } from '../gpu-server/train/adamw.ts';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -98,7 +99,7 @@ export async function utilityUnder(o: SweepOptions, device: DeviceSide): Promise
       seed,
       ordering: { kind: 'random-reshuffle' },
       avgEvery: 1,
-      proxMu: 0.01,
+      proxMu: DEFAULT_PROX_MU,
       participation: EVERY_DEVICE,
       wireBytes: 4,
       device: (b, run) => {

@@ -85,6 +85,16 @@ describe('experiment provenance', () => {
     const tests = await tree({ 'method.ts': 'export const lr = 0.01;\n', 'method.test.ts': 'another test\n', 'notes.md': 'words\n' });
     expect(await codeSha256(tests, ['src'])).toBe(first);
     expect(await codeSha256(await tree({ 'method.ts': 'export const lr = 0.02;\n', 'method.test.ts': 'a test\n' }), ['src'])).not.toBe(first);
+    // compare's report only lays out numbers: a new table keeps the results; the methods' code does not.
+    const experiments = async (table: string, lr = '0.01') => {
+      const root = await tree({});
+      await mkdir(join(root, 'experiments'));
+      await writeFile(join(root, 'experiments', 'compare-report.ts'), table);
+      await writeFile(join(root, 'experiments', 'methods.ts'), `export const lr = ${lr};\n`);
+      return codeSha256(root, ['experiments']);
+    };
+    expect(await experiments('one table\n')).toBe(await experiments('two tables\n'));
+    expect(await experiments('one table\n', '0.02')).not.toBe(await experiments('one table\n'));
     expect(commitOf('/')).toBe('unknown'); // not a git checkout
     expect(commitOf()).toMatch(/^[0-9a-f]{40}(\+changes)?$/);
   });

@@ -14,6 +14,8 @@ import { simSpec, type ExperimentOptions } from './experiment-options.ts';
 
 /** The sources an experiment's numbers depend on: the model, the trainer and the methods, and the locked packages. */
 export const CODE_DIRS = ['core', 'gpu-server', 'experiments'];
+/** Sources that only lay out numbers already made (compare's report), not what makes them: a new table or plot keeps results. */
+const PRESENTATION = new Set(['experiments/compare.ts', 'experiments/compare-report.ts']);
 const SOURCE = /\.(ts|js|mjs)$/;
 const codeHashes = new Map<string, Promise<string>>();
 
@@ -26,7 +28,8 @@ export function codeSha256(root = '.', dirs = CODE_DIRS): Promise<string> {
       const files: string[] = [];
       for (const dir of dirs)
         for (const f of await readdir(join(root, dir), { recursive: true }))
-          if (SOURCE.test(f) && !f.endsWith('.test.ts') && !f.split(/[\\/]/).includes('node_modules')) files.push(join(dir, f));
+          if (SOURCE.test(f) && !f.endsWith('.test.ts') && !f.split(/[\\/]/).includes('node_modules') && !PRESENTATION.has(join(dir, f)))
+            files.push(join(dir, f));
       const hash = createHash('sha256');
       for (const f of [...files.sort(), 'package-lock.json']) {
         const bytes = await readFile(join(root, f)).catch(() => undefined);

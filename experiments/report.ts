@@ -10,7 +10,7 @@ export interface XAxis {
   tick: (value: number) => string;
 }
 
-export function accuracyPlot(title: string, results: readonly Pick<MethodResult, 'method' | 'rounds'>[], axis?: XAxis): string {
+export function accuracyPlot(title: string, results: ReadonlyArray<{ method: string; rounds: ReadonlyArray<{ accuracy: number }> }>, axis?: XAxis): string {
   const W = 640;
   const H = 400;
   const pad = { left: 60, right: 170, top: 40, bottom: 50 };

@@ -1,6 +1,7 @@
+import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../gpu-server/backends/tfjs/runtime.ts';
-import { averageAdapters, pooledBatches, roundBatches, runMethod } from './methods.ts';
+import { pooledBatches, roundBatches, runMethod } from './methods.ts';
 import type { TokenBatch } from './setup.ts';
 import { config, data, handTrainer, model, spec, stepByHand } from './tiny.fixture.ts';
 
@@ -19,18 +20,35 @@ const distance = (a: Float32Array, b: Float32Array) => Math.hypot(...a.map((x, i
 describe('the federated comparators, on a tiny model', () => {
   beforeAll(() => initBackend('wasm'));
 
-  it('FedSGD: each device one local step from the global adapters, then their average by rows', async () => {
+  it("FedSGD: one AdamW step on the mean by rows of every device's batch gradients at the global adapters", async () => {
     const d = data(2);
     const ran = await runMethod('fedsgd', model, d, spec);
-    const locals = await Promise.all(d.devices.map((dev) => byHand(roundBatches(dev, 0, spec.seed).slice(0, 1))));
-    const want = averageAdapters(
-      locals,
-      d.devices.map((dev) => dev.rows),
-    );
-    const got = ran.final.b.get('h.2.attn.c_attn')!;
-    want.b.get('h.2.attn.c_attn')!.forEach((x, i) => expect(got[i]).toBeCloseTo(x, 6));
-    // One batch a round of device work, against a pass over the data.
-    expect(ran.deviceForwardFlops).toBeLessThan((await runMethod('fedlora', model, d, spec)).deviceForwardFlops / 2);
+    // By hand: each batch's gradient from the initial adapters, weighted by its rows over all the round's rows.
+    const t = handTrainer(0);
+    const batches = d.devices.flatMap((dev) => roundBatches(dev, 0, spec.seed));
+    const rows = batches.reduce((a, b) => a + b.rows, 0);
+    const name = 'h.2.attn.c_attn';
+    const g = new Float32Array(ran.final.b.get(name)!.length);
+    for (const b of batches) {
+      const hidden = tf.tidy(() =>
+        t.net.hidden(tf.tensor2d(b.ids, [b.rows, b.seqLen], 'int32'), tf.tensor2d(b.mask, [b.rows, b.seqLen], 'int32'), 0).dataSync(),
+      );
+      const { loss, grads } = await t.lossAndGradients(
+        { cut: 0, rows: b.rows, seqLen: b.seqLen, hidden: hidden as Float32Array, mask: b.mask, labels: b.labels },
+        true,
+      );
+      const gb = grads[t.lora.b.get(name)!.name]!.dataSync();
+      gb.forEach((x, i) => (g[i]! += (x * b.rows) / rows));
+      tf.dispose([loss, ...Object.values(grads)]);
+    }
+    t.dispose();
+    // AdamW's first step from B = 0 (clipping scales g and |g| alike): -lr g / (|g| + eps).
+    const { eps } = spec.optimizer;
+    const got = ran.final.b.get(name)!;
+    expect(got.some((x) => x !== 0)).toBe(true);
+    g.forEach((x, i) => expect(got[i]).toBeCloseTo((-spec.lr * x) / (Math.abs(x) + eps), 5));
+    // Its devices compute the gradients of every row, as FedLoRA's do.
+    expect(ran.deviceForwardFlops).toBe((await runMethod('fedlora', model, d, spec)).deviceForwardFlops);
   });
 
   it('FedProx is FedLoRA at mu 0, and its proximal term keeps the local adapters near the global ones', async () => {

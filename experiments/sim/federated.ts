@@ -2,19 +2,23 @@
  * The methods in which every device trains its own copy of the adapters from the same global ones and the server
  * averages the copies, weighted by the devices' rows (FedAvg):
  * - fedlora: a pass over the device's data a round, LoRA on the whole model;
- * - fedsgd: one local step a round (the device's first batch of the round), LoRA on the whole model;
+ * - fedsgd: FedSGD as McMahan et al. define it (one pass, the whole local data as one batch): each device computes
+ *   the gradient of its round's batches at the global adapters and the server takes one step on their mean by rows,
+ *   with its own AdamW kept across rounds; the same sample gradients as fedlora's, one step where fedlora takes a
+ *   step a batch;
  * - fedprox: fedlora with FedProx's proximal term mu/2 |w - w_global|^2, its gradient mu (w - w_global) added to each
  *   local step's;
  * - scaffold: fedlora with SCAFFOLD's control variates (option II): each local step's gradient corrected by c - c_i;
  *   after K steps at learning rate lr, c_i becomes c_i - c + (w_global - w_i) / (K lr), and c moves by the devices'
  *   mean change of c_i;
  * - splitfrozen-parallel: SplitFrozen's ablation: per-device server adapters from the cut, averaged.
- * Optimizer state: each device starts its local training with a fresh AdamW (a device keeps no state between rounds,
+ * Optimizer state: each device starts its local training with a fresh AdamW (FedSGD's devices take no step) (a device keeps no state between rounds,
  * and a copy must not inherit another device's moments); FedProx's and SCAFFOLD's corrections are applied to the
  * gradient AdamW takes (their analyses assume plain SGD; with AdamW they are the usual practical variant).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { AdapterWeights } from '../../core/peft/adapter.ts';
+import type { Gradients } from '../../gpu-server/backends/backend.ts';
 import type { GradientAdjustment, Trainer } from '../../gpu-server/train/trainer.ts';
 import type { TokenBatch } from './setup.ts';
 import { averageAdapters } from './sim.ts';
@@ -30,6 +34,8 @@ export interface FederatedRound {
   rows: (id: string) => number;
   batches: (id: string) => TokenBatch[];
   step: (b: TokenBatch, adjust?: GradientAdjustment) => Promise<number>;
+  /** A batch's mean loss and gradients at the trainer's adapters, no step taken (FedSGD's devices). */
+  gradients: (b: TokenBatch) => Promise<Gradients>;
   /** GraB: what each device's local training did to the adapters. */
   updated?: (id: string, delta: Float32Array) => void;
 }
@@ -94,6 +100,7 @@ export async function federatedRound(
   r: FederatedRound,
   o: { mu: number; lr: number; controls: ControlVariates },
 ): Promise<number[]> {
+  if (method === 'fedsgd') return fedSgdRound(t, r);
   const start = t.exportAdapter();
   const local: AdapterWeights[] = [];
   const losses: number[] = [];
@@ -102,7 +109,7 @@ export async function federatedRound(
     t.loadAdapter(start);
     t.resetOptimizer();
     const global: Named = new Map(t.variables().map((v) => [v.name, v.clone()]));
-    const batches = method === 'fedsgd' ? r.batches(id).slice(0, 1) : r.batches(id);
+    const batches = r.batches(id);
     let adjust: GradientAdjustment | undefined;
     if (method === 'fedprox')
       adjust = (params, grads) => Object.fromEntries(params.map((p) => [p.name, grads[p.name]!.add(p.sub(global.get(p.name)!).mul(o.mu))]));
@@ -123,5 +130,26 @@ export async function federatedRound(
   }
   if (method === 'scaffold') o.controls.moveServer(deltas, r.order.length);
   t.loadAdapter(averageAdapters(local, r.order.map(r.rows)));
+  return losses;
+}
+
+/** FedSGD's round: every delivering row's gradient at the global adapters, averaged, then one step at the server. */
+async function fedSgdRound(t: Trainer, r: FederatedRound): Promise<number[]> {
+  const batches = r.order.flatMap((id) => r.batches(id));
+  const rows = batches.reduce((a, b) => a + b.rows, 0);
+  const losses: number[] = [];
+  let sum: Record<string, tf.Tensor> = {};
+  let loss = 0;
+  for (const b of batches) {
+    const g = await r.gradients(b);
+    const share = b.rows / rows;
+    const value = (await g.loss.data())[0]!;
+    losses.push(value);
+    loss += value * share;
+    const next = tf.tidy(() => Object.fromEntries(Object.entries(g.grads).map(([k, x]) => [k, sum[k] ? sum[k].add(x.mul(share)) : x.mul(share)])));
+    tf.dispose([g.loss, ...Object.values(g.grads), ...Object.values(sum)]);
+    sum = next;
+  }
+  await t.applyGradients({ loss: tf.scalar(loss), grads: sum });
   return losses;
 }

@@ -9,8 +9,8 @@
  * - splitlora: devices train LoRA on their prefix in parallel and the server on the rest, a batch of each device in
  *   turn, the gradient at the cut goes back to the device, and the device adapters are averaged every `avgEvery`
  *   steps and at the round's end (experiments/sim/splitlora.ts);
- * - fedsgd, fedprox, scaffold: FedLoRA with one local step a round, with FedProx's proximal term, with SCAFFOLD's
- *   control variates (experiments/sim/federated.ts);
+ * - fedsgd, fedprox, scaffold: FedLoRA as one step a round on the devices' mean gradient, with FedProx's proximal
+ *   term, with SCAFFOLD's control variates (experiments/sim/federated.ts);
  * - centralized: the upper bound: every device's rows pooled and mixed at the server, trained from the cut.
  */
 import type { Model } from '../../core/model/family.ts';
@@ -95,6 +95,7 @@ export async function runMethod(
   const controls = new ControlVariates();
   const t = sim.trainer;
   const rounds: RoundResult[] = [];
+  const delivered: number[][] = [];
   let previous: { order: string[]; updates: Map<string, Float32Array> } | undefined;
   let cutGradientNorm = 0;
   let bytesUp = 0;
@@ -126,6 +127,7 @@ export async function runMethod(
     // SplitFrozen's server trains on every device whose activations it holds, here this round or not; the bound on
     // every row; the other methods on the devices that deliver.
     for (const id of here) if (!uploaded.has(id)) uploaded.set(id, round);
+    delivered.push(here.map((id) => devices.findIndex((d) => d.id === id)));
     const trainedOn =
       method === 'centralized'
         ? devices.map((d) => d.id)
@@ -176,6 +178,7 @@ export async function runMethod(
               rows: (id) => byId.get(id)!.rows,
               batches: (id) => sim.batches(byId.get(id)!, round),
               step: (b, adjust) => step(sim.atCut(b, from), adjust),
+              gradients: (b) => t.lossAndGradients(sim.atCut(b, from), true),
               updated: grab ? (id, delta) => updates.set(id, delta) : undefined,
             },
             { mu: spec.proxMu, lr: spec.lr, controls },
@@ -225,8 +228,7 @@ export async function runMethod(
   const final = t.exportAdapter();
   sim.dispose();
   controls.dispose();
-  // FedSGD's devices take one batch a round; every other method's devices go over all their data.
-  const deviceTokens = devices.reduce((a, d) => a + (method === 'fedsgd' ? tokensOf(d) / Math.max(1, d.batches.length) : tokensOf(d)), 0) / devices.length;
+  const deviceTokens = devices.reduce((a, d) => a + tokensOf(d), 0) / devices.length;
   // SplitFrozen's devices compute their activations once (the centralized bound's prefix runs once too); every other
   // method's devices work every round.
   const deviceRounds = method === 'splitfrozen' || method === 'splitfrozen-parallel' || method === 'centralized' ? 1 : spec.rounds;
@@ -249,6 +251,7 @@ export async function runMethod(
       adapterBytes: exchangedBytes,
       avgEvery: spec.avgEvery,
       devicePeakMemoryMB: costs.devicePeakMemoryMB,
+      ...(delivered.every((ids) => ids.length === devices.length) ? {} : { delivering: delivered }),
     },
     final,
   };

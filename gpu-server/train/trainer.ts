@@ -126,6 +126,15 @@ export class Trainer {
   step(b: TrainBatch, adjust?: GradientAdjustment): PendingStep {
     // Checked now, so that a bad batch throws here rather than in the queue.
     this.checkCut(b);
+    return this.queueStep(() => this.lossAndGradients(b, true), adjust);
+  }
+
+  /** One step on gradients computed elsewhere (the experiments' FedSGD averages its devices'); they are disposed. */
+  applyGradients(g: Gradients): Promise<StepResult> {
+    return this.queueStep(() => Promise.resolve(g)).result();
+  }
+
+  private queueStep(gradients: () => Promise<Gradients>, adjust?: GradientAdjustment): PendingStep {
     const lr = learningRate(this.spec.schedule, this.opt.step + this.queued);
     const apply = ({ loss, grads }: Gradients) => {
       const used = adjust ? tf.tidy(() => adjust(this.variables(), grads)) : grads;
@@ -136,7 +145,7 @@ export class Trainer {
     };
     this.queued++;
     const stats = this.queue
-      .then(() => this.lossAndGradients(b, true))
+      .then(gradients)
       .then(apply)
       .finally(() => this.queued--);
     this.queue = stats.catch(() => undefined);

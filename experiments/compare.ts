@@ -76,12 +76,14 @@ const folder = (p: PartitionSpec) =>
     .replace(/-$/, '');
 
 run(async () => {
-  if (!existsSync(join(args.model!, 'config.json'))) {
+  // Only the GLUE tasks run on the pretrained base.
+  const glue = args.tasks!.split(',').some((t) => t !== 'topics');
+  if (glue && !existsSync(join(args.model!, 'config.json'))) {
     process.stderr.write(`[compare] no base model at ${args.model}: pretraining one (npm run pretrain -- --out ${args.model})\n`);
     execFileSync(process.execPath, ['--import', 'tsx', 'experiments/pretrain-cli.ts', '--out', args.model!], { stdio: ['ignore', 'ignore', 'inherit'] });
   }
   await initBackend('auto');
-  const { model, name, tokenizer } = await loadBaseModel(args.model!);
+  const pretrained = glue ? await loadBaseModel(args.model!) : undefined;
   const methods = parseMethods(args.methods!);
   const seeds = args.seeds!.split(',').map((s) => int('seeds', s, 0));
   const rates = args['sweep-lrs'] === 'none' ? [] : args['sweep-lrs']!.split(',').map(Number);
@@ -92,7 +94,7 @@ run(async () => {
     task,
     ...(task.name === 'topics'
       ? { model: topicsBase.model, tokenizer: topicsBase.tokenizer, modelName: topicsBase.name }
-      : { model, tokenizer, modelName: name }),
+      : { model: pretrained!.model, tokenizer: pretrained!.tokenizer, modelName: pretrained!.name }),
     partition,
     methods,
     devices,
@@ -183,7 +185,8 @@ run(async () => {
       }
     }
   }
-  const pretraining = existsSync(join(args.model!, 'pretraining.json')) ? JSON.parse(await readFile(join(args.model!, 'pretraining.json'), 'utf8')) : undefined;
+  const pretraining =
+    glue && existsSync(join(args.model!, 'pretraining.json')) ? JSON.parse(await readFile(join(args.model!, 'pretraining.json'), 'utf8')) : undefined;
   if (pretraining) await writeFileAtomic(join(args.out!, 'pretraining.json'), JSON.stringify(pretraining, null, 2) + '\n');
   const command = ['npm run compare', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' ');
   const readme = [
@@ -191,7 +194,7 @@ run(async () => {
     '',
     `Command: \`${command}\` (it runs \`npm run pretrain -- --out ${args.model}\`, 300 steps, first when the model is missing). The experiments took ${minutes.toFixed(1)} minutes of training and evaluation on ${cpus().length} cores (${cpus()[0]?.model}), ${new Date().toISOString().slice(0, 10)}; kept results count with the time they took when made.`,
     '',
-    `Base model: ${name}, pretrained with \`npm run pretrain\` on the GLUE tasks' training text` +
+    `Base model: ${args.model}, pretrained with \`npm run pretrain\` on the GLUE tasks' training text` +
       (pretraining
         ? ` (${pretraining.config.nLayer} blocks, n_embd ${pretraining.config.nEmbd}; ${pretraining.steps} steps; held-out language-modelling loss ${pretraining.validationLoss.before.toFixed(2)} -> ${pretraining.validationLoss.after.toFixed(2)}; see [pretraining.json](pretraining.json)).`
         : '.') +

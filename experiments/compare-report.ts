@@ -4,7 +4,7 @@
  */
 import { describePartition, type PartitionSpec } from '../core/data/partition.ts';
 import type { MethodName } from './sim/accounting.ts';
-import { decideClaims, pm, type Claim, type SeedStudy, type StoredResult } from './study.ts';
+import { decideClaims, pm, type Claim, type SeedStudy, type StoredResult, type Verdict } from './study.ts';
 import type { Sweep } from './sweep.ts';
 
 /** The name of SplitFrozen's interleaved runs among the orderings. */
@@ -60,13 +60,13 @@ function sweepTable(studies: TopicStudy[]): string[] {
   ];
 }
 
-export function topicSection(studies: TopicStudy[], seeds: number[], base: string): string {
+export function topicSection(studies: TopicStudy[], seeds: number[], base: string, settings = ''): string {
   const methods = Object.keys(withInterleaved(studies[0]!));
   const rel = (s: TopicStudy, path: string) => `${s.out.split('/').pop()}/${path}`;
   const lines = [
     `## The task with signal: generated topics (${seeds.length} seeds: ${seeds.join(', ')})`,
     '',
-    `Base model: ${base === 'random' ? "a random small GPT-2 (4 blocks, n_embd 64; experiments/options.ts). The pretrained base read a sentence's topic poorly (30% after 4 IID rounds against 25% chance, tried with 2 topic words a sentence before this run), likely because a classifier on a causal model reads the last token, whose attention pretraining makes local, while a random base's near-uniform attention makes the last token a bag of the sentence's words, on which the topics separate (a hypothesis, not measured)" : base}.`,
+    `Base model: ${base === 'random' ? "a random small GPT-2 (4 blocks, n_embd 64; experiments/options.ts). The pretrained base read a sentence's topic poorly (30% after 4 IID rounds against 25% chance, tried with 2 topic words a sentence before this run), likely because a classifier on a causal model reads the last token, whose attention pretraining makes local, while a random base's near-uniform attention makes the last token a bag of the sentence's words, on which the topics separate (a hypothesis, not measured)" : base}. ${settings}`,
     '',
     "Final-round accuracy, mean ± standard deviation over the seeds (each seed draws its own partition, initialisation and batch order). *splitfrozen, interleaved*: the server takes one batch of each device in turn, in the client order (the run setting `training.batchOrder: 'interleaved'`), where every other column trains device after device:",
     '',
@@ -80,14 +80,8 @@ export function topicSection(studies: TopicStudy[], seeds: number[], base: strin
       ),
     '',
     ...sweepTable(studies),
-    '### The claims, tested',
-    '',
-    `Each claim is a paired t-test (two-sided) of the two methods' final accuracies across the ${seeds.length} seeds (a seed is one draw of partition, initialisation and batch order, run by both methods), the p-values corrected by Holm's step-down over all the claims below at once. A claim is *supported* where its adjusted p is below 0.05 and the difference goes its way, *contradicted* where it goes the other way, and *cannot decide* otherwise, and also where neither method rises above the majority class (constant predictors differ by noise) or there is one seed.`,
-    '',
-    '| claim | setting | difference (points) | t | p | Holm-adjusted p | verdict |',
-    '|---|---|---|---|---|---|---|',
   ];
-  const claims: Array<Claim & { text: string; partition: string }> = [];
+  const claims: NamedClaim[] = [];
   const claim = (text: string, a: string, b: string, pick: (s: TopicStudy) => SeedStudy['accuracy']) => {
     for (const s of studies) {
       const acc = pick(s);
@@ -121,12 +115,7 @@ export function topicSection(studies: TopicStudy[], seeds: number[], base: strin
   claim('GraB beats random reshuffling', 'grab', 'random-reshuffle', (s) => orderingAccuracy(s));
   claim('random reshuffling beats shuffle-once', 'random-reshuffle', 'shuffle-once', (s) => orderingAccuracy(s));
   claim('random reshuffling beats a fixed order', 'random-reshuffle', 'fixed', (s) => orderingAccuracy(s));
-  const p = (x: number) => (Number.isNaN(x) ? '-' : x < 0.001 ? x.toExponential(1) : x.toFixed(3));
-  decideClaims(claims).forEach((d, i) =>
-    lines.push(
-      `| ${claims[i]!.text} | ${claims[i]!.partition} | ${(100 * d.difference).toFixed(1)} | ${Number.isFinite(d.t) ? d.t.toFixed(2) : d.t} | ${p(d.p)} | ${p(d.adjusted)} | ${d.verdict} |`,
-    ),
-  );
+  lines.push(...claimTables(claims, seeds.length));
   const orderings = [...new Set(studies.flatMap((s) => Object.keys(s.orderings)))];
   const cell = (o?: SeedStudy) =>
     o ? `${pm(o.accuracy.splitfrozen!)} | ${o.trainLoss.splitfrozen!.mean.toFixed(3)} ± ${o.trainLoss.splitfrozen!.std.toFixed(3)}` : '- | -';
@@ -140,6 +129,45 @@ export function topicSection(studies: TopicStudy[], seeds: number[], base: strin
     '',
   );
   return lines.join('\n');
+}
+
+type NamedClaim = Claim & { text: string; partition: string };
+
+/** What the tests say in plain words (claim by claim, the settings of each verdict), then a table per claim. */
+function claimTables(claims: NamedClaim[], seeds: number): string[] {
+  const decisions = decideClaims(claims);
+  const texts = [...new Set(claims.map((c) => c.text))];
+  const of = (text: string) => claims.map((c, i) => ({ c, d: decisions[i]! })).filter(({ c }) => c.text === text);
+  const p = (x: number) => (Number.isNaN(x) ? '-' : x < 0.001 ? x.toExponential(1) : x.toFixed(3));
+  const verdicts: Verdict[] = ['supports', 'contradicts', 'cannot decide'];
+  const said: Record<Verdict, string> = { supports: 'holds', contradicts: 'is contradicted', 'cannot decide': 'cannot be decided' };
+  return [
+    '### What holds, in plain words',
+    '',
+    `Each claim below is a paired t-test (two-sided) of the two methods' final accuracies across the ${seeds} seeds (a seed is one draw of partition, initialisation and batch order, run by both methods), its p-value corrected by Holm's step-down over all ${claims.length} tests at once. A claim *holds* where its adjusted p is below 0.05 and the difference goes its way, *is contradicted* where it goes the other way, and *cannot be decided* otherwise, and also where neither method rises above the majority class (constant predictors differ by noise) or there is one seed.`,
+    '',
+    ...texts.map((text) => {
+      const parts = verdicts
+        .map((v) => [v, of(text).filter(({ d }) => d.verdict === v)] as const)
+        .filter(([, xs]) => xs.length)
+        .map(([v, xs]) => `${said[v]} ${xs.length === of(text).length ? 'in every setting' : `in ${xs.map(({ c }) => c.partition).join('; ')}`}`);
+      return `- ${text[0]!.toUpperCase()}${text.slice(1)}: ${parts.join('; ')}.`;
+    }),
+    '',
+    '### The claims, tested',
+    '',
+    ...texts.flatMap((text) => [
+      `**${text[0]!.toUpperCase()}${text.slice(1)}**`,
+      '',
+      '| setting | difference (points) | t | p | Holm-adjusted p | verdict |',
+      '|---|---|---|---|---|---|',
+      ...of(text).map(
+        ({ c, d }) =>
+          `| ${c.partition} | ${(100 * d.difference).toFixed(1)} | ${Number.isFinite(d.t) ? d.t.toFixed(2) : d.t} | ${p(d.p)} | ${p(d.adjusted)} | ${d.verdict} |`,
+      ),
+      '',
+    ]),
+  ];
 }
 
 function orderingAccuracy(s: TopicStudy): SeedStudy['accuracy'] {

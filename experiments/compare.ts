@@ -12,10 +12,10 @@
  * (--partitions, --many-devices 0, --tasks) is kept by the full command, which then only writes --out/README.md.
  */
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import { execFileSync } from 'node:child_process';
 import { cpus } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { describePartition, type PartitionSpec } from '../core/data/partition.ts';
 import { writeFileAtomic } from '../gpu-server/model-folder/folder.ts';
 import type { OrderingSpec } from '../gpu-server/ordering/ordering.ts';
@@ -63,6 +63,10 @@ const args = cliArgs(USAGE, {
   datasets: { type: 'string', default: '../shared/datasets' },
   fresh: { type: 'boolean' },
 });
+/** The paper's device-compute figure, worked plainly. */
+const DEVICE_COMPUTE_ARITHMETIC =
+  "The arithmetic of the paper's -87.5% device compute, plainly: SplitFrozen's devices run only the forward pass, and only in the round they first deliver (later rounds reuse the activations). A reduction r in a round therefore becomes 1 - (1 - r) / R over R rounds: against a device's forward and backward of about twice its forward (LoRA's frozen weights need no weight gradients), r is about -50% a round, which over 4 rounds reads 1 - 0.5 / 4 = -87.5%. The per-round figure is the one to set beside a method that must recompute; the modelled times above already count both.\n";
+
 /** The many-devices study's partition, and the rows each of its devices holds. */
 const MANY_PARTITION: PartitionSpec = { kind: 'dirichlet', alpha: 0.1 };
 const MANY_ROWS_PER_DEVICE = 32;
@@ -119,6 +123,7 @@ run(async () => {
   const partitions = args.partitions!.split(',').map(parsePartition);
   const manyDevices = int('many-devices', args['many-devices'], 0);
   const fresh = args.fresh;
+  const swept = new Set<string>();
   /** Every method at its chosen rate over the seeds, and SplitFrozen's client orderings and interleaved batches. */
   const topicStudy = async (base: ExperimentOptions, sweep: Sweep | undefined, orderings: OrderingSpec[], label?: string): Promise<TopicStudy> => {
     const splitfrozenLr = sweep?.chosen.splitfrozen ?? base.lr;
@@ -143,7 +148,13 @@ run(async () => {
     const task = await readTask(taskName, args.datasets!);
     task.notes.forEach((n) => notes.add(n));
     if (taskName === 'topics') {
-      const sweepFor = (base: ExperimentOptions) => (rates.length ? sweepLearningRates(base, rates, fresh) : Promise.resolve(undefined));
+      const sweepFor = async (base: ExperimentOptions) => {
+        if (!rates.length) return undefined;
+        const sweep = await sweepLearningRates(base, rates, fresh);
+        if (!swept.has(base.out)) minutes += await minutesUnder(join(base.out, 'validation'));
+        swept.add(base.out);
+        return sweep;
+      };
       const studies: TopicStudy[] = [];
       for (const partition of partitions) {
         const base = options(task, partition, join(args.out!, `topics-${folder(partition)}`));
@@ -170,7 +181,9 @@ run(async () => {
         timed.push([label, many]);
       }
       for (const study of studies) await writeStudyPlots(study, `topics, ${study.label ?? describePartition(study.partition)}`, seeds.length);
-      sections.push(topicSection(studies, seeds, topicsBase.name));
+      const t = options(task, partitions[0] ?? MANY_PARTITION, '');
+      const settings = `Cut ${t.cut}; LoRA r=${t.rank} (alpha ${2 * t.rank}, dropout 0.05) on c_attn; ${devices} devices holding ${t.trainRows} training rows${manyDevices > 0 ? ` (${manyDevices} devices holding ${MANY_ROWS_PER_DEVICE} rows each in the many-devices study)` : ''}; ${t.evalRows} test rows; ${t.rounds} rounds of one pass over every device's data; batches of ${t.batchSize} x ${t.seqLen} tokens.`;
+      sections.push(topicSection(studies, seeds, topicsBase.name, settings));
       // Modelled time: each study's first seed, with the server's speed as measured in this process for the model
       // trained here, and with a real server's measured speed.
       for (const [label, study] of timed) {
@@ -180,6 +193,7 @@ run(async () => {
         );
         sections.push(`### Modelled training time (${label}, seed ${seeds[0]})\n\n${tables.join('\n')}`);
       }
+      sections.push(DEVICE_COMPUTE_ARITHMETIC);
     } else {
       for (const partition of partitions) {
         const out = join(args.out!, `${taskName}-${folder(partition)}`);
@@ -194,15 +208,18 @@ run(async () => {
   if (pretraining) await writeFileAtomic(join(args.out!, 'pretraining.json'), JSON.stringify(pretraining, null, 2) + '\n');
   const command = ['npm run compare', ...(process.argv.length > 2 ? ['--', ...process.argv.slice(2)] : [])].join(' ');
   const readme = [
-    '# SplitFrozen against FedLoRA, SplitLoRA and its parallel ablation',
+    '# SplitFrozen against federated and split baselines, with a centralized bound',
     '',
-    `Command: \`${command}\` (it runs \`npm run pretrain -- --out ${args.model}\`, 300 steps, first when the model is missing). The experiments took ${minutes.toFixed(1)} minutes of training and evaluation on ${cpus().length} cores (${cpus()[0]?.model}), ${new Date().toISOString().slice(0, 10)}; kept results count with the time they took when made.`,
+    `Command: \`${command}\`. Its experiments, the validation sweeps included, took ${minutes.toFixed(0)} minutes of training and evaluation on ${cpus().length} cores (${cpus()[0]?.model}), ${new Date().toISOString().slice(0, 10)} (kept results count with the time they took when made). Over an hour, it runs in pieces, each keeping its results, and the whole command then only writes this page: \`npm run compare -- --partitions iid --many-devices 0\`, then \`--partitions extreme --many-devices 0\`, then \`--partitions dirichlet:0.1\` (with the 50 devices), then \`npm run compare\`.`,
     '',
-    `Base model: ${args.model}, pretrained with \`npm run pretrain\` on the GLUE tasks' training text` +
-      (pretraining
-        ? ` (${pretraining.config.nLayer} blocks, n_embd ${pretraining.config.nEmbd}; ${pretraining.steps} steps; held-out language-modelling loss ${pretraining.validationLoss.before.toFixed(2)} -> ${pretraining.validationLoss.after.toFixed(2)}; see [pretraining.json](pretraining.json)).`
-        : '.') +
-      ` Cut 2; LoRA r=8 (on c_attn); ${devices} devices; one pass over every device's data per round; the same rows, partitions, seeds and budgets for every method; no tuning on the evaluation split.`,
+    '## How the comparison is run',
+    '',
+    "- **Methods.** *splitfrozen*: devices run the frozen blocks below the cut once; the server trains LoRA from the cut on their activations, device after device in a client order, one set of adapters; *splitfrozen, interleaved*: the same, one batch of each device in turn. *centralized*: the upper bound, every device's rows pooled and mixed into new batches each round, trained from the cut. *fedlora*: FedAvg of LoRA on the whole model, a pass over the device's data a round; *fedprox* and *scaffold*: fedlora with FedProx's proximal term and with SCAFFOLD's control variates (option II); *fedsgd*: each device's gradient over its round's rows, one server step on their mean. *splitlora*: devices train their blocks' LoRA in parallel, a batch at a time with the server, the gradient at the cut sent back, device adapters averaged every 10 steps and at the round's end. *splitfrozen-parallel*: SplitFrozen's ablation, per-device server adapters averaged each round.",
+    '- **Budgets.** Every method computes the gradient of every row it holds once a round (the same sample gradients; FedSGD turns them into one step a round where the others take one a batch), for the same rounds. The curves linked from each table show where each method stands at that budget.',
+    '- **Optimizer.** AdamW (beta 0.9/0.999, weight decay 0.01, gradients clipped to norm 1). A device training locally starts each round with a fresh AdamW (it keeps no state between rounds); the server keeps its own across rounds (SplitFrozen, the centralized bound, FedSGD).',
+    "- **Tuning.** Each method's learning rate, and FedProx's mu at its chosen rate, are chosen on a validation split carved from the training rows (20%, seed 0); the test split is touched only by the runs reported.",
+    '- **Seeds and statistics.** Each seed draws its own partition, initialisation and batch order; verdicts come from paired t-tests across the seeds, Holm-corrected over every claim at once.',
+    '- **Provenance.** Every `results.json` records its seeds, its commit, the SHA-256 of the code, model and data, and every hyperparameter (`spec`, `provenance`); results are kept only while all of them are the same, else run again.',
     '',
     ...[...notes].map((n) => `Note: ${n}`),
     '',
@@ -210,6 +227,12 @@ run(async () => {
     ...(glueRows.length
       ? [
           '## GLUE (one seed)',
+          '',
+          `Base model: ${args.model}, pretrained with \`npm run pretrain\` on the GLUE tasks' training text` +
+            (pretraining
+              ? ` (${pretraining.config.nLayer} blocks, n_embd ${pretraining.config.nEmbd}; ${pretraining.steps} steps; held-out language-modelling loss ${pretraining.validationLoss.before.toFixed(2)} -> ${pretraining.validationLoss.after.toFixed(2)}; see [pretraining.json](pretraining.json)).`
+              : '.') +
+            ` Cut 2; LoRA r=8 (on c_attn); ${devices} devices; one pass over every device's data per round; the same rows, partitions, seeds and budgets for every method; no tuning on the evaluation split.`,
           '',
           'Compare each accuracy with the majority class of its evaluation split: this base model gives weak frozen features for GLUE, and where the methods sit at that line the comparison cannot confirm or refute anything.',
           '',
@@ -219,10 +242,16 @@ run(async () => {
           '|---|---|---|' + methods.map(() => '---|').join('') + '---|---|---|',
           ...glueRows,
           '',
-          "Device compute is forward plus backward FLOPs per device over the whole run. The arithmetic, plainly: SplitFrozen's devices run only the forward pass, and only in the first round (later rounds reuse the activations). A reduction r in a round therefore becomes 1 - (1 - r) / R over R rounds: against SplitLoRA's forward and backward (about twice the forward) r is about -50% a round, which over 4 rounds reads -87.5%. The per-round figure is the one to set beside a method that must recompute.",
+          'Device compute is forward plus backward FLOPs per device over the whole run (the arithmetic is under the modelled time above).',
           '',
         ]
       : []),
+    '## What could not be tested here',
+    '',
+    '- **A pretrained base at real size.** The topic task runs on a random 4-block GPT-2 of width 64; GPT-2 small or Llama-3.2-1B, pretrained, were not run through the comparison (no model hub is reachable here, and 2 cores would take days). Whether the methods keep their order on a pretrained model at size is untested.',
+    '- **Real devices and networks.** Device times come from the time model, with assumed phone and laptop rates and a Worker rate measured in workerd, not from a fleet.',
+    "- **Stragglers' effect on accuracy.** Stragglers slow the modelled time only: no method drops a late device at a deadline here, so accuracy does not depend on them. Dropouts and partial participation do change what is trained, and are in the accuracies.",
+    '',
   ].join('\n');
   await writeFileAtomic(join(args.out!, 'README.md'), readme);
   console.log(readme);
@@ -260,4 +289,12 @@ async function writeStudyPlots(study: TopicStudy, title: string, seeds: number):
       ),
     );
   }
+}
+
+/** The minutes the runs stored under `dir` took when made (the validation sweeps': runSeeds counts the others). */
+async function minutesUnder(dir: string): Promise<number> {
+  let ms = 0;
+  for (const f of await readdir(dir, { recursive: true }))
+    if (basename(f) === 'results.json') for (const m of JSON.parse(await readFile(join(dir, f), 'utf8')).methods) ms += m.wallMs;
+  return ms / 60_000;
 }

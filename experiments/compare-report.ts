@@ -30,21 +30,20 @@ function withInterleaved(s: TopicStudy): SeedStudy['accuracy'] {
 
 /** The validation accuracy of each method at each swept rate, and the rate chosen. */
 function sweepTable(studies: TopicStudy[]): string[] {
-  // The many-devices study trains at the rates chosen for its partition: listed once.
-  const swept = studies.filter((s) => s.sweep && !s.label);
+  const swept = studies.filter((s) => s.sweep);
   if (!swept.length) return [];
-  const rates = Object.keys(Object.values(swept[0]!.sweep!.accuracy)[0] ?? {});
+  const rates = [...new Set(swept.flatMap((s) => Object.values(s.sweep!.accuracy).flatMap((byLr) => Object.keys(byLr))))].sort((a, b) => Number(a) - Number(b));
   return [
     '### Learning rates, chosen on validation',
     '',
     "Each method's rate is the one with the best final accuracy on a validation split carved from the training rows (20%, seed 0); the table above trained every seed at it, and only those runs saw the test split. Validation accuracy at each rate:",
     '',
-    `| partition | method | ${rates.map((lr) => `lr ${lr}`).join(' | ')} | chosen |`,
+    `| setting | method | ${rates.map((lr) => `lr ${lr}`).join(' | ')} | chosen |`,
     `|---|---|${rates.map(() => '---|').join('')}---|`,
     ...swept.flatMap((s) =>
       Object.entries(s.sweep!.accuracy).map(
         ([m, byLr]) =>
-          `| ${describePartition(s.partition)} | ${m} | ${rates.map((lr) => `${(100 * byLr[lr]!).toFixed(1)}%`).join(' | ')} | ${s.sweep!.chosen[m as MethodName]} |`,
+          `| ${where(s)} | ${m} | ${rates.map((lr) => (byLr[lr] === undefined ? '-' : `${(100 * byLr[lr]).toFixed(1)}%`)).join(' | ')} | ${s.sweep!.chosen[m as MethodName]} |`,
       ),
     ),
     '',
@@ -52,7 +51,7 @@ function sweepTable(studies: TopicStudy[]): string[] {
       .filter((s) => s.sweep!.proxMu)
       .map(
         (s) =>
-          `FedProx's mu on ${describePartition(s.partition)}, at its chosen rate: ${Object.entries(s.sweep!.proxMu!.accuracy)
+          `FedProx's mu (${where(s)}), at its chosen rate: ${Object.entries(s.sweep!.proxMu!.accuracy)
             .map(([mu, a]) => `mu ${mu}: ${(100 * a).toFixed(1)}%`)
             .join(', ')}; chosen ${s.sweep!.proxMu!.chosen}.`,
       ),

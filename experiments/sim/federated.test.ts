@@ -71,6 +71,13 @@ describe('the federated comparators, on a tiny model', () => {
     );
     const two = { ...spec, rounds: 2 };
     expect((await runMethod('scaffold', model, skewed, two)).final.b).not.toEqual((await runMethod('fedlora', model, skewed, two)).final.b);
+    // Its correction is in the gradients' units (the mean of the gradients a device took): on IID devices, whose
+    // gradients agree, it steers little, where a correction in Adam's units would swamp the gradients.
+    const iid = data(2);
+    const start = (await byHand([])).b.get('h.2.attn.c_attn')!;
+    const [fedlora, scaffold] = await Promise.all(['fedlora', 'scaffold'].map((m) => runMethod(m as 'fedlora', model, iid, two)));
+    const b = (r: typeof fedlora) => r.final.b.get('h.2.attn.c_attn')!;
+    expect(distance(b(scaffold), b(fedlora))).toBeLessThan(distance(b(fedlora), start) / 2);
     // Its control variate travels with the adapters.
     expect(first.bytesUpPerDevice).toBe(2 * (await runMethod('fedlora', model, skewed, spec)).bytesUpPerDevice);
   });

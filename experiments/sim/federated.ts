@@ -9,11 +9,13 @@
  * - fedprox: fedlora with FedProx's proximal term mu/2 |w - w_global|^2, its gradient mu (w - w_global) added to each
  *   local step's;
  * - scaffold: fedlora with SCAFFOLD's control variates (option II): each local step's gradient corrected by c - c_i;
- *   after K steps at learning rate lr, c_i becomes c_i - c + (w_global - w_i) / (K lr), and c moves by the devices'
- *   mean change of c_i;
+ *   after its K steps c_i becomes the mean of the gradients they took, and c moves by the devices' mean change of
+ *   c_i. Under SGD that mean is exactly option II's c_i - c + (w_global - w_i) / (K lr); under AdamW the displacement
+ *   is in Adam's units, not the gradient's (an early version used it, and its correction swamped the gradients), so
+ *   the mean is taken from the gradients themselves;
  * - splitfrozen-parallel: SplitFrozen's ablation: per-device server adapters from the cut, averaged.
- * Optimizer state: each device starts its local training with a fresh AdamW (FedSGD's devices take no step) (a device keeps no state between rounds,
- * and a copy must not inherit another device's moments); FedProx's and SCAFFOLD's corrections are applied to the
+ * Optimizer state: each device starts its local training with a fresh AdamW (a device keeps no state between rounds,
+ * and a copy must not inherit another device's moments; FedSGD's devices take no step); FedProx's and SCAFFOLD's corrections are applied to the
  * gradient AdamW takes (their analyses assume plain SGD; with AdamW they are the usual practical variant).
  */
 import * as tf from '@tensorflow/tfjs';
@@ -55,28 +57,12 @@ export class ControlVariates {
     return { c: this.server, ci: this.devices.get(id)! };
   }
 
-  /** c_i+ from the device's K steps; returns c_i+ - c_i for the server's update. */
-  update(t: Trainer, id: string, global: Named, steps: number, lr: number): Named {
-    const { c, ci } = this.of(t, id);
-    const next = new Map(
-      t.variables().map((v) => [
-        v.name,
-        tf.tidy(() =>
-          ci
-            .get(v.name)!
-            .sub(c.get(v.name)!)
-            .add(
-              global
-                .get(v.name)!
-                .sub(v)
-                .div(steps * lr),
-            ),
-        ),
-      ]),
-    );
-    const delta = new Map([...next].map(([k, x]) => [k, x.sub(ci.get(k)!)]));
+  /** c_i+ = the mean of the gradients the device's steps took (taken over); returns c_i+ - c_i for the server's update. */
+  update(t: Trainer, id: string, meanGradient: Named): Named {
+    const { ci } = this.of(t, id);
+    const delta = new Map([...meanGradient].map(([k, x]) => [k, x.sub(ci.get(k)!)]));
     tf.dispose([...ci.values()]);
-    this.devices.set(id, next);
+    this.devices.set(id, meanGradient);
     return delta;
   }
 
@@ -94,12 +80,7 @@ export class ControlVariates {
 }
 
 /** One round of a federated method on trainer `t`; returns the devices' training losses. */
-export async function federatedRound(
-  method: FederatedMethod,
-  t: Trainer,
-  r: FederatedRound,
-  o: { mu: number; lr: number; controls: ControlVariates },
-): Promise<number[]> {
+export async function federatedRound(method: FederatedMethod, t: Trainer, r: FederatedRound, o: { mu: number; controls: ControlVariates }): Promise<number[]> {
   if (method === 'fedsgd') return fedSgdRound(t, r);
   const start = t.exportAdapter();
   const local: AdapterWeights[] = [];
@@ -113,9 +94,18 @@ export async function federatedRound(
     let adjust: GradientAdjustment | undefined;
     if (method === 'fedprox')
       adjust = (params, grads) => Object.fromEntries(params.map((p) => [p.name, grads[p.name]!.add(p.sub(global.get(p.name)!).mul(o.mu))]));
+    // SCAFFOLD: the sum of the (uncorrected) gradients the steps take, for the device's new c_i.
+    const taken: Named = new Map();
     if (method === 'scaffold') {
       const { c, ci } = o.controls.of(t, id);
-      adjust = (params, grads) => Object.fromEntries(params.map((p) => [p.name, grads[p.name]!.add(c.get(p.name)!.sub(ci.get(p.name)!))]));
+      adjust = (params, grads) => {
+        for (const p of params) {
+          const sum = taken.get(p.name);
+          taken.set(p.name, tf.keep(sum ? sum.add(grads[p.name]!) : grads[p.name]!.clone()));
+          sum?.dispose();
+        }
+        return Object.fromEntries(params.map((p) => [p.name, grads[p.name]!.add(c.get(p.name)!.sub(ci.get(p.name)!))]));
+      };
     }
     const before = r.updated ? t.flatAdapters() : undefined;
     for (const b of batches) losses.push(await r.step(b, adjust));
@@ -124,7 +114,10 @@ export async function federatedRound(
         id,
         t.flatAdapters().map((x, i) => x - before[i]!),
       );
-    if (method === 'scaffold') deltas.push(o.controls.update(t, id, global, Math.max(1, batches.length), o.lr));
+    if (method === 'scaffold' && taken.size) {
+      deltas.push(o.controls.update(t, id, new Map([...taken].map(([k, x]) => [k, x.div(batches.length)]))));
+      tf.dispose([...taken.values()]);
+    }
     tf.dispose([...global.values()]);
     local.push(t.exportAdapter());
   }

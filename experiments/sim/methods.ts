@@ -181,7 +181,7 @@ export async function runMethod(
               gradients: (b) => t.lossAndGradients(sim.atCut(b, from), true),
               updated: grab ? (id, delta) => updates.set(id, delta) : undefined,
             },
-            { mu: spec.proxMu, lr: spec.lr, controls },
+            { mu: spec.proxMu, controls },
           );
           losses.push(...trained);
           if (trainsWholeModel(method)) {

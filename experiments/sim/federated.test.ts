@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initBackend } from '../../gpu-server/backends/tfjs/runtime.ts';
+import { ControlVariates } from './federated.ts';
 import { pooledBatches, roundBatches, runMethod } from './methods.ts';
 import type { TokenBatch } from './setup.ts';
 import { config, data, handTrainer, model, spec, stepByHand } from './tiny.fixture.ts';
@@ -80,6 +81,24 @@ describe('the federated comparators, on a tiny model', () => {
     expect(distance(b(scaffold), b(fedlora))).toBeLessThan(distance(b(fedlora), start) / 2);
     // Its control variate travels with the adapters.
     expect(first.bytesUpPerDevice).toBe(2 * (await runMethod('fedlora', model, skewed, spec)).bytesUpPerDevice);
+  });
+});
+
+describe("SCAFFOLD's control variates", () => {
+  beforeAll(() => initBackend('wasm'));
+
+  it("c moves by the sampled devices' changes summed over the whole population (|S|/N times their mean)", () => {
+    const t = handTrainer(0);
+    const controls = new ControlVariates();
+    const ones = (x: number) => new Map(t.variables().map((v) => [v.name, tf.fill(v.shape, x)]));
+    // Two of four devices deliver, with mean gradients 1 and 3: c = (1 + 3) / 4 = 1.
+    const deltas = [controls.update(t, 'a', ones(1)), controls.update(t, 'b', ones(3))];
+    controls.moveServer(deltas, 4);
+    const { c, ci } = controls.of(t, 'b');
+    expect([...c.values()].every((x) => x.dataSync().every((v) => v === 1))).toBe(true);
+    expect([...ci.values()][0]!.dataSync()[0]).toBe(3);
+    controls.dispose();
+    t.dispose();
   });
 });
 

@@ -15,8 +15,9 @@
  *   the mean is taken from the gradients themselves;
  * - splitfrozen-parallel: SplitFrozen's ablation: per-device server adapters from the cut, averaged.
  * Optimizer state: each device starts its local training with a fresh AdamW (a device keeps no state between rounds,
- * and a copy must not inherit another device's moments; FedSGD's devices take no step); FedProx's and SCAFFOLD's corrections are applied to the
- * gradient AdamW takes (their analyses assume plain SGD; with AdamW they are the usual practical variant).
+ * and a copy must not inherit another device's moments; FedSGD's devices take no step); FedProx's and SCAFFOLD's
+ * corrections are applied to the gradient AdamW takes (their analyses assume plain SGD; with AdamW they are the usual
+ * practical variant).
  */
 import * as tf from '@tensorflow/tfjs';
 import type { AdapterWeights } from '../../core/peft/adapter.ts';
@@ -33,6 +34,8 @@ type Named = Map<string, tf.Tensor>;
 /** What a federated round needs of the simulation: the devices in order, their round's batches, and a step. */
 export interface FederatedRound {
   order: readonly string[];
+  /** Every device that takes part in the run (more than `order` where a round samples some of them). */
+  population: number;
   rows: (id: string) => number;
   batches: (id: string) => TokenBatch[];
   step: (b: TokenBatch, adjust?: GradientAdjustment) => Promise<number>;
@@ -66,10 +69,10 @@ export class ControlVariates {
     return delta;
   }
 
-  /** c += the mean of the devices' changes. */
-  moveServer(deltas: Named[], devices: number): void {
+  /** c += the sampled devices' changes summed over the `population` N (SCAFFOLD's |S|/N times their mean). */
+  moveServer(deltas: Named[], population: number): void {
     if (!this.server || deltas.length === 0) return;
-    const moved = new Map([...this.server].map(([k, x]) => [k, tf.tidy(() => x.add(tf.addN(deltas.map((d) => d.get(k)!)).div(devices)))]));
+    const moved = new Map([...this.server].map(([k, x]) => [k, tf.tidy(() => x.add(tf.addN(deltas.map((d) => d.get(k)!)).div(population)))]));
     tf.dispose([...this.server.values(), ...deltas.flatMap((d) => [...d.values()])]);
     this.server = moved;
   }
@@ -121,7 +124,8 @@ export async function federatedRound(method: FederatedMethod, t: Trainer, r: Fed
     tf.dispose([...global.values()]);
     local.push(t.exportAdapter());
   }
-  if (method === 'scaffold') o.controls.moveServer(deltas, r.order.length);
+  // c moves by |S|/N times the sampled devices' mean change: their sum over the whole population.
+  if (method === 'scaffold') o.controls.moveServer(deltas, r.population);
   t.loadAdapter(averageAdapters(local, r.order.map(r.rows)));
   return losses;
 }

@@ -175,6 +175,7 @@ export async function runMethod(
             t,
             {
               order,
+              population: devices.length,
               rows: (id) => byId.get(id)!.rows,
               batches: (id) => sim.batches(byId.get(id)!, round),
               step: (b, adjust) => step(sim.atCut(b, from), adjust),

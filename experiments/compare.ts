@@ -178,7 +178,10 @@ run(async () => {
         studies.push(many);
         timed.push([label, many]);
       }
-      for (const study of studies) await writeStudyPlots(study, `topics, ${study.label ?? describePartition(study.partition)}`, seeds.length);
+      for (const study of studies) {
+        await writeStudyPlots(study, `topics, ${study.label ?? describePartition(study.partition)}`, seeds.length);
+        await writeStudyRecord(study);
+      }
       const t = options(task, partitions[0] ?? MANY_PARTITION, '');
       const settings = `Cut ${t.cut}; LoRA r=${t.rank} (alpha ${2 * t.rank}, dropout 0.05) on c_attn; ${devices} devices holding ${t.trainRows} training rows${manyDevices > 0 ? ` (${manyDevices} devices holding ${MANY_ROWS_PER_DEVICE} rows each in the many-devices study)` : ''}; ${t.evalRows} test rows; ${t.rounds} rounds of one pass over every device's data; batches of ${t.batchSize} x ${t.seqLen} tokens.`;
       sections.push(topicSection(studies, seeds, topicsBase.name, settings));
@@ -295,4 +298,28 @@ async function minutesUnder(dir: string): Promise<number> {
   for (const f of await readdir(dir, { recursive: true }))
     if (basename(f) === 'results.json') for (const m of JSON.parse(await readFile(join(dir, f), 'utf8')).methods) ms += m.wallMs;
   return ms / 60_000;
+}
+
+/**
+ * The study's record beside its seeds' results: the seeds with the commit and provenance key of each run, every
+ * setting they ran with (the first seed's: only the seed differs), the rates the sweep chose, and each method's accuracy over the seeds.
+ */
+async function writeStudyRecord(study: TopicStudy): Promise<void> {
+  const seeds = study.methods.seeds;
+  const made = await Promise.all(
+    seeds.map(async (seed) => {
+      const r = JSON.parse(await readFile(join(study.out, `seed-${seed}`, 'results.json'), 'utf8'));
+      return { seed, commit: r.commit as string, key: r.key as string, settings: r.provenance.settings };
+    }),
+  );
+  const record = {
+    setting: study.label ?? describePartition(study.partition),
+    seeds: made.map(({ seed, commit, key }) => ({ seed, commit, key })),
+    settings: { ...made[0]!.settings, seed: undefined },
+    learningRates: study.sweep?.chosen,
+    proxMu: study.sweep?.proxMu?.chosen,
+    accuracy: study.methods.accuracy,
+    orderings: Object.fromEntries(Object.entries(study.orderings).map(([k, o]) => [k, o.accuracy.splitfrozen])),
+  };
+  await writeFileAtomic(join(study.out, 'study.json'), JSON.stringify(record, null, 2) + '\n');
 }

@@ -17,8 +17,9 @@ export interface TopicStudy {
   out: string;
   methods: SeedStudy;
   orderings: Record<string, SeedStudy>;
-  /** The learning rates chosen on the validation split, where swept. */
+  /** The learning rates chosen on the validation split, where swept: the methods', and SplitFrozen's interleaved. */
   sweep?: Sweep;
+  interleavedSweep?: Sweep;
 }
 
 const where = (s: TopicStudy) => s.label ?? describePartition(s.partition);
@@ -41,9 +42,12 @@ function sweepTable(studies: TopicStudy[]): string[] {
     `| setting | method | ${rates.map((lr) => `lr ${lr}`).join(' | ')} | chosen |`,
     `|---|---|${rates.map(() => '---|').join('')}---|`,
     ...swept.flatMap((s) =>
-      Object.entries(s.sweep!.accuracy).map(
+      [
+        ...Object.entries(s.sweep!.accuracy),
+        ...Object.entries(s.interleavedSweep?.accuracy ?? {}).map(([, byLr]) => [`splitfrozen, ${INTERLEAVED}`, byLr] as const),
+      ].map(
         ([m, byLr]) =>
-          `| ${where(s)} | ${m} | ${rates.map((lr) => (byLr[lr] === undefined ? '-' : `${(100 * byLr[lr]).toFixed(1)}%`)).join(' | ')} | ${s.sweep!.chosen[m as MethodName]} |`,
+          `| ${where(s)} | ${m} | ${rates.map((lr) => (byLr[lr] === undefined ? '-' : `${(100 * byLr[lr]).toFixed(1)}%`)).join(' | ')} | ${m === `splitfrozen, ${INTERLEAVED}` ? s.interleavedSweep!.chosen.splitfrozen : s.sweep!.chosen[m as MethodName]} |`,
       ),
     ),
     '',

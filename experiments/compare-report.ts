@@ -64,7 +64,8 @@ function sweepTable(studies: TopicStudy[]): string[] {
 }
 
 export function topicSection(studies: TopicStudy[], seeds: number[], base: string, settings = ''): string {
-  const methods = Object.keys(withInterleaved(studies[0]!));
+  // Every method any study ran (the many-devices study leaves some out: '-').
+  const methods = [...new Set(studies.flatMap((s) => Object.keys(withInterleaved(s))))];
   const rel = (s: TopicStudy, path: string) => `${s.out.split('/').pop()}/${path}`;
   const lines = [
     `## The task with signal: generated topics (${seeds.length} seeds: ${seeds.join(', ')})`,
@@ -79,7 +80,7 @@ export function topicSection(studies: TopicStudy[], seeds: number[], base: strin
       .map((s) => [s, withInterleaved(s)] as const)
       .map(
         ([s, accuracy]) =>
-          `| ${where(s)} | ${s.methods.majorityClass === undefined ? '-' : `${(100 * s.methods.majorityClass).toFixed(1)}%`} | ${methods.map((m) => pm(accuracy[m]!)).join(' | ')} | [by round](${rel(s, 'accuracy.svg')}), [by modelled time on laptops](${rel(s, 'time-laptop.svg')}), [on phones](${rel(s, 'time-phone.svg')}) |`,
+          `| ${where(s)} | ${s.methods.majorityClass === undefined ? '-' : `${(100 * s.methods.majorityClass).toFixed(1)}%`} | ${methods.map((m) => (accuracy[m] ? pm(accuracy[m]) : '-')).join(' | ')} | [by round](${rel(s, 'accuracy.svg')}), [by modelled time on laptops](${rel(s, 'time-laptop.svg')}), [on phones](${rel(s, 'time-phone.svg')}) |`,
       ),
     '',
     ...sweepTable(studies),

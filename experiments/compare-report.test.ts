@@ -22,6 +22,15 @@ const iid: TopicStudy = {
 };
 
 describe("compare's report of the topic task", () => {
+  it("lists every method any study ran, '-' where a study left one out", () => {
+    const many: TopicStudy = { ...iid, label: 'many devices', methods: study({ splitfrozen: [0.5, 0.5, 0.6, 0.5, 0.5], fedlora: [0.4, 0.4, 0.4, 0.5, 0.4] }) };
+    const line = topicSection([iid, many], [0, 1, 2, 3, 4], 'random')
+      .split('\n')
+      .find((l) => l.startsWith('| many devices | 25.0% |'))!;
+    // splitfrozen, fedlora, centralized (not run: '-'), then interleaved.
+    expect(line.split(' | ').slice(2, 6)).toEqual(['52.0 ± 4.5%', '42.0 ± 4.5%', '-', '86.4 ± 1.1%']);
+  });
+
   const text = topicSection([iid], [0, 1, 2, 3, 4], 'random');
   const row = (start: string) => text.split('\n').find((l) => l.startsWith(start))!;
 

@@ -154,7 +154,7 @@ function claimTables(claims: NamedClaim[], seeds: number): string[] {
       const parts = verdicts
         .map((v) => [v, of(text).filter(({ d }) => d.verdict === v)] as const)
         .filter(([, xs]) => xs.length)
-        .map(([v, xs]) => `${said[v]} ${xs.length === of(text).length ? 'in every setting' : `in ${xs.map(({ c }) => c.partition).join('; ')}`}`);
+        .map(([v, xs]) => `${said[v]} ${xs.length === of(text).length ? 'in every setting' : `in ${xs.map(({ c }) => `*${c.partition}*`).join(' and ')}`}`);
       return `- ${text[0]!.toUpperCase()}${text.slice(1)}: ${parts.join('; ')}.`;
     }),
     '',

@@ -140,18 +140,25 @@ run(async () => {
     // Client orderings for SplitFrozen at equal work: the same batches, only the order of the devices changes.
     // The methods' runs use random reshuffling already: their SplitFrozen is that ordering's.
     const byOrdering: Record<string, SeedStudy> = {};
-    const splitfrozenOnly = (out: string, o: Partial<ExperimentOptions>) =>
-      runSeeds({ ...base, out: join(base.out, 'orderings', out), methods: ['splitfrozen'], lr: splitfrozenLr, ...o }, seeds, { fresh });
+    const splitfrozenOnly = (out: string, o: Partial<ExperimentOptions>): ExperimentOptions => ({
+      ...base,
+      out: join(base.out, 'orderings', out),
+      methods: ['splitfrozen'],
+      lr: splitfrozenLr,
+      ...o,
+    });
     for (const ordering of orderings) {
       byOrdering[ordering.kind] =
-        ordering.kind === base.ordering.kind && methodsStudy.accuracy.splitfrozen ? methodsStudy : await splitfrozenOnly(ordering.kind, { ordering });
+        ordering.kind === base.ordering.kind && methodsStudy.accuracy.splitfrozen
+          ? methodsStudy
+          : await runSeeds(splitfrozenOnly(ordering.kind, { ordering }), seeds, { fresh });
       if (byOrdering[ordering.kind] !== methodsStudy) minutes += byOrdering[ordering.kind]!.minutes;
     }
     // The same devices in random reshuffling, their batches interleaved (training.batchOrder on the server).
     // Interleaving is a method of its own in the claims: its rate is swept as every method's is.
-    const interleaved = { ...base, out: join(base.out, 'orderings', INTERLEAVED), methods: ['splitfrozen' as const], batchOrder: 'interleaved' as const };
+    const interleaved = splitfrozenOnly(INTERLEAVED, { batchOrder: 'interleaved' });
     const interleavedSweep = await sweepFor(interleaved);
-    byOrdering[INTERLEAVED] = await splitfrozenOnly(INTERLEAVED, { batchOrder: 'interleaved', lr: interleavedSweep?.chosen.splitfrozen ?? splitfrozenLr });
+    byOrdering[INTERLEAVED] = await runSeeds({ ...interleaved, lr: interleavedSweep?.chosen.splitfrozen ?? splitfrozenLr }, seeds, { fresh });
     minutes += byOrdering[INTERLEAVED]!.minutes;
     return { partition: base.partition, label, out: base.out, methods: methodsStudy, orderings: byOrdering, sweep, interleavedSweep };
   };

@@ -125,8 +125,18 @@ describe('activation feed (poller)', () => {
     // A device that says it is working but never finishes is given up on at the deadline.
     const working = async () => undefined;
     await expect(drain(activationFeed(store, src('r-never', 2), { pollMs: 2, deadlineMs: 50, deviceStatus: working }))).rejects.toThrow(
-      'device dev round 0: no manifest after 0.05 s',
+      'device dev round 0: no manifest 0.05 s after it was asked to start',
     );
+    // The deadline runs from when the device was asked, not from its turn: one asked long before is given up on at
+    // the first look, without a poll's wait, unless its manifest is already there.
+    const askedAt = Date.now() - 60_000;
+    const looked = performance.now();
+    await expect(drain(activationFeed(store, src('r-late', 2), { pollMs: 1000, deadlineMs: 30_000, askedAt, deviceStatus: working }))).rejects.toThrow(
+      'device dev round 0: no manifest 30 s after it was asked to start',
+    );
+    expect(performance.now() - looked).toBeLessThan(900);
+    await writeRound('r-done', 2);
+    expect(await drain(activationFeed(store, src('r-done', 2), { pollMs: 2, deadlineMs: 30_000, askedAt }))).toEqual([0, 1]);
     let calls = 0;
     const restarting = async () => (++calls <= 2 ? down() : undefined);
     const writing = new Promise((r) => setTimeout(r, 150)).then(() => writeRound('r-back', 2));

@@ -41,8 +41,9 @@ export interface FeedOptions {
   /** Tries per storage call, and the first retry's delay (doubling after it). */
   attempts?: number;
   backoffMs?: number;
-  /** How long to wait for the manifest before giving up on the device. */
+  /** How long the device has to write its manifest, from `askedAt` (when it was asked to start its round; default now). */
   deadlineMs?: number;
+  askedAt?: number;
   /** Aborted (a cancel): the wait for the manifest ends at once. */
   signal?: AbortSignal;
 }
@@ -71,6 +72,7 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
     attempts = 4,
     backoffMs = 100,
     deadlineMs = 30 * 60_000,
+    askedAt = Date.now(),
   } = opts;
   const prefix = keys.activations(src.runId, src.deviceId, src.round);
   const manifestKey = keys.activationManifest(src.runId, src.deviceId, src.round);
@@ -91,7 +93,7 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
   // Until the manifest is there: list what is new, and start downloads while the prefetch window has room.
   let manifestBytes: Uint8Array | undefined;
   let after: string | undefined;
-  const deadline = Date.now() + deadlineMs;
+  const deadline = askedAt + deadlineMs;
   let unreadable = 0;
   /** Object sizes from the listing: an object is checked against its manifest entry before it is downloaded. */
   const sizes = new Map<string, number>();
@@ -124,7 +126,7 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
       if (status?.state === 'failed') throw new DeviceRoundFailed(`device ${src.deviceId} failed round ${src.round}: ${status.error}`);
     }
     if (opts.signal?.aborted) throw failed('cancelled');
-    if (Date.now() > deadline) throw failed(`no manifest after ${deadlineMs / 1000} s (limits.uploadSeconds)`);
+    if (Date.now() > deadline) throw failed(`no manifest ${deadlineMs / 1000} s after it was asked to start (limits.uploadSeconds)`);
     await sleep(pollMs, undefined, { signal: opts.signal }).catch(() => {});
   }
   downloads.delete(manifestKey);

@@ -23,10 +23,12 @@ export async function runRound(s: RunState, opts: ResolvedRoundOptions, round: n
   progressFor(s, plan, progress);
   log(`run ${record.id} round ${round}: order ${plan.order.join(' > ')}${Object.keys(plan.skipped).length ? `; skipped ${JSON.stringify(plan.skipped)}` : ''}`);
 
-  const start = (id: string) => startDevice(s, opts, loaded, plan, progress, id);
+  /** When each device was asked to start: its uploads are due limits.uploadSeconds after. */
+  const askedAt = new Map<string, number>();
+  const start = (id: string) => (askedAt.set(id, Date.now()), startDevice(s, opts, loaded, plan, progress, id));
   if (opts.schedule === 'pipelined') await Promise.all(plan.order.map(start));
   const uploads = watchUploads(opts.store, record.id, plan, progress);
-  const training = await trainDevices(s, opts, loaded, plan, progress, start, startedAt).finally(() => uploads.stop());
+  const training = await trainDevices(s, opts, loaded, plan, progress, start, askedAt, startedAt).finally(() => uploads.stop());
   if (training.cancelled) {
     await writeAdapter(s, opts, loaded, round);
     progress.phase = 'cancelled';

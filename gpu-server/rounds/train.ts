@@ -32,6 +32,7 @@ export async function trainDevices(
   plan: RoundPlan,
   progress: RoundProgress,
   startDevice: (id: string) => Promise<void>,
+  askedAt: ReadonlyMap<string, number>,
   startedAt: number,
 ): Promise<Training> {
   const { record } = s;
@@ -141,7 +142,10 @@ export async function trainDevices(
       {
         prefetch,
         pollMs: opts.pollMs,
+        // Counted from when the device was asked, not from its turn: stalling devices, all asked at the start of a
+        // pipelined round, cost it limits.uploadSeconds together, not each in turn.
         deadlineMs: spec.limits.uploadSeconds * 1000,
+        askedAt: askedAt.get(id),
         signal: s.cancel?.signal,
         order: shuffle,
         skip: consumed,

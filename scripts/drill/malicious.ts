@@ -36,6 +36,11 @@ export interface MaliciousResult {
   peakRssMB: { honest: number; malicious: number };
   /** How long a cancel took to answer while a device stalled. */
   cancelMs: number;
+  /**
+   * The rounds' wall time, and what the liars that stall cost the round beyond the honest one: together at most the
+   * run's limits.uploadSeconds (their deadlines run from when each was asked, all at the round's start), not each in turn.
+   */
+  roundSeconds: { honest: number; malicious: number; stallers: number; uploadSeconds: number };
   /** Lines of the server's log that a device's text began. */
   forgedLogLines: number;
   /** Each lying device: how the round ended for it, and why. */
@@ -125,6 +130,12 @@ export async function maliciousDrill({ log }: { log: (m: string) => void }): Pro
       rssRatioToHonest: Number((withLiars.peakRssMB / alone.peakRssMB).toFixed(3)),
       peakRssMB: { honest: alone.peakRssMB, malicious: withLiars.peakRssMB },
       cancelMs,
+      roundSeconds: {
+        honest: seconds(alone.view),
+        malicious: seconds(withLiars.view),
+        stallers: LIAR_CASES.filter((c) => c.timing).length,
+        uploadSeconds: LIMITS.uploadSeconds,
+      },
       forgedLogLines: withLiars.forgedLines,
       outcomes,
       wallSeconds: Math.round((performance.now() - started) / 1000),
@@ -170,6 +181,9 @@ async function round(stack: RunningStack, id: string, drive: (c: ServerClient) =
     await server.stop();
   }
 }
+
+/** A finished round's wall time, in seconds (one decimal). */
+const seconds = (v: RunView) => Math.round((v.metrics[0]?.wallMs ?? NaN) / 100) / 10;
 
 function countNonFinite(bytes: Uint8Array): number {
   let n = 0;

@@ -1,12 +1,12 @@
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { gpt2Config } from '../core/model/gpt2/config.ts';
 import { initModel } from '../core/model/gpt2/init.ts';
 import type { ExperimentOptions } from './experiment.ts';
 import { ADAMW_DEFAULTS } from '../gpu-server/train/adamw.ts';
-import { codeSha256, commitOf, keptResults, provenance } from './provenance.ts';
+import { codeFiles, codeSha256, commitOf, keptResults, provenance } from './provenance.ts';
 
 const dirs: string[] = [];
 afterAll(() => Promise.all(dirs.map((d) => rm(d, { recursive: true, force: true }))));
@@ -72,29 +72,65 @@ describe('experiment provenance', () => {
     expect(await keptResults(dir, made.key, made.provenance)).toEqual({ rerun: 'results made before they were keyed by what made them' });
   });
 
-  it('keys the code by the content of its sources, not its tests, and records the commit beside it', async () => {
-    const tree = async (files: Record<string, string>) => {
+  it('keys the code by the content of the files experiments load, not their tests, types or the rest of the tree', async () => {
+    const sources = {
+      'experiments/compare.ts': "import { lr } from './methods.ts';\nimport { table } from './compare-report.ts';\nconsole.log(table(lr));\n",
+      'experiments/compare-report.ts': 'export const table = (x: number) => `${x}`;\n',
+      'experiments/methods.ts': [
+        "import type { Spec } from '../server/spec.ts';",
+        "export { step } from './step.ts';",
+        "export const worker = new URL('./worker.cjs', import.meta.url);",
+        "export const later = () => import('./later.ts');",
+        'export const lr: Spec = 0.01;',
+      ].join('\n'),
+      'experiments/step.ts': 'export const step = 1;\n',
+      'experiments/worker.cjs': 'module.exports = 1;\n',
+      'experiments/later.ts': 'export const later = 1;\n',
+      'experiments/methods.test.ts': 'a test\n',
+      'server/spec.ts': 'export type Spec = number;\n',
+      'server/rounds.ts': 'export const rounds = 1;\n',
+    };
+    const tree = async (changes: Record<string, string> = {}) => {
       const root = await mkdtemp(join(tmpdir(), 'splitfrozen-code-'));
       dirs.push(root);
-      await mkdir(join(root, 'src'));
-      for (const [name, text] of Object.entries(files)) await writeFile(join(root, 'src', name), text);
+      for (const [file, text] of Object.entries({ ...sources, ...changes })) {
+        await mkdir(dirname(join(root, file)), { recursive: true });
+        await writeFile(join(root, file), text);
+      }
       return root;
     };
-    const first = await codeSha256(await tree({ 'method.ts': 'export const lr = 0.01;\n', 'method.test.ts': 'a test\n' }), ['src']);
-    // A test or a document changes nothing; an edit of a source changes the key.
-    const tests = await tree({ 'method.ts': 'export const lr = 0.01;\n', 'method.test.ts': 'another test\n', 'notes.md': 'words\n' });
-    expect(await codeSha256(tests, ['src'])).toBe(first);
-    expect(await codeSha256(await tree({ 'method.ts': 'export const lr = 0.02;\n', 'method.test.ts': 'a test\n' }), ['src'])).not.toBe(first);
-    // compare's report only lays out numbers: a new table keeps the results; the methods' code does not.
-    const experiments = async (table: string, lr = '0.01') => {
-      const root = await tree({});
-      await mkdir(join(root, 'experiments'));
-      await writeFile(join(root, 'experiments', 'compare-report.ts'), table);
-      await writeFile(join(root, 'experiments', 'methods.ts'), `export const lr = ${lr};\n`);
-      return codeSha256(root, ['experiments']);
-    };
-    expect(await experiments('one table\n')).toBe(await experiments('two tables\n'));
-    expect(await experiments('one table\n', '0.02')).not.toBe(await experiments('one table\n'));
+    const entries = ['experiments/compare.ts'];
+    const first = await codeSha256(await tree(), entries);
+    expect([...(await codeFiles(await tree(), entries)).keys()].sort()).toEqual([
+      'experiments/compare-report.ts',
+      'experiments/compare.ts',
+      'experiments/later.ts',
+      'experiments/methods.ts',
+      'experiments/step.ts',
+      'experiments/worker.cjs',
+    ]);
+    // What no experiment runs changes nothing: a test, a type-only import, the rest of the tree, compare's report
+    // (it lays out numbers already made).
+    for (const unloaded of ['experiments/methods.test.ts', 'server/spec.ts', 'server/rounds.ts', 'experiments/compare-report.ts', 'experiments/compare.ts'])
+      expect(await codeSha256(await tree({ [unloaded]: `${sources[unloaded as keyof typeof sources]}// edited\n` }), entries), unloaded).toBe(first);
+    // What they load, followed through imports, re-exports, dynamic imports and files opened beside them, changes it.
+    for (const loaded of ['experiments/methods.ts', 'experiments/step.ts', 'experiments/worker.cjs', 'experiments/later.ts'])
+      expect(await codeSha256(await tree({ [loaded]: `${sources[loaded as keyof typeof sources]}// edited\n` }), entries), loaded).not.toBe(first);
+    await expect(codeSha256(await tree({ 'experiments/methods.ts': "import { x } from './gone.ts';\n" }), entries)).rejects.toThrow(
+      "experiments/gone.ts: not found, yet an experiment's source loads it",
+    );
+    // In this repository: the trainer, both families and both backends are keyed; the server's rounds and API are not.
+    const repository = [...(await codeFiles()).keys()];
+    expect(repository).toEqual(
+      expect.arrayContaining([
+        'experiments/sim/methods.ts',
+        'gpu-server/train/trainer.ts',
+        'core/model/gpt2/family.ts',
+        'core/model/llama/family.ts',
+        'gpu-server/backends/tfjs/wasm-pthread-worker.cjs',
+      ]),
+    );
+    expect(repository.filter((f) => f.startsWith('gpu-server/rounds/') || f.startsWith('gpu-server/api/'))).toEqual([]);
     expect(commitOf('/')).toBe('unknown'); // not a git checkout
     expect(commitOf()).toMatch(/^[0-9a-f]{40}(\+changes)?$/);
   });

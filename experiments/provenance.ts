@@ -2,39 +2,78 @@
  * What made an experiment's results: the base model's weights, the task's rows, the partition, the methods, every
  * training setting the methods ran with, and the code that ran them, each by value or SHA-256, and one key over them
  * all. Results are kept only under the same key: any difference runs the experiment again (never relabels old
- * numbers). The code is keyed by its content (the sources the methods run, not their tests or docs), and the commit
- * is recorded beside it: results are committed after the commit that made them, so a commit cannot be the key.
+ * numbers). The code is keyed by its content (the sources experiments load, not their tests or docs, nor the rest of
+ * the server), and the commit is recorded beside it: results are committed after the commit that made them, so a commit cannot be the key.
  */
 import { execFileSync } from 'node:child_process';
-import { readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { dirname, join, normalize } from 'node:path';
 import { createHash } from 'node:crypto';
+import ts from 'typescript';
 import type { Model } from '../core/model/family.ts';
 import { simSpec, type ExperimentOptions } from './experiment-options.ts';
 
-/** The sources an experiment's numbers depend on: the model, the trainer and the methods, and the locked packages. */
-export const CODE_DIRS = ['core', 'gpu-server', 'experiments'];
+/** Where experiments run from: the sources these load, following their imports, are what the numbers depend on. */
+export const CODE_ENTRIES = ['experiments/compare.ts', 'experiments/experiment-cli.ts'];
+/** Where those sources live: a change under them marks the recorded commit '+changes'. */
+const CODE_DIRS = ['core', 'gpu-server', 'experiments', 'infra'];
 /** Sources that only lay out numbers already made (compare's report), not what makes them: a new table or plot keeps results. */
 const PRESENTATION = new Set(['experiments/compare.ts', 'experiments/compare-report.ts']);
-const SOURCE = /\.(ts|js|mjs)$/;
 const codeHashes = new Map<string, Promise<string>>();
 
-/** The SHA-256 over the code under `dirs` (sources, not tests) and the lockfile, by path and content; once per process. */
-export function codeSha256(root = '.', dirs = CODE_DIRS): Promise<string> {
-  const id = JSON.stringify([root, dirs]);
+/**
+ * The files a source loads when it runs, by relative path: its imports and re-exports (not `import type` or `export
+ * type`, which load nothing), its dynamic imports of a literal path, and the files it opens as `new URL('./...',
+ * import.meta.url)` (a worker script, package.json). Packages are not followed: the lockfile keys them.
+ */
+function loadedBy(file: string, text: string): string[] {
+  const found: string[] = [];
+  const relative = (node: ts.Node | undefined) => {
+    if (node && ts.isStringLiteralLike(node) && node.text.startsWith('.')) found.push(normalize(join(dirname(file), node.text)));
+  };
+  const visit = (node: ts.Node): void => {
+    if (ts.isImportDeclaration(node) && !node.importClause?.isTypeOnly) relative(node.moduleSpecifier);
+    else if (ts.isExportDeclaration(node) && !node.isTypeOnly) relative(node.moduleSpecifier);
+    else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) relative(node.arguments[0]);
+    else if (ts.isNewExpression(node) && node.expression.getText() === 'URL' && node.arguments?.[1]?.getText() === 'import.meta.url')
+      relative(node.arguments[0]);
+    ts.forEachChild(node, visit);
+  };
+  visit(ts.createSourceFile(file, text, ts.ScriptTarget.Latest, true));
+  return found;
+}
+
+/** The files experiments load from `entries`, followed through their imports, by path, with their bytes. */
+export async function codeFiles(root = '.', entries = CODE_ENTRIES): Promise<Map<string, Buffer>> {
+  const files = new Map<string, Buffer>();
+  const todo = [...entries];
+  while (todo.length > 0) {
+    const file = todo.pop()!;
+    if (files.has(file)) continue;
+    const bytes = await readFile(join(root, file)).catch(() => {
+      throw new Error(`${file}: not found, yet an experiment's source loads it (experiments/provenance.ts follows the imports)`);
+    });
+    files.set(file, bytes);
+    if (/\.(ts|mts|js|mjs)$/.test(file)) todo.push(...loadedBy(file, bytes.toString('utf8')));
+  }
+  return files;
+}
+
+/**
+ * The SHA-256 over what experiments run: the files they load (codeFiles: not tests or docs, nor the server's rounds
+ * and API, which no experiment loads), by path and content, and the lockfile; once per process. compare's report is
+ * left out, but what it imports is followed.
+ */
+export function codeSha256(root = '.', entries = CODE_ENTRIES): Promise<string> {
+  const id = JSON.stringify([root, entries]);
   let h = codeHashes.get(id);
   if (!h) {
     h = (async () => {
-      const files: string[] = [];
-      for (const dir of dirs)
-        for (const f of await readdir(join(root, dir), { recursive: true }))
-          if (SOURCE.test(f) && !f.endsWith('.test.ts') && !f.split(/[\\/]/).includes('node_modules') && !PRESENTATION.has(join(dir, f)))
-            files.push(join(dir, f));
+      const files = [...(await codeFiles(root, entries))].filter(([f]) => !PRESENTATION.has(f)).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      const lockfile = await readFile(join(root, 'package-lock.json')).catch(() => undefined);
+      if (lockfile) files.push(['package-lock.json', lockfile]);
       const hash = createHash('sha256');
-      for (const f of [...files.sort(), 'package-lock.json']) {
-        const bytes = await readFile(join(root, f)).catch(() => undefined);
-        if (bytes) hash.update(`${f}\0${bytes.byteLength}\0`).update(bytes);
-      }
+      for (const [f, bytes] of files) hash.update(`${f}\0${bytes.byteLength}\0`).update(bytes);
       return hash.digest('hex');
     })();
     codeHashes.set(id, h);

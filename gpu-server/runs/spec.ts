@@ -77,7 +77,7 @@ const LimitsSchema = z
     callSeconds: positive.default(LIMIT_DEFAULTS.callSeconds).openapi({ description: 'Longest the server waits for any one answer of a device.' }),
     uploadSeconds: positive.default(LIMIT_DEFAULTS.uploadSeconds).openapi({
       description:
-        "Longest the server waits for a device's uploads (its completion manifest), counted from when it asked the device to start the round: devices that stall cost a pipelined round this much at most, together (it asks them all at its start).",
+        "Longest the server waits for a device's uploads (its completion manifest), counted from when it asked the device to start the round: devices that stall cost a pipelined round this much at most, together (it asks them all at its start). Set it above the slowest device's forward pass over all its rows.",
     }),
     maxLossRise: nonNegative.default(LIMIT_DEFAULTS.maxLossRise).openapi({
       description:

@@ -9,12 +9,14 @@ import { createReadStream, existsSync } from 'node:fs';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { basename, join, resolve } from 'node:path';
+import { parseModelConfig } from '../core/model/family.ts';
 import { LLAMA_SIZES, TINY_LLAMA } from '../core/model/llama/config.ts';
 import { DeviceClient } from '../core/wire/device-client.ts';
 import type { RoundStatus } from '../core/wire/round.ts';
 import { ServerClient } from '../gpu-server/api/client.ts';
 import { pullAdapter, writeMerged } from '../gpu-server/api/pull.ts';
 import { cliArgs, fail, int, run } from '../infra/cli.ts';
+import { approvedSpecialTokens } from '../infra/local/device.ts';
 import { LOCAL_DIR } from '../infra/local/paths.ts';
 import { descendantsNamed, PeakSampler } from '../infra/local/proc-memory.ts';
 import { startServerProcess, type ServerProcess } from '../infra/local/server-process.ts';
@@ -154,6 +156,7 @@ run(async () => {
           weights: await sha256File(files.data),
           tokenTable: await sha256File(files.table),
           tokenizer: await sha256File(join(MODEL, 'tokenizer.json')),
+          specialTokens: approvedSpecialTokens(parseModelConfig(await readFile(join(MODEL, 'config.json'), 'utf8'), join(MODEL, 'config.json'))),
           model: basename(MODEL),
           cut: CUT,
           generation: true,

@@ -76,6 +76,7 @@ describe('a Llama generation round on workerd and S3', () => {
       tokenTable: segment.tokenTable!.sha256,
       weights: segment.weights!.sha256,
       tokenizer: tokenizerSha,
+      specialTokens: { bos: 128000, eos: 128001 },
       defence: LEVELS.off,
     };
     const request = (runId: string) =>

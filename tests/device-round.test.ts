@@ -16,6 +16,7 @@ import { lookupTokens, tokenTable, tokenTableTensors } from '../core/onnx/embedd
 import { serializeSafetensors } from '../core/tensors/safetensors.ts';
 import { keys } from '../core/storage/keys.ts';
 import { S3Store } from '../core/storage/s3.ts';
+import { encodeRows } from '../workers/device/src/encode.ts';
 import { GPT2Tokenizer } from '../core/tokenizer/gpt2.ts';
 import { decodeActivationBatch } from '../core/wire/activations.ts';
 import { DeviceClient } from '../core/wire/device-client.ts';
@@ -116,12 +117,22 @@ async function storedKeys(runId: string): Promise<string[]> {
   return out;
 }
 
+/** The tokens a device runs a pair shard's rows on: each pair whole, cut at seqLen from the right (encode.test.ts). */
+const pairTokens = (rows: typeof ROWS, seqLen: number, padTokenId: number) =>
+  encodeRows(
+    new GPT2Tokenizer(),
+    rows.map((r) => ({ text: r.text, textPair: r.text_pair, label: 0 })),
+    { task: 'classification', seqLen, padTokenId },
+  );
+
 /** The same prefix on onnxruntime-node, on the same tokens the device should have used. */
 async function expectedHidden(rows: typeof ROWS, seqLen: number, padTokenId: number, pairs = true) {
-  const enc = new GPT2Tokenizer().encodeBatch(
-    rows.map((r) => (pairs ? ([r.text, r.text_pair] as const) : r.text)),
-    { maxLength: seqLen, padTokenId },
-  );
+  const enc = pairs
+    ? pairTokens(rows, seqLen, padTokenId)
+    : new GPT2Tokenizer().encodeBatch(
+        rows.map((r) => r.text),
+        { maxLength: seqLen, padTokenId },
+      );
   const session = await ort.InferenceSession.create(onnx);
   const shape = [enc.rows, enc.seqLen];
   const out = await session.run({
@@ -198,10 +209,7 @@ describe('a device round on workerd and S3', () => {
     // onnxruntime-web (the device's runtime, whose WASM kernels compute the same on any CPU) on the same graph, fed from
     // the whole table.
     const rows = ROWS.slice(0, 2);
-    const enc = new GPT2Tokenizer().encodeBatch(
-      rows.map((r) => [r.text, r.text_pair] as const),
-      { maxLength: 12, padTokenId: 50256 },
-    );
+    const enc = pairTokens(rows, 12, 50256);
     const session = await ortWeb.InferenceSession.create(int8);
     const out = await session.run({
       inputs_embeds: new ortWeb.Tensor('float32', lookupTokens(tokenTable(model, 'int8'), enc.ids), [enc.rows, enc.seqLen, config.nEmbd]),

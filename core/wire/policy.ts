@@ -25,6 +25,12 @@ export interface SegmentApproval {
   /** SHA-256 of the tokenizer.json it runs with, for a model whose tokenizer the device does not hold (Llama). */
   tokenizer?: string;
   /**
+   * The start and end token ids that tokenizer runs with (config.json's bos_token_id and eos_token_id), required with
+   * `tokenizer`. Every row begins with the start token and a pair is joined by the end token, so each token's hidden
+   * state and the seed of its noise hang on them: a request free to name others would get fresh noise on every copy.
+   */
+  specialTokens?: SpecialTokenIds;
+  /**
    * Generation rounds allowed: their batches carry each completion's token ids to the server (what the loss needs),
    * not only activations. Off unless the owner says so.
    */
@@ -36,6 +42,11 @@ export interface SegmentApproval {
   defence?: Defence;
 }
 
+export interface SpecialTokenIds {
+  bos?: number;
+  eos: number;
+}
+
 export interface DevicePolicy {
   minCut: number;
   approvals: SegmentApproval[];
@@ -45,7 +56,7 @@ export interface DevicePolicy {
 
 export const SHA256 = /^[0-9a-f]{64}$/;
 
-const APPROVAL_FIELDS = ['sha256', 'model', 'cut', 'tokenTable', 'weights', 'tokenizer', 'generation', 'defence'];
+const APPROVAL_FIELDS = ['sha256', 'model', 'cut', 'tokenTable', 'weights', 'tokenizer', 'specialTokens', 'generation', 'defence'];
 
 /**
  * Checks an approval's shape; returns it typed, or throws naming the field. Strict (the default) where an owner
@@ -64,6 +75,18 @@ export function parseApproval(value: unknown, minCut: number, strict = true): Se
   if (!Number.isSafeInteger(a.cut) || (a.cut as number) < minCut) fail('cut', `must be an integer >= ${minCut} (this device's minimum cut)`);
   for (const field of ['tokenTable', 'weights', 'tokenizer'])
     if (a[field] !== undefined && (typeof a[field] !== 'string' || !SHA256.test(a[field] as string))) fail(field, 'must be a hex SHA-256');
+  const special = a.specialTokens as Record<string, unknown> | undefined;
+  const tokenId = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+  if (
+    special !== undefined &&
+    (typeof special !== 'object' || special === null || !tokenId(special.eos) || (special.bos !== undefined && !tokenId(special.bos)))
+  )
+    fail('specialTokens', 'must hold token ids eos (and bos), e.g. {"bos": 128000, "eos": 128001}');
+  if (strict && a.tokenizer !== undefined && special === undefined)
+    fail(
+      'specialTokens',
+      'must give the tokenizer\'s start and end token ids with \'tokenizer\' (config.json\'s bos_token_id and eos_token_id), e.g. {"bos": 128000, "eos": 128001}',
+    );
   if (a.generation !== undefined && typeof a.generation !== 'boolean') fail('generation', 'must be true or false');
   let defence: Defence | undefined;
   try {
@@ -78,6 +101,7 @@ export function parseApproval(value: unknown, minCut: number, strict = true): Se
     ...(a.tokenTable ? { tokenTable: a.tokenTable as string } : {}),
     ...(a.weights ? { weights: a.weights as string } : {}),
     ...(a.tokenizer ? { tokenizer: a.tokenizer as string } : {}),
+    ...(special ? { specialTokens: { ...(special.bos === undefined ? {} : { bos: special.bos as number }), eos: special.eos as number } } : {}),
     ...(a.generation ? { generation: true } : {}),
     ...(defence ? { defence } : {}),
   };
@@ -100,7 +124,7 @@ export function defenceFor(policy: DevicePolicy, segment: string): Defence {
 /** Why the owner's policy refuses this segment at this cut, or undefined when it allows it. */
 export function segmentRefusal(
   policy: DevicePolicy,
-  segment: { sha256: string; cut: number; tokenTable?: string; weights?: string; tokenizer?: string; task?: RoundTask },
+  segment: { sha256: string; cut: number; tokenTable?: string; weights?: string; tokenizer?: string; specialTokens?: SpecialTokenIds; task?: RoundTask },
 ): string | undefined {
   if (segment.cut < policy.minCut) return `cut ${segment.cut} is below this device's minimum cut ${policy.minCut}, set by its owner`;
   const approval = policy.approvals.find((a) => a.sha256 === segment.sha256);
@@ -112,6 +136,13 @@ export function segmentRefusal(
     return `weights ${segment.weights ?? '(in the graph)'} are not the ones approved with segment ${segment.sha256} (${approval.weights ?? 'in the graph'})`;
   if (approval.tokenizer !== segment.tokenizer)
     return `tokenizer ${segment.tokenizer ?? '(built-in GPT-2)'} is not the one approved with segment ${segment.sha256} (${approval.tokenizer ?? 'built-in GPT-2'})`;
+  if (approval.tokenizer !== undefined) {
+    const named = (t: SpecialTokenIds | undefined) => (t ? `start token ${t.bos ?? '(none)'}, end token ${t.eos}` : 'none');
+    if (!approval.specialTokens)
+      return `segment ${segment.sha256} was approved with a tokenizer but without its start and end token ids: approve it again with "specialTokens"`;
+    if (named(segment.specialTokens) !== named(approval.specialTokens))
+      return `${named(segment.specialTokens)} are not the ones approved with segment ${segment.sha256} (${named(approval.specialTokens)}): other special tokens would give the owner's text fresh noise`;
+  }
   if (segment.task === 'generation' && !approval.generation) {
     return `generation rounds send each completion's token ids to the server; the owner has not allowed that for segment ${segment.sha256} (approve it with "generation": true)`;
   }

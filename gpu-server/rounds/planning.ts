@@ -69,7 +69,15 @@ export async function planOrResume(s: RunState, opts: ResolvedRoundOptions, { mo
       const seg = await segment(s, opts, model, cut, d.profile.weights);
       const device = deviceApi(s, opts, d.id);
       const [shards, policy] = await Promise.all([device.shards().catch((e: Error) => e), device.policy().catch((e: Error) => e)]);
-      return { id: d.id, cut, ...seg, tokenizerSha256: tokenizer?.sha256, shards, policy };
+      return {
+        id: d.id,
+        cut,
+        ...seg,
+        tokenizerSha256: tokenizer?.sha256,
+        specialTokens: tokenizer ? { bos: tokenizer.bos, eos: tokenizer.eos } : undefined,
+        shards,
+        policy,
+      };
     }),
   );
   const plan = await planRound(opts.store, record.id, spec, round, views, model.config.padTokenId, s.updates);

@@ -9,7 +9,7 @@ import { keys } from '../../core/storage/keys.ts';
 import type { ObjectStore } from '../../core/storage/store.ts';
 import { AnswerError } from '../../core/wire/answers.ts';
 import type { ShardSummary } from '../../core/wire/device-client.ts';
-import { segmentRefusal, type DevicePolicy } from '../../core/wire/policy.ts';
+import { segmentRefusal, type DevicePolicy, type SpecialTokenIds } from '../../core/wire/policy.ts';
 import { orderPresent } from '../ordering/ordering.ts';
 import type { RunSpec } from './spec.ts';
 import type { PlannedDevice, RoundPlan } from './types.ts';
@@ -22,8 +22,9 @@ export interface DeviceView {
   modelSha256: string;
   tokenTableSha256?: string;
   weightsSha256?: string;
-  /** The tokenizer.json devices fetch (families whose tokenizer devices do not hold). */
+  /** The tokenizer.json devices fetch (families whose tokenizer devices do not hold), and its start and end tokens. */
   tokenizerSha256?: string;
+  specialTokens?: SpecialTokenIds;
   /** The device's shard listing, or why it could not be had. */
   shards: ShardSummary[] | Error;
   /** What the device's owner allows, or why it could not be had. */
@@ -84,6 +85,7 @@ export async function planRound(
       tokenTable: v.tokenTableSha256,
       weights: v.weightsSha256,
       tokenizer: v.tokenizerSha256,
+      specialTokens: v.specialTokens,
       task: spec.task.kind,
     });
     if (refusal) {

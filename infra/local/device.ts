@@ -5,10 +5,10 @@
 import { mkdir } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { deviceSecret } from '../../core/auth/signing.ts';
-import type { Model } from '../../core/model/family.ts';
+import { familyOf, type Model, type ModelConfig } from '../../core/model/family.ts';
 import type { PrefixWeights } from '../../core/onnx/prefix.ts';
 import { deviceSegment } from '../../core/onnx/segment.ts';
-import type { SegmentApproval } from '../../core/wire/policy.ts';
+import type { SegmentApproval, SpecialTokenIds } from '../../core/wire/policy.ts';
 import type { TokenGroups } from '../../core/privacy/groups.ts';
 import { LOCAL_DIR } from './paths.ts';
 
@@ -41,7 +41,7 @@ export interface RunningDevice {
     modelName: string,
     cut: number,
     weights: PrefixWeights,
-    also?: Partial<Pick<SegmentApproval, 'tokenizer' | 'generation' | 'defence'>>,
+    also?: Partial<Pick<SegmentApproval, 'tokenizer' | 'specialTokens' | 'generation' | 'defence'>>,
   ): Promise<SegmentApproval>;
   /**
    * Uploads JSON-lines rows as this device's owner: a classification shard with its label set, or a generation
@@ -51,6 +51,12 @@ export interface RunningDevice {
   /** Stops the worker and starts it again on the same port with the same state, as a device that died would. */
   restart(): Promise<void>;
   stop(): Promise<void>;
+}
+
+/** The start and end token ids an owner approves with a model's tokenizer: its config.json's bos_token_id and eos_token_id. */
+export function approvedSpecialTokens(config: ModelConfig): SpecialTokenIds {
+  const { bos, eos } = familyOf(config).specialTokens(config);
+  return bos === undefined ? { eos } : { bos, eos };
 }
 
 const LOCAL = resolve(LOCAL_DIR, 'wrangler');
@@ -116,7 +122,17 @@ export async function startDevice(options: DeviceOptions): Promise<RunningDevice
     },
     approveSegment: async (model, modelName, cut, weights, also = {}) => {
       const segment = await deviceSegment(model, cut, weights);
-      const approval = { sha256: segment.sha256, model: modelName, cut, tokenTable: segment.tokenTable?.sha256, weights: segment.weights?.sha256, ...also };
+      // With a tokenizer, its start and end tokens as the owner reads them from config.json.
+      const special = also.tokenizer ? { specialTokens: approvedSpecialTokens(model.config) } : {};
+      const approval = {
+        sha256: segment.sha256,
+        model: modelName,
+        cut,
+        tokenTable: segment.tokenTable?.sha256,
+        weights: segment.weights?.sha256,
+        ...special,
+        ...also,
+      };
       await approve(approval);
       return approval;
     },

@@ -20,6 +20,7 @@ import type { ShardSummary } from '../../core/wire/device-client.ts';
 import type { DevicePolicy } from '../../core/wire/policy.ts';
 import type { ActivationManifest, RoundRequest, RoundStatus } from '../../core/wire/round.ts';
 import { writeModelFolder, writeTokenizer } from '../../gpu-server/model-folder/folder.ts';
+import { approvedSpecialTokens } from '../../infra/local/device.ts';
 import type { RunSpecInput } from '../../gpu-server/runs/spec.ts';
 import type { DeviceApi } from '../../gpu-server/rounds/context.ts';
 
@@ -188,7 +189,9 @@ export async function world({
   await writeModelFolder(modelDir, model);
   await writeTokenizer(modelDir, model.config);
   // Owners approve the tokenizer a device fetches (none where the device holds its own).
-  const tokenizer = familyOf(family).builtinTokenizer ? {} : { tokenizer: await sha256Hex(await readFile(join(modelDir, 'tokenizer.json'))) };
+  const tokenizer = familyOf(family).builtinTokenizer
+    ? {}
+    : { tokenizer: await sha256Hex(await readFile(join(modelDir, 'tokenizer.json'))), specialTokens: approvedSpecialTokens(model.config) };
   const devices = new Map<string, InProcessDevice>();
   for (const [i, cut] of cuts.entries()) {
     const seg = await deviceSegment(model, cut, 'fp32');

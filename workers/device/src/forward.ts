@@ -1,6 +1,4 @@
 /** One batch on the device: tokenize its rows, run the frozen prefix, and encode the activations for upload. */
-import { encodeGenerationBatch, type GenerationExample } from '../../../core/data/generation.ts';
-import { textInput, type Example } from '../../../core/data/shard.ts';
 import { PREFIX_OUTPUT } from '../../../core/onnx/prefix.ts';
 import { GPT2Tokenizer } from '../../../core/tokenizer/gpt2.ts';
 import { HfTokenizer } from '../../../core/tokenizer/hf.ts';
@@ -12,11 +10,9 @@ import { lookupTokens, type TokenTable } from '../../../core/onnx/embedding.ts';
 import { RoundError } from './errors.ts';
 import { ModelHashMismatch, ort } from './onnx.ts';
 import { storageFetch } from './storage.ts';
-import { CALIBRATION_SEQ_LEN, CALIBRATION_TEXTS, calibrationClip, defendHidden, type DefenceRun } from '../../../core/privacy/defend.ts';
+import { calibrationClip, defendHidden, type DefenceRun } from '../../../core/privacy/defend.ts';
+import type { EncodedRows } from './encode.ts';
 import { canonicalDefence } from '../../../core/privacy/defence.ts';
-
-/** A shard row of either task. */
-export type Row = Example | GenerationExample;
 
 type Request = Omit<RoundRequest, 'uploads'>;
 
@@ -35,28 +31,6 @@ export async function roundTokenizer(r: Request): Promise<Tokenizer> {
   if (actual !== r.tokenizer.sha256) throw new ModelHashMismatch(`tokenizer hash mismatch: expected ${r.tokenizer.sha256}, got ${actual}`);
   const { bos, eos } = r.tokenizer;
   return new HfTokenizer(JSON.parse(new TextDecoder().decode(bytes)), {}, { bos, eos, separator: eos, pad: r.padTokenId }, { decoder: false });
-}
-
-/** A batch's token ids [rows, seqLen], mask and labels: one per row, or one per position (generation). */
-export interface EncodedRows {
-  rows: number;
-  seqLen: number;
-  ids: Int32Array;
-  attentionMask: Int32Array;
-  labels: Int32Array;
-}
-
-/** Rows as the round encodes them. */
-export function encodeRows(tokenizer: Tokenizer, rows: readonly Row[], r: Request): EncodedRows {
-  if (r.task === 'generation') return encodeGenerationBatch(tokenizer, rows as GenerationExample[], r.seqLen, r.padTokenId);
-  const enc = tokenizer.encodeBatch((rows as Example[]).map(textInput), { maxLength: r.seqLen, padTokenId: r.padTokenId });
-  return { ...enc, labels: Int32Array.from(rows as Example[], (row) => row.label) };
-}
-
-/** The calibration text as the round encodes text: what fixes the segment's clip norm. */
-export function encodeCalibration(tokenizer: Tokenizer, r: Request): EncodedRows {
-  const enc = tokenizer.encodeBatch(CALIBRATION_TEXTS, { maxLength: CALIBRATION_SEQ_LEN, padTokenId: r.padTokenId });
-  return { ...enc, labels: new Int32Array(enc.rows) };
 }
 
 /** Encoded rows through the prefix: the output tensor [batch, seq, d], the caller's to dispose once read. */

@@ -228,12 +228,22 @@ describe('device worker under workerd', () => {
       403,
       `generation rounds send each completion's token ids to the server; the owner has not allowed that for segment ${sha('a')} (approve it with "generation": true)`,
     ]);
-    expect((await approve(sha('e'), { model: 'llama', cut: 2, tokenizer: sha('f'), generation: true })).status).toBe(201);
+    // A tokenizer is approved with its start and end tokens: a request naming others would re-seed the owner's noise.
+    const withoutSpecial = await approve(sha('e'), { model: 'llama', cut: 2, tokenizer: sha('f'), generation: true });
+    expect([withoutSpecial.status, await withoutSpecial.text()]).toEqual([400, expect.stringContaining("approval: field 'specialTokens' must give")]);
+    expect((await approve(sha('e'), { model: 'llama', cut: 2, tokenizer: sha('f'), specialTokens: { bos: 1, eos: 2 }, generation: true })).status).toBe(201);
     const tokenizer = { sha256: sha('f'), url: `${STORAGE}/t.json`, bos: 1, eos: 2 };
     expect(await refusal({ model: { sha256: sha('e'), url: `${STORAGE}/m` }, task: 'generation', labels: [] })).toEqual([
       403,
       `tokenizer (built-in GPT-2) is not the one approved with segment ${sha('e')} (${sha('f')})`,
     ]);
+    for (const other of [{ bos: 7 }, { eos: 9 }, { bos: undefined }])
+      expect(
+        await refusal({ model: { sha256: sha('e'), url: `${STORAGE}/m` }, task: 'generation', labels: [], tokenizer: { ...tokenizer, ...other } }),
+      ).toEqual([
+        403,
+        `start token ${'bos' in other ? (other.bos ?? '(none)') : 1}, end token ${other.eos ?? 2} are not the ones approved with segment ${sha('e')} (start token 1, end token 2): other special tokens would give the owner's text fresh noise`,
+      ]);
     expect(
       await refusal({
         model: { sha256: sha('e'), url: `${STORAGE}/m` },

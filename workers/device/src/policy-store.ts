@@ -41,6 +41,7 @@ export async function roundPolicy(env: Bindings, request: Omit<RoundRequest, 'up
       tokenTable: request.tokenTable?.sha256,
       weights: request.weights?.sha256,
       tokenizer: request.tokenizer?.sha256,
+      specialTokens: request.tokenizer && { bos: request.tokenizer.bos, eos: request.tokenizer.eos },
       task: request.task,
     }) ??
     (defence.mechanism !== 'none' && (env.DEFENCE_SECRET ?? '').length < DEFENCE_SECRET_CHARS

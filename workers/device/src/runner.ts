@@ -12,7 +12,8 @@ import type { ActivationManifest, ManifestBatch, RoundRequest, RoundStatus } fro
 import type { Bindings } from './bindings.ts';
 import { deviceSettings } from './settings.ts';
 import type { TokenTable } from '../../../core/onnx/embedding.ts';
-import { encodeCalibration, encodeRows, forwardBatch, roundTokenizer, segmentClip, type EncodedRows, type Row } from './forward.ts';
+import { encodeCalibration, encodeRows, type EncodedRows, type Row } from './encode.ts';
+import { forwardBatch, roundTokenizer, segmentClip } from './forward.ts';
 import { session, shardTokenTable, wasmMemoryBytes } from './onnx.ts';
 import { roundPolicy } from './policy-store.ts';
 import { addsNoise, canonicalDefence, type Defence } from '../../../core/privacy/defence.ts';

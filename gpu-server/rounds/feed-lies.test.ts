@@ -4,6 +4,9 @@ import { sha256Hex } from '../../core/auth/signing.ts';
 import { keys } from '../../core/storage/keys.ts';
 import { serializeSafetensors } from '../../core/tensors/safetensors.ts';
 import type { ObjectStore } from '../../core/storage/store.ts';
+import { canonicalDefence, noiseNormBound, type Defence } from '../../core/privacy/defence.ts';
+import { encodeActivationBatch } from '../../core/wire/activations.ts';
+import { uploadNormBound } from './bounds.ts';
 import { activationFeed, maxBatchBytes } from './feed.ts';
 import { batchBytes, D, drain, src, store, writeRound } from './feed.fixture.ts';
 
@@ -45,6 +48,22 @@ describe('activation feed against a lying device', () => {
     expect(await drain(activationFeed(store, { ...src('r-huge', 2), normBound: () => Infinity }))).toEqual([0, 1]);
     expect(await drain(activationFeed(store, src('r-huge', 2), { onReject: (_, why) => rejected.push(why) }))).toEqual([1]);
     expect(rejected).toEqual(["position 0's hidden state is not finite or its norm exceeds 1000, the bound at cut 2 under its defence"]);
+  });
+
+  it('refuses huge values under a defence whose epsilon the device claims near zero', async () => {
+    const defence: Defence = { mechanism: 'metric', epsilon: 1e-300 };
+    const hidden = new Float32Array(2 * 3 * D).fill(3e38);
+    const batch = { device: 'dev', runId: 'r-eps', round: 0, cut: 2, index: 0, rows: 2, seqLen: 3, nEmbd: D, mask: new Int32Array(6).fill(1) };
+    const huge = encodeActivationBatch({ ...batch, hidden, labels: new Int32Array(2), defence: canonicalDefence(defence) }, 'fp32');
+    await vouched('r-eps', [huge], { defence, clip: 1 });
+    const cal = { clip: 1, maxNorm: 2 };
+    // Bounded by the noise the claimed defence allows, and nothing else, the batch would be trained on.
+    const claimed = { ...src('r-eps', 1), normBound: (d: Defence, clip: number | undefined) => clip! * 1.001 + noiseNormBound(d, clip!, D) };
+    expect(await drain(activationFeed(store, claimed))).toEqual([0]);
+    const bounded = { ...src('r-eps', 1), normBound: (d: Defence, clip: number | undefined) => uploadNormBound(cal, d, clip, D) };
+    expect(await drain(activationFeed(store, bounded)).catch((e: Error) => e.message)).toMatch(
+      /^device dev round 0: the manifest's defence \(metric eps 1e-300\) allows noise of norm up to .* the server trains under/,
+    );
   });
 
   it('fails a device whose manifest disagrees with the plan: segment, dtype, rows, batch shapes, clip', async () => {

@@ -84,6 +84,10 @@ describe('device worker under workerd', () => {
     await expect(new DeviceClient(device.url, 'device-u', 'round-secret').shards()).rejects.toThrow(/HTTP 403: bad signature/);
     const asOther = await signRequest(secret, 'device-u', 'GET', '/shards');
     expect((await fetch(at('/shards'), { headers: asOther })).status).toBe(403);
+    // What the server reads: no shard's size or upload time (a one-row shard's size is its text's length).
+    const seen = (await (await fetch(at('/shards'), { headers: await signRequest(secret, 'device-t', 'GET', '/shards') })).json()).shards;
+    expect(Object.keys(seen.find((s: { name: string }) => s.name === 'reviews')).sort()).toEqual(['etag', 'labels', 'name', 'rows', 'task']);
+    expect(Object.keys((await listing()).find((s) => s.name === 'reviews')!)).toEqual(expect.arrayContaining(['bytes', 'uploaded']));
   });
 
   it('refuses a missing (401) or wrong (403) owner token, and stores nothing', async () => {

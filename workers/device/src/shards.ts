@@ -1,6 +1,6 @@
 /**
- * The owner's private shards, kept only in this worker's own R2 bucket; the server sees names, row counts and the
- * task. A classification shard holds labelled text (PUT ?labels=a,b); a generation shard (PUT ?task=generation)
+ * The owner's private shards, kept only in this worker's own R2 bucket; the server sees names, row counts, the task,
+ * the label set and an etag. A classification shard holds labelled text (PUT ?labels=a,b); a generation shard (PUT ?task=generation)
  * holds prompts and completions ({prompt, completion} or GSM8K's {question, answer} JSON lines).
  */
 import { Hono } from 'hono';
@@ -14,7 +14,13 @@ import { listShards, shardKey } from './shard-store.ts';
 
 export const shards = new Hono<{ Bindings: Env }>();
 
-shards.get('/', ownerOrServer, async (c) => c.json({ shards: await listShards(c.env) }));
+shards.get('/', ownerOrServer, async (c) => {
+  const listed = await listShards(c.env);
+  // The server (a signed request; the owner's carries a token) sees what it plans with. A shard's size and upload
+  // time are the owner's alone: a one-row shard's size is its text's length.
+  if (c.req.header('authorization')) return c.json({ shards: listed });
+  return c.json({ shards: listed.map(({ bytes: _bytes, uploaded: _uploaded, ...summary }) => summary) });
+});
 
 shards.put('/:name', ownerOnly, async (c) => {
   const name = c.req.param('name');

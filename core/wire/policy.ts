@@ -107,6 +107,15 @@ export function parseApproval(value: unknown, minCut: number, strict = true): Se
   };
 }
 
+/**
+ * An approval as the device stored it when its owner gave it: checked against today's MIN_CUT when a round names it
+ * (segmentRefusal), not against the one it was stored under, and read leniently, so that one stored before a field
+ * became required is refused (saying what to approve again) while the owner's other approvals keep working.
+ */
+export function storedApproval(value: unknown): SegmentApproval {
+  return parseApproval(value, 0, false);
+}
+
 /** The owner's minimum cut from its setting: unset is the default; anything but an integer >= LOWEST_CUT throws. */
 export function parseMinCut(value: string | undefined): number {
   if (value === undefined || value === '') return DEFAULT_MIN_CUT;
@@ -139,7 +148,7 @@ export function segmentRefusal(
   if (approval.tokenizer !== undefined) {
     const named = (t: SpecialTokenIds | undefined) => (t ? `start token ${t.bos ?? '(none)'}, end token ${t.eos}` : 'none');
     if (!approval.specialTokens)
-      return `segment ${segment.sha256} was approved with a tokenizer but without its start and end token ids: approve it again with "specialTokens"`;
+      return `segment ${segment.sha256} was approved with a tokenizer but without its start and end token ids: approve it again with "specialTokens" (on a device whose worker refuses that field, after updating it)`;
     if (named(segment.specialTokens) !== named(approval.specialTokens))
       return `${named(segment.specialTokens)} are not the ones approved with segment ${segment.sha256} (${named(approval.specialTokens)}): other special tokens would give the owner's text fresh noise`;
   }

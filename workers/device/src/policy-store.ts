@@ -1,5 +1,5 @@
 /** The owner's policy as stored in the device's bucket, and what it says of a round (policy.ts serves it). */
-import { defenceFor, parseApproval, segmentRefusal, urlRefusal, type DevicePolicy, type SegmentApproval } from '../../../core/wire/policy.ts';
+import { defenceFor, segmentRefusal, storedApproval, urlRefusal, type DevicePolicy, type SegmentApproval } from '../../../core/wire/policy.ts';
 import type { Defence } from '../../../core/privacy/defence.ts';
 import type { RoundRequest } from '../../../core/wire/round.ts';
 import type { Bindings } from './bindings.ts';
@@ -16,8 +16,7 @@ export async function loadPolicy(env: Bindings): Promise<DevicePolicy> {
     const page = await env.SHARDS.list({ prefix: 'approvals/', cursor });
     for (const o of page.objects) {
       const stored = await env.SHARDS.get(o.key);
-      // Checked against today's MIN_CUT when a round names it (segmentRefusal), not against the one it was stored under.
-      if (stored) approvals.push(parseApproval(await stored.json(), 0));
+      if (stored) approvals.push(storedApproval(await stored.json()));
     }
     cursor = page.truncated ? page.cursor : undefined;
   } while (cursor);

@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest';
+import { parseApproval, segmentRefusal, storedApproval, type DevicePolicy } from './policy.ts';
+
+const sha = (c: string) => c.repeat(64);
+const llama = { sha256: sha('e'), model: 'llama', cut: 2, tokenizer: sha('f'), generation: true };
+
+describe("an owner's approvals of a tokenizer", () => {
+  it('need its start and end tokens when the owner gives one, and refuse a request naming others', () => {
+    expect(() => parseApproval(llama, 2)).toThrow("approval: field 'specialTokens' must give the tokenizer's start and end token ids");
+    expect(() => parseApproval({ ...llama, specialTokens: { bos: -1, eos: 2 } }, 2)).toThrow("approval: field 'specialTokens' must hold token ids eos");
+    const policy: DevicePolicy = { minCut: 2, approvals: [parseApproval({ ...llama, specialTokens: { bos: 1, eos: 2 } }, 2)], defence: { mechanism: 'none' } };
+    const segment = { sha256: sha('e'), cut: 2, tokenizer: sha('f'), task: 'generation' as const };
+    expect(segmentRefusal(policy, { ...segment, specialTokens: { bos: 1, eos: 2 } })).toBeUndefined();
+    expect(segmentRefusal(policy, { ...segment, specialTokens: { eos: 2 } })).toBe(
+      `start token (none), end token 2 are not the ones approved with segment ${sha('e')} (start token 1, end token 2): other special tokens would give the owner's text fresh noise`,
+    );
+  });
+
+  it('stored before the special tokens were required, keep the device working and are refused saying what to approve', () => {
+    // Read strictly, the stored approval would throw, and with it every round and GET /approvals of the device.
+    expect(() => parseApproval(llama, 0)).toThrow();
+    const policy: DevicePolicy = {
+      minCut: 2,
+      approvals: [storedApproval({ sha256: sha('a'), model: 'gpt2', cut: 2 }), storedApproval(llama)],
+      defence: { mechanism: 'none' },
+    };
+    expect(segmentRefusal(policy, { sha256: sha('a'), cut: 2 })).toBeUndefined();
+    expect(segmentRefusal(policy, { sha256: sha('e'), cut: 2, tokenizer: sha('f'), specialTokens: { bos: 1, eos: 2 }, task: 'generation' })).toBe(
+      `segment ${sha('e')} was approved with a tokenizer but without its start and end token ids: approve it again with "specialTokens" (on a device whose worker refuses that field, after updating it)`,
+    );
+  });
+});

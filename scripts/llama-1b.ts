@@ -160,6 +160,7 @@ run(async () => {
           model: basename(MODEL),
           cut: CUT,
           generation: true,
+          seqLen: settings.seqLen,
         };
         await device.approve(approval);
         await device.uploadShard('gsm8k', data.train, 'generation');

@@ -57,6 +57,8 @@ const args = cliArgs(USAGE, {
 
 const DIR = resolve(LOCAL_DIR, 'start');
 const DEVICES = 3;
+/** GSM8K's sequence length: the run's, and the one its owners approve generation rounds at. */
+const GSM8K_SEQ_LEN = 192;
 const step = (n: number, msg: string) => console.log(`\n[${n}/6] ${msg}`);
 
 // Simulated capacity profiles: a slow, a middling and a fast device, so the planner gives each its own cut.
@@ -116,7 +118,9 @@ run(async () => {
     // device's default minimum), each exported from the same base model, so they know exactly which graphs run. For
     // GSM8K they also approve the tokenizer and that completions' token ids go to the server.
     const cuts = Array.from({ length: config.nLayer - DEFAULT_MIN_CUT }, (_, i) => DEFAULT_MIN_CUT + i);
-    const tokenizer = gsm8k ? { tokenizer: await sha256Hex(await readFile(join(modelDir, 'tokenizer.json'))), generation: true } : undefined;
+    const tokenizer = gsm8k
+      ? { tokenizer: await sha256Hex(await readFile(join(modelDir, 'tokenizer.json'))), generation: true, seqLen: GSM8K_SEQ_LEN }
+      : undefined;
     const serverTokenizer = await readTokenizer(modelDir, config);
     const generated = !gsm8k && !args.data;
     const owners = ownersDefence(args.defence, { generated, tokenizer: serverTokenizer });
@@ -186,7 +190,7 @@ run(async () => {
       // The server checks both orders and says what is wrong with either.
       training: {
         batchSize: gsm8k ? 8 : 16,
-        seqLen: gsm8k ? 192 : 48,
+        seqLen: gsm8k ? GSM8K_SEQ_LEN : 48,
         dtype: 'fp32',
         seed: 0,
         rounds,

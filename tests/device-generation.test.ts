@@ -100,7 +100,7 @@ describe('a Llama generation round on workerd and S3', () => {
     await device.approve(approval);
     await expect(client.startRound(await request('run-refused'))).rejects.toThrow(/the owner has not allowed that/);
 
-    await device.approve({ ...approval, generation: true });
+    await device.approve({ ...approval, generation: true, seqLen: 96 });
     const r = await request('run-gen');
     await client.startRound(r);
     const status = await client.waitForRound('run-gen', 0);

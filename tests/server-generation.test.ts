@@ -39,7 +39,7 @@ beforeAll(async () => {
   await writeModelFolder(modelDir, model);
   await writeTokenizer(modelDir, model.config);
   const tokenizer = await sha256Hex(await readFile(join(modelDir, 'tokenizer.json')));
-  await stack.approveSegments(model, 'tiny-llama', [1, 2], 'int8', { tokenizer, generation: true });
+  await stack.approveSegments(model, 'tiny-llama', [1, 2], 'int8', { tokenizer, generation: true, seqLen: 48 });
   for (const [i, d] of stack.devices.entries())
     await d.uploadShard(
       'sums',

@@ -36,6 +36,12 @@ export interface SegmentApproval {
    */
   generation?: boolean;
   /**
+   * The sequence length generation rounds on this segment run at, required with `generation`. A prompt too long for
+   * it keeps its end, so where each later token sits moves with the length: at other lengths the same tokens would
+   * get fresh noise (a classification row is only ever cut at its end, at any length).
+   */
+  seqLen?: number;
+  /**
    * The defence on what this segment's uploads carry (core/privacy/defence.ts), a level's name or a setting; the
    * device's DEFENCE setting when absent. Set by the owner only: no round request names one.
    */
@@ -56,7 +62,7 @@ export interface DevicePolicy {
 
 export const SHA256 = /^[0-9a-f]{64}$/;
 
-const APPROVAL_FIELDS = ['sha256', 'model', 'cut', 'tokenTable', 'weights', 'tokenizer', 'specialTokens', 'generation', 'defence'];
+const APPROVAL_FIELDS = ['sha256', 'model', 'cut', 'tokenTable', 'weights', 'tokenizer', 'specialTokens', 'generation', 'seqLen', 'defence'];
 
 /**
  * Checks an approval's shape; returns it typed, or throws naming the field. Strict (the default) where an owner
@@ -88,6 +94,9 @@ export function parseApproval(value: unknown, minCut: number, strict = true): Se
       'must give the tokenizer\'s start and end token ids with \'tokenizer\' (config.json\'s bos_token_id and eos_token_id), e.g. {"bos": 128000, "eos": 128001}',
     );
   if (a.generation !== undefined && typeof a.generation !== 'boolean') fail('generation', 'must be true or false');
+  if (a.seqLen !== undefined && !(Number.isSafeInteger(a.seqLen) && (a.seqLen as number) >= 1)) fail('seqLen', 'must be a positive integer');
+  if (strict && a.generation === true && a.seqLen === undefined)
+    fail('seqLen', 'must give the sequence length generation rounds run at with "generation": true (the run spec\'s training.seqLen)');
   let defence: Defence | undefined;
   try {
     defence = a.defence === undefined ? undefined : parseDefence(a.defence, 'defence');
@@ -103,6 +112,7 @@ export function parseApproval(value: unknown, minCut: number, strict = true): Se
     ...(a.tokenizer ? { tokenizer: a.tokenizer as string } : {}),
     ...(special ? { specialTokens: { ...(special.bos === undefined ? {} : { bos: special.bos as number }), eos: special.eos as number } } : {}),
     ...(a.generation ? { generation: true } : {}),
+    ...(a.seqLen !== undefined ? { seqLen: a.seqLen as number } : {}),
     ...(defence ? { defence } : {}),
   };
 }
@@ -133,7 +143,16 @@ export function defenceFor(policy: DevicePolicy, segment: string): Defence {
 /** Why the owner's policy refuses this segment at this cut, or undefined when it allows it. */
 export function segmentRefusal(
   policy: DevicePolicy,
-  segment: { sha256: string; cut: number; tokenTable?: string; weights?: string; tokenizer?: string; specialTokens?: SpecialTokenIds; task?: RoundTask },
+  segment: {
+    sha256: string;
+    cut: number;
+    tokenTable?: string;
+    weights?: string;
+    tokenizer?: string;
+    specialTokens?: SpecialTokenIds;
+    task?: RoundTask;
+    seqLen?: number;
+  },
 ): string | undefined {
   if (segment.cut < policy.minCut) return `cut ${segment.cut} is below this device's minimum cut ${policy.minCut}, set by its owner`;
   const approval = policy.approvals.find((a) => a.sha256 === segment.sha256);
@@ -155,6 +174,10 @@ export function segmentRefusal(
   if (segment.task === 'generation' && !approval.generation) {
     return `generation rounds send each completion's token ids to the server; the owner has not allowed that for segment ${segment.sha256} (approve it with "generation": true)`;
   }
+  if (segment.task === 'generation' && approval.seqLen !== segment.seqLen)
+    return approval.seqLen === undefined
+      ? `segment ${segment.sha256} was approved for generation without a sequence length: approve it again with "seqLen"`
+      : `generation rounds on segment ${segment.sha256} run at sequence length ${approval.seqLen}, as its owner approved, not ${segment.seqLen}: at another length a long prompt's tokens would get fresh noise`;
   return undefined;
 }
 

@@ -87,6 +87,7 @@ export async function planRound(
       tokenizer: v.tokenizerSha256,
       specialTokens: v.specialTokens,
       task: spec.task.kind,
+      seqLen: spec.training.seqLen,
     });
     if (refusal) {
       skipped[v.id] = `refused by its owner: ${refusal}`;

@@ -41,7 +41,7 @@ export interface RunningDevice {
     modelName: string,
     cut: number,
     weights: PrefixWeights,
-    also?: Partial<Pick<SegmentApproval, 'tokenizer' | 'specialTokens' | 'generation' | 'defence'>>,
+    also?: Partial<Pick<SegmentApproval, 'tokenizer' | 'specialTokens' | 'generation' | 'seqLen' | 'defence'>>,
   ): Promise<SegmentApproval>;
   /**
    * Uploads JSON-lines rows as this device's owner: a classification shard with its label set, or a generation

@@ -233,9 +233,11 @@ describe('device worker under workerd', () => {
       `generation rounds send each completion's token ids to the server; the owner has not allowed that for segment ${sha('a')} (approve it with "generation": true)`,
     ]);
     // A tokenizer is approved with its start and end tokens: a request naming others would re-seed the owner's noise.
-    const withoutSpecial = await approve(sha('e'), { model: 'llama', cut: 2, tokenizer: sha('f'), generation: true });
+    const withoutSpecial = await approve(sha('e'), { model: 'llama', cut: 2, tokenizer: sha('f'), generation: true, seqLen: 8 });
     expect([withoutSpecial.status, await withoutSpecial.text()]).toEqual([400, expect.stringContaining("approval: field 'specialTokens' must give")]);
-    expect((await approve(sha('e'), { model: 'llama', cut: 2, tokenizer: sha('f'), specialTokens: { bos: 1, eos: 2 }, generation: true })).status).toBe(201);
+    expect(
+      (await approve(sha('e'), { model: 'llama', cut: 2, tokenizer: sha('f'), specialTokens: { bos: 1, eos: 2 }, generation: true, seqLen: 8 })).status,
+    ).toBe(201);
     const tokenizer = { sha256: sha('f'), url: `${STORAGE}/t.json`, bos: 1, eos: 2 };
     expect(await refusal({ model: { sha256: sha('e'), url: `${STORAGE}/m` }, task: 'generation', labels: [] })).toEqual([
       403,

@@ -42,6 +42,7 @@ export async function roundPolicy(env: Bindings, request: Omit<RoundRequest, 'up
       tokenizer: request.tokenizer?.sha256,
       specialTokens: request.tokenizer && { bos: request.tokenizer.bos, eos: request.tokenizer.eos },
       task: request.task,
+      seqLen: request.seqLen,
     }) ??
     (defence.mechanism !== 'none' && (env.DEFENCE_SECRET ?? '').length < DEFENCE_SECRET_CHARS
       ? `this device's owner set a defence but no DEFENCE_SECRET of ${DEFENCE_SECRET_CHARS}+ characters (wrangler secret put DEFENCE_SECRET; keep it: a new one lets a server average old and new uploads)`

@@ -55,6 +55,9 @@ describe('round planner', () => {
     // A changed shard (new etag) or another padding token makes new activations.
     expect((await planRound(store, 'r', spec, 1, [view('a', [shard('s1', 8, 'e2')])], 0, new Map())).devices.a.sourceRound).toBe(1);
     expect((await planRound(store, 'r', spec, 1, [view('a', [shard('s1', 8)])], 50256, new Map())).devices.a.sourceRound).toBe(1);
+    // So do other start and end tokens: every row's tokens would sit elsewhere.
+    const otherTokens = { ...view('a', [shard('s1', 8)]), specialTokens: { bos: 1, eos: 2 } };
+    expect((await planRound(store, 'r', spec, 1, [otherTokens], 0, new Map())).devices.a.sourceRound).toBe(1);
   });
 
   it("leaves out a device whose claimed rows pass the run's cap or its owner's declared count, before any URL is made", async () => {

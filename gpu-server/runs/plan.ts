@@ -31,6 +31,12 @@ export interface DeviceView {
   policy: DevicePolicy | Error;
 }
 
+/**
+ * How devices encode rows (workers/device/src/encode.ts), as a version: activations a device stored under another
+ * encoding are not reused. 2: classification rows whole, then cut from the right; generation at the approved length.
+ */
+const DEVICE_ENCODING = 2;
+
 export async function activationFingerprint(spec: RunSpec, d: DeviceView & { shards: ShardSummary[] }, padTokenId: number): Promise<string> {
   const shards = [...d.shards].sort((a, b) => a.name.localeCompare(b.name)).map((s) => [s.name, s.rows, s.etag]);
   const { batchSize, seqLen, dtype } = spec.training;
@@ -49,6 +55,8 @@ export async function activationFingerprint(spec: RunSpec, d: DeviceView & { sha
       labels: spec.task.labels,
       padTokenId,
       tokenizer,
+      specialTokens: d.specialTokens ?? null,
+      encoding: DEVICE_ENCODING,
     }),
   );
 }

@@ -9,16 +9,16 @@ import { decodeLines, parseShard, serializeRows, ShardError } from '../../../cor
 import { checkId } from '../../../core/storage/keys.ts';
 import type { Env } from './env.ts';
 import { deviceSettings } from './settings.ts';
-import { ownerOnly, ownerOrServer } from './auth.ts';
+import { ownerOnly, ownerOrServer, ownerVerdict } from './auth.ts';
 import { listShards, shardKey } from './shard-store.ts';
 
 export const shards = new Hono<{ Bindings: Env }>();
 
 shards.get('/', ownerOrServer, async (c) => {
   const listed = await listShards(c.env);
-  // The server (a signed request; the owner's carries a token) sees what it plans with. A shard's size and upload
-  // time are the owner's alone: a one-row shard's size is its text's length.
-  if (c.req.header('authorization')) return c.json({ shards: listed });
+  // A shard's size and upload time are the owner's alone (a one-row shard's size is its text's length): the server
+  // sees what it plans with.
+  if (ownerVerdict(c) === 'ok') return c.json({ shards: listed });
   return c.json({ shards: listed.map(({ bytes: _bytes, uploaded: _uploaded, ...summary }) => summary) });
 });
 

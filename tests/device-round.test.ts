@@ -313,6 +313,20 @@ describe("the owner's defence on a device", () => {
     };
   }
 
+  it('fails, before anything is uploaded, a round whose defence adds more noise than a server trains under', async () => {
+    await device.approve({ sha256: modelSha, model: 'tiny-gpt2', cut: CUT, defence: { mechanism: 'metric', epsilon: 0.01 } });
+    try {
+      const status = await runRound(await plan('run-all-noise'));
+      expect(status.state).toBe('failed');
+      expect(status.error).toMatch(
+        /this device's defence \(metric eps 0\.01\) allows noise of norm up to .* such uploads carry nothing but noise; its owner can set a larger epsilon/,
+      );
+      expect(await storedKeys('run-all-noise')).toEqual([]);
+    } finally {
+      await device.approve({ sha256: modelSha, model: 'tiny-gpt2', cut: CUT, defence: LEVELS.off });
+    }
+  });
+
   it('applies the setting of the approval, whatever the request says, and names it in the manifest and every batch', async () => {
     await device.approve({ sha256: modelSha, model: 'tiny-gpt2', cut: CUT, defence: LEVELS.high });
     try {

@@ -143,3 +143,19 @@ export function noiseNormBound(d: Defence, clip: number, dims: number): number {
   if (d.mechanism === 'gaussian') return gaussianScale(d, clip) * (Math.sqrt(dims) + 10);
   return ((2 * clip) / d.epsilon) * (dims + 10 * Math.sqrt(dims) + 50);
 }
+
+/**
+ * The most noise per position a server trains under, in clips times sqrt(d): the norm bound on uploads follows the
+ * defence a device names, so without a ceiling a device claiming epsilon 1e-300 would lift it past any value (3e38
+ * included). Far above every level's noise (high's is under 2 at d = 768) and every useful epsilon (metric's down to
+ * about 0.08 at d = 768, 0.11 at 2048, 0.15 at 4096), far below norms that overflow the next block's (1e19 and up).
+ */
+export const MAX_NOISE_NORM = 1000;
+
+/** Why uploads under this defence would carry nothing but noise (its noise bound over MAX_NOISE_NORM), or undefined. */
+export function noiseBeyondCeiling(d: Defence, clip: number, dims: number): string | undefined {
+  const noise = noiseNormBound(d, clip, dims);
+  const ceiling = MAX_NOISE_NORM * clip * Math.sqrt(dims);
+  if (noise <= ceiling) return undefined;
+  return `defence (${describeDefence(d)}) allows noise of norm up to ${noise.toPrecision(3)}, beyond the ${ceiling.toPrecision(3)} (${MAX_NOISE_NORM} clips times sqrt(d)) the server trains under: such uploads carry nothing but noise`;
+}

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { gaussianScale, LEVELS, type Defence } from '../../core/privacy/defence.ts';
-import { CLEAN_NORM_HEADROOM, MAX_NOISE_NORM, uploadNormBound } from './bounds.ts';
+import { gaussianScale, LEVELS, MAX_NOISE_NORM, type Defence } from '../../core/privacy/defence.ts';
+import { CLEAN_NORM_HEADROOM, uploadNormBound } from './bounds.ts';
 
 // The bound on a device's uploads comes from the model (the calibration) and the defence its manifest names: a
 // device may name any defence, so the noise it claims is bounded too.

@@ -4,7 +4,7 @@
  * from what a device says. Values beyond it (3e38 in every position overflows the next block's norm into NaN) mark
  * the batch as a lie.
  */
-import { addsNoise, describeDefence, noiseNormBound, type Defence } from '../../core/privacy/defence.ts';
+import { addsNoise, noiseBeyondCeiling, noiseNormBound, type Defence } from '../../core/privacy/defence.ts';
 import { CALIBRATION_SEQ_LEN, CALIBRATION_TEXTS, medianClip, norm, realPositionNorms } from '../../core/privacy/defend.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 import type { Trainer } from '../train/trainer.ts';
@@ -13,13 +13,6 @@ import type { Trainer } from '../train/trainer.ts';
 export const CLEAN_NORM_HEADROOM = 8;
 /** A device's clip may exceed the server's by this factor (int8 weights and runtimes move norms by a few percent). */
 export const CLIP_TOLERANCE = 1.5;
-/**
- * The most noise per position the server trains under, in clips times sqrt(d). The manifest names the defence, so
- * without a ceiling a device claiming epsilon 1e-300 would lift the bound past any value (3e38 included). Far above
- * every level's noise (high's is under 2 at d = 768) and every useful epsilon (metric's down to about 0.08 at d = 768, 0.11 at 2048, 0.15 at 4096),
- * far below norms that overflow the next block's (1e19 and up).
- */
-export const MAX_NOISE_NORM = 1000;
 
 export interface CutCalibration {
   /** The segment's clip norm as the server computes it. */
@@ -41,12 +34,11 @@ export function uploadNormBound(cal: CutCalibration, defence: Defence, clip: num
   if (!addsNoise(defence)) return CLEAN_NORM_HEADROOM * cal.maxNorm;
   if (clip === undefined || !(clip <= CLIP_TOLERANCE * cal.clip))
     return `the manifest's clip ${clip} is more than ${CLIP_TOLERANCE}x the segment's clip ${cal.clip} (from the calibration text)`;
-  const noise = noiseNormBound(defence, clip, dims);
-  const ceiling = MAX_NOISE_NORM * clip * Math.sqrt(dims);
-  if (!(noise <= ceiling))
-    return `the manifest's defence (${describeDefence(defence)}) allows noise of norm up to ${noise.toPrecision(3)}, beyond the ${ceiling.toPrecision(3)} (${MAX_NOISE_NORM} clips times sqrt(d)) the server trains under: such uploads carry nothing but noise`;
+  // A claimed epsilon near zero would admit any value (core/privacy/defence.ts, MAX_NOISE_NORM).
+  const beyond = noiseBeyondCeiling(defence, clip, dims);
+  if (beyond) return `the manifest's ${beyond}`;
   // Clipped positions are at most the clip (fp16 rounding aside), then noise is added.
-  return clip * 1.001 + noise;
+  return clip * 1.001 + noiseNormBound(defence, clip, dims);
 }
 
 /** Index of the first position [rows * seq] whose norm exceeds `bound`, or -1. */

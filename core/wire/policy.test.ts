@@ -9,9 +9,9 @@ describe("an owner's approvals of a tokenizer", () => {
     expect(() => parseApproval(llama, 2)).toThrow("approval: field 'specialTokens' must give the tokenizer's start and end token ids");
     expect(() => parseApproval({ ...llama, specialTokens: { bos: -1, eos: 2 } }, 2)).toThrow("approval: field 'specialTokens' must hold token ids eos");
     const policy: DevicePolicy = { minCut: 2, approvals: [parseApproval({ ...llama, specialTokens: { bos: 1, eos: 2 } }, 2)], defence: { mechanism: 'none' } };
-    const segment = { sha256: sha('e'), cut: 2, tokenizer: sha('f'), task: 'generation' as const, seqLen: 96 };
-    expect(segmentRefusal(policy, { ...segment, specialTokens: { bos: 1, eos: 2 } })).toBeUndefined();
-    expect(segmentRefusal(policy, { ...segment, specialTokens: { eos: 2 } })).toBe(
+    const segment = { sha256: sha('e'), cut: 2, task: 'generation' as const, seqLen: 96 };
+    expect(segmentRefusal(policy, { ...segment, tokenizer: { sha256: sha('f'), bos: 1, eos: 2 } })).toBeUndefined();
+    expect(segmentRefusal(policy, { ...segment, tokenizer: { sha256: sha('f'), eos: 2 } })).toBe(
       `start token (none), end token 2 are not the ones approved with segment ${sha('e')} (start token 1, end token 2): other special tokens would give the owner's text fresh noise`,
     );
   });
@@ -20,7 +20,7 @@ describe("an owner's approvals of a tokenizer", () => {
     const { seqLen: _, ...unsized } = { ...llama, specialTokens: { bos: 1, eos: 2 } };
     expect(() => parseApproval(unsized, 2)).toThrow("approval: field 'seqLen' must give the sequence length generation rounds run at");
     const policy: DevicePolicy = { minCut: 2, approvals: [parseApproval({ ...unsized, seqLen: 96 }, 2)], defence: { mechanism: 'none' } };
-    const segment = { sha256: sha('e'), cut: 2, tokenizer: sha('f'), specialTokens: { bos: 1, eos: 2 } };
+    const segment = { sha256: sha('e'), cut: 2, tokenizer: { sha256: sha('f'), bos: 1, eos: 2 } };
     expect(segmentRefusal(policy, { ...segment, task: 'generation', seqLen: 96 })).toBeUndefined();
     expect(segmentRefusal(policy, { ...segment, task: 'generation', seqLen: 64 })).toBe(
       `generation rounds on segment ${sha('e')} run at sequence length 96, as its owner approved, not 64: at another length a long prompt's tokens would get fresh noise`,
@@ -41,7 +41,7 @@ describe("an owner's approvals of a tokenizer", () => {
       defence: { mechanism: 'none' },
     };
     expect(segmentRefusal(policy, { sha256: sha('a'), cut: 2 })).toBeUndefined();
-    expect(segmentRefusal(policy, { sha256: sha('e'), cut: 2, tokenizer: sha('f'), specialTokens: { bos: 1, eos: 2 }, task: 'generation', seqLen: 96 })).toBe(
+    expect(segmentRefusal(policy, { sha256: sha('e'), cut: 2, tokenizer: { sha256: sha('f'), bos: 1, eos: 2 }, task: 'generation', seqLen: 96 })).toBe(
       `segment ${sha('e')} was approved with a tokenizer but without its start and end token ids: approve it again with "specialTokens" (on a device whose worker refuses that field, after updating it)`,
     );
   });

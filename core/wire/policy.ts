@@ -6,7 +6,7 @@
  */
 import { refuseUnknownKeys } from '../json/suggest.ts';
 import { parseDefence, type Defence } from '../privacy/defence.ts';
-import type { RoundRequest, RoundTask } from './round.ts';
+import { holdsTokenIds, type RoundRequest, type RoundTask } from './round.ts';
 
 /** Cut 0 uploads token embeddings, which map straight back to the text: no owner may allow it. */
 export const LOWEST_CUT = 1;
@@ -82,11 +82,7 @@ export function parseApproval(value: unknown, minCut: number, strict = true): Se
   for (const field of ['tokenTable', 'weights', 'tokenizer'])
     if (a[field] !== undefined && (typeof a[field] !== 'string' || !SHA256.test(a[field] as string))) fail(field, 'must be a hex SHA-256');
   const special = a.specialTokens as Record<string, unknown> | undefined;
-  const tokenId = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
-  if (
-    special !== undefined &&
-    (typeof special !== 'object' || special === null || !tokenId(special.eos) || (special.bos !== undefined && !tokenId(special.bos)))
-  )
+  if (special !== undefined && (typeof special !== 'object' || special === null || !holdsTokenIds(special)))
     fail('specialTokens', 'must hold token ids eos (and bos), e.g. {"bos": 128000, "eos": 128001}');
   if (strict && a.tokenizer !== undefined && special === undefined)
     fail(
@@ -148,8 +144,8 @@ export function segmentRefusal(
     cut: number;
     tokenTable?: string;
     weights?: string;
-    tokenizer?: string;
-    specialTokens?: SpecialTokenIds;
+    /** The tokenizer.json the round names, by SHA-256, with the start and end tokens it encodes rows with. */
+    tokenizer?: { sha256: string } & SpecialTokenIds;
     task?: RoundTask;
     seqLen?: number;
   },
@@ -162,14 +158,14 @@ export function segmentRefusal(
     return `token table ${segment.tokenTable ?? '(none)'} is not the one approved with segment ${segment.sha256} (${approval.tokenTable ?? 'none'})`;
   if (approval.weights !== segment.weights)
     return `weights ${segment.weights ?? '(in the graph)'} are not the ones approved with segment ${segment.sha256} (${approval.weights ?? 'in the graph'})`;
-  if (approval.tokenizer !== segment.tokenizer)
-    return `tokenizer ${segment.tokenizer ?? '(built-in GPT-2)'} is not the one approved with segment ${segment.sha256} (${approval.tokenizer ?? 'built-in GPT-2'})`;
+  if (approval.tokenizer !== segment.tokenizer?.sha256)
+    return `tokenizer ${segment.tokenizer?.sha256 ?? '(built-in GPT-2)'} is not the one approved with segment ${segment.sha256} (${approval.tokenizer ?? 'built-in GPT-2'})`;
   if (approval.tokenizer !== undefined) {
     const named = (t: SpecialTokenIds | undefined) => (t ? `start token ${t.bos ?? '(none)'}, end token ${t.eos}` : 'none');
     if (!approval.specialTokens)
       return `segment ${segment.sha256} was approved with a tokenizer but without its start and end token ids: approve it again with "specialTokens" (on a device whose worker refuses that field, after updating it)`;
-    if (named(segment.specialTokens) !== named(approval.specialTokens))
-      return `${named(segment.specialTokens)} are not the ones approved with segment ${segment.sha256} (${named(approval.specialTokens)}): other special tokens would give the owner's text fresh noise`;
+    if (named(segment.tokenizer) !== named(approval.specialTokens))
+      return `${named(segment.tokenizer)} are not the ones approved with segment ${segment.sha256} (${named(approval.specialTokens)}): other special tokens would give the owner's text fresh noise`;
   }
   if (segment.task === 'generation' && !approval.generation) {
     return `generation rounds send each completion's token ids to the server; the owner has not allowed that for segment ${segment.sha256} (approve it with "generation": true)`;

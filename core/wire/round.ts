@@ -87,6 +87,12 @@ export interface ActivationManifest {
   batches: ManifestBatch[];
 }
 
+/** Whether `v` holds an end token id and, if any, a start token id: a round's tokenizer, an approval's specialTokens. */
+export function holdsTokenIds(v: Record<string, unknown>): boolean {
+  const id = (x: unknown) => Number.isSafeInteger(x) && (x as number) >= 0;
+  return id(v.eos) && (v.bos === undefined || id(v.bos));
+}
+
 /** Checks a round request's shape; returns it typed, or throws naming the field. */
 export function parseRoundRequest(value: unknown): RoundRequest {
   const r = value as Record<string, unknown>;
@@ -117,15 +123,7 @@ export function parseRoundRequest(value: unknown): RoundRequest {
     fail('weights', 'must hold a hex sha256 and a url');
   }
   const tok = r.tokenizer as Record<string, unknown> | undefined;
-  const tokenId = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
-  if (
-    tok !== undefined &&
-    (typeof tok?.sha256 !== 'string' ||
-      !/^[0-9a-f]{64}$/.test(tok.sha256) ||
-      typeof tok.url !== 'string' ||
-      !tokenId(tok.eos) ||
-      (tok.bos !== undefined && !tokenId(tok.bos)))
-  ) {
+  if (tok !== undefined && (typeof tok?.sha256 !== 'string' || !/^[0-9a-f]{64}$/.test(tok.sha256) || typeof tok.url !== 'string' || !holdsTokenIds(tok))) {
     fail('tokenizer', 'must hold a hex sha256, a url, and token ids eos (and bos)');
   }
   if (r.dtype !== 'fp32' && r.dtype !== 'fp16') fail('dtype', 'must be "fp32" or "fp16"');

@@ -73,8 +73,7 @@ export async function planOrResume(s: RunState, opts: ResolvedRoundOptions, { mo
         id: d.id,
         cut,
         ...seg,
-        tokenizerSha256: tokenizer?.sha256,
-        specialTokens: tokenizer ? { bos: tokenizer.bos, eos: tokenizer.eos } : undefined,
+        tokenizer: tokenizer ?? undefined,
         shards,
         policy,
       };

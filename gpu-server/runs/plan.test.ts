@@ -56,8 +56,19 @@ describe('round planner', () => {
     expect((await planRound(store, 'r', spec, 1, [view('a', [shard('s1', 8, 'e2')])], 0, new Map())).devices.a.sourceRound).toBe(1);
     expect((await planRound(store, 'r', spec, 1, [view('a', [shard('s1', 8)])], 50256, new Map())).devices.a.sourceRound).toBe(1);
     // So do other start and end tokens: every row's tokens would sit elsewhere.
-    const otherTokens = { ...view('a', [shard('s1', 8)]), specialTokens: { bos: 1, eos: 2 } };
-    expect((await planRound(store, 'r', spec, 1, [otherTokens], 0, new Map())).devices.a.sourceRound).toBe(1);
+    const tokenized = (bos: number): DeviceView => ({
+      ...view('a', [shard('s1', 8)]),
+      tokenizer: { sha256: sha('t'), bos, eos: 2 },
+      policy: {
+        minCut: 2,
+        approvals: [{ sha256: sha('1'), model: 'm', cut: 2, tokenizer: sha('t'), specialTokens: { bos, eos: 2 } }],
+        defence: { mechanism: 'none' },
+      },
+    });
+    await putJson(store, keys.plan('rt', 0), await planRound(store, 'rt', spec, 0, [tokenized(1)], 0, new Map()));
+    await store.put(keys.activationManifest('rt', 'a', 0), '{}');
+    expect((await planRound(store, 'rt', spec, 1, [tokenized(1)], 0, new Map())).devices.a.sourceRound).toBe(0);
+    expect((await planRound(store, 'rt', spec, 1, [tokenized(3)], 0, new Map())).devices.a.sourceRound).toBe(1);
   });
 
   it("leaves out a device whose claimed rows pass the run's cap or its owner's declared count, before any URL is made", async () => {

@@ -23,8 +23,7 @@ export interface DeviceView {
   tokenTableSha256?: string;
   weightsSha256?: string;
   /** The tokenizer.json devices fetch (families whose tokenizer devices do not hold), and its start and end tokens. */
-  tokenizerSha256?: string;
-  specialTokens?: SpecialTokenIds;
+  tokenizer?: { sha256: string } & SpecialTokenIds;
   /** The device's shard listing, or why it could not be had. */
   shards: ShardSummary[] | Error;
   /** What the device's owner allows, or why it could not be had. */
@@ -40,7 +39,7 @@ const DEVICE_ENCODING = 2;
 export async function activationFingerprint(spec: RunSpec, d: DeviceView & { shards: ShardSummary[] }, padTokenId: number): Promise<string> {
   const shards = [...d.shards].sort((a, b) => a.name.localeCompare(b.name)).map((s) => [s.name, s.rows, s.etag]);
   const { batchSize, seqLen, dtype } = spec.training;
-  const tokenizer = d.tokenizerSha256 ?? 'r50k_base';
+  const tokenizer = d.tokenizer?.sha256 ?? 'r50k_base';
   return sha256Hex(
     JSON.stringify({
       shards,
@@ -55,7 +54,7 @@ export async function activationFingerprint(spec: RunSpec, d: DeviceView & { sha
       labels: spec.task.labels,
       padTokenId,
       tokenizer,
-      specialTokens: d.specialTokens ?? null,
+      specialTokens: d.tokenizer ? { bos: d.tokenizer.bos, eos: d.tokenizer.eos } : null,
       encoding: DEVICE_ENCODING,
     }),
   );
@@ -92,8 +91,7 @@ export async function planRound(
       cut: v.cut,
       tokenTable: v.tokenTableSha256,
       weights: v.weightsSha256,
-      tokenizer: v.tokenizerSha256,
-      specialTokens: v.specialTokens,
+      tokenizer: v.tokenizer,
       task: spec.task.kind,
       seqLen: spec.training.seqLen,
     });

@@ -39,8 +39,7 @@ export async function roundPolicy(env: Bindings, request: Omit<RoundRequest, 'up
       cut: request.cut,
       tokenTable: request.tokenTable?.sha256,
       weights: request.weights?.sha256,
-      tokenizer: request.tokenizer?.sha256,
-      specialTokens: request.tokenizer && { bos: request.tokenizer.bos, eos: request.tokenizer.eos },
+      tokenizer: request.tokenizer,
       task: request.task,
       seqLen: request.seqLen,
     }) ??

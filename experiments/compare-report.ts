@@ -43,11 +43,13 @@ function sweepTable(studies: TopicStudy[]): string[] {
     `|---|---|${rates.map(() => '---|').join('')}---|`,
     ...swept.flatMap((s) =>
       [
-        ...Object.entries(s.sweep!.accuracy),
-        ...Object.entries(s.interleavedSweep?.accuracy ?? {}).map(([, byLr]) => [`splitfrozen, ${INTERLEAVED}`, byLr] as const),
+        ...Object.entries(s.sweep!.accuracy).map(([m, byLr]) => [m, byLr, s.sweep!.chosen[m as MethodName]] as const),
+        ...Object.values(s.interleavedSweep?.accuracy ?? {}).map(
+          (byLr) => [`splitfrozen, ${INTERLEAVED}`, byLr, s.interleavedSweep!.chosen.splitfrozen] as const,
+        ),
       ].map(
-        ([m, byLr]) =>
-          `| ${where(s)} | ${m} | ${rates.map((lr) => (byLr[lr] === undefined ? '-' : `${(100 * byLr[lr]).toFixed(1)}%`)).join(' | ')} | ${m === `splitfrozen, ${INTERLEAVED}` ? s.interleavedSweep!.chosen.splitfrozen : s.sweep!.chosen[m as MethodName]} |`,
+        ([m, byLr, chosen]) =>
+          `| ${where(s)} | ${m} | ${rates.map((lr) => (byLr[lr] === undefined ? '-' : `${(100 * byLr[lr]).toFixed(1)}%`)).join(' | ')} | ${chosen} |`,
       ),
     ),
     '',

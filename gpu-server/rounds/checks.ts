@@ -108,6 +108,8 @@ export async function verify(
   if (b.dtype !== src.dtype) return `hidden states are ${b.dtype}, the run's dtype is ${src.dtype}`;
   if (b.nEmbd !== src.nEmbd) return `hidden size ${b.nEmbd}, the model's is ${src.nEmbd}`;
   if (b.rows !== entry.rows || b.seqLen !== entry.seqLen) return `shape [${b.rows}, ${b.seqLen}] differs from the manifest's [${entry.rows}, ${entry.seqLen}]`;
+  const masked = maskProblem(b.mask, b.rows, b.seqLen);
+  if (masked) return masked;
   // A NaN or an infinity would reach the adapters and every checkpoint after; a label outside the task, the loss.
   const { perToken, classes } = src.labels;
   if (b.labels.length !== (perToken ? b.rows * b.seqLen : b.rows)) return `${b.labels.length} labels; the task needs one per ${perToken ? 'position' : 'row'}`;
@@ -119,4 +121,21 @@ export async function verify(
   if (over >= 0)
     return `position ${over}'s hidden state is not finite or its norm exceeds ${normBound.toPrecision(4)}, the bound at cut ${src.cut} under its defence`;
   return { ...b, key, bytes: bytes.byteLength };
+}
+
+/**
+ * What is wrong with an attention mask [rows, seqLen], if anything: the server's attention scales and fills with the
+ * mask's values and counts positions from their sum, so only what a tokenizer gives passes: 0s and 1s, each row's
+ * real positions first (right-padded, as every device pads) and at least one of them.
+ */
+function maskProblem(mask: ArrayLike<number>, rows: number, seqLen: number): string | undefined {
+  for (let r = 0; r < rows; r++) {
+    if (mask[r * seqLen] !== 1) return `row ${r}'s attention mask starts with ${mask[r * seqLen]}: a row starts with a real position (1)`;
+    for (let p = 1, last = 1; p < seqLen; p++) {
+      const m = mask[r * seqLen + p];
+      if ((m !== 0 && m !== 1) || m > last) return `row ${r}'s attention mask is ${m} at position ${p}: right-padded 1s then 0s only`;
+      last = m;
+    }
+  }
+  return undefined;
 }

@@ -66,6 +66,27 @@ describe('activation feed against a lying device', () => {
     );
   });
 
+  it('refuses attention masks no tokenizer gives: values past 0 and 1, a hole, a row with no real position', async () => {
+    // The server's attention scales and fills with the mask's values, and Llama counts positions from their sum.
+    const masks = [
+      [2e9, -7, 0, 1, 1, 1],
+      [1, 0, 1, 1, 1, 1],
+      [0, 0, 0, 1, 1, 1],
+      [1, 1, 0, 1, 0, 0],
+    ];
+    await vouched(
+      'r-mask',
+      masks.map((m, i) => batchBytes('r-mask', i, { mask: Int32Array.from(m) })),
+    );
+    const rejected: string[] = [];
+    expect(await drain(activationFeed(store, src('r-mask', 4), { onReject: (_, why) => rejected.push(why) }))).toEqual([3]);
+    expect(rejected).toEqual([
+      "row 0's attention mask starts with 2000000000: a row starts with a real position (1)",
+      "row 0's attention mask is 1 at position 2: right-padded 1s then 0s only",
+      "row 0's attention mask starts with 0: a row starts with a real position (1)",
+    ]);
+  });
+
   it('fails a device whose manifest disagrees with the plan: segment, dtype, rows, batch shapes, clip', async () => {
     const ok = batchBytes('r-m', 0);
     await vouched('r-m1', [ok], { modelSha256: 'y' });

@@ -28,7 +28,16 @@ export const D = 8;
 export function batchBytes(
   runId: string,
   index: number,
-  { cut = 2, device = 'dev', rows = 2, seq = 3, label = index % 2, labels = new Int32Array(rows).fill(label), hidden = (i: number) => index + i / 100 } = {},
+  {
+    cut = 2,
+    device = 'dev',
+    rows = 2,
+    seq = 3,
+    label = index % 2,
+    labels = new Int32Array(rows).fill(label),
+    hidden = (i: number) => index + i / 100,
+    mask = new Int32Array(rows * seq).fill(1),
+  } = {},
 ) {
   return encodeActivationBatch(
     {
@@ -41,7 +50,7 @@ export function batchBytes(
       seqLen: seq,
       nEmbd: D,
       hidden: Float32Array.from({ length: rows * seq * D }, (_, i) => hidden(i)),
-      mask: new Int32Array(rows * seq).fill(1),
+      mask,
       labels,
     },
     'fp32',

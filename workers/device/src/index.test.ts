@@ -319,6 +319,43 @@ describe('device worker under workerd', () => {
     }
   });
 
+  it('a segment approved at deploy time (APPROVED_SEGMENTS) is not changed or revoked through /approvals, which says where it is', async () => {
+    const sha = 'ab'.repeat(32);
+    const options = { id: 'device-d', ownerToken: 'owner-token', masterSecret: 'round-secret', storageOrigins: [STORAGE], stateDir: `${dir}-d` };
+    // Approved through /approvals first, then listed at deploy time too: the stored approval no longer decides.
+    const before = await startDevice(options);
+    const stored = await fetch(new URL(`/approvals/${sha}`, before.url), {
+      method: 'PUT',
+      headers: owner,
+      body: JSON.stringify({ model: 'gpt2', cut: 2, defence: 'high' }),
+    });
+    expect(stored.status).toBe(201);
+    await before.stop();
+    const deployed = await startDevice({ ...options, vars: { APPROVED_SEGMENTS: JSON.stringify([{ sha256: sha, model: 'gpt2', cut: 2, defence: 'off' }]) } });
+    try {
+      const at = new URL(`/approvals/${sha}`, deployed.url);
+      const listed = async () =>
+        ((await (await fetch(new URL('/approvals', deployed.url), { headers: owner })).json()).approvals as Array<{ defence?: { mechanism: string } }>).map(
+          (a) => a.defence?.mechanism,
+        );
+      expect(await listed()).toEqual(['none', 'gaussian']);
+      const fixed = `segment ${sha} is approved in APPROVED_SEGMENTS, which decides its rounds: change or remove it there and deploy again`;
+      // Revoking answers that it did not revoke, and deletes the stored approval, which would decide once the deploy's is gone.
+      const del = await fetch(at, { method: 'DELETE', headers: owner });
+      expect([del.status, await del.json()]).toEqual([409, { error: `${fixed} (the approval stored here is deleted)` }]);
+      expect(await listed()).toEqual(['none']);
+      // A stricter approval stored beside it would be listed and never apply.
+      const put = await fetch(at, { method: 'PUT', headers: owner, body: JSON.stringify({ model: 'gpt2', cut: 2, defence: 'high' }) });
+      expect([put.status, await put.json()]).toEqual([409, { error: fixed }]);
+      const again = await fetch(at, { method: 'DELETE', headers: owner });
+      expect([again.status, await again.json()]).toEqual([409, { error: fixed }]);
+      expect(await listed()).toEqual(['none']);
+    } finally {
+      await deployed.stop();
+      await rm(`${dir}-d`, { recursive: true, force: true });
+    }
+  });
+
   it('a misconfigured device (APPROVED_SEGMENTS not JSON) answers 500, naming the setting and the fix to its owner only', async () => {
     const broken = await startDevice({
       id: 'device-b',

@@ -362,6 +362,31 @@ describe("the owner's defence on a device", () => {
     }
   });
 
+  it.each(['deleted', 'replaced'] as const)('stops a running round when its owner has %s the shard, and uploads nothing of it after', async (how) => {
+    const runId = `run-${how}`;
+    const diary = (entry: string) => Array.from({ length: 200 }, (_, i) => ({ text: `${entry} ${i}`, text_pair: 'about my health', label: LABELS[i % 3] }));
+    const put = (rows: object[]) =>
+      fetch(new URL(`/shards/${runId}?format=jsonl`, device.url), {
+        method: 'PUT',
+        headers: { authorization: 'Bearer owner' },
+        body: rows.map((r) => JSON.stringify(r)).join('\n'),
+      });
+    expect((await put(diary('private diary entry'))).status).toBe(201);
+    await client.startRound(await plan(runId, { shards: [runId], rows: 200, batchSize: 1 }));
+    while ((await client.roundStatus(runId, 0)).batchesDone < 2);
+    const changed =
+      how === 'deleted'
+        ? await fetch(new URL(`/shards/${runId}`, device.url), { method: 'DELETE', headers: { authorization: 'Bearer owner' } })
+        : await put(diary('another diary entry'));
+    expect(changed.status).toBe(how === 'deleted' ? 204 : 201);
+    const atChange = (await client.roundStatus(runId, 0)).batchesDone;
+    const status = await client.waitForRound(runId, 0);
+    expect([status.state, status.error]).toEqual(['failed', `shard '${runId}' was ${how} by its owner during the round: no more of it is uploaded`]);
+    // The piece running when the shard changed may finish its one batch; none after it.
+    const stored = (await storedKeys(runId)).filter((k) => k.endsWith('.safetensors'));
+    expect(stored.length).toBeLessThanOrEqual(atChange + 1);
+  });
+
   it('uploads a row bit-equal again in another run with another batch size and length: copies average to nothing new', async () => {
     await device.approve({ sha256: modelSha, model: 'tiny-gpt2', cut: CUT, defence: LEVELS.medium });
     try {

@@ -21,7 +21,7 @@ import { groupMechanism, groupsContext } from '../../../core/privacy/groups.ts';
 import { sanitiser } from '../../../core/privacy/sanitise.ts';
 import { loadGroups } from './groups-store.ts';
 import { defenceKey } from '../../../core/privacy/stream.ts';
-import { listShards, loadShard } from './shard-store.ts';
+import { listShards, loadShard, shardChanged, shardsGone } from './shard-store.ts';
 import { putWithRetry } from './upload.ts';
 import { reportable, RoundError, step } from './errors.ts';
 
@@ -36,6 +36,8 @@ interface Job {
   /** The defence the stored batches were uploaded under (canonicalDefence), and the segment's clip norm. */
   defence?: string;
   clip?: number;
+  /** The shards the round reads, each with its version when first read: a pair, as shard names may look like numbers. */
+  shards?: Array<[string, string]>;
 }
 
 /** Failed attempts kept in the status: the newest ones. */
@@ -151,7 +153,9 @@ export class RoundRunner extends DurableObject<Bindings> {
       Object.assign(job, { defence: canonicalDefence(defence), clip: undefined });
       Object.assign(job.status, { batchesDone: 0, tokens: 0, forwardMs: 0 });
     }
-    const rows = (this.rows ??= await this.loadRows(r));
+    const gone = job.shards && (await shardsGone(this.env, job.shards));
+    if (gone) throw new RoundError(gone);
+    const rows = (this.rows ??= await this.loadRows(r, job));
     if (!this.batches) {
       const tokenizer = await step('the tokenizer', () => roundTokenizer(r));
       const batches: EncodedRows[] = [];
@@ -241,8 +245,11 @@ export class RoundRunner extends DurableObject<Bindings> {
   }
 
   /** The rows of the round's shards (all of the round's task; by default every shard of that task). */
-  private async loadRows(r: Job['request']): Promise<Row[]> {
+  /** The rows of the round's shards, in order; the first read records which shards and versions (`job.shards`). */
+  private async loadRows(r: Job['request'], job: Job): Promise<Row[]> {
+    // Read again (a restarted object): the same shards, though a new one of the task may have come since.
     const names =
+      job.shards?.map(([name]) => name) ??
       r.shards ??
       (await step("the list of this device's shards", () => listShards(this.env)))
         .filter((s) => s.task === r.task)
@@ -250,9 +257,11 @@ export class RoundRunner extends DurableObject<Bindings> {
         .sort();
     if (names.length === 0) throw new RoundError(`this device holds no ${r.task} shards`);
     const rows: Row[] = [];
+    const read: Array<[string, string]> = [];
     for (const name of names) {
       const shard = await step(`reading shard '${name}'`, () => loadShard(this.env, name));
       if (!shard) throw new RoundError(`no shard named '${name}' on this device`);
+      read.push([name, shard.version]);
       if (shard.task !== r.task) throw new RoundError(`shard '${name}' is a ${shard.task} shard; the round is ${r.task}`);
       // Labels are no secret: the shard listing the server reads holds them.
       if (shard.labels.join('\n') !== r.labels.join('\n')) {
@@ -260,6 +269,9 @@ export class RoundRunner extends DurableObject<Bindings> {
       }
       rows.push(...shard.rows);
     }
+    const replaced = job.shards?.find(([, version], i) => read[i]![1] !== version);
+    if (replaced) throw new RoundError(shardChanged(replaced[0], 'replaced'));
+    job.shards ??= read;
     return rows;
   }
 }

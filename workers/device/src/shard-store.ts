@@ -60,7 +60,10 @@ export async function listShards(env: Bindings): Promise<ShardInfo[]> {
 
 const taskOf = (meta: Record<string, string>): RoundTask => (meta.task === 'generation' ? 'generation' : 'classification');
 
-export type ShardRows = { task: 'classification'; rows: Example[]; labels: string[] } | { task: 'generation'; rows: GenerationExample[]; labels: [] };
+/** A shard's rows, and its storage etag (`version`): a new PUT of the shard gives a new one. */
+export type ShardRows = ({ task: 'classification'; rows: Example[]; labels: string[] } | { task: 'generation'; rows: GenerationExample[]; labels: [] }) & {
+  version: string;
+};
 
 export async function loadShard(env: Bindings, name: string): Promise<ShardRows | undefined> {
   const obj = await env.SHARDS.get(shardKey(name));
@@ -74,6 +77,22 @@ export async function loadShard(env: Bindings, name: string): Promise<ShardRows 
         .filter(Boolean)
         .map((l) => JSON.parse(l) as GenerationExample),
       labels: [],
+      version: obj.etag,
     };
-  return { task: 'classification', rows: deserializeRows(text), labels: JSON.parse(obj.customMetadata?.labels ?? '[]') };
+  return { task: 'classification', rows: deserializeRows(text), labels: JSON.parse(obj.customMetadata?.labels ?? '[]'), version: obj.etag };
 }
+
+/**
+ * Why a round may no longer upload from the shards it read (name and version each), or undefined: one its owner has
+ * deleted or replaced since. The round's rows are held in memory between pieces, so only this stops them going up.
+ */
+export async function shardsGone(env: Bindings, read: ReadonlyArray<readonly [string, string]>): Promise<string | undefined> {
+  for (const [name, version] of read) {
+    const now = (await env.SHARDS.head(shardKey(name)))?.etag;
+    if (now !== version) return shardChanged(name, now === undefined ? 'deleted' : 'replaced');
+  }
+  return undefined;
+}
+
+export const shardChanged = (name: string, how: 'deleted' | 'replaced') =>
+  `shard '${name}' was ${how} by its owner during the round: no more of it is uploaded`;

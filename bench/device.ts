@@ -272,7 +272,7 @@ async function llamaCut1() {
     shape: {
       model: 'Llama-3.2-1B (random weights, published shapes)',
       cut: 1,
-      weights: 'int8 (DynamicQuantizeMatMul), token table outside the graph',
+      weights: 'int8 (per-position activation scales, MatMulInteger), token table outside the graph',
       graphKB: round(external.onnx.byteLength / 1024),
       externalDataMB: round(external.data.byteLength / 2 ** 20),
     },

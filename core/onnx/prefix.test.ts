@@ -84,6 +84,21 @@ describe('ONNX device prefix', () => {
       },
     );
 
+    // The noise of a defence is the same for the same tokens 0..p, so copies of a row average to nothing new only if
+    // the clean values are the same too: no other row, padding or length may move them (docs/SECURITY.md).
+    it.each(CUTS)("cut %i: a row's positions are the same, bit for bit, alone and in a padded batch of other rows", async (cut) => {
+      const bytes = exportPrefix(model, { cut, weights: 'int8' });
+      const [, b] = BATCHES[3];
+      const inBatch = await runPrefix(ort, bytes, b);
+      const d = TINY.nEmbd;
+      for (const row of [1, 2]) {
+        const length = b.lengths[row];
+        const ids = b.ids.slice(row * b.T, row * b.T + length);
+        const alone = await runPrefix(ort, bytes, { B: 1, T: length, ids, mask: new Int32Array(length).fill(1), lengths: [length] });
+        expect(inBatch.subarray(row * b.T * d, (row * b.T + length) * d)).toEqual(alone);
+      }
+    });
+
     it('with the int8 token table outside the graph, matches the in-graph int8 prefix', async () => {
       const [, b] = BATCHES[0];
       const inGraph = await runPrefix(ort, exportPrefix(model, { cut: 2, weights: 'int8' }), b);

@@ -4,9 +4,9 @@
  * cut. Same padding conventions as every other implementation (core/model/masking.ts). The blocks themselves are the
  * family's (`Family.prefixBlocks`, in its folder); what surrounds them is shared here.
  *
- * weights 'int8': every block linear is stored as int8 with a per-column scale and runs as DynamicQuantizeMatMul
- * (measured 2-3x faster than dequantize-then-MatMul in onnxruntime-web, and smaller); the token embedding table is
- * int8 with a per-row scale. Position embeddings and norms stay float32.
+ * weights 'int8': every block linear is stored as int8 with a per-column scale and runs as an integer product
+ * (MatMulInteger) of activations quantized per position (one scale per row of [B * T, d]); the token embedding table
+ * is int8 with a per-row scale. Position embeddings and norms stay float32.
  *
  * tokenEmbedding 'input': the graph takes `inputs_embeds` [B, T, d] float32 instead of `input_ids`, and the caller
  * looks token rows up itself (core/onnx/embedding.ts). The vocabulary table then stays outside the ONNX session,
@@ -60,6 +60,8 @@ function prefixGraph(model: Model, { cut, weights = 'fp32', tokenEmbedding = 'gr
   const d = c.nEmbd;
   const p = (name: string) => requireParam(model.params, name);
   const f32 = (name: string, dims: number[]) => g.initializer(name, DT.FLOAT, dims, p(name));
+  let activationZero = '';
+  const zeroPoint = () => (activationZero ||= g.initializer('activation_zero_point', DT.UINT8, [], new Uint8Array([128])));
   const linear = (x: string, name: string, w: Float32Array, inp: number, out: number, bias?: Float32Array): string => {
     const b = bias ? g.initializer(`${name}.bias`, DT.FLOAT, [out], bias) : '';
     if (weights === 'fp32') {
@@ -69,7 +71,14 @@ function prefixGraph(model: Model, { cut, weights = 'fp32', tokenEmbedding = 'gr
     const q = quantizeInt8(w, inp, out, 'column');
     const wq = g.initializer(`${name}.weight_int8`, DT.INT8, [inp, out], q.values);
     const ws = g.initializer(`${name}.weight_scale`, DT.FLOAT, [out], q.scales);
-    return g.op('DynamicQuantizeMatMul', [x, wq, ws, '', b], {}, 'com.microsoft');
+    // Each position's activations quantized with a scale of their own (symmetric, stored as uint8 around 128), so a
+    // position's output depends on its own row only: never on the other rows, the padding or the length of the
+    // batch, which a per-tensor scale (DynamicQuantizeMatMul) would let the server vary at will (docs/SECURITY.md).
+    const scale = g.op('Div', [g.op('Max', [g.op('ReduceMax', [g.op('Abs', [x]), g.ints([-1])], { keepdims: 1 }), g.float(1e-30)]), g.float(127)]);
+    const xq = g.op('Cast', [g.op('Add', [g.op('Round', [g.op('Div', [x, scale])]), g.float(128)])], { to: DT.UINT8 });
+    const products = g.op('MatMulInteger', [xq, wq, zeroPoint()]);
+    const y = g.op('Mul', [g.op('Mul', [g.op('Cast', [products], { to: DT.FLOAT }), scale]), ws]);
+    return bias ? g.op('Add', [y, b]) : y;
   };
 
   // Token embeddings.

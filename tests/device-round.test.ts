@@ -12,6 +12,7 @@ import { deviceSecret, sha256Hex, signRequest } from '../core/auth/signing.ts';
 import { gpt2Config } from '../core/model/gpt2/config.ts';
 import { initModel } from '../core/model/gpt2/init.ts';
 import { exportPrefix, PREFIX_OUTPUT } from '../core/onnx/prefix.ts';
+import { deviceSegment } from '../core/onnx/segment.ts';
 import { lookupTokens, tokenTable, tokenTableTensors } from '../core/onnx/embedding.ts';
 import { serializeSafetensors } from '../core/tensors/safetensors.ts';
 import { keys } from '../core/storage/keys.ts';
@@ -385,6 +386,36 @@ describe("the owner's defence on a device", () => {
     // The piece running when the shard changed may finish its one batch; none after it.
     const stored = (await storedKeys(runId)).filter((k) => k.endsWith('.safetensors'));
     expect(stored.length).toBeLessThanOrEqual(atChange + 1);
+  });
+
+  it("fails a forged token table as a hash mismatch alone, whether or not its vocabulary holds the shard's tokens", async () => {
+    const seg = await deviceSegment(model, CUT, 'int8');
+    await store.put(keys.devicePrefix(seg.sha256, CUT), seg.onnx);
+    await store.put(keys.segmentWeights(seg.weights!.sha256), seg.weights!.bytes);
+    await store.put(keys.tokenTable(seg.tokenTable!.sha256), seg.tokenTable!.bytes);
+    await device.approveSegment(model, 'tiny-gpt2', CUT, 'int8', { defence: LEVELS.off });
+    // A header that stops the vocabulary below every token of the shard, and one past GPT-2's: had the first failed
+    // otherwise than the second, a server could search for the shard's largest token id.
+    const errors = [];
+    for (const vocab of [100, 60_000]) {
+      const forged = serializeSafetensors({ 'wte.weight': { dtype: 'F32', shape: [vocab, 4], data: new Float32Array(vocab * 4) } });
+      const key = `runs/forged/table-${vocab}.safetensors`;
+      await store.put(key, forged);
+      const request = await plan(`run-forged-${vocab}`, {
+        modelSha256: seg.sha256,
+        tokenTableSha256: seg.tokenTable!.sha256,
+        weightsSha256: seg.weights!.sha256,
+        shards: ['nli'],
+      });
+      request.tokenTable!.url = await viaProxy.presignGet(key, 600);
+      const status = await runRound(request);
+      errors.push([status.state, status.error?.replace(/got [0-9a-f]{64}/, 'got …')]);
+    }
+    const mismatch = `token table hash mismatch: expected ${seg.tokenTable!.sha256}, got …`;
+    expect(errors).toEqual([
+      ['failed', mismatch],
+      ['failed', mismatch],
+    ]);
   });
 
   // int8: each position's activations take a scale of their own, so no other row, padding or length moves it.

@@ -82,6 +82,9 @@ export { ort };
  * The rows of `ids` from a token table, read so that what storage sees does not depend on them: the whole table is
  * streamed once, through a digest, and only the rows of `ids` are kept as they pass. The rows are returned only
  * if the table's SHA-256 matches. (Reading rows by byte range would tell storage which tokens the shard holds.)
+ * Whatever the table's bytes, the device reads all of them and a table other than the approved one fails as a hash
+ * mismatch alone: a forged header whose vocabulary stops below a shard's token would otherwise fail sooner, and
+ * otherwise worded, telling its server whether the shard holds a token past it.
  */
 export async function shardTokenTable(table: { sha256: string; url: string }, ids: Iterable<number>): Promise<TokenTable> {
   const res = await storageFetch('tokenTable.url', table.url);
@@ -90,9 +93,34 @@ export async function shardTokenTable(table: { sha256: string; url: string }, id
   if (!Number.isSafeInteger(size) || size <= 0) throw new RoundError('token table GET: no content-length');
   const digest = new crypto.DigestStream('SHA-256');
   const writer = digest.getWriter();
-  const rows = await streamTokenRows(res.body, size, ids, 'token table', (chunk) => writer.write(chunk));
+  const source = res.body.getReader();
+  let read = 0;
+  const nextChunk = async () => {
+    const { done, value } = await source.read();
+    if (done) return undefined;
+    read += value.byteLength;
+    if (read > size) throw new RoundError(`token table GET: more than its content-length of ${size} bytes`);
+    await writer.write(value);
+    return value;
+  };
+  // Every chunk goes through the digest as the rows are taken from it; one pulled only when asked for.
+  const through = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const chunk = await nextChunk();
+        if (chunk) controller.enqueue(chunk);
+        else controller.close();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  const rows = await streamTokenRows(through, size, ids, 'token table').catch(async (e: unknown) => {
+    while (await nextChunk());
+    return e instanceof Error ? e : new Error(String(e));
+  });
   await writer.close();
   const actual = hex(await digest.digest);
   if (actual !== table.sha256) throw new ModelHashMismatch(`token table hash mismatch: expected ${table.sha256}, got ${actual}`);
+  if (rows instanceof Error) throw rows;
   return rows;
 }

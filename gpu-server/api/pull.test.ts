@@ -1,4 +1,4 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -25,6 +25,16 @@ function qAdapter(): AdapterWeights {
 const generation = { kind: 'generation' as const, labels: [] };
 
 describe('writeMerged', () => {
+  it("reads the base's dtype under newer transformers' key, `dtype`", async () => {
+    const base = join(work, 'base-dtype-key');
+    await writeModelFolder(base, tinyLlama(), { dtype: 'BF16' });
+    const config = JSON.parse(await readFile(join(base, 'config.json'), 'utf8'));
+    const { torch_dtype: dtype, ...rest } = config;
+    await writeFile(join(base, 'config.json'), JSON.stringify({ ...rest, dtype }));
+    const { dir } = await writeMerged(base, adapterFiles(qAdapter(), TINY_LLAMA, base), generation, join(work, 'out-dtype-key'));
+    expect(JSON.parse(await readFile(join(dir, 'config.json'), 'utf8')).torch_dtype).toBe('bfloat16');
+  });
+
   it.each(['BF16', 'F16', 'F32'] as const)('writes the merged model in its %s base dtype, with the adapter merged in', async (dtype) => {
     const base = join(work, `base-${dtype}`);
     await writeModelFolder(base, tinyLlama(), { dtype });

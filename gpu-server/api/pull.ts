@@ -30,12 +30,13 @@ const HALF_DTYPES: Record<string, WeightsDType> = { bfloat16: 'BF16', float16: '
 
 /**
  * The dtype the base's config.json names: what transformers loads with `torch_dtype="auto"` and what save_pretrained
- * writes again after merge_and_unload, so a BF16 base gives a BF16 merged model (half the bytes of F32).
+ * writes again after merge_and_unload, so a BF16 base gives a BF16 merged model (half the bytes of F32). Newer
+ * transformers write the key as `dtype`, older ones as `torch_dtype`.
  */
 async function baseDtype(modelDir: string): Promise<WeightsDType> {
   const source = folderSource(modelDir);
-  const config = parseJson(new TextDecoder().decode(await source.read(CONFIG_FILE)), source.path(CONFIG_FILE)) as { torch_dtype?: unknown };
-  const named = config.torch_dtype;
+  const config = parseJson(new TextDecoder().decode(await source.read(CONFIG_FILE)), source.path(CONFIG_FILE)) as { dtype?: unknown; torch_dtype?: unknown };
+  const named = config.dtype ?? config.torch_dtype;
   return typeof named === 'string' && Object.hasOwn(HALF_DTYPES, named) ? HALF_DTYPES[named] : 'F32';
 }
 

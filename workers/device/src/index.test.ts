@@ -334,22 +334,24 @@ describe('device worker under workerd', () => {
     const deployed = await startDevice({ ...options, vars: { APPROVED_SEGMENTS: JSON.stringify([{ sha256: sha, model: 'gpt2', cut: 2, defence: 'off' }]) } });
     try {
       const at = new URL(`/approvals/${sha}`, deployed.url);
-      const listed = async () =>
-        ((await (await fetch(new URL('/approvals', deployed.url), { headers: owner })).json()).approvals as Array<{ defence?: { mechanism: string } }>).map(
-          (a) => a.defence?.mechanism,
-        );
-      expect(await listed()).toEqual(['none', 'gaussian']);
+      type Listed = { defence?: { mechanism: string } };
+      const listed = async () => {
+        const policy = (await (await fetch(new URL('/approvals', deployed.url), { headers: owner })).json()) as { approvals: Listed[]; overridden: Listed[] };
+        return [policy.approvals, policy.overridden].map((list) => list.map((a) => a.defence?.mechanism));
+      };
+      // The stored one, stricter, is set apart: listed as an approval, it would seem to apply and never would.
+      expect(await listed()).toEqual([['none'], ['gaussian']]);
       const fixed = `segment ${sha} is approved in APPROVED_SEGMENTS, which decides its rounds: change or remove it there and deploy again`;
       // Revoking answers that it did not revoke, and deletes the stored approval, which would decide once the deploy's is gone.
       const del = await fetch(at, { method: 'DELETE', headers: owner });
       expect([del.status, await del.json()]).toEqual([409, { error: `${fixed} (the approval stored here is deleted)` }]);
-      expect(await listed()).toEqual(['none']);
+      expect(await listed()).toEqual([['none'], []]);
       // A stricter approval stored beside it would be listed and never apply.
       const put = await fetch(at, { method: 'PUT', headers: owner, body: JSON.stringify({ model: 'gpt2', cut: 2, defence: 'high' }) });
       expect([put.status, await put.json()]).toEqual([409, { error: fixed }]);
       const again = await fetch(at, { method: 'DELETE', headers: owner });
       expect([again.status, await again.json()]).toEqual([409, { error: fixed }]);
-      expect(await listed()).toEqual(['none']);
+      expect(await listed()).toEqual([['none'], []]);
     } finally {
       await deployed.stop();
       await rm(`${dir}-d`, { recursive: true, force: true });

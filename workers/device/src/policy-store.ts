@@ -8,19 +8,27 @@ import { groupsKey } from './groups-store.ts';
 
 export const approvalKey = (sha256: string) => `approvals/${sha256}.json`;
 
-export async function loadPolicy(env: Bindings): Promise<DevicePolicy> {
+/**
+ * The owner's policy: APPROVED_SEGMENTS, then the approvals stored here. One stored for a segment that
+ * APPROVED_SEGMENTS also lists (stored before the deploy listed it) decides nothing: it is set apart as `overridden`,
+ * for its owner to see and delete, never listed as an approval.
+ */
+export async function loadPolicy(env: Bindings): Promise<DevicePolicy & { overridden: SegmentApproval[] }> {
   const { minCut, approvedSegments, defence } = deviceSettings(env);
   const approvals: SegmentApproval[] = [...approvedSegments];
+  const overridden: SegmentApproval[] = [];
   let cursor: string | undefined;
   do {
     const page = await env.SHARDS.list({ prefix: 'approvals/', cursor });
     for (const o of page.objects) {
       const stored = await env.SHARDS.get(o.key);
-      if (stored) approvals.push(storedApproval(await stored.json()));
+      if (!stored) continue;
+      const approval = storedApproval(await stored.json());
+      (approvedSegments.some((a) => a.sha256 === approval.sha256) ? overridden : approvals).push(approval);
     }
     cursor = page.truncated ? page.cursor : undefined;
   } while (cursor);
-  return { minCut, approvals, defence };
+  return { minCut, approvals, defence, overridden };
 }
 
 /** The least length of DEFENCE_SECRET: the key of the defence's noise, which no one else may guess. */

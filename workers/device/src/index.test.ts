@@ -179,7 +179,7 @@ describe('device worker under workerd', () => {
     const sha = (c: string) => c.repeat(64);
     const approvals = () => fetch(at('/approvals'), { headers: owner }).then((r) => r.json());
     // Unless the owner sets one per segment, uploads carry the device's defence: DEFENCE, by default the default level.
-    expect(await approvals()).toEqual({ minCut: 2, approvals: [], defence: LEVELS[DEFAULT_LEVEL] });
+    expect(await approvals()).toEqual({ minCut: 2, approvals: [], defence: LEVELS[DEFAULT_LEVEL], overridden: [] });
     const approve = (hash: string, body: object, headers: Record<string, string> = owner) =>
       fetch(at(`/approvals/${hash}`), { method: 'PUT', headers, body: JSON.stringify(body) });
     // Only the owner approves, and never below the minimum cut.

@@ -7,7 +7,7 @@ import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import * as ortWeb from 'onnxruntime-web';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { deviceSecret, sha256Hex, signRequest } from '../core/auth/signing.ts';
 import { gpt2Config } from '../core/model/gpt2/config.ts';
 import { initModel } from '../core/model/gpt2/init.ts';
@@ -26,7 +26,7 @@ import { buildRoundRequest, type DeviceRoundPlan } from '../gpu-server/rounds/re
 import { startDevice, type RunningDevice } from '../infra/local/device.ts';
 import { startS3, type RunningS3 } from '../infra/local/s3.ts';
 import { startFaultProxy, type FaultProxy } from '../infra/local/fault-proxy.ts';
-import { maxAbsDiff, paddingZeroed } from './fixtures.ts';
+import { maxAbsDiff, paddingZeroed, wholeBatchQuantizedSegment } from './fixtures.ts';
 
 // One thread, as a Worker runs it.
 ortWeb.env.wasm.numThreads = 1;
@@ -373,6 +373,8 @@ describe("the owner's defence on a device", () => {
         body: rows.map((r) => JSON.stringify(r)).join('\n'),
       });
     expect((await put(diary('private diary entry'))).status).toBe(201);
+    // Gone after the test, so that the rounds of other tests, which take every shard of their task, never meet it.
+    onTestFinished(async () => void (await fetch(new URL(`/shards/${runId}`, device.url), { method: 'DELETE', headers: { authorization: 'Bearer owner' } })));
     await client.startRound(await plan(runId, { shards: [runId], rows: 200, batchSize: 1 }));
     while ((await client.roundStatus(runId, 0)).batchesDone < 2);
     const changed =
@@ -388,33 +390,56 @@ describe("the owner's defence on a device", () => {
     expect(stored.length).toBeLessThanOrEqual(atChange + 1);
   });
 
-  it("fails a forged token table as a hash mismatch alone, whether or not its vocabulary holds the shard's tokens", async () => {
+  it("fails a forged token table as a hash mismatch alone, after reading all of it, whatever its header says of the shard's tokens", async () => {
     const seg = await deviceSegment(model, CUT, 'int8');
     await store.put(keys.devicePrefix(seg.sha256, CUT), seg.onnx);
     await store.put(keys.segmentWeights(seg.weights!.sha256), seg.weights!.bytes);
     await store.put(keys.tokenTable(seg.tokenTable!.sha256), seg.tokenTable!.bytes);
     await device.approveSegment(model, 'tiny-gpt2', CUT, 'int8', { defence: LEVELS.off });
-    // A header that stops the vocabulary below every token of the shard, and one past GPT-2's: had the first failed
-    // otherwise than the second, a server could search for the shard's largest token id.
-    const errors = [];
-    for (const vocab of [100, 60_000]) {
-      const forged = serializeSafetensors({ 'wte.weight': { dtype: 'F32', shape: [vocab, 4], data: new Float32Array(vocab * 4) } });
-      const key = `runs/forged/table-${vocab}.safetensors`;
+    // Vocabularies that stop below every token of the shard and past GPT-2's, and rows far wider than the segment's
+    // (which would size the rows kept at the shard's count of distinct tokens): had any failed otherwise than the
+    // others, or sooner, a server could search for the shard's largest token id. A filler makes each table large
+    // enough that a device hanging up early would leave its GET incomplete.
+    const forgeries: Array<[string, number, number]> = [
+      ['vocabulary of 100', 100, config.nEmbd],
+      ['vocabulary of 60,000', 60_000, config.nEmbd],
+      ['rows of width 2^20', 100, 1 << 20],
+    ];
+    const outcomes: unknown[][] = [];
+    for (const [what, vocab, width] of forgeries) {
+      const forged = serializeSafetensors({
+        'wte.weight_int8': { dtype: 'I8', shape: [vocab, width], data: new Int8Array(vocab * width) },
+        'wte.weight_scale': { dtype: 'F32', shape: [vocab], data: new Float32Array(vocab).fill(1) },
+        filler: { dtype: 'U8', shape: [16 << 20], data: new Uint8Array(16 << 20) },
+      });
+      const key = `runs/forged/table-${outcomes.length}.safetensors`;
       await store.put(key, forged);
-      const request = await plan(`run-forged-${vocab}`, {
+      const request = await plan(`run-forged-${outcomes.length}`, {
         modelSha256: seg.sha256,
         tokenTableSha256: seg.tokenTable!.sha256,
         weightsSha256: seg.weights!.sha256,
         shards: ['nli'],
       });
       request.tokenTable!.url = await viaProxy.presignGet(key, 600);
+      const seenBefore = proxy.seen.length;
       const status = await runRound(request);
-      errors.push([status.state, status.error?.replace(/got [0-9a-f]{64}/, 'got …')]);
+      const gets = proxy.seen.slice(seenBefore).filter((r) => r.method === 'GET' && r.path.endsWith(key));
+      outcomes.push([what, status.state, status.error?.replace(/got [0-9a-f]{64}/, 'got …'), gets.map((g) => g.complete)]);
     }
     const mismatch = `token table hash mismatch: expected ${seg.tokenTable!.sha256}, got …`;
-    expect(errors).toEqual([
-      ['failed', mismatch],
-      ['failed', mismatch],
+    expect(outcomes).toEqual(forgeries.map(([what]) => [what, 'failed', mismatch, [true]]));
+  });
+
+  it('refuses to run a segment approved before 2026-12-07 that quantizes the whole batch with one scale, saying what to do', async () => {
+    const old = wholeBatchQuantizedSegment(config.nEmbd);
+    const sha = await sha256Hex(old);
+    await store.put(keys.devicePrefix(sha, CUT), old);
+    await device.approve({ sha256: sha, model: 'tiny-gpt2', cut: CUT, defence: LEVELS.medium });
+    const status = await runRound(await plan('run-whole-batch', { modelSha256: sha, shards: ['nli'] }));
+    expect([status.state, status.batchesDone, status.error]).toEqual([
+      'failed',
+      0,
+      expect.stringMatching(/^model segment: it quantizes activations with one scale over the whole batch \(DynamicQuantizeMatMul\)/),
     ]);
   });
 

@@ -6,6 +6,8 @@ import { llamaConfig, type LlamaConfig } from '../core/model/llama/config.ts';
 import { initLlama } from '../core/model/llama/init.ts';
 import type { LlamaModel } from '../core/model/llama/weights.ts';
 import { Random } from '../core/random.ts';
+import { DT, GraphBuilder } from '../core/onnx/graph.ts';
+import { PREFIX_OPSET, PREFIX_OUTPUT } from '../core/onnx/prefix.ts';
 
 export const TINY: GPT2Config = gpt2Config({ nLayer: 4, nEmbd: 32, nHead: 4, nInner: 64, nPositions: 32, vocabSize: 97, numLabels: 3, padTokenId: 0 });
 
@@ -110,4 +112,25 @@ export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): numbe
     den += b[i]! ** 2;
   }
   return Math.sqrt(num / den);
+}
+
+/**
+ * A prefix of width `d` as segments were exported before 2026-12-07: one linear that quantizes the whole batch's
+ * activations with one scale (DynamicQuantizeMatMul), which devices now refuse to run.
+ */
+export function wholeBatchQuantizedSegment(d: number): Uint8Array {
+  const g = new GraphBuilder();
+  const w = g.initializer('w', DT.INT8, [d, d], new Int8Array(d * d).fill(1));
+  const scale = g.initializer('w_scale', DT.FLOAT, [d], new Float32Array(d).fill(0.01));
+  const y = g.op('DynamicQuantizeMatMul', ['inputs_embeds', w, scale], {}, 'com.microsoft');
+  return g.build({
+    name: 'whole-batch-prefix',
+    inputs: [
+      { name: 'inputs_embeds', type: DT.FLOAT, dims: ['batch', 'sequence', d] },
+      { name: 'attention_mask', type: DT.INT64, dims: ['batch', 'sequence'] },
+    ],
+    outputs: [{ name: PREFIX_OUTPUT, type: DT.FLOAT, dims: ['batch', 'sequence', d], from: y }],
+    opset: PREFIX_OPSET,
+    metadata: { weights: 'int8' },
+  });
 }

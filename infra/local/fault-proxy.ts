@@ -20,8 +20,11 @@ export interface FaultProxy {
   chaos(rate: number, seed?: number): void;
   /** Requests that were failed on purpose, as "KIND METHOD path". */
   failed: string[];
-  /** Every request seen: method, path without query, and its Range header if any. */
-  seen: Array<{ method: string; path: string; range?: string }>;
+  /**
+   * Every request seen: method, path without query, its Range header if any, and whether the whole answer went out
+   * (`complete`; unset while it is under way, or where the client hung up before the end).
+   */
+  seen: Array<{ method: string; path: string; range?: string; complete?: boolean }>;
   close(): Promise<void>;
 }
 
@@ -38,7 +41,9 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     req.on('error', () => {});
     res.on('error', () => {});
     const path = req.url!.split('?')[0];
-    seen.push({ method: req.method!, path, range: req.headers.range });
+    const entry: FaultProxy['seen'][number] = { method: req.method!, path, range: req.headers.range };
+    seen.push(entry);
+    res.on('finish', () => (entry.complete = true));
     const rule = rules.find((r) => r.left > 0 && r.method === req.method && req.url!.includes(r.path));
     let kind: FaultKind | undefined;
     if (rule) {

@@ -14,7 +14,7 @@ import { deviceSettings } from './settings.ts';
 import type { TokenTable } from '../../../core/onnx/embedding.ts';
 import { encodeCalibration, encodeRows, type EncodedRows, type Row } from './encode.ts';
 import { forwardBatch, roundTokenizer, segmentClip } from './forward.ts';
-import { session, shardTokenTable, wasmMemoryBytes } from './onnx.ts';
+import { session, shardTokenTable, tableShape, wasmMemoryBytes } from './onnx.ts';
 import { roundPolicy } from './policy-store.ts';
 import { addsNoise, canonicalDefence, type Defence } from '../../../core/privacy/defence.ts';
 import { groupMechanism, groupsContext } from '../../../core/privacy/groups.ts';
@@ -153,9 +153,12 @@ export class RoundRunner extends DurableObject<Bindings> {
       Object.assign(job, { defence: canonicalDefence(defence), clip: undefined });
       Object.assign(job.status, { batchesDone: 0, tokens: 0, forwardMs: 0 });
     }
-    const gone = job.shards && (await shardsGone(this.env, job.shards));
-    if (gone) throw new RoundError(gone);
     const rows = (this.rows ??= await this.loadRows(r, job));
+    // Before every upload: the owner may have deleted or replaced a shard since (its rows stay in memory here).
+    const shardsKept = async () => {
+      const gone = await shardsGone(this.env, job.shards!);
+      if (gone) throw new RoundError(gone);
+    };
     if (!this.batches) {
       const tokenizer = await step('the tokenizer', () => roundTokenizer(r));
       const batches: EncodedRows[] = [];
@@ -179,9 +182,10 @@ export class RoundRunner extends DurableObject<Bindings> {
       throw e instanceof RoundError ? e : new RoundError(`model segment: ${(e as Error).message}`);
     });
     const tokenTable = r.tokenTable;
-    if (model.inputNames.includes('inputs_embeds') && tokenTable && !this.table) {
+    const shape = tableShape(model);
+    if (shape && tokenTable && !this.table) {
       const ids = [...encoded, this.calibration!].flatMap((e) => Array.from(e.ids));
-      this.table = await step("the shard's token table rows", () => shardTokenTable(tokenTable, ids));
+      this.table = await step("the shard's token table rows", () => shardTokenTable(tokenTable, ids, shape));
     }
     job.clip ??= await step('the calibration text through the segment', () => segmentClip(model, this.calibration!, this.table));
     const defenceRun = {
@@ -203,6 +207,7 @@ export class RoundRunner extends DurableObject<Bindings> {
         tokens,
         forwardMs,
       } = await step(`batch ${b}`, () => forwardBatch(model, encoded[b]!, r, this.env.DEVICE_ID, b, this.table, defenceRun));
+      await shardsKept();
       await putWithRetry(`uploads.batches[${b}]`, await url(urlKey(b)), bytes, { attempts, backoffMs, onFailure: onFailure(`batch ${b}`) }).catch((e) => {
         throw new RoundError(`upload of batch ${b}: ${(e as Error).message}`);
       });
@@ -233,6 +238,7 @@ export class RoundRunner extends DurableObject<Bindings> {
       ...(addsNoise(defence) ? { clip: job.clip } : {}),
       batches,
     };
+    await shardsKept();
     await putWithRetry('uploads.manifest', await url('url:manifest'), JSON.stringify(manifest), {
       attempts,
       backoffMs,
@@ -244,8 +250,10 @@ export class RoundRunner extends DurableObject<Bindings> {
     await this.save(job);
   }
 
-  /** The rows of the round's shards (all of the round's task; by default every shard of that task). */
-  /** The rows of the round's shards, in order; the first read records which shards and versions (`job.shards`). */
+  /**
+   * The rows of the round's shards (those it names, by default every shard of its task), in order; the first read
+   * records which shards and their versions (`job.shards`).
+   */
   private async loadRows(r: Job['request'], job: Job): Promise<Row[]> {
     // Read again (a restarted object): the same shards, though a new one of the task may have come since.
     const names =

@@ -1,0 +1,62 @@
+/**
+ * What the device checks of a segment's graph and of its token table's header before either meets the owner's text.
+ * Pure (no bindings), so that it is tested as it is, outside workerd.
+ */
+import { onnx } from '../../../core/onnx/graph.ts';
+import type { SafetensorsHeader } from '../../../core/tensors/safetensors.ts';
+
+/**
+ * Operators that quantize activations with one scale over the whole batch: a row's values then depend on the other
+ * rows, the padding and the length, while its defence's noise does not, so two copies of a row differ by an amount
+ * free of noise (docs/SECURITY.md). Segments exported before 2026-12-07 used them; an owner may have approved one.
+ */
+const WHOLE_BATCH_QUANTIZERS = new Set(['DynamicQuantizeMatMul', 'DynamicQuantizeLinear']);
+
+/** The most tokens a table may list: well past any vocabulary in use (Llama 3 has 128,256), bounding its scales. */
+export const MAX_TABLE_VOCAB = 1 << 21;
+
+/** What a segment's graph says of the token table it takes: the width of its rows and their dtype. */
+export interface TableShape {
+  nEmbd: number;
+  /** I8 for an int8 segment, F32 for an fp32 one; undefined where the graph does not say. */
+  dtype?: 'I8' | 'F32';
+}
+
+/** A segment's graph, read: why the device refuses to run it, or the token table it takes. */
+export function inspectSegment(bytes: Uint8Array): { refusal: string } | { table: TableShape | undefined } {
+  let model: ReturnType<typeof onnx.ModelProto.decode>;
+  try {
+    model = onnx.ModelProto.decode(bytes);
+  } catch (e) {
+    return { refusal: `model segment: not an ONNX model (${(e as Error).message})` };
+  }
+  const quantizer = model.graph?.node?.find((n) => WHOLE_BATCH_QUANTIZERS.has(n.opType ?? ''))?.opType;
+  if (quantizer)
+    return {
+      refusal: `model segment: it quantizes activations with one scale over the whole batch (${quantizer}), so a row's values would depend on the rest of the batch under its noise; its owner approves a segment exported again (export-prefix quantizes each position on its own) and deletes this approval`,
+    };
+  const embeds = model.graph?.input?.find((i) => i.name === 'inputs_embeds');
+  if (!embeds) return { table: undefined };
+  const width = Number(embeds.type?.tensorType?.shape?.dim?.[2]?.dimValue ?? 0);
+  if (!Number.isSafeInteger(width) || width <= 0) return { refusal: "model segment: input 'inputs_embeds' has no fixed width [batch, sequence, d]" };
+  const weights = model.metadataProps?.find((p) => p.key === 'weights')?.value;
+  return { table: { nEmbd: width, dtype: weights === 'int8' ? 'I8' : weights === 'fp32' ? 'F32' : undefined } };
+}
+
+/**
+ * Why a token table's header cannot be the table of a segment that takes rows of `shape`, or undefined. The header
+ * sizes what the device allocates for the shard's rows, and a forged one could make that depend on the shard's
+ * tokens (running out of memory for some and not others): so its table must have the segment's width and dtype, a
+ * bounded vocabulary, and its data must end where the file does.
+ */
+export function tableHeaderProblem(header: SafetensorsHeader, fileLength: number, shape: TableShape): string | undefined {
+  const table = header.entries.find((e) => e.name === 'wte.weight' || e.name === 'wte.weight_int8');
+  if (!table || table.shape.length !== 2) return "no table 'wte.weight' or 'wte.weight_int8' of shape [vocab, d]";
+  const [vocab, width] = table.shape;
+  if (width !== shape.nEmbd) return `rows of width ${width}, the segment's are ${shape.nEmbd}`;
+  if (shape.dtype && table.dtype !== shape.dtype) return `a ${table.dtype} table, the segment takes ${shape.dtype}`;
+  if (vocab > MAX_TABLE_VOCAB) return `${vocab} tokens, more than ${MAX_TABLE_VOCAB}`;
+  const end = header.dataStart + Math.max(0, ...header.entries.map((e) => e.end));
+  if (end !== fileLength) return `its tensors end at byte ${end}, the file at ${fileLength}`;
+  return undefined;
+}

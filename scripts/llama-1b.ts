@@ -24,6 +24,7 @@ import { startStack } from '../infra/local/stack.ts';
 import { Phases, since } from './phases.ts';
 import { followRound, roundRow, untrained } from './round-progress.ts';
 import { GSM8K_DEFAULT, GSM8K_HEADER, gsm8kData, gsm8kRunTask, printSamples } from './start-gsm8k.ts';
+import { inspectSegment } from '../workers/device/src/segment-check.ts';
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 process.env.WRANGLER_LOG ??= 'warn';
@@ -91,11 +92,14 @@ async function existingModel(): Promise<boolean> {
   return true;
 }
 
-/** The prefix files from an earlier run, if all there and newer than the checkpoint. */
+/**
+ * The prefix files from an earlier run, if all there, newer than the checkpoint, and of a graph a device still runs
+ * (one exported before 2026-12-07 quantized the whole batch with one scale, which devices now refuse).
+ */
 async function existingPrefix(): Promise<boolean> {
   const made = (await stat(join(MODEL, 'tokenizer.json'))).mtimeMs;
   const times = await Promise.all(Object.values(files).map((f) => stat(f).catch(() => undefined)));
-  return times.every((t) => t && t.mtimeMs >= made);
+  return times.every((t) => t && t.mtimeMs >= made) && !('refusal' in inspectSegment(await readFile(files.onnx)));
 }
 
 const wasm = (s: RoundStatus) => (s.wasmMemoryBytes ? `, WebAssembly ${Math.round(s.wasmMemoryBytes / 2 ** 20)} MB` : '');

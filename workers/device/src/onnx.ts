@@ -6,10 +6,10 @@
 import * as ort from 'onnxruntime-web/wasm';
 import ortWasm from '../../../node_modules/onnxruntime-web/dist/ort-wasm-simd-threaded.wasm';
 import { hex, sha256Hex } from '../../../core/auth/signing.ts';
-import { streamTokenRows, type TokenTable } from '../../../core/onnx/embedding.ts';
+import type { TokenTable } from '../../../core/onnx/embedding.ts';
 import { PREFIX_DATA_LOCATION } from '../../../core/onnx/prefix.ts';
-import { concatBytes, headerLength, HEADER_PREFIX_BYTES, parseSafetensorsHeader } from '../../../core/tensors/safetensors.ts';
-import { inspectSegment, tableHeaderProblem, type TableShape } from './segment-check.ts';
+import { inspectSegment, type TableShape } from './segment-check.ts';
+import { readTable } from './table-stream.ts';
 import { RoundError } from './errors.ts';
 import { storageFetch } from './storage.ts';
 
@@ -92,84 +92,25 @@ async function load(sha256: string, url: string, weights?: { sha256: string; url
 
 export { ort };
 
-/** A token table's header is a few hundred bytes; one far longer is not the approved table's, and is not held. */
-const MAX_TABLE_HEADER_BYTES = 64 * 1024;
-
 /**
  * The rows of `ids` from a token table, read so that what storage sees does not depend on them: the whole table is
  * streamed once, through a digest, and only the rows of `ids` are kept as they pass. The rows are returned only
- * if the table's SHA-256 matches. (Reading rows by byte range would tell storage which tokens the shard holds.)
- * Whatever the table's bytes, the device reads all of them, and a table other than the approved one fails as a hash
- * mismatch alone: nothing it does before the hash is known may depend on the shard's tokens, so a header must fit
- * the segment (`shape`: the width and dtype of its rows) before any row is looked for, since the header sizes what
- * is allocated for them and decides which ids it holds.
+ * if the table's SHA-256 matches. (Reading rows by byte range would tell storage which tokens the shard holds.) A
+ * table other than the approved one fails as a hash mismatch alone, whatever its bytes (table-stream.ts).
  */
 export async function shardTokenTable(table: { sha256: string; url: string }, ids: Iterable<number>, shape: TableShape): Promise<TokenTable> {
   const res = await storageFetch('tokenTable.url', table.url);
   if (!res.ok || !res.body) throw new RoundError(`token table GET failed: HTTP ${res.status}`);
+  // A body the runtime would decode has a content-length that is not its own: refused before a byte is read.
+  const encoding = res.headers.get('content-encoding');
+  if (encoding && encoding !== 'identity') throw new RoundError(`token table GET: served with content-encoding ${encoding}; the table is stored as it is`);
   const size = Number(res.headers.get('content-length'));
   if (!Number.isSafeInteger(size) || size <= 0) throw new RoundError('token table GET: no content-length');
-  const digest = new crypto.DigestStream('SHA-256');
-  const writer = digest.getWriter();
-  const source = res.body.getReader();
-  let read = 0;
-  const nextChunk = async () => {
-    const { done, value } = await source.read();
-    if (done) return undefined;
-    read += value.byteLength;
-    if (read > size) throw new RoundError(`token table GET: more than its content-length of ${size} bytes`);
-    await writer.write(value);
-    return value;
-  };
-  const held: Uint8Array[] = [];
-  const headerProblem = await checkedHeader(nextChunk, held, size, shape);
-  // The chunks held for the header, then the rest, each pulled only when asked for.
-  const through = new ReadableStream<Uint8Array>(
-    {
-      async pull(controller) {
-        const chunk = held.shift() ?? (await nextChunk());
-        if (chunk) controller.enqueue(chunk);
-        else controller.close();
-      },
-    },
-    { highWaterMark: 0 },
-  );
-  const rows = headerProblem
-    ? new RoundError(`token table: ${headerProblem}`)
-    : await streamTokenRows(through, size, ids, 'token table').catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
-  if (rows instanceof Error) while (await nextChunk());
-  await writer.close();
-  const actual = hex(await digest.digest);
-  if (actual !== table.sha256) throw new ModelHashMismatch(`token table hash mismatch: expected ${table.sha256}, got ${actual}`);
-  if (rows instanceof Error) throw rows;
-  return rows;
-}
-
-/** Reads the table's header into `held` and says what is wrong with it for the segment, if anything. */
-async function checkedHeader(
-  nextChunk: () => Promise<Uint8Array | undefined>,
-  held: Uint8Array[],
-  size: number,
-  shape: TableShape,
-): Promise<string | undefined> {
-  let heldBytes = 0;
-  const hold = async (n: number) => {
-    while (heldBytes < n) {
-      const chunk = await nextChunk();
-      if (!chunk) return false;
-      held.push(chunk);
-      heldBytes += chunk.byteLength;
-    }
-    return true;
-  };
-  try {
-    if (!(await hold(HEADER_PREFIX_BYTES))) return 'shorter than a safetensors header';
-    const length = headerLength(concatBytes(held), 'token table');
-    if (length > MAX_TABLE_HEADER_BYTES) return `a header of ${length} bytes, more than a table's needs (${MAX_TABLE_HEADER_BYTES})`;
-    if (!(await hold(HEADER_PREFIX_BYTES + length))) return 'shorter than its header says';
-    return tableHeaderProblem(parseSafetensorsHeader(concatBytes(held), size, 'token table'), size, shape);
-  } catch (e) {
-    if (e instanceof RoundError) throw e;
-    return (e as Error).message;
-  }
+  const stream = new crypto.DigestStream('SHA-256');
+  const writer = stream.getWriter();
+  const digest = { update: (chunk: Uint8Array) => writer.write(chunk), hex: async () => (await writer.close(), hex(await stream.digest)) };
+  const got = await readTable(res.body, size, ids, shape, digest);
+  if (got.sha256 !== table.sha256) throw new ModelHashMismatch(`token table hash mismatch: expected ${table.sha256}, got ${got.sha256}`);
+  if ('problem' in got) throw new RoundError(`token table: ${got.problem}`);
+  return got.rows;
 }

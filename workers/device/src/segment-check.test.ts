@@ -2,8 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { tokenTable, tokenTableTensors } from '../../../core/onnx/embedding.ts';
 import { exportPrefix } from '../../../core/onnx/prefix.ts';
 import { parseSafetensorsHeader, serializeSafetensors } from '../../../core/tensors/safetensors.ts';
+import type { Tensor } from '../../../core/tensors/tensor.ts';
 import { tinyModel, TINY, wholeBatchQuantizedSegment } from '../../../tests/fixtures.ts';
-import { inspectSegment, MAX_TABLE_VOCAB, tableHeaderProblem } from './segment-check.ts';
+import { checkTableHeader, inspectSegment, MAX_TABLE_VOCAB } from './segment-check.ts';
 
 const model = tinyModel();
 const d = TINY.nEmbd;
@@ -29,41 +30,55 @@ describe("a segment's graph, inspected before it runs", () => {
 
 describe("a token table's header, checked against its segment before any row is read", () => {
   const shape = { nEmbd: d, dtype: 'I8' as const };
-  const check = (bytes: Uint8Array) => tableHeaderProblem(parseSafetensorsHeader(bytes, bytes.byteLength), bytes.byteLength, shape);
-  const table = (vocab: number, width: number, dtype: 'I8' | 'F32' = 'I8') =>
+  const check = (bytes: Uint8Array) => checkTableHeader(parseSafetensorsHeader(bytes, bytes.byteLength), bytes.byteLength, shape);
+  /** A table as tokenTableTensors writes it, of any shape, with `also` beside it. */
+  const table = (vocab: number, width: number, dtype: 'I8' | 'F32' = 'I8', also: Record<string, Tensor> = {}) =>
     serializeSafetensors({
-      [dtype === 'I8' ? 'wte.weight_int8' : 'wte.weight']: {
-        dtype,
-        shape: [vocab, width],
-        data: dtype === 'I8' ? new Int8Array(vocab * width) : new Float32Array(vocab * width),
-      },
+      ...(dtype === 'I8'
+        ? {
+            'wte.weight_int8': { dtype, shape: [vocab, width], data: new Int8Array(vocab * width) },
+            'wte.weight_scale': { dtype: 'F32', shape: [vocab], data: new Float32Array(vocab) },
+          }
+        : { 'wte.weight': { dtype, shape: [vocab, width], data: new Float32Array(vocab * width) } }),
+      ...also,
     });
 
-  it("passes the segment's own table", () => {
-    expect(check(serializeSafetensors(tokenTableTensors(tokenTable(model, 'int8'))))).toBeUndefined();
+  it("passes the segment's own table, and gives its vocabulary", () => {
+    expect(check(serializeSafetensors(tokenTableTensors(tokenTable(model, 'int8'))))).toEqual({ vocab: TINY.vocabSize });
+    expect(check(table(10, d))).toEqual({ vocab: 10 });
   });
 
   it('refuses another width, another dtype, a vocabulary past any in use, and bytes past its tensors', () => {
-    expect(check(table(10, d * 2))).toBe(`rows of width ${d * 2}, the segment's are ${d}`);
-    expect(check(table(10, d, 'F32'))).toBe('a F32 table, the segment takes I8');
-    const huge = tableHeaderProblem(
+    expect(check(table(10, d * 2))).toEqual({ problem: `rows of width ${d * 2}, the segment's are ${d}` });
+    expect(check(table(10, d, 'F32'))).toEqual({ problem: 'a F32 table, the segment takes I8' });
+    const vocab = MAX_TABLE_VOCAB + 1;
+    const huge = checkTableHeader(
       {
-        entries: [{ name: 'wte.weight_int8', dtype: 'I8', shape: [MAX_TABLE_VOCAB + 1, d], begin: 0, end: (MAX_TABLE_VOCAB + 1) * d }],
+        entries: [
+          { name: 'wte.weight_int8', dtype: 'I8', shape: [vocab, d], begin: 0, end: vocab * d },
+          { name: 'wte.weight_scale', dtype: 'F32', shape: [vocab], begin: vocab * d, end: vocab * (d + 4) },
+        ],
         metadata: {},
         dataStart: 64,
       },
-      64 + (MAX_TABLE_VOCAB + 1) * d,
+      64 + vocab * (d + 4),
       shape,
     );
-    expect(huge).toBe(`${MAX_TABLE_VOCAB + 1} tokens, more than ${MAX_TABLE_VOCAB}`);
+    expect(huge).toEqual({ problem: `${vocab} tokens, more than ${MAX_TABLE_VOCAB}` });
     const own = table(10, d);
     const longer = new Uint8Array(own.byteLength + 5);
     longer.set(own);
-    expect(tableHeaderProblem(parseSafetensorsHeader(longer, longer.byteLength), longer.byteLength, shape)).toBe(
-      `its tensors end at byte ${own.byteLength}, the file at ${longer.byteLength}`,
-    );
-    expect(check(serializeSafetensors({ other: { dtype: 'F32', shape: [2], data: new Float32Array(2) } }))).toBe(
-      "no table 'wte.weight' or 'wte.weight_int8' of shape [vocab, d]",
-    );
+    expect(checkTableHeader(parseSafetensorsHeader(longer, longer.byteLength), longer.byteLength, shape)).toEqual({
+      problem: `its tensors end at byte ${own.byteLength}, the file at ${longer.byteLength}`,
+    });
+  });
+
+  it('refuses a second table beside the first (which the rows reader might prefer), or any other tensor', () => {
+    const wide = { 'wte.weight': { dtype: 'F32', shape: [4, 1 << 16], data: new Float32Array(4 << 16) } } as Record<string, Tensor>;
+    const layout = "a table is 'wte.weight' [vocab, d], or 'wte.weight_int8' [vocab, d] with 'wte.weight_scale' [vocab]";
+    expect(check(table(10, d, 'I8', wide))).toEqual({ problem: `tensors wte.weight, wte.weight_int8, wte.weight_scale: ${layout}` });
+    const filler = { filler: { dtype: 'U8', shape: [8], data: new Uint8Array(8) } } as Record<string, Tensor>;
+    expect(check(table(10, d, 'I8', filler))).toEqual({ problem: `tensors filler, wte.weight_int8, wte.weight_scale: ${layout}` });
+    expect(check(serializeSafetensors({ other: { dtype: 'F32', shape: [2], data: new Float32Array(2) } }))).toEqual({ problem: `tensors other: ${layout}` });
   });
 });

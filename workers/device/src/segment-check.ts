@@ -44,19 +44,27 @@ export function inspectSegment(bytes: Uint8Array): { refusal: string } | { table
 }
 
 /**
- * Why a token table's header cannot be the table of a segment that takes rows of `shape`, or undefined. The header
- * sizes what the device allocates for the shard's rows, and a forged one could make that depend on the shard's
- * tokens (running out of memory for some and not others): so its table must have the segment's width and dtype, a
- * bounded vocabulary, and its data must end where the file does.
+ * A token table's header checked against the segment that takes rows of `shape`: its vocabulary size, or why it
+ * cannot be that segment's table. The header sizes what the device allocates for the shard's rows and decides which
+ * of its ids are in range, and a forged one could make either depend on the shard's tokens: so the file holds exactly
+ * a table as tokenTableTensors writes it (`wte.weight` F32, or `wte.weight_int8` I8 with `wte.weight_scale` F32
+ * [vocab]; no second table for the reader to prefer), of the segment's width and dtype, a bounded vocabulary, and
+ * data that ends where the file does.
  */
-export function tableHeaderProblem(header: SafetensorsHeader, fileLength: number, shape: TableShape): string | undefined {
+export function checkTableHeader(header: SafetensorsHeader, fileLength: number, shape: TableShape): { vocab: number } | { problem: string } {
+  const names = header.entries.map((e) => e.name).sort();
   const table = header.entries.find((e) => e.name === 'wte.weight' || e.name === 'wte.weight_int8');
-  if (!table || table.shape.length !== 2) return "no table 'wte.weight' or 'wte.weight_int8' of shape [vocab, d]";
+  const layout = table?.name === 'wte.weight' ? ['wte.weight'] : ['wte.weight_int8', 'wte.weight_scale'];
+  if (!table || table.shape.length !== 2 || names.join() !== layout.join())
+    return { problem: `tensors ${names.join(', ')}: a table is 'wte.weight' [vocab, d], or 'wte.weight_int8' [vocab, d] with 'wte.weight_scale' [vocab]` };
   const [vocab, width] = table.shape;
-  if (width !== shape.nEmbd) return `rows of width ${width}, the segment's are ${shape.nEmbd}`;
-  if (shape.dtype && table.dtype !== shape.dtype) return `a ${table.dtype} table, the segment takes ${shape.dtype}`;
-  if (vocab > MAX_TABLE_VOCAB) return `${vocab} tokens, more than ${MAX_TABLE_VOCAB}`;
+  if (width !== shape.nEmbd) return { problem: `rows of width ${width}, the segment's are ${shape.nEmbd}` };
+  const dtype = table.name === 'wte.weight' ? 'F32' : 'I8';
+  if (table.dtype !== dtype || (shape.dtype && dtype !== shape.dtype)) return { problem: `a ${table.dtype} table, the segment takes ${shape.dtype ?? dtype}` };
+  const scale = header.entries.find((e) => e.name === 'wte.weight_scale');
+  if (scale && (scale.dtype !== 'F32' || scale.shape.join() !== String(vocab))) return { problem: `'wte.weight_scale' is not F32 [${vocab}]` };
+  if (vocab > MAX_TABLE_VOCAB) return { problem: `${vocab} tokens, more than ${MAX_TABLE_VOCAB}` };
   const end = header.dataStart + Math.max(0, ...header.entries.map((e) => e.end));
-  if (end !== fileLength) return `its tensors end at byte ${end}, the file at ${fileLength}`;
-  return undefined;
+  if (end !== fileLength) return { problem: `its tensors end at byte ${end}, the file at ${fileLength}` };
+  return { vocab };
 }

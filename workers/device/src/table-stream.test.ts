@@ -1,0 +1,100 @@
+import { sha256 } from '@noble/hashes/sha2.js';
+import { bytesToHex } from '@noble/hashes/utils.js';
+import { describe, expect, it } from 'vitest';
+import { lookupTokens, tokenTable, tokenTableTensors } from '../../../core/onnx/embedding.ts';
+import { serializeSafetensors } from '../../../core/tensors/safetensors.ts';
+import { tinyModel, TINY } from '../../../tests/fixtures.ts';
+import { readTable } from './table-stream.ts';
+
+const model = tinyModel();
+const d = TINY.nEmbd;
+const shape = { nEmbd: d, dtype: 'I8' as const };
+const approved = serializeSafetensors(tokenTableTensors(tokenTable(model, 'int8')));
+
+/** `bytes` served in chunks of 100, counting what the reader pulled: what storage sees of the device's reading. */
+function served(bytes: Uint8Array) {
+  const seen = { bytes: 0, pulls: 0 };
+  let at = 0;
+  const body = new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        if (at >= bytes.byteLength) return controller.close();
+        const chunk = bytes.slice(at, at + 100);
+        at += chunk.byteLength;
+        Object.assign(seen, { bytes: seen.bytes + chunk.byteLength, pulls: seen.pulls + 1 });
+        controller.enqueue(chunk);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  return { body, seen };
+}
+
+const digest = () => {
+  const hash = sha256.create();
+  return { update: (chunk: Uint8Array) => void hash.update(chunk), hex: async () => bytesToHex(hash.digest()) };
+};
+
+/** A table of `vocab` int8 rows of the segment's width, every row filled with its id (mod 128). */
+function forged(vocab: number): Uint8Array {
+  return serializeSafetensors({
+    'wte.weight_int8': { dtype: 'I8', shape: [vocab, d], data: Int8Array.from({ length: vocab * d }, (_, i) => Math.floor(i / d) % 128) },
+    'wte.weight_scale': { dtype: 'F32', shape: [vocab], data: new Float32Array(vocab).fill(1) },
+  });
+}
+
+describe('a token table, read as a device reads it', () => {
+  it('gives the rows of the shard’s ids from the approved table, with its digest', async () => {
+    const { body, seen } = served(approved);
+    const got = await readTable(body, approved.byteLength, [5, 3, 90, 5], shape, digest());
+    expect(got.sha256).toBe(bytesToHex(sha256(approved)));
+    if (!('rows' in got)) throw new Error(got.problem);
+    expect(lookupTokens(got.rows, [5, 3, 90])).toEqual(lookupTokens(tokenTable(model, 'int8'), [5, 3, 90]));
+    expect(seen.bytes).toBe(approved.byteLength);
+  });
+
+  it("reads a forged table the same way, to its end, whether or not its vocabulary holds the shard's ids", async () => {
+    // A vocabulary of 50: the first shard's largest id is past it, the second's is not.
+    const table = forged(50);
+    const runs = [];
+    for (const ids of [
+      [3, 7, 90],
+      [3, 7, 40],
+    ]) {
+      const { body, seen } = served(table);
+      const got = await readTable(body, table.byteLength, ids, shape, digest());
+      runs.push({ sha256: got.sha256, ...seen });
+    }
+    expect(runs[0]).toEqual(runs[1]);
+    expect(runs[0]).toEqual({ sha256: bytesToHex(sha256(table)), bytes: table.byteLength, pulls: Math.ceil(table.byteLength / 100) });
+  });
+
+  it('says, for the approved digest only to tell, an id past the vocabulary without naming it', async () => {
+    const table = forged(50);
+    const got = await readTable(served(table).body, table.byteLength, [3, 49, 50, 77], shape, digest());
+    expect(got).toEqual({ sha256: bytesToHex(sha256(table)), problem: "a token id of the shard is outside the table's vocabulary" });
+  });
+
+  it('reads a header that does not fit the segment to its end, and never looks for a row', async () => {
+    const wide = serializeSafetensors({
+      ...tokenTableTensors(tokenTable(model, 'int8')),
+      'wte.weight': { dtype: 'F32', shape: [4, 1 << 16], data: new Float32Array(4 << 16) },
+    });
+    const { body, seen } = served(wide);
+    const got = await readTable(body, wide.byteLength, [1, 2], shape, digest());
+    expect(got).toMatchObject({ sha256: bytesToHex(sha256(wide)), problem: expect.stringMatching(/^tensors wte.weight, wte.weight_int8, wte.weight_scale: /) });
+    expect(seen.bytes).toBe(wide.byteLength);
+  });
+
+  it('never throws for a body longer or shorter than its content-length: both say so, after the digest', async () => {
+    const longer = await readTable(served(approved).body, approved.byteLength - 150, [1], shape, digest());
+    expect(longer).toMatchObject({ problem: `the body runs past its content-length of ${approved.byteLength - 150} bytes` });
+    expect(longer.sha256).not.toBe(bytesToHex(sha256(approved)));
+    const cut = approved.slice(0, approved.byteLength - 150);
+    const shorter = await readTable(served(cut).body, approved.byteLength, [1, TINY.vocabSize - 1], shape, digest());
+    expect(shorter).toEqual({
+      sha256: bytesToHex(sha256(cut)),
+      problem: `the body holds ${cut.byteLength} bytes, its content-length says ${approved.byteLength}`,
+    });
+  });
+});

@@ -28,8 +28,12 @@ WebAssembly.instantiate = (async (...args: Parameters<typeof WebAssembly.instant
 }) as typeof WebAssembly.instantiate;
 
 const ort = await import('onnxruntime-web');
-const { lookupTokens, streamTokenRows, tokenTableFromTensors } = await import('../core/onnx/embedding.ts');
+const { lookupTokens, tokenTableFromTensors } = await import('../core/onnx/embedding.ts');
 const { parseSafetensors } = await import('../core/tensors/safetensors.ts');
+const { readTable } = await import('../workers/device/src/table-stream.ts');
+const { inspectSegment } = await import('../workers/device/src/segment-check.ts');
+const { sha256 } = await import('@noble/hashes/sha2.js');
+const { bytesToHex } = await import('@noble/hashes/utils.js');
 
 const { values: args } = parseArgs({
   options: {
@@ -52,16 +56,20 @@ const charged = () => {
 };
 
 ort.env.wasm.numThreads = 1;
-const session = await ort.InferenceSession.create(
-  await readFile(args.onnx!),
-  args.data ? { externalData: [{ path: args.location!, data: await readFile(args.data) }] } : {},
-);
+const graph = await readFile(args.onnx!);
+const session = await ort.InferenceSession.create(graph, args.data ? { externalData: [{ path: args.location!, data: await readFile(args.data) }] } : {});
 const ids = BigInt64Array.from({ length: B * T }, (_, i) => BigInt((i * 7919) % 50000));
 let table;
 if (args.table && args['rows-only']) {
-  // As a device reads it: the whole file streamed once, only the batch's rows kept.
+  // As a device reads it (workers/device/src/table-stream.ts): the whole file streamed once, only the batch's rows kept.
   const stream = Readable.toWeb(createReadStream(args.table)) as ReadableStream<Uint8Array>;
-  table = await streamTokenRows(stream, (await stat(args.table)).size, ids, args.table);
+  const inspected = inspectSegment(graph);
+  if (!('table' in inspected) || !inspected.table) throw new Error(`${args.onnx}: takes no token table`);
+  const hash = sha256.create();
+  const digest = { update: (chunk: Uint8Array) => void hash.update(chunk), hex: async () => bytesToHex(hash.digest()) };
+  const got = await readTable(stream, (await stat(args.table)).size, Array.from(ids, Number), inspected.table, digest);
+  if ('problem' in got) throw new Error(`${args.table}: ${got.problem}`);
+  table = got.rows;
 } else if (args.table) {
   table = tokenTableFromTensors(parseSafetensors(await readFile(args.table)).tensors, args.table);
 }

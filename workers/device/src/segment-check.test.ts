@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { tokenTable, tokenTableTensors } from '../../../core/onnx/embedding.ts';
+import { DT, GraphBuilder } from '../../../core/onnx/graph.ts';
 import { exportPrefix } from '../../../core/onnx/prefix.ts';
 import { parseSafetensorsHeader, serializeSafetensors } from '../../../core/tensors/safetensors.ts';
 import type { Tensor } from '../../../core/tensors/tensor.ts';
@@ -20,6 +21,21 @@ describe("a segment's graph, inspected before it runs", () => {
     expect(inspectSegment(wholeBatchQuantizedSegment(d))).toEqual({
       refusal:
         "model segment: it quantizes activations with one scale over the whole batch (DynamicQuantizeMatMul), so a row's values would depend on the rest of the batch under its noise; its owner approves a segment exported again (export-prefix quantizes each position on its own) and deletes this approval",
+    });
+  });
+
+  it("refuses a segment that takes a token table but does not say its dtype (metadata 'weights')", () => {
+    const g = new GraphBuilder();
+    const y = g.op('Identity', ['inputs_embeds']);
+    const graph = g.build({
+      name: 'unsaid',
+      inputs: [{ name: 'inputs_embeds', type: DT.FLOAT, dims: ['batch', 'sequence', d] }],
+      outputs: [{ name: 'hidden_states', type: DT.FLOAT, dims: ['batch', 'sequence', d], from: y }],
+      opset: 20,
+      metadata: {},
+    });
+    expect(inspectSegment(graph)).toEqual({
+      refusal: "model segment: its metadata does not say its 'weights' (int8 or fp32), which fixes its token table's dtype",
     });
   });
 
@@ -44,8 +60,8 @@ describe("a token table's header, checked against its segment before any row is 
     });
 
   it("passes the segment's own table, and gives its vocabulary", () => {
-    expect(check(serializeSafetensors(tokenTableTensors(tokenTable(model, 'int8'))))).toEqual({ vocab: TINY.vocabSize });
-    expect(check(table(10, d))).toEqual({ vocab: 10 });
+    expect(check(serializeSafetensors(tokenTableTensors(tokenTable(model, 'int8'))))).toMatchObject({ vocab: TINY.vocabSize });
+    expect(check(table(10, d))).toMatchObject({ vocab: 10 });
   });
 
   it('refuses another width, another dtype, a vocabulary past any in use, and bytes past its tensors', () => {

@@ -18,8 +18,8 @@ export const MAX_TABLE_VOCAB = 1 << 21;
 /** What a segment's graph says of the token table it takes: the width of its rows and their dtype. */
 export interface TableShape {
   nEmbd: number;
-  /** I8 for an int8 segment, F32 for an fp32 one; undefined where the graph does not say. */
-  dtype?: 'I8' | 'F32';
+  /** I8 for an int8 segment, F32 for an fp32 one. */
+  dtype: 'I8' | 'F32';
 }
 
 /** A segment's graph, read: why the device refuses to run it, or the token table it takes. */
@@ -39,8 +39,11 @@ export function inspectSegment(bytes: Uint8Array): { refusal: string } | { table
   if (!embeds) return { table: undefined };
   const width = Number(embeds.type?.tensorType?.shape?.dim?.[2]?.dimValue ?? 0);
   if (!Number.isSafeInteger(width) || width <= 0) return { refusal: "model segment: input 'inputs_embeds' has no fixed width [batch, sequence, d]" };
+  // The dtype of its table's rows sizes what the device keeps of them: a graph that does not say is not run.
   const weights = model.metadataProps?.find((p) => p.key === 'weights')?.value;
-  return { table: { nEmbd: width, dtype: weights === 'int8' ? 'I8' : weights === 'fp32' ? 'F32' : undefined } };
+  if (weights !== 'int8' && weights !== 'fp32')
+    return { refusal: "model segment: its metadata does not say its 'weights' (int8 or fp32), which fixes its token table's dtype" };
+  return { table: { nEmbd: width, dtype: weights === 'int8' ? 'I8' : 'F32' } };
 }
 
 /**
@@ -51,7 +54,7 @@ export function inspectSegment(bytes: Uint8Array): { refusal: string } | { table
  * [vocab]; no second table for the reader to prefer), of the segment's width and dtype, a bounded vocabulary, and
  * data that ends where the file does.
  */
-export function checkTableHeader(header: SafetensorsHeader, fileLength: number, shape: TableShape): { vocab: number } | { problem: string } {
+export function checkTableHeader(header: SafetensorsHeader, fileLength: number, shape: TableShape): TableLayout | { problem: string } {
   const names = header.entries.map((e) => e.name).sort();
   const table = header.entries.find((e) => e.name === 'wte.weight' || e.name === 'wte.weight_int8');
   const layout = table?.name === 'wte.weight' ? ['wte.weight'] : ['wte.weight_int8', 'wte.weight_scale'];
@@ -60,11 +63,18 @@ export function checkTableHeader(header: SafetensorsHeader, fileLength: number, 
   const [vocab, width] = table.shape;
   if (width !== shape.nEmbd) return { problem: `rows of width ${width}, the segment's are ${shape.nEmbd}` };
   const dtype = table.name === 'wte.weight' ? 'F32' : 'I8';
-  if (table.dtype !== dtype || (shape.dtype && dtype !== shape.dtype)) return { problem: `a ${table.dtype} table, the segment takes ${shape.dtype ?? dtype}` };
+  if (table.dtype !== dtype || dtype !== shape.dtype) return { problem: `a ${table.dtype} table, the segment takes ${shape.dtype}` };
   const scale = header.entries.find((e) => e.name === 'wte.weight_scale');
   if (scale && (scale.dtype !== 'F32' || scale.shape.join() !== String(vocab))) return { problem: `'wte.weight_scale' is not F32 [${vocab}]` };
   if (vocab > MAX_TABLE_VOCAB) return { problem: `${vocab} tokens, more than ${MAX_TABLE_VOCAB}` };
   const end = header.dataStart + Math.max(0, ...header.entries.map((e) => e.end));
   if (end !== fileLength) return { problem: `its tensors end at byte ${end}, the file at ${fileLength}` };
-  return { vocab };
+  return { vocab, rowsAt: header.dataStart + table.begin, ...(scale ? { scalesAt: header.dataStart + scale.begin } : {}) };
+}
+
+/** Where a checked table's rows lie in its file: its vocabulary, and the file offsets of its rows and int8 scales. */
+export interface TableLayout {
+  vocab: number;
+  rowsAt: number;
+  scalesAt?: number;
 }

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { lookupTokens, tokenTable, tokenTableTensors } from '../../../core/onnx/embedding.ts';
 import { serializeSafetensors } from '../../../core/tensors/safetensors.ts';
 import { tinyModel, TINY } from '../../../tests/fixtures.ts';
-import { readTable } from './table-stream.ts';
+import { readTable, shardRows } from './table-stream.ts';
 
 const model = tinyModel();
 const d = TINY.nEmbd;
@@ -67,6 +67,19 @@ describe('a token table, read as a device reads it', () => {
     }
     expect(runs[0]).toEqual(runs[1]);
     expect(runs[0]).toEqual({ sha256: bytesToHex(sha256(table)), bytes: table.byteLength, pulls: Math.ceil(table.byteLength / 100) });
+  });
+
+  it("keeps room for the shard's rows sized by its ids and the segment alone, whatever vocabulary a header claims", () => {
+    const ids = [3, 7, 90, 4000];
+    const sizes = [undefined, { vocab: 50, rowsAt: 64, scalesAt: 64 + 50 * d }, { vocab: 1 << 21, rowsAt: 64, scalesAt: 64 + (1 << 21) * d }].map((layout) => {
+      const { rows, scales } = shardRows(ids, shape, layout).table;
+      return [rows.byteLength, scales?.byteLength];
+    });
+    expect(sizes).toEqual([
+      [4 * d, 16],
+      [4 * d, 16],
+      [4 * d, 16],
+    ]);
   });
 
   it('says, for the approved digest only to tell, an id past the vocabulary without naming it', async () => {

@@ -1,13 +1,14 @@
 /**
  * A token table read as a device reads it, so that nothing storage or the server can see depends on the shard's
- * tokens: every byte of the body goes through the digest, whatever the bytes; the rows of the shard's ids are taken
- * as they pass, along one path whatever the ids; and what went wrong is only told once the digest is known, so that
- * a table other than the approved one fails as a hash mismatch alone. Pure (the digest is given: crypto.DigestStream
- * in the Worker), so that it is tested as it is, outside workerd.
+ * tokens unless the table is the approved one: every byte of the body goes through the digest, whatever the bytes;
+ * the memory kept for the shard's rows is sized by its ids and the segment alone, never by what the header says; the
+ * rows are taken from each chunk as it passes, reading on whatever they are; and what went wrong is told only once
+ * the digest is known, so that a table other than the approved one fails as a hash mismatch alone. Pure (the digest
+ * is given: crypto.DigestStream in the Worker), so that it is tested as it is, outside workerd.
  */
-import { streamTokenRows, type TokenTable } from '../../../core/onnx/embedding.ts';
+import type { TokenTable } from '../../../core/onnx/embedding.ts';
 import { concatBytes, headerLength, HEADER_PREFIX_BYTES, parseSafetensorsHeader } from '../../../core/tensors/safetensors.ts';
-import { checkTableHeader, type TableShape } from './segment-check.ts';
+import { checkTableHeader, type TableLayout, type TableShape } from './segment-check.ts';
 
 /** A token table's header is a few hundred bytes; one far longer is not the approved table's, and is not held. */
 const MAX_TABLE_HEADER_BYTES = 64 * 1024;
@@ -44,35 +45,13 @@ export async function readTable(body: ReadableStream<Uint8Array>, size: number, 
   };
   const held: Uint8Array[] = [];
   const header = await readHeader(pull, held, size, shape);
-  let served = 0;
-  // What the rows' reader sees: the header's chunks, the rest of the body, then zeros up to `size` should the body
-  // end early, so that it never fails at a point that depends on which rows it was after.
-  const stream = () =>
-    new ReadableStream<Uint8Array>(
-      {
-        async pull(controller) {
-          const chunk = held.shift() ?? (await pull()) ?? (served < size ? new Uint8Array(Math.min(size - served, 1 << 16)) : undefined);
-          if (!chunk) return controller.close();
-          served += chunk.byteLength;
-          controller.enqueue(chunk);
-        },
-      },
-      { highWaterMark: 0 },
-    );
-  const wanted = Array.from(ids, Number);
-  let rows: TokenTable | Error | undefined;
-  if ('vocab' in header) {
-    const { vocab } = header;
-    // Ids past the header's vocabulary are left out here, not refused by the reader, which would stop early.
-    rows = await streamTokenRows(
-      stream(),
-      size,
-      wanted.filter((id) => id < vocab),
-      'token table',
-    ).catch((e: unknown) => (e instanceof Error ? e : new Error(String(e))));
+  const wanted = [...new Set(Array.from(ids, Number))].sort((a, b) => a - b);
+  const rows = shardRows(wanted, shape, 'vocab' in header ? header : undefined);
+  let at = 0;
+  for (let chunk = held.shift() ?? (await pull()); chunk; chunk = held.shift() ?? (await pull())) {
+    rows.take(chunk, at);
+    at += chunk.byteLength;
   }
-  // The rest of the body, along the same path as the rows' reader takes it.
-  for (const rest = stream().getReader(); !(await rest.read()).done;);
   const sha256 = await digest.hex();
   const problem =
     read !== size
@@ -81,13 +60,50 @@ export async function readTable(body: ReadableStream<Uint8Array>, size: number, 
         : `the body holds ${read} bytes, its content-length says ${size}`
       : 'problem' in header
         ? header.problem
-        : rows instanceof Error
-          ? rows.message
-          : wanted.some((id) => !(Number.isInteger(id) && id >= 0 && id < header.vocab))
-            ? "a token id of the shard is outside the table's vocabulary"
-            : undefined;
-  // No problem: the header held a vocabulary, and its rows were read.
-  return problem === undefined ? { sha256, rows: rows as TokenTable } : { sha256, problem };
+        : wanted.some((id) => !(Number.isInteger(id) && id >= 0 && id < header.vocab))
+          ? "a token id of the shard is outside the table's vocabulary"
+          : undefined;
+  return problem === undefined ? { sha256, rows: rows.table } : { sha256, problem };
+}
+
+/**
+ * Room for the rows (and int8 scales) of every id wanted, allocated before a byte of rows is read and sized by the
+ * ids and the segment's shape alone; `take` copies from a chunk at file offset `at` whatever part of a wanted row or
+ * scale it holds. Without a layout (a header refused), nothing is taken.
+ */
+export function shardRows(wanted: number[], shape: TableShape, layout: TableLayout | undefined) {
+  const rowBytes = shape.nEmbd * (shape.dtype === 'I8' ? 1 : 4);
+  const rowData = new ArrayBuffer(wanted.length * rowBytes);
+  const scaleData = new ArrayBuffer(shape.dtype === 'I8' ? wanted.length * 4 : 0);
+  // Each wanted id in the vocabulary: where its row and scale lie in the file, and where they go; in file order.
+  const pieces: Array<{ from: number; length: number; into: Uint8Array }> = [];
+  const index = new Map<number, number>();
+  wanted.forEach((id, i) => {
+    if (!layout || !(Number.isInteger(id) && id >= 0 && id < layout.vocab)) return;
+    index.set(id, i);
+    pieces.push({ from: layout.rowsAt + id * rowBytes, length: rowBytes, into: new Uint8Array(rowData, i * rowBytes, rowBytes) });
+    if (layout.scalesAt !== undefined) pieces.push({ from: layout.scalesAt + id * 4, length: 4, into: new Uint8Array(scaleData, i * 4, 4) });
+  });
+  pieces.sort((a, b) => a.from - b.from);
+  let next = 0;
+  return {
+    take(chunk: Uint8Array, at: number) {
+      const end = at + chunk.byteLength;
+      for (; next < pieces.length && pieces[next].from < end; next++) {
+        const { from, length, into } = pieces[next];
+        const start = Math.max(from, at);
+        into.set(chunk.subarray(start - at, Math.min(from + length, end) - at), start - from);
+        if (from + length > end) break; // the rest of this piece is in the next chunk
+      }
+    },
+    table: {
+      vocabSize: layout?.vocab ?? 0,
+      nEmbd: shape.nEmbd,
+      rows: shape.dtype === 'I8' ? new Int8Array(rowData) : new Float32Array(rowData),
+      ...(shape.dtype === 'I8' ? { scales: new Float32Array(scaleData) } : {}),
+      index,
+    } satisfies TokenTable,
+  };
 }
 
 /** Reads the header's chunks into `held` (via `pull`) and checks the header against the segment. */

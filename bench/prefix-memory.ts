@@ -56,15 +56,18 @@ const charged = () => {
 };
 
 ort.env.wasm.numThreads = 1;
-const graph = await readFile(args.onnx!);
-const session = await ort.InferenceSession.create(graph, args.data ? { externalData: [{ path: args.location!, data: await readFile(args.data) }] } : {});
+// Of the graph's bytes only what its table must be is kept, as a device keeps them: the session holds its own copy.
+const { session, inspected } = await (async (graph: Buffer) => ({
+  session: await ort.InferenceSession.create(graph, args.data ? { externalData: [{ path: args.location!, data: await readFile(args.data) }] } : {}),
+  inspected: inspectSegment(graph),
+}))(await readFile(args.onnx!));
 const ids = BigInt64Array.from({ length: B * T }, (_, i) => BigInt((i * 7919) % 50000));
 let table;
 if (args.table && args['rows-only']) {
   // As a device reads it (workers/device/src/table-stream.ts): the whole file streamed once, only the batch's rows kept.
   const stream = Readable.toWeb(createReadStream(args.table)) as ReadableStream<Uint8Array>;
-  const inspected = inspectSegment(graph);
-  if (!('table' in inspected) || !inspected.table) throw new Error(`${args.onnx}: takes no token table`);
+  if ('refusal' in inspected) throw new Error(`${args.onnx}: ${inspected.refusal}`);
+  if (!inspected.table) throw new Error(`${args.onnx}: takes no token table`);
   const hash = sha256.create();
   const digest = { update: (chunk: Uint8Array) => void hash.update(chunk), hex: async () => bytesToHex(hash.digest()) };
   const got = await readTable(stream, (await stat(args.table)).size, Array.from(ids, Number), inspected.table, digest);

@@ -12,6 +12,9 @@ import type { SafetensorsHeader } from '../../../core/tensors/safetensors.ts';
  */
 const WHOLE_BATCH_QUANTIZERS = new Set(['DynamicQuantizeMatMul', 'DynamicQuantizeLinear']);
 
+/** The widest rows a segment may take: past any model in use (Llama-3.2-1B's are 2,048 wide). */
+const MAX_WIDTH = 1 << 16;
+
 /** The most tokens a table may list: well past any vocabulary in use (Llama 3 has 128,256), bounding its scales. */
 export const MAX_TABLE_VOCAB = 1 << 21;
 
@@ -38,7 +41,8 @@ export function inspectSegment(bytes: Uint8Array): { refusal: string } | { table
   const embeds = model.graph?.input?.find((i) => i.name === 'inputs_embeds');
   if (!embeds) return { table: undefined };
   const width = Number(embeds.type?.tensorType?.shape?.dim?.[2]?.dimValue ?? 0);
-  if (!Number.isSafeInteger(width) || width <= 0) return { refusal: "model segment: input 'inputs_embeds' has no fixed width [batch, sequence, d]" };
+  if (!Number.isSafeInteger(width) || width <= 0 || width > MAX_WIDTH)
+    return { refusal: `model segment: input 'inputs_embeds' has no fixed width [batch, sequence, d] of at most ${MAX_WIDTH}` };
   // The dtype of its table's rows sizes what the device keeps of them: a graph that does not say is not run.
   const weights = model.metadataProps?.find((p) => p.key === 'weights')?.value;
   if (weights !== 'int8' && weights !== 'fp32')
@@ -47,9 +51,9 @@ export function inspectSegment(bytes: Uint8Array): { refusal: string } | { table
 }
 
 /**
- * A token table's header checked against the segment that takes rows of `shape`: its vocabulary size, or why it
- * cannot be that segment's table. The header sizes what the device allocates for the shard's rows and decides which
- * of its ids are in range, and a forged one could make either depend on the shard's tokens: so the file holds exactly
+ * A token table's header checked against the segment that takes rows of `shape`: where its rows lie, or why it
+ * cannot be that segment's table. The header decides where the shard's rows are read from and which of its ids are
+ * in range, and what a forged one makes of them must not depend on the shard's tokens: so the file holds exactly
  * a table as tokenTableTensors writes it (`wte.weight` F32, or `wte.weight_int8` I8 with `wte.weight_scale` F32
  * [vocab]; no second table for the reader to prefer), of the segment's width and dtype, a bounded vocabulary, and
  * data that ends where the file does.

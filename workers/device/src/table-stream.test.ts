@@ -53,6 +53,13 @@ describe('a token table, read as a device reads it', () => {
     expect(seen.bytes).toBe(approved.byteLength);
   });
 
+  it('gives the rows of an fp32 segment’s table', async () => {
+    const fp32 = serializeSafetensors(tokenTableTensors(tokenTable(model, 'fp32')));
+    const got = await readTable(served(fp32).body, fp32.byteLength, [90, 0, 41], { nEmbd: d, dtype: 'F32' }, digest());
+    if (!('rows' in got)) throw new Error(got.problem);
+    expect(lookupTokens(got.rows, [0, 41, 90])).toEqual(lookupTokens(tokenTable(model, 'fp32'), [0, 41, 90]));
+  });
+
   it("reads a forged table the same way, to its end, whether or not its vocabulary holds the shard's ids", async () => {
     // A vocabulary of 50: the first shard's largest id is past it, the second's is not.
     const table = forged(50);
@@ -72,13 +79,13 @@ describe('a token table, read as a device reads it', () => {
   it("keeps room for the shard's rows sized by its ids and the segment alone, whatever vocabulary a header claims", () => {
     const ids = [3, 7, 90, 4000];
     const sizes = [undefined, { vocab: 50, rowsAt: 64, scalesAt: 64 + 50 * d }, { vocab: 1 << 21, rowsAt: 64, scalesAt: 64 + (1 << 21) * d }].map((layout) => {
-      const { rows, scales } = shardRows(ids, shape, layout).table;
-      return [rows.byteLength, scales?.byteLength];
+      const { rows, scales, index } = shardRows(ids, shape, layout).table;
+      return [rows.byteLength, scales?.byteLength, index.size];
     });
     expect(sizes).toEqual([
-      [4 * d, 16],
-      [4 * d, 16],
-      [4 * d, 16],
+      [4 * d, 16, 4],
+      [4 * d, 16, 4],
+      [4 * d, 16, 4],
     ]);
   });
 

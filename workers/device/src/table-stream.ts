@@ -24,7 +24,8 @@ export type ReadTable = { sha256: string } & ({ rows: TokenTable } | { problem: 
 
 /**
  * Reads a table body of `size` bytes (its content-length) for the rows of `ids`, the table fitting `shape`. Never
- * throws but for the body's own stream failing (a network error, which no token decides).
+ * throws but for the body's own stream failing (a network error, which no token decides), or for room for the rows
+ * that cannot be had (sized by the shard and the approved segment, before any byte is read).
  */
 export async function readTable(body: ReadableStream<Uint8Array>, size: number, ids: Iterable<number>, shape: TableShape, digest: Digest): Promise<ReadTable> {
   const source = body.getReader();
@@ -60,7 +61,7 @@ export async function readTable(body: ReadableStream<Uint8Array>, size: number, 
         : `the body holds ${read} bytes, its content-length says ${size}`
       : 'problem' in header
         ? header.problem
-        : wanted.some((id) => !(Number.isInteger(id) && id >= 0 && id < header.vocab))
+        : wanted.some((id) => !inVocabulary(id, header.vocab))
           ? "a token id of the shard is outside the table's vocabulary"
           : undefined;
   return problem === undefined ? { sha256, rows: rows.table } : { sha256, problem };
@@ -75,14 +76,18 @@ export function shardRows(wanted: number[], shape: TableShape, layout: TableLayo
   const rowBytes = shape.nEmbd * (shape.dtype === 'I8' ? 1 : 4);
   const rowData = new ArrayBuffer(wanted.length * rowBytes);
   const scaleData = new ArrayBuffer(shape.dtype === 'I8' ? wanted.length * 4 : 0);
-  // Each wanted id in the vocabulary: where its row and scale lie in the file, and where they go; in file order.
+  // Each wanted id: where its row and scale lie in the file, and where they go; in file order. An id past the
+  // vocabulary (or every id, without a layout) gets its pieces all the same, placed where no chunk reaches, so that
+  // nothing made here depends on how many ids the header's vocabulary holds.
   const pieces: Array<{ from: number; length: number; into: Uint8Array }> = [];
   const index = new Map<number, number>();
+  const nowhere = Number.MAX_SAFE_INTEGER;
   wanted.forEach((id, i) => {
-    if (!layout || !(Number.isInteger(id) && id >= 0 && id < layout.vocab)) return;
+    const held = layout !== undefined && inVocabulary(id, layout.vocab);
     index.set(id, i);
-    pieces.push({ from: layout.rowsAt + id * rowBytes, length: rowBytes, into: new Uint8Array(rowData, i * rowBytes, rowBytes) });
-    if (layout.scalesAt !== undefined) pieces.push({ from: layout.scalesAt + id * 4, length: 4, into: new Uint8Array(scaleData, i * 4, 4) });
+    pieces.push({ from: held ? layout.rowsAt + id * rowBytes : nowhere, length: rowBytes, into: new Uint8Array(rowData, i * rowBytes, rowBytes) });
+    if (shape.dtype === 'I8')
+      pieces.push({ from: held && layout.scalesAt !== undefined ? layout.scalesAt + id * 4 : nowhere, length: 4, into: new Uint8Array(scaleData, i * 4, 4) });
   });
   pieces.sort((a, b) => a.from - b.from);
   let next = 0;
@@ -105,6 +110,8 @@ export function shardRows(wanted: number[], shape: TableShape, layout: TableLayo
     } satisfies TokenTable,
   };
 }
+
+const inVocabulary = (id: number, vocab: number) => Number.isInteger(id) && id >= 0 && id < vocab;
 
 /** Reads the header's chunks into `held` (via `pull`) and checks the header against the segment. */
 async function readHeader(pull: () => Promise<Uint8Array | undefined>, held: Uint8Array[], size: number, shape: TableShape) {

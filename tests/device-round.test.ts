@@ -428,6 +428,23 @@ describe("the owner's defence on a device", () => {
     expect(outcomes).toEqual(forgeries.map(([what]) => [what, 'failed', mismatch, [true]]));
   });
 
+  it("refuses a token table served with a content-encoding before reading it: its content-length is not the table's", async () => {
+    const seg = await deviceSegment(model, CUT, 'int8');
+    await store.put(keys.devicePrefix(seg.sha256, CUT), seg.onnx);
+    await store.put(keys.segmentWeights(seg.weights!.sha256), seg.weights!.bytes);
+    await store.put(keys.tokenTable(seg.tokenTable!.sha256), seg.tokenTable!.bytes);
+    await device.approveSegment(model, 'tiny-gpt2', CUT, 'int8', { defence: LEVELS.off });
+    proxy.relabel(`${seg.tokenTable!.sha256}.safetensors`, { 'content-encoding': 'gzip' });
+    const request = await plan('run-encoded', {
+      modelSha256: seg.sha256,
+      tokenTableSha256: seg.tokenTable!.sha256,
+      weightsSha256: seg.weights!.sha256,
+      shards: ['nli'],
+    });
+    const status = await runRound(request);
+    expect([status.state, status.error]).toEqual(['failed', 'token table GET: served with content-encoding gzip; the table is stored as it is']);
+  });
+
   it('refuses to run a segment approved before 2026-12-07 that quantizes the whole batch with one scale, saying what to do', async () => {
     const old = wholeBatchQuantizedSegment(config.nEmbd);
     const sha = await sha256Hex(old);

@@ -18,6 +18,8 @@ export interface FaultProxy {
    * presigned requests carry none), with a kind drawn at random; 0 turns it off.
    */
   chaos(rate: number, seed?: number): void;
+  /** Add `headers` to the answers of requests whose path holds `pathIncludes` (a storage that labels what it serves otherwise). */
+  relabel(pathIncludes: string, headers: Record<string, string>): void;
   /** Requests that were failed on purpose, as "KIND METHOD path". */
   failed: string[];
   /**
@@ -32,6 +34,7 @@ const KINDS: FaultKind[] = ['503', 'reset', 'truncate'];
 
 export async function startFaultProxy(target: string): Promise<FaultProxy> {
   const rules: Array<{ method: string; path: string; left: number; kind: FaultKind }> = [];
+  const labels: Array<{ path: string; headers: Record<string, string> }> = [];
   const failed: string[] = [];
   const seen: FaultProxy['seen'] = [];
   let chaos = { rate: 0, rng: new Random(0) };
@@ -63,7 +66,8 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     }
     const forward = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
       up.on('error', () => res.destroy());
-      res.writeHead(up.statusCode!, up.headers);
+      const relabelled = labels.filter((l) => req.url!.includes(l.path)).map((l) => l.headers);
+      res.writeHead(up.statusCode!, Object.assign({ ...up.headers }, ...relabelled));
       const length = Number(up.headers['content-length']);
       if (kind === 'truncate' && length > 1) {
         failed.push(`truncate ${req.method} ${path}`);
@@ -87,6 +91,7 @@ export async function startFaultProxy(target: string): Promise<FaultProxy> {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     fail: (method, path, times, kind = '503') => rules.push({ method, path, left: times, kind }),
     chaos: (rate, seed = 0) => (chaos = { rate, rng: new Random(seed) }),
+    relabel: (path, headers) => void labels.push({ path, headers }),
     failed,
     seen,
     close: () =>

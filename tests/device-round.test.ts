@@ -107,6 +107,16 @@ function plan(runId: string, overrides: Partial<DeviceRoundPlan> = {}): Promise<
   });
 }
 
+/** The int8 segment as a device runs it (graph, external weights, token table outside), stored and approved. */
+async function approvedInt8Segment() {
+  const seg = await deviceSegment(model, CUT, 'int8');
+  await store.put(keys.devicePrefix(seg.sha256, CUT), seg.onnx);
+  await store.put(keys.segmentWeights(seg.weights!.sha256), seg.weights!.bytes);
+  await store.put(keys.tokenTable(seg.tokenTable!.sha256), seg.tokenTable!.bytes);
+  await device.approveSegment(model, 'tiny-gpt2', CUT, 'int8', { defence: LEVELS.off });
+  return seg;
+}
+
 async function runRound(request: RoundRequest) {
   await client.startRound(request);
   return client.waitForRound(request.runId, request.round);
@@ -391,11 +401,7 @@ describe("the owner's defence on a device", () => {
   });
 
   it("fails a forged token table as a hash mismatch alone, after reading all of it, whatever its header says of the shard's tokens", async () => {
-    const seg = await deviceSegment(model, CUT, 'int8');
-    await store.put(keys.devicePrefix(seg.sha256, CUT), seg.onnx);
-    await store.put(keys.segmentWeights(seg.weights!.sha256), seg.weights!.bytes);
-    await store.put(keys.tokenTable(seg.tokenTable!.sha256), seg.tokenTable!.bytes);
-    await device.approveSegment(model, 'tiny-gpt2', CUT, 'int8', { defence: LEVELS.off });
+    const seg = await approvedInt8Segment();
     // Vocabularies that stop below every token of the shard and past GPT-2's, and rows far wider than the segment's
     // (which would size the rows kept by the shard's count of distinct tokens): had any failed otherwise than the
     // others, a server could search for the shard's largest token id (table-stream.test.ts: read alike, to the end).
@@ -429,11 +435,7 @@ describe("the owner's defence on a device", () => {
   });
 
   it("refuses a token table served with a content-encoding before reading it: its content-length is not the table's", async () => {
-    const seg = await deviceSegment(model, CUT, 'int8');
-    await store.put(keys.devicePrefix(seg.sha256, CUT), seg.onnx);
-    await store.put(keys.segmentWeights(seg.weights!.sha256), seg.weights!.bytes);
-    await store.put(keys.tokenTable(seg.tokenTable!.sha256), seg.tokenTable!.bytes);
-    await device.approveSegment(model, 'tiny-gpt2', CUT, 'int8', { defence: LEVELS.off });
+    const seg = await approvedInt8Segment();
     proxy.relabel(`${seg.tokenTable!.sha256}.safetensors`, { 'content-encoding': 'gzip' });
     const request = await plan('run-encoded', {
       modelSha256: seg.sha256,

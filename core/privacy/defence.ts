@@ -152,10 +152,13 @@ export function noiseNormBound(d: Defence, clip: number, dims: number): number {
  */
 export const MAX_NOISE_NORM = 1000;
 
-/** Why uploads under this defence would carry nothing but noise (its noise bound over MAX_NOISE_NORM), or undefined. */
-export function noiseBeyondCeiling(d: Defence, clip: number, dims: number): string | undefined {
+/**
+ * The defence's noise bound (noiseNormBound) where it is within MAX_NOISE_NORM, or why uploads under it would carry
+ * nothing but noise.
+ */
+export function ceiledNoiseBound(d: Defence, clip: number, dims: number): number | string {
   const noise = noiseNormBound(d, clip, dims);
   const ceiling = MAX_NOISE_NORM * clip * Math.sqrt(dims);
-  if (noise <= ceiling) return undefined;
+  if (noise <= ceiling) return noise;
   return `defence (${describeDefence(d)}) allows noise of norm up to ${noise.toPrecision(3)}, beyond the ${ceiling.toPrecision(3)} (${MAX_NOISE_NORM} clips times sqrt(d)) the server trains under: such uploads carry nothing but noise`;
 }

@@ -4,7 +4,7 @@
  * from what a device says. Values beyond it (3e38 in every position overflows the next block's norm into NaN) mark
  * the batch as a lie.
  */
-import { addsNoise, noiseBeyondCeiling, noiseNormBound, type Defence } from '../../core/privacy/defence.ts';
+import { addsNoise, ceiledNoiseBound, type Defence } from '../../core/privacy/defence.ts';
 import { CALIBRATION_SEQ_LEN, CALIBRATION_TEXTS, medianClip, norm, realPositionNorms } from '../../core/privacy/defend.ts';
 import type { Tokenizer } from '../../core/tokenizer/tokenizer.ts';
 import type { Trainer } from '../train/trainer.ts';
@@ -35,10 +35,10 @@ export function uploadNormBound(cal: CutCalibration, defence: Defence, clip: num
   if (clip === undefined || !(clip <= CLIP_TOLERANCE * cal.clip))
     return `the manifest's clip ${clip} is more than ${CLIP_TOLERANCE}x the segment's clip ${cal.clip} (from the calibration text)`;
   // A claimed epsilon near zero would admit any value (core/privacy/defence.ts, MAX_NOISE_NORM).
-  const beyond = noiseBeyondCeiling(defence, clip, dims);
-  if (beyond) return `the manifest's ${beyond}`;
+  const noise = ceiledNoiseBound(defence, clip, dims);
+  if (typeof noise === 'string') return `the manifest's ${noise}`;
   // Clipped positions are at most the clip (fp16 rounding aside), then noise is added.
-  return clip * 1.001 + noiseNormBound(defence, clip, dims);
+  return clip * 1.001 + noise;
 }
 
 /** Index of the first position [rows * seq] whose norm exceeds `bound`, or -1. */

@@ -12,7 +12,7 @@ import { ModelHashMismatch, ort } from './onnx.ts';
 import { storageFetch } from './storage.ts';
 import { calibrationClip, defendHidden, type DefenceRun } from '../../../core/privacy/defend.ts';
 import type { EncodedRows } from './encode.ts';
-import { canonicalDefence, noiseBeyondCeiling } from '../../../core/privacy/defence.ts';
+import { canonicalDefence, ceiledNoiseBound } from '../../../core/privacy/defence.ts';
 
 type Request = Omit<RoundRequest, 'uploads'>;
 
@@ -77,10 +77,10 @@ export async function forwardBatch(
 ): Promise<{ bytes: Uint8Array; rows: number; seqLen: number; tokens: number; forwardMs: number }> {
   const { output, hidden, d, forwardMs } = await runPrefix(session, enc, table);
   // The server would refuse what such a defence uploads: say so here, before anything leaves.
-  const beyond = noiseBeyondCeiling(defence.defence, defence.clip, d);
-  if (beyond) {
+  const noise = ceiledNoiseBound(defence.defence, defence.clip, d);
+  if (typeof noise === 'string') {
     output.dispose();
-    throw new RoundError(`this device's ${beyond}; its owner can set a larger epsilon`);
+    throw new RoundError(`this device's ${noise}; its owner can set a larger epsilon`);
   }
   // In place: the output's buffer is this call's own until it is disposed below.
   defendHidden(hidden, enc.ids, enc.attentionMask, enc.rows, enc.seqLen, d, defence);

@@ -15,7 +15,7 @@ const WHOLE_BATCH_QUANTIZERS = new Set(['DynamicQuantizeMatMul', 'DynamicQuantiz
 /** The widest rows a segment may take: past any model in use (Llama-3.2-1B's are 2,048 wide). */
 const MAX_WIDTH = 1 << 16;
 
-/** The most tokens a table may list: well past any vocabulary in use (Llama 3 has 128,256), bounding its scales. */
+/** The most tokens a table may list: well past any vocabulary in use (Llama 3 has 128,256); a header claiming more is no model's. */
 export const MAX_TABLE_VOCAB = 1 << 21;
 
 /** What a segment's graph says of the token table it takes: the width of its rows and their dtype. */

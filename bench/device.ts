@@ -138,6 +138,11 @@ for (const c of cases) {
   const m = await memory(c.args);
   memoryResults.push({ case: c.case, ...m, fitsWorker128MB: m.afterRun.totalMB < WORKER_LIMIT_MB });
 }
+// The device's modules' own heap, under the bundle's aliases (as above) against the same modules without them.
+log("memory: the JS heap of the device's modules without the Worker bundle's aliases");
+const withoutAliases = (await memory([...cases[2]!.args, '--without-worker-aliases'])).afterImports.jsHeapMB;
+const withAliases = memoryResults[2]!.afterImports.jsHeapMB;
+const modulesHeap = { workerBundleMB: withAliases, withoutAliasesMB: withoutAliases, ratio: round(withAliases / withoutAliases, 3) };
 log('llama: Llama-3.2-1B at cut 1, int8, token table outside the graph');
 const llama = await llamaCut1();
 await rm(dir, { recursive: true, force: true });
@@ -150,7 +155,9 @@ printReport('device prefix', {
   deviceForwardGflopPerToken: round(flops.device.forward / 1e9, 4),
   throughput: results.map(({ file: _file, ...r }) => r),
   memory: memoryResults,
-  memoryNote: 'totalMB = WebAssembly memory + JS heap + ArrayBuffers of the isolate after one batch: what a Worker is charged against its 128 MB',
+  memoryNote:
+    "totalMB = WebAssembly memory + JS heap + ArrayBuffers of the isolate after one batch: what a Worker is charged against its 128 MB; the device's modules are imported under the bundle's aliases (wrangler.toml)",
+  modulesHeap,
   defence,
   llama,
 });

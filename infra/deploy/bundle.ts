@@ -1,6 +1,7 @@
 /**
  * Builds the device worker exactly as `wrangler deploy` would (`--dry-run`), and measures what Cloudflare counts
- * against the script size limit: the gzipped size of every uploaded module.
+ * against the script size limit: the gzipped size of every uploaded module; and lists the npm packages bundled,
+ * whose modules the Worker evaluates at its start, in its 128 MB.
  */
 import { execFile } from 'node:child_process';
 import { readdir, readFile, rm } from 'node:fs/promises';
@@ -20,6 +21,8 @@ export interface BundleSize {
   totalGzipBytes: number;
   limitGzipBytes: number;
   fits: boolean;
+  /** The npm packages the bundle holds code of (from its source map), by name. */
+  packages: string[];
 }
 
 export async function measureBundle(env = '', config = 'wrangler.toml'): Promise<BundleSize> {
@@ -34,6 +37,10 @@ export async function measureBundle(env = '', config = 'wrangler.toml'): Promise
       files.push({ name, bytes: bytes.byteLength, gzipBytes: gzipSync(bytes, { level: 9 }).byteLength });
     }
     const totalGzipBytes = files.reduce((a, f) => a + f.gzipBytes, 0);
+    const maps = (await readdir(out)).filter((n) => n.endsWith('.map'));
+    const sources = (await Promise.all(maps.map(async (n) => JSON.parse(await readFile(join(out, n), 'utf8')).sources as string[]))).flat();
+    // The innermost node_modules folder names the package: a dependency's own dependencies sit inside it.
+    const packages = new Set(sources.map((s) => /.*node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(s)?.[1]).filter((p) => p !== undefined));
     return {
       env: env || '(top level)',
       files,
@@ -41,6 +48,7 @@ export async function measureBundle(env = '', config = 'wrangler.toml'): Promise
       totalGzipBytes,
       limitGzipBytes: PAID_PLAN_LIMIT_BYTES,
       fits: totalGzipBytes <= PAID_PLAN_LIMIT_BYTES,
+      packages: [...packages].sort(),
     };
   } finally {
     await rm(out, { recursive: true, force: true });

@@ -15,6 +15,7 @@
  * groups of similar tokens the owner approved, named by their SHA-256; epsilon-indistinguishable within a group,
  * the group itself in clear. Its hidden states are those of the sanitised text, unclipped and without noise.
  */
+import { untrustedText } from '../wire/untrusted.ts';
 import { refuseUnknownKeys } from '../json/suggest.ts';
 import { gaussianSigma } from './dp.ts';
 
@@ -47,8 +48,9 @@ export const DEFAULT_LEVEL: Level = 'medium';
 /** A defence from an owner's setting: a level's name or {mechanism, epsilon, delta}; throws naming what is wrong. */
 export function parseDefence(value: unknown, field = 'defence'): Defence {
   if (typeof value === 'string') {
-    if (value in LEVELS) return LEVELS[value as Level];
-    throw new Error(`${field}: '${value}' is not a level (${Object.keys(LEVELS).join(', ')}) or a JSON setting`);
+    // Own names only: `in` would take 'toString' or '__proto__' for a level, and their mechanism for none.
+    if (Object.hasOwn(LEVELS, value)) return LEVELS[value as Level];
+    throw new Error(`${field}: '${untrustedText(value, 80)}' is not a level (${Object.keys(LEVELS).join(', ')}) or a JSON setting`);
   }
   const d = value as Record<string, unknown>;
   if (typeof d !== 'object' || d === null || Array.isArray(d)) throw new Error(`${field}: must be a level name or {"mechanism", "epsilon", "delta"}`);

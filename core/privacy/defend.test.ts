@@ -135,6 +135,10 @@ describe('the owner setting', () => {
     expect(parseDefence('high')).toEqual(LEVELS.high);
     expect(parseDefence({ mechanism: 'metric', epsilon: 8 })).toEqual({ mechanism: 'metric', epsilon: 8 });
     expect(() => parseDefence('maximum')).toThrow("'maximum' is not a level");
+    // Names every object has are no level: taken, they left the text undefended (their mechanism read as none).
+    for (const name of ['toString', 'constructor', '__proto__', 'hasOwnProperty']) expect(() => parseDefence(name)).toThrow(`'${name}' is not a level`);
+    // An owner's or a device's text is quoted cut short and escaped.
+    expect(() => parseDefence(`x\u001b[2J${'A'.repeat(1000)}`)).toThrow(/^defence: 'x\\u\{1b\}\[2JA{75}\.\.\. \(925 more characters\)' is not a level/);
     expect(() => parseDefence({ mechanism: 'gaussian', epsilon: 8 })).toThrow('delta must be');
     expect(() => parseDefence({ mechanism: 'gaussian', epsilon: 8, delta: 1e-5, sigma: 0 })).toThrow(
       `defence (mechanism "gaussian"): unknown field 'sigma'; fields: mechanism, epsilon, delta`,

@@ -9,6 +9,7 @@ import { sha256Hex } from '../../core/auth/signing.ts';
 import { decodeActivationBatch, type ActivationBatch } from '../../core/wire/activations.ts';
 import type { ActivationDType, ActivationManifest, ManifestBatch } from '../../core/wire/round.ts';
 import { addsNoise, canonicalDefence, parseDefence, type Defence } from '../../core/privacy/defence.ts';
+import { untrustedText } from '../../core/wire/untrusted.ts';
 import { positionOver } from './bounds.ts';
 
 export interface FeedSource {
@@ -43,34 +44,49 @@ export interface VerifiedBatch extends ActivationBatch {
   bytes: number;
 }
 
+/**
+ * A value of a device's manifest as a message quotes it: as JSON, cut short and escaped (core/wire/untrusted.ts).
+ * Never a throw: interpolated, an object whose `toString` is not a function fails the round, not the device.
+ */
+function quoted(value: unknown): string {
+  let json: string | undefined;
+  try {
+    json = JSON.stringify(value);
+  } catch {
+    // Nested too deep to print.
+  }
+  return untrustedText(json ?? typeof value, 80);
+}
+
 /** The manifest, checked against the plan, or what is wrong with it. */
 export function parseManifest(bytes: Uint8Array, src: FeedSource): ActivationManifest | string {
   let m: ActivationManifest;
   try {
     m = JSON.parse(new TextDecoder().decode(bytes));
   } catch (e) {
-    return `the manifest is not JSON (${bytes.byteLength} bytes): ${(e as Error).message}`;
+    return `the manifest is not JSON (${bytes.byteLength} bytes): ${untrustedText((e as Error).message, 200)}`;
   }
   if (typeof m !== 'object' || m === null || m.version !== 1 || !Array.isArray(m.batches)) return 'the manifest is not a version-1 activation manifest';
-  if (m.device !== src.deviceId || m.runId !== src.runId || m.round !== src.round) return `the manifest is for ${m.device}/${m.runId}/${m.round}`;
-  if (m.cut !== src.cut) return `the manifest says cut ${m.cut}, the plan says ${src.cut}`;
-  if (m.modelSha256 !== src.modelSha256) return `the manifest names segment ${JSON.stringify(m.modelSha256)}, the plan ${src.modelSha256}`;
-  if (m.dtype !== src.dtype) return `the manifest says dtype ${JSON.stringify(m.dtype)}, the run's is ${src.dtype}`;
+  if (m.device !== src.deviceId || m.runId !== src.runId || m.round !== src.round)
+    return `the manifest is for ${quoted(m.device)}/${quoted(m.runId)}/${quoted(m.round)}`;
+  if (m.cut !== src.cut) return `the manifest says cut ${quoted(m.cut)}, the plan says ${src.cut}`;
+  if (m.modelSha256 !== src.modelSha256) return `the manifest names segment ${quoted(m.modelSha256)}, the plan ${src.modelSha256}`;
+  if (m.dtype !== src.dtype) return `the manifest says dtype ${quoted(m.dtype)}, the run's is ${src.dtype}`;
   if (m.batches.length !== src.batches) return `the manifest lists ${m.batches.length} batches, the plan ${src.batches}`;
-  if (m.rows !== src.rows) return `the manifest says ${JSON.stringify(m.rows)} rows, the plan ${src.rows}`;
+  if (m.rows !== src.rows) return `the manifest says ${quoted(m.rows)} rows, the plan ${src.rows}`;
   let rows = 0;
   for (const [i, b] of m.batches.entries()) {
     const whole = (v: unknown, max: number) => Number.isSafeInteger(v) && (v as number) > 0 && (v as number) <= max;
     if (typeof b !== 'object' || b === null || b.index !== i)
-      return `the manifest's batch ${i} has index ${JSON.stringify(b?.index)}: indices must be 0..${src.batches - 1} in order`;
+      return `the manifest's batch ${i} has index ${quoted(b?.index)}: indices must be 0..${src.batches - 1} in order`;
     if (
       !whole(b.rows, src.batchSize) ||
       !whole(b.seqLen, src.seqLen) ||
-      !whole(b.bytes, Number.MAX_SAFE_INTEGER) ||
+      !whole(b.bytes, src.maxBatchBytes) ||
       typeof b.sha256 !== 'string' ||
       !/^[0-9a-f]{64}$/.test(b.sha256)
     ) {
-      return `the manifest's batch ${i} needs rows in 1..${src.batchSize}, seqLen in 1..${src.seqLen}, bytes and a hex sha256`;
+      return `the manifest's batch ${i} needs rows in 1..${src.batchSize}, seqLen in 1..${src.seqLen}, bytes in 1..${src.maxBatchBytes} (a batch of the plan) and a hex sha256`;
     }
     rows += b.rows;
   }
@@ -81,7 +97,7 @@ export function parseManifest(bytes: Uint8Array, src: FeedSource): ActivationMan
     return (e as Error).message;
   }
   if (addsNoise(m.defence) && !(typeof m.clip === 'number' && m.clip > 0 && Number.isFinite(m.clip)))
-    return `the manifest's defence clips, but its clip is ${JSON.stringify(m.clip)}`;
+    return `the manifest's defence clips, but its clip is ${quoted(m.clip)}`;
   return m;
 }
 
@@ -102,9 +118,9 @@ export async function verify(
     return (e as Error).message;
   }
   if (b.device !== src.deviceId || b.runId !== src.runId || b.round !== src.round || b.index !== entry.index)
-    return `metadata says ${b.device}/${b.runId}/round ${b.round}/batch ${b.index}`;
+    return `metadata says ${quoted(b.device)}/${quoted(b.runId)}/round ${b.round}/batch ${b.index}`;
   if (b.cut !== src.cut) return `cut ${b.cut}, the plan says ${src.cut}`;
-  if ((b.defence ?? canonicalDefence({ mechanism: 'none' })) !== defence) return `defence ${b.defence ?? 'none'}, the manifest says ${defence}`;
+  if ((b.defence ?? canonicalDefence({ mechanism: 'none' })) !== defence) return `defence ${quoted(b.defence ?? 'none')}, the manifest says ${defence}`;
   if (b.dtype !== src.dtype) return `hidden states are ${b.dtype}, the run's dtype is ${src.dtype}`;
   if (b.nEmbd !== src.nEmbd) return `hidden size ${b.nEmbd}, the model's is ${src.nEmbd}`;
   if (b.rows !== entry.rows || b.seqLen !== entry.seqLen) return `shape [${b.rows}, ${b.seqLen}] differs from the manifest's [${entry.rows}, ${entry.seqLen}]`;

@@ -96,12 +96,36 @@ describe('activation feed against a lying device', () => {
     await vouched('r-m3', [ok], { rows: 400_000 });
     expect(await failure('r-m3')).toBe('device dev round 0: the manifest says 400000 rows, the plan 2');
     await vouched('r-m4', [ok], { rows: 2 }, () => ({ rows: 3 }));
-    expect(await failure('r-m4')).toBe("device dev round 0: the manifest's batch 0 needs rows in 1..2, seqLen in 1..3, bytes and a hex sha256");
+    expect(await failure('r-m4')).toBe(
+      "device dev round 0: the manifest's batch 0 needs rows in 1..2, seqLen in 1..3, bytes in 1..65784 (a batch of the plan) and a hex sha256",
+    );
     await vouched('r-m5', [ok], {}, () => ({ seqLen: 4096 }));
-    expect(await failure('r-m5')).toBe("device dev round 0: the manifest's batch 0 needs rows in 1..2, seqLen in 1..3, bytes and a hex sha256");
+    expect(await failure('r-m5')).toBe(
+      "device dev round 0: the manifest's batch 0 needs rows in 1..2, seqLen in 1..3, bytes in 1..65784 (a batch of the plan) and a hex sha256",
+    );
     await vouched('r-m6', [ok], { defence: { mechanism: 'gaussian', epsilon: 8, delta: 1e-5 }, clip: 1e30 });
     const clipped = { ...src('r-m6', 1), normBound: (_: unknown, clip: number | undefined) => (clip! > 10 ? `the manifest's clip ${clip} is too large` : 10) };
     expect(await drain(activationFeed(store, clipped)).catch((e: Error) => e.message)).toBe("device dev round 0: the manifest's clip 1e+30 is too large");
+  });
+
+  it("fails only the device whose manifest's values would throw when quoted, and quotes them cut short and escaped", async () => {
+    const ok = batchBytes('r-q', 0);
+    // An object whose toString is no function throws when interpolated: that failed the round, at every retry.
+    await vouched('r-q1', [ok], { device: { toString: 1 } });
+    expect(await failure('r-q1')).toBe('device dev round 0: the manifest is for {"toString":1}/"r-q1"/0');
+    await vouched('r-q2', [ok], { cut: { toString: 1 } });
+    expect(await failure('r-q2')).toBe('device dev round 0: the manifest says cut {"toString":1}, the plan says 2');
+    // Nested past what JSON.stringify can print.
+    await store.put(keys.activationManifest('r-q3', 'dev', 0), `{"version":1,"batches":[],"device":${'['.repeat(200_000)}${']'.repeat(200_000)}}`);
+    expect(await failure('r-q3')).toBe('device dev round 0: the manifest is for object/undefined/undefined');
+    // Lines forged into the log: 256 KB with newlines and terminal escapes.
+    await vouched('r-q4', [ok], { runId: `x\n[server] run r-q4 trained\u001b[2J${'A'.repeat(256 * 1024)}` });
+    const forged = await failure('r-q4');
+    expect(forged.length).toBeLessThan(700);
+    for (const unsafe of ['\n', '\u001b']) expect(forged).not.toContain(unsafe);
+    // The bytes a manifest claims count into the run's metrics: no more than a batch of the plan can hold.
+    await vouched('r-q5', [ok], {}, () => ({ bytes: Number.MAX_SAFE_INTEGER }));
+    expect(await failure('r-q5')).toMatch(/^device dev round 0: the manifest's batch 0 needs .* bytes in 1\.\.65784/);
   });
 
   it('refuses F64 hidden states and batches of another dtype than the run', async () => {

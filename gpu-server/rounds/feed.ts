@@ -12,6 +12,7 @@ import { keys } from '../../core/storage/keys.ts';
 import { ObjectTooLarge, type ObjectStore } from '../../core/storage/store.ts';
 import type { ActivationManifest, ManifestBatch, RoundStatus } from '../../core/wire/round.ts';
 import { canonicalDefence } from '../../core/privacy/defence.ts';
+import { untrustedText } from '../../core/wire/untrusted.ts';
 import { parseManifest, verify, type FeedSource, type VerifiedBatch } from './checks.ts';
 
 export type { FeedSource, VerifiedBatch } from './checks.ts';
@@ -88,7 +89,8 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
     }
     return d;
   };
-  const failed = (problem: string) => new DeviceRoundFailed(`device ${src.deviceId} round ${src.round}: ${problem}`);
+  // Bounded and escaped again here: a problem may quote what the device wrote, and goes to the log, API and metrics.
+  const failed = (problem: string) => new DeviceRoundFailed(`device ${src.deviceId} round ${src.round}: ${untrustedText(problem)}`);
 
   // Until the manifest is there: list what is new, and start downloads while the prefetch window has room.
   let manifestBytes: Uint8Array | undefined;
@@ -131,21 +133,28 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
   }
   downloads.delete(manifestKey);
 
-  const manifest = parseManifest(manifestBytes, src);
-  if (typeof manifest === 'string') {
-    onReject(manifestKey, manifest);
-    throw failed(manifest);
+  // Whatever the device wrote, checking its manifest fails this device's part of the round, never the round.
+  let checked: { manifest: ActivationManifest; bound: number } | string;
+  try {
+    const manifest = parseManifest(manifestBytes, src);
+    if (typeof manifest === 'string') checked = manifest;
+    else {
+      const bound = src.normBound(manifest.defence, manifest.clip);
+      checked = typeof bound === 'string' ? bound : { manifest, bound };
+    }
+  } catch (e) {
+    checked = `its manifest could not be checked (${(e as Error).name})`;
   }
-  const bound = src.normBound(manifest.defence, manifest.clip);
-  if (typeof bound === 'string') {
-    onReject(manifestKey, bound);
-    throw failed(bound);
+  if (typeof checked === 'string') {
+    onReject(manifestKey, checked);
+    throw failed(checked);
   }
+  const { manifest, bound } = checked;
   opts.onManifest?.(manifest);
   // What every batch must name: the setting the manifest says the round was uploaded under.
   const defence = canonicalDefence(manifest.defence);
   const order = opts.order?.(manifest.batches) ?? manifest.batches.map((_, i) => i);
-  const wanted = order.map((i) => manifest!.batches[i]).filter((b) => !skip.has(keys.activationBatch(src.runId, src.deviceId, src.round, b.index)));
+  const wanted = order.map((i) => manifest.batches[i]).filter((b) => !skip.has(keys.activationBatch(src.runId, src.deviceId, src.round, b.index)));
   const keyOf = (b: ManifestBatch) => keys.activationBatch(src.runId, src.deviceId, src.round, b.index);
   // Sizes are checked before anything is downloaded. A listing may show an object still being written (with the
   // size so far), so a size that differs from the manifest's is asked for again before the object is refused.
@@ -155,7 +164,6 @@ export async function* activationFeed(store: ObjectStore, src: FeedSource, opts:
     let p = prepared.get(key);
     if (!p) {
       p = (async () => {
-        if (b.bytes > src.maxBatchBytes) return `the manifest lists ${b.bytes} bytes, more than a batch of the plan can hold (${src.maxBatchBytes})`;
         let size = sizes.get(key);
         if (size !== b.bytes) size = (await retried(`HEAD ${key}`, () => store.head(key), attempts, backoffMs))?.size;
         if (size !== undefined && size !== b.bytes) return `stored size ${size} differs from the manifest's ${b.bytes}`;

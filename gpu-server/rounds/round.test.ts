@@ -149,6 +149,31 @@ describe('a round in phases, on in-memory storage', () => {
     expect(performance.now() - asked).toBeLessThan(2_000);
   });
 
+  it('ends at a cancel while a device stalls its status answer after its batches trained (the call for its forward time)', async () => {
+    w = await world({ rows: 8 });
+    let stalling = false;
+    for (const dev of w.devices.values()) {
+      const status = dev.roundStatus.bind(dev);
+      dev.roundStatus = async (runId, round) => {
+        const answer = await status(runId, round);
+        if (answer.state === 'complete') {
+          stalling = true;
+          await new Promise((r) => setTimeout(r, 8_000));
+        }
+        return answer;
+      };
+    }
+    const runs = registry();
+    await runs.create(parseRunSpec(w.spec()), 'r1');
+    await runs.trigger('r1');
+    while (!stalling) await new Promise((r) => setTimeout(r, 5));
+    const asked = performance.now();
+    expect((await runs.cancel('r1')).phase).toBe('cancelled');
+    await runs.idle('r1');
+    // Before, the cancel's answer came after its 5 s wait, and the round ran on to the end of the stall.
+    expect(performance.now() - asked).toBeLessThan(2_000);
+  });
+
   it.each(['by-device', 'interleaved'] as const)(
     'cancels at a batch boundary, keeps what trained, is not resumed by a restart, and resumes when triggered (%s)',
     async (batchOrder) => {

@@ -15,7 +15,7 @@ import { type Loaded, type RunState } from '../runs/state.ts';
 import { untrustedText } from '../../core/wire/untrusted.ts';
 import { calibrateCut, uploadNormBound } from './bounds.ts';
 import { DeviceGuard, type GuardMark } from './guard.ts';
-import { activationFeed, DeviceRoundFailed, maxBatchBytes, type VerifiedBatch } from './feed.ts';
+import { abortable, activationFeed, DeviceRoundFailed, maxBatchBytes, type VerifiedBatch } from './feed.ts';
 
 export interface Training {
   losses: number[];
@@ -185,12 +185,9 @@ export async function trainDevices(
     finished.add(id);
     current = undefined;
     if (dp.trained > 0) await checkpoint(false);
+    // A cancel ends this call too: a device that stalls its answer holds no cancelled round.
     if (plan.devices[id].sourceRound === round)
-      dp.forwardMs = (
-        await deviceApi(s, opts, id)
-          .roundStatus(record.id, round)
-          .catch(() => undefined)
-      )?.forwardMs;
+      dp.forwardMs = (await abortable(deviceApi(s, opts, id).roundStatus(record.id, round), s.cancel?.signal).catch(() => undefined))?.forwardMs;
   };
   const stopAndWait = opts.schedule === 'stop-and-wait';
   const guard = DeviceGuard.of(trainer, tokenizer, spec, evalRows);

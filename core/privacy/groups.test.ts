@@ -77,6 +77,18 @@ describe('randomised response within groups', () => {
     const many = Int32Array.from({ length: 64 }, (_, i) => (i === 0 ? START : 10 + (i % 8)));
     expect(Array.from(other(many, new Int32Array(64).fill(1), 1, 64))).not.toEqual(Array.from(s(many, new Int32Array(64).fill(1), 1, 64)));
   });
+
+  it('at epsilon 0 sanitises rows alike whose tokens differ only within their groups: an output says nothing of which member', () => {
+    const s = sanitiser(groupMechanism(table, 0), key, context);
+    // Each member of group 20 after a beginning that differs within group 10 and in a token of no group.
+    const ids = Int32Array.from(eight(20).flatMap((x, r) => [START, 10 + r, 90 + r, x]));
+    const out = s(ids, new Int32Array(ids.length).fill(1), 8, 4);
+    const rows = Array.from({ length: 8 }, (_, r) => Array.from(out.subarray(4 * r, 4 * r + 4)));
+    // Drawn per token, the eight would have differed: equal outputs after a shared beginning marked equal tokens.
+    for (const row of rows) expect(row).toEqual(rows[0]);
+    expect(table.groups[1]).toContain(rows[0][3]);
+    expect(rows[0][2]).toBe(table.placeholder);
+  });
 });
 
 describe('the attacker who knows the groups', () => {

@@ -85,6 +85,8 @@ export function groupMechanism(g: TokenGroups, epsilon: number): TokenMechanism 
       if (!out) made.set(x, (out = { tokens, cdf: cumulative(Array.from(tokens, (t) => (t === x ? Math.exp(epsilon) : 1))) }));
       return out;
     },
+    // At epsilon 0 a group's members share their outputs: draws hang on the groups alone, as what leaves must.
+    ...(epsilon === 0 ? { seedOf: (x: number) => groupOf.get(x)?.[0] ?? g.placeholder } : {}),
   };
 }
 

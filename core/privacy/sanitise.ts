@@ -19,6 +19,13 @@ export interface Outputs {
 /** A sanitisation mechanism: each token's output distribution, or undefined for tokens left as they are. */
 export interface TokenMechanism {
   outputs(token: number): Outputs | undefined;
+  /**
+   * What a token's draw hangs on, with the replaced tokens before it: the token itself, unless its outputs do not
+   * depend on which token it is (groups at epsilon 0). There a draw that hung on the token would give each token
+   * its own fixed replacement after a given beginning: equal outputs across rows would mark equal tokens, which
+   * counting decodes.
+   */
+  seedOf?(token: number): number;
 }
 
 /** What the mechanism turns x into: each output token with its probability. */
@@ -95,7 +102,7 @@ export function sanitiser(
       const seeds = positionSeeds(
         key,
         context,
-        replaced.map(({ i }) => ids[i]),
+        replaced.map(({ i }) => mechanism.seedOf?.(ids[i]) ?? ids[i]),
         replaced.length,
       );
       for (const [k, { i, o }] of replaced.entries()) {

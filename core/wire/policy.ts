@@ -208,13 +208,19 @@ export function urlRefusal(origins: readonly string[], request: RoundRequest): s
     ['uploads.manifest', request.uploads.manifest],
     ...request.uploads.batches.map((u, i): [string, string] => [`uploads.batches[${i}]`, u]),
   ];
-  if (origins.length === 0) return 'this device has no STORAGE_ORIGINS set: it fetches and uploads nowhere';
   for (const [field, value] of named) {
-    const url = URL.canParse(value) ? new URL(value) : undefined;
-    if (!url) return `${field} is not a URL`;
-    if (url.username || url.password) return `${field} carries credentials`;
-    if (!secureOrLocal(url) || !origins.includes(url.origin))
-      return `${field} is on ${url.origin}, not on this device's storage origins (${origins.join(', ')})`;
+    const problem = storageUrlRefusal(origins, field, value);
+    if (problem) return problem;
   }
+  return undefined;
+}
+
+/** Why the device may not fetch or upload to `value` (the request's `field`), or undefined when it is on an allowed origin. */
+export function storageUrlRefusal(origins: readonly string[], field: string, value: string): string | undefined {
+  if (origins.length === 0) return 'this device has no STORAGE_ORIGINS set: it fetches and uploads nowhere';
+  const url = URL.canParse(value) ? new URL(value) : undefined;
+  if (!url) return `${field} is not a URL`;
+  if (url.username || url.password) return `${field} carries credentials`;
+  if (!secureOrLocal(url) || !origins.includes(url.origin)) return `${field} is on ${url.origin}, not on this device's storage origins (${origins.join(', ')})`;
   return undefined;
 }

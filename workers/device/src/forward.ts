@@ -22,9 +22,9 @@ const gpt2 = new GPT2Tokenizer();
  * The round's tokenizer: the tokenizer.json it names, fetched and checked against its SHA-256 (the owner approved
  * that hash with the segment), or GPT-2's BPE, which the device holds.
  */
-export async function roundTokenizer(r: Request): Promise<Tokenizer> {
+export async function roundTokenizer(r: Request, origins: readonly string[]): Promise<Tokenizer> {
   if (!r.tokenizer) return gpt2;
-  const res = await storageFetch('tokenizer.url', r.tokenizer.url);
+  const res = await storageFetch(origins, 'tokenizer.url', r.tokenizer.url);
   if (!res.ok) throw new RoundError(`tokenizer GET failed: HTTP ${res.status}`);
   const bytes = new Uint8Array(await res.arrayBuffer());
   const actual = await sha256Hex(bytes);

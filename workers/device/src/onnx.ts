@@ -48,19 +48,19 @@ const sessions = new Map<string, Promise<ort.InferenceSession>>();
  * external data too (fetched and checked the same way, handed to the session, then let go). Keyed by both: one
  * graph runs with whichever weights the round names. (The token table is not in the session: each round reads its own.)
  */
-export function session(sha256: string, url: string, weights?: { sha256: string; url: string }): Promise<ort.InferenceSession> {
+export function session(origins: readonly string[], sha256: string, url: string, weights?: { sha256: string; url: string }): Promise<ort.InferenceSession> {
   const key = `${sha256}+${weights?.sha256 ?? 'in-graph'}`;
   let s = sessions.get(key);
   if (!s) {
-    s = load(sha256, url, weights);
+    s = load(origins, sha256, url, weights);
     sessions.set(key, s);
     s.catch(() => sessions.delete(key));
   }
   return s;
 }
 
-async function fetchVerified(what: string, field: string, url: string, sha256: string): Promise<Uint8Array> {
-  const res = await storageFetch(field, url);
+async function fetchVerified(origins: readonly string[], what: string, field: string, url: string, sha256: string): Promise<Uint8Array> {
+  const res = await storageFetch(origins, field, url);
   if (!res.ok) throw new RoundError(`${what} GET failed: HTTP ${res.status}`);
   const bytes = new Uint8Array(await res.arrayBuffer());
   const actual = await sha256Hex(bytes);
@@ -76,13 +76,13 @@ export function tableShape(model: ort.InferenceSession): TableShape | undefined 
   return tableShapes.get(model);
 }
 
-async function load(sha256: string, url: string, weights?: { sha256: string; url: string }): Promise<ort.InferenceSession> {
+async function load(origins: readonly string[], sha256: string, url: string, weights?: { sha256: string; url: string }): Promise<ort.InferenceSession> {
   configure();
-  const bytes = await fetchVerified('model segment', 'model.url', url, sha256);
+  const bytes = await fetchVerified(origins, 'model segment', 'model.url', url, sha256);
   const inspected = inspectSegment(bytes);
   if ('refusal' in inspected) throw new RoundError(inspected.refusal);
   const externalData = weights
-    ? [{ path: PREFIX_DATA_LOCATION, data: await fetchVerified('segment weights', 'weights.url', weights.url, weights.sha256) }]
+    ? [{ path: PREFIX_DATA_LOCATION, data: await fetchVerified(origins, 'segment weights', 'weights.url', weights.url, weights.sha256) }]
     : undefined;
   // Errors only: onnxruntime's optimizer notes are not the device owner's concern.
   const model = await ort.InferenceSession.create(bytes, { logSeverityLevel: 3, ...(externalData ? { externalData } : {}) });
@@ -98,8 +98,13 @@ export { ort };
  * if the table's SHA-256 matches. (Reading rows by byte range would tell storage which tokens the shard holds.) A
  * table other than the approved one fails as a hash mismatch alone, whatever its bytes (table-stream.ts).
  */
-export async function shardTokenTable(table: { sha256: string; url: string }, ids: Iterable<number>, shape: TableShape): Promise<TokenTable> {
-  const res = await storageFetch('tokenTable.url', table.url);
+export async function shardTokenTable(
+  origins: readonly string[],
+  table: { sha256: string; url: string },
+  ids: Iterable<number>,
+  shape: TableShape,
+): Promise<TokenTable> {
+  const res = await storageFetch(origins, 'tokenTable.url', table.url);
   if (!res.ok || !res.body) throw new RoundError(`token table GET failed: HTTP ${res.status}`);
   // A body the runtime would decode has a content-length that is not its own: refused before a byte is read.
   const encoding = res.headers.get('content-encoding');

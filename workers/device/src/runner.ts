@@ -145,9 +145,11 @@ export class RoundRunner extends DurableObject<Bindings> {
   private async piece(job: Job): Promise<void> {
     const r = job.request;
     const url = async (key: string) => (await this.ctx.storage.get<string>(key)) ?? '';
-    // The owner may have revoked an approval, raised MIN_CUT or changed the defence since the round began.
+    // The owner may have revoked an approval, raised MIN_CUT or changed the defence since the round began; every
+    // fetch and upload is checked against the storage origins as they are now.
     const { refusal, defence } = await roundPolicy(this.env, r);
     if (refusal) throw new RoundError(refusal);
+    const { storageOrigins: origins, uploadAttempts: attempts, uploadBackoffMs: backoffMs, pieceBatches } = deviceSettings(this.env);
     if (job.defence !== canonicalDefence(defence)) {
       // Every batch of a round carries one setting, the owner's current one: what went up under another goes again.
       Object.assign(job, { defence: canonicalDefence(defence), clip: undefined });
@@ -160,7 +162,7 @@ export class RoundRunner extends DurableObject<Bindings> {
       if (gone) throw new RoundError(gone);
     };
     if (!this.batches) {
-      const tokenizer = await step('the tokenizer', () => roundTokenizer(r));
+      const tokenizer = await step('the tokenizer', () => roundTokenizer(r, origins));
       const batches: EncodedRows[] = [];
       for (let b = 0; b * r.batchSize < rows.length; b++) {
         const slice = rows.slice(b * r.batchSize, (b + 1) * r.batchSize);
@@ -178,14 +180,14 @@ export class RoundRunner extends DurableObject<Bindings> {
     job.status.batchesTotal = total;
     if (job.urls < total) throw new RoundError(`the shard makes ${total} batches but the request holds ${job.urls} upload URLs`);
     // The segment is the server's own bytes: what onnxruntime says of them quotes nothing of the owner's.
-    const model = await session(r.model.sha256, r.model.url, r.weights).catch((e) => {
+    const model = await session(origins, r.model.sha256, r.model.url, r.weights).catch((e) => {
       throw e instanceof RoundError ? e : new RoundError(`model segment: ${(e as Error).message}`);
     });
     const tokenTable = r.tokenTable;
     const shape = tableShape(model);
     if (shape && tokenTable && !this.table) {
       const ids = [...encoded, this.calibration!].flatMap((e) => Array.from(e.ids));
-      this.table = await step("the shard's token table rows", () => shardTokenTable(tokenTable, ids, shape));
+      this.table = await step("the shard's token table rows", () => shardTokenTable(origins, tokenTable, ids, shape));
     }
     job.clip ??= await step('the calibration text through the segment', () => segmentClip(model, this.calibration!, this.table));
     const defenceRun = {
@@ -194,7 +196,6 @@ export class RoundRunner extends DurableObject<Bindings> {
       segment: r.model.sha256,
       key: defence.mechanism === 'none' ? new Uint8Array(0) : defenceKey(this.env.DEFENCE_SECRET!),
     };
-    const { uploadAttempts: attempts, uploadBackoffMs: backoffMs, pieceBatches } = deviceSettings(this.env);
     const onFailure = (what: string) => (attempt: number, reason: string) => {
       job.status.failures = [...job.status.failures, `${what}, attempt ${attempt}: ${reason}`].slice(-MAX_FAILURES);
     };
@@ -208,9 +209,11 @@ export class RoundRunner extends DurableObject<Bindings> {
         forwardMs,
       } = await step(`batch ${b}`, () => forwardBatch(model, encoded[b]!, r, this.env.DEVICE_ID, b, this.table, defenceRun));
       await shardsKept();
-      await putWithRetry(`uploads.batches[${b}]`, await url(urlKey(b)), bytes, { attempts, backoffMs, onFailure: onFailure(`batch ${b}`) }).catch((e) => {
-        throw new RoundError(`upload of batch ${b}: ${(e as Error).message}`);
-      });
+      await putWithRetry(`uploads.batches[${b}]`, await url(urlKey(b)), bytes, { origins, attempts, backoffMs, onFailure: onFailure(`batch ${b}`) }).catch(
+        (e) => {
+          throw new RoundError(`upload of batch ${b}: ${(e as Error).message}`);
+        },
+      );
       const entry: ManifestBatch = { index: b, rows: n, seqLen, bytes: bytes.byteLength, sha256: await sha256Hex(bytes) };
       job.status.batchesDone = b + 1;
       job.status.tokens += tokens;
@@ -240,6 +243,7 @@ export class RoundRunner extends DurableObject<Bindings> {
     };
     await shardsKept();
     await putWithRetry('uploads.manifest', await url('url:manifest'), JSON.stringify(manifest), {
+      origins,
       attempts,
       backoffMs,
       onFailure: onFailure('manifest'),

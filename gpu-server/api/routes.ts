@@ -85,7 +85,7 @@ export const routes = {
     responses: {
       201: json(RunRecordSchema, "The run, with each device's cut."),
       400: error('The spec is wrong; the message names the field.'),
-      409: error('A run with this id exists.'),
+      409: error('A run with this id exists, or was deleted and is swept until its upload URLs expire.'),
       ...common,
     },
   }),

@@ -120,7 +120,8 @@ export async function verify(
   if (b.device !== src.deviceId || b.runId !== src.runId || b.round !== src.round || b.index !== entry.index)
     return `metadata says ${quoted(b.device)}/${quoted(b.runId)}/round ${b.round}/batch ${b.index}`;
   if (b.cut !== src.cut) return `cut ${b.cut}, the plan says ${src.cut}`;
-  if ((b.defence ?? canonicalDefence({ mechanism: 'none' })) !== defence) return `defence ${quoted(b.defence ?? 'none')}, the manifest says ${defence}`;
+  if ((b.defence ?? canonicalDefence({ mechanism: 'none' })) !== defence)
+    return `defence ${b.defence === undefined ? 'none' : quoted(b.defence)}, the manifest says ${defence}`;
   if (b.dtype !== src.dtype) return `hidden states are ${b.dtype}, the run's dtype is ${src.dtype}`;
   if (b.nEmbd !== src.nEmbd) return `hidden size ${b.nEmbd}, the model's is ${src.nEmbd}`;
   if (b.rows !== entry.rows || b.seqLen !== entry.seqLen) return `shape [${b.rows}, ${b.seqLen}] differs from the manifest's [${entry.rows}, ${entry.seqLen}]`;

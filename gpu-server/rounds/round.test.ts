@@ -23,7 +23,14 @@ afterEach(async () => {
 });
 
 function registry(
-  options: { checkpointSeconds?: number; schedule?: 'pipelined' | 'stop-and-wait'; blocks?: { provider: 'cpu'; threads: number }; store?: ObjectStore } = {},
+  options: {
+    checkpointSeconds?: number;
+    schedule?: 'pipelined' | 'stop-and-wait';
+    blocks?: { provider: 'cpu'; threads: number };
+    store?: ObjectStore;
+    urlSeconds?: number;
+    log?: (message: string) => void;
+  } = {},
 ): RunRegistry {
   const r = new RunRegistry({
     store: w.store,
@@ -215,7 +222,8 @@ describe('a round in phases, on in-memory storage', () => {
 
   it('deletes a run (cancelling its round) and everything stored under it, and nothing of other runs', async () => {
     w = await world({ rows: 16, batchDelayMs: 20 });
-    const runs = registry();
+    const logged: string[] = [];
+    const runs = registry({ urlSeconds: 4, log: (m) => logged.push(m) });
     await runs.create(parseRunSpec(w.spec()), 'keep');
     await runs.create(parseRunSpec(w.spec()), 'gone');
     await runs.trigger('keep');
@@ -224,9 +232,15 @@ describe('a round in phases, on in-memory storage', () => {
     while (((await runs.view('gone')).progress?.batchesTrained ?? 0) < 1) await new Promise((r) => setTimeout(r, 5));
     const { deleted } = await runs.delete('gone');
     expect(deleted).toBeGreaterThan(3);
-    // Devices still uploading for the deleted run land objects after the first sweep: a second one, once they have
-    // stopped, takes those too.
+    // Devices still uploading for the deleted run land objects after the first sweep: a second one, once they say
+    // they have stopped, takes those too.
     expect(await w.store.head(keys.deletedRun('gone'))).toBeDefined();
+    while (!logged.some((m) => m.startsWith('run gone: swept again'))) await new Promise((r) => setTimeout(r, 20));
+    // A device that says so and still holds an upload URL writes after that sweep: the last, when the URLs have
+    // expired, takes it (before, the tombstone went with the second sweep and the object stayed for good).
+    await w.store.put(keys.activationBatch('gone', 'device-2', 0, 99), new Uint8Array(8));
+    // Until then the id is not free: the last sweep would take a new run's objects.
+    await expect(runs.create(parseRunSpec(w.spec()), 'gone')).rejects.toThrow(/^run gone was deleted, .* choose another id$/);
     while (await w.store.head(keys.deletedRun('gone'))) await new Promise((r) => setTimeout(r, 20));
     expect(await keysUnder('runs/gone/')).toEqual([]);
     expect(runs.list().map((r) => r.id)).toEqual(['keep']);

@@ -1,9 +1,12 @@
 /**
  * Deleting a run: everything under runs/{id}/ goes. Devices that were still computing keep uploading through the
- * presigned URLs they hold until their round ends or the URLs expire, so a tombstone (deleted-runs/{id}.json) stays
- * until then and the run's prefix is swept once more; a server restarted in between finishes the job from the
- * tombstone. Content-addressed objects (segments, token tables, tokenizers) are shared by runs and stay.
+ * presigned URLs they hold, so the run's prefix is swept again once no device says it still computes, and, whatever
+ * devices say, once every URL the run gave out has expired: a device's word that it is done is no proof, and one that
+ * lies may write until then. A tombstone (deleted-runs/{id}.json) stays until that last sweep, keeps the id from
+ * being taken meanwhile, and lets a server restarted in between finish the job. Content-addressed objects (segments,
+ * token tables, tokenizers) are shared by runs and stay.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { getJson, putJson } from '../../core/storage/json.ts';
 import { keys } from '../../core/storage/keys.ts';
 import type { ObjectStore } from '../../core/storage/store.ts';
@@ -50,7 +53,10 @@ export async function deleteRun(opts: ResolvedRoundOptions, record: RunRecord, r
   return n;
 }
 
-/** Waits until no device is still computing the run's last round (or its URLs have expired), then sweeps again. */
+/**
+ * Sweeps again when no device says it still computes the run's last round, and a last time when the run's URLs have
+ * expired; then drops the tombstone.
+ */
 export async function finishDeletion(opts: ResolvedRoundOptions, t: Tombstone): Promise<void> {
   const device = (d: Tombstone['devices'][number]): DeviceApi => opts.device!(d, opts.roundSecret, LIMIT_DEFAULTS.callSeconds * 1000);
   const computing = async () => {
@@ -69,6 +75,12 @@ export async function finishDeletion(opts: ResolvedRoundOptions, t: Tombstone): 
   };
   try {
     while (Date.now() < t.urlsExpire && (await computing())) await new Promise((r) => setTimeout(r, opts.pollMs ?? 2000));
+    if (Date.now() < t.urlsExpire) {
+      await sweep(opts.store, t.id);
+      opts.log?.(`run ${t.id}: swept again; the last sweep when its upload URLs expire (${new Date(t.urlsExpire).toISOString()})`);
+      // Unreferenced: a server stopping meanwhile does not wait; the next start finishes from the tombstone.
+      await sleep(t.urlsExpire - Date.now(), undefined, { ref: false });
+    }
     await sweep(opts.store, t.id);
     await opts.store.delete(keys.deletedRun(t.id));
     opts.log?.(`run ${t.id}: deletion finished`);

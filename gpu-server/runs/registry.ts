@@ -12,7 +12,7 @@ import { unload, type RunState } from './state.ts';
 import { runRound } from '../rounds/round.ts';
 import { POLICY_SECONDS } from './approved-cuts.ts';
 import { newRun, newRunId } from './create.ts';
-import { deleteRun, finishDeletion, tombstones } from './delete.ts';
+import { deleteRun, finishDeletion, tombstones, type Tombstone } from './delete.ts';
 import { Conflict, NotFound, SpecError } from './errors.ts';
 import { readMetrics } from './metrics.ts';
 import { runSummary, type RunSummary } from './summary.ts';
@@ -85,6 +85,12 @@ export class RunRegistry {
     // it is refused rather than racing this one.
     this.creating.add(id);
     try {
+      // A deleted run's last sweep would take the new run's objects.
+      const deleted = await getJson<Tombstone>(this.opts.store, keys.deletedRun(id));
+      if (deleted)
+        throw new Conflict(
+          `run ${id} was deleted, and its objects are swept until its upload URLs expire (${new Date(deleted.urlsExpire).toISOString()}): choose another id`,
+        );
       return await this.build(id, spec);
     } finally {
       this.creating.delete(id);

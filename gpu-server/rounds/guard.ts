@@ -50,6 +50,20 @@ export class DeviceGuard {
     return { device, loss: this.current, snapshot: snapshotTrainer(this.trainer) };
   }
 
+  /**
+   * The mark of a device whose part of the round was cut (a restart, a cancel, a failed round) and now resumes:
+   * `kept` puts the trainer's state from before its first batch back and gives the loss measured then (undefined:
+   * none kept, the trainer untouched); `reached` puts back the state its batches had reached.
+   */
+  async resume(device: string, kept: () => Promise<number | undefined>, reached: () => Promise<unknown>): Promise<GuardMark | undefined> {
+    const loss = await kept();
+    if (loss === undefined) return undefined;
+    const mark = { device, loss, snapshot: snapshotTrainer(this.trainer) };
+    await reached();
+    this.current = undefined;
+    return mark;
+  }
+
   /** After the device's batches: undoes them if they raised the held-out loss too far; says why, or undefined. */
   async settle(mark: GuardMark): Promise<string | undefined> {
     const after = await this.loss();

@@ -15,36 +15,10 @@ import { initBackend } from '../backends/tfjs/runtime.ts';
 import { world, type World } from '../../tests/support/round-world.ts';
 
 let w: World;
-const registries: RunRegistry[] = [];
 beforeAll(() => initBackend('cpu'));
-afterEach(async () => {
-  for (const r of registries.splice(0)) for (const run of r.list()) await r.idle(run.id);
-  await w?.close();
-});
+afterEach(() => w?.close());
 
-function registry(
-  options: {
-    checkpointSeconds?: number;
-    schedule?: 'pipelined' | 'stop-and-wait';
-    blocks?: { provider: 'cpu'; threads: number };
-    store?: ObjectStore;
-    urlSeconds?: number;
-    log?: (message: string) => void;
-  } = {},
-): RunRegistry {
-  const r = new RunRegistry({
-    store: w.store,
-    roundSecret: 'secret',
-    log: () => {},
-    pollMs: 5,
-    dataDirs: [w.dir],
-    device: (d) => w.devices.get(d.id)!,
-    checkpointSeconds: 0,
-    ...options,
-  });
-  registries.push(r);
-  return r;
-}
+const registry = (options: Parameters<World['registry']>[0] = {}) => w.registry(options);
 
 async function keysUnder(prefix: string): Promise<string[]> {
   const out = [];

@@ -7,7 +7,7 @@ import { keys } from '../../core/storage/keys.ts';
 import { describeDefence } from '../../core/privacy/defence.ts';
 import { deviceBatchOrder, turns } from '../ordering/turns.ts';
 import type { RoundPlan } from '../runs/plan.ts';
-import { saveCheckpoint, type DeviceStart } from '../runs/checkpoint.ts';
+import { loadCheckpoint, loadGuardMark, saveCheckpoint, saveGuardMark, type DeviceStart } from '../runs/checkpoint.ts';
 import type { RoundProgress } from '../runs/types.ts';
 import type { PendingStep } from '../train/pending-step.ts';
 import { deviceApi, type ResolvedRoundOptions } from './context.ts';
@@ -217,8 +217,16 @@ export async function trainDevices(
     // GraB's update for this device is measured from the adapters it started from, which a resumed round reads
     // from its checkpoint rather than from the adapters as they are now.
     if (spec.ordering.kind === 'grab' && current?.device !== id) current = { device: id, adapters: trainer.flatAdapters() };
-    // A device resumed mid-way after a restart has no mark: the state before its first batch was not kept.
-    if (guard && consumedOf(id).length === 0) mark = await guard.mark(id);
+    if (guard && consumedOf(id).length === 0) {
+      mark = await guard.mark(id);
+      // Kept in storage too: a round cut while the device trains still rolls it back when it resumes.
+      await saveGuardMark(opts.store, record.id, trainer, { round, device: id, loss: mark.loss });
+    } else if (guard)
+      mark = await guard.resume(
+        id,
+        () => loadGuardMark(opts.store, record.id, trainer, round, id),
+        () => loadCheckpoint(opts.store, record.id, trainer),
+      );
     return feed(id, share);
   };
   for await (const turn of turns(pending, batchOrder, open)) {

@@ -37,14 +37,8 @@ async function f32(t: tf.Tensor): Promise<Tensor> {
   return { dtype: 'F32', shape: t.shape, data: (await t.data()) as Float32Array };
 }
 
-export async function saveCheckpoint(
-  store: ObjectStore,
-  runId: string,
-  trainer: Trainer,
-  meta: CheckpointMeta,
-  updates: ReadonlyMap<string, Float32Array>,
-  start?: DeviceStart,
-): Promise<void> {
+/** The trainer's adapters, head and AdamW moments, as a checkpoint's tensors. */
+async function trainerTensors(trainer: Trainer): Promise<Record<string, Tensor>> {
   const tensors: Record<string, Tensor> = {};
   for (const [i, v] of trainer.variables().entries()) {
     tensors[`param.${i}`] = await f32(v);
@@ -55,6 +49,41 @@ export async function saveCheckpoint(
       tensors[`adam.v.${i}`] = await f32(s);
     }
   }
+  return tensors;
+}
+
+/** Puts trainerTensors back, and the step; a moment the tensors lack is dropped, as it did not exist then. */
+function restoreTrainer(trainer: Trainer, tensors: ReadonlyMap<string, Tensor>, step: number, key: string): void {
+  trainer.variables().forEach((v, i) => {
+    const p = tensors.get(`param.${i}`);
+    if (!p || p.shape.join() !== v.shape.join()) throw new Error(`${key}: parameter ${i} does not match the run's adapters`);
+    v.assign(tf.tensor(p.data as Float32Array, v.shape));
+    const m = tensors.get(`adam.m.${i}`);
+    const s = tensors.get(`adam.v.${i}`);
+    for (const [moments, t] of [
+      [trainer.opt.m, m && s ? m : undefined],
+      [trainer.opt.v, m && s ? s : undefined],
+    ] as const) {
+      const existing = moments.get(v.name);
+      if (!t) {
+        existing?.dispose();
+        moments.delete(v.name);
+      } else if (existing) existing.assign(tf.tensor(t.data as Float32Array, v.shape));
+      else moments.set(v.name, tf.variable(tf.tensor(t.data as Float32Array, v.shape), false));
+    }
+  });
+  trainer.opt.step = step;
+}
+
+export async function saveCheckpoint(
+  store: ObjectStore,
+  runId: string,
+  trainer: Trainer,
+  meta: CheckpointMeta,
+  updates: ReadonlyMap<string, Float32Array>,
+  start?: DeviceStart,
+): Promise<void> {
+  const tensors = await trainerTensors(trainer);
   for (const [device, u] of updates) tensors[`update.${device}`] = { dtype: 'F32', shape: [u.length], data: u };
   if (start) tensors[`start.${start.device}`] = { dtype: 'F32', shape: [start.adapters.length], data: start.adapters };
   await store.put(keys.checkpoint(runId, meta.seq % 2), serializeSafetensors(tensors, { meta: JSON.stringify(meta), step: String(trainer.opt.step) }));
@@ -87,27 +116,8 @@ export async function loadCheckpoint(
     }
   }
   if (!newest) return undefined;
-  const { key } = newest;
   const { tensors, metadata } = newest.file;
-  const vars = trainer.variables();
-  vars.forEach((v, i) => {
-    const p = tensors.get(`param.${i}`);
-    if (!p || p.shape.join() !== v.shape.join()) throw new Error(`${key}: parameter ${i} does not match the run's adapters`);
-    v.assign(tf.tensor(p.data as Float32Array, v.shape));
-    const m = tensors.get(`adam.m.${i}`);
-    const s = tensors.get(`adam.v.${i}`);
-    if (m && s) {
-      for (const [store_, t] of [
-        [trainer.opt.m, m],
-        [trainer.opt.v, s],
-      ] as const) {
-        const existing = store_.get(v.name);
-        if (existing) existing.assign(tf.tensor(t.data as Float32Array, v.shape));
-        else store_.set(v.name, tf.variable(tf.tensor(t.data as Float32Array, v.shape), false));
-      }
-    }
-  });
-  trainer.opt.step = Number(metadata.step);
+  restoreTrainer(trainer, tensors, Number(metadata.step), newest.key);
   const updates = new Map<string, Float32Array>();
   let start: DeviceStart | undefined;
   for (const [name, t] of tensors) {
@@ -115,4 +125,32 @@ export async function loadCheckpoint(
     if (name.startsWith('start.')) start = { device: name.slice('start.'.length), adapters: t.data as Float32Array };
   }
   return { meta: JSON.parse(metadata.meta), updates, start };
+}
+
+/** What the loss-rise rollback kept of a device's start: its round, the device and the held-out loss then. */
+export interface KeptMark {
+  round: number;
+  device: string;
+  loss: number;
+}
+
+/** Keeps the trainer's state as it is, before `mark.device`'s first batch: a round cut while it trains still rolls it back. */
+export async function saveGuardMark(store: ObjectStore, runId: string, trainer: Trainer, mark: KeptMark): Promise<void> {
+  const bytes = serializeSafetensors(await trainerTensors(trainer), { mark: JSON.stringify(mark), step: String(trainer.opt.step) });
+  await store.put(keys.guardMark(runId), bytes);
+}
+
+/**
+ * Puts the state kept before `device`'s first batch of `round` back into the trainer, and gives the held-out loss
+ * measured then; undefined, the trainer untouched, when none is kept for it.
+ */
+export async function loadGuardMark(store: ObjectStore, runId: string, trainer: Trainer, round: number, device: string): Promise<number | undefined> {
+  const key = keys.guardMark(runId);
+  const bytes = await store.get(key);
+  if (!bytes) return undefined;
+  const { tensors, metadata } = parseSafetensors(bytes, key);
+  const mark = JSON.parse(metadata.mark) as KeptMark;
+  if (mark.round !== round || mark.device !== device) return undefined;
+  restoreTrainer(trainer, tensors, Number(metadata.step), key);
+  return mark.loss;
 }

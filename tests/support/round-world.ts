@@ -22,7 +22,8 @@ import type { ActivationManifest, RoundRequest, RoundStatus } from '../../core/w
 import { writeModelFolder, writeTokenizer } from '../../gpu-server/model-folder/folder.ts';
 import { approvedSpecialTokens } from '../../infra/local/device.ts';
 import type { RunSpecInput } from '../../gpu-server/runs/spec.ts';
-import type { DeviceApi } from '../../gpu-server/rounds/context.ts';
+import type { DeviceApi, RoundOptions } from '../../gpu-server/rounds/context.ts';
+import { RunRegistry } from '../../gpu-server/runs/registry.ts';
 
 /** The fixture models' width (by default): the in-process devices' hidden states have it. */
 const WIDTH = 32;
@@ -163,6 +164,9 @@ export interface World {
   modelDir: string;
   devices: Map<string, InProcessDevice>;
   spec(overrides?: Partial<RunSpecInput>): RunSpecInput;
+  /** A server's run registry on this world: its devices, a 5 ms poll, a checkpoint after each device. */
+  registry(options?: Partial<RoundOptions>): RunRegistry;
+  /** Waits for the runs of its registries and the devices' rounds, then stops its storage. */
   close(): Promise<void>;
 }
 
@@ -200,11 +204,26 @@ export async function world({
       new InProcessDevice(`device-${i + 1}`, rows, [{ sha256: seg.sha256, model: `tiny-${family}`, cut, ...tokenizer }], batchDelayMs, model.config.nEmbd),
     );
   }
+  const registries: RunRegistry[] = [];
   return {
     store,
     dir,
     modelDir,
     devices,
+    registry: (options = {}) => {
+      const r = new RunRegistry({
+        store,
+        roundSecret: 'secret',
+        log: () => {},
+        pollMs: 5,
+        dataDirs: [dir],
+        device: (d) => devices.get(d.id)!,
+        checkpointSeconds: 0,
+        ...options,
+      });
+      registries.push(r);
+      return r;
+    },
     spec: (overrides = {}) => ({
       model: modelDir,
       task: { labels: ['0', '1'] },
@@ -215,6 +234,7 @@ export async function world({
       ...overrides,
     }),
     close: async () => {
+      for (const r of registries) for (const run of r.list()) await r.idle(run.id);
       await Promise.all([...devices.values()].flatMap((d) => d.working));
       await new Promise((resolve) => server.close(resolve));
       await rm(dir, { recursive: true, force: true });

@@ -41,20 +41,21 @@ describe('randomised response within groups', () => {
     // Every pair of a group is epsilon-indistinguishable: the largest ratio over outputs is e^epsilon exactly.
     const ratios = [...distribution(m, 12)].map(([y, p]) => p / distribution(m, 15).get(y)!);
     expect(Math.max(...ratios)).toBeCloseTo(Math.exp(epsilon), 12);
-    // Draws over distinct rows (each row's first token differs, so its seeds do too).
+    // Draws over distinct rows: draws hang on the groups, so each row's beginning spells its number in groups.
     const rows = 4000;
-    const ids = new Int32Array(rows * 2);
-    for (let r = 0; r < rows; r++) ids.set([1000 + r, 12], 2 * r);
-    const out = sanitiser(m, key, context)(ids, new Int32Array(rows * 2).fill(1), rows, 2);
+    const seq = 14;
+    const ids = new Int32Array(rows * seq);
+    for (let r = 0; r < rows; r++) ids.set([1000 + r, ...Array.from({ length: 12 }, (_, b) => ((r >> b) & 1 ? 20 : 10)), 12], seq * r);
+    const out = sanitiser(m, key, context)(ids, new Int32Array(rows * seq).fill(1), rows, seq);
     let kept = 0;
     for (let r = 0; r < rows; r++) {
-      expect(table.groups[0]).toContain(out[2 * r + 1]);
-      kept += out[2 * r + 1] === 12 ? 1 : 0;
+      expect(table.groups[0]).toContain(out[seq * r + seq - 1]);
+      kept += out[seq * r + seq - 1] === 12 ? 1 : 0;
     }
     // Binomial(4000, 0.28): a standard deviation is 0.0071.
     expect(Math.abs(kept / rows - stated)).toBeLessThan(0.03);
     // Tokens of no group leave as the placeholder.
-    expect(Array.from(out.subarray(0, 6), (t, i) => (i % 2 ? 'token' : t))).toEqual([0, 'token', 0, 'token', 0, 'token']);
+    expect([0, 1, 2].map((r) => out[seq * r])).toEqual([0, 0, 0]);
   });
 
   it('sanitises a row alike in any batch layout, and keeps start tokens', () => {
@@ -88,6 +89,22 @@ describe('randomised response within groups', () => {
     for (const row of rows) expect(row).toEqual(rows[0]);
     expect(table.groups[1]).toContain(rows[0][3]);
     expect(rows[0][2]).toBe(table.placeholder);
+  });
+
+  it.each([
+    [1e-6, 0.99],
+    [1, 0.4],
+  ])('at epsilon %s hangs each draw on the groups: after one beginning, two members come out alike mostly (at least %s)', (epsilon, least) => {
+    const s = sanitiser(groupMechanism(table, epsilon), key, context);
+    const last = (row: number[]) => s(Int32Array.from(row), new Int32Array(row.length).fill(1), 1, row.length).at(-1);
+    // 200 beginnings (each its own draws), each followed by token 20 and by token 21.
+    let alike = 0;
+    for (let k = 0; k < 200; k++) {
+      const beginning = [START, ...Array<number>(k).fill(10)];
+      alike += last([...beginning, 20]) === last([...beginning, 21]) ? 1 : 0;
+    }
+    // Drawn per token, about 1 in 8 came out alike (0.12 at epsilon 1): equal outputs then marked equal tokens.
+    expect(alike / 200).toBeGreaterThanOrEqual(least);
   });
 });
 

@@ -85,8 +85,10 @@ export function groupMechanism(g: TokenGroups, epsilon: number): TokenMechanism 
       if (!out) made.set(x, (out = { tokens, cdf: cumulative(Array.from(tokens, (t) => (t === x ? Math.exp(epsilon) : 1))) }));
       return out;
     },
-    // At epsilon 0 a group's members share their outputs: draws hang on the groups alone, as what leaves must.
-    ...(epsilon === 0 ? { seedOf: (x: number) => groupOf.get(x)?.[0] ?? g.placeholder } : {}),
+    // Draws hang on the groups alone: a token enters only through its own outputs' probabilities. Hung on the token,
+    // rows that begin alike would give each token a fixed replacement of its own, at any epsilon, which counting
+    // equal outputs across rows decodes.
+    seedOf: (x: number) => groupOf.get(x)?.[0] ?? g.placeholder,
   };
 }
 

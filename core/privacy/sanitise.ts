@@ -20,10 +20,9 @@ export interface Outputs {
 export interface TokenMechanism {
   outputs(token: number): Outputs | undefined;
   /**
-   * What a token's draw hangs on, with the replaced tokens before it: the token itself, unless its outputs do not
-   * depend on which token it is (groups at epsilon 0). There a draw that hung on the token would give each token
-   * its own fixed replacement after a given beginning: equal outputs across rows would mark equal tokens, which
-   * counting decodes.
+   * What a token's draw hangs on, with the replaced tokens before it: the token itself unless the mechanism says
+   * otherwise (groups: the group). A draw hung on the token gives it a fixed replacement of its own after a given
+   * beginning, so equal outputs across rows mark equal tokens, which counting decodes.
    */
   seedOf?(token: number): number;
 }

@@ -71,5 +71,9 @@ describe("a device's answers", () => {
     expect(untrustedText('a\r\nb\u202ec\u2028')).toBe('a\\u{d}\\u{a}b\\u{202e}c\\u{2028}');
     expect(untrustedText('x'.repeat(600))).toBe(`${'x'.repeat(500)}... (100 more characters)`);
     expect(untrustedText({ error: 1 })).toBe('{"error":1}');
+    // Nested past what JSON.stringify prints (a RangeError, which a status's error would have thrown as is): its type.
+    let deep: unknown = 1;
+    for (let i = 0; i < 100_000; i++) deep = [deep];
+    expect(untrustedText(deep)).toBe('object');
   });
 });

@@ -9,7 +9,7 @@ import { sha256Hex } from '../../core/auth/signing.ts';
 import { decodeActivationBatch, type ActivationBatch } from '../../core/wire/activations.ts';
 import type { ActivationDType, ActivationManifest, ManifestBatch } from '../../core/wire/round.ts';
 import { addsNoise, canonicalDefence, parseDefence, type Defence } from '../../core/privacy/defence.ts';
-import { untrustedText } from '../../core/wire/untrusted.ts';
+import { jsonText, untrustedText } from '../../core/wire/untrusted.ts';
 import { positionOver } from './bounds.ts';
 
 export interface FeedSource {
@@ -44,19 +44,8 @@ export interface VerifiedBatch extends ActivationBatch {
   bytes: number;
 }
 
-/**
- * A value of a device's manifest as a message quotes it: as JSON, cut short and escaped (core/wire/untrusted.ts).
- * Never a throw: interpolated, an object whose `toString` is not a function fails the round, not the device.
- */
-function quoted(value: unknown): string {
-  let json: string | undefined;
-  try {
-    json = JSON.stringify(value);
-  } catch {
-    // Nested too deep to print.
-  }
-  return untrustedText(json ?? typeof value, 80);
-}
+/** A value of a device's manifest as a message quotes it: as JSON, cut short and escaped (core/wire/untrusted.ts). */
+const quoted = (value: unknown) => untrustedText(jsonText(value), 80);
 
 /** The manifest, checked against the plan, or what is wrong with it. */
 export function parseManifest(bytes: Uint8Array, src: FeedSource): ActivationManifest | string {

@@ -215,11 +215,29 @@ describe('a round in phases, on in-memory storage', () => {
     await w.store.put(keys.activationBatch('gone', 'device-2', 0, 99), new Uint8Array(8));
     // Until then the id is not free: the last sweep would take a new run's objects.
     await expect(runs.create(parseRunSpec(w.spec()), 'gone')).rejects.toThrow(/^run gone was deleted, .* choose another id$/);
+    // Storage takes a URL until its expiry by its own clock, and an upload taken then lands later: the last sweep
+    // comes after a margin (a quarter of the URLs' 4 s here), and takes what lands in it.
+    const { urlsExpire } = (await getJson<{ urlsExpire: number }>(w.store, keys.deletedRun('gone')))!;
+    while (Date.now() < urlsExpire + 300) await new Promise((r) => setTimeout(r, 20));
+    await w.store.put(keys.activationBatch('gone', 'device-2', 0, 98), new Uint8Array(8));
     while (await w.store.head(keys.deletedRun('gone'))) await new Promise((r) => setTimeout(r, 20));
     expect(await keysUnder('runs/gone/')).toEqual([]);
     expect(runs.list().map((r) => r.id)).toEqual(['keep']);
     await expect(runs.view('gone')).rejects.toThrow(NotFound);
     expect((await keysUnder('runs/keep/')).length).toBeGreaterThan(5);
+  });
+
+  it('holds a deleted id from the moment of deletion, and frees at once the id of a run that never started a round', async () => {
+    w = await world({ rows: 8 });
+    const runs = registry();
+    await runs.create(parseRunSpec(w.spec()), 'quick');
+    // Asked together: before, the new run came between the old one's removal and its tombstone, and the last sweep took it.
+    const [deleted, created] = await Promise.allSettled([runs.delete('quick'), runs.create(parseRunSpec(w.spec()), 'quick')]);
+    expect(deleted.status).toBe('fulfilled');
+    expect(created.status === 'rejected' && created.reason).toBeInstanceOf(Conflict);
+    // No round ever gave out an upload URL: nothing is left to wait for.
+    while (await w.store.head(keys.deletedRun('quick'))) await new Promise((r) => setTimeout(r, 20));
+    expect((await runs.create(parseRunSpec(w.spec()), 'quick')).id).toBe('quick');
   });
 
   it('interleaved: one batch of each device in turn, in the client order; by-device: device after device', async () => {

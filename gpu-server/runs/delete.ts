@@ -45,7 +45,8 @@ export async function deleteRun(opts: ResolvedRoundOptions, record: RunRecord, r
     deletedAt: new Date().toISOString(),
     round,
     devices: record.spec.devices,
-    urlsExpire: Date.now() + opts.urlSeconds * 1000,
+    // A run that never started a round gave out no upload URL.
+    urlsExpire: Date.now() + (round === undefined ? 0 : opts.urlSeconds * 1000),
   };
   await putJson(opts.store, keys.deletedRun(record.id), tombstone);
   const n = await sweep(opts.store, record.id);
@@ -73,13 +74,16 @@ export async function finishDeletion(opts: ResolvedRoundOptions, t: Tombstone): 
     );
     return states.includes('running');
   };
+  // Storage takes a URL until its expiry by its own clock, which may lag ours, and an upload it took then lands
+  // later: the last sweep leaves a margin of a quarter of the URLs' life, 15 minutes at most.
+  const lastSweep = t.urlsExpire + Math.min(15 * 60_000, (t.urlsExpire - Date.parse(t.deletedAt)) / 4);
   try {
     while (Date.now() < t.urlsExpire && (await computing())) await new Promise((r) => setTimeout(r, opts.pollMs ?? 2000));
-    if (Date.now() < t.urlsExpire) {
+    if (Date.now() < lastSweep) {
       await sweep(opts.store, t.id);
-      opts.log?.(`run ${t.id}: swept again; the last sweep when its upload URLs expire (${new Date(t.urlsExpire).toISOString()})`);
+      opts.log?.(`run ${t.id}: swept again; the last sweep after its upload URLs expire (${new Date(lastSweep).toISOString()})`);
       // Unreferenced: a server stopping meanwhile does not wait; the next start finishes from the tombstone.
-      await sleep(t.urlsExpire - Date.now(), undefined, { ref: false });
+      await sleep(lastSweep - Date.now(), undefined, { ref: false });
     }
     await sweep(opts.store, t.id);
     await opts.store.delete(keys.deletedRun(t.id));

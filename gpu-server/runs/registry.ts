@@ -42,6 +42,8 @@ export type DeviceView = RunSpec['devices'][number] &
 export class RunRegistry {
   private readonly runs = new Map<string, RunState>();
   private readonly creating = new Set<string>();
+  /** Ids of runs being deleted, until their tombstones are stored. */
+  private readonly deleting = new Set<string>();
   private readonly log: (m: string) => void;
 
   private readonly opts: ResolvedRoundOptions;
@@ -81,6 +83,7 @@ export class RunRegistry {
       throw new SpecError(`field 'id': ${(e as Error).message}`);
     }
     if (this.runs.has(id) || this.creating.has(id)) throw new Conflict(`run ${id} exists`);
+    if (this.deleting.has(id)) throw new Conflict(`run ${id} is being deleted: choose another id`);
     // Creation reads the model and asks every device (seconds): the id is held meanwhile, so a second request for
     // it is refused rather than racing this one.
     this.creating.add(id);
@@ -217,11 +220,17 @@ export class RunRegistry {
       s.cancel?.abort();
       await s.running;
     }
-    this.runs.delete(id);
-    unload(s);
-    const deleted = await deleteRun(this.opts, s.record, s.progress?.round ?? (await this.lastPlannedRound(id)));
-    this.log(`run ${id}: deleted (${deleted} objects)`);
-    return { deleted };
+    // Held until its tombstone is stored: a run created under the id meanwhile would go with the last sweep.
+    this.deleting.add(id);
+    try {
+      this.runs.delete(id);
+      unload(s);
+      const deleted = await deleteRun(this.opts, s.record, s.progress?.round ?? (await this.lastPlannedRound(id)));
+      this.log(`run ${id}: deleted (${deleted} objects)`);
+      return { deleted };
+    } finally {
+      this.deleting.delete(id);
+    }
   }
 
   /** Resolves when the run has no round in progress. */

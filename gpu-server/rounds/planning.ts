@@ -15,6 +15,7 @@ import { TOKENIZER_FILE } from '../../core/tokenizer/hf.ts';
 import { planRound, type DeviceView, type RoundPlan } from '../runs/plan.ts';
 import type { RoundProgress } from '../runs/types.ts';
 import { deviceApi, type ResolvedRoundOptions } from './context.ts';
+import { abortable } from './feed.ts';
 import { type Loaded, type RunState, type SegmentRef } from '../runs/state.ts';
 
 /** Content-addressed: what is stored under a hash never changes, so an existing object is left as it is. */
@@ -56,7 +57,8 @@ function segment(s: RunState, opts: ResolvedRoundOptions, model: Model, cut: num
   return seg;
 }
 
-export async function planOrResume(s: RunState, opts: ResolvedRoundOptions, { model, trainer }: Loaded, round: number): Promise<RoundPlan> {
+/** The round's plan, made or read back; undefined when the round was cancelled while planning (nothing is written). */
+export async function planOrResume(s: RunState, opts: ResolvedRoundOptions, { model, trainer }: Loaded, round: number): Promise<RoundPlan | undefined> {
   const { record } = s;
   const { spec } = record;
   // Resumed rounds need it too: their devices are asked to start again.
@@ -68,7 +70,9 @@ export async function planOrResume(s: RunState, opts: ResolvedRoundOptions, { mo
       const cut = record.cuts[d.id].cut;
       const seg = await segment(s, opts, model, cut, d.profile.weights);
       const device = deviceApi(s, opts, d.id);
-      const [shards, policy] = await Promise.all([device.shards().catch((e: Error) => e), device.policy().catch((e: Error) => e)]);
+      // A device slow to answer holds planning for limits.callSeconds at most, and a cancel not at all.
+      const asked = <T>(p: Promise<T>) => abortable(p, s.cancel?.signal).catch((e: Error) => e);
+      const [shards, policy] = await Promise.all([asked(device.shards()), asked(device.policy())]);
       return {
         id: d.id,
         cut,
@@ -79,6 +83,8 @@ export async function planOrResume(s: RunState, opts: ResolvedRoundOptions, { mo
       };
     }),
   );
+  // Cancelled, the answers cut short would plan devices out: no plan, and the round starts no device.
+  if (s.cancel?.signal.aborted) return undefined;
   const plan = await planRound(opts.store, record.id, spec, round, views, model.config.padTokenId, s.updates);
   if (plan.order.length === 0) throw new Error(`no device can take part in round ${round}: ${JSON.stringify(plan.skipped)}`);
   if (record.totalSteps === undefined) {

@@ -155,6 +155,24 @@ describe('a round in phases, on in-memory storage', () => {
     expect(performance.now() - asked).toBeLessThan(2_000);
   });
 
+  it('ends at a cancel while planning waits on a device, and asks no device to start', async () => {
+    w = await world({ rows: 8 });
+    const slow = w.devices.get('device-1')!;
+    const shards = slow.shards.bind(slow);
+    slow.shards = async () => (await new Promise((r) => setTimeout(r, 8_000)), shards());
+    const runs = registry();
+    await runs.create(parseRunSpec(w.spec()), 'r1');
+    await runs.trigger('r1');
+    await new Promise((r) => setTimeout(r, 200));
+    const asked = performance.now();
+    expect((await runs.cancel('r1')).phase).toBe('cancelled');
+    await runs.idle('r1');
+    // Before, planning waited out the stall, then every device was sent a round of a cancelled run.
+    expect(performance.now() - asked).toBeLessThan(2_000);
+    expect([...w.devices.values()].map((d) => d.requests.length)).toEqual([0, 0]);
+    expect(await w.store.head(keys.plan('r1', 0))).toBeUndefined();
+  });
+
   it.each(['by-device', 'interleaved'] as const)(
     'cancels at a batch boundary, keeps what trained, is not resumed by a restart, and resumes when triggered (%s)',
     async (batchOrder) => {

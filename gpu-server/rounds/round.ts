@@ -20,6 +20,11 @@ export async function runRound(s: RunState, opts: ResolvedRoundOptions, round: n
   s.progress = progress;
   const loaded = await loadRun(s, opts);
   const plan = await planOrResume(s, opts, loaded, round);
+  if (!plan) {
+    progress.phase = 'cancelled';
+    log(`run ${record.id} round ${round}: cancelled while planning; triggering the run again plans the round`);
+    return;
+  }
   progressFor(s, plan, progress);
   log(`run ${record.id} round ${round}: order ${plan.order.join(' > ')}${Object.keys(plan.skipped).length ? `; skipped ${JSON.stringify(plan.skipped)}` : ''}`);
 

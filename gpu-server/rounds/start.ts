@@ -21,7 +21,8 @@ export async function startDevice(
   const { record } = s;
   const { spec } = record;
   const d = plan.devices[id];
-  if (d.sourceRound !== plan.round) return;
+  // A cancelled round asks no device to start: it would read its owner's text for nothing.
+  if (d.sourceRound !== plan.round || s.cancel?.signal.aborted) return;
   const request = await buildRoundRequest(opts.store, {
     runId: record.id,
     round: plan.round,

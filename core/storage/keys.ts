@@ -18,8 +18,8 @@ export const keys = {
   activationManifest: (runId: string, deviceId: string, round: number) => `runs/${runId}/activations/${deviceId}/${round}/_complete.json`,
   /** The trainer's state as training goes, alternating between two slots (gpu-server/runs/checkpoint.ts). */
   checkpoint: (runId: string, slot: number) => `runs/${runId}/checkpoints/state-${slot}.safetensors`,
-  /** The trainer's state before the device in training's first batch, for the loss-rise rollback (gpu-server/rounds/guard.ts). */
-  guardMark: (runId: string) => `runs/${runId}/checkpoints/guard-mark.safetensors`,
+  /** The trainer's state before a device's first batch of a round, for the loss-rise rollback (gpu-server/rounds/guard.ts). */
+  guardMark: (runId: string, deviceId: string) => `runs/${runId}/checkpoints/guard-mark-${deviceId}.safetensors`,
   roundDone: (runId: string, round: number) => `runs/${runId}/rounds/${round}/done.json`,
   adapter: (runId: string, round: number, file: string) => `runs/${runId}/adapters/${round}/${file}`,
   runs: () => 'runs/',

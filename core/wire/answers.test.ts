@@ -70,6 +70,8 @@ describe("a device's answers", () => {
   it('makes any text safe to log: control, format and separator characters escaped, length bounded', () => {
     expect(untrustedText('a\r\nb\u202ec\u2028')).toBe('a\\u{d}\\u{a}b\\u{202e}c\\u{2028}');
     expect(untrustedText('x'.repeat(600))).toBe(`${'x'.repeat(500)}... (100 more characters)`);
+    // A cut through a surrogate pair leaves half of it: escaped, never a lone surrogate in the log.
+    expect(untrustedText(`${'x'.repeat(499)}\u{1f600}`)).toBe(`${'x'.repeat(499)}\\u{d83d}... (1 more characters)`);
     expect(untrustedText({ error: 1 })).toBe('{"error":1}');
     // Nested past what JSON.stringify prints (a RangeError, which a status's error would have thrown as is): its type.
     let deep: unknown = 1;

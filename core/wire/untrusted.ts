@@ -7,8 +7,9 @@
 /** The most characters of a device's text the server keeps. */
 export const MAX_DEVICE_TEXT = 500;
 
-// Control characters (newlines, ANSI escapes), format characters (bidi overrides) and line/paragraph separators.
-const UNSAFE = /[\p{Cc}\p{Cf}\u2028\u2029]/gu;
+// Control characters (newlines, ANSI escapes), format characters (bidi overrides), line/paragraph separators, and
+// surrogates alone (a cut may split a pair).
+const UNSAFE = /[\p{Cc}\p{Cf}\p{Cs}\u2028\u2029]/gu;
 
 /** A device's value as JSON; never a throw (a value nested past what JSON.stringify can print gives its type). */
 export function jsonText(value: unknown): string {

@@ -51,17 +51,20 @@ export class DeviceGuard {
   }
 
   /**
-   * The mark of a device whose part of the round was cut (a restart, a cancel, a failed round) and now resumes:
-   * `kept` puts the trainer's state from before its first batch back and gives the loss measured then (undefined:
-   * none kept, the trainer untouched); `reached` puts back the state its batches had reached.
+   * The mark of a device whose part of the round was cut (a restart, a cancel, a failed round): `kept` puts the
+   * trainer's state from before its first batch back and gives the loss measured then (undefined: none kept, the
+   * trainer untouched). The trainer then goes back to the state its batches reached.
    */
-  async resume(device: string, kept: () => Promise<number | undefined>, reached: () => Promise<unknown>): Promise<GuardMark | undefined> {
-    const loss = await kept();
-    if (loss === undefined) return undefined;
-    const mark = { device, loss, snapshot: snapshotTrainer(this.trainer) };
-    await reached();
-    this.current = undefined;
-    return mark;
+  async resume(device: string, kept: () => Promise<number | undefined>): Promise<GuardMark | undefined> {
+    const reached = snapshotTrainer(this.trainer);
+    try {
+      const loss = await kept();
+      return loss === undefined ? undefined : { device, loss, snapshot: snapshotTrainer(this.trainer) };
+    } finally {
+      reached.restore();
+      reached.dispose();
+      this.current = undefined;
+    }
   }
 
   /** After the device's batches: undoes them if they raised the held-out loss too far; says why, or undefined. */

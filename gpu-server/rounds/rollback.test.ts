@@ -63,5 +63,20 @@ describe('the loss-rise rollback of a device whose part of the round is cut', ()
     const [whole, resumed] = [await adapter('whole'), await adapter('cut')];
     expect([...resumed.keys()]).toEqual([...whole.keys()]);
     for (const [name, t] of whole) expect(resumed.get(name)!.data, name).toEqual(t.data);
+
+    // Cut again, and the device fails to start when resumed: its batches trained before are measured all the same.
+    await runs.create(spec(), 'gone-quiet');
+    await runs.trigger('gone-quiet');
+    while (((await runs.view('gone-quiet')).progress?.devices['device-1']?.trained ?? 0) < 2) await new Promise((r) => setTimeout(r, 5));
+    await runs.cancel('gone-quiet');
+    w.devices.get('device-1')!.down = true;
+    await runs.trigger('gone-quiet');
+    await runs.idle('gone-quiet');
+    const quiet = await runs.view('gone-quiet');
+    expect(quiet.progress?.phase, quiet.progress?.error).toBe('done');
+    // Before, it failed with its batches kept in the adapters, unmeasured.
+    expect(quiet.progress?.devices['device-1']?.state).toBe('rolled-back');
+    const after = await adapter('gone-quiet');
+    for (const [name, t] of whole) expect(after.get(name)!.data, name).toEqual(t.data);
   });
 });

@@ -7,7 +7,7 @@ import { keys } from '../../core/storage/keys.ts';
 import { describeDefence } from '../../core/privacy/defence.ts';
 import { deviceBatchOrder, turns } from '../ordering/turns.ts';
 import type { RoundPlan } from '../runs/plan.ts';
-import { loadCheckpoint, loadGuardMark, saveCheckpoint, saveGuardMark, type DeviceStart } from '../runs/checkpoint.ts';
+import { loadGuardMark, saveCheckpoint, saveGuardMark, type DeviceStart } from '../runs/checkpoint.ts';
 import type { RoundProgress } from '../runs/types.ts';
 import type { PendingStep } from '../train/pending-step.ts';
 import { deviceApi, type ResolvedRoundOptions } from './context.ts';
@@ -184,9 +184,9 @@ export async function trainDevices(
       );
     finished.add(id);
     current = undefined;
-    if (dp.trained > 0) await checkpoint(false);
-    // A cancel ends this call too: a device that stalls its answer holds no cancelled round.
-    if (plan.devices[id].sourceRound === round)
+    if (dp.trained > 0 || rollback) await checkpoint(false);
+    // A cancel ends this call too: a device that stalls its answer holds no cancelled round. A failed one is not asked.
+    if (plan.devices[id].sourceRound === round && dp.state !== 'failed')
       dp.forwardMs = (await abortable(deviceApi(s, opts, id).roundStatus(record.id, round), s.cancel?.signal).catch(() => undefined))?.forwardMs;
   };
   const stopAndWait = opts.schedule === 'stop-and-wait';
@@ -211,7 +211,14 @@ export async function trainDevices(
     if (cancelled()) return undefined;
     if (stopAndWait && batchOrder === 'by-device') await startDevice(id);
     const dp = progress.devices[id];
-    if (dp.state === 'failed') return undefined;
+    if (dp.state === 'failed') {
+      // Batches it trained before the round was cut are measured all the same: failing to start again keeps none.
+      if (guard && consumedOf(id).length > 0) {
+        mark = await guard.resume(id, () => loadGuardMark(opts.store, record.id, trainer, round, id));
+        await finish(id, new DeviceRoundFailed(dp.error ?? `device ${id} failed to start round ${round}`));
+      }
+      return undefined;
+    }
     dp.state = 'training';
     started.add(id);
     // GraB's update for this device is measured from the adapters it started from, which a resumed round reads
@@ -221,12 +228,7 @@ export async function trainDevices(
       mark = await guard.mark(id);
       // Kept in storage too: a round cut while the device trains still rolls it back when it resumes.
       await saveGuardMark(opts.store, record.id, trainer, { round, device: id, loss: mark.loss });
-    } else if (guard)
-      mark = await guard.resume(
-        id,
-        () => loadGuardMark(opts.store, record.id, trainer, round, id),
-        () => loadCheckpoint(opts.store, record.id, trainer),
-      );
+    } else if (guard) mark = await guard.resume(id, () => loadGuardMark(opts.store, record.id, trainer, round, id));
     return feed(id, share);
   };
   for await (const turn of turns(pending, batchOrder, open)) {

@@ -1,3 +1,4 @@
+import * as tf from '@tensorflow/tfjs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { Random } from '../../core/random.ts';
 import { MemoryStore } from '../../core/storage/memory.ts';
@@ -69,6 +70,19 @@ describe('checkpoints', () => {
     expect(log[0]).toMatch(/^ignoring checkpoint runs\/r\/checkpoints\/state-1.safetensors: /);
     expect(await loadCheckpoint(store, 'other', trainer())).toBeUndefined();
     t.dispose();
+  });
+
+  it('restore into a trainer without holding on to a copy of the state each time', async () => {
+    const store = new MemoryStore();
+    const a = trainer();
+    for (let i = 0; i < 2; i++) await a.step(batch(i)).result();
+    await saveCheckpoint(store, 'r', a, meta(1), new Map());
+    await loadCheckpoint(store, 'r', a);
+    const held = tf.memory().numTensors;
+    for (let i = 0; i < 5; i++) await loadCheckpoint(store, 'r', a);
+    // Before, every restore left its tensors behind: a copy of the adapters and moments a time.
+    expect(tf.memory().numTensors).toBe(held);
+    a.dispose();
   });
 
   it('refuse a checkpoint whose adapters do not fit the run', async () => {

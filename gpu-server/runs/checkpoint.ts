@@ -54,10 +54,12 @@ async function trainerTensors(trainer: Trainer): Promise<Record<string, Tensor>>
 
 /** Puts trainerTensors back, and the step; a moment the tensors lack is dropped, as it did not exist then. */
 function restoreTrainer(trainer: Trainer, tensors: ReadonlyMap<string, Tensor>, step: number, key: string): void {
+  // Each value through a tensor of its own, let go once a variable holds it.
+  const held = (t: Tensor, shape: number[], use: (x: tf.Tensor) => void) => tf.tidy(() => use(tf.tensor(t.data as Float32Array, shape)));
   trainer.variables().forEach((v, i) => {
     const p = tensors.get(`param.${i}`);
     if (!p || p.shape.join() !== v.shape.join()) throw new Error(`${key}: parameter ${i} does not match the run's adapters`);
-    v.assign(tf.tensor(p.data as Float32Array, v.shape));
+    held(p, v.shape, (x) => v.assign(x));
     const m = tensors.get(`adam.m.${i}`);
     const s = tensors.get(`adam.v.${i}`);
     for (const [moments, t] of [
@@ -68,8 +70,8 @@ function restoreTrainer(trainer: Trainer, tensors: ReadonlyMap<string, Tensor>, 
       if (!t) {
         existing?.dispose();
         moments.delete(v.name);
-      } else if (existing) existing.assign(tf.tensor(t.data as Float32Array, v.shape));
-      else moments.set(v.name, tf.variable(tf.tensor(t.data as Float32Array, v.shape), false));
+      } else if (existing) held(t, v.shape, (x) => existing.assign(x));
+      else held(t, v.shape, (x) => void moments.set(v.name, tf.variable(x, false)));
     }
   });
   trainer.opt.step = step;
@@ -137,7 +139,7 @@ export interface KeptMark {
 /** Keeps the trainer's state as it is, before `mark.device`'s first batch: a round cut while it trains still rolls it back. */
 export async function saveGuardMark(store: ObjectStore, runId: string, trainer: Trainer, mark: KeptMark): Promise<void> {
   const bytes = serializeSafetensors(await trainerTensors(trainer), { mark: JSON.stringify(mark), step: String(trainer.opt.step) });
-  await store.put(keys.guardMark(runId), bytes);
+  await store.put(keys.guardMark(runId, mark.device), bytes);
 }
 
 /**
@@ -145,7 +147,7 @@ export async function saveGuardMark(store: ObjectStore, runId: string, trainer: 
  * measured then; undefined, the trainer untouched, when none is kept for it.
  */
 export async function loadGuardMark(store: ObjectStore, runId: string, trainer: Trainer, round: number, device: string): Promise<number | undefined> {
-  const key = keys.guardMark(runId);
+  const key = keys.guardMark(runId, device);
   const bytes = await store.get(key);
   if (!bytes) return undefined;
   const { tensors, metadata } = parseSafetensors(bytes, key);

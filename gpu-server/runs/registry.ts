@@ -216,13 +216,14 @@ export class RunRegistry {
   /** Cancels the run's round if one runs, then removes the run and everything stored under it (delete.ts). */
   async delete(id: string): Promise<{ deleted: number }> {
     const s = this.state(id);
-    if (s.running) {
-      s.cancel?.abort();
-      await s.running;
-    }
+    if (this.deleting.has(id)) throw new Conflict(`run ${id} is being deleted`);
     // Held until its tombstone is stored: a run created under the id meanwhile would go with the last sweep.
     this.deleting.add(id);
     try {
+      if (s.running) {
+        s.cancel?.abort();
+        await s.running;
+      }
       this.runs.delete(id);
       unload(s);
       const deleted = await deleteRun(this.opts, s.record, s.progress?.round ?? (await this.lastPlannedRound(id)));

@@ -34,6 +34,8 @@ export function snapshotTrainer(trainer: Trainer): TrainerSnapshot {
             live.delete(k);
           }
         }
+        // And moments dropped since (a state restored from before them) come back.
+        for (const [k, s] of saved) if (!live.has(k)) live.set(k, tf.variable(s, false));
       }
       trainer.opt.step = step;
     },

@@ -136,7 +136,10 @@ export const routes = {
     security,
     request: { params: RunId },
     responses: {
-      200: json(z.object({ progress: RoundProgressSchema }), 'Stopped; the adapter of what trained is under the round.'),
+      200: json(
+        z.object({ progress: RoundProgressSchema }),
+        'Stopped; the adapter of what trained is under the round (without the batches of a device still unmeasured by the loss-rise check).',
+      ),
       404: error('No such run.'),
       409: error('No round running.'),
       ...common,

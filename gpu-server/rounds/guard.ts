@@ -67,6 +67,18 @@ export class DeviceGuard {
     }
   }
 
+  /** What `read` gives of the trainer as it was at `mark`; the trainer then goes back to where it is. */
+  atMark<T>(mark: GuardMark, read: () => T): T {
+    const now = snapshotTrainer(this.trainer);
+    try {
+      mark.snapshot.restore();
+      return read();
+    } finally {
+      now.restore();
+      now.dispose();
+    }
+  }
+
   /** After the device's batches: undoes them if they raised the held-out loss too far; says why, or undefined. */
   async settle(mark: GuardMark): Promise<string | undefined> {
     const after = await this.loss();

@@ -6,7 +6,7 @@ import type { GenerationExample } from '../../core/data/generation.ts';
 import type { Example } from '../../core/data/shard.ts';
 import { putJson } from '../../core/storage/json.ts';
 import { keys } from '../../core/storage/keys.ts';
-import { adapterFiles } from '../../core/peft/adapter.ts';
+import { adapterFiles, type AdapterWeights } from '../../core/peft/adapter.ts';
 import { evaluateClassification, evaluateGeneration } from '../runs/evaluate.ts';
 import { writeRoundMetrics } from '../runs/metrics.ts';
 import type { RoundPlan } from '../runs/plan.ts';
@@ -16,8 +16,15 @@ import type { Loaded, RunState } from '../runs/state.ts';
 import type { Training } from './train.ts';
 
 /** The adapters as they are now, in the PEFT layout, under the round's key (a cancelled round writes these only). */
-export async function writeAdapter(s: RunState, opts: ResolvedRoundOptions, { model, trainer }: Loaded, round: number): Promise<void> {
-  const files = adapterFiles(trainer.exportAdapter(), model.config, s.record.modelName);
+/** The round's adapter: the trainer's, or `weights` (a cancelled round's, without batches not yet measured). */
+export async function writeAdapter(
+  s: RunState,
+  opts: ResolvedRoundOptions,
+  { model, trainer }: Loaded,
+  round: number,
+  weights: AdapterWeights = trainer.exportAdapter(),
+): Promise<void> {
+  const files = adapterFiles(weights, model.config, s.record.modelName);
   for (const [file, bytes] of Object.entries(files)) await opts.store.put(keys.adapter(s.record.id, round, file), bytes);
 }
 

@@ -253,6 +253,12 @@ describe('a round in phases, on in-memory storage', () => {
     const [deleted, created] = await Promise.allSettled([runs.delete('quick'), runs.create(parseRunSpec(w.spec()), 'quick')]);
     expect(deleted.status).toBe('fulfilled');
     expect(created.status === 'rejected' && created.reason).toBeInstanceOf(Conflict);
+    // Two deletes of a running run: the second is refused, never a second tombstone whose sweep ends the first early.
+    await runs.create(parseRunSpec(w.spec()), 'twice');
+    await runs.trigger('twice');
+    const both = await Promise.allSettled([runs.delete('twice'), runs.delete('twice')]);
+    expect(both.map((r) => r.status)).toEqual(['fulfilled', 'rejected']);
+    expect(both[1]!.status === 'rejected' && both[1]!.reason).toBeInstanceOf(Conflict);
     // No round ever gave out an upload URL: nothing is left to wait for.
     while (await w.store.head(keys.deletedRun('quick'))) await new Promise((r) => setTimeout(r, 20));
     expect((await runs.create(parseRunSpec(w.spec()), 'quick')).id).toBe('quick');

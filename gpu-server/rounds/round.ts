@@ -35,10 +35,10 @@ export async function runRound(s: RunState, opts: ResolvedRoundOptions, round: n
   const uploads = watchUploads(opts.store, record.id, plan, progress);
   const training = await trainDevices(s, opts, loaded, plan, progress, start, askedAt, startedAt).finally(() => uploads.stop());
   if (training.cancelled) {
-    await writeAdapter(s, opts, loaded, round);
+    await writeAdapter(s, opts, loaded, round, training.adapter);
     progress.phase = 'cancelled';
     log(
-      `run ${record.id} round ${round}: cancelled after ${training.losses.length} batches; the adapter of what trained is under round ${round}, and triggering the run again resumes the round`,
+      `run ${record.id} round ${round}: cancelled after ${training.losses.length} batches; the adapter of what trained (and was measured) is under round ${round}, and triggering the run again resumes the round`,
     );
     return;
   }

@@ -7,9 +7,10 @@ import { keys } from '../../core/storage/keys.ts';
 import { describeDefence } from '../../core/privacy/defence.ts';
 import { deviceBatchOrder, turns } from '../ordering/turns.ts';
 import type { RoundPlan } from '../runs/plan.ts';
-import { loadGuardMark, saveCheckpoint, saveGuardMark, type DeviceStart } from '../runs/checkpoint.ts';
+import { loadGuardMark, saveCheckpoint, saveGuardMark, type CheckpointMeta, type DeviceStart } from '../runs/checkpoint.ts';
 import type { RoundProgress } from '../runs/types.ts';
 import type { PendingStep } from '../train/pending-step.ts';
+import type { AdapterWeights } from '../../core/peft/adapter.ts';
 import { deviceApi, type ResolvedRoundOptions } from './context.ts';
 import { type Loaded, type RunState } from '../runs/state.ts';
 import { untrustedText } from '../../core/wire/untrusted.ts';
@@ -23,6 +24,8 @@ export interface Training {
   trainMs: number;
   wallMs: number;
   cancelled: boolean;
+  /** A cancelled round's adapter: without the batches of the device in training, not yet measured (guard.ts). */
+  adapter?: AdapterWeights;
 }
 
 export async function trainDevices(
@@ -42,6 +45,7 @@ export async function trainDevices(
   const consumed = new Set(previous?.consumed ?? []);
   const losses = [...(previous?.losses ?? [])];
   const finished = new Set(previous?.finished ?? []);
+  const ended: NonNullable<CheckpointMeta['ended']> = { ...previous?.ended };
   let current: DeviceStart | undefined = previous ? s.deviceStart : undefined;
   let seq = s.checkpoint?.seq ?? 0;
   // Checkpoints cost a readback of the adapters and optimizer state and a PUT: at most one per checkpointSeconds
@@ -50,7 +54,7 @@ export async function trainDevices(
   let lastCheckpoint = performance.now();
   const checkpoint = (complete: boolean) => {
     lastCheckpoint = performance.now();
-    s.checkpoint = { seq: ++seq, round, complete, consumed: [...consumed], losses, finished: [...finished] };
+    s.checkpoint = { seq: ++seq, round, complete, consumed: [...consumed], losses, finished: [...finished], ended };
     return saveCheckpoint(opts.store, record.id, trainer, s.checkpoint, s.updates, current);
   };
   const cancelled = () => s.cancel?.signal.aborted === true;
@@ -73,7 +77,7 @@ export async function trainDevices(
   const consumedOf = (id: string) => [...consumed].filter((k) => k.startsWith(keys.activations(record.id, id, plan.devices[id].sourceRound)));
   for (const id of todo.filter((d) => finished.has(d))) {
     // Trained before the server was restarted: its batches and its GraB update are in the checkpoint.
-    Object.assign(progress.devices[id], { state: 'trained', trained: consumedOf(id).length });
+    Object.assign(progress.devices[id], { ...(ended[id] ?? { state: 'trained' }), trained: consumedOf(id).length });
   }
   const pending = todo.filter((d) => !finished.has(d));
 
@@ -163,7 +167,11 @@ export async function trainDevices(
     if (cancelled()) {
       // Triggering the round again trains its remaining batches.
       dp.state = 'waiting';
-      if (mark) guard!.drop(mark);
+      if (mark) {
+        // What the cancelled round hands out leaves out this device's batches: none of them is measured yet.
+        if (mark.device === id) unmeasured = guard!.atMark(mark, () => trainer.exportAdapter());
+        guard!.drop(mark);
+      }
       mark = undefined;
       return;
     }
@@ -183,15 +191,17 @@ export async function trainDevices(
         trainer.flatAdapters().map((x, i) => x - current!.adapters[i]),
       );
     finished.add(id);
+    ended[id] = { state: dp.state as 'trained' | 'failed' | 'rolled-back', ...(dp.error ? { error: dp.error } : {}) };
     current = undefined;
     if (dp.trained > 0 || rollback) await checkpoint(false);
     // A cancel ends this call too: a device that stalls its answer holds no cancelled round. A failed one is not asked.
-    if (plan.devices[id].sourceRound === round && dp.state !== 'failed')
+    if (plan.devices[id].sourceRound === round && failure === undefined)
       dp.forwardMs = (await abortable(deviceApi(s, opts, id).roundStatus(record.id, round), s.cancel?.signal).catch(() => undefined))?.forwardMs;
   };
   const stopAndWait = opts.schedule === 'stop-and-wait';
   const guard = DeviceGuard.of(trainer, tokenizer, spec, evalRows);
   let mark: GuardMark | undefined;
+  let unmeasured: AdapterWeights | undefined;
 
   const batchOrder = spec.training.batchOrder;
   let share = opts.prefetch;
@@ -231,13 +241,19 @@ export async function trainDevices(
     } else if (guard) mark = await guard.resume(id, () => loadGuardMark(opts.store, record.id, trainer, round, id));
     return feed(id, share);
   };
-  for await (const turn of turns(pending, batchOrder, open)) {
-    if ('batch' in turn) await train(turn.batch, turn.device);
-    else {
-      started.delete(turn.device);
-      await finish(turn.device, turn.failure);
+  try {
+    for await (const turn of turns(pending, batchOrder, open)) {
+      if ('batch' in turn) await train(turn.batch, turn.device);
+      else {
+        started.delete(turn.device);
+        await finish(turn.device, turn.failure);
+      }
+      if (cancelled()) break;
     }
-    if (cancelled()) break;
+  } catch (e) {
+    // A round that fails lets go of the mark's copy of the trainer.
+    if (mark) guard!.drop(mark);
+    throw e;
   }
   await settle();
   if (cancelled()) {
@@ -246,7 +262,9 @@ export async function trainDevices(
     if (pending.some((id) => progress.devices[id].trained > 0)) await checkpoint(false);
   }
   const wallMs = performance.now() - phaseStart;
-  if (cancelled()) return { losses, trainMs, wallMs, cancelled: true };
+  if (cancelled()) return { losses, trainMs, wallMs, cancelled: true, adapter: unmeasured };
   if (!previous?.complete) await checkpoint(true);
+  // The round is whole: no device of it resumes, and the marks kept for that (a trainer state each) go.
+  if (guard) for (const id of plan.order) await opts.store.delete(keys.guardMark(record.id, id));
   return { losses, trainMs, wallMs, cancelled: false };
 }

@@ -24,6 +24,8 @@ export interface CheckpointMeta {
   losses: number[];
   /** Devices of this round whose training is finished: a resumed round does not train, nor measure, them again. */
   finished?: string[];
+  /** How each finished device ended, as the round's table shows it (a rollback stays one after a restart). */
+  ended?: Record<string, { state: 'trained' | 'failed' | 'rolled-back'; error?: string }>;
 }
 
 /** The device in training and the adapters it started from: GraB's update for it is measured from these. */

@@ -15,10 +15,11 @@ let config: string;
 beforeAll(async () => {
   dir = await localTempDir('deploy-device');
   config = join(dir, 'wrangler.toml');
-  // The shipped file, filled in as an operator would; wrangler reads `main` relative to the file.
+  // The shipped file, filled in as an operator would; wrangler reads `main` and the aliases' paths relative to the file.
   const text = (await readFile('wrangler.toml', 'utf8'))
     .replaceAll('<ACCOUNT_ID>', '0123abcd')
-    .replace(/^main = .*$/m, `main = ${JSON.stringify(resolve('workers/device/src/index.ts'))}`);
+    .replace(/^main = .*$/m, `main = ${JSON.stringify(resolve('workers/device/src/index.ts'))}`)
+    .replace(/= "(\.\/[^"]+)"/g, (_, path: string) => `= ${JSON.stringify(resolve(path))}`);
   await writeFile(config, text);
 });
 afterAll(() => rm(dir, { recursive: true, force: true }));

@@ -51,6 +51,11 @@ describe('the loss-rise rollback of a device whose part of the round is cut', ()
     const adapter = async (id: string) => parseSafetensors((await w.store.get(keys.adapter(id, 0, 'adapter_model.safetensors')))!, id).tensors;
     const whole = await adapter('whole');
     for (const [name, t] of await adapter('cut')) expect(t.data, name).toEqual(whole.get(name)!.data);
+    // Triggered and cancelled again before the device's turn comes back: still without them (before, with them).
+    await runs.trigger('cut');
+    await runs.cancel('cut');
+    await runs.idle('cut');
+    for (const [name, t] of await adapter('cut')) expect(t.data, name).toEqual(whole.get(name)!.data);
 
     // A new server process: nothing of the device's start is left in memory.
     runs = w.registry();
@@ -88,6 +93,8 @@ describe('the loss-rise rollback of a device whose part of the round is cut', ()
     await runs.trigger('late');
     while ((await runs.view('late')).progress?.devices['device-2']?.state !== 'training') await new Promise((r) => setTimeout(r, 5));
     await runs.cancel('late');
+    runs = w.registry();
+    await runs.init();
     await runs.trigger('late');
     await runs.idle('late');
     expect((await runs.view('late')).progress?.devices['device-1']?.state).toBe('rolled-back');

@@ -80,6 +80,8 @@ export async function trainDevices(
     Object.assign(progress.devices[id], { ...(ended[id] ?? { state: 'trained' }), trained: consumedOf(id).length });
   }
   const pending = todo.filter((d) => !finished.has(d));
+  // A device cut mid-way has trained what its consumed batches say, before this attempt too.
+  for (const id of pending) progress.devices[id].trained = consumedOf(id).length;
 
   // One step in flight: the next batch's step is issued before the last one's loss is read, so a GPU never waits for
   // JavaScript. A checkpoint first waits for the step in flight, so what it saves is what it lists.
@@ -250,15 +252,22 @@ export async function trainDevices(
       }
       if (cancelled()) break;
     }
+    await settle();
   } catch (e) {
     // A round that fails lets go of the mark's copy of the trainer.
     if (mark) guard!.drop(mark);
     throw e;
   }
-  await settle();
   if (cancelled()) {
     // The devices cut short: waiting, to train their remaining batches when the round is triggered again.
     for (const id of started) await finish(id);
+    // A device cut in an earlier attempt whose turn has not come again: the adapter leaves its batches out as well.
+    const cut = guard && !unmeasured ? pending.find((id) => !finished.has(id) && consumedOf(id).length > 0) : undefined;
+    const kept = cut && (await guard!.resume(cut, () => loadGuardMark(opts.store, record.id, trainer, round, cut)));
+    if (kept) {
+      unmeasured = guard!.atMark(kept, () => trainer.exportAdapter());
+      guard!.drop(kept);
+    }
     if (pending.some((id) => progress.devices[id].trained > 0)) await checkpoint(false);
   }
   const wallMs = performance.now() - phaseStart;

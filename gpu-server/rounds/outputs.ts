@@ -15,8 +15,10 @@ import type { ResolvedRoundOptions } from './context.ts';
 import type { Loaded, RunState } from '../runs/state.ts';
 import type { Training } from './train.ts';
 
-/** The adapters as they are now, in the PEFT layout, under the round's key (a cancelled round writes these only). */
-/** The round's adapter: the trainer's, or `weights` (a cancelled round's, without batches not yet measured). */
+/**
+ * The adapters, in the PEFT layout, under the round's key (a cancelled round writes these only): the trainer's as
+ * they are now, or `weights` (a cancelled round's, without batches not yet measured).
+ */
 export async function writeAdapter(
   s: RunState,
   opts: ResolvedRoundOptions,

@@ -169,11 +169,7 @@ export async function trainDevices(
     if (cancelled()) {
       // Triggering the round again trains its remaining batches.
       dp.state = 'waiting';
-      if (mark) {
-        // What the cancelled round hands out leaves out this device's batches: none of them is measured yet.
-        if (mark.device === id) unmeasured = guard!.atMark(mark, () => trainer.exportAdapter());
-        guard!.drop(mark);
-      }
+      if (mark) guard!.drop(mark);
       mark = undefined;
       return;
     }
@@ -203,7 +199,8 @@ export async function trainDevices(
   const stopAndWait = opts.schedule === 'stop-and-wait';
   const guard = DeviceGuard.of(trainer, tokenizer, spec, evalRows);
   let mark: GuardMark | undefined;
-  let unmeasured: AdapterWeights | undefined;
+  /** The mark kept in storage for `id`, taken back (guard.ts resume), or undefined where none is kept. */
+  const keptMark = (id: string) => guard!.resume(id, () => loadGuardMark(opts.store, record.id, trainer, round, id));
 
   const batchOrder = spec.training.batchOrder;
   let share = opts.prefetch;
@@ -226,7 +223,7 @@ export async function trainDevices(
     if (dp.state === 'failed') {
       // Batches it trained before the round was cut are measured all the same: failing to start again keeps none.
       if (guard && consumedOf(id).length > 0) {
-        mark = await guard.resume(id, () => loadGuardMark(opts.store, record.id, trainer, round, id));
+        mark = await keptMark(id);
         await finish(id, new DeviceRoundFailed(dp.error ?? `device ${id} failed to start round ${round}`));
       }
       return undefined;
@@ -240,7 +237,7 @@ export async function trainDevices(
       mark = await guard.mark(id);
       // Kept in storage too: a round cut while the device trains still rolls it back when it resumes.
       await saveGuardMark(opts.store, record.id, trainer, { round, device: id, loss: mark.loss });
-    } else if (guard) mark = await guard.resume(id, () => loadGuardMark(opts.store, record.id, trainer, round, id));
+    } else if (guard) mark = await keptMark(id);
     return feed(id, share);
   };
   try {
@@ -258,12 +255,14 @@ export async function trainDevices(
     if (mark) guard!.drop(mark);
     throw e;
   }
+  let unmeasured: AdapterWeights | undefined;
   if (cancelled()) {
     // The devices cut short: waiting, to train their remaining batches when the round is triggered again.
     for (const id of started) await finish(id);
-    // A device cut in an earlier attempt whose turn has not come again: the adapter leaves its batches out as well.
-    const cut = guard && !unmeasured ? pending.find((id) => !finished.has(id) && consumedOf(id).length > 0) : undefined;
-    const kept = cut && (await guard!.resume(cut, () => loadGuardMark(opts.store, record.id, trainer, round, cut)));
+    // What the cancelled round hands out leaves out the batches of the device cut mid-way (in this attempt or an
+    // earlier one): none of them is measured yet. Its mark is in storage from its first batch on.
+    const cut = guard && pending.find((id) => !finished.has(id) && consumedOf(id).length > 0);
+    const kept = cut && (await keptMark(cut));
     if (kept) {
       unmeasured = guard!.atMark(kept, () => trainer.exportAdapter());
       guard!.drop(kept);

@@ -48,10 +48,8 @@ if (!args['without-worker-aliases']) registerWorkerAliases();
 const ort = await import('onnxruntime-web');
 const { lookupTokens, tokenTableFromTensors } = await import('../core/onnx/embedding.ts');
 const { parseSafetensors } = await import('../core/tensors/safetensors.ts');
-const { readTable } = await import('../workers/device/src/table-stream.ts');
+const { readTable, sha256Digest } = await import('../workers/device/src/table-stream.ts');
 const { inspectSegment } = await import('../workers/device/src/segment-check.ts');
-const { sha256 } = await import('@noble/hashes/sha2.js');
-const { bytesToHex } = await import('@noble/hashes/utils.js');
 // The rest of what the Worker's modules import at its start (tokenizers, policy, defences, router).
 for (const m of [
   '../workers/device/src/encode.ts',
@@ -85,9 +83,7 @@ if (args.table && args['rows-only']) {
   const stream = Readable.toWeb(createReadStream(args.table)) as ReadableStream<Uint8Array>;
   if ('refusal' in inspected) throw new Error(`${args.onnx}: ${inspected.refusal}`);
   if (!inspected.table) throw new Error(`${args.onnx}: takes no token table`);
-  const hash = sha256.create();
-  const digest = { update: (chunk: Uint8Array) => void hash.update(chunk), hex: async () => bytesToHex(hash.digest()) };
-  const got = await readTable(stream, (await stat(args.table)).size, Array.from(ids, Number), inspected.table, digest);
+  const got = await readTable(stream, (await stat(args.table)).size, Array.from(ids, Number), inspected.table, sha256Digest());
   if ('problem' in got) throw new Error(`${args.table}: ${got.problem}`);
   table = got.rows;
 } else if (args.table) {

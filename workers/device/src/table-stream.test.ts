@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { lookupTokens, tokenTable, tokenTableTensors } from '../../../core/onnx/embedding.ts';
 import { serializeSafetensors } from '../../../core/tensors/safetensors.ts';
 import { tinyModel, TINY } from '../../../tests/fixtures.ts';
-import { readTable, shardRows } from './table-stream.ts';
+import { readTable, sha256Digest, shardRows } from './table-stream.ts';
 
 const model = tinyModel();
 const d = TINY.nEmbd;
@@ -30,11 +30,6 @@ function served(bytes: Uint8Array) {
   return { body, seen };
 }
 
-const digest = () => {
-  const hash = sha256.create();
-  return { update: (chunk: Uint8Array) => void hash.update(chunk), hex: async () => bytesToHex(hash.digest()) };
-};
-
 /** A table of `vocab` int8 rows of the segment's width, every row filled with its id (mod 128). */
 function forged(vocab: number): Uint8Array {
   return serializeSafetensors({
@@ -46,7 +41,7 @@ function forged(vocab: number): Uint8Array {
 describe('a token table, read as a device reads it', () => {
   it('gives the rows of the shard’s ids from the approved table, with its digest', async () => {
     const { body, seen } = served(approved);
-    const got = await readTable(body, approved.byteLength, [5, 3, 90, 5], shape, digest());
+    const got = await readTable(body, approved.byteLength, [5, 3, 90, 5], shape, sha256Digest());
     expect(got.sha256).toBe(bytesToHex(sha256(approved)));
     if (!('rows' in got)) throw new Error(got.problem);
     expect(lookupTokens(got.rows, [5, 3, 90])).toEqual(lookupTokens(tokenTable(model, 'int8'), [5, 3, 90]));
@@ -55,7 +50,7 @@ describe('a token table, read as a device reads it', () => {
 
   it('gives the rows of an fp32 segment’s table', async () => {
     const fp32 = serializeSafetensors(tokenTableTensors(tokenTable(model, 'fp32')));
-    const got = await readTable(served(fp32).body, fp32.byteLength, [90, 0, 41], { nEmbd: d, dtype: 'F32' }, digest());
+    const got = await readTable(served(fp32).body, fp32.byteLength, [90, 0, 41], { nEmbd: d, dtype: 'F32' }, sha256Digest());
     if (!('rows' in got)) throw new Error(got.problem);
     expect(lookupTokens(got.rows, [0, 41, 90])).toEqual(lookupTokens(tokenTable(model, 'fp32'), [0, 41, 90]));
   });
@@ -69,7 +64,7 @@ describe('a token table, read as a device reads it', () => {
       [3, 7, 40],
     ]) {
       const { body, seen } = served(table);
-      const got = await readTable(body, table.byteLength, ids, shape, digest());
+      const got = await readTable(body, table.byteLength, ids, shape, sha256Digest());
       runs.push({ sha256: got.sha256, ...seen });
     }
     expect(runs[0]).toEqual(runs[1]);
@@ -91,7 +86,7 @@ describe('a token table, read as a device reads it', () => {
 
   it('says, for the approved digest only to tell, an id past the vocabulary without naming it', async () => {
     const table = forged(50);
-    const got = await readTable(served(table).body, table.byteLength, [3, 49, 50, 77], shape, digest());
+    const got = await readTable(served(table).body, table.byteLength, [3, 49, 50, 77], shape, sha256Digest());
     expect(got).toEqual({ sha256: bytesToHex(sha256(table)), problem: "a token id of the shard is outside the table's vocabulary" });
   });
 
@@ -101,17 +96,17 @@ describe('a token table, read as a device reads it', () => {
       'wte.weight': { dtype: 'F32', shape: [4, 1 << 16], data: new Float32Array(4 << 16) },
     });
     const { body, seen } = served(wide);
-    const got = await readTable(body, wide.byteLength, [1, 2], shape, digest());
+    const got = await readTable(body, wide.byteLength, [1, 2], shape, sha256Digest());
     expect(got).toMatchObject({ sha256: bytesToHex(sha256(wide)), problem: expect.stringMatching(/^tensors wte.weight, wte.weight_int8, wte.weight_scale: /) });
     expect(seen.bytes).toBe(wide.byteLength);
   });
 
   it('never throws for a body longer or shorter than its content-length: both say so, after the digest', async () => {
-    const longer = await readTable(served(approved).body, approved.byteLength - 150, [1], shape, digest());
+    const longer = await readTable(served(approved).body, approved.byteLength - 150, [1], shape, sha256Digest());
     expect(longer).toMatchObject({ problem: `the body runs past its content-length of ${approved.byteLength - 150} bytes` });
     expect(longer.sha256).not.toBe(bytesToHex(sha256(approved)));
     const cut = approved.slice(0, approved.byteLength - 150);
-    const shorter = await readTable(served(cut).body, approved.byteLength, [1, TINY.vocabSize - 1], shape, digest());
+    const shorter = await readTable(served(cut).body, approved.byteLength, [1, TINY.vocabSize - 1], shape, sha256Digest());
     expect(shorter).toEqual({
       sha256: bytesToHex(sha256(cut)),
       problem: `the body holds ${cut.byteLength} bytes, its content-length says ${approved.byteLength}`,

@@ -6,6 +6,8 @@
  * the digest is known, so that a table other than the approved one fails as a hash mismatch alone. Pure (the digest
  * is given: crypto.DigestStream in the Worker), so that it is tested as it is, outside workerd.
  */
+import { sha256 } from '@noble/hashes/sha2.js';
+import { bytesToHex } from '@noble/hashes/utils.js';
 import type { TokenTable } from '../../../core/onnx/embedding.ts';
 import { concatBytes, headerLength, HEADER_PREFIX_BYTES, parseSafetensorsHeader } from '../../../core/tensors/safetensors.ts';
 import { checkTableHeader, type TableLayout, type TableShape } from './segment-check.ts';
@@ -17,6 +19,12 @@ export interface Digest {
   update(chunk: Uint8Array): Promise<unknown> | void;
   /** The hex SHA-256 of every chunk given, once all are. */
   hex(): Promise<string>;
+}
+
+/** A Digest in plain JS (@noble/hashes), for where no DigestStream runs: Node's tests and benchmarks. */
+export function sha256Digest(): Digest {
+  const hash = sha256.create();
+  return { update: (chunk) => void hash.update(chunk), hex: async () => bytesToHex(hash.digest()) };
 }
 
 /** What was read: the body's digest, and the rows, or what is wrong (to tell only if the digest is the approved one). */
